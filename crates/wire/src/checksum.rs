@@ -1,0 +1,99 @@
+//! The Internet checksum (RFC 1071) and the pseudo-headers of RFC 768 / RFC 8200 §8.1.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// One's-complement sum of `data` folded to 32 bits, not yet complemented. Odd lengths are padded with zero.
+pub fn sum(data: &[u8]) -> u32 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        acc = acc.wrapping_add(v >> 32).wrapping_add(v & 0xffff_ffff);
+    }
+    let rest = chunks.remainder();
+    let mut pairs = rest.chunks_exact(2);
+    for p in &mut pairs {
+        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
+    }
+    if let [last] = pairs.remainder() {
+        acc += u64::from(*last) << 8;
+    }
+    fold64(acc)
+}
+
+fn fold64(mut acc: u64) -> u32 {
+    while acc > 0xffff_ffff {
+        acc = (acc & 0xffff_ffff) + (acc >> 32);
+    }
+    acc as u32
+}
+
+/// Adds partial sums.
+pub fn combine(a: u32, b: u32) -> u32 {
+    fold64(u64::from(a) + u64::from(b))
+}
+
+/// Folds a partial sum to 16 bits and complements it: the value that goes on the wire.
+pub fn finish(acc: u32) -> u16 {
+    let mut acc = acc;
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
+}
+
+/// The checksum of `data` as it goes on the wire.
+pub fn checksum(data: &[u8]) -> u16 {
+    finish(sum(data))
+}
+
+/// Partial sum of the IPv4 pseudo-header (RFC 768).
+pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, length: u16) -> u32 {
+    let s = src.octets();
+    let d = dst.octets();
+    let words = [
+        u16::from_be_bytes([s[0], s[1]]),
+        u16::from_be_bytes([s[2], s[3]]),
+        u16::from_be_bytes([d[0], d[1]]),
+        u16::from_be_bytes([d[2], d[3]]),
+        u16::from(protocol),
+        length,
+    ];
+    words.iter().map(|w| u32::from(*w)).sum()
+}
+
+/// Partial sum of the IPv6 pseudo-header (RFC 8200 §8.1).
+pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> u32 {
+    let mut acc = combine(sum(&src.octets()), sum(&dst.octets()));
+    acc = combine(acc, (length >> 16) + (length & 0xffff));
+    combine(acc, u32::from(next_header))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: the sum of 0001 f203 f4f5 f6f7 is ddf2 (one's complement 220d).
+        let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(finish(sum(&data)), !0xddf2);
+    }
+
+    #[test]
+    fn odd_length_pads_with_zero() {
+        assert_eq!(sum(&[0x12]), 0x1200);
+        assert_eq!(sum(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
+    }
+
+    #[test]
+    fn long_buffers_match_the_simple_definition() {
+        let data: Vec<u8> = (0..1001u32).map(|i| (i * 7 + 3) as u8).collect();
+        let mut simple: u32 = 0;
+        for p in data.chunks(2) {
+            let w = if p.len() == 2 { u16::from_be_bytes([p[0], p[1]]) } else { u16::from(p[0]) << 8 };
+            simple += u32::from(w);
+        }
+        assert_eq!(finish(sum(&data)), finish(simple));
+    }
+}
