@@ -1,1 +1,17 @@
-//! placeholder
+//! weft's switching core. Bytes and a clock go in, forwarding decisions come out; no syscalls, so every
+//! decision can be tested deterministically.
+#![deny(unsafe_code)]
+
+pub mod bridge;
+pub mod counters;
+pub mod fdb;
+pub mod flowhash;
+pub mod offload;
+
+/// Time as nanoseconds on a monotonic clock supplied by the caller.
+pub type Nanos = u64;
+pub const SECOND: Nanos = 1_000_000_000;
+
+/// A port's index in the running pipeline (not its ofport number, which users see).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PortIdx(pub u16);

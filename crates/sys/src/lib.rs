@@ -1,1 +1,48 @@
-//! placeholder
+//! Every system call weft makes, and with them all of weft's `unsafe` code.
+//!
+//! Each libc call goes through [`syscall!`], which turns the C convention (-1 and `errno`) into
+//! `io::Result`. Every `unsafe` block says why it is sound in a `// SAFETY:` comment.
+
+use std::io;
+
+/// Calls a libc function and turns `-1` into the thread's last OS error.
+///
+/// The caller wraps the macro in `unsafe` and documents why the arguments are valid.
+#[macro_export]
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        let res = libc::$fn($($arg),*);
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+pub mod batch;
+pub mod epoll;
+pub mod iface;
+pub mod netns;
+pub mod packet;
+pub mod tap;
+pub mod udp;
+
+/// True when the error means "nothing to read now" / "try again".
+pub fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// `size_of::<T>()` as a `socklen_t`.
+pub(crate) fn socklen_of<T>() -> libc::socklen_t {
+    std::mem::size_of::<T>() as libc::socklen_t
+}
+
+/// Sets an integer socket option.
+pub(crate) fn setsockopt_int(fd: std::os::fd::RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    // SAFETY: `value` lives across the call and its size is passed alongside its address.
+    unsafe {
+        syscall!(setsockopt(fd, level, name, (&value as *const i32).cast(), socklen_of::<i32>()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! Per-port packet counters, with drops kept by reason.
+
+/// Why a packet was dropped. The name is what `weft dump-ports` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Too short or inconsistent to be parsed.
+    Malformed,
+    /// A tunnel packet from an address no tunnel port of this socket is configured for.
+    UnknownRemote,
+    /// A tunnel packet from a configured remote, but with a VNI no tunnel port uses for it.
+    WrongVni,
+    /// Larger than the path behind the output port can carry.
+    TooBig,
+    /// The kernel refused to send it (full socket buffer, no route, interface down).
+    TxError,
+    /// A segmentation offload type weft does not implement.
+    UnsupportedOffload,
+    /// The MAC table is full and the source address could not be learned (the frame is still forwarded).
+    FdbFull,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 7] = [
+        DropReason::Malformed,
+        DropReason::UnknownRemote,
+        DropReason::WrongVni,
+        DropReason::TooBig,
+        DropReason::TxError,
+        DropReason::UnsupportedOffload,
+        DropReason::FdbFull,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownRemote => "unknown_remote",
+            DropReason::WrongVni => "wrong_vni",
+            DropReason::TooBig => "too_big",
+            DropReason::TxError => "tx_error",
+            DropReason::UnsupportedOffload => "unsupported_offload",
+            DropReason::FdbFull => "fdb_full",
+        }
+    }
+}
+
+/// Counters of one port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; DropReason::ALL.len()],
+}
+
+impl PortCounters {
+    #[inline]
+    pub fn rx(&mut self, bytes: usize) {
+        self.rx_packets += 1;
+        self.rx_bytes += bytes as u64;
+    }
+
+    #[inline]
+    pub fn tx(&mut self, bytes: usize) {
+        self.tx_packets += 1;
+        self.tx_bytes += bytes as u64;
+    }
+
+    #[inline]
+    pub fn drop(&mut self, why: DropReason) {
+        self.drops[why as usize] += 1;
+    }
+
+    pub fn dropped(&self, why: DropReason) -> u64 {
+        self.drops[why as usize]
+    }
+
+    /// Non-zero drop counters by name.
+    pub fn drops_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL.iter().filter(|r| self.drops[**r as usize] > 0).map(|r| (r.name(), self.drops[*r as usize]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_reason() {
+        let mut c = PortCounters::default();
+        c.rx(100);
+        c.drop(DropReason::WrongVni);
+        c.drop(DropReason::WrongVni);
+        assert_eq!(c.dropped(DropReason::WrongVni), 2);
+        assert_eq!(c.drops_by_name().collect::<Vec<_>>(), vec![("wrong_vni", 2)]);
+        assert_eq!((c.rx_packets, c.rx_bytes), (1, 100));
+    }
+}

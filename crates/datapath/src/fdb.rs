@@ -1,0 +1,262 @@
+//! The forwarding database: which port (and, behind a tunnel, which remote VTEP) each MAC was last seen on,
+//! per VLAN, with ageing and a size limit.
+
+use crate::{Nanos, PortIdx, SECOND};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+use weft_wire::EthernetAddress;
+
+/// Default ageing time, as Open vSwitch and the Linux bridge use.
+pub const DEFAULT_AGING_SECS: u32 = 300;
+/// Default size limit (Open vSwitch's `mac-table-size` default).
+pub const DEFAULT_MAX_ENTRIES: usize = 8192;
+
+/// A multiply-xorshift hasher for the 64-bit FDB key: one multiplication per lookup instead of SipHash.
+#[derive(Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+}
+
+type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+fn key(vlan: u16, mac: EthernetAddress) -> u64 {
+    (u64::from(vlan) << 48) | mac.as_u64()
+}
+
+/// One FDB entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdbEntry {
+    pub port: PortIdx,
+    /// The remote VTEP the MAC sits behind, for entries learned from (or configured on) a tunnel port.
+    pub remote: Option<IpAddr>,
+    pub last_seen: Nanos,
+    pub is_static: bool,
+}
+
+/// What learning a source address did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    New,
+    Refreshed,
+    /// The MAC moved to another port or another remote VTEP.
+    Moved,
+    /// A static entry covers the MAC; nothing changed.
+    Static,
+    /// The table is full; the MAC was not learned.
+    Full,
+}
+
+/// The MAC table of one bridge.
+#[derive(Debug, Clone)]
+pub struct Fdb {
+    entries: KeyMap<FdbEntry>,
+    aging: Nanos,
+    max_entries: usize,
+    pub moves: u64,
+    pub learn_misses: u64,
+}
+
+impl Default for Fdb {
+    fn default() -> Self {
+        Fdb::new(DEFAULT_AGING_SECS, DEFAULT_MAX_ENTRIES)
+    }
+}
+
+impl Fdb {
+    pub fn new(aging_secs: u32, max_entries: usize) -> Self {
+        Fdb {
+            entries: KeyMap::default(),
+            aging: Nanos::from(aging_secs) * SECOND,
+            max_entries,
+            moves: 0,
+            learn_misses: 0,
+        }
+    }
+
+    pub fn set_limits(&mut self, aging_secs: u32, max_entries: usize) {
+        self.aging = Nanos::from(aging_secs) * SECOND;
+        self.max_entries = max_entries;
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn expired(&self, e: &FdbEntry, now: Nanos) -> bool {
+        !e.is_static && now.saturating_sub(e.last_seen) >= self.aging
+    }
+
+    /// Records that `mac` was seen on `port` (behind `remote`, for a tunnel).
+    pub fn learn(&mut self, vlan: u16, mac: EthernetAddress, port: PortIdx, remote: Option<IpAddr>, now: Nanos) -> Learned {
+        let k = key(vlan, mac);
+        let aging = self.aging;
+        let full = self.entries.len() >= self.max_entries;
+        match self.entries.get_mut(&k) {
+            Some(e) if e.is_static => Learned::Static,
+            Some(e) => {
+                let stale = now.saturating_sub(e.last_seen) >= aging;
+                let moved = e.port != port || e.remote != remote;
+                e.port = port;
+                e.remote = remote;
+                e.last_seen = now;
+                if moved && !stale {
+                    self.moves += 1;
+                    Learned::Moved
+                } else if stale {
+                    Learned::New
+                } else {
+                    Learned::Refreshed
+                }
+            }
+            None => {
+                if full {
+                    // Reclaim aged entries before refusing.
+                    self.expire(now);
+                    if self.entries.len() >= self.max_entries {
+                        self.learn_misses += 1;
+                        return Learned::Full;
+                    }
+                }
+                self.entries.insert(k, FdbEntry { port, remote, last_seen: now, is_static: false });
+                Learned::New
+            }
+        }
+    }
+
+    /// The live entry for `mac` in `vlan`.
+    #[inline]
+    pub fn lookup(&self, vlan: u16, mac: EthernetAddress, now: Nanos) -> Option<&FdbEntry> {
+        self.entries.get(&key(vlan, mac)).filter(|e| !self.expired(e, now))
+    }
+
+    /// Adds or replaces a static entry, which never ages and is never evicted.
+    pub fn add_static(&mut self, vlan: u16, mac: EthernetAddress, port: PortIdx, remote: Option<IpAddr>) {
+        self.entries.insert(key(vlan, mac), FdbEntry { port, remote, last_seen: 0, is_static: true });
+    }
+
+    /// Removes the entry for `mac` in `vlan`; true if there was one.
+    pub fn remove(&mut self, vlan: u16, mac: EthernetAddress) -> bool {
+        self.entries.remove(&key(vlan, mac)).is_some()
+    }
+
+    /// Removes every learned entry; static ones stay.
+    pub fn flush_learned(&mut self) {
+        self.entries.retain(|_, e| e.is_static);
+    }
+
+    /// Removes aged entries; returns how many.
+    pub fn expire(&mut self, now: Nanos) -> usize {
+        let before = self.entries.len();
+        let aging = self.aging;
+        self.entries.retain(|_, e| e.is_static || now.saturating_sub(e.last_seen) < aging);
+        before - self.entries.len()
+    }
+
+    /// Rewrites port indices after the pipeline changed; entries whose port is gone are removed.
+    pub fn remap_ports(&mut self, map: impl Fn(PortIdx) -> Option<PortIdx>) {
+        self.entries.retain(|_, e| match map(e.port) {
+            Some(p) => {
+                e.port = p;
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Every live entry as (vlan, mac, entry, age in seconds), sorted by port, VLAN and MAC.
+    pub fn snapshot(&self, now: Nanos) -> Vec<(u16, EthernetAddress, FdbEntry, u64)> {
+        let mut v: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !self.expired(e, now))
+            .map(|(k, e)| {
+                let vlan = (k >> 48) as u16;
+                let b = k.to_be_bytes();
+                let mac = EthernetAddress([b[2], b[3], b[4], b[5], b[6], b[7]]);
+                let age = if e.is_static { 0 } else { now.saturating_sub(e.last_seen) / SECOND };
+                (vlan, mac, *e, age)
+            })
+            .collect();
+        v.sort_by_key(|(vlan, mac, e, _)| (e.port, *vlan, *mac));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(last: u8) -> EthernetAddress {
+        EthernetAddress([2, 0, 0, 0, 0, last])
+    }
+
+    #[test]
+    fn learns_refreshes_and_ages() {
+        let mut f = Fdb::new(300, 10);
+        assert_eq!(f.learn(0, mac(1), PortIdx(1), None, 0), Learned::New);
+        assert_eq!(f.learn(0, mac(1), PortIdx(1), None, 10 * SECOND), Learned::Refreshed);
+        assert!(f.lookup(0, mac(1), 309 * SECOND).is_some());
+        assert!(f.lookup(0, mac(1), 310 * SECOND).is_none(), "aged out 300 s after last seen");
+        assert_eq!(f.expire(310 * SECOND), 1);
+        assert!(f.is_empty());
+    }
+
+    #[test]
+    fn per_vlan_and_moves() {
+        let mut f = Fdb::default();
+        f.learn(10, mac(1), PortIdx(1), None, 0);
+        f.learn(20, mac(1), PortIdx(2), None, 0);
+        assert_eq!(f.lookup(10, mac(1), 0).unwrap().port, PortIdx(1));
+        assert_eq!(f.lookup(20, mac(1), 0).unwrap().port, PortIdx(2));
+        let vtep: IpAddr = "192.0.2.9".parse().unwrap();
+        assert_eq!(f.learn(10, mac(1), PortIdx(3), Some(vtep), SECOND), Learned::Moved);
+        assert_eq!(f.lookup(10, mac(1), SECOND).unwrap().remote, Some(vtep));
+        assert_eq!(f.moves, 1);
+    }
+
+    #[test]
+    fn limit_counts_misses_and_spares_static() {
+        let mut f = Fdb::new(300, 2);
+        f.add_static(0, mac(9), PortIdx(1), None);
+        assert_eq!(f.learn(0, mac(1), PortIdx(1), None, 0), Learned::New);
+        assert_eq!(f.learn(0, mac(2), PortIdx(1), None, 0), Learned::Full);
+        assert_eq!(f.learn_misses, 1);
+        assert_eq!(f.learn(0, mac(9), PortIdx(2), None, 0), Learned::Static);
+        assert_eq!(f.lookup(0, mac(9), 10_000 * SECOND).unwrap().port, PortIdx(1), "static never ages");
+        // Once the learned entry ages out, there is room again.
+        assert_eq!(f.learn(0, mac(2), PortIdx(1), None, 400 * SECOND), Learned::New);
+        f.flush_learned();
+        assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn remap_drops_removed_ports() {
+        let mut f = Fdb::default();
+        f.learn(0, mac(1), PortIdx(1), None, 0);
+        f.learn(0, mac(2), PortIdx(2), None, 0);
+        f.remap_ports(|p| if p == PortIdx(1) { None } else { Some(PortIdx(0)) });
+        assert!(f.lookup(0, mac(1), 0).is_none());
+        assert_eq!(f.lookup(0, mac(2), 0).unwrap().port, PortIdx(0));
+        let snap = f.snapshot(5 * SECOND);
+        assert_eq!(snap.len(), 1);
+        assert_eq!(snap[0].3, 5);
+    }
+}

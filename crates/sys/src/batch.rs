@@ -1,0 +1,314 @@
+//! Batched datagram I/O: `recvmmsg` into a fixed set of buffers, `sendmmsg` from borrowed slices.
+//!
+//! All memory is allocated once, when a batch is created; receiving and sending allocate nothing.
+
+use crate::socklen_of;
+use std::io;
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// A fixed set of receive buffers, each `stride` bytes with `headroom` bytes kept free in front of the
+/// packet so that headers can be prepended in place.
+pub struct RecvBatch {
+    stride: usize,
+    headroom: usize,
+    storage: Vec<u8>,
+    lens: Vec<usize>,
+    addrs: Vec<libc::sockaddr_storage>,
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    filled: usize,
+}
+
+fn zeroed_storage() -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid (AF_UNSPEC).
+    unsafe { MaybeUninit::zeroed().assume_init() }
+}
+
+fn zeroed_mmsghdr() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain old data; null pointers and zero lengths are a valid, empty value.
+    unsafe { MaybeUninit::zeroed().assume_init() }
+}
+
+impl RecvBatch {
+    /// # Panics
+    /// If `headroom >= stride` or `count` is zero.
+    pub fn new(count: usize, stride: usize, headroom: usize) -> Self {
+        assert!(count > 0 && headroom < stride, "bad batch geometry");
+        RecvBatch {
+            stride,
+            headroom,
+            storage: vec![0u8; count * stride],
+            lens: vec![0; count],
+            addrs: vec![zeroed_storage(); count],
+            hdrs: vec![zeroed_mmsghdr(); count],
+            iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; count],
+            filled: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+
+    pub fn headroom(&self) -> usize {
+        self.headroom
+    }
+
+    /// Packet `i` as received.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`.
+    pub fn packet(&self, i: usize) -> &[u8] {
+        assert!(i < self.filled);
+        let start = i * self.stride + self.headroom;
+        &self.storage[start..start + self.lens[i]]
+    }
+
+    /// The whole slot of packet `i` (headroom, packet, tailroom) and the packet's range within it.
+    ///
+    /// # Panics
+    /// If `i >= self.capacity()`.
+    pub fn slot_mut(&mut self, i: usize) -> (&mut [u8], std::ops::Range<usize>) {
+        let start = i * self.stride;
+        let range = self.headroom..self.headroom + self.lens[i];
+        (&mut self.storage[start..start + self.stride], range)
+    }
+
+    /// Where packet `i` came from, for sockets that report it.
+    pub fn source(&self, i: usize) -> Option<SocketAddr> {
+        from_storage(&self.addrs[i])
+    }
+
+    /// Receives up to `capacity()` datagrams from `fd` without blocking. Returns how many arrived (0 when none).
+    pub fn recv_mmsg(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.filled = 0;
+        let room = self.stride - self.headroom;
+        let base = self.storage.as_mut_ptr();
+        for i in 0..self.capacity() {
+            // SAFETY: `i * stride + headroom` is inside `storage`, which is `capacity * stride` bytes long.
+            self.iovs[i].iov_base = unsafe { base.add(i * self.stride + self.headroom) }.cast();
+            self.iovs[i].iov_len = room;
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = socklen_of::<libc::sockaddr_storage>();
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        let cap = self.capacity() as libc::c_uint;
+        // SAFETY: every header points at live buffers, names and iovecs owned by `self`, sized as declared.
+        let r = unsafe {
+            syscall!(recvmmsg(fd, self.hdrs.as_mut_ptr(), cap, libc::MSG_DONTWAIT, std::ptr::null_mut()))
+        };
+        match r {
+            Ok(n) => {
+                let n = n as usize;
+                for i in 0..n {
+                    self.lens[i] = self.hdrs[i].msg_len as usize;
+                    if self.hdrs[i].msg_hdr.msg_namelen == 0 {
+                        self.addrs[i].ss_family = libc::AF_UNSPEC as libc::sa_family_t;
+                    }
+                }
+                self.filled = n;
+                Ok(n)
+            }
+            Err(e) if crate::would_block(&e) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fills the batch by calling `read` on each slot's room until it reports `WouldBlock` or the batch is
+    /// full (for TAP devices, which have no `recvmmsg`).
+    pub fn fill_with(&mut self, mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> io::Result<usize> {
+        self.filled = 0;
+        for i in 0..self.capacity() {
+            let start = i * self.stride + self.headroom;
+            let end = (i + 1) * self.stride;
+            match read(&mut self.storage[start..end]) {
+                Ok(n) => {
+                    self.lens[i] = n;
+                    self.addrs[i].ss_family = libc::AF_UNSPEC as libc::sa_family_t;
+                    self.filled = i + 1;
+                }
+                Err(e) if crate::would_block(&e) => break,
+                Err(e) if self.filled > 0 => {
+                    let _ = e;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.filled)
+    }
+}
+
+/// Converts a kernel socket address into a std one (IPv4-mapped IPv6 addresses become IPv4).
+pub fn from_storage(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(ss.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in, which fits in sockaddr_storage.
+            let sin = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6, which fits in sockaddr_storage.
+            let sin6 = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            match ip.to_ipv4_mapped() {
+                Some(v4) => Some(SocketAddr::V4(SocketAddrV4::new(v4, port))),
+                None => Some(SocketAddr::V6(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id))),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Writes `addr` into `ss`, returning the length the kernel should read.
+pub fn to_storage(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    *ss = zeroed_storage();
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_in fits in sockaddr_storage, which is suitably aligned for it.
+            let sin = unsafe { &mut *(ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            socklen_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage, which is suitably aligned for it.
+            let sin6 = unsafe { &mut *(ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            socklen_of::<libc::sockaddr_in6>()
+        }
+    }
+}
+
+/// The most slices one outgoing message may be gathered from.
+pub const MAX_PARTS: usize = 4;
+
+/// Reusable memory for `sendmmsg`; [`MmsgStorage::start`] borrows it for one batch.
+pub struct MmsgStorage {
+    hdrs: Vec<libc::mmsghdr>,
+    iovs: Vec<libc::iovec>,
+    addrs: Vec<libc::sockaddr_storage>,
+}
+
+impl MmsgStorage {
+    pub fn new(capacity: usize) -> Self {
+        MmsgStorage {
+            hdrs: vec![zeroed_mmsghdr(); capacity],
+            iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; capacity * MAX_PARTS],
+            addrs: vec![zeroed_storage(); capacity],
+        }
+    }
+
+    /// Starts an empty batch whose messages borrow data for `'d`.
+    pub fn start<'d>(&mut self) -> SendBatch<'_, 'd> {
+        SendBatch { st: self, len: 0, _data: PhantomData }
+    }
+}
+
+/// Messages queued for one `sendmmsg`. The data they point at is borrowed for `'d`.
+pub struct SendBatch<'s, 'd> {
+    st: &'s mut MmsgStorage,
+    len: usize,
+    _data: PhantomData<&'d [u8]>,
+}
+
+/// How a batch send went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SendOutcome {
+    pub sent: usize,
+    pub failed: usize,
+}
+
+impl<'d> SendBatch<'_, 'd> {
+    pub fn is_full(&self) -> bool {
+        self.len == self.st.hdrs.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Queues one message gathered from `parts` (at most [`MAX_PARTS`]), to `dest` or, when `None`, to
+    /// the socket's bound or connected peer.
+    ///
+    /// # Panics
+    /// If the batch is full or `parts` has more than [`MAX_PARTS`] slices.
+    pub fn push(&mut self, parts: &[&'d [u8]], dest: Option<&SocketAddr>) {
+        assert!(!self.is_full() && parts.len() <= MAX_PARTS, "send batch overflow");
+        let i = self.len;
+        for (k, p) in parts.iter().enumerate() {
+            self.st.iovs[i * MAX_PARTS + k] = libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() };
+        }
+        let namelen = match dest {
+            Some(d) => to_storage(d, &mut self.st.addrs[i]),
+            None => 0,
+        };
+        let h = &mut self.st.hdrs[i].msg_hdr;
+        h.msg_name = if namelen == 0 { std::ptr::null_mut() } else { (&mut self.st.addrs[i] as *mut libc::sockaddr_storage).cast() };
+        h.msg_namelen = namelen;
+        // SAFETY: `i * MAX_PARTS` is inside `iovs`, which holds `capacity * MAX_PARTS` entries.
+        h.msg_iov = unsafe { self.st.iovs.as_mut_ptr().add(i * MAX_PARTS) };
+        h.msg_iovlen = parts.len();
+        h.msg_control = std::ptr::null_mut();
+        h.msg_controllen = 0;
+        h.msg_flags = 0;
+        self.len += 1;
+    }
+
+    /// Sends every queued message on `fd`, retrying after partial sends; messages the kernel refuses
+    /// (full socket buffer, unreachable destination) are counted as failed. The batch is empty afterwards.
+    pub fn send(&mut self, fd: RawFd) -> SendOutcome {
+        let mut out = SendOutcome::default();
+        let mut at = 0;
+        while at < self.len {
+            let left = (self.len - at) as libc::c_uint;
+            // SAFETY: headers `at..len` point at iovecs and names in `st` and at data borrowed for `'d`.
+            let r = unsafe { syscall!(sendmmsg(fd, self.st.hdrs.as_mut_ptr().add(at), left, libc::MSG_DONTWAIT)) };
+            match r {
+                Ok(n) if n > 0 => {
+                    out.sent += n as usize;
+                    at += n as usize;
+                }
+                Ok(_) => {
+                    out.failed += self.len - at;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The first message failed: skip it and go on with the rest.
+                    out.failed += 1;
+                    at += 1;
+                }
+            }
+        }
+        self.len = 0;
+        out
+    }
+}

@@ -1,0 +1,93 @@
+//! Network-interface queries and settings through the classic `SIOC*` ioctls.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// Longest interface name Linux accepts (IFNAMSIZ - 1).
+pub const IFNAME_MAX: usize = libc::IFNAMSIZ - 1;
+
+/// Why a string cannot be an interface name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > IFNAME_MAX {
+        return Err(format!("interface name {name:?} must be 1 to {IFNAME_MAX} bytes long"));
+    }
+    if name.bytes().any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0) || name == "." || name == ".."
+    {
+        return Err(format!("interface name {name:?} may not contain '/', ':', spaces or be '.' or '..'"));
+    }
+    Ok(())
+}
+
+/// The index of interface `name` in the calling thread's network namespace, if it exists.
+pub fn index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+pub(crate) fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(req)
+}
+
+fn control_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes no pointers.
+    let fd = unsafe { syscall!(socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0))? };
+    // SAFETY: `fd` is fresh from the kernel.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Brings interface `name` administratively up.
+pub fn set_up(name: &str) -> io::Result<()> {
+    let s = control_socket()?;
+    let mut req = ifreq(name)?;
+    // SAFETY: `req` is a valid ifreq naming the interface; the kernel fills ifru_flags.
+    unsafe { syscall!(ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))? };
+    // SAFETY: SIOCGIFFLAGS wrote the flags member of the union.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; the kernel reads ifru_flags.
+    unsafe { syscall!(ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req))? };
+    Ok(())
+}
+
+/// Sets the MTU of interface `name`.
+pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let s = control_socket()?;
+    let mut req = ifreq(name)?;
+    req.ifr_ifru.ifru_mtu = mtu as libc::c_int;
+    // SAFETY: `req` is a valid ifreq with the MTU member set.
+    unsafe { syscall!(ioctl(s.as_raw_fd(), libc::SIOCSIFMTU, &req))? };
+    Ok(())
+}
+
+/// Reads the MTU of interface `name`.
+pub fn mtu(name: &str) -> io::Result<u32> {
+    let s = control_socket()?;
+    let mut req = ifreq(name)?;
+    // SAFETY: `req` is a valid ifreq; the kernel fills ifru_mtu.
+    unsafe { syscall!(ioctl(s.as_raw_fd(), libc::SIOCGIFMTU, &mut req))? };
+    // SAFETY: SIOCGIFMTU wrote the MTU member.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+}
+
+/// Reads the hardware (MAC) address of interface `name`.
+pub fn mac(name: &str) -> io::Result<[u8; 6]> {
+    let s = control_socket()?;
+    let mut req = ifreq(name)?;
+    // SAFETY: `req` is a valid ifreq; the kernel fills ifru_hwaddr.
+    unsafe { syscall!(ioctl(s.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req))? };
+    // SAFETY: SIOCGIFHWADDR wrote the hwaddr member.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut out = [0u8; 6];
+    for (d, s) in out.iter_mut().zip(sa.sa_data.iter()) {
+        *d = *s as u8;
+    }
+    Ok(out)
+}

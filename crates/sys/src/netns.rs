@@ -1,0 +1,44 @@
+//! Network namespaces: finding a TAP that was moved out of weftd's namespace.
+//!
+//! `ip link set tap0 netns left` keeps an open TAP working, but after a restart weftd can no longer open it by
+//! name from its own namespace. [`find_tap`] looks in every namespace named under `/run/netns` (where
+//! `ip netns add` puts them) and attaches from inside the one that holds it.
+
+use crate::tap::Tap;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// Runs `f` on a helper thread that has first entered the network namespace at `path`.
+/// Namespaces are per thread, so the caller's own namespace never changes.
+pub fn run_in<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
+    let ns = std::fs::File::open(path)?;
+    std::thread::spawn(move || {
+        // SAFETY: `ns` is an open namespace file for the duration of the call.
+        unsafe { syscall!(setns(ns.as_raw_fd(), libc::CLONE_NEWNET))? };
+        Ok(f())
+    })
+    .join()
+    .map_err(|_| io::Error::other("namespace helper thread panicked"))?
+}
+
+/// Attaches to TAP `name` in the current namespace, or else in whichever named namespace holds it.
+/// Returns the TAP and the namespace name it was found in (`None`: ours).
+pub fn find_tap(name: &str) -> io::Result<(Tap, Option<String>)> {
+    if crate::iface::index(name).is_some() {
+        return Tap::open(name).map(|t| (t, None));
+    }
+    if let Ok(dir) = std::fs::read_dir("/run/netns") {
+        for entry in dir.flatten() {
+            let ns = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path().to_string_lossy().into_owned();
+            let owned = name.to_string();
+            let found = run_in(&path, move || {
+                crate::iface::index(&owned).map(|_| Tap::open(&owned))
+            });
+            if let Ok(Some(tap)) = found {
+                return tap.map(|t| (t, Some(ns)));
+            }
+        }
+    }
+    Tap::open(name).map(|t| (t, None))
+}

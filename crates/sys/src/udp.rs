@@ -1,0 +1,57 @@
+//! UDP sockets for tunnels.
+
+use crate::batch::to_storage;
+use crate::{setsockopt_int, socklen_of};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+
+/// Socket buffer size asked for tunnel sockets: enough for a few milliseconds at 10 Gbit/s.
+pub const SOCKET_BUFFER: i32 = 4 << 20;
+
+/// Binds a non-blocking UDP socket to `addr`. IPv6 sockets are IPv6-only, so an IPv4 socket on the same port
+/// can exist beside them.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: socket takes no pointers.
+    let fd = unsafe {
+        syscall!(socket(family, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, libc::IPPROTO_UDP))?
+    };
+    // SAFETY: `fd` is fresh from the kernel; OwnedFd closes it on every error path below.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    use std::os::fd::AsRawFd;
+    let raw = fd.as_raw_fd();
+    if addr.is_ipv6() {
+        setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
+    }
+    // Root may exceed rmem_max/wmem_max; others get what the sysctl allows.
+    if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
+        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, SOCKET_BUFFER)?;
+    }
+    if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER).is_err() {
+        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, SOCKET_BUFFER)?;
+    }
+    // SAFETY: sockaddr_storage is plain old data.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = to_storage(&addr, &mut ss);
+    // SAFETY: `ss` holds a valid address of `len` bytes.
+    unsafe { syscall!(bind(raw, (&ss as *const libc::sockaddr_storage).cast(), len))? };
+    // SAFETY: ownership of the descriptor moves into the UdpSocket.
+    Ok(unsafe { UdpSocket::from_raw_fd(fd.into_raw_fd()) })
+}
+
+/// Sets whether outgoing IPv4 datagrams carry DF (path-MTU discovery "do") or may be fragmented ("dont").
+pub fn set_dont_fragment(sock: &UdpSocket, df: bool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let v = if df { libc::IP_PMTUDISC_DO } else { libc::IP_PMTUDISC_DONT };
+    setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v)
+}
+
+/// Stops a send-only socket from queueing anything it receives.
+pub fn shutdown_read(sock: &UdpSocket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: shutdown takes no pointers.
+    unsafe { syscall!(shutdown(sock.as_raw_fd(), libc::SHUT_RD))? };
+    let _ = socklen_of::<i32>();
+    Ok(())
+}
