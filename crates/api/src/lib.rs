@@ -1,1 +1,9 @@
-//! placeholder
+//! Types shared by weftd and the weft CLI: the configuration model with its validation, and the messages
+//! exchanged over the control socket.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod proto;
+
+pub use config::{BridgeConfig, Config, ConfigError, IfaceType, PortConfig, TunnelSpec};
+pub use proto::{Request, Response};

@@ -85,6 +85,14 @@ impl RecvBatch {
         (&mut self.storage[start..start + self.stride], range)
     }
 
+    /// The whole slot `i` (headroom, packet, tailroom); packet ranges from [`slot_mut`](Self::slot_mut) index it.
+    ///
+    /// # Panics
+    /// If `i >= self.capacity()`.
+    pub fn slot(&self, i: usize) -> &[u8] {
+        &self.storage[i * self.stride..(i + 1) * self.stride]
+    }
+
     /// Where packet `i` came from, for sockets that report it.
     pub fn source(&self, i: usize) -> Option<SocketAddr> {
         from_storage(&self.addrs[i])
@@ -285,6 +293,11 @@ impl<'d> SendBatch<'_, 'd> {
     /// Sends every queued message on `fd`, retrying after partial sends; messages the kernel refuses
     /// (full socket buffer, unreachable destination) are counted as failed. The batch is empty afterwards.
     pub fn send(&mut self, fd: RawFd) -> SendOutcome {
+        self.send_with(fd, |_, _| {})
+    }
+
+    /// Like [`send`](Self::send), calling `result(i, sent)` for each queued message `i` in order.
+    pub fn send_with(&mut self, fd: RawFd, mut result: impl FnMut(usize, bool)) -> SendOutcome {
         let mut out = SendOutcome::default();
         let mut at = 0;
         while at < self.len {
@@ -293,16 +306,23 @@ impl<'d> SendBatch<'_, 'd> {
             let r = unsafe { syscall!(sendmmsg(fd, self.st.hdrs.as_mut_ptr().add(at), left, libc::MSG_DONTWAIT)) };
             match r {
                 Ok(n) if n > 0 => {
+                    for k in at..at + n as usize {
+                        result(k, true);
+                    }
                     out.sent += n as usize;
                     at += n as usize;
                 }
                 Ok(_) => {
+                    for k in at..self.len {
+                        result(k, false);
+                    }
                     out.failed += self.len - at;
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
                     // The first message failed: skip it and go on with the rest.
+                    result(at, false);
                     out.failed += 1;
                     at += 1;
                 }

@@ -46,3 +46,9 @@ pub(crate) fn setsockopt_int(fd: std::os::fd::RawFd, level: i32, name: i32, valu
     }
     Ok(())
 }
+
+/// Sets the process umask, returning the previous one.
+pub fn process_umask(mask: u32) -> u32 {
+    // SAFETY: umask takes no pointers and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}

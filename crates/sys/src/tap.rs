@@ -56,7 +56,7 @@ impl Tap {
     }
 
     /// Clears the persistent flag, so the device disappears when this handle closes.
-    pub fn destroy(self) -> io::Result<()> {
+    pub fn destroy(&self) -> io::Result<()> {
         // SAFETY: TUNSETPERSIST takes an integer argument, no pointer.
         unsafe { syscall!(ioctl(self.fd.as_raw_fd(), TUNSETPERSIST, 0 as libc::c_ulong))? };
         Ok(())

@@ -1,1 +1,96 @@
-fn main() {}
+//! weftd: the weft daemon. Runs in the foreground, logs to stderr.
+//!
+//! `weftd [--db PATH] [--socket PATH]` — defaults /var/lib/weft/conf.db and /run/weft/weft.sock.
+
+mod control;
+mod dataplane;
+mod db;
+mod pipeline;
+
+use anyhow::{bail, Context};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+const USAGE: &str = "usage: weftd [--db PATH] [--socket PATH]";
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("weftd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let mut db = PathBuf::from("/var/lib/weft/conf.db");
+    let mut socket = PathBuf::from("/run/weft/weft.sock");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--db" => db = args.next().context("--db needs a PATH")?.into(),
+            "--socket" => socket = args.next().context("--socket needs a PATH")?.into(),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    let config = db::load(&db)?;
+
+    let listener = bind_control(&socket)?;
+    let mut resources = pipeline::Resources::default();
+    let (pipeline, _) = resources.build(&config, 1, false)?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wake = Arc::new(weft_sys::epoll::EventFd::new()?);
+    let dp = dataplane::DpHandle { tx, wake: wake.clone() };
+    let mut state =
+        control::State { config, db, resources, dp, generation: 1, port_info: Default::default() };
+    let empty = pipeline::Pipeline { generation: 0, bridges: vec![], ports: vec![], rx_sockets: vec![], pools: vec![] };
+    // The datapath's batches hold raw pointers for the kernel, so it is built on its own thread.
+    std::thread::Builder::new()
+        .name("datapath".into())
+        .spawn(move || dataplane::Dataplane::new(Arc::new(empty), rx, wake).run())?;
+    state.install(pipeline);
+    eprintln!(
+        "weftd: {} bridge(s) restored from {}; listening on {}",
+        state.config.bridges.len(),
+        state.db.display(),
+        socket.display()
+    );
+    let state = Arc::new(Mutex::new(state));
+    for conn in listener.incoming() {
+        match conn {
+            Ok(stream) => {
+                let s = state.clone();
+                std::thread::spawn(move || control::State::serve(s, stream));
+            }
+            Err(e) => eprintln!("weftd: control socket accept: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Binds the control socket with mode 0600, refusing to start if another daemon answers on it.
+fn bind_control(path: &PathBuf) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            bail!("another weftd is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let old = umask(0o177);
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()));
+    umask(old);
+    let listener = listener?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+fn umask(mask: u32) -> u32 {
+    weft_sys::process_umask(mask)
+}

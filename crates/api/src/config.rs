@@ -1,0 +1,536 @@
+//! The desired state: bridges, their ports and the ports' options, as users set them with the CLI.
+//!
+//! Every change is made on a copy with the `Config` methods below and checked whole with
+//! [`Config::validate`] before the daemon persists or applies anything, so a rejected command changes nothing.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use weft_wire::vxlan::VNI_MAX;
+
+/// Largest ofport number (OpenFlow's OFPP_MAX).
+pub const OFPORT_MAX: u32 = 0xffff_ff00;
+/// Longest interface name Linux accepts.
+pub const IFNAME_MAX: usize = 15;
+
+/// Why a change was refused. The text is what the user sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("bridge {0:?} already exists")]
+    BridgeExists(String),
+    #[error("no bridge named {0:?}")]
+    NoSuchBridge(String),
+    #[error("port {port:?} already exists on bridge {bridge:?}")]
+    PortExists { port: String, bridge: String },
+    #[error("no port named {0:?}")]
+    NoSuchPort(String),
+    #[error("port {port:?} is on bridge {actual:?}, not {given:?}")]
+    WrongBridge { port: String, given: String, actual: String },
+    #[error("{0:?} is the internal port of bridge {0:?}; remove it with del-br")]
+    InternalPort(String),
+    #[error("{0}")]
+    BadName(String),
+    #[error("unknown interface type {0:?} (expected one of: system, tap, internal, vxlan)")]
+    UnknownType(String),
+    #[error("interface type {0:?} is not supported by this version of weft")]
+    UnsupportedType(String),
+    #[error("unknown option {key:?} for a {ty} interface (known: {known})")]
+    UnknownOption { key: String, ty: String, known: String },
+    #[error("option {key}={value:?}: {why}")]
+    BadOption { key: String, value: String, why: String },
+    #[error("{0}")]
+    BadSetting(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Interface kinds (`type=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IfaceType {
+    /// An existing netdev (veth end, NIC), attached with AF_PACKET.
+    #[default]
+    System,
+    /// A TAP device weft creates.
+    Tap,
+    /// Like `tap`, meant for the host's own IP; every bridge has one named after it.
+    Internal,
+    /// A VXLAN tunnel (RFC 7348).
+    Vxlan,
+}
+
+impl IfaceType {
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        match s {
+            "" | "system" => Ok(IfaceType::System),
+            "tap" => Ok(IfaceType::Tap),
+            "internal" => Ok(IfaceType::Internal),
+            "vxlan" => Ok(IfaceType::Vxlan),
+            "geneve" | "gre" => Err(ConfigError::UnsupportedType(s.to_string())),
+            other => Err(ConfigError::UnknownType(other.to_string())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IfaceType::System => "system",
+            IfaceType::Tap => "tap",
+            IfaceType::Internal => "internal",
+            IfaceType::Vxlan => "vxlan",
+        }
+    }
+
+    pub fn is_tunnel(self) -> bool {
+        matches!(self, IfaceType::Vxlan)
+    }
+
+    /// The `options:` keys an interface of this type accepts.
+    pub fn known_options(self) -> &'static [&'static str] {
+        match self {
+            IfaceType::Vxlan => &["remote_ip", "key", "dst_port", "local_ip"],
+            IfaceType::System | IfaceType::Tap | IfaceType::Internal => &[],
+        }
+    }
+}
+
+impl fmt::Display for IfaceType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One port of a bridge and its interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortConfig {
+    pub name: String,
+    pub ofport: u32,
+    #[serde(rename = "type")]
+    pub iface_type: IfaceType,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// A tunnel port's options, parsed and checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TunnelSpec {
+    pub remote: IpAddr,
+    pub vni: u32,
+    pub dst_port: u16,
+    pub local: Option<IpAddr>,
+}
+
+impl TunnelSpec {
+    /// Bytes a tunnel adds in front of the inner frame on the underlay (outer IP + UDP + VXLAN).
+    pub fn overhead(&self) -> u32 {
+        let ip = if self.remote.is_ipv4() { 20 } else { 40 };
+        ip + 8 + 8
+    }
+}
+
+fn bad(key: &str, value: &str, why: impl Into<String>) -> ConfigError {
+    ConfigError::BadOption { key: key.to_string(), value: value.to_string(), why: why.into() }
+}
+
+impl PortConfig {
+    /// Parses a tunnel port's options. `Ok(None)` for ports that are not tunnels.
+    pub fn tunnel(&self) -> Result<Option<TunnelSpec>, ConfigError> {
+        if !self.iface_type.is_tunnel() {
+            return Ok(None);
+        }
+        let get = |k: &str| self.options.get(k).map(String::as_str);
+        let remote_s = get("remote_ip").ok_or_else(|| {
+            ConfigError::BadSetting(format!("tunnel port {:?} needs options:remote_ip=IP", self.name))
+        })?;
+        let remote: IpAddr =
+            remote_s.parse().map_err(|_| bad("remote_ip", remote_s, "not an IPv4 or IPv6 address"))?;
+        if remote.is_unspecified() || remote.is_multicast() {
+            return Err(bad("remote_ip", remote_s, "must be a unicast address"));
+        }
+        let vni = match get("key") {
+            None => 0,
+            Some(k) => {
+                let v: u64 = k.parse().map_err(|_| bad("key", k, format!("not a number in 0..={VNI_MAX}")))?;
+                if v > u64::from(VNI_MAX) {
+                    return Err(bad("key", k, format!("VNI {v} is out of range 0..={VNI_MAX}")));
+                }
+                v as u32
+            }
+        };
+        let dst_port = match get("dst_port") {
+            None => weft_wire::vxlan::PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => return Err(bad("dst_port", p, "not a UDP port in 1..=65535")),
+                Ok(v) => v,
+            },
+        };
+        let local = match get("local_ip") {
+            None => None,
+            Some(l) => {
+                let ip: IpAddr = l.parse().map_err(|_| bad("local_ip", l, "not an IPv4 or IPv6 address"))?;
+                if ip.is_ipv4() != remote.is_ipv4() {
+                    return Err(bad("local_ip", l, format!("is not of the same family as remote_ip {remote}")));
+                }
+                Some(ip)
+            }
+        };
+        Ok(Some(TunnelSpec { remote, vni, dst_port, local }))
+    }
+}
+
+/// One bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeConfig {
+    pub name: String,
+    #[serde(default)]
+    pub other_config: BTreeMap<String, String>,
+    /// Ports other than the internal one, in the order they were added.
+    #[serde(default)]
+    pub ports: Vec<PortConfig>,
+    /// The ofport the next added port gets; numbers are never reused while the bridge exists.
+    pub next_ofport: u32,
+}
+
+impl BridgeConfig {
+    pub fn mac_aging_time(&self) -> u32 {
+        self.other_config
+            .get("mac-aging-time")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(weft_datapath_defaults::AGING_SECS)
+    }
+
+    pub fn mac_table_size(&self) -> usize {
+        self.other_config
+            .get("mac-table-size")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(weft_datapath_defaults::TABLE_SIZE)
+    }
+}
+
+/// Defaults shared with the datapath (kept here so the API crate does not depend on it).
+pub mod weft_datapath_defaults {
+    pub const AGING_SECS: u32 = 300;
+    pub const TABLE_SIZE: usize = 8192;
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub bridges: Vec<BridgeConfig>,
+}
+
+/// Checks a name used for a bridge or port (they become interface names).
+pub fn check_ifname(kind: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > IFNAME_MAX {
+        return Err(ConfigError::BadName(format!("{kind} name {name:?} must be 1 to {IFNAME_MAX} bytes long")));
+    }
+    if name.bytes().any(|b| b == b'/' || b == b':' || b == b'=' || b.is_ascii_whitespace() || !b.is_ascii_graphic())
+        || name == "."
+        || name == ".."
+    {
+        return Err(ConfigError::BadName(format!(
+            "{kind} name {name:?} may only contain printable ASCII other than '/', ':', '=' and spaces"
+        )));
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn bridge(&self, name: &str) -> Option<&BridgeConfig> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+
+    fn bridge_mut(&mut self, name: &str) -> Result<&mut BridgeConfig, ConfigError> {
+        self.bridges.iter_mut().find(|b| b.name == name).ok_or_else(|| ConfigError::NoSuchBridge(name.to_string()))
+    }
+
+    /// The bridge holding port `port` (the internal port counts), and the port itself unless internal.
+    pub fn find_port(&self, port: &str) -> Option<(&BridgeConfig, Option<&PortConfig>)> {
+        self.bridges.iter().find_map(|b| {
+            if b.name == port {
+                Some((b, None))
+            } else {
+                b.ports.iter().find(|p| p.name == port).map(|p| (b, Some(p)))
+            }
+        })
+    }
+
+    pub fn add_bridge(&mut self, name: &str, may_exist: bool) -> Result<(), ConfigError> {
+        check_ifname("bridge", name)?;
+        if self.bridge(name).is_some() {
+            return if may_exist { Ok(()) } else { Err(ConfigError::BridgeExists(name.to_string())) };
+        }
+        if let Some((b, _)) = self.find_port(name) {
+            return Err(ConfigError::PortExists { port: name.to_string(), bridge: b.name.clone() });
+        }
+        self.bridges.push(BridgeConfig {
+            name: name.to_string(),
+            other_config: BTreeMap::new(),
+            ports: Vec::new(),
+            next_ofport: 1,
+        });
+        Ok(())
+    }
+
+    pub fn del_bridge(&mut self, name: &str, if_exists: bool) -> Result<(), ConfigError> {
+        let before = self.bridges.len();
+        self.bridges.retain(|b| b.name != name);
+        if before == self.bridges.len() && !if_exists {
+            return Err(ConfigError::NoSuchBridge(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Adds `port` to `bridge` with the given interface settings (`type=…`, `options:K=V`).
+    pub fn add_port(
+        &mut self,
+        bridge: &str,
+        port: &str,
+        iface_settings: &[(String, String)],
+        may_exist: bool,
+    ) -> Result<(), ConfigError> {
+        check_ifname("port", port)?;
+        if let Some((b, _)) = self.find_port(port) {
+            if may_exist && b.name == bridge {
+                return Ok(());
+            }
+            return Err(ConfigError::PortExists { port: port.to_string(), bridge: b.name.clone() });
+        }
+        let br = self.bridge_mut(bridge)?;
+        if br.next_ofport > OFPORT_MAX {
+            return Err(ConfigError::Conflict(format!("bridge {bridge:?} has no ofport numbers left")));
+        }
+        let mut p = PortConfig {
+            name: port.to_string(),
+            ofport: br.next_ofport,
+            iface_type: IfaceType::System,
+            options: BTreeMap::new(),
+        };
+        apply_iface_settings(&mut p, iface_settings)?;
+        br.next_ofport += 1;
+        br.ports.push(p);
+        Ok(())
+    }
+
+    pub fn del_port(&mut self, bridge: Option<&str>, port: &str, if_exists: bool) -> Result<(), ConfigError> {
+        let Some((b, p)) = self.find_port(port) else {
+            return if if_exists { Ok(()) } else { Err(ConfigError::NoSuchPort(port.to_string())) };
+        };
+        if p.is_none() {
+            return Err(ConfigError::InternalPort(port.to_string()));
+        }
+        let actual = b.name.clone();
+        if let Some(given) = bridge {
+            if given != actual {
+                self.bridge(given).ok_or_else(|| ConfigError::NoSuchBridge(given.to_string()))?;
+                return Err(ConfigError::WrongBridge {
+                    port: port.to_string(),
+                    given: given.to_string(),
+                    actual,
+                });
+            }
+        }
+        self.bridge_mut(&actual)?.ports.retain(|p| p.name != port);
+        Ok(())
+    }
+
+    /// `set interface PORT K=V …`.
+    pub fn set_interface(&mut self, port: &str, settings: &[(String, String)]) -> Result<(), ConfigError> {
+        let (b, p) = self.find_port(port).ok_or_else(|| ConfigError::NoSuchPort(port.to_string()))?;
+        if p.is_none() {
+            return Err(ConfigError::BadSetting(format!("the internal port {port:?} has no settable options")));
+        }
+        let bname = b.name.clone();
+        let br = self.bridge_mut(&bname)?;
+        let p = br.ports.iter_mut().find(|p| p.name == port).ok_or_else(|| ConfigError::NoSuchPort(port.to_string()))?;
+        apply_iface_settings(p, settings)
+    }
+
+    /// `set bridge BR other_config:K=V …`.
+    pub fn set_bridge(&mut self, bridge: &str, settings: &[(String, String)]) -> Result<(), ConfigError> {
+        let br = self.bridge_mut(bridge)?;
+        for (k, v) in settings {
+            let Some(key) = k.strip_prefix("other_config:") else {
+                return Err(ConfigError::BadSetting(format!(
+                    "unknown bridge setting {k:?} (known: other_config:mac-aging-time, other_config:mac-table-size)"
+                )));
+            };
+            match key {
+                "mac-aging-time" => {
+                    let n: u32 = v.parse().map_err(|_| {
+                        ConfigError::BadSetting(format!("mac-aging-time={v:?} is not a number of seconds"))
+                    })?;
+                    if !(1..=86_400).contains(&n) {
+                        return Err(ConfigError::BadSetting(format!(
+                            "mac-aging-time={n} is out of range 1..=86400 seconds"
+                        )));
+                    }
+                }
+                "mac-table-size" => {
+                    let n: usize = v.parse().map_err(|_| {
+                        ConfigError::BadSetting(format!("mac-table-size={v:?} is not a number of entries"))
+                    })?;
+                    if !(1..=1_000_000).contains(&n) {
+                        return Err(ConfigError::BadSetting(format!(
+                            "mac-table-size={n} is out of range 1..=1000000 entries"
+                        )));
+                    }
+                }
+                other => {
+                    return Err(ConfigError::BadSetting(format!(
+                        "unknown other_config key {other:?} (known: mac-aging-time, mac-table-size)"
+                    )))
+                }
+            }
+            br.other_config.insert(key.to_string(), v.clone());
+        }
+        Ok(())
+    }
+
+    /// Checks the whole configuration: names, types, options, and that no two tunnels would claim the same
+    /// packets (same local address, port, remote and VNI).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        let mut tunnels: std::collections::HashMap<(Option<IpAddr>, u16, IpAddr, u32), &str> = Default::default();
+        for b in &self.bridges {
+            check_ifname("bridge", &b.name)?;
+            if !names.insert(b.name.as_str()) {
+                return Err(ConfigError::BridgeExists(b.name.clone()));
+            }
+            for p in &b.ports {
+                check_ifname("port", &p.name)?;
+                if !names.insert(p.name.as_str()) {
+                    return Err(ConfigError::PortExists { port: p.name.clone(), bridge: b.name.clone() });
+                }
+                let known = p.iface_type.known_options();
+                if let Some(k) = p.options.keys().find(|k| !known.contains(&k.as_str())) {
+                    return Err(ConfigError::UnknownOption {
+                        key: k.clone(),
+                        ty: p.iface_type.to_string(),
+                        known: if known.is_empty() { "none".to_string() } else { known.join(", ") },
+                    });
+                }
+                if let Some(t) = p.tunnel()? {
+                    if let Some(other) = tunnels.insert((t.local, t.dst_port, t.remote, t.vni), &p.name) {
+                        return Err(ConfigError::Conflict(format!(
+                            "tunnel ports {other:?} and {:?} both use remote_ip={} key={} dst_port={}",
+                            p.name, t.remote, t.vni, t.dst_port
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies `type=…` and `options:K=V` settings to a port (validated afterwards as a whole).
+fn apply_iface_settings(p: &mut PortConfig, settings: &[(String, String)]) -> Result<(), ConfigError> {
+    for (k, v) in settings {
+        if k == "type" {
+            let t = IfaceType::parse(v)?;
+            if t != p.iface_type {
+                p.iface_type = t;
+            }
+        } else if let Some(opt) = k.strip_prefix("options:") {
+            if opt.is_empty() {
+                return Err(ConfigError::BadSetting("empty option name in \"options:\"".to_string()));
+            }
+            p.options.insert(opt.to_string(), v.clone());
+        } else {
+            return Err(ConfigError::BadSetting(format!(
+                "unknown interface setting {k:?} (known: type, options:KEY)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn sample() -> Config {
+        let mut c = Config::default();
+        c.add_bridge("sw1", false).unwrap();
+        c.add_port("sw1", "p1", &[], false).unwrap();
+        c.add_port("sw1", "vx1", &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.12"), ("options:key", "123")]), false)
+            .unwrap();
+        c
+    }
+
+    #[test]
+    fn ofports_in_order_never_reused() {
+        let mut c = sample();
+        assert_eq!(c.bridge("sw1").unwrap().ports.iter().map(|p| p.ofport).collect::<Vec<_>>(), vec![1, 2]);
+        c.del_port(None, "p1", false).unwrap();
+        c.add_port("sw1", "p3", &[], false).unwrap();
+        assert_eq!(c.find_port("p3").unwrap().1.unwrap().ofport, 3);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn tunnel_options_are_checked() {
+        let c = sample();
+        let t = c.find_port("vx1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
+        assert_eq!((t.vni, t.dst_port, t.overhead()), (123, 4789, 36));
+        let mut c2 = c.clone();
+        c2.set_interface("vx1", &kv(&[("options:key", "16777216")])).unwrap();
+        let e = c2.validate().unwrap_err().to_string();
+        assert!(e.contains("VNI 16777216 is out of range 0..=16777215"), "{e}");
+        let mut c3 = c.clone();
+        c3.set_interface("vx1", &kv(&[("options:remote_ip", "192.0.2.300")])).unwrap();
+        assert!(c3.validate().unwrap_err().to_string().contains("not an IPv4 or IPv6 address"));
+        let mut c4 = c.clone();
+        c4.set_interface("vx1", &kv(&[("options:colour", "blue")])).unwrap();
+        assert!(c4.validate().unwrap_err().to_string().contains("unknown option \"colour\""));
+        let mut c5 = c;
+        c5.set_interface("vx1", &kv(&[("options:local_ip", "2001:db8::1")])).unwrap();
+        assert!(c5.validate().unwrap_err().to_string().contains("same family"));
+    }
+
+    #[test]
+    fn names_types_and_duplicates() {
+        let mut c = sample();
+        assert_eq!(c.add_bridge("sw1", false), Err(ConfigError::BridgeExists("sw1".into())));
+        assert!(c.add_bridge("sw1", true).is_ok());
+        assert!(matches!(c.add_port("sw1", "p1", &[], false), Err(ConfigError::PortExists { .. })));
+        assert!(matches!(c.add_port("nope", "p9", &[], false), Err(ConfigError::NoSuchBridge(_))));
+        assert!(matches!(c.add_port("sw1", "p9", &kv(&[("type", "warp")]), false), Err(ConfigError::UnknownType(_))));
+        assert!(matches!(c.add_port("sw1", "a-very-long-interface-name", &[], false), Err(ConfigError::BadName(_))));
+        assert!(matches!(c.del_port(None, "sw1", false), Err(ConfigError::InternalPort(_))));
+        assert!(matches!(c.add_bridge("p1", false), Err(ConfigError::PortExists { .. })));
+        c.add_bridge("sw2", false).unwrap();
+        assert!(matches!(c.del_port(Some("sw2"), "p1", false), Err(ConfigError::WrongBridge { .. })));
+    }
+
+    #[test]
+    fn duplicate_tunnels_conflict() {
+        let mut c = sample();
+        c.add_port("sw1", "vx2", &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.12"), ("options:key", "123")]), false)
+            .unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::Conflict(_))));
+    }
+
+    #[test]
+    fn bridge_settings() {
+        let mut c = sample();
+        c.set_bridge("sw1", &kv(&[("other_config:mac-aging-time", "30")])).unwrap();
+        assert_eq!(c.bridge("sw1").unwrap().mac_aging_time(), 30);
+        assert!(c.set_bridge("sw1", &kv(&[("other_config:mac-aging-time", "0")])).is_err());
+        assert!(c.set_bridge("sw1", &kv(&[("other_config:colour", "1")])).is_err());
+        assert!(c.set_bridge("sw1", &kv(&[("stp_enable", "true")])).is_err());
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let c = sample();
+        let s = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), c);
+    }
+}

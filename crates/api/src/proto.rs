@@ -1,0 +1,57 @@
+//! Control-socket messages: one JSON request per line from the CLI, one JSON response per line back.
+
+use serde::{Deserialize, Serialize};
+
+/// `K=V` settings as the CLI received them, in order.
+pub type Settings = Vec<(String, String)>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case")]
+pub enum Request {
+    AddBr { bridge: String, may_exist: bool },
+    DelBr { bridge: String, if_exists: bool },
+    ListBr,
+    AddPort { bridge: String, port: String, iface: Settings, may_exist: bool },
+    DelPort { bridge: Option<String>, port: String, if_exists: bool },
+    ListPorts { bridge: String },
+    SetInterface { port: String, settings: Settings },
+    SetBridge { bridge: String, settings: Settings },
+    Show,
+    DumpPorts { bridge: String },
+    FdbShow { bridge: String },
+    FdbFlush { bridge: String },
+}
+
+impl Request {
+    /// True for requests that change the configuration.
+    pub fn is_change(&self) -> bool {
+        matches!(
+            self,
+            Request::AddBr { .. }
+                | Request::DelBr { .. }
+                | Request::AddPort { .. }
+                | Request::DelPort { .. }
+                | Request::SetInterface { .. }
+                | Request::SetBridge { .. }
+        )
+    }
+}
+
+/// The daemon's answer: `data` on success, `error` (the message for the user) on failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl Response {
+    pub fn ok(data: serde_json::Value) -> Self {
+        Response { ok: true, error: None, data }
+    }
+    pub fn err(msg: impl Into<String>) -> Self {
+        Response { ok: false, error: Some(msg.into()), data: serde_json::Value::Null }
+    }
+}

@@ -1,0 +1,219 @@
+//! Command-line parsing, ovs-vsctl style: global options, a command, and `-- set interface|port NAME K=V …`
+//! clauses. Everything is checked before the daemon is contacted.
+
+use anyhow::{bail, Context};
+use weft_api::Request;
+
+pub const HELP: &str = "\
+weft: configure and inspect a running weftd
+
+usage: weft [--socket PATH] [--format json] COMMAND [ARGS] [-- set interface PORT K=V ...]
+
+bridges and ports:
+  add-br BR                         create bridge BR and its internal port BR (a TAP)
+  del-br BR | list-br
+  add-port BR PORT [-- set interface PORT type=T options:K=V ...]
+                                    types: system (an existing interface, the default), tap, internal, vxlan
+  del-port [BR] PORT | list-ports BR
+  set interface PORT K=V ...        change type or options:K=V of an existing interface
+  set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N
+inspection:
+  show                              bridges, ports (with ofport) and their options
+  dump-ports BR                     rx/tx packets and bytes, drops by reason
+  fdb show BR | fdb flush BR        the MAC table, with the remote VTEP of tunnel-learned MACs
+
+options: --may-exist (add-br, add-port), --if-exists (del-br, del-port), --format json (show, dump-ports,
+fdb show), --socket PATH (else $WEFT_SOCKET, else /run/weft/weft.sock)
+vxlan options: remote_ip=IP (required), key=VNI (0), dst_port=PORT (4789), local_ip=IP
+";
+
+pub enum Command {
+    Help,
+    Daemon(Request),
+}
+
+pub struct Invocation {
+    pub socket: String,
+    pub json: bool,
+    pub command: Command,
+}
+
+/// Splits `K=V`, removing the double quotes ovs-vsctl users often put around values.
+fn setting(s: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s.split_once('=').with_context(|| format!("{s:?} is not a KEY=VALUE setting"))?;
+    if k.is_empty() {
+        bail!("{s:?} has an empty key");
+    }
+    let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v);
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn settings(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    items.iter().map(|s| setting(s)).collect()
+}
+
+fn want(cmd: &str, args: &[String], min: usize, max: usize, shape: &str) -> anyhow::Result<()> {
+    if args.len() < min || args.len() > max {
+        bail!("'{cmd}' takes {shape} (got {} argument{})", args.len(), if args.len() == 1 { "" } else { "s" });
+    }
+    Ok(())
+}
+
+pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
+    let mut socket = std::env::var("WEFT_SOCKET").unwrap_or_else(|_| "/run/weft/weft.sock".into());
+    let mut json = false;
+    let mut may_exist = false;
+    let mut if_exists = false;
+    // Split into the main command and "-- …" clauses.
+    let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
+    let mut it = argv.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--" => clauses.push(Vec::new()),
+            "--socket" => socket = it.next().context("--socket needs a PATH")?.clone(),
+            "--format" => match it.next().map(String::as_str) {
+                Some("json") => json = true,
+                Some("text") => json = false,
+                other => bail!("--format takes json or text, not {other:?}"),
+            },
+            "--may-exist" => may_exist = true,
+            "--if-exists" => if_exists = true,
+            "-h" | "--help" | "help" => return Ok(Invocation { socket, json, command: Command::Help }),
+            s if s.starts_with("--format=") => json = &s["--format=".len()..] == "json",
+            s if s.starts_with("--socket=") => socket = s["--socket=".len()..].to_string(),
+            s if s.starts_with("--") => bail!("unknown option {s:?} (see weft --help)"),
+            _ => clauses.last_mut().map(|c| c.push(a.clone())).unwrap_or(()),
+        }
+    }
+    let main = clauses.remove(0);
+    let Some((cmd, rest)) = main.split_first() else {
+        return Ok(Invocation { socket, json, command: Command::Help });
+    };
+    let rest = rest.to_vec();
+    let no_clauses = |clauses: &Vec<Vec<String>>| -> anyhow::Result<()> {
+        if clauses.is_empty() {
+            Ok(())
+        } else {
+            bail!("'{cmd}' does not take '-- set …' clauses")
+        }
+    };
+    let req = match cmd.as_str() {
+        "add-br" => {
+            want(cmd, &rest, 1, 1, "BR")?;
+            no_clauses(&clauses)?;
+            Request::AddBr { bridge: rest[0].clone(), may_exist }
+        }
+        "del-br" => {
+            want(cmd, &rest, 1, 1, "BR")?;
+            no_clauses(&clauses)?;
+            Request::DelBr { bridge: rest[0].clone(), if_exists }
+        }
+        "list-br" => {
+            want(cmd, &rest, 0, 0, "no arguments")?;
+            Request::ListBr
+        }
+        "add-port" => {
+            want(cmd, &rest, 2, 2, "BR PORT")?;
+            let port = rest[1].clone();
+            let mut iface = Vec::new();
+            for c in &clauses {
+                match c.as_slice() {
+                    [set, table, name, kv @ ..] if set == "set" && table == "interface" => {
+                        if *name != port {
+                            bail!("'-- set interface {name}' does not name the port being added ({port})");
+                        }
+                        if kv.is_empty() {
+                            bail!("'-- set interface {name}' needs at least one KEY=VALUE");
+                        }
+                        iface.extend(settings(kv)?);
+                    }
+                    [set, table, ..] if set == "set" && table == "port" => {
+                        bail!("'-- set port' (VLAN tag, trunks) is not supported by this version of weft")
+                    }
+                    other => bail!("unsupported clause '-- {}' (expected: -- set interface {port} K=V ...)", other.join(" ")),
+                }
+            }
+            Request::AddPort { bridge: rest[0].clone(), port, iface, may_exist }
+        }
+        "del-port" => {
+            want(cmd, &rest, 1, 2, "[BR] PORT")?;
+            no_clauses(&clauses)?;
+            let (bridge, port) = if rest.len() == 2 { (Some(rest[0].clone()), rest[1].clone()) } else { (None, rest[0].clone()) };
+            Request::DelPort { bridge, port, if_exists }
+        }
+        "list-ports" => {
+            want(cmd, &rest, 1, 1, "BR")?;
+            Request::ListPorts { bridge: rest[0].clone() }
+        }
+        "set" => {
+            no_clauses(&clauses)?;
+            match rest.as_slice() {
+                [table, name, kv @ ..] if !kv.is_empty() => match table.as_str() {
+                    "interface" => Request::SetInterface { port: name.clone(), settings: settings(kv)? },
+                    "bridge" => Request::SetBridge { bridge: name.clone(), settings: settings(kv)? },
+                    "port" => bail!("'set port' (VLAN tag, trunks) is not supported by this version of weft"),
+                    other => bail!("unknown table {other:?} (expected interface or bridge)"),
+                },
+                _ => bail!("'set' takes TABLE NAME KEY=VALUE..."),
+            }
+        }
+        "show" => {
+            want(cmd, &rest, 0, 0, "no arguments")?;
+            Request::Show
+        }
+        "dump-ports" => {
+            want(cmd, &rest, 1, 1, "BR")?;
+            Request::DumpPorts { bridge: rest[0].clone() }
+        }
+        "fdb" => match rest.as_slice() {
+            [sub, br] if sub == "show" => Request::FdbShow { bridge: br.clone() },
+            [sub, br] if sub == "flush" => Request::FdbFlush { bridge: br.clone() },
+            _ => bail!("'fdb' takes 'show BR' or 'flush BR'"),
+        },
+        other => bail!("unknown command {other:?} (see weft --help)"),
+    };
+    Ok(Invocation { socket, json, command: Command::Daemon(req) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> anyhow::Result<Request> {
+        let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
+        match parse(&argv)?.command {
+            Command::Daemon(r) => Ok(r),
+            Command::Help => bail!("help"),
+        }
+    }
+
+    #[test]
+    fn add_port_with_interface_settings() {
+        let r = p("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=\"192.0.2.12\" options:key=123")
+            .unwrap();
+        let Request::AddPort { bridge, port, iface, may_exist } = r else { panic!() };
+        assert_eq!((bridge.as_str(), port.as_str(), may_exist), ("sw1", "vx1", false));
+        assert_eq!(iface[1], ("options:remote_ip".to_string(), "192.0.2.12".to_string()));
+        assert_eq!(iface.len(), 3);
+    }
+
+    #[test]
+    fn errors_are_specific() {
+        let e = p("add-port sw1 vx1 -- set interface vx2 type=vxlan").unwrap_err().to_string();
+        assert!(e.contains("does not name the port"), "{e}");
+        assert!(p("add-br").unwrap_err().to_string().contains("takes BR"));
+        assert!(p("frobnicate").unwrap_err().to_string().contains("unknown command"));
+        assert!(p("set interface vx1 key").unwrap_err().to_string().contains("KEY=VALUE"));
+        assert!(p("--bogus show").is_err());
+        assert!(p("fdb show").is_err());
+    }
+
+    #[test]
+    fn del_port_with_and_without_bridge() {
+        assert_eq!(p("del-port p1").unwrap(), Request::DelPort { bridge: None, port: "p1".into(), if_exists: false });
+        assert_eq!(
+            p("--if-exists del-port sw1 p1").unwrap(),
+            Request::DelPort { bridge: Some("sw1".into()), port: "p1".into(), if_exists: true }
+        );
+    }
+}

@@ -1,0 +1,115 @@
+//! Text and JSON renderings of the daemon's answers. JSON is the daemon's data as it is (stable for scripts);
+//! text reads like ovs-vsctl show, ovs-appctl fdb/show and ovs-ofctl dump-ports.
+
+use serde_json::Value;
+use std::fmt::Write;
+use weft_api::Request;
+
+const OFPORT_LOCAL: u64 = 0xffff_fffe;
+
+fn ofport(v: &Value) -> String {
+    match v.as_u64() {
+        Some(OFPORT_LOCAL) => "LOCAL".to_string(),
+        Some(n) => n.to_string(),
+        None => "?".to_string(),
+    }
+}
+
+pub fn render(req: &Request, data: &Value, json: bool) -> anyhow::Result<String> {
+    if json {
+        return Ok(match data {
+            Value::Null => String::new(),
+            d => serde_json::to_string_pretty(d)? + "\n",
+        });
+    }
+    let mut out = String::new();
+    match req {
+        Request::ListBr | Request::ListPorts { .. } => {
+            for name in data.as_array().into_iter().flatten() {
+                writeln!(out, "{}", name.as_str().unwrap_or_default())?;
+            }
+        }
+        Request::Show => show(&mut out, data)?,
+        Request::FdbShow { .. } => fdb(&mut out, data)?,
+        Request::DumpPorts { .. } => dump_ports(&mut out, data)?,
+        _ => {}
+    }
+    Ok(out)
+}
+
+fn show(out: &mut String, data: &Value) -> std::fmt::Result {
+    for b in data["bridges"].as_array().into_iter().flatten() {
+        writeln!(out, "    Bridge {}", b["name"].as_str().unwrap_or_default())?;
+        if let Some(oc) = b["other_config"].as_object().filter(|o| !o.is_empty()) {
+            let items: Vec<String> = oc.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
+            writeln!(out, "        other_config: {{{}}}", items.join(", "))?;
+        }
+        for p in b["ports"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap_or_default();
+            writeln!(out, "        Port {name}")?;
+            writeln!(out, "            Interface {name}")?;
+            let ty = p["type"].as_str().unwrap_or_default();
+            if ty != "system" {
+                writeln!(out, "                type: {ty}")?;
+            }
+            writeln!(out, "                ofport: {}", ofport(&p["ofport"]))?;
+            if let Some(mtu) = p["mtu"].as_u64() {
+                writeln!(out, "                mtu: {mtu}")?;
+            }
+            if let Some(ns) = p["netns"].as_str() {
+                writeln!(out, "                netns: {ns}")?;
+            }
+            if let Some(opts) = p["options"].as_object().filter(|o| !o.is_empty()) {
+                let items: Vec<String> =
+                    opts.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
+                writeln!(out, "                options: {{{}}}", items.join(", "))?;
+            }
+            if let Some(err) = p["error"].as_str() {
+                writeln!(out, "                error: \"{err}\"")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fdb(out: &mut String, data: &Value) -> std::fmt::Result {
+    writeln!(out, " port  name             VLAN  MAC                Age  remote")?;
+    for e in data.as_array().into_iter().flatten() {
+        let age = if e["static"].as_bool() == Some(true) { "static".to_string() } else { e["age"].to_string() };
+        writeln!(
+            out,
+            "{:>5}  {:<15}  {:>4}  {}  {:>4}  {}",
+            ofport(&e["ofport"]),
+            e["port"].as_str().unwrap_or_default(),
+            e["vlan"],
+            e["mac"].as_str().unwrap_or_default(),
+            age,
+            e["remote_ip"].as_str().unwrap_or("-"),
+        )?;
+    }
+    Ok(())
+}
+
+fn dump_ports(out: &mut String, data: &Value) -> std::fmt::Result {
+    let ports = data.as_array().map(Vec::as_slice).unwrap_or_default();
+    writeln!(out, "{} ports", ports.len())?;
+    for p in ports {
+        let drops = p["drops"].as_object();
+        let total: u64 = drops.map(|d| d.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
+        writeln!(
+            out,
+            "  port {:>5} ({}): rx pkts={}, bytes={}, drop={}",
+            ofport(&p["ofport"]),
+            p["port"].as_str().unwrap_or_default(),
+            p["rx_packets"],
+            p["rx_bytes"],
+            total
+        )?;
+        writeln!(out, "             tx pkts={}, bytes={}", p["tx_packets"], p["tx_bytes"])?;
+        if let Some(d) = drops.filter(|d| !d.is_empty()) {
+            let items: Vec<String> = d.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            writeln!(out, "             drops: {}", items.join(", "))?;
+        }
+    }
+    Ok(())
+}

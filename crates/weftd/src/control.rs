@@ -1,0 +1,216 @@
+//! The control socket: one JSON request per line, answered with one JSON response per line.
+//!
+//! Changes are transactions: the request is applied to a copy of the configuration, the copy is validated
+//! whole, the devices and sockets it needs are opened, it is persisted, and only then does the datapath
+//! switch to it. Any failure on the way returns an error and leaves the running state and the db as they were.
+
+use crate::dataplane::{DpHandle, DpMsg};
+use crate::pipeline::{PortIo, Resources, OFPORT_LOCAL};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use weft_api::{Config, Request, Response};
+
+pub struct State {
+    pub config: Config,
+    pub db: PathBuf,
+    pub resources: Resources,
+    pub dp: DpHandle,
+    pub generation: u64,
+    /// What the running pipeline knows of each port: its state, MTU and namespace, for `show`.
+    pub port_info: BTreeMap<String, Value>,
+}
+
+const DP_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl State {
+    /// Serves one client connection until it closes.
+    pub fn serve(state: Arc<Mutex<State>>, stream: UnixStream) {
+        let Ok(read_half) = stream.try_clone() else { return };
+        let mut writer = stream;
+        for line in BufReader::new(read_half).lines() {
+            let Ok(line) = line else { return };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let resp = match serde_json::from_str::<Request>(&line) {
+                Ok(req) => {
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    s.handle(req)
+                }
+                Err(e) => Response::err(format!("malformed request: {e}")),
+            };
+            let mut out = serde_json::to_vec(&resp).unwrap_or_default();
+            out.push(b'\n');
+            if writer.write_all(&out).is_err() {
+                return;
+            }
+        }
+    }
+
+    pub fn handle(&mut self, req: Request) -> Response {
+        if req.is_change() {
+            return match self.change(&req) {
+                Ok(()) => Response::ok(Value::Null),
+                Err(e) => Response::err(e),
+            };
+        }
+        match req {
+            Request::ListBr => Response::ok(json!(self.config.bridges.iter().map(|b| &b.name).collect::<Vec<_>>())),
+            Request::ListPorts { bridge } => match self.config.bridge(&bridge) {
+                Some(b) => Response::ok(json!(b.ports.iter().map(|p| &p.name).collect::<Vec<_>>())),
+                None => Response::err(format!("no bridge named {bridge:?}")),
+            },
+            Request::Show => Response::ok(self.show()),
+            Request::FdbShow { bridge } => self.fdb_show(&bridge),
+            Request::FdbFlush { bridge } => {
+                let (tx, rx) = channel();
+                self.dp.send(DpMsg::FdbFlush(bridge.clone(), tx));
+                match rx.recv_timeout(DP_TIMEOUT) {
+                    Ok(true) => Response::ok(Value::Null),
+                    Ok(false) => Response::err(format!("no bridge named {bridge:?}")),
+                    Err(_) => Response::err("the datapath did not answer"),
+                }
+            }
+            Request::DumpPorts { bridge } => self.dump_ports(&bridge),
+            _ => Response::err("unhandled request"),
+        }
+    }
+
+    fn change(&mut self, req: &Request) -> Result<(), String> {
+        let mut new = self.config.clone();
+        let r = match req {
+            Request::AddBr { bridge, may_exist } => new.add_bridge(bridge, *may_exist),
+            Request::DelBr { bridge, if_exists } => new.del_bridge(bridge, *if_exists),
+            Request::AddPort { bridge, port, iface, may_exist } => new.add_port(bridge, port, iface, *may_exist),
+            Request::DelPort { bridge, port, if_exists } => new.del_port(bridge.as_deref(), port, *if_exists),
+            Request::SetInterface { port, settings } => new.set_interface(port, settings),
+            Request::SetBridge { bridge, settings } => new.set_bridge(bridge, settings),
+            _ => Ok(()),
+        };
+        r.map_err(|e| e.to_string())?;
+        new.validate().map_err(|e| e.to_string())?;
+        if new == self.config {
+            return Ok(());
+        }
+        self.commit(new)
+    }
+
+    /// Opens, persists and installs `new`; on failure nothing changes.
+    fn commit(&mut self, new: Config) -> Result<(), String> {
+        let generation = self.generation + 1;
+        let (pipeline, created) = self.resources.build(&new, generation, true).map_err(|e| format!("{e:#}"))?;
+        if let Err(e) = crate::db::save(&self.db, &new) {
+            drop(pipeline);
+            self.resources.abandon(&created);
+            self.resources.release_unused(&self.config);
+            return Err(format!("cannot save the configuration: {e:#}"));
+        }
+        self.install(pipeline);
+        self.generation = generation;
+        self.config = new;
+        self.resources.release_unused(&self.config);
+        Ok(())
+    }
+
+    /// Hands a pipeline to the datapath and waits until it runs it.
+    pub fn install(&mut self, pipeline: crate::pipeline::Pipeline) {
+        self.port_info = pipeline
+            .ports
+            .iter()
+            .map(|p| {
+                let mut info = json!({ "mtu": p.mtu, "netns": p.netns });
+                if let PortIo::Down(why) = &p.io {
+                    info["error"] = json!(why);
+                }
+                (p.name.clone(), info)
+            })
+            .collect();
+        let (tx, rx) = channel();
+        self.dp.send(DpMsg::Swap(Arc::new(pipeline), tx));
+        if rx.recv_timeout(DP_TIMEOUT).is_err() {
+            eprintln!("weftd: the datapath did not take the new configuration in time");
+        }
+    }
+
+    fn show(&self) -> Value {
+        let bridges: Vec<Value> = self
+            .config
+            .bridges
+            .iter()
+            .map(|b| {
+                let mut ports = vec![self.port_json(&b.name, OFPORT_LOCAL, "internal", &BTreeMap::new())];
+                for p in &b.ports {
+                    ports.push(self.port_json(&p.name, p.ofport, p.iface_type.as_str(), &p.options));
+                }
+                json!({ "name": b.name, "other_config": b.other_config, "ports": ports })
+            })
+            .collect();
+        json!({ "bridges": bridges })
+    }
+
+    fn port_json(&self, name: &str, ofport: u32, ty: &str, options: &BTreeMap<String, String>) -> Value {
+        let info = self.port_info.get(name);
+        let mut v = json!({
+            "name": name,
+            "ofport": ofport,
+            "type": ty,
+            "options": options,
+            "tag": Value::Null,
+            "mtu": info.map(|i| i["mtu"].clone()).unwrap_or(Value::Null),
+        });
+        if let Some(ns) = info.and_then(|i| i["netns"].as_str()) {
+            v["netns"] = json!(ns);
+        }
+        if let Some(err) = info.and_then(|i| i.get("error")) {
+            v["error"] = err.clone();
+        }
+        v
+    }
+
+    fn fdb_show(&self, bridge: &str) -> Response {
+        let (tx, rx) = channel();
+        self.dp.send(DpMsg::Fdb(bridge.to_string(), tx));
+        match rx.recv_timeout(DP_TIMEOUT) {
+            Ok(Some(rows)) => Response::ok(Value::Array(
+                rows.into_iter()
+                    .map(|r| {
+                        json!({
+                            "port": r.port, "ofport": r.ofport, "vlan": r.vlan, "mac": r.mac.to_string(),
+                            "age": r.age, "remote_ip": r.remote.map(|ip| ip.to_string()), "static": r.is_static,
+                        })
+                    })
+                    .collect(),
+            )),
+            Ok(None) => Response::err(format!("no bridge named {bridge:?}")),
+            Err(_) => Response::err("the datapath did not answer"),
+        }
+    }
+
+    fn dump_ports(&self, bridge: &str) -> Response {
+        let (tx, rx) = channel();
+        self.dp.send(DpMsg::Counters(bridge.to_string(), tx));
+        match rx.recv_timeout(DP_TIMEOUT) {
+            Ok(Some(rows)) => Response::ok(Value::Array(
+                rows.into_iter()
+                    .map(|(name, ofport, c)| {
+                        let drops: BTreeMap<&str, u64> = c.drops_by_name().collect();
+                        json!({
+                            "port": name, "ofport": ofport,
+                            "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
+                            "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
+                            "drops": drops,
+                        })
+                    })
+                    .collect(),
+            )),
+            Ok(None) => Response::err(format!("no bridge named {bridge:?}")),
+            Err(_) => Response::err("the datapath did not answer"),
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! The datapath thread: waits on every port, moves batches of frames through the learning switch, and sends
+//! them out in batches.
+//!
+//! Memory is allocated when the thread starts; per packet nothing is. A batch is received into fixed
+//! buffers, every output is queued as a reference into those buffers (flooding to ten ports queues ten
+//! references to one frame, not ten copies), and all queues are flushed before the next batch is received.
+
+use crate::pipeline::{Pipeline, PortIo};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+use weft_datapath::bridge::{normal, Forward};
+use weft_datapath::counters::{DropReason, PortCounters};
+use weft_datapath::fdb::{Fdb, FdbEntry};
+use weft_datapath::flowhash::flow_hash;
+use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
+use weft_datapath::{Nanos, PortIdx};
+use weft_sys::batch::{MmsgStorage, RecvBatch};
+use weft_sys::epoll::{EventFd, Epoll};
+use weft_wire::ethernet::{EthernetFrame, HEADER_LEN as ETH_LEN};
+use weft_wire::vxlan::{VxlanPacket, VxlanRepr, HEADER_LEN as VXLAN_LEN};
+use weft_wire::EthernetAddress;
+
+/// Frames per receive batch.
+pub const BATCH: usize = 64;
+/// Room per buffer: a 64 KiB GSO frame plus its virtio-net header.
+const STRIDE: usize = 65_536 + 256;
+const HEADROOM: usize = 64;
+/// Scratch for segmenting offloaded TCP frames: one batch's worth of 64 KiB frames cut into segments.
+const SEGMENT_ARENA: usize = 2 << 20;
+/// Most outputs queued between flushes (a flood of a full batch to 64 ports).
+const TX_QUEUE: usize = BATCH * 64;
+
+/// Longest header prepended to a queued frame (the virtio-net header; VXLAN's is 8).
+const PREFIX_MAX: usize = VNET_HDR_LEN;
+
+/// Messages from the control thread.
+pub enum DpMsg {
+    /// Run this pipeline from now on; answer when the old one is dropped.
+    Swap(Arc<Pipeline>, Sender<()>),
+    Fdb(String, Sender<Option<Vec<FdbRow>>>),
+    FdbFlush(String, Sender<bool>),
+    Counters(String, Sender<Option<Vec<(String, u32, PortCounters)>>>),
+}
+
+/// One row of `fdb show`.
+pub struct FdbRow {
+    pub port: String,
+    pub ofport: u32,
+    pub vlan: u16,
+    pub mac: EthernetAddress,
+    pub age: u64,
+    pub remote: Option<IpAddr>,
+    pub is_static: bool,
+}
+
+/// The handle the control thread keeps.
+pub struct DpHandle {
+    pub tx: Sender<DpMsg>,
+    pub wake: Arc<EventFd>,
+}
+
+impl DpHandle {
+    pub fn send(&self, m: DpMsg) {
+        let _ = self.tx.send(m);
+        self.wake.wake();
+    }
+}
+
+/// Where a queued frame's bytes are.
+#[derive(Clone, Copy)]
+enum Bytes {
+    Rx { slot: u16, start: u32, len: u32 },
+    Seg { start: u32, len: u32 },
+}
+
+/// Which kernel object a queued frame leaves through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    Packet(PortIdx),
+    Udp { pool: u16, socket: u16 },
+}
+
+struct TxEntry {
+    sink: Sink,
+    port: PortIdx,
+    bytes: Bytes,
+    dest: Option<SocketAddr>,
+    prefix: [u8; PREFIX_MAX],
+    prefix_len: u8,
+}
+
+/// The bytes a queued frame refers to.
+fn resolve<'a>(rx: &'a RecvBatch, seg: &'a [u8], b: Bytes) -> &'a [u8] {
+    match b {
+        Bytes::Rx { slot, start, len } => &rx.slot(usize::from(slot))[start as usize..(start + len) as usize],
+        Bytes::Seg { start, len } => &seg[start as usize..(start + len) as usize],
+    }
+}
+
+pub struct Dataplane {
+    pipeline: Arc<Pipeline>,
+    fdbs: Vec<Fdb>,
+    counters: Vec<PortCounters>,
+    rx: RecvBatch,
+    seg: Vec<u8>,
+    seg_used: usize,
+    txq: Vec<TxEntry>,
+    sinks: Vec<Sink>,
+    mmsg: MmsgStorage,
+    msgs: Receiver<DpMsg>,
+    wake: Arc<EventFd>,
+    clock: Instant,
+}
+
+const TOKEN_CONTROL: u64 = u64::MAX;
+const TOKEN_UDP: u64 = 1 << 32;
+
+impl Dataplane {
+    pub fn new(pipeline: Arc<Pipeline>, msgs: Receiver<DpMsg>, wake: Arc<EventFd>) -> Self {
+        let mut dp = Dataplane {
+            pipeline: Arc::new(Pipeline { generation: 0, bridges: vec![], ports: vec![], rx_sockets: vec![], pools: vec![] }),
+            fdbs: Vec::new(),
+            counters: Vec::new(),
+            rx: RecvBatch::new(BATCH, STRIDE, HEADROOM),
+            seg: vec![0u8; SEGMENT_ARENA],
+            seg_used: 0,
+            txq: Vec::with_capacity(TX_QUEUE),
+            sinks: Vec::with_capacity(64),
+            mmsg: MmsgStorage::new(BATCH),
+            msgs,
+            wake,
+            clock: Instant::now(),
+        };
+        dp.install(pipeline);
+        dp
+    }
+
+    fn now(&self) -> Nanos {
+        self.clock.elapsed().as_nanos() as Nanos
+    }
+
+    /// Switches to a new pipeline, carrying FDB entries and counters over by bridge and port name.
+    fn install(&mut self, new: Arc<Pipeline>) {
+        let old = std::mem::replace(&mut self.pipeline, new);
+        let p = &self.pipeline;
+        let mut fdbs: Vec<Fdb> = Vec::with_capacity(p.bridges.len());
+        for b in &p.bridges {
+            let mut fdb = match old.bridges.iter().position(|ob| ob.name == b.name) {
+                Some(oi) => std::mem::take(&mut self.fdbs[oi]),
+                None => Fdb::default(),
+            };
+            fdb.set_limits(b.aging_secs, b.table_size);
+            fdb.remap_ports(|op| {
+                let name = &old.ports.get(usize::from(op.0))?.name;
+                p.ports.iter().position(|np| &np.name == name).map(|i| PortIdx(i as u16))
+            });
+            fdbs.push(fdb);
+        }
+        self.fdbs = fdbs;
+        self.counters = p
+            .ports
+            .iter()
+            .map(|np| {
+                old.ports
+                    .iter()
+                    .position(|op| op.name == np.name)
+                    .and_then(|i| self.counters.get(i).cloned())
+                    .unwrap_or_default()
+            })
+            .collect();
+    }
+
+    fn register(&self, epoll: &Epoll) -> std::io::Result<()> {
+        epoll.add(self.wake.raw(), TOKEN_CONTROL)?;
+        for (i, port) in self.pipeline.ports.iter().enumerate() {
+            match &port.io {
+                PortIo::Tap(t) => epoll.add(t.as_raw_fd(), i as u64)?,
+                PortIo::Packet(s) => epoll.add(s.as_raw_fd(), i as u64)?,
+                _ => {}
+            }
+        }
+        for (i, s) in self.pipeline.rx_sockets.iter().enumerate() {
+            epoll.add(s.socket.as_raw_fd(), TOKEN_UDP + i as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Runs until the control side hangs up.
+    pub fn run(mut self) {
+        let mut epoll = match Epoll::new(256) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("weftd: datapath cannot create epoll: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.register(&epoll) {
+            eprintln!("weftd: datapath cannot watch ports: {e}");
+        }
+        let mut last_expiry = self.now();
+        let mut ready: Vec<u64> = Vec::with_capacity(256);
+        loop {
+            ready.clear();
+            match epoll.wait(1000) {
+                Ok(it) => ready.extend(it),
+                Err(e) => {
+                    eprintln!("weftd: epoll_wait: {e}");
+                    return;
+                }
+            }
+            for &token in &ready {
+                if token == TOKEN_CONTROL {
+                    continue;
+                } else if token >= TOKEN_UDP {
+                    self.poll_udp((token - TOKEN_UDP) as usize);
+                } else {
+                    self.poll_port(PortIdx(token as u16));
+                }
+            }
+            if ready.contains(&TOKEN_CONTROL) || ready.is_empty() {
+                self.wake.drain();
+                loop {
+                    match self.msgs.try_recv() {
+                        Ok(DpMsg::Swap(p, ack)) => {
+                            self.install(p);
+                            match Epoll::new(256) {
+                                Ok(e) => {
+                                    epoll = e;
+                                    if let Err(e) = self.register(&epoll) {
+                                        eprintln!("weftd: datapath cannot watch ports: {e}");
+                                    }
+                                }
+                                Err(e) => eprintln!("weftd: datapath cannot create epoll: {e}"),
+                            }
+                            let _ = ack.send(());
+                        }
+                        Ok(DpMsg::Fdb(bridge, reply)) => {
+                            let _ = reply.send(self.fdb_rows(&bridge));
+                        }
+                        Ok(DpMsg::FdbFlush(bridge, reply)) => {
+                            let i = self.pipeline.bridges.iter().position(|b| b.name == bridge);
+                            if let Some(i) = i {
+                                self.fdbs[i].flush_learned();
+                            }
+                            let _ = reply.send(i.is_some());
+                        }
+                        Ok(DpMsg::Counters(bridge, reply)) => {
+                            let _ = reply.send(self.port_counters(&bridge));
+                        }
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                    }
+                }
+            }
+            let now = self.now();
+            if now - last_expiry >= weft_datapath::SECOND {
+                for f in &mut self.fdbs {
+                    f.expire(now);
+                }
+                last_expiry = now;
+            }
+        }
+    }
+
+    fn fdb_rows(&self, bridge: &str) -> Option<Vec<FdbRow>> {
+        let bi = self.pipeline.bridges.iter().position(|b| b.name == bridge)?;
+        let now = self.now();
+        Some(
+            self.fdbs[bi]
+                .snapshot(now)
+                .into_iter()
+                .map(|(vlan, mac, e, age): (u16, EthernetAddress, FdbEntry, u64)| {
+                    let port = &self.pipeline.ports[usize::from(e.port.0)];
+                    FdbRow { port: port.name.clone(), ofport: port.ofport, vlan, mac, age, remote: e.remote, is_static: e.is_static }
+                })
+                .collect(),
+        )
+    }
+
+    fn port_counters(&self, bridge: &str) -> Option<Vec<(String, u32, PortCounters)>> {
+        let b = self.pipeline.bridges.iter().find(|b| b.name == bridge)?;
+        Some(
+            b.ports
+                .iter()
+                .map(|p| {
+                    let port = &self.pipeline.ports[usize::from(p.0)];
+                    (port.name.clone(), port.ofport, self.counters[usize::from(p.0)].clone())
+                })
+                .collect(),
+        )
+    }
+
+    /// Receives a batch from a TAP or AF_PACKET port and switches it.
+    fn poll_port(&mut self, port: PortIdx) {
+        let pipeline = self.pipeline.clone();
+        let Some(p) = pipeline.ports.get(usize::from(port.0)) else { return };
+        let got = match &p.io {
+            PortIo::Tap(t) => self.rx.fill_with(|buf| t.read(buf)),
+            PortIo::Packet(s) => self.rx.recv_mmsg(s.as_raw_fd()),
+            _ => return,
+        };
+        let n = match got {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("weftd: port {}: receive failed: {e}", p.name);
+                return;
+            }
+        };
+        let vnet = matches!(p.io, PortIo::Packet(_));
+        let now = self.now();
+        for i in 0..n {
+            let (start, len) = if vnet {
+                match self.take_offloaded(port, i) {
+                    Some(r) => r,
+                    None => continue,
+                }
+            } else {
+                let r = self.rx.slot_mut(i).1;
+                (r.start, r.len())
+            };
+            self.counters[usize::from(port.0)].rx(len);
+            self.switch(port, None, Bytes::Rx { slot: i as u16, start: start as u32, len: len as u32 }, now);
+        }
+        self.flush();
+    }
+
+    /// Strips the virtio-net header of packet `i`, completing its checksum or segmenting it (each segment is
+    /// then switched here). Returns the frame's range within the slot when it is to be switched as it is.
+    fn take_offloaded(&mut self, port: PortIdx, i: usize) -> Option<(usize, usize)> {
+        let (slot, range) = self.rx.slot_mut(i);
+        let pkt = &mut slot[range.clone()];
+        let Some(hdr) = VnetHdr::parse(pkt) else {
+            self.counters[usize::from(port.0)].drop(DropReason::Malformed);
+            return None;
+        };
+        let frame_start = range.start + VNET_HDR_LEN;
+        let frame_len = range.len() - VNET_HDR_LEN;
+        if hdr.is_gso() {
+            let frame = &slot[frame_start..frame_start + frame_len];
+            let mut segs: [(u32, u32); 64] = [(0, 0); 64];
+            let mut count = 0usize;
+            let base = self.seg_used;
+            let res = offload::segment_tcp(frame, &hdr, &mut self.seg[base..], |r| {
+                if count < segs.len() {
+                    segs[count] = ((base + r.start) as u32, r.len() as u32);
+                }
+                count += 1;
+            });
+            match res {
+                Ok(used) if count <= segs.len() => {
+                    self.seg_used += used;
+                    let now = self.now();
+                    self.counters[usize::from(port.0)].rx(frame_len);
+                    for &(start, len) in &segs[..count] {
+                        self.switch(port, None, Bytes::Seg { start, len }, now);
+                    }
+                }
+                Ok(_) | Err(offload::OffloadError::Unsupported(_)) => {
+                    self.counters[usize::from(port.0)].drop(DropReason::UnsupportedOffload)
+                }
+                Err(offload::OffloadError::NoRoom(_)) => {
+                    // The arena is full for this batch: send what is queued and try again once.
+                    self.flush();
+                    return self.take_offloaded(port, i);
+                }
+                Err(_) => self.counters[usize::from(port.0)].drop(DropReason::Malformed),
+            }
+            return None;
+        }
+        if hdr.flags & offload::F_NEEDS_CSUM != 0 {
+            let frame = &mut slot[frame_start..frame_start + frame_len];
+            if offload::complete_checksum(frame, usize::from(hdr.csum_start), usize::from(hdr.csum_offset)).is_err() {
+                self.counters[usize::from(port.0)].drop(DropReason::Malformed);
+                return None;
+            }
+        }
+        Some((frame_start, frame_len))
+    }
+
+    /// Receives a batch of tunnel packets, checks sender and VNI, and switches the inner frames.
+    fn poll_udp(&mut self, si: usize) {
+        let pipeline = self.pipeline.clone();
+        let Some(rs) = pipeline.rx_sockets.get(si) else { return };
+        let n = match self.rx.recv_mmsg(rs.socket.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("weftd: tunnel socket {}: receive failed: {e}", rs.bound);
+                return;
+            }
+        };
+        let now = self.now();
+        for i in 0..n {
+            let Some(src) = self.rx.source(i) else { continue };
+            let pkt = self.rx.packet(i);
+            let (vni, valid) = match VxlanPacket::new_checked(pkt) {
+                Ok(v) => (v.vni(), pkt.len() >= VXLAN_LEN + ETH_LEN),
+                Err(_) => (0, false),
+            };
+            let port = match rs.classify(src.ip(), vni) {
+                Ok(p) => p,
+                Err((charged, why)) => {
+                    self.counters[usize::from(charged.0)].drop(if valid { why } else { DropReason::Malformed });
+                    continue;
+                }
+            };
+            if !valid {
+                self.counters[usize::from(port.0)].drop(DropReason::Malformed);
+                continue;
+            }
+            let range = self.rx.slot_mut(i).1;
+            let len = range.len() - VXLAN_LEN;
+            self.counters[usize::from(port.0)].rx(len);
+            let bytes = Bytes::Rx { slot: i as u16, start: (range.start + VXLAN_LEN) as u32, len: len as u32 };
+            self.switch(port, Some(src.ip()), bytes, now);
+        }
+        self.flush();
+    }
+
+    fn bytes(&self, b: Bytes) -> &[u8] {
+        resolve(&self.rx, &self.seg, b)
+    }
+
+    /// Runs the learning switch on one frame and queues its outputs.
+    fn switch(&mut self, in_port: PortIdx, remote: Option<IpAddr>, bytes: Bytes, now: Nanos) {
+        let frame = self.bytes(bytes);
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
+            return;
+        };
+        let (src, dst) = (eth.src_addr(), eth.dst_addr());
+        let hash = flow_hash(frame);
+        let pipeline = self.pipeline.clone();
+        let bridge = pipeline.ports[usize::from(in_port.0)].bridge;
+        let d = normal(&mut self.fdbs[bridge], in_port, remote, 0, src, dst, now);
+        if d.learned == Some(weft_datapath::fdb::Learned::Full) {
+            self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
+        }
+        match d.forward {
+            Forward::Output { port, remote } => self.output(&pipeline, port, remote, bytes, hash),
+            Forward::Flood => {
+                for &p in &pipeline.bridges[bridge].ports {
+                    if p != in_port {
+                        self.output(&pipeline, p, None, bytes, hash);
+                    }
+                }
+            }
+            Forward::Filter => {}
+        }
+    }
+
+    /// Sends a frame out of one port: TAPs are written at once, the rest is queued for a batched send.
+    fn output(&mut self, pipeline: &Pipeline, port: PortIdx, _remote: Option<IpAddr>, bytes: Bytes, hash: u32) {
+        let p = &pipeline.ports[usize::from(port.0)];
+        let len = match bytes {
+            Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize,
+        };
+        let (sink, dest, prefix, prefix_len) = match &p.io {
+            PortIo::Tap(t) => {
+                let r = t.write(&[std::io::IoSlice::new(self.bytes(bytes))]);
+                let c = &mut self.counters[usize::from(port.0)];
+                match r {
+                    Ok(_) => c.tx(len),
+                    Err(_) => c.drop(DropReason::TxError),
+                }
+                return;
+            }
+            PortIo::Packet(_) => (Sink::Packet(port), None, [0u8; 10], VNET_HDR_LEN as u8),
+            PortIo::Tunnel { spec, pool, dest } => {
+                let mut prefix = [0u8; 10];
+                VxlanRepr { vni: spec.vni }.emit(&mut prefix);
+                let socket = (hash as usize % pipeline.pools[*pool].len()) as u16;
+                (Sink::Udp { pool: *pool as u16, socket }, Some(*dest), prefix, VXLAN_LEN as u8)
+            }
+            PortIo::Down(_) => {
+                self.counters[usize::from(port.0)].drop(DropReason::TxError);
+                return;
+            }
+        };
+        if self.txq.len() == TX_QUEUE {
+            self.flush_queue();
+        }
+        if !self.sinks.contains(&sink) {
+            self.sinks.push(sink);
+        }
+        self.txq.push(TxEntry { sink, port, bytes, dest, prefix, prefix_len });
+    }
+
+    /// Sends everything queued and forgets the segment scratch.
+    fn flush(&mut self) {
+        self.flush_queue();
+        self.seg_used = 0;
+    }
+
+    fn flush_queue(&mut self) {
+        if self.txq.is_empty() {
+            return;
+        }
+        let pipeline = self.pipeline.clone();
+        let sinks = std::mem::take(&mut self.sinks);
+        for &sink in &sinks {
+            let fd = match sink {
+                Sink::Packet(p) => match &pipeline.ports[usize::from(p.0)].io {
+                    PortIo::Packet(s) => s.as_raw_fd(),
+                    _ => continue,
+                },
+                Sink::Udp { pool, socket } => pipeline.pools[usize::from(pool)][usize::from(socket)].as_raw_fd(),
+            };
+            let mut owners: [(PortIdx, usize); BATCH] = [(PortIdx(0), 0); BATCH];
+            let counters = &mut self.counters;
+            let mut account = |owners: &[(PortIdx, usize); BATCH], k: usize, ok: bool| {
+                let (port, len) = owners[k];
+                let c = &mut counters[usize::from(port.0)];
+                if ok {
+                    c.tx(len);
+                } else {
+                    c.drop(DropReason::TxError);
+                }
+            };
+            let mut batch = self.mmsg.start();
+            for e in self.txq.iter().filter(|e| e.sink == sink) {
+                let data = resolve(&self.rx, &self.seg, e.bytes);
+                owners[batch.len()] = (e.port, data.len());
+                batch.push(&[&e.prefix[..usize::from(e.prefix_len)], data], e.dest.as_ref());
+                if batch.is_full() {
+                    batch.send_with(fd, |k, ok| account(&owners, k, ok));
+                }
+            }
+            if !batch.is_empty() {
+                batch.send_with(fd, |k, ok| account(&owners, k, ok));
+            }
+        }
+        self.sinks = sinks;
+        self.sinks.clear();
+        self.txq.clear();
+    }
+}

@@ -1,0 +1,362 @@
+//! The immutable snapshot of the running configuration that the datapath thread works from, and the
+//! resources (open devices and sockets) behind it, reused across configuration changes.
+
+use anyhow::{anyhow, Context};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use weft_api::{Config, IfaceType, TunnelSpec};
+use weft_datapath::PortIdx;
+use weft_sys::packet::PacketSocket;
+use weft_sys::tap::Tap;
+
+/// ofport number of a bridge's internal port (OpenFlow's OFPP_LOCAL).
+pub const OFPORT_LOCAL: u32 = 0xffff_fffe;
+/// Underlay MTU assumed when sizing TAP ports.
+pub const UNDERLAY_MTU: u32 = 1500;
+/// Sender sockets per local address: the flow hash picks one, so each flow keeps one source port.
+pub const SENDERS_PER_POOL: usize = 16;
+
+/// How a port moves frames.
+#[derive(Debug, Clone)]
+pub enum PortIo {
+    Tap(Arc<Tap>),
+    Packet(Arc<PacketSocket>),
+    Tunnel { spec: TunnelSpec, pool: usize, dest: SocketAddr },
+    /// Configured but not open (its interface is missing); frames to it are discarded.
+    Down(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PortRt {
+    pub name: String,
+    pub ofport: u32,
+    pub bridge: usize,
+    pub iface_type: IfaceType,
+    pub io: PortIo,
+    pub mtu: Option<u32>,
+    /// Where the TAP was found at start, if another namespace holds it.
+    pub netns: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BridgeRt {
+    pub name: String,
+    pub aging_secs: u32,
+    pub table_size: usize,
+    /// Every port of the bridge, internal port first.
+    pub ports: Vec<PortIdx>,
+}
+
+/// A UDP socket receiving one tunnel port number on one local address, and the tunnels it serves.
+#[derive(Debug)]
+pub struct RxSocket {
+    pub socket: Arc<UdpSocket>,
+    pub bound: SocketAddr,
+    pub by_key: HashMap<(IpAddr, u32), PortIdx>,
+    pub by_vni: HashMap<u32, PortIdx>,
+    pub by_remote: HashMap<IpAddr, PortIdx>,
+    pub first: PortIdx,
+}
+
+impl RxSocket {
+    /// The tunnel port for a packet from `remote` with `vni`, or the port to charge the drop to and why.
+    #[inline]
+    pub fn classify(&self, remote: IpAddr, vni: u32) -> Result<PortIdx, (PortIdx, weft_datapath::counters::DropReason)> {
+        use weft_datapath::counters::DropReason;
+        if let Some(p) = self.by_key.get(&(remote, vni)) {
+            return Ok(*p);
+        }
+        if let Some(p) = self.by_remote.get(&remote) {
+            return Err((*p, DropReason::WrongVni));
+        }
+        Err((self.by_vni.get(&vni).copied().unwrap_or(self.first), DropReason::UnknownRemote))
+    }
+}
+
+pub struct Pipeline {
+    pub generation: u64,
+    pub bridges: Vec<BridgeRt>,
+    pub ports: Vec<PortRt>,
+    pub rx_sockets: Vec<RxSocket>,
+    /// Send-only sockets, one pool per (family, local address).
+    pub pools: Vec<Arc<Vec<UdpSocket>>>,
+}
+
+/// Open devices and sockets, keyed so that an unchanged port keeps its descriptor across changes.
+#[derive(Default)]
+pub struct Resources {
+    taps: HashMap<String, (Arc<Tap>, Option<String>)>,
+    packets: HashMap<String, Arc<PacketSocket>>,
+    rx: HashMap<SocketAddr, Arc<UdpSocket>>,
+    pools: HashMap<SocketAddr, Arc<Vec<UdpSocket>>>,
+}
+
+fn rx_bind_addr(spec: &TunnelSpec) -> SocketAddr {
+    let ip = spec.local.unwrap_or(if spec.remote.is_ipv4() {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    });
+    SocketAddr::new(ip, spec.dst_port)
+}
+
+fn pool_bind_addr(spec: &TunnelSpec) -> SocketAddr {
+    SocketAddr::new(rx_bind_addr(spec).ip(), 0)
+}
+
+/// The MTU for a new TAP on `bridge`: what fits the underlay behind its largest tunnel overhead.
+fn tap_mtu(cfg: &Config, bridge: &str) -> u32 {
+    let worst = cfg
+        .bridge(bridge)
+        .map(|b| b.ports.iter().filter_map(|p| p.tunnel().ok().flatten()).map(|t| t.overhead() + 14).max())
+        .unwrap_or(None)
+        .unwrap_or(50);
+    UNDERLAY_MTU - worst
+}
+
+impl Resources {
+    /// Opens what `cfg` needs and is not open yet. With `strict`, the first failure is returned and the
+    /// resources opened by this call are closed again; otherwise failing ports come up as [`PortIo::Down`].
+    /// Returns the pipeline, and the names of TAPs this call created (to remove if the change is abandoned).
+    pub fn build(&mut self, cfg: &Config, generation: u64, strict: bool) -> anyhow::Result<(Pipeline, Vec<String>)> {
+        let mut created_taps = Vec::new();
+        let mut opened_packets = Vec::new();
+        let mut opened_rx = Vec::new();
+        let mut opened_pools = Vec::new();
+        let result = self.build_inner(cfg, generation, strict, &mut created_taps, &mut opened_packets, &mut opened_rx, &mut opened_pools);
+        if result.is_err() {
+            for t in &created_taps {
+                if let Some((tap, _)) = self.taps.remove(t) {
+                    let _ = tap.destroy();
+                }
+            }
+            for p in &opened_packets {
+                self.packets.remove(p);
+            }
+            for a in &opened_rx {
+                self.rx.remove(a);
+            }
+            for a in &opened_pools {
+                self.pools.remove(a);
+            }
+        }
+        result.map(|p| (p, created_taps))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_inner(
+        &mut self,
+        cfg: &Config,
+        generation: u64,
+        strict: bool,
+        created_taps: &mut Vec<String>,
+        opened_packets: &mut Vec<String>,
+        opened_rx: &mut Vec<SocketAddr>,
+        opened_pools: &mut Vec<SocketAddr>,
+    ) -> anyhow::Result<Pipeline> {
+        let mut bridges = Vec::new();
+        let mut ports: Vec<PortRt> = Vec::new();
+        let mut rx_sockets: Vec<RxSocket> = Vec::new();
+        let mut pools: Vec<Arc<Vec<UdpSocket>>> = Vec::new();
+        let mut pool_index: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut rx_index: HashMap<SocketAddr, usize> = HashMap::new();
+
+        for (bi, b) in cfg.bridges.iter().enumerate() {
+            let mut members = Vec::new();
+            let internal = std::iter::once((b.name.clone(), OFPORT_LOCAL, IfaceType::Internal, None));
+            let others = b.ports.iter().map(|p| (p.name.clone(), p.ofport, p.iface_type, Some(p)));
+            for (name, ofport, ty, pc) in internal.chain(others) {
+                let idx = PortIdx(u16::try_from(ports.len()).map_err(|_| anyhow!("more than 65535 ports"))?);
+                let mut netns = None;
+                let mut mtu = None;
+                let io = match ty {
+                    IfaceType::Tap | IfaceType::Internal => {
+                        let opened = match self.taps.get(&name) {
+                            Some((t, ns)) => Ok((t.clone(), ns.clone(), false)),
+                            None => {
+                                let existed = weft_sys::iface::index(&name).is_some();
+                                weft_sys::netns::find_tap(&name)
+                                    .map(|(t, ns)| (Arc::new(t), ns, !existed))
+                            }
+                        };
+                        match opened {
+                            Ok((tap, ns, created)) => {
+                                if !self.taps.contains_key(&name) {
+                                    if ns.is_none() {
+                                        if created {
+                                            let _ = weft_sys::iface::set_mtu(&name, tap_mtu(cfg, &b.name));
+                                        }
+                                        let _ = weft_sys::iface::set_up(&name);
+                                    }
+                                    if created {
+                                        created_taps.push(name.clone());
+                                    }
+                                    self.taps.insert(name.clone(), (tap.clone(), ns.clone()));
+                                }
+                                netns = ns.clone();
+                                if ns.is_none() {
+                                    mtu = weft_sys::iface::mtu(&name).ok();
+                                }
+                                PortIo::Tap(tap)
+                            }
+                            Err(e) if strict => return Err(anyhow!("cannot create TAP device {name:?}: {e}")),
+                            Err(e) => {
+                                eprintln!("weftd: port {name}: cannot open TAP device: {e}");
+                                PortIo::Down(format!("cannot open TAP device: {e}"))
+                            }
+                        }
+                    }
+                    IfaceType::System => {
+                        let opened = match self.packets.get(&name) {
+                            Some(s) => Ok(s.clone()),
+                            None => PacketSocket::open(&name).map(Arc::new).map(|s| {
+                                opened_packets.push(name.clone());
+                                self.packets.insert(name.clone(), s.clone());
+                                s
+                            }),
+                        };
+                        match opened {
+                            Ok(s) => {
+                                mtu = weft_sys::iface::mtu(&name).ok();
+                                PortIo::Packet(s)
+                            }
+                            Err(e) if strict && e.kind() == std::io::ErrorKind::NotFound => {
+                                return Err(anyhow!(
+                                    "port {name:?}: no network interface named {name:?} exists in weftd's namespace"
+                                ))
+                            }
+                            Err(e) if strict => return Err(anyhow!("port {name:?}: cannot attach: {e}")),
+                            Err(e) => {
+                                eprintln!("weftd: port {name}: cannot attach: {e}");
+                                PortIo::Down(e.to_string())
+                            }
+                        }
+                    }
+                    IfaceType::Vxlan => {
+                        let spec = pc
+                            .ok_or_else(|| anyhow!("tunnel without configuration"))?
+                            .tunnel()?
+                            .ok_or_else(|| anyhow!("port {name:?} is not a tunnel"))?;
+                        let bind = rx_bind_addr(&spec);
+                        let ri = match rx_index.get(&bind) {
+                            Some(i) => *i,
+                            None => {
+                                let sock = match self.rx.get(&bind) {
+                                    Some(s) => s.clone(),
+                                    None => {
+                                        let s = Arc::new(
+                                            weft_sys::udp::bind(bind)
+                                                .with_context(|| format!("port {name:?}: cannot bind UDP {bind}"))?,
+                                        );
+                                        opened_rx.push(bind);
+                                        self.rx.insert(bind, s.clone());
+                                        s
+                                    }
+                                };
+                                rx_sockets.push(RxSocket {
+                                    socket: sock,
+                                    bound: bind,
+                                    by_key: HashMap::new(),
+                                    by_vni: HashMap::new(),
+                                    by_remote: HashMap::new(),
+                                    first: idx,
+                                });
+                                rx_index.insert(bind, rx_sockets.len() - 1);
+                                rx_sockets.len() - 1
+                            }
+                        };
+                        let rs = &mut rx_sockets[ri];
+                        rs.by_key.insert((spec.remote, spec.vni), idx);
+                        rs.by_vni.entry(spec.vni).or_insert(idx);
+                        rs.by_remote.entry(spec.remote).or_insert(idx);
+                        let pbind = pool_bind_addr(&spec);
+                        let pi = match pool_index.get(&pbind) {
+                            Some(i) => *i,
+                            None => {
+                                let pool = match self.pools.get(&pbind) {
+                                    Some(p) => p.clone(),
+                                    None => {
+                                        let mut socks = Vec::with_capacity(SENDERS_PER_POOL);
+                                        for _ in 0..SENDERS_PER_POOL {
+                                            let s = weft_sys::udp::bind(pbind)
+                                                .with_context(|| format!("port {name:?}: cannot bind UDP {pbind}"))?;
+                                            if pbind.is_ipv4() {
+                                                weft_sys::udp::set_dont_fragment(&s, false)?;
+                                            }
+                                            weft_sys::udp::shutdown_read(&s)?;
+                                            socks.push(s);
+                                        }
+                                        let p = Arc::new(socks);
+                                        opened_pools.push(pbind);
+                                        self.pools.insert(pbind, p.clone());
+                                        p
+                                    }
+                                };
+                                pools.push(pool);
+                                pool_index.insert(pbind, pools.len() - 1);
+                                pools.len() - 1
+                            }
+                        };
+                        PortIo::Tunnel { spec, pool: pi, dest: SocketAddr::new(spec.remote, spec.dst_port) }
+                    }
+                };
+                ports.push(PortRt { name, ofport, bridge: bi, iface_type: ty, io, mtu, netns });
+                members.push(idx);
+            }
+            bridges.push(BridgeRt {
+                name: b.name.clone(),
+                aging_secs: b.mac_aging_time(),
+                table_size: b.mac_table_size(),
+                ports: members,
+            });
+        }
+        Ok(Pipeline { generation, bridges, ports, rx_sockets, pools })
+    }
+
+    /// Closes what `cfg` no longer uses; TAPs of removed ports are deleted.
+    pub fn release_unused(&mut self, cfg: &Config) {
+        let mut taps = HashSet::new();
+        let mut packets = HashSet::new();
+        let mut rx = HashSet::new();
+        let mut pools = HashSet::new();
+        for b in &cfg.bridges {
+            taps.insert(b.name.clone());
+            for p in &b.ports {
+                match p.iface_type {
+                    IfaceType::Tap | IfaceType::Internal => {
+                        taps.insert(p.name.clone());
+                    }
+                    IfaceType::System => {
+                        packets.insert(p.name.clone());
+                    }
+                    IfaceType::Vxlan => {
+                        if let Ok(Some(spec)) = p.tunnel() {
+                            rx.insert(rx_bind_addr(&spec));
+                            pools.insert(pool_bind_addr(&spec));
+                        }
+                    }
+                }
+            }
+        }
+        self.taps.retain(|name, (tap, _)| {
+            let keep = taps.contains(name);
+            if !keep {
+                let _ = tap.destroy();
+            }
+            keep
+        });
+        self.packets.retain(|name, _| packets.contains(name));
+        self.rx.retain(|a, _| rx.contains(a));
+        self.pools.retain(|a, _| pools.contains(a));
+    }
+
+    /// Deletes TAPs created by an abandoned change.
+    pub fn abandon(&mut self, created_taps: &[String]) {
+        for t in created_taps {
+            if let Some((tap, _)) = self.taps.remove(t) {
+                let _ = tap.destroy();
+            }
+        }
+    }
+}
