@@ -21,8 +21,9 @@ pub fn run_in<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'sta
     .map_err(|_| io::Error::other("namespace helper thread panicked"))?
 }
 
-/// Attaches to TAP `name` in the current namespace, or else in whichever named namespace holds it.
-/// Returns the TAP and the namespace name it was found in (`None`: ours).
+/// Attaches to TAP `name` in the current namespace, or else in whichever named namespace holds an unattached
+/// TAP of that name (one another process holds open is busy and skipped). Returns the TAP and the namespace
+/// it was found in (`None`: ours); creates it in ours when it exists nowhere.
 pub fn find_tap(name: &str) -> io::Result<(Tap, Option<String>)> {
     if crate::iface::index(name).is_some() {
         return Tap::open(name).map(|t| (t, None));
@@ -35,8 +36,8 @@ pub fn find_tap(name: &str) -> io::Result<(Tap, Option<String>)> {
             let found = run_in(&path, move || {
                 crate::iface::index(&owned).map(|_| Tap::open(&owned))
             });
-            if let Ok(Some(tap)) = found {
-                return tap.map(|t| (t, Some(ns)));
+            if let Ok(Some(Ok(tap))) = found {
+                return Ok((tap, Some(ns)));
             }
         }
     }

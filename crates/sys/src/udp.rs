@@ -1,7 +1,7 @@
 //! UDP sockets for tunnels.
 
 use crate::batch::to_storage;
-use crate::{setsockopt_int, socklen_of};
+use crate::setsockopt_int;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
@@ -47,11 +47,8 @@ pub fn set_dont_fragment(sock: &UdpSocket, df: bool) -> io::Result<()> {
     setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v)
 }
 
-/// Stops a send-only socket from queueing anything it receives.
-pub fn shutdown_read(sock: &UdpSocket) -> io::Result<()> {
+/// Shrinks the receive buffer of a send-only socket, so stray datagrams to it cost little.
+pub fn shrink_receive_buffer(sock: &UdpSocket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: shutdown takes no pointers.
-    unsafe { syscall!(shutdown(sock.as_raw_fd(), libc::SHUT_RD))? };
-    let _ = socklen_of::<i32>();
-    Ok(())
+    setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096)
 }

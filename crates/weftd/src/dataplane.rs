@@ -144,6 +144,7 @@ impl Dataplane {
 
     /// Switches to a new pipeline, carrying FDB entries and counters over by bridge and port name.
     fn install(&mut self, new: Arc<Pipeline>) {
+        debug_assert!(new.generation > self.pipeline.generation || new.generation == 0, "pipeline went backwards");
         let old = std::mem::replace(&mut self.pipeline, new);
         let p = &self.pipeline;
         let mut fdbs: Vec<Fdb> = Vec::with_capacity(p.bridges.len());

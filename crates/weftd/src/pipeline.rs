@@ -32,7 +32,6 @@ pub struct PortRt {
     pub name: String,
     pub ofport: u32,
     pub bridge: usize,
-    pub iface_type: IfaceType,
     pub io: PortIo,
     pub mtu: Option<u32>,
     /// Where the TAP was found at start, if another namespace holds it.
@@ -176,8 +175,13 @@ impl Resources {
                             Some((t, ns)) => Ok((t.clone(), ns.clone(), false)),
                             None => {
                                 let existed = weft_sys::iface::index(&name).is_some();
-                                weft_sys::netns::find_tap(&name)
-                                    .map(|(t, ns)| (Arc::new(t), ns, !existed))
+                                // Only tap ports are handed to other namespaces; internal ports stay here.
+                                let found = if ty == IfaceType::Tap {
+                                    weft_sys::netns::find_tap(&name)
+                                } else {
+                                    Tap::open(&name).map(|t| (t, None))
+                                };
+                                found.map(|(t, ns)| (Arc::new(t), ns.clone(), !existed && ns.is_none()))
                             }
                         };
                         match opened {
@@ -284,7 +288,7 @@ impl Resources {
                                             if pbind.is_ipv4() {
                                                 weft_sys::udp::set_dont_fragment(&s, false)?;
                                             }
-                                            weft_sys::udp::shutdown_read(&s)?;
+                                            weft_sys::udp::shrink_receive_buffer(&s)?;
                                             socks.push(s);
                                         }
                                         let p = Arc::new(socks);
@@ -301,7 +305,7 @@ impl Resources {
                         PortIo::Tunnel { spec, pool: pi, dest: SocketAddr::new(spec.remote, spec.dst_port) }
                     }
                 };
-                ports.push(PortRt { name, ofport, bridge: bi, iface_type: ty, io, mtu, netns });
+                ports.push(PortRt { name, ofport, bridge: bi, io, mtu, netns });
                 members.push(idx);
             }
             bridges.push(BridgeRt {
