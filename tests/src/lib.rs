@@ -1,0 +1,246 @@
+//! Helpers for interop tests: network namespaces that remove themselves, weftd instances that are stopped by
+//! their PID, and commands that fail loudly.
+//!
+//! Every address used lies in 192.0.2.0/24, 198.51.100.0/24 or 2001:db8::/32 inside namespaces the test
+//! creates. Tests need root, iproute2, ping and (some) tshark and iperf3: without them a test prints why it
+//! skips, except under CI (`CI` set), where a missing prerequisite fails the test.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Checks prerequisites; returns false (after saying why) when the test should skip.
+pub fn prerequisites(tools: &[&str]) -> bool {
+    let mut missing = Vec::new();
+    // `id -u` prints 0 for root.
+    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.ok().as_deref() != Some("0") {
+        missing.push("root".to_string());
+    }
+    for t in tools {
+        let found = Command::new("sh").arg("-c").arg(format!("command -v {t}")).output().map(|o| o.status.success());
+        if !found.unwrap_or(false) {
+            missing.push(t.to_string());
+        }
+    }
+    if !bin_dir().join("weftd").exists() || !bin_dir().join("weft").exists() {
+        missing.push(format!("weftd and weft in {} (run cargo build --release)", bin_dir().display()));
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("interop test needs {}", missing.join(", "));
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}: CI runs as root with every tool installed, so this may not skip");
+    }
+    eprintln!("SKIP: {msg}");
+    false
+}
+
+/// Where the weftd and weft binaries are: $WEFT_BIN_DIR, else target/release of this workspace.
+pub fn bin_dir() -> PathBuf {
+    match std::env::var_os("WEFT_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release"),
+    }
+}
+
+/// Runs a shell command line; panics with its output unless it succeeds.
+pub fn sh(cmd: &str) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "command failed: {cmd}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a shell command line and returns its output whatever happened.
+pub fn run(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).output().expect("cannot run sh")
+}
+
+/// A network namespace, deleted on drop.
+pub struct Ns {
+    pub name: String,
+}
+
+impl Ns {
+    pub fn new(name: &str) -> Ns {
+        let _ = run(&format!("ip netns del {name} 2>/dev/null"));
+        sh(&format!("ip netns add {name} && ip -n {name} link set lo up"));
+        Ns { name: name.to_string() }
+    }
+
+    /// Runs `cmd` inside the namespace; panics unless it succeeds.
+    pub fn sh(&self, cmd: &str) -> String {
+        sh(&format!("ip netns exec {} sh -c '{}'", self.name, cmd.replace('\'', "'\\''")))
+    }
+
+    pub fn run(&self, cmd: &str) -> Output {
+        run(&format!("ip netns exec {} sh -c '{}'", self.name, cmd.replace('\'', "'\\''")))
+    }
+
+    /// Pings `dst` (IPv4 or IPv6) until one answer arrives or `secs` pass; then `count` more must all answer.
+    pub fn ping(&self, dst: &str, count: u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.run(&format!("ping -c 1 -W 1 {dst}")).status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}: no answer from {dst} within 10 s", self.name);
+        }
+        let out = self.run(&format!("ping -c {count} -i 0.2 -W 1 {dst}"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(&format!("{count} received")),
+            "{}: ping {dst} lost packets:\n{text}",
+            self.name
+        );
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = run(&format!("ip netns del {}", self.name));
+    }
+}
+
+/// Joins two namespaces with a veth pair and gives each end an address.
+pub fn veth(a: &Ns, a_if: &str, a_addr: Option<&str>, b: &Ns, b_if: &str, b_addr: Option<&str>) {
+    sh(&format!("ip link add {a_if} netns {} type veth peer name {b_if} netns {}", a.name, b.name));
+    for (ns, ifname, addr) in [(a, a_if, a_addr), (b, b_if, b_addr)] {
+        if let Some(addr) = addr {
+            ns.sh(&format!("ip addr add {addr} dev {ifname}"));
+        }
+        ns.sh(&format!("ip link set {ifname} up"));
+    }
+}
+
+/// A weftd running in a namespace with its own db and socket; stopped by PID on drop.
+pub struct Weftd {
+    pub ns: String,
+    pub dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Weftd {
+    pub fn start(ns: &Ns, dir: &std::path::Path) -> Weftd {
+        std::fs::create_dir_all(dir).expect("cannot create test directory");
+        let mut w = Weftd { ns: ns.name.clone(), dir: dir.to_path_buf(), child: None };
+        w.spawn();
+        w
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("weftd.log")).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .arg(bin_dir().join("weftd"))
+            .arg("--db")
+            .arg(self.dir.join("conf.db"))
+            .arg("--socket")
+            .arg(self.socket())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start weftd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
+            assert!(Instant::now() < deadline, "weftd did not open its socket; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("weft.sock")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("weftd.log")).unwrap_or_default()
+    }
+
+    /// Runs the weft CLI against this daemon; returns (success, stdout, stderr).
+    pub fn try_weft(&self, args: &str) -> (bool, String, String) {
+        let out = run(&format!(
+            "ip netns exec {} {} --socket {} {args}",
+            self.ns,
+            bin_dir().join("weft").display(),
+            self.socket().display()
+        ));
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs the weft CLI; panics unless it succeeds.
+    pub fn weft(&self, args: &str) -> String {
+        let (ok, out, err) = self.try_weft(args);
+        assert!(ok, "weft {args} failed: {err}\nweftd log:\n{}", self.log());
+        out
+    }
+
+    pub fn json(&self, args: &str) -> serde_json::Value {
+        serde_json::from_str(&self.weft(&format!("{args} --format json"))).expect("weft printed invalid JSON")
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// The counter `drops[reason]` of `port` on `bridge`.
+    pub fn drops(&self, bridge: &str, port: &str, reason: &str) -> u64 {
+        let v = self.json(&format!("dump-ports {bridge}"));
+        v.as_array()
+            .and_then(|ports| ports.iter().find(|p| p["port"] == port))
+            .map(|p| p["drops"][reason].as_u64().unwrap_or(0))
+            .unwrap_or_else(|| panic!("no port {port} on {bridge}: {v}"))
+    }
+}
+
+impl Drop for Weftd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A scratch directory under /tmp, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("weft-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, sub: &str) -> PathBuf {
+        self.0.join(sub)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The MAC address of `ifname` inside `ns`.
+pub fn mac_of(ns: &Ns, ifname: &str) -> String {
+    ns.sh(&format!("cat /sys/class/net/{ifname}/address")).trim().to_string()
+}

@@ -1,0 +1,375 @@
+//! weft over VXLAN against itself and against the Linux kernel, in network namespaces.
+//!
+//! Topology of most tests (names carry a per-test prefix so tests can run side by side):
+//!
+//! ```text
+//!  [L] eth0 ──veth── P1 [H1: weftd sw1] U1 ──veth (192.0.2.0/24, 2001:db8:ff::/64)── U2 [H2: weftd sw1] tap → [R]
+//! ```
+
+use weft_interop::*;
+
+const V4_LEFT: &str = "198.51.100.1";
+const V4_RIGHT: &str = "198.51.100.2";
+const V6_LEFT: &str = "2001:db8:1::1";
+const V6_RIGHT: &str = "2001:db8:1::2";
+
+/// Two underlay hosts joined by a veth pair with IPv4 and IPv6 addresses.
+struct Underlay {
+    h1: Ns,
+    h2: Ns,
+    u1: String,
+}
+
+fn underlay(p: &str) -> Underlay {
+    let h1 = Ns::new(&format!("{p}h1"));
+    let h2 = Ns::new(&format!("{p}h2"));
+    let (u1, u2) = (format!("{p}u1"), format!("{p}u2"));
+    veth(&h1, &u1, Some("192.0.2.11/24"), &h2, &u2, Some("192.0.2.12/24"));
+    h1.sh(&format!("ip addr add 2001:db8:ff::11/64 dev {u1} nodad"));
+    h2.sh(&format!("ip addr add 2001:db8:ff::12/64 dev {u2} nodad"));
+    Underlay { h1, h2, u1 }
+}
+
+/// An endpoint namespace with `eth0` joined to `host` by a veth whose host end is `port`.
+fn endpoint_veth(name: &str, host: &Ns, port: &str, v4: &str, v6: &str) -> Ns {
+    let ns = Ns::new(name);
+    veth(&ns, "eth0", None, host, port, None);
+    ns.sh(&format!("ip link set eth0 mtu 1450 && ip addr add {v4}/24 dev eth0 && ip addr add {v6}/64 dev eth0 nodad"));
+    ns
+}
+
+/// Moves TAP `tap` from `host` into a new endpoint namespace and addresses it.
+fn endpoint_tap(name: &str, host: &Ns, tap: &str, v4: &str, v6: &str) -> Ns {
+    let ns = Ns::new(name);
+    host.sh(&format!("ip link set {tap} netns {name}"));
+    ns.sh(&format!("ip addr add {v4}/24 dev {tap} && ip addr add {v6}/64 dev {tap} nodad && ip link set {tap} up"));
+    ns
+}
+
+fn vxlan_port(w: &Weftd, port: &str, remote: &str, key: u32) {
+    w.weft(&format!("add-port sw1 {port} -- set interface {port} type=vxlan options:remote_ip={remote} options:key={key}"));
+}
+
+fn weft_to_weft(p: &str, remote1: &str, remote2: &str) {
+    if !prerequisites(&["ip", "ping", "iperf3"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let p1 = format!("{p}p1");
+    let tap = format!("{p}tap");
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    w1.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
+    w1.weft(&format!("add-port sw1 {p1}"));
+    vxlan_port(&w1, "vx1", remote2, 123);
+    w2.weft("add-br sw1");
+    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
+    vxlan_port(&w2, "vx1", remote1, 123);
+    let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
+
+    left.ping(V4_RIGHT, 3);
+    right.ping(V4_LEFT, 3);
+    left.ping(V6_RIGHT, 3);
+    right.ping(V6_LEFT, 3);
+
+    // TCP with the endpoints' checksum and segmentation offloads left on.
+    right.sh(&format!("iperf3 -s -1 -D -B {V4_RIGHT}"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = left.sh(&format!("timeout 30 iperf3 -c {V4_RIGHT} -t 2 -J"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
+    let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
+    assert!(bps > 50e6, "TCP across the overlay only reached {bps} bit/s");
+
+    // The far side's MAC is learned behind the tunnel with its VTEP.
+    let right_mac = mac_of(&right, &tap);
+    let fdb = w1.json("fdb show sw1");
+    let entry = fdb.as_array().unwrap().iter().find(|e| e["mac"] == right_mac.as_str()).unwrap_or_else(|| {
+        panic!("{right_mac} not in fdb: {fdb}");
+    });
+    assert_eq!(entry["port"], "vx1");
+    assert_eq!(entry["remote_ip"], remote2);
+    assert_eq!(entry["static"], false);
+    // show reports ofports in order of addition.
+    let show = w1.json("show");
+    let ports = &show["bridges"][0]["ports"];
+    assert_eq!(ports[1]["name"], p1.as_str());
+    assert_eq!(ports[1]["ofport"], 1);
+    assert_eq!(ports[2]["ofport"], 2);
+    assert_eq!(ports[2]["options"]["key"], "123");
+    drop((left, right));
+}
+
+#[test]
+fn weft_to_weft_ipv4_underlay() {
+    weft_to_weft("w4", "192.0.2.11", "192.0.2.12");
+}
+
+#[test]
+fn weft_to_weft_ipv6_underlay() {
+    weft_to_weft("w6", "2001:db8:ff::11", "2001:db8:ff::12");
+}
+
+#[test]
+fn weft_to_linux_kernel_vxlan() {
+    let p = "kx";
+    if !prerequisites(&["ip", "ping", "tshark"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let p1 = format!("{p}p1");
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    w1.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
+    w1.weft(&format!("add-port sw1 {p1}"));
+    vxlan_port(&w1, "vx1", "192.0.2.12", 123);
+    // The other host runs the kernel's own VXLAN device enslaved to a Linux bridge.
+    let u2 = format!("{p}u2");
+    u.h2.sh(&format!(
+        "ip link add vx0 type vxlan id 123 remote 192.0.2.11 local 192.0.2.12 dstport 4789 dev {u2} && \
+         ip link add br0 type bridge && ip link set vx0 master br0 && ip link set vx0 up && ip link set br0 up"
+    ));
+    let right = Ns::new(&format!("{p}r"));
+    veth(&right, "eth0", None, &u.h2, "k1", None);
+    u.h2.sh("ip link set k1 master br0");
+    right.sh(&format!("ip link set eth0 mtu 1450 && ip addr add {V4_RIGHT}/24 dev eth0 && ip addr add {V6_RIGHT}/64 dev eth0 nodad"));
+
+    let pcap = tmp.path("underlay.pcap");
+    let mut tshark = std::process::Command::new("ip")
+        .args(["netns", "exec", &u.h1.name, "tshark", "-q", "-i", &u.u1, "-f", "udp port 4789", "-w"])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("tshark");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !pcap.exists() {
+        assert!(std::time::Instant::now() < deadline, "tshark did not start capturing");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    left.ping(V4_RIGHT, 3);
+    right.ping(V4_LEFT, 3);
+    left.ping(V6_RIGHT, 3);
+    right.ping(V6_LEFT, 3);
+
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    sh(&format!("kill -INT {}", tshark.id()));
+    let _ = tshark.wait();
+    let fields = sh(&format!(
+        "tshark -r {} -T fields -e ip.src -e udp.srcport -e udp.dstport -e vxlan.vni -e eth.type",
+        pcap.display()
+    ));
+    let rows: Vec<Vec<&str>> = fields.lines().map(|l| l.split('\t').collect()).collect();
+    assert!(rows.len() >= 24, "expected at least 24 tunnel packets, tshark saw {}:\n{fields}", rows.len());
+    let mut from_weft = 0;
+    for r in &rows {
+        assert_eq!(r[2], "4789", "{r:?}");
+        assert_eq!(r[3], "123", "every tunnel packet decodes as VXLAN VNI 123: {r:?}");
+        if r[0] == "192.0.2.11" {
+            from_weft += 1;
+            let sport: u16 = r[1].parse().unwrap();
+            assert!((32768..=60999).contains(&sport), "weft's source port {sport} outside 32768-60999");
+        }
+    }
+    assert!(from_weft >= 12, "weft sent {from_weft} of the packets");
+    // The inner frames carry IPv4, IPv6 and ARP (tshark lists the inner EtherType after the outer one).
+    assert!(fields.contains("0x0806"), "no ARP inside:\n{fields}");
+    assert!(fields.contains("0x86dd"), "no IPv6 inside:\n{fields}");
+
+    let kernel_mac = mac_of(&right, "eth0");
+    let fdb = w1.json("fdb show sw1");
+    let entry = fdb.as_array().unwrap().iter().find(|e| e["mac"] == kernel_mac.as_str());
+    let entry = entry.unwrap_or_else(|| panic!("kernel side's {kernel_mac} not in fdb: {fdb}"));
+    assert_eq!(entry["remote_ip"], "192.0.2.12");
+    assert_eq!(entry["port"], "vx1");
+    // And the kernel learned weft's side behind weft's underlay address.
+    let left_mac = mac_of(&left, "eth0");
+    let kfdb = u.h2.sh("bridge fdb show dev vx0");
+    assert!(kfdb.contains(&format!("{left_mac} dst 192.0.2.11")), "kernel fdb lacks {left_mac}:\n{kfdb}");
+}
+
+#[test]
+fn kill_9_and_restart_restores_everything() {
+    let p = "k9";
+    if !prerequisites(&["ip", "ping"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let p1 = format!("{p}p1");
+    let tap = format!("{p}tap");
+    let mut w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    let mut w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    w1.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
+    w1.weft(&format!("add-port sw1 {p1}"));
+    vxlan_port(&w1, "vx1", "192.0.2.12", 77);
+    w2.weft("add-br sw1");
+    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
+    vxlan_port(&w2, "vx1", "192.0.2.11", 77);
+    let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
+    left.ping(V4_RIGHT, 2);
+    let show_before = w2.json("show");
+
+    w1.kill9();
+    w2.kill9();
+    assert!(!left.run(&format!("ping -c 1 -W 1 {V4_RIGHT}")).status.success(), "traffic flowed with weftd dead");
+    w1.restart();
+    w2.restart();
+    // No CLI command: the db alone brings bridges, ports, the TAP in the other namespace and tunnels back.
+    left.ping(V4_RIGHT, 3);
+    right.ping(V6_LEFT, 3);
+    let show_after = w2.json("show");
+    let names = |v: &serde_json::Value| -> Vec<(String, u64)> {
+        v["bridges"][0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap().to_string(), p["ofport"].as_u64().unwrap()))
+            .collect()
+    };
+    assert_eq!(names(&show_before), names(&show_after));
+    assert_eq!(show_after["bridges"][0]["ports"][1]["netns"], format!("{p}r"), "TAP found in its namespace");
+
+    // Ageing: with a 1-second ageing time, learned entries vanish once traffic stops.
+    w1.weft("set bridge sw1 other_config:mac-aging-time=1");
+    assert!(!w1.json("fdb show sw1").as_array().unwrap().is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let fdb = w1.json("fdb show sw1");
+    assert!(fdb.as_array().unwrap().is_empty(), "entries did not age out: {fdb}");
+}
+
+/// Sends one UDP datagram of `payload` (hex) from `src` to 192.0.2.11:4789 inside `ns`.
+fn send_udp(ns: &Ns, src: &str, payload: &str) {
+    ns.sh(&format!(
+        "python3 -c \"import socket; s=socket.socket(); s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.bind(('{src}', 0)); s.sendto(bytes.fromhex('{payload}'), ('192.0.2.11', 4789))\""
+    ));
+}
+
+#[test]
+fn wrong_vni_and_unknown_remote_are_dropped_and_counted() {
+    let p = "dr";
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    u.h2.sh(&format!("ip addr add 192.0.2.13/24 dev {p}u2"));
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    w1.weft("add-br sw1");
+    vxlan_port(&w1, "vx1", "192.0.2.12", 123);
+    // A broadcast ARP frame inside a VXLAN header with the I flag; VNI in bytes 4-6.
+    let frame = "ffffffffffff02000000000108060001080006040001020000000001c6336401000000000000c6336402";
+    let vxlan = |vni: u32| format!("08000000{:06x}00{frame}", vni);
+    for _ in 0..3 {
+        send_udp(&u.h2, "192.0.2.12", &vxlan(999));
+    }
+    for _ in 0..2 {
+        send_udp(&u.h2, "192.0.2.13", &vxlan(123));
+    }
+    send_udp(&u.h2, "192.0.2.12", "0800");
+    send_udp(&u.h2, "192.0.2.12", &format!("00000000{:06x}00{frame}", 123));
+    send_udp(&u.h2, "192.0.2.12", &vxlan(123));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(w1.drops("sw1", "vx1", "wrong_vni"), 3);
+    assert_eq!(w1.drops("sw1", "vx1", "unknown_remote"), 2);
+    assert_eq!(w1.drops("sw1", "vx1", "malformed"), 2, "short packet and missing I flag");
+    let ports = w1.json("dump-ports sw1");
+    let vx = ports.as_array().unwrap().iter().find(|p| p["port"] == "vx1").unwrap();
+    assert_eq!(vx["rx_packets"], 1, "only the valid packet was received: {vx}");
+    let text = w1.weft("dump-ports sw1");
+    assert!(text.contains("wrong_vni=3") && text.contains("unknown_remote=2"), "{text}");
+}
+
+#[test]
+fn hub_and_spoke_forwards_between_tunnels_over_one_socket() {
+    let p = "hs";
+    if !prerequisites(&["ip", "ping", "ss"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    // One underlay segment (a Linux bridge in its own namespace) joining hosts A, B and C.
+    let seg = Ns::new(&format!("{p}seg"));
+    seg.sh("ip link add sw type bridge && ip link set sw up");
+    let hosts: Vec<Ns> = ["a", "b", "c"].iter().map(|h| Ns::new(&format!("{p}{h}"))).collect();
+    for (i, h) in hosts.iter().enumerate() {
+        veth(h, "u", Some(&format!("192.0.2.{}/24", 21 + i)), &seg, &format!("s{i}"), None);
+        seg.sh(&format!("ip link set s{i} master sw"));
+    }
+    let ws: Vec<Weftd> = hosts.iter().enumerate().map(|(i, h)| Weftd::start(h, &tmp.path(&format!("w{i}")))).collect();
+    let mut eps = Vec::new();
+    for (i, w) in ws.iter().enumerate() {
+        w.weft("add-br sw1");
+        let port = format!("{p}p{i}");
+        eps.push(endpoint_veth(&format!("{p}e{i}"), &hosts[i], &port, &format!("198.51.100.{}", 31 + i), &format!("2001:db8:1::{}", 31 + i)));
+        w.weft(&format!("add-port sw1 {port}"));
+    }
+    vxlan_port(&ws[0], "to-b", "192.0.2.22", 5);
+    vxlan_port(&ws[0], "to-c", "192.0.2.23", 5);
+    vxlan_port(&ws[1], "to-a", "192.0.2.21", 5);
+    vxlan_port(&ws[2], "to-a", "192.0.2.21", 5);
+    // B reaches C only through A.
+    eps[1].ping("198.51.100.33", 3);
+    eps[2].ping("2001:db8:1::32", 3);
+    eps[0].ping("198.51.100.32", 2);
+    let c_mac = mac_of(&eps[2], "eth0");
+    let fdb_b = ws[1].json("fdb show sw1");
+    let e = fdb_b.as_array().unwrap().iter().find(|e| e["mac"] == c_mac.as_str()).expect("C's MAC on B");
+    assert_eq!(e["remote_ip"], "192.0.2.21", "C is reached through A");
+    // A's two tunnels share one receiving socket.
+    let socks = hosts[0].sh("ss -H -uln sport = :4789");
+    assert_eq!(socks.lines().count(), 1, "one UDP socket on 4789 for both tunnels:\n{socks}");
+}
+
+#[test]
+fn bad_commands_are_refused_and_change_nothing() {
+    let p = "cv";
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("h"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(w.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode");
+    w.weft("add-br sw1");
+    vxlan_port(&w, "vx1", "192.0.2.12", 123);
+    let db = std::fs::read(w.dir.join("conf.db")).unwrap();
+    let show = w.weft("show");
+    let cases: &[(&str, &str)] = &[
+        ("add-port sw1 vx2 -- set interface vx2 type=warp", "unknown interface type \"warp\""),
+        ("add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.300", "not an IPv4 or IPv6 address"),
+        ("add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.13 options:key=16777216", "VNI 16777216 is out of range 0..=16777215"),
+        ("add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.13 options:colour=blue", "unknown option \"colour\""),
+        ("add-port sw1 vx2 -- set interface vx2 type=vxlan", "needs options:remote_ip"),
+        ("add-port sw1 nosuchif0", "no network interface named \"nosuchif0\""),
+        ("add-port sw1 vx1", "already exists"),
+        ("add-port nobr p9", "no bridge named \"nobr\""),
+        ("add-br sw1", "already exists"),
+        ("del-port nope", "no port named \"nope\""),
+        ("del-port sw1", "internal port"),
+        ("set interface vx1 options:key=abc", "not a number"),
+        ("add-port sw1 vx3 -- set interface vx3 type=vxlan options:remote_ip=192.0.2.12 options:key=123", "both use remote_ip"),
+        ("set bridge sw1 other_config:mac-aging-time=-5", "not a number of seconds"),
+    ];
+    for (cmd, want) in cases {
+        let (ok, _, err) = w.try_weft(cmd);
+        assert!(!ok, "weft {cmd} should fail");
+        assert!(err.contains(want), "weft {cmd}: expected {want:?} in {err:?}");
+        assert_eq!(std::fs::read(w.dir.join("conf.db")).unwrap(), db, "db changed by refused '{cmd}'");
+        assert_eq!(w.weft("show"), show, "running state changed by refused '{cmd}'");
+    }
+    // The failed add-port of a missing interface left no TAP or socket behind; a valid change still works.
+    w.weft("add-port sw1 t1 -- set interface t1 type=tap");
+    assert!(h.run("ip link show t1").status.success());
+    w.weft("del-port sw1 t1");
+    assert!(!h.run("ip link show t1").status.success(), "TAP removed with its port");
+    w.weft("del-br sw1");
+    assert!(!h.run("ip link show sw1").status.success(), "internal port removed with its bridge");
+}
