@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod fuzz;
 pub mod proto;
 
 pub use config::{BridgeConfig, Config, ConfigError, IfaceType, PortConfig, TunnelSpec};

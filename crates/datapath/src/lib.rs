@@ -6,6 +6,7 @@ pub mod bridge;
 pub mod counters;
 pub mod fdb;
 pub mod flowhash;
+pub mod fuzz;
 pub mod offload;
 
 /// Time as nanoseconds on a monotonic clock supplied by the caller.

@@ -1,0 +1,104 @@
+//! Entry points shared by the cargo-fuzz targets in `fuzz/` and by the test that replays their corpora:
+//! every parser of this crate, run over arbitrary bytes. None may panic.
+
+use crate::*;
+
+/// Runs every packet view over `data`, as the datapath and the decoder would, following the layers down.
+pub fn parse_packet(data: &[u8]) {
+    dissect_ethernet(data, 0);
+    if let Ok(p) = ipv4::Ipv4Packet::new_checked(data) {
+        let _ = ipv4::Ipv4Repr::parse(&p);
+        dissect_l4(p.protocol(), p.payload(), 0);
+    }
+    if let Ok(p) = ipv6::Ipv6Packet::new_checked(data) {
+        let _ = ipv6::Ipv6Repr::parse(&p);
+        if let Ok((proto, at)) = p.upper_layer() {
+            dissect_l4(proto, &p.payload()[at..], 0);
+        }
+    }
+    if let Ok(v) = vxlan::VxlanPacket::new_checked(data) {
+        let _ = vxlan::VxlanRepr::parse(&v);
+        dissect_ethernet(v.payload(), 1);
+    }
+}
+
+fn dissect_ethernet(data: &[u8], depth: u8) {
+    let Ok(eth) = ethernet::EthernetFrame::new_checked(data) else { return };
+    let _ = ethernet::EthernetRepr::parse(&eth);
+    let mut ethertype = eth.ethertype();
+    let mut payload = eth.payload();
+    for _ in 0..4 {
+        if ethertype != EtherType::VLAN && ethertype != EtherType::QINQ {
+            break;
+        }
+        let Ok(tag) = vlan::VlanPacket::new_checked(payload) else { return };
+        let _ = (tag.vid(), tag.pcp(), tag.dei());
+        ethertype = tag.ethertype();
+        payload = &payload[vlan::HEADER_LEN..];
+    }
+    match ethertype {
+        EtherType::ARP => {
+            if let Ok(a) = arp::ArpPacket::new_checked(payload) {
+                let _ = arp::ArpRepr::parse(&a);
+            }
+        }
+        EtherType::IPV4 => {
+            if let Ok(p) = ipv4::Ipv4Packet::new_checked(payload) {
+                let _ = ipv4::Ipv4Repr::parse(&p);
+                let _ = (p.dont_frag(), p.more_frags(), p.frag_offset());
+                dissect_l4(p.protocol(), p.payload(), depth);
+            }
+        }
+        EtherType::IPV6 => {
+            if let Ok(p) = ipv6::Ipv6Packet::new_checked(payload) {
+                if let Ok((proto, at)) = p.upper_layer() {
+                    dissect_l4(proto, &p.payload()[at..], depth);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn dissect_l4(proto: u8, data: &[u8], depth: u8) {
+    match proto {
+        ipv4::Protocol::UDP => {
+            if let Ok(u) = udp::UdpPacket::new_checked(data) {
+                let _ = udp::UdpRepr::parse(&u);
+                if depth == 0 {
+                    if let Ok(v) = vxlan::VxlanPacket::new_checked(u.payload()) {
+                        dissect_ethernet(v.payload(), depth + 1);
+                    }
+                }
+            }
+        }
+        ipv4::Protocol::TCP => {
+            if let Ok(t) = tcp::TcpPacket::new_checked(data) {
+                let _ = (t.seq_number(), t.ack_number(), t.flags(), t.window_len(), t.payload().len());
+            }
+        }
+        ipv4::Protocol::ICMP => {
+            if let Ok(i) = icmpv4::Icmpv4Packet::new_checked(data) {
+                let _ = (i.verify_checksum(), i.next_hop_mtu(), i.data().len());
+            }
+        }
+        ipv4::Protocol::ICMPV6 => {
+            if let Ok(i) = icmpv6::Icmpv6Packet::new_checked(data) {
+                let _ = (i.nd_target(), i.mtu());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Reads `data` as a pcap file and dissects every record.
+pub fn parse_pcap(data: &[u8]) {
+    if let Ok(records) = pcap::PcapRecords::new(data) {
+        for r in records.take(10_000) {
+            match r {
+                Ok((_, pkt)) => parse_packet(pkt),
+                Err(_) => break,
+            }
+        }
+    }
+}
