@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what weft's demo and tests need on Debian 12 (as root). Rust itself must already be installed
+# (rustup); Debian 12's own rustc is too old.
+set -euo pipefail
+packages=(iproute2 iputils-ping iperf3 tshark tcpdump python3 ethtool procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup first" >&2; exit 1; }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test of weft: unit tests, capture and fuzz-corpus replays, and the interop tests in network
+# namespaces (weft against itself, the Linux kernel's VXLAN and tshark). Needs root; installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/install-deps.sh
+[ "$(id -u)" = 0 ] || { echo "the interop tests need root (network namespaces, TAP devices)" >&2; exit 1; }
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+fi
+cargo build --release --workspace --locked
+# CI=1 makes a test fail, not skip, when a prerequisite is missing.
+CI="${CI:-1}" cargo test --release --workspace --locked -- --test-threads=2
