@@ -47,7 +47,9 @@ fn endpoint_tap(name: &str, host: &Ns, tap: &str, v4: &str, v6: &str) -> Ns {
 }
 
 fn vxlan_port(w: &Weftd, port: &str, remote: &str, key: u32) {
-    w.weft(&format!("add-port sw1 {port} -- set interface {port} type=vxlan options:remote_ip={remote} options:key={key}"));
+    w.weft(&format!(
+        "add-port sw1 {port} -- set interface {port} type=vxlan options:remote_ip={remote} options:key={key}"
+    ));
 }
 
 fn weft_to_weft(p: &str, remote1: &str, remote2: &str) {
@@ -134,7 +136,9 @@ fn weft_to_linux_kernel_vxlan() {
     let right = Ns::new(&format!("{p}r"));
     veth(&right, "eth0", None, &u.h2, "k1", None);
     u.h2.sh("ip link set k1 master br0");
-    right.sh(&format!("ip link set eth0 mtu 1450 && ip addr add {V4_RIGHT}/24 dev eth0 && ip addr add {V6_RIGHT}/64 dev eth0 nodad"));
+    right.sh(&format!(
+        "ip link set eth0 mtu 1450 && ip addr add {V4_RIGHT}/24 dev eth0 && ip addr add {V6_RIGHT}/64 dev eth0 nodad"
+    ));
 
     let pcap = tmp.path("underlay.pcap");
     let mut tshark = std::process::Command::new("ip")
@@ -306,7 +310,13 @@ fn hub_and_spoke_forwards_between_tunnels_over_one_socket() {
     for (i, w) in ws.iter().enumerate() {
         w.weft("add-br sw1");
         let port = format!("{p}p{i}");
-        eps.push(endpoint_veth(&format!("{p}e{i}"), &hosts[i], &port, &format!("198.51.100.{}", 31 + i), &format!("2001:db8:1::{}", 31 + i)));
+        eps.push(endpoint_veth(
+            &format!("{p}e{i}"),
+            &hosts[i],
+            &port,
+            &format!("198.51.100.{}", 31 + i),
+            &format!("2001:db8:1::{}", 31 + i),
+        ));
         w.weft(&format!("add-port sw1 {port}"));
     }
     vxlan_port(&ws[0], "to-b", "192.0.2.22", 5);
@@ -344,9 +354,18 @@ fn bad_commands_are_refused_and_change_nothing() {
     let show = w.weft("show");
     let cases: &[(&str, &str)] = &[
         ("add-port sw1 vx2 -- set interface vx2 type=warp", "unknown interface type \"warp\""),
-        ("add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.300", "not an IPv4 or IPv6 address"),
-        ("add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.13 options:key=16777216", "VNI 16777216 is out of range 0..=16777215"),
-        ("add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.13 options:colour=blue", "unknown option \"colour\""),
+        (
+            "add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.300",
+            "not an IPv4 or IPv6 address",
+        ),
+        (
+            "add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.13 options:key=16777216",
+            "VNI 16777216 is out of range 0..=16777215",
+        ),
+        (
+            "add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.13 options:colour=blue",
+            "unknown option \"colour\"",
+        ),
         ("add-port sw1 vx2 -- set interface vx2 type=vxlan", "needs options:remote_ip"),
         ("add-port sw1 nosuchif0", "no network interface named \"nosuchif0\""),
         ("add-port sw1 vx1", "already exists"),
@@ -355,7 +374,10 @@ fn bad_commands_are_refused_and_change_nothing() {
         ("del-port nope", "no port named \"nope\""),
         ("del-port sw1", "internal port"),
         ("set interface vx1 options:key=abc", "not a number"),
-        ("add-port sw1 vx3 -- set interface vx3 type=vxlan options:remote_ip=192.0.2.12 options:key=123", "both use remote_ip"),
+        (
+            "add-port sw1 vx3 -- set interface vx3 type=vxlan options:remote_ip=192.0.2.12 options:key=123",
+            "both use remote_ip",
+        ),
         ("set bridge sw1 other_config:mac-aging-time=-5", "not a number of seconds"),
     ];
     for (cmd, want) in cases {

@@ -142,8 +142,7 @@ impl PortConfig {
         let remote_s = get("remote_ip").ok_or_else(|| {
             ConfigError::BadSetting(format!("tunnel port {:?} needs options:remote_ip=IP", self.name))
         })?;
-        let remote: IpAddr =
-            remote_s.parse().map_err(|_| bad("remote_ip", remote_s, "not an IPv4 or IPv6 address"))?;
+        let remote: IpAddr = remote_s.parse().map_err(|_| bad("remote_ip", remote_s, "not an IPv4 or IPv6 address"))?;
         if remote.is_unspecified() || remote.is_multicast() {
             return Err(bad("remote_ip", remote_s, "must be a unicast address"));
         }
@@ -324,11 +323,7 @@ impl Config {
         if let Some(given) = bridge {
             if given != actual {
                 self.bridge(given).ok_or_else(|| ConfigError::NoSuchBridge(given.to_string()))?;
-                return Err(ConfigError::WrongBridge {
-                    port: port.to_string(),
-                    given: given.to_string(),
-                    actual,
-                });
+                return Err(ConfigError::WrongBridge { port: port.to_string(), given: given.to_string(), actual });
             }
         }
         self.bridge_mut(&actual)?.ports.retain(|p| p.name != port);
@@ -343,7 +338,8 @@ impl Config {
         }
         let bname = b.name.clone();
         let br = self.bridge_mut(&bname)?;
-        let p = br.ports.iter_mut().find(|p| p.name == port).ok_or_else(|| ConfigError::NoSuchPort(port.to_string()))?;
+        let p =
+            br.ports.iter_mut().find(|p| p.name == port).ok_or_else(|| ConfigError::NoSuchPort(port.to_string()))?;
         apply_iface_settings(p, settings)
     }
 
@@ -439,9 +435,7 @@ fn apply_iface_settings(p: &mut PortConfig, settings: &[(String, String)]) -> Re
             }
             p.options.insert(opt.to_string(), v.clone());
         } else {
-            return Err(ConfigError::BadSetting(format!(
-                "unknown interface setting {k:?} (known: type, options:KEY)"
-            )));
+            return Err(ConfigError::BadSetting(format!("unknown interface setting {k:?} (known: type, options:KEY)")));
         }
     }
     Ok(())
@@ -459,8 +453,13 @@ mod tests {
         let mut c = Config::default();
         c.add_bridge("sw1", false).unwrap();
         c.add_port("sw1", "p1", &[], false).unwrap();
-        c.add_port("sw1", "vx1", &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.12"), ("options:key", "123")]), false)
-            .unwrap();
+        c.add_port(
+            "sw1",
+            "vx1",
+            &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.12"), ("options:key", "123")]),
+            false,
+        )
+        .unwrap();
         c
     }
 
@@ -512,8 +511,13 @@ mod tests {
     #[test]
     fn duplicate_tunnels_conflict() {
         let mut c = sample();
-        c.add_port("sw1", "vx2", &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.12"), ("options:key", "123")]), false)
-            .unwrap();
+        c.add_port(
+            "sw1",
+            "vx2",
+            &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.12"), ("options:key", "123")]),
+            false,
+        )
+        .unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::Conflict(_))));
     }
 

@@ -66,14 +66,14 @@ mod tests {
         assert_eq!(d.forward, Forward::Flood);
         assert_eq!(d.learned, Some(Learned::New));
         let vtep: IpAddr = "192.0.2.12".parse().unwrap();
-        assert_eq!(normal(&mut fdb, PortIdx(2), Some(vtep), 0, B, A, SECOND).forward, Forward::Output {
-            port: PortIdx(0),
-            remote: None
-        });
-        assert_eq!(normal(&mut fdb, PortIdx(0), None, 0, A, B, SECOND).forward, Forward::Output {
-            port: PortIdx(2),
-            remote: Some(vtep)
-        });
+        assert_eq!(
+            normal(&mut fdb, PortIdx(2), Some(vtep), 0, B, A, SECOND).forward,
+            Forward::Output { port: PortIdx(0), remote: None }
+        );
+        assert_eq!(
+            normal(&mut fdb, PortIdx(0), None, 0, A, B, SECOND).forward,
+            Forward::Output { port: PortIdx(2), remote: Some(vtep) }
+        );
     }
 
     #[test]
@@ -81,10 +81,10 @@ mod tests {
         let mut fdb = Fdb::default();
         normal(&mut fdb, PortIdx(1), None, 10, B, A, 0);
         assert_eq!(normal(&mut fdb, PortIdx(0), None, 20, A, B, 0).forward, Forward::Flood);
-        assert_eq!(normal(&mut fdb, PortIdx(0), None, 10, A, B, 0).forward, Forward::Output {
-            port: PortIdx(1),
-            remote: None
-        });
+        assert_eq!(
+            normal(&mut fdb, PortIdx(0), None, 10, A, B, 0).forward,
+            Forward::Output { port: PortIdx(1), remote: None }
+        );
     }
 
     #[test]

@@ -105,7 +105,14 @@ impl Fdb {
     }
 
     /// Records that `mac` was seen on `port` (behind `remote`, for a tunnel).
-    pub fn learn(&mut self, vlan: u16, mac: EthernetAddress, port: PortIdx, remote: Option<IpAddr>, now: Nanos) -> Learned {
+    pub fn learn(
+        &mut self,
+        vlan: u16,
+        mac: EthernetAddress,
+        port: PortIdx,
+        remote: Option<IpAddr>,
+        now: Nanos,
+    ) -> Learned {
         let k = key(vlan, mac);
         let aging = self.aging;
         let full = self.entries.len() >= self.max_entries;

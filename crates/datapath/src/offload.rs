@@ -53,7 +53,14 @@ impl VnetHdr {
     pub fn parse(b: &[u8]) -> Option<VnetHdr> {
         let b = b.get(..VNET_HDR_LEN)?;
         let u = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
-        Some(VnetHdr { flags: b[0], gso_type: b[1], hdr_len: u(2), gso_size: u(4), csum_start: u(6), csum_offset: u(8) })
+        Some(VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        })
     }
 
     /// An all-zero header: "nothing offloaded", what weft writes in front of every frame it sends.
@@ -242,7 +249,14 @@ mod tests {
     #[test]
     fn segments_tso_frame() {
         let f = tso_frame(3000);
-        let hdr = VnetHdr { flags: F_NEEDS_CSUM, gso_type: GSO_TCPV4, hdr_len: 54, gso_size: 1400, csum_start: 34, csum_offset: 16 };
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 54,
+            gso_size: 1400,
+            csum_start: 34,
+            csum_offset: 16,
+        };
         let mut out = vec![0u8; 8000];
         let mut segs = Vec::new();
         let used = segment_tcp(&f, &hdr, &mut out, |r| segs.push(r)).unwrap();

@@ -118,9 +118,8 @@ impl RecvBatch {
         }
         let cap = self.capacity() as libc::c_uint;
         // SAFETY: every header points at live buffers, names and iovecs owned by `self`, sized as declared.
-        let r = unsafe {
-            syscall!(recvmmsg(fd, self.hdrs.as_mut_ptr(), cap, libc::MSG_DONTWAIT, std::ptr::null_mut()))
-        };
+        let r =
+            unsafe { syscall!(recvmmsg(fd, self.hdrs.as_mut_ptr(), cap, libc::MSG_DONTWAIT, std::ptr::null_mut())) };
         match r {
             Ok(n) => {
                 let n = n as usize;
@@ -272,14 +271,19 @@ impl<'d> SendBatch<'_, 'd> {
         assert!(!self.is_full() && parts.len() <= MAX_PARTS, "send batch overflow");
         let i = self.len;
         for (k, p) in parts.iter().enumerate() {
-            self.st.iovs[i * MAX_PARTS + k] = libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() };
+            self.st.iovs[i * MAX_PARTS + k] =
+                libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() };
         }
         let namelen = match dest {
             Some(d) => to_storage(d, &mut self.st.addrs[i]),
             None => 0,
         };
         let h = &mut self.st.hdrs[i].msg_hdr;
-        h.msg_name = if namelen == 0 { std::ptr::null_mut() } else { (&mut self.st.addrs[i] as *mut libc::sockaddr_storage).cast() };
+        h.msg_name = if namelen == 0 {
+            std::ptr::null_mut()
+        } else {
+            (&mut self.st.addrs[i] as *mut libc::sockaddr_storage).cast()
+        };
         h.msg_namelen = namelen;
         // SAFETY: `i * MAX_PARTS` is inside `iovs`, which holds `capacity * MAX_PARTS` entries.
         h.msg_iov = unsafe { self.st.iovs.as_mut_ptr().add(i * MAX_PARTS) };

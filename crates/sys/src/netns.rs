@@ -33,9 +33,7 @@ pub fn find_tap(name: &str) -> io::Result<(Tap, Option<String>)> {
             let ns = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path().to_string_lossy().into_owned();
             let owned = name.to_string();
-            let found = run_in(&path, move || {
-                crate::iface::index(&owned).map(|_| Tap::open(&owned))
-            });
+            let found = run_in(&path, move || crate::iface::index(&owned).map(|_| Tap::open(&owned)));
             if let Ok(Some(Ok(tap))) = found {
                 return Ok((tap, Some(ns)));
             }

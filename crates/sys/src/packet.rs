@@ -28,9 +28,8 @@ impl PacketSocket {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no interface named {name:?}")))?;
         // Protocol 0 receives nothing until bind() picks the interface, so no stray frames slip in first.
         // SAFETY: socket takes no pointers.
-        let fd = unsafe {
-            syscall!(socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0))?
-        };
+        let fd =
+            unsafe { syscall!(socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0))? };
         // SAFETY: `fd` is fresh from the kernel.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let raw = fd.as_raw_fd();
@@ -45,9 +44,7 @@ impl PacketSocket {
         sll.sll_protocol = ETH_P_ALL.to_be();
         sll.sll_ifindex = ifindex as i32;
         // SAFETY: `sll` is a valid sockaddr_ll of the size passed.
-        unsafe {
-            syscall!(bind(raw, (&sll as *const libc::sockaddr_ll).cast(), socklen_of::<libc::sockaddr_ll>()))?
-        };
+        unsafe { syscall!(bind(raw, (&sll as *const libc::sockaddr_ll).cast(), socklen_of::<libc::sockaddr_ll>()))? };
         // SAFETY: packet_mreq is plain old data.
         let mut mreq: libc::packet_mreq = unsafe { std::mem::zeroed() };
         mreq.mr_ifindex = ifindex as i32;

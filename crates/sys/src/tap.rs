@@ -24,9 +24,8 @@ impl Tap {
     pub fn open(name: &str) -> io::Result<Tap> {
         let mut req = iface::ifreq(name)?;
         // SAFETY: the path is a valid NUL-terminated string.
-        let fd = unsafe {
-            syscall!(open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC))?
-        };
+        let fd =
+            unsafe { syscall!(open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC))? };
         // SAFETY: `fd` is fresh from the kernel.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI;

@@ -130,7 +130,9 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                     [set, table, ..] if set == "set" && table == "port" => {
                         bail!("'-- set port' (VLAN tag, trunks) is not supported by this version of weft")
                     }
-                    other => bail!("unsupported clause '-- {}' (expected: -- set interface {port} K=V ...)", other.join(" ")),
+                    other => {
+                        bail!("unsupported clause '-- {}' (expected: -- set interface {port} K=V ...)", other.join(" "))
+                    }
                 }
             }
             Request::AddPort { bridge: rest[0].clone(), port, iface, may_exist }
@@ -138,7 +140,8 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "del-port" => {
             want(cmd, &rest, 1, 2, "[BR] PORT")?;
             no_clauses(&clauses)?;
-            let (bridge, port) = if rest.len() == 2 { (Some(rest[0].clone()), rest[1].clone()) } else { (None, rest[0].clone()) };
+            let (bridge, port) =
+                if rest.len() == 2 { (Some(rest[0].clone()), rest[1].clone()) } else { (None, rest[0].clone()) };
             Request::DelPort { bridge, port, if_exists }
         }
         "list-ports" => {

@@ -49,5 +49,5 @@ fn call(socket: &str, req: &Request) -> anyhow::Result<Response> {
     if answer.is_empty() {
         bail!("weftd closed the connection without answering");
     }
-    Ok(serde_json::from_str(&answer).context("weftd's answer is not understood")?)
+    serde_json::from_str(&answer).context("weftd's answer is not understood")
 }

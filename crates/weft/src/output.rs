@@ -41,7 +41,8 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
     for b in data["bridges"].as_array().into_iter().flatten() {
         writeln!(out, "    Bridge {}", b["name"].as_str().unwrap_or_default())?;
         if let Some(oc) = b["other_config"].as_object().filter(|o| !o.is_empty()) {
-            let items: Vec<String> = oc.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
+            let items: Vec<String> =
+                oc.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
             writeln!(out, "        other_config: {{{}}}", items.join(", "))?;
         }
         for p in b["ports"].as_array().into_iter().flatten() {

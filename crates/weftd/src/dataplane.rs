@@ -18,7 +18,7 @@ use weft_datapath::flowhash::flow_hash;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
 use weft_datapath::{Nanos, PortIdx};
 use weft_sys::batch::{MmsgStorage, RecvBatch};
-use weft_sys::epoll::{EventFd, Epoll};
+use weft_sys::epoll::{Epoll, EventFd};
 use weft_wire::ethernet::{EthernetFrame, HEADER_LEN as ETH_LEN};
 use weft_wire::vxlan::{VxlanPacket, VxlanRepr, HEADER_LEN as VXLAN_LEN};
 use weft_wire::EthernetAddress;
@@ -121,7 +121,13 @@ const TOKEN_UDP: u64 = 1 << 32;
 impl Dataplane {
     pub fn new(pipeline: Arc<Pipeline>, msgs: Receiver<DpMsg>, wake: Arc<EventFd>) -> Self {
         let mut dp = Dataplane {
-            pipeline: Arc::new(Pipeline { generation: 0, bridges: vec![], ports: vec![], rx_sockets: vec![], pools: vec![] }),
+            pipeline: Arc::new(Pipeline {
+                generation: 0,
+                bridges: vec![],
+                ports: vec![],
+                rx_sockets: vec![],
+                pools: vec![],
+            }),
             fdbs: Vec::new(),
             counters: Vec::new(),
             rx: RecvBatch::new(BATCH, STRIDE, HEADROOM),
@@ -275,7 +281,15 @@ impl Dataplane {
                 .into_iter()
                 .map(|(vlan, mac, e, age): (u16, EthernetAddress, FdbEntry, u64)| {
                     let port = &self.pipeline.ports[usize::from(e.port.0)];
-                    FdbRow { port: port.name.clone(), ofport: port.ofport, vlan, mac, age, remote: e.remote, is_static: e.is_static }
+                    FdbRow {
+                        port: port.name.clone(),
+                        ofport: port.ofport,
+                        vlan,
+                        mac,
+                        age,
+                        remote: e.remote,
+                        is_static: e.is_static,
+                    }
                 })
                 .collect(),
         )

@@ -45,8 +45,7 @@ fn run() -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let wake = Arc::new(weft_sys::epoll::EventFd::new()?);
     let dp = dataplane::DpHandle { tx, wake: wake.clone() };
-    let mut state =
-        control::State { config, db, resources, dp, generation: 1, port_info: Default::default() };
+    let mut state = control::State { config, db, resources, dp, generation: 1, port_info: Default::default() };
     let empty = pipeline::Pipeline { generation: 0, bridges: vec![], ports: vec![], rx_sockets: vec![], pools: vec![] };
     // The datapath's batches hold raw pointers for the kernel, so it is built on its own thread.
     std::thread::Builder::new()

@@ -22,7 +22,11 @@ pub const SENDERS_PER_POOL: usize = 16;
 pub enum PortIo {
     Tap(Arc<Tap>),
     Packet(Arc<PacketSocket>),
-    Tunnel { spec: TunnelSpec, pool: usize, dest: SocketAddr },
+    Tunnel {
+        spec: TunnelSpec,
+        pool: usize,
+        dest: SocketAddr,
+    },
     /// Configured but not open (its interface is missing); frames to it are discarded.
     Down(String),
 }
@@ -61,7 +65,11 @@ pub struct RxSocket {
 impl RxSocket {
     /// The tunnel port for a packet from `remote` with `vni`, or the port to charge the drop to and why.
     #[inline]
-    pub fn classify(&self, remote: IpAddr, vni: u32) -> Result<PortIdx, (PortIdx, weft_datapath::counters::DropReason)> {
+    pub fn classify(
+        &self,
+        remote: IpAddr,
+        vni: u32,
+    ) -> Result<PortIdx, (PortIdx, weft_datapath::counters::DropReason)> {
         use weft_datapath::counters::DropReason;
         if let Some(p) = self.by_key.get(&(remote, vni)) {
             return Ok(*p);
@@ -123,7 +131,15 @@ impl Resources {
         let mut opened_packets = Vec::new();
         let mut opened_rx = Vec::new();
         let mut opened_pools = Vec::new();
-        let result = self.build_inner(cfg, generation, strict, &mut created_taps, &mut opened_packets, &mut opened_rx, &mut opened_pools);
+        let result = self.build_inner(
+            cfg,
+            generation,
+            strict,
+            &mut created_taps,
+            &mut opened_packets,
+            &mut opened_rx,
+            &mut opened_pools,
+        );
         if result.is_err() {
             for t in &created_taps {
                 if let Some((tap, _)) = self.taps.remove(t) {
@@ -214,10 +230,9 @@ impl Resources {
                     IfaceType::System => {
                         let opened = match self.packets.get(&name) {
                             Some(s) => Ok(s.clone()),
-                            None => PacketSocket::open(&name).map(Arc::new).map(|s| {
+                            None => PacketSocket::open(&name).map(Arc::new).inspect(|s| {
                                 opened_packets.push(name.clone());
                                 self.packets.insert(name.clone(), s.clone());
-                                s
                             }),
                         };
                         match opened {

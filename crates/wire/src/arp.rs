@@ -1,6 +1,6 @@
 //! ARP for IPv4 over Ethernet (RFC 826).
 
-use crate::{be16, need, put16, EthernetAddress, Error, Result};
+use crate::{be16, need, put16, Error, EthernetAddress, Result};
 use std::net::Ipv4Addr;
 
 mod field {
