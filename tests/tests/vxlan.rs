@@ -53,6 +53,7 @@ fn vxlan_port(w: &Weftd, port: &str, remote: &str, key: u32) {
 }
 
 fn weft_to_weft(p: &str, remote1: &str, remote2: &str) {
+    // Host 1 names its underlay address explicitly (options:local_ip); host 2 leaves it to routing.
     if !prerequisites(&["ip", "ping", "iperf3"]) {
         return;
     }
@@ -65,11 +66,18 @@ fn weft_to_weft(p: &str, remote1: &str, remote2: &str) {
     w1.weft("add-br sw1");
     let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
     w1.weft(&format!("add-port sw1 {p1}"));
-    vxlan_port(&w1, "vx1", remote2, 123);
+    w1.weft(&format!(
+        "add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip={remote2} options:key=123 \
+         options:local_ip={remote1}"
+    ));
     w2.weft("add-br sw1");
     w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
     vxlan_port(&w2, "vx1", remote1, 123);
     let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
+    // The internal port is where host 1 itself joins the overlay, as `ifconfig br0 IP` does on Open vSwitch.
+    u.h1.sh("ip addr add 198.51.100.11/24 dev sw1 && ip addr add 2001:db8:1::11/64 dev sw1 nodad");
+    right.ping("198.51.100.11", 2);
+    right.ping("2001:db8:1::11", 2);
 
     left.ping(V4_RIGHT, 3);
     right.ping(V4_LEFT, 3);
