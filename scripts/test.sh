@@ -10,4 +10,13 @@ if cargo fmt --version >/dev/null 2>&1; then
 fi
 cargo build --release --workspace --locked
 # CI=1 makes a test fail, not skip, when a prerequisite is missing.
-CI="${CI:-1}" cargo test --release --workspace --locked -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+CI="${CI:-1}" cargo test --release --workspace --locked --lib --bins --tests -- --test-threads=2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "weft: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
