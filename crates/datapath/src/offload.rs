@@ -120,6 +120,18 @@ pub fn segment_tcp(
     if l4 < l3 + if v6 { 40 } else { 20 } || l4 + 20 > frame.len() {
         return Err(OffloadError::Malformed("csum_start does not point at a TCP header"));
     }
+    // The IP header must be whole and end where the TCP header begins (csum_start): its length fields are
+    // rewritten below, and a header length reaching past csum_start would overlap the TCP header.
+    if v6 {
+        if frame[l3] >> 4 != 6 {
+            return Err(OffloadError::Malformed("IPv6 GSO frame without an IPv6 header"));
+        }
+    } else {
+        let ihl = usize::from(frame[l3] & 0x0f) * 4;
+        if frame[l3] >> 4 != 4 || ihl < 20 || l3 + ihl > l4 {
+            return Err(OffloadError::Malformed("IPv4 header length does not fit before csum_start"));
+        }
+    }
     let tcp = TcpPacket::new_checked(&frame[l4..]).map_err(|_| OffloadError::Malformed("bad TCP header"))?;
     let headers = l4 + tcp.header_len();
     let mss = usize::from(hdr.gso_size);
@@ -288,6 +300,11 @@ mod tests {
         assert_eq!(segment_tcp(&f, &udp, &mut out, |_| {}), Err(OffloadError::Unsupported(GSO_UDP_L4)));
         let v6 = VnetHdr { gso_type: GSO_TCPV6, gso_size: 50, csum_start: 34, ..Default::default() };
         assert!(segment_tcp(&f, &v6, &mut out, |_| {}).is_err());
+        // Found by the offload fuzz target: an IHL of 60 bytes with csum_start at 34.
+        let mut long_ihl = f.clone();
+        long_ihl[14] = 0x4f;
+        let hdr = VnetHdr { gso_type: GSO_TCPV4, gso_size: 50, csum_start: 34, ..Default::default() };
+        assert!(matches!(segment_tcp(&long_ihl, &hdr, &mut out, |_| {}), Err(OffloadError::Malformed(_))));
         let small = VnetHdr { gso_type: GSO_TCPV4, gso_size: 10, csum_start: 34, ..Default::default() };
         assert!(matches!(segment_tcp(&f, &small, &mut out[..100], |_| {}), Err(OffloadError::NoRoom(_))));
     }

@@ -138,6 +138,9 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
         self.buffer.as_mut()[field::TTL] = v;
     }
     /// Recomputes the header checksum.
+    ///
+    /// # Panics
+    /// If the buffer is shorter than the header length field says (a packet from `new_checked` never is).
     pub fn fill_checksum(&mut self) {
         let hl = self.header_len();
         let b = self.buffer.as_mut();
