@@ -384,6 +384,25 @@ impl Config {
         Ok(())
     }
 
+    /// Applies a configuration-changing request; other requests change nothing.
+    pub fn apply(&mut self, req: &crate::Request) -> Result<(), ConfigError> {
+        use crate::Request;
+        match req {
+            Request::AddBr { bridge, may_exist } => self.add_bridge(bridge, *may_exist),
+            Request::DelBr { bridge, if_exists } => self.del_bridge(bridge, *if_exists),
+            Request::AddPort { bridge, port, iface, may_exist } => self.add_port(bridge, port, iface, *may_exist),
+            Request::DelPort { bridge, port, if_exists } => self.del_port(bridge.as_deref(), port, *if_exists),
+            Request::SetInterface { port, settings } => self.set_interface(port, settings),
+            Request::SetBridge { bridge, settings } => self.set_bridge(bridge, settings),
+            Request::ListBr
+            | Request::ListPorts { .. }
+            | Request::Show
+            | Request::DumpPorts { .. }
+            | Request::FdbShow { .. }
+            | Request::FdbFlush { .. } => Ok(()),
+        }
+    }
+
     /// Checks the whole configuration: names, types, options, and that no two tunnels would claim the same
     /// packets (same local address, port, remote and VNI).
     pub fn validate(&self) -> Result<(), ConfigError> {

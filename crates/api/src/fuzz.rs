@@ -16,15 +16,7 @@ pub fn control_input(data: &[u8]) {
     let Ok(req) = serde_json::from_slice::<Request>(data) else { return };
     let mut cfg = Config::default();
     let _ = cfg.add_bridge("br0", false);
-    let r = match &req {
-        Request::AddBr { bridge, may_exist } => cfg.add_bridge(bridge, *may_exist),
-        Request::DelBr { bridge, if_exists } => cfg.del_bridge(bridge, *if_exists),
-        Request::AddPort { bridge, port, iface, may_exist } => cfg.add_port(bridge, port, iface, *may_exist),
-        Request::DelPort { bridge, port, if_exists } => cfg.del_port(bridge.as_deref(), port, *if_exists),
-        Request::SetInterface { port, settings } => cfg.set_interface(port, settings),
-        Request::SetBridge { bridge, settings } => cfg.set_bridge(bridge, settings),
-        _ => Ok(()),
-    };
+    let r = cfg.apply(&req);
     if r.is_ok() {
         let _ = cfg.validate();
     }

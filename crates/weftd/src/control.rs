@@ -68,15 +68,11 @@ impl State {
             },
             Request::Show => Response::ok(self.show()),
             Request::FdbShow { bridge } => self.fdb_show(&bridge),
-            Request::FdbFlush { bridge } => {
-                let (tx, rx) = channel();
-                self.dp.send(DpMsg::FdbFlush(bridge.clone(), tx));
-                match rx.recv_timeout(DP_TIMEOUT) {
-                    Ok(true) => Response::ok(Value::Null),
-                    Ok(false) => Response::err(format!("no bridge named {bridge:?}")),
-                    Err(_) => Response::err("the datapath did not answer"),
-                }
-            }
+            Request::FdbFlush { bridge } => match self.ask(|tx| DpMsg::FdbFlush(bridge.clone(), tx)) {
+                Some(true) => Response::ok(Value::Null),
+                Some(false) => Response::err(format!("no bridge named {bridge:?}")),
+                None => Response::err("the datapath did not answer"),
+            },
             Request::DumpPorts { bridge } => self.dump_ports(&bridge),
             _ => Response::err("unhandled request"),
         }
@@ -84,15 +80,7 @@ impl State {
 
     fn change(&mut self, req: &Request) -> Result<(), String> {
         let mut new = self.config.clone();
-        let r = match req {
-            Request::AddBr { bridge, may_exist } => new.add_bridge(bridge, *may_exist),
-            Request::DelBr { bridge, if_exists } => new.del_bridge(bridge, *if_exists),
-            Request::AddPort { bridge, port, iface, may_exist } => new.add_port(bridge, port, iface, *may_exist),
-            Request::DelPort { bridge, port, if_exists } => new.del_port(bridge.as_deref(), port, *if_exists),
-            Request::SetInterface { port, settings } => new.set_interface(port, settings),
-            Request::SetBridge { bridge, settings } => new.set_bridge(bridge, settings),
-            _ => Ok(()),
-        };
+        let r = new.apply(req);
         r.map_err(|e| e.to_string())?;
         new.validate().map_err(|e| e.to_string())?;
         if new == self.config {
@@ -173,10 +161,15 @@ impl State {
         v
     }
 
-    fn fdb_show(&self, bridge: &str) -> Response {
+    /// Sends the datapath a question and waits for its answer (`None`: it did not answer in time).
+    fn ask<T>(&self, question: impl FnOnce(std::sync::mpsc::Sender<T>) -> DpMsg) -> Option<T> {
         let (tx, rx) = channel();
-        self.dp.send(DpMsg::Fdb(bridge.to_string(), tx));
-        match rx.recv_timeout(DP_TIMEOUT) {
+        self.dp.send(question(tx));
+        rx.recv_timeout(DP_TIMEOUT).ok()
+    }
+
+    fn fdb_show(&self, bridge: &str) -> Response {
+        match self.ask(|tx| DpMsg::Fdb(bridge.to_string(), tx)).ok_or(()) {
             Ok(Some(rows)) => Response::ok(Value::Array(
                 rows.into_iter()
                     .map(|r| {
@@ -193,9 +186,7 @@ impl State {
     }
 
     fn dump_ports(&self, bridge: &str) -> Response {
-        let (tx, rx) = channel();
-        self.dp.send(DpMsg::Counters(bridge.to_string(), tx));
-        match rx.recv_timeout(DP_TIMEOUT) {
+        match self.ask(|tx| DpMsg::Counters(bridge.to_string(), tx)).ok_or(()) {
             Ok(Some(rows)) => Response::ok(Value::Array(
                 rows.into_iter()
                     .map(|(name, ofport, c)| {

@@ -122,6 +122,22 @@ fn tap_mtu(cfg: &Config, bridge: &str) -> u32 {
     UNDERLAY_MTU - worst
 }
 
+/// The resource under `key`, opened with `open` (and noted in `opened`) when `table` has none yet.
+fn get_or_open<K: Clone + Eq + std::hash::Hash, V: Clone, E>(
+    table: &mut HashMap<K, V>,
+    key: K,
+    opened: &mut Vec<K>,
+    open: impl FnOnce() -> Result<V, E>,
+) -> Result<V, E> {
+    if let Some(v) = table.get(&key) {
+        return Ok(v.clone());
+    }
+    let v = open()?;
+    opened.push(key.clone());
+    table.insert(key, v.clone());
+    Ok(v)
+}
+
 impl Resources {
     /// Opens what `cfg` needs and is not open yet. With `strict`, the first failure is returned and the
     /// resources opened by this call are closed again; otherwise failing ports come up as [`PortIo::Down`].
@@ -228,13 +244,9 @@ impl Resources {
                         }
                     }
                     IfaceType::System => {
-                        let opened = match self.packets.get(&name) {
-                            Some(s) => Ok(s.clone()),
-                            None => PacketSocket::open(&name).map(Arc::new).inspect(|s| {
-                                opened_packets.push(name.clone());
-                                self.packets.insert(name.clone(), s.clone());
-                            }),
-                        };
+                        let opened = get_or_open(&mut self.packets, name.clone(), opened_packets, || {
+                            PacketSocket::open(&name).map(Arc::new)
+                        });
                         match opened {
                             Ok(s) => {
                                 mtu = weft_sys::iface::mtu(&name).ok();
@@ -261,18 +273,11 @@ impl Resources {
                         let ri = match rx_index.get(&bind) {
                             Some(i) => *i,
                             None => {
-                                let sock = match self.rx.get(&bind) {
-                                    Some(s) => s.clone(),
-                                    None => {
-                                        let s = Arc::new(
-                                            weft_sys::udp::bind(bind)
-                                                .with_context(|| format!("port {name:?}: cannot bind UDP {bind}"))?,
-                                        );
-                                        opened_rx.push(bind);
-                                        self.rx.insert(bind, s.clone());
-                                        s
-                                    }
-                                };
+                                let sock = get_or_open(&mut self.rx, bind, opened_rx, || {
+                                    weft_sys::udp::bind(bind)
+                                        .map(Arc::new)
+                                        .with_context(|| format!("port {name:?}: cannot bind UDP {bind}"))
+                                })?;
                                 rx_sockets.push(RxSocket {
                                     socket: sock,
                                     bound: bind,
@@ -293,25 +298,19 @@ impl Resources {
                         let pi = match pool_index.get(&pbind) {
                             Some(i) => *i,
                             None => {
-                                let pool = match self.pools.get(&pbind) {
-                                    Some(p) => p.clone(),
-                                    None => {
-                                        let mut socks = Vec::with_capacity(SENDERS_PER_POOL);
-                                        for _ in 0..SENDERS_PER_POOL {
-                                            let s = weft_sys::udp::bind(pbind)
-                                                .with_context(|| format!("port {name:?}: cannot bind UDP {pbind}"))?;
-                                            if pbind.is_ipv4() {
-                                                weft_sys::udp::set_dont_fragment(&s, false)?;
-                                            }
-                                            weft_sys::udp::shrink_receive_buffer(&s)?;
-                                            socks.push(s);
+                                let pool = get_or_open(&mut self.pools, pbind, opened_pools, || {
+                                    let mut socks = Vec::with_capacity(SENDERS_PER_POOL);
+                                    for _ in 0..SENDERS_PER_POOL {
+                                        let s = weft_sys::udp::bind(pbind)
+                                            .with_context(|| format!("port {name:?}: cannot bind UDP {pbind}"))?;
+                                        if pbind.is_ipv4() {
+                                            weft_sys::udp::set_dont_fragment(&s, false)?;
                                         }
-                                        let p = Arc::new(socks);
-                                        opened_pools.push(pbind);
-                                        self.pools.insert(pbind, p.clone());
-                                        p
+                                        weft_sys::udp::shrink_receive_buffer(&s)?;
+                                        socks.push(s);
                                     }
-                                };
+                                    anyhow::Ok(Arc::new(socks))
+                                })?;
                                 pools.push(pool);
                                 pool_index.insert(pbind, pools.len() - 1);
                                 pools.len() - 1

@@ -102,3 +102,21 @@ pub fn parse_pcap(data: &[u8]) {
         }
     }
 }
+
+/// Runs `f` over every file of a fuzz corpus directory and every truncation of each file; the test that
+/// replays a target's corpus calls this. Returns how many files were replayed.
+///
+/// # Panics
+/// If the directory cannot be read (or `f` panics, which is what the test looks for).
+pub fn replay_corpus(dir: &std::path::Path, f: fn(&[u8])) -> usize {
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path();
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for n in 0..=data.len() {
+            f(&data[..n]);
+        }
+        files += 1;
+    }
+    files
+}
