@@ -403,3 +403,84 @@ fn bad_commands_are_refused_and_change_nothing() {
     w.weft("del-br sw1");
     assert!(!h.run("ip link show sw1").status.success(), "internal port removed with its bridge");
 }
+
+#[test]
+fn static_fdb_entries_steer_traffic_and_survive_restart() {
+    let p = "sf";
+    if !prerequisites(&["ip", "ping", "python3"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    u.h2.sh(&format!("ip addr add 192.0.2.13/24 dev {p}u2"));
+    let mut w = Weftd::start(&u.h1, &tmp.path("h1"));
+    w.weft("add-br sw1");
+    let eps: Vec<Ns> = (0..3)
+        .map(|i| {
+            let ns = endpoint_veth(
+                &format!("{p}e{i}"),
+                &u.h1,
+                &format!("{p}p{i}"),
+                &format!("198.51.100.{}", 41 + i),
+                &format!("2001:db8:1::{}", 41 + i),
+            );
+            w.weft(&format!("add-port sw1 {p}p{i}"));
+            ns
+        })
+        .collect();
+    vxlan_port(&w, "vx1", "192.0.2.12", 123);
+    // A MAC nobody has: without a static entry, frames to it flood to every port.
+    let ghost = "02:00:00:00:00:99";
+    w.weft(&format!("fdb add sw1 {ghost} {p}p1"));
+    eps[0].sh(&format!("ip neigh replace 198.51.100.99 lladdr {ghost} dev eth0 nud permanent"));
+    let tx = |port: &str| -> u64 {
+        let v = w.json("dump-ports sw1");
+        v.as_array().unwrap().iter().find(|x| x["port"] == port).unwrap()["tx_packets"].as_u64().unwrap()
+    };
+    let (b0, c0) = (tx(&format!("{p}p1")), tx(&format!("{p}p2")));
+    // 20 frames to the static MAC; fresh namespaces also flood some IPv6 multicast to every port meanwhile.
+    let _ = eps[0].run("ping -c 20 -i 0.05 -W 1 198.51.100.99");
+    let (b1, c1) = (tx(&format!("{p}p1")), tx(&format!("{p}p2")));
+    assert!(b1 - b0 >= 20, "static port got {} frames", b1 - b0);
+    assert!(
+        (b1 - b0).saturating_sub(c1 - c0) >= 15,
+        "frames to the static MAC were flooded: p1 +{}, p2 +{}",
+        b1 - b0,
+        c1 - c0
+    );
+
+    // A static entry on a tunnel port with its own VTEP: frames go to that VTEP, not to remote_ip.
+    let vtep_mac = "02:00:00:00:00:98";
+    w.weft(&format!("fdb add sw1 {vtep_mac} vx1 dst 192.0.2.13"));
+    eps[0].sh(&format!("ip neigh replace 198.51.100.98 lladdr {vtep_mac} dev eth0 nud permanent"));
+    let listener = std::process::Command::new("ip")
+        .args(["netns", "exec", &u.h2.name, "python3", "-c"])
+        .arg(
+            "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('192.0.2.13', 4789)); \
+              s.settimeout(8); d, a = s.recvfrom(4096); print(a[0], d[4:7].hex(), d[8:14].hex(':'))",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = eps[0].run("ping -c 3 -i 0.3 -W 1 198.51.100.98");
+    let out = listener.wait_with_output().unwrap();
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(got.trim(), format!("192.0.2.11 00007b {vtep_mac}"), "VTEP 192.0.2.13 received: {got:?}");
+
+    // Static entries are configuration: they survive a crash, never age, and go with fdb del.
+    w.weft("set bridge sw1 other_config:mac-aging-time=1");
+    w.restart();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let fdb = w.json("fdb show sw1");
+    let statics: Vec<_> = fdb.as_array().unwrap().iter().filter(|e| e["static"] == true).collect();
+    assert_eq!(statics.len(), 2, "{fdb}");
+    assert!(statics.iter().any(|e| e["mac"] == vtep_mac && e["remote_ip"] == "192.0.2.13" && e["port"] == "vx1"));
+    assert!(w.weft("fdb show sw1").contains("static"));
+    let (ok, _, err) = w.try_weft(&format!("fdb add sw1 {ghost} {p}p1 dst 192.0.2.13"));
+    assert!(!ok && err.contains("needs a tunnel port"), "{err}");
+    w.weft(&format!("fdb del sw1 {ghost}"));
+    w.weft("del-port sw1 vx1");
+    assert!(w.json("fdb show sw1").as_array().unwrap().iter().all(|e| e["static"] != true), "entries removed");
+    drop(eps);
+}

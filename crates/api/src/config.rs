@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
+use weft_wire::vlan::VID_MAX;
 use weft_wire::vxlan::VNI_MAX;
+use weft_wire::EthernetAddress;
 
 /// Largest ofport number (OpenFlow's OFPP_MAX).
 pub const OFPORT_MAX: u32 = 0xffff_ff00;
@@ -188,6 +190,37 @@ pub struct BridgeConfig {
     pub ports: Vec<PortConfig>,
     /// The ofport the next added port gets; numbers are never reused while the bridge exists.
     pub next_ofport: u32,
+    /// Static MAC entries (`weft fdb add`): they never age and are never evicted.
+    #[serde(default)]
+    pub fdb: Vec<StaticFdb>,
+}
+
+/// MAC addresses in JSON as "02:00:5e:10:00:01".
+pub mod mac_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use weft_wire::EthernetAddress;
+
+    pub fn serialize<S: Serializer>(mac: &EthernetAddress, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(mac)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<EthernetAddress, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A static FDB entry, as `weft fdb add BR MAC PORT [dst IP] [vlan N]` sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StaticFdb {
+    #[serde(with = "mac_text")]
+    pub mac: EthernetAddress,
+    #[serde(default)]
+    pub vlan: u16,
+    pub port: String,
+    /// For a tunnel port: the remote VTEP the MAC sits behind (defaults to the port's remote_ip).
+    #[serde(default)]
+    pub dst: Option<IpAddr>,
 }
 
 impl BridgeConfig {
@@ -268,6 +301,7 @@ impl Config {
             other_config: BTreeMap::new(),
             ports: Vec::new(),
             next_ofport: 1,
+            fdb: Vec::new(),
         });
         Ok(())
     }
@@ -326,7 +360,9 @@ impl Config {
                 return Err(ConfigError::WrongBridge { port: port.to_string(), given: given.to_string(), actual });
             }
         }
-        self.bridge_mut(&actual)?.ports.retain(|p| p.name != port);
+        let br = self.bridge_mut(&actual)?;
+        br.ports.retain(|p| p.name != port);
+        br.fdb.retain(|e| e.port != port);
         Ok(())
     }
 
@@ -384,6 +420,27 @@ impl Config {
         Ok(())
     }
 
+    /// `fdb add BR MAC PORT [dst IP] [vlan N]`: adds or replaces the static entry for (MAC, VLAN).
+    pub fn fdb_add(&mut self, bridge: &str, entry: StaticFdb) -> Result<(), ConfigError> {
+        let br = self.bridge_mut(bridge)?;
+        br.fdb.retain(|e| (e.mac, e.vlan) != (entry.mac, entry.vlan));
+        br.fdb.push(entry);
+        Ok(())
+    }
+
+    /// `fdb del BR MAC [vlan N]`.
+    pub fn fdb_del(&mut self, bridge: &str, mac: EthernetAddress, vlan: u16) -> Result<(), ConfigError> {
+        let br = self.bridge_mut(bridge)?;
+        let before = br.fdb.len();
+        br.fdb.retain(|e| (e.mac, e.vlan) != (mac, vlan));
+        if br.fdb.len() == before {
+            return Err(ConfigError::BadSetting(format!(
+                "bridge {bridge:?} has no static entry for {mac} in VLAN {vlan}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Applies a configuration-changing request; other requests change nothing.
     pub fn apply(&mut self, req: &crate::Request) -> Result<(), ConfigError> {
         use crate::Request;
@@ -394,6 +451,8 @@ impl Config {
             Request::DelPort { bridge, port, if_exists } => self.del_port(bridge.as_deref(), port, *if_exists),
             Request::SetInterface { port, settings } => self.set_interface(port, settings),
             Request::SetBridge { bridge, settings } => self.set_bridge(bridge, settings),
+            Request::FdbAdd { bridge, entry } => self.fdb_add(bridge, entry.clone()),
+            Request::FdbDel { bridge, mac, vlan } => self.fdb_del(bridge, *mac, *vlan),
             Request::ListBr
             | Request::ListPorts { .. }
             | Request::Show
@@ -409,6 +468,7 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         let mut tunnels: std::collections::HashMap<(Option<IpAddr>, u16, IpAddr, u32), &str> = Default::default();
         for b in &self.bridges {
+            let mut tunnel_specs: std::collections::HashMap<&str, TunnelSpec> = Default::default();
             check_ifname("bridge", &b.name)?;
             if !names.insert(b.name.as_str()) {
                 return Err(ConfigError::BridgeExists(b.name.clone()));
@@ -427,12 +487,46 @@ impl Config {
                     });
                 }
                 if let Some(t) = p.tunnel()? {
+                    tunnel_specs.insert(p.name.as_str(), t);
                     if let Some(other) = tunnels.insert((t.local, t.dst_port, t.remote, t.vni), &p.name) {
                         return Err(ConfigError::Conflict(format!(
                             "tunnel ports {other:?} and {:?} both use remote_ip={} key={} dst_port={}",
                             p.name, t.remote, t.vni, t.dst_port
                         )));
                     }
+                }
+            }
+            for e in &b.fdb {
+                if !e.mac.is_unicast() || e.mac == EthernetAddress::ZERO {
+                    return Err(ConfigError::BadSetting(format!(
+                        "static FDB entry {}: only unicast MAC addresses can be static entries",
+                        e.mac
+                    )));
+                }
+                if e.vlan > VID_MAX {
+                    return Err(ConfigError::BadSetting(format!("VLAN {} is out of range 0..={VID_MAX}", e.vlan)));
+                }
+                if e.port != b.name && !b.ports.iter().any(|p| p.name == e.port) {
+                    return Err(ConfigError::BadSetting(format!(
+                        "static FDB entry {}: bridge {:?} has no port named {:?}",
+                        e.mac, b.name, e.port
+                    )));
+                }
+                match (e.dst, tunnel_specs.get(e.port.as_str())) {
+                    (Some(dst), None) => {
+                        return Err(ConfigError::BadSetting(format!(
+                            "static FDB entry {}: dst {dst} needs a tunnel port, and {:?} is not one",
+                            e.mac, e.port
+                        )))
+                    }
+                    (Some(dst), Some(t)) if dst.is_ipv4() != t.remote.is_ipv4() || dst.is_multicast() => {
+                        return Err(ConfigError::BadSetting(format!(
+                            "static FDB entry {}: dst {dst} must be a unicast address of the same family as \
+                             remote_ip {}",
+                            e.mac, t.remote
+                        )))
+                    }
+                    _ => {}
                 }
             }
         }
@@ -548,6 +642,37 @@ mod tests {
         assert!(c.set_bridge("sw1", &kv(&[("other_config:mac-aging-time", "0")])).is_err());
         assert!(c.set_bridge("sw1", &kv(&[("other_config:colour", "1")])).is_err());
         assert!(c.set_bridge("sw1", &kv(&[("stp_enable", "true")])).is_err());
+    }
+
+    #[test]
+    fn static_fdb_entries() {
+        let mut c = sample();
+        let mac: EthernetAddress = "02:00:00:00:00:99".parse().unwrap();
+        let entry = |port: &str, dst: Option<&str>| StaticFdb {
+            mac,
+            vlan: 0,
+            port: port.to_string(),
+            dst: dst.map(|d| d.parse().unwrap()),
+        };
+        c.fdb_add("sw1", entry("vx1", Some("192.0.2.13"))).unwrap();
+        c.validate().unwrap();
+        c.fdb_add("sw1", entry("p1", None)).unwrap();
+        assert_eq!(c.bridge("sw1").unwrap().fdb.len(), 1, "same MAC and VLAN replaces");
+        let mut bad = c.clone();
+        bad.fdb_add("sw1", entry("p1", Some("192.0.2.13"))).unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("needs a tunnel port"));
+        let mut bad = c.clone();
+        bad.fdb_add("sw1", entry("vx1", Some("2001:db8::1"))).unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("same family"));
+        let mut bad = c.clone();
+        bad.fdb_add("sw1", entry("nope", None)).unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("no port named"));
+        let mut bad = c.clone();
+        bad.fdb_add("sw1", StaticFdb { mac: EthernetAddress::BROADCAST, ..entry("p1", None) }).unwrap();
+        assert!(bad.validate().is_err());
+        assert!(c.fdb_del("sw1", mac, 7).is_err());
+        c.del_port(None, "p1", false).unwrap();
+        assert!(c.bridge("sw1").unwrap().fdb.is_empty(), "entries go with their port");
     }
 
     #[test]

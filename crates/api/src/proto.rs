@@ -8,18 +8,57 @@ pub type Settings = Vec<(String, String)>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case")]
 pub enum Request {
-    AddBr { bridge: String, may_exist: bool },
-    DelBr { bridge: String, if_exists: bool },
+    AddBr {
+        bridge: String,
+        may_exist: bool,
+    },
+    DelBr {
+        bridge: String,
+        if_exists: bool,
+    },
     ListBr,
-    AddPort { bridge: String, port: String, iface: Settings, may_exist: bool },
-    DelPort { bridge: Option<String>, port: String, if_exists: bool },
-    ListPorts { bridge: String },
-    SetInterface { port: String, settings: Settings },
-    SetBridge { bridge: String, settings: Settings },
+    AddPort {
+        bridge: String,
+        port: String,
+        iface: Settings,
+        may_exist: bool,
+    },
+    DelPort {
+        bridge: Option<String>,
+        port: String,
+        if_exists: bool,
+    },
+    ListPorts {
+        bridge: String,
+    },
+    SetInterface {
+        port: String,
+        settings: Settings,
+    },
+    SetBridge {
+        bridge: String,
+        settings: Settings,
+    },
     Show,
-    DumpPorts { bridge: String },
-    FdbShow { bridge: String },
-    FdbFlush { bridge: String },
+    DumpPorts {
+        bridge: String,
+    },
+    FdbShow {
+        bridge: String,
+    },
+    FdbFlush {
+        bridge: String,
+    },
+    FdbAdd {
+        bridge: String,
+        entry: crate::StaticFdb,
+    },
+    FdbDel {
+        bridge: String,
+        #[serde(with = "crate::config::mac_text")]
+        mac: weft_wire::EthernetAddress,
+        vlan: u16,
+    },
 }
 
 impl Request {
@@ -33,6 +72,8 @@ impl Request {
                 | Request::DelPort { .. }
                 | Request::SetInterface { .. }
                 | Request::SetBridge { .. }
+                | Request::FdbAdd { .. }
+                | Request::FdbDel { .. }
         )
     }
 }

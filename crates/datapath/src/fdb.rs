@@ -159,6 +159,18 @@ impl Fdb {
         self.entries.insert(key(vlan, mac), FdbEntry { port, remote, last_seen: 0, is_static: true });
     }
 
+    /// Replaces every static entry with `entries` (vlan, mac, port, remote); learned entries for those
+    /// addresses give way to the static ones.
+    pub fn replace_static(
+        &mut self,
+        entries: impl IntoIterator<Item = (u16, EthernetAddress, PortIdx, Option<IpAddr>)>,
+    ) {
+        self.entries.retain(|_, e| !e.is_static);
+        for (vlan, mac, port, remote) in entries {
+            self.add_static(vlan, mac, port, remote);
+        }
+    }
+
     /// Removes the entry for `mac` in `vlan`; true if there was one.
     pub fn remove(&mut self, vlan: u16, mac: EthernetAddress) -> bool {
         self.entries.remove(&key(vlan, mac)).is_some()
@@ -252,6 +264,18 @@ mod tests {
         assert_eq!(f.learn(0, mac(2), PortIdx(1), None, 400 * SECOND), Learned::New);
         f.flush_learned();
         assert_eq!(f.len(), 1);
+    }
+
+    #[test]
+    fn replace_static_keeps_learned() {
+        let mut f = Fdb::default();
+        f.add_static(0, mac(1), PortIdx(1), None);
+        f.learn(0, mac(2), PortIdx(1), None, 0);
+        f.learn(0, mac(3), PortIdx(1), None, 0);
+        f.replace_static([(0, mac(3), PortIdx(2), None)]);
+        assert!(f.lookup(0, mac(1), 0).is_none(), "old static entry gone");
+        assert!(!f.lookup(0, mac(2), 0).unwrap().is_static);
+        assert!(f.lookup(0, mac(3), 0).unwrap().is_static, "static wins over learned");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! clauses. Everything is checked before the daemon is contacted.
 
 use anyhow::{bail, Context};
-use weft_api::Request;
+use weft_api::{Request, StaticFdb};
+use weft_wire::EthernetAddress;
 
 pub const HELP: &str = "\
 weft: configure and inspect a running weftd
@@ -21,6 +22,9 @@ inspection:
   show                              bridges, ports (with ofport) and their options
   dump-ports BR                     rx/tx packets and bytes, drops by reason
   fdb show BR | fdb flush BR        the MAC table, with the remote VTEP of tunnel-learned MACs
+                                    (flush forgets learned entries; static ones stay)
+  fdb add BR MAC PORT [dst IP] [vlan N] | fdb del BR MAC [vlan N]
+                                    static entries: never age, survive restarts
 
 options: --may-exist (add-br, add-port), --if-exists (del-br, del-port), --format json (show, dump-ports,
 fdb show), --socket PATH (else $WEFT_SOCKET, else /run/weft/weft.sock)
@@ -57,6 +61,33 @@ fn want(cmd: &str, args: &[String], min: usize, max: usize, shape: &str) -> anyh
         bail!("'{cmd}' takes {shape} (got {} argument{})", args.len(), if args.len() == 1 { "" } else { "s" });
     }
     Ok(())
+}
+
+fn parse_mac(s: &str) -> anyhow::Result<EthernetAddress> {
+    Ok(s.parse()?)
+}
+
+/// The optional `dst IP` and `vlan N` words after `fdb add`/`fdb del`.
+fn fdb_tail(words: &[String], allow_dst: bool) -> anyhow::Result<(Option<std::net::IpAddr>, u16)> {
+    let (mut dst, mut vlan) = (None, 0u16);
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        let value = it.next().with_context(|| format!("'{w}' needs a value"))?;
+        match w.as_str() {
+            "dst" if allow_dst => {
+                dst = Some(value.parse().with_context(|| format!("dst {value:?} is not an IPv4 or IPv6 address"))?)
+            }
+            "vlan" => {
+                vlan = value
+                    .parse()
+                    .ok()
+                    .filter(|v| *v <= 4094)
+                    .with_context(|| format!("vlan {value:?} is not a VLAN ID in 0..=4094"))?
+            }
+            other => bail!("unexpected {other:?} (expected {}vlan N)", if allow_dst { "dst IP or " } else { "" }),
+        }
+    }
+    Ok((dst, vlan))
 }
 
 pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
@@ -171,7 +202,18 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "fdb" => match rest.as_slice() {
             [sub, br] if sub == "show" => Request::FdbShow { bridge: br.clone() },
             [sub, br] if sub == "flush" => Request::FdbFlush { bridge: br.clone() },
-            _ => bail!("'fdb' takes 'show BR' or 'flush BR'"),
+            [sub, br, mac, port, tail @ ..] if sub == "add" => {
+                let (dst, vlan) = fdb_tail(tail, true)?;
+                let mac = parse_mac(mac)?;
+                Request::FdbAdd { bridge: br.clone(), entry: StaticFdb { mac, vlan, port: port.clone(), dst } }
+            }
+            [sub, br, mac, tail @ ..] if sub == "del" => {
+                let (_, vlan) = fdb_tail(tail, false)?;
+                Request::FdbDel { bridge: br.clone(), mac: parse_mac(mac)?, vlan }
+            }
+            _ => {
+                bail!("'fdb' takes 'show BR', 'flush BR', 'add BR MAC PORT [dst IP] [vlan N]' or 'del BR MAC [vlan N]'")
+            }
         },
         other => bail!("unknown command {other:?} (see weft --help)"),
     };
@@ -209,6 +251,17 @@ mod tests {
         assert!(p("set interface vx1 key").unwrap_err().to_string().contains("KEY=VALUE"));
         assert!(p("--bogus show").is_err());
         assert!(p("fdb show").is_err());
+    }
+
+    #[test]
+    fn fdb_add_and_del() {
+        let r = p("fdb add sw1 02:00:00:00:00:99 vx1 dst 192.0.2.13 vlan 10").unwrap();
+        let Request::FdbAdd { entry, .. } = r else { panic!() };
+        assert_eq!((entry.vlan, entry.dst, entry.port.as_str()), (10, Some("192.0.2.13".parse().unwrap()), "vx1"));
+        assert!(p("fdb add sw1 02:00:00:00:00:zz p1").unwrap_err().to_string().contains("not a MAC address"));
+        assert!(p("fdb add sw1 02:00:00:00:00:99 p1 vlan 5000").unwrap_err().to_string().contains("0..=4094"));
+        assert!(p("fdb del sw1 02:00:00:00:00:99 dst 192.0.2.1").is_err());
+        assert!(p("fdb add sw1 02:00:00:00:00:99 p1 dst").unwrap_err().to_string().contains("needs a value"));
     }
 
     #[test]

@@ -164,6 +164,8 @@ impl Dataplane {
                 let name = &old.ports.get(usize::from(op.0))?.name;
                 p.ports.iter().position(|np| &np.name == name).map(|i| PortIdx(i as u16))
             });
+            // After the remap: static entries already carry the new pipeline's port indices.
+            fdb.replace_static(b.statics.iter().copied());
             fdbs.push(fdb);
         }
         self.fdbs = fdbs;
@@ -467,7 +469,8 @@ impl Dataplane {
     }
 
     /// Sends a frame out of one port: TAPs are written at once, the rest is queued for a batched send.
-    fn output(&mut self, pipeline: &Pipeline, port: PortIdx, _remote: Option<IpAddr>, bytes: Bytes, hash: u32) {
+    /// `remote` (from the FDB) picks the VTEP behind a tunnel port; without it the port's remote_ip is used.
+    fn output(&mut self, pipeline: &Pipeline, port: PortIdx, remote: Option<IpAddr>, bytes: Bytes, hash: u32) {
         let p = &pipeline.ports[usize::from(port.0)];
         let len = match bytes {
             Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize,
@@ -487,7 +490,11 @@ impl Dataplane {
                 let mut prefix = [0u8; 10];
                 VxlanRepr { vni: spec.vni }.emit(&mut prefix);
                 let socket = (hash as usize % pipeline.pools[*pool].len()) as u16;
-                (Sink::Udp { pool: *pool as u16, socket }, Some(*dest), prefix, VXLAN_LEN as u8)
+                let dest = match remote {
+                    Some(ip) => SocketAddr::new(ip, dest.port()),
+                    None => *dest,
+                };
+                (Sink::Udp { pool: *pool as u16, socket }, Some(dest), prefix, VXLAN_LEN as u8)
             }
             PortIo::Down(_) => {
                 self.counters[usize::from(port.0)].drop(DropReason::TxError);

@@ -49,6 +49,8 @@ pub struct BridgeRt {
     pub table_size: usize,
     /// Every port of the bridge, internal port first.
     pub ports: Vec<PortIdx>,
+    /// Static FDB entries: (vlan, mac, port, remote VTEP).
+    pub statics: Vec<(u16, weft_wire::EthernetAddress, PortIdx, Option<IpAddr>)>,
 }
 
 /// A UDP socket receiving one tunnel port number on one local address, and the tunnels it serves.
@@ -322,11 +324,25 @@ impl Resources {
                 ports.push(PortRt { name, ofport, bridge: bi, io, mtu, netns });
                 members.push(idx);
             }
+            let port_idx = |name: &str| members.iter().copied().find(|i| ports[usize::from(i.0)].name == name);
+            let statics = b
+                .fdb
+                .iter()
+                .filter_map(|e| {
+                    let idx = port_idx(&e.port)?;
+                    let remote = match &ports[usize::from(idx.0)].io {
+                        PortIo::Tunnel { spec, .. } => Some(e.dst.unwrap_or(spec.remote)),
+                        _ => None,
+                    };
+                    Some((e.vlan, e.mac, idx, remote))
+                })
+                .collect();
             bridges.push(BridgeRt {
                 name: b.name.clone(),
                 aging_secs: b.mac_aging_time(),
                 table_size: b.mac_table_size(),
                 ports: members,
+                statics,
             });
         }
         Ok(Pipeline { generation, bridges, ports, rx_sockets, pools })
