@@ -3,8 +3,18 @@
 
 use crate::*;
 
-/// Runs every packet view over `data`, as the datapath and the decoder would, following the layers down.
+/// Runs every packet view over `data`: each parser directly on the raw bytes, and from Ethernet, IPv4, IPv6
+/// and VXLAN down through the layers as the datapath and the decoder would.
 pub fn parse_packet(data: &[u8]) {
+    if let Ok(a) = arp::ArpPacket::new_checked(data) {
+        let _ = arp::ArpRepr::parse(&a);
+    }
+    for proto in [ipv4::Protocol::UDP, ipv4::Protocol::TCP, ipv4::Protocol::ICMP, ipv4::Protocol::ICMPV6] {
+        dissect_l4(proto, data, 1);
+    }
+    if let Ok(v) = vlan::VlanPacket::new_checked(data) {
+        let _ = (v.vid(), v.ethertype(), v.payload().len());
+    }
     dissect_ethernet(data, 0);
     if let Ok(p) = ipv4::Ipv4Packet::new_checked(data) {
         let _ = ipv4::Ipv4Repr::parse(&p);
