@@ -484,3 +484,69 @@ fn static_fdb_entries_steer_traffic_and_survive_restart() {
     assert!(w.json("fdb show sw1").as_array().unwrap().iter().all(|e| e["static"] != true), "entries removed");
     drop(eps);
 }
+
+#[test]
+fn two_tenants_share_a_socket_and_never_leak() {
+    let p = "tn";
+    if !prerequisites(&["ip", "ping", "ss"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    // Tenants a (VNI 100) and b (VNI 200): the same MAC and IP addresses on both sides of both tenants.
+    let mut eps = Vec::new();
+    for (t, vni) in [("a", 100), ("b", 200)] {
+        let br = format!("br{t}");
+        for (i, (w, host, remote)) in [(&w1, &u.h1, "192.0.2.12"), (&w2, &u.h2, "192.0.2.11")].into_iter().enumerate() {
+            w.weft(&format!("add-br {br}"));
+            let port = format!("{p}{t}{i}");
+            let ep = endpoint_veth(
+                &format!("{p}{t}e{i}"),
+                host,
+                &port,
+                &format!("198.51.100.{}", 1 + i),
+                &format!("2001:db8:1::{}", 1 + i),
+            );
+            ep.sh(&format!("ip link set eth0 address 02:00:00:00:0{i}:01"));
+            w.weft(&format!("add-port {br} {port}"));
+            w.weft(&format!(
+                "add-port {br} vx{t} -- set interface vx{t} type=vxlan options:remote_ip={remote} options:key={vni}"
+            ));
+            eps.push(ep);
+        }
+    }
+    // The kernel's per-namespace ICMP counters tell which endpoint answered: tenant b's twin of the pinged
+    // address (same MAC, same IP) must see none of tenant a's echo requests.
+    let echoes = |ns: &Ns| -> (u64, u64) {
+        let v4 = ns.sh("nstat -az IcmpInEchos -j");
+        let v6 = ns.sh("nstat -az Icmp6InEchos -j");
+        let get = |text: &str, key: &str| -> u64 {
+            let v: serde_json::Value = serde_json::from_str(text).unwrap();
+            v["kernel"][key].as_u64().unwrap_or(0)
+        };
+        (get(&v4, "IcmpInEchos"), get(&v6, "Icmp6InEchos"))
+    };
+    eps[0].ping("198.51.100.2", 5);
+    eps[0].ping("2001:db8:1::2", 3);
+    let (a4, a6) = echoes(&eps[1]);
+    assert!(a4 >= 5 && a6 >= 3, "tenant a's far endpoint answered {a4} IPv4 and {a6} IPv6 echoes");
+    assert_eq!(echoes(&eps[3]), (0, 0), "tenant b's twin endpoint received tenant a's echo requests");
+    let rx = |w: &Weftd, br: &str, port: &str| -> u64 {
+        let v = w.json(&format!("dump-ports {br}"));
+        v.as_array().unwrap().iter().find(|x| x["port"] == port).unwrap()["rx_packets"].as_u64().unwrap()
+    };
+    assert!(rx(&w2, "bra", "vxa") >= 8, "tenant a's tunnel carried its pings");
+    eps[2].ping("198.51.100.2", 3);
+    assert!(echoes(&eps[3]).0 >= 3, "tenant b works on its own");
+    // Each host learned the shared MAC once per tenant, behind that tenant's tunnel.
+    for br in ["bra", "brb"] {
+        let fdb = w1.json(&format!("fdb show {br}"));
+        let e = fdb.as_array().unwrap().iter().find(|e| e["mac"] == "02:00:00:00:01:01").expect("far MAC learned");
+        assert_eq!(e["port"], format!("vx{}", &br[2..]));
+    }
+    assert_eq!(w1.drops("bra", "vxa", "wrong_vni") + w1.drops("brb", "vxb", "wrong_vni"), 0);
+    let socks = u.h1.sh("ss -H -uln sport = :4789");
+    assert_eq!(socks.lines().count(), 1, "both tenants on one socket:\n{socks}");
+}
