@@ -550,3 +550,50 @@ fn two_tenants_share_a_socket_and_never_leak() {
     let socks = u.h1.sh("ss -H -uln sport = :4789");
     assert_eq!(socks.lines().count(), 1, "both tenants on one socket:\n{socks}");
 }
+
+#[test]
+fn too_big_frames_get_icmp_and_tcp_adapts() {
+    let p = "mt";
+    if !prerequisites(&["ip", "ping", "iperf3"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    w1.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &format!("{p}p1"), V4_LEFT, V6_LEFT);
+    // The sender believes its link carries 1500 bytes; the tunnel carries 1450.
+    left.sh("ip link set eth0 mtu 1500");
+    w1.weft(&format!("add-port sw1 {p}p1"));
+    vxlan_port(&w1, "vx1", "192.0.2.12", 9);
+    w2.weft("add-br sw1");
+    let tap = format!("{p}tap");
+    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
+    vxlan_port(&w2, "vx1", "192.0.2.11", 9);
+    let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
+    assert_eq!(right.sh(&format!("cat /sys/class/net/{tap}/mtu")).trim(), "1450", "TAP MTU fits VXLAN over IPv4");
+    left.ping(V4_RIGHT, 1);
+
+    let big = left.run(&format!("ping -M do -s 1472 -c 2 -i 0.3 -W 1 {V4_RIGHT}"));
+    let text = String::from_utf8_lossy(&big.stdout).to_string() + &String::from_utf8_lossy(&big.stderr);
+    assert!(!big.status.success(), "a 1500-byte DF packet crossed a 1450-byte tunnel:\n{text}");
+    assert!(text.contains("mtu = 1450") || text.contains("mtu=1450"), "no ICMP with MTU 1450:\n{text}");
+    let route = left.sh(&format!("ip route get {V4_RIGHT}"));
+    assert!(route.contains("mtu 1450"), "path MTU not lowered: {route}");
+    left.sh(&format!("ping -M do -s 1422 -c 2 -i 0.3 -W 1 {V4_RIGHT}"));
+
+    let big6 = left.run(&format!("ping -6 -M do -s 1452 -c 2 -i 0.3 -W 1 {V6_RIGHT}"));
+    assert!(!big6.status.success(), "a 1500-byte IPv6 packet crossed a 1450-byte tunnel");
+    let route6 = left.sh(&format!("ip -6 route get {V6_RIGHT}"));
+    assert!(route6.contains("mtu 1450"), "IPv6 path MTU not lowered: {route6}");
+    assert!(w1.drops("sw1", "vx1", "too_big") >= 2, "too-big frames are counted");
+
+    // With the path MTU learned from weft's ICMP, TCP from the 1500-MTU side completes.
+    right.sh(&format!("iperf3 -s -1 -D -B {V4_RIGHT}"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = left.sh(&format!("timeout 30 iperf3 -c {V4_RIGHT} -t 2 -J"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
+    let bytes = v["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
+    assert!(bytes > 10e6, "TCP moved only {bytes} bytes across");
+}

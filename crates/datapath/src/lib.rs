@@ -7,6 +7,7 @@ pub mod counters;
 pub mod fdb;
 pub mod flowhash;
 pub mod fuzz;
+pub mod mtu;
 pub mod offload;
 
 /// Time as nanoseconds on a monotonic clock supplied by the caller.

@@ -15,6 +15,7 @@ use weft_datapath::bridge::{normal, Forward};
 use weft_datapath::counters::{DropReason, PortCounters};
 use weft_datapath::fdb::{Fdb, FdbEntry};
 use weft_datapath::flowhash::flow_hash;
+use weft_datapath::mtu;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
 use weft_datapath::{Nanos, PortIdx};
 use weft_sys::batch::{MmsgStorage, RecvBatch};
@@ -113,7 +114,13 @@ pub struct Dataplane {
     msgs: Receiver<DpMsg>,
     wake: Arc<EventFd>,
     clock: Instant,
+    /// ICMP errors weft may still send this second (path-MTU signalling is rate-limited).
+    icmp_tokens: u32,
+    icmp_second: Nanos,
 }
+
+/// Most ICMP "too big" errors sent per second.
+const ICMP_PER_SECOND: u32 = 1000;
 
 const TOKEN_CONTROL: u64 = u64::MAX;
 const TOKEN_UDP: u64 = 1 << 32;
@@ -139,6 +146,8 @@ impl Dataplane {
             msgs,
             wake,
             clock: Instant::now(),
+            icmp_tokens: ICMP_PER_SECOND,
+            icmp_second: 0,
         };
         dp.install(pipeline);
         dp
@@ -455,22 +464,54 @@ impl Dataplane {
         if d.learned == Some(weft_datapath::fdb::Learned::Full) {
             self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
         }
+        let mut too_big = None;
         match d.forward {
-            Forward::Output { port, remote } => self.output(&pipeline, port, remote, bytes, hash),
+            Forward::Output { port, remote } => too_big = self.output(&pipeline, port, remote, bytes, hash),
             Forward::Flood => {
                 for &p in &pipeline.bridges[bridge].ports {
                     if p != in_port {
-                        self.output(&pipeline, p, None, bytes, hash);
+                        too_big = too_big.or(self.output(&pipeline, p, None, bytes, hash));
                     }
                 }
             }
             Forward::Filter => {}
         }
+        if let Some(mtu) = too_big {
+            self.signal_too_big(&pipeline, in_port, bytes, mtu, now);
+        }
+    }
+
+    /// Answers the sender of a frame too big for a tunnel with ICMP "fragmentation needed" or ICMPv6
+    /// "packet too big" carrying `mtu`, sent back out of the port the frame came in on.
+    fn signal_too_big(&mut self, pipeline: &Pipeline, in_port: PortIdx, bytes: Bytes, mtu: u16, now: Nanos) {
+        if now / weft_datapath::SECOND != self.icmp_second {
+            self.icmp_second = now / weft_datapath::SECOND;
+            self.icmp_tokens = ICMP_PER_SECOND;
+        }
+        if self.icmp_tokens == 0 || self.seg.len() - self.seg_used < mtu::REPLY_MAX {
+            return;
+        }
+        let mut reply = [0u8; mtu::REPLY_MAX];
+        let Some(len) = mtu::too_big_reply(self.bytes(bytes), mtu, &mut reply) else { return };
+        self.icmp_tokens -= 1;
+        let start = self.seg_used;
+        self.seg[start..start + len].copy_from_slice(&reply[..len]);
+        self.seg_used += len;
+        let hash = flow_hash(&reply[..len]);
+        self.output(pipeline, in_port, None, Bytes::Seg { start: start as u32, len: len as u32 }, hash);
     }
 
     /// Sends a frame out of one port: TAPs are written at once, the rest is queued for a batched send.
     /// `remote` (from the FDB) picks the VTEP behind a tunnel port; without it the port's remote_ip is used.
-    fn output(&mut self, pipeline: &Pipeline, port: PortIdx, remote: Option<IpAddr>, bytes: Bytes, hash: u32) {
+    /// Returns the tunnel's MTU when the frame is too big for it (and was dropped), so the sender can be told.
+    fn output(
+        &mut self,
+        pipeline: &Pipeline,
+        port: PortIdx,
+        remote: Option<IpAddr>,
+        bytes: Bytes,
+        hash: u32,
+    ) -> Option<u16> {
         let p = &pipeline.ports[usize::from(port.0)];
         let len = match bytes {
             Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize,
@@ -483,10 +524,14 @@ impl Dataplane {
                     Ok(_) => c.tx(len),
                     Err(_) => c.drop(DropReason::TxError),
                 }
-                return;
+                return None;
             }
             PortIo::Packet(_) => (Sink::Packet(port), None, [0u8; 10], VNET_HDR_LEN as u8),
-            PortIo::Tunnel { spec, pool, dest } => {
+            PortIo::Tunnel { spec, pool, dest, mtu } => {
+                if mtu::check(self.bytes(bytes), usize::from(*mtu)) == mtu::Fit::TooBig {
+                    self.counters[usize::from(port.0)].drop(DropReason::TooBig);
+                    return Some(*mtu);
+                }
                 let mut prefix = [0u8; 10];
                 VxlanRepr { vni: spec.vni }.emit(&mut prefix);
                 let socket = (hash as usize % pipeline.pools[*pool].len()) as u16;
@@ -498,7 +543,7 @@ impl Dataplane {
             }
             PortIo::Down(_) => {
                 self.counters[usize::from(port.0)].drop(DropReason::TxError);
-                return;
+                return None;
             }
         };
         if self.txq.len() == TX_QUEUE {
@@ -508,6 +553,7 @@ impl Dataplane {
             self.sinks.push(sink);
         }
         self.txq.push(TxEntry { sink, port, bytes, dest, prefix, prefix_len });
+        None
     }
 
     /// Sends everything queued and forgets the segment scratch.

@@ -26,6 +26,8 @@ pub enum PortIo {
         spec: TunnelSpec,
         pool: usize,
         dest: SocketAddr,
+        /// The largest inner IP packet that fits the underlay.
+        mtu: u16,
     },
     /// Configured but not open (its interface is missing); frames to it are discarded.
     Down(String),
@@ -318,7 +320,12 @@ impl Resources {
                                 pools.len() - 1
                             }
                         };
-                        PortIo::Tunnel { spec, pool: pi, dest: SocketAddr::new(spec.remote, spec.dst_port) }
+                        PortIo::Tunnel {
+                            spec,
+                            pool: pi,
+                            dest: SocketAddr::new(spec.remote, spec.dst_port),
+                            mtu: (UNDERLAY_MTU - spec.overhead() - 14) as u16,
+                        }
                     }
                 };
                 ports.push(PortRt { name, ofport, bridge: bi, io, mtu, netns });
