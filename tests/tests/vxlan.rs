@@ -597,3 +597,51 @@ fn too_big_frames_get_icmp_and_tcp_adapts() {
     let bytes = v["end"]["sum_received"]["bytes"].as_f64().unwrap_or(0.0);
     assert!(bytes > 10e6, "TCP moved only {bytes} bytes across");
 }
+
+#[test]
+fn head_end_replication_floods_to_each_remote_and_unicasts_to_one() {
+    let p = "he";
+    if !prerequisites(&["ip", "ping"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let seg = Ns::new(&format!("{p}seg"));
+    seg.sh("ip link add sw type bridge && ip link set sw up");
+    let hosts: Vec<Ns> = ["a", "b", "c"].iter().map(|h| Ns::new(&format!("{p}{h}"))).collect();
+    for (i, h) in hosts.iter().enumerate() {
+        veth(h, "u", Some(&format!("192.0.2.{}/24", 21 + i)), &seg, &format!("s{i}"), None);
+        seg.sh(&format!("ip link set s{i} master sw"));
+    }
+    let ws: Vec<Weftd> = hosts.iter().enumerate().map(|(i, h)| Weftd::start(h, &tmp.path(&format!("w{i}")))).collect();
+    let mut eps = Vec::new();
+    for (i, w) in ws.iter().enumerate() {
+        w.weft("add-br sw1");
+        let port = format!("{p}p{i}");
+        let v4 = format!("198.51.100.{}", 31 + i);
+        eps.push(endpoint_veth(&format!("{p}e{i}"), &hosts[i], &port, &v4, &format!("2001:db8:1::{}", 31 + i)));
+        w.weft(&format!("add-port sw1 {port}"));
+    }
+    // A: one tunnel port, two remotes. B and C: a tunnel to A each.
+    vxlan_port(&ws[0], "vx1", "192.0.2.22,192.0.2.23", 42);
+    vxlan_port(&ws[1], "to-a", "192.0.2.21", 42);
+    vxlan_port(&ws[2], "to-a", "192.0.2.21", 42);
+    eps[0].ping("198.51.100.32", 2);
+    eps[0].ping("198.51.100.33", 2);
+    eps[0].ping("2001:db8:1::33", 2);
+    let fdb = ws[0].json("fdb show sw1");
+    for (i, vtep) in [(1, "192.0.2.22"), (2, "192.0.2.23")] {
+        let mac = mac_of(&eps[i], "eth0");
+        let e = fdb.as_array().unwrap().iter().find(|e| e["mac"] == mac.as_str()).expect("spoke MAC learned");
+        assert_eq!((e["port"].as_str(), e["remote_ip"].as_str()), (Some("vx1"), Some(vtep)), "{fdb}");
+    }
+    // Learned unicast to B goes to B only.
+    let rx = |w: &Weftd| -> u64 {
+        let v = w.json("dump-ports sw1");
+        v.as_array().unwrap().iter().find(|x| x["port"] == "to-a").unwrap()["rx_packets"].as_u64().unwrap()
+    };
+    let (b0, c0) = (rx(&ws[1]), rx(&ws[2]));
+    eps[0].sh("ping -c 20 -i 0.05 -W 1 198.51.100.32");
+    let (b1, c1) = (rx(&ws[1]), rx(&ws[2]));
+    assert!(b1 - b0 >= 20, "B received {} of 20 echo requests", b1 - b0);
+    assert!(c1 - c0 < 10, "C received {} frames while A pinged B: unicast was replicated", c1 - c0);
+}

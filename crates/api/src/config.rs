@@ -135,19 +135,36 @@ fn bad(key: &str, value: &str, why: impl Into<String>) -> ConfigError {
 }
 
 impl PortConfig {
+    /// The remote VTEPs of a tunnel port: `options:remote_ip=IP[,IP...]`, unicast, one family, no repeats.
+    /// With several, flooded frames go to each (head-end replication) and learned unicast to one.
+    pub fn remotes(&self) -> Result<Vec<IpAddr>, ConfigError> {
+        let text = self.options.get("remote_ip").ok_or_else(|| {
+            ConfigError::BadSetting(format!("tunnel port {:?} needs options:remote_ip=IP", self.name))
+        })?;
+        let mut out: Vec<IpAddr> = Vec::new();
+        for item in text.split(',') {
+            let ip: IpAddr = item.trim().parse().map_err(|_| bad("remote_ip", item, "not an IPv4 or IPv6 address"))?;
+            if ip.is_unspecified() || ip.is_multicast() {
+                return Err(bad("remote_ip", item, "must be a unicast address"));
+            }
+            if out.first().is_some_and(|first| first.is_ipv4() != ip.is_ipv4()) {
+                return Err(bad("remote_ip", text, "mixes IPv4 and IPv6 addresses"));
+            }
+            if out.contains(&ip) {
+                return Err(bad("remote_ip", text, format!("lists {ip} twice")));
+            }
+            out.push(ip);
+        }
+        Ok(out)
+    }
+
     /// Parses a tunnel port's options. `Ok(None)` for ports that are not tunnels.
     pub fn tunnel(&self) -> Result<Option<TunnelSpec>, ConfigError> {
         if !self.iface_type.is_tunnel() {
             return Ok(None);
         }
         let get = |k: &str| self.options.get(k).map(String::as_str);
-        let remote_s = get("remote_ip").ok_or_else(|| {
-            ConfigError::BadSetting(format!("tunnel port {:?} needs options:remote_ip=IP", self.name))
-        })?;
-        let remote: IpAddr = remote_s.parse().map_err(|_| bad("remote_ip", remote_s, "not an IPv4 or IPv6 address"))?;
-        if remote.is_unspecified() || remote.is_multicast() {
-            return Err(bad("remote_ip", remote_s, "must be a unicast address"));
-        }
+        let remote = self.remotes()?[0];
         let vni = match get("key") {
             None => 0,
             Some(k) => {
@@ -488,11 +505,13 @@ impl Config {
                 }
                 if let Some(t) = p.tunnel()? {
                     tunnel_specs.insert(p.name.as_str(), t);
-                    if let Some(other) = tunnels.insert((t.local, t.dst_port, t.remote, t.vni), &p.name) {
-                        return Err(ConfigError::Conflict(format!(
-                            "tunnel ports {other:?} and {:?} both use remote_ip={} key={} dst_port={}",
-                            p.name, t.remote, t.vni, t.dst_port
-                        )));
+                    for remote in p.remotes()? {
+                        if let Some(other) = tunnels.insert((t.local, t.dst_port, remote, t.vni), &p.name) {
+                            return Err(ConfigError::Conflict(format!(
+                                "tunnel ports {other:?} and {:?} both use remote_ip={} key={} dst_port={}",
+                                p.name, remote, t.vni, t.dst_port
+                            )));
+                        }
                     }
                 }
             }
@@ -619,6 +638,34 @@ mod tests {
         assert!(matches!(c.add_bridge("p1", false), Err(ConfigError::PortExists { .. })));
         c.add_bridge("sw2", false).unwrap();
         assert!(matches!(c.del_port(Some("sw2"), "p1", false), Err(ConfigError::WrongBridge { .. })));
+    }
+
+    #[test]
+    fn several_remotes() {
+        let mut c = sample();
+        c.set_interface("vx1", &kv(&[("options:remote_ip", "192.0.2.12,192.0.2.13")])).unwrap();
+        c.validate().unwrap();
+        let p = c.find_port("vx1").unwrap().1.unwrap().clone();
+        assert_eq!(p.remotes().unwrap().len(), 2);
+        for (bad_list, why) in [
+            ("192.0.2.12,2001:db8::1", "mixes IPv4 and IPv6"),
+            ("192.0.2.12,192.0.2.12", "twice"),
+            ("192.0.2.12,", "not an IPv4 or IPv6 address"),
+        ] {
+            let mut c2 = c.clone();
+            c2.set_interface("vx1", &kv(&[("options:remote_ip", bad_list)])).unwrap();
+            let e = c2.validate().unwrap_err().to_string();
+            assert!(e.contains(why), "{bad_list}: {e}");
+        }
+        // A remote may belong to one tunnel per VNI only, also inside a list.
+        c.add_port(
+            "sw1",
+            "vx2",
+            &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.13"), ("options:key", "123")]),
+            false,
+        )
+        .unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::Conflict(_))));
     }
 
     #[test]

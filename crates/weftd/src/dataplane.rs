@@ -527,33 +527,41 @@ impl Dataplane {
                 return None;
             }
             PortIo::Packet(_) => (Sink::Packet(port), None, [0u8; 10], VNET_HDR_LEN as u8),
-            PortIo::Tunnel { spec, pool, dest, mtu } => {
+            PortIo::Tunnel { spec, pool, dest, mtu, remotes } => {
                 if mtu::check(self.bytes(bytes), usize::from(*mtu)) == mtu::Fit::TooBig {
                     self.counters[usize::from(port.0)].drop(DropReason::TooBig);
                     return Some(*mtu);
                 }
-                let mut prefix = [0u8; 10];
+                let mut prefix = [0u8; PREFIX_MAX];
                 VxlanRepr { vni: spec.vni }.emit(&mut prefix);
-                let socket = (hash as usize % pipeline.pools[*pool].len()) as u16;
-                let dest = match remote {
-                    Some(ip) => SocketAddr::new(ip, dest.port()),
-                    None => *dest,
-                };
-                (Sink::Udp { pool: *pool as u16, socket }, Some(dest), prefix, VXLAN_LEN as u8)
+                let sink =
+                    Sink::Udp { pool: *pool as u16, socket: (hash as usize % pipeline.pools[*pool].len()) as u16 };
+                // A known VTEP gets the one copy; otherwise every remote of the port gets one.
+                let one = [remote.unwrap_or(dest.ip())];
+                let targets: &[IpAddr] = if remote.is_some() { &one } else { remotes };
+                for ip in targets {
+                    let dest = Some(SocketAddr::new(*ip, dest.port()));
+                    self.enqueue(TxEntry { sink, port, bytes, dest, prefix, prefix_len: VXLAN_LEN as u8 });
+                }
+                return None;
             }
             PortIo::Down(_) => {
                 self.counters[usize::from(port.0)].drop(DropReason::TxError);
                 return None;
             }
         };
+        self.enqueue(TxEntry { sink, port, bytes, dest, prefix, prefix_len });
+        None
+    }
+
+    fn enqueue(&mut self, entry: TxEntry) {
         if self.txq.len() == TX_QUEUE {
             self.flush_queue();
         }
-        if !self.sinks.contains(&sink) {
-            self.sinks.push(sink);
+        if !self.sinks.contains(&entry.sink) {
+            self.sinks.push(entry.sink);
         }
-        self.txq.push(TxEntry { sink, port, bytes, dest, prefix, prefix_len });
-        None
+        self.txq.push(entry);
     }
 
     /// Sends everything queued and forgets the segment scratch.

@@ -28,6 +28,8 @@ pub enum PortIo {
         dest: SocketAddr,
         /// The largest inner IP packet that fits the underlay.
         mtu: u16,
+        /// Every remote VTEP; flooded frames go to each (head-end replication).
+        remotes: Arc<[IpAddr]>,
     },
     /// Configured but not open (its interface is missing); frames to it are discarded.
     Down(String),
@@ -294,10 +296,13 @@ impl Resources {
                                 rx_sockets.len() - 1
                             }
                         };
+                        let remotes: Arc<[IpAddr]> = pc.map(|p| p.remotes()).transpose()?.unwrap_or_default().into();
                         let rs = &mut rx_sockets[ri];
-                        rs.by_key.insert((spec.remote, spec.vni), idx);
+                        for remote in remotes.iter() {
+                            rs.by_key.insert((*remote, spec.vni), idx);
+                            rs.by_remote.entry(*remote).or_insert(idx);
+                        }
                         rs.by_vni.entry(spec.vni).or_insert(idx);
-                        rs.by_remote.entry(spec.remote).or_insert(idx);
                         let pbind = pool_bind_addr(&spec);
                         let pi = match pool_index.get(&pbind) {
                             Some(i) => *i,
@@ -325,6 +330,7 @@ impl Resources {
                             pool: pi,
                             dest: SocketAddr::new(spec.remote, spec.dst_port),
                             mtu: (UNDERLAY_MTU - spec.overhead() - 14) as u16,
+                            remotes,
                         }
                     }
                 };
