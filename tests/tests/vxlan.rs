@@ -645,3 +645,58 @@ fn head_end_replication_floods_to_each_remote_and_unicasts_to_one() {
     assert!(b1 - b0 >= 20, "B received {} of 20 echo requests", b1 - b0);
     assert!(c1 - c0 < 10, "C received {} frames while A pinged B: unicast was replicated", c1 - c0);
 }
+
+#[test]
+fn multicast_flood_and_learn_with_linux_kernel_vxlan() {
+    let p = "mc";
+    if !prerequisites(&["ip", "ping", "bridge"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    // One underlay segment: a Linux bridge (snooping off) joining hosts A (weft), B and C (kernel VXLAN).
+    let seg = Ns::new(&format!("{p}seg"));
+    seg.sh("ip link add sw type bridge mcast_snooping 0 && ip link set sw up");
+    let hosts: Vec<Ns> = ["a", "b", "c"].iter().map(|h| Ns::new(&format!("{p}{h}"))).collect();
+    for (i, h) in hosts.iter().enumerate() {
+        veth(h, "u", Some(&format!("192.0.2.{}/24", 21 + i)), &seg, &format!("s{i}"), None);
+        seg.sh(&format!("ip link set s{i} master sw"));
+    }
+    let w = Weftd::start(&hosts[0], &tmp.path("a"));
+    w.weft("add-br sw1");
+    let mut eps =
+        vec![endpoint_veth(&format!("{p}e0"), &hosts[0], &format!("{p}p0"), "198.51.100.31", "2001:db8:1::31")];
+    w.weft(&format!("add-port sw1 {p}p0"));
+    w.weft("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=239.1.1.1 options:key=42 options:dev=u");
+    for (i, h) in hosts.iter().enumerate().skip(1) {
+        h.sh("ip link add vxlan0 type vxlan id 42 group 239.1.1.1 dev u dstport 4789 && \
+              ip link add br0 type bridge && ip link set vxlan0 master br0 && ip link set vxlan0 up && ip link set br0 up");
+        let ep = Ns::new(&format!("{p}e{i}"));
+        veth(&ep, "eth0", None, h, "k1", None);
+        h.sh("ip link set k1 master br0");
+        ep.sh(&format!(
+            "ip link set eth0 mtu 1450 && ip addr add 198.51.100.{}/24 dev eth0 && ip addr add 2001:db8:1::{}/64 dev eth0 nodad",
+            31 + i,
+            31 + i
+        ));
+        eps.push(ep);
+    }
+    // Everyone reaches everyone: ARP and ND go to the group, answers come back unicast.
+    for (i, j) in [(0, 1), (0, 2), (1, 0), (2, 0), (1, 2)] {
+        eps[i].ping(&format!("198.51.100.{}", 31 + j), 2);
+    }
+    eps[0].ping("2001:db8:1::32", 2);
+    // weft learned each kernel host's MAC behind that host's underlay address...
+    let fdb = w.json("fdb show sw1");
+    for (i, ep) in eps.iter().enumerate().skip(1) {
+        let mac = mac_of(ep, "eth0");
+        let e = fdb.as_array().unwrap().iter().find(|e| e["mac"] == mac.as_str()).expect("kernel host's MAC");
+        assert_eq!(e["remote_ip"], format!("192.0.2.{}", 21 + i), "{fdb}");
+        assert_eq!(e["port"], "vx1");
+    }
+    // ...and each kernel host learned weft's MAC behind weft's underlay address.
+    let weft_mac = mac_of(&eps[0], "eth0");
+    for h in &hosts[1..] {
+        let kfdb = h.sh("bridge fdb show dev vxlan0");
+        assert!(kfdb.contains(&format!("{weft_mac} dst 192.0.2.21")), "kernel fdb lacks weft's MAC:\n{kfdb}");
+    }
+}

@@ -90,7 +90,7 @@ impl IfaceType {
     /// The `options:` keys an interface of this type accepts.
     pub fn known_options(self) -> &'static [&'static str] {
         match self {
-            IfaceType::Vxlan => &["remote_ip", "key", "dst_port", "local_ip"],
+            IfaceType::Vxlan => &["remote_ip", "key", "dst_port", "local_ip", "dev"],
             IfaceType::System | IfaceType::Tap | IfaceType::Internal => &[],
         }
     }
@@ -144,8 +144,18 @@ impl PortConfig {
         let mut out: Vec<IpAddr> = Vec::new();
         for item in text.split(',') {
             let ip: IpAddr = item.trim().parse().map_err(|_| bad("remote_ip", item, "not an IPv4 or IPv6 address"))?;
-            if ip.is_unspecified() || ip.is_multicast() {
-                return Err(bad("remote_ip", item, "must be a unicast address"));
+            if ip.is_unspecified() {
+                return Err(bad("remote_ip", item, "must be a unicast or multicast address"));
+            }
+            if ip.is_multicast() && text.contains(',') {
+                return Err(bad("remote_ip", text, "a multicast group cannot be combined with other remotes"));
+            }
+            if ip.is_multicast() && !self.options.contains_key("dev") {
+                return Err(bad(
+                    "remote_ip",
+                    item,
+                    "a multicast group needs options:dev=IFNAME (the underlay interface)",
+                ));
             }
             if out.first().is_some_and(|first| first.is_ipv4() != ip.is_ipv4()) {
                 return Err(bad("remote_ip", text, "mixes IPv4 and IPv6 addresses"));
@@ -192,6 +202,16 @@ impl PortConfig {
                 Some(ip)
             }
         };
+        if let Some(dev) = get("dev") {
+            check_ifname("dev", dev).map_err(|e| bad("dev", dev, e.to_string()))?;
+        }
+        if remote.is_multicast() && local.is_some() {
+            return Err(bad(
+                "local_ip",
+                get("local_ip").unwrap_or_default(),
+                "cannot be combined with a multicast group",
+            ));
+        }
         Ok(Some(TunnelSpec { remote, vni, dst_port, local }))
     }
 }
@@ -666,6 +686,17 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::Conflict(_))));
+    }
+
+    #[test]
+    fn multicast_group_needs_dev() {
+        let mut c = sample();
+        c.set_interface("vx1", &kv(&[("options:remote_ip", "239.1.1.1")])).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("needs options:dev"));
+        c.set_interface("vx1", &kv(&[("options:dev", "eth1")])).unwrap();
+        c.validate().unwrap();
+        c.set_interface("vx1", &kv(&[("options:remote_ip", "239.1.1.1,192.0.2.12")])).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("cannot be combined"));
     }
 
     #[test]

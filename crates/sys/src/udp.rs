@@ -52,3 +52,72 @@ pub fn shrink_receive_buffer(sock: &UdpSocket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096)
 }
+
+/// Joins multicast `group` on interface `ifindex` (IPv4: IP_ADD_MEMBERSHIP, IPv6: IPV6_ADD_MEMBERSHIP).
+pub fn join_group(sock: &UdpSocket, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    match group {
+        std::net::IpAddr::V4(g) => {
+            let mreq = libc::ip_mreqn {
+                imr_multiaddr: libc::in_addr { s_addr: u32::from(g).to_be() },
+                imr_address: libc::in_addr { s_addr: 0 },
+                imr_ifindex: ifindex as i32,
+            };
+            // SAFETY: `mreq` is a valid ip_mreqn of the size passed.
+            unsafe {
+                syscall!(setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_ADD_MEMBERSHIP,
+                    (&mreq as *const libc::ip_mreqn).cast(),
+                    crate::socklen_of::<libc::ip_mreqn>()
+                ))?
+            };
+        }
+        std::net::IpAddr::V6(g) => {
+            let mreq =
+                libc::ipv6_mreq { ipv6mr_multiaddr: libc::in6_addr { s6_addr: g.octets() }, ipv6mr_interface: ifindex };
+            // SAFETY: `mreq` is a valid ipv6_mreq of the size passed.
+            unsafe {
+                syscall!(setsockopt(
+                    fd,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_ADD_MEMBERSHIP,
+                    (&mreq as *const libc::ipv6_mreq).cast(),
+                    crate::socklen_of::<libc::ipv6_mreq>()
+                ))?
+            };
+        }
+    }
+    Ok(())
+}
+
+/// Sends multicast out of interface `ifindex`, with hop limit `ttl`, without looping copies back to this host.
+pub fn set_multicast_out(sock: &UdpSocket, ipv6: bool, ifindex: u32, ttl: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    if ipv6 {
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, ifindex as i32)?;
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, ttl)?;
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, 0)
+    } else {
+        let mreq = libc::ip_mreqn {
+            imr_multiaddr: libc::in_addr { s_addr: 0 },
+            imr_address: libc::in_addr { s_addr: 0 },
+            imr_ifindex: ifindex as i32,
+        };
+        // SAFETY: `mreq` is a valid ip_mreqn of the size passed.
+        unsafe {
+            syscall!(setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_IF,
+                (&mreq as *const libc::ip_mreqn).cast(),
+                crate::socklen_of::<libc::ip_mreqn>()
+            ))?
+        };
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl)?;
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)
+    }
+}

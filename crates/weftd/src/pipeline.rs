@@ -65,6 +65,8 @@ pub struct RxSocket {
     pub by_key: HashMap<(IpAddr, u32), PortIdx>,
     pub by_vni: HashMap<u32, PortIdx>,
     pub by_remote: HashMap<IpAddr, PortIdx>,
+    /// Multicast (flood-and-learn) tunnels: any sender with this VNI belongs to the port.
+    pub by_vni_any: HashMap<u32, PortIdx>,
     pub first: PortIdx,
 }
 
@@ -78,6 +80,9 @@ impl RxSocket {
     ) -> Result<PortIdx, (PortIdx, weft_datapath::counters::DropReason)> {
         use weft_datapath::counters::DropReason;
         if let Some(p) = self.by_key.get(&(remote, vni)) {
+            return Ok(*p);
+        }
+        if let Some(p) = self.by_vni_any.get(&vni) {
             return Ok(*p);
         }
         if let Some(p) = self.by_remote.get(&remote) {
@@ -102,7 +107,7 @@ pub struct Resources {
     taps: HashMap<String, (Arc<Tap>, Option<String>)>,
     packets: HashMap<String, Arc<PacketSocket>>,
     rx: HashMap<SocketAddr, Arc<UdpSocket>>,
-    pools: HashMap<SocketAddr, Arc<Vec<UdpSocket>>>,
+    pools: HashMap<PoolKey, Arc<Vec<UdpSocket>>>,
 }
 
 fn rx_bind_addr(spec: &TunnelSpec) -> SocketAddr {
@@ -114,8 +119,11 @@ fn rx_bind_addr(spec: &TunnelSpec) -> SocketAddr {
     SocketAddr::new(ip, spec.dst_port)
 }
 
-fn pool_bind_addr(spec: &TunnelSpec) -> SocketAddr {
-    SocketAddr::new(rx_bind_addr(spec).ip(), 0)
+/// Send pools are shared by tunnels with the same local address and, for multicast, the same interface.
+type PoolKey = (SocketAddr, u32);
+
+fn pool_key(spec: &TunnelSpec, mcast_ifindex: u32) -> PoolKey {
+    (SocketAddr::new(rx_bind_addr(spec).ip(), 0), mcast_ifindex)
 }
 
 /// The MTU for a new TAP on `bridge`: what fits the underlay behind its largest tunnel overhead.
@@ -190,13 +198,13 @@ impl Resources {
         created_taps: &mut Vec<String>,
         opened_packets: &mut Vec<String>,
         opened_rx: &mut Vec<SocketAddr>,
-        opened_pools: &mut Vec<SocketAddr>,
+        opened_pools: &mut Vec<PoolKey>,
     ) -> anyhow::Result<Pipeline> {
         let mut bridges = Vec::new();
         let mut ports: Vec<PortRt> = Vec::new();
         let mut rx_sockets: Vec<RxSocket> = Vec::new();
         let mut pools: Vec<Arc<Vec<UdpSocket>>> = Vec::new();
-        let mut pool_index: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut pool_index: HashMap<PoolKey, usize> = HashMap::new();
         let mut rx_index: HashMap<SocketAddr, usize> = HashMap::new();
 
         for (bi, b) in cfg.bridges.iter().enumerate() {
@@ -290,6 +298,7 @@ impl Resources {
                                     by_key: HashMap::new(),
                                     by_vni: HashMap::new(),
                                     by_remote: HashMap::new(),
+                                    by_vni_any: HashMap::new(),
                                     first: idx,
                                 });
                                 rx_index.insert(bind, rx_sockets.len() - 1);
@@ -298,16 +307,35 @@ impl Resources {
                         };
                         let remotes: Arc<[IpAddr]> = pc.map(|p| p.remotes()).transpose()?.unwrap_or_default().into();
                         let rs = &mut rx_sockets[ri];
-                        for remote in remotes.iter() {
+                        if spec.remote.is_multicast() {
+                            rs.by_vni_any.insert(spec.vni, idx);
+                        }
+                        for remote in remotes.iter().filter(|r| !r.is_multicast()) {
                             rs.by_key.insert((*remote, spec.vni), idx);
                             rs.by_remote.entry(*remote).or_insert(idx);
                         }
                         rs.by_vni.entry(spec.vni).or_insert(idx);
-                        let pbind = pool_bind_addr(&spec);
-                        let pi = match pool_index.get(&pbind) {
+                        let mcast_ifindex = match (spec.remote.is_multicast(), pc.and_then(|p| p.options.get("dev"))) {
+                            (true, Some(dev)) => weft_sys::iface::index(dev)
+                                .ok_or_else(|| anyhow!("port {name:?}: no underlay interface named {dev:?}"))?,
+                            _ => 0,
+                        };
+                        if spec.remote.is_multicast() {
+                            let sock = &rx_sockets[ri].socket;
+                            match weft_sys::udp::join_group(sock, spec.remote, mcast_ifindex) {
+                                // AddrInUse: this socket joined the group already.
+                                Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {
+                                    return Err(anyhow!("port {name:?}: cannot join {}: {e}", spec.remote))
+                                }
+                                _ => {}
+                            }
+                        }
+                        let pkey = pool_key(&spec, mcast_ifindex);
+                        let pbind = pkey.0;
+                        let pi = match pool_index.get(&pkey) {
                             Some(i) => *i,
                             None => {
-                                let pool = get_or_open(&mut self.pools, pbind, opened_pools, || {
+                                let pool = get_or_open(&mut self.pools, pkey, opened_pools, || {
                                     let mut socks = Vec::with_capacity(SENDERS_PER_POOL);
                                     for _ in 0..SENDERS_PER_POOL {
                                         let s = weft_sys::udp::bind(pbind)
@@ -316,12 +344,15 @@ impl Resources {
                                             weft_sys::udp::set_dont_fragment(&s, false)?;
                                         }
                                         weft_sys::udp::shrink_receive_buffer(&s)?;
+                                        if mcast_ifindex != 0 {
+                                            weft_sys::udp::set_multicast_out(&s, pbind.is_ipv6(), mcast_ifindex, 1)?;
+                                        }
                                         socks.push(s);
                                     }
                                     anyhow::Ok(Arc::new(socks))
                                 })?;
                                 pools.push(pool);
-                                pool_index.insert(pbind, pools.len() - 1);
+                                pool_index.insert(pkey, pools.len() - 1);
                                 pools.len() - 1
                             }
                         };
@@ -380,7 +411,11 @@ impl Resources {
                     IfaceType::Vxlan => {
                         if let Ok(Some(spec)) = p.tunnel() {
                             rx.insert(rx_bind_addr(&spec));
-                            pools.insert(pool_bind_addr(&spec));
+                            let ifindex = match (spec.remote.is_multicast(), p.options.get("dev")) {
+                                (true, Some(dev)) => weft_sys::iface::index(dev).unwrap_or(0),
+                                _ => 0,
+                            };
+                            pools.insert(pool_key(&spec, ifindex));
                         }
                     }
                 }
