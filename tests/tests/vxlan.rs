@@ -600,7 +600,17 @@ fn too_big_frames_get_icmp_and_tcp_adapts() {
 
 #[test]
 fn head_end_replication_floods_to_each_remote_and_unicasts_to_one() {
-    let p = "he";
+    head_end_replication("he", false);
+}
+
+#[test]
+fn default_fdb_entries_add_flood_destinations() {
+    head_end_replication("hf", true);
+}
+
+/// A's one tunnel port reaches spokes B and C: through `remote_ip=B,C`, or (`append`) through `remote_ip=B`
+/// and a default entry `fdb add sw1 00:00:00:00:00:00 vx1 dst C`, as `bridge fdb append` does on Linux.
+fn head_end_replication(p: &str, append: bool) {
     if !prerequisites(&["ip", "ping"]) {
         return;
     }
@@ -622,7 +632,18 @@ fn head_end_replication_floods_to_each_remote_and_unicasts_to_one() {
         w.weft(&format!("add-port sw1 {port}"));
     }
     // A: one tunnel port, two remotes. B and C: a tunnel to A each.
-    vxlan_port(&ws[0], "vx1", "192.0.2.22,192.0.2.23", 42);
+    if append {
+        vxlan_port(&ws[0], "vx1", "192.0.2.22", 42);
+        ws[0].weft("fdb add sw1 00:00:00:00:00:00 vx1 dst 192.0.2.23");
+        let fdb = ws[0].json("fdb show sw1");
+        assert!(fdb
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["mac"] == "00:00:00:00:00:00" && e["remote_ip"] == "192.0.2.23"));
+    } else {
+        vxlan_port(&ws[0], "vx1", "192.0.2.22,192.0.2.23", 42);
+    }
     vxlan_port(&ws[1], "to-a", "192.0.2.21", 42);
     vxlan_port(&ws[2], "to-a", "192.0.2.21", 42);
     eps[0].ping("198.51.100.32", 2);

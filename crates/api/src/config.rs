@@ -168,6 +168,18 @@ impl PortConfig {
         Ok(out)
     }
 
+    /// Every VTEP a tunnel port floods to: its remotes, plus the `dst` of each default entry
+    /// (00:00:00:00:00:00, as `bridge fdb append` adds them) of `bridge` on this port.
+    pub fn flood_remotes(&self, bridge: &BridgeConfig) -> Result<Vec<IpAddr>, ConfigError> {
+        let mut all = self.remotes()?;
+        for e in bridge.fdb.iter().filter(|e| e.port == self.name && e.mac == EthernetAddress::ZERO) {
+            if let Some(dst) = e.dst.filter(|d| !all.contains(d)) {
+                all.push(dst);
+            }
+        }
+        Ok(all)
+    }
+
     /// Parses a tunnel port's options. `Ok(None)` for ports that are not tunnels.
     pub fn tunnel(&self) -> Result<Option<TunnelSpec>, ConfigError> {
         if !self.iface_type.is_tunnel() {
@@ -536,9 +548,15 @@ impl Config {
                 }
             }
             for e in &b.fdb {
-                if !e.mac.is_unicast() || e.mac == EthernetAddress::ZERO {
+                if e.mac == EthernetAddress::ZERO && (e.dst.is_none() || !tunnel_specs.contains_key(e.port.as_str())) {
                     return Err(ConfigError::BadSetting(format!(
-                        "static FDB entry {}: only unicast MAC addresses can be static entries",
+                        "a default entry {} adds a flood destination: it needs a tunnel port and dst IP",
+                        e.mac
+                    )));
+                }
+                if !e.mac.is_unicast() {
+                    return Err(ConfigError::BadSetting(format!(
+                        "static FDB entry {}: only unicast MAC addresses (or 00:00:00:00:00:00 with dst) can be static",
                         e.mac
                     )));
                 }
@@ -748,6 +766,16 @@ mod tests {
         let mut bad = c.clone();
         bad.fdb_add("sw1", StaticFdb { mac: EthernetAddress::BROADCAST, ..entry("p1", None) }).unwrap();
         assert!(bad.validate().is_err());
+        // Default (all-zero) entries add flood destinations to a tunnel port.
+        let mut flood = c.clone();
+        flood.fdb_add("sw1", StaticFdb { mac: EthernetAddress::ZERO, ..entry("vx1", Some("192.0.2.14")) }).unwrap();
+        flood.validate().unwrap();
+        let br = flood.bridge("sw1").unwrap();
+        let vx = br.ports.iter().find(|p| p.name == "vx1").unwrap();
+        assert_eq!(vx.flood_remotes(br).unwrap().len(), 2);
+        let mut bad = c.clone();
+        bad.fdb_add("sw1", StaticFdb { mac: EthernetAddress::ZERO, ..entry("p1", None) }).unwrap();
+        assert!(bad.validate().unwrap_err().to_string().contains("flood destination"));
         assert!(c.fdb_del("sw1", mac, 7).is_err());
         c.del_port(None, "p1", false).unwrap();
         assert!(c.bridge("sw1").unwrap().fdb.is_empty(), "entries go with their port");

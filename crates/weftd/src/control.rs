@@ -170,16 +170,28 @@ impl State {
 
     fn fdb_show(&self, bridge: &str) -> Response {
         match self.ask(|tx| DpMsg::Fdb(bridge.to_string(), tx)).ok_or(()) {
-            Ok(Some(rows)) => Response::ok(Value::Array(
-                rows.into_iter()
+            Ok(Some(rows)) => {
+                let mut out: Vec<Value> = rows
+                    .into_iter()
                     .map(|r| {
                         json!({
                             "port": r.port, "ofport": r.ofport, "vlan": r.vlan, "mac": r.mac.to_string(),
                             "age": r.age, "remote_ip": r.remote.map(|ip| ip.to_string()), "static": r.is_static,
                         })
                     })
-                    .collect(),
-            )),
+                    .collect();
+                // Default entries (flood destinations) live in the tunnel port, not in the MAC table.
+                if let Some(b) = self.config.bridge(bridge) {
+                    for e in b.fdb.iter().filter(|e| e.mac == weft_wire::EthernetAddress::ZERO) {
+                        let ofport = b.ports.iter().find(|p| p.name == e.port).map(|p| p.ofport);
+                        out.push(json!({
+                            "port": e.port, "ofport": ofport, "vlan": e.vlan, "mac": e.mac.to_string(), "age": 0,
+                            "remote_ip": e.dst.map(|ip| ip.to_string()), "static": true,
+                        }));
+                    }
+                }
+                Response::ok(Value::Array(out))
+            }
             Ok(None) => Response::err(format!("no bridge named {bridge:?}")),
             Err(_) => Response::err("the datapath did not answer"),
         }

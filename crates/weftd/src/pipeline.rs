@@ -305,7 +305,8 @@ impl Resources {
                                 rx_sockets.len() - 1
                             }
                         };
-                        let remotes: Arc<[IpAddr]> = pc.map(|p| p.remotes()).transpose()?.unwrap_or_default().into();
+                        let remotes: Arc<[IpAddr]> =
+                            pc.map(|p| p.flood_remotes(b)).transpose()?.unwrap_or_default().into();
                         let rs = &mut rx_sockets[ri];
                         if spec.remote.is_multicast() {
                             rs.by_vni_any.insert(spec.vni, idx);
@@ -372,6 +373,7 @@ impl Resources {
             let statics = b
                 .fdb
                 .iter()
+                .filter(|e| e.mac != weft_wire::EthernetAddress::ZERO)
                 .filter_map(|e| {
                     let idx = port_idx(&e.port)?;
                     let remote = match &ports[usize::from(idx.0)].io {
