@@ -721,3 +721,47 @@ fn multicast_flood_and_learn_with_linux_kernel_vxlan() {
         assert!(kfdb.contains(&format!("{weft_mac} dst 192.0.2.21")), "kernel fdb lacks weft's MAC:\n{kfdb}");
     }
 }
+
+#[test]
+fn full_mac_table_counts_misses_logs_once_and_keeps_static_entries() {
+    let p = "lm";
+    if !prerequisites(&["ip", "ping"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("h"));
+    w.weft("add-br sw1");
+    w.weft("set bridge sw1 other_config:mac-table-size=3");
+    let eps: Vec<Ns> = (0..4)
+        .map(|i| {
+            let ns = endpoint_veth(
+                &format!("{p}e{i}"),
+                &h,
+                &format!("{p}p{i}"),
+                &format!("198.51.100.{}", 51 + i),
+                &format!("2001:db8:1::{}", 51 + i),
+            );
+            w.weft(&format!("add-port sw1 {p}p{i}"));
+            ns
+        })
+        .collect();
+    w.weft(&format!("fdb add sw1 02:00:00:00:00:77 {p}p3"));
+    // Five MACs want in (four endpoints and the internal port) where two places are left.
+    for (i, ep) in eps.iter().enumerate() {
+        ep.ping(&format!("198.51.100.{}", 51 + (i + 1) % 4), 2);
+    }
+    let stats = w.json("fdb stats sw1");
+    assert_eq!(stats["mac_table_size"], 3);
+    assert!(stats["learn_misses"].as_u64().unwrap() > 0, "{stats}");
+    // The limit stops learning; static entries are configuration and are installed even past it.
+    let fdb = w.json("fdb show sw1");
+    let learned = fdb.as_array().unwrap().iter().filter(|e| e["static"] == false).count();
+    assert!(learned <= 3, "{learned} learned entries in a table of 3: {fdb}");
+    assert!(fdb.as_array().unwrap().iter().any(|e| e["mac"] == "02:00:00:00:00:77" && e["static"] == true), "{fdb}");
+    let misses: u64 =
+        w.json("dump-ports sw1").as_array().unwrap().iter().map(|p| p["drops"]["fdb_full"].as_u64().unwrap_or(0)).sum();
+    assert!(misses > 0, "misses counted per port");
+    let log = w.log();
+    assert_eq!(log.matches("MAC table full").count(), 1, "logged once per 10 s, not per frame:\n{log}");
+}

@@ -507,7 +507,8 @@ impl Config {
             | Request::Show
             | Request::DumpPorts { .. }
             | Request::FdbShow { .. }
-            | Request::FdbFlush { .. } => Ok(()),
+            | Request::FdbFlush { .. }
+            | Request::FdbStats { .. } => Ok(()),
         }
     }
 

@@ -49,6 +49,9 @@ pub enum Request {
     FdbFlush {
         bridge: String,
     },
+    FdbStats {
+        bridge: String,
+    },
     FdbAdd {
         bridge: String,
         entry: crate::StaticFdb,

@@ -92,6 +92,10 @@ impl Fdb {
         self.max_entries = max_entries;
     }
 
+    pub fn max_entries(&self) -> usize {
+        self.max_entries
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -23,6 +23,7 @@ inspection:
   dump-ports BR                     rx/tx packets and bytes, drops by reason
   fdb show BR | fdb flush BR        the MAC table, with the remote VTEP of tunnel-learned MACs
                                     (flush forgets learned entries; static ones stay)
+  fdb stats BR                      entries, mac-table-size, learn misses (table full), MAC moves
   fdb add BR MAC PORT [dst IP] [vlan N] | fdb del BR MAC [vlan N]
                                     static entries: never age, survive restarts
 
@@ -202,6 +203,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "fdb" => match rest.as_slice() {
             [sub, br] if sub == "show" => Request::FdbShow { bridge: br.clone() },
             [sub, br] if sub == "flush" => Request::FdbFlush { bridge: br.clone() },
+            [sub, br] if sub == "stats" => Request::FdbStats { bridge: br.clone() },
             [sub, br, mac, port, tail @ ..] if sub == "add" => {
                 let (dst, vlan) = fdb_tail(tail, true)?;
                 let mac = parse_mac(mac)?;
@@ -212,7 +214,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                 Request::FdbDel { bridge: br.clone(), mac: parse_mac(mac)?, vlan }
             }
             _ => {
-                bail!("'fdb' takes 'show BR', 'flush BR', 'add BR MAC PORT [dst IP] [vlan N]' or 'del BR MAC [vlan N]'")
+                bail!("'fdb' takes 'show BR', 'flush BR', 'stats BR', 'add BR MAC PORT [dst IP] [vlan N]' or 'del BR MAC [vlan N]'")
             }
         },
         other => bail!("unknown command {other:?} (see weft --help)"),

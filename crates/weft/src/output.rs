@@ -32,6 +32,11 @@ pub fn render(req: &Request, data: &Value, json: bool) -> anyhow::Result<String>
         Request::Show => show(&mut out, data)?,
         Request::FdbShow { .. } => fdb(&mut out, data)?,
         Request::DumpPorts { .. } => dump_ports(&mut out, data)?,
+        Request::FdbStats { .. } => {
+            for key in ["entries", "mac_table_size", "learn_misses", "moves"] {
+                writeln!(out, "{key}: {}", data[key])?;
+            }
+        }
         _ => {}
     }
     Ok(out)

@@ -74,6 +74,14 @@ impl State {
                 None => Response::err("the datapath did not answer"),
             },
             Request::DumpPorts { bridge } => self.dump_ports(&bridge),
+            Request::FdbStats { bridge } => match self.ask(|tx| DpMsg::FdbStats(bridge.clone(), tx)) {
+                Some(Some(st)) => Response::ok(json!({
+                    "entries": st.entries, "mac_table_size": st.max_entries,
+                    "learn_misses": st.learn_misses, "moves": st.moves,
+                })),
+                Some(None) => Response::err(format!("no bridge named {bridge:?}")),
+                None => Response::err("the datapath did not answer"),
+            },
             _ => Response::err("unhandled request"),
         }
     }

@@ -44,6 +44,15 @@ pub enum DpMsg {
     Fdb(String, Sender<Option<Vec<FdbRow>>>),
     FdbFlush(String, Sender<bool>),
     Counters(String, Sender<Option<Vec<(String, u32, PortCounters)>>>),
+    FdbStats(String, Sender<Option<FdbStats>>),
+}
+
+/// `fdb stats`: how full the MAC table is and what learning could not do.
+pub struct FdbStats {
+    pub entries: usize,
+    pub max_entries: usize,
+    pub learn_misses: u64,
+    pub moves: u64,
 }
 
 /// One row of `fdb show`.
@@ -117,7 +126,12 @@ pub struct Dataplane {
     /// ICMP errors weft may still send this second (path-MTU signalling is rate-limited).
     icmp_tokens: u32,
     icmp_second: Nanos,
+    /// When each bridge last logged a full MAC table.
+    full_logged: Vec<Nanos>,
 }
+
+/// A full MAC table is logged at most this often per bridge.
+const FULL_LOG_INTERVAL: Nanos = 10 * weft_datapath::SECOND;
 
 /// Most ICMP "too big" errors sent per second.
 const ICMP_PER_SECOND: u32 = 1000;
@@ -148,6 +162,7 @@ impl Dataplane {
             clock: Instant::now(),
             icmp_tokens: ICMP_PER_SECOND,
             icmp_second: 0,
+            full_logged: Vec::new(),
         };
         dp.install(pipeline);
         dp
@@ -178,6 +193,14 @@ impl Dataplane {
             fdbs.push(fdb);
         }
         self.fdbs = fdbs;
+        self.full_logged = p
+            .bridges
+            .iter()
+            .map(|b| {
+                let old_index = old.bridges.iter().position(|ob| ob.name == b.name);
+                old_index.and_then(|i| self.full_logged.get(i).copied()).unwrap_or(0)
+            })
+            .collect();
         self.counters = p
             .ports
             .iter()
@@ -264,6 +287,18 @@ impl Dataplane {
                                 self.fdbs[i].flush_learned();
                             }
                             let _ = reply.send(i.is_some());
+                        }
+                        Ok(DpMsg::FdbStats(bridge, reply)) => {
+                            let stats = self.pipeline.bridges.iter().position(|b| b.name == bridge).map(|i| {
+                                let f = &self.fdbs[i];
+                                FdbStats {
+                                    entries: f.len(),
+                                    max_entries: f.max_entries(),
+                                    learn_misses: f.learn_misses,
+                                    moves: f.moves,
+                                }
+                            });
+                            let _ = reply.send(stats);
                         }
                         Ok(DpMsg::Counters(bridge, reply)) => {
                             let _ = reply.send(self.port_counters(&bridge));
@@ -463,6 +498,16 @@ impl Dataplane {
         let d = normal(&mut self.fdbs[bridge], in_port, remote, 0, src, dst, now);
         if d.learned == Some(weft_datapath::fdb::Learned::Full) {
             self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
+            if now.saturating_sub(self.full_logged[bridge]) >= FULL_LOG_INTERVAL || self.full_logged[bridge] == 0 {
+                self.full_logged[bridge] = now.max(1);
+                eprintln!(
+                    "weftd: bridge {}: MAC table full ({} entries, other_config:mac-table-size); {src} not learned \
+                     ({} misses so far)",
+                    pipeline.bridges[bridge].name,
+                    self.fdbs[bridge].len(),
+                    self.fdbs[bridge].learn_misses
+                );
+            }
         }
         let mut too_big = None;
         match d.forward {
