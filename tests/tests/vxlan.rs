@@ -765,3 +765,48 @@ fn full_mac_table_counts_misses_logs_once_and_keeps_static_entries() {
     let log = w.log();
     assert_eq!(log.matches("MAC table full").count(), 1, "logged once per 10 s, not per frame:\n{log}");
 }
+
+#[test]
+fn arp_and_nd_suppression_answers_known_addresses_locally() {
+    let p = "ps";
+    if !prerequisites(&["ip", "ping"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    w1.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &format!("{p}p1"), V4_LEFT, V6_LEFT);
+    w1.weft(&format!("add-port sw1 {p}p1"));
+    w1.weft("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=192.0.2.12 options:key=5 options:proxy=true");
+    w2.weft("add-br sw1");
+    let right = endpoint_veth(&format!("{p}r"), &u.h2, &format!("{p}p2"), V4_RIGHT, V6_RIGHT);
+    w2.weft(&format!("add-port sw1 {p}p2"));
+    vxlan_port(&w2, "vx1", "192.0.2.11", 5);
+    let right_mac = mac_of(&right, "eth0");
+    let counters = || -> (u64, u64) {
+        let v = w1.json("dump-ports sw1");
+        let vx = v.as_array().unwrap().iter().find(|x| x["port"] == "vx1").unwrap().clone();
+        (vx["arp_nd_answered"].as_u64().unwrap(), vx["arp_nd_flooded"].as_u64().unwrap())
+    };
+    // First contact floods (the answer is not known yet) and teaches weft the bindings.
+    left.ping(V4_RIGHT, 1);
+    left.ping(V6_RIGHT, 1);
+    let (answered0, flooded0) = counters();
+    assert!(flooded0 >= 2, "first requests were flooded: {flooded0}");
+    // With the neighbour caches emptied, the requests are answered by weft, with the right MAC.
+    left.sh("ip neigh flush dev eth0");
+    left.ping(V4_RIGHT, 2);
+    left.ping(V6_RIGHT, 2);
+    let (answered1, _) = counters();
+    assert!(answered1 >= answered0 + 2, "ARP and NS answered locally: {answered0} -> {answered1}");
+    let neigh = left.sh("ip neigh show dev eth0");
+    assert!(neigh.contains(&format!("{V4_RIGHT} lladdr {right_mac}")), "{neigh}");
+    assert!(neigh.contains(&format!("{V6_RIGHT} lladdr {right_mac}")), "{neigh}");
+    // An address nobody announced is still flooded.
+    let (_, flooded1) = counters();
+    let _ = left.run("ping -c 1 -W 1 198.51.100.77");
+    let (_, flooded2) = counters();
+    assert!(flooded2 > flooded1, "unknown target flooded");
+}

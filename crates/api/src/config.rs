@@ -90,7 +90,7 @@ impl IfaceType {
     /// The `options:` keys an interface of this type accepts.
     pub fn known_options(self) -> &'static [&'static str] {
         match self {
-            IfaceType::Vxlan => &["remote_ip", "key", "dst_port", "local_ip", "dev"],
+            IfaceType::Vxlan => &["remote_ip", "key", "dst_port", "local_ip", "dev", "proxy"],
             IfaceType::System | IfaceType::Tap | IfaceType::Internal => &[],
         }
     }
@@ -168,6 +168,12 @@ impl PortConfig {
         Ok(out)
     }
 
+    /// `options:proxy=true`: ARP requests and neighbour solicitations for addresses weft knows are answered
+    /// locally instead of being flooded through this tunnel.
+    pub fn proxy(&self) -> bool {
+        self.options.get("proxy").is_some_and(|v| v == "true")
+    }
+
     /// Every VTEP a tunnel port floods to: its remotes, plus the `dst` of each default entry
     /// (00:00:00:00:00:00, as `bridge fdb append` adds them) of `bridge` on this port.
     pub fn flood_remotes(&self, bridge: &BridgeConfig) -> Result<Vec<IpAddr>, ConfigError> {
@@ -214,6 +220,11 @@ impl PortConfig {
                 Some(ip)
             }
         };
+        if let Some(v) = get("proxy") {
+            if v != "true" && v != "false" {
+                return Err(bad("proxy", v, "expected true or false"));
+            }
+        }
         if let Some(dev) = get("dev") {
             check_ifname("dev", dev).map_err(|e| bad("dev", dev, e.to_string()))?;
         }

@@ -52,6 +52,10 @@ pub struct PortCounters {
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::ALL.len()],
+    /// On proxy tunnel ports: ARP requests / neighbour solicitations answered locally instead of sent.
+    pub nd_answered: u64,
+    /// On proxy tunnel ports: requests sent through because the answer was not known.
+    pub nd_flooded: u64,
 }
 
 impl PortCounters {

@@ -8,6 +8,7 @@ pub mod fdb;
 pub mod flowhash;
 pub mod fuzz;
 pub mod mtu;
+pub mod neigh;
 pub mod offload;
 
 /// Time as nanoseconds on a monotonic clock supplied by the caller.

@@ -216,6 +216,7 @@ impl State {
                             "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
                             "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
                             "drops": drops,
+                            "arp_nd_answered": c.nd_answered, "arp_nd_flooded": c.nd_flooded,
                         })
                     })
                     .collect(),

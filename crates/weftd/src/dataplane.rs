@@ -15,12 +15,12 @@ use weft_datapath::bridge::{normal, Forward};
 use weft_datapath::counters::{DropReason, PortCounters};
 use weft_datapath::fdb::{Fdb, FdbEntry};
 use weft_datapath::flowhash::flow_hash;
-use weft_datapath::mtu;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
+use weft_datapath::{mtu, neigh};
 use weft_datapath::{Nanos, PortIdx};
 use weft_sys::batch::{MmsgStorage, RecvBatch};
 use weft_sys::epoll::{Epoll, EventFd};
-use weft_wire::ethernet::{EthernetFrame, HEADER_LEN as ETH_LEN};
+use weft_wire::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
 use weft_wire::vxlan::{VxlanPacket, VxlanRepr, HEADER_LEN as VXLAN_LEN};
 use weft_wire::EthernetAddress;
 
@@ -128,6 +128,8 @@ pub struct Dataplane {
     icmp_second: Nanos,
     /// When each bridge last logged a full MAC table.
     full_logged: Vec<Nanos>,
+    /// IP-to-MAC bindings per bridge, for ARP/ND suppression.
+    neighs: Vec<weft_datapath::neigh::NeighTable>,
 }
 
 /// A full MAC table is logged at most this often per bridge.
@@ -163,6 +165,7 @@ impl Dataplane {
             icmp_tokens: ICMP_PER_SECOND,
             icmp_second: 0,
             full_logged: Vec::new(),
+            neighs: Vec::new(),
         };
         dp.install(pipeline);
         dp
@@ -193,6 +196,15 @@ impl Dataplane {
             fdbs.push(fdb);
         }
         self.fdbs = fdbs;
+        let mut old_neighs = std::mem::take(&mut self.neighs);
+        self.neighs = p
+            .bridges
+            .iter()
+            .map(|b| match old.bridges.iter().position(|ob| ob.name == b.name) {
+                Some(i) if i < old_neighs.len() => std::mem::take(&mut old_neighs[i]),
+                _ => Default::default(),
+            })
+            .collect();
         self.full_logged = p
             .bridges
             .iter()
@@ -312,6 +324,9 @@ impl Dataplane {
             if now - last_expiry >= weft_datapath::SECOND {
                 for f in &mut self.fdbs {
                     f.expire(now);
+                }
+                for (n, b) in self.neighs.iter_mut().zip(&self.pipeline.bridges) {
+                    n.expire(now, b.aging_secs);
                 }
                 last_expiry = now;
             }
@@ -509,12 +524,43 @@ impl Dataplane {
                 );
             }
         }
+        // ARP and ND: learn who owns which address; answer requests for known ones instead of flooding them
+        // through proxy tunnels.
+        let mut answered = false;
+        let ethertype = resolve(&self.rx, &self.seg, bytes).get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
+        if let Some(ethertype @ (EtherType::ARP | EtherType::IPV6)) = ethertype {
+            let table = pipeline.bridges[bridge].table_size;
+            let frame = resolve(&self.rx, &self.seg, bytes);
+            let query = self.neighs[bridge].observe(0, frame, 14, ethertype, now, table);
+            if let (Some(q), Forward::Flood, true) = (query, d.forward, pipeline.bridges[bridge].has_proxy) {
+                let aging = pipeline.bridges[bridge].aging_secs;
+                if let Some(mac) = self.neighs[bridge].lookup(0, q.target, now, aging) {
+                    let mut reply = [0u8; neigh::REPLY_MAX];
+                    if let Some(len) = neigh::reply(frame, mac, &mut reply) {
+                        answered = self.emit_local(&pipeline, in_port, &reply[..len]);
+                    }
+                }
+                for &p in &pipeline.bridges[bridge].ports {
+                    if p != in_port && matches!(pipeline.ports[usize::from(p.0)].io, PortIo::Tunnel { proxy: true, .. })
+                    {
+                        let c = &mut self.counters[usize::from(p.0)];
+                        if answered {
+                            c.nd_answered += 1;
+                        } else {
+                            c.nd_flooded += 1;
+                        }
+                    }
+                }
+            }
+        }
         let mut too_big = None;
         match d.forward {
             Forward::Output { port, remote } => too_big = self.output(&pipeline, port, remote, bytes, hash),
             Forward::Flood => {
                 for &p in &pipeline.bridges[bridge].ports {
-                    if p != in_port {
+                    let suppressed =
+                        answered && matches!(pipeline.ports[usize::from(p.0)].io, PortIo::Tunnel { proxy: true, .. });
+                    if p != in_port && !suppressed {
                         too_big = too_big.or(self.output(&pipeline, p, None, bytes, hash));
                     }
                 }
@@ -538,12 +584,23 @@ impl Dataplane {
         }
         let mut reply = [0u8; mtu::REPLY_MAX];
         let Some(len) = mtu::too_big_reply(self.bytes(bytes), mtu, &mut reply) else { return };
-        self.icmp_tokens -= 1;
+        if self.emit_local(pipeline, in_port, &reply[..len]) {
+            self.icmp_tokens -= 1;
+        }
+    }
+
+    /// Sends a frame weft made itself (an ICMP error, an ARP or ND answer) out of `port`; false if the
+    /// scratch area has no room for it this batch.
+    fn emit_local(&mut self, pipeline: &Pipeline, port: PortIdx, frame: &[u8]) -> bool {
         let start = self.seg_used;
-        self.seg[start..start + len].copy_from_slice(&reply[..len]);
-        self.seg_used += len;
-        let hash = flow_hash(&reply[..len]);
-        self.output(pipeline, in_port, None, Bytes::Seg { start: start as u32, len: len as u32 }, hash);
+        if self.seg.len() - start < frame.len() {
+            return false;
+        }
+        self.seg[start..start + frame.len()].copy_from_slice(frame);
+        self.seg_used += frame.len();
+        let hash = flow_hash(frame);
+        self.output(pipeline, port, None, Bytes::Seg { start: start as u32, len: frame.len() as u32 }, hash);
+        true
     }
 
     /// Sends a frame out of one port: TAPs are written at once, the rest is queued for a batched send.
@@ -572,7 +629,7 @@ impl Dataplane {
                 return None;
             }
             PortIo::Packet(_) => (Sink::Packet(port), None, [0u8; 10], VNET_HDR_LEN as u8),
-            PortIo::Tunnel { spec, pool, dest, mtu, remotes } => {
+            PortIo::Tunnel { spec, pool, dest, mtu, remotes, .. } => {
                 if mtu::check(self.bytes(bytes), usize::from(*mtu)) == mtu::Fit::TooBig {
                     self.counters[usize::from(port.0)].drop(DropReason::TooBig);
                     return Some(*mtu);

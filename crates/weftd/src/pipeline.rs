@@ -30,6 +30,8 @@ pub enum PortIo {
         mtu: u16,
         /// Every remote VTEP; flooded frames go to each (head-end replication).
         remotes: Arc<[IpAddr]>,
+        /// ARP/ND suppression (`options:proxy=true`).
+        proxy: bool,
     },
     /// Configured but not open (its interface is missing); frames to it are discarded.
     Down(String),
@@ -53,6 +55,8 @@ pub struct BridgeRt {
     pub table_size: usize,
     /// Every port of the bridge, internal port first.
     pub ports: Vec<PortIdx>,
+    /// Some tunnel port of the bridge has `options:proxy=true`.
+    pub has_proxy: bool,
     /// Static FDB entries: (vlan, mac, port, remote VTEP).
     pub statics: Vec<(u16, weft_wire::EthernetAddress, PortIdx, Option<IpAddr>)>,
 }
@@ -363,6 +367,7 @@ impl Resources {
                             dest: SocketAddr::new(spec.remote, spec.dst_port),
                             mtu: (UNDERLAY_MTU - spec.overhead() - 14) as u16,
                             remotes,
+                            proxy: pc.is_some_and(|p| p.proxy()),
                         }
                     }
                 };
@@ -383,7 +388,10 @@ impl Resources {
                     Some((e.vlan, e.mac, idx, remote))
                 })
                 .collect();
+            let has_proxy =
+                members.iter().any(|i| matches!(ports[usize::from(i.0)].io, PortIo::Tunnel { proxy: true, .. }));
             bridges.push(BridgeRt {
+                has_proxy,
                 name: b.name.clone(),
                 aging_secs: b.mac_aging_time(),
                 table_size: b.mac_table_size(),
