@@ -477,6 +477,14 @@ fn static_fdb_entries_steer_traffic_and_survive_restart() {
     assert_eq!(statics.len(), 2, "{fdb}");
     assert!(statics.iter().any(|e| e["mac"] == vtep_mac && e["remote_ip"] == "192.0.2.13" && e["port"] == "vx1"));
     assert!(w.weft("fdb show sw1").contains("static"));
+    // fdb flush forgets what was learned and keeps the static entries.
+    w.weft("set bridge sw1 other_config:mac-aging-time=300");
+    let _ = eps[1].run("ping -c 1 -W 1 198.51.100.41");
+    assert!(w.json("fdb show sw1").as_array().unwrap().iter().any(|e| e["static"] == false), "something learned");
+    w.weft("fdb flush sw1");
+    let fdb = w.json("fdb show sw1");
+    assert!(fdb.as_array().unwrap().iter().all(|e| e["static"] == true), "learned entries flushed: {fdb}");
+    assert_eq!(fdb.as_array().unwrap().len(), 2, "static entries kept: {fdb}");
     let (ok, _, err) = w.try_weft(&format!("fdb add sw1 {ghost} {p}p1 dst 192.0.2.13"));
     assert!(!ok && err.contains("needs a tunnel port"), "{err}");
     w.weft(&format!("fdb del sw1 {ghost}"));
@@ -669,7 +677,17 @@ fn head_end_replication(p: &str, append: bool) {
 
 #[test]
 fn multicast_flood_and_learn_with_linux_kernel_vxlan() {
-    let p = "mc";
+    multicast_with_kernel("mc", "239.1.1.1", |i| format!("192.0.2.{}", 21 + i));
+}
+
+#[test]
+fn ipv6_multicast_flood_and_learn_with_linux_kernel_vxlan() {
+    multicast_with_kernel("m6", "ff05::100", |i| format!("2001:db8:ff::{}", 21 + i));
+}
+
+/// Host A runs weft, B and C the kernel's VXLAN, all in `group` over one underlay segment where host i has
+/// address `underlay(i)`.
+fn multicast_with_kernel(p: &str, group: &str, underlay: fn(usize) -> String) {
     if !prerequisites(&["ip", "ping", "bridge"]) {
         return;
     }
@@ -679,7 +697,9 @@ fn multicast_flood_and_learn_with_linux_kernel_vxlan() {
     seg.sh("ip link add sw type bridge mcast_snooping 0 && ip link set sw up");
     let hosts: Vec<Ns> = ["a", "b", "c"].iter().map(|h| Ns::new(&format!("{p}{h}"))).collect();
     for (i, h) in hosts.iter().enumerate() {
-        veth(h, "u", Some(&format!("192.0.2.{}/24", 21 + i)), &seg, &format!("s{i}"), None);
+        let plen = if group.contains(':') { 64 } else { 24 };
+        veth(h, "u", None, &seg, &format!("s{i}"), None);
+        h.sh(&format!("ip addr add {}/{plen} dev u nodad", underlay(i)));
         seg.sh(&format!("ip link set s{i} master sw"));
     }
     let w = Weftd::start(&hosts[0], &tmp.path("a"));
@@ -687,10 +707,14 @@ fn multicast_flood_and_learn_with_linux_kernel_vxlan() {
     let mut eps =
         vec![endpoint_veth(&format!("{p}e0"), &hosts[0], &format!("{p}p0"), "198.51.100.31", "2001:db8:1::31")];
     w.weft(&format!("add-port sw1 {p}p0"));
-    w.weft("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=239.1.1.1 options:key=42 options:dev=u");
+    w.weft(&format!(
+        "add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip={group} options:key=42 options:dev=u"
+    ));
     for (i, h) in hosts.iter().enumerate().skip(1) {
-        h.sh("ip link add vxlan0 type vxlan id 42 group 239.1.1.1 dev u dstport 4789 && \
-              ip link add br0 type bridge && ip link set vxlan0 master br0 && ip link set vxlan0 up && ip link set br0 up");
+        h.sh(&format!(
+            "ip link add vxlan0 type vxlan id 42 group {group} dev u dstport 4789 && \
+             ip link add br0 type bridge && ip link set vxlan0 master br0 && ip link set vxlan0 up && ip link set br0 up"
+        ));
         let ep = Ns::new(&format!("{p}e{i}"));
         veth(&ep, "eth0", None, h, "k1", None);
         h.sh("ip link set k1 master br0");
@@ -711,14 +735,14 @@ fn multicast_flood_and_learn_with_linux_kernel_vxlan() {
     for (i, ep) in eps.iter().enumerate().skip(1) {
         let mac = mac_of(ep, "eth0");
         let e = fdb.as_array().unwrap().iter().find(|e| e["mac"] == mac.as_str()).expect("kernel host's MAC");
-        assert_eq!(e["remote_ip"], format!("192.0.2.{}", 21 + i), "{fdb}");
+        assert_eq!(e["remote_ip"], underlay(i), "{fdb}");
         assert_eq!(e["port"], "vx1");
     }
     // ...and each kernel host learned weft's MAC behind weft's underlay address.
     let weft_mac = mac_of(&eps[0], "eth0");
     for h in &hosts[1..] {
         let kfdb = h.sh("bridge fdb show dev vxlan0");
-        assert!(kfdb.contains(&format!("{weft_mac} dst 192.0.2.21")), "kernel fdb lacks weft's MAC:\n{kfdb}");
+        assert!(kfdb.contains(&format!("{weft_mac} dst {}", underlay(0))), "kernel fdb lacks weft's MAC:\n{kfdb}");
     }
 }
 
