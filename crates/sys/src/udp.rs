@@ -58,23 +58,7 @@ pub fn join_group(sock: &UdpSocket, group: std::net::IpAddr, ifindex: u32) -> io
     use std::os::fd::AsRawFd;
     let fd = sock.as_raw_fd();
     match group {
-        std::net::IpAddr::V4(g) => {
-            let mreq = libc::ip_mreqn {
-                imr_multiaddr: libc::in_addr { s_addr: u32::from(g).to_be() },
-                imr_address: libc::in_addr { s_addr: 0 },
-                imr_ifindex: ifindex as i32,
-            };
-            // SAFETY: `mreq` is a valid ip_mreqn of the size passed.
-            unsafe {
-                syscall!(setsockopt(
-                    fd,
-                    libc::IPPROTO_IP,
-                    libc::IP_ADD_MEMBERSHIP,
-                    (&mreq as *const libc::ip_mreqn).cast(),
-                    crate::socklen_of::<libc::ip_mreqn>()
-                ))?
-            };
-        }
+        std::net::IpAddr::V4(g) => set_mreqn(fd, libc::IP_ADD_MEMBERSHIP, g, ifindex)?,
         std::net::IpAddr::V6(g) => {
             let mreq =
                 libc::ipv6_mreq { ipv6mr_multiaddr: libc::in6_addr { s6_addr: g.octets() }, ipv6mr_interface: ifindex };
@@ -102,22 +86,28 @@ pub fn set_multicast_out(sock: &UdpSocket, ipv6: bool, ifindex: u32, ttl: i32) -
         setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, ttl)?;
         setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, 0)
     } else {
-        let mreq = libc::ip_mreqn {
-            imr_multiaddr: libc::in_addr { s_addr: 0 },
-            imr_address: libc::in_addr { s_addr: 0 },
-            imr_ifindex: ifindex as i32,
-        };
-        // SAFETY: `mreq` is a valid ip_mreqn of the size passed.
-        unsafe {
-            syscall!(setsockopt(
-                fd,
-                libc::IPPROTO_IP,
-                libc::IP_MULTICAST_IF,
-                (&mreq as *const libc::ip_mreqn).cast(),
-                crate::socklen_of::<libc::ip_mreqn>()
-            ))?
-        };
+        set_mreqn(fd, libc::IP_MULTICAST_IF, std::net::Ipv4Addr::UNSPECIFIED, ifindex)?;
         setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, ttl)?;
         setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, 0)
     }
+}
+
+/// Sets an IPv4 socket option that takes a `struct ip_mreqn` (group, interface index).
+fn set_mreqn(fd: std::os::fd::RawFd, name: i32, group: std::net::Ipv4Addr, ifindex: u32) -> io::Result<()> {
+    let mreq = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: u32::from(group).to_be() },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as i32,
+    };
+    // SAFETY: `mreq` is a valid ip_mreqn of the size passed.
+    unsafe {
+        syscall!(setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            name,
+            (&mreq as *const libc::ip_mreqn).cast(),
+            crate::socklen_of::<libc::ip_mreqn>()
+        ))?
+    };
+    Ok(())
 }
