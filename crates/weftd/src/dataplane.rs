@@ -398,7 +398,7 @@ impl Dataplane {
                 (r.start, r.len())
             };
             self.counters[usize::from(port.0)].rx(len);
-            self.switch(port, None, Bytes::Rx { slot: i as u16, start: start as u32, len: len as u32 }, now);
+            self.switch(&pipeline, port, None, Bytes::Rx { slot: i as u16, start: start as u32, len: len as u32 }, now);
         }
         self.flush();
     }
@@ -428,10 +428,11 @@ impl Dataplane {
             match res {
                 Ok(used) if count <= segs.len() => {
                     self.seg_used += used;
+                    let pipeline = self.pipeline.clone();
                     let now = self.now();
                     self.counters[usize::from(port.0)].rx(frame_len);
                     for &(start, len) in &segs[..count] {
-                        self.switch(port, None, Bytes::Seg { start, len }, now);
+                        self.switch(&pipeline, port, None, Bytes::Seg { start, len }, now);
                     }
                 }
                 Ok(_) | Err(offload::OffloadError::Unsupported(_)) => {
@@ -490,7 +491,7 @@ impl Dataplane {
             let len = range.len() - VXLAN_LEN;
             self.counters[usize::from(port.0)].rx(len);
             let bytes = Bytes::Rx { slot: i as u16, start: (range.start + VXLAN_LEN) as u32, len: len as u32 };
-            self.switch(port, Some(src.ip()), bytes, now);
+            self.switch(&pipeline, port, Some(src.ip()), bytes, now);
         }
         self.flush();
     }
@@ -500,7 +501,7 @@ impl Dataplane {
     }
 
     /// Runs the learning switch on one frame and queues its outputs.
-    fn switch(&mut self, in_port: PortIdx, remote: Option<IpAddr>, bytes: Bytes, now: Nanos) {
+    fn switch(&mut self, pipeline: &Pipeline, in_port: PortIdx, remote: Option<IpAddr>, bytes: Bytes, now: Nanos) {
         let frame = self.bytes(bytes);
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
@@ -508,7 +509,6 @@ impl Dataplane {
         };
         let (src, dst) = (eth.src_addr(), eth.dst_addr());
         let hash = flow_hash(frame);
-        let pipeline = self.pipeline.clone();
         let bridge = pipeline.ports[usize::from(in_port.0)].bridge;
         let d = normal(&mut self.fdbs[bridge], in_port, remote, 0, src, dst, now);
         if d.learned == Some(weft_datapath::fdb::Learned::Full) {
@@ -528,16 +528,18 @@ impl Dataplane {
         // through proxy tunnels.
         let mut answered = false;
         let ethertype = resolve(&self.rx, &self.seg, bytes).get(12..14).map(|t| u16::from_be_bytes([t[0], t[1]]));
-        if let Some(ethertype @ (EtherType::ARP | EtherType::IPV6)) = ethertype {
+        // Bindings matter only where a proxy port can use them; other bridges skip this work.
+        let proxy = pipeline.bridges[pipeline.ports[usize::from(in_port.0)].bridge].has_proxy;
+        if let (true, Some(ethertype @ (EtherType::ARP | EtherType::IPV6))) = (proxy, ethertype) {
             let table = pipeline.bridges[bridge].table_size;
             let frame = resolve(&self.rx, &self.seg, bytes);
             let query = self.neighs[bridge].observe(0, frame, 14, ethertype, now, table);
-            if let (Some(q), Forward::Flood, true) = (query, d.forward, pipeline.bridges[bridge].has_proxy) {
+            if let (Some(q), Forward::Flood) = (query, d.forward) {
                 let aging = pipeline.bridges[bridge].aging_secs;
                 if let Some(mac) = self.neighs[bridge].lookup(0, q.target, now, aging) {
                     let mut reply = [0u8; neigh::REPLY_MAX];
                     if let Some(len) = neigh::reply(frame, mac, &mut reply) {
-                        answered = self.emit_local(&pipeline, in_port, &reply[..len]);
+                        answered = self.emit_local(pipeline, in_port, &reply[..len]);
                     }
                 }
                 for &p in &pipeline.bridges[bridge].ports {
@@ -555,20 +557,20 @@ impl Dataplane {
         }
         let mut too_big = None;
         match d.forward {
-            Forward::Output { port, remote } => too_big = self.output(&pipeline, port, remote, bytes, hash),
+            Forward::Output { port, remote } => too_big = self.output(pipeline, port, remote, bytes, hash),
             Forward::Flood => {
                 for &p in &pipeline.bridges[bridge].ports {
                     let suppressed =
                         answered && matches!(pipeline.ports[usize::from(p.0)].io, PortIo::Tunnel { proxy: true, .. });
                     if p != in_port && !suppressed {
-                        too_big = too_big.or(self.output(&pipeline, p, None, bytes, hash));
+                        too_big = too_big.or(self.output(pipeline, p, None, bytes, hash));
                     }
                 }
             }
             Forward::Filter => {}
         }
         if let Some(mtu) = too_big {
-            self.signal_too_big(&pipeline, in_port, bytes, mtu, now);
+            self.signal_too_big(pipeline, in_port, bytes, mtu, now);
         }
     }
 
