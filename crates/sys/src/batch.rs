@@ -151,10 +151,8 @@ impl RecvBatch {
                     self.filled = i + 1;
                 }
                 Err(e) if crate::would_block(&e) => break,
-                Err(e) if self.filled > 0 => {
-                    let _ = e;
-                    break;
-                }
+                // Frames already read are handed over; a lasting error shows up again on the next read.
+                Err(_) if self.filled > 0 => break,
                 Err(e) => return Err(e),
             }
         }
