@@ -9,7 +9,9 @@ pub fn parse_packet(data: &[u8]) {
     if let Ok(a) = arp::ArpPacket::new_checked(data) {
         let _ = arp::ArpRepr::parse(&a);
     }
-    for proto in [ipv4::Protocol::UDP, ipv4::Protocol::TCP, ipv4::Protocol::ICMP, ipv4::Protocol::ICMPV6] {
+    for proto in
+        [ipv4::Protocol::UDP, ipv4::Protocol::TCP, ipv4::Protocol::ICMP, ipv4::Protocol::ICMPV6, gre::IP_PROTOCOL]
+    {
         dissect_l4(proto, data, 1);
     }
     if let Ok(v) = vlan::VlanPacket::new_checked(data) {
@@ -29,6 +31,32 @@ pub fn parse_packet(data: &[u8]) {
     if let Ok(v) = vxlan::VxlanPacket::new_checked(data) {
         let _ = vxlan::VxlanRepr::parse(&v);
         dissect_ethernet(v.payload(), 1);
+    }
+    dissect_geneve(data, 1);
+}
+
+/// Geneve: every option, then the inner frame; re-emitting the parsed header must give the same bytes.
+fn dissect_geneve(data: &[u8], depth: u8) {
+    let Ok(g) = geneve::GenevePacket::new_checked(data) else { return };
+    let mut well_formed = true;
+    for o in g.options() {
+        match o {
+            Ok(o) => {
+                let _ = (o.class, o.is_critical(), o.data.len());
+            }
+            Err(_) => well_formed = false,
+        }
+    }
+    if well_formed {
+        let repr =
+            geneve::GeneveRepr { vni: g.vni(), protocol: g.protocol(), oam: g.is_oam(), options: g.options_bytes() };
+        let mut out = [0u8; geneve::HEADER_LEN + geneve::OPTIONS_MAX];
+        repr.emit(&mut out);
+        let again = geneve::GenevePacket::new_checked(&out[..repr.buffer_len()]).expect("emitted header parses");
+        assert_eq!((again.vni(), again.options_bytes()), (g.vni(), g.options_bytes()), "Geneve round-trip");
+    }
+    if g.protocol() == EtherType::TEB {
+        dissect_ethernet(g.payload(), depth);
     }
 }
 
@@ -79,6 +107,19 @@ fn dissect_l4(proto: u8, data: &[u8], depth: u8) {
                     if let Ok(v) = vxlan::VxlanPacket::new_checked(u.payload()) {
                         dissect_ethernet(v.payload(), depth + 1);
                     }
+                    dissect_geneve(u.payload(), depth + 1);
+                }
+            }
+        }
+        gre::IP_PROTOCOL => {
+            if let Ok(g) = gre::GrePacket::new_checked(data) {
+                let repr = gre::GreRepr::parse(&g);
+                let mut out = [0u8; gre::HEADER_MAX];
+                repr.emit(&mut out);
+                assert_eq!(repr.buffer_len(), g.header_len());
+                let _ = g.verify_checksum();
+                if depth == 0 && g.protocol() == EtherType::TEB {
+                    dissect_ethernet(g.payload(), depth + 1);
                 }
             }
         }

@@ -13,6 +13,8 @@ pub mod arp;
 pub mod checksum;
 pub mod ethernet;
 pub mod fuzz;
+pub mod geneve;
+pub mod gre;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;

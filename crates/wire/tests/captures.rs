@@ -4,6 +4,8 @@
 use std::net::Ipv4Addr;
 use weft_wire::arp::{ArpPacket, ArpRepr, OP_REPLY, OP_REQUEST};
 use weft_wire::ethernet::{EtherType, EthernetFrame};
+use weft_wire::geneve::GenevePacket;
+use weft_wire::gre::GrePacket;
 use weft_wire::icmpv4::{Icmpv4Packet, TYPE_ECHO_REPLY, TYPE_ECHO_REQUEST};
 use weft_wire::ipv4::{Ipv4Packet, Protocol};
 use weft_wire::pcap::{PcapRecords, LINKTYPE_ETHERNET};
@@ -31,13 +33,19 @@ fn expected(name: &str) -> Vec<Expected> {
         .take_while(|l| !l.starts_with("detail"))
         .map(|l| {
             let t: Vec<&str> = l.split_whitespace().collect();
+            // tshark prints vxlan.vni in decimal, geneve.vni and gre.key in hex; a GRE row adds gre.proto.
+            let vni = match t[4].strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16).unwrap(),
+                None => t[4].parse().unwrap(),
+            };
+            let info_at = if t[5] == "0x6558" { 6 } else { 5 };
             Expected {
                 frame: t[0].parse().unwrap(),
                 outer_src: t[1].parse().unwrap(),
                 outer_dst: t[2].parse().unwrap(),
                 inner_proto: t[3].to_string(),
-                vni: t[4].parse().unwrap(),
-                info: t[5..].join(" "),
+                vni,
+                info: t[info_at..].join(" "),
             }
         })
         .collect()
@@ -49,14 +57,34 @@ fn dissect(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, String, u32, String) {
     assert_eq!(eth.ethertype(), EtherType::IPV4);
     let ip = Ipv4Packet::new_checked(eth.payload()).unwrap();
     assert!(ip.verify_checksum());
-    assert_eq!(ip.protocol(), Protocol::UDP);
-    let udp = UdpPacket::new_checked(ip.payload()).unwrap();
-    assert_eq!(udp.dst_port(), 4789);
-    // Linux over veth leaves the outer UDP checksum partial; Open vSwitch sends zero. Both are valid here.
-    let (s, d) = (ip.src_addr().into(), ip.dst_addr().into());
-    assert!(udp.verify_checksum(s, d) || udp.checksum_is_partial(s, d));
-    let vx = VxlanPacket::new_checked(udp.payload()).unwrap();
-    let inner = EthernetFrame::new_checked(vx.payload()).unwrap();
+    let l4 = ip.payload();
+    let (vni, inner) = if ip.protocol() == Protocol::UDP {
+        let udp = UdpPacket::new_checked(l4).unwrap();
+        let tunnel = &l4[8..];
+        // Linux over veth leaves the outer UDP checksum partial; Open vSwitch sends zero. Both are valid here.
+        let (s, d) = (ip.src_addr().into(), ip.dst_addr().into());
+        assert!(udp.verify_checksum(s, d) || udp.checksum_is_partial(s, d));
+        match udp.dst_port() {
+            4789 => {
+                let vx = VxlanPacket::new_checked(tunnel).unwrap();
+                (vx.vni(), &tunnel[8..])
+            }
+            6081 => {
+                let g = GenevePacket::new_checked(tunnel).unwrap();
+                assert_eq!(g.protocol(), EtherType::TEB);
+                assert!(g.options().all(|o| o.is_ok()));
+                (g.vni(), &tunnel[g.header_len()..])
+            }
+            port => panic!("unexpected UDP port {port}"),
+        }
+    } else {
+        assert_eq!(ip.protocol(), weft_wire::gre::IP_PROTOCOL);
+        let g = GrePacket::new_checked(l4).unwrap();
+        assert_eq!(g.protocol(), EtherType::TEB);
+        assert!(g.verify_checksum());
+        (g.key().unwrap_or(0), &l4[g.header_len()..])
+    };
+    let inner = EthernetFrame::new_checked(inner).unwrap();
     let (proto, info) = match inner.ethertype() {
         EtherType::ARP => {
             let a = ArpRepr::parse(&ArpPacket::new_checked(inner.payload()).unwrap());
@@ -88,7 +116,7 @@ fn dissect(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, String, u32, String) {
         }
         t => panic!("unexpected inner ethertype {t:#06x}"),
     };
-    (ip.src_addr(), ip.dst_addr(), proto, vx.vni(), info)
+    (ip.src_addr(), ip.dst_addr(), proto, vni, info)
 }
 
 fn check(capture: &str) {
@@ -120,4 +148,14 @@ fn vxlan_from_linux_multicast() {
 #[test]
 fn vxlan_from_open_vswitch() {
     check("vxlan-ovs");
+}
+
+#[test]
+fn geneve_from_open_vswitch() {
+    check("geneve-ovs");
+}
+
+#[test]
+fn gre_from_open_vswitch() {
+    check("gre-ovs");
 }
