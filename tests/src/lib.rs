@@ -244,3 +244,44 @@ impl Drop for TempDir {
 pub fn mac_of(ns: &Ns, ifname: &str) -> String {
     ns.sh(&format!("cat /sys/class/net/{ifname}/address")).trim().to_string()
 }
+
+// Topology shared by the tunnel tests:
+//  [L] eth0 ──veth── P1 [H1: weftd] U1 ──veth (192.0.2.0/24, 2001:db8:ff::/64)── U2 [H2: weftd] tap → [R]
+
+pub const V4_LEFT: &str = "198.51.100.1";
+pub const V4_RIGHT: &str = "198.51.100.2";
+pub const V6_LEFT: &str = "2001:db8:1::1";
+pub const V6_RIGHT: &str = "2001:db8:1::2";
+
+/// Two underlay hosts joined by a veth pair with IPv4 and IPv6 addresses.
+pub struct Underlay {
+    pub h1: Ns,
+    pub h2: Ns,
+    pub u1: String,
+}
+
+pub fn underlay(p: &str) -> Underlay {
+    let h1 = Ns::new(&format!("{p}h1"));
+    let h2 = Ns::new(&format!("{p}h2"));
+    let (u1, u2) = (format!("{p}u1"), format!("{p}u2"));
+    veth(&h1, &u1, Some("192.0.2.11/24"), &h2, &u2, Some("192.0.2.12/24"));
+    h1.sh(&format!("ip addr add 2001:db8:ff::11/64 dev {u1} nodad"));
+    h2.sh(&format!("ip addr add 2001:db8:ff::12/64 dev {u2} nodad"));
+    Underlay { h1, h2, u1 }
+}
+
+/// An endpoint namespace with `eth0` joined to `host` by a veth whose host end is `port`.
+pub fn endpoint_veth(name: &str, host: &Ns, port: &str, v4: &str, v6: &str) -> Ns {
+    let ns = Ns::new(name);
+    veth(&ns, "eth0", None, host, port, None);
+    ns.sh(&format!("ip link set eth0 mtu 1450 && ip addr add {v4}/24 dev eth0 && ip addr add {v6}/64 dev eth0 nodad"));
+    ns
+}
+
+/// Moves TAP `tap` from `host` into a new endpoint namespace and addresses it.
+pub fn endpoint_tap(name: &str, host: &Ns, tap: &str, v4: &str, v6: &str) -> Ns {
+    let ns = Ns::new(name);
+    host.sh(&format!("ip link set {tap} netns {name}"));
+    ns.sh(&format!("ip addr add {v4}/24 dev {tap} && ip addr add {v6}/64 dev {tap} nodad && ip link set {tap} up"));
+    ns
+}

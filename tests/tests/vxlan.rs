@@ -8,44 +8,6 @@
 
 use weft_interop::*;
 
-const V4_LEFT: &str = "198.51.100.1";
-const V4_RIGHT: &str = "198.51.100.2";
-const V6_LEFT: &str = "2001:db8:1::1";
-const V6_RIGHT: &str = "2001:db8:1::2";
-
-/// Two underlay hosts joined by a veth pair with IPv4 and IPv6 addresses.
-struct Underlay {
-    h1: Ns,
-    h2: Ns,
-    u1: String,
-}
-
-fn underlay(p: &str) -> Underlay {
-    let h1 = Ns::new(&format!("{p}h1"));
-    let h2 = Ns::new(&format!("{p}h2"));
-    let (u1, u2) = (format!("{p}u1"), format!("{p}u2"));
-    veth(&h1, &u1, Some("192.0.2.11/24"), &h2, &u2, Some("192.0.2.12/24"));
-    h1.sh(&format!("ip addr add 2001:db8:ff::11/64 dev {u1} nodad"));
-    h2.sh(&format!("ip addr add 2001:db8:ff::12/64 dev {u2} nodad"));
-    Underlay { h1, h2, u1 }
-}
-
-/// An endpoint namespace with `eth0` joined to `host` by a veth whose host end is `port`.
-fn endpoint_veth(name: &str, host: &Ns, port: &str, v4: &str, v6: &str) -> Ns {
-    let ns = Ns::new(name);
-    veth(&ns, "eth0", None, host, port, None);
-    ns.sh(&format!("ip link set eth0 mtu 1450 && ip addr add {v4}/24 dev eth0 && ip addr add {v6}/64 dev eth0 nodad"));
-    ns
-}
-
-/// Moves TAP `tap` from `host` into a new endpoint namespace and addresses it.
-fn endpoint_tap(name: &str, host: &Ns, tap: &str, v4: &str, v6: &str) -> Ns {
-    let ns = Ns::new(name);
-    host.sh(&format!("ip link set {tap} netns {name}"));
-    ns.sh(&format!("ip addr add {v4}/24 dev {tap} && ip addr add {v6}/64 dev {tap} nodad && ip link set {tap} up"));
-    ns
-}
-
 fn vxlan_port(w: &Weftd, port: &str, remote: &str, key: u32) {
     w.weft(&format!(
         "add-port sw1 {port} -- set interface {port} type=vxlan options:remote_ip={remote} options:key={key}"

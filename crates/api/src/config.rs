@@ -33,7 +33,7 @@ pub enum ConfigError {
     InternalPort(String),
     #[error("{0}")]
     BadName(String),
-    #[error("unknown interface type {0:?} (expected one of: system, tap, internal, vxlan)")]
+    #[error("unknown interface type {0:?} (expected one of: system, tap, internal, vxlan, geneve, gre)")]
     UnknownType(String),
     #[error("interface type {0:?} is not supported by this version of weft")]
     UnsupportedType(String),
@@ -60,6 +60,10 @@ pub enum IfaceType {
     Internal,
     /// A VXLAN tunnel (RFC 7348).
     Vxlan,
+    /// A Geneve tunnel (RFC 8926).
+    Geneve,
+    /// Ethernet over GRE (RFC 2784, 2890), what Linux calls gretap and Open vSwitch `type=gre`.
+    Gre,
 }
 
 impl IfaceType {
@@ -69,7 +73,11 @@ impl IfaceType {
             "tap" => Ok(IfaceType::Tap),
             "internal" => Ok(IfaceType::Internal),
             "vxlan" => Ok(IfaceType::Vxlan),
-            "geneve" | "gre" => Err(ConfigError::UnsupportedType(s.to_string())),
+            "geneve" => Ok(IfaceType::Geneve),
+            "gre" => Ok(IfaceType::Gre),
+            "gretap" | "ip6gre" | "stt" | "lisp" | "erspan" | "ip6erspan" | "gtpu" | "bareudp" | "vxlan-gpe" => {
+                Err(ConfigError::UnsupportedType(s.to_string()))
+            }
             other => Err(ConfigError::UnknownType(other.to_string())),
         }
     }
@@ -80,17 +88,25 @@ impl IfaceType {
             IfaceType::Tap => "tap",
             IfaceType::Internal => "internal",
             IfaceType::Vxlan => "vxlan",
+            IfaceType::Geneve => "geneve",
+            IfaceType::Gre => "gre",
         }
     }
 
     pub fn is_tunnel(self) -> bool {
-        matches!(self, IfaceType::Vxlan)
+        matches!(self, IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre)
     }
 
     /// The `options:` keys an interface of this type accepts.
     pub fn known_options(self) -> &'static [&'static str] {
         match self {
-            IfaceType::Vxlan => &["remote_ip", "key", "dst_port", "local_ip", "dev", "proxy"],
+            IfaceType::Vxlan => {
+                &["remote_ip", "key", "dst_port", "local_ip", "dev", "proxy", "ttl", "tos", "df_default"]
+            }
+            IfaceType::Geneve => {
+                &["remote_ip", "key", "dst_port", "local_ip", "dev", "proxy", "ttl", "tos", "df_default", "geneve_opts"]
+            }
+            IfaceType::Gre => &["remote_ip", "key", "local_ip", "proxy", "ttl", "tos", "df_default", "csum", "seq"],
             IfaceType::System | IfaceType::Tap | IfaceType::Internal => &[],
         }
     }
@@ -113,20 +129,136 @@ pub struct PortConfig {
     pub options: BTreeMap<String, String>,
 }
 
+/// The encapsulations weft speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Encap {
+    Vxlan,
+    Geneve,
+    Gre,
+}
+
+/// Where an outer header field comes from: a fixed value, or copied from the inner IP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Inherit {
+    /// The kernel's default (TTL 64, or 1 towards a multicast group; TOS 0).
+    Default,
+    Value(u8),
+    /// From the inner IPv4 or IPv6 header (TOS: DSCP and ECN as RFC 6040 says; the default for non-IP).
+    Inherit,
+}
+
 /// A tunnel port's options, parsed and checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TunnelSpec {
+    pub encap: Encap,
     pub remote: IpAddr,
+    /// The VNI (VXLAN, Geneve) or GRE key.
     pub vni: u32,
+    /// GRE only: whether packets carry a key field (`options:key` given).
+    pub keyed: bool,
+    /// UDP destination port; 0 for GRE.
     pub dst_port: u16,
     pub local: Option<IpAddr>,
+    /// Bytes of Geneve options sent with every packet.
+    pub options_len: u16,
+    /// GRE: checksum and sequence number fields.
+    pub csum: bool,
+    pub seq: bool,
+    pub ttl: Inherit,
+    pub tos: Inherit,
+    /// IPv4 underlay: set DF on outer packets (`options:df_default`, default false as Linux does).
+    pub df: bool,
 }
 
 impl TunnelSpec {
-    /// Bytes a tunnel adds in front of the inner frame on the underlay (outer IP + UDP + VXLAN).
+    /// Bytes a tunnel adds in front of the inner frame on the underlay: outer IP, then UDP and the VXLAN or
+    /// Geneve header and options, or the GRE header with its optional fields.
     pub fn overhead(&self) -> u32 {
         let ip = if self.remote.is_ipv4() { 20 } else { 40 };
-        ip + 8 + 8
+        ip + self.encap_len() as u32
+    }
+
+    /// Bytes after the outer IP header and before the inner frame.
+    pub fn encap_len(&self) -> usize {
+        match self.encap {
+            Encap::Vxlan => 8 + 8,
+            Encap::Geneve => 8 + 8 + usize::from(self.options_len),
+            Encap::Gre => 4 + 4 * (usize::from(self.keyed) + usize::from(self.csum) + usize::from(self.seq)),
+        }
+    }
+
+    /// The IP protocol that carries the tunnel (UDP or GRE).
+    pub fn ip_protocol(&self) -> u8 {
+        match self.encap {
+            Encap::Gre => weft_wire::gre::IP_PROTOCOL,
+            Encap::Vxlan | Encap::Geneve => weft_wire::ipv4::Protocol::UDP,
+        }
+    }
+}
+
+fn encap_name(e: Encap) -> &'static str {
+    match e {
+        Encap::Vxlan => "vxlan",
+        Encap::Geneve => "geneve",
+        Encap::Gre => "gre",
+    }
+}
+
+/// Parses `options:geneve_opts`: comma-separated `CLASS:TYPE:DATA` with class and type as numbers (decimal or
+/// 0x-hex; a type of 0x80 or more is critical) and data as hex digits, a multiple of 4 bytes (may be empty).
+/// Returns the encoded options area.
+pub fn parse_geneve_opts(text: &str) -> Result<Vec<u8>, ConfigError> {
+    let err = |why: String| bad("geneve_opts", text, why);
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let parts: Vec<&str> = item.split(':').collect();
+        if parts.len() != 3 {
+            return Err(err(format!("{item:?} is not CLASS:TYPE:DATA (for example 0x0102:0x80:0a0b0c0d)")));
+        }
+        let num = |t: &str, max: u32| -> Option<u32> {
+            let v = match t.strip_prefix("0x") {
+                Some(h) => u32::from_str_radix(h, 16).ok()?,
+                None => t.parse().ok()?,
+            };
+            (v <= max).then_some(v)
+        };
+        let class = num(parts[0], 0xffff).ok_or_else(|| err(format!("class {:?} is not in 0..=0xffff", parts[0])))?;
+        let kind = num(parts[1], 0xff).ok_or_else(|| err(format!("type {:?} is not in 0..=0xff", parts[1])))?;
+        let hex = parts[2].strip_prefix("0x").unwrap_or(parts[2]);
+        if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(err(format!("data {:?} is not an even number of hex digits", parts[2])));
+        }
+        let data: Vec<u8> =
+            (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
+        weft_wire::geneve::encode_option(class as u16, kind as u8, &data, &mut out)
+            .map_err(|_| err(format!("data of {item:?} must be a multiple of 4 bytes, at most 124")))?;
+    }
+    if out.len() > weft_wire::geneve::OPTIONS_MAX {
+        return Err(err(format!("{} bytes of options; Geneve carries at most 252", out.len())));
+    }
+    Ok(out)
+}
+
+fn parse_bool(key: &str, v: Option<&str>) -> Result<bool, ConfigError> {
+    match v {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(v) => Err(bad(key, v, "expected true or false")),
+    }
+}
+
+fn parse_inherit(key: &str, v: Option<&str>, min: u32) -> Result<Inherit, ConfigError> {
+    let Some(v) = v else { return Ok(Inherit::Default) };
+    if v == "inherit" {
+        return Ok(Inherit::Inherit);
+    }
+    let n = match v.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    };
+    match n {
+        Some(n) if (min..=255).contains(&n) => Ok(Inherit::Value(n as u8)),
+        _ => Err(bad(key, v, format!("expected a number in {min}..=255 or \"inherit\""))),
     }
 }
 
@@ -146,6 +278,9 @@ impl PortConfig {
             let ip: IpAddr = item.trim().parse().map_err(|_| bad("remote_ip", item, "not an IPv4 or IPv6 address"))?;
             if ip.is_unspecified() {
                 return Err(bad("remote_ip", item, "must be a unicast or multicast address"));
+            }
+            if ip.is_multicast() && self.iface_type == IfaceType::Gre {
+                return Err(bad("remote_ip", item, "GRE tunnels need a unicast remote (no multicast groups)"));
             }
             if ip.is_multicast() && text.contains(',') {
                 return Err(bad("remote_ip", text, "a multicast group cannot be combined with other remotes"));
@@ -186,24 +321,47 @@ impl PortConfig {
         Ok(all)
     }
 
+    /// The encoded Geneve options a tunnel port sends (empty for other ports or none configured).
+    pub fn geneve_options(&self) -> Result<Vec<u8>, ConfigError> {
+        match (self.iface_type, self.options.get("geneve_opts")) {
+            (IfaceType::Geneve, Some(o)) => parse_geneve_opts(o),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Parses a tunnel port's options. `Ok(None)` for ports that are not tunnels.
     pub fn tunnel(&self) -> Result<Option<TunnelSpec>, ConfigError> {
-        if !self.iface_type.is_tunnel() {
-            return Ok(None);
-        }
+        let encap = match self.iface_type {
+            IfaceType::Vxlan => Encap::Vxlan,
+            IfaceType::Geneve => Encap::Geneve,
+            IfaceType::Gre => Encap::Gre,
+            IfaceType::System | IfaceType::Tap | IfaceType::Internal => return Ok(None),
+        };
         let get = |k: &str| self.options.get(k).map(String::as_str);
         let remote = self.remotes()?[0];
+        // VNIs have 24 bits; a GRE key has 32.
+        let (max, what) = if encap == Encap::Gre { (u32::MAX, "GRE key") } else { (VNI_MAX, "VNI") };
         let vni = match get("key") {
             None => 0,
             Some(k) => {
-                let v: u64 = k.parse().map_err(|_| bad("key", k, format!("not a number in 0..={VNI_MAX}")))?;
-                if v > u64::from(VNI_MAX) {
-                    return Err(bad("key", k, format!("VNI {v} is out of range 0..={VNI_MAX}")));
+                let v: u64 = match k.strip_prefix("0x") {
+                    Some(h) => u64::from_str_radix(h, 16),
+                    None => k.parse(),
+                }
+                .map_err(|_| bad("key", k, format!("not a number in 0..={max}")))?;
+                if v > u64::from(max) {
+                    return Err(bad("key", k, format!("{what} {v} is out of range 0..={max}")));
                 }
                 v as u32
             }
         };
+        let options_len = match (encap, get("geneve_opts")) {
+            (Encap::Geneve, Some(o)) => parse_geneve_opts(o)?.len() as u16,
+            _ => 0,
+        };
         let dst_port = match get("dst_port") {
+            None if encap == Encap::Gre => 0,
+            None if encap == Encap::Geneve => weft_wire::geneve::PORT,
             None => weft_wire::vxlan::PORT,
             Some(p) => match p.parse::<u16>() {
                 Ok(0) | Err(_) => return Err(bad("dst_port", p, "not a UDP port in 1..=65535")),
@@ -220,11 +378,7 @@ impl PortConfig {
                 Some(ip)
             }
         };
-        if let Some(v) = get("proxy") {
-            if v != "true" && v != "false" {
-                return Err(bad("proxy", v, "expected true or false"));
-            }
-        }
+        parse_bool("proxy", get("proxy"))?;
         if let Some(dev) = get("dev") {
             check_ifname("dev", dev).map_err(|e| bad("dev", dev, e.to_string()))?;
         }
@@ -235,7 +389,20 @@ impl PortConfig {
                 "cannot be combined with a multicast group",
             ));
         }
-        Ok(Some(TunnelSpec { remote, vni, dst_port, local }))
+        Ok(Some(TunnelSpec {
+            encap,
+            remote,
+            vni,
+            keyed: encap == Encap::Gre && get("key").is_some(),
+            dst_port,
+            local,
+            options_len,
+            csum: parse_bool("csum", get("csum"))?,
+            seq: parse_bool("seq", get("seq"))?,
+            ttl: parse_inherit("ttl", get("ttl"), 1)?,
+            tos: parse_inherit("tos", get("tos"), 0)?,
+            df: parse_bool("df_default", get("df_default"))?,
+        }))
     }
 }
 
@@ -527,7 +694,9 @@ impl Config {
     /// packets (same local address, port, remote and VNI).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut names = std::collections::HashSet::new();
-        let mut tunnels: std::collections::HashMap<(Option<IpAddr>, u16, IpAddr, u32), &str> = Default::default();
+        let mut tunnels: std::collections::HashMap<(Option<IpAddr>, u8, u16, IpAddr, u32), &str> = Default::default();
+        // One UDP port on one address speaks one encapsulation.
+        let mut udp_ports: std::collections::HashMap<(Option<IpAddr>, bool, u16), (Encap, &str)> = Default::default();
         for b in &self.bridges {
             let mut tunnel_specs: std::collections::HashMap<&str, TunnelSpec> = Default::default();
             check_ifname("bridge", &b.name)?;
@@ -549,8 +718,24 @@ impl Config {
                 }
                 if let Some(t) = p.tunnel()? {
                     tunnel_specs.insert(p.name.as_str(), t);
+                    if t.encap != Encap::Gre {
+                        let key = (t.local, t.remote.is_ipv4(), t.dst_port);
+                        if let Some((other_encap, other)) = udp_ports.insert(key, (t.encap, &p.name)) {
+                            if other_encap != t.encap {
+                                return Err(ConfigError::Conflict(format!(
+                                    "ports {other:?} and {:?} use UDP port {} for different encapsulations ({} and {})",
+                                    p.name,
+                                    t.dst_port,
+                                    encap_name(other_encap),
+                                    encap_name(t.encap)
+                                )));
+                            }
+                        }
+                    }
                     for remote in p.remotes()? {
-                        if let Some(other) = tunnels.insert((t.local, t.dst_port, remote, t.vni), &p.name) {
+                        if let Some(other) =
+                            tunnels.insert((t.local, t.ip_protocol(), t.dst_port, remote, t.vni), &p.name)
+                        {
                             return Err(ConfigError::Conflict(format!(
                                 "tunnel ports {other:?} and {:?} both use remote_ip={} key={} dst_port={}",
                                 p.name, remote, t.vni, t.dst_port
@@ -673,6 +858,77 @@ mod tests {
         let mut c5 = c;
         c5.set_interface("vx1", &kv(&[("options:local_ip", "2001:db8::1")])).unwrap();
         assert!(c5.validate().unwrap_err().to_string().contains("same family"));
+    }
+
+    #[test]
+    fn geneve_and_gre_options() {
+        let mut c = sample();
+        let gnv = kv(&[
+            ("type", "geneve"),
+            ("options:remote_ip", "2001:db8::2"),
+            ("options:key", "5000"),
+            ("options:geneve_opts", "0x0102:0x80:0a0b0c0d, 0xffff:1:"),
+            ("options:tos", "inherit"),
+            ("options:ttl", "32"),
+        ]);
+        c.add_port("sw1", "gnv1", &gnv, false).unwrap();
+        c.validate().unwrap();
+        let p = c.find_port("gnv1").unwrap().1.unwrap();
+        let t = p.tunnel().unwrap().unwrap();
+        assert_eq!((t.encap, t.vni, t.dst_port, t.options_len), (Encap::Geneve, 5000, 6081, 12));
+        assert_eq!((t.tos, t.ttl, t.df), (Inherit::Inherit, Inherit::Value(32), false));
+        // IPv6 + UDP + Geneve + 12 bytes of options.
+        assert_eq!(t.overhead(), 40 + 8 + 8 + 12);
+        assert_eq!(p.geneve_options().unwrap(), [1, 2, 0x80, 1, 10, 11, 12, 13, 0xff, 0xff, 1, 0]);
+
+        let gre = kv(&[
+            ("type", "gre"),
+            ("options:remote_ip", "192.0.2.13"),
+            ("options:key", "0xffffffff"),
+            ("options:csum", "true"),
+            ("options:seq", "true"),
+            ("options:df_default", "true"),
+        ]);
+        c.add_port("sw1", "gre1", &gre, false).unwrap();
+        c.validate().unwrap();
+        let t = c.find_port("gre1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
+        assert_eq!(
+            (t.encap, t.vni, t.keyed, t.dst_port, t.overhead(), t.df),
+            (Encap::Gre, u32::MAX, true, 0, 36, true)
+        );
+
+        for (key, value, says) in [
+            ("options:geneve_opts", "1:2", "CLASS:TYPE:DATA"),
+            ("options:geneve_opts", "1:2:abc", "even number of hex digits"),
+            ("options:geneve_opts", "1:2:abcdef", "multiple of 4 bytes"),
+            ("options:geneve_opts", "0x10000:2:", "class"),
+            ("options:ttl", "0", "1..=255"),
+            ("options:tos", "256", "0..=255"),
+            ("options:key", "16777216", "VNI 16777216 is out of range"),
+            ("options:df_default", "yes", "true or false"),
+            ("options:csum", "true", "unknown option \"csum\" for a geneve interface"),
+        ] {
+            let mut bad = c.clone();
+            bad.set_interface("gnv1", &kv(&[(key, value)])).unwrap();
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{key}={value}: {e}");
+        }
+        // A GRE key has 32 bits, so 2^32 is refused; GRE has no UDP port and no multicast.
+        for (key, value, says) in [
+            ("options:key", "4294967296", "out of range"),
+            ("options:dst_port", "4789", "unknown option"),
+            ("options:remote_ip", "239.1.1.1", "unicast"),
+        ] {
+            let mut bad = c.clone();
+            bad.set_interface("gre1", &kv(&[(key, value)])).unwrap();
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(says), "{key}={value}: {e}");
+        }
+        // VXLAN and Geneve cannot share a UDP port.
+        let mut clash = c.clone();
+        clash.set_interface("gnv1", &kv(&[("options:remote_ip", "192.0.2.14"), ("options:dst_port", "4789")])).unwrap();
+        let e = clash.validate().unwrap_err().to_string();
+        assert!(e.contains("different encapsulations"), "{e}");
     }
 
     #[test]

@@ -6,5 +6,5 @@ pub mod config;
 pub mod fuzz;
 pub mod proto;
 
-pub use config::{BridgeConfig, Config, ConfigError, IfaceType, PortConfig, StaticFdb, TunnelSpec};
+pub use config::{BridgeConfig, Config, ConfigError, Encap, IfaceType, Inherit, PortConfig, StaticFdb, TunnelSpec};
 pub use proto::{Request, Response};

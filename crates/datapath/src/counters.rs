@@ -18,10 +18,15 @@ pub enum DropReason {
     UnsupportedOffload,
     /// The MAC table is full and the source address could not be learned (the frame is still forwarded).
     FdbFull,
+    /// A tunnel packet weft does not forward: a Geneve control (O bit) packet, or a payload that is not
+    /// Ethernet.
+    Unsupported,
+    /// A Geneve packet with a critical option this port does not know (RFC 8926 §3.5 says drop it).
+    CriticalOption,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -29,6 +34,8 @@ impl DropReason {
         DropReason::TxError,
         DropReason::UnsupportedOffload,
         DropReason::FdbFull,
+        DropReason::Unsupported,
+        DropReason::CriticalOption,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +47,8 @@ impl DropReason {
             DropReason::TxError => "tx_error",
             DropReason::UnsupportedOffload => "unsupported_offload",
             DropReason::FdbFull => "fdb_full",
+            DropReason::Unsupported => "unsupported",
+            DropReason::CriticalOption => "critical_option",
         }
     }
 }
@@ -56,6 +65,8 @@ pub struct PortCounters {
     pub nd_answered: u64,
     /// On proxy tunnel ports: requests sent through because the answer was not known.
     pub nd_flooded: u64,
+    /// On Geneve ports: options received (each option of each packet).
+    pub geneve_options_rx: u64,
 }
 
 impl PortCounters {

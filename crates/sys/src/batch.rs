@@ -211,11 +211,46 @@ pub fn to_storage(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::s
 /// The most slices one outgoing message may be gathered from.
 pub const MAX_PARTS: usize = 4;
 
+/// Per-packet IP header fields for an outgoing datagram, passed as ancillary data (`IP_TOS`/`IP_TTL`, or
+/// `IPV6_TCLASS`/`IPV6_HOPLIMIT`); `None` keeps the socket's value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IpMeta {
+    pub tos: Option<u8>,
+    pub ttl: Option<u8>,
+}
+
+impl IpMeta {
+    pub fn is_empty(&self) -> bool {
+        self.tos.is_none() && self.ttl.is_none()
+    }
+}
+
+/// Room for two integer control messages, 8-byte aligned.
+type CtrlBuf = [u64; 8];
+
 /// Reusable memory for `sendmmsg`; [`MmsgStorage::start`] borrows it for one batch.
 pub struct MmsgStorage {
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
     addrs: Vec<libc::sockaddr_storage>,
+    ctrl: Vec<CtrlBuf>,
+}
+
+/// Appends one control message carrying an `int` to `buf` at byte `at`; returns the new end.
+fn put_cmsg_int(buf: &mut CtrlBuf, at: usize, level: i32, kind: i32, value: i32) -> usize {
+    let int = std::mem::size_of::<i32>() as u32;
+    // SAFETY: CMSG_LEN and CMSG_SPACE only compute sizes.
+    let (len, space, data_at) = unsafe { (libc::CMSG_LEN(int), libc::CMSG_SPACE(int) as usize, libc::CMSG_LEN(0)) };
+    let hdr = libc::cmsghdr { cmsg_len: len as _, cmsg_level: level, cmsg_type: kind };
+    assert!(at + space <= std::mem::size_of::<CtrlBuf>(), "control buffer overflow");
+    let base = buf.as_mut_ptr().cast::<u8>();
+    // SAFETY: `at + space` bytes fit in `buf` (checked above); `at` is a multiple of the 8-byte cmsg
+    // alignment, and the data offset is what CMSG_DATA gives (CMSG_LEN(0) past the header's start).
+    unsafe {
+        std::ptr::write_unaligned(base.add(at).cast::<libc::cmsghdr>(), hdr);
+        std::ptr::write_unaligned(base.add(at + data_at as usize).cast::<i32>(), value);
+    }
+    at + space
 }
 
 impl MmsgStorage {
@@ -224,6 +259,7 @@ impl MmsgStorage {
             hdrs: vec![zeroed_mmsghdr(); capacity],
             iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; capacity * MAX_PARTS],
             addrs: vec![zeroed_storage(); capacity],
+            ctrl: vec![[0u64; 8]; capacity],
         }
     }
 
@@ -266,6 +302,12 @@ impl<'d> SendBatch<'_, 'd> {
     /// # Panics
     /// If the batch is full or `parts` has more than [`MAX_PARTS`] slices.
     pub fn push(&mut self, parts: &[&'d [u8]], dest: Option<&SocketAddr>) {
+        self.push_with(parts, dest, IpMeta::default());
+    }
+
+    /// Like [`push`](Self::push), setting the outer TOS / traffic class and TTL / hop limit of this datagram
+    /// (IP and UDP sockets; the family is `dest`'s).
+    pub fn push_with(&mut self, parts: &[&'d [u8]], dest: Option<&SocketAddr>, meta: IpMeta) {
         assert!(!self.is_full() && parts.len() <= MAX_PARTS, "send batch overflow");
         let i = self.len;
         for (k, p) in parts.iter().enumerate() {
@@ -286,8 +328,22 @@ impl<'d> SendBatch<'_, 'd> {
         // SAFETY: `i * MAX_PARTS` is inside `iovs`, which holds `capacity * MAX_PARTS` entries.
         h.msg_iov = unsafe { self.st.iovs.as_mut_ptr().add(i * MAX_PARTS) };
         h.msg_iovlen = parts.len();
-        h.msg_control = std::ptr::null_mut();
-        h.msg_controllen = 0;
+        let v6 = dest.is_some_and(SocketAddr::is_ipv6);
+        let mut used = 0;
+        let ctrl = &mut self.st.ctrl[i];
+        if let Some(tos) = meta.tos {
+            let (level, kind) =
+                if v6 { (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) } else { (libc::IPPROTO_IP, libc::IP_TOS) };
+            used = put_cmsg_int(ctrl, used, level, kind, i32::from(tos));
+        }
+        if let Some(ttl) = meta.ttl {
+            let (level, kind) =
+                if v6 { (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) } else { (libc::IPPROTO_IP, libc::IP_TTL) };
+            used = put_cmsg_int(ctrl, used, level, kind, i32::from(ttl));
+        }
+        let h = &mut self.st.hdrs[i].msg_hdr;
+        h.msg_control = if used == 0 { std::ptr::null_mut() } else { ctrl.as_mut_ptr().cast() };
+        h.msg_controllen = used as _;
         h.msg_flags = 0;
         self.len += 1;
     }

@@ -1,10 +1,10 @@
-//! UDP sockets for tunnels.
+//! Sockets for tunnels: UDP (VXLAN, Geneve) and raw IP (GRE).
 
 use crate::batch::to_storage;
 use crate::setsockopt_int;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 
 /// Socket buffer size asked for tunnel sockets: enough for a few milliseconds at 10 Gbit/s.
 pub const SOCKET_BUFFER: i32 = 4 << 20;
@@ -12,16 +12,31 @@ pub const SOCKET_BUFFER: i32 = 4 << 20;
 /// Binds a non-blocking UDP socket to `addr`. IPv6 sockets are IPv6-only, so an IPv4 socket on the same port
 /// can exist beside them.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let fd = open_bound(addr, libc::SOCK_DGRAM, libc::IPPROTO_UDP, true)?;
+    // SAFETY: ownership of the descriptor moves into the UdpSocket.
+    Ok(unsafe { UdpSocket::from_raw_fd(fd.into_raw_fd()) })
+}
+
+/// Opens a non-blocking raw IP socket for protocol `proto` (GRE: 47), bound to `local` when given. IPv4 raw
+/// sockets receive the IP header in front of the payload; IPv6 ones do not. Outgoing IPv4 packets are sent
+/// without DF until [`set_dont_fragment`] says otherwise.
+pub fn raw(local: SocketAddr, proto: u8, bind_local: bool) -> io::Result<OwnedFd> {
+    let fd = open_bound(local, libc::SOCK_RAW, i32::from(proto), bind_local)?;
+    if local.is_ipv4() {
+        set_dont_fragment(&fd, false)?;
+    }
+    Ok(fd)
+}
+
+fn open_bound(addr: SocketAddr, kind: i32, proto: i32, bind: bool) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: socket takes no pointers.
-    let fd = unsafe {
-        syscall!(socket(family, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, libc::IPPROTO_UDP))?
-    };
+    let fd = unsafe { syscall!(socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto))? };
     // SAFETY: `fd` is fresh from the kernel; OwnedFd closes it on every error path below.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    use std::os::fd::AsRawFd;
     let raw = fd.as_raw_fd();
-    if addr.is_ipv6() {
+    // Raw IPv6 sockets are IPv6-only already (and refuse the option).
+    if addr.is_ipv6() && kind == libc::SOCK_DGRAM {
         setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }
     // Root may exceed rmem_max/wmem_max; others get what the sysctl allows.
@@ -31,31 +46,29 @@ pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
     if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER).is_err() {
         setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, SOCKET_BUFFER)?;
     }
-    // SAFETY: sockaddr_storage is plain old data.
-    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = to_storage(&addr, &mut ss);
-    // SAFETY: `ss` holds a valid address of `len` bytes.
-    unsafe { syscall!(bind(raw, (&ss as *const libc::sockaddr_storage).cast(), len))? };
-    // SAFETY: ownership of the descriptor moves into the UdpSocket.
-    Ok(unsafe { UdpSocket::from_raw_fd(fd.into_raw_fd()) })
+    if bind {
+        // SAFETY: sockaddr_storage is plain old data.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = to_storage(&addr, &mut ss);
+        // SAFETY: `ss` holds a valid address of `len` bytes.
+        unsafe { syscall!(bind(raw, (&ss as *const libc::sockaddr_storage).cast(), len))? };
+    }
+    Ok(fd)
 }
 
 /// Sets whether outgoing IPv4 datagrams carry DF (path-MTU discovery "do") or may be fragmented ("dont").
-pub fn set_dont_fragment(sock: &UdpSocket, df: bool) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub fn set_dont_fragment(sock: &impl AsRawFd, df: bool) -> io::Result<()> {
     let v = if df { libc::IP_PMTUDISC_DO } else { libc::IP_PMTUDISC_DONT };
     setsockopt_int(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v)
 }
 
 /// Shrinks the receive buffer of a send-only socket, so stray datagrams to it cost little.
-pub fn shrink_receive_buffer(sock: &UdpSocket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub fn shrink_receive_buffer(sock: &impl AsRawFd) -> io::Result<()> {
     setsockopt_int(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096)
 }
 
 /// Joins multicast `group` on interface `ifindex` (IPv4: IP_ADD_MEMBERSHIP, IPv6: IPV6_ADD_MEMBERSHIP).
-pub fn join_group(sock: &UdpSocket, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub fn join_group(sock: &impl AsRawFd, group: std::net::IpAddr, ifindex: u32) -> io::Result<()> {
     let fd = sock.as_raw_fd();
     match group {
         std::net::IpAddr::V4(g) => set_mreqn(fd, libc::IP_ADD_MEMBERSHIP, g, ifindex)?,
@@ -78,8 +91,7 @@ pub fn join_group(sock: &UdpSocket, group: std::net::IpAddr, ifindex: u32) -> io
 }
 
 /// Sends multicast out of interface `ifindex`, with hop limit `ttl`, without looping copies back to this host.
-pub fn set_multicast_out(sock: &UdpSocket, ipv6: bool, ifindex: u32, ttl: i32) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
+pub fn set_multicast_out(sock: &impl AsRawFd, ipv6: bool, ifindex: u32, ttl: i32) -> io::Result<()> {
     let fd = sock.as_raw_fd();
     if ipv6 {
         setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, ifindex as i32)?;
@@ -107,6 +119,24 @@ fn set_mreqn(fd: std::os::fd::RawFd, name: i32, group: std::net::Ipv4Addr, ifind
             name,
             (&mreq as *const libc::ip_mreqn).cast(),
             crate::socklen_of::<libc::ip_mreqn>()
+        ))?
+    };
+    Ok(())
+}
+
+/// Makes a socket discard everything it would receive (a classic BPF program of one `ret #0`). Send-only raw
+/// sockets get this: otherwise each would queue a copy of every packet of its protocol.
+pub fn discard_input(sock: &impl AsRawFd) -> io::Result<()> {
+    let mut code = [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 }];
+    let prog = libc::sock_fprog { len: 1, filter: code.as_mut_ptr() };
+    // SAFETY: `prog` points at `code`, one instruction, both alive across the call; the kernel copies them.
+    unsafe {
+        syscall!(setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            crate::socklen_of::<libc::sock_fprog>()
         ))?
     };
     Ok(())

@@ -14,7 +14,8 @@ bridges and ports:
   add-br BR                         create bridge BR and its internal port BR (a TAP)
   del-br BR | list-br
   add-port BR PORT [-- set interface PORT type=T options:K=V ...]
-                                    types: system (an existing interface, the default), tap, internal, vxlan
+                                    types: system (an existing interface, the default), tap, internal,
+                                    vxlan, geneve, gre
   del-port [BR] PORT | list-ports BR
   set interface PORT K=V ...        change type or options:K=V of an existing interface
   set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N
@@ -29,7 +30,13 @@ inspection:
 
 options: --may-exist (add-br, add-port), --if-exists (del-br, del-port), --format json (show, dump-ports,
 fdb show), --socket PATH (else $WEFT_SOCKET, else /run/weft/weft.sock)
-vxlan options: remote_ip=IP (required), key=VNI (0), dst_port=PORT (4789), local_ip=IP
+tunnel options (options:K=V):
+  all      remote_ip=IP[,IP...] (required; vxlan/geneve: or a multicast group with dev=IFNAME), local_ip=IP,
+           key=N (VNI, 24 bits; gre: 32-bit key, none if unset), proxy=true (answer ARP/ND locally),
+           ttl=1..255|inherit, tos=0..255|inherit, df_default=true|false (false)
+  vxlan    dst_port=PORT (4789)
+  geneve   dst_port=PORT (6081), geneve_opts=CLASS:TYPE:HEXDATA[,...] (type >= 0x80: critical)
+  gre      csum=true, seq=true
 ";
 
 pub enum Command {

@@ -111,6 +111,7 @@ impl State {
         self.generation = generation;
         self.config = new;
         self.resources.release_unused(&self.config);
+        self.resources.adjust_tap_mtus(&self.config);
         Ok(())
     }
 
@@ -217,6 +218,7 @@ impl State {
                             "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
                             "drops": drops,
                             "arp_nd_answered": c.nd_answered, "arp_nd_flooded": c.nd_flooded,
+                            "geneve_options_rx": c.geneve_options_rx,
                         })
                     })
                     .collect(),

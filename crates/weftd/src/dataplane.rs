@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
+use weft_api::{Encap, Inherit, TunnelSpec};
 use weft_datapath::bridge::{normal, Forward};
 use weft_datapath::counters::{DropReason, PortCounters};
 use weft_datapath::fdb::{Fdb, FdbEntry};
@@ -18,10 +19,12 @@ use weft_datapath::flowhash::flow_hash;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
 use weft_datapath::{mtu, neigh};
 use weft_datapath::{Nanos, PortIdx};
-use weft_sys::batch::{MmsgStorage, RecvBatch};
+use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
 use weft_sys::epoll::{Epoll, EventFd};
 use weft_wire::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
-use weft_wire::vxlan::{VxlanPacket, VxlanRepr, HEADER_LEN as VXLAN_LEN};
+use weft_wire::geneve::GenevePacket;
+use weft_wire::gre::{GrePacket, GreRepr};
+use weft_wire::vxlan::VxlanPacket;
 use weft_wire::EthernetAddress;
 
 /// Frames per receive batch.
@@ -34,8 +37,9 @@ const SEGMENT_ARENA: usize = 2 << 20;
 /// Most outputs queued between flushes (a flood of a full batch to 64 ports).
 const TX_QUEUE: usize = BATCH * 64;
 
-/// Longest header prepended to a queued frame (the virtio-net header; VXLAN's is 8).
-const PREFIX_MAX: usize = VNET_HDR_LEN;
+/// Longest header built per packet and prepended to a queued frame: a GRE header with every field (the
+/// virtio-net header is 10 bytes; VXLAN and Geneve headers are the port's, not built per packet).
+const PREFIX_MAX: usize = weft_wire::gre::HEADER_MAX;
 
 /// Messages from the control thread.
 pub enum DpMsg {
@@ -100,6 +104,10 @@ struct TxEntry {
     dest: Option<SocketAddr>,
     prefix: [u8; PREFIX_MAX],
     prefix_len: u8,
+    /// The frame goes after the port's own tunnel header (VXLAN, Geneve) instead of `prefix`.
+    port_header: bool,
+    /// Outer TOS and TTL for this packet, when the port sets them.
+    meta: IpMeta,
 }
 
 /// The bytes a queued frame refers to.
@@ -130,6 +138,8 @@ pub struct Dataplane {
     full_logged: Vec<Nanos>,
     /// IP-to-MAC bindings per bridge, for ARP/ND suppression.
     neighs: Vec<weft_datapath::neigh::NeighTable>,
+    /// Next GRE sequence number per port (`options:seq=true`).
+    gre_seq: Vec<u32>,
 }
 
 /// A full MAC table is logged at most this often per bridge.
@@ -166,6 +176,7 @@ impl Dataplane {
             icmp_second: 0,
             full_logged: Vec::new(),
             neighs: Vec::new(),
+            gre_seq: Vec::new(),
         };
         dp.install(pipeline);
         dp
@@ -213,16 +224,16 @@ impl Dataplane {
                 old_index.and_then(|i| self.full_logged.get(i).copied()).unwrap_or(0)
             })
             .collect();
+        let old_index = |name: &str| old.ports.iter().position(|op| op.name == name);
         self.counters = p
             .ports
             .iter()
-            .map(|np| {
-                old.ports
-                    .iter()
-                    .position(|op| op.name == np.name)
-                    .and_then(|i| self.counters.get(i).cloned())
-                    .unwrap_or_default()
-            })
+            .map(|np| old_index(&np.name).and_then(|i| self.counters.get(i).cloned()).unwrap_or_default())
+            .collect();
+        self.gre_seq = p
+            .ports
+            .iter()
+            .map(|np| old_index(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
             .collect();
     }
 
@@ -472,25 +483,38 @@ impl Dataplane {
         for i in 0..n {
             let Some(src) = self.rx.source(i) else { continue };
             let pkt = self.rx.packet(i);
-            let (vni, valid) = match VxlanPacket::new_checked(pkt) {
-                Ok(v) => (v.vni(), pkt.len() >= VXLAN_LEN + ETH_LEN),
-                Err(_) => (0, false),
-            };
+            let Decap { vni, inner_at, error } = decap(rs.encap, rs.bound.is_ipv4(), pkt);
             let port = match rs.classify(src.ip(), vni) {
                 Ok(p) => p,
                 Err((charged, why)) => {
-                    self.counters[usize::from(charged.0)].drop(if valid { why } else { DropReason::Malformed });
+                    self.counters[usize::from(charged.0)].drop(error.unwrap_or(why));
                     continue;
                 }
             };
-            if !valid {
-                self.counters[usize::from(port.0)].drop(DropReason::Malformed);
+            if let Some(why) = error {
+                self.counters[usize::from(port.0)].drop(why);
                 continue;
             }
+            if rs.encap == Encap::Geneve {
+                let PortIo::Tunnel { known_options, .. } = &pipeline.ports[usize::from(port.0)].io else { continue };
+                let g = GenevePacket::new_unchecked(pkt);
+                let mut seen = 0;
+                let mut unknown_critical = false;
+                for o in g.options().flatten() {
+                    seen += 1;
+                    unknown_critical |= o.is_critical() && !known_options.contains(&(o.class, o.kind));
+                }
+                let c = &mut self.counters[usize::from(port.0)];
+                c.geneve_options_rx += seen;
+                if unknown_critical {
+                    c.drop(DropReason::CriticalOption);
+                    continue;
+                }
+            }
             let range = self.rx.slot_mut(i).1;
-            let len = range.len() - VXLAN_LEN;
+            let len = range.len() - inner_at;
             self.counters[usize::from(port.0)].rx(len);
-            let bytes = Bytes::Rx { slot: i as u16, start: (range.start + VXLAN_LEN) as u32, len: len as u32 };
+            let bytes = Bytes::Rx { slot: i as u16, start: (range.start + inner_at) as u32, len: len as u32 };
             self.switch(&pipeline, port, Some(src.ip()), bytes, now);
         }
         self.flush();
@@ -630,14 +654,44 @@ impl Dataplane {
                 }
                 return None;
             }
-            PortIo::Packet(_) => (Sink::Packet(port), None, [0u8; 10], VNET_HDR_LEN as u8),
+            PortIo::Packet(_) => (Sink::Packet(port), None, [0u8; PREFIX_MAX], VNET_HDR_LEN as u8),
             PortIo::Tunnel { spec, pool, dest, mtu, remotes, .. } => {
-                if mtu::check(self.bytes(bytes), usize::from(*mtu)) == mtu::Fit::TooBig {
+                let frame = self.bytes(bytes);
+                let fit = mtu::check(frame, usize::from(*mtu));
+                if fit == mtu::Fit::TooBig {
                     self.counters[usize::from(port.0)].drop(DropReason::TooBig);
                     return Some(*mtu);
                 }
+                // With DF on the outer header even a frame the underlay could fragment cannot go.
+                if spec.df && spec.remote.is_ipv4() && frame.len() > usize::from(*mtu) + ETH_LEN + vlan_tags_len(frame)
+                {
+                    self.counters[usize::from(port.0)].drop(DropReason::TooBig);
+                    return None;
+                }
+                let meta = outer_meta(spec, frame);
                 let mut prefix = [0u8; PREFIX_MAX];
-                VxlanRepr { vni: spec.vni }.emit(&mut prefix);
+                let mut prefix_len = 0;
+                if spec.encap == Encap::Gre {
+                    let seq = spec.seq.then(|| {
+                        let s = &mut self.gre_seq[usize::from(port.0)];
+                        *s = s.wrapping_add(1);
+                        *s - 1
+                    });
+                    let repr = GreRepr {
+                        protocol: EtherType::TEB,
+                        checksum: spec.csum,
+                        key: spec.keyed.then_some(spec.vni),
+                        sequence: seq,
+                    };
+                    prefix_len = repr.buffer_len();
+                    repr.emit(&mut prefix);
+                    if spec.csum {
+                        weft_wire::gre::fill_checksum(
+                            &mut prefix[..prefix_len],
+                            &[resolve(&self.rx, &self.seg, bytes)],
+                        );
+                    }
+                }
                 let sink =
                     Sink::Udp { pool: *pool as u16, socket: (hash as usize % pipeline.pools[*pool].len()) as u16 };
                 // A known VTEP gets the one copy; otherwise every remote of the port gets one.
@@ -645,7 +699,16 @@ impl Dataplane {
                 let targets: &[IpAddr] = if remote.is_some() { &one } else { remotes };
                 for ip in targets {
                     let dest = Some(SocketAddr::new(*ip, dest.port()));
-                    self.enqueue(TxEntry { sink, port, bytes, dest, prefix, prefix_len: VXLAN_LEN as u8 });
+                    self.enqueue(TxEntry {
+                        sink,
+                        port,
+                        bytes,
+                        dest,
+                        prefix,
+                        prefix_len: prefix_len as u8,
+                        port_header: spec.encap != Encap::Gre,
+                        meta,
+                    });
                 }
                 return None;
             }
@@ -654,7 +717,16 @@ impl Dataplane {
                 return None;
             }
         };
-        self.enqueue(TxEntry { sink, port, bytes, dest, prefix, prefix_len });
+        self.enqueue(TxEntry {
+            sink,
+            port,
+            bytes,
+            dest,
+            prefix,
+            prefix_len,
+            port_header: false,
+            meta: IpMeta::default(),
+        });
         None
     }
 
@@ -703,7 +775,11 @@ impl Dataplane {
             for e in self.txq.iter().filter(|e| e.sink == sink) {
                 let data = resolve(&self.rx, &self.seg, e.bytes);
                 owners[batch.len()] = (e.port, data.len());
-                batch.push(&[&e.prefix[..usize::from(e.prefix_len)], data], e.dest.as_ref());
+                let head: &[u8] = match &pipeline.ports[usize::from(e.port.0)].io {
+                    PortIo::Tunnel { header, .. } if e.port_header => header,
+                    _ => &e.prefix[..usize::from(e.prefix_len)],
+                };
+                batch.push_with(&[head, data], e.dest.as_ref(), e.meta);
                 if batch.is_full() {
                     batch.send_with(fd, |k, ok| account(&owners, k, ok));
                 }
@@ -716,4 +792,93 @@ impl Dataplane {
         self.sinks.clear();
         self.txq.clear();
     }
+}
+
+/// Where a tunnel packet's inner frame starts and what it says, or why it is dropped.
+struct Decap {
+    vni: u32,
+    inner_at: usize,
+    /// Set when the packet is malformed or not for forwarding; the drop is charged to its port once known.
+    error: Option<DropReason>,
+}
+
+/// Reads the tunnel header of `pkt` as received on a socket for `encap` (raw IPv4 GRE sockets hand over the
+/// IP header too).
+fn decap(encap: Encap, ipv4: bool, pkt: &[u8]) -> Decap {
+    let malformed = Decap { vni: 0, inner_at: 0, error: Some(DropReason::Malformed) };
+    let (vni, inner_at, error) = match encap {
+        Encap::Vxlan => match VxlanPacket::new_checked(pkt) {
+            Ok(v) => (v.vni(), weft_wire::vxlan::HEADER_LEN, None),
+            Err(_) => return malformed,
+        },
+        Encap::Geneve => match GenevePacket::new_checked(pkt) {
+            Ok(g) => {
+                let error = if g.options().any(|o| o.is_err()) {
+                    Some(DropReason::Malformed)
+                } else if g.is_oam() || g.protocol() != EtherType::TEB {
+                    Some(DropReason::Unsupported)
+                } else {
+                    None
+                };
+                (g.vni(), g.header_len(), error)
+            }
+            Err(_) => return malformed,
+        },
+        Encap::Gre => {
+            let ip_len = if ipv4 {
+                match weft_wire::ipv4::Ipv4Packet::new_checked(pkt) {
+                    Ok(ip) => ip.header_len(),
+                    Err(_) => return malformed,
+                }
+            } else {
+                0
+            };
+            match GrePacket::new_checked(&pkt[ip_len..]) {
+                Ok(g) if !g.verify_checksum() => (g.key().unwrap_or(0), 0, Some(DropReason::Malformed)),
+                Ok(g) => {
+                    let error = (g.protocol() != EtherType::TEB).then_some(DropReason::Unsupported);
+                    (g.key().unwrap_or(0), ip_len + g.header_len(), error)
+                }
+                Err(_) => return malformed,
+            }
+        }
+    };
+    if error.is_none() && pkt.len() < inner_at + ETH_LEN {
+        return Decap { vni, inner_at, error: Some(DropReason::Malformed) };
+    }
+    Decap { vni, inner_at, error }
+}
+
+/// Bytes of 802.1Q/802.1ad tags after the MAC addresses of `frame`.
+fn vlan_tags_len(frame: &[u8]) -> usize {
+    let mut at = 12;
+    while let Some(t) = frame.get(at..at + 2) {
+        let t = u16::from_be_bytes([t[0], t[1]]);
+        if t != EtherType::VLAN && t != EtherType::QINQ {
+            break;
+        }
+        at += 4;
+    }
+    at - 12
+}
+
+/// The outer TOS and TTL a tunnel port sets for `frame`: fixed values, or copied from the inner IPv4 or IPv6
+/// header (`inherit`; the whole TOS / traffic class byte, so DSCP and ECN both carry over as RFC 6040's
+/// normal mode says). Non-IP frames get the socket's defaults.
+fn outer_meta(spec: &TunnelSpec, frame: &[u8]) -> IpMeta {
+    if spec.tos == Inherit::Default && spec.ttl == Inherit::Default {
+        return IpMeta::default();
+    }
+    let l3 = ETH_LEN + vlan_tags_len(frame);
+    let inner = match frame.get(l3 - 2..l3).map(|t| u16::from_be_bytes([t[0], t[1]])) {
+        Some(EtherType::IPV4) => frame.get(l3..l3 + 9).map(|h| (h[1], h[8])),
+        Some(EtherType::IPV6) => frame.get(l3..l3 + 8).map(|h| (((h[0] & 0x0f) << 4) | (h[1] >> 4), h[7])),
+        _ => None,
+    };
+    let pick = |how: Inherit, inner: Option<u8>| match how {
+        Inherit::Default => None,
+        Inherit::Value(v) => Some(v),
+        Inherit::Inherit => inner,
+    };
+    IpMeta { tos: pick(spec.tos, inner.map(|i| i.0)), ttl: pick(spec.ttl, inner.map(|i| i.1)) }
 }

@@ -3,9 +3,10 @@
 
 use anyhow::{anyhow, Context};
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use weft_api::{Config, IfaceType, TunnelSpec};
+use weft_api::{Config, Encap, IfaceType, TunnelSpec};
 use weft_datapath::PortIdx;
 use weft_sys::packet::PacketSocket;
 use weft_sys::tap::Tap;
@@ -32,6 +33,10 @@ pub enum PortIo {
         remotes: Arc<[IpAddr]>,
         /// ARP/ND suppression (`options:proxy=true`).
         proxy: bool,
+        /// VXLAN and Geneve: the header (with options) every packet of this port starts with.
+        header: Arc<[u8]>,
+        /// Geneve options this port sends, by (class, type): critical ones of these are understood.
+        known_options: Arc<[(u16, u8)]>,
     },
     /// Configured but not open (its interface is missing); frames to it are discarded.
     Down(String),
@@ -61,11 +66,13 @@ pub struct BridgeRt {
     pub statics: Vec<(u16, weft_wire::EthernetAddress, PortIdx, Option<IpAddr>)>,
 }
 
-/// A UDP socket receiving one tunnel port number on one local address, and the tunnels it serves.
+/// A socket receiving one encapsulation on one local address (a UDP port for VXLAN or Geneve, IP protocol
+/// 47 for GRE), and the tunnels it serves.
 #[derive(Debug)]
 pub struct RxSocket {
-    pub socket: Arc<UdpSocket>,
+    pub socket: Arc<OwnedFd>,
     pub bound: SocketAddr,
+    pub encap: Encap,
     pub by_key: HashMap<(IpAddr, u32), PortIdx>,
     pub by_vni: HashMap<u32, PortIdx>,
     pub by_remote: HashMap<IpAddr, PortIdx>,
@@ -101,33 +108,109 @@ pub struct Pipeline {
     pub bridges: Vec<BridgeRt>,
     pub ports: Vec<PortRt>,
     pub rx_sockets: Vec<RxSocket>,
-    /// Send-only sockets, one pool per (family, local address).
-    pub pools: Vec<Arc<Vec<UdpSocket>>>,
+    /// Send-only sockets, one pool per (local address, multicast interface, DF, protocol).
+    pub pools: Vec<Arc<Vec<OwnedFd>>>,
 }
 
 /// Open devices and sockets, keyed so that an unchanged port keeps its descriptor across changes.
 #[derive(Default)]
 pub struct Resources {
-    taps: HashMap<String, (Arc<Tap>, Option<String>)>,
+    /// Open TAPs: the device, the namespace it was found in (if not ours), and the MTU weft gave it when it
+    /// created it (still weft's to adjust while the device keeps that MTU).
+    taps: HashMap<String, OpenTap>,
     packets: HashMap<String, Arc<PacketSocket>>,
-    rx: HashMap<SocketAddr, Arc<UdpSocket>>,
-    pools: HashMap<PoolKey, Arc<Vec<UdpSocket>>>,
+    rx: HashMap<RxKey, Arc<OwnedFd>>,
+    pools: HashMap<PoolKey, Arc<Vec<OwnedFd>>>,
 }
 
-fn rx_bind_addr(spec: &TunnelSpec) -> SocketAddr {
+/// An open TAP: the device, the namespace it was found in, and the MTU weft gave it.
+type OpenTap = (Arc<Tap>, Option<String>, Option<u32>);
+
+/// A receive socket: local address and UDP port (0 for GRE), and IP protocol.
+type RxKey = (SocketAddr, u8);
+
+fn rx_key(spec: &TunnelSpec) -> RxKey {
     let ip = spec.local.unwrap_or(if spec.remote.is_ipv4() {
         IpAddr::V4(Ipv4Addr::UNSPECIFIED)
     } else {
         IpAddr::V6(Ipv6Addr::UNSPECIFIED)
     });
-    SocketAddr::new(ip, spec.dst_port)
+    (SocketAddr::new(ip, spec.dst_port), spec.ip_protocol())
 }
 
-/// Send pools are shared by tunnels with the same local address and, for multicast, the same interface.
-type PoolKey = (SocketAddr, u32);
+/// Send pools are shared by tunnels with the same local address, protocol and DF setting and, for
+/// multicast, the same interface.
+type PoolKey = (SocketAddr, u32, bool, u8);
 
 fn pool_key(spec: &TunnelSpec, mcast_ifindex: u32) -> PoolKey {
-    (SocketAddr::new(rx_bind_addr(spec).ip(), 0), mcast_ifindex)
+    let (bind, proto) = rx_key(spec);
+    (SocketAddr::new(bind.ip(), 0), mcast_ifindex, spec.df, proto)
+}
+
+/// Opens a receive socket: UDP bound to the tunnel port, or raw GRE (bound only to a given local address).
+fn open_rx(key: RxKey, encap: Encap, port: &str) -> anyhow::Result<Arc<OwnedFd>> {
+    let (bind, _) = key;
+    let fd = match encap {
+        Encap::Gre => weft_sys::udp::raw(bind, weft_wire::gre::IP_PROTOCOL, !bind.ip().is_unspecified())
+            .with_context(|| format!("port {port:?}: cannot open a raw GRE socket on {}", bind.ip()))?,
+        Encap::Vxlan | Encap::Geneve => {
+            OwnedFd::from(weft_sys::udp::bind(bind).with_context(|| format!("port {port:?}: cannot bind UDP {bind}"))?)
+        }
+    };
+    Ok(Arc::new(fd))
+}
+
+/// Opens a send pool: 16 UDP sockets on ephemeral ports (the flow hash picks one, which gives each flow its
+/// own source port), or one raw GRE socket that ignores input.
+fn open_pool(key: PoolKey, port: &str) -> anyhow::Result<Arc<Vec<OwnedFd>>> {
+    let (bind, mcast_ifindex, df, proto) = key;
+    let mut socks = Vec::with_capacity(SENDERS_PER_POOL);
+    if proto == weft_wire::gre::IP_PROTOCOL {
+        let s = weft_sys::udp::raw(bind, proto, !bind.ip().is_unspecified())
+            .with_context(|| format!("port {port:?}: cannot open a raw GRE socket on {}", bind.ip()))?;
+        weft_sys::udp::discard_input(&s)?;
+        socks.push(s);
+    } else {
+        for _ in 0..SENDERS_PER_POOL {
+            let s = OwnedFd::from(
+                weft_sys::udp::bind(bind).with_context(|| format!("port {port:?}: cannot bind UDP {bind}"))?,
+            );
+            weft_sys::udp::shrink_receive_buffer(&s)?;
+            if mcast_ifindex != 0 {
+                weft_sys::udp::set_multicast_out(&s, bind.is_ipv6(), mcast_ifindex, 1)?;
+            }
+            socks.push(s);
+        }
+    }
+    if bind.is_ipv4() {
+        for s in &socks {
+            weft_sys::udp::set_dont_fragment(s, df)?;
+        }
+    }
+    Ok(Arc::new(socks))
+}
+
+/// The header a VXLAN or Geneve port puts in front of every frame (GRE's is built per packet).
+fn encap_header(spec: &TunnelSpec, options: &[u8]) -> Arc<[u8]> {
+    match spec.encap {
+        Encap::Vxlan => {
+            let mut h = [0u8; weft_wire::vxlan::HEADER_LEN];
+            weft_wire::vxlan::VxlanRepr { vni: spec.vni }.emit(&mut h);
+            h.into()
+        }
+        Encap::Geneve => {
+            let repr = weft_wire::geneve::GeneveRepr {
+                vni: spec.vni,
+                protocol: weft_wire::EtherType::TEB,
+                oam: false,
+                options,
+            };
+            let mut h = vec![0u8; repr.buffer_len()];
+            repr.emit(&mut h);
+            h.into()
+        }
+        Encap::Gre => Arc::from(&[][..]),
+    }
 }
 
 /// The MTU for a new TAP on `bridge`: what fits the underlay behind its largest tunnel overhead.
@@ -176,7 +259,7 @@ impl Resources {
         );
         if result.is_err() {
             for t in &created_taps {
-                if let Some((tap, _)) = self.taps.remove(t) {
+                if let Some((tap, ..)) = self.taps.remove(t) {
                     let _ = tap.destroy();
                 }
             }
@@ -201,15 +284,15 @@ impl Resources {
         strict: bool,
         created_taps: &mut Vec<String>,
         opened_packets: &mut Vec<String>,
-        opened_rx: &mut Vec<SocketAddr>,
+        opened_rx: &mut Vec<RxKey>,
         opened_pools: &mut Vec<PoolKey>,
     ) -> anyhow::Result<Pipeline> {
         let mut bridges = Vec::new();
         let mut ports: Vec<PortRt> = Vec::new();
         let mut rx_sockets: Vec<RxSocket> = Vec::new();
-        let mut pools: Vec<Arc<Vec<UdpSocket>>> = Vec::new();
+        let mut pools: Vec<Arc<Vec<OwnedFd>>> = Vec::new();
         let mut pool_index: HashMap<PoolKey, usize> = HashMap::new();
-        let mut rx_index: HashMap<SocketAddr, usize> = HashMap::new();
+        let mut rx_index: HashMap<RxKey, usize> = HashMap::new();
 
         for (bi, b) in cfg.bridges.iter().enumerate() {
             let mut members = Vec::new();
@@ -222,7 +305,7 @@ impl Resources {
                 let io = match ty {
                     IfaceType::Tap | IfaceType::Internal => {
                         let opened = match self.taps.get(&name) {
-                            Some((t, ns)) => Ok((t.clone(), ns.clone(), false)),
+                            Some((t, ns, _)) => Ok((t.clone(), ns.clone(), false)),
                             None => {
                                 let existed = weft_sys::iface::index(&name).is_some();
                                 // Only tap ports are handed to other namespaces; internal ports stay here.
@@ -237,16 +320,18 @@ impl Resources {
                         match opened {
                             Ok((tap, ns, created)) => {
                                 if !self.taps.contains_key(&name) {
+                                    let mut mtu_set = None;
                                     if ns.is_none() {
                                         if created {
-                                            let _ = weft_sys::iface::set_mtu(&name, tap_mtu(cfg, &b.name));
+                                            let m = tap_mtu(cfg, &b.name);
+                                            mtu_set = weft_sys::iface::set_mtu(&name, m).ok().map(|_| m);
                                         }
                                         let _ = weft_sys::iface::set_up(&name);
                                     }
                                     if created {
                                         created_taps.push(name.clone());
                                     }
-                                    self.taps.insert(name.clone(), (tap.clone(), ns.clone()));
+                                    self.taps.insert(name.clone(), (tap.clone(), ns.clone(), mtu_set));
                                 }
                                 netns = ns.clone();
                                 if ns.is_none() {
@@ -282,35 +367,30 @@ impl Resources {
                             }
                         }
                     }
-                    IfaceType::Vxlan => {
-                        let spec = pc
-                            .ok_or_else(|| anyhow!("tunnel without configuration"))?
-                            .tunnel()?
-                            .ok_or_else(|| anyhow!("port {name:?} is not a tunnel"))?;
-                        let bind = rx_bind_addr(&spec);
-                        let ri = match rx_index.get(&bind) {
+                    IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre => {
+                        let pc = pc.ok_or_else(|| anyhow!("tunnel without configuration"))?;
+                        let spec = pc.tunnel()?.ok_or_else(|| anyhow!("port {name:?} is not a tunnel"))?;
+                        let key = rx_key(&spec);
+                        let ri = match rx_index.get(&key) {
                             Some(i) => *i,
                             None => {
-                                let sock = get_or_open(&mut self.rx, bind, opened_rx, || {
-                                    weft_sys::udp::bind(bind)
-                                        .map(Arc::new)
-                                        .with_context(|| format!("port {name:?}: cannot bind UDP {bind}"))
-                                })?;
+                                let sock =
+                                    get_or_open(&mut self.rx, key, opened_rx, || open_rx(key, spec.encap, &name))?;
                                 rx_sockets.push(RxSocket {
                                     socket: sock,
-                                    bound: bind,
+                                    bound: key.0,
+                                    encap: spec.encap,
                                     by_key: HashMap::new(),
                                     by_vni: HashMap::new(),
                                     by_remote: HashMap::new(),
                                     by_vni_any: HashMap::new(),
                                     first: idx,
                                 });
-                                rx_index.insert(bind, rx_sockets.len() - 1);
+                                rx_index.insert(key, rx_sockets.len() - 1);
                                 rx_sockets.len() - 1
                             }
                         };
-                        let remotes: Arc<[IpAddr]> =
-                            pc.map(|p| p.flood_remotes(b)).transpose()?.unwrap_or_default().into();
+                        let remotes: Arc<[IpAddr]> = pc.flood_remotes(b)?.into();
                         let rs = &mut rx_sockets[ri];
                         if spec.remote.is_multicast() {
                             rs.by_vni_any.insert(spec.vni, idx);
@@ -320,14 +400,14 @@ impl Resources {
                             rs.by_remote.entry(*remote).or_insert(idx);
                         }
                         rs.by_vni.entry(spec.vni).or_insert(idx);
-                        let mcast_ifindex = match (spec.remote.is_multicast(), pc.and_then(|p| p.options.get("dev"))) {
+                        let mcast_ifindex = match (spec.remote.is_multicast(), pc.options.get("dev")) {
                             (true, Some(dev)) => weft_sys::iface::index(dev)
                                 .ok_or_else(|| anyhow!("port {name:?}: no underlay interface named {dev:?}"))?,
                             _ => 0,
                         };
                         if spec.remote.is_multicast() {
                             let sock = &rx_sockets[ri].socket;
-                            match weft_sys::udp::join_group(sock, spec.remote, mcast_ifindex) {
+                            match weft_sys::udp::join_group(sock.as_ref(), spec.remote, mcast_ifindex) {
                                 // AddrInUse: this socket joined the group already.
                                 Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {
                                     return Err(anyhow!("port {name:?}: cannot join {}: {e}", spec.remote))
@@ -336,30 +416,24 @@ impl Resources {
                             }
                         }
                         let pkey = pool_key(&spec, mcast_ifindex);
-                        let pbind = pkey.0;
                         let pi = match pool_index.get(&pkey) {
                             Some(i) => *i,
                             None => {
-                                let pool = get_or_open(&mut self.pools, pkey, opened_pools, || {
-                                    let mut socks = Vec::with_capacity(SENDERS_PER_POOL);
-                                    for _ in 0..SENDERS_PER_POOL {
-                                        let s = weft_sys::udp::bind(pbind)
-                                            .with_context(|| format!("port {name:?}: cannot bind UDP {pbind}"))?;
-                                        if pbind.is_ipv4() {
-                                            weft_sys::udp::set_dont_fragment(&s, false)?;
-                                        }
-                                        weft_sys::udp::shrink_receive_buffer(&s)?;
-                                        if mcast_ifindex != 0 {
-                                            weft_sys::udp::set_multicast_out(&s, pbind.is_ipv6(), mcast_ifindex, 1)?;
-                                        }
-                                        socks.push(s);
-                                    }
-                                    anyhow::Ok(Arc::new(socks))
-                                })?;
+                                let pool = get_or_open(&mut self.pools, pkey, opened_pools, || open_pool(pkey, &name))?;
                                 pools.push(pool);
                                 pool_index.insert(pkey, pools.len() - 1);
                                 pools.len() - 1
                             }
+                        };
+                        let options = pc.geneve_options()?;
+                        let header = encap_header(&spec, &options);
+                        let known_options: Vec<(u16, u8)> = match spec.encap {
+                            Encap::Geneve => weft_wire::geneve::GenevePacket::new_checked(&header[..])?
+                                .options()
+                                .flatten()
+                                .map(|o| (o.class, o.kind))
+                                .collect(),
+                            Encap::Vxlan | Encap::Gre => Vec::new(),
                         };
                         PortIo::Tunnel {
                             spec,
@@ -367,7 +441,9 @@ impl Resources {
                             dest: SocketAddr::new(spec.remote, spec.dst_port),
                             mtu: (UNDERLAY_MTU - spec.overhead() - 14) as u16,
                             remotes,
-                            proxy: pc.is_some_and(|p| p.proxy()),
+                            proxy: pc.proxy(),
+                            header,
+                            known_options: known_options.into(),
                         }
                     }
                 };
@@ -418,9 +494,9 @@ impl Resources {
                     IfaceType::System => {
                         packets.insert(p.name.clone());
                     }
-                    IfaceType::Vxlan => {
+                    IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre => {
                         if let Ok(Some(spec)) = p.tunnel() {
-                            rx.insert(rx_bind_addr(&spec));
+                            rx.insert(rx_key(&spec));
                             let ifindex = match (spec.remote.is_multicast(), p.options.get("dev")) {
                                 (true, Some(dev)) => weft_sys::iface::index(dev).unwrap_or(0),
                                 _ => 0,
@@ -431,7 +507,7 @@ impl Resources {
                 }
             }
         }
-        self.taps.retain(|name, (tap, _)| {
+        self.taps.retain(|name, (tap, ..)| {
             let keep = taps.contains(name);
             if !keep {
                 let _ = tap.destroy();
@@ -443,10 +519,34 @@ impl Resources {
         self.pools.retain(|a, _| pools.contains(a));
     }
 
+    /// Gives TAP and internal ports that weft created the MTU that fits their bridge's tunnels now (a tunnel
+    /// added after the TAP may need a smaller one, or allow a larger one). Devices whose MTU someone changed
+    /// since weft set it, or that left weftd's namespace, are left alone. Called once a change is committed.
+    pub fn adjust_tap_mtus(&mut self, cfg: &Config) {
+        for b in &cfg.bridges {
+            let want = tap_mtu(cfg, &b.name);
+            let names = std::iter::once(&b.name).chain(
+                b.ports
+                    .iter()
+                    .filter(|p| matches!(p.iface_type, IfaceType::Tap | IfaceType::Internal))
+                    .map(|p| &p.name),
+            );
+            for name in names {
+                let Some((_, None, mtu_set @ Some(_))) = self.taps.get_mut(name) else { continue };
+                if *mtu_set == Some(want) || weft_sys::iface::mtu(name).ok() != *mtu_set {
+                    continue;
+                }
+                if weft_sys::iface::set_mtu(name, want).is_ok() {
+                    *mtu_set = Some(want);
+                }
+            }
+        }
+    }
+
     /// Deletes TAPs created by an abandoned change.
     pub fn abandon(&mut self, created_taps: &[String]) {
         for t in created_taps {
-            if let Some((tap, _)) = self.taps.remove(t) {
+            if let Some((tap, ..)) = self.taps.remove(t) {
                 let _ = tap.destroy();
             }
         }
