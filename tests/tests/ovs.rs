@@ -1,0 +1,200 @@
+//! weft against Open vSwitch's userspace datapath (`datapath_type=netdev`; this kernel has no OVS module), for
+//! VXLAN, Geneve and GRE over IPv4 and IPv6 underlays. Each test starts its own ovsdb-server and ovs-vswitchd
+//! in a namespace, with their files in a temporary directory, and checks the underlay with tshark.
+//!
+//! ```text
+//!  [L] eth0 ──veth── P1 [H1: weftd sw1, tunnel t1] U1 ──veth── U2 [H2: OVS br-phy (underlay IP) + br-int t1] ──veth── [R]
+//! ```
+
+use std::path::PathBuf;
+use weft_interop::*;
+
+/// An ovsdb-server and ovs-vswitchd running in one namespace, with their own database, sockets and logs.
+struct Ovs<'a> {
+    ns: &'a Ns,
+    dir: PathBuf,
+}
+
+impl<'a> Ovs<'a> {
+    fn start(ns: &'a Ns, dir: PathBuf) -> Ovs<'a> {
+        std::fs::create_dir_all(&dir).expect("OVS directory");
+        let ovs = Ovs { ns, dir };
+        let d = ovs.dir.display().to_string();
+        sh(&format!("ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
+        ns.sh(&format!(
+            "{env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --pidfile={d}/ovsdb-server.pid \
+             --unixctl={d}/ovsdb-server.ctl --log-file={d}/ovsdb-server.log --detach",
+            env = ovs.env()
+        ));
+        ovs.vsctl("--no-wait init");
+        ns.sh(&format!(
+            "{env} ovs-vswitchd unix:{d}/db.sock --disable-system --pidfile={d}/ovs-vswitchd.pid \
+             --unixctl={d}/ovs-vswitchd.ctl --log-file={d}/ovs-vswitchd.log --detach",
+            env = ovs.env()
+        ));
+        ovs
+    }
+
+    /// Keeps every OVS tool on this instance's files.
+    fn env(&self) -> String {
+        let d = self.dir.display();
+        format!("OVS_RUNDIR={d} OVS_LOGDIR={d} OVS_DBDIR={d}")
+    }
+
+    fn vsctl(&self, args: &str) -> String {
+        let d = self.dir.display();
+        self.ns.sh(&format!("{} ovs-vsctl --db=unix:{d}/db.sock --timeout=20 {args}", self.env()))
+    }
+
+    fn appctl(&self, args: &str) -> String {
+        let d = self.dir.display();
+        self.ns.sh(&format!("{} ovs-appctl -t {d}/ovs-vswitchd.ctl {args}", self.env()))
+    }
+}
+
+impl Drop for Ovs<'_> {
+    fn drop(&mut self) {
+        // Only the two daemons this test started, by the PIDs they wrote.
+        for daemon in ["ovs-vswitchd", "ovsdb-server"] {
+            let pidfile = self.dir.join(format!("{daemon}.pid"));
+            if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+                let pid = pid.trim();
+                if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
+                    let _ = run(&format!(
+                        "kill {pid}; for i in $(seq 50); do kill -0 {pid} 2>/dev/null || break; sleep 0.1; done"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// `tcpdump` on an interface until `stop`; then tshark reads the file.
+fn capture(ns: &Ns, ifname: &str, file: &std::path::Path) -> String {
+    let pid =
+        ns.sh(&format!("tcpdump -i {ifname} --immediate-mode -U -n -w {} >/dev/null 2>&1 & echo $!", file.display()));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    pid.trim().to_string()
+}
+
+fn stop(ns: &Ns, pid: &str) {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ns.sh(&format!("kill {pid} 2>/dev/null; sleep 0.3; true"));
+}
+
+fn interop(p: &str, ty: &str, v6: bool) {
+    if !prerequisites(&["ip", "ping", "tcpdump", "tshark", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ethtool"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let u2 = format!("{p}u2");
+    let (a1, a2) = if v6 { ("2001:db8:ff::11", "2001:db8:ff::12") } else { ("192.0.2.11", "192.0.2.12") };
+
+    // Host 2: Open vSwitch. The underlay address moves to br-phy, where OVS's native tunnelling needs it.
+    let ovs = Ovs::start(&u.h2, tmp.path("ovs"));
+    ovs.vsctl("add-br br-phy -- set bridge br-phy datapath_type=netdev");
+    ovs.vsctl(&format!("add-port br-phy {u2}"));
+    u.h2.sh(&format!(
+        "ip addr flush dev {u2} && ip link set br-phy up && ip addr add 192.0.2.12/24 dev br-phy && \
+         ip addr add 2001:db8:ff::12/64 dev br-phy nodad"
+    ));
+    ovs.vsctl("add-br br-int -- set bridge br-int datapath_type=netdev");
+    let rp = format!("{p}rp");
+    let right = Ns::new(&format!("{p}r"));
+    veth(&right, "eth0", None, &u.h2, &rp, None);
+    // OVS reads TCP/UDP checksums the sender left to offload as they are: have the endpoint fill them in.
+    right.sh(&format!(
+        "ethtool -K eth0 tx off >/dev/null && ip link set eth0 mtu 1400 && ip addr add {V4_RIGHT}/24 dev eth0 && \
+         ip addr add {V6_RIGHT}/64 dev eth0 nodad"
+    ));
+    u.h2.sh(&format!("ip link set {rp} up"));
+    ovs.vsctl(&format!("add-port br-int {rp}"));
+    ovs.vsctl(&format!("add-port br-int t1 -- set interface t1 type={ty} options:remote_ip={a1} options:key=5000"));
+
+    // Host 1: weft. Over veth the kernel leaves the outer UDP checksum of weft's tunnel packets to an offload
+    // that never happens (CHECKSUM_PARTIAL), and OVS drops what does not verify; a NIC would fill it in.
+    u.h1.sh(&format!("ethtool -K {} tx off >/dev/null", u.u1));
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    w1.weft("add-br sw1");
+    let p1 = format!("{p}p1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
+    left.sh("ip link set eth0 mtu 1400");
+    w1.weft(&format!("add-port sw1 {p1}"));
+    w1.weft(&format!("add-port sw1 t1 -- set interface t1 type={ty} options:remote_ip={a2} options:key=5000"));
+
+    // OVS resolves its tunnel next hop from traffic it sees on br-phy.
+    u.h2.ping(a1, 2);
+    let pcap = tmp.path("underlay.pcap");
+    let pid = capture(&u.h1, &u.u1, &pcap);
+    left.ping(V4_RIGHT, 3);
+    right.ping(V4_LEFT, 3);
+    left.ping(V6_RIGHT, 3);
+    right.ping(V6_LEFT, 3);
+    stop(&u.h1, &pid);
+
+    let (filter, id, proto) = match ty {
+        "vxlan" => ("vxlan", "vxlan.vni", None),
+        "geneve" => ("geneve", "geneve.vni", Some("geneve.proto_type")),
+        _ => ("gre", "gre.key", Some("gre.proto")),
+    };
+    let src = if v6 { "ipv6.src" } else { "ip.src" };
+    let fields = format!("-e {src} -e {id}{}", proto.map(|f| format!(" -e {f}")).unwrap_or_default());
+    let out = sh(&format!("tshark -r {} -Y {filter} -T fields -E occurrence=f {fields}", pcap.display()));
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    let from = |who: &str| rows.iter().filter(|r| r[0] == who).count();
+    assert!(from(a1) >= 6 && from(a2) >= 6, "{ty}: too few tunnel packets each way on the underlay:\n{out}");
+    for r in &rows {
+        let value = r[1]
+            .strip_prefix("0x")
+            .map(|h| u32::from_str_radix(h, 16).unwrap())
+            .unwrap_or_else(|| r[1].parse().unwrap());
+        assert_eq!(value, 5000, "{ty}: {id} is not 5000 (0x1388): {r:?}");
+        if proto.is_some() {
+            assert_eq!(r[2], "0x6558", "{ty}: protocol is not Transparent Ethernet Bridging: {r:?}");
+        }
+    }
+    // OVS learned weft's endpoint behind the tunnel, and weft learned OVS's behind a2.
+    let right_mac = mac_of(&right, "eth0");
+    let fdb = w1.json("fdb show sw1");
+    assert!(
+        fdb.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["mac"] == right_mac.as_str() && e["port"] == "t1" && e["remote_ip"] == a2),
+        "{right_mac} not learned behind {a2}: {fdb}"
+    );
+    let left_mac = mac_of(&left, "eth0");
+    let ovs_fdb = ovs.appctl("fdb/show br-int");
+    assert!(ovs_fdb.contains(&left_mac), "OVS did not learn {left_mac}:\n{ovs_fdb}");
+}
+
+#[test]
+fn vxlan_with_open_vswitch_ipv4_underlay() {
+    interop("ov4", "vxlan", false);
+}
+
+#[test]
+fn vxlan_with_open_vswitch_ipv6_underlay() {
+    interop("ov6", "vxlan", true);
+}
+
+#[test]
+fn geneve_with_open_vswitch_ipv4_underlay() {
+    interop("og4", "geneve", false);
+}
+
+#[test]
+fn geneve_with_open_vswitch_ipv6_underlay() {
+    interop("og6", "geneve", true);
+}
+
+#[test]
+fn gre_with_open_vswitch_ipv4_underlay() {
+    interop("oe4", "gre", false);
+}
+
+#[test]
+fn gre_with_open_vswitch_ipv6_underlay() {
+    interop("oe6", "gre", true);
+}
