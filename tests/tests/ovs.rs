@@ -6,68 +6,7 @@
 //!  [L] eth0 ──veth── P1 [H1: weftd sw1, tunnel t1] U1 ──veth── U2 [H2: OVS br-phy (underlay IP) + br-int t1] ──veth── [R]
 //! ```
 
-use std::path::PathBuf;
 use weft_interop::*;
-
-/// An ovsdb-server and ovs-vswitchd running in one namespace, with their own database, sockets and logs.
-struct Ovs<'a> {
-    ns: &'a Ns,
-    dir: PathBuf,
-}
-
-impl<'a> Ovs<'a> {
-    fn start(ns: &'a Ns, dir: PathBuf) -> Ovs<'a> {
-        std::fs::create_dir_all(&dir).expect("OVS directory");
-        let ovs = Ovs { ns, dir };
-        let d = ovs.dir.display().to_string();
-        sh(&format!("ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
-        ns.sh(&format!(
-            "{env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --pidfile={d}/ovsdb-server.pid \
-             --unixctl={d}/ovsdb-server.ctl --log-file={d}/ovsdb-server.log --detach",
-            env = ovs.env()
-        ));
-        ovs.vsctl("--no-wait init");
-        ns.sh(&format!(
-            "{env} ovs-vswitchd unix:{d}/db.sock --disable-system --pidfile={d}/ovs-vswitchd.pid \
-             --unixctl={d}/ovs-vswitchd.ctl --log-file={d}/ovs-vswitchd.log --detach",
-            env = ovs.env()
-        ));
-        ovs
-    }
-
-    /// Keeps every OVS tool on this instance's files.
-    fn env(&self) -> String {
-        let d = self.dir.display();
-        format!("OVS_RUNDIR={d} OVS_LOGDIR={d} OVS_DBDIR={d}")
-    }
-
-    fn vsctl(&self, args: &str) -> String {
-        let d = self.dir.display();
-        self.ns.sh(&format!("{} ovs-vsctl --db=unix:{d}/db.sock --timeout=20 {args}", self.env()))
-    }
-
-    fn appctl(&self, args: &str) -> String {
-        let d = self.dir.display();
-        self.ns.sh(&format!("{} ovs-appctl -t {d}/ovs-vswitchd.ctl {args}", self.env()))
-    }
-}
-
-impl Drop for Ovs<'_> {
-    fn drop(&mut self) {
-        // Only the two daemons this test started, by the PIDs they wrote.
-        for daemon in ["ovs-vswitchd", "ovsdb-server"] {
-            let pidfile = self.dir.join(format!("{daemon}.pid"));
-            if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-                let pid = pid.trim();
-                if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) {
-                    let _ = run(&format!(
-                        "kill {pid}; for i in $(seq 50); do kill -0 {pid} 2>/dev/null || break; sleep 0.1; done"
-                    ));
-                }
-            }
-        }
-    }
-}
 
 /// `tcpdump` on an interface until `stop`; then tshark reads the file.
 fn capture(ns: &Ns, ifname: &str, file: &std::path::Path) -> String {

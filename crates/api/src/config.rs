@@ -118,6 +118,79 @@ impl fmt::Display for IfaceType {
     }
 }
 
+/// A port's VLAN settings, as Open vSwitch's Port columns: `tag` makes it an access port of that VLAN;
+/// otherwise it is a trunk of the VLANs in `trunks` (all of them when empty; VLAN 0 = untagged frames).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortVlan {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<u16>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trunks: Vec<u16>,
+}
+
+impl PortVlan {
+    pub fn is_empty(&self) -> bool {
+        self.tag.is_none() && self.trunks.is_empty()
+    }
+
+    /// Applies `tag=N` and `trunks=N,M` / `trunks=[N,M]` (empty: all VLANs).
+    pub fn apply(&mut self, settings: &[(String, String)]) -> Result<(), ConfigError> {
+        for (k, v) in settings {
+            match k.as_str() {
+                "tag" => {
+                    let tag = v.parse::<u16>().ok().filter(|t| (1..=VID_MAX).contains(t)).ok_or_else(|| {
+                        ConfigError::BadSetting(format!(
+                            "tag={v:?}: expected a VLAN ID in 1..={VID_MAX} (remove the tag with 'clear port PORT tag')"
+                        ))
+                    })?;
+                    self.tag = Some(tag);
+                }
+                "trunks" => {
+                    let list = v.trim().trim_start_matches('[').trim_end_matches(']');
+                    let mut trunks = Vec::new();
+                    for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                        let vid = item.parse::<u16>().ok().filter(|t| *t <= VID_MAX).ok_or_else(|| {
+                            ConfigError::BadSetting(format!("trunks={v:?}: {item:?} is not a VLAN ID in 0..={VID_MAX}"))
+                        })?;
+                        if !trunks.contains(&vid) {
+                            trunks.push(vid);
+                        }
+                    }
+                    trunks.sort_unstable();
+                    self.trunks = trunks;
+                }
+                other => {
+                    return Err(ConfigError::BadSetting(format!(
+                    "unknown port setting {other:?} (known: tag, trunks; interface settings go with 'set interface')"
+                )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `clear port PORT COLUMN…`.
+    pub fn clear(&mut self, columns: &[String]) -> Result<(), ConfigError> {
+        for c in columns {
+            match c.as_str() {
+                "tag" => self.tag = None,
+                "trunks" => self.trunks.clear(),
+                other => return Err(ConfigError::BadSetting(format!("cannot clear {other:?} (known: tag, trunks)"))),
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(&self, port: &str) -> Result<(), ConfigError> {
+        if self.tag.is_some() && !self.trunks.is_empty() {
+            return Err(ConfigError::BadSetting(format!(
+                "port {port:?} has both tag (an access port) and trunks (a trunk port); weft supports one or the other"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// One port of a bridge and its interface.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortConfig {
@@ -127,6 +200,8 @@ pub struct PortConfig {
     pub iface_type: IfaceType,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub vlan: PortVlan,
 }
 
 /// The encapsulations weft speaks.
@@ -420,6 +495,9 @@ pub struct BridgeConfig {
     /// Static MAC entries (`weft fdb add`): they never age and are never evicted.
     #[serde(default)]
     pub fdb: Vec<StaticFdb>,
+    /// VLAN settings of the internal port.
+    #[serde(default, skip_serializing_if = "PortVlan::is_empty")]
+    pub local_vlan: PortVlan,
 }
 
 /// MAC addresses in JSON as "02:00:5e:10:00:01".
@@ -529,6 +607,7 @@ impl Config {
             ports: Vec::new(),
             next_ofport: 1,
             fdb: Vec::new(),
+            local_vlan: PortVlan::default(),
         });
         Ok(())
     }
@@ -548,6 +627,7 @@ impl Config {
         bridge: &str,
         port: &str,
         iface_settings: &[(String, String)],
+        port_settings: &[(String, String)],
         may_exist: bool,
     ) -> Result<(), ConfigError> {
         check_ifname("port", port)?;
@@ -566,8 +646,10 @@ impl Config {
             ofport: br.next_ofport,
             iface_type: IfaceType::System,
             options: BTreeMap::new(),
+            vlan: PortVlan::default(),
         };
         apply_iface_settings(&mut p, iface_settings)?;
+        p.vlan.apply(port_settings)?;
         br.next_ofport += 1;
         br.ports.push(p);
         Ok(())
@@ -604,6 +686,31 @@ impl Config {
         let p =
             br.ports.iter_mut().find(|p| p.name == port).ok_or_else(|| ConfigError::NoSuchPort(port.to_string()))?;
         apply_iface_settings(p, settings)
+    }
+
+    /// The VLAN settings of `port`, which may be a bridge's internal port.
+    fn port_vlan_mut(&mut self, port: &str) -> Result<&mut PortVlan, ConfigError> {
+        let (b, p) = self.find_port(port).ok_or_else(|| ConfigError::NoSuchPort(port.to_string()))?;
+        let (bname, internal) = (b.name.clone(), p.is_none());
+        let br = self.bridge_mut(&bname)?;
+        if internal {
+            return Ok(&mut br.local_vlan);
+        }
+        br.ports
+            .iter_mut()
+            .find(|p| p.name == port)
+            .map(|p| &mut p.vlan)
+            .ok_or_else(|| ConfigError::NoSuchPort(port.to_string()))
+    }
+
+    /// `set port PORT tag=N trunks=…`.
+    pub fn set_port(&mut self, port: &str, settings: &[(String, String)]) -> Result<(), ConfigError> {
+        self.port_vlan_mut(port)?.apply(settings)
+    }
+
+    /// `clear port PORT tag|trunks`.
+    pub fn clear_port(&mut self, port: &str, columns: &[String]) -> Result<(), ConfigError> {
+        self.port_vlan_mut(port)?.clear(columns)
     }
 
     /// `set bridge BR other_config:K=V …`.
@@ -674,7 +781,11 @@ impl Config {
         match req {
             Request::AddBr { bridge, may_exist } => self.add_bridge(bridge, *may_exist),
             Request::DelBr { bridge, if_exists } => self.del_bridge(bridge, *if_exists),
-            Request::AddPort { bridge, port, iface, may_exist } => self.add_port(bridge, port, iface, *may_exist),
+            Request::AddPort { bridge, port, iface, port_settings, may_exist } => {
+                self.add_port(bridge, port, iface, port_settings, *may_exist)
+            }
+            Request::SetPort { port, settings } => self.set_port(port, settings),
+            Request::ClearPort { port, columns } => self.clear_port(port, columns),
             Request::DelPort { bridge, port, if_exists } => self.del_port(bridge.as_deref(), port, *if_exists),
             Request::SetInterface { port, settings } => self.set_interface(port, settings),
             Request::SetBridge { bridge, settings } => self.set_bridge(bridge, settings),
@@ -703,8 +814,10 @@ impl Config {
             if !names.insert(b.name.as_str()) {
                 return Err(ConfigError::BridgeExists(b.name.clone()));
             }
+            b.local_vlan.validate(&b.name)?;
             for p in &b.ports {
                 check_ifname("port", &p.name)?;
+                p.vlan.validate(&p.name)?;
                 if !names.insert(p.name.as_str()) {
                     return Err(ConfigError::PortExists { port: p.name.clone(), bridge: b.name.clone() });
                 }
@@ -819,11 +932,12 @@ mod tests {
     fn sample() -> Config {
         let mut c = Config::default();
         c.add_bridge("sw1", false).unwrap();
-        c.add_port("sw1", "p1", &[], false).unwrap();
+        c.add_port("sw1", "p1", &[], &[], false).unwrap();
         c.add_port(
             "sw1",
             "vx1",
             &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.12"), ("options:key", "123")]),
+            &[],
             false,
         )
         .unwrap();
@@ -835,7 +949,7 @@ mod tests {
         let mut c = sample();
         assert_eq!(c.bridge("sw1").unwrap().ports.iter().map(|p| p.ofport).collect::<Vec<_>>(), vec![1, 2]);
         c.del_port(None, "p1", false).unwrap();
-        c.add_port("sw1", "p3", &[], false).unwrap();
+        c.add_port("sw1", "p3", &[], &[], false).unwrap();
         assert_eq!(c.find_port("p3").unwrap().1.unwrap().ofport, 3);
         c.validate().unwrap();
     }
@@ -871,7 +985,7 @@ mod tests {
             ("options:tos", "inherit"),
             ("options:ttl", "32"),
         ]);
-        c.add_port("sw1", "gnv1", &gnv, false).unwrap();
+        c.add_port("sw1", "gnv1", &gnv, &[], false).unwrap();
         c.validate().unwrap();
         let p = c.find_port("gnv1").unwrap().1.unwrap();
         let t = p.tunnel().unwrap().unwrap();
@@ -889,7 +1003,7 @@ mod tests {
             ("options:seq", "true"),
             ("options:df_default", "true"),
         ]);
-        c.add_port("sw1", "gre1", &gre, false).unwrap();
+        c.add_port("sw1", "gre1", &gre, &[], false).unwrap();
         c.validate().unwrap();
         let t = c.find_port("gre1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
         assert_eq!(
@@ -936,10 +1050,16 @@ mod tests {
         let mut c = sample();
         assert_eq!(c.add_bridge("sw1", false), Err(ConfigError::BridgeExists("sw1".into())));
         assert!(c.add_bridge("sw1", true).is_ok());
-        assert!(matches!(c.add_port("sw1", "p1", &[], false), Err(ConfigError::PortExists { .. })));
-        assert!(matches!(c.add_port("nope", "p9", &[], false), Err(ConfigError::NoSuchBridge(_))));
-        assert!(matches!(c.add_port("sw1", "p9", &kv(&[("type", "warp")]), false), Err(ConfigError::UnknownType(_))));
-        assert!(matches!(c.add_port("sw1", "a-very-long-interface-name", &[], false), Err(ConfigError::BadName(_))));
+        assert!(matches!(c.add_port("sw1", "p1", &[], &[], false), Err(ConfigError::PortExists { .. })));
+        assert!(matches!(c.add_port("nope", "p9", &[], &[], false), Err(ConfigError::NoSuchBridge(_))));
+        assert!(matches!(
+            c.add_port("sw1", "p9", &kv(&[("type", "warp")]), &[], false),
+            Err(ConfigError::UnknownType(_))
+        ));
+        assert!(matches!(
+            c.add_port("sw1", "a-very-long-interface-name", &[], &[], false),
+            Err(ConfigError::BadName(_))
+        ));
         assert!(matches!(c.del_port(None, "sw1", false), Err(ConfigError::InternalPort(_))));
         assert!(matches!(c.add_bridge("p1", false), Err(ConfigError::PortExists { .. })));
         c.add_bridge("sw2", false).unwrap();
@@ -968,10 +1088,49 @@ mod tests {
             "sw1",
             "vx2",
             &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.13"), ("options:key", "123")]),
+            &[],
             false,
         )
         .unwrap();
         assert!(matches!(c.validate(), Err(ConfigError::Conflict(_))));
+    }
+
+    #[test]
+    fn vlan_settings() {
+        let mut c = sample();
+        c.set_port("p1", &kv(&[("tag", "10")])).unwrap();
+        c.set_port("vx1", &kv(&[("trunks", "[30, 20,20]")])).unwrap();
+        c.set_port("sw1", &kv(&[("tag", "20")])).unwrap();
+        c.validate().unwrap();
+        let b = c.bridge("sw1").unwrap();
+        assert_eq!(
+            (b.ports[0].vlan.tag, &b.ports[1].vlan.trunks, b.local_vlan.tag),
+            (Some(10), &vec![20, 30], Some(20))
+        );
+        // Both at once is refused by validation; bad values by the setter.
+        let mut both = c.clone();
+        both.set_port("p1", &kv(&[("trunks", "1,2")])).unwrap();
+        assert!(both.validate().unwrap_err().to_string().contains("both tag"));
+        for (k, v, says) in [
+            ("tag", "0", "1..=4094"),
+            ("tag", "4095", "1..=4094"),
+            ("trunks", "1,x", "\"x\""),
+            ("vlan_mode", "x", "unknown"),
+        ] {
+            let e = c.clone().set_port("p1", &kv(&[(k, v)])).unwrap_err().to_string();
+            assert!(e.contains(says), "{k}={v}: {e}");
+        }
+        assert!(c.set_port("nope", &kv(&[("tag", "1")])).is_err());
+        c.clear_port("p1", &["tag".to_string()]).unwrap();
+        c.set_port("vx1", &kv(&[("trunks", "[]")])).unwrap();
+        assert!(c.bridge("sw1").unwrap().ports.iter().all(|p| p.vlan.is_empty()));
+        assert!(c.clear_port("p1", &["mtu".to_string()]).is_err());
+        // add-port takes port settings too, and they survive the db round trip.
+        c.add_port("sw1", "p9", &[], &kv(&[("tag", "7")]), false).unwrap();
+        let text = serde_json::to_string(&c).unwrap();
+        let back: Config = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.find_port("p9").unwrap().1.unwrap().vlan.tag, Some(7));
+        assert_eq!(back, c);
     }
 
     #[test]
@@ -992,6 +1151,7 @@ mod tests {
             "sw1",
             "vx2",
             &kv(&[("type", "vxlan"), ("options:remote_ip", "192.0.2.12"), ("options:key", "123")]),
+            &[],
             false,
         )
         .unwrap();

@@ -21,6 +21,9 @@ pub enum Request {
         bridge: String,
         port: String,
         iface: Settings,
+        /// Port columns (`tag`, `trunks`) from `add-port BR PORT tag=N` or `-- set port PORT …`.
+        #[serde(default)]
+        port_settings: Settings,
         may_exist: bool,
     },
     DelPort {
@@ -38,6 +41,14 @@ pub enum Request {
     SetBridge {
         bridge: String,
         settings: Settings,
+    },
+    SetPort {
+        port: String,
+        settings: Settings,
+    },
+    ClearPort {
+        port: String,
+        columns: Vec<String>,
     },
     Show,
     DumpPorts {
@@ -75,6 +86,8 @@ impl Request {
                 | Request::DelPort { .. }
                 | Request::SetInterface { .. }
                 | Request::SetBridge { .. }
+                | Request::SetPort { .. }
+                | Request::ClearPort { .. }
                 | Request::FdbAdd { .. }
                 | Request::FdbDel { .. }
         )

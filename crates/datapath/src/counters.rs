@@ -23,10 +23,13 @@ pub enum DropReason {
     Unsupported,
     /// A Geneve packet with a critical option this port does not know (RFC 8926 §3.5 says drop it).
     CriticalOption,
+    /// A frame of a VLAN the input port does not carry (a tagged frame on an access port, or a VLAN outside a
+    /// trunk's list).
+    Vlan,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -36,6 +39,7 @@ impl DropReason {
         DropReason::FdbFull,
         DropReason::Unsupported,
         DropReason::CriticalOption,
+        DropReason::Vlan,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +53,7 @@ impl DropReason {
             DropReason::FdbFull => "fdb_full",
             DropReason::Unsupported => "unsupported",
             DropReason::CriticalOption => "critical_option",
+            DropReason::Vlan => "vlan",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod fuzz;
 pub mod mtu;
 pub mod neigh;
 pub mod offload;
+pub mod vlan;
 
 /// Time as nanoseconds on a monotonic clock supplied by the caller.
 pub type Nanos = u64;

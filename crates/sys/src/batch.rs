@@ -19,6 +19,10 @@ pub struct RecvBatch {
     addrs: Vec<libc::sockaddr_storage>,
     hdrs: Vec<libc::mmsghdr>,
     iovs: Vec<libc::iovec>,
+    /// Ancillary data per slot (PACKET_AUXDATA on AF_PACKET sockets).
+    ctrl: Vec<[u64; 8]>,
+    /// The 802.1Q tag the kernel took off each packet (AF_PACKET with PACKET_AUXDATA): (TPID, TCI).
+    tags: Vec<Option<(u16, u16)>>,
     filled: usize,
 }
 
@@ -45,8 +49,17 @@ impl RecvBatch {
             addrs: vec![zeroed_storage(); count],
             hdrs: vec![zeroed_mmsghdr(); count],
             iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; count],
+            ctrl: vec![[0u64; 8]; count],
+            tags: vec![None; count],
             filled: 0,
         }
+    }
+
+    /// The VLAN tag (TPID, TCI) the kernel removed from packet `i` before handing it over, if any. Linux moves
+    /// the 802.1Q header of every received frame into metadata; AF_PACKET sockets with PACKET_AUXDATA report
+    /// it, and it must be put back for the frame to cross the bridge as it arrived.
+    pub fn stripped_tag(&self, i: usize) -> Option<(u16, u16)> {
+        self.tags.get(i).copied().flatten()
     }
 
     pub fn capacity(&self) -> usize {
@@ -112,8 +125,8 @@ impl RecvBatch {
             h.msg_namelen = socklen_of::<libc::sockaddr_storage>();
             h.msg_iov = &mut self.iovs[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = std::mem::size_of::<[u64; 8]>() as _;
             h.msg_flags = 0;
         }
         let cap = self.capacity() as libc::c_uint;
@@ -128,6 +141,8 @@ impl RecvBatch {
                     if self.hdrs[i].msg_hdr.msg_namelen == 0 {
                         self.addrs[i].ss_family = libc::AF_UNSPEC as libc::sa_family_t;
                     }
+                    let used = self.hdrs[i].msg_hdr.msg_controllen.min(std::mem::size_of::<[u64; 8]>());
+                    self.tags[i] = vlan_from_auxdata(&self.ctrl[i], used);
                 }
                 self.filled = n;
                 Ok(n)
@@ -147,6 +162,7 @@ impl RecvBatch {
             match read(&mut self.storage[start..end]) {
                 Ok(n) => {
                     self.lens[i] = n;
+                    self.tags[i] = None;
                     self.addrs[i].ss_family = libc::AF_UNSPEC as libc::sa_family_t;
                     self.filled = i + 1;
                 }
@@ -158,6 +174,40 @@ impl RecvBatch {
         }
         Ok(self.filled)
     }
+}
+
+const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
+const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
+
+/// Finds a PACKET_AUXDATA message among the first `used` bytes of `ctrl` and returns the VLAN tag it reports.
+fn vlan_from_auxdata(ctrl: &[u64; 8], used: usize) -> Option<(u16, u16)> {
+    let bytes = ctrl.as_ptr().cast::<u8>();
+    let hdr_len = std::mem::size_of::<libc::cmsghdr>();
+    let mut at = 0;
+    while at + hdr_len <= used {
+        // SAFETY: `at + hdr_len <= used <= size_of_val(ctrl)`; the read is unaligned-safe.
+        let h = unsafe { std::ptr::read_unaligned(bytes.add(at).cast::<libc::cmsghdr>()) };
+        let len = h.cmsg_len as usize;
+        if len < hdr_len || at + len > used {
+            return None;
+        }
+        // SAFETY: CMSG_LEN only computes a size.
+        let data_at = at + unsafe { libc::CMSG_LEN(0) } as usize;
+        if h.cmsg_level == libc::SOL_PACKET
+            && h.cmsg_type == crate::packet::PACKET_AUXDATA
+            && data_at + std::mem::size_of::<libc::tpacket_auxdata>() <= used
+        {
+            // SAFETY: the auxdata lies inside the `used` bytes (checked above); the read is unaligned-safe.
+            let aux = unsafe { std::ptr::read_unaligned(bytes.add(data_at).cast::<libc::tpacket_auxdata>()) };
+            if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
+                return None;
+            }
+            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
+            return Some((tpid, aux.tp_vlan_tci));
+        }
+        at += (len + 7) & !7;
+    }
+    None
 }
 
 /// Converts a kernel socket address into a std one (IPv4-mapped IPv6 addresses become IPv4).

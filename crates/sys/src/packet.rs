@@ -2,7 +2,8 @@
 //!
 //! The socket is bound to one interface, puts it in promiscuous mode, ignores frames it sent itself, and
 //! exchanges frames with a virtio-net header in front (PACKET_VNET_HDR) so that frames whose checksum was
-//! left to offload, and unsegmented TSO frames, can be recognised and completed.
+//! left to offload, and unsegmented TSO frames, can be recognised and completed. With PACKET_AUXDATA each
+//! frame also reports the 802.1Q tag the kernel took off it on receipt.
 
 use crate::{iface, setsockopt_int, socklen_of};
 use std::io;
@@ -11,6 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 /// Length of `struct virtio_net_hdr` as PACKET_VNET_HDR exchanges it.
 pub const VNET_HDR_LEN: usize = 10;
 const PACKET_VNET_HDR: i32 = 15;
+/// Ask for a `tpacket_auxdata` control message with each frame (it carries the VLAN tag the kernel removed).
+pub(crate) const PACKET_AUXDATA: i32 = 8;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
 const ETH_P_ALL: u16 = 0x0003;
 
@@ -34,6 +37,7 @@ impl PacketSocket {
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         let raw = fd.as_raw_fd();
         setsockopt_int(raw, libc::SOL_PACKET, PACKET_VNET_HDR, 1)?;
+        setsockopt_int(raw, libc::SOL_PACKET, PACKET_AUXDATA, 1)?;
         let _ = setsockopt_int(raw, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1);
         if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, crate::udp::SOCKET_BUFFER).is_err() {
             let _ = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, crate::udp::SOCKET_BUFFER);

@@ -13,11 +13,15 @@ usage: weft [--socket PATH] [--format json] COMMAND [ARGS] [-- set interface POR
 bridges and ports:
   add-br BR                         create bridge BR and its internal port BR (a TAP)
   del-br BR | list-br
-  add-port BR PORT [-- set interface PORT type=T options:K=V ...]
+  add-port BR PORT [tag=N|trunks=N,...] [-- set interface PORT type=T options:K=V ...] [-- set port PORT ...]
                                     types: system (an existing interface, the default), tap, internal,
                                     vxlan, geneve, gre
   del-port [BR] PORT | list-ports BR
   set interface PORT K=V ...        change type or options:K=V of an existing interface
+  set port PORT tag=N | trunks=N,...
+                                    VLANs: tag makes an access port; trunks lists the VLANs a trunk carries
+                                    (default: all; 0 = untagged); tunnels carry 802.1Q frames unchanged
+  clear port PORT tag|trunks
   set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N
 inspection:
   show                              bridges, ports (with ofport) and their options
@@ -152,9 +156,11 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             Request::ListBr
         }
         "add-port" => {
-            want(cmd, &rest, 2, 2, "BR PORT")?;
+            want(cmd, &rest, 2, usize::MAX, "BR PORT [tag=N] [trunks=N,...]")?;
             let port = rest[1].clone();
             let mut iface = Vec::new();
+            // As ovs-vsctl: Port columns may follow the port name.
+            let mut port_settings = settings(&rest[2..])?;
             for c in &clauses {
                 match c.as_slice() {
                     [set, table, name, kv @ ..] if set == "set" && table == "interface" => {
@@ -166,15 +172,22 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                         }
                         iface.extend(settings(kv)?);
                     }
-                    [set, table, ..] if set == "set" && table == "port" => {
-                        bail!("'-- set port' (VLAN tag, trunks) is not supported by this version of weft")
+                    [set, table, name, kv @ ..] if set == "set" && table == "port" => {
+                        if *name != port {
+                            bail!("'-- set port {name}' does not name the port being added ({port})");
+                        }
+                        if kv.is_empty() {
+                            bail!("'-- set port {name}' needs at least one KEY=VALUE");
+                        }
+                        port_settings.extend(settings(kv)?);
                     }
-                    other => {
-                        bail!("unsupported clause '-- {}' (expected: -- set interface {port} K=V ...)", other.join(" "))
-                    }
+                    other => bail!(
+                        "unsupported clause '-- {}' (expected: -- set interface {port} K=V ... or -- set port {port} K=V ...)",
+                        other.join(" ")
+                    ),
                 }
             }
-            Request::AddPort { bridge: rest[0].clone(), port, iface, may_exist }
+            Request::AddPort { bridge: rest[0].clone(), port, iface, port_settings, may_exist }
         }
         "del-port" => {
             want(cmd, &rest, 1, 2, "[BR] PORT")?;
@@ -193,10 +206,19 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                 [table, name, kv @ ..] if !kv.is_empty() => match table.as_str() {
                     "interface" => Request::SetInterface { port: name.clone(), settings: settings(kv)? },
                     "bridge" => Request::SetBridge { bridge: name.clone(), settings: settings(kv)? },
-                    "port" => bail!("'set port' (VLAN tag, trunks) is not supported by this version of weft"),
-                    other => bail!("unknown table {other:?} (expected interface or bridge)"),
+                    "port" => Request::SetPort { port: name.clone(), settings: settings(kv)? },
+                    other => bail!("unknown table {other:?} (expected interface, port or bridge)"),
                 },
                 _ => bail!("'set' takes TABLE NAME KEY=VALUE..."),
+            }
+        }
+        "clear" => {
+            no_clauses(&clauses)?;
+            match rest.as_slice() {
+                [table, name, columns @ ..] if table == "port" && !columns.is_empty() => {
+                    Request::ClearPort { port: name.clone(), columns: columns.to_vec() }
+                }
+                _ => bail!("'clear' takes port PORT COLUMN... (columns: tag, trunks)"),
             }
         }
         "show" => {
@@ -245,7 +267,7 @@ mod tests {
     fn add_port_with_interface_settings() {
         let r = p("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=\"192.0.2.12\" options:key=123")
             .unwrap();
-        let Request::AddPort { bridge, port, iface, may_exist } = r else { panic!() };
+        let Request::AddPort { bridge, port, iface, may_exist, .. } = r else { panic!() };
         assert_eq!((bridge.as_str(), port.as_str(), may_exist), ("sw1", "vx1", false));
         assert_eq!(iface[1], ("options:remote_ip".to_string(), "192.0.2.12".to_string()));
         assert_eq!(iface.len(), 3);
@@ -271,6 +293,23 @@ mod tests {
         assert!(p("fdb add sw1 02:00:00:00:00:99 p1 vlan 5000").unwrap_err().to_string().contains("0..=4094"));
         assert!(p("fdb del sw1 02:00:00:00:00:99 dst 192.0.2.1").is_err());
         assert!(p("fdb add sw1 02:00:00:00:00:99 p1 dst").unwrap_err().to_string().contains("needs a value"));
+    }
+
+    #[test]
+    fn vlan_settings_three_ways() {
+        let Request::AddPort { port_settings, .. } = p("add-port sw1 p1 tag=10").unwrap() else { panic!() };
+        assert_eq!(port_settings, vec![("tag".to_string(), "10".to_string())]);
+        let r = p("add-port sw1 p1 -- set interface p1 type=tap -- set port p1 trunks=[10,20]").unwrap();
+        let Request::AddPort { port_settings, iface, .. } = r else { panic!() };
+        assert_eq!((port_settings[0].1.as_str(), iface.len()), ("[10,20]", 1));
+        assert!(matches!(p("set port p1 tag=5").unwrap(), Request::SetPort { .. }));
+        assert_eq!(
+            p("clear port p1 tag trunks").unwrap(),
+            Request::ClearPort { port: "p1".into(), columns: vec!["tag".into(), "trunks".into()] }
+        );
+        assert!(p("add-port sw1 p1 -- set port p2 tag=1").unwrap_err().to_string().contains("does not name"));
+        assert!(p("clear port p1").is_err());
+        assert!(p("add-port sw1 p1 tag").unwrap_err().to_string().contains("KEY=VALUE"));
     }
 
     #[test]

@@ -53,6 +53,13 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
         for p in b["ports"].as_array().into_iter().flatten() {
             let name = p["name"].as_str().unwrap_or_default();
             writeln!(out, "        Port {name}")?;
+            if let Some(tag) = p["tag"].as_u64() {
+                writeln!(out, "            tag: {tag}")?;
+            }
+            if let Some(trunks) = p["trunks"].as_array().filter(|t| !t.is_empty()) {
+                let list: Vec<String> = trunks.iter().map(|t| t.to_string()).collect();
+                writeln!(out, "            trunks: [{}]", list.join(", "))?;
+            }
             writeln!(out, "            Interface {name}")?;
             let ty = p["type"].as_str().unwrap_or_default();
             if ty != "system" {

@@ -141,9 +141,10 @@ impl State {
             .bridges
             .iter()
             .map(|b| {
-                let mut ports = vec![self.port_json(&b.name, OFPORT_LOCAL, "internal", &BTreeMap::new())];
+                let mut ports =
+                    vec![self.port_json(&b.name, OFPORT_LOCAL, "internal", &BTreeMap::new(), &b.local_vlan)];
                 for p in &b.ports {
-                    ports.push(self.port_json(&p.name, p.ofport, p.iface_type.as_str(), &p.options));
+                    ports.push(self.port_json(&p.name, p.ofport, p.iface_type.as_str(), &p.options, &p.vlan));
                 }
                 json!({ "name": b.name, "other_config": b.other_config, "ports": ports })
             })
@@ -151,14 +152,22 @@ impl State {
         json!({ "bridges": bridges })
     }
 
-    fn port_json(&self, name: &str, ofport: u32, ty: &str, options: &BTreeMap<String, String>) -> Value {
+    fn port_json(
+        &self,
+        name: &str,
+        ofport: u32,
+        ty: &str,
+        options: &BTreeMap<String, String>,
+        vlan: &weft_api::config::PortVlan,
+    ) -> Value {
         let info = self.port_info.get(name);
         let mut v = json!({
             "name": name,
             "ofport": ofport,
             "type": ty,
             "options": options,
-            "tag": Value::Null,
+            "tag": vlan.tag,
+            "trunks": vlan.trunks,
             "mtu": info.map(|i| i["mtu"].clone()).unwrap_or(Value::Null),
         });
         if let Some(ns) = info.and_then(|i| i["netns"].as_str()) {

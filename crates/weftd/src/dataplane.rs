@@ -17,6 +17,7 @@ use weft_datapath::counters::{DropReason, PortCounters};
 use weft_datapath::fdb::{Fdb, FdbEntry};
 use weft_datapath::flowhash::flow_hash;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
+use weft_datapath::vlan::Egress;
 use weft_datapath::{mtu, neigh};
 use weft_datapath::{Nanos, PortIdx};
 use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
@@ -108,6 +109,8 @@ struct TxEntry {
     port_header: bool,
     /// Outer TOS and TTL for this packet, when the port sets them.
     meta: IpMeta,
+    /// An 802.1Q tag to insert after the MAC addresses.
+    tag: Option<[u8; 4]>,
 }
 
 /// The bytes a queued frame refers to.
@@ -409,9 +412,17 @@ impl Dataplane {
                 (r.start, r.len())
             };
             self.counters[usize::from(port.0)].rx(len);
-            self.switch(&pipeline, port, None, Bytes::Rx { slot: i as u16, start: start as u32, len: len as u32 }, now);
+            let tag = self.stripped_tag(i);
+            let bytes = Bytes::Rx { slot: i as u16, start: start as u32, len: len as u32 };
+            self.switch(&pipeline, port, None, bytes, tag, now);
         }
         self.flush();
+    }
+
+    /// The 802.1Q tag control the kernel took off received packet `i` (AF_PACKET ports). Other tag types are
+    /// not put back: the frame then crosses untagged.
+    fn stripped_tag(&self, i: usize) -> Option<u16> {
+        self.rx.stripped_tag(i).filter(|(tpid, _)| *tpid == EtherType::VLAN).map(|(_, tci)| tci)
     }
 
     /// Strips the virtio-net header of packet `i`, completing its checksum or segmenting it (each segment is
@@ -442,8 +453,9 @@ impl Dataplane {
                     let pipeline = self.pipeline.clone();
                     let now = self.now();
                     self.counters[usize::from(port.0)].rx(frame_len);
+                    let tag = self.stripped_tag(i);
                     for &(start, len) in &segs[..count] {
-                        self.switch(&pipeline, port, None, Bytes::Seg { start, len }, now);
+                        self.switch(&pipeline, port, None, Bytes::Seg { start, len }, tag, now);
                     }
                 }
                 Ok(_) | Err(offload::OffloadError::Unsupported(_)) => {
@@ -515,7 +527,7 @@ impl Dataplane {
             let len = range.len() - inner_at;
             self.counters[usize::from(port.0)].rx(len);
             let bytes = Bytes::Rx { slot: i as u16, start: (range.start + inner_at) as u32, len: len as u32 };
-            self.switch(&pipeline, port, Some(src.ip()), bytes, now);
+            self.switch(&pipeline, port, Some(src.ip()), bytes, None, now);
         }
         self.flush();
     }
@@ -524,8 +536,53 @@ impl Dataplane {
         resolve(&self.rx, &self.seg, b)
     }
 
-    /// Runs the learning switch on one frame and queues its outputs.
-    fn switch(&mut self, pipeline: &Pipeline, in_port: PortIdx, remote: Option<IpAddr>, bytes: Bytes, now: Nanos) {
+    /// The bytes of a queued frame, writable.
+    fn bytes_mut(&mut self, b: Bytes) -> &mut [u8] {
+        match b {
+            Bytes::Rx { slot, start, len } => {
+                &mut self.rx.slot_mut(usize::from(slot)).0[start as usize..(start + len) as usize]
+            }
+            Bytes::Seg { start, len } => &mut self.seg[start as usize..(start + len) as usize],
+        }
+    }
+
+    /// Takes an inline 802.1Q tag off a frame, in place (the MAC addresses move 4 bytes on), and returns the
+    /// untagged frame and the tag's TCI.
+    fn pop_tag(&mut self, bytes: Bytes) -> (Bytes, Option<u16>) {
+        let frame = self.bytes_mut(bytes);
+        if frame.len() < ETH_LEN + 4 || u16::from_be_bytes([frame[12], frame[13]]) != EtherType::VLAN {
+            return (bytes, None);
+        }
+        let tci = u16::from_be_bytes([frame[14], frame[15]]);
+        frame.copy_within(0..12, 4);
+        let popped = match bytes {
+            Bytes::Rx { slot, start, len } => Bytes::Rx { slot, start: start + 4, len: len - 4 },
+            Bytes::Seg { start, len } => Bytes::Seg { start: start + 4, len: len - 4 },
+        };
+        (popped, Some(tci))
+    }
+
+    /// Runs the learning switch on one frame and queues its outputs. `stripped` is the 802.1Q tag the kernel
+    /// already took off the frame, if any; a tag still in the frame is taken off here. Inside the switch every
+    /// frame is untagged and belongs to one VLAN; output ports put a tag back where they carry it tagged.
+    fn switch(
+        &mut self,
+        pipeline: &Pipeline,
+        in_port: PortIdx,
+        remote: Option<IpAddr>,
+        bytes: Bytes,
+        stripped: Option<u16>,
+        now: Nanos,
+    ) {
+        let (bytes, tci) = match stripped {
+            Some(t) => (bytes, Some(t)),
+            None => self.pop_tag(bytes),
+        };
+        let Some(tci) = pipeline.ports[usize::from(in_port.0)].vlan.ingress(tci) else {
+            self.counters[usize::from(in_port.0)].drop(DropReason::Vlan);
+            return;
+        };
+        let vlan = tci & 0x0fff;
         let frame = self.bytes(bytes);
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
             self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
@@ -534,7 +591,7 @@ impl Dataplane {
         let (src, dst) = (eth.src_addr(), eth.dst_addr());
         let hash = flow_hash(frame);
         let bridge = pipeline.ports[usize::from(in_port.0)].bridge;
-        let d = normal(&mut self.fdbs[bridge], in_port, remote, 0, src, dst, now);
+        let d = normal(&mut self.fdbs[bridge], in_port, remote, vlan, src, dst, now);
         if d.learned == Some(weft_datapath::fdb::Learned::Full) {
             self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
             if now.saturating_sub(self.full_logged[bridge]) >= FULL_LOG_INTERVAL || self.full_logged[bridge] == 0 {
@@ -557,13 +614,13 @@ impl Dataplane {
         if let (true, Some(ethertype @ (EtherType::ARP | EtherType::IPV6))) = (proxy, ethertype) {
             let table = pipeline.bridges[bridge].table_size;
             let frame = resolve(&self.rx, &self.seg, bytes);
-            let query = self.neighs[bridge].observe(0, frame, 14, ethertype, now, table);
+            let query = self.neighs[bridge].observe(vlan, frame, 14, ethertype, now, table);
             if let (Some(q), Forward::Flood) = (query, d.forward) {
                 let aging = pipeline.bridges[bridge].aging_secs;
-                if let Some(mac) = self.neighs[bridge].lookup(0, q.target, now, aging) {
+                if let Some(mac) = self.neighs[bridge].lookup(vlan, q.target, now, aging) {
                     let mut reply = [0u8; neigh::REPLY_MAX];
                     if let Some(len) = neigh::reply(frame, mac, &mut reply) {
-                        answered = self.emit_local(pipeline, in_port, &reply[..len]);
+                        answered = self.emit_local(pipeline, in_port, &reply[..len], tci);
                     }
                 }
                 for &p in &pipeline.bridges[bridge].ports {
@@ -581,26 +638,26 @@ impl Dataplane {
         }
         let mut too_big = None;
         match d.forward {
-            Forward::Output { port, remote } => too_big = self.output(pipeline, port, remote, bytes, hash),
+            Forward::Output { port, remote } => too_big = self.output(pipeline, port, remote, bytes, hash, tci),
             Forward::Flood => {
                 for &p in &pipeline.bridges[bridge].ports {
                     let suppressed =
                         answered && matches!(pipeline.ports[usize::from(p.0)].io, PortIo::Tunnel { proxy: true, .. });
                     if p != in_port && !suppressed {
-                        too_big = too_big.or(self.output(pipeline, p, None, bytes, hash));
+                        too_big = too_big.or(self.output(pipeline, p, None, bytes, hash, tci));
                     }
                 }
             }
             Forward::Filter => {}
         }
         if let Some(mtu) = too_big {
-            self.signal_too_big(pipeline, in_port, bytes, mtu, now);
+            self.signal_too_big(pipeline, in_port, bytes, mtu, tci, now);
         }
     }
 
     /// Answers the sender of a frame too big for a tunnel with ICMP "fragmentation needed" or ICMPv6
     /// "packet too big" carrying `mtu`, sent back out of the port the frame came in on.
-    fn signal_too_big(&mut self, pipeline: &Pipeline, in_port: PortIdx, bytes: Bytes, mtu: u16, now: Nanos) {
+    fn signal_too_big(&mut self, pipeline: &Pipeline, in_port: PortIdx, bytes: Bytes, mtu: u16, tci: u16, now: Nanos) {
         if now / weft_datapath::SECOND != self.icmp_second {
             self.icmp_second = now / weft_datapath::SECOND;
             self.icmp_tokens = ICMP_PER_SECOND;
@@ -610,14 +667,14 @@ impl Dataplane {
         }
         let mut reply = [0u8; mtu::REPLY_MAX];
         let Some(len) = mtu::too_big_reply(self.bytes(bytes), mtu, &mut reply) else { return };
-        if self.emit_local(pipeline, in_port, &reply[..len]) {
+        if self.emit_local(pipeline, in_port, &reply[..len], tci) {
             self.icmp_tokens -= 1;
         }
     }
 
     /// Sends a frame weft made itself (an ICMP error, an ARP or ND answer) out of `port`; false if the
     /// scratch area has no room for it this batch.
-    fn emit_local(&mut self, pipeline: &Pipeline, port: PortIdx, frame: &[u8]) -> bool {
+    fn emit_local(&mut self, pipeline: &Pipeline, port: PortIdx, frame: &[u8], tci: u16) -> bool {
         let start = self.seg_used;
         if self.seg.len() - start < frame.len() {
             return false;
@@ -625,13 +682,15 @@ impl Dataplane {
         self.seg[start..start + frame.len()].copy_from_slice(frame);
         self.seg_used += frame.len();
         let hash = flow_hash(frame);
-        self.output(pipeline, port, None, Bytes::Seg { start: start as u32, len: frame.len() as u32 }, hash);
+        self.output(pipeline, port, None, Bytes::Seg { start: start as u32, len: frame.len() as u32 }, hash, tci);
         true
     }
 
-    /// Sends a frame out of one port: TAPs are written at once, the rest is queued for a batched send.
-    /// `remote` (from the FDB) picks the VTEP behind a tunnel port; without it the port's remote_ip is used.
-    /// Returns the tunnel's MTU when the frame is too big for it (and was dropped), so the sender can be told.
+    /// Sends an (untagged) frame of VLAN `tci` out of one port, tagged if the port carries that VLAN tagged;
+    /// ports that do not carry it are skipped. TAPs are written at once, the rest is queued for a batched
+    /// send. `remote` (from the FDB) picks the VTEP behind a tunnel port; without it the port's remote_ip is
+    /// used. Returns the tunnel's MTU when the frame is too big for it (and was dropped), so the sender can be
+    /// told.
     fn output(
         &mut self,
         pipeline: &Pipeline,
@@ -639,14 +698,33 @@ impl Dataplane {
         remote: Option<IpAddr>,
         bytes: Bytes,
         hash: u32,
+        tci: u16,
     ) -> Option<u16> {
         let p = &pipeline.ports[usize::from(port.0)];
+        let tag = match p.vlan.egress(tci) {
+            Egress::Drop => return None,
+            Egress::Untagged => None,
+            Egress::Tagged => {
+                let [t0, t1] = EtherType::VLAN.to_be_bytes();
+                let [c0, c1] = tci.to_be_bytes();
+                Some([t0, t1, c0, c1])
+            }
+        };
+        let tag_len = if tag.is_some() { 4 } else { 0 };
         let len = match bytes {
-            Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize,
+            Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize + tag_len,
         };
         let (sink, dest, prefix, prefix_len) = match &p.io {
             PortIo::Tap(t) => {
-                let r = t.write(&[std::io::IoSlice::new(self.bytes(bytes))]);
+                let frame = self.bytes(bytes);
+                let r = match &tag {
+                    None => t.write(&[std::io::IoSlice::new(frame)]),
+                    Some(tag) => t.write(&[
+                        std::io::IoSlice::new(&frame[..12]),
+                        std::io::IoSlice::new(tag),
+                        std::io::IoSlice::new(&frame[12..]),
+                    ]),
+                };
                 let c = &mut self.counters[usize::from(port.0)];
                 match r {
                     Ok(_) => c.tx(len),
@@ -708,6 +786,7 @@ impl Dataplane {
                         prefix_len: prefix_len as u8,
                         port_header: spec.encap != Encap::Gre,
                         meta,
+                        tag,
                     });
                 }
                 return None;
@@ -726,6 +805,7 @@ impl Dataplane {
             prefix_len,
             port_header: false,
             meta: IpMeta::default(),
+            tag,
         });
         None
     }
@@ -774,12 +854,20 @@ impl Dataplane {
             let mut batch = self.mmsg.start();
             for e in self.txq.iter().filter(|e| e.sink == sink) {
                 let data = resolve(&self.rx, &self.seg, e.bytes);
-                owners[batch.len()] = (e.port, data.len());
                 let head: &[u8] = match &pipeline.ports[usize::from(e.port.0)].io {
                     PortIo::Tunnel { header, .. } if e.port_header => header,
                     _ => &e.prefix[..usize::from(e.prefix_len)],
                 };
-                batch.push_with(&[head, data], e.dest.as_ref(), e.meta);
+                match &e.tag {
+                    None => {
+                        owners[batch.len()] = (e.port, data.len());
+                        batch.push_with(&[head, data], e.dest.as_ref(), e.meta);
+                    }
+                    Some(tag) => {
+                        owners[batch.len()] = (e.port, data.len() + tag.len());
+                        batch.push_with(&[head, &data[..12], tag, &data[12..]], e.dest.as_ref(), e.meta);
+                    }
+                }
                 if batch.is_full() {
                     batch.send_with(fd, |k, ok| account(&owners, k, ok));
                 }

@@ -51,6 +51,8 @@ pub struct PortRt {
     pub mtu: Option<u32>,
     /// Where the TAP was found at start, if another namespace holds it.
     pub netns: Option<String>,
+    /// The VLANs the port carries and how (`tag`, `trunks`).
+    pub vlan: weft_datapath::vlan::VlanMode,
 }
 
 #[derive(Debug, Clone)]
@@ -297,6 +299,10 @@ impl Resources {
         for (bi, b) in cfg.bridges.iter().enumerate() {
             let mut members = Vec::new();
             let internal = std::iter::once((b.name.clone(), OFPORT_LOCAL, IfaceType::Internal, None));
+            let vlan_of = |pc: Option<&weft_api::PortConfig>| {
+                let v = pc.map_or(&b.local_vlan, |p| &p.vlan);
+                weft_datapath::vlan::VlanMode::new(v.tag, &v.trunks)
+            };
             let others = b.ports.iter().map(|p| (p.name.clone(), p.ofport, p.iface_type, Some(p)));
             for (name, ofport, ty, pc) in internal.chain(others) {
                 let idx = PortIdx(u16::try_from(ports.len()).map_err(|_| anyhow!("more than 65535 ports"))?);
@@ -447,7 +453,7 @@ impl Resources {
                         }
                     }
                 };
-                ports.push(PortRt { name, ofport, bridge: bi, io, mtu, netns });
+                ports.push(PortRt { name, ofport, bridge: bi, io, mtu, netns, vlan: vlan_of(pc) });
                 members.push(idx);
             }
             let port_idx = |name: &str| members.iter().copied().find(|i| ports[usize::from(i.0)].name == name);
