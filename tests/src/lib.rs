@@ -345,3 +345,67 @@ impl Drop for Ovs<'_> {
         }
     }
 }
+
+/// Checks `weft decode --format json` against tshark on every packet of `pcap`: for every field weft prints,
+/// tshark's values (all occurrences, outermost first) must be the same. `decode_as` rules go to both.
+/// Returns how many packets and field values were compared.
+pub fn assert_decode_matches_tshark(pcap: &std::path::Path, decode_as: &[&str]) -> (usize, usize) {
+    let rules: String = decode_as.iter().map(|r| format!(" --decode-as {r}")).collect();
+    let weft = bin_dir().join("weft");
+    let out = sh(&format!("{} decode --format json{rules} {}", weft.display(), pcap.display()));
+    let packets: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect();
+    // Each packet's fields, every occurrence in layer order.
+    let mut per_packet: Vec<Vec<(String, Vec<String>)>> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for p in &packets {
+        let mut fields: Vec<(String, Vec<String>)> = Vec::new();
+        for layer in p["layers"].as_array().expect("layers") {
+            for (name, v) in layer["fields"].as_object().expect("fields") {
+                // data.len is weft's own count of undissected bytes; tshark has no such field.
+                if name.starts_with("data.") {
+                    continue;
+                }
+                let values: Vec<String> = match v {
+                    serde_json::Value::Array(a) => {
+                        a.iter().map(|x| x.as_str().unwrap_or_default().to_string()).collect()
+                    }
+                    x => vec![x.as_str().unwrap_or_default().to_string()],
+                };
+                match fields.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, all)) => all.extend(values),
+                    None => fields.push((name.clone(), values)),
+                }
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+        per_packet.push(fields);
+    }
+    assert!(!packets.is_empty(), "{}: weft decoded no packets", pcap.display());
+    let d: String = decode_as.iter().map(|r| format!(" -d {r}")).collect();
+    let e: String = names.iter().map(|n| format!(" -e {n}")).collect();
+    let tshark =
+        sh(&format!("tshark -r {} -n{d} -T fields -E separator=/t -E occurrence=a -E aggregator=,{e}", pcap.display()));
+    let rows: Vec<Vec<&str>> = tshark.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), packets.len(), "{}: tshark and weft see different packet counts", pcap.display());
+    let mut compared = 0;
+    for (i, (row, fields)) in rows.iter().zip(&per_packet).enumerate() {
+        for (name, values) in fields {
+            let col = names.iter().position(|n| n == name).expect("name listed");
+            let theirs = row.get(col).copied().unwrap_or_default();
+            let ours = values.join(",");
+            assert_eq!(
+                ours,
+                theirs,
+                "{} packet {}: {name} differs (weft vs tshark); weft's packet: {}",
+                pcap.display(),
+                i + 1,
+                packets[i]
+            );
+            compared += values.len();
+        }
+    }
+    (packets.len(), compared)
+}

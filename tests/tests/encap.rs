@@ -147,6 +147,9 @@ fn geneve(p: &str, v6: bool) {
     let inherited = from1.iter().filter(|r| num(outer(&r[6])) == 0xb8).count();
     assert!(inherited >= 2, "outer TOS not inherited from the inner packet: {from1:?}");
 
+    // weft decode reads the capture as tshark does, options included.
+    assert_decode_matches_tshark(&cap.file, &[]);
+
     // Options are counted where they arrive.
     let ports = pr.w2.json("dump-ports sw1");
     let t1 = ports.as_array().unwrap().iter().find(|p| p["port"] == "t1").unwrap();
@@ -229,6 +232,7 @@ fn gre(p: &str, v6: bool) {
         }
     }
     assert!(seqs.len() >= 5 && seqs.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers count up: {seqs:?}");
+    assert_decode_matches_tshark(&cap.file, &[]);
 }
 
 #[test]

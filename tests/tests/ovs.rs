@@ -93,6 +93,7 @@ fn interop(p: &str, ty: &str, v6: bool) {
             assert_eq!(r[2], "0x6558", "{ty}: protocol is not Transparent Ethernet Bridging: {r:?}");
         }
     }
+    assert_decode_matches_tshark(&pcap, &[]);
     // OVS learned weft's endpoint behind the tunnel, and weft learned OVS's behind a2.
     let right_mac = mac_of(&right, "eth0");
     let fdb = w1.json("fdb show sw1");

@@ -92,6 +92,7 @@ fn trunk_and_access_ports_across_a_tunnel() {
     let out = sh(&format!("tshark -r {} -Y 'vxlan && vlan' -T fields -e vlan.id", pcap.display()));
     let ids: std::collections::BTreeSet<&str> = out.lines().collect();
     assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["10", "20"], "inner VLAN IDs on the wire:\n{out}");
+    assert_decode_matches_tshark(&pcap, &[]);
 
     // Learning is per VLAN: the MAC L10 and L20 share is in both VLANs, behind the tunnel.
     let fdb = w2.json("fdb show sw1");

@@ -153,6 +153,7 @@ fn weft_to_linux_kernel_vxlan() {
     // The inner frames carry IPv4, IPv6 and ARP (tshark lists the inner EtherType after the outer one).
     assert!(fields.contains("0x0806"), "no ARP inside:\n{fields}");
     assert!(fields.contains("0x86dd"), "no IPv6 inside:\n{fields}");
+    assert_decode_matches_tshark(&pcap, &[]);
 
     let kernel_mac = mac_of(&right, "eth0");
     let fdb = w1.json("fdb show sw1");

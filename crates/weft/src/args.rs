@@ -24,6 +24,11 @@ bridges and ports:
   clear port PORT tag|trunks
   set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N
 inspection:
+  decode FILE [-V] [-c N] [--decode-as udp.port==N,vxlan|geneve] [--format json]
+                                    dissect a pcap/pcapng file (Ethernet, Linux cooked, raw IP): Ethernet,
+                                    802.1Q/QinQ, ARP, IPv4, IPv6, ICMP(v6), UDP, TCP, VXLAN, Geneve, GRE, ESP,
+                                    and the inner frames; one line per packet, a tree with -V, JSON lines
+                                    with Wireshark's field names with --format json
   show                              bridges, ports (with ofport) and their options
   dump-ports BR                     rx/tx packets and bytes, drops by reason
   fdb show BR | fdb flush BR        the MAC table, with the remote VTEP of tunnel-learned MACs
@@ -46,6 +51,7 @@ tunnel options (options:K=V):
 pub enum Command {
     Help,
     Daemon(Request),
+    Decode(crate::decode::Options),
 }
 
 pub struct Invocation {
@@ -107,6 +113,9 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let mut json = false;
     let mut may_exist = false;
     let mut if_exists = false;
+    let mut verbose = false;
+    let mut decode_as = weft_wire::dissect::DecodeAs::default();
+    let mut count: Option<u64> = None;
     // Split into the main command and "-- …" clauses.
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
     let mut it = argv.iter();
@@ -120,6 +129,15 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                 other => bail!("--format takes json or text, not {other:?}"),
             },
             "--may-exist" => may_exist = true,
+            "-V" => verbose = true,
+            "--decode-as" | "-d" => {
+                let rule = it.next().context("--decode-as needs udp.port==N,vxlan|geneve")?;
+                decode_as.add(rule).map_err(|e| anyhow::anyhow!("--decode-as {rule}: {e}"))?;
+            }
+            "-c" => {
+                let v = it.next().context("-c needs a packet count")?;
+                count = Some(v.parse().ok().filter(|c| *c > 0).with_context(|| format!("-c {v:?}: not a count"))?);
+            }
             "--if-exists" => if_exists = true,
             "-h" | "--help" | "help" => return Ok(Invocation { socket, json, command: Command::Help }),
             s if s.starts_with("--format=") => json = &s["--format=".len()..] == "json",
@@ -229,6 +247,17 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             want(cmd, &rest, 1, 1, "BR")?;
             Request::DumpPorts { bridge: rest[0].clone() }
         }
+        "decode" => {
+            want(cmd, &rest, 1, 1, "FILE (pcap or pcapng; - for standard input)")?;
+            no_clauses(&clauses)?;
+            let style = match (json, verbose) {
+                (true, _) => crate::decode::Style::Json,
+                (false, true) => crate::decode::Style::Tree,
+                (false, false) => crate::decode::Style::Line,
+            };
+            let o = crate::decode::Options { file: rest[0].clone(), style, decode_as, count };
+            return Ok(Invocation { socket, json, command: Command::Decode(o) });
+        }
         "fdb" => match rest.as_slice() {
             [sub, br] if sub == "show" => Request::FdbShow { bridge: br.clone() },
             [sub, br] if sub == "flush" => Request::FdbFlush { bridge: br.clone() },
@@ -260,7 +289,19 @@ mod tests {
         match parse(&argv)?.command {
             Command::Daemon(r) => Ok(r),
             Command::Help => bail!("help"),
+            Command::Decode(_) => bail!("decode"),
         }
+    }
+
+    #[test]
+    fn decode_options() {
+        let argv: Vec<String> =
+            "decode -V -c 5 --decode-as udp.port==8472,vxlan f.pcap".split_whitespace().map(String::from).collect();
+        let Command::Decode(o) = parse(&argv).unwrap().command else { panic!("not decode") };
+        assert_eq!((o.file.as_str(), o.style, o.count), ("f.pcap", crate::decode::Style::Tree, Some(5)));
+        assert_eq!(o.decode_as.udp.len(), 1);
+        let bad: Vec<String> = ["decode", "-d", "udp.port==x,vxlan", "f"].map(String::from).to_vec();
+        assert!(parse(&bad).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! weft: the command line of the weft overlay switch. It reads like `ovs-vsctl` and `bridge fdb`.
 
 mod args;
+mod decode;
 mod output;
 
 use anyhow::{bail, Context};
@@ -27,6 +28,10 @@ fn run() -> anyhow::Result<()> {
             return Ok(());
         }
         args::Command::Daemon(req) => req,
+        args::Command::Decode(o) => {
+            decode::run(&o)?;
+            return Ok(());
+        }
     };
     let resp = call(&inv.socket, &req)?;
     if !resp.ok {

@@ -6,6 +6,7 @@ use crate::*;
 /// Runs every packet view over `data`: each parser directly on the raw bytes, and from Ethernet, IPv4, IPv6
 /// and VXLAN down through the layers as the datapath and the decoder would.
 pub fn parse_packet(data: &[u8]) {
+    decode_all_linktypes(data);
     if let Ok(a) = arp::ArpPacket::new_checked(data) {
         let _ = arp::ArpRepr::parse(&a);
     }
@@ -142,7 +143,7 @@ fn dissect_l4(proto: u8, data: &[u8], depth: u8) {
     }
 }
 
-/// Reads `data` as a pcap file and dissects every record.
+/// Reads `data` as a pcap or pcapng file, as `weft decode` does, and dissects every record.
 pub fn parse_pcap(data: &[u8]) {
     if let Ok(records) = pcap::PcapRecords::new(data) {
         for r in records.take(10_000) {
@@ -151,6 +152,41 @@ pub fn parse_pcap(data: &[u8]) {
                 Err(_) => break,
             }
         }
+    }
+    if let Ok(mut reader) = capfile::CaptureReader::new(data) {
+        let mut n = 0;
+        while let Some(Ok(rec)) = reader.next() {
+            decode_packet(rec.linktype, rec.data);
+            n += 1;
+            if n == 10_000 {
+                break;
+            }
+        }
+    }
+}
+
+/// Runs the `weft decode` dissector over `data` as each link type, and every way of printing the result.
+pub fn decode_all_linktypes(data: &[u8]) {
+    for linktype in [pcap::LINKTYPE_ETHERNET, pcap::LINKTYPE_LINUX_SLL, pcap::LINKTYPE_LINUX_SLL2, pcap::LINKTYPE_RAW] {
+        decode_packet(linktype, data);
+    }
+}
+
+fn decode_packet(linktype: u32, data: &[u8]) {
+    use std::fmt::Write;
+    let mut opts = dissect::DecodeAs::default();
+    let _ = opts.add("udp.port==8472,vxlan");
+    let mut d = dissect::Dissection::default();
+    dissect::dissect(linktype, data, &opts, &mut d);
+    let mut text = String::new();
+    let _ = d.info(&mut text);
+    let _ = d.addresses();
+    let _ = d.protocol();
+    for l in &d.layers {
+        let _ = l.title(&mut text);
+        l.fields(&mut |name, v| {
+            let _ = write!(text, "{name}={v}");
+        });
     }
 }
 

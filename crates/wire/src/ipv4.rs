@@ -56,6 +56,22 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         Ok(p)
     }
 
+    /// Checks only the header (version 4, a header length of at least 20 bytes, all of it present): for
+    /// captures cut short by their snap length, where the payload may be missing.
+    pub fn new_header_checked(buffer: T) -> Result<Self> {
+        let p = Ipv4Packet { buffer };
+        let have = p.buffer.as_ref().len();
+        need("ipv4", HEADER_LEN, have)?;
+        if p.version() != 4 {
+            return Err(Error::Malformed { layer: "ipv4", what: "version is not 4" });
+        }
+        if p.header_len() < HEADER_LEN {
+            return Err(Error::Malformed { layer: "ipv4", what: "header length below 20 bytes" });
+        }
+        need("ipv4", p.header_len(), have)?;
+        Ok(p)
+    }
+
     /// Checks version 4, a header length of at least 20 bytes, and `header_len <= total_len <= buffer`.
     pub fn check_len(&self) -> Result<()> {
         let have = self.buffer.as_ref().len();

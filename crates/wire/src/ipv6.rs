@@ -27,6 +27,16 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         Ipv6Packet { buffer }
     }
 
+    /// Checks only the fixed header (for captures cut short by their snap length).
+    pub fn new_header_checked(buffer: T) -> Result<Self> {
+        let p = Ipv6Packet { buffer };
+        need("ipv6", HEADER_LEN, p.buffer.as_ref().len())?;
+        if p.version() != 6 {
+            return Err(Error::Malformed { layer: "ipv6", what: "version is not 6" });
+        }
+        Ok(p)
+    }
+
     pub fn new_checked(buffer: T) -> Result<Self> {
         let p = Ipv6Packet { buffer };
         let have = p.buffer.as_ref().len();

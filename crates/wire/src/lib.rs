@@ -10,7 +10,10 @@
 #![forbid(unsafe_code)]
 
 pub mod arp;
+pub mod capfile;
 pub mod checksum;
+pub mod dissect;
+pub mod esp;
 pub mod ethernet;
 pub mod fuzz;
 pub mod geneve;

@@ -24,6 +24,12 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         UdpPacket { buffer }
     }
 
+    /// Checks only that the 8-byte header is present (for captures cut short by their snap length).
+    pub fn new_header_checked(buffer: T) -> Result<Self> {
+        need("udp", HEADER_LEN, buffer.as_ref().len())?;
+        Ok(UdpPacket { buffer })
+    }
+
     pub fn new_checked(buffer: T) -> Result<Self> {
         let have = buffer.as_ref().len();
         need("udp", HEADER_LEN, have)?;
