@@ -134,6 +134,7 @@ pub enum Layer<'a> {
         len: u16,
         id: u16,
         flags: u8,
+        /// In 8-byte units, as on the wire (and as Wireshark's field holds it).
         frag_offset: u16,
         ttl: u8,
         proto: u8,
@@ -222,6 +223,7 @@ impl<'a> Layer<'a> {
         match self {
             Layer::Sll { .. } => "sll",
             Layer::Eth { .. } => "eth",
+            Layer::Vlan { tpid: EtherType::QINQ, .. } => "ieee8021ad",
             Layer::Vlan { .. } => "vlan",
             Layer::Arp { .. } => "arp",
             Layer::Ipv4 { .. } => "ip",
@@ -283,6 +285,11 @@ impl<'a> Layer<'a> {
                 f("eth.dst", Mac(dst));
                 f("eth.src", Mac(src));
                 f("eth.type", Hex(ethertype.into(), 4));
+            }
+            Layer::Vlan { tpid: EtherType::QINQ, pcp, dei, vid, .. } => {
+                f("ieee8021ad.priority", Dec(pcp.into()));
+                f("ieee8021ad.dei", Bool(dei));
+                f("ieee8021ad.id", Dec(vid.into()));
             }
             Layer::Vlan { pcp, dei, vid, ethertype, .. } => {
                 f("vlan.priority", Dec(pcp.into()));
@@ -366,7 +373,7 @@ impl<'a> Layer<'a> {
                 f("tcp.seq_raw", Dec(seq.into()));
                 f("tcp.ack_raw", Dec(ack.into()));
                 f("tcp.hdr_len", Dec(hdr_len.into()));
-                f("tcp.flags", Hex(flags.into(), 3));
+                f("tcp.flags", Hex(flags.into(), 4));
                 f("tcp.window_size_value", Dec(window.into()));
                 f("tcp.checksum", Hex(checksum.into(), 4));
                 f("tcp.len", Dec(payload as u64));
@@ -725,7 +732,7 @@ fn ip4_at<'a>(data: &'a [u8], opts: &DecodeAs, out: &mut Dissection<'a>, depth: 
         len: p.total_len(),
         id: p.ident(),
         flags: (flags_off >> 13) as u8,
-        frag_offset: (flags_off & 0x1fff) * 8,
+        frag_offset: flags_off & 0x1fff,
         ttl: p.hop_limit(),
         proto: p.protocol(),
         checksum: p.checksum(),
@@ -870,7 +877,7 @@ fn upper<'a>(proto: u8, data: &'a [u8], opts: &DecodeAs, out: &mut Dissection<'a
                 let kind = i.msg_type();
                 let echo = matches!(kind, icmpv4::TYPE_ECHO_REQUEST | icmpv4::TYPE_ECHO_REPLY);
                 let frag = kind == icmpv4::TYPE_DEST_UNREACHABLE && i.msg_code() == icmpv4::CODE_FRAG_NEEDED;
-                out.push(Layer::Icmp {
+                let pushed = out.push(Layer::Icmp {
                     kind,
                     code: i.msg_code(),
                     checksum: i.checksum(),
@@ -878,6 +885,11 @@ fn upper<'a>(proto: u8, data: &'a [u8], opts: &DecodeAs, out: &mut Dissection<'a
                     mtu: frag.then(|| i.next_hop_mtu()),
                     ttl,
                 });
+                // Errors quote the packet that caused them, which Wireshark dissects too.
+                let error = matches!(kind, icmpv4::TYPE_DEST_UNREACHABLE | icmpv4::TYPE_TIME_EXCEEDED | 12);
+                if pushed && error && depth < 8 && data.len() > icmpv4::HEADER_LEN {
+                    ip4_at(&data[icmpv4::HEADER_LEN..], opts, out, depth + 1);
+                }
             }
             Err(e) => out.fail("icmp", e),
         },
