@@ -5,7 +5,7 @@ use anyhow::Context;
 use std::fmt::Write as _;
 use std::io::{BufReader, BufWriter, Read, Write};
 use weft_wire::capfile::CaptureReader;
-use weft_wire::dissect::{dissect, DecodeAs, Dissection, Value};
+use weft_wire::dissect::{dissect, DecodeAs, Dissection, Layer, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -155,32 +155,54 @@ fn json<'a>(
         if i > 0 {
             out.push(',');
         }
-        write!(out, "{{\"name\":\"{}\",\"fields\":{{", l.name())?;
-        fields.clear();
-        l.fields(&mut |name, v| fields.push((name, v)));
-        let mut first = true;
-        for (k, (name, _)) in fields.iter().enumerate() {
-            if fields[..k].iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            write!(out, "\"{name}\":")?;
-            let count = fields.iter().filter(|(n, _)| n == name).count();
-            if count > 1 {
-                out.push('[');
-            }
-            for (j, (_, v)) in fields.iter().filter(|(n, _)| n == name).enumerate() {
-                if j > 0 {
+        out.push_str("{\"name\":\"");
+        out.push_str(l.name());
+        out.push_str("\",\"fields\":{");
+        if matches!(l, Layer::Geneve { .. }) {
+            // The only layer with repeated field names (one set per option): gather them into arrays.
+            fields.clear();
+            l.fields(&mut |name, v| fields.push((name, v)));
+            let mut first = true;
+            for (k, (name, _)) in fields.iter().enumerate() {
+                if fields[..k].iter().any(|(n, _)| n == name) {
+                    continue;
+                }
+                if !first {
                     out.push(',');
                 }
-                write!(out, "\"{v}\"")?;
+                first = false;
+                out.push('"');
+                out.push_str(name);
+                out.push_str("\":");
+                let count = fields.iter().filter(|(n, _)| n == name).count();
+                if count > 1 {
+                    out.push('[');
+                }
+                for (j, (_, v)) in fields.iter().filter(|(n, _)| n == name).enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    out.push('"');
+                    v.push_to(out);
+                    out.push('"');
+                }
+                if count > 1 {
+                    out.push(']');
+                }
             }
-            if count > 1 {
-                out.push(']');
-            }
+        } else {
+            let mut first = true;
+            l.fields(&mut |name, v| {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push('"');
+                out.push_str(name);
+                out.push_str("\":\"");
+                v.push_to(out);
+                out.push('"');
+            });
         }
         out.push_str("}}");
     }

@@ -97,6 +97,59 @@ impl fmt::Display for Value<'_> {
     }
 }
 
+impl Value<'_> {
+    /// Appends the value to `out` as [`Display`](fmt::Display) would, without the formatting machinery
+    /// (numbers and addresses are most of what `weft decode --format json` writes).
+    pub fn push_to(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        fn dec(out: &mut String, mut v: u64) {
+            let mut buf = [0u8; 20];
+            let mut i = buf.len();
+            loop {
+                i -= 1;
+                buf[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            out.extend(buf[i..].iter().map(|&b| b as char));
+        }
+        match *self {
+            Value::Dec(v) => dec(out, v),
+            Value::Hex(v, w) => {
+                out.push_str("0x");
+                let digits = (16 - (v.leading_zeros() / 4) as usize).max(usize::from(w)).max(1);
+                for k in (0..digits).rev() {
+                    out.push(HEX[((v >> (k * 4)) & 0xf) as usize] as char);
+                }
+            }
+            Value::Bool(b) => out.push(if b { '1' } else { '0' }),
+            Value::Mac(m) => {
+                for (i, b) in m.0.iter().enumerate() {
+                    if i > 0 {
+                        out.push(':');
+                    }
+                    out.push(HEX[usize::from(b >> 4)] as char);
+                    out.push(HEX[usize::from(b & 0xf)] as char);
+                }
+            }
+            Value::V4(a) => {
+                for (i, b) in a.octets().iter().enumerate() {
+                    if i > 0 {
+                        out.push('.');
+                    }
+                    dec(out, u64::from(*b));
+                }
+            }
+            Value::V6(_) | Value::Bytes(_) => {
+                use fmt::Write;
+                let _ = write!(out, "{self}");
+            }
+        }
+    }
+}
+
 /// One protocol layer of a packet, with what weft read of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer<'a> {
@@ -1001,6 +1054,28 @@ mod tests {
 
     fn names(d: &Dissection<'_>) -> Vec<&'static str> {
         d.layers.iter().map(Layer::name).collect()
+    }
+
+    #[test]
+    fn fast_formatting_matches_display() {
+        let values = [
+            Value::Dec(0),
+            Value::Dec(u64::MAX),
+            Value::Hex(0, 4),
+            Value::Hex(0x6558, 4),
+            Value::Hex(0x1_2345, 2),
+            Value::Hex(u64::MAX, 8),
+            Value::Bool(true),
+            Value::Mac(EthernetAddress([0, 0x1a, 0xff, 2, 3, 4])),
+            Value::V4(Ipv4Addr::new(192, 0, 2, 255)),
+            Value::V6("2001:db8::1".parse().unwrap()),
+            Value::Bytes(&[1, 0xab]),
+        ];
+        for v in values {
+            let mut fast = String::new();
+            v.push_to(&mut fast);
+            assert_eq!(fast, v.to_string());
+        }
     }
 
     #[test]
