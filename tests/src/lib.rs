@@ -179,6 +179,23 @@ impl Weftd {
         )
     }
 
+    /// Starts the weft CLI in the background (for `capture`), its output piped.
+    pub fn spawn_weft(&self, args: &str) -> Child {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "exec ip netns exec {} {} --socket {} {args}",
+                self.ns,
+                bin_dir().join("weft").display(),
+                self.socket().display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start weft")
+    }
+
     /// Runs the weft CLI; panics unless it succeeds.
     pub fn weft(&self, args: &str) -> String {
         let (ok, out, err) = self.try_weft(args);

@@ -797,7 +797,8 @@ impl Config {
             | Request::DumpPorts { .. }
             | Request::FdbShow { .. }
             | Request::FdbFlush { .. }
-            | Request::FdbStats { .. } => Ok(()),
+            | Request::FdbStats { .. }
+            | Request::Capture { .. } => Ok(()),
         }
     }
 

@@ -50,6 +50,16 @@ pub enum Request {
         port: String,
         columns: Vec<String>,
     },
+    /// After the answer, the connection carries a pcap stream of the port's frames.
+    Capture {
+        bridge: String,
+        port: String,
+        /// Tunnel ports: whole packets with outer headers instead of the inner frames.
+        #[serde(default)]
+        outer: bool,
+        #[serde(default)]
+        count: Option<u64>,
+    },
     Show,
     DumpPorts {
         bridge: String,

@@ -141,3 +141,23 @@ pub fn discard_input(sock: &impl AsRawFd) -> io::Result<()> {
     };
     Ok(())
 }
+
+/// The address a socket is bound to (`getsockname`).
+pub fn local_addr(sock: &impl AsRawFd) -> io::Result<std::net::SocketAddr> {
+    // SAFETY: sockaddr_storage is plain old data.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = crate::socklen_of::<libc::sockaddr_storage>();
+    // SAFETY: `ss` has room for any address and `len` says so.
+    unsafe { syscall!(getsockname(sock.as_raw_fd(), (&mut ss as *mut libc::sockaddr_storage).cast(), &mut len))? };
+    crate::batch::from_storage(&ss).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown address family"))
+}
+
+/// The local address the kernel would send from towards `remote` (a UDP socket is connected, which sends
+/// nothing, and asked for its address).
+pub fn source_towards(remote: std::net::IpAddr) -> io::Result<std::net::IpAddr> {
+    let any: std::net::IpAddr =
+        if remote.is_ipv4() { std::net::Ipv4Addr::UNSPECIFIED.into() } else { std::net::Ipv6Addr::UNSPECIFIED.into() };
+    let s = bind(std::net::SocketAddr::new(any, 0))?;
+    s.connect(std::net::SocketAddr::new(remote, 9))?;
+    Ok(s.local_addr()?.ip())
+}

@@ -24,6 +24,9 @@ bridges and ports:
   clear port PORT tag|trunks
   set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N
 inspection:
+  capture BR PORT [-w FILE|-] [-c N] [--outer] [-V] [--format json]
+                                    frames crossing PORT (both ways) as they are seen, printed like decode
+                                    or written as pcap; --outer: a tunnel's packets with outer headers
   decode FILE [-V] [-c N] [--decode-as udp.port==N,vxlan|geneve] [--format json]
                                     dissect a pcap/pcapng file (Ethernet, Linux cooked, raw IP): Ethernet,
                                     802.1Q/QinQ, ARP, IPv4, IPv6, ICMP(v6), UDP, TCP, VXLAN, Geneve, GRE, ESP,
@@ -52,6 +55,8 @@ pub enum Command {
     Help,
     Daemon(Request),
     Decode(crate::decode::Options),
+    /// A capture request, and where the pcap stream goes (`-w FILE`, `-` for stdout) if not decoded.
+    Capture(Request, Option<String>, crate::decode::Options),
 }
 
 pub struct Invocation {
@@ -116,6 +121,8 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let mut verbose = false;
     let mut decode_as = weft_wire::dissect::DecodeAs::default();
     let mut count: Option<u64> = None;
+    let mut write_to: Option<String> = None;
+    let mut outer = false;
     // Split into the main command and "-- …" clauses.
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
     let mut it = argv.iter();
@@ -130,6 +137,8 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             },
             "--may-exist" => may_exist = true,
             "-V" => verbose = true,
+            "--outer" => outer = true,
+            "-w" => write_to = Some(it.next().context("-w needs a FILE (or - for standard output)")?.clone()),
             "--decode-as" | "-d" => {
                 let rule = it.next().context("--decode-as needs udp.port==N,vxlan|geneve")?;
                 decode_as.add(rule).map_err(|e| anyhow::anyhow!("--decode-as {rule}: {e}"))?;
@@ -258,6 +267,18 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             let o = crate::decode::Options { file: rest[0].clone(), style, decode_as, count };
             return Ok(Invocation { socket, json, command: Command::Decode(o) });
         }
+        "capture" => {
+            want(cmd, &rest, 2, 2, "BR PORT [-w FILE] [-c N] [--outer]")?;
+            no_clauses(&clauses)?;
+            let style = match (json, verbose) {
+                (true, _) => crate::decode::Style::Json,
+                (false, true) => crate::decode::Style::Tree,
+                (false, false) => crate::decode::Style::Line,
+            };
+            let req = Request::Capture { bridge: rest[0].clone(), port: rest[1].clone(), outer, count };
+            let o = crate::decode::Options { file: "-".into(), style, decode_as, count: None };
+            return Ok(Invocation { socket, json, command: Command::Capture(req, write_to, o) });
+        }
         "fdb" => match rest.as_slice() {
             [sub, br] if sub == "show" => Request::FdbShow { bridge: br.clone() },
             [sub, br] if sub == "flush" => Request::FdbFlush { bridge: br.clone() },
@@ -290,6 +311,7 @@ mod tests {
             Command::Daemon(r) => Ok(r),
             Command::Help => bail!("help"),
             Command::Decode(_) => bail!("decode"),
+            Command::Capture(..) => bail!("capture"),
         }
     }
 

@@ -38,6 +38,15 @@ pub fn run(o: &Options) -> anyhow::Result<u64> {
 
 /// Decodes a capture from `src` into `out`.
 pub fn decode(src: impl Read, o: &Options, out: &mut impl Write) -> anyhow::Result<u64> {
+    decode_inner(src, o, out, false)
+}
+
+/// Decodes a live stream, writing each packet out as soon as it is read.
+pub fn decode_live(src: impl Read, o: &Options, out: &mut impl Write) -> anyhow::Result<u64> {
+    decode_inner(src, o, out, true)
+}
+
+fn decode_inner(src: impl Read, o: &Options, out: &mut impl Write, live: bool) -> anyhow::Result<u64> {
     let mut reader = CaptureReader::new(src)?;
     let mut spare: Dissection<'static> = Dissection::default();
     let mut text = String::with_capacity(512);
@@ -68,6 +77,9 @@ pub fn decode(src: impl Read, o: &Options, out: &mut impl Write) -> anyhow::Resu
             }
         }
         out.write_all(text.as_bytes())?;
+        if live {
+            out.flush()?;
+        }
         spare = d.recycle();
         if o.count.is_some_and(|c| n >= c) {
             break;

@@ -32,6 +32,7 @@ fn run() -> anyhow::Result<()> {
             decode::run(&o)?;
             return Ok(());
         }
+        args::Command::Capture(req, write_to, o) => return capture(&inv.socket, &req, write_to.as_deref(), &o),
     };
     let resp = call(&inv.socket, &req)?;
     if !resp.ok {
@@ -42,10 +43,57 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `weft capture`: after weftd's answer, the connection carries a pcap stream; it is written to a file as
+/// it comes (so an interrupted capture leaves a valid file) or decoded one packet at a time.
+fn capture(socket: &str, req: &Request, write_to: Option<&str>, o: &decode::Options) -> anyhow::Result<()> {
+    let mut stream = connect(socket)?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer)?;
+    if answer.is_empty() {
+        bail!("weftd closed the connection without answering");
+    }
+    let resp: Response = serde_json::from_str(&answer).context("weftd's answer is not understood")?;
+    if !resp.ok {
+        bail!("{}", resp.error.unwrap_or_else(|| "the daemon refused the capture".into()));
+    }
+    match write_to {
+        Some(path) => {
+            let mut out: Box<dyn Write> = if path == "-" {
+                Box::new(std::io::stdout().lock())
+            } else {
+                Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?)
+            };
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = std::io::Read::read(&mut reader, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                out.write_all(&buf[..n])?;
+                out.flush()?;
+            }
+            Ok(())
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            decode::decode_live(reader, o, &mut out)?;
+            Ok(())
+        }
+    }
+}
+
+fn connect(socket: &str) -> anyhow::Result<UnixStream> {
+    UnixStream::connect(socket)
+        .with_context(|| format!("cannot reach weftd at {socket} (is it running? set --socket or WEFT_SOCKET)"))
+}
+
 /// Sends one request to weftd and reads its answer.
 fn call(socket: &str, req: &Request) -> anyhow::Result<Response> {
-    let mut stream = UnixStream::connect(socket)
-        .with_context(|| format!("cannot reach weftd at {socket} (is it running? set --socket or WEFT_SOCKET)"))?;
+    let mut stream = connect(socket)?;
     let mut line = serde_json::to_vec(req)?;
     line.push(b'\n');
     stream.write_all(&line)?;

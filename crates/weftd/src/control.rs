@@ -39,6 +39,26 @@ impl State {
                 continue;
             }
             let resp = match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Capture { bridge, port, outer, count }) => {
+                    let Ok(alive_half) = writer.try_clone() else { return };
+                    let started = {
+                        let s = state.lock().unwrap_or_else(|e| e.into_inner());
+                        s.start_capture(&bridge, &port, outer)
+                    };
+                    match started {
+                        Ok((rx, linktype)) => {
+                            let head = Response::ok(json!({ "linktype": linktype }));
+                            let mut out = serde_json::to_vec(&head).unwrap_or_default();
+                            out.push(b'\n');
+                            if writer.write_all(&out).is_err() {
+                                return;
+                            }
+                            crate::capture::stream(rx, linktype, count, &mut writer, || peer_open(&alive_half));
+                            return;
+                        }
+                        Err(e) => Response::err(e),
+                    }
+                }
                 Ok(req) => {
                     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
                     s.handle(req)
@@ -50,6 +70,43 @@ impl State {
             if writer.write_all(&out).is_err() {
                 return;
             }
+        }
+    }
+
+    /// Checks the port and asks the datapath to feed a capture of it. Returns the frames' receiving end and
+    /// the pcap link type (Ethernet, or raw IP for a tunnel's outer packets).
+    fn start_capture(
+        &self,
+        bridge: &str,
+        port: &str,
+        outer: bool,
+    ) -> Result<(std::sync::mpsc::Receiver<crate::capture::CapFrame>, u32), String> {
+        let b = self.config.bridge(bridge).ok_or_else(|| format!("no bridge named {bridge:?}"))?;
+        let pc = if port == b.name {
+            None
+        } else {
+            Some(
+                b.ports
+                    .iter()
+                    .find(|p| p.name == port)
+                    .ok_or_else(|| format!("bridge {bridge:?} has no port named {port:?}"))?,
+            )
+        };
+        let spec = pc.and_then(|p| p.tunnel().ok().flatten());
+        if outer && spec.is_none() {
+            return Err(format!("--outer shows tunnel packets, and {port:?} is not a tunnel port"));
+        }
+        let local = spec.and_then(|t| t.local.or_else(|| weft_sys::udp::source_towards(t.remote).ok()));
+        let (tx, rx) = std::sync::mpsc::sync_channel(crate::capture::QUEUE);
+        let tap =
+            crate::capture::Tap { port_name: port.to_string(), port: None, outer, local, tx, missed: 0, closed: false };
+        match self.ask(|reply| DpMsg::Capture(Box::new(tap), reply)) {
+            Some(true) => {
+                let linktype = if outer { weft_wire::pcap::LINKTYPE_RAW } else { weft_wire::pcap::LINKTYPE_ETHERNET };
+                Ok((rx, linktype))
+            }
+            Some(false) => Err(format!("port {port:?} is not running")),
+            None => Err("the datapath did not answer".to_string()),
         }
     }
 
@@ -236,4 +293,16 @@ impl State {
             Err(_) => Response::err("the datapath did not answer"),
         }
     }
+}
+
+/// True while the client has not closed its end (it sends nothing after a capture request, so a readable
+/// socket means end of file).
+fn peer_open(stream: &UnixStream) -> bool {
+    let mut pfd = [0u8; 1];
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let r = std::io::Read::read(&mut &*stream, &mut pfd);
+    let _ = stream.set_nonblocking(false);
+    matches!(r, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }

@@ -5,6 +5,7 @@
 //! buffers, every output is queued as a reference into those buffers (flooding to ten ports queues ten
 //! references to one frame, not ten copies), and all queues are flushed before the next batch is received.
 
+use crate::capture::Tap;
 use crate::pipeline::{Pipeline, PortIo};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
@@ -50,6 +51,8 @@ pub enum DpMsg {
     FdbFlush(String, Sender<bool>),
     Counters(String, Sender<Option<Vec<(String, u32, PortCounters)>>>),
     FdbStats(String, Sender<Option<FdbStats>>),
+    /// Start feeding a capture; answered with false when the port does not exist.
+    Capture(Box<Tap>, Sender<bool>),
 }
 
 /// `fdb stats`: how full the MAC table is and what learning could not do.
@@ -143,6 +146,9 @@ pub struct Dataplane {
     neighs: Vec<weft_datapath::neigh::NeighTable>,
     /// Next GRE sequence number per port (`options:seq=true`).
     gre_seq: Vec<u32>,
+    /// Running captures, and per port whether any watches it (the one test the fast path makes).
+    taps: Vec<Tap>,
+    tapped: Vec<bool>,
 }
 
 /// A full MAC table is logged at most this often per bridge.
@@ -163,6 +169,7 @@ impl Dataplane {
                 ports: vec![],
                 rx_sockets: vec![],
                 pools: vec![],
+                pool_ports: vec![],
             }),
             fdbs: Vec::new(),
             counters: Vec::new(),
@@ -180,6 +187,8 @@ impl Dataplane {
             full_logged: Vec::new(),
             neighs: Vec::new(),
             gre_seq: Vec::new(),
+            taps: Vec::new(),
+            tapped: Vec::new(),
         };
         dp.install(pipeline);
         dp
@@ -238,6 +247,119 @@ impl Dataplane {
             .iter()
             .map(|np| old_index(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
             .collect();
+        self.retap();
+    }
+
+    /// Points every capture at its port in the current pipeline (a capture whose port is gone ends) and
+    /// recomputes which ports are watched.
+    fn retap(&mut self) {
+        let p = &self.pipeline;
+        for t in &mut self.taps {
+            t.port = p.ports.iter().position(|np| np.name == t.port_name).map(|i| PortIdx(i as u16));
+        }
+        self.taps.retain(|t| {
+            if t.missed > 0 && (t.closed || t.port.is_none()) {
+                eprintln!(
+                    "weftd: capture on {}: {} frames left out (the client did not keep up)",
+                    t.port_name, t.missed
+                );
+            }
+            t.port.is_some() && !t.closed
+        });
+        self.tapped = vec![false; p.ports.len()];
+        for t in &self.taps {
+            if let Some(port) = t.port {
+                self.tapped[usize::from(port.0)] = true;
+            }
+        }
+    }
+
+    /// Feeds the frame entering or leaving `port` (untagged, with its 802.1Q tag if any) to the captures that
+    /// watch the port's frames (not the outer packets of a tunnel).
+    fn tap_frame(&mut self, port: PortIdx, bytes: Bytes, tag: Option<[u8; 4]>) {
+        let frame = resolve(&self.rx, &self.seg, bytes);
+        let mut closed = false;
+        for t in self.taps.iter_mut().filter(|t| t.port == Some(port) && !t.outer) {
+            match &tag {
+                Some(tag) if frame.len() >= 12 => t.offer(&[&frame[..12], tag, &frame[12..]]),
+                _ => t.offer(&[frame]),
+            }
+            closed |= t.closed;
+        }
+        if closed {
+            self.retap();
+        }
+    }
+
+    /// Feeds received tunnel packet `i` of `port`, which came from `src` to a socket bound to `bound`, to the
+    /// captures that want outer headers. Raw IPv4 GRE sockets hand over the IP header too: such packets are
+    /// captured exactly as they came; for the others the outer headers are rebuilt.
+    fn tap_received(&mut self, port: PortIdx, encap: Encap, bound: SocketAddr, src: SocketAddr, i: usize) {
+        let range = self.rx.slot_mut(i).1;
+        let whole = Bytes::Rx { slot: i as u16, start: range.start as u32, len: range.len() as u32 };
+        match (encap, bound.is_ipv4()) {
+            (Encap::Gre, true) => {
+                let pkt = resolve(&self.rx, &self.seg, whole);
+                let mut closed = false;
+                for t in self.taps.iter_mut().filter(|t| t.port == Some(port) && t.outer) {
+                    t.offer(&[pkt]);
+                    closed |= t.closed;
+                }
+                if closed {
+                    self.retap();
+                }
+            }
+            (Encap::Gre, false) => {
+                let src = SocketAddr::new(src.ip(), 0);
+                self.tap_outer(port, src, bound, weft_wire::gre::IP_PROTOCOL, IpMeta::default(), &[], Some(whole), None)
+            }
+            _ => self.tap_outer(
+                port,
+                src,
+                bound,
+                weft_wire::ipv4::Protocol::UDP,
+                IpMeta::default(),
+                &[],
+                Some(whole),
+                None,
+            ),
+        }
+    }
+
+    /// Feeds a tunnel packet of `port` to the captures that want outer headers: `src` to `dst`, the encap
+    /// header `head`, then the frame (with `tag` inserted).
+    #[allow(clippy::too_many_arguments)]
+    fn tap_outer(
+        &mut self,
+        port: PortIdx,
+        src: SocketAddr,
+        dst: SocketAddr,
+        proto: u8,
+        meta: IpMeta,
+        head: &[u8],
+        bytes: Option<Bytes>,
+        tag: Option<[u8; 4]>,
+    ) {
+        let frame = bytes.map_or(&[][..], |b| resolve(&self.rx, &self.seg, b));
+        let mut closed = false;
+        for t in self.taps.iter_mut().filter(|t| t.port == Some(port) && t.outer) {
+            let fix = |a: SocketAddr| match (a.ip().is_unspecified(), t.local) {
+                (true, Some(l)) => SocketAddr::new(l, a.port()),
+                _ => a,
+            };
+            let (src, dst) = (fix(src), fix(dst));
+            let (ttl, tos) = (meta.ttl.unwrap_or(64), meta.tos.unwrap_or(0));
+            match &tag {
+                Some(tag) if frame.len() >= 12 => {
+                    t.offer_outer(src, dst, proto, ttl, tos, &[head, &frame[..12], tag, &frame[12..]])
+                }
+                _ => t.offer_outer(src, dst, proto, ttl, tos, &[head, frame]),
+            }
+            closed |= t.closed;
+        }
+        if closed {
+            self.retap();
+        }
     }
 
     fn register(&self, epoll: &Epoll) -> std::io::Result<()> {
@@ -328,6 +450,14 @@ impl Dataplane {
                         }
                         Ok(DpMsg::Counters(bridge, reply)) => {
                             let _ = reply.send(self.port_counters(&bridge));
+                        }
+                        Ok(DpMsg::Capture(tap, reply)) => {
+                            let known = self.pipeline.ports.iter().any(|p| p.name == tap.port_name);
+                            if known {
+                                self.taps.push(*tap);
+                                self.retap();
+                            }
+                            let _ = reply.send(known);
                         }
                         Err(std::sync::mpsc::TryRecvError::Empty) => break,
                         Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
@@ -523,6 +653,9 @@ impl Dataplane {
                     continue;
                 }
             }
+            if self.tapped[usize::from(port.0)] {
+                self.tap_received(port, rs.encap, rs.bound, src, i);
+            }
             let range = self.rx.slot_mut(i).1;
             let len = range.len() - inner_at;
             self.counters[usize::from(port.0)].rx(len);
@@ -574,6 +707,9 @@ impl Dataplane {
         stripped: Option<u16>,
         now: Nanos,
     ) {
+        if self.tapped[usize::from(in_port.0)] {
+            self.tap_frame(in_port, bytes, stripped.map(vlan_tag));
+        }
         let (bytes, tci) = match stripped {
             Some(t) => (bytes, Some(t)),
             None => self.pop_tag(bytes),
@@ -704,18 +840,18 @@ impl Dataplane {
         let tag = match p.vlan.egress(tci) {
             Egress::Drop => return None,
             Egress::Untagged => None,
-            Egress::Tagged => {
-                let [t0, t1] = EtherType::VLAN.to_be_bytes();
-                let [c0, c1] = tci.to_be_bytes();
-                Some([t0, t1, c0, c1])
-            }
+            Egress::Tagged => Some(vlan_tag(tci)),
         };
         let tag_len = if tag.is_some() { 4 } else { 0 };
+        let tapped = self.tapped[usize::from(port.0)];
         let len = match bytes {
             Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize + tag_len,
         };
         let (sink, dest, prefix, prefix_len) = match &p.io {
             PortIo::Tap(t) => {
+                if tapped {
+                    self.tap_frame(port, bytes, tag);
+                }
                 let frame = self.bytes(bytes);
                 let r = match &tag {
                     None => t.write(&[std::io::IoSlice::new(frame)]),
@@ -732,7 +868,12 @@ impl Dataplane {
                 }
                 return None;
             }
-            PortIo::Packet(_) => (Sink::Packet(port), None, [0u8; PREFIX_MAX], VNET_HDR_LEN as u8),
+            PortIo::Packet(_) => {
+                if tapped {
+                    self.tap_frame(port, bytes, tag);
+                }
+                (Sink::Packet(port), None, [0u8; PREFIX_MAX], VNET_HDR_LEN as u8)
+            }
             PortIo::Tunnel { spec, pool, dest, mtu, remotes, .. } => {
                 let frame = self.bytes(bytes);
                 let fit = mtu::check(frame, usize::from(*mtu));
@@ -770,11 +911,26 @@ impl Dataplane {
                         );
                     }
                 }
-                let sink =
-                    Sink::Udp { pool: *pool as u16, socket: (hash as usize % pipeline.pools[*pool].len()) as u16 };
+                let socket = hash as usize % pipeline.pools[*pool].len();
+                let sink = Sink::Udp { pool: *pool as u16, socket: socket as u16 };
                 // A known VTEP gets the one copy; otherwise every remote of the port gets one.
                 let one = [remote.unwrap_or(dest.ip())];
                 let targets: &[IpAddr] = if remote.is_some() { &one } else { remotes };
+                if tapped {
+                    self.tap_frame(port, bytes, tag);
+                    let PortIo::Tunnel { header, .. } = &p.io else { return None };
+                    let head = if spec.encap == Encap::Gre { &prefix[..prefix_len] } else { &header[..] };
+                    let local = spec.local.unwrap_or(if spec.remote.is_ipv4() {
+                        std::net::Ipv4Addr::UNSPECIFIED.into()
+                    } else {
+                        std::net::Ipv6Addr::UNSPECIFIED.into()
+                    });
+                    let src = SocketAddr::new(local, pipeline.pool_ports[*pool].get(socket).copied().unwrap_or(0));
+                    for ip in targets {
+                        let dst = SocketAddr::new(*ip, dest.port());
+                        self.tap_outer(port, src, dst, spec.ip_protocol(), meta, head, Some(bytes), tag);
+                    }
+                }
                 for ip in targets {
                     let dest = Some(SocketAddr::new(*ip, dest.port()));
                     self.enqueue(TxEntry {
@@ -969,4 +1125,11 @@ fn outer_meta(spec: &TunnelSpec, frame: &[u8]) -> IpMeta {
         Inherit::Inherit => inner,
     };
     IpMeta { tos: pick(spec.tos, inner.map(|i| i.0)), ttl: pick(spec.ttl, inner.map(|i| i.1)) }
+}
+
+/// The 4 bytes of an 802.1Q tag with control field `tci`.
+fn vlan_tag(tci: u16) -> [u8; 4] {
+    let [t0, t1] = EtherType::VLAN.to_be_bytes();
+    let [c0, c1] = tci.to_be_bytes();
+    [t0, t1, c0, c1]
 }

@@ -2,6 +2,7 @@
 //!
 //! `weftd [--db PATH] [--socket PATH]` — defaults /var/lib/weft/conf.db and /run/weft/weft.sock.
 
+mod capture;
 mod control;
 mod dataplane;
 mod db;
@@ -46,7 +47,14 @@ fn run() -> anyhow::Result<()> {
     let wake = Arc::new(weft_sys::epoll::EventFd::new()?);
     let dp = dataplane::DpHandle { tx, wake: wake.clone() };
     let mut state = control::State { config, db, resources, dp, generation: 1, port_info: Default::default() };
-    let empty = pipeline::Pipeline { generation: 0, bridges: vec![], ports: vec![], rx_sockets: vec![], pools: vec![] };
+    let empty = pipeline::Pipeline {
+        generation: 0,
+        bridges: vec![],
+        ports: vec![],
+        rx_sockets: vec![],
+        pools: vec![],
+        pool_ports: vec![],
+    };
     // The datapath's batches hold raw pointers for the kernel, so it is built on its own thread.
     std::thread::Builder::new()
         .name("datapath".into())

@@ -112,6 +112,8 @@ pub struct Pipeline {
     pub rx_sockets: Vec<RxSocket>,
     /// Send-only sockets, one pool per (local address, multicast interface, DF, protocol).
     pub pools: Vec<Arc<Vec<OwnedFd>>>,
+    /// The local port of each pool socket (for the outer headers `weft capture --outer` shows).
+    pub pool_ports: Vec<Vec<u16>>,
 }
 
 /// Open devices and sockets, keyed so that an unchanged port keeps its descriptor across changes.
@@ -481,7 +483,11 @@ impl Resources {
                 statics,
             });
         }
-        Ok(Pipeline { generation, bridges, ports, rx_sockets, pools })
+        let pool_ports = pools
+            .iter()
+            .map(|p| p.iter().map(|s| weft_sys::udp::local_addr(s).map_or(0, |a| a.port())).collect())
+            .collect();
+        Ok(Pipeline { generation, bridges, ports, rx_sockets, pools, pool_ports })
     }
 
     /// Closes what `cfg` no longer uses; TAPs of removed ports are deleted.
