@@ -53,8 +53,8 @@ ip -n demo-right link set tap0 up
 
 say "capture the underlay while pinging across the overlay"
 ip netns exec demo-h1 tcpdump -q -i u1 -w "$dir/underlay.pcap" udp port 4789 2>/dev/null & tcpdump_pid=$!; pids+=($tcpdump_pid)
-# weft's own capture of the frames crossing the tunnel port (the first 6).
-ip netns exec demo-h1 "$bin/weft" --socket "$dir/h1.sock" capture sw1 vx1 -c 6 >"$dir/capture.txt" 2>&1 & pids+=($!)
+# weft's own capture of the frames crossing the tunnel port.
+ip netns exec demo-h1 "$bin/weft" --socket "$dir/h1.sock" capture sw1 vx1 -c 40 >"$dir/capture.txt" 2>&1 & pids+=($!)
 sleep 1
 ip netns exec demo-left ping -c 3 -i 0.3 198.51.100.2
 ip netns exec demo-left ping -c 2 -i 0.3 2001:db8:1::2
@@ -76,6 +76,6 @@ say "the same file, decoded by weft (weft decode; --format json gives Wireshark'
 echo
 "$bin/weft" decode -V -c 1 "$dir/underlay.pcap"
 
-say "frames at port vx1 as weft saw them (weft capture sw1 vx1 -c 6)"
+say "frames at port vx1 as weft saw them (weft capture sw1 vx1)"
 cat "$dir/capture.txt"
 say "done: the capture is $dir/underlay.pcap"

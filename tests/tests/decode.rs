@@ -149,6 +149,16 @@ fn crafted_protocols_decode_like_tshark() {
             ipv6(44, &frag)
         },
         ipv6(58, &[128, 0, 0, 0, 0xbe, 0xef, 0, 3, 1, 2, 3, 4]),
+        // ICMP "fragmentation needed" quoting a TCP segment (Wireshark shows such a segment differently).
+        {
+            let tcp = [0x9c, 0x40, 0x14, 0x51, 0, 0, 3, 0xe8, 0, 0, 7, 0xd0, 0x50, 0x10, 1, 0xf6, 0, 0, 0, 0];
+            let quoted = ipv4(6, b, [198, 51, 100, 7], &tcp);
+            let mut m = vec![3, 4, 0, 0, 0, 0, 0x05, 0xaa];
+            m.extend_from_slice(&quoted);
+            let c = checksum(&m);
+            m[2..4].copy_from_slice(&c.to_be_bytes());
+            ipv4(1, [203, 0, 113, 1], b, &m)
+        },
     ];
     let mut eth_packets: Vec<Vec<u8>> =
         ip_packets.iter().map(|p| eth(if p[0] >> 4 == 4 { 0x0800 } else { 0x86dd }, p)).collect();

@@ -239,6 +239,8 @@ pub enum Layer<'a> {
         window: u16,
         checksum: u16,
         payload: usize,
+        /// Quoted in an ICMP error: Wireshark then shows the sequence number as it is and no segment length.
+        quoted: bool,
     },
     Vxlan {
         flags: u16,
@@ -420,16 +422,18 @@ impl<'a> Layer<'a> {
                 f("udp.length", Dec(len.into()));
                 f("udp.checksum", Hex(checksum.into(), 4));
             }
-            Layer::Tcp { sport, dport, seq, ack, hdr_len, flags, window, checksum, payload } => {
+            Layer::Tcp { sport, dport, seq, ack, hdr_len, flags, window, checksum, payload, quoted } => {
                 f("tcp.srcport", Dec(sport.into()));
                 f("tcp.dstport", Dec(dport.into()));
-                f("tcp.seq_raw", Dec(seq.into()));
+                f(if quoted { "tcp.seq" } else { "tcp.seq_raw" }, Dec(seq.into()));
                 f("tcp.ack_raw", Dec(ack.into()));
                 f("tcp.hdr_len", Dec(hdr_len.into()));
                 f("tcp.flags", Hex(flags.into(), 4));
                 f("tcp.window_size_value", Dec(window.into()));
                 f("tcp.checksum", Hex(checksum.into(), 4));
-                f("tcp.len", Dec(payload as u64));
+                if !quoted {
+                    f("tcp.len", Dec(payload as u64));
+                }
             }
             Layer::Vxlan { flags, vni } => {
                 f("vxlan.flags", Hex(flags.into(), 4));
@@ -537,6 +541,8 @@ pub struct Malformed {
 pub struct Dissection<'a> {
     pub layers: Vec<Layer<'a>>,
     pub malformed: Option<Malformed>,
+    /// Dissecting the packet an ICMP error quotes.
+    quoted: bool,
 }
 
 /// Empties `v` and returns its memory as a vector of `B` (here: the same type under another lifetime, so the
@@ -555,12 +561,13 @@ impl<'a> Dissection<'a> {
     pub fn clear(&mut self) {
         self.layers.clear();
         self.malformed = None;
+        self.quoted = false;
     }
 
     /// Forgets the packet this dissection borrows, keeping the memory for the next packet (which lives
     /// in the same reused read buffer, under a new borrow).
     pub fn recycle<'b>(self) -> Dissection<'b> {
-        Dissection { layers: reuse(self.layers), malformed: None }
+        Dissection { layers: reuse(self.layers), malformed: None, quoted: false }
     }
 
     fn push(&mut self, l: Layer<'a>) -> bool {
@@ -921,6 +928,7 @@ fn upper<'a>(proto: u8, data: &'a [u8], opts: &DecodeAs, out: &mut Dissection<'a
                     window: t.window_len(),
                     checksum: t.checksum(),
                     payload: t.payload().len(),
+                    quoted: out.quoted,
                 });
             }
             Err(e) => out.fail("tcp", e),
@@ -941,6 +949,7 @@ fn upper<'a>(proto: u8, data: &'a [u8], opts: &DecodeAs, out: &mut Dissection<'a
                 // Errors quote the packet that caused them, which Wireshark dissects too.
                 let error = matches!(kind, icmpv4::TYPE_DEST_UNREACHABLE | icmpv4::TYPE_TIME_EXCEEDED | 12);
                 if pushed && error && depth < 8 && data.len() > icmpv4::HEADER_LEN {
+                    out.quoted = true;
                     ip4_at(&data[icmpv4::HEADER_LEN..], opts, out, depth + 1);
                 }
             }
