@@ -498,6 +498,34 @@ pub struct BridgeConfig {
     /// VLAN settings of the internal port.
     #[serde(default, skip_serializing_if = "PortVlan::is_empty")]
     pub local_vlan: PortVlan,
+    /// Flow tables (`add-flow`); a new bridge has `priority=0 actions=NORMAL`.
+    #[serde(default = "default_flows")]
+    pub flows: Vec<StoredFlow>,
+    #[serde(default = "one")]
+    pub next_flow_id: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// A flow of a bridge, with the identity its counters are kept under and when it was added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFlow {
+    pub id: u64,
+    /// Seconds since the epoch.
+    pub added: u64,
+    pub flow: crate::flow::Flow,
+}
+
+/// The one flow of a new bridge: `priority=0 actions=NORMAL`, as Open vSwitch installs.
+pub fn default_flows() -> Vec<StoredFlow> {
+    let flow = crate::flow::parse("priority=0,actions=NORMAL", &|_| None).expect("the default flow parses");
+    vec![StoredFlow { id: 0, added: now_secs(), flow }]
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// MAC addresses in JSON as "02:00:5e:10:00:01".
@@ -608,6 +636,8 @@ impl Config {
             next_ofport: 1,
             fdb: Vec::new(),
             local_vlan: PortVlan::default(),
+            flows: default_flows(),
+            next_flow_id: 1,
         });
         Ok(())
     }
@@ -713,6 +743,91 @@ impl Config {
         self.port_vlan_mut(port)?.clear(columns)
     }
 
+    /// Turns a port name or number into the bridge's OpenFlow port number.
+    fn port_resolver(&self, bridge: &str) -> Result<impl Fn(&str) -> Option<u32> + '_, ConfigError> {
+        let b = self.bridge(bridge).ok_or_else(|| ConfigError::NoSuchBridge(bridge.to_string()))?;
+        Ok(move |name: &str| {
+            if name == b.name {
+                return Some(crate::flow::OFPP_LOCAL);
+            }
+            if let Some(p) = b.ports.iter().find(|p| p.name == name) {
+                return Some(p.ofport);
+            }
+            name.parse::<u32>().ok()
+        })
+    }
+
+    /// Parses flows for `bridge`; errors say which line and token.
+    pub fn parse_flows(&self, bridge: &str, texts: &[String]) -> Result<Vec<crate::flow::Flow>, ConfigError> {
+        let resolve = self.port_resolver(bridge)?;
+        let many = texts.len() > 1;
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                crate::flow::parse(t, &resolve).map_err(|e| {
+                    let at = if many { format!("flow {} ({t:?}): ", i + 1) } else { String::new() };
+                    ConfigError::BadSetting(format!("{at}bad flow: {e}"))
+                })
+            })
+            .collect()
+    }
+
+    /// `add-flow` / `add-flows`: each flow replaces one with the same table, priority and match.
+    pub fn add_flows(&mut self, bridge: &str, texts: &[String]) -> Result<(), ConfigError> {
+        let flows = self.parse_flows(bridge, texts)?;
+        if let Some(f) = flows.iter().find(|f| !f.has_actions) {
+            return Err(ConfigError::BadSetting(format!(
+                "bad flow: {:?} has no actions= (use actions=drop)",
+                f.match_text
+            )));
+        }
+        let b = self.bridge_mut(bridge)?;
+        let now = now_secs();
+        for flow in flows {
+            b.flows.retain(|s| !s.flow.same_match(&flow));
+            b.flows.push(StoredFlow { id: b.next_flow_id, added: now, flow });
+            b.next_flow_id += 1;
+        }
+        Ok(())
+    }
+
+    /// `del-flows [FLOW]` (`--strict`: same match and priority only). Without a filter, every flow goes.
+    pub fn del_flows(&mut self, bridge: &str, filter: Option<&str>, strict: bool) -> Result<(), ConfigError> {
+        let filter = match filter {
+            Some(t) => Some(self.parse_flows(bridge, &[t.to_string()])?.remove(0)),
+            None => None,
+        };
+        if filter.as_ref().is_some_and(|f| f.has_actions) {
+            return Err(ConfigError::BadSetting("del-flows takes a match, not actions".into()));
+        }
+        let b = self.bridge_mut(bridge)?;
+        b.flows.retain(|s| match &filter {
+            None => false,
+            Some(f) if strict => !s.flow.same_match(f),
+            Some(f) => !s.flow.covered_by(f),
+        });
+        Ok(())
+    }
+
+    /// `mod-flows FLOW`: the actions of every flow the match selects (strictly or not) become FLOW's; the
+    /// counters stay.
+    pub fn mod_flows(&mut self, bridge: &str, text: &str, strict: bool) -> Result<(), ConfigError> {
+        let f = self.parse_flows(bridge, &[text.to_string()])?.remove(0);
+        if !f.has_actions {
+            return Err(ConfigError::BadSetting("mod-flows needs actions=".into()));
+        }
+        let b = self.bridge_mut(bridge)?;
+        for s in &mut b.flows {
+            let selected = if strict { s.flow.same_match(&f) } else { s.flow.covered_by(&f) };
+            if selected {
+                s.flow.actions = f.actions.clone();
+                s.flow.actions_text = f.actions_text.clone();
+            }
+        }
+        Ok(())
+    }
+
     /// `set bridge BR other_config:K=V …`.
     pub fn set_bridge(&mut self, bridge: &str, settings: &[(String, String)]) -> Result<(), ConfigError> {
         let br = self.bridge_mut(bridge)?;
@@ -785,6 +900,9 @@ impl Config {
                 self.add_port(bridge, port, iface, port_settings, *may_exist)
             }
             Request::SetPort { port, settings } => self.set_port(port, settings),
+            Request::AddFlows { bridge, flows } => self.add_flows(bridge, flows),
+            Request::DelFlows { bridge, filter, strict } => self.del_flows(bridge, filter.as_deref(), *strict),
+            Request::ModFlows { bridge, flow, strict } => self.mod_flows(bridge, flow, *strict),
             Request::ClearPort { port, columns } => self.clear_port(port, columns),
             Request::DelPort { bridge, port, if_exists } => self.del_port(bridge.as_deref(), port, *if_exists),
             Request::SetInterface { port, settings } => self.set_interface(port, settings),
@@ -798,6 +916,7 @@ impl Config {
             | Request::FdbShow { .. }
             | Request::FdbFlush { .. }
             | Request::FdbStats { .. }
+            | Request::DumpFlows { .. }
             | Request::Capture { .. } => Ok(()),
         }
     }

@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod flow;
 pub mod fuzz;
 pub mod proto;
 

@@ -50,6 +50,29 @@ pub enum Request {
         port: String,
         columns: Vec<String>,
     },
+    /// `add-flow` (one) and `add-flows FILE` (the file's lines, sent whole: one transaction).
+    AddFlows {
+        bridge: String,
+        flows: Vec<String>,
+    },
+    DelFlows {
+        bridge: String,
+        #[serde(default)]
+        filter: Option<String>,
+        #[serde(default)]
+        strict: bool,
+    },
+    ModFlows {
+        bridge: String,
+        flow: String,
+        #[serde(default)]
+        strict: bool,
+    },
+    DumpFlows {
+        bridge: String,
+        #[serde(default)]
+        filter: Option<String>,
+    },
     /// After the answer, the connection carries a pcap stream of the port's frames.
     Capture {
         bridge: String,
@@ -97,6 +120,9 @@ impl Request {
                 | Request::SetInterface { .. }
                 | Request::SetBridge { .. }
                 | Request::SetPort { .. }
+                | Request::AddFlows { .. }
+                | Request::DelFlows { .. }
+                | Request::ModFlows { .. }
                 | Request::ClearPort { .. }
                 | Request::FdbAdd { .. }
                 | Request::FdbDel { .. }

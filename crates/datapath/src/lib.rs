@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 
 pub mod bridge;
+pub mod classifier;
 pub mod counters;
 pub mod fdb;
 pub mod flowhash;

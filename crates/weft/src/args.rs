@@ -23,6 +23,15 @@ bridges and ports:
                                     (default: all; 0 = untagged); tunnels carry 802.1Q frames unchanged
   clear port PORT tag|trunks
   set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N
+flows (ovs-ofctl syntax):
+  add-flow BR FLOW | add-flows BR FILE | del-flows [--strict] BR [FLOW] | mod-flows [--strict] BR FLOW
+  dump-flows BR [FLOW]               e.g. add-flow sw1 priority=100,ip,nw_dst=172.31.1.0/24,actions=output:1
+                                    matches: in_port dl_src dl_dst dl_type dl_vlan vlan_tci nw_src nw_dst nw_proto
+                                    nw_tos tp_src tp_dst ipv6_src ipv6_dst arp_spa arp_tpa arp_op icmp_type
+                                    icmp_code tun_id tun_src tun_dst; ip ip6 arp icmp icmp6 tcp udp tcp6 udp6
+                                    actions: output:N normal flood all in_port local controller drop
+                                    mod_vlan_vid strip_vlan push_vlan set_field:V->F set_tunnel resubmit(,T)
+                                    goto_table:T (ports by number or name)
 inspection:
   capture BR PORT [-w FILE|-] [-c N] [--outer] [-V] [--format json]
                                     frames crossing PORT (both ways) as they are seen, printed like decode
@@ -123,6 +132,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let mut count: Option<u64> = None;
     let mut write_to: Option<String> = None;
     let mut outer = false;
+    let mut strict = false;
     // Split into the main command and "-- …" clauses.
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
     let mut it = argv.iter();
@@ -138,6 +148,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             "--may-exist" => may_exist = true,
             "-V" => verbose = true,
             "--outer" => outer = true,
+            "--strict" => strict = true,
             "-w" => write_to = Some(it.next().context("-w needs a FILE (or - for standard output)")?.clone()),
             "--decode-as" | "-d" => {
                 let rule = it.next().context("--decode-as needs udp.port==N,vxlan|geneve")?;
@@ -266,6 +277,39 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             };
             let o = crate::decode::Options { file: rest[0].clone(), style, decode_as, count };
             return Ok(Invocation { socket, json, command: Command::Decode(o) });
+        }
+        "add-flow" => {
+            want(cmd, &rest, 2, usize::MAX, "BR FLOW")?;
+            Request::AddFlows { bridge: rest[0].clone(), flows: vec![rest[1..].join(" ")] }
+        }
+        "add-flows" => {
+            want(cmd, &rest, 2, 2, "BR FILE (one flow per line; - for standard input)")?;
+            let text = if rest[1] == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(&rest[1]).with_context(|| format!("cannot read {}", rest[1]))?
+            };
+            let flows: Vec<String> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from)
+                .collect();
+            Request::AddFlows { bridge: rest[0].clone(), flows }
+        }
+        "del-flows" => {
+            want(cmd, &rest, 1, usize::MAX, "BR [FLOW]")?;
+            let filter = (rest.len() > 1).then(|| rest[1..].join(" "));
+            Request::DelFlows { bridge: rest[0].clone(), filter, strict }
+        }
+        "mod-flows" => {
+            want(cmd, &rest, 2, usize::MAX, "BR FLOW")?;
+            Request::ModFlows { bridge: rest[0].clone(), flow: rest[1..].join(" "), strict }
+        }
+        "dump-flows" => {
+            want(cmd, &rest, 1, usize::MAX, "BR [FLOW]")?;
+            let filter = (rest.len() > 1).then(|| rest[1..].join(" "));
+            Request::DumpFlows { bridge: rest[0].clone(), filter }
         }
         "capture" => {
             want(cmd, &rest, 2, 2, "BR PORT [-w FILE] [-c N] [--outer]")?;

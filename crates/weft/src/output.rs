@@ -32,6 +32,7 @@ pub fn render(req: &Request, data: &Value, json: bool) -> anyhow::Result<String>
         Request::Show => show(&mut out, data)?,
         Request::FdbShow { .. } => fdb(&mut out, data)?,
         Request::DumpPorts { .. } => dump_ports(&mut out, data)?,
+        Request::DumpFlows { .. } => dump_flows(&mut out, data)?,
         Request::FdbStats { .. } => {
             for key in ["entries", "mac_table_size", "learn_misses", "moves"] {
                 writeln!(out, "{key}: {}", data[key])?;
@@ -99,6 +100,28 @@ fn fdb(out: &mut String, data: &Value) -> std::fmt::Result {
             age,
             e["remote_ip"].as_str().unwrap_or("-"),
         )?;
+    }
+    Ok(())
+}
+
+/// Like `ovs-ofctl dump-flows`.
+fn dump_flows(out: &mut String, data: &Value) -> std::fmt::Result {
+    for f in data.as_array().into_iter().flatten() {
+        write!(
+            out,
+            " cookie={}, duration={:.3}s, table={}, n_packets={}, n_bytes={}, ",
+            f["cookie"].as_str().unwrap_or("0x0"),
+            f["duration"].as_f64().unwrap_or(0.0),
+            f["table"],
+            f["n_packets"],
+            f["n_bytes"]
+        )?;
+        for t in ["idle_timeout", "hard_timeout"] {
+            if let Some(v) = f[t].as_u64().filter(|v| *v > 0) {
+                write!(out, "{t}={v}, ")?;
+            }
+        }
+        writeln!(out, "{}", f["flow"].as_str().unwrap_or_default())?;
     }
     Ok(())
 }

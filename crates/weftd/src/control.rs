@@ -131,6 +131,7 @@ impl State {
                 None => Response::err("the datapath did not answer"),
             },
             Request::DumpPorts { bridge } => self.dump_ports(&bridge),
+            Request::DumpFlows { bridge, filter } => self.dump_flows(&bridge, filter.as_deref()),
             Request::FdbStats { bridge } => match self.ask(|tx| DpMsg::FdbStats(bridge.clone(), tx)) {
                 Some(Some(st)) => Response::ok(json!({
                     "entries": st.entries, "mac_table_size": st.max_entries,
@@ -269,6 +270,76 @@ impl State {
             }
             Ok(None) => Response::err(format!("no bridge named {bridge:?}")),
             Err(_) => Response::err("the datapath did not answer"),
+        }
+    }
+
+    /// Each flow with its counters, as `ovs-ofctl dump-flows` lists them (table, then priority, highest first).
+    fn dump_flows(&self, bridge: &str, filter: Option<&str>) -> Response {
+        let Some(b) = self.config.bridge(bridge) else { return Response::err(format!("no bridge named {bridge:?}")) };
+        let filter = match filter.map(|f| self.config.parse_flows(bridge, &[f.to_string()])) {
+            Some(Ok(mut f)) => Some(f.remove(0)),
+            Some(Err(e)) => return Response::err(e.to_string()),
+            None => None,
+        };
+        let stats = self.ask(|tx| DpMsg::FlowStats(bridge.to_string(), tx)).flatten().unwrap_or_default();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let mut flows: Vec<&weft_api::config::StoredFlow> =
+            b.flows.iter().filter(|s| filter.as_ref().is_none_or(|f| s.flow.covered_by(f))).collect();
+        flows.sort_by(|a, b| a.flow.table.cmp(&b.flow.table).then(b.flow.priority.cmp(&a.flow.priority)));
+        let rows = flows
+            .into_iter()
+            .map(|s| {
+                // With only the default flow the datapath runs NORMAL directly and keeps no flow counters.
+                let (packets, bytes) = stats.iter().find(|x| x.0 == s.id).map_or((0, 0), |x| (x.1, x.2));
+                let f = &s.flow;
+                json!({
+                    "cookie": format!("0x{:x}", f.cookie), "duration": (now - s.added as f64).max(0.0),
+                    "table": f.table, "n_packets": packets, "n_bytes": bytes, "priority": f.priority,
+                    "idle_timeout": f.idle_timeout, "hard_timeout": f.hard_timeout,
+                    "match": f.match_text, "actions": f.to_string().split_once(" actions=").map(|x| x.1.to_string()),
+                    "flow": f.to_string(),
+                })
+            })
+            .collect();
+        Response::ok(Value::Array(rows))
+    }
+
+    /// Removes flows whose idle or hard timeout has passed (called once a second).
+    pub fn expire_flows(&mut self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut expired: Vec<(String, Vec<u64>)> = Vec::new();
+        for b in &self.config.bridges {
+            if !b.flows.iter().any(|s| s.flow.idle_timeout > 0 || s.flow.hard_timeout > 0) {
+                continue;
+            }
+            let stats = self.ask(|tx| DpMsg::FlowStats(b.name.clone(), tx)).flatten().unwrap_or_default();
+            let ids: Vec<u64> = b
+                .flows
+                .iter()
+                .filter(|s| {
+                    let f = &s.flow;
+                    let hard = f.hard_timeout > 0 && now >= s.added + u64::from(f.hard_timeout);
+                    let idle = f.idle_timeout > 0
+                        && stats.iter().find(|x| x.0 == s.id).is_some_and(|x| x.3 >= u64::from(f.idle_timeout));
+                    hard || idle
+                })
+                .map(|s| s.id)
+                .collect();
+            if !ids.is_empty() {
+                expired.push((b.name.clone(), ids));
+            }
+        }
+        if expired.is_empty() {
+            return;
+        }
+        let mut new = self.config.clone();
+        for (bridge, ids) in &expired {
+            if let Some(b) = new.bridges.iter_mut().find(|b| &b.name == bridge) {
+                b.flows.retain(|s| !ids.contains(&s.id));
+            }
+        }
+        if let Err(e) = self.commit(new) {
+            eprintln!("weftd: cannot remove expired flows: {e}");
         }
     }
 

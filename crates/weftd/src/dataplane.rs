@@ -6,7 +6,7 @@
 //! references to one frame, not ten copies), and all queues are flushed before the next batch is received.
 
 use crate::capture::Tap;
-use crate::pipeline::{Pipeline, PortIo};
+use crate::pipeline::{ActRt, Pipeline, PortIo};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender};
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use weft_api::{Encap, Inherit, TunnelSpec};
 use weft_datapath::bridge::{normal, Forward};
+use weft_datapath::classifier::{slot, FlowCache, FlowKey};
 use weft_datapath::counters::{DropReason, PortCounters};
 use weft_datapath::fdb::{Fdb, FdbEntry};
 use weft_datapath::flowhash::flow_hash;
@@ -51,9 +52,14 @@ pub enum DpMsg {
     FdbFlush(String, Sender<bool>),
     Counters(String, Sender<Option<Vec<(String, u32, PortCounters)>>>),
     FdbStats(String, Sender<Option<FdbStats>>),
+    /// Each flow's counters (id, packets, bytes, seconds since last used), or None for an unknown bridge.
+    FlowStats(String, Sender<Option<Vec<FlowCounters>>>),
     /// Start feeding a capture; answered with false when the port does not exist.
     Capture(Box<Tap>, Sender<bool>),
 }
+
+/// A flow's counters as the control side sees them: (flow id, packets, bytes, seconds since last used).
+pub type FlowCounters = (u64, u64, u64, u64);
 
 /// `fdb stats`: how full the MAC table is and what learning could not do.
 pub struct FdbStats {
@@ -149,6 +155,11 @@ pub struct Dataplane {
     /// Running captures, and per port whether any watches it (the one test the fast path makes).
     taps: Vec<Tap>,
     tapped: Vec<bool>,
+    /// Per bridge and table: the exact-match cache, and each rule's counters.
+    flow_caches: Vec<Vec<FlowCache>>,
+    flow_stats: Vec<Vec<Vec<FlowStat>>>,
+    /// Per bridge: packets that reached `actions=controller` (no controller connection yet).
+    flow_controller: Vec<u64>,
 }
 
 /// A full MAC table is logged at most this often per bridge.
@@ -189,6 +200,9 @@ impl Dataplane {
             gre_seq: Vec::new(),
             taps: Vec::new(),
             tapped: Vec::new(),
+            flow_caches: Vec::new(),
+            flow_stats: Vec::new(),
+            flow_controller: Vec::new(),
         };
         dp.install(pipeline);
         dp
@@ -246,6 +260,51 @@ impl Dataplane {
             .ports
             .iter()
             .map(|np| old_index(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
+            .collect();
+        // Flow tables were rebuilt: fresh caches; counters follow their rule by id.
+        let mut old_stats: std::collections::HashMap<u64, FlowStat> = std::collections::HashMap::new();
+        for (bi, b) in old.bridges.iter().enumerate() {
+            for (ti, t) in b.tables.iter().enumerate() {
+                for (ri, r) in t.rules.iter().enumerate() {
+                    if let Some(s) = self.flow_stats.get(bi).and_then(|x| x.get(ti)).and_then(|x| x.get(ri)) {
+                        old_stats.insert(r.id, *s);
+                    }
+                }
+            }
+        }
+        let now = self.now();
+        self.flow_caches = p.bridges.iter().map(|b| b.tables.iter().map(|_| FlowCache::default()).collect()).collect();
+        self.flow_stats = p
+            .bridges
+            .iter()
+            .map(|b| {
+                b.tables
+                    .iter()
+                    .map(|t| {
+                        t.rules
+                            .iter()
+                            .map(|r| {
+                                old_stats
+                                    .get(&r.id)
+                                    .copied()
+                                    .unwrap_or(FlowStat { last_used: now, ..Default::default() })
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect();
+        let old_controller = std::mem::take(&mut self.flow_controller);
+        self.flow_controller = p
+            .bridges
+            .iter()
+            .map(|b| {
+                old.bridges
+                    .iter()
+                    .position(|ob| ob.name == b.name)
+                    .and_then(|i| old_controller.get(i).copied())
+                    .unwrap_or(0)
+            })
             .collect();
         self.retap();
     }
@@ -450,6 +509,21 @@ impl Dataplane {
                         }
                         Ok(DpMsg::Counters(bridge, reply)) => {
                             let _ = reply.send(self.port_counters(&bridge));
+                        }
+                        Ok(DpMsg::FlowStats(bridge, reply)) => {
+                            let now = self.now();
+                            let r = self.pipeline.bridges.iter().position(|b| b.name == bridge).map(|bi| {
+                                let mut out = Vec::new();
+                                for (ti, t) in self.pipeline.bridges[bi].tables.iter().enumerate() {
+                                    for (ri, r) in t.rules.iter().enumerate() {
+                                        let s = self.flow_stats[bi][ti][ri];
+                                        let idle = now.saturating_sub(s.last_used) / weft_datapath::SECOND;
+                                        out.push((r.id, s.packets, s.bytes, idle));
+                                    }
+                                }
+                                out
+                            });
+                            let _ = reply.send(r);
                         }
                         Ok(DpMsg::Capture(tap, reply)) => {
                             let known = self.pipeline.ports.iter().any(|p| p.name == tap.port_name);
@@ -718,6 +792,230 @@ impl Dataplane {
             self.counters[usize::from(in_port.0)].drop(DropReason::Vlan);
             return;
         };
+        if self.bytes(bytes).len() < ETH_LEN {
+            self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
+            return;
+        }
+        let bridge = pipeline.ports[usize::from(in_port.0)].bridge;
+        if pipeline.bridges[bridge].tables.is_empty() {
+            self.normal_switch(pipeline, in_port, remote, bytes, tci, now);
+        } else {
+            self.flow_switch(pipeline, bridge, in_port, remote, bytes, tci, now);
+        }
+    }
+
+    /// Runs a frame through the bridge's flow tables, from table 0.
+    #[allow(clippy::too_many_arguments)]
+    fn flow_switch(
+        &mut self,
+        pipeline: &Pipeline,
+        bridge: usize,
+        in_port: PortIdx,
+        remote: Option<IpAddr>,
+        bytes: Bytes,
+        tci: u16,
+        now: Nanos,
+    ) {
+        let key = self.flow_key(pipeline, in_port, remote, bytes, tci);
+        let mut st = ActState { bytes, tci, vni: None, tun_dst: None, copied: false, too_big: None };
+        self.run_table(pipeline, bridge, 0, in_port, remote, &key, &mut st, now, 0);
+        if let Some(mtu) = st.too_big {
+            self.signal_too_big(pipeline, in_port, st.bytes, mtu, tci, now);
+        }
+    }
+
+    /// Summarises a frame into the classifier's key.
+    fn flow_key(
+        &self,
+        pipeline: &Pipeline,
+        in_port: PortIdx,
+        remote: Option<IpAddr>,
+        bytes: Bytes,
+        tci: u16,
+    ) -> FlowKey {
+        let frame = self.bytes(bytes);
+        let port = &pipeline.ports[usize::from(in_port.0)];
+        let mut k = FlowKey::default();
+        k.put(slot::IN_PORT, u128::from(port.ofport));
+        if tci & 0x0fff != 0 {
+            k.put(slot::VLAN_TCI, u128::from(tci | 0x1000));
+        }
+        k.put(slot::DL_DST, u128::from(EthernetAddress::from_bytes(&frame[0..6]).as_u64()));
+        k.put(slot::DL_SRC, u128::from(EthernetAddress::from_bytes(&frame[6..12]).as_u64()));
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        k.put(slot::DL_TYPE, u128::from(ethertype));
+        if let (PortIo::Tunnel { spec, .. }, Some(r)) = (&port.io, remote) {
+            k.put(slot::TUN_ID, u128::from(spec.vni));
+            if let IpAddr::V4(a) = r {
+                k.put(slot::TUN_SRC, u128::from(u32::from(a)));
+            }
+        }
+        let l3 = &frame[ETH_LEN..];
+        let (proto, l4) = match ethertype {
+            EtherType::IPV4 => match weft_wire::ipv4::Ipv4Packet::new_header_checked(l3) {
+                Ok(ip) => {
+                    k.put(slot::NW_SRC, u128::from(u32::from(ip.src_addr())));
+                    k.put(slot::NW_DST, u128::from(u32::from(ip.dst_addr())));
+                    k.put(slot::NW_PROTO, u128::from(ip.protocol()));
+                    k.put(slot::NW_TOS, u128::from(ip.dscp_ecn() & 0xfc));
+                    let first = ip.frag_offset() == 0;
+                    (first.then_some(ip.protocol()), l3.get(ip.header_len()..).unwrap_or_default())
+                }
+                Err(_) => (None, &[][..]),
+            },
+            EtherType::IPV6 => match weft_wire::ipv6::Ipv6Packet::new_header_checked(l3) {
+                Ok(ip) => {
+                    k.put(slot::NW_SRC, u128::from(ip.src_addr()));
+                    k.put(slot::NW_DST, u128::from(ip.dst_addr()));
+                    k.put(slot::NW_TOS, u128::from(ip.traffic_class() & 0xfc));
+                    let payload = &l3[weft_wire::ipv6::HEADER_LEN..];
+                    match weft_wire::ipv6::walk_extension_headers(ip.next_header(), payload) {
+                        Ok((p, at)) => {
+                            k.put(slot::NW_PROTO, u128::from(p));
+                            (Some(p), &payload[at..])
+                        }
+                        Err(_) => (None, &[][..]),
+                    }
+                }
+                Err(_) => (None, &[][..]),
+            },
+            EtherType::ARP => {
+                if let Ok(a) = weft_wire::arp::ArpPacket::new_checked(l3) {
+                    k.put(slot::NW_PROTO, u128::from(a.operation() & 0xff));
+                    k.put(slot::NW_SRC, u128::from(u32::from(a.sender_protocol_addr())));
+                    k.put(slot::NW_DST, u128::from(u32::from(a.target_protocol_addr())));
+                }
+                (None, &[][..])
+            }
+            _ => (None, &[][..]),
+        };
+        match proto {
+            Some(6 | 17 | 132) if l4.len() >= 4 => {
+                k.put(slot::TP_SRC, u128::from(u16::from_be_bytes([l4[0], l4[1]])));
+                k.put(slot::TP_DST, u128::from(u16::from_be_bytes([l4[2], l4[3]])));
+            }
+            Some(1 | 58) if l4.len() >= 2 => {
+                k.put(slot::TP_SRC, u128::from(l4[0]));
+                k.put(slot::TP_DST, u128::from(l4[1]));
+            }
+            _ => {}
+        }
+        k
+    }
+
+    /// Looks the frame up in `table` and runs the matching rule's actions; a miss drops it (OpenFlow 1.3).
+    #[allow(clippy::too_many_arguments)]
+    fn run_table(
+        &mut self,
+        pipeline: &Pipeline,
+        bridge: usize,
+        table: usize,
+        in_port: PortIdx,
+        remote: Option<IpAddr>,
+        key: &FlowKey,
+        st: &mut ActState,
+        now: Nanos,
+        depth: u8,
+    ) {
+        let b = &pipeline.bridges[bridge];
+        let Some(t) = b.tables.get(table) else { return };
+        if depth > MAX_RESUBMIT {
+            return;
+        }
+        let Some(ri) = self.flow_caches[bridge][table].lookup(&t.classifier, key) else { return };
+        let len = self.bytes(st.bytes).len() as u64;
+        let stat = &mut self.flow_stats[bridge][table][ri as usize];
+        stat.packets += 1;
+        stat.bytes += len;
+        stat.last_used = now;
+        let rule = &t.rules[ri as usize];
+        let hash = flow_hash(self.bytes(st.bytes));
+        let out = |dp: &mut Self, st: &mut ActState, port: PortIdx| {
+            let r = dp.output(pipeline, port, st.tun_dst, st.bytes, hash, st.tci, st.vni);
+            st.too_big = st.too_big.or(r);
+        };
+        for act in &rule.actions {
+            match *act {
+                ActRt::Output(p) if p != in_port => out(self, st, p),
+                ActRt::Output(_) => {}
+                ActRt::InPort => out(self, st, in_port),
+                ActRt::Flood | ActRt::All => {
+                    for &p in &b.ports {
+                        if p != in_port {
+                            out(self, st, p);
+                        }
+                    }
+                }
+                ActRt::Normal => self.normal_switch(pipeline, in_port, remote, st.bytes, st.tci, now),
+                ActRt::Controller => self.flow_controller[bridge] += 1,
+                ActRt::ModVlanVid(v) => st.tci = (st.tci & 0xf000) | (v & 0x0fff),
+                ActRt::StripVlan => st.tci = 0,
+                ActRt::PushVlan => st.tci &= 0xf000,
+                ActRt::SetEthSrc(m) | ActRt::SetEthDst(m) => {
+                    if !st.copied {
+                        match self.copy_to_seg(st.bytes) {
+                            Some(b) => {
+                                st.bytes = b;
+                                st.copied = true;
+                            }
+                            None => {
+                                self.counters[usize::from(in_port.0)].drop(DropReason::TxError);
+                                return;
+                            }
+                        }
+                    }
+                    let at = if matches!(act, ActRt::SetEthDst(_)) { 0 } else { 6 };
+                    self.bytes_mut(st.bytes)[at..at + 6].copy_from_slice(&m.0);
+                }
+                ActRt::SetTunId(v) => st.vni = Some(v as u32),
+                ActRt::SetTunDst(a) => st.tun_dst = Some(a),
+                ActRt::Resubmit { port, table: t2 } => {
+                    let mut k2 = *key;
+                    let from = port.unwrap_or(in_port);
+                    if port.is_some() {
+                        k2.put(slot::IN_PORT, u128::from(pipeline.ports[usize::from(from.0)].ofport));
+                    }
+                    let t2 = t2.map_or(table, usize::from);
+                    self.run_table(pipeline, bridge, t2, from, remote, &k2, st, now, depth + 1);
+                }
+                ActRt::GotoTable(t2) => {
+                    self.run_table(pipeline, bridge, usize::from(t2), in_port, remote, key, st, now, depth + 1)
+                }
+            }
+        }
+    }
+
+    /// Copies a frame into the scratch area (before a flow rewrites it, so earlier outputs keep the original).
+    fn copy_to_seg(&mut self, bytes: Bytes) -> Option<Bytes> {
+        let len = match bytes {
+            Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize,
+        };
+        let start = self.seg_used;
+        if self.seg.len() - start < len {
+            return None;
+        }
+        let (a, b) = (start, start + len);
+        match bytes {
+            Bytes::Rx { slot, start: s, len } => {
+                let src = &self.rx.slot(usize::from(slot))[s as usize..(s + len) as usize];
+                self.seg[a..b].copy_from_slice(src);
+            }
+            Bytes::Seg { start: s, len } => self.seg.copy_within(s as usize..(s + len) as usize, a),
+        }
+        self.seg_used = b;
+        Some(Bytes::Seg { start: a as u32, len: len as u32 })
+    }
+
+    /// The NORMAL action: the learning switch (with ARP/ND suppression) on one frame of VLAN `tci`.
+    fn normal_switch(
+        &mut self,
+        pipeline: &Pipeline,
+        in_port: PortIdx,
+        remote: Option<IpAddr>,
+        bytes: Bytes,
+        tci: u16,
+        now: Nanos,
+    ) {
         let vlan = tci & 0x0fff;
         let frame = self.bytes(bytes);
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
@@ -774,13 +1072,13 @@ impl Dataplane {
         }
         let mut too_big = None;
         match d.forward {
-            Forward::Output { port, remote } => too_big = self.output(pipeline, port, remote, bytes, hash, tci),
+            Forward::Output { port, remote } => too_big = self.output(pipeline, port, remote, bytes, hash, tci, None),
             Forward::Flood => {
                 for &p in &pipeline.bridges[bridge].ports {
                     let suppressed =
                         answered && matches!(pipeline.ports[usize::from(p.0)].io, PortIo::Tunnel { proxy: true, .. });
                     if p != in_port && !suppressed {
-                        too_big = too_big.or(self.output(pipeline, p, None, bytes, hash, tci));
+                        too_big = too_big.or(self.output(pipeline, p, None, bytes, hash, tci, None));
                     }
                 }
             }
@@ -818,15 +1116,16 @@ impl Dataplane {
         self.seg[start..start + frame.len()].copy_from_slice(frame);
         self.seg_used += frame.len();
         let hash = flow_hash(frame);
-        self.output(pipeline, port, None, Bytes::Seg { start: start as u32, len: frame.len() as u32 }, hash, tci);
+        self.output(pipeline, port, None, Bytes::Seg { start: start as u32, len: frame.len() as u32 }, hash, tci, None);
         true
     }
 
-    /// Sends an (untagged) frame of VLAN `tci` out of one port, tagged if the port carries that VLAN tagged;
+    /// Sends an (untagged) frame of VLAN `tci` out of one port (`vni`: a tunnel ID set by a flow), tagged if the port carries that VLAN tagged;
     /// ports that do not carry it are skipped. TAPs are written at once, the rest is queued for a batched
     /// send. `remote` (from the FDB) picks the VTEP behind a tunnel port; without it the port's remote_ip is
     /// used. Returns the tunnel's MTU when the frame is too big for it (and was dropped), so the sender can be
     /// told.
+    #[allow(clippy::too_many_arguments)]
     fn output(
         &mut self,
         pipeline: &Pipeline,
@@ -835,6 +1134,7 @@ impl Dataplane {
         bytes: Bytes,
         hash: u32,
         tci: u16,
+        vni: Option<u32>,
     ) -> Option<u16> {
         let p = &pipeline.ports[usize::from(port.0)];
         let tag = match p.vlan.egress(tci) {
@@ -890,6 +1190,26 @@ impl Dataplane {
                 let meta = outer_meta(spec, frame);
                 let mut prefix = [0u8; PREFIX_MAX];
                 let mut prefix_len = 0;
+                // A flow's tunnel ID replaces the port's key (Geneve: only on ports without options).
+                let vni = vni.filter(|_| spec.encap != Encap::Geneve || spec.options_len == 0);
+                let spec = &TunnelSpec { vni: vni.unwrap_or(spec.vni), keyed: spec.keyed || vni.is_some(), ..*spec };
+                match (spec.encap, vni) {
+                    (Encap::Vxlan, Some(v)) => {
+                        weft_wire::vxlan::VxlanRepr { vni: v }.emit(&mut prefix);
+                        prefix_len = weft_wire::vxlan::HEADER_LEN;
+                    }
+                    (Encap::Geneve, Some(v)) => {
+                        let repr = weft_wire::geneve::GeneveRepr {
+                            vni: v,
+                            protocol: EtherType::TEB,
+                            oam: false,
+                            options: &[],
+                        };
+                        repr.emit(&mut prefix);
+                        prefix_len = repr.buffer_len();
+                    }
+                    _ => {}
+                }
                 if spec.encap == Encap::Gre {
                     let seq = spec.seq.then(|| {
                         let s = &mut self.gre_seq[usize::from(port.0)];
@@ -919,7 +1239,8 @@ impl Dataplane {
                 if tapped {
                     self.tap_frame(port, bytes, tag);
                     let PortIo::Tunnel { header, .. } = &p.io else { return None };
-                    let head = if spec.encap == Encap::Gre { &prefix[..prefix_len] } else { &header[..] };
+                    let head =
+                        if prefix_len > 0 || spec.encap == Encap::Gre { &prefix[..prefix_len] } else { &header[..] };
                     let local = spec.local.unwrap_or(if spec.remote.is_ipv4() {
                         std::net::Ipv4Addr::UNSPECIFIED.into()
                     } else {
@@ -940,7 +1261,7 @@ impl Dataplane {
                         dest,
                         prefix,
                         prefix_len: prefix_len as u8,
-                        port_header: spec.encap != Encap::Gre,
+                        port_header: spec.encap != Encap::Gre && prefix_len == 0,
                         meta,
                         tag,
                     });
@@ -1125,6 +1446,30 @@ fn outer_meta(spec: &TunnelSpec, frame: &[u8]) -> IpMeta {
         Inherit::Inherit => inner,
     };
     IpMeta { tos: pick(spec.tos, inner.map(|i| i.0)), ttl: pick(spec.ttl, inner.map(|i| i.1)) }
+}
+
+/// What a frame carries through a flow's actions.
+struct ActState {
+    bytes: Bytes,
+    tci: u16,
+    /// Tunnel ID and destination set by the actions.
+    vni: Option<u32>,
+    tun_dst: Option<IpAddr>,
+    /// The frame was copied to the scratch area to be rewritten.
+    copied: bool,
+    /// A tunnel it was sent to was too small.
+    too_big: Option<u16>,
+}
+
+/// Most nested resubmits and goto_tables.
+const MAX_RESUBMIT: u8 = 32;
+
+/// A flow's counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FlowStat {
+    pub packets: u64,
+    pub bytes: u64,
+    pub last_used: Nanos,
 }
 
 /// The 4 bytes of an 802.1Q tag with control field `tci`.

@@ -67,6 +67,12 @@ fn run() -> anyhow::Result<()> {
         socket.display()
     );
     let state = Arc::new(Mutex::new(state));
+    // Flows with idle_timeout or hard_timeout are removed once a second when due.
+    let expiring = state.clone();
+    std::thread::Builder::new().name("flow-expiry".into()).spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        expiring.lock().unwrap_or_else(|e| e.into_inner()).expire_flows();
+    })?;
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {

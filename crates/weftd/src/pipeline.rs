@@ -55,7 +55,7 @@ pub struct PortRt {
     pub vlan: weft_datapath::vlan::VlanMode,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BridgeRt {
     pub name: String,
     pub aging_secs: u32,
@@ -66,6 +66,138 @@ pub struct BridgeRt {
     pub has_proxy: bool,
     /// Static FDB entries: (vlan, mac, port, remote VTEP).
     pub statics: Vec<(u16, weft_wire::EthernetAddress, PortIdx, Option<IpAddr>)>,
+    /// Flow tables by table number; empty when the bridge has only `priority=0 actions=NORMAL` (then the
+    /// datapath goes straight to the learning switch).
+    pub tables: Vec<TableRt>,
+}
+
+/// One flow table, ready for lookups.
+pub struct TableRt {
+    pub classifier: weft_datapath::classifier::Classifier,
+    /// Indexed by the classifier's rule ids.
+    pub rules: Vec<RuleRt>,
+}
+
+impl std::fmt::Debug for TableRt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TableRt({} rules in {} subtables)", self.rules.len(), self.classifier.subtables())
+    }
+}
+
+/// A flow's actions with port numbers turned into the pipeline's ports.
+#[derive(Debug, Clone)]
+pub struct RuleRt {
+    /// The flow's id in the configuration (its counters are kept under it).
+    pub id: u64,
+    pub actions: Vec<ActRt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActRt {
+    Output(PortIdx),
+    Normal,
+    Flood,
+    All,
+    InPort,
+    Controller,
+    ModVlanVid(u16),
+    StripVlan,
+    PushVlan,
+    SetEthSrc(weft_wire::EthernetAddress),
+    SetEthDst(weft_wire::EthernetAddress),
+    SetTunId(u64),
+    SetTunDst(IpAddr),
+    Resubmit { port: Option<PortIdx>, table: Option<u8> },
+    GotoTable(u8),
+}
+
+/// The classifier key and mask of a flow's match.
+fn flow_rule(m: &[weft_api::flow::Match]) -> (weft_datapath::classifier::FlowKey, weft_datapath::classifier::FlowKey) {
+    use weft_api::flow::Field;
+    use weft_datapath::classifier::{slot, FlowKey};
+    let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
+    for x in m {
+        let s = match x.field {
+            Field::InPort => slot::IN_PORT,
+            Field::DlSrc => slot::DL_SRC,
+            Field::DlDst => slot::DL_DST,
+            Field::DlType => slot::DL_TYPE,
+            Field::VlanTci => slot::VLAN_TCI,
+            Field::NwSrc | Field::ArpSpa => slot::NW_SRC,
+            Field::NwDst | Field::ArpTpa => slot::NW_DST,
+            Field::Ipv6Src => slot::NW_SRC,
+            Field::Ipv6Dst => slot::NW_DST,
+            Field::NwProto | Field::ArpOp => slot::NW_PROTO,
+            Field::NwTos => slot::NW_TOS,
+            Field::TpSrc | Field::IcmpType => slot::TP_SRC,
+            Field::TpDst | Field::IcmpCode => slot::TP_DST,
+            Field::TunId => slot::TUN_ID,
+            Field::TunSrc => slot::TUN_SRC,
+            Field::TunDst => slot::TUN_DST,
+        };
+        // IPv4 addresses go in the low half of the 128-bit address slots, as the datapath puts them.
+        key.put(s, x.value);
+        mask.put(s, x.mask);
+    }
+    (key, mask)
+}
+
+/// Builds the flow tables of a bridge (none when it has only the default NORMAL flow).
+fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> Vec<TableRt> {
+    use weft_api::flow::{Action, SetField};
+    let only_normal = b.flows.len() == 1 && {
+        let f = &b.flows[0].flow;
+        f.table == 0 && f.matches.is_empty() && f.actions == [Action::Normal]
+    };
+    if only_normal {
+        return Vec::new();
+    }
+    let top = b.flows.iter().map(|f| usize::from(f.flow.table)).max().unwrap_or(0);
+    (0..=top)
+        .map(|t| {
+            let mut rules = Vec::new();
+            let mut entries = Vec::new();
+            for s in b.flows.iter().filter(|s| usize::from(s.flow.table) == t) {
+                let port = |n: u32| ofports.get(&n).copied();
+                let actions = s
+                    .flow
+                    .actions
+                    .iter()
+                    .filter_map(|a| {
+                        Some(match *a {
+                            Action::Output(n) => ActRt::Output(port(n)?),
+                            Action::Local => ActRt::Output(port(OFPORT_LOCAL)?),
+                            Action::Normal => ActRt::Normal,
+                            Action::Flood => ActRt::Flood,
+                            Action::All => ActRt::All,
+                            Action::InPort => ActRt::InPort,
+                            Action::Controller => ActRt::Controller,
+                            Action::Drop => return None,
+                            Action::ModVlanVid(v) => ActRt::ModVlanVid(v),
+                            Action::StripVlan => ActRt::StripVlan,
+                            Action::PushVlan(_) => ActRt::PushVlan,
+                            Action::SetField(SetField::EthSrc(m)) => ActRt::SetEthSrc(m),
+                            Action::SetField(SetField::EthDst(m)) => ActRt::SetEthDst(m),
+                            Action::SetField(SetField::VlanVid(v)) => ActRt::ModVlanVid(v),
+                            Action::SetField(SetField::TunId(v)) | Action::SetTunnel(v) => ActRt::SetTunId(v),
+                            Action::SetField(SetField::TunDst(a)) => ActRt::SetTunDst(a),
+                            Action::Resubmit { port: p, table } => ActRt::Resubmit { port: p.and_then(port), table },
+                            Action::GotoTable(t) => ActRt::GotoTable(t),
+                        })
+                    })
+                    .collect();
+                let (key, mask) = flow_rule(&s.flow.matches);
+                entries.push(weft_datapath::classifier::Rule {
+                    key,
+                    mask,
+                    priority: s.flow.priority,
+                    id: rules.len() as u32,
+                });
+                rules.push(RuleRt { id: s.id, actions });
+            }
+            TableRt { classifier: weft_datapath::classifier::Classifier::new(entries), rules }
+        })
+        .collect()
 }
 
 /// A socket receiving one encapsulation on one local address (a UDP port for VXLAN or Geneve, IP protocol
@@ -474,7 +606,9 @@ impl Resources {
                 .collect();
             let has_proxy =
                 members.iter().any(|i| matches!(ports[usize::from(i.0)].io, PortIo::Tunnel { proxy: true, .. }));
+            let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (ports[usize::from(i.0)].ofport, *i)).collect();
             bridges.push(BridgeRt {
+                tables: build_tables(b, &ofports),
                 has_proxy,
                 name: b.name.clone(),
                 aging_secs: b.mac_aging_time(),

@@ -1,0 +1,302 @@
+//! OpenFlow-style flow tables: a packed flow key, a tuple-space classifier, and an exact-match cache.
+//!
+//! Every packet is summarised once into a [`FlowKey`] (ten 64-bit words). A rule matches on some bits of it
+//! (its mask). Rules with the same mask live in one *subtable*, a hash map from masked key to the rules with
+//! that value, highest priority first; a lookup masks the packet's key once per subtable and probes. Subtables
+//! are visited from the highest priority they hold down and the search stops as soon as no remaining subtable
+//! can beat the best match found (OVS's "priority sorting"), so common lookups touch one or two subtables.
+//! In front sits an exact-match cache from the whole key to the result, emptied whenever the rules change.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+/// Words in a flow key.
+pub const KEY_WORDS: usize = 10;
+
+/// The fields of a packet that rules can match, packed. Where a field sits is given by its [`Slot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FlowKey {
+    pub w: [u64; KEY_WORDS],
+}
+
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut h: u64 = 0;
+        for w in self.w {
+            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23);
+        }
+        state.write_u64(h);
+    }
+}
+
+/// A hasher that takes the one word [`FlowKey::hash`] computes.
+#[derive(Default)]
+pub struct PassHasher(u64);
+
+impl Hasher for PassHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type KeyMap<V> = HashMap<FlowKey, V, BuildHasherDefault<PassHasher>>;
+
+/// Where a field lives in the key: `bits` bits at `shift` in word `word` (fields of up to 64 bits), or two
+/// whole words for 128-bit fields (`bits == 128`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub word: usize,
+    pub shift: u32,
+    pub bits: u32,
+}
+
+impl Slot {
+    const fn new(word: usize, shift: u32, bits: u32) -> Slot {
+        Slot { word, shift, bits }
+    }
+}
+
+/// Field positions (Open vSwitch's layout, simplified): ICMP type and code use the transport ports, the ARP
+/// opcode the IP protocol, ARP addresses the IP addresses (as in OpenFlow 1.0).
+pub mod slot {
+    use super::Slot;
+    pub const IN_PORT: Slot = Slot::new(0, 0, 32);
+    pub const DL_TYPE: Slot = Slot::new(0, 32, 16);
+    /// 802.1Q TCI with bit 0x1000 (CFI) set when the frame has a tag, as OVS matches `vlan_tci`.
+    pub const VLAN_TCI: Slot = Slot::new(0, 48, 16);
+    pub const DL_SRC: Slot = Slot::new(1, 0, 48);
+    pub const NW_PROTO: Slot = Slot::new(1, 48, 8);
+    pub const NW_TOS: Slot = Slot::new(1, 56, 8);
+    pub const DL_DST: Slot = Slot::new(2, 0, 48);
+    pub const TP_SRC: Slot = Slot::new(2, 48, 16);
+    pub const TP_DST: Slot = Slot::new(3, 0, 16);
+    pub const TUN_ID: Slot = Slot::new(4, 0, 64);
+    /// IPv4 addresses sit in the low 32 bits of the first word; IPv6 ones fill both.
+    pub const NW_SRC: Slot = Slot::new(5, 0, 128);
+    pub const NW_DST: Slot = Slot::new(7, 0, 128);
+    pub const TUN_SRC: Slot = Slot::new(9, 0, 32);
+    pub const TUN_DST: Slot = Slot::new(9, 32, 32);
+}
+
+impl FlowKey {
+    /// Puts `value` (the low bits of it) into `s`.
+    pub fn put(&mut self, s: Slot, value: u128) {
+        if s.bits == 128 {
+            self.w[s.word] = (value >> 64) as u64;
+            self.w[s.word + 1] = value as u64;
+            return;
+        }
+        let m = if s.bits == 64 { u64::MAX } else { ((1u64 << s.bits) - 1) << s.shift };
+        self.w[s.word] = (self.w[s.word] & !m) | (((value as u64) << s.shift) & m);
+    }
+
+    pub fn get(&self, s: Slot) -> u128 {
+        if s.bits == 128 {
+            return (u128::from(self.w[s.word]) << 64) | u128::from(self.w[s.word + 1]);
+        }
+        let m = if s.bits == 64 { u64::MAX } else { (1u64 << s.bits) - 1 };
+        u128::from((self.w[s.word] >> s.shift) & m)
+    }
+
+    #[inline]
+    fn masked(&self, mask: &FlowKey) -> FlowKey {
+        let mut out = FlowKey::default();
+        for i in 0..KEY_WORDS {
+            out.w[i] = self.w[i] & mask.w[i];
+        }
+        out
+    }
+}
+
+/// A rule of a table, as the classifier needs it: its match, priority, and an index the caller understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub key: FlowKey,
+    pub mask: FlowKey,
+    pub priority: u16,
+    /// The caller's identifier for the rule (an index into its own list of rules).
+    pub id: u32,
+}
+
+struct Subtable {
+    mask: FlowKey,
+    max_priority: u16,
+    /// Rules by masked key, highest priority first (ties: the one added first).
+    rules: KeyMap<Vec<(u16, u32)>>,
+}
+
+/// One flow table's classifier. Immutable once built (a change of rules builds a new one), so it can be
+/// shared; the cache in front of it belongs to whoever looks up.
+pub struct Classifier {
+    /// Highest `max_priority` first.
+    subtables: Vec<Subtable>,
+    rules: usize,
+}
+
+/// The exact-match cache in front of one [`Classifier`]: whole key to result. Start a new one (or
+/// [`clear`](FlowCache::clear) it) whenever the classifier is replaced.
+#[derive(Default)]
+pub struct FlowCache {
+    map: KeyMap<Option<u32>>,
+}
+
+impl FlowCache {
+    pub fn clear(&mut self) {
+        self.map.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The highest-priority rule of `c` matching `key`: from the cache, or classified and remembered.
+    #[inline]
+    pub fn lookup(&mut self, c: &Classifier, key: &FlowKey) -> Option<u32> {
+        if let Some(hit) = self.map.get(key) {
+            return *hit;
+        }
+        let r = c.classify(key);
+        if self.map.len() >= CACHE_MAX {
+            self.map.clear();
+        }
+        self.map.insert(*key, r);
+        r
+    }
+}
+
+/// Entries the exact-match cache holds before it starts over.
+pub const CACHE_MAX: usize = 65_536;
+
+impl Classifier {
+    /// Builds the classifier of a table from its rules (the id of each is its position in `rules`' source).
+    pub fn new(rules: impl IntoIterator<Item = Rule>) -> Classifier {
+        let mut subtables: Vec<Subtable> = Vec::new();
+        let mut n = 0;
+        for r in rules {
+            n += 1;
+            let key = r.key.masked(&r.mask);
+            let st = match subtables.iter_mut().position(|s| s.mask == r.mask) {
+                Some(i) => &mut subtables[i],
+                None => {
+                    subtables.push(Subtable { mask: r.mask, max_priority: 0, rules: KeyMap::default() });
+                    subtables.last_mut().expect("just pushed")
+                }
+            };
+            st.max_priority = st.max_priority.max(r.priority);
+            let list = st.rules.entry(key).or_default();
+            // Stable: among equal priorities the earlier rule stays first.
+            let at = list.iter().position(|(p, _)| *p < r.priority).unwrap_or(list.len());
+            list.insert(at, (r.priority, r.id));
+        }
+        subtables.sort_by_key(|s| std::cmp::Reverse(s.max_priority));
+        Classifier { subtables, rules: n }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules == 0
+    }
+
+    pub fn subtables(&self) -> usize {
+        self.subtables.len()
+    }
+
+    /// The highest-priority rule matching `key`, without the cache.
+    pub fn classify(&self, key: &FlowKey) -> Option<u32> {
+        let mut best: Option<(u16, u32)> = None;
+        for st in &self.subtables {
+            if best.is_some_and(|(p, _)| p >= st.max_priority) {
+                break;
+            }
+            if let Some(list) = st.rules.get(&key.masked(&st.mask)) {
+                let (p, id) = list[0];
+                if best.is_none_or(|(bp, _)| p > bp) {
+                    best = Some((p, id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(id: u32, priority: u16, fields: &[(Slot, u128, u128)]) -> Rule {
+        let mut key = FlowKey::default();
+        let mut mask = FlowKey::default();
+        for &(s, v, m) in fields {
+            key.put(s, v);
+            mask.put(s, m);
+        }
+        Rule { key, mask, priority, id }
+    }
+
+    fn pkt(fields: &[(Slot, u128)]) -> FlowKey {
+        let mut k = FlowKey::default();
+        for &(s, v) in fields {
+            k.put(s, v);
+        }
+        k
+    }
+
+    #[test]
+    fn slots_round_trip() {
+        let mut k = FlowKey::default();
+        k.put(slot::DL_SRC, 0x0200_0000_0001);
+        k.put(slot::NW_PROTO, 17);
+        k.put(slot::TUN_ID, u128::from(u64::MAX));
+        k.put(slot::NW_DST, 0x2001_0db8_0000_0000_0000_0000_0000_0001);
+        k.put(slot::TUN_DST, 0xc000_0201);
+        assert_eq!(k.get(slot::DL_SRC), 0x0200_0000_0001);
+        assert_eq!(k.get(slot::NW_PROTO), 17);
+        assert_eq!(k.get(slot::TUN_ID), u128::from(u64::MAX));
+        assert_eq!(k.get(slot::NW_DST), 0x2001_0db8_0000_0000_0000_0000_0000_0001);
+        assert_eq!(k.get(slot::TUN_DST), 0xc000_0201);
+        assert_eq!(k.get(slot::TUN_SRC), 0);
+    }
+
+    #[test]
+    fn priorities_and_overlapping_wildcards() {
+        let ip = (slot::DL_TYPE, 0x0800, 0xffff);
+        let rules = [
+            rule(0, 0, &[]),                                               // catch-all
+            rule(1, 100, &[ip, (slot::NW_DST, 0xac1f_0100, 0xffff_ff00)]), // 172.31.1.0/24
+            rule(2, 200, &[ip, (slot::NW_DST, 0xac1f_0102, 0xffff_ffff)]), // 172.31.1.2/32
+            rule(3, 50, &[ip]),                                            // any IPv4
+            rule(4, 100, &[ip, (slot::NW_DST, 0xac1f_0000, 0xffff_0000)]), // 172.31.0.0/16, same priority as 1
+        ];
+        let c = Classifier::new(rules);
+        let mut cache = FlowCache::default();
+        let v4 = |dst: u128| pkt(&[(slot::DL_TYPE, 0x0800), (slot::NW_DST, dst)]);
+        assert_eq!(c.classify(&v4(0xac1f_0102)), Some(2), "the /32 at 200 wins");
+        assert_eq!(c.classify(&v4(0xac1f_0105)), Some(1), "/24 and /16 tie at 100: the earlier rule");
+        assert_eq!(c.classify(&v4(0xac1f_0205)), Some(4));
+        assert_eq!(c.classify(&v4(0x0a00_0001)), Some(3));
+        assert_eq!(c.classify(&pkt(&[(slot::DL_TYPE, 0x0806)])), Some(0));
+        // The cache gives the same answers, the second time from memory.
+        for _ in 0..2 {
+            assert_eq!(cache.lookup(&c, &v4(0xac1f_0102)), Some(2));
+            assert_eq!(cache.lookup(&c, &v4(0x0a00_0001)), Some(3));
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(FlowCache::default().lookup(&Classifier::new([]), &v4(1)), None);
+        assert_eq!(c.subtables(), 5);
+    }
+}
