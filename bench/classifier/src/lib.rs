@@ -1,0 +1,1 @@
+//! Benchmarks of weft's flow classifier live in benches/.
