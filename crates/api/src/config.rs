@@ -503,6 +503,46 @@ pub struct BridgeConfig {
     pub flows: Vec<StoredFlow>,
     #[serde(default = "one")]
     pub next_flow_id: u64,
+    /// OpenFlow controller connection (`set-controller`): `ptcp:PORT[:IP]` (weftd listens) or `tcp:IP[:PORT]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+}
+
+/// An OpenFlow connection target, as `set-controller` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfTarget {
+    Listen(std::net::SocketAddr),
+    Connect(std::net::SocketAddr),
+}
+
+/// Parses `ptcp:PORT[:IP]` or `tcp:IP[:PORT]` (port 6653 by default; IPv6 in brackets).
+pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::BadSetting(format!("controller {t:?}: {why} (expected ptcp:PORT[:IP] or tcp:IP[:PORT])"))
+    };
+    let ip_of = |s: &str| -> Result<IpAddr, ConfigError> {
+        s.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| bad("not an IP address"))
+    };
+    let port_of = |s: &str| -> Result<u16, ConfigError> {
+        s.parse().ok().filter(|p| *p > 0).ok_or_else(|| bad("not a TCP port"))
+    };
+    if let Some(rest) = t.strip_prefix("ptcp:") {
+        let (port, ip) = match rest.split_once(':') {
+            Some((p, ip)) => (if p.is_empty() { 6653 } else { port_of(p)? }, ip_of(ip)?),
+            None => (if rest.is_empty() { 6653 } else { port_of(rest)? }, IpAddr::from([0, 0, 0, 0])),
+        };
+        return Ok(OfTarget::Listen(std::net::SocketAddr::new(ip, port)));
+    }
+    if let Some(rest) = t.strip_prefix("tcp:") {
+        let (ip, port) = match rest.rsplit_once(':') {
+            Some((ip, p)) if !rest.ends_with(']') && (ip.starts_with('[') || !ip.contains(':')) => {
+                (ip_of(ip)?, port_of(p)?)
+            }
+            _ => (ip_of(rest)?, 6653),
+        };
+        return Ok(OfTarget::Connect(std::net::SocketAddr::new(ip, port)));
+    }
+    Err(bad("unknown connection method"))
 }
 
 fn one() -> u64 {
@@ -638,6 +678,7 @@ impl Config {
             local_vlan: PortVlan::default(),
             flows: default_flows(),
             next_flow_id: 1,
+            controller: None,
         });
         Ok(())
     }
@@ -782,6 +823,11 @@ impl Config {
                 f.match_text
             )));
         }
+        self.add_parsed_flows(bridge, flows)
+    }
+
+    /// Adds flows already parsed (from OpenFlow FLOW_MODs).
+    pub fn add_parsed_flows(&mut self, bridge: &str, flows: Vec<crate::flow::Flow>) -> Result<(), ConfigError> {
         let b = self.bridge_mut(bridge)?;
         let now = now_secs();
         for flow in flows {
@@ -801,8 +847,18 @@ impl Config {
         if filter.as_ref().is_some_and(|f| f.has_actions) {
             return Err(ConfigError::BadSetting("del-flows takes a match, not actions".into()));
         }
+        self.del_parsed_flows(bridge, filter.as_ref(), strict)
+    }
+
+    /// Deletes the flows a parsed filter selects (all of them without one).
+    pub fn del_parsed_flows(
+        &mut self,
+        bridge: &str,
+        filter: Option<&crate::flow::Flow>,
+        strict: bool,
+    ) -> Result<(), ConfigError> {
         let b = self.bridge_mut(bridge)?;
-        b.flows.retain(|s| match &filter {
+        b.flows.retain(|s| match filter {
             None => false,
             Some(f) if strict => !s.flow.same_match(f),
             Some(f) => !s.flow.covered_by(f),
@@ -817,9 +873,14 @@ impl Config {
         if !f.has_actions {
             return Err(ConfigError::BadSetting("mod-flows needs actions=".into()));
         }
+        self.mod_parsed_flows(bridge, &f, strict)
+    }
+
+    /// Gives the flows `f` selects `f`'s actions.
+    pub fn mod_parsed_flows(&mut self, bridge: &str, f: &crate::flow::Flow, strict: bool) -> Result<(), ConfigError> {
         let b = self.bridge_mut(bridge)?;
         for s in &mut b.flows {
-            let selected = if strict { s.flow.same_match(&f) } else { s.flow.covered_by(&f) };
+            let selected = if strict { s.flow.same_match(f) } else { s.flow.covered_by(f) };
             if selected {
                 s.flow.actions = f.actions.clone();
                 s.flow.actions_text = f.actions_text.clone();
@@ -903,6 +964,13 @@ impl Config {
             Request::AddFlows { bridge, flows } => self.add_flows(bridge, flows),
             Request::DelFlows { bridge, filter, strict } => self.del_flows(bridge, filter.as_deref(), *strict),
             Request::ModFlows { bridge, flow, strict } => self.mod_flows(bridge, flow, *strict),
+            Request::SetController { bridge, target } => {
+                if let Some(t) = target {
+                    parse_of_target(t)?;
+                }
+                self.bridge_mut(bridge)?.controller = target.clone();
+                Ok(())
+            }
             Request::ClearPort { port, columns } => self.clear_port(port, columns),
             Request::DelPort { bridge, port, if_exists } => self.del_port(bridge.as_deref(), port, *if_exists),
             Request::SetInterface { port, settings } => self.set_interface(port, settings),

@@ -559,6 +559,9 @@ impl fmt::Display for Flow {
             }
         }
         write!(f, "{} actions=", self.match_text)?;
+        if self.actions.is_empty() {
+            return f.write_str("drop");
+        }
         for (i, a) in self.actions.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
@@ -567,6 +570,107 @@ impl fmt::Display for Flow {
         }
         Ok(())
     }
+}
+
+/// A match written the way `ovs-ofctl dump-flows` writes it: the protocol keyword (`ip`, `tcp6`, `arp`, …),
+/// then the fields.
+pub fn format_matches(matches: &[Match]) -> String {
+    let get = |f: Field| matches.iter().find(|m| m.field == f);
+    let dl_type = get(Field::DlType).map(|m| m.value as u16);
+    let proto = get(Field::NwProto).map(|m| m.value as u8);
+    let mut words: Vec<String> = Vec::new();
+    let mut proto_said = false;
+    if let Some(t) = dl_type {
+        let word = match (t, proto) {
+            (0x0800, Some(1)) => Some("icmp"),
+            (0x0800, Some(6)) => Some("tcp"),
+            (0x0800, Some(17)) => Some("udp"),
+            (0x0800, Some(132)) => Some("sctp"),
+            (0x86dd, Some(58)) => Some("icmp6"),
+            (0x86dd, Some(6)) => Some("tcp6"),
+            (0x86dd, Some(17)) => Some("udp6"),
+            _ => None,
+        };
+        match word {
+            Some(w) => {
+                words.push(w.into());
+                proto_said = true;
+            }
+            None => words.push(match t {
+                0x0800 => "ip".into(),
+                0x86dd => "ipv6".into(),
+                0x0806 => "arp".into(),
+                t => format!("dl_type=0x{t:04x}"),
+            }),
+        }
+    }
+    let v4 = |m: &Match| {
+        let a = std::net::Ipv4Addr::from(m.value as u32);
+        match (m.mask as u32).leading_ones() {
+            32 => a.to_string(),
+            n if (m.mask as u32) == u32::MAX.checked_shl(32 - n).unwrap_or(0) => format!("{a}/{n}"),
+            _ => format!("{a}/{}", std::net::Ipv4Addr::from(m.mask as u32)),
+        }
+    };
+    let v6 = |m: &Match| {
+        let a = Ipv6Addr::from(m.value);
+        match m.mask.leading_ones() {
+            128 => a.to_string(),
+            n => format!("{a}/{n}"),
+        }
+    };
+    let mac = |m: &Match| {
+        let a = EthernetAddress::from_bytes(&(m.value as u64).to_be_bytes()[2..]);
+        if m.mask == 0xffff_ffff_ffff {
+            a.to_string()
+        } else {
+            format!("{a}/{}", EthernetAddress::from_bytes(&(m.mask as u64).to_be_bytes()[2..]))
+        }
+    };
+    let num = |m: &Match, full: u128| {
+        if m.mask == full {
+            m.value.to_string()
+        } else {
+            format!("0x{:x}/0x{:x}", m.value, m.mask)
+        }
+    };
+    for m in matches {
+        let w = match m.field {
+            Field::DlType => continue,
+            Field::NwProto if proto_said => continue,
+            Field::InPort if m.value == u128::from(OFPP_LOCAL) => "in_port=LOCAL".to_string(),
+            Field::InPort => format!("in_port={}", m.value),
+            Field::DlSrc => format!("dl_src={}", mac(m)),
+            Field::DlDst => format!("dl_dst={}", mac(m)),
+            Field::VlanTci if m.mask == 0x1fff && m.value & 0x1000 != 0 => format!("dl_vlan={}", m.value & 0xfff),
+            Field::VlanTci => format!("vlan_tci=0x{:04x}/0x{:04x}", m.value, m.mask),
+            Field::NwSrc => format!("nw_src={}", v4(m)),
+            Field::NwDst => format!("nw_dst={}", v4(m)),
+            Field::ArpSpa => format!("arp_spa={}", v4(m)),
+            Field::ArpTpa => format!("arp_tpa={}", v4(m)),
+            Field::ArpOp => format!("arp_op={}", m.value),
+            Field::NwProto => format!("nw_proto={}", m.value),
+            Field::NwTos => format!("nw_tos={}", m.value),
+            Field::TpSrc => format!("tp_src={}", num(m, 0xffff)),
+            Field::TpDst => format!("tp_dst={}", num(m, 0xffff)),
+            Field::IcmpType => format!("icmp_type={}", m.value),
+            Field::IcmpCode => format!("icmp_code={}", m.value),
+            Field::Ipv6Src => format!("ipv6_src={}", v6(m)),
+            Field::Ipv6Dst => format!("ipv6_dst={}", v6(m)),
+            Field::TunId => format!(
+                "tun_id={}",
+                if m.mask == u128::from(u64::MAX) {
+                    format!("0x{:x}", m.value)
+                } else {
+                    format!("0x{:x}/0x{:x}", m.value, m.mask)
+                }
+            ),
+            Field::TunSrc => format!("tun_src={}", v4(m)),
+            Field::TunDst => format!("tun_dst={}", v4(m)),
+        };
+        words.push(w);
+    }
+    words.join(",")
 }
 
 impl Flow {
@@ -589,7 +693,7 @@ impl Flow {
 
     /// Strict matching: the same match and priority (and table, cookie under the mask).
     pub fn same_match(&self, filter: &Flow) -> bool {
-        if self.table != filter.table || self.priority != filter.priority {
+        if (filter.has_table && self.table != filter.table) || self.priority != filter.priority {
             return false;
         }
         if (self.cookie ^ filter.cookie) & filter.cookie_mask != 0 {

@@ -21,3 +21,15 @@ pub fn control_input(data: &[u8]) {
         let _ = cfg.validate();
     }
 }
+
+/// OpenFlow messages as weftd's sessions decode them, and the same bytes as `ovs-ofctl` flow text.
+pub fn openflow_input(data: &[u8]) {
+    crate::ofp::fuzz_decode(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(f) = crate::flow::parse(text, &|p| p.parse().ok()) {
+            // A parsed flow prints as text that parses again to the same match and actions.
+            let again = crate::flow::parse(&f.to_string(), &|p| p.parse().ok()).expect("printed flow parses");
+            assert_eq!((&again.matches, &again.actions), (&f.matches, &f.actions));
+        }
+    }
+}

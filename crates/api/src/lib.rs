@@ -5,6 +5,7 @@
 pub mod config;
 pub mod flow;
 pub mod fuzz;
+pub mod ofp;
 pub mod proto;
 
 pub use config::{BridgeConfig, Config, ConfigError, Encap, IfaceType, Inherit, PortConfig, StaticFdb, TunnelSpec};

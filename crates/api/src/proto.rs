@@ -68,6 +68,11 @@ pub enum Request {
         #[serde(default)]
         strict: bool,
     },
+    /// `set-controller BR TARGET` / `del-controller BR` (target None).
+    SetController {
+        bridge: String,
+        target: Option<String>,
+    },
     DumpFlows {
         bridge: String,
         #[serde(default)]
@@ -123,6 +128,7 @@ impl Request {
                 | Request::AddFlows { .. }
                 | Request::DelFlows { .. }
                 | Request::ModFlows { .. }
+                | Request::SetController { .. }
                 | Request::ClearPort { .. }
                 | Request::FdbAdd { .. }
                 | Request::FdbDel { .. }

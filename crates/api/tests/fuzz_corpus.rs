@@ -7,3 +7,8 @@ fn corpus(target: &str) -> std::path::PathBuf {
 fn control_corpus() {
     assert!(weft_wire::fuzz::replay_corpus(&corpus("control"), weft_api::fuzz::control_input) > 0, "empty corpus");
 }
+
+#[test]
+fn openflow_corpus() {
+    assert!(weft_wire::fuzz::replay_corpus(&corpus("openflow"), weft_api::fuzz::openflow_input) > 0, "empty corpus");
+}

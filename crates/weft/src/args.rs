@@ -32,6 +32,9 @@ flows (ovs-ofctl syntax):
                                     actions: output:N normal flood all in_port local controller drop
                                     mod_vlan_vid strip_vlan push_vlan set_field:V->F set_tunnel resubmit(,T)
                                     goto_table:T (ports by number or name)
+  set-controller BR ptcp:PORT[:IP] | tcp:IP[:PORT]   OpenFlow 1.3: listen for ovs-ofctl and controllers, or
+                                    connect to a controller (packet-in for actions=controller)
+  del-controller BR
 inspection:
   capture BR PORT [-w FILE|-] [-c N] [--outer] [-V] [--format json]
                                     frames crossing PORT (both ways) as they are seen, printed like decode
@@ -305,6 +308,15 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "mod-flows" => {
             want(cmd, &rest, 2, usize::MAX, "BR FLOW")?;
             Request::ModFlows { bridge: rest[0].clone(), flow: rest[1..].join(" "), strict }
+        }
+        "set-controller" => {
+            want(cmd, &rest, 2, 2, "BR ptcp:PORT[:IP]|tcp:IP[:PORT]")?;
+            weft_api::config::parse_of_target(&rest[1]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Request::SetController { bridge: rest[0].clone(), target: Some(rest[1].clone()) }
+        }
+        "del-controller" => {
+            want(cmd, &rest, 1, 1, "BR")?;
+            Request::SetController { bridge: rest[0].clone(), target: None }
         }
         "dump-flows" => {
             want(cmd, &rest, 1, usize::MAX, "BR [FLOW]")?;

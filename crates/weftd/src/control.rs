@@ -24,6 +24,10 @@ pub struct State {
     pub generation: u64,
     /// What the running pipeline knows of each port: its state, MTU and namespace, for `show`.
     pub port_info: BTreeMap<String, Value>,
+    /// OpenFlow listeners and connections the bridges' `controller` settings ask for.
+    pub of: crate::ofconn::Manager,
+    /// This state's own handle, for the OpenFlow threads.
+    pub me: std::sync::Weak<Mutex<State>>,
 }
 
 const DP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -170,7 +174,40 @@ impl State {
         self.config = new;
         self.resources.release_unused(&self.config);
         self.resources.adjust_tap_mtus(&self.config);
+        self.reconcile_openflow();
         Ok(())
+    }
+
+    /// Starts or stops OpenFlow connections to match the configuration.
+    pub fn reconcile_openflow(&mut self) {
+        let mut of = std::mem::take(&mut self.of);
+        let me = self.me.clone();
+        of.reconcile(self, &me);
+        self.of = of;
+    }
+
+    /// Validates and commits a configuration built outside the CLI requests (OpenFlow flow changes).
+    pub fn commit_config(&mut self, new: Config) -> Result<(), String> {
+        new.validate().map_err(|e| e.to_string())?;
+        if new == self.config {
+            return Ok(());
+        }
+        self.commit(new)
+    }
+
+    /// Each flow's (packets, bytes) by flow id.
+    pub fn flow_counters(&self, bridge: &str) -> std::collections::HashMap<u64, (u64, u64)> {
+        self.ask(|tx| DpMsg::FlowStats(bridge.to_string(), tx))
+            .flatten()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, p, b, _)| (id, (p, b)))
+            .collect()
+    }
+
+    /// Every port of the bridge with its counters.
+    pub fn port_counters(&self, bridge: &str) -> Vec<(String, u32, weft_datapath::counters::PortCounters)> {
+        self.ask(|tx| DpMsg::Counters(bridge.to_string(), tx)).flatten().unwrap_or_default()
     }
 
     /// Hands a pipeline to the datapath and waits until it runs it.

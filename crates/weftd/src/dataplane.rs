@@ -54,6 +54,8 @@ pub enum DpMsg {
     FdbStats(String, Sender<Option<FdbStats>>),
     /// Each flow's counters (id, packets, bytes, seconds since last used), or None for an unknown bridge.
     FlowStats(String, Sender<Option<Vec<FlowCounters>>>),
+    /// Where a bridge's packet-ins go (None: no controller).
+    SetPacketIn(String, Option<std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>),
     /// Start feeding a capture; answered with false when the port does not exist.
     Capture(Box<Tap>, Sender<bool>),
 }
@@ -158,8 +160,11 @@ pub struct Dataplane {
     /// Per bridge and table: the exact-match cache, and each rule's counters.
     flow_caches: Vec<Vec<FlowCache>>,
     flow_stats: Vec<Vec<Vec<FlowStat>>>,
-    /// Per bridge: packets that reached `actions=controller` (no controller connection yet).
+    /// Per bridge: packets that reached `actions=controller` without a controller to take them.
     flow_controller: Vec<u64>,
+    /// Packet-in channels by bridge name, and by bridge index in the running pipeline.
+    packet_in: std::collections::HashMap<String, std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>,
+    packet_in_rt: Vec<Option<std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>>,
 }
 
 /// A full MAC table is logged at most this often per bridge.
@@ -203,6 +208,8 @@ impl Dataplane {
             flow_caches: Vec::new(),
             flow_stats: Vec::new(),
             flow_controller: Vec::new(),
+            packet_in: Default::default(),
+            packet_in_rt: Vec::new(),
         };
         dp.install(pipeline);
         dp
@@ -306,6 +313,7 @@ impl Dataplane {
                     .unwrap_or(0)
             })
             .collect();
+        self.packet_in_rt = p.bridges.iter().map(|b| self.packet_in.get(&b.name).cloned()).collect();
         self.retap();
     }
 
@@ -524,6 +532,15 @@ impl Dataplane {
                                 out
                             });
                             let _ = reply.send(r);
+                        }
+                        Ok(DpMsg::SetPacketIn(bridge, tx)) => {
+                            match tx {
+                                Some(tx) => self.packet_in.insert(bridge, tx),
+                                None => self.packet_in.remove(&bridge),
+                            };
+                            let p = self.pipeline.clone();
+                            self.packet_in_rt =
+                                p.bridges.iter().map(|b| self.packet_in.get(&b.name).cloned()).collect();
                         }
                         Ok(DpMsg::Capture(tap, reply)) => {
                             let known = self.pipeline.ports.iter().any(|p| p.name == tap.port_name);
@@ -947,7 +964,24 @@ impl Dataplane {
                     }
                 }
                 ActRt::Normal => self.normal_switch(pipeline, in_port, remote, st.bytes, st.tci, now),
-                ActRt::Controller => self.flow_controller[bridge] += 1,
+                ActRt::Controller => {
+                    let sent = self.packet_in_rt[bridge].as_ref().is_some_and(|tx| {
+                        let frame = resolve(&self.rx, &self.seg, st.bytes);
+                        let mut data = Vec::with_capacity(frame.len() + 4);
+                        data.extend_from_slice(&frame[..12]);
+                        if st.tci & 0x0fff != 0 {
+                            data.extend_from_slice(&vlan_tag(st.tci));
+                        }
+                        data.extend_from_slice(&frame[12..]);
+                        let ofport = pipeline.ports[usize::from(in_port.0)].ofport;
+                        let p =
+                            crate::ofconn::PacketIn { in_port: ofport, table: table as u8, cookie: rule.cookie, data };
+                        tx.try_send(p).is_ok()
+                    });
+                    if !sent {
+                        self.flow_controller[bridge] += 1;
+                    }
+                }
                 ActRt::ModVlanVid(v) => st.tci = (st.tci & 0xf000) | (v & 0x0fff),
                 ActRt::StripVlan => st.tci = 0,
                 ActRt::PushVlan => st.tci &= 0xf000,

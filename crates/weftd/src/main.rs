@@ -6,6 +6,7 @@ mod capture;
 mod control;
 mod dataplane;
 mod db;
+mod ofconn;
 mod pipeline;
 
 use anyhow::{bail, Context};
@@ -46,7 +47,16 @@ fn run() -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let wake = Arc::new(weft_sys::epoll::EventFd::new()?);
     let dp = dataplane::DpHandle { tx, wake: wake.clone() };
-    let mut state = control::State { config, db, resources, dp, generation: 1, port_info: Default::default() };
+    let mut state = control::State {
+        config,
+        db,
+        resources,
+        dp,
+        generation: 1,
+        port_info: Default::default(),
+        of: Default::default(),
+        me: Default::default(),
+    };
     let empty = pipeline::Pipeline {
         generation: 0,
         bridges: vec![],
@@ -67,6 +77,11 @@ fn run() -> anyhow::Result<()> {
         socket.display()
     );
     let state = Arc::new(Mutex::new(state));
+    {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.me = Arc::downgrade(&state);
+        s.reconcile_openflow();
+    }
     // Flows with idle_timeout or hard_timeout are removed once a second when due.
     let expiring = state.clone();
     std::thread::Builder::new().name("flow-expiry".into()).spawn(move || loop {

@@ -89,6 +89,7 @@ impl std::fmt::Debug for TableRt {
 pub struct RuleRt {
     /// The flow's id in the configuration (its counters are kept under it).
     pub id: u64,
+    pub cookie: u64,
     pub actions: Vec<ActRt>,
 }
 
@@ -193,7 +194,7 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
                     priority: s.flow.priority,
                     id: rules.len() as u32,
                 });
-                rules.push(RuleRt { id: s.id, actions });
+                rules.push(RuleRt { id: s.id, cookie: s.flow.cookie, actions });
             }
             TableRt { classifier: weft_datapath::classifier::Classifier::new(entries), rules }
         })

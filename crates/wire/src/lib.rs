@@ -22,6 +22,7 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod openflow;
 pub mod pcap;
 pub mod tcp;
 pub mod udp;

@@ -1,0 +1,598 @@
+//! OpenFlow 1.3 connections: weftd listening for `ovs-ofctl` and controllers (`ptcp:`), or connecting to a
+//! controller (`tcp:`). Each connection is served by its own thread; requests that change flows go through the
+//! same transactions as the CLI. Packets that reach `actions=controller` come from the datapath through a
+//! bounded channel and go to every connection of the bridge as PACKET_IN.
+
+use crate::control::State;
+use crate::dataplane::DpMsg;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use weft_api::config::{parse_of_target, OfTarget};
+use weft_api::flow::Flow;
+use weft_wire::openflow::{self as of, error, msg};
+
+/// A packet for the controller.
+pub struct PacketIn {
+    pub in_port: u32,
+    pub table: u8,
+    pub cookie: u64,
+    pub data: Vec<u8>,
+}
+
+/// Packet-ins queued towards a bridge's connections before the datapath leaves some out.
+pub const PACKET_IN_QUEUE: usize = 1024;
+
+type Session = Arc<Mutex<TcpStream>>;
+
+/// One bridge's controller setup: its target, the stop flag of its threads, and its open connections.
+struct Running {
+    target: String,
+    stop: Arc<AtomicBool>,
+}
+
+/// Keeps the listeners and connectors the configuration asks for.
+#[derive(Default)]
+pub struct Manager {
+    running: HashMap<String, Running>,
+}
+
+impl Manager {
+    /// Starts and stops connections so that each bridge with a controller has exactly one, for its target.
+    pub fn reconcile(&mut self, state: &State, me: &Weak<Mutex<State>>) {
+        let wanted: HashMap<String, String> =
+            state.config.bridges.iter().filter_map(|b| Some((b.name.clone(), b.controller.clone()?))).collect();
+        self.running.retain(|bridge, r| {
+            let keep = wanted.get(bridge) == Some(&r.target);
+            if !keep {
+                r.stop.store(true, Ordering::Relaxed);
+                state.dp.send(DpMsg::SetPacketIn(bridge.clone(), None));
+            }
+            keep
+        });
+        for (bridge, target) in wanted {
+            if self.running.contains_key(&bridge) {
+                continue;
+            }
+            let Ok(t) = parse_of_target(&target) else { continue };
+            let stop = Arc::new(AtomicBool::new(false));
+            let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
+            let (tx, rx) = std::sync::mpsc::sync_channel(PACKET_IN_QUEUE);
+            state.dp.send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
+            spawn_hub(rx, sessions.clone(), stop.clone());
+            let (me, b, s2, st) = (me.clone(), bridge.clone(), sessions, stop.clone());
+            let r = match t {
+                OfTarget::Listen(addr) => std::thread::Builder::new()
+                    .name(format!("of-listen-{bridge}"))
+                    .spawn(move || listen(addr, b, me, s2, st)),
+                OfTarget::Connect(addr) => std::thread::Builder::new()
+                    .name(format!("of-connect-{bridge}"))
+                    .spawn(move || connect(addr, b, me, s2, st)),
+            };
+            if let Err(e) = r {
+                eprintln!("weftd: bridge {bridge}: cannot start the OpenFlow connection: {e}");
+            }
+            self.running.insert(bridge, Running { target, stop });
+        }
+    }
+}
+
+/// Forwards packet-ins to every open connection of the bridge.
+fn spawn_hub(rx: Receiver<PacketIn>, sessions: Arc<Mutex<Vec<Session>>>, stop: Arc<AtomicBool>) {
+    let _ = std::thread::Builder::new().name("of-packet-in".into()).spawn(move || {
+        let mut xid = 0u32;
+        loop {
+            let p = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(p) => p,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !stop.load(Ordering::Relaxed) => continue,
+                Err(_) => return,
+            };
+            xid = xid.wrapping_add(1);
+            let m = packet_in(&p, xid);
+            let mut list = sessions.lock().unwrap_or_else(|e| e.into_inner());
+            list.retain(|s| s.lock().unwrap_or_else(|e| e.into_inner()).write_all(&m).is_ok());
+        }
+    });
+}
+
+fn packet_in(p: &PacketIn, xid: u32) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64 + p.data.len());
+    let at = of::start(&mut m, msg::PACKET_IN, xid);
+    m.extend_from_slice(&u32::MAX.to_be_bytes()); // no buffer
+    m.extend_from_slice(&(p.data.len() as u16).to_be_bytes());
+    m.push(1); // OFPR_ACTION
+    m.push(p.table);
+    m.extend_from_slice(&p.cookie.to_be_bytes());
+    of::put_match(&mut m, |o| of::put_oxm(o, of::oxm::CLASS_BASIC, of::oxm::IN_PORT, &p.in_port.to_be_bytes(), None));
+    m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(&p.data);
+    of::finish(&mut m, at);
+    m
+}
+
+fn listen(
+    addr: std::net::SocketAddr,
+    bridge: String,
+    me: Weak<Mutex<State>>,
+    sessions: Arc<Mutex<Vec<Session>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let l = match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("weftd: bridge {bridge}: cannot listen for OpenFlow on {addr}: {e}");
+            return;
+        }
+    };
+    while !stop.load(Ordering::Relaxed) {
+        match l.accept() {
+            Ok((s, _)) => {
+                let (b, m, ss, st) = (bridge.clone(), me.clone(), sessions.clone(), stop.clone());
+                let _ = std::thread::Builder::new().name("of-session".into()).spawn(move || session(s, b, m, ss, st));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => {
+                eprintln!("weftd: bridge {bridge}: OpenFlow accept: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+fn connect(
+    addr: std::net::SocketAddr,
+    bridge: String,
+    me: Weak<Mutex<State>>,
+    sessions: Arc<Mutex<Vec<Session>>>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(s) => session(s, bridge.clone(), me.clone(), sessions.clone(), stop.clone()),
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+        // Reconnect after a drop, as a switch does.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Reads one whole message; `Ok(None)` when the peer closed or we are told to stop.
+fn read_msg(s: &mut TcpStream, stop: &AtomicBool) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head = [0u8; of::HEADER_LEN];
+    let mut got = 0;
+    while got < head.len() {
+        match s.read(&mut head[got..]) {
+            Ok(0) => return Ok(None),
+            Ok(n) => got += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+    let mut m = head.to_vec();
+    if len < of::HEADER_LEN {
+        return Ok(Some(m));
+    }
+    m.resize(len, 0);
+    let mut at = of::HEADER_LEN;
+    while at < len {
+        match s.read(&mut m[at..]) {
+            Ok(0) => return Ok(None),
+            Ok(n) => at += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(m))
+}
+
+fn hello(xid: u32) -> Vec<u8> {
+    let mut m = Vec::new();
+    let at = of::start(&mut m, msg::HELLO, xid);
+    // A version bitmap element: OpenFlow 1.3 only.
+    m.extend_from_slice(&[0, 1, 0, 8, 0, 0, 0, 1 << of::VERSION]);
+    of::finish(&mut m, at);
+    m
+}
+
+fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
+    let mut m = Vec::new();
+    let at = of::start(&mut m, msg::ERROR, xid);
+    m.extend_from_slice(&kind.to_be_bytes());
+    m.extend_from_slice(&code.to_be_bytes());
+    m.extend_from_slice(&request[..request.len().min(64)]);
+    of::finish(&mut m, at);
+    m
+}
+
+fn session(
+    s: TcpStream,
+    bridge: String,
+    me: Weak<Mutex<State>>,
+    sessions: Arc<Mutex<Vec<Session>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_nodelay(true);
+    let Ok(mut reader) = s.try_clone() else { return };
+    let writer: Session = Arc::new(Mutex::new(s));
+    let send = |m: &[u8]| writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(m).is_ok();
+    if !send(&hello(0)) {
+        return;
+    }
+    sessions.lock().unwrap_or_else(|e| e.into_inner()).push(writer.clone());
+    let mut miss_send_len: u16 = 128;
+    while let Ok(Some(m)) = read_msg(&mut reader, &stop) {
+        let Ok(h) = of::Header::parse(&m) else {
+            send(&error_msg(0, (error::BAD_REQUEST, error::BAD_LEN), &m));
+            break;
+        };
+        if h.kind == msg::HELLO {
+            // We speak 1.3 only: the peer must offer it (its version, or a bitmap that includes it).
+            let bitmap = m.get(12..16).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            let ok = h.version >= of::VERSION && bitmap.is_none_or(|b| b & (1 << of::VERSION) != 0);
+            if !ok {
+                send(&error_msg(h.xid, (error::HELLO_FAILED, error::INCOMPATIBLE), &m));
+                break;
+            }
+            continue;
+        }
+        if h.version != of::VERSION {
+            send(&error_msg(h.xid, (error::BAD_REQUEST, error::BAD_VERSION), &m));
+            continue;
+        }
+        let Some(state) = me.upgrade() else { break };
+        let replies = {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            handle(&mut st, &bridge, &h, &m, &mut miss_send_len)
+        };
+        for r in replies {
+            if !send(&r) {
+                break;
+            }
+        }
+    }
+    sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|x| !Arc::ptr_eq(x, &writer));
+}
+
+/// Answers one request.
+fn handle(st: &mut State, bridge: &str, h: &of::Header, m: &[u8], miss_send_len: &mut u16) -> Vec<Vec<u8>> {
+    let body = &m[of::HEADER_LEN..];
+    let reply = |kind: u8, fill: &dyn Fn(&mut Vec<u8>)| {
+        let mut r = Vec::new();
+        let at = of::start(&mut r, kind, h.xid);
+        fill(&mut r);
+        of::finish(&mut r, at);
+        r
+    };
+    match h.kind {
+        msg::ECHO_REQUEST => vec![reply(msg::ECHO_REPLY, &|r| r.extend_from_slice(body))],
+        msg::FEATURES_REQUEST => vec![reply(msg::FEATURES_REPLY, &|r| {
+            r.extend_from_slice(&datapath_id(bridge).to_be_bytes());
+            r.extend_from_slice(&0u32.to_be_bytes()); // n_buffers
+            r.push(254); // n_tables
+            r.push(0); // auxiliary_id
+            r.extend_from_slice(&[0, 0]);
+            r.extend_from_slice(&(0x1u32 | 0x2 | 0x4).to_be_bytes()); // flow, table and port stats
+            r.extend_from_slice(&[0; 4]);
+        })],
+        msg::GET_CONFIG_REQUEST => {
+            let len = *miss_send_len;
+            vec![reply(msg::GET_CONFIG_REPLY, &|r| {
+                r.extend_from_slice(&[0, 0]);
+                r.extend_from_slice(&len.to_be_bytes());
+            })]
+        }
+        msg::SET_CONFIG => {
+            if body.len() >= 4 {
+                *miss_send_len = u16::from_be_bytes([body[2], body[3]]);
+            }
+            vec![]
+        }
+        msg::BARRIER_REQUEST => vec![reply(msg::BARRIER_REPLY, &|_| {})],
+        msg::ROLE_REQUEST if body.len() >= 16 => {
+            vec![reply(msg::ROLE_REPLY, &|r| r.extend_from_slice(&body[..16]))]
+        }
+        msg::GET_ASYNC_REQUEST => vec![reply(msg::GET_ASYNC_REPLY, &|r| {
+            // packet-in, port-status, flow-removed masks for master/equal and slave.
+            for v in [0x7u32, 0x0, 0x7, 0x7, 0xf, 0x0] {
+                r.extend_from_slice(&v.to_be_bytes());
+            }
+        })],
+        msg::SET_ASYNC => vec![],
+        msg::FLOW_MOD => match flow_mod(st, bridge, body) {
+            Ok(()) => vec![],
+            Err(e) => vec![error_msg(h.xid, e, m)],
+        },
+        msg::MULTIPART_REQUEST => match multipart(st, bridge, h.xid, body) {
+            Ok(r) => r,
+            Err(e) => vec![error_msg(h.xid, e, m)],
+        },
+        _ => vec![error_msg(h.xid, (error::BAD_REQUEST, error::BAD_TYPE), m)],
+    }
+}
+
+fn datapath_id(bridge: &str) -> u64 {
+    // Stable per bridge name, like a MAC-derived ID.
+    bridge.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        & 0xffff_ffff_ffff
+}
+
+/// Parses a FLOW_MOD and applies it as a configuration change.
+fn flow_mod(st: &mut State, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)> {
+    let bad_len = (error::BAD_REQUEST, error::BAD_LEN);
+    let fm = of::FlowMod::parse(body).map_err(|_| bad_len)?;
+    let (tlvs, mlen) = of::parse_match(&body[of::FLOW_MOD_LEN..]).map_err(|_| (error::BAD_MATCH, 1))?;
+    let matches = weft_api::ofp::matches_from_oxm(&tlvs)?;
+    let inst_at = of::FLOW_MOD_LEN + mlen;
+    let insts = of::parse_tlvs(body.get(inst_at..).unwrap_or_default(), "instruction")
+        .map_err(|_| (error::BAD_INSTRUCTION, 4))?; // BAD_LEN
+    let actions = weft_api::ofp::actions_from_instructions(&insts)?;
+    if fm.table_id > 254 && matches!(fm.command, of::flow_cmd::ADD | of::flow_cmd::MODIFY | of::flow_cmd::MODIFY_STRICT)
+    {
+        return Err((error::FLOW_MOD_FAILED, error::BAD_TABLE_ID));
+    }
+    let mut flow: Flow = weft_api::ofp::flow_from_flow_mod(&fm, matches, actions);
+    // Prerequisites, as ovs-ofctl's parser checks them: round-trip through the text form.
+    if let Err(e) = weft_api::flow::parse(&flow.to_string(), &|p| p.parse().ok()) {
+        eprintln!("weftd: OpenFlow flow_mod refused: {e}");
+        return Err((error::BAD_MATCH, error::BAD_PREREQ));
+    }
+    let mut new = st.config.clone();
+    let r = match fm.command {
+        of::flow_cmd::ADD => {
+            flow.cookie_mask = 0;
+            new.add_parsed_flows(bridge, vec![flow])
+        }
+        of::flow_cmd::MODIFY | of::flow_cmd::MODIFY_STRICT => {
+            new.mod_parsed_flows(bridge, &flow, fm.command == of::flow_cmd::MODIFY_STRICT)
+        }
+        of::flow_cmd::DELETE | of::flow_cmd::DELETE_STRICT => {
+            new.del_parsed_flows(bridge, Some(&flow), fm.command == of::flow_cmd::DELETE_STRICT)
+        }
+        _ => return Err((error::FLOW_MOD_FAILED, error::BAD_COMMAND)),
+    };
+    r.map_err(|_| (error::FLOW_MOD_FAILED, 0))?;
+    st.commit_config(new).map_err(|e| {
+        eprintln!("weftd: OpenFlow flow_mod failed: {e}");
+        (error::FLOW_MOD_FAILED, 0)
+    })
+}
+
+/// Multipart replies, split so that no message exceeds 64 KiB (all but the last flagged "more").
+fn multipart(st: &mut State, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<Vec<u8>>, (u16, u16)> {
+    if body.len() < 8 {
+        return Err((error::BAD_REQUEST, error::BAD_LEN));
+    }
+    let kind = u16::from_be_bytes([body[0], body[1]]);
+    let req = &body[8..];
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    match kind {
+        of::mp::DESC => {
+            let mut e = Vec::new();
+            for (text, len) in [
+                ("weft", 256),
+                ("userspace overlay switch", 256),
+                (env!("CARGO_PKG_VERSION"), 256),
+                ("", 32),
+                (bridge, 256),
+            ] {
+                let mut f = text.as_bytes().to_vec();
+                f.resize(len, 0);
+                e.extend_from_slice(&f);
+            }
+            entries.push(e);
+        }
+        of::mp::FLOW | of::mp::AGGREGATE => {
+            if req.len() < 32 {
+                return Err((error::BAD_REQUEST, error::BAD_LEN));
+            }
+            let table = req[0];
+            let out_port = u32::from_be_bytes([req[4], req[5], req[6], req[7]]);
+            let cookie = of::read_u64(req, 16);
+            let cookie_mask = of::read_u64(req, 24);
+            let (tlvs, _) = of::parse_match(&req[32..]).map_err(|_| (error::BAD_MATCH, 1))?;
+            let matches = weft_api::ofp::matches_from_oxm(&tlvs)?;
+            let mut filter = weft_api::flow::parse("", &|_| None).map_err(|_| (error::BAD_REQUEST, 0))?;
+            filter.matches = matches;
+            filter.table = table;
+            filter.has_table = table != 0xff;
+            filter.cookie = cookie;
+            filter.cookie_mask = cookie_mask;
+            let Some(b) = st.config.bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
+            let stats = st.flow_counters(bridge);
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            let selected = b.flows.iter().filter(|s| {
+                s.flow.covered_by(&filter)
+                    && (out_port == of::port::ANY
+                        || s.flow
+                            .actions
+                            .iter()
+                            .any(|a| matches!(a, weft_api::flow::Action::Output(p) if *p == out_port)))
+            });
+            if kind == of::mp::AGGREGATE {
+                let (mut packets, mut bytes, mut n) = (0u64, 0u64, 0u32);
+                for s in selected {
+                    let (p, by) = stats.get(&s.id).copied().unwrap_or_default();
+                    packets += p;
+                    bytes += by;
+                    n += 1;
+                }
+                let mut e = packets.to_be_bytes().to_vec();
+                e.extend_from_slice(&bytes.to_be_bytes());
+                e.extend_from_slice(&n.to_be_bytes());
+                e.extend_from_slice(&[0; 4]);
+                entries.push(e);
+            } else {
+                for s in selected {
+                    let f = &s.flow;
+                    let (packets, bytes) = stats.get(&s.id).copied().unwrap_or_default();
+                    let age = now.saturating_sub(Duration::from_secs(s.added));
+                    let mut e = vec![0, 0, f.table, 0];
+                    e.extend_from_slice(&(age.as_secs() as u32).to_be_bytes());
+                    e.extend_from_slice(&age.subsec_nanos().to_be_bytes());
+                    e.extend_from_slice(&f.priority.to_be_bytes());
+                    e.extend_from_slice(&f.idle_timeout.to_be_bytes());
+                    e.extend_from_slice(&f.hard_timeout.to_be_bytes());
+                    e.extend_from_slice(&[0; 6]); // flags, pad
+                    e.extend_from_slice(&f.cookie.to_be_bytes());
+                    e.extend_from_slice(&packets.to_be_bytes());
+                    e.extend_from_slice(&bytes.to_be_bytes());
+                    of::put_match(&mut e, |o| weft_api::ofp::put_matches(o, &f.matches));
+                    weft_api::ofp::put_instructions(&mut e, &f.actions);
+                    let len = e.len() as u16;
+                    e[0..2].copy_from_slice(&len.to_be_bytes());
+                    entries.push(e);
+                }
+            }
+        }
+        of::mp::PORT_STATS | of::mp::PORT_DESC => {
+            let want = if kind == of::mp::PORT_STATS && req.len() >= 4 {
+                u32::from_be_bytes([req[0], req[1], req[2], req[3]])
+            } else {
+                of::port::ANY
+            };
+            for (name, ofport, c) in st.port_counters(bridge) {
+                let ofport = if ofport == crate::pipeline::OFPORT_LOCAL { of::port::LOCAL } else { ofport };
+                if want != of::port::ANY && want != ofport {
+                    continue;
+                }
+                let mut e = ofport.to_be_bytes().to_vec();
+                e.extend_from_slice(&[0; 4]);
+                if kind == of::mp::PORT_DESC {
+                    let mac = weft_sys::iface::mac(&name).unwrap_or([0; 6]);
+                    e.extend_from_slice(&mac);
+                    e.extend_from_slice(&[0, 0]);
+                    let mut n = name.as_bytes().to_vec();
+                    n.resize(16, 0);
+                    e.extend_from_slice(&n);
+                    e.extend_from_slice(&[0; 32]); // config, state, curr, advertised, supported, peer, speeds
+                } else {
+                    let dropped: u64 = c.drops.iter().sum();
+                    for v in [c.rx_packets, c.tx_packets, c.rx_bytes, c.tx_bytes, dropped, 0, 0, 0, 0, 0, 0, 0] {
+                        e.extend_from_slice(&v.to_be_bytes());
+                    }
+                    e.extend_from_slice(&[0; 8]); // duration
+                }
+                entries.push(e);
+            }
+        }
+        // Table features: every table, with the eight properties OpenFlow requires, listing what weft
+        // matches and does (the same for every table).
+        12 => {
+            let prop = |e: &mut Vec<u8>, kind: u16, items: &[u8]| {
+                let at = e.len();
+                e.extend_from_slice(&kind.to_be_bytes());
+                e.extend_from_slice(&((4 + items.len()) as u16).to_be_bytes());
+                e.extend_from_slice(items);
+                of::pad8(e, at);
+            };
+            let tlv_heads = |kinds: &[u16]| -> Vec<u8> {
+                kinds.iter().flat_map(|k| [k.to_be_bytes()[0], k.to_be_bytes()[1], 0, 4]).collect()
+            };
+            let oxm_heads = |fields: &[(u16, u8, u8)]| -> Vec<u8> {
+                fields.iter().flat_map(|(c, f, l)| [c.to_be_bytes()[0], c.to_be_bytes()[1], f << 1, *l]).collect()
+            };
+            use of::oxm::*;
+            let fields = [
+                (CLASS_BASIC, IN_PORT, 4),
+                (CLASS_BASIC, ETH_DST, 6),
+                (CLASS_BASIC, ETH_SRC, 6),
+                (CLASS_BASIC, ETH_TYPE, 2),
+                (CLASS_BASIC, VLAN_VID, 2),
+                (CLASS_BASIC, IP_DSCP, 1),
+                (CLASS_BASIC, IP_PROTO, 1),
+                (CLASS_BASIC, IPV4_SRC, 4),
+                (CLASS_BASIC, IPV4_DST, 4),
+                (CLASS_BASIC, TCP_SRC, 2),
+                (CLASS_BASIC, TCP_DST, 2),
+                (CLASS_BASIC, UDP_SRC, 2),
+                (CLASS_BASIC, UDP_DST, 2),
+                (CLASS_BASIC, ICMPV4_TYPE, 1),
+                (CLASS_BASIC, ICMPV4_CODE, 1),
+                (CLASS_BASIC, ARP_OP, 2),
+                (CLASS_BASIC, ARP_SPA, 4),
+                (CLASS_BASIC, ARP_TPA, 4),
+                (CLASS_BASIC, IPV6_SRC, 16),
+                (CLASS_BASIC, IPV6_DST, 16),
+                (CLASS_BASIC, ICMPV6_TYPE, 1),
+                (CLASS_BASIC, ICMPV6_CODE, 1),
+                (CLASS_BASIC, TUNNEL_ID, 8),
+            ];
+            let set_fields = [
+                (CLASS_BASIC, VLAN_VID, 2),
+                (CLASS_BASIC, ETH_DST, 6),
+                (CLASS_BASIC, ETH_SRC, 6),
+                (CLASS_BASIC, TUNNEL_ID, 8),
+            ];
+            let insts = tlv_heads(&[of::inst::GOTO_TABLE, of::inst::APPLY_ACTIONS, of::inst::CLEAR_ACTIONS]);
+            let acts = tlv_heads(&[of::act::OUTPUT, of::act::PUSH_VLAN, of::act::POP_VLAN, of::act::SET_FIELD]);
+            let (matches, sets) = (oxm_heads(&fields), oxm_heads(&set_fields));
+            for t in 0u8..254 {
+                let mut e = vec![0, 0, t, 0, 0, 0, 0, 0];
+                let mut name = format!("table{t}").into_bytes();
+                name.resize(32, 0);
+                e.extend_from_slice(&name);
+                e.extend_from_slice(&[0; 16]); // metadata match / write
+                e.extend_from_slice(&[0; 4]); // config
+                e.extend_from_slice(&1_000_000u32.to_be_bytes()); // max_entries
+                let next: Vec<u8> = (t.saturating_add(1)..254).collect();
+                prop(&mut e, 0, &insts); // INSTRUCTIONS
+                prop(&mut e, 2, &next); // NEXT_TABLES
+                prop(&mut e, 4, &[]); // WRITE_ACTIONS
+                prop(&mut e, 6, &acts); // APPLY_ACTIONS
+                prop(&mut e, 8, &matches); // MATCH
+                prop(&mut e, 10, &matches); // WILDCARDS
+                prop(&mut e, 12, &[]); // WRITE_SETFIELD
+                prop(&mut e, 14, &sets); // APPLY_SETFIELD
+                let len = e.len() as u16;
+                e[0..2].copy_from_slice(&len.to_be_bytes());
+                entries.push(e);
+            }
+        }
+        of::mp::TABLE => {
+            let Some(b) = st.config.bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
+            let top = b.flows.iter().map(|f| f.flow.table).max().unwrap_or(0);
+            for t in 0..=top {
+                let mut e = vec![t, 0, 0, 0];
+                let n = b.flows.iter().filter(|f| f.flow.table == t).count() as u32;
+                e.extend_from_slice(&n.to_be_bytes());
+                e.extend_from_slice(&[0; 16]);
+                entries.push(e);
+            }
+        }
+        _ => return Err((error::BAD_REQUEST, error::BAD_MULTIPART)),
+    }
+    // Pack the entries into replies of at most ~60 KiB.
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        let mut r = Vec::new();
+        let at = of::start(&mut r, msg::MULTIPART_REPLY, xid);
+        r.extend_from_slice(&kind.to_be_bytes());
+        let flags_at = r.len();
+        r.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        while i < entries.len() && r.len() + entries[i].len() <= 60_000 {
+            r.extend_from_slice(&entries[i]);
+            i += 1;
+        }
+        if i < entries.len() {
+            r[flags_at..flags_at + 2].copy_from_slice(&1u16.to_be_bytes()); // OFPMPF_REPLY_MORE
+        }
+        of::finish(&mut r, at);
+        out.push(r);
+        if i >= entries.len() {
+            break;
+        }
+    }
+    Ok(out)
+}

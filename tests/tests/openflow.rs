@@ -1,0 +1,144 @@
+//! OpenFlow 1.3: Open vSwitch's own `ovs-ofctl` manages weft's flow table over TCP (`set-controller
+//! ptcp:`), and weft connects to Open vSwitch's test controller (`set-controller tcp:`) and sends it
+//! PACKET_IN for `actions=controller`. A malformed message gets an OFPT_ERROR and the daemon stays up.
+
+use weft_interop::*;
+
+fn ofctl(ns: &Ns, port: u16, args: &str) -> String {
+    ns.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args}").replace("TARGET", &format!("tcp:127.0.0.1:{port}")))
+}
+
+#[test]
+fn ovs_ofctl_manages_flows_and_reads_counters() {
+    let p = "of";
+    if !prerequisites(&["ip", "ping", "ovs-ofctl"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    w.weft("add-br sw1");
+    let left = Ns::new(&format!("{p}l"));
+    let right = Ns::new(&format!("{p}r"));
+    veth(&left, "eth0", Some("10.1.0.1/24"), &h, &format!("{p}p1"), None);
+    veth(&right, "eth0", Some("10.1.0.2/24"), &h, &format!("{p}p2"), None);
+    w.weft(&format!("add-port sw1 {p}p1"));
+    w.weft(&format!("add-port sw1 {p}p2"));
+    w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+    let show = w.json("show");
+    assert!(show.to_string().contains("sw1"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // The default flow, as ovs-ofctl reads it.
+    let dump = ofctl(&h, 6653, "dump-flows TARGET");
+    assert!(dump.contains("priority=0 actions=NORMAL"), "{dump}");
+    // Replace it with flows that route by hand; ovs-ofctl writes them, weft's CLI and ovs-ofctl read them.
+    ofctl(&h, 6653, "del-flows TARGET");
+    for f in [
+        "arp,actions=flood",
+        "priority=100,ip,nw_dst=10.1.0.2,actions=output:2",
+        "priority=100,ip,nw_dst=10.1.0.1,actions=output:1",
+        "priority=50,tcp6,ipv6_dst=2001:db8::/64,tp_dst=80,actions=mod_vlan_vid:10,resubmit(,1)",
+    ] {
+        ofctl(&h, 6653, &format!("add-flow TARGET '{f}'"));
+    }
+    let ours = w.weft("dump-flows sw1");
+    assert_eq!(ours.lines().count(), 4, "{ours}");
+    assert!(ours.contains("priority=100,ip,nw_dst=10.1.0.2 actions=output:2"), "{ours}");
+    left.ping("10.1.0.2", 3);
+    let dump = ofctl(&h, 6653, "dump-flows TARGET");
+    let line = dump.lines().find(|l| l.contains("nw_dst=10.1.0.2")).unwrap_or_else(|| panic!("{dump}"));
+    let packets: u64 =
+        line.split("n_packets=").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(packets >= 3, "ovs-ofctl sees the counters: {line}");
+    assert!(
+        dump.contains(
+            "tcp6,ipv6_dst=2001:db8::/64,tp_dst=80 actions=push_vlan:0x8100,set_field:4106->vlan_vid,resubmit(,1)"
+        ),
+        "{dump}"
+    );
+    // Port statistics.
+    let ports = ofctl(&h, 6653, "dump-ports TARGET");
+    assert!(ports.contains("3 ports") && ports.contains("port  1: rx pkts="), "{ports}");
+    // Deleting: loose by match, strict by match and priority.
+    ofctl(&h, 6653, "del-flows TARGET arp");
+    ofctl(&h, 6653, "--strict del-flows TARGET 'priority=100,ip,nw_dst=10.1.0.1'");
+    let ours = w.weft("dump-flows sw1");
+    assert_eq!(ours.lines().count(), 2, "{ours}");
+    assert!(!ours.contains("arp") && !ours.contains("10.1.0.1 "), "{ours}");
+    // The flows are weft's own: they survive a restart.
+    let mut w = w;
+    w.kill9();
+    w.restart();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(ofctl(&h, 6653, "dump-flows TARGET").lines().filter(|l| l.contains("cookie=")).count(), 2);
+
+    // A malformed FLOW_MOD (an OXM running past its match) gets OFPT_ERROR BAD_MATCH, and weftd goes on.
+    let script = tmp.path("bad_flow_mod.py");
+    std::fs::write(&script, BAD_FLOW_MOD).unwrap();
+    let reply = h.sh(&format!("python3 {}", script.display()));
+    assert_eq!(reply.trim(), "1 7 (4, 1)", "expected OFPT_ERROR xid 7, type BAD_MATCH (4), code BAD_LEN (1)");
+    assert!(ofctl(&h, 6653, "dump-flows TARGET").contains("cookie="), "weftd still answers");
+}
+
+#[test]
+fn packet_in_to_a_controller() {
+    let p = "oc";
+    if !prerequisites(&["ip", "ping", "ovs-testcontroller"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    w.weft("add-br sw1");
+    let left = Ns::new(&format!("{p}l"));
+    veth(&left, "eth0", Some("10.2.0.1/24"), &h, &format!("{p}p1"), None);
+    w.weft(&format!("add-port sw1 {p}p1"));
+    let d = tmp.path("tc");
+    std::fs::create_dir_all(&d).unwrap();
+    let log = d.join("tc.log");
+    // Open vSwitch's test controller, listening; it takes over the table (priority=0 actions=CONTROLLER).
+    h.sh(&format!(
+        "ovs-testcontroller -O OpenFlow13 ptcp:6654:127.0.0.1 -n --verbose=vconn:file:dbg --log-file={} \
+         --pidfile={d}/tc.pid --unixctl={d}/tc.ctl --detach",
+        log.display(),
+        d = d.display()
+    ));
+    let pid = std::fs::read_to_string(d.join("tc.pid")).unwrap_or_default().trim().to_string();
+    w.weft("set-controller sw1 tcp:127.0.0.1:6654");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&log).unwrap_or_default().contains("OFPT_FEATURES_REPLY") {
+        assert!(std::time::Instant::now() < deadline, "weft did not connect to the controller");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    w.weft("add-flow sw1 priority=10,icmp,actions=controller");
+    left.sh("ip neigh add 10.2.0.9 lladdr 02:00:00:00:00:09 dev eth0");
+    let _ = left.run("ping -c 3 -i 0.3 -W 1 10.2.0.9");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = run(&format!("kill {pid}"));
+    let pins: Vec<&str> = text.lines().filter(|l| l.contains("OFPT_PACKET_IN")).collect();
+    assert!(pins.len() >= 3, "no PACKET_IN at the controller:\n{text}");
+    assert!(pins[0].contains("in_port=1") && pins[0].contains("(via action)"), "{}", pins[0]);
+    assert!(text.contains("nw_dst=10.2.0.9") && text.contains("icmp_type=8"), "the packet is in it:\n{text}");
+}
+
+/// Sends a FLOW_MOD whose OXM claims 40 bytes inside a 12-byte match, and prints the error it gets back:
+/// "type xid (error type, code)".
+const BAD_FLOW_MOD: &str = r#"
+import socket, struct
+s = socket.create_connection(('127.0.0.1', 6653))
+s.settimeout(5)
+s.sendall(bytes([4, 0, 0, 8, 0, 0, 0, 1]))
+fm = struct.pack('>QQBBHHHIIIH2x', 0, 0, 0, 0, 0, 0, 100, 0xffffffff, 0xffffffff, 0xffffffff, 0)
+m = struct.pack('>HH', 1, 12) + bytes([0x80, 0, 0x0a, 40, 8, 0, 0, 0]) + bytes(4)
+body = fm + m
+s.sendall(struct.pack('>BBHI', 4, 14, 8 + len(body), 7) + body)
+while True:
+    h = s.recv(8)
+    n = struct.unpack('>H', h[2:4])[0]
+    b = s.recv(n - 8) if n > 8 else b''
+    if h[1] == 1:
+        print(h[1], struct.unpack('>I', h[4:8])[0], struct.unpack('>HH', b[:4]))
+        break
+"#;
