@@ -433,6 +433,8 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
         if f.actions.len() > 1 && f.actions.contains(&Action::Drop) {
             return Err(err("drop", "drop cannot be combined with other actions"));
         }
+        // `drop` is the empty action list.
+        f.actions.retain(|a| *a != Action::Drop);
         if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::GotoTable(_))) {
             if i != f.actions.len() - 1 {
                 return Err(err("goto_table", "must be the last action"));
