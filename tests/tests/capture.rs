@@ -32,20 +32,9 @@ fn capture_inner_outer_and_decoded() {
     if !prerequisites(&["ip", "ping", "tshark"]) {
         return;
     }
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
-    w1.weft("add-br sw1");
+    let pr = pair(p, "vxlan", false, "options:key=123", "options:key=123");
+    let (w1, left, tmp) = (&pr.w1, &pr.left, &pr._tmp);
     let p1 = format!("{p}p1");
-    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
-    w1.weft(&format!("add-port sw1 {p1}"));
-    w1.weft("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=192.0.2.12 options:key=123");
-    w2.weft("add-br sw1");
-    let tap = format!("{p}tap");
-    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
-    w2.weft("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=192.0.2.11 options:key=123");
-    let _right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
     left.ping(V4_RIGHT, 1);
 
     // Bad requests are refused before anything starts.
@@ -57,8 +46,8 @@ fn capture_inner_outer_and_decoded() {
     let inner = tmp.path("inner.pcap");
     let outer = tmp.path("outer.pcap");
     // The counts are reached by the pings (20 frames each way, besides any IPv6 housekeeping).
-    let c_inner = w1.spawn_weft(&format!("capture sw1 vx1 -w {} -c 12", inner.display()));
-    let c_outer = w1.spawn_weft(&format!("capture sw1 vx1 --outer -w {} -c 12", outer.display()));
+    let c_inner = w1.spawn_weft(&format!("capture sw1 t1 -w {} -c 12", inner.display()));
+    let c_outer = w1.spawn_weft(&format!("capture sw1 t1 --outer -w {} -c 12", outer.display()));
     let c_lines = w1.spawn_weft(&format!("capture sw1 {p1} -c 12"));
     let c_json = w1.spawn_weft(&format!("capture sw1 {p1} -c 2 --format json"));
     std::thread::sleep(Duration::from_millis(500));
@@ -95,12 +84,12 @@ fn capture_inner_outer_and_decoded() {
     assert_eq!(first["layers"][0]["name"], "eth");
 
     // A client that goes away ends its capture; traffic is unaffected throughout.
-    let mut c = w1.spawn_weft("capture sw1 vx1");
+    let mut c = w1.spawn_weft("capture sw1 t1");
     std::thread::sleep(Duration::from_millis(300));
     let _ = c.kill();
     let _ = c.wait();
     left.ping(V4_RIGHT, 2);
-    let c2 = w1.spawn_weft("capture sw1 vx1 -c 1 -w -");
+    let c2 = w1.spawn_weft("capture sw1 t1 -c 1 -w -");
     left.ping(V4_RIGHT, 1);
     let mut c2 = c2;
     let mut pcap = Vec::new();

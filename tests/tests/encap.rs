@@ -49,40 +49,6 @@ impl<'a> Capture<'a> {
     }
 }
 
-/// Two weft hosts, each with a bridge `sw1` and one tunnel port `t1` of `ty` with `opts`; an endpoint behind
-/// each (a veth on host 1, a TAP on host 2) with overlay addresses of both families.
-struct Pair {
-    u: Underlay,
-    w1: Weftd,
-    w2: Weftd,
-    left: Ns,
-    right: Ns,
-    tap: String,
-    _tmp: TempDir,
-}
-
-fn pair(p: &str, ty: &str, v6_underlay: bool, opts1: &str, opts2: &str) -> Pair {
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let (a1, a2) = if v6_underlay { ("2001:db8:ff::11", "2001:db8:ff::12") } else { ("192.0.2.11", "192.0.2.12") };
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
-    w1.weft("add-br sw1");
-    let p1 = format!("{p}p1");
-    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
-    w1.weft(&format!("add-port sw1 {p1}"));
-    w1.weft(&format!("add-port sw1 t1 -- set interface t1 type={ty} options:remote_ip={a2} {opts1}"));
-    w2.weft("add-br sw1");
-    let tap = format!("{p}tap");
-    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
-    w2.weft(&format!("add-port sw1 t1 -- set interface t1 type={ty} options:remote_ip={a1} {opts2}"));
-    let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
-    // The veth endpoint gets the MTU weft gave the TAP on the other side.
-    let mtu = right.sh(&format!("cat /sys/class/net/{tap}/mtu"));
-    left.sh(&format!("ip link set eth0 mtu {}", mtu.trim()));
-    Pair { u, w1, w2, left, right, tap, _tmp: tmp }
-}
-
 fn both_ways(pr: &Pair) {
     pr.left.ping(V4_RIGHT, 3);
     pr.right.ping(V4_LEFT, 2);

@@ -179,14 +179,7 @@ const TOKEN_UDP: u64 = 1 << 32;
 impl Dataplane {
     pub fn new(pipeline: Arc<Pipeline>, msgs: Receiver<DpMsg>, wake: Arc<EventFd>) -> Self {
         let mut dp = Dataplane {
-            pipeline: Arc::new(Pipeline {
-                generation: 0,
-                bridges: vec![],
-                ports: vec![],
-                rx_sockets: vec![],
-                pools: vec![],
-                pool_ports: vec![],
-            }),
+            pipeline: Arc::new(Pipeline::empty()),
             fdbs: Vec::new(),
             counters: Vec::new(),
             rx: RecvBatch::new(BATCH, STRIDE, HEADROOM),

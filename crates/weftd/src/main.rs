@@ -57,14 +57,7 @@ fn run() -> anyhow::Result<()> {
         of: Default::default(),
         me: Default::default(),
     };
-    let empty = pipeline::Pipeline {
-        generation: 0,
-        bridges: vec![],
-        ports: vec![],
-        rx_sockets: vec![],
-        pools: vec![],
-        pool_ports: vec![],
-    };
+    let empty = pipeline::Pipeline::empty();
     // The datapath's batches hold raw pointers for the kernel, so it is built on its own thread.
     std::thread::Builder::new()
         .name("datapath".into())

@@ -29,6 +29,16 @@ pub const PACKET_IN_QUEUE: usize = 1024;
 
 type Session = Arc<Mutex<TcpStream>>;
 
+/// What every connection of one bridge shares: the bridge, the daemon state, the open connections (for
+/// packet-ins) and the flag that ends them.
+#[derive(Clone)]
+struct Link {
+    bridge: String,
+    me: Weak<Mutex<State>>,
+    sessions: Arc<Mutex<Vec<Session>>>,
+    stop: Arc<AtomicBool>,
+}
+
 /// One bridge's controller setup: its target, the stop flag of its threads, and its open connections.
 struct Running {
     target: String,
@@ -64,14 +74,14 @@ impl Manager {
             let (tx, rx) = std::sync::mpsc::sync_channel(PACKET_IN_QUEUE);
             state.dp.send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
             spawn_hub(rx, sessions.clone(), stop.clone());
-            let (me, b, s2, st) = (me.clone(), bridge.clone(), sessions, stop.clone());
+            let link = Link { bridge: bridge.clone(), me: me.clone(), sessions, stop: stop.clone() };
             let r = match t {
-                OfTarget::Listen(addr) => std::thread::Builder::new()
-                    .name(format!("of-listen-{bridge}"))
-                    .spawn(move || listen(addr, b, me, s2, st)),
-                OfTarget::Connect(addr) => std::thread::Builder::new()
-                    .name(format!("of-connect-{bridge}"))
-                    .spawn(move || connect(addr, b, me, s2, st)),
+                OfTarget::Listen(addr) => {
+                    std::thread::Builder::new().name(format!("of-listen-{bridge}")).spawn(move || listen(addr, link))
+                }
+                OfTarget::Connect(addr) => {
+                    std::thread::Builder::new().name(format!("of-connect-{bridge}")).spawn(move || connect(addr, link))
+                }
             };
             if let Err(e) = r {
                 eprintln!("weftd: bridge {bridge}: cannot start the OpenFlow connection: {e}");
@@ -114,45 +124,33 @@ fn packet_in(p: &PacketIn, xid: u32) -> Vec<u8> {
     m
 }
 
-fn listen(
-    addr: std::net::SocketAddr,
-    bridge: String,
-    me: Weak<Mutex<State>>,
-    sessions: Arc<Mutex<Vec<Session>>>,
-    stop: Arc<AtomicBool>,
-) {
+fn listen(addr: std::net::SocketAddr, link: Link) {
     let l = match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("weftd: bridge {bridge}: cannot listen for OpenFlow on {addr}: {e}");
+            eprintln!("weftd: bridge {}: cannot listen for OpenFlow on {addr}: {e}", link.bridge);
             return;
         }
     };
-    while !stop.load(Ordering::Relaxed) {
+    while !link.stop.load(Ordering::Relaxed) {
         match l.accept() {
             Ok((s, _)) => {
-                let (b, m, ss, st) = (bridge.clone(), me.clone(), sessions.clone(), stop.clone());
-                let _ = std::thread::Builder::new().name("of-session".into()).spawn(move || session(s, b, m, ss, st));
+                let link = link.clone();
+                let _ = std::thread::Builder::new().name("of-session".into()).spawn(move || session(s, link));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => {
-                eprintln!("weftd: bridge {bridge}: OpenFlow accept: {e}");
+                eprintln!("weftd: bridge {}: OpenFlow accept: {e}", link.bridge);
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
     }
 }
 
-fn connect(
-    addr: std::net::SocketAddr,
-    bridge: String,
-    me: Weak<Mutex<State>>,
-    sessions: Arc<Mutex<Vec<Session>>>,
-    stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::Relaxed) {
+fn connect(addr: std::net::SocketAddr, link: Link) {
+    while !link.stop.load(Ordering::Relaxed) {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(s) => session(s, bridge.clone(), me.clone(), sessions.clone(), stop.clone()),
+            Ok(s) => session(s, link.clone()),
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
         // Reconnect after a drop, as a switch does.
@@ -213,13 +211,7 @@ fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
     m
 }
 
-fn session(
-    s: TcpStream,
-    bridge: String,
-    me: Weak<Mutex<State>>,
-    sessions: Arc<Mutex<Vec<Session>>>,
-    stop: Arc<AtomicBool>,
-) {
+fn session(s: TcpStream, link: Link) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let _ = s.set_nodelay(true);
@@ -229,6 +221,7 @@ fn session(
     if !send(&hello(0)) {
         return;
     }
+    let Link { bridge, me, sessions, stop } = link;
     sessions.lock().unwrap_or_else(|e| e.into_inner()).push(writer.clone());
     let mut miss_send_len: u16 = 128;
     while let Ok(Some(m)) = read_msg(&mut reader, &stop) {

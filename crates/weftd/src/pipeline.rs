@@ -249,6 +249,20 @@ pub struct Pipeline {
     pub pool_ports: Vec<Vec<u16>>,
 }
 
+impl Pipeline {
+    /// A pipeline with nothing in it (what the datapath runs before the first configuration arrives).
+    pub fn empty() -> Pipeline {
+        Pipeline {
+            generation: 0,
+            bridges: vec![],
+            ports: vec![],
+            rx_sockets: vec![],
+            pools: vec![],
+            pool_ports: vec![],
+        }
+    }
+}
+
 /// Open devices and sockets, keyed so that an unchanged port keeps its descriptor across changes.
 #[derive(Default)]
 pub struct Resources {
