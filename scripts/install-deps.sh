@@ -2,7 +2,7 @@
 # Installs what weft's demo and tests need on Debian 12 (as root). Rust itself must already be installed
 # (rustup); Debian 12's own rustc is too old.
 set -euo pipefail
-packages=(iproute2 iputils-ping iperf3 tshark tcpdump python3 ethtool procps openvswitch-switch openvswitch-testcontroller)
+packages=(iproute2 iputils-ping iperf3 tshark tcpdump python3 ethtool procps openvswitch-switch openvswitch-testcontroller curl git)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -124,12 +124,19 @@ pub struct Weftd {
     pub ns: String,
     pub dir: PathBuf,
     child: Option<Child>,
+    extra: Vec<String>,
 }
 
 impl Weftd {
     pub fn start(ns: &Ns, dir: &std::path::Path) -> Weftd {
+        Weftd::start_with(ns, dir, &[])
+    }
+
+    /// Starts weftd with more command-line arguments (e.g. `--metrics IP:PORT`).
+    pub fn start_with(ns: &Ns, dir: &std::path::Path, extra: &[&str]) -> Weftd {
         std::fs::create_dir_all(dir).expect("cannot create test directory");
-        let mut w = Weftd { ns: ns.name.clone(), dir: dir.to_path_buf(), child: None };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut w = Weftd { ns: ns.name.clone(), dir: dir.to_path_buf(), child: None, extra };
         w.spawn();
         w
     }
@@ -143,6 +150,7 @@ impl Weftd {
             .arg(self.dir.join("conf.db"))
             .arg("--socket")
             .arg(self.socket())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -46,6 +46,7 @@ inspection:
                                     with Wireshark's field names with --format json
   show                              bridges, ports (with ofport) and their options
   dump-ports BR                     rx/tx packets and bytes, drops by reason
+  dump-drops BR                     only the drops, by port and reason (nothing when nothing was dropped)
   fdb show BR | fdb flush BR        the MAC table, with the remote VTEP of tunnel-learned MACs
                                     (flush forgets learned entries; static ones stay)
   fdb stats BR                      entries, mac-table-size, learn misses (table full), MAC moves
@@ -65,6 +66,9 @@ tunnel options (options:K=V):
 
 pub enum Command {
     Help,
+    Version,
+    /// `dump-drops`: dump-ports, showing only the drop reasons that are not zero.
+    Drops(Request),
     Daemon(Request),
     Decode(crate::decode::Options),
     /// A capture request, and where the pcap stream goes (`-w FILE`, `-` for stdout) if not decoded.
@@ -136,6 +140,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let mut write_to: Option<String> = None;
     let mut outer = false;
     let mut strict = false;
+    let mut drops_only = false;
     // Split into the main command and "-- …" clauses.
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
     let mut it = argv.iter();
@@ -163,6 +168,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             }
             "--if-exists" => if_exists = true,
             "-h" | "--help" | "help" => return Ok(Invocation { socket, json, command: Command::Help }),
+            "--version" => return Ok(Invocation { socket, json, command: Command::Version }),
             s if s.starts_with("--format=") => json = &s["--format=".len()..] == "json",
             s if s.starts_with("--socket=") => socket = s["--socket=".len()..].to_string(),
             s if s.starts_with("--") => bail!("unknown option {s:?} (see weft --help)"),
@@ -270,6 +276,11 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             want(cmd, &rest, 1, 1, "BR")?;
             Request::DumpPorts { bridge: rest[0].clone() }
         }
+        "dump-drops" => {
+            want(cmd, &rest, 1, 1, "BR")?;
+            drops_only = true;
+            Request::DumpPorts { bridge: rest[0].clone() }
+        }
         "decode" => {
             want(cmd, &rest, 1, 1, "FILE (pcap or pcapng; - for standard input)")?;
             no_clauses(&clauses)?;
@@ -354,7 +365,8 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         },
         other => bail!("unknown command {other:?} (see weft --help)"),
     };
-    Ok(Invocation { socket, json, command: Command::Daemon(req) })
+    let command = if drops_only { Command::Drops(req) } else { Command::Daemon(req) };
+    Ok(Invocation { socket, json, command })
 }
 
 #[cfg(test)]
@@ -365,7 +377,7 @@ mod tests {
         let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
         match parse(&argv)?.command {
             Command::Daemon(r) => Ok(r),
-            Command::Help => bail!("help"),
+            Command::Help | Command::Version | Command::Drops(_) => bail!("help"),
             Command::Decode(_) => bail!("decode"),
             Command::Capture(..) => bail!("capture"),
         }

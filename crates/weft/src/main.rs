@@ -27,7 +27,40 @@ fn run() -> anyhow::Result<()> {
             print!("{}", args::HELP);
             return Ok(());
         }
+        args::Command::Version => {
+            println!("weft {} (commit {})", env!("CARGO_PKG_VERSION"), env!("WEFT_GIT_COMMIT"));
+            return Ok(());
+        }
         args::Command::Daemon(req) => req,
+        args::Command::Drops(req) => {
+            let resp = call(&inv.socket, &req)?;
+            if !resp.ok {
+                bail!("{}", resp.error.unwrap_or_else(|| "the daemon refused the request".into()));
+            }
+            let mut rows = Vec::new();
+            for p in resp.data.as_array().into_iter().flatten() {
+                for (reason, n) in p["drops"].as_object().into_iter().flatten() {
+                    if n.as_u64().unwrap_or(0) > 0 {
+                        rows.push(
+                            serde_json::json!({"port": p["port"], "ofport": p["ofport"], "reason": reason, "count": n}),
+                        );
+                    }
+                }
+            }
+            if inv.json {
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for r in rows {
+                    println!(
+                        "{} {}={}",
+                        r["port"].as_str().unwrap_or_default(),
+                        r["reason"].as_str().unwrap_or_default(),
+                        r["count"]
+                    );
+                }
+            }
+            return Ok(());
+        }
         args::Command::Decode(o) => {
             decode::run(&o)?;
             return Ok(());
@@ -87,8 +120,17 @@ fn capture(socket: &str, req: &Request, write_to: Option<&str>, o: &decode::Opti
 }
 
 fn connect(socket: &str) -> anyhow::Result<UnixStream> {
-    UnixStream::connect(socket)
-        .with_context(|| format!("cannot reach weftd at {socket} (is it running? set --socket or WEFT_SOCKET)"))
+    UnixStream::connect(socket).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "no socket there: weftd is not running, or it listens elsewhere (weft --socket PATH, or WEFT_SOCKET)"
+            }
+            std::io::ErrorKind::ConnectionRefused => "the socket exists but no weftd listens on it (it has stopped)",
+            std::io::ErrorKind::PermissionDenied => "the socket is readable by its owner only (root): run weft as root",
+            _ => "is weftd running? (weft --socket PATH, or WEFT_SOCKET)",
+        };
+        anyhow::anyhow!("cannot reach weftd at {socket}: {e}: {why}")
+    })
 }
 
 /// Sends one request to weftd and reads its answer.

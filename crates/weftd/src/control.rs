@@ -274,6 +274,11 @@ impl State {
         v
     }
 
+    /// [`ask`](Self::ask), for the metrics endpoint.
+    pub fn ask_dp<T>(&self, question: impl FnOnce(std::sync::mpsc::Sender<T>) -> DpMsg) -> Option<T> {
+        self.ask(question)
+    }
+
     /// Sends the datapath a question and waits for its answer (`None`: it did not answer in time).
     fn ask<T>(&self, question: impl FnOnce(std::sync::mpsc::Sender<T>) -> DpMsg) -> Option<T> {
         let (tx, rx) = channel();

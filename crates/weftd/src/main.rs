@@ -6,6 +6,7 @@ mod capture;
 mod control;
 mod dataplane;
 mod db;
+mod metrics;
 mod ofconn;
 mod pipeline;
 
@@ -15,7 +16,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-const USAGE: &str = "usage: weftd [--db PATH] [--socket PATH]";
+const USAGE: &str = "usage: weftd [--db PATH] [--socket PATH] [--metrics IP:PORT] [--version]";
 
 fn main() {
     if let Err(e) = run() {
@@ -27,6 +28,7 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let mut db = PathBuf::from("/var/lib/weft/conf.db");
     let mut socket = PathBuf::from("/run/weft/weft.sock");
+    let mut metrics: Option<std::net::SocketAddr> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -35,6 +37,14 @@ fn run() -> anyhow::Result<()> {
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
+            }
+            "-V" | "--version" => {
+                println!("weftd {} (commit {})", env!("CARGO_PKG_VERSION"), env!("WEFT_GIT_COMMIT"));
+                return Ok(());
+            }
+            "--metrics" => {
+                metrics =
+                    Some(args.next().context("--metrics needs IP:PORT")?.parse().context("--metrics takes IP:PORT")?)
             }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
@@ -74,6 +84,10 @@ fn run() -> anyhow::Result<()> {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         s.me = Arc::downgrade(&state);
         s.reconcile_openflow();
+    }
+    if let Some(addr) = metrics {
+        metrics::serve(addr, state.clone())?;
+        eprintln!("weftd: metrics on http://{addr}/metrics");
     }
     // Flows with idle_timeout or hard_timeout are removed once a second when due.
     let expiring = state.clone();

@@ -1,0 +1,20 @@
+//! Records the git commit the binary is built from, for `--version` ("unknown" outside a git checkout).
+
+fn main() {
+    let commit = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    println!("cargo:rustc-env=WEFT_GIT_COMMIT={commit}");
+    // Rebuild when HEAD moves (a new commit or another branch).
+    for f in ["../../.git/HEAD", "../../.git/refs/heads", "../../.git/packed-refs"] {
+        if std::path::Path::new(f).exists() {
+            println!("cargo:rerun-if-changed={f}");
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Running weft: versions with the git commit, a clear message when the daemon cannot be reached, Prometheus
+//! metrics scraped with a real HTTP client, and `dump-drops`.
+
+use weft_interop::*;
+
+fn repo_commit() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    sh(&format!("git -C {} rev-parse --short=12 HEAD", root.display())).trim().to_string()
+}
+
+#[test]
+fn versions_name_the_commit() {
+    let commit = repo_commit();
+    for bin in ["weft", "weftd"] {
+        let out = sh(&format!("{} --version", bin_dir().join(bin).display()));
+        assert!(out.starts_with(&format!("{bin} {}", env!("CARGO_PKG_VERSION"))), "{out}");
+        assert!(out.contains(&format!("commit {commit}")), "{bin} --version: {out} (HEAD is {commit})");
+    }
+}
+
+#[test]
+fn unreachable_daemon_is_explained() {
+    let out = run(&format!("{} --socket /tmp/weft-nonexistent.sock show", bin_dir().join("weft").display()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("/tmp/weft-nonexistent.sock") && err.contains("weftd is not running"), "{err}");
+}
+
+#[test]
+fn metrics_are_scraped_and_drops_listed() {
+    let p = "mx";
+    if !prerequisites(&["ip", "ping", "curl", "python3"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let w = Weftd::start_with(&u.h1, &tmp.path("w"), &["--metrics", "127.0.0.1:9108"]);
+    w.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &format!("{p}p1"), V4_LEFT, V6_LEFT);
+    let _right = endpoint_veth(&format!("{p}r"), &u.h1, &format!("{p}p2"), V4_RIGHT, V6_RIGHT);
+    w.weft(&format!("add-port sw1 {p}p1"));
+    w.weft(&format!("add-port sw1 {p}p2"));
+    w.weft("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=192.0.2.12 options:key=5");
+    left.ping(V4_RIGHT, 3);
+    // A VXLAN packet from the tunnel's remote with a VNI it does not use: a drop with a reason.
+    u.h2.sh("python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+             s.sendto(bytes([8,0,0,0,0,0,9,0])+bytes(14), ('192.0.2.11', 4789))\"");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let m = u.h1.sh("curl -sS --fail http://127.0.0.1:9108/metrics");
+    let value = |series: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{m}"))
+    };
+    assert!(m.contains("# TYPE weft_port_rx_packets_total counter"), "{m}");
+    assert!(value(&format!("weft_port_rx_packets_total{{bridge=\"sw1\",port=\"{p}p1\"}}")) >= 3);
+    assert!(value(&format!("weft_port_tx_packets_total{{bridge=\"sw1\",port=\"{p}p2\"}}")) >= 3);
+    assert!(value("weft_fdb_entries{bridge=\"sw1\"}") >= 2);
+    assert_eq!(value("weft_tunnel_ports{type=\"vxlan\"}"), 1);
+    assert_eq!(value("weft_port_drops_total{bridge=\"sw1\",port=\"vx1\",reason=\"wrong_vni\"}"), 1);
+    assert_eq!(value("weft_flows{bridge=\"sw1\",table=\"0\"}"), 1);
+    assert!(m.contains(&format!("commit=\"{}\"", repo_commit())), "build info names the commit");
+    let missing = u.h1.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:9108/nope");
+    assert_eq!(String::from_utf8_lossy(&missing.stdout), "404");
+
+    let drops = w.weft("dump-drops sw1");
+    assert_eq!(drops.trim(), "vx1 wrong_vni=1", "{drops}");
+}
