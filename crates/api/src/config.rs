@@ -279,6 +279,14 @@ fn encap_name(e: Encap) -> &'static str {
     }
 }
 
+/// Bytes from hex digits (an even number of them); `None` for anything else.
+pub fn parse_hex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some((0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect())
+}
+
 /// Parses `options:geneve_opts`: comma-separated `CLASS:TYPE:DATA` with class and type as numbers (decimal or
 /// 0x-hex; a type of 0x80 or more is critical) and data as hex digits, a multiple of 4 bytes (may be empty).
 /// Returns the encoded options area.
@@ -300,11 +308,8 @@ pub fn parse_geneve_opts(text: &str) -> Result<Vec<u8>, ConfigError> {
         let class = num(parts[0], 0xffff).ok_or_else(|| err(format!("class {:?} is not in 0..=0xffff", parts[0])))?;
         let kind = num(parts[1], 0xff).ok_or_else(|| err(format!("type {:?} is not in 0..=0xff", parts[1])))?;
         let hex = parts[2].strip_prefix("0x").unwrap_or(parts[2]);
-        if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(err(format!("data {:?} is not an even number of hex digits", parts[2])));
-        }
-        let data: Vec<u8> =
-            (0..hex.len()).step_by(2).filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect();
+        let data =
+            parse_hex(hex).ok_or_else(|| err(format!("data {:?} is not an even number of hex digits", parts[2])))?;
         weft_wire::geneve::encode_option(class as u16, kind as u8, &data, &mut out)
             .map_err(|_| err(format!("data of {item:?} must be a multiple of 4 bytes, at most 124")))?;
     }
@@ -985,6 +990,7 @@ impl Config {
             | Request::FdbFlush { .. }
             | Request::FdbStats { .. }
             | Request::DumpFlows { .. }
+            | Request::Trace { .. }
             | Request::Capture { .. } => Ok(()),
         }
     }

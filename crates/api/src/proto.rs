@@ -73,6 +73,13 @@ pub enum Request {
         bridge: String,
         target: Option<String>,
     },
+    /// `trace BR FLOW` / `trace BR in_port=P --packet HEX`: what the bridge would do with a packet.
+    Trace {
+        bridge: String,
+        flow: String,
+        #[serde(default)]
+        packet: Option<String>,
+    },
     DumpFlows {
         bridge: String,
         #[serde(default)]

@@ -39,16 +39,20 @@ pub fn normal(
     now: Nanos,
 ) -> Decision {
     let learned = src.is_unicast().then(|| fdb.learn(vlan, src, in_port, in_remote, now));
-    let forward = if dst.is_multicast() {
-        Forward::Flood
-    } else {
-        match fdb.lookup(vlan, dst, now) {
-            Some(e) if e.port == in_port => Forward::Filter,
-            Some(e) => Forward::Output { port: e.port, remote: e.remote },
-            None => Forward::Flood,
-        }
-    };
-    Decision { forward, learned }
+    Decision { forward: decide(fdb, in_port, vlan, dst, now), learned }
+}
+
+/// Where a frame to `dst` goes, without learning anything (`weft trace` asks this).
+#[inline]
+pub fn decide(fdb: &Fdb, in_port: PortIdx, vlan: u16, dst: EthernetAddress, now: Nanos) -> Forward {
+    if dst.is_multicast() {
+        return Forward::Flood;
+    }
+    match fdb.lookup(vlan, dst, now) {
+        Some(e) if e.port == in_port => Forward::Filter,
+        Some(e) => Forward::Output { port: e.port, remote: e.remote },
+        None => Forward::Flood,
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ inspection:
                                     with Wireshark's field names with --format json
   show                              bridges, ports (with ofport) and their options
   dump-ports BR                     rx/tx packets and bytes, drops by reason
+  trace BR FLOW | trace BR in_port=P --packet HEX
+                                    what the bridge would do with a packet (flows matched, NORMAL's decision,
+                                    VLAN, output ports, tunnel remote/VNI/MTU), without sending it
   dump-drops BR                     only the drops, by port and reason (nothing when nothing was dropped)
   fdb show BR | fdb flush BR        the MAC table, with the remote VTEP of tunnel-learned MACs
                                     (flush forgets learned entries; static ones stay)
@@ -141,6 +144,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let mut outer = false;
     let mut strict = false;
     let mut drops_only = false;
+    let mut packet: Option<String> = None;
     // Split into the main command and "-- …" clauses.
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
     let mut it = argv.iter();
@@ -157,6 +161,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             "-V" => verbose = true,
             "--outer" => outer = true,
             "--strict" => strict = true,
+            "--packet" => packet = Some(it.next().context("--packet needs the frame in hex")?.clone()),
             "-w" => write_to = Some(it.next().context("-w needs a FILE (or - for standard output)")?.clone()),
             "--decode-as" | "-d" => {
                 let rule = it.next().context("--decode-as needs udp.port==N,vxlan|geneve")?;
@@ -275,6 +280,10 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "dump-ports" => {
             want(cmd, &rest, 1, 1, "BR")?;
             Request::DumpPorts { bridge: rest[0].clone() }
+        }
+        "trace" => {
+            want(cmd, &rest, 2, usize::MAX, "BR FLOW (a match with in_port=), or BR in_port=P --packet HEX")?;
+            Request::Trace { bridge: rest[0].clone(), flow: rest[1..].join(" "), packet: packet.clone() }
         }
         "dump-drops" => {
             want(cmd, &rest, 1, 1, "BR")?;

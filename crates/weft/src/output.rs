@@ -33,6 +33,7 @@ pub fn render(req: &Request, data: &Value, json: bool) -> anyhow::Result<String>
         Request::FdbShow { .. } => fdb(&mut out, data)?,
         Request::DumpPorts { .. } => dump_ports(&mut out, data)?,
         Request::DumpFlows { .. } => dump_flows(&mut out, data)?,
+        Request::Trace { .. } => trace(&mut out, data)?,
         Request::FdbStats { .. } => {
             for key in ["entries", "mac_table_size", "learn_misses", "moves"] {
                 writeln!(out, "{key}: {}", data[key])?;
@@ -102,6 +103,45 @@ fn fdb(out: &mut String, data: &Value) -> std::fmt::Result {
         )?;
     }
     Ok(())
+}
+
+/// `weft trace`, one step per line.
+fn trace(out: &mut String, data: &Value) -> std::fmt::Result {
+    writeln!(
+        out,
+        "bridge {}, packet in on {}",
+        data["bridge"].as_str().unwrap_or_default(),
+        data["in_port"].as_str().unwrap_or_default()
+    )?;
+    writeln!(out, "  packet: {}", data["packet"].as_str().unwrap_or_default())?;
+    for s in data["steps"].as_array().into_iter().flatten() {
+        if let Some(n) = s["note"].as_str() {
+            writeln!(out, "  {n}")?;
+        } else if let Some(t) = s["table"].as_u64() {
+            match s["flow"].as_str() {
+                Some(f) => writeln!(out, "  table {t}: {f}")?,
+                None => writeln!(out, "  table {t}: no flow matches: dropped")?,
+            }
+        } else if let Some(p) = s["output"].as_str() {
+            write!(out, "  -> output to {p}")?;
+            if let Some(v) = s["vlan"].as_u64() {
+                write!(out, ", tagged VLAN {v}")?;
+            }
+            if let Some(r) = s["remote_ip"].as_str() {
+                write!(out, ", tunnel to {r} VNI {}", s["vni"])?;
+            }
+            if let Some(m) = s["too_big"].as_u64() {
+                write!(out, " (too big for MTU {m}: dropped, the sender gets ICMP)")?;
+            }
+            writeln!(out)?;
+        }
+    }
+    let outs: Vec<&str> = data["outputs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    writeln!(
+        out,
+        "verdict: {}",
+        if outs.is_empty() { "dropped".to_string() } else { format!("out of {}", outs.join(", ")) }
+    )
 }
 
 /// Like `ovs-ofctl dump-flows`.

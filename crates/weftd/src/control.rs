@@ -136,6 +136,10 @@ impl State {
             },
             Request::DumpPorts { bridge } => self.dump_ports(&bridge),
             Request::DumpFlows { bridge, filter } => self.dump_flows(&bridge, filter.as_deref()),
+            Request::Trace { bridge, flow, packet } => match self.trace(&bridge, &flow, packet.as_deref()) {
+                Ok(v) => Response::ok(v),
+                Err(e) => Response::err(e),
+            },
             Request::FdbStats { bridge } => match self.ask(|tx| DpMsg::FdbStats(bridge.clone(), tx)) {
                 Some(Some(st)) => Response::ok(json!({
                     "entries": st.entries, "mac_table_size": st.max_entries,
@@ -344,6 +348,61 @@ impl State {
             })
             .collect();
         Response::ok(Value::Array(rows))
+    }
+
+    /// `weft trace`: builds the packet (from the flow's match, or the hex given), runs it through the datapath
+    /// in trace mode, and describes each step with the flows' text.
+    fn trace(&self, bridge: &str, flow: &str, packet: Option<&str>) -> Result<Value, String> {
+        let f = self.config.parse_flows(bridge, &[flow.to_string()]).map_err(|e| e.to_string())?.remove(0);
+        if f.has_actions {
+            return Err("a trace takes a match (the packet), not actions".into());
+        }
+        let (ofport, mut frame) = weft_api::flow::packet_for(&f.matches)?;
+        if let Some(hex) = packet {
+            let hex: String = hex.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+            frame = weft_api::config::parse_hex(&hex).ok_or("--packet takes the frame in hex digits")?;
+            if frame.len() < 14 {
+                return Err("--packet: a frame has at least 14 bytes".into());
+            }
+        }
+        let b = self.config.bridge(bridge).ok_or_else(|| format!("no bridge named {bridge:?}"))?;
+        let in_port = if ofport == weft_api::flow::OFPP_LOCAL {
+            b.name.clone()
+        } else {
+            b.ports
+                .iter()
+                .find(|p| p.ofport == ofport)
+                .map(|p| p.name.clone())
+                .ok_or_else(|| format!("no port {ofport}"))?
+        };
+        let steps = self
+            .ask(|reply| DpMsg::Trace {
+                bridge: bridge.to_string(),
+                in_port: in_port.clone(),
+                frame: frame.clone(),
+                reply,
+            })
+            .ok_or("the datapath did not answer")??;
+        let flow_text = |id: u64| b.flows.iter().find(|s| s.id == id).map(|s| s.flow.to_string());
+        let mut outputs = Vec::new();
+        let rows: Vec<Value> = steps
+            .into_iter()
+            .map(|s| match s {
+                crate::dataplane::TraceStep::Note(t) => json!({ "note": t }),
+                crate::dataplane::TraceStep::Flow { table, id } => json!({
+                    "table": table, "flow": id.and_then(flow_text),
+                }),
+                crate::dataplane::TraceStep::Output { port, vlan, remote, vni, too_big } => {
+                    outputs.push(port.clone());
+                    json!({
+                        "output": port, "vlan": vlan, "remote_ip": remote.map(|r| r.to_string()), "vni": vni,
+                        "too_big": too_big,
+                    })
+                }
+            })
+            .collect();
+        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(json!({ "bridge": bridge, "in_port": in_port, "packet": hex, "steps": rows, "outputs": outputs }))
     }
 
     /// Removes flows whose idle or hard timeout has passed (called once a second).

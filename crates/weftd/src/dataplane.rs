@@ -56,6 +56,13 @@ pub enum DpMsg {
     FlowStats(String, Sender<Option<Vec<FlowCounters>>>),
     /// Where a bridge's packet-ins go (None: no controller).
     SetPacketIn(String, Option<std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>),
+    /// Runs a frame through a bridge from a port without learning, counting or sending anything.
+    Trace {
+        bridge: String,
+        in_port: String,
+        frame: Vec<u8>,
+        reply: Sender<Result<Vec<TraceStep>, String>>,
+    },
     /// Start feeding a capture; answered with false when the port does not exist.
     Capture(Box<Tap>, Sender<bool>),
 }
@@ -165,6 +172,19 @@ pub struct Dataplane {
     /// Packet-in channels by bridge name, and by bridge index in the running pipeline.
     packet_in: std::collections::HashMap<String, std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>,
     packet_in_rt: Vec<Option<std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>>,
+    /// While `weft trace` runs a frame through: the steps it took. Nothing is learned, counted or sent then.
+    trace: Option<Vec<TraceStep>>,
+}
+
+/// One step of a traced frame.
+#[derive(Debug, Clone)]
+pub enum TraceStep {
+    /// Free text (VLAN handling, the NORMAL decision, a drop).
+    Note(String),
+    /// A flow matched: table, the flow's id (None: no flow matched, the frame is dropped).
+    Flow { table: u8, id: Option<u64> },
+    /// The frame would leave by this port.
+    Output { port: String, vlan: Option<u16>, remote: Option<IpAddr>, vni: Option<u32>, too_big: Option<u16> },
 }
 
 /// A full MAC table is logged at most this often per bridge.
@@ -203,6 +223,7 @@ impl Dataplane {
             flow_controller: Vec::new(),
             packet_in: Default::default(),
             packet_in_rt: Vec::new(),
+            trace: None,
         };
         dp.install(pipeline);
         dp
@@ -535,6 +556,9 @@ impl Dataplane {
                             self.packet_in_rt =
                                 p.bridges.iter().map(|b| self.packet_in.get(&b.name).cloned()).collect();
                         }
+                        Ok(DpMsg::Trace { bridge, in_port, frame, reply }) => {
+                            let _ = reply.send(self.run_trace(&bridge, &in_port, &frame));
+                        }
                         Ok(DpMsg::Capture(tap, reply)) => {
                             let known = self.pipeline.ports.iter().any(|p| p.name == tap.port_name);
                             if known {
@@ -558,6 +582,38 @@ impl Dataplane {
                 }
                 last_expiry = now;
             }
+        }
+    }
+
+    /// `weft trace`: the frame goes through the same code as real traffic, with `self.trace` set so that the
+    /// places that would change state or send record what they would do instead.
+    fn run_trace(&mut self, bridge: &str, in_port: &str, frame: &[u8]) -> Result<Vec<TraceStep>, String> {
+        let pipeline = self.pipeline.clone();
+        let port = pipeline
+            .ports
+            .iter()
+            .position(|p| p.name == in_port && pipeline.bridges[p.bridge].name == bridge)
+            .ok_or_else(|| format!("bridge {bridge:?} has no running port {in_port:?}"))?;
+        if frame.len() > self.seg.len() {
+            return Err("frame too long".into());
+        }
+        self.seg[..frame.len()].copy_from_slice(frame);
+        self.seg_used = frame.len();
+        let bytes = Bytes::Seg { start: 0, len: frame.len() as u32 };
+        let remote = match &pipeline.ports[port].io {
+            PortIo::Tunnel { spec, .. } => Some(spec.remote),
+            _ => None,
+        };
+        self.trace = Some(Vec::new());
+        let now = self.now();
+        self.switch(&pipeline, PortIdx(port as u16), remote, bytes, None, now);
+        self.seg_used = 0;
+        Ok(self.trace.take().unwrap_or_default())
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.trace {
+            t.push(TraceStep::Note(text()));
         }
     }
 
@@ -791,7 +847,7 @@ impl Dataplane {
         stripped: Option<u16>,
         now: Nanos,
     ) {
-        if self.tapped[usize::from(in_port.0)] {
+        if self.tapped[usize::from(in_port.0)] && self.trace.is_none() {
             self.tap_frame(in_port, bytes, stripped.map(vlan_tag));
         }
         let (bytes, tci) = match stripped {
@@ -799,9 +855,16 @@ impl Dataplane {
             None => self.pop_tag(bytes),
         };
         let Some(tci) = pipeline.ports[usize::from(in_port.0)].vlan.ingress(tci) else {
+            if self.trace.is_some() {
+                self.note(|| {
+                    format!("dropped at the input port: it does not carry VLAN {}", tci.map_or(0, |t| t & 0xfff))
+                });
+                return;
+            }
             self.counters[usize::from(in_port.0)].drop(DropReason::Vlan);
             return;
         };
+        self.note(|| format!("input port {}, VLAN {}", pipeline.ports[usize::from(in_port.0)].name, tci & 0xfff));
         if self.bytes(bytes).len() < ETH_LEN {
             self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
             return;
@@ -932,12 +995,18 @@ impl Dataplane {
         if depth > MAX_RESUBMIT {
             return;
         }
+        if let Some(tr) = &mut self.trace {
+            let hit = t.classifier.classify(key);
+            tr.push(TraceStep::Flow { table: table as u8, id: hit.map(|ri| t.rules[ri as usize].id) });
+        }
         let Some(ri) = self.flow_caches[bridge][table].lookup(&t.classifier, key) else { return };
-        let len = self.bytes(st.bytes).len() as u64;
-        let stat = &mut self.flow_stats[bridge][table][ri as usize];
-        stat.packets += 1;
-        stat.bytes += len;
-        stat.last_used = now;
+        if self.trace.is_none() {
+            let len = self.bytes(st.bytes).len() as u64;
+            let stat = &mut self.flow_stats[bridge][table][ri as usize];
+            stat.packets += 1;
+            stat.bytes += len;
+            stat.last_used = now;
+        }
         let rule = &t.rules[ri as usize];
         let hash = flow_hash(self.bytes(st.bytes));
         let out = |dp: &mut Self, st: &mut ActState, port: PortIdx| {
@@ -957,6 +1026,7 @@ impl Dataplane {
                     }
                 }
                 ActRt::Normal => self.normal_switch(pipeline, in_port, remote, st.bytes, st.tci, now),
+                ActRt::Controller if self.trace.is_some() => self.note(|| "controller: a PACKET_IN".to_string()),
                 ActRt::Controller => {
                     let sent = self.packet_in_rt[bridge].as_ref().is_some_and(|tx| {
                         let frame = resolve(&self.rx, &self.seg, st.bytes);
@@ -1052,6 +1122,35 @@ impl Dataplane {
         let (src, dst) = (eth.src_addr(), eth.dst_addr());
         let hash = flow_hash(frame);
         let bridge = pipeline.ports[usize::from(in_port.0)].bridge;
+        if self.trace.is_some() {
+            let forward = weft_datapath::bridge::decide(&self.fdbs[bridge], in_port, vlan, dst, now);
+            let what = match forward {
+                Forward::Output { port, remote } => format!(
+                    "NORMAL: {dst} was learned on port {}{} (VLAN {vlan})",
+                    pipeline.ports[usize::from(port.0)].name,
+                    remote.map(|r| format!(" behind VTEP {r}")).unwrap_or_default()
+                ),
+                Forward::Flood => {
+                    format!("NORMAL: {dst} is not in the MAC table (or is multicast): flood to VLAN {vlan}")
+                }
+                Forward::Filter => format!("NORMAL: {dst} sits behind the input port: nothing to do"),
+            };
+            self.note(|| what);
+            match forward {
+                Forward::Output { port, remote } => {
+                    self.output(pipeline, port, remote, bytes, hash, tci, None);
+                }
+                Forward::Flood => {
+                    for &p in &pipeline.bridges[bridge].ports {
+                        if p != in_port {
+                            self.output(pipeline, p, None, bytes, hash, tci, None);
+                        }
+                    }
+                }
+                Forward::Filter => {}
+            }
+            return;
+        }
         let d = normal(&mut self.fdbs[bridge], in_port, remote, vlan, src, dst, now);
         if d.learned == Some(weft_datapath::fdb::Learned::Full) {
             self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
@@ -1170,6 +1269,23 @@ impl Dataplane {
             Egress::Tagged => Some(vlan_tag(tci)),
         };
         let tag_len = if tag.is_some() { 4 } else { 0 };
+        if let Some(tr) = &mut self.trace {
+            let frame = resolve(&self.rx, &self.seg, bytes);
+            let (remote, vni, too_big) = match &p.io {
+                PortIo::Tunnel { spec, mtu, .. } => {
+                    let big = mtu::check(frame, usize::from(*mtu) - tag_len) == mtu::Fit::TooBig;
+                    (
+                        Some(remote.unwrap_or(spec.remote)),
+                        Some(vni.unwrap_or(spec.vni)),
+                        big.then(|| *mtu - tag_len as u16),
+                    )
+                }
+                _ => (None, None, None),
+            };
+            let vlan = tag.map(|_| tci & 0x0fff);
+            tr.push(TraceStep::Output { port: p.name.clone(), vlan, remote, vni, too_big });
+            return None;
+        }
         let tapped = self.tapped[usize::from(port.0)];
         let len = match bytes {
             Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize + tag_len,
