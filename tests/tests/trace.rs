@@ -46,6 +46,8 @@ fn trace_predicts_forwarding() {
     assert_eq!(outs, ["sw1".to_string(), p2.clone(), "vx1".to_string()], "{t}");
     let tunnel = t["steps"].as_array().unwrap().iter().find(|s| s["output"] == "vx1").unwrap();
     assert_eq!((tunnel["remote_ip"].as_str(), tunnel["vni"].as_u64()), (Some("192.0.2.12"), Some(42)));
+    let sport = tunnel["src_port"].as_u64().unwrap();
+    assert!((32768..=60999).contains(&sport), "outer source port {sport}");
     assert_eq!(tx(&w, &p2), before, "a trace sends nothing");
     assert!(
         w.json("fdb show sw1").as_array().unwrap().iter().all(|e| e["mac"] != lmac.as_str()),
@@ -68,10 +70,14 @@ fn trace_predicts_forwarding() {
     let table0 = t["steps"].as_array().unwrap().iter().find(|s| s["table"] == 0).unwrap();
     assert!(table0["flow"].as_str().unwrap().contains(&format!("nw_dst={V4_RIGHT}")), "{t}");
     assert_eq!(outputs(&w, &flow(&rmac)), std::slice::from_ref(&p2));
-    let other = format!("in_port={p1},ip,nw_dst=10.99.0.1");
+    let other = format!("in_port={p1},ip,nw_dst=198.51.100.99");
     assert!(outputs(&w, &other).is_empty(), "the drop rule wins for other destinations");
     let text = w.weft(&format!("trace sw1 {other}"));
     assert!(text.contains("priority=50,ip actions=drop") && text.contains("verdict: dropped"), "{text}");
+    // And so does the datapath, counting why.
+    left.sh("ip neigh replace 198.51.100.99 lladdr 02:00:00:00:00:99 dev eth0");
+    let _ = left.run("ping -c 2 -i 0.2 -W 1 198.51.100.99");
+    assert_eq!(w.drops("sw1", &p1, "flow_drop"), 2, "{}", w.weft("dump-drops sw1"));
     left.ping(V4_RIGHT, 2);
     let flows = w.json("dump-flows sw1");
     let f = flows.as_array().unwrap().iter().find(|f| f["priority"] == 100).unwrap();

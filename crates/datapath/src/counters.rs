@@ -26,10 +26,16 @@ pub enum DropReason {
     /// A frame of a VLAN the input port does not carry (a tagged frame on an access port, or a VLAN outside a
     /// trunk's list).
     Vlan,
+    /// No flow of a table matched (OpenFlow 1.3 drops on a table miss).
+    NoFlow,
+    /// A flow's actions said drop (an empty action list).
+    FlowDrop,
+    /// `actions=controller` with no controller connected, or its queue full.
+    NoController,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -40,6 +46,9 @@ impl DropReason {
         DropReason::Unsupported,
         DropReason::CriticalOption,
         DropReason::Vlan,
+        DropReason::NoFlow,
+        DropReason::FlowDrop,
+        DropReason::NoController,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +63,9 @@ impl DropReason {
             DropReason::Unsupported => "unsupported",
             DropReason::CriticalOption => "critical_option",
             DropReason::Vlan => "vlan",
+            DropReason::NoFlow => "no_flow",
+            DropReason::FlowDrop => "flow_drop",
+            DropReason::NoController => "no_controller",
         }
     }
 }

@@ -129,6 +129,9 @@ fn trace(out: &mut String, data: &Value) -> std::fmt::Result {
             }
             if let Some(r) = s["remote_ip"].as_str() {
                 write!(out, ", tunnel to {r} VNI {}", s["vni"])?;
+                if let Some(sp) = s["src_port"].as_u64() {
+                    write!(out, " from UDP port {sp}")?;
+                }
             }
             if let Some(m) = s["too_big"].as_u64() {
                 write!(out, " (too big for MTU {m}: dropped, the sender gets ICMP)")?;

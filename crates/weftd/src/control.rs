@@ -392,11 +392,11 @@ impl State {
                 crate::dataplane::TraceStep::Flow { table, id } => json!({
                     "table": table, "flow": id.and_then(flow_text),
                 }),
-                crate::dataplane::TraceStep::Output { port, vlan, remote, vni, too_big } => {
+                crate::dataplane::TraceStep::Output { port, vlan, remote, vni, src_port, too_big } => {
                     outputs.push(port.clone());
                     json!({
                         "output": port, "vlan": vlan, "remote_ip": remote.map(|r| r.to_string()), "vni": vni,
-                        "too_big": too_big,
+                        "src_port": src_port, "too_big": too_big,
                     })
                 }
             })

@@ -184,7 +184,15 @@ pub enum TraceStep {
     /// A flow matched: table, the flow's id (None: no flow matched, the frame is dropped).
     Flow { table: u8, id: Option<u64> },
     /// The frame would leave by this port.
-    Output { port: String, vlan: Option<u16>, remote: Option<IpAddr>, vni: Option<u32>, too_big: Option<u16> },
+    Output {
+        port: String,
+        vlan: Option<u16>,
+        remote: Option<IpAddr>,
+        vni: Option<u32>,
+        /// The outer UDP source port (the flow's socket in the send pool).
+        src_port: Option<u16>,
+        too_big: Option<u16>,
+    },
 }
 
 /// A full MAC table is logged at most this often per bridge.
@@ -999,7 +1007,12 @@ impl Dataplane {
             let hit = t.classifier.classify(key);
             tr.push(TraceStep::Flow { table: table as u8, id: hit.map(|ri| t.rules[ri as usize].id) });
         }
-        let Some(ri) = self.flow_caches[bridge][table].lookup(&t.classifier, key) else { return };
+        let Some(ri) = self.flow_caches[bridge][table].lookup(&t.classifier, key) else {
+            if self.trace.is_none() {
+                self.counters[usize::from(in_port.0)].drop(DropReason::NoFlow);
+            }
+            return;
+        };
         if self.trace.is_none() {
             let len = self.bytes(st.bytes).len() as u64;
             let stat = &mut self.flow_stats[bridge][table][ri as usize];
@@ -1008,6 +1021,9 @@ impl Dataplane {
             stat.last_used = now;
         }
         let rule = &t.rules[ri as usize];
+        if rule.actions.is_empty() && self.trace.is_none() {
+            self.counters[usize::from(in_port.0)].drop(DropReason::FlowDrop);
+        }
         let hash = flow_hash(self.bytes(st.bytes));
         let out = |dp: &mut Self, st: &mut ActState, port: PortIdx| {
             let r = dp.output(pipeline, port, st.tun_dst, st.bytes, hash, st.tci, st.vni);
@@ -1043,6 +1059,7 @@ impl Dataplane {
                     });
                     if !sent {
                         self.flow_controller[bridge] += 1;
+                        self.counters[usize::from(in_port.0)].drop(DropReason::NoController);
                     }
                 }
                 ActRt::ModVlanVid(v) => st.tci = (st.tci & 0xf000) | (v & 0x0fff),
@@ -1271,19 +1288,23 @@ impl Dataplane {
         let tag_len = if tag.is_some() { 4 } else { 0 };
         if let Some(tr) = &mut self.trace {
             let frame = resolve(&self.rx, &self.seg, bytes);
-            let (remote, vni, too_big) = match &p.io {
-                PortIo::Tunnel { spec, mtu, .. } => {
+            let (remote, vni, src_port, too_big) = match &p.io {
+                PortIo::Tunnel { spec, mtu, pool, .. } => {
                     let big = mtu::check(frame, usize::from(*mtu) - tag_len) == mtu::Fit::TooBig;
+                    let ports = &pipeline.pool_ports[*pool];
+                    let src =
+                        (spec.encap != Encap::Gre && !ports.is_empty()).then(|| ports[hash as usize % ports.len()]);
                     (
                         Some(remote.unwrap_or(spec.remote)),
                         Some(vni.unwrap_or(spec.vni)),
+                        src,
                         big.then(|| *mtu - tag_len as u16),
                     )
                 }
-                _ => (None, None, None),
+                _ => (None, None, None, None),
             };
             let vlan = tag.map(|_| tci & 0x0fff);
-            tr.push(TraceStep::Output { port: p.name.clone(), vlan, remote, vni, too_big });
+            tr.push(TraceStep::Output { port: p.name.clone(), vlan, remote, vni, src_port, too_big });
             return None;
         }
         let tapped = self.tapped[usize::from(port.0)];
