@@ -69,3 +69,28 @@ fn metrics_are_scraped_and_drops_listed() {
     let drops = w.weft("dump-drops sw1");
     assert_eq!(drops.trim(), "vx1 wrong_vni=1", "{drops}");
 }
+
+#[test]
+fn log_level_changes_while_running() {
+    let p = "lg";
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    assert_eq!(w.json("vlog/list")["level"], "info");
+    w.weft("add-br sw1");
+    let changed = |log: &str| log.matches("configuration changed").count();
+    assert_eq!(changed(&w.log()), 1, "{}", w.log());
+    assert!(w.log().contains(" INFO ") && w.log().contains(r#""cmd":"add-br""#), "structured: {}", w.log());
+    w.weft("vlog/set warn");
+    w.weft("add-br sw2");
+    assert_eq!(changed(&w.log()), 1, "info is off at warn:\n{}", w.log());
+    w.weft("vlog/set debug");
+    let _ = w.try_weft("add-br sw2");
+    let log = w.log();
+    assert!(log.contains(" DEBUG ") && log.contains("change refused"), "{log}");
+    let (ok, _, err) = w.try_weft("vlog/set loud");
+    assert!(!ok && err.contains("unknown log level"), "{err}");
+}

@@ -991,6 +991,7 @@ impl Config {
             | Request::FdbStats { .. }
             | Request::DumpFlows { .. }
             | Request::Trace { .. }
+            | Request::Vlog { .. }
             | Request::Capture { .. } => Ok(()),
         }
     }

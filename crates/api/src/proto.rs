@@ -73,6 +73,11 @@ pub enum Request {
         bridge: String,
         target: Option<String>,
     },
+    /// `vlog/set LEVEL` (or, without a level, `vlog/list`): the daemon's log level.
+    Vlog {
+        #[serde(default)]
+        level: Option<String>,
+    },
     /// `trace BR FLOW` / `trace BR in_port=P --packet HEX`: what the bridge would do with a packet.
     Trace {
         bridge: String,

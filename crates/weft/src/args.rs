@@ -49,6 +49,7 @@ inspection:
   trace BR FLOW | trace BR in_port=P --packet HEX
                                     what the bridge would do with a packet (flows matched, NORMAL's decision,
                                     VLAN, output ports, tunnel remote/VNI/MTU), without sending it
+  vlog/set LEVEL | vlog/list        weftd's log level (error, warn, info, debug), changed while it runs
   dump-drops BR                     only the drops, by port and reason (nothing when nothing was dropped)
   fdb show BR | fdb flush BR        the MAC table, with the remote VTEP of tunnel-learned MACs
                                     (flush forgets learned entries; static ones stay)
@@ -284,6 +285,14 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "trace" => {
             want(cmd, &rest, 2, usize::MAX, "BR FLOW (a match with in_port=), or BR in_port=P --packet HEX")?;
             Request::Trace { bridge: rest[0].clone(), flow: rest[1..].join(" "), packet: packet.clone() }
+        }
+        "vlog/set" | "vlog" => {
+            want(cmd, &rest, 0, 1, "[LEVEL] (off, error, warn, info, debug, trace)")?;
+            Request::Vlog { level: rest.first().cloned() }
+        }
+        "vlog/list" => {
+            want(cmd, &rest, 0, 0, "no arguments")?;
+            Request::Vlog { level: None }
         }
         "dump-drops" => {
             want(cmd, &rest, 1, 1, "BR")?;

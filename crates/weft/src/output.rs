@@ -34,6 +34,7 @@ pub fn render(req: &Request, data: &Value, json: bool) -> anyhow::Result<String>
         Request::DumpPorts { .. } => dump_ports(&mut out, data)?,
         Request::DumpFlows { .. } => dump_flows(&mut out, data)?,
         Request::Trace { .. } => trace(&mut out, data)?,
+        Request::Vlog { .. } => writeln!(out, "log level: {}", data["level"].as_str().unwrap_or_default())?,
         Request::FdbStats { .. } => {
             for key in ["entries", "mac_table_size", "learn_misses", "moves"] {
                 writeln!(out, "{key}: {}", data[key])?;

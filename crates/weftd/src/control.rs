@@ -136,6 +136,15 @@ impl State {
             },
             Request::DumpPorts { bridge } => self.dump_ports(&bridge),
             Request::DumpFlows { bridge, filter } => self.dump_flows(&bridge, filter.as_deref()),
+            Request::Vlog { level } => {
+                if let Some(l) = level {
+                    match crate::log::parse(&l).and_then(crate::log::set) {
+                        Ok(()) => tracing::info!(level = %l, "log level changed"),
+                        Err(e) => return Response::err(e),
+                    }
+                }
+                Response::ok(json!({ "level": crate::log::current() }))
+            }
             Request::Trace { bridge, flow, packet } => match self.trace(&bridge, &flow, packet.as_deref()) {
                 Ok(v) => Response::ok(v),
                 Err(e) => Response::err(e),
@@ -153,6 +162,19 @@ impl State {
     }
 
     fn change(&mut self, req: &Request) -> Result<(), String> {
+        let r = self.change_inner(req);
+        match &r {
+            Ok(()) => {
+                tracing::info!(request = %serde_json::to_string(req).unwrap_or_default(), "configuration changed")
+            }
+            Err(e) => {
+                tracing::debug!(request = %serde_json::to_string(req).unwrap_or_default(), error = %e, "change refused")
+            }
+        }
+        r
+    }
+
+    fn change_inner(&mut self, req: &Request) -> Result<(), String> {
         let mut new = self.config.clone();
         let r = new.apply(req);
         r.map_err(|e| e.to_string())?;
@@ -230,7 +252,7 @@ impl State {
         let (tx, rx) = channel();
         self.dp.send(DpMsg::Swap(Arc::new(pipeline), tx));
         if rx.recv_timeout(DP_TIMEOUT).is_err() {
-            eprintln!("weftd: the datapath did not take the new configuration in time");
+            tracing::warn!("the datapath did not take the new configuration in time");
         }
     }
 
@@ -440,7 +462,7 @@ impl State {
             }
         }
         if let Err(e) = self.commit(new) {
-            eprintln!("weftd: cannot remove expired flows: {e}");
+            tracing::warn!("cannot remove expired flows: {e}");
         }
     }
 

@@ -174,6 +174,8 @@ pub struct Dataplane {
     packet_in_rt: Vec<Option<std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>>,
     /// While `weft trace` runs a frame through: the steps it took. Nothing is learned, counted or sent then.
     trace: Option<Vec<TraceStep>>,
+    /// Receive errors are logged at most once a second.
+    rx_log: crate::log::RateLimit,
 }
 
 /// One step of a traced frame.
@@ -232,6 +234,7 @@ impl Dataplane {
             packet_in: Default::default(),
             packet_in_rt: Vec::new(),
             trace: None,
+            rx_log: Default::default(),
         };
         dp.install(pipeline);
         dp
@@ -348,10 +351,7 @@ impl Dataplane {
         }
         self.taps.retain(|t| {
             if t.missed > 0 && (t.closed || t.port.is_none()) {
-                eprintln!(
-                    "weftd: capture on {}: {} frames left out (the client did not keep up)",
-                    t.port_name, t.missed
-                );
+                tracing::warn!("capture on {}: {} frames left out (the client did not keep up)", t.port_name, t.missed);
             }
             t.port.is_some() && !t.closed
         });
@@ -471,12 +471,12 @@ impl Dataplane {
         let mut epoll = match Epoll::new(256) {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("weftd: datapath cannot create epoll: {e}");
+                tracing::warn!("datapath cannot create epoll: {e}");
                 return;
             }
         };
         if let Err(e) = self.register(&epoll) {
-            eprintln!("weftd: datapath cannot watch ports: {e}");
+            tracing::warn!("datapath cannot watch ports: {e}");
         }
         let mut last_expiry = self.now();
         let mut ready: Vec<u64> = Vec::with_capacity(256);
@@ -485,7 +485,7 @@ impl Dataplane {
             match epoll.wait(1000) {
                 Ok(it) => ready.extend(it),
                 Err(e) => {
-                    eprintln!("weftd: epoll_wait: {e}");
+                    tracing::error!("epoll_wait: {e}");
                     return;
                 }
             }
@@ -508,10 +508,10 @@ impl Dataplane {
                                 Ok(e) => {
                                     epoll = e;
                                     if let Err(e) = self.register(&epoll) {
-                                        eprintln!("weftd: datapath cannot watch ports: {e}");
+                                        tracing::warn!("datapath cannot watch ports: {e}");
                                     }
                                 }
-                                Err(e) => eprintln!("weftd: datapath cannot create epoll: {e}"),
+                                Err(e) => tracing::warn!("datapath cannot create epoll: {e}"),
                             }
                             let _ = ack.send(());
                         }
@@ -673,7 +673,10 @@ impl Dataplane {
         let n = match got {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("weftd: port {}: receive failed: {e}", p.name);
+                if self.rx_log.allow(self.now(), weft_datapath::SECOND) {
+                    let held = std::mem::take(&mut self.rx_log.suppressed);
+                    tracing::warn!(port = %p.name, suppressed = held, "receive failed: {e}");
+                }
                 return;
             }
         };
@@ -765,7 +768,10 @@ impl Dataplane {
         let n = match self.rx.recv_mmsg(rs.socket.as_raw_fd()) {
             Ok(n) => n,
             Err(e) => {
-                eprintln!("weftd: tunnel socket {}: receive failed: {e}", rs.bound);
+                if self.rx_log.allow(self.now(), weft_datapath::SECOND) {
+                    let held = std::mem::take(&mut self.rx_log.suppressed);
+                    tracing::warn!(socket = %rs.bound, suppressed = held, "tunnel receive failed: {e}");
+                }
                 return;
             }
         };
@@ -1173,8 +1179,8 @@ impl Dataplane {
             self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
             if now.saturating_sub(self.full_logged[bridge]) >= FULL_LOG_INTERVAL || self.full_logged[bridge] == 0 {
                 self.full_logged[bridge] = now.max(1);
-                eprintln!(
-                    "weftd: bridge {}: MAC table full ({} entries, other_config:mac-table-size); {src} not learned \
+                tracing::warn!(
+                    "bridge {}: MAC table full ({} entries, other_config:mac-table-size); {src} not learned \
                      ({} misses so far)",
                     pipeline.bridges[bridge].name,
                     self.fdbs[bridge].len(),

@@ -6,6 +6,7 @@ mod capture;
 mod control;
 mod dataplane;
 mod db;
+mod log;
 mod metrics;
 mod ofconn;
 mod pipeline;
@@ -16,7 +17,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-const USAGE: &str = "usage: weftd [--db PATH] [--socket PATH] [--metrics IP:PORT] [--version]";
+const USAGE: &str =
+    "usage: weftd [--db PATH] [--socket PATH] [--metrics IP:PORT] [--log-level error|warn|info|debug] [--version]";
 
 fn main() {
     if let Err(e) = run() {
@@ -29,6 +31,7 @@ fn run() -> anyhow::Result<()> {
     let mut db = PathBuf::from("/var/lib/weft/conf.db");
     let mut socket = PathBuf::from("/run/weft/weft.sock");
     let mut metrics: Option<std::net::SocketAddr> = None;
+    let mut level = tracing_subscriber::filter::LevelFilter::INFO;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -42,6 +45,9 @@ fn run() -> anyhow::Result<()> {
                 println!("weftd {} (commit {})", env!("CARGO_PKG_VERSION"), env!("WEFT_GIT_COMMIT"));
                 return Ok(());
             }
+            "--log-level" => {
+                level = log::parse(&args.next().context("--log-level needs a level")?).map_err(anyhow::Error::msg)?
+            }
             "--metrics" => {
                 metrics =
                     Some(args.next().context("--metrics needs IP:PORT")?.parse().context("--metrics takes IP:PORT")?)
@@ -49,6 +55,7 @@ fn run() -> anyhow::Result<()> {
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
+    log::init(level);
     let config = db::load(&db)?;
 
     let listener = bind_control(&socket)?;
@@ -73,8 +80,8 @@ fn run() -> anyhow::Result<()> {
         .name("datapath".into())
         .spawn(move || dataplane::Dataplane::new(Arc::new(empty), rx, wake).run())?;
     state.install(pipeline);
-    eprintln!(
-        "weftd: {} bridge(s) restored from {}; listening on {}",
+    tracing::info!(
+        "{} bridge(s) restored from {}; listening on {}",
         state.config.bridges.len(),
         state.db.display(),
         socket.display()
@@ -87,7 +94,7 @@ fn run() -> anyhow::Result<()> {
     }
     if let Some(addr) = metrics {
         metrics::serve(addr, state.clone())?;
-        eprintln!("weftd: metrics on http://{addr}/metrics");
+        tracing::info!("metrics on http://{addr}/metrics");
     }
     // Flows with idle_timeout or hard_timeout are removed once a second when due.
     let expiring = state.clone();
@@ -101,7 +108,7 @@ fn run() -> anyhow::Result<()> {
                 let s = state.clone();
                 std::thread::spawn(move || control::State::serve(s, stream));
             }
-            Err(e) => eprintln!("weftd: control socket accept: {e}"),
+            Err(e) => tracing::warn!("control socket accept: {e}"),
         }
     }
     Ok(())

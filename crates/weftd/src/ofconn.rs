@@ -84,7 +84,7 @@ impl Manager {
                 }
             };
             if let Err(e) = r {
-                eprintln!("weftd: bridge {bridge}: cannot start the OpenFlow connection: {e}");
+                tracing::warn!("bridge {bridge}: cannot start the OpenFlow connection: {e}");
             }
             self.running.insert(bridge, Running { target, stop });
         }
@@ -128,7 +128,7 @@ fn listen(addr: std::net::SocketAddr, link: Link) {
     let l = match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("weftd: bridge {}: cannot listen for OpenFlow on {addr}: {e}", link.bridge);
+            tracing::warn!("bridge {}: cannot listen for OpenFlow on {addr}: {e}", link.bridge);
             return;
         }
     };
@@ -140,7 +140,7 @@ fn listen(addr: std::net::SocketAddr, link: Link) {
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => {
-                eprintln!("weftd: bridge {}: OpenFlow accept: {e}", link.bridge);
+                tracing::warn!("bridge {}: OpenFlow accept: {e}", link.bridge);
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
@@ -337,7 +337,7 @@ fn flow_mod(st: &mut State, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)>
     let mut flow: Flow = weft_api::ofp::flow_from_flow_mod(&fm, matches, actions);
     // Prerequisites, as ovs-ofctl's parser checks them: round-trip through the text form.
     if let Err(e) = weft_api::flow::parse(&flow.to_string(), &|p| p.parse().ok()) {
-        eprintln!("weftd: OpenFlow flow_mod refused: {e}");
+        tracing::warn!("OpenFlow flow_mod refused: {e}");
         return Err((error::BAD_MATCH, error::BAD_PREREQ));
     }
     let mut new = st.config.clone();
@@ -356,7 +356,7 @@ fn flow_mod(st: &mut State, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)>
     };
     r.map_err(|_| (error::FLOW_MOD_FAILED, 0))?;
     st.commit_config(new).map_err(|e| {
-        eprintln!("weftd: OpenFlow flow_mod failed: {e}");
+        tracing::warn!("OpenFlow flow_mod failed: {e}");
         (error::FLOW_MOD_FAILED, 0)
     })
 }

@@ -496,7 +496,7 @@ impl Resources {
                             }
                             Err(e) if strict => return Err(anyhow!("cannot create TAP device {name:?}: {e}")),
                             Err(e) => {
-                                eprintln!("weftd: port {name}: cannot open TAP device: {e}");
+                                tracing::warn!("port {name}: cannot open TAP device: {e}");
                                 PortIo::Down(format!("cannot open TAP device: {e}"))
                             }
                         }
@@ -517,7 +517,7 @@ impl Resources {
                             }
                             Err(e) if strict => return Err(anyhow!("port {name:?}: cannot attach: {e}")),
                             Err(e) => {
-                                eprintln!("weftd: port {name}: cannot attach: {e}");
+                                tracing::warn!("port {name}: cannot attach: {e}");
                                 PortIo::Down(e.to_string())
                             }
                         }
