@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of weft: unit tests, capture and fuzz-corpus replays, and the interop tests in network
-# namespaces (weft against itself, the Linux kernel's VXLAN and tshark). Needs root; installs what it needs.
+# Runs every test of weft: unit tests, capture and fuzz-corpus replays, the interop tests in network
+# namespaces (weft against itself, the Linux kernel, Open vSwitch, tshark), and the Debian package (built,
+# installed with dpkg, removed). Needs root; installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
@@ -15,8 +16,11 @@ trap 'rm -f "$log"' EXIT
 set +e
 CI="${CI:-1}" cargo test --release --workspace --locked --lib --bins --tests -- --test-threads=2 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The Debian package: built, installed with dpkg, checked, removed.
+scripts/package-test.sh 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 set -e
-# One closing line for the whole run, summed over every test binary.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+# One closing line for the whole run, summed over every test binary and the package test.
+awk '/^test result:|^weft package:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "weft: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

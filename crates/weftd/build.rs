@@ -11,9 +11,16 @@ fn main() {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=WEFT_GIT_COMMIT={commit}");
-    // Rebuild when HEAD moves (a new commit or another branch).
-    for f in ["../../.git/HEAD", "../../.git/refs/heads", "../../.git/packed-refs"] {
-        if std::path::Path::new(f).exists() {
+    // Rebuild when HEAD moves: another branch (HEAD itself) or a new commit (the branch's ref file).
+    let mut watch = vec!["../../.git/HEAD".to_string(), "../../.git/packed-refs".to_string()];
+    if let Some(r) = std::fs::read_to_string("../../.git/HEAD")
+        .ok()
+        .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
+    {
+        watch.push(format!("../../.git/{r}"));
+    }
+    for f in watch {
+        if std::path::Path::new(&f).exists() {
             println!("cargo:rerun-if-changed={f}");
         }
     }
