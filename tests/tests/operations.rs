@@ -59,6 +59,7 @@ fn metrics_are_scraped_and_drops_listed() {
     assert!(value(&format!("weft_port_rx_packets_total{{bridge=\"sw1\",port=\"{p}p1\"}}")) >= 3);
     assert!(value(&format!("weft_port_tx_packets_total{{bridge=\"sw1\",port=\"{p}p2\"}}")) >= 3);
     assert!(value("weft_fdb_entries{bridge=\"sw1\"}") >= 2);
+    assert_eq!(value("weft_fdb_aged_total{bridge=\"sw1\"}"), 0);
     assert_eq!(value("weft_tunnel_ports{type=\"vxlan\"}"), 1);
     assert_eq!(value("weft_port_drops_total{bridge=\"sw1\",port=\"vx1\",reason=\"wrong_vni\"}"), 1);
     assert_eq!(value("weft_flows{bridge=\"sw1\",table=\"0\"}"), 1);

@@ -68,6 +68,8 @@ pub struct Fdb {
     max_entries: usize,
     pub moves: u64,
     pub learn_misses: u64,
+    /// Learned entries removed because they aged out.
+    pub aged: u64,
 }
 
 impl Default for Fdb {
@@ -84,6 +86,7 @@ impl Fdb {
             max_entries,
             moves: 0,
             learn_misses: 0,
+            aged: 0,
         }
     }
 
@@ -190,7 +193,9 @@ impl Fdb {
         let before = self.entries.len();
         let aging = self.aging;
         self.entries.retain(|_, e| e.is_static || now.saturating_sub(e.last_seen) < aging);
-        before - self.entries.len()
+        let gone = before - self.entries.len();
+        self.aged += gone as u64;
+        gone
     }
 
     /// Rewrites port indices after the pipeline changed; entries whose port is gone are removed.

@@ -36,7 +36,7 @@ pub fn render(req: &Request, data: &Value, json: bool) -> anyhow::Result<String>
         Request::Trace { .. } => trace(&mut out, data)?,
         Request::Vlog { .. } => writeln!(out, "log level: {}", data["level"].as_str().unwrap_or_default())?,
         Request::FdbStats { .. } => {
-            for key in ["entries", "mac_table_size", "learn_misses", "moves"] {
+            for key in ["entries", "mac_table_size", "learn_misses", "moves", "aged"] {
                 writeln!(out, "{key}: {}", data[key])?;
             }
         }

@@ -152,7 +152,7 @@ impl State {
             Request::FdbStats { bridge } => match self.ask(|tx| DpMsg::FdbStats(bridge.clone(), tx)) {
                 Some(Some(st)) => Response::ok(json!({
                     "entries": st.entries, "mac_table_size": st.max_entries,
-                    "learn_misses": st.learn_misses, "moves": st.moves,
+                    "learn_misses": st.learn_misses, "moves": st.moves, "aged": st.aged,
                 })),
                 Some(None) => Response::err(format!("no bridge named {bridge:?}")),
                 None => Response::err("the datapath did not answer"),

@@ -76,6 +76,7 @@ pub struct FdbStats {
     pub max_entries: usize,
     pub learn_misses: u64,
     pub moves: u64,
+    pub aged: u64,
 }
 
 /// One row of `fdb show`.
@@ -533,6 +534,7 @@ impl Dataplane {
                                     max_entries: f.max_entries(),
                                     learn_misses: f.learn_misses,
                                     moves: f.moves,
+                                    aged: f.aged,
                                 }
                             });
                             let _ = reply.send(stats);

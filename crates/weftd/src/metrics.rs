@@ -131,6 +131,10 @@ pub fn render(s: &State) -> String {
     for (b, st) in &fdb {
         let _ = writeln!(out, "weft_fdb_moves_total{{bridge=\"{}\"}} {}", label(b), st.moves);
     }
+    family(&mut out, "weft_fdb_aged_total", "counter", "Learned MACs removed because they aged out.");
+    for (b, st) in &fdb {
+        let _ = writeln!(out, "weft_fdb_aged_total{{bridge=\"{}\"}} {}", label(b), st.aged);
+    }
     // Flow tables.
     family(&mut out, "weft_flows", "gauge", "Flows in each table.");
     for b in &s.config.bridges {
