@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Side-by-side throughput: the same two-host topology (two namespaces joined by a veth underlay, an endpoint
+namespace behind each host on a veth, endpoint offloads left on) for
+
+  veth      the two endpoints joined directly (the ceiling)
+  kernel    Linux VXLAN + bridge on each host
+  ovs       Open vSwitch userspace datapath, VXLAN (skipped, with the reason, if OVS is not installed)
+  weft-vxlan, weft-geneve, weft-gre
+
+iperf3 TCP 1 stream, TCP 4 streams and UDP 64-byte datagrams (delivered packets per second); medians of RUNS
+runs of SECONDS each; system CPU use while each runs; weftd's peak memory. Prints a table with weft's ratio to
+the kernel and to Open vSwitch, and draws it as a PNG (with matplotlib, when installed).
+
+    bench/compare.py [--seconds 10] [--runs 3] [--only weft-vxlan,kernel] [--png bench/compare.png]
+
+Needs root and a release build (cargo build --release). Uses namespaces cb-*, removed at the end.
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "target", "release")
+NS = ["cb-h1", "cb-h2", "cb-l", "cb-r"]
+
+
+def sh(cmd, check=True):
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{cmd}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def nsx(ns, cmd, check=True):
+    return sh(f"ip netns exec {ns} sh -c '{cmd}'", check)
+
+
+class Setup:
+    """Builds one topology; `pids` are the processes it started (stopped by PID)."""
+
+    def __init__(self, kind, tmp):
+        self.kind, self.tmp, self.pids, self.ovs_dirs = kind, tmp, [], []
+
+    def build(self):
+        for n in NS:
+            sh(f"ip netns del {n}", check=False)
+            sh(f"ip netns add {n} && ip -n {n} link set lo up")
+        if self.kind == "veth":
+            sh("ip link add eth0 netns cb-l type veth peer name eth0 netns cb-r")
+            for n, a in (("cb-l", "198.51.100.1"), ("cb-r", "198.51.100.2")):
+                nsx(n, f"ip addr add {a}/24 dev eth0 && ip link set eth0 mtu 1450 up")
+            return
+        sh("ip link add u1 netns cb-h1 type veth peer name u2 netns cb-h2")
+        for i in (1, 2):
+            nsx(f"cb-h{i}", f"ip addr add 192.0.2.1{i}/24 dev u{i} && ip link set u{i} up")
+        sh("ip link add eth0 netns cb-l type veth peer name p1 netns cb-h1")
+        sh("ip link add eth0 netns cb-r type veth peer name p2 netns cb-h2")
+        for n, a in (("cb-l", "198.51.100.1"), ("cb-r", "198.51.100.2")):
+            nsx(n, f"ip addr add {a}/24 dev eth0 && ip link set eth0 mtu 1450 up")
+        for i in (1, 2):
+            nsx(f"cb-h{i}", f"ip link set p{i} up")
+        other = {1: "192.0.2.12", 2: "192.0.2.11"}
+        if self.kind == "kernel":
+            for i in (1, 2):
+                nsx(f"cb-h{i}", f"ip link add vx0 type vxlan id 1 remote {other[i]} local 192.0.2.1{i} dstport 4789 dev u{i}"
+                    f" && ip link add br0 type bridge && ip link set vx0 master br0 && ip link set p{i} master br0"
+                    f" && ip link set vx0 up && ip link set br0 up")
+        elif self.kind == "ovs":
+            for n in ("cb-l", "cb-r"):
+                nsx(n, "ethtool -K eth0 tx off >/dev/null")  # OVS reads partial checksums as they are
+            for i in (1, 2):
+                d = os.path.join(self.tmp, f"ovs{i}")
+                os.makedirs(d)
+                self.ovs_dirs.append(d)
+                env = f"OVS_RUNDIR={d} OVS_LOGDIR={d} OVS_DBDIR={d}"
+                sh(f"ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema")
+                nsx(f"cb-h{i}", f"{env} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --pidfile={d}/db.pid "
+                    f"--unixctl={d}/db.ctl --log-file={d}/db.log --detach")
+                vs = f"{env} ovs-vsctl --db=unix:{d}/db.sock --timeout=20"
+                nsx(f"cb-h{i}", f"{vs} --no-wait init")
+                nsx(f"cb-h{i}", f"{env} ovs-vswitchd unix:{d}/db.sock --disable-system --pidfile={d}/vs.pid "
+                    f"--unixctl={d}/vs.ctl --log-file={d}/vs.log --detach")
+                nsx(f"cb-h{i}", f"{vs} add-br br-phy -- set bridge br-phy datapath_type=netdev && {vs} add-port br-phy u{i}"
+                    f" && ip addr flush dev u{i} && ip addr add 192.0.2.1{i}/24 dev br-phy && ip link set br-phy up"
+                    f" && {vs} add-br br-int -- set bridge br-int datapath_type=netdev && {vs} add-port br-int p{i}"
+                    f" && {vs} add-port br-int vx1 -- set interface vx1 type=vxlan options:remote_ip={other[i]} options:key=1")
+            nsx("cb-h1", "ping -c 2 -W 2 192.0.2.12 >/dev/null", check=False)
+            nsx("cb-h2", "ping -c 2 -W 2 192.0.2.11 >/dev/null", check=False)
+        else:
+            ty = self.kind.split("-")[1]
+            for i in (1, 2):
+                sock = os.path.join(self.tmp, f"w{i}.sock")
+                p = subprocess.Popen(["ip", "netns", "exec", f"cb-h{i}", f"{BIN}/weftd", "--db",
+                                      os.path.join(self.tmp, f"w{i}.db"), "--socket", sock, "--log-level", "warn"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self.pids.append(p)
+                for _ in range(50):
+                    if os.path.exists(sock):
+                        break
+                    time.sleep(0.1)
+                w = f"{BIN}/weft --socket {sock}"
+                nsx(f"cb-h{i}", f"{w} add-br sw1 && {w} add-port sw1 p{i} && {w} add-port sw1 t1 -- set interface t1 "
+                    f"type={ty} options:remote_ip={other[i]} options:key=1")
+        nsx("cb-l", "ping -c 3 -W 2 198.51.100.2 >/dev/null")
+
+    def weftd_pids(self):
+        out = []
+        for p in self.pids:
+            # `ip netns exec` execs weftd, so the PID is weftd's.
+            out.append(p.pid)
+        return out
+
+    def teardown(self):
+        for p in self.pids:
+            p.terminate()
+            p.wait()
+        for d in self.ovs_dirs:
+            for f in ("vs.pid", "db.pid"):
+                try:
+                    pid = open(os.path.join(d, f)).read().strip()
+                    sh(f"kill {pid}", check=False)
+                except OSError:
+                    pass
+        time.sleep(0.3)
+        for n in NS:
+            sh(f"ip netns del {n}", check=False)
+
+
+def cpu_sample():
+    f = open("/proc/stat").readline().split()[1:]
+    v = list(map(int, f))
+    idle = v[3] + v[4]
+    return sum(v), idle
+
+
+def iperf(args, seconds):
+    nsx("cb-r", "iperf3 -s -1 -D -B 198.51.100.2")
+    time.sleep(0.3)
+    t0 = cpu_sample()
+    out = nsx("cb-l", f"timeout {seconds + 20} iperf3 -c 198.51.100.2 -t {seconds} -J {args}", check=False)
+    t1 = cpu_sample()
+    busy = 100.0 * (1 - (t1[1] - t0[1]) / max(1, t1[0] - t0[0]))
+    try:
+        d = json.loads(out)
+    except json.JSONDecodeError:
+        return None, busy
+    if "-u" in args:
+        s = d["end"]["sum"]
+        return (s["packets"] - s["lost_packets"]) / s["seconds"], busy
+    return d["end"]["sum_received"]["bits_per_second"] / 1e9, busy
+
+
+def peak_rss_mb(pids):
+    peak = 0
+    for pid in pids:
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) // 1024)
+        except OSError:
+            pass
+    return peak
+
+
+TESTS = [("tcp1", "TCP 1 stream (Gbit/s)", ""), ("tcp4", "TCP 4 streams (Gbit/s)", "-P 4"),
+         ("udp64", "UDP 64-byte delivered (kpps)", "-u -l 64 -b 0")]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default="veth,kernel,ovs,weft-vxlan,weft-geneve,weft-gre")
+    ap.add_argument("--png", default=os.path.join(ROOT, "bench", "compare.png"))
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("needs root (network namespaces)")
+    kinds = a.only.split(",")
+    if "ovs" in kinds and not shutil.which("ovs-vswitchd"):
+        print("ovs: skipped: Open vSwitch is not installed (apt-get install openvswitch-switch)")
+        kinds.remove("ovs")
+    results, cpu, rss = {}, {}, {}
+    for kind in kinds:
+        tmp = tempfile.mkdtemp(prefix="weft-compare-")
+        s = Setup(kind, tmp)
+        try:
+            s.build()
+            results[kind], cpu[kind] = {}, {}
+            for key, _, args in TESTS:
+                vals, busy = [], []
+                for _ in range(a.runs):
+                    v, b = iperf(args, a.seconds)
+                    if v is not None:
+                        vals.append(v / 1000.0 if key == "udp64" else v)
+                        busy.append(b)
+                results[kind][key] = statistics.median(vals) if vals else None
+                cpu[kind][key] = statistics.median(busy) if busy else None
+            if kind.startswith("weft"):
+                rss[kind] = peak_rss_mb(s.weftd_pids())
+        except Exception as e:  # a setup that cannot be built is reported, not fatal
+            print(f"{kind}: failed: {e}")
+        finally:
+            s.teardown()
+            shutil.rmtree(tmp, ignore_errors=True)
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"
+    ratio = lambda x, y: "-" if (x is None or not y) else f"{x / y:.2f}x"
+    print(f"\n{a.runs} run(s) of {a.seconds} s each, medians; CPU = both cores busy during the test")
+    print(f"{'setup':<13}" + "".join(f"{h:>30}" for _, h, _ in TESTS) + f"{'weftd RSS':>11}")
+    for kind in results:
+        row = f"{kind:<13}"
+        for key, _, _ in TESTS:
+            row += f"{fmt(results[kind].get(key)) + ' (' + fmt(cpu[kind].get(key)) + '% cpu)':>30}"
+        row += f"{(str(rss[kind]) + ' MB') if kind in rss else '-':>11}"
+        print(row)
+    for base in ("kernel", "ovs"):
+        if base not in results:
+            continue
+        for kind in [k for k in results if k.startswith("weft")]:
+            print(f"{kind} / {base}: " + ", ".join(
+                f"{key} {ratio(results[kind].get(key), results[base].get(key))}" for key, _, _ in TESTS))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, len(TESTS), figsize=(4 * len(TESTS), 3.5))
+        for ax, (key, title, _) in zip(axes, TESTS):
+            names = list(results)
+            ax.bar(names, [results[k].get(key) or 0 for k in names])
+            ax.set_title(title, fontsize=9)
+            ax.tick_params(axis="x", labelrotation=45, labelsize=7)
+        fig.tight_layout()
+        fig.savefig(a.png, dpi=100)
+        print(f"chart: {a.png}")
+    except ImportError:
+        print("chart: skipped (python3-matplotlib is not installed)")
+
+
+if __name__ == "__main__":
+    main()
