@@ -54,6 +54,16 @@ fn trace_predicts_forwarding() {
         "a trace learns nothing"
     );
 
+    // The MTU check: a 1448-byte IPv4 packet with DF fits VXLAN's 1450 untagged, not with a VLAN tag pushed.
+    let ipv4 = |len: usize| format!("4500{len:04x}00004000401100000a0000010a000002{}", "00".repeat(len - 20));
+    let bcast = format!("ffffffffffff{}", lmac.replace(':', ""));
+    let vx1_too_big = |hex: String| -> serde_json::Value {
+        let t = w.json(&format!("trace sw1 in_port={p1} --packet {hex}"));
+        t["steps"].as_array().unwrap().iter().find(|s| s["output"] == "vx1").unwrap()["too_big"].clone()
+    };
+    assert_eq!(vx1_too_big(format!("{bcast}0800{}", ipv4(1448))), serde_json::Value::Null);
+    assert_eq!(vx1_too_big(format!("{bcast}8100000a0800{}", ipv4(1448))), 1446, "the tag takes 4 bytes");
+
     // After real traffic both MACs are known: unicast goes to one port, as the real packets do.
     left.ping(V4_RIGHT, 2);
     assert_eq!(outputs(&w, &flow(&rmac)), std::slice::from_ref(&p2));

@@ -45,7 +45,8 @@ pub fn check(frame: &[u8], mtu: usize) -> Fit {
     }
 }
 
-fn l3_offset(frame: &[u8]) -> Option<(usize, u16)> {
+/// Where the network header of `frame` starts (after any 802.1Q/802.1ad tags), and its EtherType.
+pub fn l3_offset(frame: &[u8]) -> Option<(usize, u16)> {
     let eth = EthernetFrame::new_checked(frame).ok()?;
     let (mut at, mut t) = (ETH_LEN, eth.ethertype());
     while t == EtherType::VLAN || t == EtherType::QINQ {
@@ -54,6 +55,22 @@ fn l3_offset(frame: &[u8]) -> Option<(usize, u16)> {
         at += 4;
     }
     Some((at, t))
+}
+
+/// Whether `frame` may enter a tunnel whose inner packets may be `mtu` bytes, when `push` bytes of VLAN tag
+/// will be added on the way and, with `df`, the outer IPv4 header forbids fragmenting. `Err(Some(mtu))`: too big,
+/// and the sender should hear of the MTU it has (`mtu - push`); `Err(None)`: too big, with nobody to tell (an
+/// IPv4 packet without DF under an outer DF).
+pub fn tunnel_fit(frame: &[u8], mtu: usize, push: usize, df: bool) -> Result<(), Option<u16>> {
+    let room = mtu.saturating_sub(push);
+    if check(frame, room) == Fit::TooBig {
+        return Err(Some(room as u16));
+    }
+    let l3 = l3_offset(frame).map_or(ETH_LEN, |(at, _)| at);
+    if df && frame.len().saturating_sub(l3) > room {
+        return Err(None);
+    }
+    Ok(())
 }
 
 /// Writes into `out` the frame that tells the sender of `frame` to use `mtu`, and returns its length;
@@ -126,6 +143,31 @@ pub fn too_big_reply(frame: &[u8], mtu: u16, out: &mut [u8; REPLY_MAX]) -> Optio
             Some(l3 + IPV6_LEN + icmp_len)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    /// An Ethernet frame carrying an IPv4 packet of `len` bytes, with or without DF.
+    fn v4(len: usize, df: bool) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+        f.extend_from_slice(&(len as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0, if df { 0x40 } else { 0 }, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+        f.resize(14 + len, 0);
+        f
+    }
+
+    #[test]
+    fn a_pushed_tag_takes_four_bytes() {
+        assert_eq!(tunnel_fit(&v4(1450, true), 1450, 0, false), Ok(()));
+        assert_eq!(tunnel_fit(&v4(1450, true), 1450, 4, false), Err(Some(1446)));
+        assert_eq!(tunnel_fit(&v4(1446, true), 1450, 4, false), Ok(()));
+        // Without DF inside: the underlay may fragment, unless the outer header says DF.
+        assert_eq!(tunnel_fit(&v4(1500, false), 1450, 0, false), Ok(()));
+        assert_eq!(tunnel_fit(&v4(1500, false), 1450, 0, true), Err(None));
     }
 }
 

@@ -1298,7 +1298,8 @@ impl Dataplane {
             let frame = resolve(&self.rx, &self.seg, bytes);
             let (remote, vni, src_port, too_big) = match &p.io {
                 PortIo::Tunnel { spec, mtu, pool, .. } => {
-                    let big = mtu::check(frame, usize::from(*mtu) - tag_len) == mtu::Fit::TooBig;
+                    let df = spec.df && spec.remote.is_ipv4();
+                    let fit = mtu::tunnel_fit(frame, usize::from(*mtu), tag_len, df);
                     let ports = &pipeline.pool_ports[*pool];
                     let src =
                         (spec.encap != Encap::Gre && !ports.is_empty()).then(|| ports[hash as usize % ports.len()]);
@@ -1306,7 +1307,7 @@ impl Dataplane {
                         Some(remote.unwrap_or(spec.remote)),
                         Some(vni.unwrap_or(spec.vni)),
                         src,
-                        big.then(|| *mtu - tag_len as u16),
+                        fit.err().map(|m| m.unwrap_or(*mtu - tag_len as u16)),
                     )
                 }
                 _ => (None, None, None, None),
@@ -1348,16 +1349,12 @@ impl Dataplane {
             }
             PortIo::Tunnel { spec, pool, dest, mtu, remotes, .. } => {
                 let frame = self.bytes(bytes);
-                let fit = mtu::check(frame, usize::from(*mtu));
-                if fit == mtu::Fit::TooBig {
-                    self.counters[usize::from(port.0)].drop(DropReason::TooBig);
-                    return Some(*mtu);
-                }
-                // With DF on the outer header even a frame the underlay could fragment cannot go.
-                if spec.df && spec.remote.is_ipv4() && frame.len() > usize::from(*mtu) + ETH_LEN + vlan_tags_len(frame)
+                // A pushed tag takes 4 of the inner packet's bytes; with DF outside even a frame the underlay
+                // could fragment cannot go.
+                if let Err(tell) = mtu::tunnel_fit(frame, usize::from(*mtu), tag_len, spec.df && spec.remote.is_ipv4())
                 {
                     self.counters[usize::from(port.0)].drop(DropReason::TooBig);
-                    return None;
+                    return tell;
                 }
                 let meta = outer_meta(spec, frame);
                 let mut prefix = [0u8; PREFIX_MAX];
@@ -1586,19 +1583,6 @@ fn decap(encap: Encap, ipv4: bool, pkt: &[u8]) -> Decap {
     Decap { vni, inner_at, error }
 }
 
-/// Bytes of 802.1Q/802.1ad tags after the MAC addresses of `frame`.
-fn vlan_tags_len(frame: &[u8]) -> usize {
-    let mut at = 12;
-    while let Some(t) = frame.get(at..at + 2) {
-        let t = u16::from_be_bytes([t[0], t[1]]);
-        if t != EtherType::VLAN && t != EtherType::QINQ {
-            break;
-        }
-        at += 4;
-    }
-    at - 12
-}
-
 /// The outer TOS and TTL a tunnel port sets for `frame`: fixed values, or copied from the inner IPv4 or IPv6
 /// header (`inherit`; the whole TOS / traffic class byte, so DSCP and ECN both carry over as RFC 6040's
 /// normal mode says). Non-IP frames get the socket's defaults.
@@ -1606,10 +1590,9 @@ fn outer_meta(spec: &TunnelSpec, frame: &[u8]) -> IpMeta {
     if spec.tos == Inherit::Default && spec.ttl == Inherit::Default {
         return IpMeta::default();
     }
-    let l3 = ETH_LEN + vlan_tags_len(frame);
-    let inner = match frame.get(l3 - 2..l3).map(|t| u16::from_be_bytes([t[0], t[1]])) {
-        Some(EtherType::IPV4) => frame.get(l3..l3 + 9).map(|h| (h[1], h[8])),
-        Some(EtherType::IPV6) => frame.get(l3..l3 + 8).map(|h| (((h[0] & 0x0f) << 4) | (h[1] >> 4), h[7])),
+    let inner = match mtu::l3_offset(frame) {
+        Some((l3, EtherType::IPV4)) => frame.get(l3..l3 + 9).map(|h| (h[1], h[8])),
+        Some((l3, EtherType::IPV6)) => frame.get(l3..l3 + 8).map(|h| (((h[0] & 0x0f) << 4) | (h[1] >> 4), h[7])),
         _ => None,
     };
     let pick = |how: Inherit, inner: Option<u8>| match how {
