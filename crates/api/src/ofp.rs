@@ -2,7 +2,7 @@
 //! back, instructions and actions to [`Action`]s and back. Unsupported fields or actions give the OpenFlow
 //! error (type, code) to answer with.
 
-use crate::flow::{Action, Field, Flow, Match, SetField, DEFAULT_PRIORITY, OFPP_LOCAL};
+use crate::flow::{Action, Field, Flow, Match, SetField, OFPP_LOCAL};
 use weft_wire::openflow::{act, error, inst, oxm, port, put_oxm, OxmTlv, Tlv};
 use weft_wire::EthernetAddress;
 
@@ -348,9 +348,6 @@ pub fn flow_from_flow_mod(fm: &weft_wire::openflow::FlowMod, matches: Vec<Match>
     };
     f.match_text = crate::flow::format_matches(&f.matches);
     f.actions_text = f.to_string().split_once(" actions=").map(|x| x.1.to_string()).unwrap_or_default();
-    if f.priority == DEFAULT_PRIORITY {
-        f.has_priority = true;
-    }
     f
 }
 

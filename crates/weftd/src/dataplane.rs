@@ -168,8 +168,6 @@ pub struct Dataplane {
     /// Per bridge and table: the exact-match cache, and each rule's counters.
     flow_caches: Vec<Vec<FlowCache>>,
     flow_stats: Vec<Vec<Vec<FlowStat>>>,
-    /// Per bridge: packets that reached `actions=controller` without a controller to take them.
-    flow_controller: Vec<u64>,
     /// Packet-in channels by bridge name, and by bridge index in the running pipeline.
     packet_in: std::collections::HashMap<String, std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>,
     packet_in_rt: Vec<Option<std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>>,
@@ -231,7 +229,6 @@ impl Dataplane {
             tapped: Vec::new(),
             flow_caches: Vec::new(),
             flow_stats: Vec::new(),
-            flow_controller: Vec::new(),
             packet_in: Default::default(),
             packet_in_rt: Vec::new(),
             trace: None,
@@ -325,18 +322,6 @@ impl Dataplane {
                             .collect()
                     })
                     .collect()
-            })
-            .collect();
-        let old_controller = std::mem::take(&mut self.flow_controller);
-        self.flow_controller = p
-            .bridges
-            .iter()
-            .map(|b| {
-                old.bridges
-                    .iter()
-                    .position(|ob| ob.name == b.name)
-                    .and_then(|i| old_controller.get(i).copied())
-                    .unwrap_or(0)
             })
             .collect();
         self.packet_in_rt = p.bridges.iter().map(|b| self.packet_in.get(&b.name).cloned()).collect();
@@ -906,7 +891,8 @@ impl Dataplane {
         now: Nanos,
     ) {
         let key = self.flow_key(pipeline, in_port, remote, bytes, tci);
-        let mut st = ActState { bytes, tci, vni: None, tun_dst: None, copied: false, too_big: None };
+        let hash = flow_hash(self.bytes(bytes));
+        let mut st = ActState { bytes, tci, hash, vni: None, tun_dst: None, copied: false, too_big: None };
         self.run_table(pipeline, bridge, 0, in_port, remote, &key, &mut st, now, 0);
         if let Some(mtu) = st.too_big {
             self.signal_too_big(pipeline, in_port, st.bytes, mtu, tci, now);
@@ -1032,9 +1018,8 @@ impl Dataplane {
         if rule.actions.is_empty() && self.trace.is_none() {
             self.counters[usize::from(in_port.0)].drop(DropReason::FlowDrop);
         }
-        let hash = flow_hash(self.bytes(st.bytes));
         let out = |dp: &mut Self, st: &mut ActState, port: PortIdx| {
-            let r = dp.output(pipeline, port, st.tun_dst, st.bytes, hash, st.tci, st.vni);
+            let r = dp.output(pipeline, port, st.tun_dst, st.bytes, st.hash, st.tci, st.vni);
             st.too_big = st.too_big.or(r);
         };
         for act in &rule.actions {
@@ -1066,7 +1051,6 @@ impl Dataplane {
                         tx.try_send(p).is_ok()
                     });
                     if !sent {
-                        self.flow_controller[bridge] += 1;
                         self.counters[usize::from(in_port.0)].drop(DropReason::NoController);
                     }
                 }
@@ -1607,6 +1591,8 @@ fn outer_meta(spec: &TunnelSpec, frame: &[u8]) -> IpMeta {
 struct ActState {
     bytes: Bytes,
     tci: u16,
+    /// The flow hash of the frame as it arrived (picks a tunnel's source port).
+    hash: u32,
     /// Tunnel ID and destination set by the actions.
     vni: Option<u32>,
     tun_dst: Option<IpAddr>,
