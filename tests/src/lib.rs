@@ -474,3 +474,34 @@ pub fn pair(p: &str, ty: &str, v6_underlay: bool, opts1: &str, opts2: &str) -> P
     left.sh(&format!("ip link set eth0 mtu {}", mtu.trim()));
     Pair { u, w1, w2, left, right, tap, _tmp: tmp }
 }
+
+/// tcpdump on `ifname` in `ns`, writing `file`, until [`Capture::finish`] stops it (by its PID).
+pub struct Capture<'a> {
+    ns: &'a Ns,
+    pid: String,
+    pub file: std::path::PathBuf,
+}
+
+impl<'a> Capture<'a> {
+    pub fn start(ns: &'a Ns, ifname: &str, file: std::path::PathBuf) -> Capture<'a> {
+        let pid = ns
+            .sh(&format!("tcpdump -i {ifname} --immediate-mode -U -n -w {} >/dev/null 2>&1 & echo $!", file.display()));
+        // tcpdump needs a moment before it sees packets.
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        Capture { ns, pid: pid.trim().to_string(), file }
+    }
+
+    /// Returns tshark's fields for every packet matching `filter`. A field that occurs several times (an outer
+    /// and an inner IP header, several options) has its values joined with commas.
+    pub fn fields(&self, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+        let e: String = fields.iter().map(|f| format!(" -e {f}")).collect();
+        let out = sh(&format!("tshark -r {} -Y '{filter}' -T fields -E separator=/t{e}", self.file.display()));
+        out.lines().map(|l| l.split('\t').map(str::to_string).collect()).collect()
+    }
+
+    /// Stops the capture.
+    pub fn finish(&self) {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        self.ns.sh(&format!("kill {} 2>/dev/null; sleep 0.3; true", self.pid));
+    }
+}

@@ -18,37 +18,6 @@ fn num(v: &str) -> u64 {
     .unwrap_or_else(|_| panic!("{v:?} is not a number"))
 }
 
-/// Runs tcpdump on `ifname` in `ns` until [`Capture::finish`]; returns the pcap's path.
-struct Capture<'a> {
-    ns: &'a Ns,
-    pid: String,
-    file: std::path::PathBuf,
-}
-
-impl<'a> Capture<'a> {
-    fn start(ns: &'a Ns, ifname: &str, file: std::path::PathBuf) -> Capture<'a> {
-        let pid = ns
-            .sh(&format!("tcpdump -i {ifname} --immediate-mode -U -n -w {} >/dev/null 2>&1 & echo $!", file.display()));
-        // tcpdump needs a moment before it sees packets.
-        std::thread::sleep(std::time::Duration::from_millis(700));
-        Capture { ns, pid: pid.trim().to_string(), file }
-    }
-
-    /// Returns tshark's fields for every packet matching `filter`. A field that occurs several times (an outer
-    /// and an inner IP header, several options) has its values joined with commas.
-    fn fields(&self, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
-        let e: String = fields.iter().map(|f| format!(" -e {f}")).collect();
-        let out = sh(&format!("tshark -r {} -Y '{filter}' -T fields -E separator=/t{e}", self.file.display()));
-        out.lines().map(|l| l.split('\t').map(str::to_string).collect()).collect()
-    }
-
-    /// Stops the capture.
-    fn finish(&self) {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        self.ns.sh(&format!("kill {} 2>/dev/null; sleep 0.3; true", self.pid));
-    }
-}
-
 fn both_ways(pr: &Pair) {
     pr.left.ping(V4_RIGHT, 3);
     pr.right.ping(V4_LEFT, 2);

@@ -8,19 +8,6 @@
 
 use weft_interop::*;
 
-/// `tcpdump` on an interface until `stop`; then tshark reads the file.
-fn capture(ns: &Ns, ifname: &str, file: &std::path::Path) -> String {
-    let pid =
-        ns.sh(&format!("tcpdump -i {ifname} --immediate-mode -U -n -w {} >/dev/null 2>&1 & echo $!", file.display()));
-    std::thread::sleep(std::time::Duration::from_millis(700));
-    pid.trim().to_string()
-}
-
-fn stop(ns: &Ns, pid: &str) {
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    ns.sh(&format!("kill {pid} 2>/dev/null; sleep 0.3; true"));
-}
-
 fn interop(p: &str, ty: &str, v6: bool) {
     if !prerequisites(&["ip", "ping", "tcpdump", "tshark", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl", "ethtool"]) {
         return;
@@ -65,12 +52,12 @@ fn interop(p: &str, ty: &str, v6: bool) {
     // OVS resolves its tunnel next hop from traffic it sees on br-phy.
     u.h2.ping(a1, 2);
     let pcap = tmp.path("underlay.pcap");
-    let pid = capture(&u.h1, &u.u1, &pcap);
+    let cap = Capture::start(&u.h1, &u.u1, pcap.clone());
     left.ping(V4_RIGHT, 3);
     right.ping(V4_LEFT, 3);
     left.ping(V6_RIGHT, 3);
     right.ping(V6_LEFT, 3);
-    stop(&u.h1, &pid);
+    cap.finish();
 
     let (filter, id, proto) = match ty {
         "vxlan" => ("vxlan", "vxlan.vni", None),

@@ -66,15 +66,12 @@ fn trunk_and_access_ports_across_a_tunnel() {
     assert_eq!(tags, [serde_json::Value::Null, serde_json::Value::Null, 10.into(), 20.into()], "{show}");
 
     let pcap = tmp.path("underlay.pcap");
-    let pid =
-        u.h1.sh(&format!("tcpdump -i {} --immediate-mode -U -n -w {} >/dev/null 2>&1 & echo $!", u.u1, pcap.display()));
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    let cap = Capture::start(&u.h1, &u.u1, pcap.clone());
     l10.ping("10.10.0.2", 3);
     l20.ping("10.20.0.2", 3);
     r10.ping("10.10.0.1", 2);
     r20.ping("10.20.0.1", 2);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    u.h1.sh(&format!("kill {} 2>/dev/null; sleep 0.3; true", pid.trim()));
+    cap.finish();
 
     // VLAN 10's answer came from R10, and R20 never heard VLAN 10's ARP.
     let r10_mac = mac_of(&r10, &t10);
