@@ -3,22 +3,40 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// One's-complement sum of `data` folded to 32 bits, not yet complemented. Odd lengths are padded with zero.
+///
+/// The sum is taken over little-endian 64-bit words into a 128-bit accumulator (an add and an add-with-carry
+/// per word) and swapped to network order at the end: the one's-complement sum does not depend on byte
+/// order (RFC 1071 §2(B)), so this gives the same result as summing big-endian 16-bit words, at a fraction of
+/// the cost.
 pub fn sum(data: &[u8]) -> u32 {
-    let mut acc: u64 = 0;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        acc = acc.wrapping_add(v >> 32).wrapping_add(v & 0xffff_ffff);
+    #[inline(always)]
+    fn le64(c: &[u8]) -> u128 {
+        u128::from(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
     }
-    let rest = chunks.remainder();
-    let mut pairs = rest.chunks_exact(2);
-    for p in &mut pairs {
-        acc += u64::from(u16::from_be_bytes([p[0], p[1]]));
+    let mut acc: u128 = 0;
+    let mut blocks = data.chunks_exact(32);
+    for c in &mut blocks {
+        acc += le64(&c[0..8]) + le64(&c[8..16]) + le64(&c[16..24]) + le64(&c[24..32]);
     }
-    if let [last] = pairs.remainder() {
-        acc += u64::from(*last) << 8;
+    let mut words = blocks.remainder().chunks_exact(8);
+    for c in &mut words {
+        acc += le64(c);
     }
-    fold64(acc)
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        acc += le64(&last);
+    }
+    // Fold 128 -> 64 -> 32 -> 16 bits (end-around carry each time), then to network order.
+    let (lo, carry) = (acc as u64).overflowing_add((acc >> 64) as u64);
+    let mut x = lo.wrapping_add(u64::from(carry));
+    x = (x & 0xffff_ffff) + (x >> 32);
+    x = (x & 0xffff_ffff) + (x >> 32);
+    let mut y = (x & 0xffff) + (x >> 16);
+    y = (y & 0xffff) + (y >> 16);
+    y = (y & 0xffff) + (y >> 16);
+    u32::from((y as u16).swap_bytes())
 }
 
 fn fold64(mut acc: u64) -> u32 {
@@ -71,6 +89,34 @@ pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, length: u32) -> 
 
 #[cfg(test)]
 mod tests {
+    /// The textbook sum: big-endian 16-bit words, end-around carry.
+    fn reference(data: &[u8]) -> u16 {
+        let mut acc: u32 = 0;
+        for p in data.chunks(2) {
+            acc += u32::from(u16::from_be_bytes([p[0], *p.get(1).unwrap_or(&0)]));
+            acc = (acc & 0xffff) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    #[test]
+    fn fast_sum_matches_the_reference() {
+        let mut x: u32 = 12345;
+        let data: Vec<u8> = (0..3000)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (x >> 16) as u8
+            })
+            .collect();
+        for start in 0..9 {
+            for len in (0..300).chain([1399, 1400, 1448, 2047, 2990]) {
+                let d = &data[start..start + len];
+                assert_eq!(checksum(d), reference(d), "start {start} len {len}");
+            }
+        }
+        assert_eq!(checksum(&[0xff; 64]), reference(&[0xff; 64]));
+    }
+
     use super::*;
 
     #[test]
