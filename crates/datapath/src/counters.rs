@@ -84,6 +84,11 @@ pub struct PortCounters {
     pub nd_flooded: u64,
     /// On Geneve ports: options received (each option of each packet).
     pub geneve_options_rx: u64,
+    /// Offloaded frames sent whole: a TSO/USO frame written to a TAP or AF_PACKET port with its virtio-net
+    /// header, or a train of tunnel datagrams handed to the kernel in one UDP_SEGMENT send.
+    pub gso_tx: u64,
+    /// On tunnel ports: received TCP segments merged with others into one frame.
+    pub gro_rx: u64,
 }
 
 impl PortCounters {
@@ -96,6 +101,13 @@ impl PortCounters {
     #[inline]
     pub fn tx(&mut self, bytes: usize) {
         self.tx_packets += 1;
+        self.tx_bytes += bytes as u64;
+    }
+
+    /// `packets` sent together, `bytes` in all.
+    #[inline]
+    pub fn tx_many(&mut self, packets: u16, bytes: usize) {
+        self.tx_packets += u64::from(packets);
         self.tx_bytes += bytes as u64;
     }
 

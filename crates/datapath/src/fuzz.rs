@@ -3,7 +3,8 @@
 
 use crate::bridge::normal;
 use crate::fdb::Fdb;
-use crate::offload::{complete_checksum, segment_tcp, VnetHdr, VNET_HDR_LEN};
+use crate::gro::TcpRun;
+use crate::offload::{complete_checksum, segment, segment_tcp, SegmentLayout, VnetHdr, VNET_HDR_LEN};
 use crate::PortIdx;
 use weft_wire::ethernet::EthernetFrame;
 
@@ -13,8 +14,28 @@ pub fn offload(data: &[u8]) {
     let mut frame = data[VNET_HDR_LEN..].to_vec();
     let mut out = vec![0u8; 256 * 1024];
     if hdr.is_gso() {
-        let mut n = 0;
-        let _ = segment_tcp(&frame, &hdr, &mut out, |_| n += 1);
+        let mut segs = Vec::new();
+        let _ = segment_tcp(&frame, &hdr, &mut out, |r| segs.push(r));
+        let _ = crate::offload::segment_wire_len(&frame, &hdr);
+        let _ = hdr.passable(frame.len());
+        // With a tunnel header and a tag in front of each segment, as UDP_SEGMENT trains are built.
+        let head = [0u8; 8];
+        let layout = SegmentLayout { head: &head, tag: (data[0] & 4 != 0).then_some([0x81, 0, 0, 5]) };
+        let _ = segment(&frame, &hdr, layout, &mut vec![0u8; 256 * 1024], |_| {});
+        // Merging the segments again: when every one joins the run, the frame is as long as the original.
+        if let Some(first) = segs.first() {
+            let len = out.len();
+            if let Some(mut run) = TcpRun::start(&out, first.clone(), len) {
+                for r in &segs[1..] {
+                    if !run.append(&mut out, r.clone()) {
+                        break;
+                    }
+                }
+                let all = usize::from(run.count()) == segs.len();
+                let (merged, _) = run.finish(&mut out);
+                assert!(!all || segs.len() == 1 || merged.len() == frame.len(), "merged frame length");
+            }
+        }
     } else {
         let _ = complete_checksum(&mut frame, usize::from(hdr.csum_start), usize::from(hdr.csum_offset));
     }

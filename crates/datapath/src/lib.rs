@@ -8,9 +8,11 @@ pub mod counters;
 pub mod fdb;
 pub mod flowhash;
 pub mod fuzz;
+pub mod gro;
 pub mod mtu;
 pub mod neigh;
 pub mod offload;
+pub mod tunnel;
 pub mod vlan;
 
 /// Time as nanoseconds on a monotonic clock supplied by the caller.

@@ -66,6 +66,33 @@ impl VnetHdr {
     /// An all-zero header: "nothing offloaded", what weft writes in front of every frame it sends.
     pub const NONE: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
+    /// The header as TAP and AF_PACKET read it.
+    pub fn to_bytes(&self) -> [u8; VNET_HDR_LEN] {
+        let mut b = [0u8; VNET_HDR_LEN];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_le_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_le_bytes());
+        b
+    }
+
+    /// The same header for the frame with `by` bytes (an 802.1Q tag) inserted before its IP header.
+    pub fn shifted(&self, by: u16) -> VnetHdr {
+        VnetHdr { hdr_len: self.hdr_len + by, csum_start: self.csum_start + by, ..*self }
+    }
+
+    /// Whether the header describes a frame weft can pass on unsegmented: a GSO type weft could also cut
+    /// itself, a segment size, and a checksum position inside a frame of `frame_len` bytes.
+    pub fn passable(&self, frame_len: usize) -> bool {
+        matches!(self.gso_type & !GSO_ECN, GSO_TCPV4 | GSO_TCPV6 | GSO_UDP_L4)
+            && self.flags & F_NEEDS_CSUM != 0
+            && self.gso_size > 0
+            && usize::from(self.csum_start) + usize::from(self.csum_offset) + 2 <= frame_len
+            && usize::from(self.hdr_len) <= frame_len
+    }
+
     pub fn is_gso(&self) -> bool {
         self.gso_type & !GSO_ECN != GSO_NONE
     }
@@ -83,6 +110,14 @@ pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize
     Ok(())
 }
 
+/// How long each segment of an offloaded `frame` is on the wire (its headers and `gso_size` bytes of payload),
+/// or `None` when the header points outside the frame.
+pub fn segment_wire_len(frame: &[u8], hdr: &VnetHdr) -> Option<usize> {
+    let l4 = usize::from(hdr.csum_start);
+    let l4_len = if hdr.gso_type & !GSO_ECN == GSO_UDP_L4 { 8 } else { usize::from(frame.get(l4 + 12)? >> 4) * 4 };
+    Some(l4 + l4_len + usize::from(hdr.gso_size))
+}
+
 /// Offset of the IP header: after the Ethernet header and any 802.1Q/802.1ad tags.
 fn l3_offset(frame: &[u8]) -> Result<(usize, u16), OffloadError> {
     let mut at = ETH_LEN - 2;
@@ -97,31 +132,59 @@ fn l3_offset(frame: &[u8]) -> Result<(usize, u16), OffloadError> {
     }
 }
 
+/// Where segments go in the output: `head` (a tunnel header) in front of each, and an 802.1Q `tag` inserted
+/// after each one's MAC addresses. The default is neither: bare frames.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SegmentLayout<'a> {
+    pub head: &'a [u8],
+    pub tag: Option<[u8; 4]>,
+}
+
 /// Cuts a TCP frame marked for segmentation into frames carrying at most `gso_size` bytes of payload each,
-/// written one after another into `out`. Each gets its own IP length (and IPv4 ID), TCP sequence number,
-/// flags (FIN and PSH only on the last, CWR only on the first) and complete checksums.
-/// `on_segment` receives the range of each segment within `out`. Returns the bytes of `out` used.
+/// written one after another into `out` (see [`segment`]).
 pub fn segment_tcp(
     frame: &[u8],
     hdr: &VnetHdr,
     out: &mut [u8],
+    on_segment: impl FnMut(std::ops::Range<usize>),
+) -> Result<usize, OffloadError> {
+    segment(frame, hdr, SegmentLayout::default(), out, on_segment)
+}
+
+/// Cuts a TCP or UDP frame marked for segmentation (GSO types TCPV4, TCPV6, UDP_L4) into frames carrying at
+/// most `gso_size` bytes of payload each, written one after another into `out`, each as `layout` says. TCP
+/// segments get their own IP length (and IPv4 ID), sequence number, flags (FIN and PSH only on the last, CWR
+/// only on the first) and complete checksums; UDP datagrams their own lengths and checksums.
+/// `on_segment` receives the range of each segment within `out` (the head included). Returns the bytes of
+/// `out` used.
+///
+/// All segments but the last have the same length, so the output can go to the kernel as one UDP_SEGMENT
+/// train when `head` is a UDP tunnel header.
+pub fn segment(
+    frame: &[u8],
+    hdr: &VnetHdr,
+    layout: SegmentLayout<'_>,
+    out: &mut [u8],
     mut on_segment: impl FnMut(std::ops::Range<usize>),
 ) -> Result<usize, OffloadError> {
-    let v6 = match hdr.gso_type & !GSO_ECN {
-        GSO_TCPV4 => false,
-        GSO_TCPV6 => true,
+    let (v6, udp) = match hdr.gso_type & !GSO_ECN {
+        GSO_TCPV4 => (false, false),
+        GSO_TCPV6 => (true, false),
+        GSO_UDP_L4 => (false, true), // the family is the frame's
         other => return Err(OffloadError::Unsupported(other)),
     };
     let (l3, ethertype) = l3_offset(frame)?;
+    let v6 = if udp { ethertype == EtherType::IPV6 } else { v6 };
     if ethertype != if v6 { EtherType::IPV6 } else { EtherType::IPV4 } {
         return Err(OffloadError::Malformed("GSO type does not match the EtherType"));
     }
     let l4 = usize::from(hdr.csum_start);
-    if l4 < l3 + if v6 { 40 } else { 20 } || l4 + 20 > frame.len() {
-        return Err(OffloadError::Malformed("csum_start does not point at a TCP header"));
+    let l4_min = if udp { 8 } else { 20 };
+    if l4 < l3 + if v6 { 40 } else { 20 } || l4 + l4_min > frame.len() {
+        return Err(OffloadError::Malformed("csum_start does not point at a TCP or UDP header"));
     }
-    // The IP header must be whole and end where the TCP header begins (csum_start): its length fields are
-    // rewritten below, and a header length reaching past csum_start would overlap the TCP header.
+    // The IP header must be whole and end where the L4 header begins (csum_start): its length fields are
+    // rewritten below, and a header length reaching past csum_start would overlap the L4 header.
     if v6 {
         if frame[l3] >> 4 != 6 {
             return Err(OffloadError::Malformed("IPv6 GSO frame without an IPv6 header"));
@@ -132,63 +195,94 @@ pub fn segment_tcp(
             return Err(OffloadError::Malformed("IPv4 header length does not fit before csum_start"));
         }
     }
-    let tcp = TcpPacket::new_checked(&frame[l4..]).map_err(|_| OffloadError::Malformed("bad TCP header"))?;
-    let headers = l4 + tcp.header_len();
+    let l4_len = if udp {
+        8
+    } else {
+        TcpPacket::new_checked(&frame[l4..]).map_err(|_| OffloadError::Malformed("bad TCP header"))?.header_len()
+    };
+    let headers = l4 + l4_len;
     let mss = usize::from(hdr.gso_size);
     if mss == 0 || headers > frame.len() {
         return Err(OffloadError::Malformed("zero segment size or headers past the frame"));
     }
     let payload = &frame[headers..];
     let count = payload.len().div_ceil(mss).max(1);
-    let needed = count * headers + payload.len();
+    let (head, tag_len) = (layout.head, if layout.tag.is_some() { 4 } else { 0 });
+    let per_segment = head.len() + tag_len + headers;
+    let needed = count * per_segment + payload.len();
     if needed > out.len() {
         return Err(OffloadError::NoRoom(needed));
     }
-    let seq0 = tcp.seq_number();
-    let flags0 = tcp.flags();
+    let (seq0, flags0) = if udp {
+        (0, 0)
+    } else {
+        let t = TcpPacket::new_unchecked(&frame[l4..]);
+        (t.seq_number(), t.flags())
+    };
     let ident0 = if v6 { 0 } else { Ipv4Packet::new_unchecked(&frame[l3..]).ident() };
+    // Offsets within one segment, after its head and with the tag in.
+    let (l3s, l4s) = (l3 + tag_len, l4 + tag_len);
     let mut at = 0;
     for i in 0..count {
         let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
-        let seg_len = headers + chunk.len();
-        let seg = &mut out[at..at + seg_len];
-        seg[..headers].copy_from_slice(&frame[..headers]);
-        seg[headers..].copy_from_slice(chunk);
-        let l3_len = seg_len - l3;
+        let whole = &mut out[at..at + per_segment + chunk.len()];
+        whole[..head.len()].copy_from_slice(head);
+        let seg = &mut whole[head.len()..];
+        let seg_len = seg.len();
+        match &layout.tag {
+            Some(tag) => {
+                seg[..12].copy_from_slice(&frame[..12]);
+                seg[12..16].copy_from_slice(tag);
+                seg[16..16 + headers - 12].copy_from_slice(&frame[12..headers]);
+            }
+            None => seg[..headers].copy_from_slice(&frame[..headers]),
+        }
+        seg[tag_len + headers..].copy_from_slice(chunk);
+        let l3_len = seg_len - l3s;
         if v6 {
-            seg[l3 + 4..l3 + 6].copy_from_slice(&((l3_len - 40) as u16).to_be_bytes());
+            seg[l3s + 4..l3s + 6].copy_from_slice(&((l3_len - 40) as u16).to_be_bytes());
         } else {
-            let mut ip = Ipv4Packet::new_unchecked(&mut seg[l3..]);
+            let mut ip = Ipv4Packet::new_unchecked(&mut seg[l3s..]);
             ip.set_total_len(l3_len as u16);
             ip.set_ident(ident0.wrapping_add(i as u16));
             ip.fill_checksum();
         }
-        let mut flags = flags0;
-        if i + 1 < count {
-            flags &= !(FLAG_FIN | FLAG_PSH);
-        }
-        if i > 0 {
-            flags &= !TCP_FLAG_CWR;
-        }
-        let tcp_len = seg_len - l4;
+        let l4_total = seg_len - l4s;
+        let proto = if udp { Protocol::UDP } else { Protocol::TCP };
         let pseudo = if v6 {
-            let s: [u8; 16] = seg[l3 + 8..l3 + 24].try_into().unwrap_or([0; 16]);
-            let d: [u8; 16] = seg[l3 + 24..l3 + 40].try_into().unwrap_or([0; 16]);
-            checksum::pseudo_v6(s.into(), d.into(), Protocol::TCP, tcp_len as u32)
+            let s: [u8; 16] = seg[l3s + 8..l3s + 24].try_into().unwrap_or([0; 16]);
+            let d: [u8; 16] = seg[l3s + 24..l3s + 40].try_into().unwrap_or([0; 16]);
+            checksum::pseudo_v6(s.into(), d.into(), proto, l4_total as u32)
         } else {
-            let s: [u8; 4] = seg[l3 + 12..l3 + 16].try_into().unwrap_or([0; 4]);
-            let d: [u8; 4] = seg[l3 + 16..l3 + 20].try_into().unwrap_or([0; 4]);
-            checksum::pseudo_v4(s.into(), d.into(), Protocol::TCP, tcp_len as u16)
+            let s: [u8; 4] = seg[l3s + 12..l3s + 16].try_into().unwrap_or([0; 4]);
+            let d: [u8; 4] = seg[l3s + 16..l3s + 20].try_into().unwrap_or([0; 4]);
+            checksum::pseudo_v4(s.into(), d.into(), proto, l4_total as u16)
         };
-        let mut t = TcpPacket::new_unchecked(&mut seg[l4..]);
-        t.set_seq_number(seq0.wrapping_add((i * mss) as u32));
-        t.set_flags(flags);
-        t.set_checksum(0);
-        let c = checksum::finish(checksum::combine(pseudo, checksum::sum(&seg[l4..])));
-        seg[l4 + weft_wire::tcp::CHECKSUM_OFFSET..l4 + weft_wire::tcp::CHECKSUM_OFFSET + 2]
-            .copy_from_slice(&c.to_be_bytes());
-        on_segment(at..at + seg_len);
-        at += seg_len;
+        let csum_at = if udp {
+            seg[l4s + 4..l4s + 6].copy_from_slice(&(l4_total as u16).to_be_bytes());
+            l4s + 6
+        } else {
+            let mut flags = flags0;
+            if i + 1 < count {
+                flags &= !(FLAG_FIN | FLAG_PSH);
+            }
+            if i > 0 {
+                flags &= !TCP_FLAG_CWR;
+            }
+            let mut t = TcpPacket::new_unchecked(&mut seg[l4s..]);
+            t.set_seq_number(seq0.wrapping_add((i * mss) as u32));
+            t.set_flags(flags);
+            l4s + weft_wire::tcp::CHECKSUM_OFFSET
+        };
+        seg[csum_at..csum_at + 2].copy_from_slice(&[0, 0]);
+        let mut c = checksum::finish(checksum::combine(pseudo, checksum::sum(&seg[l4s..])));
+        if udp && c == 0 {
+            c = 0xffff; // a computed UDP checksum of zero goes as all ones (RFC 768)
+        }
+        seg[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+        let len = per_segment + chunk.len();
+        on_segment(at..at + len);
+        at += len;
     }
     Ok(at)
 }
@@ -291,13 +385,67 @@ mod tests {
     }
 
     #[test]
+    fn segments_udp_with_tunnel_head_and_tag() {
+        let payload = 2500;
+        let mut f = vec![0u8; 14 + 20 + 8 + payload];
+        f[12..14].copy_from_slice(&EtherType::IPV4.to_be_bytes());
+        let (s, d) = (Ipv4Addr::new(198, 51, 100, 1), Ipv4Addr::new(198, 51, 100, 2));
+        let repr = Ipv4Repr {
+            src_addr: s,
+            dst_addr: d,
+            protocol: Protocol::UDP,
+            payload_len: 8 + payload,
+            hop_limit: 64,
+            dscp_ecn: 0,
+            ident: 9,
+            dont_frag: false,
+        };
+        repr.emit(&mut f[14..]);
+        f[34..36].copy_from_slice(&4000u16.to_be_bytes());
+        f[36..38].copy_from_slice(&5000u16.to_be_bytes());
+        for (i, b) in f[42..].iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_UDP_L4,
+            hdr_len: 42,
+            gso_size: 1000,
+            csum_start: 34,
+            csum_offset: 6,
+        };
+        let head = [0xabu8; 8];
+        let tag = [0x81, 0x00, 0x00, 0x0a];
+        let mut out = vec![0u8; 8000];
+        let mut segs = Vec::new();
+        segment(&f, &hdr, SegmentLayout { head: &head, tag: Some(tag) }, &mut out, |r| segs.push(r)).unwrap();
+        assert_eq!(segs.iter().map(|r| r.len()).collect::<Vec<_>>(), vec![8 + 46 + 1000, 8 + 46 + 1000, 8 + 46 + 500]);
+        let mut got = Vec::new();
+        for (i, r) in segs.iter().enumerate() {
+            let seg = &out[r.clone()];
+            assert_eq!(seg[..8], head);
+            let frame = &seg[8..];
+            assert_eq!(frame[12..16], tag, "tag after the MAC addresses");
+            let ip = Ipv4Packet::new_checked(&frame[18..]).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(ip.ident(), 9 + i as u16);
+            let udp = ip.payload();
+            assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), udp.len());
+            let ps = checksum::pseudo_v4(s, d, Protocol::UDP, udp.len() as u16);
+            assert_eq!(checksum::finish(checksum::combine(ps, checksum::sum(udp))), 0, "datagram {i} checksum");
+            got.extend_from_slice(&udp[8..]);
+        }
+        assert_eq!(got, f[42..].to_vec());
+    }
+
+    #[test]
     fn refuses_bad_metadata() {
         let f = tso_frame(100);
         let mut out = vec![0u8; 1000];
         let bad = VnetHdr { gso_type: GSO_TCPV4, gso_size: 50, csum_start: 500, ..Default::default() };
         assert!(segment_tcp(&f, &bad, &mut out, |_| {}).is_err());
-        let udp = VnetHdr { gso_type: GSO_UDP_L4, gso_size: 50, csum_start: 34, ..Default::default() };
-        assert_eq!(segment_tcp(&f, &udp, &mut out, |_| {}), Err(OffloadError::Unsupported(GSO_UDP_L4)));
+        let ufo = VnetHdr { gso_type: GSO_UDP, gso_size: 50, csum_start: 34, ..Default::default() };
+        assert_eq!(segment_tcp(&f, &ufo, &mut out, |_| {}), Err(OffloadError::Unsupported(GSO_UDP)));
         let v6 = VnetHdr { gso_type: GSO_TCPV6, gso_size: 50, csum_start: 34, ..Default::default() };
         assert!(segment_tcp(&f, &v6, &mut out, |_| {}).is_err());
         // Found by the offload fuzz target: an IHL of 60 bytes with csum_start at 34.

@@ -23,6 +23,8 @@ pub struct RecvBatch {
     ctrl: Vec<[u64; 8]>,
     /// The 802.1Q tag the kernel took off each packet (AF_PACKET with PACKET_AUXDATA): (TPID, TCI).
     tags: Vec<Option<(u16, u16)>>,
+    /// For UDP sockets with UDP_GRO: the size of the datagrams coalesced into each buffer (0: one datagram).
+    gso: Vec<u16>,
     filled: usize,
 }
 
@@ -51,6 +53,7 @@ impl RecvBatch {
             iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; count],
             ctrl: vec![[0u64; 8]; count],
             tags: vec![None; count],
+            gso: vec![0; count],
             filled: 0,
         }
     }
@@ -60,6 +63,12 @@ impl RecvBatch {
     /// it, and it must be put back for the frame to cross the bridge as it arrived.
     pub fn stripped_tag(&self, i: usize) -> Option<(u16, u16)> {
         self.tags.get(i).copied().flatten()
+    }
+
+    /// When buffer `i` holds several datagrams coalesced by UDP_GRO: their size (all but the last are this
+    /// long). 0 when it holds one.
+    pub fn segment_size(&self, i: usize) -> u16 {
+        self.gso.get(i).copied().unwrap_or(0)
     }
 
     pub fn capacity(&self) -> usize {
@@ -106,6 +115,17 @@ impl RecvBatch {
         &self.storage[i * self.stride..(i + 1) * self.stride]
     }
 
+    /// All slots as one buffer (slot `i` begins at [`slot_base`](Self::slot_base)`(i)`), for work that moves
+    /// bytes from one slot into an earlier one.
+    pub fn storage_mut(&mut self) -> &mut [u8] {
+        &mut self.storage
+    }
+
+    /// Where slot `i` begins in [`storage_mut`](Self::storage_mut).
+    pub fn slot_base(&self, i: usize) -> usize {
+        i * self.stride
+    }
+
     /// Where packet `i` came from, for sockets that report it.
     pub fn source(&self, i: usize) -> Option<SocketAddr> {
         from_storage(&self.addrs[i])
@@ -142,7 +162,9 @@ impl RecvBatch {
                         self.addrs[i].ss_family = libc::AF_UNSPEC as libc::sa_family_t;
                     }
                     let used = self.hdrs[i].msg_hdr.msg_controllen.min(std::mem::size_of::<[u64; 8]>());
-                    self.tags[i] = vlan_from_auxdata(&self.ctrl[i], used);
+                    let meta = parse_control(&self.ctrl[i], used);
+                    self.tags[i] = meta.tag;
+                    self.gso[i] = meta.gso_size;
                 }
                 self.filled = n;
                 Ok(n)
@@ -163,6 +185,7 @@ impl RecvBatch {
                 Ok(n) => {
                     self.lens[i] = n;
                     self.tags[i] = None;
+                    self.gso[i] = 0;
                     self.addrs[i].ss_family = libc::AF_UNSPEC as libc::sa_family_t;
                     self.filled = i + 1;
                 }
@@ -179,8 +202,17 @@ impl RecvBatch {
 const TP_STATUS_VLAN_VALID: u32 = 1 << 4;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 1 << 6;
 
-/// Finds a PACKET_AUXDATA message among the first `used` bytes of `ctrl` and returns the VLAN tag it reports.
-fn vlan_from_auxdata(ctrl: &[u64; 8], used: usize) -> Option<(u16, u16)> {
+/// What the control messages of a received packet say.
+#[derive(Default)]
+struct RecvMeta {
+    tag: Option<(u16, u16)>,
+    gso_size: u16,
+}
+
+/// Reads the control messages among the first `used` bytes of `ctrl`: PACKET_AUXDATA (the VLAN tag the kernel
+/// removed) and UDP_GRO (the size of coalesced datagrams).
+fn parse_control(ctrl: &[u64; 8], used: usize) -> RecvMeta {
+    let mut meta = RecvMeta::default();
     let bytes = ctrl.as_ptr().cast::<u8>();
     let hdr_len = std::mem::size_of::<libc::cmsghdr>();
     let mut at = 0;
@@ -189,7 +221,7 @@ fn vlan_from_auxdata(ctrl: &[u64; 8], used: usize) -> Option<(u16, u16)> {
         let h = unsafe { std::ptr::read_unaligned(bytes.add(at).cast::<libc::cmsghdr>()) };
         let len = h.cmsg_len as usize;
         if len < hdr_len || at + len > used {
-            return None;
+            break;
         }
         // SAFETY: CMSG_LEN only computes a size.
         let data_at = at + unsafe { libc::CMSG_LEN(0) } as usize;
@@ -199,15 +231,21 @@ fn vlan_from_auxdata(ctrl: &[u64; 8], used: usize) -> Option<(u16, u16)> {
         {
             // SAFETY: the auxdata lies inside the `used` bytes (checked above); the read is unaligned-safe.
             let aux = unsafe { std::ptr::read_unaligned(bytes.add(data_at).cast::<libc::tpacket_auxdata>()) };
-            if aux.tp_status & TP_STATUS_VLAN_VALID == 0 {
-                return None;
+            if aux.tp_status & TP_STATUS_VLAN_VALID != 0 {
+                let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
+                meta.tag = Some((tpid, aux.tp_vlan_tci));
             }
-            let tpid = if aux.tp_status & TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
-            return Some((tpid, aux.tp_vlan_tci));
+        } else if h.cmsg_level == crate::udp::SOL_UDP_LEVEL
+            && h.cmsg_type == crate::udp::UDP_GRO
+            && data_at + std::mem::size_of::<i32>() <= used
+        {
+            // SAFETY: the integer lies inside the `used` bytes (checked above); the read is unaligned-safe.
+            let size = unsafe { std::ptr::read_unaligned(bytes.add(data_at).cast::<i32>()) };
+            meta.gso_size = u16::try_from(size).unwrap_or(0);
         }
         at += (len + 7) & !7;
     }
-    None
+    meta
 }
 
 /// Converts a kernel socket address into a std one (IPv4-mapped IPv6 addresses become IPv4).
@@ -275,8 +313,8 @@ impl IpMeta {
     }
 }
 
-/// Room for two integer control messages, 8-byte aligned.
-type CtrlBuf = [u64; 8];
+/// Room for three control messages (TOS, TTL, segment size), 8-byte aligned.
+type CtrlBuf = [u64; 10];
 
 /// Reusable memory for `sendmmsg`; [`MmsgStorage::start`] borrows it for one batch.
 pub struct MmsgStorage {
@@ -288,7 +326,13 @@ pub struct MmsgStorage {
 
 /// Appends one control message carrying an `int` to `buf` at byte `at`; returns the new end.
 fn put_cmsg_int(buf: &mut CtrlBuf, at: usize, level: i32, kind: i32, value: i32) -> usize {
-    let int = std::mem::size_of::<i32>() as u32;
+    put_cmsg(buf, at, level, kind, &value.to_ne_bytes())
+}
+
+/// Appends one control message carrying `data` (at most 4 bytes) to `buf` at byte `at`; returns the new end.
+fn put_cmsg(buf: &mut CtrlBuf, at: usize, level: i32, kind: i32, data: &[u8]) -> usize {
+    assert!(data.len() <= 4, "control message data too long");
+    let int = data.len() as u32;
     // SAFETY: CMSG_LEN and CMSG_SPACE only compute sizes.
     let (len, space, data_at) = unsafe { (libc::CMSG_LEN(int), libc::CMSG_SPACE(int) as usize, libc::CMSG_LEN(0)) };
     let hdr = libc::cmsghdr { cmsg_len: len as _, cmsg_level: level, cmsg_type: kind };
@@ -298,7 +342,7 @@ fn put_cmsg_int(buf: &mut CtrlBuf, at: usize, level: i32, kind: i32, value: i32)
     // alignment, and the data offset is what CMSG_DATA gives (CMSG_LEN(0) past the header's start).
     unsafe {
         std::ptr::write_unaligned(base.add(at).cast::<libc::cmsghdr>(), hdr);
-        std::ptr::write_unaligned(base.add(at + data_at as usize).cast::<i32>(), value);
+        std::ptr::copy_nonoverlapping(data.as_ptr(), base.add(at + data_at as usize), data.len());
     }
     at + space
 }
@@ -309,7 +353,7 @@ impl MmsgStorage {
             hdrs: vec![zeroed_mmsghdr(); capacity],
             iovs: vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; capacity * MAX_PARTS],
             addrs: vec![zeroed_storage(); capacity],
-            ctrl: vec![[0u64; 8]; capacity],
+            ctrl: vec![[0u64; 10]; capacity],
         }
     }
 
@@ -358,6 +402,13 @@ impl<'d> SendBatch<'_, 'd> {
     /// Like [`push`](Self::push), setting the outer TOS / traffic class and TTL / hop limit of this datagram
     /// (IP and UDP sockets; the family is `dest`'s).
     pub fn push_with(&mut self, parts: &[&'d [u8]], dest: Option<&SocketAddr>, meta: IpMeta) {
+        self.push_segmented(parts, dest, meta, 0);
+    }
+
+    /// Like [`push_with`](Self::push_with); with `segment` > 0 (UDP sockets) the data is a train of datagrams of
+    /// `segment` bytes each (the last may be shorter) that the kernel sends as separate datagrams
+    /// (UDP_SEGMENT): at most 64 of them and 65,000 bytes in all.
+    pub fn push_segmented(&mut self, parts: &[&'d [u8]], dest: Option<&SocketAddr>, meta: IpMeta, segment: u16) {
         assert!(!self.is_full() && parts.len() <= MAX_PARTS, "send batch overflow");
         let i = self.len;
         for (k, p) in parts.iter().enumerate() {
@@ -390,6 +441,9 @@ impl<'d> SendBatch<'_, 'd> {
             let (level, kind) =
                 if v6 { (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) } else { (libc::IPPROTO_IP, libc::IP_TTL) };
             used = put_cmsg_int(ctrl, used, level, kind, i32::from(ttl));
+        }
+        if segment > 0 {
+            used = put_cmsg(ctrl, used, crate::udp::SOL_UDP_LEVEL, crate::udp::UDP_SEGMENT, &segment.to_ne_bytes());
         }
         let h = &mut self.st.hdrs[i].msg_hdr;
         h.msg_control = if used == 0 { std::ptr::null_mut() } else { ctrl.as_mut_ptr().cast() };

@@ -28,6 +28,19 @@ pub mod packet;
 pub mod tap;
 pub mod udp;
 
+/// Whether weft may use the kernel's offloads: virtio-net headers with checksum and segmentation offload on
+/// TAP devices, GSO frames written to AF_PACKET sockets, UDP_SEGMENT when sending tunnel packets and UDP_GRO
+/// when receiving them. On unless the environment sets `WEFT_OFFLOADS=off` (or `0`, `no`, `false`), which
+/// makes weft cut every frame to wire size itself: the slow path, kept so that it can be tested and compared.
+/// Read once per process.
+pub fn offloads_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        let v = std::env::var("WEFT_OFFLOADS").unwrap_or_default().to_ascii_lowercase();
+        !matches!(v.as_str(), "off" | "0" | "no" | "false")
+    })
+}
+
 /// True when the error means "nothing to read now" / "try again".
 pub fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock

@@ -8,8 +8,28 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_ulong = 0x01;
+const TUN_F_TSO4: libc::c_ulong = 0x02;
+const TUN_F_TSO6: libc::c_ulong = 0x04;
+const TUN_F_TSO_ECN: libc::c_ulong = 0x08;
+const TUN_F_USO4: libc::c_ulong = 0x20;
+const TUN_F_USO6: libc::c_ulong = 0x40;
 
-/// An open TAP device. Reads return one Ethernet frame each; writes inject one.
+/// What a TAP device exchanges with weft besides plain frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TapOffloads {
+    /// Every frame read or written starts with a 10-byte virtio-net header (IFF_VNET_HDR).
+    pub vnet_hdr: bool,
+    /// The kernel may hand over frames with the checksum left to do, and TCP frames up to 64 KiB.
+    pub tso: bool,
+    /// ... and UDP frames up to 64 KiB to be cut into datagrams (USO, Linux 6.2 and later).
+    pub uso: bool,
+}
+
+/// An open TAP device. Reads return one Ethernet frame each; writes inject one. With
+/// [`TapOffloads::vnet_hdr`] each frame, both ways, starts with a virtio-net header.
 ///
 /// The device is made persistent, so it outlives a crash of weftd (and keeps its namespace, addresses and
 /// MTU) and is re-attached by name on restart. [`Tap::destroy`] removes it for good.
@@ -17,27 +37,66 @@ const IFF_NO_PI: libc::c_short = 0x1000;
 pub struct Tap {
     fd: OwnedFd,
     name: String,
+    offloads: TapOffloads,
 }
 
 impl Tap {
     /// Creates TAP `name`, or attaches to the persistent TAP of that name, in the calling thread's namespace.
+    ///
+    /// With offloads allowed ([`crate::offloads_enabled`]) the device is opened with a virtio-net header and
+    /// asked for checksum, TCP and (where the kernel has it) UDP segmentation offload; each step the kernel
+    /// refuses falls back to the one below it, down to plain frames.
     pub fn open(name: &str) -> io::Result<Tap> {
+        let want_vnet = crate::offloads_enabled();
+        let fd = match Self::attach(name, want_vnet) {
+            Err(_) if want_vnet => Self::attach(name, false)?,
+            r => r?,
+        };
+        let mut offloads = TapOffloads { vnet_hdr: want_vnet && fd.1, ..Default::default() };
+        let fd = fd.0;
+        let set = |flags: libc::c_ulong| {
+            // SAFETY: TUNSETOFFLOAD takes an integer argument, no pointer.
+            unsafe { syscall!(ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, flags)) }.is_ok()
+        };
+        if offloads.vnet_hdr {
+            let tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+            if set(tso | TUN_F_USO4 | TUN_F_USO6) {
+                offloads.tso = true;
+                offloads.uso = true;
+            } else {
+                offloads.tso = set(tso);
+            }
+        } else {
+            // A persistent device keeps the offloads an earlier weftd asked for: without a header to describe
+            // them, frames must come whole.
+            set(0);
+        }
+        // SAFETY: TUNSETPERSIST takes an integer argument, no pointer.
+        unsafe { syscall!(ioctl(fd.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong))? };
+        Ok(Tap { fd, name: name.to_string(), offloads })
+    }
+
+    /// Opens the clone device and attaches it to `name`; returns whether the virtio-net header is on.
+    fn attach(name: &str, vnet: bool) -> io::Result<(OwnedFd, bool)> {
         let mut req = iface::ifreq(name)?;
         // SAFETY: the path is a valid NUL-terminated string.
         let fd =
             unsafe { syscall!(open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC))? };
         // SAFETY: `fd` is fresh from the kernel.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI;
+        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | if vnet { IFF_VNET_HDR } else { 0 };
         // SAFETY: `req` is a valid ifreq with name and flags set, as TUNSETIFF expects.
         unsafe { syscall!(ioctl(fd.as_raw_fd(), TUNSETIFF, &req))? };
-        // SAFETY: TUNSETPERSIST takes an integer argument, no pointer.
-        unsafe { syscall!(ioctl(fd.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong))? };
-        Ok(Tap { fd, name: name.to_string() })
+        Ok((fd, vnet))
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What the device and weft agreed on when it was opened.
+    pub fn offloads(&self) -> TapOffloads {
+        self.offloads
     }
 
     /// Reads one frame; `WouldBlock` when none is queued.

@@ -56,6 +56,25 @@ fn open_bound(addr: SocketAddr, kind: i32, proto: i32, bind: bool) -> io::Result
     Ok(fd)
 }
 
+const SOL_UDP: i32 = 17;
+/// `UDP_SEGMENT`: send a buffer as a train of equal-sized datagrams (Linux 4.18).
+pub(crate) const UDP_SEGMENT: i32 = 103;
+/// `UDP_GRO`: receive a train of datagrams of one flow as one buffer (Linux 5.0).
+pub(crate) const UDP_GRO: i32 = 104;
+pub(crate) const SOL_UDP_LEVEL: i32 = SOL_UDP;
+
+/// Asks the kernel to hand over datagrams of one flow coalesced (UDP_GRO); each buffer then reports the size
+/// of its datagrams in a control message. Returns whether the kernel agreed.
+pub fn enable_gro(sock: &impl AsRawFd) -> bool {
+    setsockopt_int(sock.as_raw_fd(), SOL_UDP, UDP_GRO, 1).is_ok()
+}
+
+/// Whether this socket can send a buffer as a train of datagrams (UDP_SEGMENT). Probed by setting the
+/// socket's default segment size to 0 (off), which changes nothing.
+pub fn can_segment(sock: &impl AsRawFd) -> bool {
+    setsockopt_int(sock.as_raw_fd(), SOL_UDP, UDP_SEGMENT, 0).is_ok()
+}
+
 /// Sets whether outgoing IPv4 datagrams carry DF (path-MTU discovery "do") or may be fragmented ("dont").
 pub fn set_dont_fragment(sock: &impl AsRawFd, df: bool) -> io::Result<()> {
     let v = if df { libc::IP_PMTUDISC_DO } else { libc::IP_PMTUDISC_DONT };

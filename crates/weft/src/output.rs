@@ -190,7 +190,7 @@ fn dump_ports(out: &mut String, data: &Value) -> std::fmt::Result {
             let items: Vec<String> = d.iter().map(|(k, v)| format!("{k}={v}")).collect();
             writeln!(out, "             drops: {}", items.join(", "))?;
         }
-        let extra: Vec<String> = ["arp_nd_answered", "arp_nd_flooded", "geneve_options_rx"]
+        let extra: Vec<String> = ["arp_nd_answered", "arp_nd_flooded", "geneve_options_rx", "gso_tx", "gro_rx"]
             .iter()
             .filter_map(|k| p[*k].as_u64().filter(|v| *v > 0).map(|v| format!("{k}={v}")))
             .collect();

@@ -479,6 +479,7 @@ impl State {
                             "drops": drops,
                             "arp_nd_answered": c.nd_answered, "arp_nd_flooded": c.nd_flooded,
                             "geneve_options_rx": c.geneve_options_rx,
+                            "gso_tx": c.gso_tx, "gro_rx": c.gro_rx,
                         })
                     })
                     .collect(),

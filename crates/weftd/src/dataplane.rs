@@ -6,7 +6,7 @@
 //! references to one frame, not ten copies), and all queues are flushed before the next batch is received.
 
 use crate::capture::Tap;
-use crate::pipeline::{ActRt, Pipeline, PortIo};
+use crate::pipeline::{ActRt, Pipeline, PortIo, RxSocket};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, Sender};
@@ -18,7 +18,9 @@ use weft_datapath::classifier::{slot, FlowCache, FlowKey};
 use weft_datapath::counters::{DropReason, PortCounters};
 use weft_datapath::fdb::{Fdb, FdbEntry};
 use weft_datapath::flowhash::flow_hash;
+use weft_datapath::gro::TcpRun;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
+use weft_datapath::tunnel::{decap, Decap, Tunnel};
 use weft_datapath::vlan::Egress;
 use weft_datapath::{mtu, neigh};
 use weft_datapath::{Nanos, PortIdx};
@@ -26,8 +28,7 @@ use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
 use weft_sys::epoll::{Epoll, EventFd};
 use weft_wire::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
 use weft_wire::geneve::GenevePacket;
-use weft_wire::gre::{GrePacket, GreRepr};
-use weft_wire::vxlan::VxlanPacket;
+use weft_wire::gre::GreRepr;
 use weft_wire::EthernetAddress;
 
 /// Frames per receive batch.
@@ -35,8 +36,15 @@ pub const BATCH: usize = 64;
 /// Room per buffer: a 64 KiB GSO frame plus its virtio-net header.
 const STRIDE: usize = 65_536 + 256;
 const HEADROOM: usize = 64;
-/// Scratch for segmenting offloaded TCP frames: one batch's worth of 64 KiB frames cut into segments.
-const SEGMENT_ARENA: usize = 2 << 20;
+/// Scratch for segmenting offloaded frames: a batch's worth of 64 KiB frames cut into segments, each with
+/// its tunnel header.
+const SEGMENT_ARENA: usize = 4 << 20;
+/// Most segments one offloaded frame is cut into here (a 64 KiB frame with a 64-byte segment size).
+const MAX_SEGMENTS: usize = 1024;
+/// Most datagrams and bytes in one UDP_SEGMENT send (older kernels' UDP_MAX_SEGMENTS; the IP length limit
+/// less headers).
+const UDP_GSO_SEGMENTS: usize = 64;
+const UDP_GSO_BYTES: usize = 65_000;
 /// Most outputs queued between flushes (a flood of a full batch to 64 ports).
 const TX_QUEUE: usize = BATCH * 64;
 
@@ -130,6 +138,11 @@ struct TxEntry {
     meta: IpMeta,
     /// An 802.1Q tag to insert after the MAC addresses.
     tag: Option<[u8; 4]>,
+    /// A UDP_SEGMENT train: the bytes are whole datagrams of this size (the last may be shorter), headers
+    /// included; 0 for one datagram or frame.
+    segment: u16,
+    /// Packets this entry stands for (the datagrams of a train).
+    packets: u16,
 }
 
 /// The bytes a queued frame refers to.
@@ -175,6 +188,15 @@ pub struct Dataplane {
     trace: Option<Vec<TraceStep>>,
     /// Receive errors are logged at most once a second.
     rx_log: crate::log::RateLimit,
+    /// The frame being switched is an offloaded one (a TSO/USO frame from a port, or TCP segments merged on
+    /// receive): what its virtio-net header says. Outputs that can take it whole get it whole; the others get
+    /// it cut into segments.
+    cur_gso: Option<VnetHdr>,
+    /// Offloads allowed (`WEFT_OFFLOADS`), and sending UDP_SEGMENT trains (off after the kernel refuses one).
+    offloads: bool,
+    udp_gso: bool,
+    /// Where the segments of the frame being cut are in `seg`.
+    seg_list: Vec<(u32, u32)>,
 }
 
 /// One step of a traced frame.
@@ -233,6 +255,10 @@ impl Dataplane {
             packet_in_rt: Vec::new(),
             trace: None,
             rx_log: Default::default(),
+            cur_gso: None,
+            offloads: weft_sys::offloads_enabled(),
+            udp_gso: weft_sys::offloads_enabled() && udp_gso_supported(),
+            seg_list: Vec::with_capacity(MAX_SEGMENTS),
         };
         dp.install(pipeline);
         dp
@@ -366,12 +392,10 @@ impl Dataplane {
         }
     }
 
-    /// Feeds received tunnel packet `i` of `port`, which came from `src` to a socket bound to `bound`, to the
+    /// Feeds received tunnel packet `whole` of `port`, which came from `src` to a socket bound to `bound`, to the
     /// captures that want outer headers. Raw IPv4 GRE sockets hand over the IP header too: such packets are
     /// captured exactly as they came; for the others the outer headers are rebuilt.
-    fn tap_received(&mut self, port: PortIdx, encap: Encap, bound: SocketAddr, src: SocketAddr, i: usize) {
-        let range = self.rx.slot_mut(i).1;
-        let whole = Bytes::Rx { slot: i as u16, start: range.start as u32, len: range.len() as u32 };
+    fn tap_received(&mut self, port: PortIdx, encap: Encap, bound: SocketAddr, src: SocketAddr, whole: Bytes) {
         match (encap, bound.is_ipv4()) {
             (Encap::Gre, true) => {
                 let pkt = resolve(&self.rx, &self.seg, whole);
@@ -667,22 +691,28 @@ impl Dataplane {
                 return;
             }
         };
-        let vnet = matches!(p.io, PortIo::Packet(_));
+        let vnet = match &p.io {
+            PortIo::Packet(_) => true,
+            PortIo::Tap(t) => t.offloads().vnet_hdr,
+            _ => false,
+        };
         let now = self.now();
         for i in 0..n {
-            let (start, len) = if vnet {
+            let (start, len, gso) = if vnet {
                 match self.take_offloaded(port, i) {
                     Some(r) => r,
                     None => continue,
                 }
             } else {
                 let r = self.rx.slot_mut(i).1;
-                (r.start, r.len())
+                (r.start, r.len(), None)
             };
             self.counters[usize::from(port.0)].rx(len);
             let tag = self.stripped_tag(i);
             let bytes = Bytes::Rx { slot: i as u16, start: start as u32, len: len as u32 };
+            self.cur_gso = gso;
             self.switch(&pipeline, port, None, bytes, tag, now);
+            self.cur_gso = None;
         }
         self.flush();
     }
@@ -693,9 +723,11 @@ impl Dataplane {
         self.rx.stripped_tag(i).filter(|(tpid, _)| *tpid == EtherType::VLAN).map(|(_, tci)| tci)
     }
 
-    /// Strips the virtio-net header of packet `i`, completing its checksum or segmenting it (each segment is
-    /// then switched here). Returns the frame's range within the slot when it is to be switched as it is.
-    fn take_offloaded(&mut self, port: PortIdx, i: usize) -> Option<(usize, usize)> {
+    /// Strips the virtio-net header of packet `i`. A frame to be segmented is passed on whole with its header
+    /// when offloads are on, and otherwise segmented here (each segment is then switched here); a frame with
+    /// only its checksum left to do gets it done. Returns the frame's range within the slot, and its header
+    /// when it goes on as an offloaded frame.
+    fn take_offloaded(&mut self, port: PortIdx, i: usize) -> Option<(usize, usize, Option<VnetHdr>)> {
         let (slot, range) = self.rx.slot_mut(i);
         let pkt = &mut slot[range.clone()];
         let Some(hdr) = VnetHdr::parse(pkt) else {
@@ -705,11 +737,14 @@ impl Dataplane {
         let frame_start = range.start + VNET_HDR_LEN;
         let frame_len = range.len() - VNET_HDR_LEN;
         if hdr.is_gso() {
+            if self.offloads && hdr.passable(frame_len) {
+                return Some((frame_start, frame_len, Some(hdr)));
+            }
             let frame = &slot[frame_start..frame_start + frame_len];
             let mut segs: [(u32, u32); 64] = [(0, 0); 64];
             let mut count = 0usize;
             let base = self.seg_used;
-            let res = offload::segment_tcp(frame, &hdr, &mut self.seg[base..], |r| {
+            let res = offload::segment(frame, &hdr, Default::default(), &mut self.seg[base..], |r| {
                 if count < segs.len() {
                     segs[count] = ((base + r.start) as u32, r.len() as u32);
                 }
@@ -745,10 +780,12 @@ impl Dataplane {
                 return None;
             }
         }
-        Some((frame_start, frame_len))
+        Some((frame_start, frame_len, None))
     }
 
-    /// Receives a batch of tunnel packets, checks sender and VNI, and switches the inner frames.
+    /// Receives a batch of tunnel packets, checks sender and VNI, and switches the inner frames. A buffer the
+    /// kernel filled with a train of datagrams (UDP_GRO) is cut apart here; consecutive TCP segments of one
+    /// flow in it are merged back into one frame (see `weft_datapath::gro`) and switched once.
     fn poll_udp(&mut self, si: usize) {
         let pipeline = self.pipeline.clone();
         let Some(rs) = pipeline.rx_sockets.get(si) else { return };
@@ -763,47 +800,111 @@ impl Dataplane {
             }
         };
         let now = self.now();
+        // A run may go on into the next buffers (a 64 KiB TCP frame leaves the sender as two trains); it
+        // stays inside the buffer it began in, where there is room for a whole 64 KiB frame.
+        let mut run: Option<(PortIdx, IpAddr, usize, TcpRun)> = None;
         for i in 0..n {
             let Some(src) = self.rx.source(i) else { continue };
-            let pkt = self.rx.packet(i);
-            let Decap { vni, inner_at, error } = decap(rs.encap, rs.bound.is_ipv4(), pkt);
-            let port = match rs.classify(src.ip(), vni) {
-                Ok(p) => p,
-                Err((charged, why)) => {
-                    self.counters[usize::from(charged.0)].drop(error.unwrap_or(why));
-                    continue;
-                }
-            };
-            if let Some(why) = error {
-                self.counters[usize::from(port.0)].drop(why);
-                continue;
-            }
-            if rs.encap == Encap::Geneve {
-                let PortIo::Tunnel { known_options, .. } = &pipeline.ports[usize::from(port.0)].io else { continue };
-                let g = GenevePacket::new_unchecked(pkt);
-                let mut seen = 0;
-                let mut unknown_critical = false;
-                for o in g.options().flatten() {
-                    seen += 1;
-                    unknown_critical |= o.is_critical() && !known_options.contains(&(o.class, o.kind));
-                }
-                let c = &mut self.counters[usize::from(port.0)];
-                c.geneve_options_rx += seen;
-                if unknown_critical {
-                    c.drop(DropReason::CriticalOption);
-                    continue;
-                }
-            }
-            if self.tapped[usize::from(port.0)] {
-                self.tap_received(port, rs.encap, rs.bound, src, i);
-            }
             let range = self.rx.slot_mut(i).1;
-            let len = range.len() - inner_at;
-            self.counters[usize::from(port.0)].rx(len);
-            let bytes = Bytes::Rx { slot: i as u16, start: (range.start + inner_at) as u32, len: len as u32 };
-            self.switch(&pipeline, port, Some(src.ip()), bytes, None, now);
+            let size = usize::from(self.rx.segment_size(i));
+            let step = if size == 0 || size >= range.len() { range.len() } else { size };
+            let base = self.rx.slot_base(i);
+            let mut at = range.start;
+            while at < range.end {
+                let datagram = at..(at + step).min(range.end);
+                at = datagram.end;
+                let Some((port, frame)) = self.accept_datagram(&pipeline, rs, i, src, datagram) else { continue };
+                if !self.offloads {
+                    let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
+                    self.switch(&pipeline, port, Some(src.ip()), bytes, None, now);
+                    continue;
+                }
+                let global = base + frame.start..base + frame.end;
+                if let Some((rp, rsrc, _, r)) = &mut run {
+                    if *rp == port && *rsrc == src.ip() && r.append(self.rx.storage_mut(), global.clone()) {
+                        continue;
+                    }
+                }
+                if let Some((rp, rsrc, rslot, r)) = run.take() {
+                    self.switch_run(&pipeline, rslot, rp, rsrc, r, now);
+                }
+                let limit = base + self.rx.slot(i).len();
+                match TcpRun::start(self.rx.storage_mut(), global, limit) {
+                    Some(r) => run = Some((port, src.ip(), i, r)),
+                    None => {
+                        let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
+                        self.switch(&pipeline, port, Some(src.ip()), bytes, None, now);
+                    }
+                }
+            }
+        }
+        if let Some((rp, rsrc, rslot, r)) = run.take() {
+            self.switch_run(&pipeline, rslot, rp, rsrc, r, now);
         }
         self.flush();
+    }
+
+    /// Switches the frame a run of merged segments in slot `slot` became.
+    fn switch_run(&mut self, pipeline: &Pipeline, slot: usize, port: PortIdx, src: IpAddr, run: TcpRun, now: Nanos) {
+        let merged = run.count();
+        let (frame, gso) = run.finish(self.rx.storage_mut());
+        if merged > 1 {
+            self.counters[usize::from(port.0)].gro_rx += u64::from(merged);
+        }
+        let base = self.rx.slot_base(slot);
+        let bytes = Bytes::Rx { slot: slot as u16, start: (frame.start - base) as u32, len: frame.len() as u32 };
+        self.cur_gso = gso;
+        self.switch(pipeline, port, Some(src), bytes, None, now);
+        self.cur_gso = None;
+    }
+
+    /// Checks one received tunnel datagram (`datagram`: its range in slot `i`) from `src`: decapsulates it,
+    /// finds its port by sender and VNI, applies Geneve option rules, feeds outer captures and counts it.
+    /// Returns its port and the inner frame's range in the slot, or `None` when it was dropped.
+    fn accept_datagram(
+        &mut self,
+        pipeline: &Pipeline,
+        rs: &RxSocket,
+        i: usize,
+        src: SocketAddr,
+        datagram: std::ops::Range<usize>,
+    ) -> Option<(PortIdx, std::ops::Range<usize>)> {
+        let pkt = &self.rx.slot(i)[datagram.clone()];
+        let Decap { vni, inner_at, error } = decap(tunnel_kind(rs.encap), rs.bound.is_ipv4(), pkt);
+        let port = match rs.classify(src.ip(), vni) {
+            Ok(p) => p,
+            Err((charged, why)) => {
+                self.counters[usize::from(charged.0)].drop(error.unwrap_or(why));
+                return None;
+            }
+        };
+        if let Some(why) = error {
+            self.counters[usize::from(port.0)].drop(why);
+            return None;
+        }
+        if rs.encap == Encap::Geneve {
+            let PortIo::Tunnel { known_options, .. } = &pipeline.ports[usize::from(port.0)].io else { return None };
+            let g = GenevePacket::new_unchecked(pkt);
+            let mut seen = 0;
+            let mut unknown_critical = false;
+            for o in g.options().flatten() {
+                seen += 1;
+                unknown_critical |= o.is_critical() && !known_options.contains(&(o.class, o.kind));
+            }
+            let c = &mut self.counters[usize::from(port.0)];
+            c.geneve_options_rx += seen;
+            if unknown_critical {
+                c.drop(DropReason::CriticalOption);
+                return None;
+            }
+        }
+        if self.tapped[usize::from(port.0)] {
+            let whole = Bytes::Rx { slot: i as u16, start: datagram.start as u32, len: datagram.len() as u32 };
+            self.tap_received(port, rs.encap, rs.bound, src, whole);
+        }
+        let len = datagram.len() - inner_at;
+        self.counters[usize::from(port.0)].rx(len);
+        Some((port, datagram.start + inner_at..datagram.end))
     }
 
     fn bytes(&self, b: Bytes) -> &[u8] {
@@ -1251,7 +1352,9 @@ impl Dataplane {
         self.seg[start..start + frame.len()].copy_from_slice(frame);
         self.seg_used += frame.len();
         let hash = flow_hash(frame);
+        let gso = self.cur_gso.take();
         self.output(pipeline, port, None, Bytes::Seg { start: start as u32, len: frame.len() as u32 }, hash, tci, None);
+        self.cur_gso = gso;
         true
     }
 
@@ -1304,15 +1407,39 @@ impl Dataplane {
         let len = match bytes {
             Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize + tag_len,
         };
+        // An offloaded frame goes whole where the kernel takes it whole: to TAP and AF_PACKET ports with a
+        // virtio-net header, and to UDP tunnels as one UDP_SEGMENT train (unless a capture wants each
+        // packet). Elsewhere it is cut into segments first.
+        let gso = self.cur_gso.map(|g| g.shifted(tag_len as u16));
+        if let Some(g) = self.cur_gso {
+            let whole = match &p.io {
+                PortIo::Tap(t) => t.offloads().vnet_hdr,
+                PortIo::Packet(_) => true,
+                PortIo::Tunnel { spec, mtu, .. } => {
+                    self.udp_gso
+                        && spec.encap != Encap::Gre
+                        && !tapped
+                        && offload::segment_wire_len(self.bytes(bytes), &g)
+                            .is_some_and(|l| l - ETH_LEN + tag_len <= usize::from(*mtu))
+                }
+                PortIo::Down(_) => true,
+            };
+            if !whole {
+                return self.output_segmented(pipeline, port, remote, bytes, hash, tci, vni);
+            }
+        }
+        let vnet = gso.map_or(VnetHdr::NONE, |g| g.to_bytes());
         let (sink, dest, prefix, prefix_len) = match &p.io {
             PortIo::Tap(t) => {
                 if tapped {
                     self.tap_frame(port, bytes, tag);
                 }
                 let frame = self.bytes(bytes);
+                let head: &[u8] = if t.offloads().vnet_hdr { &vnet } else { &[] };
                 let r = match &tag {
-                    None => t.write(&[std::io::IoSlice::new(frame)]),
+                    None => t.write(&[std::io::IoSlice::new(head), std::io::IoSlice::new(frame)]),
                     Some(tag) => t.write(&[
+                        std::io::IoSlice::new(head),
                         std::io::IoSlice::new(&frame[..12]),
                         std::io::IoSlice::new(tag),
                         std::io::IoSlice::new(&frame[12..]),
@@ -1320,7 +1447,10 @@ impl Dataplane {
                 };
                 let c = &mut self.counters[usize::from(port.0)];
                 match r {
-                    Ok(_) => c.tx(len),
+                    Ok(_) => {
+                        c.tx(len);
+                        c.gso_tx += u64::from(gso.is_some());
+                    }
                     Err(_) => c.drop(DropReason::TxError),
                 }
                 return None;
@@ -1329,16 +1459,20 @@ impl Dataplane {
                 if tapped {
                     self.tap_frame(port, bytes, tag);
                 }
-                (Sink::Packet(port), None, [0u8; PREFIX_MAX], VNET_HDR_LEN as u8)
+                let mut prefix = [0u8; PREFIX_MAX];
+                prefix[..VNET_HDR_LEN].copy_from_slice(&vnet);
+                (Sink::Packet(port), None, prefix, VNET_HDR_LEN as u8)
             }
             PortIo::Tunnel { spec, pool, dest, mtu, remotes, .. } => {
                 let frame = self.bytes(bytes);
                 // A pushed tag takes 4 of the inner packet's bytes; with DF outside even a frame the underlay
-                // could fragment cannot go.
-                if let Err(tell) = mtu::tunnel_fit(frame, usize::from(*mtu), tag_len, spec.df && spec.remote.is_ipv4())
-                {
-                    self.counters[usize::from(port.0)].drop(DropReason::TooBig);
-                    return tell;
+                // could fragment cannot go. (An offloaded frame's segments were measured above.)
+                if gso.is_none() {
+                    let df = spec.df && spec.remote.is_ipv4();
+                    if let Err(tell) = mtu::tunnel_fit(frame, usize::from(*mtu), tag_len, df) {
+                        self.counters[usize::from(port.0)].drop(DropReason::TooBig);
+                        return tell;
+                    }
                 }
                 let meta = outer_meta(spec, frame);
                 let mut prefix = [0u8; PREFIX_MAX];
@@ -1405,6 +1539,12 @@ impl Dataplane {
                         self.tap_outer(port, src, dst, spec.ip_protocol(), meta, head, Some(bytes), tag);
                     }
                 }
+                if let Some(g) = self.cur_gso {
+                    let PortIo::Tunnel { header, .. } = &p.io else { return None };
+                    let head = if prefix_len > 0 { &prefix[..prefix_len] } else { &header[..] };
+                    self.output_train(port, sink, bytes, &g, head, tag, meta, targets, dest.port());
+                    return None;
+                }
                 for ip in targets {
                     let dest = Some(SocketAddr::new(*ip, dest.port()));
                     self.enqueue(TxEntry {
@@ -1417,6 +1557,8 @@ impl Dataplane {
                         port_header: spec.encap != Encap::Gre && prefix_len == 0,
                         meta,
                         tag,
+                        segment: 0,
+                        packets: 1,
                     });
                 }
                 return None;
@@ -1436,8 +1578,176 @@ impl Dataplane {
             port_header: false,
             meta: IpMeta::default(),
             tag,
+            segment: 0,
+            packets: 1,
         });
+        if gso.is_some() {
+            self.counters[usize::from(port.0)].gso_tx += 1;
+        }
         None
+    }
+
+    /// Cuts the offloaded frame being switched into segments and sends each out of `port` as an ordinary
+    /// frame. Returns the tunnel MTU when a segment was too big.
+    #[allow(clippy::too_many_arguments)]
+    fn output_segmented(
+        &mut self,
+        pipeline: &Pipeline,
+        port: PortIdx,
+        remote: Option<IpAddr>,
+        bytes: Bytes,
+        hash: u32,
+        tci: u16,
+        vni: Option<u32>,
+    ) -> Option<u16> {
+        let gso = self.cur_gso?;
+        if !self.cut(bytes, &gso, port) {
+            return None;
+        }
+        self.cur_gso = None;
+        let mut tell = None;
+        for k in 0..self.seg_list.len() {
+            let (start, len) = self.seg_list[k];
+            tell = tell.or(self.output(pipeline, port, remote, Bytes::Seg { start, len }, hash, tci, vni));
+        }
+        self.cur_gso = Some(gso);
+        tell
+    }
+
+    /// Segments `bytes` (an offloaded frame described by `gso`) into the scratch area; `seg_list` then holds
+    /// each segment. False (and the drop counted on `port`) when it cannot be done.
+    fn cut(&mut self, bytes: Bytes, gso: &VnetHdr, port: PortIdx) -> bool {
+        for attempt in 0..2 {
+            self.seg_list.clear();
+            let base = self.seg_used;
+            let list = &mut self.seg_list;
+            let (frame, out) = match bytes {
+                Bytes::Rx { slot, start, len } => {
+                    (&self.rx.slot(usize::from(slot))[start as usize..(start + len) as usize], &mut self.seg[base..])
+                }
+                Bytes::Seg { start, len } => {
+                    let (before, after) = self.seg.split_at_mut(base);
+                    (&before[start as usize..(start + len) as usize], after)
+                }
+            };
+            let res = offload::segment(frame, gso, Default::default(), out, |r| {
+                if list.len() < list.capacity() {
+                    list.push(((base + r.start) as u32, r.len() as u32));
+                }
+            });
+            match res {
+                Ok(used) if self.seg_list.len() < MAX_SEGMENTS => {
+                    self.seg_used += used;
+                    return true;
+                }
+                // Room is made by sending what is queued, unless the frame itself lives in the scratch area.
+                Err(offload::OffloadError::NoRoom(_)) if attempt == 0 && matches!(bytes, Bytes::Rx { .. }) => {
+                    self.flush()
+                }
+                Ok(_) | Err(offload::OffloadError::Unsupported(_)) => {
+                    self.counters[usize::from(port.0)].drop(DropReason::UnsupportedOffload);
+                    return false;
+                }
+                Err(offload::OffloadError::NoRoom(_)) => {
+                    self.counters[usize::from(port.0)].drop(DropReason::TxError);
+                    return false;
+                }
+                Err(_) => {
+                    self.counters[usize::from(port.0)].drop(DropReason::Malformed);
+                    return false;
+                }
+            }
+        }
+        false
+    }
+
+    /// Sends the offloaded frame being switched out of a UDP tunnel as UDP_SEGMENT trains: segmented once,
+    /// each segment behind `head` (and with `tag` in), into the scratch area, then queued as whole trains to
+    /// each of `targets`.
+    #[allow(clippy::too_many_arguments)]
+    fn output_train(
+        &mut self,
+        port: PortIdx,
+        sink: Sink,
+        bytes: Bytes,
+        gso: &VnetHdr,
+        head: &[u8],
+        tag: Option<[u8; 4]>,
+        meta: IpMeta,
+        targets: &[IpAddr],
+        dport: u16,
+    ) {
+        let mut used = None;
+        for attempt in 0..2 {
+            let base = self.seg_used;
+            let (frame, out) = match bytes {
+                Bytes::Rx { slot, start, len } => {
+                    (&self.rx.slot(usize::from(slot))[start as usize..(start + len) as usize], &mut self.seg[base..])
+                }
+                Bytes::Seg { start, len } => {
+                    let (before, after) = self.seg.split_at_mut(base);
+                    (&before[start as usize..(start + len) as usize], after)
+                }
+            };
+            let mut first = 0usize;
+            let mut count = 0usize;
+            let layout = offload::SegmentLayout { head, tag };
+            match offload::segment(frame, gso, layout, out, |r| {
+                if count == 0 {
+                    first = r.len();
+                }
+                count += 1;
+            }) {
+                Ok(n) => {
+                    used = Some((base, n, first, count));
+                    break;
+                }
+                Err(offload::OffloadError::NoRoom(_)) if attempt == 0 && matches!(bytes, Bytes::Rx { .. }) => {
+                    self.flush()
+                }
+                Err(offload::OffloadError::NoRoom(_)) => {
+                    self.counters[usize::from(port.0)].drop(DropReason::TxError);
+                    return;
+                }
+                Err(offload::OffloadError::Unsupported(_)) => {
+                    self.counters[usize::from(port.0)].drop(DropReason::UnsupportedOffload);
+                    return;
+                }
+                Err(_) => {
+                    self.counters[usize::from(port.0)].drop(DropReason::Malformed);
+                    return;
+                }
+            }
+        }
+        let Some((base, total, size, count)) = used else { return };
+        self.seg_used += total;
+        // Trains of at most UDP_GSO_SEGMENTS datagrams and UDP_GSO_BYTES bytes; every datagram but the last
+        // of the whole frame is `size` long.
+        let per_train = UDP_GSO_SEGMENTS.min(UDP_GSO_BYTES / size.max(1)).max(1);
+        for ip in targets {
+            let dest = Some(SocketAddr::new(*ip, dport));
+            let mut left = count;
+            let mut at = base;
+            while left > 0 {
+                let k = left.min(per_train);
+                let len = if k == left { base + total - at } else { k * size };
+                self.enqueue(TxEntry {
+                    sink,
+                    port,
+                    bytes: Bytes::Seg { start: at as u32, len: len as u32 },
+                    dest,
+                    prefix: [0; PREFIX_MAX],
+                    prefix_len: 0,
+                    port_header: false,
+                    meta,
+                    tag: None,
+                    segment: if k > 1 { size as u16 } else { 0 },
+                    packets: k as u16,
+                });
+                at += len;
+                left -= k;
+            }
+        }
     }
 
     fn enqueue(&mut self, entry: TxEntry) {
@@ -1470,15 +1780,24 @@ impl Dataplane {
                 },
                 Sink::Udp { pool, socket } => pipeline.pools[usize::from(pool)][usize::from(socket)].as_raw_fd(),
             };
-            let mut owners: [(PortIdx, usize); BATCH] = [(PortIdx(0), 0); BATCH];
+            let mut owners: [(PortIdx, usize, u16, bool); BATCH] = [(PortIdx(0), 0, 0, false); BATCH];
             let counters = &mut self.counters;
-            let mut account = |owners: &[(PortIdx, usize); BATCH], k: usize, ok: bool| {
-                let (port, len) = owners[k];
+            let mut train_failed = false;
+            let mut account = |owners: &[(PortIdx, usize, u16, bool); BATCH], k: usize, ok: bool| {
+                let (port, len, packets, train) = owners[k];
                 let c = &mut counters[usize::from(port.0)];
-                if ok {
-                    c.tx(len);
-                } else {
-                    c.drop(DropReason::TxError);
+                match (ok, train) {
+                    (true, _) => {
+                        c.tx_many(packets, len);
+                        c.gso_tx += u64::from(train);
+                    }
+                    (false, true) => {
+                        train_failed = true;
+                        for _ in 0..packets {
+                            c.drop(DropReason::TxError);
+                        }
+                    }
+                    (false, false) => c.drop(DropReason::TxError),
                 }
             };
             let mut batch = self.mmsg.start();
@@ -1490,11 +1809,11 @@ impl Dataplane {
                 };
                 match &e.tag {
                     None => {
-                        owners[batch.len()] = (e.port, data.len());
-                        batch.push_with(&[head, data], e.dest.as_ref(), e.meta);
+                        owners[batch.len()] = (e.port, data.len(), e.packets, e.segment > 0);
+                        batch.push_segmented(&[head, data], e.dest.as_ref(), e.meta, e.segment);
                     }
                     Some(tag) => {
-                        owners[batch.len()] = (e.port, data.len() + tag.len());
+                        owners[batch.len()] = (e.port, data.len() + tag.len(), 1, false);
                         batch.push_with(&[head, &data[..12], tag, &data[12..]], e.dest.as_ref(), e.meta);
                     }
                 }
@@ -1505,6 +1824,12 @@ impl Dataplane {
             if !batch.is_empty() {
                 batch.send_with(fd, |k, ok| account(&owners, k, ok));
             }
+            if train_failed && self.udp_gso {
+                // The kernel would not send a train (an underlay device without checksum offload, a route
+                // MTU below the datagrams): from now on every datagram goes on its own.
+                self.udp_gso = false;
+                tracing::warn!("the kernel refused a UDP_SEGMENT send; tunnel datagrams now go one by one");
+            }
         }
         self.sinks = sinks;
         self.sinks.clear();
@@ -1512,59 +1837,13 @@ impl Dataplane {
     }
 }
 
-/// Where a tunnel packet's inner frame starts and what it says, or why it is dropped.
-struct Decap {
-    vni: u32,
-    inner_at: usize,
-    /// Set when the packet is malformed or not for forwarding; the drop is charged to its port once known.
-    error: Option<DropReason>,
-}
-
-/// Reads the tunnel header of `pkt` as received on a socket for `encap` (raw IPv4 GRE sockets hand over the
-/// IP header too).
-fn decap(encap: Encap, ipv4: bool, pkt: &[u8]) -> Decap {
-    let malformed = Decap { vni: 0, inner_at: 0, error: Some(DropReason::Malformed) };
-    let (vni, inner_at, error) = match encap {
-        Encap::Vxlan => match VxlanPacket::new_checked(pkt) {
-            Ok(v) => (v.vni(), weft_wire::vxlan::HEADER_LEN, None),
-            Err(_) => return malformed,
-        },
-        Encap::Geneve => match GenevePacket::new_checked(pkt) {
-            Ok(g) => {
-                let error = if g.options().any(|o| o.is_err()) {
-                    Some(DropReason::Malformed)
-                } else if g.is_oam() || g.protocol() != EtherType::TEB {
-                    Some(DropReason::Unsupported)
-                } else {
-                    None
-                };
-                (g.vni(), g.header_len(), error)
-            }
-            Err(_) => return malformed,
-        },
-        Encap::Gre => {
-            let ip_len = if ipv4 {
-                match weft_wire::ipv4::Ipv4Packet::new_checked(pkt) {
-                    Ok(ip) => ip.header_len(),
-                    Err(_) => return malformed,
-                }
-            } else {
-                0
-            };
-            match GrePacket::new_checked(&pkt[ip_len..]) {
-                Ok(g) if !g.verify_checksum() => (g.key().unwrap_or(0), 0, Some(DropReason::Malformed)),
-                Ok(g) => {
-                    let error = (g.protocol() != EtherType::TEB).then_some(DropReason::Unsupported);
-                    (g.key().unwrap_or(0), ip_len + g.header_len(), error)
-                }
-                Err(_) => return malformed,
-            }
-        }
-    };
-    if error.is_none() && pkt.len() < inner_at + ETH_LEN {
-        return Decap { vni, inner_at, error: Some(DropReason::Malformed) };
+/// The tunnel header reader for a socket's encapsulation.
+fn tunnel_kind(encap: Encap) -> Tunnel {
+    match encap {
+        Encap::Vxlan => Tunnel::Vxlan,
+        Encap::Geneve => Tunnel::Geneve,
+        Encap::Gre => Tunnel::Gre,
     }
-    Decap { vni, inner_at, error }
 }
 
 /// The outer TOS and TTL a tunnel port sets for `frame`: fixed values, or copied from the inner IPv4 or IPv6
@@ -1618,4 +1897,12 @@ fn vlan_tag(tci: u16) -> [u8; 4] {
     let [t0, t1] = EtherType::VLAN.to_be_bytes();
     let [c0, c1] = tci.to_be_bytes();
     [t0, t1, c0, c1]
+}
+
+/// Whether this kernel takes UDP_SEGMENT sends (probed once on a throwaway socket).
+fn udp_gso_supported() -> bool {
+    match weft_sys::udp::bind(SocketAddr::from(([127, 0, 0, 1], 0))) {
+        Ok(s) => weft_sys::udp::can_segment(&s),
+        Err(_) => false,
+    }
 }

@@ -305,7 +305,16 @@ fn open_rx(key: RxKey, encap: Encap, port: &str) -> anyhow::Result<Arc<OwnedFd>>
         Encap::Gre => weft_sys::udp::raw(bind, weft_wire::gre::IP_PROTOCOL, !bind.ip().is_unspecified())
             .with_context(|| format!("port {port:?}: cannot open a raw GRE socket on {}", bind.ip()))?,
         Encap::Vxlan | Encap::Geneve => {
-            OwnedFd::from(weft_sys::udp::bind(bind).with_context(|| format!("port {port:?}: cannot bind UDP {bind}"))?)
+            let fd = OwnedFd::from(
+                weft_sys::udp::bind(bind).with_context(|| format!("port {port:?}: cannot bind UDP {bind}"))?,
+            );
+            // Trains of datagrams of one flow arrive as one buffer; the datapath cuts them apart again.
+            if weft_sys::offloads_enabled() && !weft_sys::udp::enable_gro(&fd) {
+                tracing::info!(
+                    "port {port}: the kernel does not coalesce received UDP (UDP_GRO); receiving one by one"
+                );
+            }
+            fd
         }
     };
     Ok(Arc::new(fd))

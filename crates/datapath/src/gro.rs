@@ -1,0 +1,403 @@
+//! Receive-side coalescing: consecutive TCP segments of one flow that arrived in one UDP_GRO buffer are merged,
+//! in place, back into one large frame that goes to a TAP or AF_PACKET port with a virtio-net header saying
+//! "segment me" (GSO) and "the checksum is yours to finish" (NEEDS_CSUM).
+//!
+//! The rules are those of the kernel's own TCP GRO (net/ipv4/tcp_offload.c) and of wireguard-go's tcpGRO,
+//! kept conservative: a segment joins a run only when it is the very next byte of the same flow and every
+//! header field except lengths, IPv4 ID, checksums and PSH is identical — so that cutting the merged frame
+//! again gives back exactly the segments that were sent. Each segment's TCP checksum is verified before it
+//! joins: the merged frame leaves with a partial checksum, which the receiver trusts.
+//!
+//! Merging moves payloads towards the front of the same buffer: a segment's payload lands where the run ends,
+//! which is never past where it already was, so nothing that is still to be read is overwritten.
+
+use crate::offload::{VnetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6};
+use std::ops::Range;
+use weft_wire::checksum;
+use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
+use weft_wire::ipv4::Protocol;
+use weft_wire::tcp::{CHECKSUM_OFFSET, FLAG_ACK, FLAG_PSH};
+
+/// Most segments merged into one frame (the kernel's UDP_MAX_SEGMENTS on older kernels, and what a GSO frame
+/// written to a TAP may hold).
+pub const MAX_SEGMENTS: u16 = 64;
+/// Largest merged IP packet.
+const MAX_IP_LEN: usize = 65_535;
+
+/// A run of TCP segments of one flow being merged into the buffer of the first.
+#[derive(Debug, Clone)]
+pub struct TcpRun {
+    /// The merged frame must end before this offset of the buffer.
+    limit: usize,
+    /// The merged frame is `buf[start..start + len]`.
+    start: usize,
+    len: usize,
+    l4: usize,
+    /// Ethernet, IP and TCP headers (with options).
+    headers: usize,
+    v6: bool,
+    /// Payload of the first segment: every segment but the last carries exactly this much.
+    mss: usize,
+    next_seq: u32,
+    /// IPv4 without DF: the ID the next segment must carry (the kernel's GRO asks the same).
+    next_id: Option<u16>,
+    count: u16,
+    psh: bool,
+    /// No segment may follow (a short one or one with PSH arrived).
+    closed: bool,
+}
+
+/// Checks that `frame` is a plain TCP segment that could be merged and returns (l4 offset, headers length,
+/// payload length, IPv6?).
+fn parse(frame: &[u8]) -> Option<(usize, usize, usize, bool)> {
+    if frame.len() < ETH_LEN + 40 {
+        return None;
+    }
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let (v6, l4, l3_len) = match ethertype {
+        EtherType::IPV4 => {
+            let ip = &frame[ETH_LEN..];
+            // No options, not a fragment, TCP.
+            if ip[0] != 0x45 || ip[9] != Protocol::TCP || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+                return None;
+            }
+            (false, ETH_LEN + 20, usize::from(u16::from_be_bytes([ip[2], ip[3]])))
+        }
+        EtherType::IPV6 => {
+            let ip = &frame[ETH_LEN..];
+            if ip[0] >> 4 != 6 || ip[6] != Protocol::TCP || frame.len() < ETH_LEN + 60 {
+                return None;
+            }
+            (true, ETH_LEN + 40, 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])))
+        }
+        _ => return None,
+    };
+    // The frame must end where the IP packet ends (no Ethernet padding).
+    if ETH_LEN + l3_len != frame.len() {
+        return None;
+    }
+    let tcp = &frame[l4..];
+    let thl = usize::from(tcp[12] >> 4) * 4;
+    if thl < 20 || l4 + thl > frame.len() {
+        return None;
+    }
+    // ACK, optionally PSH; nothing else (SYN, FIN, RST, URG, ECE, CWR end or prevent merging).
+    if tcp[13] & !FLAG_PSH != FLAG_ACK {
+        return None;
+    }
+    let payload = frame.len() - l4 - thl;
+    (payload > 0).then_some((l4, l4 + thl, payload, v6))
+}
+
+/// The pseudo-header sum of the TCP segment in `frame` whose TCP part starts at `l4` and is `tcp_len` long.
+fn pseudo(frame: &[u8], l4: usize, v6: bool, tcp_len: usize) -> u32 {
+    if v6 {
+        let s: [u8; 16] = frame[ETH_LEN + 8..ETH_LEN + 24].try_into().unwrap_or([0; 16]);
+        let d: [u8; 16] = frame[ETH_LEN + 24..ETH_LEN + 40].try_into().unwrap_or([0; 16]);
+        checksum::pseudo_v6(s.into(), d.into(), Protocol::TCP, tcp_len as u32)
+    } else {
+        let s: [u8; 4] = frame[ETH_LEN + 12..ETH_LEN + 16].try_into().unwrap_or([0; 4]);
+        let d: [u8; 4] = frame[ETH_LEN + 16..ETH_LEN + 20].try_into().unwrap_or([0; 4]);
+        let _ = l4;
+        checksum::pseudo_v4(s.into(), d.into(), Protocol::TCP, tcp_len as u16)
+    }
+}
+
+fn checksum_ok(frame: &[u8], l4: usize, v6: bool) -> bool {
+    let tcp = &frame[l4..];
+    checksum::finish(checksum::combine(pseudo(frame, l4, v6, tcp.len()), checksum::sum(tcp))) == 0
+}
+
+impl TcpRun {
+    /// Starts a run with the frame at `buf[frame]` when it is a TCP segment with a correct checksum that
+    /// others may follow; `None` otherwise (the frame then goes on as it is). The merged frame will not grow
+    /// past `buf[limit]`.
+    pub fn start(buf: &[u8], frame: Range<usize>, limit: usize) -> Option<TcpRun> {
+        let f = buf.get(frame.clone())?;
+        let (l4, headers, payload, v6) = parse(f)?;
+        if !checksum_ok(f, l4, v6) {
+            return None;
+        }
+        let seq = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
+        let next_id = (!v6 && f[ETH_LEN + 6] & 0x40 == 0)
+            .then(|| u16::from_be_bytes([f[ETH_LEN + 4], f[ETH_LEN + 5]]).wrapping_add(1));
+        let psh = f[l4 + 13] & FLAG_PSH != 0;
+        Some(TcpRun {
+            limit,
+            start: frame.start,
+            len: f.len(),
+            l4,
+            headers,
+            v6,
+            mss: payload,
+            next_seq: seq.wrapping_add(payload as u32),
+            next_id,
+            count: 1,
+            psh,
+            closed: psh,
+        })
+    }
+
+    /// Segments merged so far.
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// Merges the frame at `buf[frame]` (which lies after the run's end) into the run when it is the run's
+    /// next segment: its payload moves to the run's end. Returns false, changing nothing, when it is not.
+    pub fn append(&mut self, buf: &mut [u8], frame: Range<usize>) -> bool {
+        if self.closed || self.count >= MAX_SEGMENTS || frame.start < self.start + self.len {
+            return false;
+        }
+        let Some(f) = buf.get(frame.clone()) else { return false };
+        let Some((l4, headers, payload, v6)) = parse(f) else { return false };
+        if l4 != self.l4 || headers != self.headers || v6 != self.v6 || payload > self.mss {
+            return false;
+        }
+        let merged_ip_len = self.len + payload - ETH_LEN;
+        if merged_ip_len > MAX_IP_LEN + if v6 { 40 } else { 0 } || self.start + self.len + payload > self.limit {
+            return false;
+        }
+        let run = &buf[self.start..self.start + self.headers];
+        // Everything but lengths, ID and checksums must match: Ethernet header, addresses, TOS/TTL (flow label,
+        // hop limit), ports, acknowledgement, window, options.
+        let same = |r: Range<usize>| run[r.clone()] == f[r];
+        let l3_same = if v6 {
+            same(ETH_LEN..ETH_LEN + 4) && same(ETH_LEN + 6..ETH_LEN + 40)
+        } else {
+            same(ETH_LEN..ETH_LEN + 2) && same(ETH_LEN + 6..ETH_LEN + 10) && same(ETH_LEN + 12..ETH_LEN + 20)
+        };
+        let tcp_same = same(0..ETH_LEN)
+            && same(l4..l4 + 4)
+            && same(l4 + 8..l4 + 13)
+            && same(l4 + 14..l4 + 16)
+            && same(l4 + 18..headers);
+        if !l3_same || !tcp_same {
+            return false;
+        }
+        let seq = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
+        if seq != self.next_seq {
+            return false;
+        }
+        if let Some(id) = self.next_id {
+            if u16::from_be_bytes([f[ETH_LEN + 4], f[ETH_LEN + 5]]) != id {
+                return false;
+            }
+        }
+        if !checksum_ok(f, l4, v6) {
+            return false;
+        }
+        let psh = f[l4 + 13] & FLAG_PSH != 0;
+        let to = self.start + self.len;
+        buf.copy_within(frame.start + headers..frame.end, to);
+        self.len += payload;
+        self.count += 1;
+        self.next_seq = seq.wrapping_add(payload as u32);
+        self.next_id = self.next_id.map(|i| i.wrapping_add(1));
+        self.psh |= psh;
+        self.closed = psh || payload < self.mss;
+        true
+    }
+
+    /// Ends the run: returns the frame's range in `buf` and, when more than one segment was merged, the
+    /// virtio-net header that describes it (lengths fixed, the TCP checksum left holding the pseudo-header
+    /// sum as a GSO frame must). A run of one segment is left exactly as it arrived.
+    pub fn finish(self, buf: &mut [u8]) -> (Range<usize>, Option<VnetHdr>) {
+        let range = self.start..self.start + self.len;
+        if self.count == 1 {
+            return (range, None);
+        }
+        let f = &mut buf[range.clone()];
+        let l3_len = self.len - ETH_LEN;
+        if self.v6 {
+            f[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&((l3_len - 40) as u16).to_be_bytes());
+        } else {
+            f[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&(l3_len as u16).to_be_bytes());
+            f[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&[0, 0]);
+            let c = checksum::checksum(&f[ETH_LEN..ETH_LEN + 20]);
+            f[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&c.to_be_bytes());
+        }
+        if self.psh {
+            f[self.l4 + 13] |= FLAG_PSH;
+        }
+        let mut p = pseudo(f, self.l4, self.v6, self.len - self.l4);
+        while p > 0xffff {
+            p = (p & 0xffff) + (p >> 16);
+        }
+        let at = self.l4 + CHECKSUM_OFFSET;
+        f[at..at + 2].copy_from_slice(&(p as u16).to_be_bytes());
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: if self.v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            hdr_len: self.headers as u16,
+            gso_size: self.mss as u16,
+            csum_start: self.l4 as u16,
+            csum_offset: CHECKSUM_OFFSET as u16,
+        };
+        (range, Some(hdr))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offload::{segment, SegmentLayout};
+
+    /// A TSO frame of `payload` bytes with a partial checksum, as a kernel hands it over, for `v6` or not.
+    fn tso(v6: bool, payload: usize, flags: u8) -> (Vec<u8>, VnetHdr) {
+        let l3 = if v6 { 40 } else { 20 };
+        let mut f = vec![0u8; 14 + l3 + 32 + payload];
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        let l3_len = l3 + 32 + payload;
+        if v6 {
+            f[12..14].copy_from_slice(&EtherType::IPV6.to_be_bytes());
+            let ip = &mut f[14..];
+            ip[0] = 0x60;
+            ip[4..6].copy_from_slice(&((32 + payload) as u16).to_be_bytes());
+            ip[6] = Protocol::TCP;
+            ip[7] = 64;
+            ip[8..24].copy_from_slice(&"2001:db8::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+            ip[24..40].copy_from_slice(&"2001:db8::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        } else {
+            f[12..14].copy_from_slice(&EtherType::IPV4.to_be_bytes());
+            let ip = &mut f[14..];
+            ip[0] = 0x45;
+            ip[2..4].copy_from_slice(&(l3_len as u16).to_be_bytes());
+            ip[4..6].copy_from_slice(&7u16.to_be_bytes());
+            ip[6] = 0x40;
+            ip[8] = 64;
+            ip[9] = Protocol::TCP;
+            ip[12..16].copy_from_slice(&[198, 51, 100, 1]);
+            ip[16..20].copy_from_slice(&[198, 51, 100, 2]);
+            let c = checksum::checksum(&ip[..20]);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+        }
+        let l4 = 14 + l3;
+        let t = &mut f[l4..];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&5201u16.to_be_bytes());
+        t[4..8].copy_from_slice(&1_000_000u32.to_be_bytes());
+        t[8..12].copy_from_slice(&77u32.to_be_bytes());
+        t[12] = 8 << 4;
+        t[13] = flags;
+        t[14..16].copy_from_slice(&500u16.to_be_bytes());
+        t[20..32].copy_from_slice(&[1, 1, 8, 10, 0, 0, 0, 9, 0, 0, 0, 3]);
+        for (i, b) in t[32..].iter_mut().enumerate() {
+            *b = (i * 7) as u8;
+        }
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+            hdr_len: (l4 + 32) as u16,
+            gso_size: 1000,
+            csum_start: l4 as u16,
+            csum_offset: 16,
+        };
+        (f, hdr)
+    }
+
+    /// Segments `frame` (each segment behind an 8-byte stand-in for a tunnel header, as UDP_GRO hands them
+    /// over) and returns the buffer and each segment's inner frame range.
+    fn wire(frame: &[u8], hdr: &VnetHdr) -> (Vec<u8>, Vec<Range<usize>>) {
+        let mut out = vec![0u8; frame.len() * 2 + 4096];
+        let mut ranges = Vec::new();
+        let layout = SegmentLayout { head: &[0xee; 8], tag: None };
+        let used = segment(frame, hdr, layout, &mut out, |r| ranges.push(r.start + 8..r.end)).unwrap();
+        out.truncate(used);
+        (out, ranges)
+    }
+
+    /// Merges every segment in `ranges` into runs, returning each run's frame and header.
+    fn merge(buf: &mut [u8], ranges: &[Range<usize>]) -> Vec<(Vec<u8>, Option<VnetHdr>)> {
+        let mut out = Vec::new();
+        let mut run: Option<TcpRun> = None;
+        for r in ranges {
+            if let Some(cur) = &mut run {
+                if cur.append(buf, r.clone()) {
+                    continue;
+                }
+                let (fr, h) = run.take().unwrap().finish(buf);
+                out.push((buf[fr].to_vec(), h));
+            }
+            match TcpRun::start(buf, r.clone(), buf.len()) {
+                Some(new) => run = Some(new),
+                None => out.push((buf[r.clone()].to_vec(), None)),
+            }
+        }
+        if let Some(cur) = run {
+            let (fr, h) = cur.finish(buf);
+            out.push((buf[fr].to_vec(), h));
+        }
+        out
+    }
+
+    /// Segmenting a merged frame gives back the segments that were merged, byte for byte.
+    fn round_trip(v6: bool) {
+        let (frame, hdr) = tso(v6, 10_500, FLAG_ACK | FLAG_PSH);
+        let (mut buf, ranges) = wire(&frame, &hdr);
+        assert_eq!(ranges.len(), 11);
+        let sent: Vec<Vec<u8>> = ranges.iter().map(|r| buf[r.clone()].to_vec()).collect();
+        let merged = merge(&mut buf, &ranges);
+        assert_eq!(merged.len(), 1, "one run");
+        let (m, h) = &merged[0];
+        let h = h.expect("a GSO header");
+        assert_eq!((h.gso_size, h.hdr_len, h.csum_start), (1000, hdr.hdr_len, hdr.csum_start));
+        assert_eq!(m.len(), frame.len());
+        assert_eq!(m[usize::from(h.hdr_len)..], frame[usize::from(hdr.hdr_len)..], "payload in order");
+        let (out, re) = wire(m, &h);
+        let resent: Vec<Vec<u8>> = re.iter().map(|r| out[r.clone()].to_vec()).collect();
+        assert_eq!(resent, sent);
+    }
+
+    #[test]
+    fn merges_and_resegments_ipv4() {
+        round_trip(false);
+    }
+
+    #[test]
+    fn merges_and_resegments_ipv6() {
+        round_trip(true);
+    }
+
+    #[test]
+    fn keeps_apart_what_does_not_follow() {
+        let (frame, hdr) = tso(false, 4000, FLAG_ACK);
+        let (mut buf, ranges) = wire(&frame, &hdr);
+        // A gap in sequence: segments 0-1 merge, 3 starts again (2 is missing).
+        let picked = [ranges[0].clone(), ranges[1].clone(), ranges[3].clone()];
+        let m = merge(&mut buf, &picked);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].1.map(|h| h.gso_size), Some(1000));
+        assert!(m[1].1.is_none(), "a lone segment stays as it came");
+    }
+
+    #[test]
+    fn refuses_bad_checksum_and_other_flags() {
+        let (frame, hdr) = tso(false, 3000, FLAG_ACK);
+        let (mut buf, ranges) = wire(&frame, &hdr);
+        let last = ranges[1].end - 1;
+        buf[last] ^= 0xff; // corrupt segment 1's payload
+        let m = merge(&mut buf, &ranges);
+        assert_eq!(m.len(), 3, "the corrupt segment is neither merged nor does it start a run");
+        assert!(m.iter().all(|(_, h)| h.is_none()));
+        let (syn, _) = tso(false, 100, FLAG_ACK | 0x02);
+        assert!(TcpRun::start(&syn, 0..syn.len(), syn.len()).is_none());
+    }
+
+    #[test]
+    fn differing_headers_do_not_merge() {
+        let (frame, hdr) = tso(false, 2000, FLAG_ACK);
+        let (mut buf, ranges) = wire(&frame, &hdr);
+        // Change segment 1's window and fix its checksum: a different header, so no merge.
+        let r = ranges[1].clone();
+        let l4 = r.start + 34;
+        buf[l4 + 15] ^= 1;
+        buf[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
+        let seg = &buf[r.clone()];
+        let c = checksum::finish(checksum::combine(pseudo(seg, 34, false, seg.len() - 34), checksum::sum(&seg[34..])));
+        buf[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+        let m = merge(&mut buf, &ranges);
+        assert_eq!(m.len(), 2);
+    }
+}
