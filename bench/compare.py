@@ -6,12 +6,16 @@ namespace behind each host on a veth, endpoint offloads left on) for
   kernel    Linux VXLAN + bridge on each host
   ovs       Open vSwitch userspace datapath, VXLAN (skipped, with the reason, if OVS is not installed)
   weft-vxlan, weft-geneve, weft-gre
+  weft-vxlan-nooffload   weft VXLAN with WEFT_OFFLOADS=off (weft cuts every frame itself; for comparison)
 
 iperf3 TCP 1 stream, TCP 4 streams and UDP 64-byte datagrams (delivered packets per second); medians of RUNS
 runs of SECONDS each; system CPU use while each runs; weftd's peak memory. Prints a table with weft's ratio to
-the kernel and to Open vSwitch, and draws it as a PNG (with matplotlib, when installed).
+the kernel and to Open vSwitch, and draws it as a PNG (installing python3-matplotlib with apt-get when it is
+missing). With --soak SECONDS it instead runs one TCP stream through weft VXLAN for that long and samples
+weftd's resident memory every 10 s (it must stay under 64 MB and flat).
 
     bench/compare.py [--seconds 10] [--runs 3] [--only weft-vxlan,kernel] [--png bench/compare.png]
+    bench/compare.py --soak 300
 
 Needs root and a release build (cargo build --release). Uses namespaces cb-*, removed at the end.
 """
@@ -86,11 +90,14 @@ class Setup:
             nsx("cb-h2", "ping -c 2 -W 2 192.0.2.11 >/dev/null", check=False)
         else:
             ty = self.kind.split("-")[1]
+            env = dict(os.environ)
+            if self.kind.endswith("-nooffload"):
+                env["WEFT_OFFLOADS"] = "off"
             for i in (1, 2):
                 sock = os.path.join(self.tmp, f"w{i}.sock")
                 p = subprocess.Popen(["ip", "netns", "exec", f"cb-h{i}", f"{BIN}/weftd", "--db",
                                       os.path.join(self.tmp, f"w{i}.db"), "--socket", sock, "--log-level", "warn"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
                 self.pids.append(p)
                 for _ in range(50):
                     if os.path.exists(sock):
@@ -148,6 +155,68 @@ def iperf(args, seconds):
     return d["end"]["sum_received"]["bits_per_second"] / 1e9, busy
 
 
+def rss_mb(pids):
+    """Current resident memory of the weftd processes, summed, in MB."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def soak(seconds):
+    """One TCP stream through weft VXLAN for `seconds`; weftd memory sampled every 10 s."""
+    tmp = tempfile.mkdtemp(prefix="weft-soak-")
+    s = Setup("weft-vxlan", tmp)
+    try:
+        s.build()
+        nsx("cb-r", "iperf3 -s -1 -D -B 198.51.100.2")
+        time.sleep(0.3)
+        client = subprocess.Popen(["ip", "netns", "exec", "cb-l", "iperf3", "-c", "198.51.100.2", "-t", str(seconds),
+                                   "-J"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        samples = []
+        t0 = time.time()
+        while client.poll() is None:
+            per = [rss_mb([pid]) for pid in s.weftd_pids()]
+            samples.append((time.time() - t0, per))
+            time.sleep(10)
+        out = json.loads(client.stdout.read() or "{}")
+        gbps = out.get("end", {}).get("sum_received", {}).get("bits_per_second", 0) / 1e9
+        print(f"soak: {seconds} s of TCP through weft VXLAN at {gbps:.2f} Gbit/s; weftd RSS (MB) per host:")
+        for t, per in samples:
+            print(f"  t={t:5.0f}s  " + "  ".join(f"{m:6.1f}" for m in per))
+        later = samples[1:] or samples
+        for h in range(len(s.weftd_pids())):
+            series = [per[h] for _, per in later]
+            peak, growth = max(series), series[-1] - series[0]
+            verdict = "ok" if peak <= 64 and growth <= 2 else "FAIL"
+            print(f"host {h + 1}: peak {peak:.1f} MB, growth after the first sample {growth:+.1f} MB: {verdict}")
+    finally:
+        s.teardown()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def matplotlib_or_install():
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        pass
+    if shutil.which("apt-get"):
+        print("installing python3-matplotlib for the chart ...")
+        subprocess.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib >/dev/null",
+                       shell=True)
+    try:
+        import matplotlib  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
 def peak_rss_mb(pids):
     peak = 0
     for pid in pids:
@@ -170,9 +239,13 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="veth,kernel,ovs,weft-vxlan,weft-geneve,weft-gre")
     ap.add_argument("--png", default=os.path.join(ROOT, "bench", "compare.png"))
+    ap.add_argument("--soak", type=int, default=0, help="only the memory soak, this many seconds")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
+    if a.soak:
+        soak(a.soak)
+        return
     kinds = a.only.split(",")
     if "ovs" in kinds and not shutil.which("ovs-vswitchd"):
         print("ovs: skipped: Open vSwitch is not installed (apt-get install openvswitch-switch)")
@@ -216,6 +289,9 @@ def main():
         for kind in [k for k in results if k.startswith("weft")]:
             print(f"{kind} / {base}: " + ", ".join(
                 f"{key} {ratio(results[kind].get(key), results[base].get(key))}" for key, _, _ in TESTS))
+    if not matplotlib_or_install():
+        print("chart: skipped (python3-matplotlib could not be installed)")
+        return
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -223,7 +299,9 @@ def main():
         fig, axes = plt.subplots(1, len(TESTS), figsize=(4 * len(TESTS), 3.5))
         for ax, (key, title, _) in zip(axes, TESTS):
             names = list(results)
-            ax.bar(names, [results[k].get(key) or 0 for k in names])
+            colours = ["#d9822b" if k.startswith("weft") else "#7a8a99" for k in names]
+            bars = ax.bar(names, [results[k].get(key) or 0 for k in names], color=colours)
+            ax.bar_label(bars, fmt="%.1f", fontsize=6)
             ax.set_title(title, fontsize=9)
             ax.tick_params(axis="x", labelrotation=45, labelsize=7)
         fig.tight_layout()

@@ -1,7 +1,7 @@
 //! The flow classifier: ns per lookup for exact-match cache hits and for full classification, with 10,
 //! 1 000, 10 000 and 100 000 rules over up to 16 different masks (subtables), and the time to build a table.
 //!
-//!     cargo bench --manifest-path bench/classifier/Cargo.toml
+//!     cargo bench --manifest-path bench/datapath/Cargo.toml
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use weft_datapath::classifier::{slot, Classifier, FlowCache, FlowKey, Rule, Slot};

@@ -1,1 +1,0 @@
-//! Benchmarks of weft's flow classifier live in benches/.
