@@ -176,19 +176,25 @@ def soak(seconds):
         s.build()
         nsx("cb-r", "iperf3 -s -1 -D -B 198.51.100.2")
         time.sleep(0.3)
+        # The JSON report of a long run outgrows a pipe: it goes to a file.
+        report_path = os.path.join(tmp, "soak.json")
+        report_file = open(report_path, "w")
         client = subprocess.Popen(["ip", "netns", "exec", "cb-l", "iperf3", "-c", "198.51.100.2", "-t", str(seconds),
-                                   "-J"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                   "-J"], stdout=report_file, stderr=subprocess.DEVNULL, text=True)
         samples = []
         t0 = time.time()
         while client.poll() is None:
             per = [rss_mb([pid]) for pid in s.weftd_pids()]
             samples.append((time.time() - t0, per))
+            print(f"  t={samples[-1][0]:5.0f}s  weftd RSS " + "  ".join(f"{m:6.1f} MB" for m in per), flush=True)
             time.sleep(10)
-        out = json.loads(client.stdout.read() or "{}")
+        report_file.close()
+        try:
+            out = json.loads(open(report_path).read() or "{}")
+        except json.JSONDecodeError:
+            out = {}
         gbps = out.get("end", {}).get("sum_received", {}).get("bits_per_second", 0) / 1e9
-        print(f"soak: {seconds} s of TCP through weft VXLAN at {gbps:.2f} Gbit/s; weftd RSS (MB) per host:")
-        for t, per in samples:
-            print(f"  t={t:5.0f}s  " + "  ".join(f"{m:6.1f}" for m in per))
+        print(f"soak: {seconds} s of TCP through weft VXLAN at {gbps:.2f} Gbit/s")
         later = samples[1:] or samples
         for h in range(len(s.weftd_pids())):
             series = [per[h] for _, per in later]
@@ -210,6 +216,10 @@ def matplotlib_or_install():
         print("installing python3-matplotlib for the chart ...")
         subprocess.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-matplotlib >/dev/null",
                        shell=True)
+    import importlib
+    importlib.invalidate_caches()  # the failed import above left the old directory listing cached
+    if "/usr/lib/python3/dist-packages" not in sys.path:
+        sys.path.append("/usr/lib/python3/dist-packages")  # Debian's packages, for a python3 not Debian's
     try:
         import matplotlib  # noqa: F401
         return True
@@ -240,13 +250,27 @@ def main():
     ap.add_argument("--only", default="veth,kernel,ovs,weft-vxlan,weft-geneve,weft-gre")
     ap.add_argument("--png", default=os.path.join(ROOT, "bench", "compare.png"))
     ap.add_argument("--soak", type=int, default=0, help="only the memory soak, this many seconds")
+    ap.add_argument("--json", default=os.path.join(ROOT, "bench", "compare.json"),
+                    help="where the figures are saved (and read from with --replot)")
+    ap.add_argument("--replot", action="store_true", help="only print and draw the figures saved in --json")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
     if a.soak:
         soak(a.soak)
         return
+    if a.replot:
+        saved = json.load(open(a.json))
+        report(a, saved["results"], saved["cpu"], saved["rss"])
+        return
     kinds = a.only.split(",")
+    results, cpu, rss = measure(a, kinds)
+    with open(a.json, "w") as f:
+        json.dump({"seconds": a.seconds, "runs": a.runs, "results": results, "cpu": cpu, "rss": rss}, f, indent=1)
+    report(a, results, cpu, rss)
+
+
+def measure(a, kinds):
     if "ovs" in kinds and not shutil.which("ovs-vswitchd"):
         print("ovs: skipped: Open vSwitch is not installed (apt-get install openvswitch-switch)")
         kinds.remove("ovs")
@@ -273,12 +297,16 @@ def main():
         finally:
             s.teardown()
             shutil.rmtree(tmp, ignore_errors=True)
+    return results, cpu, rss
+
+
+def report(a, results, cpu, rss):
     fmt = lambda v: "-" if v is None else f"{v:.2f}"
     ratio = lambda x, y: "-" if (x is None or not y) else f"{x / y:.2f}x"
     print(f"\n{a.runs} run(s) of {a.seconds} s each, medians; CPU = both cores busy during the test")
-    print(f"{'setup':<13}" + "".join(f"{h:>30}" for _, h, _ in TESTS) + f"{'weftd RSS':>11}")
+    print(f"{'setup':<22}" + "".join(f"{h:>30}" for _, h, _ in TESTS) + f"{'weftd RSS':>11}")
     for kind in results:
-        row = f"{kind:<13}"
+        row = f"{kind:<22}"
         for key, _, _ in TESTS:
             row += f"{fmt(results[kind].get(key)) + ' (' + fmt(cpu[kind].get(key)) + '% cpu)':>30}"
         row += f"{(str(rss[kind]) + ' MB') if kind in rss else '-':>11}"

@@ -66,7 +66,9 @@ fn counter(ports: &serde_json::Value, port: &str, key: &str) -> u64 {
     p.unwrap_or_else(|| panic!("no port {port} in {ports}"))[key].as_u64().unwrap_or(0)
 }
 
-fn bulk_both_ways(p: &str, tunnel: &str, opts: &str) {
+/// `vlan`: the endpoints are access ports of VLAN 10 and the tunnel carries it tagged (a trunk), so every
+/// offloaded frame gets its tag pushed into each segment of a train, and merging works on tagged segments.
+fn bulk_both_ways(p: &str, tunnel: &str, opts: &str, vlan: bool) {
     if !prerequisites(&["ip", "ping", "python3"]) {
         return;
     }
@@ -82,15 +84,20 @@ fn bulk_both_ways(p: &str, tunnel: &str, opts: &str) {
     let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
     w1.weft("add-br sw1");
     let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
-    w1.weft(&format!("add-port sw1 {p1}"));
+    let access = if vlan { " tag=10" } else { "" };
+    w1.weft(&format!("add-port sw1 {p1}{access}"));
     w1.weft(&format!(
         "add-port sw1 t1 -- set interface t1 type={tunnel} options:remote_ip=192.0.2.12 options:key=77{opts}"
     ));
     w2.weft("add-br sw1");
-    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
+    w2.weft(&format!("add-port sw1 {tap}{access} -- set interface {tap} type=tap"));
     w2.weft(&format!(
         "add-port sw1 t1 -- set interface t1 type={tunnel} options:remote_ip=192.0.2.11 options:key=77{opts}"
     ));
+    if vlan {
+        w1.weft("set port t1 trunks=10");
+        w2.weft("set port t1 trunks=10");
+    }
     let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
     left.ping(V4_RIGHT, 2);
     left.ping(V6_RIGHT, 2);
@@ -144,15 +151,20 @@ fn bulk_both_ways(p: &str, tunnel: &str, opts: &str) {
 
 #[test]
 fn bulk_tcp_vxlan() {
-    bulk_both_ways("ofv", "vxlan", "");
+    bulk_both_ways("ofv", "vxlan", "", false);
+}
+
+#[test]
+fn bulk_tcp_vxlan_vlan_trunk() {
+    bulk_both_ways("oft", "vxlan", "", true);
 }
 
 #[test]
 fn bulk_tcp_geneve_with_options() {
-    bulk_both_ways("ofg", "geneve", " options:geneve_opts=0x0102:0x80:01020304");
+    bulk_both_ways("ofg", "geneve", " options:geneve_opts=0x0102:0x80:01020304", false);
 }
 
 #[test]
 fn bulk_tcp_gre() {
-    bulk_both_ways("ofr", "gre", "");
+    bulk_both_ways("ofr", "gre", "", false);
 }

@@ -32,6 +32,7 @@ pub struct TcpRun {
     /// The merged frame is `buf[start..start + len]`.
     start: usize,
     len: usize,
+    l3: usize,
     l4: usize,
     /// Ethernet, IP and TCP headers (with options).
     headers: usize,
@@ -47,33 +48,50 @@ pub struct TcpRun {
     closed: bool,
 }
 
-/// Checks that `frame` is a plain TCP segment that could be merged and returns (l4 offset, headers length,
-/// payload length, IPv6?).
-fn parse(frame: &[u8]) -> Option<(usize, usize, usize, bool)> {
-    if frame.len() < ETH_LEN + 40 {
+/// The parts of a TCP segment that could be merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seg {
+    /// Where the IP header starts: after the Ethernet header and at most one 802.1Q tag.
+    l3: usize,
+    l4: usize,
+    /// Ethernet (and tag), IP and TCP headers.
+    headers: usize,
+    payload: usize,
+    v6: bool,
+}
+
+/// Checks that `frame` is a plain TCP segment (IPv4 without options or fragmentation, or IPv6 without
+/// extension headers; untagged or with one 802.1Q tag) that could be merged.
+fn parse(frame: &[u8]) -> Option<Seg> {
+    if frame.len() < ETH_LEN + 4 + 40 {
         return None;
     }
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let mut l3 = ETH_LEN;
+    let mut ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    if ethertype == EtherType::VLAN {
+        ethertype = u16::from_be_bytes([frame[16], frame[17]]);
+        l3 += 4;
+    }
     let (v6, l4, l3_len) = match ethertype {
         EtherType::IPV4 => {
-            let ip = &frame[ETH_LEN..];
+            let ip = &frame[l3..];
             // No options, not a fragment, TCP.
             if ip[0] != 0x45 || ip[9] != Protocol::TCP || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
                 return None;
             }
-            (false, ETH_LEN + 20, usize::from(u16::from_be_bytes([ip[2], ip[3]])))
+            (false, l3 + 20, usize::from(u16::from_be_bytes([ip[2], ip[3]])))
         }
         EtherType::IPV6 => {
-            let ip = &frame[ETH_LEN..];
-            if ip[0] >> 4 != 6 || ip[6] != Protocol::TCP || frame.len() < ETH_LEN + 60 {
+            let ip = &frame[l3..];
+            if ip[0] >> 4 != 6 || ip[6] != Protocol::TCP || frame.len() < l3 + 60 {
                 return None;
             }
-            (true, ETH_LEN + 40, 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])))
+            (true, l3 + 40, 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])))
         }
         _ => return None,
     };
     // The frame must end where the IP packet ends (no Ethernet padding).
-    if ETH_LEN + l3_len != frame.len() {
+    if l3 + l3_len != frame.len() {
         return None;
     }
     let tcp = &frame[l4..];
@@ -86,26 +104,26 @@ fn parse(frame: &[u8]) -> Option<(usize, usize, usize, bool)> {
         return None;
     }
     let payload = frame.len() - l4 - thl;
-    (payload > 0).then_some((l4, l4 + thl, payload, v6))
+    (payload > 0).then_some(Seg { l3, l4, headers: l4 + thl, payload, v6 })
 }
 
-/// The pseudo-header sum of the TCP segment in `frame` whose TCP part starts at `l4` and is `tcp_len` long.
-fn pseudo(frame: &[u8], l4: usize, v6: bool, tcp_len: usize) -> u32 {
+/// The pseudo-header sum of the TCP segment in `frame` whose IP header starts at `l3` and whose TCP part is
+/// `tcp_len` long.
+fn pseudo(frame: &[u8], l3: usize, v6: bool, tcp_len: usize) -> u32 {
     if v6 {
-        let s: [u8; 16] = frame[ETH_LEN + 8..ETH_LEN + 24].try_into().unwrap_or([0; 16]);
-        let d: [u8; 16] = frame[ETH_LEN + 24..ETH_LEN + 40].try_into().unwrap_or([0; 16]);
+        let s: [u8; 16] = frame[l3 + 8..l3 + 24].try_into().unwrap_or([0; 16]);
+        let d: [u8; 16] = frame[l3 + 24..l3 + 40].try_into().unwrap_or([0; 16]);
         checksum::pseudo_v6(s.into(), d.into(), Protocol::TCP, tcp_len as u32)
     } else {
-        let s: [u8; 4] = frame[ETH_LEN + 12..ETH_LEN + 16].try_into().unwrap_or([0; 4]);
-        let d: [u8; 4] = frame[ETH_LEN + 16..ETH_LEN + 20].try_into().unwrap_or([0; 4]);
-        let _ = l4;
+        let s: [u8; 4] = frame[l3 + 12..l3 + 16].try_into().unwrap_or([0; 4]);
+        let d: [u8; 4] = frame[l3 + 16..l3 + 20].try_into().unwrap_or([0; 4]);
         checksum::pseudo_v4(s.into(), d.into(), Protocol::TCP, tcp_len as u16)
     }
 }
 
-fn checksum_ok(frame: &[u8], l4: usize, v6: bool) -> bool {
-    let tcp = &frame[l4..];
-    checksum::finish(checksum::combine(pseudo(frame, l4, v6, tcp.len()), checksum::sum(tcp))) == 0
+fn checksum_ok(frame: &[u8], seg: &Seg) -> bool {
+    let tcp = &frame[seg.l4..];
+    checksum::finish(checksum::combine(pseudo(frame, seg.l3, seg.v6, tcp.len()), checksum::sum(tcp))) == 0
 }
 
 impl TcpRun {
@@ -114,18 +132,20 @@ impl TcpRun {
     /// past `buf[limit]`.
     pub fn start(buf: &[u8], frame: Range<usize>, limit: usize) -> Option<TcpRun> {
         let f = buf.get(frame.clone())?;
-        let (l4, headers, payload, v6) = parse(f)?;
-        if !checksum_ok(f, l4, v6) {
+        let seg = parse(f)?;
+        if !checksum_ok(f, &seg) {
             return None;
         }
+        let Seg { l3, l4, headers, payload, v6 } = seg;
         let seq = u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]);
-        let next_id = (!v6 && f[ETH_LEN + 6] & 0x40 == 0)
-            .then(|| u16::from_be_bytes([f[ETH_LEN + 4], f[ETH_LEN + 5]]).wrapping_add(1));
+        let next_id =
+            (!v6 && f[l3 + 6] & 0x40 == 0).then(|| u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]).wrapping_add(1));
         let psh = f[l4 + 13] & FLAG_PSH != 0;
         Some(TcpRun {
             limit,
             start: frame.start,
             len: f.len(),
+            l3,
             l4,
             headers,
             v6,
@@ -150,11 +170,12 @@ impl TcpRun {
             return false;
         }
         let Some(f) = buf.get(frame.clone()) else { return false };
-        let Some((l4, headers, payload, v6)) = parse(f) else { return false };
-        if l4 != self.l4 || headers != self.headers || v6 != self.v6 || payload > self.mss {
+        let Some(seg) = parse(f) else { return false };
+        let Seg { l3, l4, headers, payload, v6 } = seg;
+        if l3 != self.l3 || l4 != self.l4 || headers != self.headers || v6 != self.v6 || payload > self.mss {
             return false;
         }
-        let merged_ip_len = self.len + payload - ETH_LEN;
+        let merged_ip_len = self.len + payload - l3;
         if merged_ip_len > MAX_IP_LEN + if v6 { 40 } else { 0 } || self.start + self.len + payload > self.limit {
             return false;
         }
@@ -163,11 +184,11 @@ impl TcpRun {
         // hop limit), ports, acknowledgement, window, options.
         let same = |r: Range<usize>| run[r.clone()] == f[r];
         let l3_same = if v6 {
-            same(ETH_LEN..ETH_LEN + 4) && same(ETH_LEN + 6..ETH_LEN + 40)
+            same(l3..l3 + 4) && same(l3 + 6..l3 + 40)
         } else {
-            same(ETH_LEN..ETH_LEN + 2) && same(ETH_LEN + 6..ETH_LEN + 10) && same(ETH_LEN + 12..ETH_LEN + 20)
+            same(l3..l3 + 2) && same(l3 + 6..l3 + 10) && same(l3 + 12..l3 + 20)
         };
-        let tcp_same = same(0..ETH_LEN)
+        let tcp_same = same(0..l3)
             && same(l4..l4 + 4)
             && same(l4 + 8..l4 + 13)
             && same(l4 + 14..l4 + 16)
@@ -180,11 +201,11 @@ impl TcpRun {
             return false;
         }
         if let Some(id) = self.next_id {
-            if u16::from_be_bytes([f[ETH_LEN + 4], f[ETH_LEN + 5]]) != id {
+            if u16::from_be_bytes([f[l3 + 4], f[l3 + 5]]) != id {
                 return false;
             }
         }
-        if !checksum_ok(f, l4, v6) {
+        if !checksum_ok(f, &seg) {
             return false;
         }
         let psh = f[l4 + 13] & FLAG_PSH != 0;
@@ -208,19 +229,20 @@ impl TcpRun {
             return (range, None);
         }
         let f = &mut buf[range.clone()];
-        let l3_len = self.len - ETH_LEN;
+        let l3 = self.l3;
+        let l3_len = self.len - l3;
         if self.v6 {
-            f[ETH_LEN + 4..ETH_LEN + 6].copy_from_slice(&((l3_len - 40) as u16).to_be_bytes());
+            f[l3 + 4..l3 + 6].copy_from_slice(&((l3_len - 40) as u16).to_be_bytes());
         } else {
-            f[ETH_LEN + 2..ETH_LEN + 4].copy_from_slice(&(l3_len as u16).to_be_bytes());
-            f[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&[0, 0]);
-            let c = checksum::checksum(&f[ETH_LEN..ETH_LEN + 20]);
-            f[ETH_LEN + 10..ETH_LEN + 12].copy_from_slice(&c.to_be_bytes());
+            f[l3 + 2..l3 + 4].copy_from_slice(&(l3_len as u16).to_be_bytes());
+            f[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
+            let c = checksum::checksum(&f[l3..l3 + 20]);
+            f[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
         }
         if self.psh {
             f[self.l4 + 13] |= FLAG_PSH;
         }
-        let mut p = pseudo(f, self.l4, self.v6, self.len - self.l4);
+        let mut p = pseudo(f, l3, self.v6, self.len - self.l4);
         while p > 0xffff {
             p = (p & 0xffff) + (p >> 16);
         }
@@ -300,9 +322,13 @@ mod tests {
     /// Segments `frame` (each segment behind an 8-byte stand-in for a tunnel header, as UDP_GRO hands them
     /// over) and returns the buffer and each segment's inner frame range.
     fn wire(frame: &[u8], hdr: &VnetHdr) -> (Vec<u8>, Vec<Range<usize>>) {
+        wire_tagged(frame, hdr, None)
+    }
+
+    fn wire_tagged(frame: &[u8], hdr: &VnetHdr, tag: Option<[u8; 4]>) -> (Vec<u8>, Vec<Range<usize>>) {
         let mut out = vec![0u8; frame.len() * 2 + 4096];
         let mut ranges = Vec::new();
-        let layout = SegmentLayout { head: &[0xee; 8], tag: None };
+        let layout = SegmentLayout { head: &[0xee; 8], tag };
         let used = segment(frame, hdr, layout, &mut out, |r| ranges.push(r.start + 8..r.end)).unwrap();
         out.truncate(used);
         (out, ranges)
@@ -361,6 +387,29 @@ mod tests {
     }
 
     #[test]
+    fn merges_tagged_segments() {
+        let (frame, hdr) = tso(false, 5000, FLAG_ACK);
+        let tag = [0x81, 0x00, 0x00, 0x0a];
+        let (mut buf, ranges) = wire_tagged(&frame, &hdr, Some(tag));
+        let sent: Vec<Vec<u8>> = ranges.iter().map(|r| buf[r.clone()].to_vec()).collect();
+        let merged = merge(&mut buf, &ranges);
+        assert_eq!(merged.len(), 1);
+        let (m, h) = &merged[0];
+        let h = h.expect("a GSO header");
+        assert_eq!(m[12..16], tag, "the tag stays");
+        assert_eq!((h.csum_start, h.hdr_len), (hdr.csum_start + 4, hdr.hdr_len + 4));
+        let (out, re) = wire_tagged(m, &h, None);
+        let resent: Vec<Vec<u8>> = re.iter().map(|r| out[r.clone()].to_vec()).collect();
+        assert_eq!(resent, sent);
+        // Without its tag (as the switch pops it) the header must move with the frame.
+        let mut untagged = m[..12].to_vec();
+        untagged.extend_from_slice(&m[16..]);
+        let (out, re) = wire(&untagged, &h.untagged());
+        assert_eq!(re.len(), sent.len());
+        assert_eq!(out[re[0].clone()][12..], sent[0][16..]);
+    }
+
+    #[test]
     fn keeps_apart_what_does_not_follow() {
         let (frame, hdr) = tso(false, 4000, FLAG_ACK);
         let (mut buf, ranges) = wire(&frame, &hdr);
@@ -395,7 +444,7 @@ mod tests {
         buf[l4 + 15] ^= 1;
         buf[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
         let seg = &buf[r.clone()];
-        let c = checksum::finish(checksum::combine(pseudo(seg, 34, false, seg.len() - 34), checksum::sum(&seg[34..])));
+        let c = checksum::finish(checksum::combine(pseudo(seg, 14, false, seg.len() - 34), checksum::sum(&seg[34..])));
         buf[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
         let m = merge(&mut buf, &ranges);
         assert_eq!(m.len(), 2);

@@ -83,6 +83,11 @@ impl VnetHdr {
         VnetHdr { hdr_len: self.hdr_len + by, csum_start: self.csum_start + by, ..*self }
     }
 
+    /// The same header for the frame after its 802.1Q tag (4 bytes before the IP header) was taken out.
+    pub fn untagged(&self) -> VnetHdr {
+        VnetHdr { hdr_len: self.hdr_len.saturating_sub(4), csum_start: self.csum_start.saturating_sub(4), ..*self }
+    }
+
     /// Whether the header describes a frame weft can pass on unsegmented: a GSO type weft could also cut
     /// itself, a segment size, and a checksum position inside a frame of `frame_len` bytes.
     pub fn passable(&self, frame_len: usize) -> bool {

@@ -954,7 +954,14 @@ impl Dataplane {
         }
         let (bytes, tci) = match stripped {
             Some(t) => (bytes, Some(t)),
-            None => self.pop_tag(bytes),
+            None => {
+                let (b, t) = self.pop_tag(bytes);
+                if t.is_some() {
+                    // The offload header counts from the frame's start: the tag's 4 bytes are gone.
+                    self.cur_gso = self.cur_gso.map(|g| g.untagged());
+                }
+                (b, t)
+            }
         };
         let Some(tci) = pipeline.ports[usize::from(in_port.0)].vlan.ingress(tci) else {
             if self.trace.is_some() {

@@ -201,6 +201,10 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
         .collect()
 }
 
+/// The maps a received tunnel packet is looked up in, once per datagram: keyed by configuration only (never
+/// filled from packets), so a cheap hash without flooding protection is safe here.
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<weft_datapath::fdb::KeyHasher>>;
+
 /// A socket receiving one encapsulation on one local address (a UDP port for VXLAN or Geneve, IP protocol
 /// 47 for GRE), and the tunnels it serves.
 #[derive(Debug)]
@@ -208,11 +212,11 @@ pub struct RxSocket {
     pub socket: Arc<OwnedFd>,
     pub bound: SocketAddr,
     pub encap: Encap,
-    pub by_key: HashMap<(IpAddr, u32), PortIdx>,
-    pub by_vni: HashMap<u32, PortIdx>,
-    pub by_remote: HashMap<IpAddr, PortIdx>,
+    pub by_key: FastMap<(IpAddr, u32), PortIdx>,
+    pub by_vni: FastMap<u32, PortIdx>,
+    pub by_remote: FastMap<IpAddr, PortIdx>,
     /// Multicast (flood-and-learn) tunnels: any sender with this VNI belongs to the port.
-    pub by_vni_any: HashMap<u32, PortIdx>,
+    pub by_vni_any: FastMap<u32, PortIdx>,
     pub first: PortIdx,
 }
 
@@ -544,10 +548,10 @@ impl Resources {
                                     socket: sock,
                                     bound: key.0,
                                     encap: spec.encap,
-                                    by_key: HashMap::new(),
-                                    by_vni: HashMap::new(),
-                                    by_remote: HashMap::new(),
-                                    by_vni_any: HashMap::new(),
+                                    by_key: FastMap::default(),
+                                    by_vni: FastMap::default(),
+                                    by_remote: FastMap::default(),
+                                    by_vni_any: FastMap::default(),
                                     first: idx,
                                 });
                                 rx_index.insert(key, rx_sockets.len() - 1);
