@@ -68,7 +68,8 @@ fn counter(ports: &serde_json::Value, port: &str, key: &str) -> u64 {
 
 /// `vlan`: the endpoints are access ports of VLAN 10 and the tunnel carries it tagged (a trunk), so every
 /// offloaded frame gets its tag pushed into each segment of a train, and merging works on tagged segments.
-fn bulk_both_ways(p: &str, tunnel: &str, opts: &str, vlan: bool) {
+/// `v6`: the underlay is IPv6 (UDP_SEGMENT and UDP_GRO on IPv6 sockets).
+fn bulk_both_ways(p: &str, tunnel: &str, opts: &str, vlan: bool, v6: bool) {
     if !prerequisites(&["ip", "ping", "python3"]) {
         return;
     }
@@ -86,14 +87,11 @@ fn bulk_both_ways(p: &str, tunnel: &str, opts: &str, vlan: bool) {
     let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
     let access = if vlan { " tag=10" } else { "" };
     w1.weft(&format!("add-port sw1 {p1}{access}"));
-    w1.weft(&format!(
-        "add-port sw1 t1 -- set interface t1 type={tunnel} options:remote_ip=192.0.2.12 options:key=77{opts}"
-    ));
+    let (h1, h2) = if v6 { ("2001:db8:ff::11", "2001:db8:ff::12") } else { ("192.0.2.11", "192.0.2.12") };
+    w1.weft(&format!("add-port sw1 t1 -- set interface t1 type={tunnel} options:remote_ip={h2} options:key=77{opts}"));
     w2.weft("add-br sw1");
     w2.weft(&format!("add-port sw1 {tap}{access} -- set interface {tap} type=tap"));
-    w2.weft(&format!(
-        "add-port sw1 t1 -- set interface t1 type={tunnel} options:remote_ip=192.0.2.11 options:key=77{opts}"
-    ));
+    w2.weft(&format!("add-port sw1 t1 -- set interface t1 type={tunnel} options:remote_ip={h1} options:key=77{opts}"));
     if vlan {
         w1.weft("set port t1 trunks=10");
         w2.weft("set port t1 trunks=10");
@@ -151,20 +149,103 @@ fn bulk_both_ways(p: &str, tunnel: &str, opts: &str, vlan: bool) {
 
 #[test]
 fn bulk_tcp_vxlan() {
-    bulk_both_ways("ofv", "vxlan", "", false);
+    bulk_both_ways("ofv", "vxlan", "", false, false);
+}
+
+#[test]
+fn bulk_tcp_vxlan_ipv6_underlay() {
+    bulk_both_ways("of6", "vxlan", "", false, true);
 }
 
 #[test]
 fn bulk_tcp_vxlan_vlan_trunk() {
-    bulk_both_ways("oft", "vxlan", "", true);
+    bulk_both_ways("oft", "vxlan", "", true, false);
 }
 
 #[test]
 fn bulk_tcp_geneve_with_options() {
-    bulk_both_ways("ofg", "geneve", " options:geneve_opts=0x0102:0x80:01020304", false);
+    bulk_both_ways("ofg", "geneve", " options:geneve_opts=0x0102:0x80:01020304", false, false);
 }
 
 #[test]
 fn bulk_tcp_gre() {
-    bulk_both_ways("ofr", "gre", "", false);
+    bulk_both_ways("ofr", "gre", "", false, false);
+}
+
+/// UDP segmentation offload (USO): an application that sends one buffer as 8 datagrams (UDP_SEGMENT) through
+/// a veth (AF_PACKET port) or a TAP hands weft one 9.6 KB frame; what arrives on the far side must be 8
+/// separate datagrams of 1200 bytes with the right bytes in each, in both directions.
+#[test]
+fn udp_segmentation_offload_arrives_as_datagrams() {
+    if !prerequisites(&["ip", "ping", "python3"]) {
+        return;
+    }
+    let p = "ofu";
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let p1 = format!("{p}p1");
+    let tap = format!("{p}tap");
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    w1.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
+    w1.weft(&format!("add-port sw1 {p1}"));
+    w1.weft("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.12 options:key=9");
+    w2.weft("add-br sw1");
+    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
+    w2.weft("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.11 options:key=9");
+    let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
+    left.ping(V4_RIGHT, 2);
+    let script = tmp.path("uso.py");
+    std::fs::write(
+        &script,
+        r#"import socket, sys
+role, addr = sys.argv[1], sys.argv[2]
+if role == "recv":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, 9100)); s.settimeout(10)
+    got = []
+    try:
+        while len(got) < 8:
+            got.append(s.recv(65536))
+    except socket.timeout:
+        pass
+    ok = all(d == bytes([i]) * 1200 for i, d in enumerate(got))
+    print(len(got), [len(d) for d in got][:8], "ok" if ok else "bad")
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_UDP, 103, 1200)  # UDP_SEGMENT
+    s.sendto(b"".join(bytes([i]) * 1200 for i in range(8)), (addr, 9100))
+    print("sent")
+"#,
+    )
+    .expect("write script");
+    let offloads = !matches!(
+        std::env::var("WEFT_OFFLOADS").unwrap_or_default().to_ascii_lowercase().as_str(),
+        "off" | "0" | "no" | "false"
+    );
+    for (from, to, addr, sender) in [(&left, &right, V4_RIGHT, &w1), (&right, &left, V4_LEFT, &w2)] {
+        let out = tmp.path(&format!("uso-{addr}.out"));
+        to.sh(&format!("timeout 20 python3 {} recv {addr} > {} 2>&1 &", script.display(), out.display()));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(from.sh(&format!("python3 {} send {addr}", script.display())).trim(), "sent");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let got = loop {
+            let got = std::fs::read_to_string(&out).unwrap_or_default();
+            if got.contains("ok") || got.contains("bad") || std::time::Instant::now() > deadline {
+                break got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert_eq!(
+            got.trim(),
+            "8 [1200, 1200, 1200, 1200, 1200, 1200, 1200, 1200] ok",
+            "to {addr}\nH1: {}\nH2: {}",
+            w1.json("dump-ports sw1"),
+            w2.json("dump-ports sw1")
+        );
+        // With offloads on, the 9.6 KB frame crossed the sending weftd whole and left as one train.
+        let trains = counter(&sender.json("dump-ports sw1"), "t1", "gso_tx");
+        assert_eq!(trains > 0, offloads, "to {addr}: UDP_SEGMENT trains sent: {trains}");
+    }
 }
