@@ -45,8 +45,8 @@ fi
 ip netns exec qb-l ping -c 2 -W 2 198.51.100.2 >/dev/null
 ip netns exec qb-r iperf3 -s -1 -D -B 198.51.100.2
 sleep 0.3
-ip netns exec qb-l iperf3 -c 198.51.100.2 -t "$secs" -J > "$dir/tcp.json"
-python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('%s VXLAN, TCP 1 stream: %.2f Gbit/s, %d retransmits' % (sys.argv[2], d['end']['sum_received']['bits_per_second']/1e9, d['end']['sum_sent'].get('retransmits', 0)))" "$dir/tcp.json" "$mode"
+ip netns exec qb-l iperf3 -c 198.51.100.2 -t "$secs" -J ${IPERF_ARGS:-} > "$dir/tcp.json"
+python3 -c "import json,sys; d=json.load(open(sys.argv[1])); e=d['end']; print('%s VXLAN, TCP 1 stream: %.2f Gbit/s, %d retransmits' % (sys.argv[2], e['sum_received']['bits_per_second']/1e9, e['sum_sent'].get('retransmits', 0)) if 'sum_received' in e else '%s VXLAN, UDP: %.1f kpps delivered' % (sys.argv[2], (e['sum']['packets'] - e['sum']['lost_packets']) / e['sum']['seconds'] / 1000))" "$dir/tcp.json" "$mode"
 if [ "$mode" = weft ] && [ -n "${SHOW_PORTS:-}" ]; then
   for i in 1 2; do ip netns exec qb-h$i "$bin/weft" --socket "$dir/h$i.sock" dump-ports sw1; done
 fi

@@ -249,3 +249,73 @@ else:
         assert_eq!(trains > 0, offloads, "to {addr}: UDP_SEGMENT trains sent: {trains}");
     }
 }
+
+/// Small datagrams of one flow leave a tunnel socket as UDP_SEGMENT trains (with offloads on): 1000 UDP
+/// datagrams of 100 bytes sent back to back from L must all reach R, intact and in order, and H1 must have
+/// sent some of them as trains.
+#[test]
+fn small_datagrams_are_sent_as_trains_in_order() {
+    if !prerequisites(&["ip", "ping", "python3"]) {
+        return;
+    }
+    let p = "ofs";
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let p1 = format!("{p}p1");
+    let p2 = format!("{p}p2");
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    w1.weft("add-br sw1");
+    w2.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
+    let right = endpoint_veth(&format!("{p}r"), &u.h2, &p2, V4_RIGHT, V6_RIGHT);
+    w1.weft(&format!("add-port sw1 {p1}"));
+    w2.weft(&format!("add-port sw1 {p2}"));
+    w1.weft("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.12 options:key=3");
+    w2.weft("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.11 options:key=3");
+    left.ping(V4_RIGHT, 2);
+    let offloads = !matches!(
+        std::env::var("WEFT_OFFLOADS").unwrap_or_default().to_ascii_lowercase().as_str(),
+        "off" | "0" | "no" | "false"
+    );
+    let before = counter(&w1.json("dump-ports sw1"), "t1", "gso_tx");
+    let script = tmp.path("small.py");
+    std::fs::write(
+        &script,
+        r#"import socket, sys
+role, addr = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if role == "recv":
+    s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
+    s.bind((addr, 9200)); s.settimeout(5)
+    got = []
+    try:
+        while len(got) < 1000:
+            got.append(s.recv(2048))
+    except socket.timeout:
+        pass
+    ok = got == [i.to_bytes(4, "big") * 25 for i in range(1000)]
+    print(len(got), "in order" if ok else "out of order or damaged")
+else:
+    for i in range(1000):
+        s.sendto(i.to_bytes(4, "big") * 25, (addr, 9200))
+    print("sent")
+"#,
+    )
+    .expect("write script");
+    let out = tmp.path("small.out");
+    right.sh(&format!("timeout 20 python3 {} recv {V4_RIGHT} > {} 2>&1 &", script.display(), out.display()));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(left.sh(&format!("python3 {} send {V4_RIGHT}", script.display())).trim(), "sent");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let got = loop {
+        let got = std::fs::read_to_string(&out).unwrap_or_default();
+        if got.contains("order") || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(got.trim(), "1000 in order", "H1: {}\nH2: {}", w1.json("dump-ports sw1"), w2.json("dump-ports sw1"));
+    let trains = counter(&w1.json("dump-ports sw1"), "t1", "gso_tx") - before;
+    assert_eq!(trains > 0, offloads, "trains sent by H1 during the burst: {trains}");
+}

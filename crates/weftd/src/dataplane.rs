@@ -125,6 +125,7 @@ enum Sink {
     Udp { pool: u16, socket: u16 },
 }
 
+#[derive(Clone, Copy)]
 struct TxEntry {
     sink: Sink,
     port: PortIdx,
@@ -143,6 +144,8 @@ struct TxEntry {
     segment: u16,
     /// Packets this entry stands for (the datagrams of a train).
     packets: u16,
+    /// In a train: the tunnel header bytes in front of each datagram (not counted as frame bytes).
+    train_head: u8,
 }
 
 /// The bytes a queued frame refers to.
@@ -161,6 +164,8 @@ pub struct Dataplane {
     seg: Vec<u8>,
     seg_used: usize,
     txq: Vec<TxEntry>,
+    /// The queue's second buffer, for rewriting it without allocating.
+    txq_scratch: Vec<TxEntry>,
     sinks: Vec<Sink>,
     mmsg: MmsgStorage,
     msgs: Receiver<DpMsg>,
@@ -237,6 +242,7 @@ impl Dataplane {
             seg: vec![0u8; SEGMENT_ARENA],
             seg_used: 0,
             txq: Vec::with_capacity(TX_QUEUE),
+            txq_scratch: Vec::with_capacity(TX_QUEUE),
             sinks: Vec::with_capacity(64),
             mmsg: MmsgStorage::new(BATCH),
             msgs,
@@ -1566,6 +1572,7 @@ impl Dataplane {
                         tag,
                         segment: 0,
                         packets: 1,
+                        train_head: 0,
                     });
                 }
                 return None;
@@ -1587,11 +1594,137 @@ impl Dataplane {
             tag,
             segment: 0,
             packets: 1,
+            train_head: 0,
         });
         if gso.is_some() {
             self.counters[usize::from(port.0)].gso_tx += 1;
         }
         None
+    }
+
+    /// Turns runs of queued tunnel datagrams that go out of one socket to one destination with the same size
+    /// (small UDP packets of one flow, TCP acknowledgements) into UDP_SEGMENT trains: their bytes are copied
+    /// one after another into the scratch area and the kernel sends the run as one buffer, so the stack and
+    /// the underlay handle one packet per run instead of one per datagram. Only neighbours in the queue
+    /// join, which keeps every socket's order; a run of one is left as it was.
+    fn batch_trains(&mut self, pipeline: &Pipeline) {
+        let mut out = std::mem::take(&mut self.txq_scratch);
+        out.clear();
+        // The open train: its index in `out`, datagram size, count, bytes, and where its bytes are.
+        let mut open: Option<(usize, usize, u16, usize, usize)> = None;
+        let queue = std::mem::take(&mut self.txq);
+        for e in &queue {
+            let joinable = matches!(e.sink, Sink::Udp { .. })
+                && e.segment == 0
+                && e.dest.is_some()
+                && matches!(&pipeline.ports[usize::from(e.port.0)].io,
+                    PortIo::Tunnel { spec, .. } if spec.encap != Encap::Gre);
+            let len = self.wire_len(pipeline, e);
+            if let (true, Some((at, size, count, total, start))) = (joinable, open) {
+                let t = &out[at];
+                let fits = t.sink == e.sink
+                    && t.port == e.port
+                    && t.dest == e.dest
+                    && t.meta == e.meta
+                    && len <= size
+                    && usize::from(count) < UDP_GSO_SEGMENTS
+                    && total + len <= UDP_GSO_BYTES
+                    && (count == 1 || out[at].segment as usize == size);
+                if fits {
+                    // A train's bytes start when its second datagram arrives: the first is copied then.
+                    let start = if count == 1 {
+                        let first = out[at];
+                        match self.copy_wire(pipeline, &first) {
+                            Some(s) => s,
+                            None => {
+                                open = None;
+                                out.push(*e);
+                                continue;
+                            }
+                        }
+                    } else {
+                        start
+                    };
+                    if self.copy_wire(pipeline, e).is_none() {
+                        open = None;
+                        out.push(*e);
+                        continue;
+                    }
+                    let head = self.wire_len(pipeline, e) - self.frame_len(e);
+                    let t = &mut out[at];
+                    let total = total + len;
+                    *t = TxEntry {
+                        train_head: head as u8,
+                        bytes: Bytes::Seg { start: start as u32, len: total as u32 },
+                        prefix_len: 0,
+                        port_header: false,
+                        tag: None,
+                        segment: size as u16,
+                        packets: count + 1,
+                        ..*t
+                    };
+                    // A shorter datagram ends the train (only the last may be short).
+                    open = (len == size).then_some((at, size, count + 1, total, start));
+                    continue;
+                }
+            }
+            open = joinable.then_some((out.len(), len, 1, len, 0));
+            out.push(*e);
+        }
+        self.txq = out;
+        self.txq_scratch = queue;
+    }
+
+    /// The length of a queued frame, with its tag.
+    fn frame_len(&self, e: &TxEntry) -> usize {
+        let data = match e.bytes {
+            Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize,
+        };
+        data + if e.tag.is_some() { 4 } else { 0 }
+    }
+
+    /// The length of a queued datagram as it goes on the wire (tunnel header, tag and frame).
+    fn wire_len(&self, pipeline: &Pipeline, e: &TxEntry) -> usize {
+        let head = match &pipeline.ports[usize::from(e.port.0)].io {
+            PortIo::Tunnel { header, .. } if e.port_header => header.len(),
+            _ => usize::from(e.prefix_len),
+        };
+        let data = match e.bytes {
+            Bytes::Rx { len, .. } | Bytes::Seg { len, .. } => len as usize,
+        };
+        head + data + if e.tag.is_some() { 4 } else { 0 }
+    }
+
+    /// Appends a queued datagram's wire bytes to the scratch area; returns where they start, or `None` when
+    /// there is no room.
+    fn copy_wire(&mut self, pipeline: &Pipeline, e: &TxEntry) -> Option<usize> {
+        let len = self.wire_len(pipeline, e);
+        let at = self.seg_used;
+        if self.seg.len() - at < len {
+            return None;
+        }
+        let (before, after) = self.seg.split_at_mut(at);
+        let data = resolve(&self.rx, before, e.bytes);
+        let head: &[u8] = match &pipeline.ports[usize::from(e.port.0)].io {
+            PortIo::Tunnel { header, .. } if e.port_header => header,
+            _ => &e.prefix[..usize::from(e.prefix_len)],
+        };
+        let dst = &mut after[..len];
+        dst[..head.len()].copy_from_slice(head);
+        let rest = &mut dst[head.len()..];
+        match &e.tag {
+            Some(tag) if data.len() >= 12 => {
+                rest[..12].copy_from_slice(&data[..12]);
+                rest[12..16].copy_from_slice(tag);
+                rest[16..].copy_from_slice(&data[12..]);
+            }
+            _ => {
+                let n = rest.len().min(data.len());
+                rest[..n].copy_from_slice(&data[..n]);
+            }
+        }
+        self.seg_used += len;
+        Some(at)
     }
 
     /// Cuts the offloaded frame being switched into segments and sends each out of `port` as an ordinary
@@ -1750,6 +1883,7 @@ impl Dataplane {
                     tag: None,
                     segment: if k > 1 { size as u16 } else { 0 },
                     packets: k as u16,
+                    train_head: head.len() as u8,
                 });
                 at += len;
                 left -= k;
@@ -1778,6 +1912,9 @@ impl Dataplane {
             return;
         }
         let pipeline = self.pipeline.clone();
+        if self.udp_gso {
+            self.batch_trains(&pipeline);
+        }
         let sinks = std::mem::take(&mut self.sinks);
         for &sink in &sinks {
             let fd = match sink {
@@ -1816,7 +1953,8 @@ impl Dataplane {
                 };
                 match &e.tag {
                     None => {
-                        owners[batch.len()] = (e.port, data.len(), e.packets, e.segment > 0);
+                        let frames = data.len() - usize::from(e.packets) * usize::from(e.train_head);
+                        owners[batch.len()] = (e.port, frames, e.packets, e.segment > 0);
                         batch.push_segmented(&[head, data], e.dest.as_ref(), e.meta, e.segment);
                     }
                     Some(tag) => {
