@@ -250,9 +250,9 @@ else:
     }
 }
 
-/// Small datagrams of one flow leave a tunnel socket as UDP_SEGMENT trains (with offloads on): 1000 UDP
-/// datagrams of 100 bytes sent back to back from L must all reach R, intact and in order, and H1 must have
-/// sent some of them as trains.
+/// Small datagrams of one flow leave a tunnel socket as UDP_SEGMENT trains and are merged into USO frames on
+/// the far side (with offloads on): 1000 UDP datagrams of 100 bytes sent back to back from L must all reach
+/// R, intact and in order, H1 must have sent some of them as trains and H2 merged some.
 #[test]
 fn small_datagrams_are_sent_as_trains_in_order() {
     if !prerequisites(&["ip", "ping", "python3"]) {
@@ -318,4 +318,7 @@ else:
     assert_eq!(got.trim(), "1000 in order", "H1: {}\nH2: {}", w1.json("dump-ports sw1"), w2.json("dump-ports sw1"));
     let trains = counter(&w1.json("dump-ports sw1"), "t1", "gso_tx") - before;
     assert_eq!(trains > 0, offloads, "trains sent by H1 during the burst: {trains}");
+    // ... and H2 merged datagrams of the flow back into USO frames for R's veth, as UDP GRO forwarding does.
+    let merged = counter(&w2.json("dump-ports sw1"), "t1", "gro_rx");
+    assert_eq!(merged > 0, offloads, "datagrams merged by H2: {merged}");
 }

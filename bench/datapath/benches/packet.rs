@@ -7,7 +7,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use weft_datapath::fdb::Fdb;
-use weft_datapath::gro::TcpRun;
+use weft_datapath::gro::MergeRun;
 use weft_datapath::offload::{segment, SegmentLayout, VnetHdr, F_NEEDS_CSUM, GSO_TCPV4};
 use weft_datapath::tunnel::{decap, Tunnel};
 use weft_datapath::PortIdx;
@@ -101,7 +101,7 @@ fn offloads(c: &mut Criterion) {
             || wire.clone(),
             |buf| {
                 let len = buf.len();
-                let mut run = TcpRun::start(buf, ranges[0].clone(), len).expect("a run");
+                let mut run = MergeRun::start(buf, ranges[0].clone(), len).expect("a run");
                 for r in &ranges[1..] {
                     assert!(run.append(buf, r.clone()));
                 }

@@ -3,7 +3,7 @@
 
 use crate::bridge::normal;
 use crate::fdb::Fdb;
-use crate::gro::TcpRun;
+use crate::gro::MergeRun;
 use crate::offload::{complete_checksum, segment, segment_tcp, SegmentLayout, VnetHdr, VNET_HDR_LEN};
 use crate::PortIdx;
 use weft_wire::ethernet::EthernetFrame;
@@ -25,7 +25,7 @@ pub fn offload(data: &[u8]) {
         // Merging the segments again: when every one joins the run, the frame is as long as the original.
         if let Some(first) = segs.first() {
             let len = out.len();
-            if let Some(mut run) = TcpRun::start(&out, first.clone(), len) {
+            if let Some(mut run) = MergeRun::start(&out, first.clone(), len) {
                 for r in &segs[1..] {
                     if !run.append(&mut out, r.clone()) {
                         break;

@@ -18,7 +18,7 @@ use weft_datapath::classifier::{slot, FlowCache, FlowKey};
 use weft_datapath::counters::{DropReason, PortCounters};
 use weft_datapath::fdb::{Fdb, FdbEntry};
 use weft_datapath::flowhash::flow_hash;
-use weft_datapath::gro::TcpRun;
+use weft_datapath::gro::MergeRun;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
 use weft_datapath::tunnel::{decap, Decap, Tunnel};
 use weft_datapath::vlan::Egress;
@@ -808,7 +808,7 @@ impl Dataplane {
         let now = self.now();
         // A run may go on into the next buffers (a 64 KiB TCP frame leaves the sender as two trains); it
         // stays inside the buffer it began in, where there is room for a whole 64 KiB frame.
-        let mut run: Option<(PortIdx, IpAddr, usize, TcpRun)> = None;
+        let mut run: Option<(PortIdx, IpAddr, usize, MergeRun)> = None;
         for i in 0..n {
             let Some(src) = self.rx.source(i) else { continue };
             let range = self.rx.slot_mut(i).1;
@@ -835,7 +835,7 @@ impl Dataplane {
                     self.switch_run(&pipeline, rslot, rp, rsrc, r, now);
                 }
                 let limit = base + self.rx.slot(i).len();
-                match TcpRun::start(self.rx.storage_mut(), global, limit) {
+                match MergeRun::start(self.rx.storage_mut(), global, limit) {
                     Some(r) => run = Some((port, src.ip(), i, r)),
                     None => {
                         let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
@@ -851,7 +851,7 @@ impl Dataplane {
     }
 
     /// Switches the frame a run of merged segments in slot `slot` became.
-    fn switch_run(&mut self, pipeline: &Pipeline, slot: usize, port: PortIdx, src: IpAddr, run: TcpRun, now: Nanos) {
+    fn switch_run(&mut self, pipeline: &Pipeline, slot: usize, port: PortIdx, src: IpAddr, run: MergeRun, now: Nanos) {
         let merged = run.count();
         let (frame, gso) = run.finish(self.rx.storage_mut());
         if merged > 1 {
