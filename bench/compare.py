@@ -317,6 +317,19 @@ def report(a, results, cpu, rss):
         for kind in [k for k in results if k.startswith("weft")]:
             print(f"{kind} / {base}: " + ", ".join(
                 f"{key} {ratio(results[kind].get(key), results[base].get(key))}" for key, _, _ in TESTS))
+    names = {"veth": "veth underlay alone (ceiling)", "kernel": "Linux kernel VXLAN + bridge",
+             "ovs": "Open vSwitch userspace, VXLAN", "weft-vxlan": "weft VXLAN", "weft-geneve": "weft Geneve",
+             "weft-gre": "weft GRE", "weft-vxlan-nooffload": "weft VXLAN, WEFT_OFFLOADS=off"}
+    print("\n| setup | TCP 1 stream | TCP 4 streams | UDP 64-byte delivered | weft / kernel (TCP 1, UDP) | weftd RSS |")
+    print("|---|---|---|---|---|---|")
+    for kind in results:
+        r, k = results[kind], results.get("kernel", {})
+        cell = lambda key, unit: "-" if r.get(key) is None else f"{r[key]:.2f} {unit}"
+        vs = f"{ratio(r.get('tcp1'), k.get('tcp1'))}, {ratio(r.get('udp64'), k.get('udp64'))}" \
+            if kind.startswith("weft") and k else ""
+        udp = "-" if r.get("udp64") is None else f"{r['udp64']:.0f} kpps"
+        mem = f"{rss[kind]} MB" if kind in rss else ""
+        print(f"| {names.get(kind, kind)} | {cell('tcp1', 'Gbit/s')} | {cell('tcp4', 'Gbit/s')} | {udp} | {vs} | {mem} |")
     if not matplotlib_or_install():
         print("chart: skipped (python3-matplotlib could not be installed)")
         return

@@ -449,11 +449,27 @@ pub struct Pair {
     pub w2: Weftd,
     pub left: Ns,
     pub right: Ns,
+    /// Host 2's port towards R (the TAP, or the veth end), and host 1's towards L.
     pub tap: String,
-    pub _tmp: TempDir,
+    pub p1: String,
+    pub tmp: TempDir,
 }
 
 pub fn pair(p: &str, ty: &str, v6_underlay: bool, opts1: &str, opts2: &str) -> Pair {
+    pair_with(p, ty, v6_underlay, opts1, opts2, "", true)
+}
+
+/// [`pair`], with `access` after each endpoint port's name in `add-port` (` tag=10`), and R behind a veth
+/// instead of a TAP when `right_tap` is false.
+pub fn pair_with(
+    p: &str,
+    ty: &str,
+    v6_underlay: bool,
+    opts1: &str,
+    opts2: &str,
+    access: &str,
+    right_tap: bool,
+) -> Pair {
     let tmp = TempDir::new(p);
     let u = underlay(p);
     let (a1, a2) = if v6_underlay { ("2001:db8:ff::11", "2001:db8:ff::12") } else { ("192.0.2.11", "192.0.2.12") };
@@ -462,17 +478,26 @@ pub fn pair(p: &str, ty: &str, v6_underlay: bool, opts1: &str, opts2: &str) -> P
     w1.weft("add-br sw1");
     let p1 = format!("{p}p1");
     let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
-    w1.weft(&format!("add-port sw1 {p1}"));
+    w1.weft(&format!("add-port sw1 {p1}{access}"));
     w1.weft(&format!("add-port sw1 t1 -- set interface t1 type={ty} options:remote_ip={a2} {opts1}"));
     w2.weft("add-br sw1");
-    let tap = format!("{p}tap");
-    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
-    w2.weft(&format!("add-port sw1 t1 -- set interface t1 type={ty} options:remote_ip={a1} {opts2}"));
-    let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
-    // The veth endpoint gets the MTU weft gave the TAP on the other side.
-    let mtu = right.sh(&format!("cat /sys/class/net/{tap}/mtu"));
-    left.sh(&format!("ip link set eth0 mtu {}", mtu.trim()));
-    Pair { u, w1, w2, left, right, tap, _tmp: tmp }
+    let (tap, right) = if right_tap {
+        let tap = format!("{p}tap");
+        w2.weft(&format!("add-port sw1 {tap}{access} -- set interface {tap} type=tap"));
+        w2.weft(&format!("add-port sw1 t1 -- set interface t1 type={ty} options:remote_ip={a1} {opts2}"));
+        let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
+        // The veth endpoint gets the MTU weft gave the TAP on the other side.
+        let mtu = right.sh(&format!("cat /sys/class/net/{tap}/mtu"));
+        left.sh(&format!("ip link set eth0 mtu {}", mtu.trim()));
+        (tap, right)
+    } else {
+        let p2 = format!("{p}p2");
+        let right = endpoint_veth(&format!("{p}r"), &u.h2, &p2, V4_RIGHT, V6_RIGHT);
+        w2.weft(&format!("add-port sw1 {p2}{access}"));
+        w2.weft(&format!("add-port sw1 t1 -- set interface t1 type={ty} options:remote_ip={a1} {opts2}"));
+        (p2, right)
+    };
+    Pair { u, w1, w2, left, right, tap, p1, tmp }
 }
 
 /// tcpdump on `ifname` in `ns`, writing `file`, until [`Capture::finish`] stops it (by its PID).

@@ -33,7 +33,7 @@ fn capture_inner_outer_and_decoded() {
         return;
     }
     let pr = pair(p, "vxlan", false, "options:key=123", "options:key=123");
-    let (w1, left, tmp) = (&pr.w1, &pr.left, &pr._tmp);
+    let (w1, left, tmp) = (&pr.w1, &pr.left, &pr.tmp);
     let p1 = format!("{p}p1");
     left.ping(V4_RIGHT, 1);
 

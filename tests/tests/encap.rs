@@ -40,7 +40,7 @@ fn geneve(p: &str, v6: bool) {
     let mtu = pr.right.sh(&format!("cat /sys/class/net/{}/mtu", pr.tap));
     assert_eq!(mtu.trim(), (1500 - ip - 8 - 8 - 8 - 14).to_string(), "TAP MTU fits Geneve with options");
 
-    let cap = Capture::start(&pr.u.h1, &pr.u.u1, pr._tmp.path("geneve.pcap"));
+    let cap = Capture::start(&pr.u.h1, &pr.u.u1, pr.tmp.path("geneve.pcap"));
     both_ways(&pr);
     pr.left.sh(&format!("ping -c 2 -i 0.2 -Q 0xb8 {V4_RIGHT}"));
     cap.finish();
@@ -129,7 +129,7 @@ fn gre(p: &str, v6: bool) {
     // Host 2's GRE header: 4 bytes and the key.
     assert_eq!(mtu.trim(), (1500 - ip - 8 - 14).to_string(), "TAP MTU fits GRE with a key");
 
-    let cap = Capture::start(&pr.u.h1, &pr.u.u1, pr._tmp.path("gre.pcap"));
+    let cap = Capture::start(&pr.u.h1, &pr.u.u1, pr.tmp.path("gre.pcap"));
     both_ways(&pr);
     cap.finish();
     let (src_addr, tos) = if v6 { ("ipv6.src", "ipv6.tclass") } else { ("ip.src", "ip.dsfield") };

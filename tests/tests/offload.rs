@@ -50,15 +50,28 @@ else:
     to.sh(&format!("timeout 90 python3 {s} recv {to_addr} {port} > {} 2>&1 &", out.display()));
     std::thread::sleep(std::time::Duration::from_millis(500));
     let sent = from.sh(&format!("timeout 90 python3 {s} send {to_addr} {port}"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let got = loop {
-        let got = std::fs::read_to_string(&out).unwrap_or_default();
-        if got.contains(' ') || std::time::Instant::now() > deadline {
-            break got;
+    let got = wait_for(&out, 30, |g| g.contains(' '));
+    (got.trim().to_string(), sent.trim().to_string())
+}
+
+/// Whether this run has offloads (CI runs this file with and without `WEFT_OFFLOADS=off`).
+fn offloads_on() -> bool {
+    !matches!(
+        std::env::var("WEFT_OFFLOADS").unwrap_or_default().to_ascii_lowercase().as_str(),
+        "off" | "0" | "no" | "false"
+    )
+}
+
+/// The contents of `path` once `done` holds for them, or whatever is there after `secs` seconds.
+fn wait_for(path: &std::path::Path, secs: u64, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let got = std::fs::read_to_string(path).unwrap_or_default();
+        if done(&got) || std::time::Instant::now() > deadline {
+            return got;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    (got.trim().to_string(), sent.trim().to_string())
+    }
 }
 
 fn counter(ports: &serde_json::Value, port: &str, key: &str) -> u64 {
@@ -73,40 +86,25 @@ fn bulk_both_ways(p: &str, tunnel: &str, opts: &str, vlan: bool, v6: bool) {
     if !prerequisites(&["ip", "ping", "python3"]) {
         return;
     }
-    let offloads = !matches!(
-        std::env::var("WEFT_OFFLOADS").unwrap_or_default().to_ascii_lowercase().as_str(),
-        "off" | "0" | "no" | "false"
-    );
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let p1 = format!("{p}p1");
-    let tap = format!("{p}tap");
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
-    w1.weft("add-br sw1");
-    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
+    let offloads = offloads_on();
     let access = if vlan { " tag=10" } else { "" };
-    w1.weft(&format!("add-port sw1 {p1}{access}"));
-    let (h1, h2) = if v6 { ("2001:db8:ff::11", "2001:db8:ff::12") } else { ("192.0.2.11", "192.0.2.12") };
-    w1.weft(&format!("add-port sw1 t1 -- set interface t1 type={tunnel} options:remote_ip={h2} options:key=77{opts}"));
-    w2.weft("add-br sw1");
-    w2.weft(&format!("add-port sw1 {tap}{access} -- set interface {tap} type=tap"));
-    w2.weft(&format!("add-port sw1 t1 -- set interface t1 type={tunnel} options:remote_ip={h1} options:key=77{opts}"));
+    let opts = format!("options:key=77{opts}");
+    let t = pair_with(p, tunnel, v6, &opts, &opts, access, true);
+    t.left.ping(V4_RIGHT, 2);
     if vlan {
-        w1.weft("set port t1 trunks=10");
-        w2.weft("set port t1 trunks=10");
+        t.w1.weft("set port t1 trunks=10");
+        t.w2.weft("set port t1 trunks=10");
     }
-    let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
-    left.ping(V4_RIGHT, 2);
+    let (left, right, w1, w2, tmp, p1, tap) = (&t.left, &t.right, &t.w1, &t.w2, &t.tmp, &t.p1, &t.tap);
     left.ping(V6_RIGHT, 2);
 
     // Drops are counted from here: a flooded frame may meet the TAP still down before it moved to R.
     let before = [w1.json("dump-ports sw1"), w2.json("dump-ports sw1")];
-    let (got, sent) = transfer(&tmp, &left, &right, V4_RIGHT, 9001);
+    let (got, sent) = transfer(tmp, left, right, V4_RIGHT, 9001);
     assert_eq!(got, sent, "{tunnel}: L to R over IPv4, what arrived differs from what was sent");
-    let (got, sent) = transfer(&tmp, &right, &left, V4_LEFT, 9002);
+    let (got, sent) = transfer(tmp, right, left, V4_LEFT, 9002);
     assert_eq!(got, sent, "{tunnel}: R to L over IPv4, what arrived differs from what was sent");
-    let (got, sent) = transfer(&tmp, &left, &right, V6_RIGHT, 9003);
+    let (got, sent) = transfer(tmp, left, right, V6_RIGHT, 9003);
     assert_eq!(got, sent, "{tunnel}: L to R over IPv6, what arrived differs from what was sent");
 
     let c1 = w1.json("dump-ports sw1");
@@ -129,10 +127,10 @@ fn bulk_both_ways(p: &str, tunnel: &str, opts: &str, vlan: bool, v6: bool) {
     let steps = [
         ("H1 sends L's TSO frames as UDP_SEGMENT trains", counter(&c1, "t1", "gso_tx"), on(udp)),
         ("H2 merges the received segments", counter(&c2, "t1", "gro_rx"), if udp { on(true) } else { None }),
-        ("H2 writes merged frames to the TAP whole", counter(&c2, &tap, "gso_tx"), if udp { on(true) } else { None }),
+        ("H2 writes merged frames to the TAP whole", counter(&c2, tap, "gso_tx"), if udp { on(true) } else { None }),
         ("H2 sends R's TSO frames (from the TAP) as trains", counter(&c2, "t1", "gso_tx"), on(udp)),
         ("H1 merges the received segments", counter(&c1, "t1", "gro_rx"), if udp { on(true) } else { None }),
-        ("H1 writes merged frames to AF_PACKET whole", counter(&c1, &p1, "gso_tx"), if udp { on(true) } else { None }),
+        ("H1 writes merged frames to AF_PACKET whole", counter(&c1, p1, "gso_tx"), if udp { on(true) } else { None }),
     ];
     for (what, n, expected) in steps {
         if let Some(expected) = expected {
@@ -144,7 +142,6 @@ fn bulk_both_ways(p: &str, tunnel: &str, opts: &str, vlan: bool, v6: bool) {
             assert_eq!(counter(c, port, "gro_rx"), 0, "offloads off, yet segments were merged: {c}");
         }
     }
-    drop((left, right));
 }
 
 #[test]
@@ -180,22 +177,9 @@ fn udp_segmentation_offload_arrives_as_datagrams() {
     if !prerequisites(&["ip", "ping", "python3"]) {
         return;
     }
-    let p = "ofu";
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let p1 = format!("{p}p1");
-    let tap = format!("{p}tap");
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
-    w1.weft("add-br sw1");
-    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
-    w1.weft(&format!("add-port sw1 {p1}"));
-    w1.weft("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.12 options:key=9");
-    w2.weft("add-br sw1");
-    w2.weft(&format!("add-port sw1 {tap} -- set interface {tap} type=tap"));
-    w2.weft("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.11 options:key=9");
-    let right = endpoint_tap(&format!("{p}r"), &u.h2, &tap, V4_RIGHT, V6_RIGHT);
-    left.ping(V4_RIGHT, 2);
+    let t = pair_with("ofu", "vxlan", false, "options:key=9", "options:key=9", "", true);
+    t.left.ping(V4_RIGHT, 2);
+    let (left, right, w1, w2, tmp) = (&t.left, &t.right, &t.w1, &t.w2, &t.tmp);
     let script = tmp.path("uso.py");
     std::fs::write(
         &script,
@@ -220,23 +204,13 @@ else:
 "#,
     )
     .expect("write script");
-    let offloads = !matches!(
-        std::env::var("WEFT_OFFLOADS").unwrap_or_default().to_ascii_lowercase().as_str(),
-        "off" | "0" | "no" | "false"
-    );
-    for (from, to, addr, sender) in [(&left, &right, V4_RIGHT, &w1), (&right, &left, V4_LEFT, &w2)] {
+    let offloads = offloads_on();
+    for (from, to, addr, sender) in [(left, right, V4_RIGHT, w1), (right, left, V4_LEFT, w2)] {
         let out = tmp.path(&format!("uso-{addr}.out"));
         to.sh(&format!("timeout 20 python3 {} recv {addr} > {} 2>&1 &", script.display(), out.display()));
         std::thread::sleep(std::time::Duration::from_millis(500));
         assert_eq!(from.sh(&format!("python3 {} send {addr}", script.display())).trim(), "sent");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        let got = loop {
-            let got = std::fs::read_to_string(&out).unwrap_or_default();
-            if got.contains("ok") || got.contains("bad") || std::time::Instant::now() > deadline {
-                break got;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        };
+        let got = wait_for(&out, 15, |g| g.contains("ok") || g.contains("bad"));
         assert_eq!(
             got.trim(),
             "8 [1200, 1200, 1200, 1200, 1200, 1200, 1200, 1200] ok",
@@ -258,26 +232,10 @@ fn small_datagrams_are_sent_as_trains_in_order() {
     if !prerequisites(&["ip", "ping", "python3"]) {
         return;
     }
-    let p = "ofs";
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let p1 = format!("{p}p1");
-    let p2 = format!("{p}p2");
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
-    w1.weft("add-br sw1");
-    w2.weft("add-br sw1");
-    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
-    let right = endpoint_veth(&format!("{p}r"), &u.h2, &p2, V4_RIGHT, V6_RIGHT);
-    w1.weft(&format!("add-port sw1 {p1}"));
-    w2.weft(&format!("add-port sw1 {p2}"));
-    w1.weft("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.12 options:key=3");
-    w2.weft("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.11 options:key=3");
-    left.ping(V4_RIGHT, 2);
-    let offloads = !matches!(
-        std::env::var("WEFT_OFFLOADS").unwrap_or_default().to_ascii_lowercase().as_str(),
-        "off" | "0" | "no" | "false"
-    );
+    let t = pair_with("ofs", "vxlan", false, "options:key=3", "options:key=3", "", false);
+    t.left.ping(V4_RIGHT, 2);
+    let (left, right, w1, w2, tmp) = (&t.left, &t.right, &t.w1, &t.w2, &t.tmp);
+    let offloads = offloads_on();
     let before = counter(&w1.json("dump-ports sw1"), "t1", "gso_tx");
     let script = tmp.path("small.py");
     std::fs::write(
@@ -307,14 +265,7 @@ else:
     right.sh(&format!("timeout 20 python3 {} recv {V4_RIGHT} > {} 2>&1 &", script.display(), out.display()));
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(left.sh(&format!("python3 {} send {V4_RIGHT}", script.display())).trim(), "sent");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let got = loop {
-        let got = std::fs::read_to_string(&out).unwrap_or_default();
-        if got.contains("order") || std::time::Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    let got = wait_for(&out, 15, |g| g.contains("order"));
     assert_eq!(got.trim(), "1000 in order", "H1: {}\nH2: {}", w1.json("dump-ports sw1"), w2.json("dump-ports sw1"));
     let trains = counter(&w1.json("dump-ports sw1"), "t1", "gso_tx") - before;
     assert_eq!(trains > 0, offloads, "trains sent by H1 during the burst: {trains}");

@@ -148,6 +148,13 @@ struct TxEntry {
     train_head: u8,
 }
 
+/// A frame's bytes, and the scratch area from `base` on to write into (a frame in the scratch area lies below
+/// `base`).
+fn frame_and_room<'a>(rx: &'a RecvBatch, seg: &'a mut [u8], base: usize, b: Bytes) -> (&'a [u8], &'a mut [u8]) {
+    let (before, after) = seg.split_at_mut(base);
+    (resolve(rx, before, b), after)
+}
+
 /// The bytes a queued frame refers to.
 fn resolve<'a>(rx: &'a RecvBatch, seg: &'a [u8], b: Bytes) -> &'a [u8] {
     match b {
@@ -1761,15 +1768,7 @@ impl Dataplane {
             self.seg_list.clear();
             let base = self.seg_used;
             let list = &mut self.seg_list;
-            let (frame, out) = match bytes {
-                Bytes::Rx { slot, start, len } => {
-                    (&self.rx.slot(usize::from(slot))[start as usize..(start + len) as usize], &mut self.seg[base..])
-                }
-                Bytes::Seg { start, len } => {
-                    let (before, after) = self.seg.split_at_mut(base);
-                    (&before[start as usize..(start + len) as usize], after)
-                }
-            };
+            let (frame, out) = frame_and_room(&self.rx, &mut self.seg, base, bytes);
             let res = offload::segment(frame, gso, Default::default(), out, |r| {
                 if list.len() < list.capacity() {
                     list.push(((base + r.start) as u32, r.len() as u32));
@@ -1820,15 +1819,7 @@ impl Dataplane {
         let mut used = None;
         for attempt in 0..2 {
             let base = self.seg_used;
-            let (frame, out) = match bytes {
-                Bytes::Rx { slot, start, len } => {
-                    (&self.rx.slot(usize::from(slot))[start as usize..(start + len) as usize], &mut self.seg[base..])
-                }
-                Bytes::Seg { start, len } => {
-                    let (before, after) = self.seg.split_at_mut(base);
-                    (&before[start as usize..(start + len) as usize], after)
-                }
-            };
+            let (frame, out) = frame_and_room(&self.rx, &mut self.seg, base, bytes);
             let mut first = 0usize;
             let mut count = 0usize;
             let layout = offload::SegmentLayout { head, tag };
