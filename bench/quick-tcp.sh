@@ -3,6 +3,8 @@
 # two hosts in namespaces joined by a veth underlay, an endpoint namespace behind each on a veth (endpoint
 # offloads left on), joined by weft's VXLAN or by the Linux kernel's VXLAN + bridge; iperf3 TCP, 1 stream.
 #   usage: bench/quick-tcp.sh weft|kernel [SECONDS]      (root; run scripts/demo.sh or cargo build --release first)
+#   IPERF_ARGS="-u -l 64 -b 0": other iperf3 options; SHOW_PORTS=1: weft's port counters afterwards;
+#   SHOW_STATS=1: the kernel's UDP and TCP drop/retransmit counters in each namespace afterwards.
 set -euo pipefail
 mode=${1:?usage: bench/quick-tcp.sh weft|kernel [SECONDS]}
 secs=${2:-5}
@@ -52,4 +54,8 @@ if [ "$mode" = weft ] && [ -n "${SHOW_PORTS:-}" ]; then
 fi
 if [ "$mode" = weft ] && [ -n "${SHOW_PORTS:-}" ]; then
   for i in 1 2; do ip netns exec qb-h$i "$bin/weft" --socket "$dir/h$i.sock" dump-ports sw1; done
+fi
+if [ -n "${SHOW_STATS:-}" ]; then
+  for n in qb-h1 qb-h2; do echo "$n: $(ip netns exec $n nstat -az UdpRcvbufErrors UdpInErrors Udp6RcvbufErrors 2>/dev/null | awk 'NR>1 {printf "%s=%s ", $1, $2}')"; done
+  for n in qb-l qb-r; do echo "$n: $(ip netns exec $n nstat -az TcpExtTCPBacklogDrop TcpExtTCPRcvQDrop TcpExtTCPOFOQueue TcpRetransSegs TcpExtTCPLossProbes TcpExtTCPDSACKRecv TcpExtTCPDSACKOldSent TcpExtTCPSackRecovery TcpExtTCPTimeouts 2>/dev/null | awk 'NR>1 {printf "%s=%s ", $1, $2}')"; done
 fi
