@@ -160,15 +160,12 @@ fn checksum_ok(frame: &[u8], seg: &Seg) -> bool {
 }
 
 impl MergeRun {
-    /// Starts a run with the frame at `buf[frame]` when it is a TCP segment with a correct checksum that
-    /// others may follow; `None` otherwise (the frame then goes on as it is). The merged frame will not grow
-    /// past `buf[limit]`.
+    /// Starts a run with the frame at `buf[frame]` when it is a TCP segment or UDP datagram that others may
+    /// follow; `None` otherwise (the frame then goes on as it is). Its checksum is checked only when a second
+    /// segment comes: a run of one is never changed. The merged frame will not grow past `buf[limit]`.
     pub fn start(buf: &[u8], frame: Range<usize>, limit: usize) -> Option<MergeRun> {
         let f = buf.get(frame.clone())?;
         let seg = parse(f)?;
-        if !checksum_ok(f, &seg) {
-            return None;
-        }
         let Seg { l3, l4, headers, payload, v6, udp } = seg;
         let seq = if udp { 0 } else { u32::from_be_bytes([f[l4 + 4], f[l4 + 5], f[l4 + 6], f[l4 + 7]]) };
         let next_id =
@@ -247,6 +244,16 @@ impl MergeRun {
                 return false;
             }
         }
+        if self.count == 1 {
+            let first = &buf[self.start..self.start + self.len];
+            let s0 = Seg { l3, l4, headers, payload: self.mss, v6, udp };
+            if !checksum_ok(first, &s0) {
+                // The first segment goes on alone, as it came.
+                self.closed = true;
+                return false;
+            }
+        }
+        let f = &buf[frame.clone()];
         if !checksum_ok(f, &seg) {
             return false;
         }
@@ -531,6 +538,15 @@ mod tests {
         let m = merge(&mut buf, &ranges);
         assert_eq!(m.len(), 3, "the corrupt segment is neither merged nor does it start a run");
         assert!(m.iter().all(|(_, h)| h.is_none()));
+        // A bad first segment: it goes on alone and unchanged, the others merge behind it.
+        let (mut buf, ranges) = wire(&frame, &hdr);
+        let last = ranges[0].end - 1;
+        buf[last] ^= 0xff;
+        let bad = buf[ranges[0].clone()].to_vec();
+        let m = merge(&mut buf, &ranges);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].0.clone(), m[0].1), (bad, None));
+        assert!(m[1].1.is_some());
         let (syn, _) = tso(false, 100, FLAG_ACK | 0x02);
         assert!(MergeRun::start(&syn, 0..syn.len(), syn.len()).is_none());
     }

@@ -753,36 +753,17 @@ impl Dataplane {
             if self.offloads && hdr.passable(frame_len) {
                 return Some((frame_start, frame_len, Some(hdr)));
             }
-            let frame = &slot[frame_start..frame_start + frame_len];
-            let mut segs: [(u32, u32); 64] = [(0, 0); 64];
-            let mut count = 0usize;
-            let base = self.seg_used;
-            let res = offload::segment(frame, &hdr, Default::default(), &mut self.seg[base..], |r| {
-                if count < segs.len() {
-                    segs[count] = ((base + r.start) as u32, r.len() as u32);
+            let whole = Bytes::Rx { slot: i as u16, start: frame_start as u32, len: frame_len as u32 };
+            if self.cut(whole, &hdr, port) {
+                let pipeline = self.pipeline.clone();
+                let now = self.now();
+                self.counters[usize::from(port.0)].rx(frame_len);
+                let tag = self.stripped_tag(i);
+                let segs = std::mem::take(&mut self.seg_list);
+                for &(start, len) in &segs {
+                    self.switch(&pipeline, port, None, Bytes::Seg { start, len }, tag, now);
                 }
-                count += 1;
-            });
-            match res {
-                Ok(used) if count <= segs.len() => {
-                    self.seg_used += used;
-                    let pipeline = self.pipeline.clone();
-                    let now = self.now();
-                    self.counters[usize::from(port.0)].rx(frame_len);
-                    let tag = self.stripped_tag(i);
-                    for &(start, len) in &segs[..count] {
-                        self.switch(&pipeline, port, None, Bytes::Seg { start, len }, tag, now);
-                    }
-                }
-                Ok(_) | Err(offload::OffloadError::Unsupported(_)) => {
-                    self.counters[usize::from(port.0)].drop(DropReason::UnsupportedOffload)
-                }
-                Err(offload::OffloadError::NoRoom(_)) => {
-                    // The arena is full for this batch: send what is queued and try again once.
-                    self.flush();
-                    return self.take_offloaded(port, i);
-                }
-                Err(_) => self.counters[usize::from(port.0)].drop(DropReason::Malformed),
+                self.seg_list = segs;
             }
             return None;
         }
@@ -1657,7 +1638,7 @@ impl Dataplane {
                         out.push(*e);
                         continue;
                     }
-                    let head = self.wire_len(pipeline, e) - self.frame_len(e);
+                    let head = len - self.frame_len(e);
                     let t = &mut out[at];
                     let total = total + len;
                     *t = TxEntry {
@@ -1753,49 +1734,68 @@ impl Dataplane {
         }
         self.cur_gso = None;
         let mut tell = None;
-        for k in 0..self.seg_list.len() {
-            let (start, len) = self.seg_list[k];
+        // Taken out while the segments go (nothing below cuts again, and if it did it would find no room
+        // rather than overwrite this list).
+        let segs = std::mem::take(&mut self.seg_list);
+        for &(start, len) in &segs {
             tell = tell.or(self.output(pipeline, port, remote, Bytes::Seg { start, len }, hash, tci, vni));
         }
+        self.seg_list = segs;
         self.cur_gso = Some(gso);
         tell
     }
 
     /// Segments `bytes` (an offloaded frame described by `gso`) into the scratch area; `seg_list` then holds
-    /// each segment. False (and the drop counted on `port`) when it cannot be done.
+    /// each segment. False (and the drop counted on `port`) when it cannot be done. Used for offloaded frames
+    /// from a port when offloads are off, and for outputs that cannot take them whole.
     fn cut(&mut self, bytes: Bytes, gso: &VnetHdr, port: PortIdx) -> bool {
+        let mut list = std::mem::take(&mut self.seg_list);
+        list.clear();
+        let mut overflow = false;
+        let done = self.segment_to_scratch(bytes, gso, Default::default(), port, |r| {
+            if list.len() < list.capacity() {
+                list.push((r.start as u32, r.len() as u32));
+            } else {
+                overflow = true;
+            }
+        });
+        self.seg_list = list;
+        if done && overflow {
+            self.counters[usize::from(port.0)].drop(DropReason::UnsupportedOffload);
+        }
+        done && !overflow
+    }
+
+    /// Segments `bytes` (an offloaded frame described by `gso`) into the scratch area as `layout` says;
+    /// `on_segment` gets each segment's range in the scratch area. Room is made once by sending what is
+    /// queued, unless the frame itself lives in the scratch area. False, with the drop counted on `port`,
+    /// when it cannot be done.
+    fn segment_to_scratch(
+        &mut self,
+        bytes: Bytes,
+        gso: &VnetHdr,
+        layout: offload::SegmentLayout<'_>,
+        port: PortIdx,
+        mut on_segment: impl FnMut(std::ops::Range<usize>),
+    ) -> bool {
         for attempt in 0..2 {
-            self.seg_list.clear();
             let base = self.seg_used;
-            let list = &mut self.seg_list;
             let (frame, out) = frame_and_room(&self.rx, &mut self.seg, base, bytes);
-            let res = offload::segment(frame, gso, Default::default(), out, |r| {
-                if list.len() < list.capacity() {
-                    list.push(((base + r.start) as u32, r.len() as u32));
-                }
-            });
-            match res {
-                Ok(used) if self.seg_list.len() < MAX_SEGMENTS => {
+            let why = match offload::segment(frame, gso, layout, out, |r| on_segment(base + r.start..base + r.end)) {
+                Ok(used) => {
                     self.seg_used += used;
                     return true;
                 }
-                // Room is made by sending what is queued, unless the frame itself lives in the scratch area.
                 Err(offload::OffloadError::NoRoom(_)) if attempt == 0 && matches!(bytes, Bytes::Rx { .. }) => {
-                    self.flush()
+                    self.flush();
+                    continue;
                 }
-                Ok(_) | Err(offload::OffloadError::Unsupported(_)) => {
-                    self.counters[usize::from(port.0)].drop(DropReason::UnsupportedOffload);
-                    return false;
-                }
-                Err(offload::OffloadError::NoRoom(_)) => {
-                    self.counters[usize::from(port.0)].drop(DropReason::TxError);
-                    return false;
-                }
-                Err(_) => {
-                    self.counters[usize::from(port.0)].drop(DropReason::Malformed);
-                    return false;
-                }
-            }
+                Err(offload::OffloadError::NoRoom(_)) => DropReason::TxError,
+                Err(offload::OffloadError::Unsupported(_)) => DropReason::UnsupportedOffload,
+                Err(offload::OffloadError::Malformed(_)) => DropReason::Malformed,
+            };
+            self.counters[usize::from(port.0)].drop(why);
+            return false;
         }
         false
     }
@@ -1816,42 +1816,17 @@ impl Dataplane {
         targets: &[IpAddr],
         dport: u16,
     ) {
-        let mut used = None;
-        for attempt in 0..2 {
-            let base = self.seg_used;
-            let (frame, out) = frame_and_room(&self.rx, &mut self.seg, base, bytes);
-            let mut first = 0usize;
-            let mut count = 0usize;
-            let layout = offload::SegmentLayout { head, tag };
-            match offload::segment(frame, gso, layout, out, |r| {
-                if count == 0 {
-                    first = r.len();
-                }
-                count += 1;
-            }) {
-                Ok(n) => {
-                    used = Some((base, n, first, count));
-                    break;
-                }
-                Err(offload::OffloadError::NoRoom(_)) if attempt == 0 && matches!(bytes, Bytes::Rx { .. }) => {
-                    self.flush()
-                }
-                Err(offload::OffloadError::NoRoom(_)) => {
-                    self.counters[usize::from(port.0)].drop(DropReason::TxError);
-                    return;
-                }
-                Err(offload::OffloadError::Unsupported(_)) => {
-                    self.counters[usize::from(port.0)].drop(DropReason::UnsupportedOffload);
-                    return;
-                }
-                Err(_) => {
-                    self.counters[usize::from(port.0)].drop(DropReason::Malformed);
-                    return;
-                }
+        let (mut base, mut first, mut count) = (None, 0usize, 0usize);
+        let layout = offload::SegmentLayout { head, tag };
+        let done = self.segment_to_scratch(bytes, gso, layout, port, |r| {
+            if count == 0 {
+                base = Some(r.start);
+                first = r.len();
             }
-        }
-        let Some((base, total, size, count)) = used else { return };
-        self.seg_used += total;
+            count += 1;
+        });
+        let (true, Some(base)) = (done, base) else { return };
+        let (total, size) = (self.seg_used - base, first);
         // Trains of at most UDP_GSO_SEGMENTS datagrams and UDP_GSO_BYTES bytes; every datagram but the last
         // of the whole frame is `size` long.
         let per_train = UDP_GSO_SEGMENTS.min(UDP_GSO_BYTES / size.max(1)).max(1);
