@@ -1,0 +1,8 @@
+//! IPsec for weft's tunnels: an IKEv2 engine with pre-shared keys (`ike`), ESP with AES-GCM in the
+//! datapath's buffers (`esp`), and the message codec and algorithms they share.
+
+pub mod crypto;
+pub mod esp;
+pub mod ike;
+mod modp;
+pub mod msg;
