@@ -83,6 +83,17 @@ impl Ns {
         run(&format!("ip netns exec {} sh -c '{}'", self.name, cmd.replace('\'', "'\\''")))
     }
 
+    /// Starts `cmd` inside the namespace without waiting for it (its output is captured).
+    pub fn spawn(&self, cmd: &str) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, "sh", "-c", cmd])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run ip netns exec")
+    }
+
     /// Pings `dst` (IPv4 or IPv6) until one answer arrives or `secs` pass; then `count` more must all answer.
     pub fn ping(&self, dst: &str, count: u32) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -213,6 +224,11 @@ impl Weftd {
 
     pub fn json(&self, args: &str) -> serde_json::Value {
         serde_json::from_str(&self.weft(&format!("{args} --format json"))).expect("weft printed invalid JSON")
+    }
+
+    /// The daemon's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// Kills the daemon with SIGKILL, as a crash would.

@@ -100,13 +100,55 @@ impl IfaceType {
     /// The `options:` keys an interface of this type accepts.
     pub fn known_options(self) -> &'static [&'static str] {
         match self {
-            IfaceType::Vxlan => {
-                &["remote_ip", "key", "dst_port", "local_ip", "dev", "proxy", "ttl", "tos", "df_default"]
-            }
-            IfaceType::Geneve => {
-                &["remote_ip", "key", "dst_port", "local_ip", "dev", "proxy", "ttl", "tos", "df_default", "geneve_opts"]
-            }
-            IfaceType::Gre => &["remote_ip", "key", "local_ip", "proxy", "ttl", "tos", "df_default", "csum", "seq"],
+            IfaceType::Vxlan => &[
+                "remote_ip",
+                "key",
+                "dst_port",
+                "local_ip",
+                "dev",
+                "proxy",
+                "ttl",
+                "tos",
+                "df_default",
+                "psk",
+                "ipsec_mode",
+                "ipsec_encap",
+                "ipsec_lifetime",
+                "ipsec_rekey_bytes",
+            ],
+            IfaceType::Geneve => &[
+                "remote_ip",
+                "key",
+                "dst_port",
+                "local_ip",
+                "dev",
+                "proxy",
+                "ttl",
+                "tos",
+                "df_default",
+                "geneve_opts",
+                "psk",
+                "ipsec_mode",
+                "ipsec_encap",
+                "ipsec_lifetime",
+                "ipsec_rekey_bytes",
+            ],
+            IfaceType::Gre => &[
+                "remote_ip",
+                "key",
+                "local_ip",
+                "proxy",
+                "ttl",
+                "tos",
+                "df_default",
+                "csum",
+                "seq",
+                "psk",
+                "ipsec_mode",
+                "ipsec_encap",
+                "ipsec_lifetime",
+                "ipsec_rekey_bytes",
+            ],
             IfaceType::System | IfaceType::Tap | IfaceType::Internal => &[],
         }
     }
@@ -243,6 +285,33 @@ pub struct TunnelSpec {
     pub tos: Inherit,
     /// IPv4 underlay: set DF on outer packets (`options:df_default`, default false as Linux does).
     pub df: bool,
+    /// `options:psk`: the tunnel's packets cross the underlay only inside ESP (the key itself is in
+    /// [`PortConfig::ipsec`]).
+    pub ipsec: Option<IpsecShape>,
+}
+
+/// How a protected tunnel's packets are wrapped: what the MTU depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpsecShape {
+    /// Tunnel mode (a second IP header inside ESP) rather than transport mode.
+    pub tunnel: bool,
+    /// ESP in UDP port 4500 (RFC 3948) rather than IP protocol 50.
+    pub udp: bool,
+}
+
+/// Bytes ESP with AES-GCM-16 adds at most: SPI and sequence number, IV, up to 3 bytes of padding, pad length
+/// and next header, ICV.
+pub const ESP_OVERHEAD: u32 = 8 + 8 + 3 + 2 + 16;
+
+/// A tunnel port's IPsec settings (`options:psk` and the `ipsec_*` options).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsecSpec {
+    pub psk: String,
+    pub shape: IpsecShape,
+    /// Child SAs are rekeyed after this many seconds (`ipsec_lifetime`, default 3600; the IKE SA after four
+    /// times as long) or after this many bytes (`ipsec_rekey_bytes`, default 0: no byte limit).
+    pub lifetime_secs: u64,
+    pub rekey_bytes: u64,
 }
 
 impl TunnelSpec {
@@ -250,7 +319,11 @@ impl TunnelSpec {
     /// Geneve header and options, or the GRE header with its optional fields.
     pub fn overhead(&self) -> u32 {
         let ip = if self.remote.is_ipv4() { 20 } else { 40 };
-        ip + self.encap_len() as u32
+        let esp = match self.ipsec {
+            None => 0,
+            Some(s) => ESP_OVERHEAD + if s.udp { 8 } else { 0 } + if s.tunnel { ip } else { 0 },
+        };
+        ip + self.encap_len() as u32 + esp
     }
 
     /// Bytes after the outer IP header and before the inner frame.
@@ -482,6 +555,58 @@ impl PortConfig {
             ttl: parse_inherit("ttl", get("ttl"), 1)?,
             tos: parse_inherit("tos", get("tos"), 0)?,
             df: parse_bool("df_default", get("df_default"))?,
+            ipsec: self.ipsec()?.map(|i| i.shape),
+        }))
+    }
+
+    /// Parses the IPsec options of a tunnel port: `None` without `options:psk`.
+    pub fn ipsec(&self) -> Result<Option<IpsecSpec>, ConfigError> {
+        let get = |k: &str| self.options.get(k).map(String::as_str);
+        let Some(psk) = get("psk") else {
+            for k in ["ipsec_mode", "ipsec_encap", "ipsec_lifetime", "ipsec_rekey_bytes"] {
+                if let Some(v) = get(k) {
+                    return Err(bad(k, v, "only applies with options:psk (IPsec)"));
+                }
+            }
+            return Ok(None);
+        };
+        if psk.is_empty() || psk.len() > 256 {
+            return Err(bad("psk", "(hidden)", "must be 1 to 256 characters"));
+        }
+        let remotes = self.remotes()?;
+        if remotes.len() != 1 || remotes[0].is_multicast() {
+            return Err(bad(
+                "psk",
+                "(hidden)",
+                "IPsec protects a tunnel to one remote_ip; it cannot be used with a multicast group or a list",
+            ));
+        }
+        let tunnel = match get("ipsec_mode") {
+            None | Some("transport") => false,
+            Some("tunnel") => true,
+            Some(v) => return Err(bad("ipsec_mode", v, "is neither transport nor tunnel")),
+        };
+        let udp = match get("ipsec_encap") {
+            None | Some("udp") => true,
+            Some("esp") => false,
+            Some(v) => {
+                return Err(bad("ipsec_encap", v, "is neither udp (ESP in UDP port 4500) nor esp (IP protocol 50)"))
+            }
+        };
+        let number = |k: &str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) if n >= min => Ok(n),
+                    _ => Err(bad(k, v, format!("not a whole number of at least {min}"))),
+                },
+            }
+        };
+        Ok(Some(IpsecSpec {
+            psk: psk.to_string(),
+            shape: IpsecShape { tunnel, udp },
+            lifetime_secs: number("ipsec_lifetime", 3600, 10)?,
+            rekey_bytes: number("ipsec_rekey_bytes", 0, 0)?,
         }))
     }
 }
@@ -989,6 +1114,8 @@ impl Config {
             | Request::FdbShow { .. }
             | Request::FdbFlush { .. }
             | Request::FdbStats { .. }
+            | Request::IpsecShow { .. }
+            | Request::IpsecRekey { .. }
             | Request::DumpFlows { .. }
             | Request::Trace { .. }
             | Request::Vlog { .. }
@@ -1003,6 +1130,8 @@ impl Config {
         let mut tunnels: std::collections::HashMap<(Option<IpAddr>, u8, u16, IpAddr, u32), &str> = Default::default();
         // One UDP port on one address speaks one encapsulation.
         let mut udp_ports: std::collections::HashMap<(Option<IpAddr>, bool, u16), (Encap, &str)> = Default::default();
+        // One IKE SA per remote: every protected port towards it agrees on the key and the wrapping.
+        let mut ipsec_peers: std::collections::HashMap<IpAddr, (IpsecSpec, &str)> = Default::default();
         for b in &self.bridges {
             let mut tunnel_specs: std::collections::HashMap<&str, TunnelSpec> = Default::default();
             check_ifname("bridge", &b.name)?;
@@ -1025,6 +1154,17 @@ impl Config {
                     });
                 }
                 if let Some(t) = p.tunnel()? {
+                    if let Some(ips) = p.ipsec()? {
+                        if let Some((other, name)) = ipsec_peers.get(&t.remote) {
+                            if *other != ips {
+                                return Err(ConfigError::Conflict(format!(
+                                    "ports {name:?} and {:?} both protect traffic to {} but their psk or ipsec_* options differ (one IKE SA serves both)",
+                                    p.name, t.remote
+                                )));
+                            }
+                        }
+                        ipsec_peers.insert(t.remote, (ips, &p.name));
+                    }
                     tunnel_specs.insert(p.name.as_str(), t);
                     if t.encap != Encap::Gre {
                         let key = (t.local, t.remote.is_ipv4(), t.dst_port);

@@ -8,5 +8,8 @@ pub mod fuzz;
 pub mod ofp;
 pub mod proto;
 
-pub use config::{BridgeConfig, Config, ConfigError, Encap, IfaceType, Inherit, PortConfig, StaticFdb, TunnelSpec};
+pub use config::{
+    BridgeConfig, Config, ConfigError, Encap, IfaceType, Inherit, IpsecShape, IpsecSpec, PortConfig, StaticFdb,
+    TunnelSpec,
+};
 pub use proto::{Request, Response};

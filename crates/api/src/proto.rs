@@ -123,6 +123,16 @@ pub enum Request {
         mac: weft_wire::EthernetAddress,
         vlan: u16,
     },
+    IpsecShow {
+        #[serde(default)]
+        keys: bool,
+    },
+    IpsecRekey {
+        #[serde(default)]
+        remote: Option<std::net::IpAddr>,
+        #[serde(default)]
+        ike: bool,
+    },
 }
 
 impl Request {

@@ -32,10 +32,15 @@ pub enum DropReason {
     FlowDrop,
     /// `actions=controller` with no controller connected, or its queue full.
     NoController,
+    /// A frame for a tunnel with IPsec before its SA is up (it never leaves in clear text).
+    NoSa,
+    /// A clear-text tunnel packet for a tunnel with IPsec (only ESP is accepted), or an ESP-protected one for a
+    /// tunnel without.
+    Cleartext,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -49,6 +54,8 @@ impl DropReason {
         DropReason::NoFlow,
         DropReason::FlowDrop,
         DropReason::NoController,
+        DropReason::NoSa,
+        DropReason::Cleartext,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +73,8 @@ impl DropReason {
             DropReason::NoFlow => "no_flow",
             DropReason::FlowDrop => "flow_drop",
             DropReason::NoController => "no_controller",
+            DropReason::NoSa => "ipsec_no_sa",
+            DropReason::Cleartext => "ipsec_cleartext",
         }
     }
 }

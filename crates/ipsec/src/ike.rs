@@ -1073,7 +1073,7 @@ impl Engine {
             Payload::Auth { method: msg::AUTH_SHARED_KEY, data: self.sas[i].auth(&cfg.psk, false) },
         ];
         let (ni, nr) = (self.sas[i].ni.clone(), self.sas[i].nr.clone());
-        out.extend(self.accept_child(i, now, p, &cfg, &ni, &nr, None, false));
+        out.extend(self.accept_child(i, now, p, &cfg, &ni, &nr, None, true));
         out
     }
 
@@ -1912,6 +1912,7 @@ mod tests {
         assert!(n.e[0].established(B.parse().unwrap()));
         assert!(n.e[1].established(A.parse().unwrap()));
         n.assert_matched();
+        assert!(n.installed[0][0].send && n.installed[1][0].send, "both ends send on the first child SA");
         let k = n.installed[0][0].clone();
         assert_eq!((k.mode, k.udp, k.peer_port), (Mode::Transport, true, NAT_T_PORT));
         assert_eq!(k.key_in.len(), 36, "AES-256-GCM key and salt");

@@ -180,3 +180,15 @@ pub fn source_towards(remote: std::net::IpAddr) -> io::Result<std::net::IpAddr> 
     s.connect(std::net::SocketAddr::new(remote, 9))?;
     Ok(s.local_addr()?.ip())
 }
+
+/// Sends one datagram from `fd` to `to` (`sendto`); for the rare control messages sent on a datapath socket.
+pub fn send_to(fd: std::os::fd::RawFd, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+    // SAFETY: sockaddr_storage is plain old data.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = to_storage(&to, &mut ss);
+    // SAFETY: `data` is valid for its length and `ss` holds an address of `len` bytes.
+    let n = unsafe {
+        syscall!(sendto(fd, data.as_ptr().cast(), data.len(), 0, (&ss as *const libc::sockaddr_storage).cast(), len))?
+    };
+    Ok(n as usize)
+}

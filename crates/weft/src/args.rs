@@ -56,6 +56,9 @@ inspection:
   fdb stats BR                      entries, mac-table-size, learn misses (table full), MAC moves
   fdb add BR MAC PORT [dst IP] [vlan N] | fdb del BR MAC [vlan N]
                                     static entries: never age, survive restarts
+  ipsec show [--keys]               IKE and ESP SAs (SPIs, algorithms, packets/bytes, age, rekey time) and
+                                    IPsec drops; --keys adds the keys (Wireshark's esp_sa and ikev2 tables)
+  ipsec rekey [REMOTE] [--ike]      rekey the child SAs (or the IKE SA) now, with one remote or all
 
 options: --may-exist (add-br, add-port), --if-exists (del-br, del-port), --format json (show, dump-ports,
 fdb show), --socket PATH (else $WEFT_SOCKET, else /run/weft/weft.sock)
@@ -66,6 +69,9 @@ tunnel options (options:K=V):
   vxlan    dst_port=PORT (4789)
   geneve   dst_port=PORT (6081), geneve_opts=CLASS:TYPE:HEXDATA[,...] (type >= 0x80: critical)
   gre      csum=true, seq=true
+  ipsec    psk=SECRET (both ends: IKEv2 brings up ESP; nothing crosses in clear text), ipsec_mode=transport|
+           tunnel (transport), ipsec_encap=udp|esp (udp: ESP in UDP 4500; esp: IP protocol 50),
+           ipsec_lifetime=SECONDS (3600; the IKE SA 4x), ipsec_rekey_bytes=N (0: none)
 ";
 
 pub enum Command {
@@ -146,6 +152,8 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let mut strict = false;
     let mut drops_only = false;
     let mut packet: Option<String> = None;
+    let mut keys = false;
+    let mut ike = false;
     // Split into the main command and "-- …" clauses.
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
     let mut it = argv.iter();
@@ -162,6 +170,8 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             "-V" => verbose = true,
             "--outer" => outer = true,
             "--strict" => strict = true,
+            "--keys" => keys = true,
+            "--ike" => ike = true,
             "--packet" => packet = Some(it.next().context("--packet needs the frame in hex")?.clone()),
             "-w" => write_to = Some(it.next().context("-w needs a FILE (or - for standard output)")?.clone()),
             "--decode-as" | "-d" => {
@@ -380,6 +390,15 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             _ => {
                 bail!("'fdb' takes 'show BR', 'flush BR', 'stats BR', 'add BR MAC PORT [dst IP] [vlan N]' or 'del BR MAC [vlan N]'")
             }
+        },
+        "ipsec" => match rest.as_slice() {
+            [sub] if sub == "show" => Request::IpsecShow { keys },
+            [sub] if sub == "rekey" => Request::IpsecRekey { remote: None, ike },
+            [sub, r] if sub == "rekey" => {
+                let remote = r.parse().with_context(|| format!("{r:?} is not an IP address"))?;
+                Request::IpsecRekey { remote: Some(remote), ike }
+            }
+            _ => bail!("'ipsec' takes 'show [--keys]' or 'rekey [REMOTE] [--ike]'"),
         },
         other => bail!("unknown command {other:?} (see weft --help)"),
     };

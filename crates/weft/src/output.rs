@@ -35,6 +35,7 @@ pub fn render(req: &Request, data: &Value, json: bool) -> anyhow::Result<String>
         Request::DumpFlows { .. } => dump_flows(&mut out, data)?,
         Request::Trace { .. } => trace(&mut out, data)?,
         Request::Vlog { .. } => writeln!(out, "log level: {}", data["level"].as_str().unwrap_or_default())?,
+        Request::IpsecShow { .. } => ipsec(&mut out, data)?,
         Request::FdbStats { .. } => {
             for key in ["entries", "mac_table_size", "learn_misses", "moves", "aged"] {
                 writeln!(out, "{key}: {}", data[key])?;
@@ -197,6 +198,88 @@ fn dump_ports(out: &mut String, data: &Value) -> std::fmt::Result {
         if !extra.is_empty() {
             writeln!(out, "             {}", extra.join(", "))?;
         }
+    }
+    Ok(())
+}
+
+/// `ipsec show`: one block per IKE SA, as `swanctl --list-sas` lays it out, then the drop counters; with
+/// `--keys`, lines in the form Wireshark's ESP SA and IKEv2 decryption tables take.
+fn ipsec(out: &mut String, data: &Value) -> std::fmt::Result {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let sas = data["sas"].as_array().cloned().unwrap_or_default();
+    if sas.is_empty() {
+        writeln!(out, "no IKE SAs")?;
+    }
+    for sa in &sas {
+        writeln!(
+            out,
+            "{} === {}: {}, {} {} {}{}",
+            s(&sa["local"]),
+            s(&sa["remote"]),
+            s(&sa["state"]),
+            if sa["initiator"].as_bool() == Some(true) { "initiator" } else { "responder" },
+            s(&sa["spi_i"]),
+            s(&sa["spi_r"]),
+            if sa["udp_encap"].as_bool() == Some(true) { ", ESP in UDP" } else { "" },
+        )?;
+        writeln!(
+            out,
+            "  {}/{}/{}, established {}s ago, rekeying in {}s",
+            s(&sa["encryption"]),
+            s(&sa["prf"]),
+            s(&sa["dh_group"]),
+            sa["age"],
+            sa["rekey_in"]
+        )?;
+        if let (Some(ei), Some(er)) = (sa["sk_ei"].as_str(), sa["sk_er"].as_str()) {
+            writeln!(out, "  ikev2 SK_ei {ei} SK_er {er}")?;
+        }
+        for c in sa["children"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  child: {}, {}, SPIs {}_i {}_o{}",
+                s(&c["mode"]).to_uppercase(),
+                s(&c["encryption"]),
+                s(&c["spi_in"]),
+                s(&c["spi_out"]),
+                if c["sending"].as_bool() == Some(false) { " (standby)" } else { "" },
+            )?;
+            writeln!(
+                out,
+                "    in  {} bytes, {} packets; out {} bytes, {} packets; {}s old, rekeying in {}s",
+                c["bytes_in"], c["packets_in"], c["bytes_out"], c["packets_out"], c["age"], c["rekey_in"]
+            )?;
+            writeln!(out, "    {} === {}", s(&c["ts_local"]), s(&c["ts_remote"]))?;
+            if let (Some(ki), Some(ko)) = (c["key_in"].as_str(), c["key_out"].as_str()) {
+                writeln!(out, "    esp_sa in  spi 0x{} key {}", s(&c["spi_in"]), ki)?;
+                writeln!(out, "    esp_sa out spi 0x{} key {}", s(&c["spi_out"]), ko)?;
+            }
+        }
+    }
+    for table in ["esp_sa", "ikev2_decryption_table"] {
+        for line in data["wireshark"][table].as_array().into_iter().flatten() {
+            writeln!(out, "uat:{table}:{}", line.as_str().unwrap_or_default())?;
+        }
+    }
+    let drops: Vec<String> = data["esp_dropped"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !drops.is_empty() {
+        writeln!(out, "ESP dropped: {}", drops.join(", "))?;
+    }
+    let ike: Vec<String> = data["ike"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !ike.is_empty() {
+        writeln!(out, "IKE: {}", ike.join(", "))?;
     }
     Ok(())
 }

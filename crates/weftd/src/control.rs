@@ -21,6 +21,8 @@ pub struct State {
     pub db: PathBuf,
     pub resources: Resources,
     pub dp: DpHandle,
+    /// The IKE thread (IPsec for tunnels with `options:psk`).
+    pub ike: std::sync::mpsc::SyncSender<crate::ipsec::IpsecMsg>,
     pub generation: u64,
     /// What the running pipeline knows of each port: its state, MTU and namespace, for `show`.
     pub port_info: BTreeMap<String, Value>,
@@ -157,6 +159,26 @@ impl State {
                 Some(None) => Response::err(format!("no bridge named {bridge:?}")),
                 None => Response::err("the datapath did not answer"),
             },
+            Request::IpsecShow { keys } => {
+                let (tx, rx) = channel();
+                let _ = self.ike.send(crate::ipsec::IpsecMsg::Show { keys, reply: tx });
+                match rx.recv_timeout(DP_TIMEOUT) {
+                    Ok(v) => Response::ok(v),
+                    Err(_) => Response::err("the IKE thread did not answer"),
+                }
+            }
+            Request::IpsecRekey { remote, ike } => {
+                let (tx, rx) = channel();
+                let _ = self.ike.send(crate::ipsec::IpsecMsg::Rekey { remote, ike, reply: tx });
+                match rx.recv_timeout(DP_TIMEOUT) {
+                    Ok(0) => Response::err(match remote {
+                        Some(r) => format!("no established IKE SA with {r}"),
+                        None => "no established IKE SA".to_string(),
+                    }),
+                    Ok(n) => Response::ok(json!({ "rekeying": n })),
+                    Err(_) => Response::err("the IKE thread did not answer"),
+                }
+            }
             _ => Response::err("unhandled request"),
         }
     }
@@ -195,7 +217,7 @@ impl State {
             self.resources.release_unused(&self.config);
             return Err(format!("cannot save the configuration: {e:#}"));
         }
-        self.install(pipeline);
+        self.install(pipeline, &new);
         self.generation = generation;
         self.config = new;
         self.resources.release_unused(&self.config);
@@ -237,7 +259,7 @@ impl State {
     }
 
     /// Hands a pipeline to the datapath and waits until it runs it.
-    pub fn install(&mut self, pipeline: crate::pipeline::Pipeline) {
+    pub fn install(&mut self, pipeline: crate::pipeline::Pipeline, cfg: &Config) {
         self.port_info = pipeline
             .ports
             .iter()
@@ -249,11 +271,15 @@ impl State {
                 (p.name.clone(), info)
             })
             .collect();
+        let nat_t: Vec<_> = pipeline.esp.iter().filter(|e| e.udp).map(|e| e.fd.clone()).collect();
         let (tx, rx) = channel();
         self.dp.send(DpMsg::Swap(Arc::new(pipeline), tx));
         if rx.recv_timeout(DP_TIMEOUT).is_err() {
             tracing::warn!("the datapath did not take the new configuration in time");
         }
+        // After the datapath: its ESP sockets are open and watched when the first SAs arrive.
+        let peers = crate::ipsec::peers_of(cfg);
+        let _ = self.ike.send(crate::ipsec::IpsecMsg::Config { peers, nat_t });
     }
 
     fn show(&self) -> Value {

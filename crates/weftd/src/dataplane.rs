@@ -73,6 +73,12 @@ pub enum DpMsg {
     },
     /// Start feeding a capture; answered with false when the port does not exist.
     Capture(Box<Tap>, Sender<bool>),
+    /// Install, activate or remove a child SA.
+    Esp(crate::esp::EspOp),
+    /// The SAs' counters and the ESP drops.
+    EspStats(Sender<(crate::esp::SaCounters, crate::esp::EspCounters)>),
+    /// Where IKE messages received on UDP port 4500 go.
+    IkeSink(std::sync::mpsc::SyncSender<crate::ipsec::IpsecMsg>),
 }
 
 /// A flow's counters as the control side sees them: (flow id, packets, bytes, seconds since last used).
@@ -99,6 +105,7 @@ pub struct FdbRow {
 }
 
 /// The handle the control thread keeps.
+#[derive(Clone)]
 pub struct DpHandle {
     pub tx: Sender<DpMsg>,
     pub wake: Arc<EventFd>,
@@ -122,7 +129,15 @@ enum Bytes {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sink {
     Packet(PortIdx),
-    Udp { pool: u16, socket: u16 },
+    Udp {
+        pool: u16,
+        socket: u16,
+    },
+    /// ESP towards the entry's destination: in UDP port 4500 or as IP protocol 50, over IPv4 or IPv6.
+    Esp {
+        v6: bool,
+        udp: bool,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -146,6 +161,8 @@ struct TxEntry {
     packets: u16,
     /// In a train: the tunnel header bytes in front of each datagram (not counted as frame bytes).
     train_head: u8,
+    /// ESP: the UDP source port of the tunnel packet inside.
+    sport: u16,
 }
 
 /// A frame's bytes, and the scratch area from `base` on to write into (a frame in the scratch area lies below
@@ -209,6 +226,10 @@ pub struct Dataplane {
     udp_gso: bool,
     /// Where the segments of the frame being cut are in `seg`.
     seg_list: Vec<(u32, u32)>,
+    /// IPsec: child SAs, the buffer ESP packets are sealed in, and where IKE messages from port 4500 go.
+    esp: crate::esp::EspTable,
+    esp_buf: Vec<u8>,
+    ike_tx: Option<std::sync::mpsc::SyncSender<crate::ipsec::IpsecMsg>>,
 }
 
 /// One step of a traced frame.
@@ -238,6 +259,9 @@ const ICMP_PER_SECOND: u32 = 1000;
 
 const TOKEN_CONTROL: u64 = u64::MAX;
 const TOKEN_UDP: u64 = 1 << 32;
+const TOKEN_ESP: u64 = 1 << 33;
+/// Room per sealed ESP packet (a jumbo-frame underlay's packet and ESP's overhead).
+const ESP_STRIDE: usize = 9216 + 256;
 
 impl Dataplane {
     pub fn new(pipeline: Arc<Pipeline>, msgs: Receiver<DpMsg>, wake: Arc<EventFd>) -> Self {
@@ -272,6 +296,9 @@ impl Dataplane {
             offloads: weft_sys::offloads_enabled(),
             udp_gso: weft_sys::offloads_enabled() && udp_gso_supported(),
             seg_list: Vec::with_capacity(MAX_SEGMENTS),
+            esp: Default::default(),
+            esp_buf: vec![0u8; BATCH * ESP_STRIDE],
+            ike_tx: None,
         };
         dp.install(pipeline);
         dp
@@ -486,6 +513,9 @@ impl Dataplane {
         for (i, s) in self.pipeline.rx_sockets.iter().enumerate() {
             epoll.add(s.socket.as_raw_fd(), TOKEN_UDP + i as u64)?;
         }
+        for (i, s) in self.pipeline.esp.iter().enumerate() {
+            epoll.add(s.fd.as_raw_fd(), TOKEN_ESP + i as u64)?;
+        }
         Ok(())
     }
 
@@ -515,6 +545,8 @@ impl Dataplane {
             for &token in &ready {
                 if token == TOKEN_CONTROL {
                     continue;
+                } else if token >= TOKEN_ESP {
+                    self.poll_esp((token - TOKEN_ESP) as usize);
                 } else if token >= TOKEN_UDP {
                     self.poll_udp((token - TOKEN_UDP) as usize);
                 } else {
@@ -599,6 +631,11 @@ impl Dataplane {
                             }
                             let _ = reply.send(known);
                         }
+                        Ok(DpMsg::Esp(op)) => self.esp.apply(op),
+                        Ok(DpMsg::EspStats(reply)) => {
+                            let _ = reply.send((self.esp.sa_counters(), self.esp.counters));
+                        }
+                        Ok(DpMsg::IkeSink(tx)) => self.ike_tx = Some(tx),
                         Err(std::sync::mpsc::TryRecvError::Empty) => break,
                         Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
                     }
@@ -802,40 +839,177 @@ impl Dataplane {
             let range = self.rx.slot_mut(i).1;
             let size = usize::from(self.rx.segment_size(i));
             let step = if size == 0 || size >= range.len() { range.len() } else { size };
-            let base = self.rx.slot_base(i);
             let mut at = range.start;
             while at < range.end {
                 let datagram = at..(at + step).min(range.end);
                 at = datagram.end;
-                let Some((port, frame)) = self.accept_datagram(&pipeline, rs, i, src, datagram) else { continue };
-                if !self.offloads {
-                    let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
-                    self.switch(&pipeline, port, Some(src.ip()), bytes, None, now);
+                let Some((port, frame)) = self.accept_datagram(&pipeline, rs, i, src, datagram, false) else {
                     continue;
-                }
-                let global = base + frame.start..base + frame.end;
-                if let Some((rp, rsrc, _, r)) = &mut run {
-                    if *rp == port && *rsrc == src.ip() && r.append(self.rx.storage_mut(), global.clone()) {
-                        continue;
-                    }
-                }
-                if let Some((rp, rsrc, rslot, r)) = run.take() {
-                    self.switch_run(&pipeline, rslot, rp, rsrc, r, now);
-                }
-                let limit = base + self.rx.slot(i).len();
-                match MergeRun::start(self.rx.storage_mut(), global, limit) {
-                    Some(r) => run = Some((port, src.ip(), i, r)),
-                    None => {
-                        let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
-                        self.switch(&pipeline, port, Some(src.ip()), bytes, None, now);
-                    }
-                }
+                };
+                self.take_frame(&pipeline, &mut run, i, port, src.ip(), frame, now);
             }
         }
         if let Some((rp, rsrc, rslot, r)) = run.take() {
             self.switch_run(&pipeline, rslot, rp, rsrc, r, now);
         }
         self.flush();
+    }
+
+    /// Switches a received tunnel frame (its range in slot `i`), or merges it into the run of segments of one
+    /// flow being collected (GRO), switching the run when this frame does not join it.
+    #[allow(clippy::too_many_arguments)]
+    fn take_frame(
+        &mut self,
+        pipeline: &Pipeline,
+        run: &mut Option<(PortIdx, IpAddr, usize, MergeRun)>,
+        i: usize,
+        port: PortIdx,
+        src: IpAddr,
+        frame: std::ops::Range<usize>,
+        now: Nanos,
+    ) {
+        if !self.offloads {
+            let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
+            self.switch(pipeline, port, Some(src), bytes, None, now);
+            return;
+        }
+        let base = self.rx.slot_base(i);
+        let global = base + frame.start..base + frame.end;
+        if let Some((rp, rsrc, _, r)) = run {
+            if *rp == port && *rsrc == src && r.append(self.rx.storage_mut(), global.clone()) {
+                return;
+            }
+        }
+        if let Some((rp, rsrc, rslot, r)) = run.take() {
+            self.switch_run(pipeline, rslot, rp, rsrc, r, now);
+        }
+        let limit = base + self.rx.slot(i).len();
+        match MergeRun::start(self.rx.storage_mut(), global, limit) {
+            Some(r) => *run = Some((port, src, i, r)),
+            None => {
+                let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
+                self.switch(pipeline, port, Some(src), bytes, None, now);
+            }
+        }
+    }
+
+    /// Receives a batch on an ESP socket: IKE messages (port 4500, non-ESP marker) go to the IKE thread; ESP
+    /// packets are checked against their SA's replay window, opened in place, and the tunnel packet inside
+    /// goes on as if received on the tunnel's own socket.
+    fn poll_esp(&mut self, ei: usize) {
+        let pipeline = self.pipeline.clone();
+        let Some(es) = pipeline.esp.get(ei) else { return };
+        let n = match self.rx.recv_mmsg(es.fd.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) => {
+                if self.rx_log.allow(self.now(), weft_datapath::SECOND) {
+                    tracing::warn!("ESP receive failed: {e}");
+                }
+                return;
+            }
+        };
+        let now = self.now();
+        let mut run: Option<(PortIdx, IpAddr, usize, MergeRun)> = None;
+        for i in 0..n {
+            let Some(src) = self.rx.source(i) else { continue };
+            let range = self.rx.slot_mut(i).1;
+            let size = usize::from(self.rx.segment_size(i));
+            let step = if size == 0 || size >= range.len() { range.len() } else { size };
+            let mut at = range.start;
+            while at < range.end {
+                let mut datagram = at..(at + step).min(range.end);
+                at = datagram.end;
+                if !es.udp && !es.v6 {
+                    // Raw IPv4 sockets hand over the IP header.
+                    let ihl = usize::from(self.rx.slot(i)[datagram.start] & 0x0f) * 4;
+                    if ihl < 20 || datagram.len() < ihl {
+                        self.esp.counters.truncated += 1;
+                        continue;
+                    }
+                    datagram.start += ihl;
+                }
+                let Some((port, frame)) = self.open_esp(&pipeline, es.udp, i, src, datagram) else { continue };
+                self.take_frame(&pipeline, &mut run, i, port, src.ip(), frame, now);
+            }
+        }
+        if let Some((rp, rsrc, rslot, r)) = run.take() {
+            self.switch_run(&pipeline, rslot, rp, rsrc, r, now);
+        }
+        self.flush();
+    }
+
+    /// One datagram from an ESP socket (`datagram`: its range in slot `i`, from the ESP header or the non-ESP
+    /// marker on). Returns the tunnel port and inner frame range of a good ESP packet.
+    fn open_esp(
+        &mut self,
+        pipeline: &Pipeline,
+        udp: bool,
+        i: usize,
+        src: SocketAddr,
+        datagram: std::ops::Range<usize>,
+    ) -> Option<(PortIdx, std::ops::Range<usize>)> {
+        let pkt = &mut self.rx.slot_mut(i).0[datagram.clone()];
+        if udp && pkt.len() == 1 && pkt[0] == 0xff {
+            return None; // NAT keepalive (RFC 3948 §2.3)
+        }
+        if udp && pkt.len() >= 4 && pkt[..4] == [0, 0, 0, 0] {
+            let m = crate::ipsec::IpsecMsg::Ike {
+                local_port: weft_wire::esp::NAT_T_PORT,
+                from: src,
+                data: pkt[4..].to_vec(),
+            };
+            if self.ike_tx.as_ref().is_none_or(|t| t.try_send(m).is_err()) {
+                self.esp.counters.ike_dropped += 1;
+            }
+            return None;
+        }
+        if pkt.len() < 8 {
+            self.esp.counters.truncated += 1;
+            return None;
+        }
+        let spi = u32::from_be_bytes([pkt[0], pkt[1], pkt[2], pkt[3]]);
+        let Some(sa) = self.esp.inb.get_mut(&spi) else {
+            self.esp.counters.unknown_spi += 1;
+            return None;
+        };
+        if sa.remote != src.ip() {
+            self.esp.counters.wrong_source += 1;
+            return None;
+        }
+        let (nh, payload) = match sa.esp.open(pkt) {
+            Ok(x) => x,
+            Err(e) => {
+                let c = &mut self.esp.counters;
+                match e {
+                    weft_ipsec::esp::EspError::Replay => c.replayed += 1,
+                    weft_ipsec::esp::EspError::Tampered => c.tampered += 1,
+                    weft_ipsec::esp::EspError::Truncated | weft_ipsec::esp::EspError::BadTrailer => c.truncated += 1,
+                }
+                return None;
+            }
+        };
+        let (remote, tunnel) = (sa.remote, sa.tunnel);
+        let inner = &pkt[payload.clone()];
+        let Some((proto, at, dport)) = crate::esp::inner(remote, tunnel, nh, inner) else {
+            self.esp.counters.bad_inner += 1;
+            return None;
+        };
+        let v4 = src.is_ipv4();
+        let rs = pipeline.rx_sockets.iter().find(|r| {
+            r.bound.is_ipv4() == v4
+                && if proto == weft_wire::ipv4::Protocol::GRE {
+                    r.encap == Encap::Gre
+                } else {
+                    r.encap != Encap::Gre && r.bound.port() == dport
+                }
+        });
+        let Some(rs) = rs else {
+            self.esp.counters.bad_inner += 1;
+            return None;
+        };
+        let start = datagram.start + payload.start + at;
+        let end = datagram.start + payload.end;
+        self.accept_datagram(pipeline, rs, i, src, start..end, true)
     }
 
     /// Switches the frame a run of merged segments in slot `slot` became.
@@ -862,9 +1036,11 @@ impl Dataplane {
         i: usize,
         src: SocketAddr,
         datagram: std::ops::Range<usize>,
+        protected: bool,
     ) -> Option<(PortIdx, std::ops::Range<usize>)> {
         let pkt = &self.rx.slot(i)[datagram.clone()];
-        let Decap { vni, inner_at, error } = decap(tunnel_kind(rs.encap), rs.bound.is_ipv4(), pkt);
+        // Raw IPv4 GRE sockets hand over the outer IP header; a GRE packet out of ESP has none.
+        let Decap { vni, inner_at, error } = decap(tunnel_kind(rs.encap), rs.bound.is_ipv4() && !protected, pkt);
         let port = match rs.classify(src.ip(), vni) {
             Ok(p) => p,
             Err((charged, why)) => {
@@ -875,6 +1051,12 @@ impl Dataplane {
         if let Some(why) = error {
             self.counters[usize::from(port.0)].drop(why);
             return None;
+        }
+        if let PortIo::Tunnel { spec, .. } = &pipeline.ports[usize::from(port.0)].io {
+            if spec.ipsec.is_some() != protected {
+                self.counters[usize::from(port.0)].drop(DropReason::Cleartext);
+                return None;
+            }
         }
         if rs.encap == Encap::Geneve {
             let PortIo::Tunnel { known_options, .. } = &pipeline.ports[usize::from(port.0)].io else { return None };
@@ -1419,6 +1601,7 @@ impl Dataplane {
                 PortIo::Tunnel { spec, mtu, .. } => {
                     self.udp_gso
                         && spec.encap != Encap::Gre
+                        && spec.ipsec.is_none()
                         && !tapped
                         && offload::segment_wire_len(self.bytes(bytes), &g)
                             .is_some_and(|l| l - ETH_LEN + tag_len <= usize::from(*mtu))
@@ -1520,10 +1703,20 @@ impl Dataplane {
                     }
                 }
                 let socket = hash as usize % pipeline.pools[*pool].len();
-                let sink = Sink::Udp { pool: *pool as u16, socket: socket as u16 };
+                let mut sink = Sink::Udp { pool: *pool as u16, socket: socket as u16 };
                 // A known VTEP gets the one copy; otherwise every remote of the port gets one.
                 let one = [remote.unwrap_or(dest.ip())];
                 let targets: &[IpAddr] = if remote.is_some() { &one } else { remotes };
+                if spec.ipsec.is_some() {
+                    // Fail closed: without an SA nothing leaves, and nothing leaves in clear text.
+                    match self.esp.out.get(&dest.ip()) {
+                        Some(sa) => sink = Sink::Esp { v6: dest.is_ipv6(), udp: sa.udp },
+                        None => {
+                            self.counters[usize::from(port.0)].drop(DropReason::NoSa);
+                            return None;
+                        }
+                    }
+                }
                 if tapped {
                     self.tap_frame(port, bytes, tag);
                     let PortIo::Tunnel { header, .. } = &p.io else { return None };
@@ -1561,6 +1754,8 @@ impl Dataplane {
                         segment: 0,
                         packets: 1,
                         train_head: 0,
+                        // Source ports spread flows as the tunnel's own socket pool would.
+                        sport: 49152 + (hash % 16384) as u16,
                     });
                 }
                 return None;
@@ -1583,6 +1778,7 @@ impl Dataplane {
             segment: 0,
             packets: 1,
             train_head: 0,
+            sport: 0,
         });
         if gso.is_some() {
             self.counters[usize::from(port.0)].gso_tx += 1;
@@ -1850,6 +2046,7 @@ impl Dataplane {
                     segment: if k > 1 { size as u16 } else { 0 },
                     packets: k as u16,
                     train_head: head.len() as u8,
+                    sport: 0,
                 });
                 at += len;
                 left -= k;
@@ -1883,12 +2080,17 @@ impl Dataplane {
         }
         let sinks = std::mem::take(&mut self.sinks);
         for &sink in &sinks {
+            if let Sink::Esp { v6, udp } = sink {
+                self.flush_esp(&pipeline, sink, v6, udp);
+                continue;
+            }
             let fd = match sink {
                 Sink::Packet(p) => match &pipeline.ports[usize::from(p.0)].io {
                     PortIo::Packet(s) => s.as_raw_fd(),
                     _ => continue,
                 },
                 Sink::Udp { pool, socket } => pipeline.pools[usize::from(pool)][usize::from(socket)].as_raw_fd(),
+                Sink::Esp { .. } => continue,
             };
             let mut owners: [(PortIdx, usize, u16, bool); BATCH] = [(PortIdx(0), 0, 0, false); BATCH];
             let counters = &mut self.counters;
@@ -1945,6 +2147,75 @@ impl Dataplane {
         self.sinks = sinks;
         self.sinks.clear();
         self.txq.clear();
+    }
+}
+
+impl Dataplane {
+    /// Seals the queued tunnel packets of one ESP sink, a batch at a time, and sends them.
+    fn flush_esp(&mut self, pipeline: &Pipeline, sink: Sink, v6: bool, udp: bool) {
+        let Some(fd) = pipeline.esp.iter().find(|e| e.v6 == v6 && e.udp == udp).map(|e| e.fd.as_raw_fd()) else {
+            for e in self.txq.iter().filter(|e| e.sink == sink) {
+                self.counters[usize::from(e.port.0)].drop(DropReason::TxError);
+            }
+            return;
+        };
+        let mut sealed: [(PortIdx, usize, usize, SocketAddr, IpMeta); BATCH] =
+            [(PortIdx(0), 0, 0, SocketAddr::from(([0, 0, 0, 0], 0)), IpMeta::default()); BATCH];
+        let mut count = 0;
+        let total = self.txq.len();
+        let mut k = 0;
+        while k <= total {
+            if k < total && self.txq[k].sink == sink {
+                let e = self.txq[k];
+                let data = resolve(&self.rx, &self.seg, e.bytes);
+                let head: &[u8] = match &pipeline.ports[usize::from(e.port.0)].io {
+                    PortIo::Tunnel { header, .. } if e.port_header => header,
+                    _ => &e.prefix[..usize::from(e.prefix_len)],
+                };
+                let (proto, dport) = match &pipeline.ports[usize::from(e.port.0)].io {
+                    PortIo::Tunnel { spec, .. } => (spec.ip_protocol(), spec.dst_port),
+                    _ => (0, 0),
+                };
+                let tag = e.tag.unwrap_or([0; 4]);
+                let parts: [&[u8]; 4] = match &e.tag {
+                    None => [head, data, &[], &[]],
+                    Some(_) if data.len() >= 12 => [head, &data[..12], &tag, &data[12..]],
+                    Some(_) => [head, data, &[], &[]],
+                };
+                let dest = e.dest.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |d| d.ip());
+                let slot = &mut self.esp_buf[count * ESP_STRIDE..(count + 1) * ESP_STRIDE];
+                let frame_len = data.len() + if e.tag.is_some() { 4 } else { 0 };
+                match self.esp.out.get_mut(&dest) {
+                    None => self.counters[usize::from(e.port.0)].drop(DropReason::NoSa),
+                    Some(sa) => match crate::esp::seal(sa, slot, proto, e.sport, dport, &parts, e.meta) {
+                        None => self.counters[usize::from(e.port.0)].drop(DropReason::TooBig),
+                        Some(n) => {
+                            let to = SocketAddr::new(dest, if udp { sa.peer_port } else { 0 });
+                            sealed[count] = (e.port, n, frame_len, to, e.meta);
+                            count += 1;
+                        }
+                    },
+                }
+            }
+            if count == BATCH || (k == total && count > 0) {
+                let counters = &mut self.counters;
+                let mut batch = self.mmsg.start();
+                for (j, (_, n, _, to, meta)) in sealed[..count].iter().enumerate() {
+                    batch.push_with(&[&self.esp_buf[j * ESP_STRIDE..j * ESP_STRIDE + n]], Some(to), *meta);
+                }
+                batch.send_with(fd, |j, ok| {
+                    let (port, _, frame_len, _, _) = sealed[j];
+                    let c = &mut counters[usize::from(port.0)];
+                    if ok {
+                        c.tx(frame_len);
+                    } else {
+                        c.drop(DropReason::TxError);
+                    }
+                });
+                count = 0;
+            }
+            k += 1;
+        }
     }
 }
 

@@ -6,6 +6,8 @@ mod capture;
 mod control;
 mod dataplane;
 mod db;
+mod esp;
+mod ipsec;
 mod log;
 mod metrics;
 mod ofconn;
@@ -64,11 +66,14 @@ fn run() -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     let wake = Arc::new(weft_sys::epoll::EventFd::new()?);
     let dp = dataplane::DpHandle { tx, wake: wake.clone() };
+    let ike = ipsec::spawn(dp.clone())?;
+    dp.send(dataplane::DpMsg::IkeSink(ike.clone()));
     let mut state = control::State {
         config,
         db,
         resources,
         dp,
+        ike,
         generation: 1,
         port_info: Default::default(),
         of: Default::default(),
@@ -79,7 +84,8 @@ fn run() -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("datapath".into())
         .spawn(move || dataplane::Dataplane::new(Arc::new(empty), rx, wake).run())?;
-    state.install(pipeline);
+    let cfg = state.config.clone();
+    state.install(pipeline, &cfg);
     tracing::info!(
         "{} bridge(s) restored from {}; listening on {}",
         state.config.bridges.len(),

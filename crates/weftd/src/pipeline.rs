@@ -251,6 +251,17 @@ pub struct Pipeline {
     pub pools: Vec<Arc<Vec<OwnedFd>>>,
     /// The local port of each pool socket (for the outer headers `weft capture --outer` shows).
     pub pool_ports: Vec<Vec<u16>>,
+    /// ESP sockets (UDP port 4500 and IP protocol 50, per address family) when some tunnel has IPsec.
+    pub esp: Vec<EspSocket>,
+}
+
+/// A socket ESP arrives on and leaves by.
+#[derive(Debug, Clone)]
+pub struct EspSocket {
+    pub fd: Arc<OwnedFd>,
+    pub v6: bool,
+    /// UDP port 4500 (ESP in UDP, and IKE with the non-ESP marker), else raw IP protocol 50.
+    pub udp: bool,
 }
 
 impl Pipeline {
@@ -263,6 +274,7 @@ impl Pipeline {
             rx_sockets: vec![],
             pools: vec![],
             pool_ports: vec![],
+            esp: vec![],
         }
     }
 }
@@ -276,6 +288,40 @@ pub struct Resources {
     packets: HashMap<String, Arc<PacketSocket>>,
     rx: HashMap<RxKey, Arc<OwnedFd>>,
     pools: HashMap<PoolKey, Arc<Vec<OwnedFd>>>,
+    /// ESP sockets by (IPv6, UDP).
+    esp: HashMap<(bool, bool), Arc<OwnedFd>>,
+}
+
+/// Opens an ESP socket: UDP port 4500 on every address of the family, or raw IP protocol 50.
+fn open_esp(v6: bool, udp: bool) -> anyhow::Result<Arc<OwnedFd>> {
+    let any: IpAddr = if v6 { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+    let fd = if udp {
+        let bind = SocketAddr::new(any, weft_wire::esp::NAT_T_PORT);
+        let fd = OwnedFd::from(weft_sys::udp::bind(bind).with_context(|| format!("IPsec: cannot bind UDP {bind}"))?);
+        if weft_sys::offloads_enabled() {
+            weft_sys::udp::enable_gro(&fd);
+        }
+        fd
+    } else {
+        weft_sys::udp::raw(SocketAddr::new(any, 0), weft_wire::ipv4::Protocol::ESP, false)
+            .with_context(|| format!("IPsec: cannot open a raw ESP socket ({})", if v6 { "IPv6" } else { "IPv4" }))?
+    };
+    Ok(Arc::new(fd))
+}
+
+/// The address families of the tunnels with IPsec (IPv4: false, IPv6: true).
+fn esp_families(cfg: &Config) -> Vec<bool> {
+    let mut v: Vec<bool> = cfg
+        .bridges
+        .iter()
+        .flat_map(|b| &b.ports)
+        .filter_map(|p| p.tunnel().ok().flatten())
+        .filter(|t| t.ipsec.is_some())
+        .map(|t| t.remote.is_ipv6())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// An open TAP: the device, the namespace it was found in, and the MTU weft gave it.
@@ -649,7 +695,21 @@ impl Resources {
             .iter()
             .map(|p| p.iter().map(|s| weft_sys::udp::local_addr(s).map_or(0, |a| a.port())).collect())
             .collect();
-        Ok(Pipeline { generation, bridges, ports, rx_sockets, pools, pool_ports })
+        let mut esp = Vec::new();
+        for v6 in esp_families(cfg) {
+            for udp in [true, false] {
+                let fd = match self.esp.get(&(v6, udp)) {
+                    Some(fd) => fd.clone(),
+                    None => {
+                        let fd = open_esp(v6, udp)?;
+                        self.esp.insert((v6, udp), fd.clone());
+                        fd
+                    }
+                };
+                esp.push(EspSocket { fd, v6, udp });
+            }
+        }
+        Ok(Pipeline { generation, bridges, ports, rx_sockets, pools, pool_ports, esp })
     }
 
     /// Closes what `cfg` no longer uses; TAPs of removed ports are deleted.
@@ -691,6 +751,8 @@ impl Resources {
         self.packets.retain(|name, _| packets.contains(name));
         self.rx.retain(|a, _| rx.contains(a));
         self.pools.retain(|a, _| pools.contains(a));
+        let families = esp_families(cfg);
+        self.esp.retain(|(v6, _), _| families.contains(v6));
     }
 
     /// Gives TAP and internal ports that weft created the MTU that fits their bridge's tunnels now (a tunnel
