@@ -63,7 +63,7 @@ impl Prf {
         }
     }
     /// Output (and preferred key) length.
-    pub fn len(self) -> usize {
+    pub fn out_len(self) -> usize {
         match self {
             Prf::Sha256 => 32,
             Prf::Sha384 => 48,
@@ -90,7 +90,7 @@ impl Prf {
 
     /// prf+(key, seed) truncated to `len` bytes: T1 = prf(K, S | 0x01), Tn = prf(K, Tn-1 | S | n).
     pub fn prf_plus(self, key: &[u8], seed: &[u8], len: usize) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + self.len());
+        let mut out = Vec::with_capacity(len + self.out_len());
         let mut t: Vec<u8> = Vec::new();
         let mut n = 1u8;
         while out.len() < len {

@@ -490,7 +490,7 @@ impl IkeSa {
             Some((d, old_prf)) => old_prf.prf(d, &[shared, &self.ni, &self.nr]),
         };
         let enc = gcm_material_len(enc_bits);
-        let pl = prf.len();
+        let pl = prf.out_len();
         let seed = [&self.ni[..], &self.nr[..], &self.spi_i.to_be_bytes(), &self.spi_r.to_be_bytes()].concat();
         let km = prf.prf_plus(&skeyseed, &seed, 3 * pl + 2 * enc);
         let (sk_d, rest) = km.split_at(pl);
@@ -570,14 +570,23 @@ impl IkeSa {
         k.prf.prf(&pad, &[message, nonce, &maced])
     }
 
-    /// Child SA keys from KEYMAT = prf+(SK_d, [g^ir |] Ni | Nr).
-    fn child_keys(&self, ni: &[u8], nr: &[u8], shared: Option<&[u8]>, enc_bits: u16) -> (Vec<u8>, Vec<u8>) {
+    /// Child SA keys from KEYMAT = prf+(SK_d, [g^ir |] Ni | Nr), as (inbound, outbound). The first key is for
+    /// the direction from the initiator *of the exchange that creates the child* (RFC 7296 §2.17) — after an IKE
+    /// rekey by the peer, that is not necessarily this IKE SA's initiator.
+    fn child_keys(
+        &self,
+        ni: &[u8],
+        nr: &[u8],
+        shared: Option<&[u8]>,
+        enc_bits: u16,
+        we_initiated: bool,
+    ) -> (Vec<u8>, Vec<u8>) {
         let Some(k) = &self.keys else { return (Vec::new(), Vec::new()) };
         let seed = [shared.unwrap_or(&[]), ni, nr].concat();
         let len = gcm_material_len(enc_bits);
         let km = k.prf.prf_plus(&k.sk_d, &seed, 2 * len);
         let (i2r, r2i) = km.split_at(len);
-        if self.initiator {
+        if we_initiated {
             (r2i.to_vec(), i2r.to_vec())
         } else {
             (i2r.to_vec(), r2i.to_vec())
@@ -1120,7 +1129,7 @@ impl Engine {
         };
         let transport = find_notify(p, notify::USE_TRANSPORT_MODE).is_some();
         let spi_in = self.new_spi();
-        let (key_in, key_out) = self.sas[i].child_keys(ni, nr, shared, choice.enc_bits);
+        let (key_in, key_out) = self.sas[i].child_keys(ni, nr, shared, choice.enc_bits, false);
         let sa = &self.sas[i];
         let keys = ChildKeys {
             local: sa.local,
@@ -1509,7 +1518,7 @@ impl Engine {
             p.iter().find_map(|x| if let Payload::TsI(t) = x { Some(t.clone()) } else { None }).unwrap_or_default();
         let tsr =
             p.iter().find_map(|x| if let Payload::TsR(t) = x { Some(t.clone()) } else { None }).unwrap_or_default();
-        let (key_in, key_out) = self.sas[i].child_keys(ni, nr, shared, choice.enc_bits);
+        let (key_in, key_out) = self.sas[i].child_keys(ni, nr, shared, choice.enc_bits, true);
         let transport = find_notify(p, notify::USE_TRANSPORT_MODE).is_some();
         if cfg.mode == Mode::Transport && !transport {
             tracing::info!(peer = %cfg.remote, "the peer refused transport mode; using tunnel mode");

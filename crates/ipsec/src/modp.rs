@@ -105,10 +105,10 @@ impl Group {
     /// a·b·R⁻¹ mod p (CIOS Montgomery multiplication).
     fn mul(&self, a: &Num, b: &Num) -> Num {
         let mut t = [0u64; N + 2];
-        for i in 0..N {
+        for &bi in b.iter() {
             let mut carry = 0u128;
             for j in 0..N {
-                let s = u128::from(t[j]) + u128::from(a[j]) * u128::from(b[i]) + carry;
+                let s = u128::from(t[j]) + u128::from(a[j]) * u128::from(bi) + carry;
                 t[j] = s as u64;
                 carry = s >> 64;
             }
