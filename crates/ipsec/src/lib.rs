@@ -3,6 +3,7 @@
 
 pub mod crypto;
 pub mod esp;
+pub mod fuzz;
 pub mod ike;
 mod modp;
 pub mod msg;

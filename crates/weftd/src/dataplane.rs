@@ -2151,7 +2151,9 @@ impl Dataplane {
 }
 
 impl Dataplane {
-    /// Seals the queued tunnel packets of one ESP sink, a batch at a time, and sends them.
+    /// Seals the queued tunnel packets of one ESP sink into the ESP buffer and sends them. ESP in UDP packets
+    /// of one port to one peer that come out the same length (the segments of a TCP frame, cut to the MSS)
+    /// lie side by side and leave as one UDP_SEGMENT train, as clear-text tunnel packets do.
     fn flush_esp(&mut self, pipeline: &Pipeline, sink: Sink, v6: bool, udp: bool) {
         let Some(fd) = pipeline.esp.iter().find(|e| e.v6 == v6 && e.udp == udp).map(|e| e.fd.as_raw_fd()) else {
             for e in self.txq.iter().filter(|e| e.sink == sink) {
@@ -2159,62 +2161,138 @@ impl Dataplane {
             }
             return;
         };
-        let mut sealed: [(PortIdx, usize, usize, SocketAddr, IpMeta); BATCH] =
-            [(PortIdx(0), 0, 0, SocketAddr::from(([0, 0, 0, 0], 0)), IpMeta::default()); BATCH];
+        let trains_ok = udp && self.udp_gso;
+        let mut trains: [EspTrain; BATCH] = [EspTrain::default(); BATCH];
         let mut count = 0;
+        let mut cursor = 0;
         let total = self.txq.len();
-        let mut k = 0;
-        while k <= total {
-            if k < total && self.txq[k].sink == sink {
-                let e = self.txq[k];
-                let data = resolve(&self.rx, &self.seg, e.bytes);
-                let head: &[u8] = match &pipeline.ports[usize::from(e.port.0)].io {
-                    PortIo::Tunnel { header, .. } if e.port_header => header,
-                    _ => &e.prefix[..usize::from(e.prefix_len)],
-                };
-                let (proto, dport) = match &pipeline.ports[usize::from(e.port.0)].io {
-                    PortIo::Tunnel { spec, .. } => (spec.ip_protocol(), spec.dst_port),
-                    _ => (0, 0),
-                };
-                let tag = e.tag.unwrap_or([0; 4]);
-                let parts: [&[u8]; 4] = match &e.tag {
-                    None => [head, data, &[], &[]],
-                    Some(_) if data.len() >= 12 => [head, &data[..12], &tag, &data[12..]],
-                    Some(_) => [head, data, &[], &[]],
-                };
-                let dest = e.dest.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |d| d.ip());
-                let slot = &mut self.esp_buf[count * ESP_STRIDE..(count + 1) * ESP_STRIDE];
-                let frame_len = data.len() + if e.tag.is_some() { 4 } else { 0 };
-                match self.esp.out.get_mut(&dest) {
-                    None => self.counters[usize::from(e.port.0)].drop(DropReason::NoSa),
-                    Some(sa) => match crate::esp::seal(sa, slot, proto, e.sport, dport, &parts, e.meta) {
-                        None => self.counters[usize::from(e.port.0)].drop(DropReason::TooBig),
-                        Some(n) => {
-                            let to = SocketAddr::new(dest, if udp { sa.peer_port } else { 0 });
-                            sealed[count] = (e.port, n, frame_len, to, e.meta);
-                            count += 1;
-                        }
-                    },
-                }
+        for k in 0..total {
+            let e = self.txq[k];
+            if e.sink != sink {
+                continue;
             }
-            if count == BATCH || (k == total && count > 0) {
-                let counters = &mut self.counters;
-                let mut batch = self.mmsg.start();
-                for (j, (_, n, _, to, meta)) in sealed[..count].iter().enumerate() {
-                    batch.push_with(&[&self.esp_buf[j * ESP_STRIDE..j * ESP_STRIDE + n]], Some(to), *meta);
-                }
-                batch.send_with(fd, |j, ok| {
-                    let (port, _, frame_len, _, _) = sealed[j];
-                    let c = &mut counters[usize::from(port.0)];
-                    if ok {
-                        c.tx(frame_len);
-                    } else {
-                        c.drop(DropReason::TxError);
-                    }
-                });
+            if count == BATCH || cursor + ESP_STRIDE > self.esp_buf.len() {
+                self.send_esp_trains(fd, &trains[..count]);
                 count = 0;
+                cursor = 0;
             }
-            k += 1;
+            let data = resolve(&self.rx, &self.seg, e.bytes);
+            let io = &pipeline.ports[usize::from(e.port.0)].io;
+            let head: &[u8] = match io {
+                PortIo::Tunnel { header, .. } if e.port_header => header,
+                _ => &e.prefix[..usize::from(e.prefix_len)],
+            };
+            let (proto, dport) = match io {
+                PortIo::Tunnel { spec, .. } => (spec.ip_protocol(), spec.dst_port),
+                _ => (0, 0),
+            };
+            let tag = e.tag.unwrap_or([0; 4]);
+            let parts: [&[u8]; 4] = match &e.tag {
+                Some(_) if data.len() >= 12 => [head, &data[..12], &tag, &data[12..]],
+                _ => [head, data, &[], &[]],
+            };
+            let frame_len = data.len() + if e.tag.is_some() { 4 } else { 0 };
+            let dest = e.dest.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |d| d.ip());
+            let Some(sa) = self.esp.out.get_mut(&dest) else {
+                self.counters[usize::from(e.port.0)].drop(DropReason::NoSa);
+                continue;
+            };
+            let room = &mut self.esp_buf[cursor..cursor + ESP_STRIDE];
+            let Some(n) = crate::esp::seal(sa, room, proto, e.sport, dport, &parts, e.meta) else {
+                self.counters[usize::from(e.port.0)].drop(DropReason::TooBig);
+                continue;
+            };
+            let to = SocketAddr::new(dest, if udp { sa.peer_port } else { 0 });
+            let joins = count > 0 && trains_ok && {
+                let t = &trains[count - 1];
+                t.to == to
+                    && t.port == e.port
+                    && t.meta == e.meta
+                    && t.start + t.len == cursor
+                    && t.len == t.seg * usize::from(t.count)
+                    && n <= t.seg
+                    && usize::from(t.count) < UDP_GSO_SEGMENTS
+                    && t.len + n <= UDP_GSO_BYTES
+            };
+            if joins {
+                let t = &mut trains[count - 1];
+                t.len += n;
+                t.count += 1;
+                t.frames += frame_len;
+            } else {
+                trains[count] = EspTrain {
+                    start: cursor,
+                    len: n,
+                    seg: n,
+                    count: 1,
+                    to,
+                    meta: e.meta,
+                    port: e.port,
+                    frames: frame_len,
+                };
+                count += 1;
+            }
+            cursor += n;
+        }
+        if count > 0 {
+            self.send_esp_trains(fd, &trains[..count]);
+        }
+    }
+
+    fn send_esp_trains(&mut self, fd: std::os::fd::RawFd, trains: &[EspTrain]) {
+        let counters = &mut self.counters;
+        let mut refused = false;
+        let mut batch = self.mmsg.start();
+        for t in trains {
+            let segment = if t.count > 1 { t.seg as u16 } else { 0 };
+            batch.push_segmented(&[&self.esp_buf[t.start..t.start + t.len]], Some(&t.to), t.meta, segment);
+        }
+        batch.send_with(fd, |j, ok| {
+            let t = &trains[j];
+            let c = &mut counters[usize::from(t.port.0)];
+            if ok {
+                c.tx_many(t.count, t.frames);
+                c.gso_tx += u64::from(t.count > 1);
+            } else {
+                refused |= t.count > 1;
+                for _ in 0..t.count {
+                    c.drop(DropReason::TxError);
+                }
+            }
+        });
+        if refused && self.udp_gso {
+            self.udp_gso = false;
+            tracing::warn!("the kernel refused a UDP_SEGMENT send; ESP datagrams now go one by one");
+        }
+    }
+}
+
+/// ESP packets sealed side by side in the ESP buffer that leave in one send: one datagram, or a UDP_SEGMENT
+/// train of `count` datagrams of `seg` bytes (the last may be shorter).
+#[derive(Clone, Copy)]
+struct EspTrain {
+    start: usize,
+    len: usize,
+    seg: usize,
+    count: u16,
+    to: SocketAddr,
+    meta: IpMeta,
+    port: PortIdx,
+    /// The tunnel frames' bytes, for the port's counters.
+    frames: usize,
+}
+
+impl Default for EspTrain {
+    fn default() -> Self {
+        EspTrain {
+            start: 0,
+            len: 0,
+            seg: 0,
+            count: 0,
+            to: SocketAddr::from(([0, 0, 0, 0], 0)),
+            meta: IpMeta::default(),
+            port: PortIdx(0),
+            frames: 0,
         }
     }
 }
