@@ -7,6 +7,7 @@ namespace behind each host on a veth, endpoint offloads left on) for
   ovs       Open vSwitch userspace datapath, VXLAN (skipped, with the reason, if OVS is not installed)
   weft-vxlan, weft-geneve, weft-gre
   weft-vxlan-nooffload   weft VXLAN with WEFT_OFFLOADS=off (weft cuts every frame itself; for comparison)
+  weft-vxlan-ipsec       weft VXLAN with options:psk (IKEv2, ESP AES-256-GCM in UDP 4500, transport mode)
 
 iperf3 TCP 1 stream, TCP 4 streams and UDP 64-byte datagrams (delivered packets per second); medians of RUNS
 runs of SECONDS each; system CPU use while each runs; weftd's peak memory. Prints a table with weft's ratio to
@@ -93,6 +94,11 @@ class Setup:
             env = dict(os.environ)
             if self.kind.endswith("-nooffload"):
                 env["WEFT_OFFLOADS"] = "off"
+            extra = " options:psk=bench-secret" if self.kind.endswith("-ipsec") else ""
+            if extra:
+                # ESP takes 45 more bytes: the endpoints get the MTU weft gives a TAP on such a bridge.
+                for n in ("cb-l", "cb-r"):
+                    nsx(n, "ip link set eth0 mtu 1405")
             for i in (1, 2):
                 sock = os.path.join(self.tmp, f"w{i}.sock")
                 p = subprocess.Popen(["ip", "netns", "exec", f"cb-h{i}", f"{BIN}/weftd", "--db",
@@ -105,7 +111,13 @@ class Setup:
                     time.sleep(0.1)
                 w = f"{BIN}/weft --socket {sock}"
                 nsx(f"cb-h{i}", f"{w} add-br sw1 && {w} add-port sw1 p{i} && {w} add-port sw1 t1 -- set interface t1 "
-                    f"type={ty} options:remote_ip={other[i]} options:key=1")
+                    f"type={ty} options:remote_ip={other[i]} options:key=1{extra}")
+        for _ in range(10):  # IPsec: until IKE has brought the SAs up
+            try:
+                nsx("cb-l", "ping -c 1 -W 1 198.51.100.2 >/dev/null")
+                break
+            except RuntimeError:
+                pass
         nsx("cb-l", "ping -c 3 -W 2 198.51.100.2 >/dev/null")
 
     def weftd_pids(self):
@@ -319,7 +331,8 @@ def report(a, results, cpu, rss):
                 f"{key} {ratio(results[kind].get(key), results[base].get(key))}" for key, _, _ in TESTS))
     names = {"veth": "veth underlay alone (ceiling)", "kernel": "Linux kernel VXLAN + bridge",
              "ovs": "Open vSwitch userspace, VXLAN", "weft-vxlan": "weft VXLAN", "weft-geneve": "weft Geneve",
-             "weft-gre": "weft GRE", "weft-vxlan-nooffload": "weft VXLAN, WEFT_OFFLOADS=off"}
+             "weft-gre": "weft GRE", "weft-vxlan-nooffload": "weft VXLAN, WEFT_OFFLOADS=off",
+             "weft-vxlan-ipsec": "weft VXLAN + IPsec (ESP AES-256-GCM)"}
     print("\n| setup | TCP 1 stream | TCP 4 streams | UDP 64-byte delivered | weft / kernel (TCP 1, UDP) | weftd RSS |")
     print("|---|---|---|---|---|---|")
     for kind in results:

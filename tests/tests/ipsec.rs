@@ -82,6 +82,9 @@ fn vxlan_transport_esp_in_udp_decrypted_by_tshark() {
     assert_eq!(c["mode"], "transport");
     let text = p.w1.weft("ipsec show");
     assert!(text.contains("ESTABLISHED") && text.contains("TRANSPORT, AES_GCM_16-256"), "{text}");
+    // `show` does not print the key.
+    let show = p.w1.weft("show");
+    assert!(show.contains("psk=\"(hidden)\"") && !show.contains("swordfish"), "{show}");
 }
 
 #[test]

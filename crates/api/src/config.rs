@@ -1310,6 +1310,47 @@ mod tests {
     }
 
     #[test]
+    fn ipsec_options_are_checked() {
+        let mut c = sample();
+        c.set_interface("vx1", &kv(&[("options:psk", "swordfish")])).unwrap();
+        c.validate().unwrap();
+        let t = c.find_port("vx1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
+        // Transport mode in UDP: 37 bytes of ESP and 8 of UDP on top of VXLAN's 36.
+        assert_eq!(t.overhead(), 36 + 37 + 8);
+        let bad = |opts: &[(&str, &str)], want: &str| {
+            let mut c2 = c.clone();
+            c2.set_interface("vx1", &kv(opts)).unwrap();
+            let e = c2.validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{opts:?}: {e}");
+        };
+        bad(&[("options:ipsec_mode", "sideways")], "neither transport nor tunnel");
+        bad(&[("options:ipsec_encap", "tcp")], "neither udp");
+        bad(&[("options:ipsec_lifetime", "5")], "at least 10");
+        bad(&[("options:remote_ip", "239.1.1.1"), ("options:dev", "eth0")], "one remote_ip");
+        bad(&[("options:remote_ip", "192.0.2.12,192.0.2.13")], "one remote_ip");
+        bad(&[("options:psk", "")], "1 to 256");
+        let mut plain = sample();
+        plain.set_interface("vx1", &kv(&[("options:ipsec_mode", "tunnel")])).unwrap();
+        assert!(plain.validate().unwrap_err().to_string().contains("only applies with options:psk"));
+        // Tunnel mode over IPv4 adds an inner IP header.
+        let mut tun = c.clone();
+        tun.set_interface("vx1", &kv(&[("options:ipsec_mode", "tunnel"), ("options:ipsec_encap", "esp")])).unwrap();
+        let t = tun.find_port("vx1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
+        assert_eq!(t.overhead(), 36 + 37 + 20);
+        // Two protected ports to one remote must agree (one IKE SA serves both).
+        let mut two = c.clone();
+        two.add_port(
+            "sw1",
+            "gre1",
+            &kv(&[("type", "gre"), ("options:remote_ip", "192.0.2.12"), ("options:psk", "marlin")]),
+            &[],
+            false,
+        )
+        .unwrap();
+        assert!(two.validate().unwrap_err().to_string().contains("psk or ipsec_* options differ"));
+    }
+
+    #[test]
     fn geneve_and_gre_options() {
         let mut c = sample();
         let gnv = kv(&[

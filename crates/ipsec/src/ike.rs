@@ -30,6 +30,9 @@ pub const HALF_OPEN_MAX: usize = 512;
 pub const HALF_OPEN_PER_SOURCE: usize = 32;
 /// A peer silent this long is asked whether it is alive (an empty INFORMATIONAL request).
 const DPD_AFTER: Nanos = 15 * SECOND;
+/// An IKE SA being closed (replaced by a rekey, or refused) is forgotten after this long without a word from
+/// the peer (its delete may never come).
+const CLOSING_TTL: Nanos = 30 * SECOND;
 /// After a failed attempt, the initiator tries again this much later.
 const RESTART_AFTER: Nanos = 5 * SECOND;
 /// The peer with the higher address waits this long for the other to initiate before it does.
@@ -712,6 +715,8 @@ impl Engine {
             Req::Init => unreachable_init(),
             Req::Auth => {
                 let spi_in = self.new_spi();
+                let remote = self.sas[i].remote;
+                let first_contact = self.sas.iter().filter(|s| s.remote == remote).count() == 1;
                 let sa = &mut self.sas[i];
                 sa.plan = Some(ChildPlan { spi_in, nonce: Vec::new(), dh: None, ike_spi: 0 });
                 let (t, d) = id_payload(sa.local);
@@ -719,6 +724,11 @@ impl Engine {
                     Payload::IdI { kind: t, data: d },
                     Payload::Auth { method: msg::AUTH_SHARED_KEY, data: sa.auth(&cfg.psk, true) },
                 ];
+                if first_contact {
+                    // We hold no other SA with this peer (a fresh start): it may drop what it still has with
+                    // us (RFC 7296 §2.4).
+                    p.push(Payload::notify(notify::INITIAL_CONTACT, Vec::new()));
+                }
                 if cfg.mode == Mode::Transport {
                     p.push(Payload::notify(notify::USE_TRANSPORT_MODE, Vec::new()));
                 }
@@ -1030,10 +1040,10 @@ impl Engine {
             exchange::INFORMATIONAL => self.informational_request(i, now, &payloads),
             _ => vec![Payload::notify(notify::INVALID_SYNTAX, Vec::new())],
         };
-        let Some(sa) = self.sas.get_mut(i) else { return };
-        if sa.spi_i != h.spi_i {
-            return;
-        }
+        // Handling the request may have removed other SAs (INITIAL_CONTACT) or added one (an IKE rekey):
+        // find this one again.
+        let Some(i) = self.sas.iter().position(|s| s.spi_i == h.spi_i && s.spi_r == h.spi_r) else { return };
+        let sa = &mut self.sas[i];
         let resp = sa.seal(h.exchange, h.msg_id, true, &response);
         sa.last_response = Some((h.msg_id, resp.clone(), local_port));
         self.send(local_port, from, resp);
@@ -1067,7 +1077,7 @@ impl Engine {
             self.stats.auth_failed += 1;
             tracing::warn!(peer = %remote, "IKE_AUTH from {remote} failed: its pre-shared key (options:psk) differs from ours; no SA");
             self.sas[i].state = State::Closing;
-            self.sas[i].rekey_at = now;
+            self.sas[i].last_heard = now;
             return vec![Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new())];
         }
         let sa = &mut self.sas[i];
@@ -1076,13 +1086,33 @@ impl Engine {
         sa.rekey_at = now + jitter(cfg.ike_lifetime);
         self.stats.ike_sa_established += 1;
         tracing::info!(peer = %remote, "IKE SA established (responder)");
+        if find_notify(p, notify::INITIAL_CONTACT).is_some() {
+            // The peer started afresh: the SAs we still hold with it are dead; forget them without a word.
+            let (spi_i, spi_r) = (self.sas[i].spi_i, self.sas[i].spi_r);
+            let stale: Vec<usize> = (0..self.sas.len())
+                .filter(|&k| self.sas[k].remote == remote && (self.sas[k].spi_i, self.sas[k].spi_r) != (spi_i, spi_r))
+                .collect();
+            for k in stale.into_iter().rev() {
+                let old = self.sas.remove(k);
+                self.drop_children(&old);
+            }
+            let Some(n) = self.sas.iter().position(|s| (s.spi_i, s.spi_r) == (spi_i, spi_r)) else {
+                return Vec::new();
+            };
+            return self.auth_reply(n, now, p, &cfg);
+        }
+        self.auth_reply(i, now, p, &cfg)
+    }
+
+    /// The responder's IKE_AUTH answer: IDr, AUTH and the first child SA.
+    fn auth_reply(&mut self, i: usize, now: Nanos, p: &[Payload], cfg: &PeerConfig) -> Vec<Payload> {
         let (t, d) = id_payload(cfg.local);
         let mut out = vec![
             Payload::IdR { kind: t, data: d },
             Payload::Auth { method: msg::AUTH_SHARED_KEY, data: self.sas[i].auth(&cfg.psk, false) },
         ];
         let (ni, nr) = (self.sas[i].ni.clone(), self.sas[i].nr.clone());
-        out.extend(self.accept_child(i, now, p, &cfg, &ni, &nr, None, true));
+        out.extend(self.accept_child(i, now, p, cfg, &ni, &nr, None, true));
         out
     }
 
@@ -1620,6 +1650,11 @@ impl Engine {
                 self.sas.remove(i);
                 continue;
             }
+            if sa.state == State::Closing && sa.pending.is_none() && now.saturating_sub(sa.last_heard) > CLOSING_TTL {
+                let sa = self.sas.remove(i);
+                self.drop_children_unless_moved(&sa);
+                continue;
+            }
             if let Some(p) = &mut sa.pending {
                 if now.saturating_sub(p.sent) >= RETRY_FIRST << p.tries {
                     if p.tries >= RETRIES {
@@ -2020,6 +2055,33 @@ mod tests {
         n.run();
         n.assert_matched();
         assert_eq!(n.live(0).len(), 1);
+    }
+
+    #[test]
+    fn a_restarted_peer_replaces_its_old_sas_at_once() {
+        let mut n = Net::pair(b"swordfish");
+        n.advance(0);
+        let old = n.installed[1][0].spi_in;
+        // A loses everything (kill -9) and starts again: INITIAL_CONTACT makes B drop the old SAs at once.
+        let (a, b): (IpAddr, IpAddr) = (A.parse().unwrap(), B.parse().unwrap());
+        n.e[0] = Engine::new();
+        n.e[0].set_peers(vec![PeerConfig::new(a, b, b"swordfish")], n.now);
+        n.advance(SECOND);
+        assert_eq!(n.e[1].show(n.now).len(), 1, "B keeps one IKE SA");
+        assert!(n.removed[1].contains(&old));
+        assert_eq!(n.live(1).len(), 1);
+    }
+
+    #[test]
+    fn refused_sas_are_forgotten() {
+        let mut n = Net::pair(b"other");
+        n.advance(0);
+        for _ in 0..40 {
+            n.advance(SECOND);
+        }
+        // A tries every 5 s; B keeps no more than the last few refused attempts.
+        assert!(n.e[1].sas.len() <= 8, "{} SAs kept", n.e[1].sas.len());
+        assert!(n.e[1].stats.auth_failed >= 5);
     }
 
     #[test]

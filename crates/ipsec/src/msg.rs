@@ -41,6 +41,7 @@ pub mod notify {
     pub const AUTHENTICATION_FAILED: u16 = 24;
     pub const TS_UNACCEPTABLE: u16 = 38;
     pub const TEMPORARY_FAILURE: u16 = 43;
+    pub const INITIAL_CONTACT: u16 = 16384;
     pub const NAT_DETECTION_SOURCE_IP: u16 = 16388;
     pub const NAT_DETECTION_DESTINATION_IP: u16 = 16389;
     pub const COOKIE: u16 = 16390;

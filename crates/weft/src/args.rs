@@ -450,6 +450,13 @@ mod tests {
         assert!(p("set interface vx1 key").unwrap_err().to_string().contains("KEY=VALUE"));
         assert!(p("--bogus show").is_err());
         assert!(p("fdb show").is_err());
+        assert_eq!(p("ipsec show --keys").unwrap(), Request::IpsecShow { keys: true });
+        assert_eq!(
+            p("ipsec rekey 192.0.2.12 --ike").unwrap(),
+            Request::IpsecRekey { remote: Some("192.0.2.12".parse().unwrap()), ike: true }
+        );
+        assert!(p("ipsec rekey nowhere").is_err());
+        assert!(p("ipsec").is_err());
     }
 
     #[test]

@@ -312,7 +312,11 @@ impl State {
             "name": name,
             "ofport": ofport,
             "type": ty,
-            "options": options,
+            // The IPsec key stays in the database (readable by root only); `show` does not print it.
+            "options": options
+                .iter()
+                .map(|(k, v)| (k.clone(), if k == "psk" { "(hidden)".to_string() } else { v.clone() }))
+                .collect::<BTreeMap<String, String>>(),
             "tag": vlan.tag,
             "trunks": vlan.trunks,
             "mtu": info.map(|i| i["mtu"].clone()).unwrap_or(Value::Null),
