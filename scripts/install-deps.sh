@@ -2,9 +2,11 @@
 # Installs what weft's demo and tests need on Debian 12 (as root). Rust itself must already be installed
 # (rustup); Debian 12's own rustc is too old.
 set -euo pipefail
-# strongSwan (charon, swanctl, and the openssl/gcm/curve25519 plugins) is the IPsec interop peer.
+# strongSwan (charon, swanctl, and the openssl/gcm/curve25519 plugins) is the IPsec interop peer; nftables
+# makes the NAT an IPsec test crosses.
 packages=(iproute2 iputils-ping iperf3 tshark tcpdump python3 ethtool procps openvswitch-switch openvswitch-testcontroller curl git
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins)
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins
+  nftables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -268,3 +268,47 @@ for i in range(20000):
     // The real SA still carries traffic.
     p.left.ping(V4_RIGHT, 2);
 }
+
+#[test]
+fn behind_a_nat_esp_goes_in_udp_to_the_mapped_port() {
+    if !prerequisites(&["nft", "tshark", "tcpdump"]) {
+        return;
+    }
+    // h1 (10.77.0.2, private) → router n (masquerades to 192.0.2.41, ports remapped) → h2 (192.0.2.42). h2 knows h1 only as
+    // 192.0.2.41; h1 asks for raw ESP, but the NAT is found and ESP goes in UDP.
+    let tmp = TempDir::new("iph");
+    let h1 = Ns::new("iphh1");
+    let n = Ns::new("iphn");
+    let h2 = Ns::new("iphh2");
+    veth(&h1, "iphu1", Some("10.77.0.2/24"), &n, "iphn1", Some("10.77.0.1/24"));
+    veth(&n, "iphn2", Some("192.0.2.41/24"), &h2, "iphu2", Some("192.0.2.42/24"));
+    h1.sh("ip route add default via 10.77.0.1");
+    n.sh("sysctl -qw net.ipv4.ip_forward=1");
+    n.sh("nft add table ip nat && nft add chain ip nat post \"{ type nat hook postrouting priority 100 ; }\" && nft add rule ip nat post oifname iphn2 masquerade fully-random");
+    let w1 = Weftd::start(&h1, &tmp.path("h1"));
+    let w2 = Weftd::start(&h2, &tmp.path("h2"));
+    let l = endpoint_veth("iphl", &h1, "iphp1", V4_LEFT, V6_LEFT);
+    let r = endpoint_veth("iphr", &h2, "iphp2", V4_RIGHT, V6_RIGHT);
+    for e in [&l, &r] {
+        e.sh("ip link set eth0 mtu 1360");
+    }
+    w1.weft("add-br sw1");
+    w1.weft("add-port sw1 iphp1");
+    w1.weft(&format!("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.42 options:key=3 {PSK} options:ipsec_encap=esp"));
+    w2.weft("add-br sw1");
+    w2.weft("add-port sw1 iphp2");
+    w2.weft(&format!("add-port sw1 t1 -- set interface t1 type=vxlan options:remote_ip=192.0.2.41 options:key=3 {PSK} options:ipsec_encap=esp"));
+    let cap = Capture::start(&h2, "iphu2", tmp.path("u.pcap"));
+    let v = wait_for_sa(&w1);
+    assert_eq!(v["sas"][0]["udp_encap"], true, "{v}");
+    l.ping(V4_RIGHT, 3);
+    r.ping(V4_LEFT, 3);
+    cap.finish();
+    // At h2: ESP in UDP from the NAT's address and a port other than 4500 (the NAT's mapping), and back.
+    let from_nat = cap.fields("esp && ip.src == 192.0.2.41", &["udp.srcport"]);
+    assert!(from_nat.len() >= 6, "{from_nat:?}");
+    assert!(from_nat.iter().all(|f| f[0] != "4500" && f[0] == from_nat[0][0]), "{from_nat:?}");
+    let to_nat = cap.fields("esp && ip.dst == 192.0.2.41", &["udp.dstport"]);
+    assert!(to_nat.len() >= 6 && to_nat.iter().all(|f| f[0] == from_nat[0][0]), "{to_nat:?}");
+    assert!(cap.fields("vxlan", &["frame.number"]).is_empty());
+}

@@ -112,6 +112,9 @@ pub struct ChildKeys {
     /// UDP-encapsulated, and the peer's port (4500, or what a NAT made of it).
     pub udp: bool,
     pub peer_port: u16,
+    /// The peer's address as it names it (its traffic selector): behind a NAT, not the one its packets
+    /// come from. Tunnel-mode inner packets carry it.
+    pub peer_inner: IpAddr,
     /// The datapath sends on this SA (a rekeying responder waits until the old SA is deleted).
     pub send: bool,
 }
@@ -245,6 +248,9 @@ struct IkeSa {
     iv: u64,
     /// UDP encapsulation chosen (NAT found or forced).
     nat: bool,
+    /// The identity the peer sent (IDi or IDr): its AUTH is computed over it. Behind a NAT it is the peer's
+    /// own (private) address, not the one its packets come from.
+    peer_id: Option<(u8, Vec<u8>)>,
 }
 
 /// What `weft ipsec show` prints for an IKE SA.
@@ -303,6 +309,15 @@ fn ip_bytes(a: IpAddr) -> Vec<u8> {
     match a {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// The address in an ID payload's data (ID_IPV4_ADDR or ID_IPV6_ADDR).
+fn id_addr(d: &[u8]) -> Option<IpAddr> {
+    match d.len() {
+        4 => Some(IpAddr::from(<[u8; 4]>::try_from(d).ok()?)),
+        16 => Some(IpAddr::from(<[u8; 16]>::try_from(d).ok()?)),
+        _ => None,
     }
 }
 
@@ -414,8 +429,13 @@ fn chosen_proposal(c: Choice, proto: u8, spi: Vec<u8>, had_esn: bool) -> Proposa
 
 /// Narrows the peer's traffic selectors to the one address we allow on that side (any port, the configured
 /// protocol or what the peer narrowed it to).
-fn narrow(offered: &[Ts], addr: IpAddr, proto: u8) -> Option<Vec<Ts>> {
-    let t = offered.iter().find(|t| t.contains(addr) && (proto == 0 || t.proto == 0 || t.proto == proto))?;
+/// `addrs`: the side's address as we see it, and (behind a NAT) the one it has itself; the first one a selector
+/// covers is kept.
+fn narrow(offered: &[Ts], addrs: &[IpAddr], proto: u8) -> Option<Vec<Ts>> {
+    let (t, addr) = offered.iter().find_map(|t| {
+        let a = addrs.iter().copied().find(|a| t.contains(*a))?;
+        (proto == 0 || t.proto == 0 || t.proto == proto).then_some((t, a))
+    })?;
     let p = if t.proto != 0 { t.proto } else { proto };
     let ports = if p == 0 { (0, 65535) } else { (t.start_port, t.end_port) };
     Some(vec![Ts { proto: p, start_port: ports.0, end_port: ports.1, start: addr, end: addr }])
@@ -483,6 +503,7 @@ impl IkeSa {
             last_heard: now,
             iv: 0,
             nat: false,
+            peer_id: None,
         }
     }
 
@@ -561,12 +582,13 @@ impl IkeSa {
     /// AUTH for one side: prf(prf(psk, "Key Pad for IKEv2"), message | peer's nonce | prf(SK_p, ID)).
     fn auth(&self, psk: &[u8], of_initiator: bool) -> Vec<u8> {
         let Some(k) = &self.keys else { return Vec::new() };
-        let (message, nonce, sk_p, addr) = if of_initiator {
-            (&self.init_req, &self.nr, &k.sk_pi, if self.initiator { self.local } else { self.remote })
+        let (message, nonce, sk_p) =
+            if of_initiator { (&self.init_req, &self.nr, &k.sk_pi) } else { (&self.init_resp, &self.ni, &k.sk_pr) };
+        let (t, data) = if of_initiator == self.initiator {
+            id_payload(self.local)
         } else {
-            (&self.init_resp, &self.ni, &k.sk_pr, if self.initiator { self.remote } else { self.local })
+            self.peer_id.clone().unwrap_or_else(|| id_payload(self.remote))
         };
-        let (t, data) = id_payload(addr);
         let id_body = [&[t, 0, 0, 0][..], &data].concat();
         let maced = k.prf.prf(sk_p, &[&id_body]);
         let pad = k.prf.prf(psk, &[b"Key Pad for IKEv2"]);
@@ -1071,6 +1093,8 @@ impl Engine {
         };
         let auth =
             p.iter().find_map(|x| if let Payload::Auth { method, data } = x { Some((*method, data)) } else { None });
+        self.sas[i].peer_id =
+            p.iter().find_map(|x| if let Payload::IdI { kind, data } = x { Some((*kind, data.clone())) } else { None });
         let want = self.sas[i].auth(&cfg.psk, true);
         let ok = matches!(auth, Some((msg::AUTH_SHARED_KEY, d)) if ct_eq(d, &want));
         if !ok {
@@ -1131,6 +1155,9 @@ impl Engine {
         send_now: bool,
     ) -> Vec<Payload> {
         let (sa_local, sa_remote) = (self.sas[i].local, self.sas[i].remote);
+        // Behind a NAT the peer names its own (private) address in its selectors and ID.
+        let mut peer_addrs = vec![sa_remote];
+        peer_addrs.extend(self.sas[i].peer_id.as_ref().and_then(|(_, d)| id_addr(d)));
         let Some(Payload::Sa(props)) = p.iter().find(|x| x.kind() == kind::SA) else {
             return vec![Payload::notify(notify::INVALID_SYNTAX, Vec::new())];
         };
@@ -1152,7 +1179,8 @@ impl Engine {
         let (Some(tsi), Some(tsr)) = (tsi, tsr) else {
             return vec![Payload::notify(notify::INVALID_SYNTAX, Vec::new())];
         };
-        let (Some(ts_remote), Some(ts_local)) = (narrow(tsi, sa_remote, cfg.proto), narrow(tsr, sa_local, cfg.proto))
+        let (Some(ts_remote), Some(ts_local)) =
+            (narrow(tsi, &peer_addrs, cfg.proto), narrow(tsr, &[sa_local], cfg.proto))
         else {
             tracing::warn!(peer = %sa_remote, "child SA: the peer's traffic selectors do not cover the tunnel endpoints");
             return vec![Payload::notify(notify::TS_UNACCEPTABLE, Vec::new())];
@@ -1171,6 +1199,7 @@ impl Engine {
             mode: if transport { Mode::Transport } else { Mode::Tunnel },
             udp: sa.nat,
             peer_port: if sa.nat { sa.peer.port() } else { 0 },
+            peer_inner: ts_remote[0].start,
             send: send_now,
         };
         let had_esn = prop.of(transform::ESN).next().is_some();
@@ -1496,6 +1525,8 @@ impl Engine {
         }
         let auth =
             p.iter().find_map(|x| if let Payload::Auth { method, data } = x { Some((*method, data)) } else { None });
+        self.sas[i].peer_id =
+            p.iter().find_map(|x| if let Payload::IdR { kind, data } = x { Some((*kind, data.clone())) } else { None });
         let want = self.sas[i].auth(&cfg.psk, false);
         if !matches!(auth, Some((msg::AUTH_SHARED_KEY, d)) if ct_eq(d, &want)) {
             self.stats.auth_failed += 1;
@@ -1564,6 +1595,7 @@ impl Engine {
             mode: if transport { Mode::Transport } else { Mode::Tunnel },
             udp: sa.nat,
             peer_port: if sa.nat { sa.peer.port() } else { 0 },
+            peer_inner: tsr.first().map_or(sa.remote, |t| t.start),
             send: true,
         };
         self.add_child(i, now, keys, choice.enc_bits, tsi, tsr, cfg);
@@ -1866,6 +1898,8 @@ mod tests {
         drop: [usize; 2],
         sent: [usize; 2],
         now: Nanos,
+        /// Side 0 sits behind a NAT with this public address: its ports are moved up by 10 000.
+        nat: Option<IpAddr>,
     }
 
     impl Net {
@@ -1879,6 +1913,7 @@ mod tests {
                 drop: [0, 0],
                 sent: [0, 0],
                 now: 0,
+                nat: None,
             };
             n.e[0].set_peers(vec![a], 0);
             n.e[1].set_peers(vec![b], 0);
@@ -1904,9 +1939,18 @@ mod tests {
                                     self.drop[side] -= 1;
                                     continue;
                                 }
-                                assert_eq!(to.ip(), self.addr[1 - side]);
-                                let from = SocketAddr::new(self.addr[side], from_port);
-                                self.e[1 - side].input(self.now, to.port(), from, &data);
+                                let (from, to_port) = match (self.nat, side) {
+                                    (Some(public), 0) => (SocketAddr::new(public, from_port + 10_000), to.port()),
+                                    (Some(public), _) => {
+                                        assert_eq!(to.ip(), public);
+                                        (SocketAddr::new(self.addr[side], from_port), to.port() - 10_000)
+                                    }
+                                    (None, _) => (SocketAddr::new(self.addr[side], from_port), to.port()),
+                                };
+                                if self.nat.is_none() || side == 0 {
+                                    assert_eq!(to.ip(), self.addr[1 - side]);
+                                }
+                                self.e[1 - side].input(self.now, to_port, from, &data);
                             }
                             Output::Install(k) => self.installed[side].push(k),
                             Output::Remove { spi_in, .. } => self.removed[side].push(spi_in),
@@ -2055,6 +2099,28 @@ mod tests {
         n.run();
         n.assert_matched();
         assert_eq!(n.live(0).len(), 1);
+    }
+
+    #[test]
+    fn behind_a_nat_ids_and_ports_follow_the_peer() {
+        // A (10.0.0.1, its own ID) behind a NAT that shows it as 198.51.100.7 with other ports; B knows A only
+        // by the public address. Raw ESP asked for, but the NAT forces UDP encapsulation.
+        let (a, b, public): (IpAddr, IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), B.parse().unwrap(), "198.51.100.7".parse().unwrap());
+        let mut ca = PeerConfig::new(a, b, b"k");
+        ca.encap = Encap::Esp;
+        let mut cb = PeerConfig::new(b, public, b"k");
+        cb.encap = Encap::Esp;
+        cb.initiate = Initiate::Never;
+        let mut n = Net::new(ca, cb);
+        n.nat = Some(public);
+        n.advance(0);
+        n.assert_matched();
+        let kb = &n.installed[1][0];
+        assert!(kb.udp, "a NAT was found: ESP goes in UDP");
+        assert_eq!(kb.peer_port, NAT_T_PORT + 10_000, "B sends ESP to the port the NAT shows");
+        assert_eq!(kb.remote, public);
+        assert!(n.installed[0][0].udp);
     }
 
     #[test]

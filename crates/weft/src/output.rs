@@ -261,25 +261,17 @@ fn ipsec(out: &mut String, data: &Value) -> std::fmt::Result {
             writeln!(out, "uat:{table}:{}", line.as_str().unwrap_or_default())?;
         }
     }
-    let drops: Vec<String> = data["esp_dropped"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if !drops.is_empty() {
-        writeln!(out, "ESP dropped: {}", drops.join(", "))?;
-    }
-    let ike: Vec<String> = data["ike"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    if !ike.is_empty() {
-        writeln!(out, "IKE: {}", ike.join(", "))?;
+    for (key, title) in [("esp_dropped", "ESP dropped"), ("ike", "IKE")] {
+        let nonzero: Vec<String> = data[key]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, v)| v.as_u64().unwrap_or(0) > 0)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        if !nonzero.is_empty() {
+            writeln!(out, "{title}: {}", nonzero.join(", "))?;
+        }
     }
     Ok(())
 }

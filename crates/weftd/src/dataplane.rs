@@ -830,9 +830,29 @@ impl Dataplane {
                 return;
             }
         };
+        self.receive_datagrams(&pipeline, n, |dp, i, src, datagram| {
+            dp.accept_datagram(&pipeline, rs, i, src, datagram, false)
+        });
+    }
+
+    /// Goes through the `n` buffers just received: cuts UDP_GRO buffers into their datagrams, has `accept`
+    /// check each (it returns the tunnel port and the inner frame's range, or drops it), switches the frames
+    /// or merges consecutive TCP segments of one flow first, and sends what they produced.
+    ///
+    /// A run may go on into the next buffers (a 64 KiB TCP frame leaves the sender as two trains); it stays
+    /// inside the buffer it began in, where there is room for a whole 64 KiB frame.
+    fn receive_datagrams(
+        &mut self,
+        pipeline: &Pipeline,
+        n: usize,
+        mut accept: impl FnMut(
+            &mut Self,
+            usize,
+            SocketAddr,
+            std::ops::Range<usize>,
+        ) -> Option<(PortIdx, std::ops::Range<usize>)>,
+    ) {
         let now = self.now();
-        // A run may go on into the next buffers (a 64 KiB TCP frame leaves the sender as two trains); it
-        // stays inside the buffer it began in, where there is room for a whole 64 KiB frame.
         let mut run: Option<(PortIdx, IpAddr, usize, MergeRun)> = None;
         for i in 0..n {
             let Some(src) = self.rx.source(i) else { continue };
@@ -843,14 +863,13 @@ impl Dataplane {
             while at < range.end {
                 let datagram = at..(at + step).min(range.end);
                 at = datagram.end;
-                let Some((port, frame)) = self.accept_datagram(&pipeline, rs, i, src, datagram, false) else {
-                    continue;
-                };
-                self.take_frame(&pipeline, &mut run, i, port, src.ip(), frame, now);
+                if let Some((port, frame)) = accept(self, i, src, datagram) {
+                    self.take_frame(pipeline, &mut run, i, port, src.ip(), frame, now);
+                }
             }
         }
         if let Some((rp, rsrc, rslot, r)) = run.take() {
-            self.switch_run(&pipeline, rslot, rp, rsrc, r, now);
+            self.switch_run(pipeline, rslot, rp, rsrc, r, now);
         }
         self.flush();
     }
@@ -908,34 +927,19 @@ impl Dataplane {
                 return;
             }
         };
-        let now = self.now();
-        let mut run: Option<(PortIdx, IpAddr, usize, MergeRun)> = None;
-        for i in 0..n {
-            let Some(src) = self.rx.source(i) else { continue };
-            let range = self.rx.slot_mut(i).1;
-            let size = usize::from(self.rx.segment_size(i));
-            let step = if size == 0 || size >= range.len() { range.len() } else { size };
-            let mut at = range.start;
-            while at < range.end {
-                let mut datagram = at..(at + step).min(range.end);
-                at = datagram.end;
-                if !es.udp && !es.v6 {
-                    // Raw IPv4 sockets hand over the IP header.
-                    let ihl = usize::from(self.rx.slot(i)[datagram.start] & 0x0f) * 4;
-                    if ihl < 20 || datagram.len() < ihl {
-                        self.esp.counters.truncated += 1;
-                        continue;
-                    }
-                    datagram.start += ihl;
+        let (udp, v6) = (es.udp, es.v6);
+        self.receive_datagrams(&pipeline, n, |dp, i, src, mut datagram| {
+            if !udp && !v6 {
+                // Raw IPv4 sockets hand over the IP header.
+                let ihl = usize::from(dp.rx.slot(i)[datagram.start] & 0x0f) * 4;
+                if ihl < 20 || datagram.len() < ihl {
+                    dp.esp.counters.truncated += 1;
+                    return None;
                 }
-                let Some((port, frame)) = self.open_esp(&pipeline, es.udp, i, src, datagram) else { continue };
-                self.take_frame(&pipeline, &mut run, i, port, src.ip(), frame, now);
+                datagram.start += ihl;
             }
-        }
-        if let Some((rp, rsrc, rslot, r)) = run.take() {
-            self.switch_run(&pipeline, rslot, rp, rsrc, r, now);
-        }
-        self.flush();
+            dp.open_esp(&pipeline, udp, i, src, datagram)
+        });
     }
 
     /// One datagram from an ESP socket (`datagram`: its range in slot `i`, from the ESP header or the non-ESP
@@ -988,9 +992,9 @@ impl Dataplane {
                 return None;
             }
         };
-        let (remote, tunnel) = (sa.remote, sa.tunnel);
+        let (remotes, tunnel) = ([sa.remote, sa.inner_remote], sa.tunnel);
         let inner = &pkt[payload.clone()];
-        let Some((proto, at, dport)) = crate::esp::inner(remote, tunnel, nh, inner) else {
+        let Some((proto, at, dport)) = crate::esp::inner(remotes, tunnel, nh, inner) else {
             self.esp.counters.bad_inner += 1;
             return None;
         };

@@ -33,6 +33,8 @@ pub struct OutSa {
 pub struct InSa {
     pub esp: Inbound,
     pub remote: IpAddr,
+    /// The peer's own address (behind a NAT, its private one): tunnel-mode inner packets come from it.
+    pub inner_remote: IpAddr,
     pub tunnel: bool,
 }
 
@@ -73,7 +75,9 @@ impl EspTable {
                     return;
                 };
                 let tunnel = k.mode == Mode::Tunnel;
-                self.inb.insert(k.spi_in, InSa { esp: Inbound::new(k.spi_in, gin), remote: k.remote, tunnel });
+                let sa =
+                    InSa { esp: Inbound::new(k.spi_in, gin), remote: k.remote, inner_remote: k.peer_inner, tunnel };
+                self.inb.insert(k.spi_in, sa);
                 let sa = OutSa {
                     esp: Outbound::new(k.spi_out, gout),
                     local: k.local,
@@ -215,14 +219,14 @@ pub fn seal(
 /// What a decrypted ESP payload holds: the tunnel protocol (UDP or GRE), where the tunnel packet starts
 /// (after the UDP header), and the UDP destination port. `None` when it is not a tunnel packet between the
 /// SA's addresses.
-pub fn inner(sa_remote: IpAddr, tunnel: bool, nh: u8, pkt: &[u8]) -> Option<(u8, usize, u16)> {
+pub fn inner(sa_remote: [IpAddr; 2], tunnel: bool, nh: u8, pkt: &[u8]) -> Option<(u8, usize, u16)> {
     let mut at = 0;
     let mut proto = nh;
     if tunnel {
         match nh {
             next::IPV4 => {
                 let ip = weft_wire::ipv4::Ipv4Packet::new_checked(pkt).ok()?;
-                if IpAddr::V4(ip.src_addr()) != sa_remote {
+                if !sa_remote.contains(&IpAddr::V4(ip.src_addr())) {
                     return None;
                 }
                 proto = ip.protocol();
@@ -234,7 +238,7 @@ pub fn inner(sa_remote: IpAddr, tunnel: bool, nh: u8, pkt: &[u8]) -> Option<(u8,
                 }
                 let mut src = [0u8; 16];
                 src.copy_from_slice(&pkt[8..24]);
-                if IpAddr::V6(src.into()) != sa_remote {
+                if !sa_remote.contains(&IpAddr::V6(src.into())) {
                     return None;
                 }
                 proto = pkt[6];
@@ -268,6 +272,7 @@ mod tests {
             mode,
             udp: true,
             peer_port: 4500,
+            peer_inner: remote.parse().unwrap(),
             send: true,
         }
     }
@@ -281,6 +286,7 @@ mod tests {
             spi_out: k.spi_in,
             key_in: k.key_out.clone(),
             key_out: k.key_in.clone(),
+            peer_inner: k.local,
             ..k.clone()
         }
     }
@@ -304,7 +310,7 @@ mod tests {
             let n = seal(sa, &mut buf, 17, 50000, 4789, &[&vxlan, &frame], IpMeta::default()).unwrap();
             let inb = b.inb.get_mut(&0x2000).unwrap();
             let (nh, range) = inb.esp.open(&mut buf[..n]).unwrap();
-            let (proto, at, dport) = inner(k.local, inb.tunnel, nh, &buf[range.clone()]).unwrap();
+            let (proto, at, dport) = inner([k.local, k.local], inb.tunnel, nh, &buf[range.clone()]).unwrap();
             assert_eq!((proto, dport), (17, 4789), "{mode:?} {l}");
             assert_eq!(&buf[range.start + at..range.start + at + 8], &vxlan);
             assert_eq!(range.len() - at, 68);
@@ -324,7 +330,8 @@ mod tests {
             }
             // A packet claiming to come from elsewhere in tunnel mode is refused.
             if mode == Mode::Tunnel {
-                assert!(inner("192.0.2.99".parse().unwrap(), true, nh, &buf[range]).is_none());
+                let elsewhere = "192.0.2.99".parse().unwrap();
+                assert!(inner([elsewhere, elsewhere], true, nh, &buf[range]).is_none());
             }
         }
     }

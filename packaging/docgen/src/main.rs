@@ -57,6 +57,7 @@ fn weft() -> Command {
             sub("trace", "what the bridge would do with a packet, without sending it", vec![br(), pos("FLOW", "a match with in_port="), Arg::new("packet").long("packet").value_name("HEX").help("the frame, in hex")]),
             sub("capture", "frames crossing a port of a running bridge", vec![br(), pos("PORT", "port name"), Arg::new("w").short('w').value_name("FILE").help("write pcap (- for standard output)"), Arg::new("c").short('c').value_name("N").help("stop after N frames"), flag("outer", "tunnel ports: with the outer headers"), Arg::new("V").short('V').action(ArgAction::SetTrue).help("a tree per packet")]),
             sub("decode", "dissect a pcap or pcapng file, like tshark", vec![pos("FILE", "capture file, or -"), Arg::new("V").short('V').action(ArgAction::SetTrue).help("a tree per packet"), Arg::new("c").short('c').value_name("N").help("stop after N packets"), Arg::new("decode-as").long("decode-as").value_name("RULE").help("udp.port==N,vxlan|geneve")]),
+            sub("ipsec", "ipsec show [--keys]: IKE and ESP SAs (with --keys: Wireshark's esp_sa and ikev2 table lines); ipsec rekey [REMOTE] [--ike]", vec![pos("ACTION", "show or rekey"), opt_pos("REMOTE", "rekey: the peer's address (else every peer)"), flag("keys", "show: print the keys"), flag("ike", "rekey: the IKE SA instead of the child SAs")]),
             sub("vlog/set", "set weftd's log level", vec![pos("LEVEL", "off, error, warn, info, debug, trace")]),
             sub("vlog/list", "show weftd's log level", vec![]),
         ])
