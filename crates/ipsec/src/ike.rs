@@ -2151,6 +2151,23 @@ mod tests {
     }
 
     #[test]
+    fn byte_limit_rekeys() {
+        let (a, b): (IpAddr, IpAddr) = (A.parse().unwrap(), B.parse().unwrap());
+        let mut ca = PeerConfig::new(a, b, b"k");
+        ca.rekey_bytes = 1000;
+        let mut n = Net::new(ca, PeerConfig::new(b, a, b"k"));
+        n.advance(0);
+        let spi_out = n.installed[0][0].spi_out;
+        n.e[0].bytes_sent(b, spi_out, 999, n.now);
+        n.advance(SECOND);
+        assert_eq!(n.installed[0].len(), 1, "under the limit");
+        n.e[0].bytes_sent(b, spi_out, 1000, n.now);
+        n.advance(SECOND);
+        assert_eq!(n.installed[0].len(), 2, "at the limit: rekeyed");
+        n.assert_matched();
+    }
+
+    #[test]
     fn lifetime_rekeys_on_its_own() {
         let (a, b): (IpAddr, IpAddr) = (A.parse().unwrap(), B.parse().unwrap());
         let mut ca = PeerConfig::new(a, b, b"k");
