@@ -164,6 +164,13 @@ fn bulk_tcp_geneve_with_options() {
     bulk_both_ways("ofg", "geneve", " options:geneve_opts=0x0102:0x80:01020304", false, false);
 }
 
+/// IPsec: the segments leave as trains of ESP datagrams and are merged again after decryption; every byte
+/// arrives intact.
+#[test]
+fn bulk_tcp_vxlan_ipsec() {
+    bulk_both_ways("ofi", "vxlan", " options:psk=swordfish", false, false);
+}
+
 #[test]
 fn bulk_tcp_gre() {
     bulk_both_ways("ofr", "gre", "", false, false);
