@@ -734,7 +734,8 @@ impl Engine {
         let Some(cfg) = self.peers.get(&self.sas[i].remote).cloned() else { return };
         let msg_id = self.sas[i].next_id;
         let data = match &req {
-            Req::Init => unreachable_init(),
+            // IKE_SA_INIT is sent by `send_init`, which also handles its cookie and group retries.
+            Req::Init => return,
             Req::Auth => {
                 let spi_in = self.new_spi();
                 let remote = self.sas[i].remote;
@@ -887,7 +888,7 @@ impl Engine {
             None => self.stats.unknown_peer += 1,
             Some(i) => {
                 if h.is_response() {
-                    self.response(i, now, local_port, from, data, &m)
+                    self.response(i, now, from, data, &m)
                 } else {
                     self.incoming_request(i, now, local_port, from, data, &m)
                 }
@@ -1382,7 +1383,7 @@ impl Engine {
         out
     }
 
-    fn response(&mut self, i: usize, now: Nanos, local_port: u16, from: SocketAddr, data: &[u8], m: &msg::Message) {
+    fn response(&mut self, i: usize, now: Nanos, from: SocketAddr, data: &[u8], m: &msg::Message) {
         let h = m.header;
         let Some(pending) = &self.sas[i].pending else { return };
         if pending.msg_id != h.msg_id {
@@ -1400,7 +1401,6 @@ impl Engine {
                 return;
             }
         };
-        let _ = local_port;
         let sa = &mut self.sas[i];
         sa.pending = None;
         sa.last_heard = now;
@@ -1709,7 +1709,9 @@ impl Engine {
             if self.sas[i].state != State::Established {
                 continue;
             }
-            let Some(cfg) = self.peers.get(&self.sas[i].remote).cloned() else { continue };
+            if !self.peers.contains_key(&self.sas[i].remote) {
+                continue;
+            }
             let queued = |sa: &IkeSa, f: &dyn Fn(&Req) -> bool| {
                 sa.queue.iter().any(f) || sa.pending.as_ref().is_some_and(|p| f(&p.req))
             };
@@ -1736,7 +1738,6 @@ impl Engine {
                 self.sas[i].last_heard = now;
                 self.request(i, Req::Dpd, now);
             }
-            let _ = cfg;
         }
         // Peers without an SA.
         let idle: Vec<IpAddr> = self
@@ -1775,12 +1776,12 @@ impl Engine {
     }
 
     /// Rekeys children whose outbound SA carried `bytes` (the datapath's count) past the byte limit.
-    pub fn bytes_sent(&mut self, remote: IpAddr, spi_out: u32, bytes: u64, now: Nanos) {
-        let Some(limit) = self.peers.get(&remote).map(|c| c.rekey_bytes).filter(|l| *l > 0) else { return };
-        if bytes < limit {
-            return;
-        }
+    pub fn bytes_sent(&mut self, spi_out: u32, bytes: u64, now: Nanos) {
         for sa in &mut self.sas {
+            let limit = self.peers.get(&sa.remote).map_or(0, |c| c.rekey_bytes);
+            if limit == 0 || bytes < limit {
+                continue;
+            }
             for c in sa.children.iter_mut().filter(|c| c.keys.spi_out == spi_out && !c.replaced) {
                 if c.rekey_at != u64::MAX {
                     c.rekey_at = now;
@@ -1850,11 +1851,6 @@ impl Engine {
 /// Equality that takes as long for every mismatch (AUTH values are secrets' MACs).
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn unreachable_init() -> Vec<u8> {
-    // IKE_SA_INIT goes through `send_init`, never `send_request`.
-    Vec::new()
 }
 
 /// The two NAT detection notifications. `force`: send a source hash that cannot match, so that both ends
@@ -2158,10 +2154,10 @@ mod tests {
         let mut n = Net::new(ca, PeerConfig::new(b, a, b"k"));
         n.advance(0);
         let spi_out = n.installed[0][0].spi_out;
-        n.e[0].bytes_sent(b, spi_out, 999, n.now);
+        n.e[0].bytes_sent(spi_out, 999, n.now);
         n.advance(SECOND);
         assert_eq!(n.installed[0].len(), 1, "under the limit");
-        n.e[0].bytes_sent(b, spi_out, 1000, n.now);
+        n.e[0].bytes_sent(spi_out, 1000, n.now);
         n.advance(SECOND);
         assert_eq!(n.installed[0].len(), 2, "at the limit: rekeyed");
         n.assert_matched();

@@ -88,11 +88,8 @@ impl Ike {
             if last_bytes.elapsed() >= Duration::from_secs(1) && self.peers.iter().any(|p| p.rekey_bytes > 0) {
                 last_bytes = Instant::now();
                 let (sas, _) = self.dp_counters();
-                for (spi, outbound, _, bytes) in sas.into_iter().filter(|s| s.1) {
-                    for p in &self.peers {
-                        self.engine.bytes_sent(p.remote, spi, bytes, now);
-                    }
-                    let _ = outbound;
+                for (spi, _, _, bytes) in sas.into_iter().filter(|(_, outbound, ..)| *outbound) {
+                    self.engine.bytes_sent(spi, bytes, now);
                 }
             }
             self.dispatch();
