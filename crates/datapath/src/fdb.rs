@@ -37,6 +37,35 @@ fn key(vlan: u16, mac: EthernetAddress) -> u64 {
     (u64::from(vlan) << 48) | mac.as_u64()
 }
 
+/// Where an FDB entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    /// Learned from a frame's source address; ages out.
+    Learned,
+    /// Configured (`weft fdb add`).
+    Static,
+    /// Installed by the etcd control plane.
+    Etcd,
+    /// Installed by the BGP EVPN control plane.
+    Evpn,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Learned => "learned",
+            Origin::Static => "static",
+            Origin::Etcd => "etcd",
+            Origin::Evpn => "evpn",
+        }
+    }
+
+    /// Installed by a control plane (etcd or EVPN).
+    pub fn is_control_plane(self) -> bool {
+        matches!(self, Origin::Etcd | Origin::Evpn)
+    }
+}
+
 /// One FDB entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdbEntry {
@@ -44,7 +73,15 @@ pub struct FdbEntry {
     /// The remote VTEP the MAC sits behind, for entries learned from (or configured on) a tunnel port.
     pub remote: Option<IpAddr>,
     pub last_seen: Nanos,
-    pub is_static: bool,
+    pub origin: Origin,
+}
+
+impl FdbEntry {
+    /// Never ages and is never evicted (configured or installed by a control plane).
+    #[inline]
+    pub fn is_static(&self) -> bool {
+        self.origin != Origin::Learned
+    }
 }
 
 /// What learning a source address did.
@@ -108,7 +145,7 @@ impl Fdb {
     }
 
     fn expired(&self, e: &FdbEntry, now: Nanos) -> bool {
-        !e.is_static && now.saturating_sub(e.last_seen) >= self.aging
+        !e.is_static() && now.saturating_sub(e.last_seen) >= self.aging
     }
 
     /// Records that `mac` was seen on `port` (behind `remote`, for a tunnel).
@@ -124,7 +161,14 @@ impl Fdb {
         let aging = self.aging;
         let full = self.entries.len() >= self.max_entries;
         match self.entries.get_mut(&k) {
-            Some(e) if e.is_static => Learned::Static,
+            // A control-plane entry gives way to the MAC showing up on a local port (a move the control plane
+            // then announces), never to a tunnel: what remote VTEPs say comes from the control plane.
+            Some(e) if e.origin.is_control_plane() && remote.is_none() => {
+                *e = FdbEntry { port, remote, last_seen: now, origin: Origin::Learned };
+                self.moves += 1;
+                Learned::Moved
+            }
+            Some(e) if e.is_static() => Learned::Static,
             Some(e) => {
                 let stale = now.saturating_sub(e.last_seen) >= aging;
                 let moved = e.port != port || e.remote != remote;
@@ -149,7 +193,7 @@ impl Fdb {
                         return Learned::Full;
                     }
                 }
-                self.entries.insert(k, FdbEntry { port, remote, last_seen: now, is_static: false });
+                self.entries.insert(k, FdbEntry { port, remote, last_seen: now, origin: Origin::Learned });
                 Learned::New
             }
         }
@@ -163,16 +207,55 @@ impl Fdb {
 
     /// Adds or replaces a static entry, which never ages and is never evicted.
     pub fn add_static(&mut self, vlan: u16, mac: EthernetAddress, port: PortIdx, remote: Option<IpAddr>) {
-        self.entries.insert(key(vlan, mac), FdbEntry { port, remote, last_seen: 0, is_static: true });
+        self.entries.insert(key(vlan, mac), FdbEntry { port, remote, last_seen: 0, origin: Origin::Static });
     }
 
-    /// Replaces every static entry with `entries` (vlan, mac, port, remote); learned entries for those
-    /// addresses give way to the static ones.
+    /// Installs an entry from a control plane (`origin` etcd or EVPN). It replaces a learned or an older
+    /// control-plane entry but never a configured static one; false if a static entry kept the address.
+    pub fn install(
+        &mut self,
+        vlan: u16,
+        mac: EthernetAddress,
+        port: PortIdx,
+        remote: Option<IpAddr>,
+        origin: Origin,
+    ) -> bool {
+        let e = FdbEntry { port, remote, last_seen: 0, origin };
+        match self.entries.get_mut(&key(vlan, mac)) {
+            Some(old) if old.origin == Origin::Static => false,
+            Some(old) => {
+                *old = e;
+                true
+            }
+            None => {
+                self.entries.insert(key(vlan, mac), e);
+                true
+            }
+        }
+    }
+
+    /// Removes a control-plane entry of `origin` for `mac` (a learned or static entry stays).
+    pub fn uninstall(&mut self, vlan: u16, mac: EthernetAddress, origin: Origin) -> bool {
+        let k = key(vlan, mac);
+        if self.entries.get(&k).is_some_and(|e| e.origin == origin) {
+            self.entries.remove(&k);
+            return true;
+        }
+        false
+    }
+
+    /// Removes every entry of `origin`.
+    pub fn remove_origin(&mut self, origin: Origin) {
+        self.entries.retain(|_, e| e.origin != origin);
+    }
+
+    /// Replaces every configured static entry with `entries` (vlan, mac, port, remote); learned and
+    /// control-plane entries for those addresses give way to the static ones.
     pub fn replace_static(
         &mut self,
         entries: impl IntoIterator<Item = (u16, EthernetAddress, PortIdx, Option<IpAddr>)>,
     ) {
-        self.entries.retain(|_, e| !e.is_static);
+        self.entries.retain(|_, e| e.origin != Origin::Static);
         for (vlan, mac, port, remote) in entries {
             self.add_static(vlan, mac, port, remote);
         }
@@ -183,16 +266,16 @@ impl Fdb {
         self.entries.remove(&key(vlan, mac)).is_some()
     }
 
-    /// Removes every learned entry; static ones stay.
+    /// Removes every learned entry; static and control-plane ones stay.
     pub fn flush_learned(&mut self) {
-        self.entries.retain(|_, e| e.is_static);
+        self.entries.retain(|_, e| e.is_static());
     }
 
     /// Removes aged entries; returns how many.
     pub fn expire(&mut self, now: Nanos) -> usize {
         let before = self.entries.len();
         let aging = self.aging;
-        self.entries.retain(|_, e| e.is_static || now.saturating_sub(e.last_seen) < aging);
+        self.entries.retain(|_, e| e.is_static() || now.saturating_sub(e.last_seen) < aging);
         let gone = before - self.entries.len();
         self.aged += gone as u64;
         gone
@@ -219,7 +302,7 @@ impl Fdb {
                 let vlan = (k >> 48) as u16;
                 let b = k.to_be_bytes();
                 let mac = EthernetAddress([b[2], b[3], b[4], b[5], b[6], b[7]]);
-                let age = if e.is_static { 0 } else { now.saturating_sub(e.last_seen) / SECOND };
+                let age = if e.is_static() { 0 } else { now.saturating_sub(e.last_seen) / SECOND };
                 (vlan, mac, *e, age)
             })
             .collect();
@@ -283,8 +366,29 @@ mod tests {
         f.learn(0, mac(3), PortIdx(1), None, 0);
         f.replace_static([(0, mac(3), PortIdx(2), None)]);
         assert!(f.lookup(0, mac(1), 0).is_none(), "old static entry gone");
-        assert!(!f.lookup(0, mac(2), 0).unwrap().is_static);
-        assert!(f.lookup(0, mac(3), 0).unwrap().is_static, "static wins over learned");
+        assert!(!f.lookup(0, mac(2), 0).unwrap().is_static());
+        assert!(f.lookup(0, mac(3), 0).unwrap().is_static(), "static wins over learned");
+    }
+
+    #[test]
+    fn control_plane_entries() {
+        let mut f = Fdb::new(300, 10);
+        let vtep: IpAddr = "192.0.2.9".parse().unwrap();
+        assert!(f.install(0, mac(1), PortIdx(3), Some(vtep), Origin::Etcd));
+        assert_eq!(f.learn(0, mac(1), PortIdx(3), Some("192.0.2.10".parse().unwrap()), 0), Learned::Static);
+        assert_eq!(f.lookup(0, mac(1), 1000 * SECOND).unwrap().remote, Some(vtep), "never ages, tunnels can't move it");
+        // The MAC appears on a local port: it moved here, the entry becomes learned.
+        assert_eq!(f.learn(0, mac(1), PortIdx(1), None, SECOND), Learned::Moved);
+        assert_eq!(f.lookup(0, mac(1), SECOND).unwrap().origin, Origin::Learned);
+        assert!(!f.uninstall(0, mac(1), Origin::Etcd), "a learned entry is not the control plane's to remove");
+        f.add_static(0, mac(2), PortIdx(1), None);
+        assert!(!f.install(0, mac(2), PortIdx(3), Some(vtep), Origin::Evpn), "static wins");
+        f.install(0, mac(3), PortIdx(3), Some(vtep), Origin::Evpn);
+        f.replace_static([]);
+        assert_eq!(f.lookup(0, mac(3), 0).unwrap().origin, Origin::Evpn, "config changes keep control-plane entries");
+        f.flush_learned();
+        assert!(f.uninstall(0, mac(3), Origin::Evpn));
+        assert!(f.lookup(0, mac(3), 0).is_none());
     }
 
     #[test]
