@@ -268,7 +268,11 @@ pub enum Inherit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TunnelSpec {
     pub encap: Encap,
+    /// The (first) remote VTEP; for `remote_ip=flow` the unspecified address of the tunnel's family.
     pub remote: IpAddr,
+    /// `remote_ip=flow`: packets of the port's VNI from any VTEP belong to it; the flood list and unicast
+    /// destinations come from the control plane or flows.
+    pub flow: bool,
     /// The VNI (VXLAN, Geneve) or GRE key.
     pub vni: u32,
     /// GRE only: whether packets carry a key field (`options:key` given).
@@ -422,10 +426,17 @@ fn bad(key: &str, value: &str, why: impl Into<String>) -> ConfigError {
 impl PortConfig {
     /// The remote VTEPs of a tunnel port: `options:remote_ip=IP[,IP...]`, unicast, one family, no repeats.
     /// With several, flooded frames go to each (head-end replication) and learned unicast to one.
+    /// `remote_ip=flow` gives none: the bridge's control plane (or flows' `set_field:IP->tun_dst`) names them.
     pub fn remotes(&self) -> Result<Vec<IpAddr>, ConfigError> {
         let text = self.options.get("remote_ip").ok_or_else(|| {
-            ConfigError::BadSetting(format!("tunnel port {:?} needs options:remote_ip=IP", self.name))
+            ConfigError::BadSetting(format!(
+                "tunnel port {:?} needs options:remote_ip=IP (or remote_ip=flow)",
+                self.name
+            ))
         })?;
+        if text == "flow" {
+            return Ok(Vec::new());
+        }
         let mut out: Vec<IpAddr> = Vec::new();
         for item in text.split(',') {
             let ip: IpAddr = item.trim().parse().map_err(|_| bad("remote_ip", item, "not an IPv4 or IPv6 address"))?;
@@ -454,6 +465,11 @@ impl PortConfig {
             out.push(ip);
         }
         Ok(out)
+    }
+
+    /// `options:remote_ip=flow`: the remote VTEPs come from the bridge's control plane or from flows.
+    pub fn is_flow(&self) -> bool {
+        self.options.get("remote_ip").is_some_and(|v| v == "flow")
     }
 
     /// `options:proxy=true`: ARP requests and neighbour solicitations for addresses weft knows are answered
@@ -491,7 +507,15 @@ impl PortConfig {
             IfaceType::System | IfaceType::Tap | IfaceType::Internal => return Ok(None),
         };
         let get = |k: &str| self.options.get(k).map(String::as_str);
-        let remote = self.remotes()?[0];
+        let flow = self.is_flow();
+        let remote = match self.remotes()?.first() {
+            Some(r) => *r,
+            // remote_ip=flow: the family is local_ip's (IPv4 without one); the address itself is never used.
+            None => match get("local_ip").and_then(|l| l.parse::<IpAddr>().ok()) {
+                Some(IpAddr::V6(_)) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            },
+        };
         // VNIs have 24 bits; a GRE key has 32.
         let (max, what) = if encap == Encap::Gre { (u32::MAX, "GRE key") } else { (VNI_MAX, "VNI") };
         let vni = match get("key") {
@@ -545,6 +569,7 @@ impl PortConfig {
         Ok(Some(TunnelSpec {
             encap,
             remote,
+            flow,
             vni,
             keyed: encap == Encap::Gre && get("key").is_some(),
             dst_port,
@@ -739,6 +764,139 @@ impl BridgeConfig {
             .get("mac-table-size")
             .and_then(|v| v.parse().ok())
             .unwrap_or(weft_datapath_defaults::TABLE_SIZE)
+    }
+}
+
+/// Which control plane fills a bridge's `remote_ip=flow` tunnels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlPlane {
+    Etcd,
+    Evpn,
+}
+
+/// A bridge's etcd settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSpec {
+    pub endpoints: Vec<String>,
+    /// Keys live under this prefix (default `/weft/`); hosts sharing it form one overlay.
+    pub prefix: String,
+    /// Lease time to live in seconds (default 10): how long a dead host's entries outlive it.
+    pub ttl: u64,
+}
+
+/// A bridge's BGP EVPN settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvpnSpec {
+    pub asn: u32,
+    pub router_id: std::net::Ipv4Addr,
+    /// Route reflectors weft connects to (TCP port 179).
+    pub peers: Vec<IpAddr>,
+    /// Hold time offered in OPEN (default 9 s: keepalives every 3 s, as FRR's data-centre profile).
+    pub hold: u16,
+}
+
+impl BridgeConfig {
+    /// `other_config:control-plane`: `None` for a bridge on its own (the default).
+    pub fn control_plane(&self) -> Option<ControlPlane> {
+        match self.other_config.get("control-plane").map(String::as_str) {
+            Some("etcd") => Some(ControlPlane::Etcd),
+            Some("evpn") => Some(ControlPlane::Evpn),
+            _ => None,
+        }
+    }
+
+    /// The etcd settings, when `control-plane=etcd`.
+    pub fn etcd(&self) -> Result<Option<EtcdSpec>, ConfigError> {
+        if self.control_plane() != Some(ControlPlane::Etcd) {
+            return Ok(None);
+        }
+        let bad = |k: &str, v: &str, why: &str| ConfigError::BadSetting(format!("other_config:{k}={v:?}: {why}"));
+        let urls = self.other_config.get("etcd-endpoints").ok_or_else(|| {
+            ConfigError::BadSetting(
+                "control-plane=etcd needs other_config:etcd-endpoints=http://HOST:PORT[,http://HOST:PORT...]".into(),
+            )
+        })?;
+        let mut endpoints = Vec::new();
+        for u in urls.split(',').map(str::trim) {
+            let rest =
+                u.strip_prefix("http://").ok_or_else(|| bad("etcd-endpoints", u, "expected http://HOST:PORT"))?;
+            let rest = rest.trim_end_matches('/');
+            let port_ok = match rest.rsplit_once(':') {
+                Some((_, p)) => p.parse::<u16>().is_ok_and(|p| p > 0),
+                None => true,
+            };
+            if rest.is_empty() || rest.contains('/') || !port_ok {
+                return Err(bad("etcd-endpoints", u, "expected http://HOST:PORT"));
+            }
+            endpoints.push(u.to_string());
+        }
+        let prefix = self.other_config.get("etcd-prefix").cloned().unwrap_or_else(|| "/weft/".into());
+        if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.chars().any(char::is_whitespace) {
+            return Err(bad("etcd-prefix", &prefix, "must start and end with / and hold no spaces"));
+        }
+        let ttl = match self.other_config.get("etcd-ttl") {
+            None => 10,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if (3..=3600).contains(&n) => n,
+                _ => return Err(bad("etcd-ttl", v, "expected seconds in 3..=3600")),
+            },
+        };
+        Ok(Some(EtcdSpec { endpoints, prefix, ttl }))
+    }
+
+    /// The BGP EVPN settings, when `control-plane=evpn`.
+    pub fn evpn(&self) -> Result<Option<EvpnSpec>, ConfigError> {
+        if self.control_plane() != Some(ControlPlane::Evpn) {
+            return Ok(None);
+        }
+        let bad = |k: &str, v: &str, why: &str| ConfigError::BadSetting(format!("other_config:{k}={v:?}: {why}"));
+        let need = |k: &str| {
+            self.other_config
+                .get(k)
+                .ok_or_else(|| ConfigError::BadSetting(format!("control-plane=evpn needs other_config:{k}")))
+        };
+        let asn = need("bgp-asn")?;
+        let asn = match asn.parse::<u32>() {
+            Ok(n) if n > 0 && n != 23456 => n,
+            _ => return Err(bad("bgp-asn", asn, "expected an AS number in 1..=4294967295 (not 23456)")),
+        };
+        let rid = need("bgp-router-id")?;
+        let router_id: std::net::Ipv4Addr =
+            rid.parse().map_err(|_| bad("bgp-router-id", rid, "expected an IPv4 address"))?;
+        if router_id.is_unspecified() || router_id.is_broadcast() || router_id.is_multicast() {
+            return Err(bad("bgp-router-id", rid, "must be a unicast IPv4 address"));
+        }
+        let text = need("bgp-peers")?;
+        let mut peers = Vec::new();
+        for p in text.split(',').map(str::trim) {
+            let ip: IpAddr = p.parse().map_err(|_| bad("bgp-peers", p, "expected IP addresses, comma separated"))?;
+            if ip.is_unspecified() || ip.is_multicast() || peers.contains(&ip) {
+                return Err(bad("bgp-peers", p, "must be distinct unicast addresses"));
+            }
+            peers.push(ip);
+        }
+        let hold = match self.other_config.get("bgp-hold-time") {
+            None => 9,
+            Some(v) => match v.parse::<u16>() {
+                Ok(n) if n == 0 || n >= 3 => n,
+                _ => return Err(bad("bgp-hold-time", v, "expected 0 or 3..=65535 seconds")),
+            },
+        };
+        Ok(Some(EvpnSpec { asn, router_id, peers, hold }))
+    }
+
+    /// Checks the control-plane settings as a whole.
+    fn check_control_plane(&self) -> Result<(), ConfigError> {
+        if let Some(v) = self.other_config.get("control-plane") {
+            if !matches!(v.as_str(), "etcd" | "evpn" | "none") {
+                return Err(ConfigError::BadSetting(format!(
+                    "other_config:control-plane={v:?}: expected etcd, evpn or none"
+                )));
+            }
+        }
+        self.etcd()?;
+        self.evpn()?;
+        Ok(())
     }
 }
 
@@ -1025,7 +1183,7 @@ impl Config {
         for (k, v) in settings {
             let Some(key) = k.strip_prefix("other_config:") else {
                 return Err(ConfigError::BadSetting(format!(
-                    "unknown bridge setting {k:?} (known: other_config:mac-aging-time, other_config:mac-table-size)"
+                    "unknown bridge setting {k:?} (bridge settings are other_config:KEY=VALUE)"
                 )));
             };
             match key {
@@ -1049,11 +1207,21 @@ impl Config {
                         )));
                     }
                 }
+                "control-plane" | "etcd-endpoints" | "etcd-prefix" | "etcd-ttl" | "bgp-asn" | "bgp-router-id"
+                | "bgp-peers" | "bgp-hold-time" => {
+                    // Checked with the others in `validate` (one key's meaning depends on another).
+                }
                 other => {
                     return Err(ConfigError::BadSetting(format!(
-                        "unknown other_config key {other:?} (known: mac-aging-time, mac-table-size)"
+                        "unknown other_config key {other:?} (known: mac-aging-time, mac-table-size, control-plane, \
+                         etcd-endpoints, etcd-prefix, etcd-ttl, bgp-asn, bgp-router-id, bgp-peers, bgp-hold-time)"
                     )))
                 }
+            }
+            if v.is_empty() {
+                // `other_config:K=` removes the setting, as `ovs-vsctl remove` would.
+                br.other_config.remove(key);
+                continue;
             }
             br.other_config.insert(key.to_string(), v.clone());
         }
@@ -1180,6 +1348,24 @@ impl Config {
                             }
                         }
                     }
+                    if t.flow {
+                        if let Some(other) =
+                            tunnels.insert((t.local, t.ip_protocol(), t.dst_port, t.remote, t.vni), &p.name)
+                        {
+                            return Err(ConfigError::Conflict(format!(
+                                "tunnel ports {other:?} and {:?} both take key={} from any VTEP (remote_ip=flow)",
+                                p.name, t.vni
+                            )));
+                        }
+                        if b.control_plane() == Some(ControlPlane::Evpn) && t.encap != Encap::Vxlan {
+                            return Err(ConfigError::Conflict(format!(
+                                "port {:?}: BGP EVPN announces VXLAN tunnels; a {} port cannot take its remotes \
+                                 from it",
+                                p.name,
+                                encap_name(t.encap)
+                            )));
+                        }
+                    }
                     for remote in p.remotes()? {
                         if let Some(other) =
                             tunnels.insert((t.local, t.ip_protocol(), t.dst_port, remote, t.vni), &p.name)
@@ -1192,6 +1378,7 @@ impl Config {
                     }
                 }
             }
+            b.check_control_plane()?;
             for e in &b.fdb {
                 if e.mac == EthernetAddress::ZERO && (e.dst.is_none() || !tunnel_specs.contains_key(e.port.as_str())) {
                     return Err(ConfigError::BadSetting(format!(
@@ -1215,6 +1402,12 @@ impl Config {
                     )));
                 }
                 match (e.dst, tunnel_specs.get(e.port.as_str())) {
+                    (None, Some(t)) if t.flow => {
+                        return Err(ConfigError::BadSetting(format!(
+                            "static FDB entry {}: port {:?} has remote_ip=flow; name the VTEP with dst IP",
+                            e.mac, e.port
+                        )))
+                    }
                     (Some(dst), None) => {
                         return Err(ConfigError::BadSetting(format!(
                             "static FDB entry {}: dst {dst} needs a tunnel port, and {:?} is not one",
@@ -1542,6 +1735,84 @@ mod tests {
         assert!(c.set_bridge("sw1", &kv(&[("other_config:mac-aging-time", "0")])).is_err());
         assert!(c.set_bridge("sw1", &kv(&[("other_config:colour", "1")])).is_err());
         assert!(c.set_bridge("sw1", &kv(&[("stp_enable", "true")])).is_err());
+    }
+
+    #[test]
+    fn control_plane_settings() {
+        let mut c = sample();
+        c.add_port(
+            "sw1",
+            "vxf",
+            &kv(&[("type", "vxlan"), ("options:remote_ip", "flow"), ("options:key", "100")]),
+            &[],
+            false,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let t = c.bridge("sw1").unwrap().ports.iter().find(|p| p.name == "vxf").unwrap().tunnel().unwrap().unwrap();
+        assert!(t.flow && t.remote.is_unspecified() && t.remote.is_ipv4());
+        let set = |c: &mut Config, pairs: &[(&str, &str)]| {
+            let mut n = c.clone();
+            n.set_bridge("sw1", &kv(pairs)).and_then(|_| n.validate()).map(|_| *c = n)
+        };
+        // etcd needs endpoints; a wrong one is refused whole and changes nothing.
+        let err = set(&mut c, &[("other_config:control-plane", "etcd")]).unwrap_err().to_string();
+        assert!(err.contains("etcd-endpoints"), "{err}");
+        assert!(set(&mut c, &[("other_config:control-plane", "etcd"), ("other_config:etcd-endpoints", "https://x:1")])
+            .is_err());
+        assert!(set(&mut c, &[("other_config:control-plane", "bgp")]).is_err());
+        assert_eq!(c.bridge("sw1").unwrap().control_plane(), None, "nothing applied");
+        set(
+            &mut c,
+            &[
+                ("other_config:control-plane", "etcd"),
+                ("other_config:etcd-endpoints", "http://127.0.0.1:2379,http://10.0.0.1:2379"),
+            ],
+        )
+        .unwrap();
+        let e = c.bridge("sw1").unwrap().etcd().unwrap().unwrap();
+        assert_eq!((e.endpoints.len(), e.prefix.as_str(), e.ttl), (2, "/weft/", 10));
+        assert!(set(&mut c, &[("other_config:etcd-ttl", "1")]).is_err());
+        // EVPN: AS, router id and peers; VXLAN only.
+        let evpn = [
+            ("other_config:control-plane", "evpn"),
+            ("other_config:bgp-asn", "65000"),
+            ("other_config:bgp-router-id", "10.0.0.3"),
+            ("other_config:bgp-peers", "10.0.0.254"),
+        ];
+        assert!(set(&mut c, &evpn[..3]).unwrap_err().to_string().contains("bgp-peers"));
+        set(&mut c, &evpn).unwrap();
+        let v = c.bridge("sw1").unwrap().evpn().unwrap().unwrap();
+        assert_eq!((v.asn, v.hold, v.peers.len()), (65000, 9, 1));
+        assert!(set(&mut c, &[("other_config:bgp-router-id", "0.0.0.0")]).is_err());
+        let mut g = c.clone();
+        g.add_port(
+            "sw1",
+            "gf",
+            &kv(&[("type", "gre"), ("options:remote_ip", "flow"), ("options:key", "5")]),
+            &[],
+            false,
+        )
+        .unwrap();
+        assert!(g.validate().unwrap_err().to_string().contains("EVPN"));
+        // Two flow ports with one key are ambiguous.
+        let mut d = c.clone();
+        d.add_port(
+            "sw1",
+            "vxg",
+            &kv(&[("type", "vxlan"), ("options:remote_ip", "flow"), ("options:key", "100")]),
+            &[],
+            false,
+        )
+        .unwrap();
+        assert!(matches!(d.validate(), Err(ConfigError::Conflict(_))));
+        // IPsec needs one remote.
+        let mut i = c.clone();
+        i.set_interface("vxf", &kv(&[("options:psk", "k")])).unwrap();
+        assert!(i.validate().is_err());
+        // Removing a setting with an empty value.
+        set(&mut c, &[("other_config:control-plane", "")]).unwrap();
+        assert_eq!(c.bridge("sw1").unwrap().control_plane(), None);
     }
 
     #[test]

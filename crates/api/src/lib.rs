@@ -9,7 +9,7 @@ pub mod ofp;
 pub mod proto;
 
 pub use config::{
-    BridgeConfig, Config, ConfigError, Encap, IfaceType, Inherit, IpsecShape, IpsecSpec, PortConfig, StaticFdb,
-    TunnelSpec,
+    BridgeConfig, Config, ConfigError, ControlPlane, Encap, EtcdSpec, EvpnSpec, IfaceType, Inherit, IpsecShape,
+    IpsecSpec, PortConfig, StaticFdb, TunnelSpec,
 };
 pub use proto::{Request, Response};

@@ -341,7 +341,7 @@ pub fn parse_watch(v: &Value) -> WatchMsg {
 }
 
 /// What one key says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Record {
     Vtep { vni: Vni, vtep: IpAddr },
     Mac { key: MacKey, route: MacRoute },

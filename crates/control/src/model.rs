@@ -24,7 +24,7 @@ pub struct MacKey {
 }
 
 /// One remote announcement of a MAC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MacRoute {
     pub vtep: IpAddr,
     pub seq: u32,

@@ -54,6 +54,19 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
                 oc.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
             writeln!(out, "        other_config: {{{}}}", items.join(", "))?;
         }
+        if let Some(cp) = b["control_plane"].as_object() {
+            writeln!(
+                out,
+                "        control_plane: {}, vtep {}, {} remote MAC(s), {} local",
+                cp["kind"].as_str().unwrap_or_default(),
+                cp["vtep"].as_str().unwrap_or("unknown yet"),
+                cp["remote_macs"],
+                cp["local_macs"],
+            )?;
+            for s in cp["status"].as_array().into_iter().flatten() {
+                writeln!(out, "            {}", s.as_str().unwrap_or_default())?;
+            }
+        }
         for p in b["ports"].as_array().into_iter().flatten() {
             let name = p["name"].as_str().unwrap_or_default();
             writeln!(out, "        Port {name}")?;
@@ -76,6 +89,15 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
             if let Some(ns) = p["netns"].as_str() {
                 writeln!(out, "                netns: {ns}")?;
             }
+            if let Some(r) = p["remotes"].as_array().filter(|r| !r.is_empty()) {
+                let list: Vec<String> = r
+                    .iter()
+                    .map(|x| {
+                        format!("{} ({})", x["ip"].as_str().unwrap_or_default(), x["origin"].as_str().unwrap_or(""))
+                    })
+                    .collect();
+                writeln!(out, "                remotes: {}", list.join(", "))?;
+            }
             if let Some(opts) = p["options"].as_object().filter(|o| !o.is_empty()) {
                 let items: Vec<String> =
                     opts.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
@@ -90,18 +112,20 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
 }
 
 fn fdb(out: &mut String, data: &Value) -> std::fmt::Result {
-    writeln!(out, " port  name             VLAN  MAC                Age  remote")?;
+    writeln!(out, " port  name             VLAN  MAC                Age  remote           origin")?;
     for e in data.as_array().into_iter().flatten() {
-        let age = if e["static"].as_bool() == Some(true) { "static".to_string() } else { e["age"].to_string() };
+        let origin = e["origin"].as_str().unwrap_or(if e["static"] == true { "static" } else { "learned" });
+        let age = if origin == "learned" { e["age"].to_string() } else { "-".to_string() };
         writeln!(
             out,
-            "{:>5}  {:<15}  {:>4}  {}  {:>4}  {}",
+            "{:>5}  {:<15}  {:>4}  {}  {:>4}  {:<15}  {}",
             ofport(&e["ofport"]),
             e["port"].as_str().unwrap_or_default(),
             e["vlan"],
             e["mac"].as_str().unwrap_or_default(),
             age,
             e["remote_ip"].as_str().unwrap_or("-"),
+            origin,
         )?;
     }
     Ok(())

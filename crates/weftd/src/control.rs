@@ -23,6 +23,9 @@ pub struct State {
     pub dp: DpHandle,
     /// The IKE thread (IPsec for tunnels with `options:psk`).
     pub ike: std::sync::mpsc::SyncSender<crate::ipsec::IpsecMsg>,
+    /// The control-plane thread (etcd, BGP EVPN) and what it reports for `show`.
+    pub cp: std::sync::mpsc::Sender<crate::cp::CpMsg>,
+    pub cp_status: crate::cp::Shared,
     pub generation: u64,
     /// What the running pipeline knows of each port: its state, MTU and namespace, for `show`.
     pub port_info: BTreeMap<String, Value>,
@@ -280,6 +283,7 @@ impl State {
         // After the datapath: its ESP sockets are open and watched when the first SAs arrive.
         let peers = crate::ipsec::peers_of(cfg);
         let _ = self.ike.send(crate::ipsec::IpsecMsg::Config { peers, nat_t });
+        let _ = self.cp.send(crate::cp::CpMsg::Config(Arc::new(cfg.clone())));
     }
 
     fn show(&self) -> Value {
@@ -290,10 +294,34 @@ impl State {
             .map(|b| {
                 let mut ports =
                     vec![self.port_json(&b.name, OFPORT_LOCAL, "internal", &BTreeMap::new(), &b.local_vlan)];
+                let status = self.cp_status.lock().unwrap_or_else(|e| e.into_inner());
+                let cp = status.get(&b.name);
                 for p in &b.ports {
-                    ports.push(self.port_json(&p.name, p.ofport, p.iface_type.as_str(), &p.options, &p.vlan));
+                    let mut pj = self.port_json(&p.name, p.ofport, p.iface_type.as_str(), &p.options, &p.vlan);
+                    // Where each remote VTEP of a tunnel comes from: configured, or a control plane.
+                    if p.iface_type.is_tunnel() {
+                        let mut remotes: Vec<Value> = p
+                            .flood_remotes(b)
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|ip| json!({ "ip": ip.to_string(), "origin": "static" }))
+                            .collect();
+                        if let (true, Some(cp)) = (p.is_flow(), cp) {
+                            for ip in cp.flood.get(&p.name).into_iter().flatten() {
+                                remotes.push(json!({ "ip": ip.to_string(), "origin": cp.kind }));
+                            }
+                        }
+                        pj["remotes"] = Value::Array(remotes);
+                    }
+                    ports.push(pj);
                 }
-                json!({ "name": b.name, "other_config": b.other_config, "ports": ports })
+                let control_plane = cp.map(|c| {
+                    json!({
+                        "kind": c.kind, "vtep": c.vtep.map(|v| v.to_string()), "status": c.sources.values().collect::<Vec<_>>(),
+                        "remote_macs": c.remote_macs, "local_macs": c.local_macs,
+                    })
+                });
+                json!({ "name": b.name, "other_config": b.other_config, "ports": ports, "control_plane": control_plane })
             })
             .collect();
         json!({ "bridges": bridges })
@@ -350,7 +378,8 @@ impl State {
                     .map(|r| {
                         json!({
                             "port": r.port, "ofport": r.ofport, "vlan": r.vlan, "mac": r.mac.to_string(),
-                            "age": r.age, "remote_ip": r.remote.map(|ip| ip.to_string()), "static": r.is_static,
+                            "age": r.age, "remote_ip": r.remote.map(|ip| ip.to_string()),
+                            "static": r.origin == weft_datapath::fdb::Origin::Static, "origin": r.origin.as_str(),
                         })
                     })
                     .collect();
@@ -360,8 +389,21 @@ impl State {
                         let ofport = b.ports.iter().find(|p| p.name == e.port).map(|p| p.ofport);
                         out.push(json!({
                             "port": e.port, "ofport": ofport, "vlan": e.vlan, "mac": e.mac.to_string(), "age": 0,
-                            "remote_ip": e.dst.map(|ip| ip.to_string()), "static": true,
+                            "remote_ip": e.dst.map(|ip| ip.to_string()), "static": true, "origin": "static",
                         }));
+                    }
+                    // Flood destinations of remote_ip=flow ports, from the control plane.
+                    let status = self.cp_status.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(cp) = status.get(bridge) {
+                        for (port, vteps) in &cp.flood {
+                            let ofport = b.ports.iter().find(|p| p.name == *port).map(|p| p.ofport);
+                            for v in vteps {
+                                out.push(json!({
+                                    "port": port, "ofport": ofport, "vlan": 0, "mac": "00:00:00:00:00:00", "age": 0,
+                                    "remote_ip": v.to_string(), "static": false, "origin": cp.kind,
+                                }));
+                            }
+                        }
                     }
                 }
                 Response::ok(Value::Array(out))

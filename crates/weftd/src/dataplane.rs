@@ -16,7 +16,7 @@ use weft_api::{Encap, Inherit, TunnelSpec};
 use weft_datapath::bridge::{normal, Forward};
 use weft_datapath::classifier::{slot, FlowCache, FlowKey};
 use weft_datapath::counters::{DropReason, PortCounters};
-use weft_datapath::fdb::{Fdb, FdbEntry};
+use weft_datapath::fdb::{Fdb, FdbEntry, Origin};
 use weft_datapath::flowhash::flow_hash;
 use weft_datapath::gro::MergeRun;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
@@ -79,6 +79,21 @@ pub enum DpMsg {
     EspStats(Sender<(crate::esp::SaCounters, crate::esp::EspCounters)>),
     /// Where IKE messages received on UDP port 4500 go.
     IkeSink(std::sync::mpsc::SyncSender<crate::ipsec::IpsecMsg>),
+    /// Remote VTEPs and MACs from a bridge's control plane.
+    Cp(String, CpUpdate),
+}
+
+/// What a control plane changes in a bridge: flood lists of `remote_ip=flow` ports and FDB entries.
+#[derive(Debug, Default)]
+pub struct CpUpdate {
+    pub origin: Option<Origin>,
+    /// Drop every entry and flood list this control plane installed before applying the rest.
+    pub reset: bool,
+    /// New flood lists by port name.
+    pub flood: Vec<(String, Arc<[IpAddr]>)>,
+    /// (VLAN, MAC, port name, remote VTEP).
+    pub install: Vec<(u16, EthernetAddress, String, IpAddr)>,
+    pub remove: Vec<(u16, EthernetAddress)>,
 }
 
 /// A flow's counters as the control side sees them: (flow id, packets, bytes, seconds since last used).
@@ -101,7 +116,7 @@ pub struct FdbRow {
     pub mac: EthernetAddress,
     pub age: u64,
     pub remote: Option<IpAddr>,
-    pub is_static: bool,
+    pub origin: Origin,
 }
 
 /// The handle the control thread keeps.
@@ -230,6 +245,9 @@ pub struct Dataplane {
     esp: crate::esp::EspTable,
     esp_buf: Vec<u8>,
     ike_tx: Option<std::sync::mpsc::SyncSender<crate::ipsec::IpsecMsg>>,
+    /// Flood lists of `remote_ip=flow` ports from the control plane, by port name and by port index.
+    cp_flood: std::collections::HashMap<String, Arc<[IpAddr]>>,
+    cp_flood_rt: Vec<Option<Arc<[IpAddr]>>>,
 }
 
 /// One step of a traced frame.
@@ -299,6 +317,8 @@ impl Dataplane {
             esp: Default::default(),
             esp_buf: vec![0u8; BATCH * ESP_STRIDE],
             ike_tx: None,
+            cp_flood: Default::default(),
+            cp_flood_rt: Vec::new(),
         };
         dp.install(pipeline);
         dp
@@ -357,6 +377,7 @@ impl Dataplane {
             .iter()
             .map(|np| old_index(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
             .collect();
+        self.cp_flood_rt = p.ports.iter().map(|np| self.cp_flood.get(&np.name).cloned()).collect();
         // Flow tables were rebuilt: fresh caches; counters follow their rule by id.
         let mut old_stats: std::collections::HashMap<u64, FlowStat> = std::collections::HashMap::new();
         for (bi, b) in old.bridges.iter().enumerate() {
@@ -570,6 +591,7 @@ impl Dataplane {
                             }
                             let _ = ack.send(());
                         }
+                        Ok(DpMsg::Cp(bridge, u)) => self.control_plane(&bridge, u),
                         Ok(DpMsg::Fdb(bridge, reply)) => {
                             let _ = reply.send(self.fdb_rows(&bridge));
                         }
@@ -686,6 +708,36 @@ impl Dataplane {
         }
     }
 
+    /// Applies a control plane's changes to a bridge.
+    fn control_plane(&mut self, bridge: &str, u: CpUpdate) {
+        let Some(bi) = self.pipeline.bridges.iter().position(|b| b.name == bridge) else { return };
+        let p = self.pipeline.clone();
+        let b = &p.bridges[bi];
+        let port_of = |name: &str| b.ports.iter().copied().find(|i| p.ports[usize::from(i.0)].name == name);
+        let origin = u.origin.unwrap_or(Origin::Etcd);
+        if u.reset {
+            self.fdbs[bi].remove_origin(origin);
+            for i in &b.ports {
+                self.cp_flood.remove(&p.ports[usize::from(i.0)].name);
+                self.cp_flood_rt[usize::from(i.0)] = None;
+            }
+        }
+        for (port, vteps) in u.flood {
+            if let Some(i) = port_of(&port) {
+                self.cp_flood_rt[usize::from(i.0)] = Some(vteps.clone());
+            }
+            self.cp_flood.insert(port, vteps);
+        }
+        for (vlan, mac) in u.remove {
+            self.fdbs[bi].uninstall(vlan, mac, origin);
+        }
+        for (vlan, mac, port, vtep) in u.install {
+            if let Some(i) = port_of(&port) {
+                self.fdbs[bi].install(vlan, mac, i, Some(vtep), origin);
+            }
+        }
+    }
+
     fn fdb_rows(&self, bridge: &str) -> Option<Vec<FdbRow>> {
         let bi = self.pipeline.bridges.iter().position(|b| b.name == bridge)?;
         let now = self.now();
@@ -702,7 +754,7 @@ impl Dataplane {
                         mac,
                         age,
                         remote: e.remote,
-                        is_static: e.is_static,
+                        origin: e.origin,
                     }
                 })
                 .collect(),
@@ -1708,9 +1760,16 @@ impl Dataplane {
                 }
                 let socket = hash as usize % pipeline.pools[*pool].len();
                 let mut sink = Sink::Udp { pool: *pool as u16, socket: socket as u16 };
-                // A known VTEP gets the one copy; otherwise every remote of the port gets one.
+                // A known VTEP gets the one copy; otherwise every remote of the port gets one (for
+                // remote_ip=flow, every VTEP the control plane lists).
                 let one = [remote.unwrap_or(dest.ip())];
-                let targets: &[IpAddr] = if remote.is_some() { &one } else { remotes };
+                let flood =
+                    if remote.is_none() && spec.flow { self.cp_flood_rt[usize::from(port.0)].clone() } else { None };
+                let targets: &[IpAddr] = match (&flood, remote) {
+                    (_, Some(_)) => &one,
+                    (Some(f), None) => f,
+                    (None, None) => remotes,
+                };
                 if spec.ipsec.is_some() {
                     // Fail closed: without an SA nothing leaves, and nothing leaves in clear text.
                     match self.esp.out.get(&dest.ip()) {

@@ -4,6 +4,9 @@
 
 mod capture;
 mod control;
+mod cp;
+mod cp_bgp;
+mod cp_etcd;
 mod dataplane;
 mod db;
 mod esp;
@@ -68,7 +71,10 @@ fn run() -> anyhow::Result<()> {
     let dp = dataplane::DpHandle { tx, wake: wake.clone() };
     let ike = ipsec::spawn(dp.clone())?;
     dp.send(dataplane::DpMsg::IkeSink(ike.clone()));
+    let (cp, cp_status) = cp::spawn(dp.clone())?;
     let mut state = control::State {
+        cp,
+        cp_status,
         config,
         db,
         resources,

@@ -606,7 +606,8 @@ impl Resources {
                         };
                         let remotes: Arc<[IpAddr]> = pc.flood_remotes(b)?.into();
                         let rs = &mut rx_sockets[ri];
-                        if spec.remote.is_multicast() {
+                        // Multicast groups and remote_ip=flow take the VNI from any sender.
+                        if spec.remote.is_multicast() || spec.flow {
                             rs.by_vni_any.insert(spec.vni, idx);
                         }
                         for remote in remotes.iter().filter(|r| !r.is_multicast()) {

@@ -1,0 +1,468 @@
+//! The control-plane thread: for each bridge with `other_config:control-plane=etcd|evpn`, it publishes the
+//! MACs the datapath learned on local ports and turns what other hosts announce into flood lists and FDB
+//! entries of the bridge's `remote_ip=flow` tunnels.
+//!
+//! Backends run their own threads (an etcd writer and watcher, or one BGP session per route reflector) and
+//! report to this thread over one channel; the model ([`weft_control::Rib`]) lives here alone.
+
+use crate::dataplane::{CpUpdate, DpHandle, DpMsg, FdbRow};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use weft_api::{Config, ControlPlane, EtcdSpec, EvpnSpec};
+use weft_control::etcd::Record;
+use weft_control::model::MacRoute;
+use weft_control::{Change, LocalChange, MacKey, Rib, Vni};
+use weft_datapath::fdb::Origin;
+
+/// How often the local MAC table is read for changes to publish.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Messages to the control-plane thread.
+pub enum CpMsg {
+    Config(Arc<Config>),
+    /// From a backend of `bridge`, started as generation `gen` (messages of stopped backends are ignored).
+    Remote {
+        bridge: String,
+        gen: u64,
+        source: u32,
+        op: RemoteOp,
+    },
+}
+
+/// What a backend learned.
+pub enum RemoteOp {
+    /// Our VTEP address (the source address towards the control plane, unless `local_ip` says).
+    Me(IpAddr),
+    /// Every route of this source, replacing what it said before (after a (re)connect).
+    Snapshot(Vec<(Vec<u8>, Record)>),
+    Add(Vec<u8>, Record),
+    Remove(Vec<u8>),
+    /// The source is gone (session down): forget its routes.
+    Clear,
+    Status(String),
+}
+
+/// What `weft show` tells about a bridge's control plane.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CpStatus {
+    pub kind: &'static str,
+    pub vtep: Option<IpAddr>,
+    /// Per backend source (etcd, or each BGP peer): its state in words.
+    pub sources: BTreeMap<u32, String>,
+    /// Flood lists by port name.
+    pub flood: BTreeMap<String, Vec<IpAddr>>,
+    pub remote_macs: usize,
+    pub local_macs: usize,
+}
+
+pub type Shared = Arc<Mutex<BTreeMap<String, CpStatus>>>;
+
+/// Local changes a backend must publish, and the full set it needs after a reconnect.
+pub enum Publish {
+    Changes { changes: Vec<LocalChange> },
+}
+
+/// A `remote_ip=flow` tunnel port as the control plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FlowPort {
+    name: String,
+    vni: Vni,
+    /// The VLAN its frames are in on the bridge (its access tag, 0 untagged).
+    vlan: u16,
+    local: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Etcd(EtcdSpec),
+    Evpn(EvpnSpec),
+}
+
+struct Running {
+    kind: Kind,
+    gen: u64,
+    ports: Vec<FlowPort>,
+    rib: Rib,
+    /// Routes by source and id, and how many sources announce each record (two reflectors reflect the same
+    /// route; MAC-only and MAC+IP routes name the same MAC).
+    adj: HashMap<(u32, Vec<u8>), Record>,
+    refs: HashMap<Record, u32>,
+    /// Where local changes go (the backend's threads).
+    publish: Vec<Sender<Publish>>,
+    stop: Arc<AtomicBool>,
+    status: CpStatus,
+}
+
+impl Running {
+    fn origin(&self) -> Origin {
+        match self.kind {
+            Kind::Etcd(_) => Origin::Etcd,
+            Kind::Evpn(_) => Origin::Evpn,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts the thread.
+pub fn spawn(dp: DpHandle) -> anyhow::Result<(Sender<CpMsg>, Shared)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shared: Shared = Default::default();
+    let mut t = Thread { dp, rx, tx: tx.clone(), shared: shared.clone(), bridges: BTreeMap::new(), gen: 0 };
+    std::thread::Builder::new().name("control-plane".into()).spawn(move || t.run())?;
+    Ok((tx, shared))
+}
+
+struct Thread {
+    dp: DpHandle,
+    rx: Receiver<CpMsg>,
+    tx: Sender<CpMsg>,
+    shared: Shared,
+    bridges: BTreeMap<String, Running>,
+    gen: u64,
+}
+
+fn flow_ports(b: &weft_api::BridgeConfig) -> Vec<FlowPort> {
+    b.ports
+        .iter()
+        .filter_map(|p| {
+            let t = p.tunnel().ok().flatten()?;
+            t.flow.then(|| FlowPort { name: p.name.clone(), vni: t.vni, vlan: p.vlan.tag.unwrap_or(0), local: t.local })
+        })
+        .collect()
+}
+
+impl Thread {
+    fn run(&mut self) {
+        let mut next_poll = Instant::now();
+        loop {
+            let wait = next_poll.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(CpMsg::Config(cfg)) => self.configure(&cfg),
+                Ok(CpMsg::Remote { bridge, gen, source, op }) => self.remote(&bridge, gen, source, op),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() >= next_poll {
+                next_poll = Instant::now() + POLL;
+                let names: Vec<String> = self.bridges.keys().cloned().collect();
+                for b in names {
+                    self.poll_local(&b);
+                }
+                self.publish_status();
+            }
+        }
+    }
+
+    /// Starts, restarts or stops backends to match the configuration.
+    fn configure(&mut self, cfg: &Config) {
+        let mut want: BTreeMap<String, (Kind, Vec<FlowPort>)> = BTreeMap::new();
+        for b in &cfg.bridges {
+            let kind = match b.control_plane() {
+                Some(ControlPlane::Etcd) => b.etcd().ok().flatten().map(Kind::Etcd),
+                Some(ControlPlane::Evpn) => b.evpn().ok().flatten().map(Kind::Evpn),
+                None => None,
+            };
+            if let Some(k) = kind {
+                want.insert(b.name.clone(), (k, flow_ports(b)));
+            }
+        }
+        let gone: Vec<String> = self
+            .bridges
+            .iter()
+            .filter(|(name, r)| match want.get(*name) {
+                None => true,
+                // A new backend, or a new local VTEP address: start over.
+                Some((k, p)) => *k != r.kind || p.iter().find_map(|x| x.local) != r.ports.iter().find_map(|x| x.local),
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in gone {
+            if let Some(r) = self.bridges.remove(&name) {
+                tracing::info!(bridge = %name, "control plane stopped");
+                self.dp.send(DpMsg::Cp(
+                    name.clone(),
+                    CpUpdate { origin: Some(r.origin()), reset: true, ..Default::default() },
+                ));
+            }
+        }
+        for (name, (kind, ports)) in want {
+            match self.bridges.get_mut(&name) {
+                Some(r) if r.ports != ports => {
+                    // Tunnel ports changed: the datapath gets everything again on the new ports.
+                    r.ports = ports;
+                    self.resend(&name);
+                }
+                Some(_) => self.resend(&name),
+                None => self.start(name, kind, ports),
+            }
+        }
+    }
+
+    fn start(&mut self, name: String, kind: Kind, ports: Vec<FlowPort>) {
+        self.gen += 1;
+        let stop = Arc::new(AtomicBool::new(false));
+        let me = ports.iter().find_map(|p| p.local);
+        let ctx = BackendCtx { bridge: name.clone(), gen: self.gen, tx: self.tx.clone(), stop: stop.clone(), me };
+        let (publish, kind_name) = match &kind {
+            Kind::Etcd(spec) => (crate::cp_etcd::start(ctx, spec.clone()), "etcd"),
+            Kind::Evpn(spec) => (crate::cp_bgp::start(ctx, spec.clone()), "evpn"),
+        };
+        tracing::info!(bridge = %name, "control plane {kind_name} started");
+        let r = Running {
+            kind,
+            gen: self.gen,
+            ports,
+            rib: Rib::new(me),
+            adj: HashMap::new(),
+            refs: HashMap::new(),
+            publish,
+            stop,
+            status: CpStatus { kind: kind_name, vtep: me, ..Default::default() },
+        };
+        self.dp.send(DpMsg::Cp(name.clone(), CpUpdate { origin: Some(r.origin()), reset: true, ..Default::default() }));
+        self.bridges.insert(name, r);
+    }
+
+    /// Sends the datapath the whole remote state of a bridge again.
+    fn resend(&mut self, bridge: &str) {
+        let Some(r) = self.bridges.get(bridge) else { return };
+        let changes = r.rib.full_state();
+        let mut u = self.to_update(bridge, &changes);
+        u.reset = true;
+        // Ports without any flood list yet get an empty one.
+        for p in &r.ports {
+            if !u.flood.iter().any(|(n, _)| *n == p.name) {
+                u.flood.push((p.name.clone(), Arc::from(&[][..])));
+            }
+        }
+        self.dp.send(DpMsg::Cp(bridge.to_string(), u));
+    }
+
+    fn to_update(&self, bridge: &str, changes: &[Change]) -> CpUpdate {
+        let Some(r) = self.bridges.get(bridge) else { return CpUpdate::default() };
+        let port = |vni: Vni| r.ports.iter().find(|p| p.vni == vni);
+        let mut u = CpUpdate { origin: Some(r.origin()), ..Default::default() };
+        for c in changes {
+            match c {
+                Change::Flood { vni, vteps } => {
+                    if let Some(p) = port(*vni) {
+                        u.flood.push((p.name.clone(), Arc::from(&vteps[..])));
+                    }
+                }
+                Change::Install { key, vtep } => {
+                    if let Some(p) = port(key.vni) {
+                        u.install.push((p.vlan, key.mac, p.name.clone(), *vtep));
+                    }
+                }
+                Change::Remove { key } => {
+                    if let Some(p) = port(key.vni) {
+                        u.remove.push((p.vlan, key.mac));
+                    }
+                }
+            }
+        }
+        u
+    }
+
+    fn remote(&mut self, bridge: &str, gen: u64, source: u32, op: RemoteOp) {
+        let Some(r) = self.bridges.get_mut(bridge) else { return };
+        if r.gen != gen {
+            return;
+        }
+        match op {
+            RemoteOp::Me(ip) => {
+                if r.rib.me() != Some(ip) {
+                    tracing::info!(bridge, "control plane: this host's VTEP address is {ip}");
+                    r.rib.set_me(ip);
+                    r.status.vtep = Some(ip);
+                }
+            }
+            RemoteOp::Status(s) => {
+                r.status.sources.insert(source, s);
+            }
+            RemoteOp::Add(id, rec) => add(r, source, id, rec),
+            RemoteOp::Remove(id) => remove(r, source, &id),
+            RemoteOp::Clear | RemoteOp::Snapshot(_) => {
+                let ids: Vec<Vec<u8>> = r.adj.keys().filter(|(s, _)| *s == source).map(|(_, id)| id.clone()).collect();
+                let fresh = match op {
+                    RemoteOp::Snapshot(all) => all,
+                    _ => Vec::new(),
+                };
+                let keep: HashSet<&Vec<u8>> = fresh.iter().map(|(id, _)| id).collect();
+                for id in ids.iter().filter(|id| !keep.contains(id)) {
+                    remove(r, source, id);
+                }
+                for (id, rec) in fresh {
+                    add(r, source, id, rec);
+                }
+            }
+        }
+        let changes = r.rib.take_changes();
+        if !changes.is_empty() {
+            let u = self.to_update(bridge, &changes);
+            self.dp.send(DpMsg::Cp(bridge.to_string(), u));
+        }
+    }
+
+    /// Reads the bridge's MAC table and publishes what changed on local ports.
+    fn poll_local(&mut self, bridge: &str) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.dp.send(DpMsg::Fdb(bridge.to_string(), tx));
+        let Ok(Some(rows)) = rx.recv_timeout(Duration::from_secs(2)) else { return };
+        let Some(r) = self.bridges.get_mut(bridge) else { return };
+        let vnis: BTreeSet<Vni> = r.ports.iter().map(|p| p.vni).collect();
+        let macs = local_macs(&rows, &r.ports);
+        let changes = r.rib.set_local(&vnis, &macs);
+        r.status.local_macs = macs.len();
+        if !changes.is_empty() {
+            r.publish.retain(|p| p.send(Publish::Changes { changes: changes.clone() }).is_ok());
+        }
+        let dp = r.rib.take_changes();
+        if !dp.is_empty() {
+            let u = self.to_update(bridge, &dp);
+            self.dp.send(DpMsg::Cp(bridge.to_string(), u));
+        }
+    }
+
+    fn publish_status(&mut self) {
+        let mut all = BTreeMap::new();
+        for (name, r) in &mut self.bridges {
+            let mut s = r.status.clone();
+            s.remote_macs = r.rib.sizes().0;
+            for p in &r.ports {
+                s.flood.insert(p.name.clone(), r.rib.vteps(p.vni).collect());
+            }
+            all.insert(name.clone(), s);
+        }
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = all;
+    }
+}
+
+fn add(r: &mut Running, source: u32, id: Vec<u8>, rec: Record) {
+    if let Some(old) = r.adj.insert((source, id), rec) {
+        if old == rec {
+            return;
+        }
+        unref(r, old);
+    }
+    *r.refs.entry(rec).or_insert(0) += 1;
+    match rec {
+        Record::Vtep { vni, vtep } => r.rib.add_vtep(vni, vtep),
+        Record::Mac { key, route } => r.rib.add_mac(key, route),
+    }
+}
+
+fn remove(r: &mut Running, source: u32, id: &[u8]) {
+    if let Some(old) = r.adj.remove(&(source, id.to_vec())) {
+        unref(r, old);
+    }
+}
+
+fn unref(r: &mut Running, rec: Record) {
+    let Some(n) = r.refs.get_mut(&rec) else { return };
+    *n -= 1;
+    if *n > 0 {
+        return;
+    }
+    r.refs.remove(&rec);
+    match rec {
+        Record::Vtep { vni, vtep } => r.rib.remove_vni_vtep(vni, vtep),
+        Record::Mac { key, route } => {
+            // Another announcement of the same MAC by the same VTEP (a different sequence number) may remain.
+            let still = r.refs.keys().find_map(|k| match k {
+                Record::Mac { key: k2, route: r2 } if *k2 == key && r2.vtep == route.vtep => Some(*r2),
+                _ => None,
+            });
+            match still {
+                Some(other) => r.rib.add_mac(key, other),
+                None => r.rib.remove_mac(key, route.vtep),
+            }
+        }
+    }
+}
+
+/// The MACs on local ports (not behind a tunnel, not installed by a control plane), per VNI.
+fn local_macs(rows: &[FdbRow], ports: &[FlowPort]) -> HashSet<MacKey> {
+    rows.iter()
+        .filter(|e| e.remote.is_none() && !e.origin.is_control_plane() && e.mac.is_unicast())
+        .filter_map(|e| {
+            let p = ports.iter().find(|p| p.vlan == e.vlan)?;
+            Some(MacKey { vni: p.vni, mac: e.mac })
+        })
+        .collect()
+}
+
+/// What a backend's threads need.
+#[derive(Clone)]
+pub struct BackendCtx {
+    pub bridge: String,
+    pub gen: u64,
+    pub tx: Sender<CpMsg>,
+    pub stop: Arc<AtomicBool>,
+    /// `local_ip` of the bridge's flow ports, if set.
+    pub me: Option<IpAddr>,
+}
+
+impl BackendCtx {
+    pub fn send(&self, source: u32, op: RemoteOp) -> bool {
+        self.tx.send(CpMsg::Remote { bridge: self.bridge.clone(), gen: self.gen, source, op }).is_ok()
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps up to `d`, waking early when stopped; false if stopped.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.stopped() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100).min(until.saturating_duration_since(Instant::now())));
+        }
+        !self.stopped()
+    }
+}
+
+/// The local routes a backend holds to (re)publish: VNIs served and MACs with their sequence numbers.
+#[derive(Debug, Default, Clone)]
+pub struct LocalSet {
+    pub vnis: BTreeSet<Vni>,
+    pub macs: BTreeMap<MacKey, u32>,
+}
+
+impl LocalSet {
+    pub fn apply(&mut self, changes: &[LocalChange]) {
+        for c in changes {
+            match *c {
+                LocalChange::Vni { vni, serve: true } => {
+                    self.vnis.insert(vni);
+                }
+                LocalChange::Vni { vni, serve: false } => {
+                    self.vnis.remove(&vni);
+                }
+                LocalChange::Announce { key, seq } => {
+                    self.macs.insert(key, seq);
+                }
+                LocalChange::Withdraw { key } => {
+                    self.macs.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// A MAC route record as a backend reports it.
+pub fn mac_record(key: MacKey, vtep: IpAddr, seq: u32, ip: Option<IpAddr>) -> Record {
+    Record::Mac { key, route: MacRoute { vtep, seq, ip } }
+}

@@ -1,0 +1,209 @@
+//! The etcd backend: a writer thread that holds this host's lease and keeps its keys in step with the local
+//! routes, and a watcher thread that reads every key under the prefix and then watches it from the revision
+//! it read at, reading everything again after a compaction or a broken stream.
+
+use crate::cp::{BackendCtx, LocalSet, Publish, RemoteOp};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+use weft_api::EtcdSpec;
+use weft_control::etcd::{self, Client, Record, WatchMsg};
+use weft_control::http::Endpoint;
+use weft_control::LocalChange;
+
+/// The backend's one source of routes.
+const SOURCE: u32 = 0;
+
+pub fn start(ctx: BackendCtx, spec: EtcdSpec) -> Vec<Sender<Publish>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (c, s) = (ctx.clone(), spec.clone());
+    let spawned = std::thread::Builder::new().name("etcd-writer".into()).spawn(move || writer(c, s, rx));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the etcd writer: {e}");
+    }
+    let spawned = std::thread::Builder::new().name("etcd-watch".into()).spawn(move || watcher(ctx, spec));
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the etcd watcher: {e}");
+    }
+    vec![tx]
+}
+
+/// Our VTEP address: `local_ip`, else the source address towards the first etcd member that has one.
+fn my_address(ctx: &BackendCtx, spec: &EtcdSpec) -> Option<IpAddr> {
+    if ctx.me.is_some() {
+        return ctx.me;
+    }
+    spec.endpoints.iter().find_map(|u| {
+        let ep = Endpoint::parse(u).ok()?;
+        let ip = (ep.host.as_str(), ep.port).to_socket_addrs().ok()?.next()?.ip();
+        weft_sys::udp::source_towards(ip).ok().filter(|a| !a.is_loopback())
+    })
+}
+
+fn puts_of(spec: &EtcdSpec, me: IpAddr, changes: &[LocalChange]) -> (Vec<(String, String)>, Vec<String>) {
+    let (mut puts, mut dels) = (Vec::new(), Vec::new());
+    for c in changes {
+        match *c {
+            LocalChange::Vni { vni, serve: true } => puts.push((etcd::vtep_key(&spec.prefix, vni, me), "{}".into())),
+            LocalChange::Vni { vni, serve: false } => dels.push(etcd::vtep_key(&spec.prefix, vni, me)),
+            LocalChange::Announce { key, seq } => {
+                puts.push((etcd::mac_key(&spec.prefix, key, me), etcd::mac_value(seq, None)))
+            }
+            LocalChange::Withdraw { key } => dels.push(etcd::mac_key(&spec.prefix, key, me)),
+        }
+    }
+    (puts, dels)
+}
+
+fn writer(ctx: BackendCtx, spec: EtcdSpec, rx: Receiver<Publish>) {
+    let me = loop {
+        if let Some(me) = my_address(&ctx, &spec) {
+            break me;
+        }
+        ctx.send(SOURCE, RemoteOp::Status("no route to any etcd member; waiting".into()));
+        if !ctx.sleep(Duration::from_secs(1)) {
+            return;
+        }
+    };
+    ctx.send(SOURCE, RemoteOp::Me(me));
+    let Ok(mut client) = Client::new(&spec.endpoints) else { return };
+    let mut local = LocalSet::default();
+    let mut lease = 0i64;
+    let keepalive_every = Duration::from_secs((spec.ttl / 3).max(1));
+    let mut next_keepalive = Instant::now();
+    loop {
+        if ctx.stopped() {
+            if lease != 0 {
+                let _ = client.revoke(lease);
+            }
+            return;
+        }
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(Publish::Changes { changes }) => {
+                local.apply(&changes);
+                if lease != 0 {
+                    let (puts, dels) = puts_of(&spec, me, &changes);
+                    if let Err(e) = client.write(&puts, &dels, lease) {
+                        tracing::warn!(bridge = %ctx.bridge, "etcd: cannot publish: {e}; publishing everything again");
+                        lease = 0;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if lease == 0 {
+            // (Re)join: a fresh lease, and every local key written under it.
+            let joined = client.grant(spec.ttl).and_then(|id| {
+                let mut all: Vec<LocalChange> =
+                    local.vnis.iter().map(|vni| LocalChange::Vni { vni: *vni, serve: true }).collect();
+                all.extend(local.macs.iter().map(|(key, seq)| LocalChange::Announce { key: *key, seq: *seq }));
+                let (puts, _) = puts_of(&spec, me, &all);
+                client.write(&puts, &[], id).map(|_| id)
+            });
+            match joined {
+                Ok(id) => {
+                    lease = id;
+                    next_keepalive = Instant::now() + keepalive_every;
+                    tracing::info!(bridge = %ctx.bridge, "etcd: joined through {} (lease {id:x}, TTL {} s)", client.current(), spec.ttl);
+                    ctx.send(SOURCE, RemoteOp::Status(format!("joined through {} (lease {id:x})", client.current())));
+                }
+                Err(e) => {
+                    ctx.send(SOURCE, RemoteOp::Status(format!("cannot join: {e}")));
+                    if !ctx.sleep(Duration::from_secs(1)) {
+                        return;
+                    }
+                }
+            }
+            continue;
+        }
+        if Instant::now() >= next_keepalive {
+            match client.keepalive(lease) {
+                Ok(ttl) if ttl > 0 => next_keepalive = Instant::now() + keepalive_every,
+                Ok(_) => {
+                    tracing::warn!(bridge = %ctx.bridge, "etcd: lease {lease:x} expired; joining again");
+                    lease = 0;
+                }
+                Err(e) => {
+                    ctx.send(SOURCE, RemoteOp::Status(format!("keepalive failed: {e}")));
+                    next_keepalive = Instant::now() + Duration::from_secs(1);
+                }
+            }
+        }
+    }
+}
+
+fn record(spec: &EtcdSpec, key: &str, value: Option<&str>) -> Option<Record> {
+    etcd::parse_record(&spec.prefix, key, value)
+}
+
+fn watcher(ctx: BackendCtx, spec: EtcdSpec) {
+    let Ok(mut client) = Client::new(&spec.endpoints) else { return };
+    while !ctx.stopped() {
+        // A full read, then changes from the revision after it.
+        let (revision, kvs) = match client.range_prefix(&spec.prefix) {
+            Ok(r) => r,
+            Err(e) => {
+                ctx.send(SOURCE + 1, RemoteOp::Status(format!("cannot read {}: {e}", spec.prefix)));
+                ctx.sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let all: Vec<(Vec<u8>, Record)> =
+            kvs.iter().filter_map(|(k, v)| Some((k.clone().into_bytes(), record(&spec, k, Some(v))?))).collect();
+        let n = all.len();
+        if !ctx.send(SOURCE, RemoteOp::Snapshot(all)) {
+            return;
+        }
+        let mut watch = match client.watch(&spec.prefix, revision + 1) {
+            Ok(w) => w,
+            Err(e) => {
+                ctx.send(SOURCE + 1, RemoteOp::Status(format!("cannot watch: {e}")));
+                ctx.sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = watch.set_timeout(Duration::from_millis(500));
+        tracing::info!(bridge = %ctx.bridge, "etcd: {n} keys at revision {revision}; watching through {}", client.current());
+        ctx.send(
+            SOURCE + 1,
+            RemoteOp::Status(format!("watching from revision {} through {}", revision + 1, client.current())),
+        );
+        loop {
+            if ctx.stopped() {
+                return;
+            }
+            match watch.next_msg() {
+                Ok(WatchMsg::Idle) | Ok(WatchMsg::Created) => {}
+                Ok(WatchMsg::Events { events, .. }) => {
+                    for e in events {
+                        let id = e.key.clone().into_bytes();
+                        let op = if e.put {
+                            match record(&spec, &e.key, Some(&e.value)) {
+                                Some(r) => RemoteOp::Add(id, r),
+                                None => continue,
+                            }
+                        } else {
+                            RemoteOp::Remove(id)
+                        };
+                        if !ctx.send(SOURCE, op) {
+                            return;
+                        }
+                    }
+                }
+                Ok(WatchMsg::Compacted(c)) => {
+                    tracing::info!(bridge = %ctx.bridge, "etcd: revision {} compacted (now {c}); reading everything again", revision + 1);
+                    break;
+                }
+                Ok(WatchMsg::Canceled(why)) => {
+                    tracing::warn!(bridge = %ctx.bridge, "etcd: watch canceled: {why}; reading everything again");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(bridge = %ctx.bridge, "etcd: watch through {} broke: {e}; reading everything again", client.current());
+                    break;
+                }
+            }
+        }
+    }
+}
