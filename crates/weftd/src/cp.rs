@@ -143,11 +143,19 @@ fn flow_ports(b: &weft_api::BridgeConfig) -> Vec<FlowPort> {
 impl Thread {
     fn run(&mut self) {
         let mut next_poll = Instant::now();
+        // `show` sees remote changes within 100 ms (not after every one of a burst of thousands).
+        let mut status_due: Option<Instant> = None;
         loop {
-            let wait = next_poll.saturating_duration_since(Instant::now());
+            let mut wait = next_poll.saturating_duration_since(Instant::now());
+            if let Some(d) = status_due {
+                wait = wait.min(d.saturating_duration_since(Instant::now()));
+            }
             match self.rx.recv_timeout(wait) {
                 Ok(CpMsg::Config(cfg)) => self.configure(&cfg),
-                Ok(CpMsg::Remote { bridge, gen, source, op }) => self.remote(&bridge, gen, source, op),
+                Ok(CpMsg::Remote { bridge, gen, source, op }) => {
+                    self.remote(&bridge, gen, source, op);
+                    status_due.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
             }
@@ -157,6 +165,10 @@ impl Thread {
                 for b in names {
                     self.poll_local(&b);
                 }
+                status_due = Some(Instant::now());
+            }
+            if status_due.is_some_and(|d| Instant::now() >= d) {
+                status_due = None;
                 self.publish_status();
             }
         }
