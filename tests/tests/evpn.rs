@@ -124,7 +124,10 @@ fn weft_and_a_kernel_vtep_meet_through_an_frr_route_reflector() {
     h1.sh("ip link set vxlan100 master br100 addrgenmode none");
     h1.sh("ip link set vxlan100 type bridge_slave neigh_suppress off learning off");
     let e1 = Ns::new(&format!("{p}e1"));
-    sh(&format!("ip link add eth0 netns {} address 02:00:00:00:01:01 type veth peer name tap1 netns {}", e1.name, h1.name));
+    sh(&format!(
+        "ip link add eth0 netns {} address 02:00:00:00:01:01 type veth peer name tap1 netns {}",
+        e1.name, h1.name
+    ));
     h1.sh("ip link set tap1 master br100 up && ip link set vxlan100 up && ip link set br100 up");
     e1.sh("ip addr add 10.100.0.1/24 dev eth0 && ip link set eth0 mtu 1450 up");
 

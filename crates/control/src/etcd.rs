@@ -340,12 +340,7 @@ pub fn parse_watch(v: &Value) -> WatchMsg {
     WatchMsg::Events { revision, events }
 }
 
-/// What one key says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Record {
-    Vtep { vni: Vni, vtep: IpAddr },
-    Mac { key: MacKey, route: MacRoute },
-}
+pub use crate::model::Record;
 
 pub fn vtep_key(prefix: &str, vni: Vni, vtep: IpAddr) -> String {
     format!("{prefix}vni/{vni}/vtep/{vtep}")
@@ -376,6 +371,17 @@ pub fn parse_record(prefix: &str, key: &str, value: Option<&str>) -> Option<Reco
     let seq = v.as_ref().and_then(|v| v.get("seq")?.as_u64()).unwrap_or(0).min(u64::from(u32::MAX)) as u32;
     let bound = v.as_ref().and_then(|v| v.get("ip")?.as_str()?.parse().ok());
     Some(Record::Mac { key: MacKey { vni, mac }, route: MacRoute { vtep: ip.parse().ok()?, seq, ip: bound } })
+}
+
+/// Feeds arbitrary bytes to the etcd readers (for the fuzzer): a watch stream and a key; must never panic.
+pub fn fuzz_input(data: &[u8]) {
+    for v in serde_json::Deserializer::from_slice(data).into_iter::<Value>().take(16).flatten() {
+        let _ = parse_watch(&v);
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = parse_record("/weft/", s, Some(s));
+        let _ = unb64(s);
+    }
 }
 
 #[cfg(test)]

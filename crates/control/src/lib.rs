@@ -15,4 +15,4 @@ pub mod etcd;
 pub mod http;
 pub mod model;
 
-pub use model::{Change, LocalChange, MacKey, Rib, Vni};
+pub use model::{Adj, Change, LocalChange, MacKey, Record, Rib, Vni};

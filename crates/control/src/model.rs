@@ -32,6 +32,102 @@ pub struct MacRoute {
     pub ip: Option<IpAddr>,
 }
 
+/// One remote route as a backend reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Record {
+    /// A VTEP serves a VNI (type 3).
+    Vtep { vni: Vni, vtep: IpAddr },
+    /// A MAC sits behind a VTEP (type 2).
+    Mac { key: MacKey, route: MacRoute },
+}
+
+/// What a record is about, whatever its sequence number or bound IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RecordId {
+    Vtep(Vni, IpAddr),
+    Mac(MacKey, IpAddr),
+}
+
+impl Record {
+    fn id(&self) -> RecordId {
+        match *self {
+            Record::Vtep { vni, vtep } => RecordId::Vtep(vni, vtep),
+            Record::Mac { key, route } => RecordId::Mac(key, route.vtep),
+        }
+    }
+}
+
+/// The routes each backend source announced (by the source's own route id: an etcd key, a BGP NLRI), feeding
+/// a [`Rib`]. A record stays in the Rib while any source announces it: two route reflectors reflect the same
+/// route, and a MAC-only and a MAC+IP route name the same MAC.
+#[derive(Debug, Default)]
+pub struct Adj {
+    routes: HashMap<(u32, Vec<u8>), Record>,
+    refs: HashMap<RecordId, u32>,
+}
+
+impl Adj {
+    /// Source `source` announces `rec` under its route id `id` (replacing what it said under that id).
+    pub fn add(&mut self, rib: &mut Rib, source: u32, id: Vec<u8>, rec: Record) {
+        match self.routes.insert((source, id), rec) {
+            Some(old) if old == rec => return,
+            Some(old) if old.id() == rec.id() => {}
+            Some(old) => {
+                self.unref(rib, old);
+                *self.refs.entry(rec.id()).or_insert(0) += 1;
+            }
+            None => *self.refs.entry(rec.id()).or_insert(0) += 1,
+        }
+        match rec {
+            Record::Vtep { vni, vtep } => rib.add_vtep(vni, vtep),
+            Record::Mac { key, route } => rib.add_mac(key, route),
+        }
+    }
+
+    /// Source `source` withdraws its route `id`.
+    pub fn remove(&mut self, rib: &mut Rib, source: u32, id: &[u8]) {
+        if let Some(old) = self.routes.remove(&(source, id.to_vec())) {
+            self.unref(rib, old);
+        }
+    }
+
+    /// Replaces everything `source` announced with `all` (a full read after a reconnect; empty: it is gone).
+    pub fn replace(&mut self, rib: &mut Rib, source: u32, all: Vec<(Vec<u8>, Record)>) {
+        let keep: HashSet<&Vec<u8>> = all.iter().map(|(id, _)| id).collect();
+        let stale: Vec<Vec<u8>> =
+            self.routes.keys().filter(|(s, id)| *s == source && !keep.contains(id)).map(|(_, id)| id.clone()).collect();
+        for id in stale {
+            self.remove(rib, source, &id);
+        }
+        for (id, rec) in all {
+            self.add(rib, source, id, rec);
+        }
+    }
+
+    fn unref(&mut self, rib: &mut Rib, old: Record) {
+        let id = old.id();
+        let Some(n) = self.refs.get_mut(&id) else { return };
+        *n -= 1;
+        if *n > 0 {
+            return;
+        }
+        self.refs.remove(&id);
+        match old {
+            Record::Vtep { vni, vtep } => rib.remove_vni_vtep(vni, vtep),
+            Record::Mac { key, route } => rib.remove_mac(key, route.vtep),
+        }
+    }
+
+    /// Routes held, over all sources.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
 /// What the datapath must change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -417,6 +513,25 @@ mod tests {
         let mut rib = Rib::new(None);
         let local: HashSet<MacKey> = [key(1)].into();
         assert!(rib.set_local(&BTreeSet::new(), &local).is_empty());
+    }
+
+    #[test]
+    fn sources_count_references() {
+        let mut rib = Rib::new(None);
+        let mut adj = Adj::default();
+        let rec = Record::Mac { key: key(1), route: route("10.0.0.2", 0) };
+        // Two reflectors reflect the same route; one goes away: the MAC stays.
+        adj.add(&mut rib, 0, b"a".to_vec(), rec);
+        adj.add(&mut rib, 1, b"a".to_vec(), rec);
+        assert_eq!(rib.take_changes(), vec![Change::Install { key: key(1), vtep: ip("10.0.0.2") }]);
+        adj.replace(&mut rib, 0, vec![]);
+        assert!(rib.take_changes().is_empty());
+        // A new sequence number under the same id replaces the route.
+        adj.add(&mut rib, 1, b"a".to_vec(), Record::Mac { key: key(1), route: route("10.0.0.2", 4) });
+        assert_eq!(rib.routes(&key(1))[0].seq, 4);
+        adj.remove(&mut rib, 1, b"a");
+        assert_eq!(rib.take_changes(), vec![Change::Remove { key: key(1) }]);
+        assert!(adj.is_empty());
     }
 
     #[test]

@@ -23,6 +23,12 @@ bridges and ports:
                                     (default: all; 0 = untagged); tunnels carry 802.1Q frames unchanged
   clear port PORT tag|trunks
   set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N
+  set bridge BR other_config:control-plane=etcd other_config:etcd-endpoints=URL[,URL...]
+                [other_config:etcd-ttl=SECONDS] [other_config:etcd-prefix=/weft/]
+  set bridge BR other_config:control-plane=evpn other_config:bgp-asn=N other_config:bgp-router-id=IP
+                other_config:bgp-peers=IP[,IP...] [other_config:bgp-hold-time=SECONDS]
+                                    remote_ip=flow tunnels take their remote VTEPs and MACs from etcd or from
+                                    BGP EVPN route reflectors (control-plane=none: back to one machine)
 flows (ovs-ofctl syntax):
   add-flow BR FLOW | add-flows BR FILE | del-flows [--strict] BR [FLOW] | mod-flows [--strict] BR FLOW
   dump-flows BR [FLOW]               e.g. add-flow sw1 priority=100,ip,nw_dst=172.31.1.0/24,actions=output:1

@@ -6,7 +6,7 @@
 //! report to this thread over one channel; the model ([`weft_control::Rib`]) lives here alone.
 
 use crate::dataplane::{CpUpdate, DpHandle, DpMsg, FdbRow};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use weft_api::{Config, ControlPlane, EtcdSpec, EvpnSpec};
 use weft_control::etcd::Record;
 use weft_control::model::MacRoute;
-use weft_control::{Change, LocalChange, MacKey, Rib, Vni};
+use weft_control::{Adj, Change, LocalChange, MacKey, Rib, Vni};
 use weft_datapath::fdb::Origin;
 
 /// How often the local MAC table is read for changes to publish.
@@ -87,10 +87,8 @@ struct Running {
     gen: u64,
     ports: Vec<FlowPort>,
     rib: Rib,
-    /// Routes by source and id, and how many sources announce each record (two reflectors reflect the same
-    /// route; MAC-only and MAC+IP routes name the same MAC).
-    adj: HashMap<(u32, Vec<u8>), Record>,
-    refs: HashMap<Record, u32>,
+    /// Routes by backend source.
+    adj: Adj,
     /// Where local changes go (the backend's threads).
     publish: Vec<Sender<Publish>>,
     stop: Arc<AtomicBool>,
@@ -234,8 +232,7 @@ impl Thread {
             gen: self.gen,
             ports,
             rib: Rib::new(me),
-            adj: HashMap::new(),
-            refs: HashMap::new(),
+            adj: Adj::default(),
             publish,
             stop,
             status: CpStatus { kind: kind_name, vtep: me, ..Default::default() },
@@ -301,22 +298,10 @@ impl Thread {
             RemoteOp::Status(s) => {
                 r.status.sources.insert(source, s);
             }
-            RemoteOp::Add(id, rec) => add(r, source, id, rec),
-            RemoteOp::Remove(id) => remove(r, source, &id),
-            RemoteOp::Clear | RemoteOp::Snapshot(_) => {
-                let ids: Vec<Vec<u8>> = r.adj.keys().filter(|(s, _)| *s == source).map(|(_, id)| id.clone()).collect();
-                let fresh = match op {
-                    RemoteOp::Snapshot(all) => all,
-                    _ => Vec::new(),
-                };
-                let keep: HashSet<&Vec<u8>> = fresh.iter().map(|(id, _)| id).collect();
-                for id in ids.iter().filter(|id| !keep.contains(id)) {
-                    remove(r, source, id);
-                }
-                for (id, rec) in fresh {
-                    add(r, source, id, rec);
-                }
-            }
+            RemoteOp::Add(id, rec) => r.adj.add(&mut r.rib, source, id, rec),
+            RemoteOp::Remove(id) => r.adj.remove(&mut r.rib, source, &id),
+            RemoteOp::Clear => r.adj.replace(&mut r.rib, source, Vec::new()),
+            RemoteOp::Snapshot(all) => r.adj.replace(&mut r.rib, source, all),
         }
         let changes = r.rib.take_changes();
         if !changes.is_empty() {
@@ -356,49 +341,6 @@ impl Thread {
             all.insert(name.clone(), s);
         }
         *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = all;
-    }
-}
-
-fn add(r: &mut Running, source: u32, id: Vec<u8>, rec: Record) {
-    if let Some(old) = r.adj.insert((source, id), rec) {
-        if old == rec {
-            return;
-        }
-        unref(r, old);
-    }
-    *r.refs.entry(rec).or_insert(0) += 1;
-    match rec {
-        Record::Vtep { vni, vtep } => r.rib.add_vtep(vni, vtep),
-        Record::Mac { key, route } => r.rib.add_mac(key, route),
-    }
-}
-
-fn remove(r: &mut Running, source: u32, id: &[u8]) {
-    if let Some(old) = r.adj.remove(&(source, id.to_vec())) {
-        unref(r, old);
-    }
-}
-
-fn unref(r: &mut Running, rec: Record) {
-    let Some(n) = r.refs.get_mut(&rec) else { return };
-    *n -= 1;
-    if *n > 0 {
-        return;
-    }
-    r.refs.remove(&rec);
-    match rec {
-        Record::Vtep { vni, vtep } => r.rib.remove_vni_vtep(vni, vtep),
-        Record::Mac { key, route } => {
-            // Another announcement of the same MAC by the same VTEP (a different sequence number) may remain.
-            let still = r.refs.keys().find_map(|k| match k {
-                Record::Mac { key: k2, route: r2 } if *k2 == key && r2.vtep == route.vtep => Some(*r2),
-                _ => None,
-            });
-            match still {
-                Some(other) => r.rib.add_mac(key, other),
-                None => r.rib.remove_mac(key, route.vtep),
-            }
-        }
     }
 }
 

@@ -1,0 +1,12 @@
+//! Replays the `bgp` fuzz corpus (and every truncation of each input) through the BGP session and the etcd
+//! readers.
+
+#[test]
+fn bgp_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/bgp");
+    let n = weft_wire::fuzz::replay_corpus(&dir, |d| {
+        weft_control::bgp::fuzz_input(d);
+        weft_control::etcd::fuzz_input(d);
+    });
+    assert!(n > 0, "empty corpus");
+}
