@@ -62,6 +62,16 @@ pub fn run(cmd: &str) -> Output {
     Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).output().expect("cannot run sh")
 }
 
+/// Polls `ok` every 200 ms until it holds; panics after `secs` seconds. Returns how long it took.
+pub fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "{what}: not within {secs} s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    start.elapsed()
+}
+
 /// A network namespace, deleted on drop.
 pub struct Ns {
     pub name: String,

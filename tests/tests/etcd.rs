@@ -103,15 +103,6 @@ fn entry(w: &Weftd, mac: &str) -> Option<serde_json::Value> {
     w.json("fdb show br0").as_array().unwrap().iter().find(|e| e["mac"] == mac).cloned()
 }
 
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "{what}: not within {secs} s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    start.elapsed()
-}
-
 #[test]
 fn three_hosts_find_each_other_through_etcd() {
     if !prerequisites(&["ip", "ping", "etcd", "etcdctl"]) {

@@ -92,15 +92,6 @@ fn attach(p: &str, ns: &Ns, ul: &Ns, i: u8) {
     ns.sh(&format!("ip addr add 10.0.0.{i}/24 dev eth0 && ip link set eth0 up"));
 }
 
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "{what}: not within {secs} s");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    start.elapsed()
-}
-
 fn weft_entry(w: &Weftd, mac: &str) -> Option<serde_json::Value> {
     w.json("fdb show br0").as_array().unwrap().iter().find(|e| e["mac"] == mac).cloned()
 }

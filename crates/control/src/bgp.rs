@@ -5,7 +5,7 @@
 //! The session takes bytes and time in and gives bytes and route events out; weftd owns the TCP connection.
 
 use crate::model::{MacKey, Vni};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 use weft_wire::EthernetAddress;
 
@@ -84,18 +84,6 @@ fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => out.extend_from_slice(&a.octets()),
         IpAddr::V6(a) => out.extend_from_slice(&a.octets()),
-    }
-}
-
-fn read_ip(b: &[u8]) -> Option<IpAddr> {
-    match b.len() {
-        4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
-        16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(b);
-            Some(IpAddr::V6(Ipv6Addr::from(a)))
-        }
-        _ => None,
     }
 }
 
@@ -178,7 +166,7 @@ impl EvpnRoute {
                 if rest.len() < ip_len + 3 {
                     return Err(short());
                 }
-                let ip = if ip_len == 0 { None } else { read_ip(&rest[..ip_len]) };
+                let ip = if ip_len == 0 { None } else { weft_wire::ip_from_bytes(&rest[..ip_len]) };
                 let l = &rest[ip_len..ip_len + 3];
                 let mut vni = u32::from_be_bytes([0, l[0], l[1], l[2]]);
                 let tag = u32::from_be_bytes([v[18], v[19], v[20], v[21]]);
@@ -198,7 +186,7 @@ impl EvpnRoute {
                     128 => 16,
                     n => return Err(update_err(format!("EVPN originator length {n} is not 32 or 128"))),
                 };
-                let origin = v.get(13..13 + len).and_then(read_ip).ok_or_else(short)?;
+                let origin = v.get(13..13 + len).and_then(weft_wire::ip_from_bytes).ok_or_else(short)?;
                 Ok(Some(EvpnRoute::Imet { rd, tag, origin }))
             }
             _ => Ok(None),
@@ -501,7 +489,13 @@ fn parse_update(b: &[u8]) -> Result<Update, Malformed> {
                 let nhl = usize::from(v[3]);
                 let nh = v.get(4..4 + nhl).ok_or_else(|| update_err("MP_REACH next hop is cut"))?;
                 // An IPv6 next hop may carry a link-local address after the global one.
-                u.next_hop = read_ip(nh).or_else(|| if nhl == 32 { read_ip(&nh[..16]) } else { None });
+                u.next_hop = weft_wire::ip_from_bytes(nh).or_else(|| {
+                    if nhl == 32 {
+                        weft_wire::ip_from_bytes(&nh[..16])
+                    } else {
+                        None
+                    }
+                });
                 let nlri = v.get(5 + nhl..).ok_or_else(|| update_err("MP_REACH_NLRI is cut"))?;
                 u.reach = EvpnRoute::parse_all(nlri)?;
             }

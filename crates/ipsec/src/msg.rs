@@ -1,7 +1,7 @@
 //! IKEv2 messages (RFC 7296 §3): the header and the payloads weft reads and writes. Parsing never panics; a
 //! message that does not parse is an error the caller counts and drops.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 pub const HEADER_LEN: usize = 28;
 pub const VERSION: u8 = 0x20;
@@ -351,18 +351,6 @@ fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-fn parse_ip(b: &[u8]) -> Option<IpAddr> {
-    match b.len() {
-        4 => Some(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
-        16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(b);
-            Some(IpAddr::V6(Ipv6Addr::from(a)))
-        }
-        _ => None,
-    }
-}
-
 fn parse_sa(mut b: &[u8]) -> Result<Vec<Proposal>> {
     let mut props = Vec::new();
     loop {
@@ -435,8 +423,8 @@ fn parse_ts(b: &[u8]) -> Result<Vec<Ts>> {
         if len != 8 + 2 * alen || len > t.len() {
             return Err(Error("bad traffic selector length"));
         }
-        let start = parse_ip(&t[8..8 + alen]).ok_or(Error("bad address"))?;
-        let end = parse_ip(&t[8 + alen..8 + 2 * alen]).ok_or(Error("bad address"))?;
+        let start = weft_wire::ip_from_bytes(&t[8..8 + alen]).ok_or(Error("bad address"))?;
+        let end = weft_wire::ip_from_bytes(&t[8 + alen..8 + 2 * alen]).ok_or(Error("bad address"))?;
         out.push(Ts { proto: t[1], start_port: be16(t, 4), end_port: be16(t, 6), start, end });
         t = &t[len..];
     }

@@ -56,16 +56,7 @@ fn puts_of(spec: &EtcdSpec, me: IpAddr, changes: &[LocalChange]) -> (Vec<(String
 }
 
 fn writer(ctx: BackendCtx, spec: EtcdSpec, rx: Receiver<Publish>) {
-    let me = loop {
-        if let Some(me) = my_address(&ctx, &spec) {
-            break me;
-        }
-        ctx.send(SOURCE, RemoteOp::Status("no route to any etcd member; waiting".into()));
-        if !ctx.sleep(Duration::from_secs(1)) {
-            return;
-        }
-    };
-    ctx.send(SOURCE, RemoteOp::Me(me));
+    let Some(me) = announce_me(&ctx, &spec) else { return };
     let Ok(mut client) = Client::new(&spec.endpoints) else { return };
     let mut local = LocalSet::default();
     let mut lease = 0i64;
@@ -137,7 +128,25 @@ fn record(spec: &EtcdSpec, key: &str, value: Option<&str>) -> Option<Record> {
     etcd::parse_record(&spec.prefix, key, value)
 }
 
+/// Waits until our VTEP address is known and reports it (before any route: our own keys, left from before a
+/// restart, must be recognised as ours).
+fn announce_me(ctx: &BackendCtx, spec: &EtcdSpec) -> Option<IpAddr> {
+    loop {
+        if let Some(me) = my_address(ctx, spec) {
+            ctx.send(SOURCE, RemoteOp::Me(me));
+            return Some(me);
+        }
+        ctx.send(SOURCE, RemoteOp::Status("no route to any etcd member; waiting".into()));
+        if !ctx.sleep(Duration::from_secs(1)) {
+            return None;
+        }
+    }
+}
+
 fn watcher(ctx: BackendCtx, spec: EtcdSpec) {
+    if announce_me(&ctx, &spec).is_none() {
+        return;
+    }
     let Ok(mut client) = Client::new(&spec.endpoints) else { return };
     while !ctx.stopped() {
         // A full read, then changes from the revision after it.

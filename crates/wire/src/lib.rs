@@ -31,6 +31,19 @@ pub mod vxlan;
 
 pub use ethernet::{EtherType, EthernetAddress};
 
+/// An IPv4 (4 bytes) or IPv6 (16 bytes) address in network order; `None` for any other length.
+pub fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {
+    match b.len() {
+        4 => Some(std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).into()),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(b);
+            Some(std::net::Ipv6Addr::from(a).into())
+        }
+        _ => None,
+    }
+}
+
 /// Why a buffer could not be read as a given protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
