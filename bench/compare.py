@@ -10,10 +10,11 @@ namespace behind each host on a veth, endpoint offloads left on) for
   weft-vxlan-ipsec       weft VXLAN with options:psk (IKEv2, ESP AES-256-GCM in UDP 4500, transport mode)
 
 iperf3 TCP 1 stream, TCP 4 streams and UDP 64-byte datagrams (delivered packets per second); medians of RUNS
-runs of SECONDS each; system CPU use while each runs; weftd's peak memory. Prints a table with weft's ratio to
-the kernel and to Open vSwitch, and draws it as a PNG (installing python3-matplotlib with apt-get when it is
-missing). With --soak SECONDS it instead runs one TCP stream through weft VXLAN for that long and samples
-weftd's resident memory every 10 s (it must stay under 64 MB and flat).
+interleaved rounds (each round builds and measures every setup once) of SECONDS each; system CPU use while
+each runs; weftd's peak memory. Prints a table with weft's ratio to the kernel and to Open vSwitch, and
+draws it as a PNG (installing python3-matplotlib with apt-get when it is missing). With --soak SECONDS it
+instead runs one TCP stream through weft VXLAN for that long and samples weftd's resident memory every 10 s
+(it must stay under 64 MB and flat).
 
     bench/compare.py [--seconds 10] [--runs 3] [--only weft-vxlan,kernel] [--png bench/compare.png]
     bench/compare.py --soak 300
@@ -283,32 +284,42 @@ def main():
 
 
 def measure(a, kinds):
+    """Runs the setups in interleaved rounds (round r builds and measures every setup once, in turn), so that
+    the VM's speed drifting over minutes -- it does, by 10-20 % -- moves every setup alike and the ratios are
+    not skewed by which setup happened to run in a slow minute. Each figure is the median over the rounds."""
     if "ovs" in kinds and not shutil.which("ovs-vswitchd"):
         print("ovs: skipped: Open vSwitch is not installed (apt-get install openvswitch-switch)")
         kinds.remove("ovs")
-    results, cpu, rss = {}, {}, {}
-    for kind in kinds:
-        tmp = tempfile.mkdtemp(prefix="weft-compare-")
-        s = Setup(kind, tmp)
-        try:
-            s.build()
-            results[kind], cpu[kind] = {}, {}
-            for key, _, args in TESTS:
-                vals, busy = [], []
-                for _ in range(a.runs):
+    vals = {k: {key: [] for key, _, _ in TESTS} for k in kinds}
+    busy = {k: {key: [] for key, _, _ in TESTS} for k in kinds}
+    rss, failed = {}, set()
+    for r in range(a.runs):
+        for kind in kinds:
+            if kind in failed:
+                continue
+            tmp = tempfile.mkdtemp(prefix="weft-compare-")
+            s = Setup(kind, tmp)
+            try:
+                s.build()
+                for key, _, args in TESTS:
                     v, b = iperf(args, a.seconds)
                     if v is not None:
-                        vals.append(v / 1000.0 if key == "udp64" else v)
-                        busy.append(b)
-                results[kind][key] = statistics.median(vals) if vals else None
-                cpu[kind][key] = statistics.median(busy) if busy else None
-            if kind.startswith("weft"):
-                rss[kind] = peak_rss_mb(s.weftd_pids())
-        except Exception as e:  # a setup that cannot be built is reported, not fatal
-            print(f"{kind}: failed: {e}")
-        finally:
-            s.teardown()
-            shutil.rmtree(tmp, ignore_errors=True)
+                        vals[kind][key].append(v / 1000.0 if key == "udp64" else v)
+                        busy[kind][key].append(b)
+                if kind.startswith("weft"):
+                    rss[kind] = max(rss.get(kind, 0), peak_rss_mb(s.weftd_pids()))
+            except Exception as e:  # a setup that cannot be built is reported, not fatal
+                print(f"{kind}: failed: {e}")
+                failed.add(kind)
+            finally:
+                s.teardown()
+                shutil.rmtree(tmp, ignore_errors=True)
+        print(f"round {r + 1}/{a.runs}: " + "; ".join(
+            f"{k} " + " ".join(f"{vals[k][key][-1]:.2f}" if vals[k][key] else "-" for key, _, _ in TESTS)
+            for k in kinds if k not in failed), flush=True)
+    med = lambda xs: statistics.median(xs) if xs else None
+    results = {k: {key: med(vals[k][key]) for key, _, _ in TESTS} for k in kinds if k not in failed}
+    cpu = {k: {key: med(busy[k][key]) for key, _, _ in TESTS} for k in kinds if k not in failed}
     return results, cpu, rss
 
 
