@@ -17,9 +17,9 @@ pub fn sum(data: &[u8]) -> u32 {
     if data.len() < 128 {
         return short_sum(data);
     }
-    // A lane takes at most 2^32 - 1 per 32-byte block, so it cannot overflow within 2^32 blocks; longer data
-    // is summed in pieces.
-    const PIECE: usize = 1 << 36;
+    // A lane takes less than 2^32 per 32-byte block, so it cannot overflow within 2^32 blocks; data longer
+    // than a 1 GiB piece (2^25 blocks) is summed piece by piece.
+    const PIECE: usize = 1 << 30;
     let mut total: u128 = 0;
     for piece in data.chunks(PIECE) {
         let mut lanes = [0u64; 8];
