@@ -111,6 +111,7 @@ impl IfaceType {
                 "tos",
                 "df_default",
                 "psk",
+                "psk_file",
                 "ipsec_mode",
                 "ipsec_encap",
                 "ipsec_lifetime",
@@ -128,6 +129,7 @@ impl IfaceType {
                 "df_default",
                 "geneve_opts",
                 "psk",
+                "psk_file",
                 "ipsec_mode",
                 "ipsec_encap",
                 "ipsec_lifetime",
@@ -144,6 +146,7 @@ impl IfaceType {
                 "csum",
                 "seq",
                 "psk",
+                "psk_file",
                 "ipsec_mode",
                 "ipsec_encap",
                 "ipsec_lifetime",
@@ -307,8 +310,8 @@ pub struct IpsecShape {
 /// and next header, ICV.
 pub const ESP_OVERHEAD: u32 = 8 + 8 + 3 + 2 + 16;
 
-/// A tunnel port's IPsec settings (`options:psk` and the `ipsec_*` options).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A tunnel port's IPsec settings (`options:psk` and the `ipsec_*` options). Its `Debug` hides the key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct IpsecSpec {
     pub psk: String,
     pub shape: IpsecShape,
@@ -316,6 +319,17 @@ pub struct IpsecSpec {
     /// times as long) or after this many bytes (`ipsec_rekey_bytes`, default 0: no byte limit).
     pub lifetime_secs: u64,
     pub rekey_bytes: u64,
+}
+
+impl fmt::Debug for IpsecSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IpsecSpec")
+            .field("psk", &HIDDEN)
+            .field("shape", &self.shape)
+            .field("lifetime_secs", &self.lifetime_secs)
+            .field("rekey_bytes", &self.rekey_bytes)
+            .finish()
+    }
 }
 
 impl TunnelSpec {
@@ -420,7 +434,18 @@ fn parse_inherit(key: &str, v: Option<&str>, min: u32) -> Result<Inherit, Config
 }
 
 fn bad(key: &str, value: &str, why: impl Into<String>) -> ConfigError {
+    let value = if is_secret(key) { HIDDEN } else { value };
     ConfigError::BadOption { key: key.to_string(), value: value.to_string(), why: why.into() }
+}
+
+/// What a secret shows as in logs, errors, replies and `show`.
+pub const HIDDEN: &str = "(hidden)";
+
+/// Settings whose values are secrets (`options:psk`, `other_config:etcd-password`, with or without their
+/// column prefix): never logged, echoed in an error or shown.
+pub fn is_secret(key: &str) -> bool {
+    let name = key.rsplit_once(':').map_or(key, |(_, n)| n);
+    matches!(name, "psk" | "etcd-password")
 }
 
 impl PortConfig {
@@ -587,22 +612,33 @@ impl PortConfig {
     /// Parses the IPsec options of a tunnel port: `None` without `options:psk`.
     pub fn ipsec(&self) -> Result<Option<IpsecSpec>, ConfigError> {
         let get = |k: &str| self.options.get(k).map(String::as_str);
-        let Some(psk) = get("psk") else {
-            for k in ["ipsec_mode", "ipsec_encap", "ipsec_lifetime", "ipsec_rekey_bytes"] {
-                if let Some(v) = get(k) {
-                    return Err(bad(k, v, "only applies with options:psk (IPsec)"));
-                }
+        let (psk, psk_key) = match (get("psk"), get("psk_file")) {
+            (Some(_), Some(_)) => {
+                return Err(bad(
+                    "psk_file",
+                    get("psk_file").unwrap_or_default(),
+                    "and options:psk both give the key: set one",
+                ))
             }
-            return Ok(None);
+            (Some(p), None) => (p.to_string(), "psk"),
+            (None, Some(path)) => (read_psk_file(path)?, "psk_file"),
+            (None, None) => {
+                for k in ["ipsec_mode", "ipsec_encap", "ipsec_lifetime", "ipsec_rekey_bytes"] {
+                    if let Some(v) = get(k) {
+                        return Err(bad(k, v, "only applies with options:psk or options:psk_file (IPsec)"));
+                    }
+                }
+                return Ok(None);
+            }
         };
         if psk.is_empty() || psk.len() > 256 {
-            return Err(bad("psk", "(hidden)", "must be 1 to 256 characters"));
+            return Err(bad(psk_key, HIDDEN, "must be 1 to 256 characters"));
         }
         let remotes = self.remotes()?;
         if remotes.len() != 1 || remotes[0].is_multicast() {
             return Err(bad(
-                "psk",
-                "(hidden)",
+                psk_key,
+                HIDDEN,
                 "IPsec protects a tunnel to one remote_ip; it cannot be used with a multicast group or a list",
             ));
         }
@@ -628,12 +664,26 @@ impl PortConfig {
             }
         };
         Ok(Some(IpsecSpec {
-            psk: psk.to_string(),
+            psk,
             shape: IpsecShape { tunnel, udp },
             lifetime_secs: number("ipsec_lifetime", 3600, 10)?,
             rekey_bytes: number("ipsec_rekey_bytes", 0, 0)?,
         }))
     }
+}
+
+/// The pre-shared key in `options:psk_file=PATH`: the file's first line (a trailing newline and spaces are
+/// not part of the key), so the key need not appear on a command line or in the database.
+fn read_psk_file(path: &str) -> Result<String, ConfigError> {
+    if !path.starts_with('/') {
+        return Err(bad("psk_file", path, "must be an absolute path"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad("psk_file", path, format!("cannot be read: {e}")))?;
+    let key = text.lines().next().unwrap_or("").trim_end();
+    if key.is_empty() || key.len() > 256 {
+        return Err(bad("psk_file", path, "must hold a key of 1 to 256 characters on its first line"));
+    }
+    Ok(key.to_string())
 }
 
 /// One bridge.
@@ -670,7 +720,9 @@ pub enum OfTarget {
     Connect(std::net::SocketAddr),
 }
 
-/// Parses `ptcp:PORT[:IP]` or `tcp:IP[:PORT]` (port 6653 by default; IPv6 in brackets).
+/// Parses `ptcp:PORT[:IP]` or `tcp:IP[:PORT]` (port 6653 by default; IPv6 in brackets). A listener without
+/// an address listens on 127.0.0.1 only: whoever reaches an OpenFlow listener owns the flow table, so
+/// listening on other addresses must be asked for by name (`ptcp:6653:0.0.0.0`).
 pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
     let bad = |why: &str| {
         ConfigError::BadSetting(format!("controller {t:?}: {why} (expected ptcp:PORT[:IP] or tcp:IP[:PORT])"))
@@ -684,7 +736,7 @@ pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
     if let Some(rest) = t.strip_prefix("ptcp:") {
         let (port, ip) = match rest.split_once(':') {
             Some((p, ip)) => (if p.is_empty() { 6653 } else { port_of(p)? }, ip_of(ip)?),
-            None => (if rest.is_empty() { 6653 } else { port_of(rest)? }, IpAddr::from([0, 0, 0, 0])),
+            None => (if rest.is_empty() { 6653 } else { port_of(rest)? }, IpAddr::from([127, 0, 0, 1])),
         };
         return Ok(OfTarget::Listen(std::net::SocketAddr::new(ip, port)));
     }
@@ -1452,6 +1504,20 @@ fn apply_iface_settings(p: &mut PortConfig, settings: &[(String, String)]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openflow_listeners_default_to_loopback() {
+        let listen = |t: &str| match parse_of_target(t).unwrap() {
+            OfTarget::Listen(a) => a.to_string(),
+            OfTarget::Connect(_) => panic!("{t} is a listener"),
+        };
+        assert_eq!(listen("ptcp:6653"), "127.0.0.1:6653");
+        assert_eq!(listen("ptcp:"), "127.0.0.1:6653");
+        assert_eq!(listen("ptcp:6653:0.0.0.0"), "0.0.0.0:6653");
+        assert_eq!(listen("ptcp:6633:[::1]"), "[::1]:6633");
+        assert!(parse_of_target("ptcp:0").is_err());
+        assert_eq!(parse_of_target("tcp:192.0.2.9").unwrap(), OfTarget::Connect("192.0.2.9:6653".parse().unwrap()));
+    }
 
     fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -136,6 +136,30 @@ pub enum Request {
 }
 
 impl Request {
+    /// The request with every secret value (`options:psk`, `other_config:etcd-password`) replaced, for logs.
+    pub fn redacted(&self) -> Request {
+        let hide = |s: &Settings| -> Settings {
+            s.iter()
+                .map(|(k, v)| {
+                    let v = if crate::config::is_secret(k) { crate::config::HIDDEN.to_string() } else { v.clone() };
+                    (k.clone(), v)
+                })
+                .collect()
+        };
+        let mut r = self.clone();
+        match &mut r {
+            Request::AddPort { iface, port_settings, .. } => {
+                *iface = hide(iface);
+                *port_settings = hide(port_settings);
+            }
+            Request::SetInterface { settings, .. }
+            | Request::SetBridge { settings, .. }
+            | Request::SetPort { settings, .. } => *settings = hide(settings),
+            _ => {}
+        }
+        r
+    }
+
     /// True for requests that change the configuration.
     pub fn is_change(&self) -> bool {
         matches!(
@@ -174,5 +198,26 @@ impl Response {
     }
     pub fn err(msg: impl Into<String>) -> Self {
         Response { ok: false, error: Some(msg.into()), data: serde_json::Value::Null }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_requests_hold_no_secret() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let r = Request::AddPort {
+            bridge: "sw1".into(),
+            port: "vx1".into(),
+            iface: vec![kv("type", "vxlan"), kv("options:psk", "swordfish"), kv("options:key", "7")],
+            port_settings: vec![],
+            may_exist: false,
+        };
+        let text = serde_json::to_string(&r.redacted()).unwrap();
+        assert!(!text.contains("swordfish") && text.contains("(hidden)") && text.contains("\"7\""), "{text}");
+        let r = Request::SetBridge { bridge: "sw1".into(), settings: vec![kv("other_config:etcd-password", "s3cret")] };
+        assert!(!serde_json::to_string(&r.redacted()).unwrap().contains("s3cret"));
     }
 }

@@ -37,6 +37,11 @@ const CLOSING_TTL: Nanos = 30 * SECOND;
 const RESTART_AFTER: Nanos = 5 * SECOND;
 /// The peer with the higher address waits this long for the other to initiate before it does.
 const SECOND_INITIATOR_DELAY: Nanos = 3 * SECOND;
+/// At most one log line per this long for messages anyone can send (IKE_SA_INIT from unknown sources).
+const LOG_INTERVAL: Nanos = 10 * SECOND;
+/// Outbound packets after which a child SA is rekeyed whatever its age: half the 32-bit sequence number
+/// space (RFC 4303 §3.3.3 forbids wrapping it), so the rekey has 2^31 packets of room to finish.
+pub const SEQ_SOFT_LIMIT: u64 = 1 << 31;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -60,8 +65,8 @@ pub enum Initiate {
     Never,
 }
 
-/// One peer weft protects tunnel traffic with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One peer weft protects tunnel traffic with. Its `Debug` hides the pre-shared key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PeerConfig {
     pub local: IpAddr,
     pub remote: IpAddr,
@@ -78,6 +83,21 @@ pub struct PeerConfig {
     pub ike_lifetime: Nanos,
     /// Diffie-Hellman groups in order of preference.
     pub groups: Vec<u16>,
+}
+
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("psk", &"(hidden)")
+            .field("mode", &self.mode)
+            .field("encap", &self.encap)
+            .field("initiate", &self.initiate)
+            .field("proto", &self.proto)
+            .field("groups", &self.groups)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PeerConfig {
@@ -309,6 +329,14 @@ fn ip_bytes(a: IpAddr) -> Vec<u8> {
     match a {
         IpAddr::V4(a) => a.octets().to_vec(),
         IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// Addresses a host behind a NAT may have: RFC 1918, RFC 6598 (carrier-grade NAT) and IPv6 unique local.
+fn is_private(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v) => v.is_private() || (v.octets()[0] == 100 && v.octets()[1] & 0xc0 == 64),
+        IpAddr::V6(v) => v.segments()[0] & 0xfe00 == 0xfc00,
     }
 }
 
@@ -580,6 +608,35 @@ impl IkeSa {
     }
 
     /// AUTH for one side: prf(prf(psk, "Key Pad for IKEv2"), message | peer's nonce | prf(SK_p, ID)).
+    /// Why the identity the peer authenticated with is not the one this tunnel expects, if it is not. weft's
+    /// policy (RFC 7296 §2.15 leaves it to the implementation): the peer names itself by an IP address, the
+    /// tunnel's `remote_ip`; when NAT detection found a NAT between us, by its own private address behind the
+    /// NAT (RFC 1918, RFC 6598 shared space, IPv6 unique local).
+    fn identity_problem(&self) -> Option<String> {
+        let Some((kind, data)) = &self.peer_id else {
+            return Some("it sent no identity".to_string());
+        };
+        let addr = match (*kind, id_addr(data)) {
+            (msg::ID_IPV4_ADDR, Some(a @ IpAddr::V4(_))) | (msg::ID_IPV6_ADDR, Some(a @ IpAddr::V6(_))) => a,
+            _ => {
+                return Some(format!(
+                    "its identity is of type {kind}, not an IP address (weft expects {})",
+                    self.remote
+                ))
+            }
+        };
+        if addr == self.remote || (self.nat && is_private(addr)) {
+            None
+        } else if self.nat {
+            Some(format!(
+                "it names itself {addr}, neither the tunnel's remote_ip {} nor a private address behind the NAT found between us",
+                self.remote
+            ))
+        } else {
+            Some(format!("it names itself {addr}, not the tunnel's remote_ip {}", self.remote))
+        }
+    }
+
     fn auth(&self, psk: &[u8], of_initiator: bool) -> Vec<u8> {
         let Some(k) = &self.keys else { return Vec::new() };
         let (message, nonce, sk_p) =
@@ -630,6 +687,12 @@ pub struct Engine {
     next_try: HashMap<IpAddr, Nanos>,
     /// SPIs in use for inbound child SAs.
     spis: std::collections::HashSet<u32>,
+    /// When the last "IKE_SA_INIT from an unknown address" line was logged, and how many were not since.
+    unknown_logged_at: Nanos,
+    unknown_suppressed: u64,
+    /// Tests only: answer child rekeys with PFS as a broken or downgrading peer would, without a KE.
+    #[cfg(test)]
+    test_answer_without_ke: bool,
 }
 
 impl Default for Engine {
@@ -650,6 +713,10 @@ impl Engine {
             cookie_secret,
             next_try: HashMap::new(),
             spis: Default::default(),
+            unknown_logged_at: 0,
+            unknown_suppressed: 0,
+            #[cfg(test)]
+            test_answer_without_ke: false,
         }
     }
 
@@ -915,7 +982,18 @@ impl Engine {
         }
         let Some(cfg) = self.peers.get(&from.ip()).cloned() else {
             self.stats.unknown_peer += 1;
-            tracing::info!(peer = %from, "IKE_SA_INIT from an address with no tunnel using ipsec; ignored");
+            // Anyone can send these: one line per LOG_INTERVAL at most, with how many were not logged.
+            if now.saturating_sub(self.unknown_logged_at) >= LOG_INTERVAL || self.unknown_logged_at == 0 {
+                tracing::info!(
+                    peer = %from,
+                    suppressed = self.unknown_suppressed,
+                    "IKE_SA_INIT from an address with no tunnel using ipsec; ignored"
+                );
+                self.unknown_logged_at = now.max(1);
+                self.unknown_suppressed = 0;
+            } else {
+                self.unknown_suppressed += 1;
+            }
             return;
         };
         let Some(ni) = m.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n) } else { None }) else {
@@ -927,7 +1005,9 @@ impl Engine {
             return;
         }
         let half_open = self.sas.iter().filter(|s| s.state == State::HalfOpen).count();
-        let from_source = self.sas.iter().filter(|s| s.state == State::HalfOpen && s.peer.ip() == from.ip()).count();
+        // Every SA with this source that is not established (half open, being authenticated, refused and
+        // closing) counts against its share, so a spoofed source cannot pile up SAs in any state.
+        let from_source = self.sas.iter().filter(|s| s.state != State::Established && s.peer.ip() == from.ip()).count();
         if half_open >= HALF_OPEN_MAX || from_source >= HALF_OPEN_PER_SOURCE {
             self.stats.half_open_dropped += 1;
             return;
@@ -1098,9 +1178,15 @@ impl Engine {
             p.iter().find_map(|x| if let Payload::IdI { kind, data } = x { Some((*kind, data.clone())) } else { None });
         let want = self.sas[i].auth(&cfg.psk, true);
         let ok = matches!(auth, Some((msg::AUTH_SHARED_KEY, d)) if ct_eq(d, &want));
-        if !ok {
+        let identity = self.sas[i].identity_problem();
+        if !ok || identity.is_some() {
             self.stats.auth_failed += 1;
-            tracing::warn!(peer = %remote, "IKE_AUTH from {remote} failed: its pre-shared key (options:psk) differs from ours; no SA");
+            match identity.filter(|_| ok) {
+                Some(why) => tracing::warn!(peer = %remote, "IKE_AUTH from {remote} refused: {why}; no SA"),
+                None => {
+                    tracing::warn!(peer = %remote, "IKE_AUTH from {remote} failed: its pre-shared key (options:psk) differs from ours; no SA")
+                }
+            }
             self.sas[i].state = State::Closing;
             self.sas[i].last_heard = now;
             return vec![Payload::notify(notify::AUTHENTICATION_FAILED, Vec::new())];
@@ -1321,6 +1407,10 @@ impl Engine {
                 return vec![Payload::notify(notify::INVALID_KE_PAYLOAD, pref.to_be_bytes().to_vec())];
             };
             ke_out = Some(Payload::Ke { group: *g, data: dh.public().to_vec() });
+            #[cfg(test)]
+            if self.test_answer_without_ke {
+                ke_out = None;
+            }
             shared = dh.agree(d);
             if shared.is_none() {
                 return vec![Payload::notify(notify::INVALID_SYNTAX, Vec::new())];
@@ -1536,6 +1626,10 @@ impl Engine {
                 "the peer's AUTH does not verify: the pre-shared keys (options:psk) differ".into(),
             );
         }
+        if let Some(why) = self.sas[i].identity_problem() {
+            self.stats.auth_failed += 1;
+            return self.fail(i, now, format!("the peer's identity is refused: {why}"));
+        }
         let sa = &mut self.sas[i];
         sa.state = State::Established;
         sa.established = now;
@@ -1626,10 +1720,26 @@ impl Engine {
         let ni = self.sas[i].plan.as_ref().map(|x| x.nonce.clone()).unwrap_or_default();
         let mut shared = None;
         if let Some(dh) = self.sas[i].plan.as_mut().and_then(|x| x.dh.take()) {
-            let ke = p.iter().find_map(|x| if let Payload::Ke { data, .. } = x { Some(data.clone()) } else { None });
-            // A peer that does not want PFS answers without KE.
-            if let Some(kd) = ke {
-                shared = dh.agree(&kd);
+            // We offered only proposals with our group and sent a KE (PFS): the answer must carry a KE of that
+            // group that agrees. Anything else would be keys without PFS that we never offered.
+            let ke =
+                p.iter().find_map(|x| if let Payload::Ke { group, data } = x { Some((*group, data)) } else { None });
+            shared = ke.filter(|(g, _)| *g == dh.group()).and_then(|(_, kd)| dh.agree(kd));
+            if shared.is_none() {
+                let plan = self.sas[i].plan.take();
+                if let Some(plan) = &plan {
+                    self.spis.remove(&plan.spi_in);
+                }
+                self.stats.malformed += 1;
+                tracing::warn!(peer = %cfg.remote, "child SA rekey refused: the answer has no usable KE payload for the PFS we asked for; the old SA stays and the rekey is tried again");
+                if let Some(c) = self.sas[i].children.iter_mut().find(|c| Some(c.keys.spi_in) == old_in) {
+                    c.rekey_at = now + 30 * SECOND;
+                }
+                // The peer installed its half: tell it to delete that (by the SPI it would send to).
+                if let Some(plan) = plan {
+                    self.request(i, Req::DeleteChild { spi_in: plan.spi_in }, now);
+                }
+                return;
             }
         }
         self.finish_child(i, now, p, &cfg, &ni, &nr, shared.as_deref(), old_in);
@@ -1775,11 +1885,12 @@ impl Engine {
         any
     }
 
-    /// Rekeys children whose outbound SA carried `bytes` (the datapath's count) past the byte limit.
-    pub fn bytes_sent(&mut self, spi_out: u32, bytes: u64, now: Nanos) {
+    /// Rekeys children whose outbound SA carried `packets` and `bytes` (the datapath's counts) past the byte
+    /// limit or past [`SEQ_SOFT_LIMIT`] packets.
+    pub fn sent(&mut self, spi_out: u32, packets: u64, bytes: u64, now: Nanos) {
         for sa in &mut self.sas {
             let limit = self.peers.get(&sa.remote).map_or(0, |c| c.rekey_bytes);
-            if limit == 0 || bytes < limit {
+            if (limit == 0 || bytes < limit) && packets < SEQ_SOFT_LIMIT {
                 continue;
             }
             for c in sa.children.iter_mut().filter(|c| c.keys.spi_out == spi_out && !c.replaced) {
@@ -2154,12 +2265,104 @@ mod tests {
         let mut n = Net::new(ca, PeerConfig::new(b, a, b"k"));
         n.advance(0);
         let spi_out = n.installed[0][0].spi_out;
-        n.e[0].bytes_sent(spi_out, 999, n.now);
+        n.e[0].sent(spi_out, 10, 999, n.now);
         n.advance(SECOND);
         assert_eq!(n.installed[0].len(), 1, "under the limit");
-        n.e[0].bytes_sent(spi_out, 1000, n.now);
+        n.e[0].sent(spi_out, 11, 1000, n.now);
         n.advance(SECOND);
         assert_eq!(n.installed[0].len(), 2, "at the limit: rekeyed");
+        n.assert_matched();
+    }
+
+    #[test]
+    fn a_pfs_rekey_answered_without_ke_is_refused_and_the_old_sa_kept() {
+        let mut n = Net::pair(b"swordfish");
+        n.advance(0);
+        let first = n.installed[0][0].spi_in;
+        n.e[1].test_answer_without_ke = true;
+        assert!(n.e[0].rekey(B.parse().unwrap(), false, n.now));
+        n.advance(SECOND);
+        assert_eq!(n.installed[0].len(), 1, "A installed no child without the PFS it asked for");
+        assert!(n.live(0).iter().any(|k| k.spi_in == first), "the old SA still carries traffic");
+        // A well-behaved answer later: the rekey goes through.
+        n.e[1].test_answer_without_ke = false;
+        for _ in 0..31 {
+            n.advance(SECOND);
+        }
+        assert!(n.installed[0].len() >= 2, "rekeyed on the retry");
+        n.assert_matched();
+    }
+
+    #[test]
+    fn identities_must_name_the_configured_remote() {
+        let (a, b): (IpAddr, IpAddr) = (A.parse().unwrap(), B.parse().unwrap());
+        let mut sa = IkeSa::new(a, SocketAddr::new(b, IKE_PORT), true, 0);
+        assert!(sa.identity_problem().unwrap().contains("no identity"));
+        sa.peer_id = Some(id_payload(b));
+        assert_eq!(sa.identity_problem(), None);
+        sa.peer_id = Some(id_payload("192.0.2.99".parse().unwrap()));
+        assert!(sa.identity_problem().unwrap().contains("not the tunnel's remote_ip"));
+        sa.peer_id = Some((2, b"peer.example".to_vec()));
+        assert!(sa.identity_problem().unwrap().contains("not an IP address"));
+        sa.peer_id = Some((msg::ID_IPV4_ADDR, vec![1, 2, 3]));
+        assert!(sa.identity_problem().is_some());
+        // Behind a NAT the peer names its own private address, not somebody else's public one.
+        sa.nat = true;
+        sa.peer_id = Some(id_payload("10.0.0.1".parse().unwrap()));
+        assert_eq!(sa.identity_problem(), None);
+        sa.peer_id = Some(id_payload("192.0.2.99".parse().unwrap()));
+        assert!(sa.identity_problem().unwrap().contains("private address"));
+    }
+
+    #[test]
+    fn an_authenticated_peer_with_another_identity_gets_no_sa() {
+        // B expects A at A's address; A (same psk) authenticates naming another address and no NAT is
+        // between them: B refuses, nothing is installed on either side.
+        let (a, b): (IpAddr, IpAddr) = (A.parse().unwrap(), B.parse().unwrap());
+        let other: IpAddr = "192.0.2.99".parse().unwrap();
+        let mut n = Net::new(PeerConfig::new(other, b, b"swordfish"), PeerConfig::new(b, a, b"swordfish"));
+        n.addr[0] = a;
+        for _ in 0..10 {
+            n.advance(SECOND);
+        }
+        assert!(n.installed[1].is_empty() && n.installed[0].is_empty());
+        assert_eq!(n.e[1].stats.auth_failed, 1);
+    }
+
+    #[test]
+    fn unknown_sources_are_logged_at_most_once_per_interval() {
+        let mut e = Engine::new();
+        let mut init = Vec::new();
+        let h = Header {
+            spi_i: 1,
+            spi_r: 0,
+            next: 0,
+            exchange: exchange::IKE_SA_INIT,
+            flags: flag::INITIATOR,
+            msg_id: 0,
+            length: 0,
+        };
+        init.extend(msg::encode(h, &[Payload::Nonce(vec![1; 32])]));
+        for k in 0..1000u64 {
+            e.input(k * 1_000_000, IKE_PORT, "192.0.2.200:500".parse().unwrap(), &init);
+        }
+        assert_eq!(e.stats.unknown_peer, 1000);
+        assert_eq!(e.unknown_suppressed, 999, "one line for a second's worth of them");
+        e.input(LOG_INTERVAL + SECOND, IKE_PORT, "192.0.2.200:500".parse().unwrap(), &init);
+        assert_eq!(e.unknown_suppressed, 0, "a new line after the interval");
+    }
+
+    #[test]
+    fn sequence_numbers_running_out_rekey_without_a_byte_limit() {
+        let mut n = Net::pair(b"swordfish");
+        n.advance(0);
+        let spi_out = n.installed[0][0].spi_out;
+        n.e[0].sent(spi_out, SEQ_SOFT_LIMIT - 1, u64::MAX / 2, n.now);
+        n.advance(SECOND);
+        assert_eq!(n.installed[0].len(), 1, "no byte limit set, under the packet limit");
+        n.e[0].sent(spi_out, SEQ_SOFT_LIMIT, 0, n.now);
+        n.advance(SECOND);
+        assert_eq!(n.installed[0].len(), 2, "2^31 packets sent: rekeyed before the sequence number wraps");
         n.assert_matched();
     }
 

@@ -7,3 +7,8 @@ pub mod fuzz;
 pub mod ike;
 mod modp;
 pub mod msg;
+
+/// Unit tests measure what the decoders allocate (see `msg` and `esp`).
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: weft_sys::alloc_probe::CountingAlloc = weft_sys::alloc_probe::CountingAlloc;

@@ -64,6 +64,9 @@ pub mod transform {
 }
 
 pub const AUTH_SHARED_KEY: u8 = 2;
+/// Nonce lengths RFC 7296 §3.9 allows.
+pub const MIN_NONCE: usize = 16;
+pub const MAX_NONCE: usize = 256;
 pub const ID_IPV4_ADDR: u8 = 1;
 pub const ID_IPV6_ADDR: u8 = 5;
 
@@ -452,6 +455,8 @@ fn parse_body(kind: u8, b: &[u8]) -> Result<Payload> {
             need(4)?;
             Payload::Auth { method: b[0], data: b[4..].to_vec() }
         }
+        // RFC 7296 §3.9: nonces are 16 to 256 bytes, in every exchange.
+        kind::NONCE if !(MIN_NONCE..=MAX_NONCE).contains(&b.len()) => return Err(Error("nonce of a bad length")),
         kind::NONCE => Payload::Nonce(b.to_vec()),
         kind::NOTIFY => {
             need(4)?;
@@ -467,8 +472,18 @@ fn parse_body(kind: u8, b: &[u8]) -> Result<Payload> {
         kind::DELETE => {
             need(4)?;
             let (size, count) = (usize::from(b[1]), usize::from(be16(b, 2)));
-            need(4 + size * count)?;
-            let spis = (0..count).map(|i| b[4 + i * size..4 + (i + 1) * size].to_vec()).collect();
+            // RFC 7296 §3.11: an IKE SA is deleted with SPI size 0 and no SPIs; ESP SPIs have 4 bytes (8 is
+            // accepted for other protocols). The SPIs fill the body exactly, so what is built is bounded by
+            // what arrived.
+            match (size, count) {
+                (0, 0) | (4 | 8, 1..) => {}
+                (0, _) => return Err(Error("delete with SPI size 0 names SPIs")),
+                _ => return Err(Error("delete with an SPI size other than 4 or 8")),
+            }
+            if b.len() != 4 + size * count {
+                return Err(Error("delete payload length does not match its SPI count"));
+            }
+            let spis = b[4..].chunks_exact(size.max(1)).map(<[u8]>::to_vec).collect();
             Payload::Delete { proto: b[0], spis }
         }
         kind::TSI => Payload::TsI(parse_ts(b)?),
@@ -485,11 +500,18 @@ pub struct Sk {
     pub body: usize,
 }
 
+/// Most payloads one message may carry (clear and encrypted alike). Real exchanges carry at most a dozen or so
+/// (IKE_AUTH with notifications); anything longer is refused before more is built.
+pub const MAX_PAYLOADS: usize = 64;
+
 /// Parses a payload chain starting with type `next`. Stops at an SK payload (which must be last).
 pub fn parse_payloads(mut next: u8, mut b: &[u8], base: usize) -> Result<(Vec<Payload>, Option<Sk>)> {
     let mut out = Vec::new();
     let mut at = base;
     while next != kind::NONE {
+        if out.len() == MAX_PAYLOADS {
+            return Err(Error("too many payloads in one message"));
+        }
         if b.len() < 4 {
             return Err(Error("truncated payload header"));
         }
@@ -570,6 +592,103 @@ mod tests {
         let mut wrong = bytes.clone();
         wrong[17] = 0x10;
         assert!(parse(&wrong).is_err());
+    }
+
+    /// An IKE message of `payloads` (kind, body) behind an IKE_SA_INIT header, as an attacker may send it.
+    fn crafted(payloads: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (i, (_, b)) in payloads.iter().enumerate() {
+            let next = payloads.get(i + 1).map_or(kind::NONE, |p| p.0);
+            body.extend_from_slice(&[next, 0]);
+            body.extend_from_slice(&((4 + b.len()) as u16).to_be_bytes());
+            body.extend_from_slice(b);
+        }
+        let h = Header {
+            spi_i: 7,
+            spi_r: 0,
+            next: payloads.first().map_or(0, |p| p.0),
+            exchange: exchange::IKE_SA_INIT,
+            flags: flag::INITIATOR,
+            msg_id: 0,
+            length: (HEADER_LEN + body.len()) as u32,
+        };
+        let mut out = Vec::new();
+        h.write(&mut out);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// What parsing `bytes` holds at its peak, checked against a constant times the input's length.
+    fn assert_bounded(what: &str, bytes: &[u8]) -> Result<Message> {
+        let (r, peak) = weft_sys::alloc_probe::peak_during(|| parse(bytes));
+        assert!(peak <= 16 * bytes.len() + 1024, "{what}: {} bytes in, {peak} bytes allocated", bytes.len());
+        r
+    }
+
+    #[test]
+    fn delete_payloads_cannot_allocate_more_than_they_carry() {
+        // The memory bomb: SPI size 0 with count 65535, 8 bytes each, 170 of them in 1 388 bytes and about
+        // 8 000 in a 64 KiB datagram. Each used to build 65 535 empty vectors (1.5 MB).
+        let bomb = (kind::DELETE, vec![PROTO_ESP, 0, 0xff, 0xff]);
+        for n in [170, 8000] {
+            let m = crafted(&vec![bomb.clone(); n]);
+            assert!(assert_bounded("delete bomb", &m).is_err());
+        }
+        assert!(assert_bounded("one bomb", &crafted(&[bomb])).is_err());
+        // Sizes and counts must agree with the body, and size 0 only deletes an IKE SA (count 0).
+        for body in [
+            vec![PROTO_ESP, 4, 0, 2, 1, 2, 3, 4],
+            vec![PROTO_ESP, 4, 0, 1, 1, 2, 3, 4, 5],
+            vec![PROTO_ESP, 3, 0, 1, 1, 2, 3],
+            vec![PROTO_IKE, 0, 0, 1],
+        ] {
+            assert!(parse(&crafted(&[(kind::DELETE, body.clone())])).is_err(), "{body:?}");
+        }
+        let ok = parse(&crafted(&[(kind::DELETE, vec![PROTO_ESP, 4, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8])])).unwrap();
+        assert_eq!(
+            ok.payloads,
+            vec![Payload::Delete { proto: PROTO_ESP, spis: vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]] }]
+        );
+        assert!(parse(&crafted(&[(kind::DELETE, vec![PROTO_IKE, 0, 0, 0])])).is_ok());
+    }
+
+    #[test]
+    fn maximal_messages_allocate_at_most_a_constant_times_their_length() {
+        // Each payload kind, as large and as many as a 64 KiB datagram holds.
+        let spis: Vec<u8> = [PROTO_ESP, 4].into_iter().chain(16000u16.to_be_bytes()).chain(vec![9; 64000]).collect();
+        let proposals: Vec<u8> = (0..8000).flat_map(|i| [if i == 7999 { 0 } else { 2 }, 0, 0, 8, 1, 3, 0, 0]).collect();
+        let ts: Vec<u8> = [255, 0, 0, 0]
+            .into_iter()
+            .chain((0..255).flat_map(|_| [7, 0, 0, 16, 0, 0, 255, 255, 1, 2, 3, 4, 1, 2, 3, 5]))
+            .collect();
+        let mut transforms = vec![0, 0, 0, 0, 1, 3, 0, 255];
+        for i in 0..255 {
+            transforms.extend_from_slice(&[if i == 254 { 0 } else { 3 }, 0, 0, 8, 1, 0, 0, 20]);
+        }
+        let len = transforms.len() as u16;
+        transforms[2..4].copy_from_slice(&len.to_be_bytes());
+        type Payloads = Vec<(u8, Vec<u8>)>;
+        let cases: Vec<(&str, Payloads)> = vec![
+            ("delete with 16 000 SPIs", vec![(kind::DELETE, spis)]),
+            ("8 000 proposals", vec![(kind::SA, proposals)]),
+            ("64 SA payloads of 255 transforms", vec![(kind::SA, transforms); 30]),
+            ("64 payloads of 255 selectors", vec![(kind::TSI, ts); 15]),
+            ("64 notifications", vec![(kind::NOTIFY, vec![0, 0, 0x40, 0]); MAX_PAYLOADS]),
+            ("64 vendor IDs", vec![(43, vec![1; 1000]); MAX_PAYLOADS]),
+        ];
+        for (what, payloads) in cases {
+            let m = crafted(&payloads);
+            assert!(m.len() <= 65535, "{what}: {} bytes", m.len());
+            let parsed = assert_bounded(what, &m);
+            assert!(parsed.is_ok(), "{what}: {parsed:?}");
+        }
+        // One payload more than allowed is refused before it is built.
+        let many = crafted(&vec![(kind::NOTIFY, vec![0, 0, 0x40, 0]); MAX_PAYLOADS + 1]);
+        assert!(assert_bounded("65 payloads", &many).is_err());
+        // Nonces outside 16..=256 bytes are refused in every exchange.
+        assert!(parse(&crafted(&[(kind::NONCE, vec![1; 15])])).is_err());
+        assert!(parse(&crafted(&[(kind::NONCE, vec![1; 257])])).is_err());
+        assert!(parse(&crafted(&[(kind::NONCE, vec![1; 16])])).is_ok());
     }
 
     #[test]

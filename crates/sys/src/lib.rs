@@ -20,8 +20,10 @@ macro_rules! syscall {
     }};
 }
 
+pub mod alloc_probe;
 pub mod batch;
 pub mod epoll;
+pub mod files;
 pub mod iface;
 pub mod netns;
 pub mod packet;

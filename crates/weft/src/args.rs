@@ -39,7 +39,8 @@ flows (ovs-ofctl syntax):
                                     mod_vlan_vid strip_vlan push_vlan set_field:V->F set_tunnel resubmit(,T)
                                     goto_table:T (ports by number or name)
   set-controller BR ptcp:PORT[:IP] | tcp:IP[:PORT]   OpenFlow 1.3: listen for ovs-ofctl and controllers, or
-                                    connect to a controller (packet-in for actions=controller)
+                                    connect to a controller (packet-in for actions=controller); ptcp
+                                    without IP listens on 127.0.0.1 only (name 0.0.0.0 to listen on all)
   del-controller BR
 inspection:
   capture BR PORT [-w FILE|-] [-c N] [--outer] [-V] [--format json]

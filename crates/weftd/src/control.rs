@@ -37,17 +37,50 @@ pub struct State {
 
 const DP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest request line the control socket takes (16 MiB: `add-flows` of about 250 000 flows in one
+/// transaction). A longer one is answered with an error and the connection is closed; weftd never holds
+/// more than this for one request.
+pub const MAX_REQUEST: usize = 16 << 20;
+
+/// Reads one request line of at most `max` bytes (without its newline): `Ok(None)` at the end of the stream,
+/// `Err` when the line is longer than `max`.
+fn read_request<R: BufRead>(r: &mut R, line: &mut Vec<u8>, max: usize) -> Result<Option<()>, String> {
+    line.clear();
+    let got = std::io::Read::take(&mut *r, max as u64 + 1).read_until(b'\n', line).map_err(|e| e.to_string())?;
+    if got == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else if line.len() > max {
+        return Err(format!("request longer than {} MiB refused", max >> 20));
+    }
+    Ok(Some(()))
+}
+
 impl State {
     /// Serves one client connection until it closes.
     pub fn serve(state: Arc<Mutex<State>>, stream: UnixStream) {
         let Ok(read_half) = stream.try_clone() else { return };
         let mut writer = stream;
-        for line in BufReader::new(read_half).lines() {
-            let Ok(line) = line else { return };
-            if line.trim().is_empty() {
+        let mut reader = BufReader::new(read_half);
+        let mut line = Vec::new();
+        loop {
+            match read_request(&mut reader, &mut line, MAX_REQUEST) {
+                Ok(Some(())) => {}
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("control socket: {e}; connection closed");
+                    let mut out = serde_json::to_vec(&Response::err(e)).unwrap_or_default();
+                    out.push(b'\n');
+                    let _ = writer.write_all(&out);
+                    return;
+                }
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let resp = match serde_json::from_str::<Request>(&line) {
+            let resp = match serde_json::from_slice::<Request>(&line) {
                 Ok(Request::Capture { bridge, port, outer, count }) => {
                     let Ok(alive_half) = writer.try_clone() else { return };
                     let started = {
@@ -190,10 +223,10 @@ impl State {
         let r = self.change_inner(req);
         match &r {
             Ok(()) => {
-                tracing::info!(request = %serde_json::to_string(req).unwrap_or_default(), "configuration changed")
+                tracing::info!(request = %serde_json::to_string(&req.redacted()).unwrap_or_default(), "configuration changed")
             }
             Err(e) => {
-                tracing::debug!(request = %serde_json::to_string(req).unwrap_or_default(), error = %e, "change refused")
+                tracing::debug!(request = %serde_json::to_string(&req.redacted()).unwrap_or_default(), error = %e, "change refused")
             }
         }
         r
@@ -343,7 +376,10 @@ impl State {
             // The IPsec key stays in the database (readable by root only); `show` does not print it.
             "options": options
                 .iter()
-                .map(|(k, v)| (k.clone(), if k == "psk" { "(hidden)".to_string() } else { v.clone() }))
+                .map(|(k, v)| {
+                    let v = if weft_api::config::is_secret(k) { weft_api::config::HIDDEN.to_string() } else { v.clone() };
+                    (k.clone(), v)
+                })
                 .collect::<BTreeMap<String, String>>(),
             "tag": vlan.tag,
             "trunks": vlan.trunks,
@@ -572,4 +608,26 @@ fn peer_open(stream: &UnixStream) -> bool {
     let r = std::io::Read::read(&mut &*stream, &mut pfd);
     let _ = stream.set_nonblocking(false);
     matches!(r, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_bounded_lines() {
+        let mut line = Vec::new();
+        let mut r = BufReader::new(&b"{\"cmd\":\"show\"}\nsecond"[..]);
+        assert_eq!(read_request(&mut r, &mut line, 64), Ok(Some(())));
+        assert_eq!(line, b"{\"cmd\":\"show\"}");
+        assert_eq!(read_request(&mut r, &mut line, 64), Ok(Some(())));
+        assert_eq!(line, b"second");
+        assert_eq!(read_request(&mut r, &mut line, 64), Ok(None));
+        // A line that never ends: refused once it passes the limit, holding no more than the limit.
+        let endless = std::io::repeat(b'x');
+        let mut r = BufReader::new(endless);
+        let (res, peak) = weft_sys::alloc_probe::peak_during(|| read_request(&mut r, &mut line, 1 << 20));
+        assert!(res.unwrap_err().contains("longer than 1 MiB"));
+        assert!(peak <= 4 << 20, "{peak} bytes held for a 1 MiB limit");
+    }
 }

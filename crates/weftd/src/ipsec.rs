@@ -70,6 +70,9 @@ pub fn spawn(dp: DpHandle) -> std::io::Result<SyncSender<IpsecMsg>> {
     Ok(tx)
 }
 
+/// Pre-shared keys shorter than this are accepted with a warning in the log.
+const MIN_PSK_LEN: usize = 16;
+
 impl Ike {
     fn now(&self) -> ike::Nanos {
         self.clock.elapsed().as_nanos() as ike::Nanos
@@ -85,11 +88,12 @@ impl Ike {
             }
             let now = self.now();
             self.engine.tick(now);
-            if last_bytes.elapsed() >= Duration::from_secs(1) && self.peers.iter().any(|p| p.rekey_bytes > 0) {
+            // Byte limits and the sequence number space: every SA's counts once a second.
+            if last_bytes.elapsed() >= Duration::from_secs(1) && !self.peers.is_empty() {
                 last_bytes = Instant::now();
                 let (sas, _) = self.dp_counters();
-                for (spi, _, _, bytes) in sas.into_iter().filter(|(_, outbound, ..)| *outbound) {
-                    self.engine.bytes_sent(spi, bytes, now);
+                for (spi, _, packets, bytes) in sas.into_iter().filter(|(_, outbound, ..)| *outbound) {
+                    self.engine.sent(spi, packets, bytes, now);
                 }
             }
             self.dispatch();
@@ -103,6 +107,16 @@ impl Ike {
                 self.nat_t = nat_t;
                 if !peers.is_empty() {
                     self.open_port500();
+                }
+                for p in peers.iter().filter(|p| !self.peers.iter().any(|o| o.remote == p.remote && o.psk == p.psk)) {
+                    if p.psk.len() < MIN_PSK_LEN {
+                        tracing::warn!(
+                            peer = %p.remote,
+                            "the pre-shared key (options:psk) for {} has {} characters: use at least {MIN_PSK_LEN} random ones; anyone who captures one IKE_AUTH exchange can try to guess a short key offline",
+                            p.remote,
+                            p.psk.len()
+                        );
+                    }
                 }
                 self.peers = peers.clone();
                 self.engine.set_peers(peers, now);

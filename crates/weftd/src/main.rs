@@ -17,6 +17,11 @@ mod ofconn;
 mod pipeline;
 
 use anyhow::{bail, Context};
+
+/// Unit tests measure what readers of untrusted input allocate.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: weft_sys::alloc_probe::CountingAlloc = weft_sys::alloc_probe::CountingAlloc;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -129,8 +134,9 @@ fn run() -> anyhow::Result<()> {
 /// Binds the control socket with mode 0600, refusing to start if another daemon answers on it.
 fn bind_control(path: &PathBuf) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        weft_sys::files::create_private_dirs(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    weft_sys::files::refuse_symlink(path)?;
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             bail!("another weftd is already listening on {}", path.display());

@@ -27,6 +27,42 @@ pub struct PacketIn {
 /// Packet-ins queued towards a bridge's connections before the datapath leaves some out.
 pub const PACKET_IN_QUEUE: usize = 1024;
 
+/// Connections one listener serves at once; more are closed as they arrive (and logged, at most once per
+/// [`REFUSED_LOG_INTERVAL`]).
+pub const MAX_CONNECTIONS: usize = 16;
+const REFUSED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// FLOW_MODs one connection may send: a burst of this many, then this many a second. Each is a configuration
+/// transaction (and an fsync); past the rate weftd reads no more from that connection until it may, so TCP
+/// slows the sender down and nothing is lost.
+pub const FLOW_MOD_BURST: f64 = 2000.0;
+pub const FLOW_MOD_RATE: f64 = 1000.0;
+
+/// A token bucket: `take` waits until a token is there.
+struct RateLimit {
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl RateLimit {
+    fn new() -> Self {
+        RateLimit { tokens: FLOW_MOD_BURST, last: std::time::Instant::now() }
+    }
+
+    /// How long to wait before one more FLOW_MOD may be applied (zero: now), taking its token.
+    fn take(&mut self, now: std::time::Instant) -> Duration {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * FLOW_MOD_RATE;
+        self.tokens = (self.tokens + refill).min(FLOW_MOD_BURST);
+        self.last = now;
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / FLOW_MOD_RATE)
+        }
+    }
+}
+
 type Session = Arc<Mutex<TcpStream>>;
 
 /// What every connection of one bridge shares: the bridge, the daemon state, the open connections (for
@@ -37,6 +73,8 @@ struct Link {
     me: Weak<Mutex<State>>,
     sessions: Arc<Mutex<Vec<Session>>>,
     stop: Arc<AtomicBool>,
+    /// Connections being served (counted from accept to close).
+    open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// One bridge's controller setup: its target, the stop flag of its threads, and its open connections.
@@ -74,7 +112,8 @@ impl Manager {
             let (tx, rx) = std::sync::mpsc::sync_channel(PACKET_IN_QUEUE);
             state.dp.send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
             spawn_hub(rx, sessions.clone(), stop.clone());
-            let link = Link { bridge: bridge.clone(), me: me.clone(), sessions, stop: stop.clone() };
+            let link =
+                Link { bridge: bridge.clone(), me: me.clone(), sessions, stop: stop.clone(), open: Arc::default() };
             let r = match t {
                 OfTarget::Listen(addr) => {
                     std::thread::Builder::new().name(format!("of-listen-{bridge}")).spawn(move || listen(addr, link))
@@ -132,11 +171,28 @@ fn listen(addr: std::net::SocketAddr, link: Link) {
             return;
         }
     };
+    let mut refused_logged: Option<std::time::Instant> = None;
     while !link.stop.load(Ordering::Relaxed) {
         match l.accept() {
-            Ok((s, _)) => {
+            Ok((s, from)) => {
+                if link.open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+                    drop(s);
+                    if refused_logged.is_none_or(|t| t.elapsed() >= REFUSED_LOG_INTERVAL) {
+                        refused_logged = Some(std::time::Instant::now());
+                        tracing::warn!(
+                            "bridge {}: OpenFlow connection from {from} refused: {MAX_CONNECTIONS} are open already",
+                            link.bridge
+                        );
+                    }
+                    continue;
+                }
+                link.open.fetch_add(1, Ordering::Relaxed);
                 let link = link.clone();
-                let _ = std::thread::Builder::new().name("of-session".into()).spawn(move || session(s, link));
+                let open = link.open.clone();
+                let spawned = std::thread::Builder::new().name("of-session".into()).spawn(move || session(s, link));
+                if spawned.is_err() {
+                    open.fetch_sub(1, Ordering::Relaxed);
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => {
@@ -150,7 +206,10 @@ fn listen(addr: std::net::SocketAddr, link: Link) {
 fn connect(addr: std::net::SocketAddr, link: Link) {
     while !link.stop.load(Ordering::Relaxed) {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
-            Ok(s) => session(s, link.clone()),
+            Ok(s) => {
+                link.open.fetch_add(1, Ordering::Relaxed);
+                session(s, link.clone())
+            }
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
         // Reconnect after a drop, as a switch does.
@@ -179,13 +238,18 @@ fn read_msg(s: &mut TcpStream, stop: &AtomicBool) -> std::io::Result<Option<Vec<
     if len < of::HEADER_LEN {
         return Ok(Some(m));
     }
-    m.resize(len, 0);
-    let mut at = of::HEADER_LEN;
-    while at < len {
-        match s.read(&mut m[at..]) {
+    // The message grows as its bytes arrive: a header announcing 64 KiB costs nothing until they come.
+    let mut chunk = [0u8; 4096];
+    while m.len() < len {
+        let want = (len - m.len()).min(chunk.len());
+        match s.read(&mut chunk[..want]) {
             Ok(0) => return Ok(None),
-            Ok(n) => at += n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Ok(n) => m.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+            }
             Err(e) => return Err(e),
         }
     }
@@ -212,6 +276,12 @@ fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
 }
 
 fn session(s: TcpStream, link: Link) {
+    let open = link.open.clone();
+    serve_session(s, link);
+    open.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn serve_session(s: TcpStream, link: Link) {
     let _ = s.set_nonblocking(false);
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
     let _ = s.set_nodelay(true);
@@ -221,9 +291,10 @@ fn session(s: TcpStream, link: Link) {
     if !send(&hello(0)) {
         return;
     }
-    let Link { bridge, me, sessions, stop } = link;
+    let Link { bridge, me, sessions, stop, .. } = link;
     sessions.lock().unwrap_or_else(|e| e.into_inner()).push(writer.clone());
     let mut miss_send_len: u16 = 128;
+    let mut flow_mods = RateLimit::new();
     while let Ok(Some(m)) = read_msg(&mut reader, &stop) {
         let Ok(h) = of::Header::parse(&m) else {
             send(&error_msg(0, (error::BAD_REQUEST, error::BAD_LEN), &m));
@@ -242,6 +313,12 @@ fn session(s: TcpStream, link: Link) {
         if h.version != of::VERSION {
             send(&error_msg(h.xid, (error::BAD_REQUEST, error::BAD_VERSION), &m));
             continue;
+        }
+        if h.kind == msg::FLOW_MOD {
+            let wait = flow_mods.take(std::time::Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
         }
         let Some(state) = me.upgrade() else { break };
         let replies = {
@@ -588,4 +665,45 @@ fn multipart(st: &mut State, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_mods_past_the_burst_wait_for_the_rate() {
+        let mut r = RateLimit::new();
+        let t0 = r.last;
+        for _ in 0..FLOW_MOD_BURST as usize {
+            assert!(r.take(t0).is_zero());
+        }
+        let wait = r.take(t0);
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(2), "{wait:?}");
+        // A second later the bucket holds a second's worth again.
+        let later = t0 + Duration::from_secs(1);
+        assert!(r.take(later).is_zero());
+        let mut n = 1;
+        while r.take(later).is_zero() {
+            n += 1;
+        }
+        assert!((990..=1000).contains(&n), "{n} FLOW_MODs in the second second");
+    }
+
+    #[test]
+    fn a_header_announcing_64_kib_allocates_as_bytes_arrive() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        // A header saying 65535 bytes, then 12 bytes and the connection closes.
+        c.write_all(&[4, 14, 0xff, 0xff, 0, 0, 0, 1]).unwrap();
+        c.write_all(&[0; 12]).unwrap();
+        drop(c);
+        let stop = AtomicBool::new(false);
+        let (r, peak) = weft_sys::alloc_probe::peak_during(|| read_msg(&mut s, &stop));
+        assert!(matches!(r, Ok(None)), "a cut message is the end of the connection");
+        assert!(peak < 4096, "{peak} bytes allocated for 20 bytes received");
+    }
 }
