@@ -760,6 +760,42 @@ mod tests {
     }
 
     #[test]
+    fn maximal_messages_allocate_at_most_a_constant_times_their_length() {
+        // Two UPDATEs of the largest size BGP allows (4096 bytes): one full of MAC routes, one full of route
+        // targets. What parsing builds must stay within a constant times the message.
+        let rd = rd_ip(ip4("10.0.0.3"), 100);
+        let mut routes = Vec::new();
+        while routes.len() < 4096 - 80 {
+            EvpnRoute::Mac { rd, vni: 7, mac: mac(9), ip: None }.emit(&mut routes);
+        }
+        let mut mp = vec![0, 25, SAFI_EVPN, 4, 10, 0, 0, 3, 0];
+        mp.extend_from_slice(&routes);
+        let communities: Vec<u8> = (0..500u32).flat_map(|i| [0, 2, 0xfd, 0xe8, 0, 0, 0, i as u8]).collect();
+        for (kind, value) in [(ATTR_MP_REACH, mp), (ATTR_EXT_COMMUNITIES, communities)] {
+            let mut m = vec![0xff; 16];
+            m.extend_from_slice(&[0, 0, UPDATE, 0, 0]);
+            let alen = value.len() + 4;
+            m.extend_from_slice(&(alen as u16).to_be_bytes());
+            m.extend_from_slice(&[FLAG_EXTENDED | 0x80, kind]);
+            m.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            m.extend_from_slice(&value);
+            let len = m.len() as u16;
+            m[16..18].copy_from_slice(&len.to_be_bytes());
+            assert!(m.len() <= MAX_LEN, "{} bytes", m.len());
+            let (r, peak) = weft_sys::alloc_probe::peak_during(|| Message::parse(&m));
+            assert!(matches!(r, Ok(Message::Update(_))), "{r:?}");
+            assert!(peak <= 8 * m.len(), "attribute {kind}: {peak} bytes for a {}-byte message", m.len());
+        }
+        // A session fed a stream announcing a message longer than 4096 bytes ends it without reading on.
+        let mut s = Session::new(65000, ip4("10.0.0.2"), 9, Duration::ZERO);
+        let (events, peak) = weft_sys::alloc_probe::peak_during(|| {
+            s.input(&[[0xffu8; 16].as_slice(), &[0xff, 0xff, UPDATE]].concat(), Duration::ZERO)
+        });
+        assert!(matches!(events.as_slice(), [Event::Down(_)]), "{events:?}");
+        assert!(peak < 1024, "{peak}");
+    }
+
+    #[test]
     fn update_round_trip() {
         let rd = rd_ip(ip4("10.0.0.3"), 100);
         let r = EvpnRoute::Mac { rd, vni: 100, mac: mac(1), ip: None };

@@ -256,6 +256,14 @@ impl Client {
     }
 }
 
+/// Longest watch message taken (etcd's own requests are 1.5 MiB at most by default); a longer one breaks the
+/// watch, which is then opened again after a full read.
+pub const MAX_WATCH_MSG: usize = 16 << 20;
+
+fn bad_data(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
 /// An open watch stream.
 pub struct Watch {
     response: http::Response,
@@ -277,6 +285,9 @@ impl Watch {
             let mut chunk = [0u8; 16384];
             match self.response.read_some(&mut chunk) {
                 Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "watch stream ended")),
+                Ok(_) if self.buf.len() > MAX_WATCH_MSG => {
+                    return Err(bad_data(format!("a watch message longer than {} MiB", MAX_WATCH_MSG >> 20)))
+                }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                     return Ok(WatchMsg::Idle)
@@ -387,6 +398,25 @@ pub fn fuzz_input(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_messages_allocate_at_most_a_constant_times_their_length() {
+        // A watch message of 1 MiB of events (the most etcd sends by default is about 1.5 MiB).
+        let event = format!(
+            r#"{{"kv":{{"key":"{}","value":"{}","mod_revision":"5"}}}},"#,
+            b64(b"/weft/vni/7/vtep/10.0.0.9"),
+            b64(br#"{"seq":1}"#)
+        );
+        let events = event.repeat((1 << 20) / event.len());
+        let text =
+            format!(r#"{{"result":{{"header":{{"revision":"9"}},"events":[{}]}}}}"#, events.trim_end_matches(','));
+        let (msg, peak) = weft_sys::alloc_probe::peak_during(|| {
+            let v: Value = serde_json::from_slice(text.as_bytes()).unwrap();
+            parse_watch(&v)
+        });
+        assert!(matches!(msg, WatchMsg::Events { .. }));
+        assert!(peak <= 16 * text.len(), "{peak} bytes for a {}-byte message", text.len());
+    }
 
     #[test]
     fn base64() {

@@ -57,6 +57,23 @@ fn bad(why: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why.into())
 }
 
+/// Longest status, header or chunk-size line taken, and most header lines: a server cannot make weftd hold
+/// more than this for a response's head.
+pub const MAX_LINE: usize = 8192;
+pub const MAX_HEADERS: usize = 100;
+
+/// Reads one line (with its CRLF) into `line`, refusing one longer than [`MAX_LINE`]; 0 at the end.
+fn read_line<R: BufRead>(r: &mut R, line: &mut String) -> io::Result<usize> {
+    line.clear();
+    let mut bytes = Vec::new();
+    let n = Read::take(&mut *r, MAX_LINE as u64 + 1).read_until(b'\n', &mut bytes)?;
+    if n > MAX_LINE {
+        return Err(bad(format!("a line of the response is longer than {MAX_LINE} bytes")));
+    }
+    line.push_str(&String::from_utf8_lossy(&bytes));
+    Ok(n)
+}
+
 /// A response whose body is still being read.
 pub struct Response {
     pub status: u16,
@@ -86,16 +103,18 @@ pub fn post(ep: &Endpoint, path: &str, body: &[u8], timeout: Duration) -> io::Re
     (&stream).write_all(&req)?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    read_line(&mut reader, &mut line)?;
     let status = line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| bad(format!("not an HTTP status line: {:?}", line.trim_end())))?;
     let (mut chunked, mut length) = (false, None);
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
+    for n in 0.. {
+        if n == MAX_HEADERS {
+            return Err(bad(format!("more than {MAX_HEADERS} header lines")));
+        }
+        if read_line(&mut reader, &mut line)? == 0 {
             return Err(bad("connection closed in the headers"));
         }
         let l = line.trim_end();
@@ -130,8 +149,7 @@ impl Response {
             let mut line = String::new();
             // The CRLF that ends the previous chunk, then the size line.
             loop {
-                line.clear();
-                if self.reader.read_line(&mut line)? == 0 {
+                if read_line(&mut self.reader, &mut line)? == 0 {
                     return Err(bad("connection closed inside a chunked body"));
                 }
                 if !line.trim().is_empty() {
@@ -227,5 +245,18 @@ mod tests {
         assert_eq!(r.body(100).unwrap(), b"abc");
         let ep = serve(b"garbage\r\n\r\n");
         assert!(post(&ep, "/", b"", t).is_err());
+    }
+
+    #[test]
+    fn endless_heads_are_refused() {
+        let t = Duration::from_secs(5);
+        let long: &'static [u8] = Box::leak(
+            [&b"HTTP/1.1 200 OK\r\nX-Long: "[..], &vec![b'a'; 100_000], b"\r\n\r\n"].concat().into_boxed_slice(),
+        );
+        let err = |r: io::Result<Response>| r.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err(post(&serve(long), "/", b"", t)).contains("longer than"));
+        let many: &'static [u8] =
+            Box::leak([&b"HTTP/1.1 200 OK\r\n"[..], &b"X: y\r\n".repeat(1000), b"\r\n"].concat().into_boxed_slice());
+        assert!(err(post(&serve(many), "/", b"", t)).contains("header lines"));
     }
 }

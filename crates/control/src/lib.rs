@@ -16,3 +16,8 @@ pub mod http;
 pub mod model;
 
 pub use model::{Adj, Change, LocalChange, MacKey, Record, Rib, Vni};
+
+/// Unit tests measure what the decoders allocate.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: weft_sys::alloc_probe::CountingAlloc = weft_sys::alloc_probe::CountingAlloc;

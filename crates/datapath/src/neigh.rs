@@ -22,16 +22,42 @@ const NA_LEN: usize = 32;
 /// Largest reply frame [`reply`] writes.
 pub const REPLY_MAX: usize = ETH_LEN + IPV6_LEN + NA_LEN;
 
+/// Where a frame came from and the bridge's limits, for learning bindings from it.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub vlan: u16,
+    pub now: Nanos,
+    /// Most bindings the table keeps (the bridge's `mac-table-size`).
+    pub max: usize,
+    /// How long a binding lives without being seen again (the bridge's `mac-aging-time`).
+    pub aging_secs: u32,
+    /// The frame came in through a tunnel (another host), not from a local port.
+    pub from_tunnel: bool,
+}
+
 /// A request weft may answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Query {
     pub target: IpAddr,
 }
 
+/// One binding: the address, its owner, when it was last seen and whether that was through a tunnel.
+#[derive(Debug, Clone, Copy)]
+struct Binding {
+    ip: IpAddr,
+    mac: EthernetAddress,
+    seen: Nanos,
+    remote: bool,
+}
+
 /// IP-to-MAC bindings of one bridge, aged like its FDB and bounded like it.
+///
+/// What a stranger can make it believe is limited: an ARP packet binds only the MAC it was sent from (its
+/// sender hardware address must be the frame's source), and a binding learned on a local port stays while
+/// it is alive, whatever arrives through a tunnel naming the same address.
 #[derive(Debug, Clone, Default)]
 pub struct NeighTable {
-    map: HashMap<u64, (IpAddr, EthernetAddress, Nanos), BuildHasherDefault<KeyHasher>>,
+    map: HashMap<u64, Binding, BuildHasherDefault<KeyHasher>>,
 }
 
 fn key(vlan: u16, ip: IpAddr) -> u64 {
@@ -57,44 +83,51 @@ impl NeighTable {
         self.map.is_empty()
     }
 
-    fn learn(&mut self, vlan: u16, ip: IpAddr, mac: EthernetAddress, now: Nanos, max: usize) {
+    fn learn(&mut self, ip: IpAddr, mac: EthernetAddress, at: &Seen) {
         if ip.is_unspecified() || ip.is_multicast() || !mac.is_unicast() {
             return;
         }
-        let k = key(vlan, ip);
-        if self.map.len() >= max && !self.map.contains_key(&k) {
-            return;
+        let k = key(at.vlan, ip);
+        match self.map.get(&k) {
+            // A local binding still alive is not replaced from a tunnel (its owner is here).
+            Some(b)
+                if b.ip == ip
+                    && !b.remote
+                    && at.from_tunnel
+                    && b.mac != mac
+                    && at.now.saturating_sub(b.seen) < Nanos::from(at.aging_secs) * SECOND =>
+            {
+                return
+            }
+            None if self.map.len() >= at.max => return,
+            _ => {}
         }
-        self.map.insert(k, (ip, mac, now));
+        self.map.insert(k, Binding { ip, mac, seen: at.now, remote: at.from_tunnel });
     }
 
     /// The MAC owning `ip` in `vlan`, if seen within `aging_secs`.
     pub fn lookup(&self, vlan: u16, ip: IpAddr, now: Nanos, aging_secs: u32) -> Option<EthernetAddress> {
-        let (stored, mac, seen) = self.map.get(&key(vlan, ip))?;
-        (*stored == ip && now.saturating_sub(*seen) < Nanos::from(aging_secs) * SECOND).then_some(*mac)
+        let b = self.map.get(&key(vlan, ip))?;
+        (b.ip == ip && now.saturating_sub(b.seen) < Nanos::from(aging_secs) * SECOND).then_some(b.mac)
     }
 
     pub fn expire(&mut self, now: Nanos, aging_secs: u32) {
-        self.map.retain(|_, (_, _, seen)| now.saturating_sub(*seen) < Nanos::from(aging_secs) * SECOND);
+        self.map.retain(|_, b| now.saturating_sub(b.seen) < Nanos::from(aging_secs) * SECOND);
     }
 
     /// Learns from an ARP packet or an ND solicitation/advertisement in `frame` (untagged payload at
     /// `l3`), and returns the query if the frame is one weft could answer.
-    pub fn observe(
-        &mut self,
-        vlan: u16,
-        frame: &[u8],
-        l3: usize,
-        ethertype: u16,
-        now: Nanos,
-        max: usize,
-    ) -> Option<Query> {
+    pub fn observe(&mut self, frame: &[u8], l3: usize, ethertype: u16, at: &Seen) -> Option<Query> {
         let eth = EthernetFrame::new_checked(frame).ok()?;
         let payload = frame.get(l3..)?;
         match ethertype {
             EtherType::ARP => {
                 let arp = ArpRepr::parse(&ArpPacket::new_checked(payload).ok()?);
-                self.learn(vlan, arp.sender_protocol_addr.into(), arp.sender_hardware_addr, now, max);
+                // Only a sender speaking for itself: an ARP packet naming another MAC than the one it came
+                // from binds nothing (it may still be a query weft answers).
+                if arp.sender_hardware_addr == eth.src_addr() {
+                    self.learn(arp.sender_protocol_addr.into(), arp.sender_hardware_addr, at);
+                }
                 (arp.operation == OP_REQUEST && arp.sender_protocol_addr != arp.target_protocol_addr)
                     .then_some(Query { target: arp.target_protocol_addr.into() })
             }
@@ -107,7 +140,7 @@ impl NeighTable {
                 let target = icmp.nd_target()?;
                 match icmp.msg_type() {
                     TYPE_NEIGHBOR_ADVERT => {
-                        self.learn(vlan, target.into(), eth.src_addr(), now, max);
+                        self.learn(target.into(), eth.src_addr(), at);
                         None
                     }
                     TYPE_NEIGHBOR_SOLICIT => {
@@ -115,7 +148,7 @@ impl NeighTable {
                         if ip.src_addr().is_unspecified() {
                             return None;
                         }
-                        self.learn(vlan, ip.src_addr().into(), eth.src_addr(), now, max);
+                        self.learn(ip.src_addr().into(), eth.src_addr(), at);
                         Some(Query { target: target.into() })
                     }
                     _ => None,
@@ -203,17 +236,50 @@ mod tests {
         f
     }
 
+    fn seen(vlan: u16, now: Nanos, max: usize) -> Seen {
+        Seen { vlan, now, max, aging_secs: 300, from_tunnel: false }
+    }
+
+    #[test]
+    fn arp_binds_only_its_own_sender_and_tunnels_do_not_displace_local_owners() {
+        let mut t = NeighTable::default();
+        let ip: IpAddr = Ipv4Addr::new(198, 51, 100, 2).into();
+        // A frame from A claiming B's MAC for .2: nothing learned.
+        let mut forged = arp(OP_REPLY, B, [198, 51, 100, 2], [198, 51, 100, 1]);
+        forged[6..12].copy_from_slice(&A.0);
+        t.observe(&forged, 14, EtherType::ARP, &seen(0, 0, 100));
+        assert_eq!(t.lookup(0, ip, SECOND, 300), None);
+        // B on a local port owns .2; an ARP through a tunnel from C claiming .2 does not take it over.
+        t.observe(&arp(OP_REPLY, B, [198, 51, 100, 2], [198, 51, 100, 1]), 14, EtherType::ARP, &seen(0, 0, 100));
+        const C: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 0xc]);
+        let remote = Seen { from_tunnel: true, ..seen(0, 10 * SECOND, 100) };
+        t.observe(&arp(OP_REPLY, C, [198, 51, 100, 2], [198, 51, 100, 1]), 14, EtherType::ARP, &remote);
+        assert_eq!(t.lookup(0, ip, 11 * SECOND, 300), Some(B), "the local owner is alive");
+        // Once B's binding has aged, the address may move to the remote host.
+        let later = Seen { from_tunnel: true, ..seen(0, 400 * SECOND, 100) };
+        t.observe(&arp(OP_REPLY, C, [198, 51, 100, 2], [198, 51, 100, 1]), 14, EtherType::ARP, &later);
+        assert_eq!(t.lookup(0, ip, 401 * SECOND, 300), Some(C));
+        // A local port may always take an address over (a VM moved here).
+        t.observe(
+            &arp(OP_REPLY, A, [198, 51, 100, 2], [198, 51, 100, 1]),
+            14,
+            EtherType::ARP,
+            &seen(0, 402 * SECOND, 100),
+        );
+        assert_eq!(t.lookup(0, ip, 403 * SECOND, 300), Some(A));
+    }
+
     #[test]
     fn learns_from_arp_and_answers() {
         let mut t = NeighTable::default();
         let reply_from_b = arp(OP_REPLY, B, [198, 51, 100, 2], [198, 51, 100, 1]);
-        assert_eq!(t.observe(0, &reply_from_b, 14, EtherType::ARP, 0, 100), None);
+        assert_eq!(t.observe(&reply_from_b, 14, EtherType::ARP, &seen(0, 0, 100)), None);
         let ip_b = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2));
         assert_eq!(t.lookup(0, ip_b, SECOND, 300), Some(B));
         assert_eq!(t.lookup(7, ip_b, SECOND, 300), None, "per VLAN");
         assert_eq!(t.lookup(0, ip_b, 400 * SECOND, 300), None, "aged");
         let req = arp(OP_REQUEST, A, [198, 51, 100, 1], [198, 51, 100, 2]);
-        assert_eq!(t.observe(0, &req, 14, EtherType::ARP, SECOND, 100), Some(Query { target: ip_b }));
+        assert_eq!(t.observe(&req, 14, EtherType::ARP, &seen(0, SECOND, 100)), Some(Query { target: ip_b }));
         let mut out = [0u8; REPLY_MAX];
         let n = reply(&req, B, &mut out).unwrap();
         let r = ArpRepr::parse(&ArpPacket::new_checked(&out[14..n]).unwrap());
@@ -242,7 +308,7 @@ mod tests {
         f[54] = TYPE_NEIGHBOR_SOLICIT;
         f[62..78].copy_from_slice(&target.octets());
         let mut t = NeighTable::default();
-        assert_eq!(t.observe(0, &f, 14, EtherType::IPV6, 0, 100), Some(Query { target: target.into() }));
+        assert_eq!(t.observe(&f, 14, EtherType::IPV6, &seen(0, 0, 100)), Some(Query { target: target.into() }));
         assert_eq!(t.lookup(0, s.into(), 0, 300), Some(A), "the solicitation's source is learned");
         let mut out = [0u8; REPLY_MAX];
         let n = reply(&f, B, &mut out).unwrap();
@@ -253,14 +319,14 @@ mod tests {
         assert!(na.verify_checksum(target, s));
         // Duplicate-address detection is not answered.
         f[22..38].fill(0);
-        assert_eq!(t.observe(0, &f, 14, EtherType::IPV6, 0, 100), None);
+        assert_eq!(t.observe(&f, 14, EtherType::IPV6, &seen(0, 0, 100)), None);
     }
 
     #[test]
     fn bounded() {
         let mut t = NeighTable::default();
         for i in 0..10u8 {
-            t.observe(0, &arp(OP_REPLY, B, [198, 51, 100, i], [198, 51, 100, 99]), 14, EtherType::ARP, 0, 4);
+            t.observe(&arp(OP_REPLY, B, [198, 51, 100, i], [198, 51, 100, 99]), 14, EtherType::ARP, &seen(0, 0, 4));
         }
         assert_eq!(t.len(), 4);
     }

@@ -185,6 +185,18 @@ mod tests {
     }
 
     #[test]
+    fn sealing_and_opening_allocate_nothing() {
+        let (mut out, mut inb) = pair();
+        let mut buf = vec![0u8; 2000];
+        let (n, peak) = weft_sys::alloc_probe::peak_during(|| out.seal(&mut buf, 1400, next::UDP));
+        assert_eq!(peak, 0);
+        let n = n.unwrap();
+        let (r, peak) = weft_sys::alloc_probe::peak_during(|| inb.open(&mut buf[..n]));
+        assert!(r.is_ok());
+        assert_eq!(peak, 0, "opening an ESP packet works in place");
+    }
+
+    #[test]
     fn seal_then_open() {
         let (mut o, mut i) = pair();
         for payload in [0usize, 1, 2, 3, 4, 100, 1450] {

@@ -1523,9 +1523,11 @@ impl Dataplane {
         if let (true, Some(ethertype @ (EtherType::ARP | EtherType::IPV6))) = (proxy, ethertype) {
             let table = pipeline.bridges[bridge].table_size;
             let frame = resolve(&self.rx, &self.seg, bytes);
-            let query = self.neighs[bridge].observe(vlan, frame, 14, ethertype, now, table);
+            let aging = pipeline.bridges[bridge].aging_secs;
+            let from_tunnel = matches!(pipeline.ports[usize::from(in_port.0)].io, PortIo::Tunnel { .. });
+            let seen = neigh::Seen { vlan, now, max: table, aging_secs: aging, from_tunnel };
+            let query = self.neighs[bridge].observe(frame, 14, ethertype, &seen);
             if let (Some(q), Forward::Flood) = (query, d.forward) {
-                let aging = pipeline.bridges[bridge].aging_secs;
                 if let Some(mac) = self.neighs[bridge].lookup(vlan, q.target, now, aging) {
                     let mut reply = [0u8; neigh::REPLY_MAX];
                     if let Some(len) = neigh::reply(frame, mac, &mut reply) {

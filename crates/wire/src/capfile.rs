@@ -73,6 +73,13 @@ fn u32_at(b: &[u8], at: usize, be: bool) -> u32 {
     }
 }
 
+/// Replaces `buf`'s contents with up to `n` bytes from `src` and returns how many came. The buffer grows with
+/// what actually arrives, so a length field announcing more than the file holds allocates nothing extra.
+fn read_up_to<R: Read>(src: &mut R, buf: &mut Vec<u8>, n: usize) -> std::io::Result<usize> {
+    buf.clear();
+    Read::take(&mut *src, n as u64).read_to_end(buf)
+}
+
 /// Reads exactly `buf.len()` bytes; `Ok(false)` on a clean end of file before the first byte.
 fn fill<R: Read>(src: &mut R, buf: &mut [u8]) -> std::result::Result<bool, ReadError> {
     let mut got = 0;
@@ -102,7 +109,7 @@ impl<R: Read> CaptureReader<R> {
             let mut r = CaptureReader {
                 src,
                 format: Format::Pcapng { big_endian: false, ifaces: Vec::new() },
-                buf: Vec::with_capacity(MAX_BLOCK),
+                buf: Vec::new(),
                 done: false,
             };
             r.read_shb_rest()?;
@@ -112,7 +119,7 @@ impl<R: Read> CaptureReader<R> {
             return Err(Error::Truncated { layer: "pcap", needed: GLOBAL_HEADER_LEN, have: 4 }.into());
         }
         let header = PcapHeader::parse(&head)?;
-        Ok(CaptureReader { src, format: Format::Pcap(header), buf: Vec::with_capacity(MAX_RECORD), done: false })
+        Ok(CaptureReader { src, format: Format::Pcap(header), buf: Vec::new(), done: false })
     }
 
     /// The link type of a classic pcap file, or of the first interface of a pcapng one (once seen).
@@ -179,9 +186,9 @@ impl<R: Read> CaptureReader<R> {
             return Ok(None);
         }
         let rec = header.parse_record(&h)?;
-        self.buf.resize(rec.caplen, 0);
-        if !fill(&mut self.src, &mut self.buf)? && rec.caplen > 0 {
-            return Err(Error::Truncated { layer: "pcap record", needed: rec.caplen, have: 0 }.into());
+        let got = read_up_to(&mut self.src, &mut self.buf, rec.caplen)?;
+        if got < rec.caplen {
+            return Err(Error::Truncated { layer: "pcap record", needed: rec.caplen, have: got }.into());
         }
         let ts = u64::from(rec.ts_sec) * 1_000_000_000 + u64::from(rec.ts_nsec);
         Ok(Some((header.linktype, ts, rec.origlen, 0, rec.caplen)))
@@ -208,9 +215,9 @@ impl<R: Read> CaptureReader<R> {
                 return Err(Error::Malformed { layer: "pcapng block", what: "bad block length" }.into());
             }
             // Body and trailing length.
-            self.buf.resize(total - 8, 0);
-            if !fill(&mut self.src, &mut self.buf)? {
-                return Err(Error::Truncated { layer: "pcapng block", needed: total, have: 8 }.into());
+            let got = read_up_to(&mut self.src, &mut self.buf, total - 8)?;
+            if got < total - 8 {
+                return Err(Error::Truncated { layer: "pcapng block", needed: total, have: 8 + got }.into());
             }
             let body_len = total - 12;
             let Format::Pcapng { ifaces, .. } = &mut self.format else { unreachable!() };
@@ -347,5 +354,29 @@ mod tests {
         let mut short = CaptureReader::new(&file[..file.len() - 1]).unwrap();
         assert!(short.next().unwrap().is_ok() && short.next().unwrap().is_ok());
         assert!(short.next().unwrap().is_err());
+    }
+
+    #[test]
+    fn length_fields_allocate_only_what_the_file_holds() {
+        // A pcap record and a pcapng block each announcing the largest size allowed, followed by 10 bytes.
+        let mut pcap = vec![0u8; GLOBAL_HEADER_LEN];
+        crate::pcap::write_global_header((&mut pcap[..]).try_into().unwrap(), 1, 65535);
+        let mut rec = [0u8; RECORD_HEADER_LEN];
+        crate::pcap::write_record_header(&mut rec, 0, 0, MAX_RECORD as u32, MAX_RECORD as u32);
+        pcap.extend_from_slice(&rec);
+        pcap.extend_from_slice(&[0; 10]);
+        let mut ng =
+            block(PCAPNG_SHB, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        ng.extend_from_slice(&PCAPNG_EPB.to_le_bytes());
+        ng.extend_from_slice(&(MAX_BLOCK as u32 & !3).to_le_bytes());
+        ng.extend_from_slice(&[0; 10]);
+        for file in [pcap, ng] {
+            let (r, peak) = weft_sys::alloc_probe::peak_during(|| {
+                let mut reader = CaptureReader::new(&file[..]).unwrap();
+                reader.next().map(|r| r.is_err())
+            });
+            assert_eq!(r, Some(true), "a cut record is an error");
+            assert!(peak < 16 * 1024, "{peak} bytes allocated for a {}-byte file", file.len());
+        }
     }
 }

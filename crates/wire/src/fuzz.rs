@@ -190,18 +190,32 @@ fn decode_packet(linktype: u32, data: &[u8]) {
     }
 }
 
-/// Runs `f` over every file of a fuzz corpus directory and every truncation of each file; the test that
-/// replays a target's corpus calls this. Returns how many files were replayed.
+/// Measures the most memory a call holds at its peak: the test binaries that replay corpora pass
+/// `weft_sys::alloc_probe::peak_during` behind their counting allocator.
+pub type Measure = fn(&mut dyn FnMut()) -> usize;
+
+/// Memory a target may hold for one input: this many bytes per input byte, plus [`MEMORY_BASE`] for the
+/// fixed buffers a target sets up. Far below what a length or count field could make a careless decoder
+/// build (the IKE Delete bomb built 1.5 MB from 8 bytes).
+pub const MEMORY_PER_BYTE: usize = 64;
+pub const MEMORY_BASE: usize = 4 << 20;
+
+/// Runs `f` over every file of a fuzz corpus directory and every truncation of each file, checking with
+/// `measure` that no input makes it hold more than [`MEMORY_PER_BYTE`] × its length + [`MEMORY_BASE`]; the
+/// test that replays a target's corpus calls this. Returns how many files were replayed.
 ///
 /// # Panics
-/// If the directory cannot be read (or `f` panics, which is what the test looks for).
-pub fn replay_corpus(dir: &std::path::Path, f: fn(&[u8])) -> usize {
+/// If the directory cannot be read, if an input needs more memory than allowed, or if `f` panics (which is
+/// what the test looks for).
+pub fn replay_corpus(dir: &std::path::Path, f: fn(&[u8]), measure: Measure) -> usize {
     let mut files = 0;
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap_or_else(|e| panic!("{}: {e}", dir.display())).path();
         let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for n in 0..=data.len() {
-            f(&data[..n]);
+            let peak = measure(&mut || f(&data[..n]));
+            let allowed = MEMORY_PER_BYTE * n + MEMORY_BASE;
+            assert!(peak <= allowed, "{}: the first {n} bytes made the target hold {peak} bytes", path.display());
         }
         files += 1;
     }

@@ -86,3 +86,8 @@ pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
 pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
+
+/// Unit tests measure what the readers of untrusted input allocate.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: weft_sys::alloc_probe::CountingAlloc = weft_sys::alloc_probe::CountingAlloc;

@@ -330,6 +330,25 @@ pub fn read_u64(b: &[u8], at: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn maximal_matches_and_action_lists_allocate_a_constant_times_their_length() {
+        // A match as long as a message may be, of empty OXM TLVs (4 bytes each), and an action list of
+        // 8-byte actions.
+        let mut m = vec![0, 1, 0, 0];
+        while m.len() + 4 <= 65528 {
+            m.extend_from_slice(&[0x80, 0, 0, 0]);
+        }
+        let len = m.len() as u16;
+        m[2..4].copy_from_slice(&len.to_be_bytes());
+        let (r, peak) = weft_sys::alloc_probe::peak_during(|| parse_match(&m).map(|(t, _)| t.len()));
+        assert_eq!(r.unwrap(), (m.len() - 4) / 4);
+        assert!(peak <= 24 * m.len(), "{peak} bytes for a {}-byte match", m.len());
+        let actions: Vec<u8> = (0..8000).flat_map(|_| [0, 0, 0, 8, 0, 0, 0, 1]).collect();
+        let (r, peak) = weft_sys::alloc_probe::peak_during(|| parse_tlvs(&actions, "action").map(|t| t.len()));
+        assert_eq!(r.unwrap(), 8000);
+        assert!(peak <= 8 * actions.len(), "{peak} bytes for {} bytes of actions", actions.len());
+    }
+
     use super::*;
 
     #[test]
