@@ -686,6 +686,10 @@ fn read_psk_file(path: &str) -> Result<String, ConfigError> {
     Ok(key.to_string())
 }
 
+/// The shortest BGP hold time weft agrees to (RFC 4271 allows 0, which turns keepalives and the dead-peer
+/// check off; weft refuses it, from its own configuration and from a peer).
+pub const MIN_BGP_HOLD: u16 = 3;
+
 /// One bridge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BridgeConfig {
@@ -927,13 +931,18 @@ impl BridgeConfig {
             }
             peers.push(ip);
         }
-        let hold = match self.other_config.get("bgp-hold-time") {
-            None => 9,
-            Some(v) => match v.parse::<u16>() {
-                Ok(n) if n == 0 || n >= 3 => n,
-                _ => return Err(bad("bgp-hold-time", v, "expected 0 or 3..=65535 seconds")),
-            },
-        };
+        let hold =
+            match self.other_config.get("bgp-hold-time") {
+                None => 9,
+                Some(v) => match v.parse::<u16>() {
+                    Ok(n) if n >= MIN_BGP_HOLD => n,
+                    _ => return Err(bad(
+                        "bgp-hold-time",
+                        v,
+                        "expected 3..=65535 seconds (0, no keepalives, would leave a dead reflector's routes in place)",
+                    )),
+                },
+            };
         Ok(Some(EvpnSpec { asn, router_id, peers, hold }))
     }
 

@@ -217,6 +217,33 @@ pub struct Update {
     pub pmsi_vni: Option<Vni>,
 }
 
+impl Update {
+    /// Whether the route targets import a route of `vni` into our AS: the target FRR and weft derive,
+    /// AS:VNI (two-octet AS), or AS:VNI's low 16 bits (four-octet AS).
+    pub fn imports(&self, asn: u32, vni: Vni) -> bool {
+        self.route_targets.iter().any(|&(a, n)| {
+            a == asn && if u16::try_from(asn).is_ok() { n & 0xff_ffff == vni } else { n == vni & 0xffff }
+        })
+    }
+}
+
+/// Why a reflected route naming VTEP `vtep` in `vni` is not taken, if it is not: the VTEP must be a unicast
+/// address other than ours (`me`), and the route must carry our route target for the VNI. Anything else
+/// would let a peer point our tunnels at a broadcast, loopback or multicast address, at ourselves, or into
+/// another tenant's VNI.
+pub fn import_problem(u: &Update, asn: u32, vni: Vni, vtep: IpAddr, me: IpAddr) -> Option<String> {
+    if let Some(why) = crate::model::vtep_problem(vtep, Some(me)) {
+        return Some(why);
+    }
+    if vni > 0xff_ffff {
+        return Some(format!("VNI {vni} is out of range"));
+    }
+    if !u.imports(asn, vni) {
+        return Some(format!("no route target {asn}:{vni}"));
+    }
+    None
+}
+
 /// One BGP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -531,6 +558,9 @@ fn parse_update(b: &[u8]) -> Result<Update, Malformed> {
     Ok(u)
 }
 
+/// The shortest hold time accepted from a peer (0, no keepalives at all, included).
+pub const MIN_HOLD: u16 = 3;
+
 /// The state of the session (RFC 4271 section 8.2.2; Connect and Active belong to weftd's connection loop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -645,6 +675,12 @@ impl Session {
                 }
                 if !evpn {
                     return self.fail(2, 7, "the peer did not offer the L2VPN EVPN family".into(), events);
+                }
+                if hold < MIN_HOLD {
+                    // RFC 4271 §6.2: Unacceptable Hold Time. A hold time of 0 would turn keepalives and the
+                    // check that the reflector is alive off, leaving its routes in place after it died.
+                    let why = format!("the peer offers hold time {hold} s; weft needs at least {MIN_HOLD} s");
+                    return self.fail(2, 6, why, events);
                 }
                 let agreed = hold.min(self.hold_offer);
                 self.hold = Duration::from_secs(u64::from(agreed));
@@ -857,6 +893,53 @@ mod tests {
         let mut s = Session::new(65000, ip4("10.0.0.3"), 9, t(0));
         let ev = s.input(&[0u8; 40], t(0));
         assert!(matches!(&ev[..], [Event::Down(w)] if w.contains("marker")));
+    }
+
+    #[test]
+    fn imports_need_our_route_target_and_a_unicast_vtep() {
+        let me: IpAddr = "10.0.0.2".parse().unwrap();
+        let vtep: IpAddr = "10.0.0.3".parse().unwrap();
+        let mut u = Update { route_targets: vec![(65000, 100)], ..Update::default() };
+        assert_eq!(import_problem(&u, 65000, 100, vtep, me), None);
+        assert!(import_problem(&u, 65000, 200, vtep, me).unwrap().contains("route target"), "another VNI");
+        assert!(import_problem(&u, 65001, 100, vtep, me).is_some(), "another AS");
+        for bad in ["0.0.0.0", "127.0.0.1", "255.255.255.255", "239.1.1.1", "::", "::1", "ff02::1"] {
+            assert!(import_problem(&u, 65000, 100, bad.parse().unwrap(), me).is_some(), "{bad}");
+        }
+        assert!(import_problem(&u, 65000, 100, me, me).unwrap().contains("our own"));
+        u.route_targets.clear();
+        assert!(import_problem(&u, 65000, 100, vtep, me).is_some(), "no route target at all");
+        // Four-octet AS: AS:VNI's low 16 bits, as weft itself announces them.
+        u.route_targets = vec![(4_200_000_000, 100)];
+        assert_eq!(import_problem(&u, 4_200_000_000, 100, vtep, me), None);
+        // Round trip with what weft announces.
+        let mut b = Vec::new();
+        let a = Announce { asn: 65000, next_hop: vtep, vni: 7000, seq: 0 };
+        emit_reach(&mut b, &EvpnRoute::Imet { rd: rd_ip(ip4("10.0.0.3"), 7000), tag: 0, origin: vtep }, &a);
+        let Ok(Message::Update(u)) = Message::parse(&b) else { panic!() };
+        assert_eq!(import_problem(&u, 65000, 7000, vtep, me), None);
+    }
+
+    #[test]
+    fn a_peer_offering_no_keepalives_is_refused() {
+        let t = Duration::from_secs;
+        let mut s = Session::new(65000, ip4("10.0.0.3"), 9, t(0));
+        let mut peer = Vec::new();
+        emit_open(&mut peer, 65000, 0, ip4("10.0.0.254"));
+        let ev = s.input(&peer, t(0));
+        assert!(matches!(&ev[..], [Event::Down(w)] if w.contains("hold time 0")), "{ev:?}");
+        // NOTIFICATION OPEN Message Error / Unacceptable Hold Time went out.
+        assert_eq!(&s.out[s.out.len() - 2..], &[2, 6]);
+        assert!(!s.established());
+        // With 3 s it is fine, and keepalives go out every second.
+        let mut s = Session::new(65000, ip4("10.0.0.3"), 9, t(0));
+        let mut peer = Vec::new();
+        emit_open(&mut peer, 65000, 3, ip4("10.0.0.254"));
+        emit_keepalive(&mut peer);
+        assert!(matches!(&s.input(&peer, t(0))[..], [Event::Up]));
+        s.out.clear();
+        s.tick(t(1));
+        assert!(!s.out.is_empty(), "a keepalive after hold/3");
     }
 
     #[test]

@@ -48,7 +48,43 @@ enum RecordId {
     Mac(MacKey, IpAddr),
 }
 
+/// The highest move sequence number taken from a peer. A route claiming more is refused: with the 32-bit
+/// space nearly used, nobody could announce a later move (sequence + 1 would not fit) and one host could
+/// pin a MAC to itself for good.
+pub const MAX_SEQ: u32 = 1 << 31;
+
+/// Why `vtep` cannot be a remote VTEP, if it cannot: it must be a unicast address other than ours.
+pub fn vtep_problem(vtep: IpAddr, me: Option<IpAddr>) -> Option<String> {
+    let bad = match vtep {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_loopback() || a.is_multicast(),
+    };
+    if bad {
+        Some(format!("VTEP {vtep} is not a unicast address"))
+    } else if me == Some(vtep) {
+        Some(format!("VTEP {vtep} is our own address"))
+    } else {
+        None
+    }
+}
+
 impl Record {
+    /// Why a record read from a peer (etcd, a route reflector) is refused, if it is: its VTEP is not a
+    /// unicast address of another host, its VNI is out of range or its sequence number past [`MAX_SEQ`].
+    pub fn problem(&self, me: Option<IpAddr>) -> Option<String> {
+        let (vni, vtep, seq) = match *self {
+            Record::Vtep { vni, vtep } => (vni, vtep, 0),
+            Record::Mac { key, route } => (key.vni, route.vtep, route.seq),
+        };
+        if vni > 0xff_ffff {
+            return Some(format!("VNI {vni} is out of range"));
+        }
+        if seq > MAX_SEQ {
+            return Some(format!("sequence number {seq} is past {MAX_SEQ}"));
+        }
+        vtep_problem(vtep, me)
+    }
+
     fn id(&self) -> RecordId {
         match *self {
             Record::Vtep { vni, vtep } => RecordId::Vtep(vni, vtep),
@@ -448,6 +484,20 @@ mod tests {
 
     fn route(vtep: &str, seq: u32) -> MacRoute {
         MacRoute { vtep: ip(vtep), seq, ip: None }
+    }
+
+    #[test]
+    fn records_from_peers_are_checked() {
+        let me = Some(ip("10.0.0.1"));
+        let key = MacKey { vni: 7, mac: EthernetAddress([2, 0, 0, 0, 0, 1]) };
+        let mac = |vtep: &str, seq: u32| Record::Mac { key, route: MacRoute { vtep: ip(vtep), seq, ip: None } };
+        assert_eq!(mac("10.0.0.2", 5).problem(me), None);
+        assert!(mac("10.0.0.2", u32::MAX).problem(me).unwrap().contains("sequence"));
+        assert!(mac("10.0.0.1", 0).problem(me).unwrap().contains("our own"));
+        for bad in ["0.0.0.0", "127.0.0.5", "224.0.0.1", "255.255.255.255", "::1", "ff02::1"] {
+            assert!(Record::Vtep { vni: 7, vtep: ip(bad) }.problem(me).is_some(), "{bad}");
+        }
+        assert!(Record::Vtep { vni: 1 << 24, vtep: ip("10.0.0.2") }.problem(me).is_some());
     }
 
     #[test]

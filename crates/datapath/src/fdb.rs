@@ -211,7 +211,8 @@ impl Fdb {
     }
 
     /// Installs an entry from a control plane (`origin` etcd or EVPN). It replaces a learned or an older
-    /// control-plane entry but never a configured static one; false if a static entry kept the address.
+    /// control-plane entry but never a configured static one; false if a static entry kept the address or
+    /// the table is full (`mac-table-size` bounds what a control plane installs too; counted as a miss).
     pub fn install(
         &mut self,
         vlan: u16,
@@ -221,11 +222,16 @@ impl Fdb {
         origin: Origin,
     ) -> bool {
         let e = FdbEntry { port, remote, last_seen: 0, origin };
+        let full = self.entries.len() >= self.max_entries;
         match self.entries.get_mut(&key(vlan, mac)) {
             Some(old) if old.origin == Origin::Static => false,
             Some(old) => {
                 *old = e;
                 true
+            }
+            None if full => {
+                self.learn_misses += 1;
+                false
             }
             None => {
                 self.entries.insert(key(vlan, mac), e);
@@ -317,6 +323,19 @@ mod tests {
 
     fn mac(last: u8) -> EthernetAddress {
         EthernetAddress([2, 0, 0, 0, 0, last])
+    }
+
+    #[test]
+    fn control_plane_entries_obey_the_table_size() {
+        let mut f = Fdb::new(300, 3);
+        let m = |i: u8| EthernetAddress([2, 0, 0, 0, 0, i]);
+        let vtep = Some("192.0.2.9".parse().unwrap());
+        for i in 0..3 {
+            assert!(f.install(0, m(i), PortIdx(1), vtep, Origin::Etcd));
+        }
+        assert!(!f.install(0, m(3), PortIdx(1), vtep, Origin::Evpn), "full");
+        assert_eq!((f.len(), f.learn_misses), (3, 1));
+        assert!(f.install(0, m(1), PortIdx(2), vtep, Origin::Evpn), "replacing an entry needs no room");
     }
 
     #[test]

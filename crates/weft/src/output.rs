@@ -66,6 +66,9 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
             for s in cp["status"].as_array().into_iter().flatten() {
                 writeln!(out, "            {}", s.as_str().unwrap_or_default())?;
             }
+            if let Some(n) = cp["refused_routes"].as_u64().filter(|n| *n > 0) {
+                writeln!(out, "            {n} route(s) refused (bad VTEP, VNI or sequence number; weftd --log-level debug says which)")?;
+            }
         }
         for p in b["ports"].as_array().into_iter().flatten() {
             let name = p["name"].as_str().unwrap_or_default();

@@ -351,7 +351,7 @@ impl State {
                 let control_plane = cp.map(|c| {
                     json!({
                         "kind": c.kind, "vtep": c.vtep.map(|v| v.to_string()), "status": c.sources.values().collect::<Vec<_>>(),
-                        "remote_macs": c.remote_macs, "local_macs": c.local_macs,
+                        "remote_macs": c.remote_macs, "local_macs": c.local_macs, "refused_routes": c.refused,
                     })
                 });
                 json!({ "name": b.name, "other_config": b.other_config, "ports": ports, "control_plane": control_plane })

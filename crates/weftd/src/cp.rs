@@ -57,6 +57,8 @@ pub struct CpStatus {
     pub flood: BTreeMap<String, Vec<IpAddr>>,
     pub remote_macs: usize,
     pub local_macs: usize,
+    /// Routes refused because they named a bad VTEP, VNI or sequence number.
+    pub refused: u64,
 }
 
 pub type Shared = Arc<Mutex<BTreeMap<String, CpStatus>>>;
@@ -298,10 +300,22 @@ impl Thread {
             RemoteOp::Status(s) => {
                 r.status.sources.insert(source, s);
             }
-            RemoteOp::Add(id, rec) => r.adj.add(&mut r.rib, source, id, rec),
+            RemoteOp::Add(id, rec) => match rec.problem(r.rib.me()) {
+                Some(why) => {
+                    r.status.refused += 1;
+                    tracing::debug!(bridge, "control plane: route refused: {why}");
+                }
+                None => r.adj.add(&mut r.rib, source, id, rec),
+            },
             RemoteOp::Remove(id) => r.adj.remove(&mut r.rib, source, &id),
             RemoteOp::Clear => r.adj.replace(&mut r.rib, source, Vec::new()),
-            RemoteOp::Snapshot(all) => r.adj.replace(&mut r.rib, source, all),
+            RemoteOp::Snapshot(mut all) => {
+                let me = r.rib.me();
+                let before = all.len();
+                all.retain(|(_, rec)| rec.problem(me).is_none());
+                r.status.refused += (before - all.len()) as u64;
+                r.adj.replace(&mut r.rib, source, all)
+            }
         }
         let changes = r.rib.take_changes();
         if !changes.is_empty() {

@@ -143,12 +143,20 @@ fn received(ctx: &BackendCtx, spec: &EvpnSpec, me: IpAddr, source: u32, u: bgp::
         return;
     }
     for r in &u.reach {
-        let rec = match *r {
-            EvpnRoute::Mac { vni, mac, ip, .. } => {
+        let (vni, vtep) = match *r {
+            EvpnRoute::Mac { vni, .. } => {
                 let Some(vtep) = u.next_hop else { continue };
-                mac_record(MacKey { vni: vni_of(vni, &u), mac }, vtep, u.mac_mobility_seq, ip)
+                (vni_of(vni, &u), vtep)
             }
-            EvpnRoute::Imet { origin, .. } => Record::Vtep { vni: vni_of(u.pmsi_vni.unwrap_or(0), &u), vtep: origin },
+            EvpnRoute::Imet { origin, .. } => (vni_of(u.pmsi_vni.unwrap_or(0), &u), origin),
+        };
+        if let Some(why) = bgp::import_problem(&u, spec.asn, vni, vtep, me) {
+            tracing::debug!(bridge = %ctx.bridge, "EVPN route not imported: {why}");
+            continue;
+        }
+        let rec = match *r {
+            EvpnRoute::Mac { mac, ip, .. } => mac_record(MacKey { vni, mac }, vtep, u.mac_mobility_seq, ip),
+            EvpnRoute::Imet { .. } => Record::Vtep { vni, vtep },
         };
         ctx.send(source, RemoteOp::Add(route_id(r), rec));
     }

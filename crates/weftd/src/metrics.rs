@@ -7,32 +7,62 @@ use crate::dataplane::DpMsg;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Scrapes served at once; a connection beyond them is closed as it arrives.
+pub const MAX_SCRAPES: usize = 4;
+/// A scrape must have sent its request within this long, and gets this long again to take the answer.
+pub const DEADLINE: Duration = Duration::from_secs(5);
 
 /// Serves scrapes until the process ends.
 pub fn serve(addr: SocketAddr, state: Arc<Mutex<State>>) -> anyhow::Result<()> {
     let l = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("--metrics {addr}: cannot listen: {e}"))?;
+    let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("metrics".into()).spawn(move || {
         for conn in l.incoming().flatten() {
-            let s = state.clone();
-            let _ = std::thread::Builder::new().name("metrics-scrape".into()).spawn(move || answer(conn, &s));
+            if busy.fetch_add(1, Ordering::AcqRel) >= MAX_SCRAPES {
+                busy.fetch_sub(1, Ordering::AcqRel);
+                drop(conn);
+                continue;
+            }
+            let (s, done) = (state.clone(), busy.clone());
+            let spawned = std::thread::Builder::new().name("metrics-scrape".into()).spawn(move || {
+                answer(conn, &s);
+                done.fetch_sub(1, Ordering::AcqRel);
+            });
+            if spawned.is_err() {
+                busy.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     })?;
     Ok(())
 }
 
-fn answer(mut conn: TcpStream, state: &Mutex<State>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    // Read the request head; only the path matters.
+/// Reads a request head of at most 16 KiB within [`DEADLINE`] all told (a client sending a byte now and then
+/// is cut off when the deadline passes, not on each read's timeout).
+fn read_head(conn: &mut TcpStream) -> Option<Vec<u8>> {
+    let end = Instant::now() + DEADLINE;
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = end.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        if req.len() >= 16 * 1024 || conn.set_read_timeout(Some(left)).is_err() {
+            return None;
+        }
         match conn.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => return None,
             Ok(n) => req.extend_from_slice(&buf[..n]),
         }
     }
+    Some(req)
+}
+
+fn answer(mut conn: TcpStream, state: &Mutex<State>) {
+    let _ = conn.set_write_timeout(Some(DEADLINE));
+    // Read the request head; only the path matters.
+    let Some(req) = read_head(&mut conn) else { return };
     let line = String::from_utf8_lossy(&req);
     let mut words = line.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
@@ -161,4 +191,32 @@ pub fn render(s: &State) -> String {
     let n = s.config.bridges.iter().filter(|b| b.controller.is_some()).count();
     let _ = writeln!(out, "weft_controllers {n}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slow_client_is_cut_off_at_the_deadline() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            // A byte every second, never finishing the head.
+            for _ in 0..10 {
+                if c.write_all(b"G").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        let (mut s, _) = l.accept().unwrap();
+        let t0 = Instant::now();
+        assert!(read_head(&mut s).is_none());
+        let took = t0.elapsed();
+        assert!(took >= DEADLINE - Duration::from_millis(100) && took < DEADLINE + Duration::from_secs(2), "{took:?}");
+        drop(s);
+        let _ = client.join();
+    }
 }
