@@ -206,3 +206,52 @@ fn weft_and_a_kernel_vtep_meet_through_an_frr_route_reflector() {
     drop(h1_frr);
     drop(rr);
 }
+
+/// TCP MD5 (`other_config:bgp-password`, FRR's `neighbor … password`): the host with the reflector's password
+/// establishes its session and its VNI reaches the reflector; the host with another password never gets a
+/// session, and says why in `show` and in its log.
+#[test]
+fn bgp_sessions_with_a_password() {
+    if !prerequisites(&["ip", "vtysh", "/usr/lib/frr/bgpd", "/usr/lib/frr/zebra"]) {
+        return;
+    }
+    let p = "evm";
+    let tmp = TempDir::new(p);
+    let ul = Ns::new(&format!("{p}ul"));
+    ul.sh("ip link add ul0 type bridge && ip link set ul0 up");
+    let rr_ns = Ns::new(&format!("{p}rr"));
+    attach(p, &rr_ns, &ul, 254);
+    let conf = rr_conf(&rr_ns.name).replace(
+        " neighbor VTEP remote-as 65000\n",
+        " neighbor VTEP remote-as 65000\n neighbor VTEP password weft-bgp-secret-1\n",
+    );
+    let rr = Frr::start(&rr_ns, &conf);
+    let mut hosts = Vec::new();
+    for (i, password) in [(2u8, "weft-bgp-secret-1"), (3, "not-the-password")] {
+        let ns = Ns::new(&format!("{p}w{i}"));
+        attach(p, &ns, &ul, i);
+        let w = Weftd::start(&ns, &tmp.path(&format!("w{i}")));
+        w.weft("add-br br0");
+        w.weft("add-port br0 vx -- set interface vx type=vxlan options:remote_ip=flow options:key=100");
+        w.weft(&format!(
+            "set bridge br0 other_config:control-plane=evpn other_config:bgp-asn=65000 \
+             other_config:bgp-router-id=10.0.0.{i} other_config:bgp-peers=10.0.0.254 \
+             other_config:bgp-password={password}"
+        ));
+        hosts.push((ns, w));
+    }
+    wait_for("w2's session with the password is established", 30, || {
+        hosts[0].1.weft("show").contains("peer 10.0.0.254: established")
+    });
+    wait_for("w2's VNI 100 at the reflector", 20, || rr.vtysh("show bgp l2vpn evpn route").contains("10.0.0.2"));
+    // The wrong password: no session, and weft says what to check.
+    wait_for("w3 explains its failed connection", 30, || {
+        hosts[1].1.weft("show").contains("bgp-password is set") && hosts[1].1.log().contains("bgp-password is set")
+    });
+    let summary = rr.vtysh("show bgp l2vpn evpn summary");
+    assert!(!rr.vtysh("show bgp l2vpn evpn route").contains("10.0.0.3"), "w3 got routes in:\n{summary}");
+    for (_, w) in &hosts {
+        assert!(!w.log().contains("weft-bgp-secret-1") && !w.weft("show").contains("weft-bgp-secret-1"));
+    }
+    drop(rr);
+}

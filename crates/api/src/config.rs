@@ -4,7 +4,7 @@
 //! [`Config::validate`] before the daemon persists or applies anything, so a rejected command changes nothing.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use weft_wire::vlan::VID_MAX;
@@ -441,11 +441,12 @@ fn bad(key: &str, value: &str, why: impl Into<String>) -> ConfigError {
 /// What a secret shows as in logs, errors, replies and `show`.
 pub const HIDDEN: &str = "(hidden)";
 
-/// Settings whose values are secrets (`options:psk`, `other_config:etcd-password`, with or without their
+/// Settings whose values are secrets (`options:psk`, `other_config:etcd-password` and `bgp-password`, with or
+/// without their
 /// column prefix): never logged, echoed in an error or shown.
 pub fn is_secret(key: &str) -> bool {
     let name = key.rsplit_once(':').map_or(key, |(_, n)| n);
-    matches!(name, "psk" | "etcd-password")
+    matches!(name, "psk" | "etcd-password" | "bgp-password")
 }
 
 impl PortConfig {
@@ -830,6 +831,24 @@ pub enum ControlPlane {
     Evpn,
 }
 
+/// A secret setting (a password): kept as given, shown by `Debug` as "(hidden)".
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(HIDDEN)
+    }
+}
+
+/// TLS towards etcd (`https://` endpoints): the CA that signed the servers' certificates, and a client
+/// certificate and key when the cluster asks for one (`--client-cert-auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    pub ca_cert: String,
+    pub cert_key: Option<(String, String)>,
+}
+
 /// A bridge's etcd settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdSpec {
@@ -838,6 +857,10 @@ pub struct EtcdSpec {
     pub prefix: String,
     /// Lease time to live in seconds (default 10): how long a dead host's entries outlive it.
     pub ttl: u64,
+    /// `https://` endpoints: how to check them and how to show who we are.
+    pub tls: Option<EtcdTls>,
+    /// etcd authentication (`etcd-user`, `etcd-password`).
+    pub user: Option<(String, Secret)>,
 }
 
 /// A bridge's BGP EVPN settings.
@@ -849,6 +872,9 @@ pub struct EvpnSpec {
     pub peers: Vec<IpAddr>,
     /// Hold time offered in OPEN (default 9 s: keepalives every 3 s, as FRR's data-centre profile).
     pub hold: u16,
+    /// `other_config:bgp-password`: TCP MD5 signatures (RFC 2385) on the sessions, as FRR's
+    /// `neighbor … password`.
+    pub password: Option<Secret>,
 }
 
 impl BridgeConfig {
@@ -866,26 +892,71 @@ impl BridgeConfig {
         if self.control_plane() != Some(ControlPlane::Etcd) {
             return Ok(None);
         }
-        let bad = |k: &str, v: &str, why: &str| ConfigError::BadSetting(format!("other_config:{k}={v:?}: {why}"));
+        let bad = |k: &str, v: &str, why: &str| {
+            let v = if is_secret(k) { HIDDEN } else { v };
+            ConfigError::BadSetting(format!("other_config:{k}={v:?}: {why}"))
+        };
         let urls = self.other_config.get("etcd-endpoints").ok_or_else(|| {
             ConfigError::BadSetting(
-                "control-plane=etcd needs other_config:etcd-endpoints=http://HOST:PORT[,http://HOST:PORT...]".into(),
+                "control-plane=etcd needs other_config:etcd-endpoints=http[s]://HOST:PORT[,http[s]://HOST:PORT...]"
+                    .into(),
             )
         })?;
         let mut endpoints = Vec::new();
+        let mut schemes = BTreeSet::new();
         for u in urls.split(',').map(str::trim) {
-            let rest =
-                u.strip_prefix("http://").ok_or_else(|| bad("etcd-endpoints", u, "expected http://HOST:PORT"))?;
+            let (scheme, rest) = u
+                .split_once("://")
+                .filter(|(s, _)| matches!(*s, "http" | "https"))
+                .ok_or_else(|| bad("etcd-endpoints", u, "expected http://HOST:PORT or https://HOST:PORT"))?;
+            schemes.insert(scheme);
             let rest = rest.trim_end_matches('/');
             let port_ok = match rest.rsplit_once(':') {
                 Some((_, p)) => p.parse::<u16>().is_ok_and(|p| p > 0),
                 None => true,
             };
             if rest.is_empty() || rest.contains('/') || !port_ok {
-                return Err(bad("etcd-endpoints", u, "expected http://HOST:PORT"));
+                return Err(bad("etcd-endpoints", u, "expected http[s]://HOST:PORT"));
             }
             endpoints.push(u.to_string());
         }
+        if schemes.len() > 1 {
+            return Err(bad("etcd-endpoints", urls, "mixes http:// and https:// endpoints: use one"));
+        }
+        let get = |k: &str| self.other_config.get(k).filter(|v| !v.is_empty());
+        let file = |k: &str| -> Result<Option<String>, ConfigError> {
+            match get(k) {
+                None => Ok(None),
+                Some(path) if !path.starts_with('/') => Err(bad(k, path, "must be an absolute path")),
+                Some(path) => match std::fs::File::open(path) {
+                    Ok(_) => Ok(Some(path.clone())),
+                    Err(e) => Err(bad(k, path, &format!("cannot be read: {e}"))),
+                },
+            }
+        };
+        let (ca, cert, key) = (file("etcd-ca-cert")?, file("etcd-cert")?, file("etcd-key")?);
+        let tls = if schemes.contains("https") {
+            let ca_cert = ca.ok_or_else(|| {
+                bad("etcd-endpoints", urls, "https:// needs other_config:etcd-ca-cert=PATH (the CA of the servers)")
+            })?;
+            let cert_key = match (cert, key) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => return Err(bad("etcd-cert", get("etcd-cert").map_or("", |s| s), "and etcd-key go together")),
+            };
+            Some(EtcdTls { ca_cert, cert_key })
+        } else {
+            if let Some(k) = ["etcd-ca-cert", "etcd-cert", "etcd-key"].into_iter().find(|k| get(k).is_some()) {
+                return Err(bad(k, get(k).map_or("", |s| s), "only applies to https:// endpoints"));
+            }
+            None
+        };
+        let user = match (get("etcd-user"), get("etcd-password")) {
+            (Some(u), Some(p)) => Some((u.clone(), Secret(p.clone()))),
+            (None, None) => None,
+            (Some(u), None) => return Err(bad("etcd-user", u, "needs other_config:etcd-password")),
+            (None, Some(p)) => return Err(bad("etcd-password", p, "needs other_config:etcd-user")),
+        };
         let prefix = self.other_config.get("etcd-prefix").cloned().unwrap_or_else(|| "/weft/".into());
         if !prefix.starts_with('/') || !prefix.ends_with('/') || prefix.chars().any(char::is_whitespace) {
             return Err(bad("etcd-prefix", &prefix, "must start and end with / and hold no spaces"));
@@ -897,7 +968,7 @@ impl BridgeConfig {
                 _ => return Err(bad("etcd-ttl", v, "expected seconds in 3..=3600")),
             },
         };
-        Ok(Some(EtcdSpec { endpoints, prefix, ttl }))
+        Ok(Some(EtcdSpec { endpoints, prefix, ttl, tls, user }))
     }
 
     /// The BGP EVPN settings, when `control-plane=evpn`.
@@ -943,7 +1014,12 @@ impl BridgeConfig {
                     )),
                 },
             };
-        Ok(Some(EvpnSpec { asn, router_id, peers, hold }))
+        let password = match self.other_config.get("bgp-password").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(p) if p.len() <= 80 => Some(Secret(p.clone())),
+            Some(_) => return Err(bad("bgp-password", HIDDEN, "must be 1 to 80 characters (the TCP MD5 key)")),
+        };
+        Ok(Some(EvpnSpec { asn, router_id, peers, hold, password }))
     }
 
     /// Checks the control-plane settings as a whole.
@@ -1268,14 +1344,16 @@ impl Config {
                         )));
                     }
                 }
-                "control-plane" | "etcd-endpoints" | "etcd-prefix" | "etcd-ttl" | "bgp-asn" | "bgp-router-id"
-                | "bgp-peers" | "bgp-hold-time" => {
+                "control-plane" | "etcd-endpoints" | "etcd-prefix" | "etcd-ttl" | "etcd-ca-cert" | "etcd-cert"
+                | "etcd-key" | "etcd-user" | "etcd-password" | "bgp-asn" | "bgp-router-id" | "bgp-peers"
+                | "bgp-hold-time" | "bgp-password" => {
                     // Checked with the others in `validate` (one key's meaning depends on another).
                 }
                 other => {
                     return Err(ConfigError::BadSetting(format!(
                         "unknown other_config key {other:?} (known: mac-aging-time, mac-table-size, control-plane, \
-                         etcd-endpoints, etcd-prefix, etcd-ttl, bgp-asn, bgp-router-id, bgp-peers, bgp-hold-time)"
+                         etcd-endpoints, etcd-prefix, etcd-ttl, etcd-ca-cert, etcd-cert, etcd-key, etcd-user, \
+                         etcd-password, bgp-asn, bgp-router-id, bgp-peers, bgp-hold-time, bgp-password)"
                     )))
                 }
             }

@@ -28,6 +28,7 @@ pub mod iface;
 pub mod netns;
 pub mod packet;
 pub mod tap;
+pub mod tcp;
 pub mod udp;
 
 /// Whether weft may use the kernel's offloads: virtio-net headers with checksum and segmentation offload on

@@ -354,7 +354,12 @@ impl State {
                         "remote_macs": c.remote_macs, "local_macs": c.local_macs, "refused_routes": c.refused,
                     })
                 });
-                json!({ "name": b.name, "other_config": b.other_config, "ports": ports, "control_plane": control_plane })
+                let other_config: BTreeMap<&String, &str> = b
+                    .other_config
+                    .iter()
+                    .map(|(k, v)| (k, if weft_api::config::is_secret(k) { weft_api::config::HIDDEN } else { v.as_str() }))
+                    .collect();
+                json!({ "name": b.name, "other_config": other_config, "ports": ports, "control_plane": control_plane })
             })
             .collect();
         json!({ "bridges": bridges })

@@ -64,10 +64,21 @@ fn peer_loop(ctx: BackendCtx, spec: EvpnSpec, peer: IpAddr, source: u32, rx: Rec
             }
         }
         let addr = SocketAddr::new(peer, bgp::PORT);
-        let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(3)) {
+        let key = spec.password.as_ref().map(|p| p.0.as_bytes());
+        let stream = match weft_sys::tcp::connect(addr, key, Duration::from_secs(3)) {
             Ok(s) => s,
             Err(e) => {
-                ctx.send(source, RemoteOp::Status(format!("peer {peer}: connect failed: {e}")));
+                // With TCP MD5, a peer with another password (or none) drops our SYNs: all we see is a time-out.
+                let hint = if key.is_some() && e.kind() == std::io::ErrorKind::TimedOut {
+                    " (bgp-password is set: a peer whose password differs, or that has none, never answers)"
+                } else {
+                    ""
+                };
+                let status = format!("peer {peer}: connect failed: {e}{hint}");
+                if backoff >= Duration::from_secs(4) {
+                    tracing::warn!(bridge = %ctx.bridge, "BGP {status}");
+                }
+                ctx.send(source, RemoteOp::Status(status));
                 ctx.sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
