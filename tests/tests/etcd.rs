@@ -215,3 +215,135 @@ fn compacted_watch_is_reported() {
         "weft's reading of etcd's answer"
     );
 }
+
+/// A test CA, and certificates it signed, made with openssl: the etcd server's (for 10.0.0.254; etcd's JSON
+/// gateway also uses it as a client of etcd's own gRPC side, hence clientAuth too) and a client's. With
+/// client-cert-auth and authentication both on, etcd refuses gateway requests whose client certificate has a
+/// Common Name (it could not become the etcd user through the gateway): the client certificate has none. Returns the directory holding ca.crt, server.{crt,key} and client.{crt,key}.
+fn test_pki(dir: &std::path::Path) -> std::path::PathBuf {
+    let d = dir.join("pki");
+    std::fs::create_dir_all(&d).unwrap();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    sh(&format!(
+        "cd {d} && openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=weft-test-ca 2>/dev/null && \
+         openssl req {ec} -keyout server.key -out server.csr -subj /CN=etcd \
+           -addext subjectAltName=IP:10.0.0.254,IP:127.0.0.1 -addext extendedKeyUsage=serverAuth,clientAuth 2>/dev/null && \
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 \
+           -copy_extensions copy 2>/dev/null && \
+         openssl req {ec} -keyout client.key -out client.csr -subj /O=weft \
+           -addext extendedKeyUsage=clientAuth 2>/dev/null && \
+         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 \
+           -copy_extensions copy 2>/dev/null && chmod 600 *.key",
+        d = d.display()
+    ));
+    d
+}
+
+/// etcd with TLS, client certificates and authentication: hosts with the CA, a client certificate and the
+/// right password find each other; a host with a wrong password, and one without a client certificate, are
+/// refused with a log line that says which.
+#[test]
+fn etcd_over_tls_with_client_certificates_and_a_password() {
+    if !prerequisites(&["ip", "ping", "etcd", "etcdctl", "openssl"]) {
+        return;
+    }
+    let p = "ets";
+    let tmp = TempDir::new(p);
+    let ul = Ns::new(&format!("{p}ul"));
+    ul.sh("ip link add ul0 type bridge && ip link set ul0 up && ip addr add 10.0.0.254/24 dev ul0");
+    let pki = test_pki(&tmp.0);
+    let f = |n: &str| pki.join(n).display().to_string();
+    let url = "https://10.0.0.254:23790";
+    let log = std::fs::File::create(tmp.path("etcd.log")).unwrap();
+    let mut etcd = Command::new("ip")
+        .args(["netns", "exec", &ul.name, "etcd", "--name", "s1"])
+        .arg("--data-dir")
+        .arg(tmp.path("s1"))
+        .args(["--listen-client-urls", url, "--advertise-client-urls", url])
+        .args([
+            "--listen-peer-urls",
+            "http://127.0.0.1:23800",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:23800",
+        ])
+        .args(["--initial-cluster", "s1=http://127.0.0.1:23800"])
+        .args(["--cert-file", &f("server.crt"), "--key-file", &f("server.key")])
+        .args(["--trusted-ca-file", &f("ca.crt"), "--client-cert-auth"])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("cannot start etcd");
+    let ctl = format!(
+        "ETCDCTL_API=3 etcdctl --endpoints {url} --cacert {} --cert {} --key {}",
+        f("ca.crt"),
+        f("client.crt"),
+        f("client.key")
+    );
+    wait_for("etcd over TLS is healthy", 30, || ul.run(&format!("{ctl} endpoint health")).status.success());
+    // Authentication: root, and a user weft that may read and write under /weft/ only.
+    for cmd in [
+        "user add root:root-pw-1",
+        "user add weft:weft-pw-2",
+        "role add weft",
+        "role grant-permission weft --prefix=true readwrite /weft/",
+        "user grant-role weft weft",
+        "auth enable",
+    ] {
+        ul.sh(&format!("{ctl} {cmd}"));
+    }
+    let tls_settings = |password: &str, with_cert: bool| {
+        let mut s = format!(
+            "other_config:control-plane=etcd other_config:etcd-endpoints={url} other_config:etcd-ttl={TTL} \
+             other_config:etcd-ca-cert={} other_config:etcd-user=weft other_config:etcd-password={password}",
+            f("ca.crt")
+        );
+        if with_cert {
+            s += &format!(" other_config:etcd-cert={} other_config:etcd-key={}", f("client.crt"), f("client.key"));
+        }
+        s
+    };
+    let mut hosts = Vec::new();
+    for (i, password, cert) in
+        [(1u8, "weft-pw-2", true), (2, "weft-pw-2", true), (3, "wrong-pw", true), (4, "weft-pw-2", false)]
+    {
+        let ns = Ns::new(&format!("{p}h{i}"));
+        sh(&format!("ip link add eth0 netns {} type veth peer name {p}v{i} netns {}", ns.name, ul.name));
+        ul.sh(&format!("ip link set {p}v{i} master ul0 up"));
+        ns.sh(&format!("ip addr add 10.0.0.{i}/24 dev eth0 && ip link set eth0 up"));
+        let w = Weftd::start(&ns, &tmp.path(&format!("h{i}")));
+        w.weft("add-br br0");
+        let tap = format!("{p}t{i}");
+        w.weft(&format!("add-port br0 {tap} -- set interface {tap} type=tap"));
+        w.weft("add-port br0 vx -- set interface vx type=vxlan options:remote_ip=flow options:key=100");
+        w.weft(&format!("set bridge br0 {}", tls_settings(password, cert)));
+        let ep = endpoint_tap(&format!("{p}e{i}"), &ns, &tap, &format!("10.100.0.{i}"), &format!("2001:db8:100::{i}"));
+        let mac = mac_of(&ep, &tap);
+        hosts.push(Host { _ns: ns, w, ep, mac });
+    }
+    // The two well-configured hosts find each other and their endpoints ping.
+    for (a, b, vtep) in [(0, 1, "10.0.0.2"), (1, 0, "10.0.0.1")] {
+        wait_for(&format!("h{} learns h{}'s MAC over TLS", a + 1, b + 1), 20, || {
+            entry(&hosts[a].w, &hosts[b].mac).is_some_and(|e| e["origin"] == "etcd" && e["remote_ip"] == vtep)
+        });
+    }
+    hosts[0].ep.ping("10.100.0.2", 3);
+    // A wrong password: refused, and the log and show say so.
+    wait_for("h3 reports the refused password", 20, || {
+        hosts[2].w.log().contains("etcd refused user \"weft\"") && hosts[2].w.weft("show").contains("etcd refused user")
+    });
+    // No client certificate: the TLS handshake fails, and the log says so.
+    wait_for("h4 reports the refused TLS session", 20, || hosts[3].w.weft("show").contains("refused the TLS session"));
+    assert!(hosts[3].w.log().contains("etcd-cert and etcd-key"), "{}", hosts[3].w.log());
+    for h in &hosts[2..] {
+        assert!(entry(&h.w, &hosts[0].mac).is_none(), "a refused host learned routes");
+    }
+    let keys = ul.sh(&format!("{ctl} --user root:root-pw-1 get /weft/ --prefix --keys-only"));
+    assert!(keys.contains("/weft/vni/100/vtep/10.0.0.1") && !keys.contains("10.0.0.3"), "{keys}");
+    for h in &hosts {
+        assert!(!h.w.log().contains("weft-pw-2") && !h.w.weft("show").contains("weft-pw-2"));
+    }
+    drop(hosts);
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+}

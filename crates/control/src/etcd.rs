@@ -97,11 +97,32 @@ pub enum WatchMsg {
 
 /// A client of one etcd cluster: requests go to the member that answered last and move on to the next on
 /// failure.
-#[derive(Debug)]
 pub struct Client {
     endpoints: Vec<Endpoint>,
     current: usize,
     pub timeout: Duration,
+    /// For `https://` endpoints.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// etcd user and password (`/v3/auth/authenticate`), and the token each member gave (simple tokens are
+    /// good only at the member that issued them).
+    credentials: Option<(String, String)>,
+    tokens: Vec<Option<String>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.endpoints)
+            .field("current", &self.current)
+            .field("tls", &self.tls.is_some())
+            .field("user", &self.credentials.as_ref().map(|c| &c.0))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an etcd error says the request's token is missing, expired or unknown at this member.
+fn token_refused(status: u16, msg: &str) -> bool {
+    status == 401 || msg.contains("invalid auth token") || msg.contains("user name is empty")
 }
 
 fn kv_of(v: &Value) -> Option<(String, String, i64)> {
@@ -114,13 +135,55 @@ fn kv_of(v: &Value) -> Option<(String, String, i64)> {
 }
 
 impl Client {
-    /// A client for `urls` (`http://HOST:PORT`, at least one).
-    pub fn new(urls: &[String]) -> Result<Client, String> {
+    /// A client for `urls` (`http://HOST:PORT` or `https://HOST:PORT`, at least one), with the TLS
+    /// configuration `https://` needs and etcd credentials if the cluster has authentication on.
+    pub fn new(
+        urls: &[String],
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+        credentials: Option<(String, String)>,
+    ) -> Result<Client, String> {
         let endpoints = urls.iter().map(|u| Endpoint::parse(u)).collect::<Result<Vec<_>, _>>()?;
         if endpoints.is_empty() {
             return Err("no etcd endpoint given".into());
         }
-        Ok(Client { endpoints, current: 0, timeout: Duration::from_secs(3) })
+        if endpoints.iter().any(|e| e.tls) && tls.is_none() {
+            return Err("https:// endpoints need a TLS configuration (the CA of the servers)".into());
+        }
+        let tokens = vec![None; endpoints.len()];
+        Ok(Client { endpoints, current: 0, timeout: Duration::from_secs(3), tls, credentials, tokens })
+    }
+
+    fn options(&self, at: usize) -> http::Options<'_> {
+        http::Options { tls: self.tls.as_ref(), token: self.tokens[at].as_deref() }
+    }
+
+    /// Gets a token from member `at` when the client has credentials and holds none for it yet.
+    fn authenticate(&mut self, at: usize) -> io::Result<()> {
+        let Some((user, password)) = &self.credentials else { return Ok(()) };
+        if self.tokens[at].is_some() {
+            return Ok(());
+        }
+        let body = json!({ "name": user, "password": password }).to_string();
+        let ep = &self.endpoints[at];
+        let r = http::post(ep, "/v3/auth/authenticate", body.as_bytes(), self.timeout, self.options(at))?;
+        let status = r.status;
+        let v: Value = serde_json::from_slice(&r.body(1 << 20)?)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{ep}: authenticate: {e}")))?;
+        match v.get("token").and_then(Value::as_str) {
+            Some(t) if status == 200 => {
+                self.tokens[at] = Some(t.to_string());
+                Ok(())
+            }
+            _ => {
+                let msg = v.get("error").or_else(|| v.get("message")).and_then(Value::as_str).unwrap_or("");
+                Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{ep}: etcd refused user {user:?}: HTTP {status}: {msg} (check etcd-user and etcd-password)"
+                    ),
+                ))
+            }
+        }
     }
 
     /// The member requests go to now.
@@ -128,17 +191,34 @@ impl Client {
         &self.endpoints[self.current]
     }
 
-    fn call_one(&self, ep: &Endpoint, path: &str, body: &[u8]) -> io::Result<Value> {
-        let r = http::post(ep, path, body, self.timeout)?;
-        let status = r.status;
-        let body = r.body(64 << 20)?;
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{ep}{path}: not JSON: {e}")))?;
-        if status != 200 {
+    fn call_one(&mut self, at: usize, path: &str, body: &[u8]) -> io::Result<Value> {
+        for attempt in 0..2 {
+            self.authenticate(at)?;
+            let ep = &self.endpoints[at];
+            let r = http::post(ep, path, body, self.timeout, self.options(at))?;
+            let status = r.status;
+            let body = r.body(64 << 20)?;
+            let v: Value = serde_json::from_slice(&body)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{ep}{path}: not JSON: {e}")))?;
+            if status == 200 {
+                return Ok(v);
+            }
             let msg = v.get("error").or_else(|| v.get("message")).and_then(Value::as_str).unwrap_or("");
-            return Err(io::Error::other(format!("{ep}{path}: HTTP {status}: {msg}")));
+            // An expired or unknown token: get a new one and try once more.
+            if attempt == 0 && self.credentials.is_some() && token_refused(status, msg) {
+                self.tokens[at] = None;
+                continue;
+            }
+            let hint = if token_refused(status, msg) && self.credentials.is_none() {
+                " (the cluster has authentication on: set etcd-user and etcd-password)"
+            } else if msg.contains("permission denied") {
+                " (the etcd user may not read or write these keys)"
+            } else {
+                ""
+            };
+            return Err(io::Error::other(format!("{ep}{path}: HTTP {status}: {msg}{hint}")));
         }
-        Ok(v)
+        Err(io::Error::other(format!("{}{path}: the token was refused twice", self.endpoints[at])))
     }
 
     /// Sends one request, trying every member once, starting with the current one.
@@ -147,7 +227,7 @@ impl Client {
         let mut last = None;
         for i in 0..self.endpoints.len() {
             let at = (self.current + i) % self.endpoints.len();
-            match self.call_one(&self.endpoints[at], path, &bytes) {
+            match self.call_one(at, path, &bytes) {
                 Ok(v) => {
                     self.current = at;
                     return Ok(v);
@@ -242,12 +322,21 @@ impl Client {
         let mut last = None;
         for i in 0..self.endpoints.len() {
             let at = (self.current + i) % self.endpoints.len();
-            match http::post(&self.endpoints[at], "/v3/watch", body.as_bytes(), self.timeout) {
+            if let Err(e) = self.authenticate(at) {
+                last = Some(e);
+                continue;
+            }
+            match http::post(&self.endpoints[at], "/v3/watch", body.as_bytes(), self.timeout, self.options(at)) {
                 Ok(r) if r.status == 200 => {
                     self.current = at;
                     return Ok(Watch { response: r, buf: Vec::with_capacity(65536) });
                 }
-                Ok(r) => last = Some(io::Error::other(format!("{}: watch: HTTP {}", self.endpoints[at], r.status))),
+                Ok(r) => {
+                    if r.status == 401 {
+                        self.tokens[at] = None;
+                    }
+                    last = Some(io::Error::other(format!("{}: watch: HTTP {}", self.endpoints[at], r.status)))
+                }
                 Err(e) => last = Some(e),
             }
         }

@@ -1,26 +1,39 @@
-//! Just enough HTTP/1.1 over TCP for etcd's JSON gateway: one request per connection (`Connection: close`),
-//! bodies with Content-Length or chunked, and a streaming reader for watches.
+//! Just enough HTTP/1.1 over TCP (or TLS, for `https://`) for etcd's JSON gateway: one request per connection
+//! (`Connection: close`), bodies with Content-Length or chunked, and a streaming reader for watches.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-/// An `http://host:port` endpoint.
+/// An `http://host:port` or `https://host:port` endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
+    /// `https://`: TLS with the client's TLS configuration.
+    pub tls: bool,
+}
+
+/// How requests are made: TLS for `https://` endpoints, and an etcd authentication token.
+#[derive(Clone, Copy, Default)]
+pub struct Options<'a> {
+    pub tls: Option<&'a std::sync::Arc<rustls::ClientConfig>>,
+    pub token: Option<&'a str>,
 }
 
 impl Endpoint {
-    /// Parses `http://HOST:PORT` (HTTPS is not spoken; the port defaults to 2379).
+    /// Parses `http://HOST:PORT` or `https://HOST:PORT` (the port defaults to 2379).
     pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("{url:?}: only http:// endpoints are supported (weft speaks no TLS to etcd)"))?;
+        let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(format!("{url:?}: expected http://HOST:PORT or https://HOST:PORT"));
+        };
         let rest = rest.trim_end_matches('/');
         if rest.is_empty() || rest.contains('/') {
-            return Err(format!("{url:?}: expected http://HOST:PORT"));
+            return Err(format!("{url:?}: expected http[s]://HOST:PORT"));
         }
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(':') || h.starts_with('[') => {
@@ -32,7 +45,7 @@ impl Endpoint {
         if host.is_empty() {
             return Err(format!("{url:?}: no host"));
         }
-        Ok(Endpoint { host: host.to_string(), port })
+        Ok(Endpoint { host: host.to_string(), port, tls })
     }
 
     fn addr(&self) -> io::Result<SocketAddr> {
@@ -45,10 +58,11 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
         if self.host.contains(':') {
-            write!(f, "http://[{}]:{}", self.host, self.port)
+            write!(f, "{scheme}://[{}]:{}", self.host, self.port)
         } else {
-            write!(f, "http://{}:{}", self.host, self.port)
+            write!(f, "{scheme}://{}:{}", self.host, self.port)
         }
     }
 }
@@ -77,7 +91,7 @@ fn read_line<R: BufRead>(r: &mut R, line: &mut String) -> io::Result<usize> {
 /// A response whose body is still being read.
 pub struct Response {
     pub status: u16,
-    reader: BufReader<TcpStream>,
+    reader: BufReader<crate::tls::Stream>,
     chunked: bool,
     /// Bytes left in the current chunk (chunked) or the body (Content-Length; `None`: until EOF).
     left: Option<u64>,
@@ -85,25 +99,50 @@ pub struct Response {
 }
 
 /// Sends `POST path` with a JSON body and reads the status line and headers.
-pub fn post(ep: &Endpoint, path: &str, body: &[u8], timeout: Duration) -> io::Result<Response> {
-    let stream = TcpStream::connect_timeout(&ep.addr()?, timeout)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
+pub fn post(ep: &Endpoint, path: &str, body: &[u8], timeout: Duration, opts: Options<'_>) -> io::Result<Response> {
+    let tcp = TcpStream::connect_timeout(&ep.addr()?, timeout)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    let mut stream = match (ep.tls, opts.tls) {
+        (false, _) => crate::tls::Stream::Plain(tcp),
+        (true, Some(cfg)) => crate::tls::Stream::connect(cfg, &ep.host, tcp)
+            .map_err(|e| io::Error::new(e.kind(), format!("{ep}: {e}")))?,
+        (true, None) => return Err(io::Error::other(format!("{ep}: https:// without a TLS configuration"))),
+    };
     let mut req = Vec::with_capacity(160 + body.len());
     write!(
         req,
         "POST {path} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n",
+         Connection: close\r\n",
         ep.host,
         ep.port,
         body.len()
     )?;
+    if let Some(token) = opts.token {
+        write!(req, "Authorization: {token}\r\n")?;
+    }
+    req.extend_from_slice(b"\r\n");
     req.extend_from_slice(body);
-    (&stream).write_all(&req)?;
+    stream.write_all(&req)?;
+    stream.flush()?;
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
-    read_line(&mut reader, &mut line)?;
+    read_line(&mut reader, &mut line).map_err(|e| {
+        // TLS 1.3 finishes the client's side of the handshake before the server has looked at our certificate:
+        // a refusal shows up as an alert on the first read.
+        if ep.tls && e.to_string().contains("alert") {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{ep}: the server refused the TLS session ({e}): it may want a client certificate \
+                     (other_config:etcd-cert and etcd-key) that its CA signed"
+                ),
+            )
+        } else {
+            e
+        }
+    })?;
     let status = line
         .split_whitespace()
         .nth(1)
@@ -137,7 +176,7 @@ pub fn post(ep: &Endpoint, path: &str, body: &[u8], timeout: Duration) -> io::Re
 impl Response {
     /// Sets how long one read may wait (watches wait long).
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.reader.get_ref().set_read_timeout(t)
+        self.reader.get_ref().tcp().set_read_timeout(t)
     }
 
     /// Reads some of the body into `buf`; 0 at its end.
@@ -211,11 +250,12 @@ mod tests {
     fn endpoints() {
         assert_eq!(
             Endpoint::parse("http://127.0.0.1:23791").unwrap(),
-            Endpoint { host: "127.0.0.1".into(), port: 23791 }
+            Endpoint { host: "127.0.0.1".into(), port: 23791, tls: false }
         );
+        assert!(Endpoint::parse("https://etcd1:2379").unwrap().tls);
         assert_eq!(Endpoint::parse("http://[2001:db8::1]:2379/").unwrap().host, "2001:db8::1");
         assert_eq!(Endpoint::parse("http://etcd").unwrap().port, 2379);
-        assert!(Endpoint::parse("https://127.0.0.1:2379").is_err());
+        assert!(Endpoint::parse("ftp://127.0.0.1:2379").is_err());
         assert!(Endpoint::parse("http://127.0.0.1:x").is_err());
         assert!(Endpoint::parse("http://h:1/v3").is_err());
     }
@@ -229,22 +269,22 @@ mod tests {
             let _ = s.read(&mut buf);
             s.write_all(reply).unwrap();
         });
-        Endpoint { host: "127.0.0.1".into(), port }
+        Endpoint { host: "127.0.0.1".into(), port, tls: false }
     }
 
     #[test]
     fn chunked_and_length_bodies() {
         let t = Duration::from_secs(5);
         let ep = serve(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
-        let r = post(&ep, "/v3/x", b"{}", t).unwrap();
+        let r = post(&ep, "/v3/x", b"{}", t, Options::default()).unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body(100).unwrap(), b"hello world");
         let ep = serve(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nabcdef");
-        let r = post(&ep, "/v3/x", b"{}", t).unwrap();
+        let r = post(&ep, "/v3/x", b"{}", t, Options::default()).unwrap();
         assert_eq!(r.status, 404);
         assert_eq!(r.body(100).unwrap(), b"abc");
         let ep = serve(b"garbage\r\n\r\n");
-        assert!(post(&ep, "/", b"", t).is_err());
+        assert!(post(&ep, "/", b"", t, Options::default()).is_err());
     }
 
     #[test]
@@ -254,9 +294,9 @@ mod tests {
             [&b"HTTP/1.1 200 OK\r\nX-Long: "[..], &vec![b'a'; 100_000], b"\r\n\r\n"].concat().into_boxed_slice(),
         );
         let err = |r: io::Result<Response>| r.err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err(post(&serve(long), "/", b"", t)).contains("longer than"));
+        assert!(err(post(&serve(long), "/", b"", t, Options::default())).contains("longer than"));
         let many: &'static [u8] =
             Box::leak([&b"HTTP/1.1 200 OK\r\n"[..], &b"X: y\r\n".repeat(1000), b"\r\n"].concat().into_boxed_slice());
-        assert!(err(post(&serve(many), "/", b"", t)).contains("header lines"));
+        assert!(err(post(&serve(many), "/", b"", t, Options::default())).contains("header lines"));
     }
 }

@@ -14,6 +14,7 @@ pub mod bgp;
 pub mod etcd;
 pub mod http;
 pub mod model;
+pub mod tls;
 
 pub use model::{Adj, Change, LocalChange, MacKey, Record, Rib, Vni};
 

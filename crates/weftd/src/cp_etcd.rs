@@ -55,11 +55,41 @@ fn puts_of(spec: &EtcdSpec, me: IpAddr, changes: &[LocalChange]) -> (Vec<(String
     (puts, dels)
 }
 
+/// The etcd client the settings describe: TLS for `https://` (the CA, and a client certificate if given) and
+/// credentials. A configuration that cannot be loaded (an unreadable or malformed PEM file) is reported in
+/// `show` and the log, and the backend stops.
+fn client(ctx: &BackendCtx, spec: &EtcdSpec, source: u32) -> Option<Client> {
+    let tls = match &spec.tls {
+        None => None,
+        Some(t) => {
+            let ck = t.cert_key.as_ref().map(|(c, k)| (c.as_str(), k.as_str()));
+            match weft_control::tls::client_config(&t.ca_cert, ck, weft_control::tls::NameCheck::Verify) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(bridge = %ctx.bridge, "etcd TLS settings: {e}");
+                    ctx.send(source, RemoteOp::Status(format!("TLS settings unusable: {e}")));
+                    return None;
+                }
+            }
+        }
+    };
+    let credentials = spec.user.as_ref().map(|(u, p)| (u.clone(), p.0.clone()));
+    match Client::new(&spec.endpoints, tls, credentials) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::error!(bridge = %ctx.bridge, "etcd: {e}");
+            ctx.send(source, RemoteOp::Status(e));
+            None
+        }
+    }
+}
+
 fn writer(ctx: BackendCtx, spec: EtcdSpec, rx: Receiver<Publish>) {
     let Some(me) = announce_me(&ctx, &spec) else { return };
-    let Ok(mut client) = Client::new(&spec.endpoints) else { return };
+    let Some(mut client) = client(&ctx, &spec, SOURCE) else { return };
     let mut local = LocalSet::default();
     let mut lease = 0i64;
+    let mut last_error: Option<String> = None;
     let keepalive_every = Duration::from_secs((spec.ttl / 3).max(1));
     let mut next_keepalive = Instant::now();
     loop {
@@ -100,7 +130,13 @@ fn writer(ctx: BackendCtx, spec: EtcdSpec, rx: Receiver<Publish>) {
                     ctx.send(SOURCE, RemoteOp::Status(format!("joined through {} (lease {id:x})", client.current())));
                 }
                 Err(e) => {
-                    ctx.send(SOURCE, RemoteOp::Status(format!("cannot join: {e}")));
+                    let status = format!("cannot join: {e}");
+                    // Once per distinct reason (a refused password or certificate does not fix itself).
+                    if last_error.as_deref() != Some(status.as_str()) {
+                        tracing::warn!(bridge = %ctx.bridge, "etcd: {status}");
+                        last_error = Some(status.clone());
+                    }
+                    ctx.send(SOURCE, RemoteOp::Status(status));
                     if !ctx.sleep(Duration::from_secs(1)) {
                         return;
                     }
@@ -147,7 +183,7 @@ fn watcher(ctx: BackendCtx, spec: EtcdSpec) {
     if announce_me(&ctx, &spec).is_none() {
         return;
     }
-    let Ok(mut client) = Client::new(&spec.endpoints) else { return };
+    let Some(mut client) = client(&ctx, &spec, SOURCE + 1) else { return };
     while !ctx.stopped() {
         // A full read, then changes from the revision after it.
         let (revision, kvs) = match client.range_prefix(&spec.prefix) {
