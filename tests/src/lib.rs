@@ -556,3 +556,26 @@ impl<'a> Capture<'a> {
         self.ns.sh(&format!("kill {} 2>/dev/null; sleep 0.3; true", self.pid));
     }
 }
+
+/// A test CA, and certificates it signed, made with openssl: the etcd server's (for 10.0.0.254; etcd's JSON
+/// gateway also uses it as a client of etcd's own gRPC side, hence clientAuth too) and a client's. With
+/// client-cert-auth and authentication both on, etcd refuses gateway requests whose client certificate has a
+/// Common Name (it could not become the etcd user through the gateway): the client certificate has none. Returns the directory holding ca.crt, server.{crt,key} and client.{crt,key}.
+pub fn test_pki(d: &std::path::Path) -> std::path::PathBuf {
+    let d = d.to_path_buf();
+    std::fs::create_dir_all(&d).unwrap();
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    sh(&format!(
+        "cd {d} && openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=weft-test-ca 2>/dev/null && \
+         openssl req {ec} -keyout server.key -out server.csr -subj /CN=etcd \
+           -addext subjectAltName=IP:10.0.0.254,IP:127.0.0.1 -addext extendedKeyUsage=serverAuth,clientAuth 2>/dev/null && \
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 \
+           -copy_extensions copy 2>/dev/null && \
+         openssl req {ec} -keyout client.key -out client.csr -subj /O=weft \
+           -addext extendedKeyUsage=clientAuth 2>/dev/null && \
+         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 \
+           -copy_extensions copy 2>/dev/null && chmod 600 *.key",
+        d = d.display()
+    ));
+    d
+}

@@ -216,29 +216,6 @@ fn compacted_watch_is_reported() {
     );
 }
 
-/// A test CA, and certificates it signed, made with openssl: the etcd server's (for 10.0.0.254; etcd's JSON
-/// gateway also uses it as a client of etcd's own gRPC side, hence clientAuth too) and a client's. With
-/// client-cert-auth and authentication both on, etcd refuses gateway requests whose client certificate has a
-/// Common Name (it could not become the etcd user through the gateway): the client certificate has none. Returns the directory holding ca.crt, server.{crt,key} and client.{crt,key}.
-fn test_pki(dir: &std::path::Path) -> std::path::PathBuf {
-    let d = dir.join("pki");
-    std::fs::create_dir_all(&d).unwrap();
-    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
-    sh(&format!(
-        "cd {d} && openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=weft-test-ca 2>/dev/null && \
-         openssl req {ec} -keyout server.key -out server.csr -subj /CN=etcd \
-           -addext subjectAltName=IP:10.0.0.254,IP:127.0.0.1 -addext extendedKeyUsage=serverAuth,clientAuth 2>/dev/null && \
-         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 \
-           -copy_extensions copy 2>/dev/null && \
-         openssl req {ec} -keyout client.key -out client.csr -subj /O=weft \
-           -addext extendedKeyUsage=clientAuth 2>/dev/null && \
-         openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 \
-           -copy_extensions copy 2>/dev/null && chmod 600 *.key",
-        d = d.display()
-    ));
-    d
-}
-
 /// etcd with TLS, client certificates and authentication: hosts with the CA, a client certificate and the
 /// right password find each other; a host with a wrong password, and one without a client certificate, are
 /// refused with a log line that says which.
@@ -251,7 +228,7 @@ fn etcd_over_tls_with_client_certificates_and_a_password() {
     let tmp = TempDir::new(p);
     let ul = Ns::new(&format!("{p}ul"));
     ul.sh("ip link add ul0 type bridge && ip link set ul0 up && ip addr add 10.0.0.254/24 dev ul0");
-    let pki = test_pki(&tmp.0);
+    let pki = test_pki(&tmp.path("pki"));
     let f = |n: &str| pki.join(n).display().to_string();
     let url = "https://10.0.0.254:23790";
     let log = std::fs::File::create(tmp.path("etcd.log")).unwrap();

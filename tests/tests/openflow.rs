@@ -144,3 +144,79 @@ while True:
         print(h[1], struct.unpack('>I', h[4:8])[0], struct.unpack('>HH', b[:4]))
         break
 "#;
+
+/// OpenFlow over TLS, as Open vSwitch does it (`set-ssl`, `pssl:`/`ssl:`): `ovs-ofctl` with a certificate
+/// the CA signed manages flows through weft's `pssl:` listener; one with a certificate of another CA is
+/// refused (and the log says so); weft connects to Open vSwitch's test controller over `ssl:` and sends it
+/// PACKET_IN.
+#[test]
+fn openflow_over_tls_with_ovs_ofctl_and_a_controller() {
+    let p = "ot";
+    if !prerequisites(&["ip", "ping", "ovs-ofctl", "ovs-testcontroller", "openssl"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let pki = test_pki(&tmp.path("pki"));
+    let other = test_pki(&tmp.path("other-pki"));
+    let f = |d: &std::path::Path, n: &str| d.join(n).display().to_string();
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    w.weft("add-br sw1");
+    let left = Ns::new(&format!("{p}l"));
+    veth(&left, "eth0", Some("10.3.0.1/24"), &h, &format!("{p}p1"), None);
+    w.weft(&format!("add-port sw1 {p}p1"));
+    // pssl without set-ssl is refused whole.
+    let (ok, _, err) = w.try_weft("set-controller sw1 pssl:6653");
+    assert!(!ok && err.contains("set-ssl"), "{err}");
+    w.weft(&format!("set-ssl {} {} {}", f(&pki, "server.key"), f(&pki, "server.crt"), f(&pki, "ca.crt")));
+    assert!(w.weft("get-ssl").contains(&format!("CA Certificate: {}", f(&pki, "ca.crt"))));
+    w.weft("set-controller sw1 pssl:6653");
+    wait_for("the TLS listener", 5, || h.sh("ss -ltnH").contains("127.0.0.1:6653"));
+    let ofctl = |d: &std::path::Path, args: &str| {
+        h.run(&format!(
+            "timeout 10 ovs-ofctl -O OpenFlow13 --private-key={} --certificate={} --ca-cert={} {args}",
+            f(d, "client.key"),
+            f(d, "client.crt"),
+            f(d, "ca.crt")
+        ))
+    };
+    let out = ofctl(&pki, "add-flow ssl:127.0.0.1:6653 priority=7,icmp,actions=drop");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dump = String::from_utf8_lossy(&ofctl(&pki, "dump-flows ssl:127.0.0.1:6653").stdout).into_owned();
+    assert!(dump.contains("priority=7,icmp actions=drop"), "{dump}");
+    assert!(w.weft("dump-flows sw1").contains("priority=7,icmp"), "the flow is weft's");
+    // Another CA's certificate (ovs-ofctl trusting that other CA too): refused by weft.
+    let out = ofctl(&other, "dump-flows ssl:127.0.0.1:6653");
+    assert!(!out.status.success(), "a stranger's certificate was accepted");
+    wait_for("weft logs the refused connection", 5, || w.log().contains("OpenFlow connection with 127.0.0.1"));
+    // Plain TCP to a TLS listener gets nowhere either.
+    let out = h.run("timeout 5 ovs-ofctl -O OpenFlow13 dump-flows tcp:127.0.0.1:6653");
+    assert!(!out.status.success());
+
+    // weft as the TLS client of Open vSwitch's test controller.
+    let d = tmp.path("tc");
+    std::fs::create_dir_all(&d).unwrap();
+    let log = d.join("tc.log");
+    h.sh(&format!(
+        "ovs-testcontroller -O OpenFlow13 pssl:6654:127.0.0.1 -p {} -c {} -C {} -n --verbose=vconn:file:dbg \
+         --log-file={} --pidfile={d}/tc.pid --unixctl={d}/tc.ctl --detach",
+        f(&pki, "server.key"),
+        f(&pki, "server.crt"),
+        f(&pki, "ca.crt"),
+        log.display(),
+        d = d.display()
+    ));
+    let pid = std::fs::read_to_string(d.join("tc.pid")).unwrap_or_default().trim().to_string();
+    w.weft("set-controller sw1 ssl:127.0.0.1:6654");
+    wait_for("weft connects to the controller over TLS", 10, || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("OFPT_FEATURES_REPLY")
+    });
+    w.weft("add-flow sw1 priority=10,icmp,actions=controller");
+    left.sh("ip neigh add 10.3.0.9 lladdr 02:00:00:00:00:09 dev eth0");
+    let _ = left.run("ping -c 3 -i 0.3 -W 1 10.3.0.9");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = run(&format!("kill {pid}"));
+    let pins = text.lines().filter(|l| l.contains("OFPT_PACKET_IN") && l.contains("in_port=1")).count();
+    assert!(pins >= 3, "no PACKET_IN over TLS:\n{text}");
+}

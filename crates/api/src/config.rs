@@ -725,12 +725,21 @@ pub enum OfTarget {
     Connect(std::net::SocketAddr),
 }
 
+impl OfTarget {
+    /// Whether the connection is TLS (`pssl:`/`ssl:`), which needs `set-ssl`.
+    pub fn is_tls(t: &str) -> bool {
+        t.starts_with("ssl:") || t.starts_with("pssl:")
+    }
+}
+
 /// Parses `ptcp:PORT[:IP]` or `tcp:IP[:PORT]` (port 6653 by default; IPv6 in brackets). A listener without
 /// an address listens on 127.0.0.1 only: whoever reaches an OpenFlow listener owns the flow table, so
 /// listening on other addresses must be asked for by name (`ptcp:6653:0.0.0.0`).
 pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
     let bad = |why: &str| {
-        ConfigError::BadSetting(format!("controller {t:?}: {why} (expected ptcp:PORT[:IP] or tcp:IP[:PORT])"))
+        ConfigError::BadSetting(format!(
+            "controller {t:?}: {why} (expected ptcp:PORT[:IP], pssl:PORT[:IP], tcp:IP[:PORT] or ssl:IP[:PORT])"
+        ))
     };
     let ip_of = |s: &str| -> Result<IpAddr, ConfigError> {
         s.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| bad("not an IP address"))
@@ -738,14 +747,14 @@ pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
     let port_of = |s: &str| -> Result<u16, ConfigError> {
         s.parse().ok().filter(|p| *p > 0).ok_or_else(|| bad("not a TCP port"))
     };
-    if let Some(rest) = t.strip_prefix("ptcp:") {
+    if let Some(rest) = t.strip_prefix("ptcp:").or_else(|| t.strip_prefix("pssl:")) {
         let (port, ip) = match rest.split_once(':') {
             Some((p, ip)) => (if p.is_empty() { 6653 } else { port_of(p)? }, ip_of(ip)?),
             None => (if rest.is_empty() { 6653 } else { port_of(rest)? }, IpAddr::from([127, 0, 0, 1])),
         };
         return Ok(OfTarget::Listen(std::net::SocketAddr::new(ip, port)));
     }
-    if let Some(rest) = t.strip_prefix("tcp:") {
+    if let Some(rest) = t.strip_prefix("tcp:").or_else(|| t.strip_prefix("ssl:")) {
         let (ip, port) = match rest.rsplit_once(':') {
             Some((ip, p)) if !rest.ends_with(']') && (ip.starts_with('[') || !ip.contains(':')) => {
                 (ip_of(ip)?, port_of(p)?)
@@ -1048,6 +1057,35 @@ pub mod weft_datapath_defaults {
 pub struct Config {
     #[serde(default)]
     pub bridges: Vec<BridgeConfig>,
+    /// `set-ssl PRIVKEY CERT CACERT`: the key and certificate weftd shows on `ssl:`/`pssl:` OpenFlow
+    /// connections, and the CA their peers' certificates must chain to (Open vSwitch's SSL table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl: Option<SslConfig>,
+}
+
+/// PEM files for OpenFlow over TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SslConfig {
+    pub private_key: String,
+    pub certificate: String,
+    pub ca_cert: String,
+}
+
+impl SslConfig {
+    /// Checks that each file is named by an absolute path and can be read now.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        for (what, path) in
+            [("private key", &self.private_key), ("certificate", &self.certificate), ("CA certificate", &self.ca_cert)]
+        {
+            if !path.starts_with('/') {
+                return Err(ConfigError::BadSetting(format!("set-ssl: the {what} {path:?} must be an absolute path")));
+            }
+            if let Err(e) = std::fs::File::open(path) {
+                return Err(ConfigError::BadSetting(format!("set-ssl: the {what} {path} cannot be read: {e}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Checks a name used for a bridge or port (they become interface names).
@@ -1408,6 +1446,13 @@ impl Config {
                 self.bridge_mut(bridge)?.controller = target.clone();
                 Ok(())
             }
+            Request::SetSsl { ssl } => {
+                if let Some(s) = ssl {
+                    s.check()?;
+                }
+                self.ssl = ssl.clone();
+                Ok(())
+            }
             Request::ClearPort { port, columns } => self.clear_port(port, columns),
             Request::DelPort { bridge, port, if_exists } => self.del_port(bridge.as_deref(), port, *if_exists),
             Request::SetInterface { port, settings } => self.set_interface(port, settings),
@@ -1426,13 +1471,24 @@ impl Config {
             | Request::DumpFlows { .. }
             | Request::Trace { .. }
             | Request::Vlog { .. }
-            | Request::Capture { .. } => Ok(()),
+            | Request::Capture { .. }
+            | Request::GetSsl => Ok(()),
         }
     }
 
     /// Checks the whole configuration: names, types, options, and that no two tunnels would claim the same
     /// packets (same local address, port, remote and VNI).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        for b in &self.bridges {
+            if let Some(t) = b.controller.as_deref().filter(|t| OfTarget::is_tls(t)) {
+                if self.ssl.is_none() {
+                    return Err(ConfigError::BadSetting(format!(
+                        "bridge {:?}: controller {t:?} needs TLS keys: set-ssl PRIVKEY CERT CACERT first",
+                        b.name
+                    )));
+                }
+            }
+        }
         let mut names = std::collections::HashSet::new();
         let mut tunnels: std::collections::HashMap<(Option<IpAddr>, u8, u16, IpAddr, u32), &str> = Default::default();
         // One UDP port on one address speaks one encapsulation.
@@ -1602,6 +1658,18 @@ mod tests {
         assert_eq!(listen("ptcp:"), "127.0.0.1:6653");
         assert_eq!(listen("ptcp:6653:0.0.0.0"), "0.0.0.0:6653");
         assert_eq!(listen("ptcp:6633:[::1]"), "[::1]:6633");
+        assert_eq!(listen("pssl:6653"), "127.0.0.1:6653");
+        assert!(OfTarget::is_tls("pssl:6653") && OfTarget::is_tls("ssl:192.0.2.9") && !OfTarget::is_tls("ptcp:1"));
+        let mut c = Config::default();
+        c.add_bridge("br0", false).unwrap();
+        c.apply(&Request::SetController { bridge: "br0".into(), target: Some("pssl:6653".into()) }).unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("set-ssl"));
+        let bad = SslConfig {
+            private_key: "/nonexistent/k".into(),
+            certificate: "/etc/hostname".into(),
+            ca_cert: "/etc/hostname".into(),
+        };
+        assert!(c.apply(&Request::SetSsl { ssl: Some(bad) }).unwrap_err().to_string().contains("cannot be read"));
         assert!(parse_of_target("ptcp:0").is_err());
         assert_eq!(parse_of_target("tcp:192.0.2.9").unwrap(), OfTarget::Connect("192.0.2.9:6653".parse().unwrap()));
     }

@@ -73,6 +73,12 @@ pub enum Request {
         bridge: String,
         target: Option<String>,
     },
+    /// `set-ssl PRIVKEY CERT CACERT` / `del-ssl`: TLS keys for `ssl:`/`pssl:` OpenFlow connections.
+    SetSsl {
+        ssl: Option<crate::config::SslConfig>,
+    },
+    /// `get-ssl`.
+    GetSsl,
     /// `vlog/set LEVEL` (or, without a level, `vlog/list`): the daemon's log level.
     Vlog {
         #[serde(default)]
@@ -175,6 +181,7 @@ impl Request {
                 | Request::DelFlows { .. }
                 | Request::ModFlows { .. }
                 | Request::SetController { .. }
+                | Request::SetSsl { .. }
                 | Request::ClearPort { .. }
                 | Request::FdbAdd { .. }
                 | Request::FdbDel { .. }

@@ -40,7 +40,11 @@ flows (ovs-ofctl syntax):
                                     goto_table:T (ports by number or name)
   set-controller BR ptcp:PORT[:IP] | tcp:IP[:PORT]   OpenFlow 1.3: listen for ovs-ofctl and controllers, or
                                     connect to a controller (packet-in for actions=controller); ptcp
-                                    without IP listens on 127.0.0.1 only (name 0.0.0.0 to listen on all)
+                                    without IP listens on 127.0.0.1 only (name 0.0.0.0 to listen on all);
+                                    pssl:PORT[:IP] | ssl:IP[:PORT]: the same over TLS (needs set-ssl)
+  set-ssl PRIVKEY CERT CACERT | del-ssl | get-ssl
+                                    PEM files for ssl/pssl: weftd's key and certificate, and the CA the
+                                    peer's certificate must chain to (both ends are checked, as in OVS)
   del-controller BR
 inspection:
   capture BR PORT [-w FILE|-] [-c N] [--outer] [-V] [--format json]
@@ -363,6 +367,26 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "del-controller" => {
             want(cmd, &rest, 1, 1, "BR")?;
             Request::SetController { bridge: rest[0].clone(), target: None }
+        }
+        "set-ssl" => {
+            want(cmd, &rest, 3, 3, "PRIVKEY CERT CACERT")?;
+            // Paths are kept absolute: weftd reads them, from its own working directory.
+            let abs =
+                |p: &String| -> anyhow::Result<String> { Ok(std::path::absolute(p)?.to_string_lossy().into_owned()) };
+            let ssl = weft_api::config::SslConfig {
+                private_key: abs(&rest[0])?,
+                certificate: abs(&rest[1])?,
+                ca_cert: abs(&rest[2])?,
+            };
+            Request::SetSsl { ssl: Some(ssl) }
+        }
+        "del-ssl" => {
+            want(cmd, &rest, 0, 0, "")?;
+            Request::SetSsl { ssl: None }
+        }
+        "get-ssl" => {
+            want(cmd, &rest, 0, 0, "")?;
+            Request::GetSsl
         }
         "dump-flows" => {
             want(cmd, &rest, 1, usize::MAX, "BR [FLOW]")?;

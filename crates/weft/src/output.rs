@@ -36,6 +36,16 @@ pub fn render(req: &Request, data: &Value, json: bool) -> anyhow::Result<String>
         Request::Trace { .. } => trace(&mut out, data)?,
         Request::Vlog { .. } => writeln!(out, "log level: {}", data["level"].as_str().unwrap_or_default())?,
         Request::IpsecShow { .. } => ipsec(&mut out, data)?,
+        Request::GetSsl => {
+            // As ovs-vsctl get-ssl prints it.
+            if let Some(o) = data.as_object() {
+                for (key, label) in
+                    [("private_key", "Private key"), ("certificate", "Certificate"), ("ca_cert", "CA Certificate")]
+                {
+                    writeln!(out, "{label}: {}", o.get(key).and_then(Value::as_str).unwrap_or_default())?;
+                }
+            }
+        }
         Request::FdbStats { .. } => {
             for key in ["entries", "mac_table_size", "learn_misses", "moves", "aged"] {
                 writeln!(out, "{key}: {}", data[key])?;

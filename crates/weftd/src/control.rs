@@ -166,6 +166,7 @@ impl State {
                 None => Response::err(format!("no bridge named {bridge:?}")),
             },
             Request::Show => Response::ok(self.show()),
+            Request::GetSsl => Response::ok(json!(self.config.ssl)),
             Request::FdbShow { bridge } => self.fdb_show(&bridge),
             Request::FdbFlush { bridge } => match self.ask(|tx| DpMsg::FdbFlush(bridge.clone(), tx)) {
                 Some(true) => Response::ok(Value::Null),

@@ -1,7 +1,8 @@
-//! OpenFlow 1.3 connections: weftd listening for `ovs-ofctl` and controllers (`ptcp:`), or connecting to a
-//! controller (`tcp:`). Each connection is served by its own thread; requests that change flows go through the
+//! OpenFlow 1.3 connections: weftd listening for `ovs-ofctl` and controllers (`ptcp:`, or `pssl:` over TLS), or
+//! connecting to a controller (`tcp:`, `ssl:`). Each connection is served by its own thread, which alone reads
+//! and writes it (a TLS session cannot be shared between threads); requests that change flows go through the
 //! same transactions as the CLI. Packets that reach `actions=controller` come from the datapath through a
-//! bounded channel and go to every connection of the bridge as PACKET_IN.
+//! bounded channel and go to each connection's own bounded queue as PACKET_IN.
 
 use crate::control::State;
 use crate::dataplane::DpMsg;
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use weft_api::config::{parse_of_target, OfTarget};
@@ -63,7 +64,20 @@ impl RateLimit {
     }
 }
 
-type Session = Arc<Mutex<TcpStream>>;
+/// A connection's queue of messages to send it (packet-ins), drained by its own thread.
+type Session = SyncSender<Vec<u8>>;
+/// Packet-ins waiting for one connection; more are dropped for that connection.
+const SESSION_QUEUE: usize = 256;
+/// How long a connection's thread waits for bytes before it sends what is queued for it.
+const POLL: Duration = Duration::from_millis(20);
+
+/// TLS for a bridge's OpenFlow connection: a server configuration for `pssl:`, a client one for `ssl:`.
+#[derive(Clone)]
+enum Tls {
+    None,
+    Server(Arc<rustls::ServerConfig>),
+    Client(Arc<rustls::ClientConfig>),
+}
 
 /// What every connection of one bridge shares: the bridge, the daemon state, the open connections (for
 /// packet-ins) and the flag that ends them.
@@ -75,12 +89,26 @@ struct Link {
     stop: Arc<AtomicBool>,
     /// Connections being served (counted from accept to close).
     open: Arc<std::sync::atomic::AtomicUsize>,
+    tls: Tls,
 }
 
-/// One bridge's controller setup: its target, the stop flag of its threads, and its open connections.
+/// One bridge's controller setup: its target (with the TLS files it was started with), the stop flag of its
+/// threads, and its open connections.
 struct Running {
-    target: String,
+    target: (String, Option<weft_api::config::SslConfig>),
     stop: Arc<AtomicBool>,
+}
+
+/// The TLS configuration a target needs, built from `set-ssl`'s files.
+fn tls_for(target: &str, ssl: Option<&weft_api::config::SslConfig>) -> Result<Tls, String> {
+    use weft_control::tls;
+    let Some(ssl) = ssl.filter(|_| OfTarget::is_tls(target)) else { return Ok(Tls::None) };
+    if target.starts_with("pssl:") {
+        tls::server_config(&ssl.ca_cert, &ssl.certificate, &ssl.private_key).map(Tls::Server)
+    } else {
+        let ck = Some((ssl.certificate.as_str(), ssl.private_key.as_str()));
+        tls::client_config(&ssl.ca_cert, ck, tls::NameCheck::ChainOnly).map(Tls::Client)
+    }
 }
 
 /// Keeps the listeners and connectors the configuration asks for.
@@ -92,8 +120,17 @@ pub struct Manager {
 impl Manager {
     /// Starts and stops connections so that each bridge with a controller has exactly one, for its target.
     pub fn reconcile(&mut self, state: &State, me: &Weak<Mutex<State>>) {
-        let wanted: HashMap<String, String> =
-            state.config.bridges.iter().filter_map(|b| Some((b.name.clone(), b.controller.clone()?))).collect();
+        let ssl = state.config.ssl.clone();
+        let wanted: HashMap<String, (String, Option<weft_api::config::SslConfig>)> = state
+            .config
+            .bridges
+            .iter()
+            .filter_map(|b| {
+                let t = b.controller.clone()?;
+                let files = if OfTarget::is_tls(&t) { ssl.clone() } else { None };
+                Some((b.name.clone(), (t, files)))
+            })
+            .collect();
         self.running.retain(|bridge, r| {
             let keep = wanted.get(bridge) == Some(&r.target);
             if !keep {
@@ -106,14 +143,30 @@ impl Manager {
             if self.running.contains_key(&bridge) {
                 continue;
             }
-            let Ok(t) = parse_of_target(&target) else { continue };
+            let Ok(t) = parse_of_target(&target.0) else { continue };
+            let tls = match tls_for(&target.0, target.1.as_ref()) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(
+                        "bridge {bridge}: OpenFlow over TLS ({}): the set-ssl files are unusable: {e}",
+                        target.0
+                    );
+                    continue;
+                }
+            };
             let stop = Arc::new(AtomicBool::new(false));
             let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
             let (tx, rx) = std::sync::mpsc::sync_channel(PACKET_IN_QUEUE);
             state.dp.send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
             spawn_hub(rx, sessions.clone(), stop.clone());
-            let link =
-                Link { bridge: bridge.clone(), me: me.clone(), sessions, stop: stop.clone(), open: Arc::default() };
+            let link = Link {
+                bridge: bridge.clone(),
+                me: me.clone(),
+                sessions,
+                stop: stop.clone(),
+                open: Arc::default(),
+                tls,
+            };
             let r = match t {
                 OfTarget::Listen(addr) => {
                     std::thread::Builder::new().name(format!("of-listen-{bridge}")).spawn(move || listen(addr, link))
@@ -143,7 +196,8 @@ fn spawn_hub(rx: Receiver<PacketIn>, sessions: Arc<Mutex<Vec<Session>>>, stop: A
             xid = xid.wrapping_add(1);
             let m = packet_in(&p, xid);
             let mut list = sessions.lock().unwrap_or_else(|e| e.into_inner());
-            list.retain(|s| s.lock().unwrap_or_else(|e| e.into_inner()).write_all(&m).is_ok());
+            // A connection whose queue is full misses this one; a closed one leaves the list.
+            list.retain(|s| !matches!(s.try_send(m.clone()), Err(TrySendError::Disconnected(_))));
         }
     });
 }
@@ -189,7 +243,8 @@ fn listen(addr: std::net::SocketAddr, link: Link) {
                 link.open.fetch_add(1, Ordering::Relaxed);
                 let link = link.clone();
                 let open = link.open.clone();
-                let spawned = std::thread::Builder::new().name("of-session".into()).spawn(move || session(s, link));
+                let spawned =
+                    std::thread::Builder::new().name("of-session".into()).spawn(move || session(s, link, None));
                 if spawned.is_err() {
                     open.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -208,7 +263,7 @@ fn connect(addr: std::net::SocketAddr, link: Link) {
         match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
             Ok(s) => {
                 link.open.fetch_add(1, Ordering::Relaxed);
-                session(s, link.clone())
+                session(s, link.clone(), Some(addr.ip().to_string()))
             }
             Err(_) => std::thread::sleep(Duration::from_secs(1)),
         }
@@ -217,43 +272,31 @@ fn connect(addr: std::net::SocketAddr, link: Link) {
     }
 }
 
-/// Reads one whole message; `Ok(None)` when the peer closed or we are told to stop.
-fn read_msg(s: &mut TcpStream, stop: &AtomicBool) -> std::io::Result<Option<Vec<u8>>> {
-    let mut head = [0u8; of::HEADER_LEN];
-    let mut got = 0;
-    while got < head.len() {
-        match s.read(&mut head[got..]) {
-            Ok(0) => return Ok(None),
-            Ok(n) => got += n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(e),
+/// Cuts the bytes of a connection into OpenFlow messages as they arrive. What it holds grows with what came,
+/// never with what a header announces (a message is at most 64 KiB).
+#[derive(Default)]
+struct MsgReader {
+    buf: Vec<u8>,
+}
+
+impl MsgReader {
+    fn extend(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole message, if one has arrived. A header with a length under 8 is returned as an 8-byte
+    /// message (the caller answers it with an error and closes).
+    fn next_msg(&mut self) -> Option<Vec<u8>> {
+        if self.buf.len() < of::HEADER_LEN {
+            return None;
         }
-    }
-    let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
-    let mut m = head.to_vec();
-    if len < of::HEADER_LEN {
-        return Ok(Some(m));
-    }
-    // The message grows as its bytes arrive: a header announcing 64 KiB costs nothing until they come.
-    let mut chunk = [0u8; 4096];
-    while m.len() < len {
-        let want = (len - m.len()).min(chunk.len());
-        match s.read(&mut chunk[..want]) {
-            Ok(0) => return Ok(None),
-            Ok(n) => m.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(None);
-                }
-            }
-            Err(e) => return Err(e),
+        let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])).max(of::HEADER_LEN);
+        if self.buf.len() < len {
+            return None;
         }
+        let rest = self.buf.split_off(len);
+        Some(std::mem::replace(&mut self.buf, rest))
     }
-    Ok(Some(m))
 }
 
 fn hello(xid: u32) -> Vec<u8> {
@@ -275,63 +318,92 @@ fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
     m
 }
 
-fn session(s: TcpStream, link: Link) {
+/// Serves one connection (`peer`: the controller's address when we connected, for TLS) until it closes.
+fn session(s: TcpStream, link: Link, peer: Option<String>) {
     let open = link.open.clone();
-    serve_session(s, link);
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_nodelay(true);
+    // The TLS handshake gets a few seconds; then reads wait briefly so that queued packet-ins go out.
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let from = s.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let stream = match &link.tls {
+        Tls::None => Ok(weft_control::tls::Stream::Plain(s)),
+        Tls::Server(cfg) => weft_control::tls::Stream::accept(cfg, s),
+        Tls::Client(cfg) => weft_control::tls::Stream::connect(cfg, peer.as_deref().unwrap_or_default(), s),
+    };
+    match stream {
+        Ok(stream) => {
+            let _ = stream.tcp().set_read_timeout(Some(POLL));
+            serve_session(stream, link)
+        }
+        Err(e) => tracing::warn!("bridge {}: OpenFlow connection with {from} refused: {e}", link.bridge),
+    }
     open.fetch_sub(1, Ordering::Relaxed);
 }
 
-fn serve_session(s: TcpStream, link: Link) {
-    let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let _ = s.set_nodelay(true);
-    let Ok(mut reader) = s.try_clone() else { return };
-    let writer: Session = Arc::new(Mutex::new(s));
-    let send = |m: &[u8]| writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(m).is_ok();
-    if !send(&hello(0)) {
+fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
+    let send = |s: &mut weft_control::tls::Stream, m: &[u8]| s.write_all(m).and_then(|_| s.flush()).is_ok();
+    if !send(&mut s, &hello(0)) {
         return;
     }
     let Link { bridge, me, sessions, stop, .. } = link;
-    sessions.lock().unwrap_or_else(|e| e.into_inner()).push(writer.clone());
+    let (queue, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(SESSION_QUEUE);
+    sessions.lock().unwrap_or_else(|e| e.into_inner()).push(queue);
     let mut miss_send_len: u16 = 128;
     let mut flow_mods = RateLimit::new();
-    while let Ok(Some(m)) = read_msg(&mut reader, &stop) {
-        let Ok(h) = of::Header::parse(&m) else {
-            send(&error_msg(0, (error::BAD_REQUEST, error::BAD_LEN), &m));
-            break;
-        };
-        if h.kind == msg::HELLO {
-            // We speak 1.3 only: the peer must offer it (its version, or a bitmap that includes it).
-            let bitmap = m.get(12..16).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-            let ok = h.version >= of::VERSION && bitmap.is_none_or(|b| b & (1 << of::VERSION) != 0);
-            if !ok {
-                send(&error_msg(h.xid, (error::HELLO_FAILED, error::INCOMPATIBLE), &m));
-                break;
-            }
-            continue;
+    let mut reader = MsgReader::default();
+    let mut chunk = [0u8; 4096];
+    'conn: while !stop.load(Ordering::Relaxed) {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => reader.extend(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
         }
-        if h.version != of::VERSION {
-            send(&error_msg(h.xid, (error::BAD_REQUEST, error::BAD_VERSION), &m));
-            continue;
-        }
-        if h.kind == msg::FLOW_MOD {
-            let wait = flow_mods.take(std::time::Instant::now());
-            if !wait.is_zero() {
-                std::thread::sleep(wait);
+        while let Ok(m) = queued.try_recv() {
+            if !send(&mut s, &m) {
+                break 'conn;
             }
         }
-        let Some(state) = me.upgrade() else { break };
-        let replies = {
-            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-            handle(&mut st, &bridge, &h, &m, &mut miss_send_len)
-        };
-        for r in replies {
-            if !send(&r) {
-                break;
+        while let Some(m) = reader.next_msg() {
+            let Ok(h) = of::Header::parse(&m) else {
+                send(&mut s, &error_msg(0, (error::BAD_REQUEST, error::BAD_LEN), &m));
+                break 'conn;
+            };
+            if h.kind == msg::HELLO {
+                // We speak 1.3 only: the peer must offer it (its version, or a bitmap that includes it).
+                let bitmap = m.get(12..16).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                let ok = h.version >= of::VERSION && bitmap.is_none_or(|b| b & (1 << of::VERSION) != 0);
+                if !ok {
+                    send(&mut s, &error_msg(h.xid, (error::HELLO_FAILED, error::INCOMPATIBLE), &m));
+                    break 'conn;
+                }
+                continue;
+            }
+            if h.version != of::VERSION {
+                send(&mut s, &error_msg(h.xid, (error::BAD_REQUEST, error::BAD_VERSION), &m));
+                continue;
+            }
+            if h.kind == msg::FLOW_MOD {
+                let wait = flow_mods.take(std::time::Instant::now());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+            }
+            let Some(state) = me.upgrade() else { break 'conn };
+            let replies = {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                handle(&mut st, &bridge, &h, &m, &mut miss_send_len)
+            };
+            for r in replies {
+                if !send(&mut s, &r) {
+                    break 'conn;
+                }
             }
         }
     }
-    sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|x| !Arc::ptr_eq(x, &writer));
+    // Our queue's receiving end goes with this thread: the hub drops the sender at its next packet-in.
 }
 
 /// Answers one request.
@@ -691,19 +763,24 @@ mod tests {
     }
 
     #[test]
-    fn a_header_announcing_64_kib_allocates_as_bytes_arrive() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let mut c = TcpStream::connect(addr).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-        // A header saying 65535 bytes, then 12 bytes and the connection closes.
-        c.write_all(&[4, 14, 0xff, 0xff, 0, 0, 0, 1]).unwrap();
-        c.write_all(&[0; 12]).unwrap();
-        drop(c);
-        let stop = AtomicBool::new(false);
-        let (r, peak) = weft_sys::alloc_probe::peak_during(|| read_msg(&mut s, &stop));
-        assert!(matches!(r, Ok(None)), "a cut message is the end of the connection");
-        assert!(peak < 4096, "{peak} bytes allocated for 20 bytes received");
+    fn messages_are_cut_as_bytes_arrive_and_a_header_allocates_nothing() {
+        let mut r = MsgReader::default();
+        // A header saying 65535 bytes, then 12 bytes: nothing whole yet, and nothing held beyond what came.
+        let (_, peak) = weft_sys::alloc_probe::peak_during(|| {
+            r.extend(&[4, 14, 0xff, 0xff, 0, 0, 0, 1]);
+            r.extend(&[0; 12]);
+            assert!(r.next_msg().is_none());
+        });
+        assert!(peak < 256, "{peak} bytes allocated for 20 bytes received");
+        // Two whole messages in one read, the second cut in two reads.
+        let mut r = MsgReader::default();
+        r.extend(&[4, 2, 0, 8, 0, 0, 0, 1, 4, 2, 0, 10, 0, 0]);
+        assert_eq!(r.next_msg().unwrap(), vec![4, 2, 0, 8, 0, 0, 0, 1]);
+        assert!(r.next_msg().is_none());
+        r.extend(&[0, 2, 7, 7]);
+        assert_eq!(r.next_msg().unwrap(), vec![4, 2, 0, 10, 0, 0, 0, 2, 7, 7]);
+        // A length under the header's is returned as the header alone (answered with an error).
+        r.extend(&[4, 2, 0, 3, 0, 0, 0, 3, 9]);
+        assert_eq!(r.next_msg().unwrap().len(), 8);
     }
 }
