@@ -1662,14 +1662,18 @@ mod tests {
         assert!(OfTarget::is_tls("pssl:6653") && OfTarget::is_tls("ssl:192.0.2.9") && !OfTarget::is_tls("ptcp:1"));
         let mut c = Config::default();
         c.add_bridge("br0", false).unwrap();
-        c.apply(&Request::SetController { bridge: "br0".into(), target: Some("pssl:6653".into()) }).unwrap();
+        c.apply(&crate::Request::SetController { bridge: "br0".into(), target: Some("pssl:6653".into()) }).unwrap();
         assert!(c.validate().unwrap_err().to_string().contains("set-ssl"));
         let bad = SslConfig {
             private_key: "/nonexistent/k".into(),
             certificate: "/etc/hostname".into(),
             ca_cert: "/etc/hostname".into(),
         };
-        assert!(c.apply(&Request::SetSsl { ssl: Some(bad) }).unwrap_err().to_string().contains("cannot be read"));
+        assert!(c
+            .apply(&crate::Request::SetSsl { ssl: Some(bad) })
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be read"));
         assert!(parse_of_target("ptcp:0").is_err());
         assert_eq!(parse_of_target("tcp:192.0.2.9").unwrap(), OfTarget::Connect("192.0.2.9:6653".parse().unwrap()));
     }
