@@ -167,6 +167,58 @@ fn weft_to_linux_kernel_vxlan() {
     assert!(kfdb.contains(&format!("{left_mac} dst 192.0.2.11")), "kernel fdb lacks {left_mac}:\n{kfdb}");
 }
 
+/// TCP through weft to and from the Linux kernel's VXLAN device, the endpoints' offloads left as the kernel
+/// sets them (no ethtool anywhere): the kernel side's inner TCP segments arrive with their checksums left
+/// partial (CHECKSUM_PARTIAL survives the veth underlay), and weft must finish them or mark them so.
+fn tcp_with_linux_kernel_vxlan(p: &str, v6: bool) {
+    if !prerequisites(&["ip", "iperf3"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let (a1, a2) = if v6 { ("2001:db8:ff::11", "2001:db8:ff::12") } else { ("192.0.2.11", "192.0.2.12") };
+    // 50 (IPv4) or 70 (IPv6) bytes of VXLAN, UDP and IP on a 1500-byte underlay.
+    let mtu = if v6 { 1430 } else { 1450 };
+    let p1 = format!("{p}p1");
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    w1.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &u.h1, &p1, V4_LEFT, V6_LEFT);
+    left.sh(&format!("ip link set eth0 mtu {mtu}"));
+    w1.weft(&format!("add-port sw1 {p1}"));
+    vxlan_port(&w1, "vx1", a2, 123);
+    let u2 = format!("{p}u2");
+    u.h2.sh(&format!(
+        "ip link add vx0 type vxlan id 123 remote {a1} local {a2} dstport 4789 dev {u2} && \
+         ip link add br0 type bridge && ip link set vx0 master br0 && ip link set vx0 up && ip link set br0 up"
+    ));
+    let right = Ns::new(&format!("{p}r"));
+    veth(&right, "eth0", None, &u.h2, "k1", None);
+    u.h2.sh("ip link set k1 master br0");
+    right.sh(&format!(
+        "ip link set eth0 mtu {mtu} && ip addr add {V4_RIGHT}/24 dev eth0 && ip addr add {V6_RIGHT}/64 dev eth0 nodad"
+    ));
+    left.ping(V4_RIGHT, 2);
+    // Both ways: weft's side sends (-c), then the kernel's side sends (-R).
+    for (dst, reverse) in [(V4_RIGHT, ""), (V4_RIGHT, " -R"), (V6_RIGHT, ""), (V6_RIGHT, " -R")] {
+        right.sh(&format!("iperf3 -s -1 -D -B {dst}"));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let out = left.sh(&format!("timeout 30 iperf3 -c {dst} -t 2 -J{reverse}"));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
+        let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
+        assert!(bps > 50e6, "TCP to {dst}{reverse} over a kernel VXLAN peer reached only {bps} bit/s");
+    }
+}
+
+#[test]
+fn tcp_both_ways_with_linux_kernel_vxlan() {
+    tcp_with_linux_kernel_vxlan("kt", false);
+}
+
+#[test]
+fn tcp_both_ways_with_linux_kernel_vxlan_over_ipv6() {
+    tcp_with_linux_kernel_vxlan("k6", true);
+}
+
 #[test]
 fn kill_9_and_restart_restores_everything() {
     let p = "k9";

@@ -2,7 +2,7 @@
 //! per VLAN, with ageing and a size limit.
 
 use crate::{Nanos, PortIdx, SECOND};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use weft_wire::EthernetAddress;
@@ -32,6 +32,9 @@ impl Hasher for KeyHasher {
 }
 
 type KeyMap<V> = HashMap<u64, V, BuildHasherDefault<KeyHasher>>;
+
+/// Entries of the ageing queue a full table looks at to make room for a new source.
+const RECLAIM_BUDGET: usize = 8;
 
 fn key(vlan: u16, mac: EthernetAddress) -> u64 {
     (u64::from(vlan) << 48) | mac.as_u64()
@@ -101,6 +104,11 @@ pub enum Learned {
 #[derive(Debug, Clone)]
 pub struct Fdb {
     entries: KeyMap<FdbEntry>,
+    /// Learned entries in the order they were learned (key, time to check it against): ageing walks it from
+    /// the front a bounded number of entries at a time, so neither the timer nor a full table ever scans the
+    /// whole table. A key whose entry was refreshed since goes to the back; one that was removed or became
+    /// static is dropped when met.
+    aging_queue: VecDeque<(u64, Nanos)>,
     aging: Nanos,
     max_entries: usize,
     pub moves: u64,
@@ -119,6 +127,7 @@ impl Fdb {
     pub fn new(aging_secs: u32, max_entries: usize) -> Self {
         Fdb {
             entries: KeyMap::default(),
+            aging_queue: VecDeque::new(),
             aging: Nanos::from(aging_secs) * SECOND,
             max_entries,
             moves: 0,
@@ -166,6 +175,7 @@ impl Fdb {
             Some(e) if e.origin.is_control_plane() && remote.is_none() => {
                 *e = FdbEntry { port, remote, last_seen: now, origin: Origin::Learned };
                 self.moves += 1;
+                self.aging_queue.push_back((k, now));
                 Learned::Moved
             }
             Some(e) if e.is_static() => Learned::Static,
@@ -186,14 +196,17 @@ impl Fdb {
             }
             None => {
                 if full {
-                    // Reclaim aged entries before refusing.
-                    self.expire(now);
+                    // Reclaim an aged entry from the front of the ageing queue, looking at a few at most: a
+                    // flood of new sources into a full table costs O(1) per frame.
+                    self.expire_some(now, RECLAIM_BUDGET);
                     if self.entries.len() >= self.max_entries {
                         self.learn_misses += 1;
                         return Learned::Full;
                     }
                 }
                 self.entries.insert(k, FdbEntry { port, remote, last_seen: now, origin: Origin::Learned });
+                self.aging_queue.push_back((k, now));
+                self.compact_queue();
                 Learned::New
             }
         }
@@ -277,7 +290,8 @@ impl Fdb {
         self.entries.retain(|_, e| e.is_static());
     }
 
-    /// Removes aged entries; returns how many.
+    /// Removes aged entries, the whole table at once; returns how many. The datapath uses
+    /// [`Fdb::expire_some`], which never scans the whole table.
     pub fn expire(&mut self, now: Nanos) -> usize {
         let before = self.entries.len();
         let aging = self.aging;
@@ -285,6 +299,47 @@ impl Fdb {
         let gone = before - self.entries.len();
         self.aged += gone as u64;
         gone
+    }
+
+    /// Walks at most `budget` entries from the front of the ageing queue, removing those that aged out;
+    /// stops early at the first one that is not due yet. Returns how many were removed.
+    pub fn expire_some(&mut self, now: Nanos, budget: usize) -> usize {
+        let mut gone = 0;
+        for _ in 0..budget {
+            let Some(&(k, due_from)) = self.aging_queue.front() else { break };
+            if now.saturating_sub(due_from) < self.aging {
+                break;
+            }
+            self.aging_queue.pop_front();
+            match self.entries.get(&k) {
+                Some(e) if e.is_static() => {}
+                Some(e) if now.saturating_sub(e.last_seen) >= self.aging => {
+                    self.entries.remove(&k);
+                    gone += 1;
+                }
+                // Seen again since: check it again one ageing time after it was last seen.
+                Some(e) => self.aging_queue.push_back((k, e.last_seen)),
+                None => {}
+            }
+        }
+        self.aged += gone as u64;
+        gone
+    }
+
+    /// How many entries the ageing queue holds (learned entries, and keys removed since that it has not met yet).
+    pub fn aging_queue_len(&self) -> usize {
+        self.aging_queue.len()
+    }
+
+    /// Keeps the ageing queue from growing with churn (keys removed and learned again): when it holds far more
+    /// than the table, it is rebuilt from the learned entries (rare, and linear only then).
+    fn compact_queue(&mut self) {
+        if self.aging_queue.len() > 2 * self.entries.len() + 1024 {
+            let mut learned: Vec<(u64, Nanos)> =
+                self.entries.iter().filter(|(_, e)| !e.is_static()).map(|(k, e)| (*k, e.last_seen)).collect();
+            learned.sort_unstable_by_key(|(_, t)| *t);
+            self.aging_queue = learned.into();
+        }
     }
 
     /// Rewrites port indices after the pipeline changed; entries whose port is gone are removed.
@@ -323,6 +378,49 @@ mod tests {
 
     fn mac(last: u8) -> EthernetAddress {
         EthernetAddress([2, 0, 0, 0, 0, last])
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_sources_without_scanning_and_ages_in_slices() {
+        let m = |i: u32| EthernetAddress([2, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8, 1]);
+        let mut f = Fdb::new(300, 65536);
+        for i in 0..65536 {
+            assert_eq!(f.learn(0, m(i), PortIdx(1), None, SECOND), Learned::New);
+        }
+        // A flood of new sources into the full table: each is refused after looking at the front of the
+        // queue only (nothing there is due), and the table is untouched.
+        for i in 65536..115536 {
+            assert_eq!(f.learn(0, m(i), PortIdx(2), None, 2 * SECOND), Learned::Full);
+        }
+        assert_eq!((f.len(), f.learn_misses, f.aging_queue_len()), (65536, 50000, 65536));
+        // Half the entries are seen again later; after the ageing time the others go, a slice at a time.
+        for i in 0..32768 {
+            f.learn(0, m(i), PortIdx(1), None, 200 * SECOND);
+        }
+        let now = 301 * SECOND;
+        assert_eq!(f.expire_some(now, 1000), 0, "the first 1000 were refreshed: requeued, none removed");
+        let mut removed = 0;
+        for _ in 0..200 {
+            removed += f.expire_some(now, 1000);
+        }
+        assert_eq!(removed, 32768);
+        assert_eq!(f.len(), 32768);
+        // A full table reclaims an aged entry from the front for a new source.
+        let mut g = Fdb::new(300, 2);
+        g.learn(0, m(1), PortIdx(1), None, 0);
+        g.learn(0, m(2), PortIdx(1), None, 10 * SECOND);
+        assert_eq!(g.learn(0, m(3), PortIdx(1), None, 301 * SECOND), Learned::New);
+        assert!(g.lookup(0, m(1), 301 * SECOND).is_none() && g.lookup(0, m(2), 301 * SECOND).is_some());
+        // Churn does not grow the queue without bound.
+        for round in 0..10u32 {
+            for i in 0..5000 {
+                g.remove(0, m(10 + i));
+            }
+            for i in 0..5000 {
+                let _ = g.learn(0, m(10 + i + round), PortIdx(1), None, 400 * SECOND);
+            }
+        }
+        assert!(g.aging_queue_len() <= 2 * g.len() + 1024 + 1);
     }
 
     #[test]

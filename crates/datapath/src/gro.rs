@@ -148,15 +148,99 @@ fn pseudo(frame: &[u8], l3: usize, v6: bool, tcp_len: usize) -> u32 {
     pseudo_for(frame, l3, v6, false, tcp_len)
 }
 
-/// Whether the segment's checksum is right. An IPv4 UDP datagram without a checksum (zero) has nothing to
-/// check; merged, it gets one.
+/// Whether the segment's checksum is right, or was left partial by its sender (the merged frame leaves with a
+/// partial checksum anyway, for the receiver to fill in). An IPv4 UDP datagram without a checksum (zero) has
+/// nothing to check; merged, it gets one.
 fn checksum_ok(frame: &[u8], seg: &Seg) -> bool {
     let l4 = &frame[seg.l4..];
     if seg.udp && !seg.v6 && l4[6..8] == [0, 0] {
         return true;
     }
     let p = pseudo_for(frame, seg.l3, seg.v6, seg.udp, l4.len());
+    let at = if seg.udp { UDP_CHECKSUM_OFFSET } else { CHECKSUM_OFFSET };
+    if is_partial(p, &l4[at..at + 2]) {
+        return true;
+    }
     checksum::finish(checksum::combine(p, checksum::sum(l4))) == 0
+}
+
+/// Whether a checksum field holds only the pseudo-header sum `p` (folded, not complemented): what a Linux
+/// sender leaves for an offload (CHECKSUM_PARTIAL).
+fn is_partial(p: u32, field: &[u8]) -> bool {
+    !checksum::finish(p) == u16::from_be_bytes([field[0], field[1]])
+}
+
+/// The virtio-net header that makes a TCP frame with a partial checksum and an IP packet longer than `mtu`
+/// a GSO frame cut at `mtu`, if `frame` is one. A Linux VXLAN peer on a veth underlay hands such frames over
+/// whole: its TSO frame crosses the veth as one UDP-tunnel GSO packet and the receiving UDP socket delivers
+/// it as one datagram, the segment size lost on the way; the segments are cut to the tunnel's MTU instead.
+pub fn oversized_partial_tcp(frame: &[u8], mtu: usize) -> Option<VnetHdr> {
+    let (l4, at, end) = partial_checksum(frame)?;
+    if at != CHECKSUM_OFFSET {
+        return None;
+    }
+    let l3 = if u16::from_be_bytes([frame[12], frame[13]]) == EtherType::VLAN { ETH_LEN + 4 } else { ETH_LEN };
+    let v6 = frame[l3] >> 4 == 6;
+    let thl = usize::from(frame[l4 + 12] >> 4) * 4;
+    if end - l3 <= mtu || thl < 20 || l4 + thl > end || mtu <= (l4 - l3) + thl {
+        return None;
+    }
+    Some(VnetHdr {
+        flags: F_NEEDS_CSUM,
+        gso_type: if v6 { GSO_TCPV6 } else { GSO_TCPV4 },
+        hdr_len: (l4 + thl) as u16,
+        gso_size: (mtu - (l4 - l3) - thl) as u16,
+        csum_start: l4 as u16,
+        csum_offset: CHECKSUM_OFFSET as u16,
+    })
+}
+
+/// Where the TCP or UDP checksum of `frame` starts and lies (`csum_start`, `csum_offset`, as a virtio-net
+/// header gives them) and where the IP packet ends (Ethernet padding excluded), when its sender left the
+/// checksum partial: the field holds the pseudo-header sum and nothing more.
+///
+/// A Linux VXLAN peer on a veth underlay sends inner segments so (the skb stays CHECKSUM_PARTIAL through the
+/// veth and the UDP socket hands the payload over as it is); forwarded unfinished, the endpoint drops every
+/// segment. Only the headers are read: a frame whose checksum is already right costs no pass over its payload.
+/// (A right checksum that happens to equal the pseudo-header sum, one frame in 65 536, is taken for partial;
+/// completing it again gives the same frame a wrong checksum, which TCP recovers from.)
+pub fn partial_checksum(frame: &[u8]) -> Option<(usize, usize, usize)> {
+    let mut l3 = ETH_LEN;
+    let mut ethertype = u16::from_be_bytes(frame.get(12..14)?.try_into().ok()?);
+    if ethertype == EtherType::VLAN {
+        ethertype = u16::from_be_bytes(frame.get(16..18)?.try_into().ok()?);
+        l3 += 4;
+    }
+    let ip = frame.get(l3..)?;
+    let (v6, l4, proto, l3_len) = match ethertype {
+        EtherType::IPV4 if ip.len() >= 20 && ip[0] >> 4 == 4 => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            // Not a fragment: the checksum covers the whole datagram.
+            if ihl < 20 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+                return None;
+            }
+            (false, l3 + ihl, ip[9], usize::from(u16::from_be_bytes([ip[2], ip[3]])))
+        }
+        EtherType::IPV6 if ip.len() >= 40 && ip[0] >> 4 == 6 => {
+            (true, l3 + 40, ip[6], 40 + usize::from(u16::from_be_bytes([ip[4], ip[5]])))
+        }
+        _ => return None,
+    };
+    let at = match proto {
+        Protocol::TCP => CHECKSUM_OFFSET,
+        Protocol::UDP => UDP_CHECKSUM_OFFSET,
+        _ => return None,
+    };
+    let end = l3.checked_add(l3_len)?;
+    if end > frame.len() || l4 + at + 2 > end || (proto == Protocol::TCP && l4 + 20 > end) {
+        return None;
+    }
+    let field = &frame[l4 + at..l4 + at + 2];
+    if proto == Protocol::UDP && !v6 && field == [0, 0] {
+        return None;
+    }
+    let p = pseudo_for(frame, l3, v6, proto == Protocol::UDP, end - l4);
+    is_partial(p, field).then_some((l4, at, end))
 }
 
 impl MergeRun {
@@ -527,6 +611,77 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].1.map(|h| h.gso_size), Some(1000));
         assert!(m[1].1.is_none(), "a lone segment stays as it came");
+    }
+
+    #[test]
+    fn partial_checksums_are_recognised_from_the_headers() {
+        for v6 in [false, true] {
+            // A segment with a right checksum: not partial.
+            let (f, hdr) = tso(v6, 900, FLAG_ACK);
+            let mut segs = Vec::new();
+            let mut out = vec![0u8; 8192];
+            crate::offload::segment(&f, &hdr, Default::default(), &mut out, |r| segs.push(r)).unwrap();
+            let mut seg = out[segs[0].clone()].to_vec();
+            assert_eq!(partial_checksum(&seg), None, "v6={v6}: a finished checksum");
+            // The same segment as a Linux sender leaves it: the field holds the pseudo-header sum.
+            let l4 = if v6 { 54 } else { 34 };
+            let p = pseudo(&seg, 14, v6, seg.len() - l4);
+            seg[l4 + 16..l4 + 18].copy_from_slice(&(!checksum::finish(p)).to_be_bytes());
+            assert_eq!(partial_checksum(&seg), Some((l4, 16, seg.len())), "v6={v6}");
+            // Finishing it gives a checksum that verifies.
+            crate::offload::complete_checksum(&mut seg, l4, 16).unwrap();
+            let p = pseudo(&seg, 14, v6, seg.len() - l4);
+            assert_eq!(checksum::finish(checksum::combine(p, checksum::sum(&seg[l4..]))), 0);
+            assert_eq!(partial_checksum(&seg), None);
+            // Cut frames and other protocols are not.
+            for n in 0..seg.len() - 1 {
+                let _ = partial_checksum(&seg[..n]);
+            }
+        }
+    }
+
+    #[test]
+    fn whole_tso_frames_with_partial_checksums_become_gso_frames() {
+        for v6 in [false, true] {
+            let (mut f, hdr) = tso(v6, 6000, FLAG_ACK);
+            let l4 = usize::from(hdr.csum_start);
+            let p = pseudo(&f, 14, v6, f.len() - l4);
+            f[l4 + 16..l4 + 18].copy_from_slice(&(!checksum::finish(p)).to_be_bytes());
+            let g = oversized_partial_tcp(&f, 1450).expect("a 6 KB frame over a 1450-byte tunnel");
+            let ip = if v6 { 40 } else { 20 };
+            assert_eq!((g.gso_size, g.hdr_len, g.csum_start), ((1450 - ip - 32) as u16, (l4 + 32) as u16, l4 as u16));
+            // Cut as the header says, every segment fits the MTU and carries a right checksum once finished.
+            let mut out = vec![0u8; 16384];
+            let mut segs = Vec::new();
+            crate::offload::segment(&f, &g, Default::default(), &mut out, |r| segs.push(r)).unwrap();
+            assert!(segs.len() >= 5 && segs.iter().all(|r| r.len() - 14 <= 1450), "v6={v6}: {segs:?}");
+            // A frame that fits is not one.
+            let (mut small, _) = tso(v6, 1000, FLAG_ACK);
+            let p = pseudo(&small, 14, v6, small.len() - l4);
+            small[l4 + 16..l4 + 18].copy_from_slice(&(!checksum::finish(p)).to_be_bytes());
+            assert!(oversized_partial_tcp(&small, 1450).is_none());
+        }
+    }
+
+    #[test]
+    fn partial_segments_merge() {
+        let (f, hdr) = tso(false, 3000, FLAG_ACK);
+        let mut segs = Vec::new();
+        let mut out = vec![0u8; 16384];
+        crate::offload::segment(&f, &hdr, Default::default(), &mut out, |r| segs.push(r)).unwrap();
+        // Every segment's checksum partial, as from a kernel VXLAN peer.
+        for r in &segs {
+            let seg = &mut out[r.clone()];
+            let p = pseudo(seg, 14, false, seg.len() - 34);
+            seg[50..52].copy_from_slice(&(!checksum::finish(p)).to_be_bytes());
+        }
+        let limit = out.len();
+        let mut run = MergeRun::start(&out, segs[0].clone(), limit).unwrap();
+        for r in &segs[1..] {
+            assert!(run.append(&mut out, r.clone()), "a partial segment joins");
+        }
+        let (_, h) = run.finish(&mut out);
+        assert_eq!(h.map(|h| h.flags & F_NEEDS_CSUM), Some(F_NEEDS_CSUM));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use weft_datapath::classifier::{slot, FlowCache, FlowKey};
 use weft_datapath::counters::{DropReason, PortCounters};
 use weft_datapath::fdb::{Fdb, FdbEntry, Origin};
 use weft_datapath::flowhash::flow_hash;
-use weft_datapath::gro::MergeRun;
+use weft_datapath::gro::{self, MergeRun};
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
 use weft_datapath::tunnel::{decap, Decap, Tunnel};
 use weft_datapath::vlan::Egress;
@@ -271,6 +271,8 @@ pub enum TraceStep {
 
 /// A full MAC table is logged at most this often per bridge.
 const FULL_LOG_INTERVAL: Nanos = 10 * weft_datapath::SECOND;
+/// MAC table entries the timer ages every 100 ms at most (see `Fdb::expire_some`).
+const FDB_EXPIRY_SLICE: usize = 4096;
 
 /// Most ICMP "too big" errors sent per second.
 const ICMP_PER_SECOND: u32 = 1000;
@@ -553,10 +555,11 @@ impl Dataplane {
             tracing::warn!("datapath cannot watch ports: {e}");
         }
         let mut last_expiry = self.now();
+        let mut last_fdb_expiry = last_expiry;
         let mut ready: Vec<u64> = Vec::with_capacity(256);
         loop {
             ready.clear();
-            match epoll.wait(1000) {
+            match epoll.wait(100) {
                 Ok(it) => ready.extend(it),
                 Err(e) => {
                     tracing::error!("epoll_wait: {e}");
@@ -664,10 +667,15 @@ impl Dataplane {
                 }
             }
             let now = self.now();
-            if now - last_expiry >= weft_datapath::SECOND {
+            // MAC tables age in slices (never a scan of a whole table in one go): 4 096 entries every 100 ms
+            // at most, 40 960 a second.
+            if now - last_fdb_expiry >= weft_datapath::SECOND / 10 {
                 for f in &mut self.fdbs {
-                    f.expire(now);
+                    f.expire_some(now, FDB_EXPIRY_SLICE);
                 }
+                last_fdb_expiry = now;
+            }
+            if now - last_expiry >= weft_datapath::SECOND {
                 for (n, b) in self.neighs.iter_mut().zip(&self.pipeline.bridges) {
                     n.expire(now, b.aging_secs);
                 }
@@ -939,7 +947,31 @@ impl Dataplane {
         frame: std::ops::Range<usize>,
         now: Nanos,
     ) {
+        // A whole TSO frame of a Linux peer (see `gro::oversized_partial_tcp`): switched as the GSO frame it is.
+        let mtu = match pipeline.ports[usize::from(port.0)].io {
+            PortIo::Tunnel { mtu, .. } => usize::from(mtu),
+            _ => usize::MAX,
+        };
+        if let Some(gso) = gro::oversized_partial_tcp(&self.rx.slot(i)[frame.clone()], mtu) {
+            if let Some((rp, rsrc, rslot, r)) = run.take() {
+                self.switch_run(pipeline, rslot, rp, rsrc, r, now);
+            }
+            let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
+            if self.offloads {
+                self.cur_gso = Some(gso);
+                self.switch(pipeline, port, Some(src), bytes, None, now);
+                self.cur_gso = None;
+            } else if self.cut(bytes, &gso, port) {
+                let segs = std::mem::take(&mut self.seg_list);
+                for &(start, len) in &segs {
+                    self.switch(pipeline, port, Some(src), Bytes::Seg { start, len }, None, now);
+                }
+                self.seg_list = segs;
+            }
+            return;
+        }
         if !self.offloads {
+            self.finish_partial(i, frame.clone());
             let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
             self.switch(pipeline, port, Some(src), bytes, None, now);
             return;
@@ -958,9 +990,21 @@ impl Dataplane {
         match MergeRun::start(self.rx.storage_mut(), global, limit) {
             Some(r) => *run = Some((port, src, i, r)),
             None => {
+                self.finish_partial(i, frame.clone());
                 let bytes = Bytes::Rx { slot: i as u16, start: frame.start as u32, len: frame.len() as u32 };
                 self.switch(pipeline, port, Some(src), bytes, None, now);
             }
+        }
+    }
+
+    /// Fills in the TCP or UDP checksum of a frame from a tunnel (its range in slot `i`) that its sender left
+    /// partial (a Linux VXLAN peer on a veth underlay): a frame going on alone must carry a whole checksum.
+    /// Merged runs need not: they leave marked NEEDS_CSUM. Frames with a right checksum cost only a look at
+    /// their headers.
+    fn finish_partial(&mut self, i: usize, frame: std::ops::Range<usize>) {
+        let f = &mut self.rx.slot_mut(i).0[frame];
+        if let Some((start, offset, end)) = gro::partial_checksum(f) {
+            let _ = offload::complete_checksum(&mut f[..end], start, offset);
         }
     }
 
@@ -1072,10 +1116,12 @@ impl Dataplane {
     fn switch_run(&mut self, pipeline: &Pipeline, slot: usize, port: PortIdx, src: IpAddr, run: MergeRun, now: Nanos) {
         let merged = run.count();
         let (frame, gso) = run.finish(self.rx.storage_mut());
+        let base = self.rx.slot_base(slot);
         if merged > 1 {
             self.counters[usize::from(port.0)].gro_rx += u64::from(merged);
+        } else {
+            self.finish_partial(slot, frame.start - base..frame.end - base);
         }
-        let base = self.rx.slot_base(slot);
         let bytes = Bytes::Rx { slot: slot as u16, start: (frame.start - base) as u32, len: frame.len() as u32 };
         self.cur_gso = gso;
         self.switch(pipeline, port, Some(src), bytes, None, now);
