@@ -220,3 +220,44 @@ fn openflow_over_tls_with_ovs_ofctl_and_a_controller() {
     let pins = text.lines().filter(|l| l.contains("OFPT_PACKET_IN") && l.contains("in_port=1")).count();
     assert!(pins >= 3, "no PACKET_IN over TLS:\n{text}");
 }
+
+/// `set-controller` right after `del-controller` (or after another target on the same port) listens at once:
+/// the old listener is gone and the new one bound before the command returns, and a port another program
+/// holds is the command's error, with nothing changed.
+#[test]
+fn set_controller_listens_when_it_returns() {
+    let p = "sc";
+    if !prerequisites(&["ip", "ss", "python3"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    w.weft("add-br sw1");
+    for i in 0..10 {
+        w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+        let ss = h.sh("ss -ltnH");
+        assert!(ss.contains("127.0.0.1:6653"), "round {i}: nothing listens after set-controller returned:\n{ss}");
+        w.weft("del-controller sw1");
+        assert!(!h.sh("ss -ltnH").contains(":6653"), "round {i}: still listening after del-controller");
+        // The same port under another bridge target spelling, back to back.
+        w.weft("set-controller sw1 ptcp:6653");
+        w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+        assert!(h.sh("ss -ltnH").contains("127.0.0.1:6653"), "round {i}: the re-set listener is not up");
+        w.weft("del-controller sw1");
+    }
+    // A port held by another program: refused, and the bridge keeps no controller.
+    let mut holder = h.spawn(
+        "exec python3 -c 'import socket, time; s = socket.socket(); s.bind((\"127.0.0.1\", 6655)); s.listen(); time.sleep(60)'",
+    );
+    wait_for("the other program listens", 5, || h.sh("ss -ltnH").contains("127.0.0.1:6655"));
+    let (ok, _, err) = w.try_weft("set-controller sw1 ptcp:6655:127.0.0.1");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!ok && err.contains("cannot listen") && err.contains("6655"), "{err}");
+    assert!(!w.weft("show").contains("ptcp:6655"), "the refused controller was kept");
+    let db = std::fs::read_to_string(tmp.path("w").join("conf.db")).unwrap();
+    assert!(!db.contains("ptcp:6655"), "the refused controller was saved");
+    w.weft("set-controller sw1 ptcp:6656:127.0.0.1");
+    assert!(w.weft("show").contains("Controller \"ptcp:6656:127.0.0.1\""));
+}

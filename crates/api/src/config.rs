@@ -171,16 +171,41 @@ pub struct PortVlan {
     pub tag: Option<u16>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trunks: Vec<u16>,
+    /// The Port row's `external_ids`: free-form keys integrations (libvirt, os-vif, Neutron) set and read back.
+    #[serde(default, rename = "port_external_ids", skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: BTreeMap<String, String>,
+}
+
+/// `external_ids:KEY` or `external-ids:KEY` (ovs-vsctl takes both spellings): the key, if `k` is one.
+pub fn external_id_key(k: &str) -> Option<&str> {
+    k.strip_prefix("external_ids:").or_else(|| k.strip_prefix("external-ids:"))
+}
+
+/// Sets (or, with an empty value, removes) one external id.
+fn set_external_id(map: &mut BTreeMap<String, String>, key: &str, v: &str) -> Result<(), ConfigError> {
+    if key.is_empty() {
+        return Err(ConfigError::BadSetting("empty key in \"external_ids:\"".to_string()));
+    }
+    if v.is_empty() {
+        map.remove(key);
+    } else {
+        map.insert(key.to_string(), v.to_string());
+    }
+    Ok(())
 }
 
 impl PortVlan {
     pub fn is_empty(&self) -> bool {
-        self.tag.is_none() && self.trunks.is_empty()
+        self.tag.is_none() && self.trunks.is_empty() && self.external_ids.is_empty()
     }
 
     /// Applies `tag=N` and `trunks=N,M` / `trunks=[N,M]` (empty: all VLANs).
     pub fn apply(&mut self, settings: &[(String, String)]) -> Result<(), ConfigError> {
         for (k, v) in settings {
+            if let Some(key) = external_id_key(k) {
+                set_external_id(&mut self.external_ids, key, v)?;
+                continue;
+            }
             match k.as_str() {
                 "tag" => {
                     let tag = v.parse::<u16>().ok().filter(|t| (1..=VID_MAX).contains(t)).ok_or_else(|| {
@@ -206,7 +231,7 @@ impl PortVlan {
                 }
                 other => {
                     return Err(ConfigError::BadSetting(format!(
-                    "unknown port setting {other:?} (known: tag, trunks; interface settings go with 'set interface')"
+                    "unknown port setting {other:?} (known: tag, trunks, external_ids:KEY; interface settings go with 'set interface')"
                 )))
                 }
             }
@@ -247,6 +272,9 @@ pub struct PortConfig {
     pub options: BTreeMap<String, String>,
     #[serde(flatten)]
     pub vlan: PortVlan,
+    /// The Interface row's `external_ids` (libvirt's `iface-id`, `attached-mac`, `vm-uuid`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: BTreeMap<String, String>,
 }
 
 /// The encapsulations weft speaks.
@@ -716,6 +744,9 @@ pub struct BridgeConfig {
     /// OpenFlow controller connection (`set-controller`): `ptcp:PORT[:IP]` (weftd listens) or `tcp:IP[:PORT]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<String>,
+    /// The Bridge row's `external_ids`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub external_ids: BTreeMap<String, String>,
 }
 
 /// An OpenFlow connection target, as `set-controller` takes it.
@@ -1142,6 +1173,7 @@ impl Config {
             flows: default_flows(),
             next_flow_id: 1,
             controller: None,
+            external_ids: BTreeMap::new(),
         });
         Ok(())
     }
@@ -1181,6 +1213,7 @@ impl Config {
             iface_type: IfaceType::System,
             options: BTreeMap::new(),
             vlan: PortVlan::default(),
+            external_ids: BTreeMap::new(),
         };
         apply_iface_settings(&mut p, iface_settings)?;
         p.vlan.apply(port_settings)?;
@@ -1356,9 +1389,13 @@ impl Config {
     pub fn set_bridge(&mut self, bridge: &str, settings: &[(String, String)]) -> Result<(), ConfigError> {
         let br = self.bridge_mut(bridge)?;
         for (k, v) in settings {
-            let Some(key) = k.strip_prefix("other_config:") else {
+            if let Some(key) = external_id_key(k) {
+                set_external_id(&mut br.external_ids, key, v)?;
+                continue;
+            }
+            let Some(key) = k.strip_prefix("other_config:").or_else(|| k.strip_prefix("other-config:")) else {
                 return Err(ConfigError::BadSetting(format!(
-                    "unknown bridge setting {k:?} (bridge settings are other_config:KEY=VALUE)"
+                    "unknown bridge setting {k:?} (bridge settings are other_config:KEY=VALUE and external_ids:KEY=VALUE)"
                 )));
             };
             match key {
@@ -1444,6 +1481,19 @@ impl Config {
                     parse_of_target(t)?;
                 }
                 self.bridge_mut(bridge)?.controller = target.clone();
+                Ok(())
+            }
+            Request::Transaction { requests } => {
+                // Each command sees what the ones before it did; the caller validates the result once.
+                for (i, r) in requests.iter().enumerate() {
+                    if matches!(r, Request::Transaction { .. }) || !r.is_change() {
+                        return Err(ConfigError::BadSetting(format!(
+                            "command {} of the transaction changes nothing; only changes may be joined with --",
+                            i + 1
+                        )));
+                    }
+                    self.apply(r)?;
+                }
                 Ok(())
             }
             Request::SetSsl { ssl } => {
@@ -1627,7 +1677,9 @@ impl Config {
 /// Applies `type=…` and `options:K=V` settings to a port (validated afterwards as a whole).
 fn apply_iface_settings(p: &mut PortConfig, settings: &[(String, String)]) -> Result<(), ConfigError> {
     for (k, v) in settings {
-        if k == "type" {
+        if let Some(key) = external_id_key(k) {
+            set_external_id(&mut p.external_ids, key, v)?;
+        } else if k == "type" {
             let t = IfaceType::parse(v)?;
             if t != p.iface_type {
                 p.iface_type = t;
@@ -1638,7 +1690,9 @@ fn apply_iface_settings(p: &mut PortConfig, settings: &[(String, String)]) -> Re
             }
             p.options.insert(opt.to_string(), v.clone());
         } else {
-            return Err(ConfigError::BadSetting(format!("unknown interface setting {k:?} (known: type, options:KEY)")));
+            return Err(ConfigError::BadSetting(format!(
+                "unknown interface setting {k:?} (known: type, options:KEY, external_ids:KEY)"
+            )));
         }
     }
     Ok(())

@@ -79,6 +79,11 @@ pub enum Request {
     },
     /// `get-ssl`.
     GetSsl,
+    /// Commands joined by `--` (`weft -- --if-exists del-port vnet0 -- add-port br0 vnet0 -- set Interface
+    /// vnet0 …`): applied in order to one copy of the configuration, validated whole, committed once.
+    Transaction {
+        requests: Vec<Request>,
+    },
     /// `vlog/set LEVEL` (or, without a level, `vlog/list`): the daemon's log level.
     Vlog {
         #[serde(default)]
@@ -161,6 +166,7 @@ impl Request {
             Request::SetInterface { settings, .. }
             | Request::SetBridge { settings, .. }
             | Request::SetPort { settings, .. } => *settings = hide(settings),
+            Request::Transaction { requests } => *requests = requests.iter().map(Request::redacted).collect(),
             _ => {}
         }
         r
@@ -182,6 +188,7 @@ impl Request {
                 | Request::ModFlows { .. }
                 | Request::SetController { .. }
                 | Request::SetSsl { .. }
+                | Request::Transaction { .. }
                 | Request::ClearPort { .. }
                 | Request::FdbAdd { .. }
                 | Request::FdbDel { .. }

@@ -8,7 +8,8 @@ use weft_wire::EthernetAddress;
 pub const HELP: &str = "\
 weft: configure and inspect a running weftd
 
-usage: weft [--socket PATH] [--format json] COMMAND [ARGS] [-- set interface PORT K=V ...]
+usage: weft [--socket PATH] [--format json] COMMAND [ARGS] [-- COMMAND [ARGS] ...]
+       commands joined by -- are one transaction (ovs-vsctl style): all applied, or none
 
 bridges and ports:
   add-br BR                         create bridge BR and its internal port BR (a TAP)
@@ -150,6 +151,31 @@ fn fdb_tail(words: &[String], allow_dst: bool) -> anyhow::Result<(Option<std::ne
     Ok((dst, vlan))
 }
 
+/// Adds one command of a `--` chain: `set interface P …` and `set port P …` right for a port the chain adds
+/// go into its `add-port` (so that its type is known when it is created), as ovs-vsctl's would.
+fn push_joined(requests: &mut Vec<Request>, req: Request) -> anyhow::Result<()> {
+    let target = match &req {
+        Request::SetInterface { port, .. } | Request::SetPort { port, .. } => Some(port.clone()),
+        _ => None,
+    };
+    if let Some(target) = target {
+        let added = requests.iter_mut().rev().find_map(|r| match r {
+            Request::AddPort { port, iface, port_settings, .. } if *port == target => Some((iface, port_settings)),
+            _ => None,
+        });
+        if let Some((iface, port_settings)) = added {
+            match req {
+                Request::SetInterface { settings, .. } => iface.extend(settings),
+                Request::SetPort { settings, .. } => port_settings.extend(settings),
+                _ => {}
+            }
+            return Ok(());
+        }
+    }
+    requests.push(req);
+    Ok(())
+}
+
 pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let mut socket = std::env::var("WEFT_SOCKET").unwrap_or_else(|_| "/run/weft/weft.sock".into());
     let mut json = false;
@@ -165,19 +191,27 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let mut packet: Option<String> = None;
     let mut keys = false;
     let mut ike = false;
-    // Split into the main command and "-- …" clauses.
+    // Split into the main command and "-- …" clauses; --may-exist and --if-exists belong to their clause.
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
+    let mut clause_flags: Vec<Vec<String>> = vec![Vec::new()];
     let mut it = argv.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--" => clauses.push(Vec::new()),
+            "--" => {
+                clauses.push(Vec::new());
+                clause_flags.push(Vec::new());
+            }
             "--socket" => socket = it.next().context("--socket needs a PATH")?.clone(),
             "--format" => match it.next().map(String::as_str) {
                 Some("json") => json = true,
                 Some("text") => json = false,
-                other => bail!("--format takes json or text, not {other:?}"),
+                Some(other) => bail!("--format takes json or text, not {other:?}"),
+                None => bail!("--format needs a value: json or text"),
             },
-            "--may-exist" => may_exist = true,
+            "--may-exist" => {
+                may_exist = true;
+                clause_flags.last_mut().map(|f| f.push(a.clone())).unwrap_or(());
+            }
             "-V" => verbose = true,
             "--outer" => outer = true,
             "--strict" => strict = true,
@@ -193,7 +227,10 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                 let v = it.next().context("-c needs a packet count")?;
                 count = Some(v.parse().ok().filter(|c| *c > 0).with_context(|| format!("-c {v:?}: not a count"))?);
             }
-            "--if-exists" => if_exists = true,
+            "--if-exists" => {
+                if_exists = true;
+                clause_flags.last_mut().map(|f| f.push(a.clone())).unwrap_or(());
+            }
             "-h" | "--help" | "help" => return Ok(Invocation { socket, json, command: Command::Help }),
             "--version" => return Ok(Invocation { socket, json, command: Command::Version }),
             s if s.starts_with("--format=") => json = &s["--format=".len()..] == "json",
@@ -201,6 +238,27 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             s if s.starts_with("--") => bail!("unknown option {s:?} (see weft --help)"),
             _ => clauses.last_mut().map(|c| c.push(a.clone())).unwrap_or(()),
         }
+    }
+    // Several commands joined by `--`, as ovs-vsctl joins them: one transaction.
+    if clauses.iter().filter(|c| !c.is_empty()).count() > 1 || (clauses[0].is_empty() && clauses.len() > 1) {
+        let mut requests: Vec<Request> = Vec::new();
+        for (clause, flags) in clauses.iter().zip(&clause_flags).filter(|(c, _)| !c.is_empty()) {
+            let argv: Vec<String> = flags.iter().chain(clause).cloned().collect();
+            let req = match parse(&argv)?.command {
+                Command::Daemon(r) if r.is_change() => r,
+                _ => bail!("'{}' changes nothing: only configuration changes can be joined with --", clause.join(" ")),
+            };
+            push_joined(&mut requests, req)?;
+        }
+        if requests.is_empty() {
+            bail!("no command given (see weft --help)");
+        }
+        let command = if requests.len() == 1 {
+            Command::Daemon(requests.remove(0))
+        } else {
+            Command::Daemon(Request::Transaction { requests })
+        };
+        return Ok(Invocation { socket, json, command });
     }
     let main = clauses.remove(0);
     let Some((cmd, rest)) = main.split_first() else {
@@ -232,35 +290,10 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "add-port" => {
             want(cmd, &rest, 2, usize::MAX, "BR PORT [tag=N] [trunks=N,...]")?;
             let port = rest[1].clone();
-            let mut iface = Vec::new();
-            // As ovs-vsctl: Port columns may follow the port name.
-            let mut port_settings = settings(&rest[2..])?;
-            for c in &clauses {
-                match c.as_slice() {
-                    [set, table, name, kv @ ..] if set == "set" && table == "interface" => {
-                        if *name != port {
-                            bail!("'-- set interface {name}' does not name the port being added ({port})");
-                        }
-                        if kv.is_empty() {
-                            bail!("'-- set interface {name}' needs at least one KEY=VALUE");
-                        }
-                        iface.extend(settings(kv)?);
-                    }
-                    [set, table, name, kv @ ..] if set == "set" && table == "port" => {
-                        if *name != port {
-                            bail!("'-- set port {name}' does not name the port being added ({port})");
-                        }
-                        if kv.is_empty() {
-                            bail!("'-- set port {name}' needs at least one KEY=VALUE");
-                        }
-                        port_settings.extend(settings(kv)?);
-                    }
-                    other => bail!(
-                        "unsupported clause '-- {}' (expected: -- set interface {port} K=V ... or -- set port {port} K=V ...)",
-                        other.join(" ")
-                    ),
-                }
-            }
+            // As ovs-vsctl: Port columns may follow the port name; `-- set interface PORT …` and
+            // `-- set port PORT …` clauses join it in `push_joined`.
+            let port_settings = settings(&rest[2..])?;
+            let iface = Vec::new();
             Request::AddPort { bridge: rest[0].clone(), port, iface, port_settings, may_exist }
         }
         "del-port" => {
@@ -277,11 +310,12 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "set" => {
             no_clauses(&clauses)?;
             match rest.as_slice() {
-                [table, name, kv @ ..] if !kv.is_empty() => match table.as_str() {
+                // Table names are case-insensitive, as in ovs-vsctl (`set Interface vnet0 …`).
+                [table, name, kv @ ..] if !kv.is_empty() => match table.to_ascii_lowercase().as_str() {
                     "interface" => Request::SetInterface { port: name.clone(), settings: settings(kv)? },
                     "bridge" => Request::SetBridge { bridge: name.clone(), settings: settings(kv)? },
                     "port" => Request::SetPort { port: name.clone(), settings: settings(kv)? },
-                    other => bail!("unknown table {other:?} (expected interface, port or bridge)"),
+                    _ => bail!("unknown table {table:?} (expected Interface, Port or Bridge)"),
                 },
                 _ => bail!("'set' takes TABLE NAME KEY=VALUE..."),
             }
@@ -289,7 +323,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "clear" => {
             no_clauses(&clauses)?;
             match rest.as_slice() {
-                [table, name, columns @ ..] if table == "port" && !columns.is_empty() => {
+                [table, name, columns @ ..] if table.eq_ignore_ascii_case("port") && !columns.is_empty() => {
                     Request::ClearPort { port: name.clone(), columns: columns.to_vec() }
                 }
                 _ => bail!("'clear' takes port PORT COLUMN... (columns: tag, trunks)"),
@@ -452,6 +486,44 @@ mod tests {
     }
 
     #[test]
+    fn commands_joined_by_dashes_are_one_transaction() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        // libvirt's and os-vif's line.
+        let r = p("-- --if-exists del-port vnet0 -- add-port br0 vnet0 -- set Interface vnet0 type=tap \
+                   external-ids:iface-id=abc external-ids:attached-mac=02:00:00:00:00:01")
+        .unwrap();
+        let Request::Transaction { requests } = r else { panic!("not a transaction: {r:?}") };
+        assert_eq!(requests.len(), 2, "{requests:?}");
+        assert_eq!(requests[0], Request::DelPort { bridge: None, port: "vnet0".into(), if_exists: true });
+        let Request::AddPort { iface, may_exist, .. } = &requests[1] else { panic!("{requests:?}") };
+        assert!(!may_exist, "--if-exists belongs to its own command");
+        assert_eq!(
+            iface,
+            &vec![
+                kv("type", "tap"),
+                kv("external-ids:iface-id", "abc"),
+                kv("external-ids:attached-mac", "02:00:00:00:00:01")
+            ]
+        );
+        let r = p("add-port br0 a -- add-port br0 b -- set port b tag=7").unwrap();
+        let Request::Transaction { requests } = r else { panic!() };
+        assert_eq!(requests.len(), 2);
+        assert!(
+            matches!(&requests[1], Request::AddPort { port, port_settings, .. } if port == "b" && port_settings == &vec![kv("tag", "7")])
+        );
+        // One command after a leading -- is just that command.
+        assert!(matches!(p("-- add-br br9").unwrap(), Request::AddBr { .. }));
+        // Reading commands cannot be joined; nothing at all is an error, never help.
+        assert!(p("add-br br0 -- show").unwrap_err().to_string().contains("changes nothing"));
+        assert!(p("--").is_err());
+        assert!(p("-- --").is_err());
+        // Table names in any case.
+        assert!(matches!(p("set Interface x type=tap").unwrap(), Request::SetInterface { .. }));
+        assert!(matches!(p("set BRIDGE br0 external_ids:k=v").unwrap(), Request::SetBridge { .. }));
+        assert_eq!(p("show --format xml").unwrap_err().to_string(), "--format takes json or text, not \"xml\"");
+    }
+
+    #[test]
     fn decode_options() {
         let argv: Vec<String> =
             "decode -V -c 5 --decode-as udp.port==8472,vxlan f.pcap".split_whitespace().map(String::from).collect();
@@ -474,8 +546,9 @@ mod tests {
 
     #[test]
     fn errors_are_specific() {
-        let e = p("add-port sw1 vx1 -- set interface vx2 type=vxlan").unwrap_err().to_string();
-        assert!(e.contains("does not name the port"), "{e}");
+        // Another port's interface: a second command of the transaction (as in ovs-vsctl), not a merge.
+        let r = p("add-port sw1 vx1 -- set interface vx2 type=vxlan").unwrap();
+        assert!(matches!(&r, Request::Transaction { requests } if requests.len() == 2), "{r:?}");
         assert!(p("add-br").unwrap_err().to_string().contains("takes BR"));
         assert!(p("frobnicate").unwrap_err().to_string().contains("unknown command"));
         assert!(p("set interface vx1 key").unwrap_err().to_string().contains("KEY=VALUE"));
@@ -513,7 +586,7 @@ mod tests {
             p("clear port p1 tag trunks").unwrap(),
             Request::ClearPort { port: "p1".into(), columns: vec!["tag".into(), "trunks".into()] }
         );
-        assert!(p("add-port sw1 p1 -- set port p2 tag=1").unwrap_err().to_string().contains("does not name"));
+        assert!(matches!(p("add-port sw1 p1 -- set port p2 tag=1").unwrap(), Request::Transaction { .. }));
         assert!(p("clear port p1").is_err());
         assert!(p("add-port sw1 p1 tag").unwrap_err().to_string().contains("KEY=VALUE"));
     }

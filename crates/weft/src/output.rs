@@ -64,6 +64,15 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
                 oc.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
             writeln!(out, "        other_config: {{{}}}", items.join(", "))?;
         }
+        if let Some(m) = b["external_ids"].as_object().filter(|o| !o.is_empty()) {
+            let items: Vec<String> =
+                m.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
+            writeln!(out, "        external_ids: {{{}}}", items.join(", "))?;
+        }
+        if let Some(c) = b["controller"].as_str() {
+            // As ovs-vsctl show prints it.
+            writeln!(out, "        Controller \"{c}\"")?;
+        }
         if let Some(cp) = b["control_plane"].as_object() {
             writeln!(
                 out,
@@ -90,6 +99,11 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
                 let list: Vec<String> = trunks.iter().map(|t| t.to_string()).collect();
                 writeln!(out, "            trunks: [{}]", list.join(", "))?;
             }
+            if let Some(m) = p["port_external_ids"].as_object().filter(|o| !o.is_empty()) {
+                let items: Vec<String> =
+                    m.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
+                writeln!(out, "            external_ids: {{{}}}", items.join(", "))?;
+            }
             writeln!(out, "            Interface {name}")?;
             let ty = p["type"].as_str().unwrap_or_default();
             if ty != "system" {
@@ -115,6 +129,11 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
                 let items: Vec<String> =
                     opts.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
                 writeln!(out, "                options: {{{}}}", items.join(", "))?;
+            }
+            if let Some(m) = p["external_ids"].as_object().filter(|o| !o.is_empty()) {
+                let items: Vec<String> =
+                    m.iter().map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap_or_default())).collect();
+                writeln!(out, "                external_ids: {{{}}}", items.join(", "))?;
             }
             if let Some(err) = p["error"].as_str() {
                 writeln!(out, "                error: \"{err}\"")?;

@@ -248,10 +248,19 @@ impl State {
     fn commit(&mut self, new: Config) -> Result<(), String> {
         let generation = self.generation + 1;
         let (pipeline, created) = self.resources.build(&new, generation, true).map_err(|e| format!("{e:#}"))?;
+        // OpenFlow listeners are bound before anything is saved: a port in use is this change's error.
+        if let Err(e) = self.of.prepare(&new, &self.dp) {
+            drop(pipeline);
+            self.resources.abandon(&created);
+            self.resources.release_unused(&self.config);
+            self.reconcile_openflow();
+            return Err(e);
+        }
         if let Err(e) = crate::db::save(&self.db, &new) {
             drop(pipeline);
             self.resources.abandon(&created);
             self.resources.release_unused(&self.config);
+            self.reconcile_openflow();
             return Err(format!("cannot save the configuration: {e:#}"));
         }
         self.install(pipeline, &new);
@@ -332,6 +341,7 @@ impl State {
                 let cp = status.get(&b.name);
                 for p in &b.ports {
                     let mut pj = self.port_json(&p.name, p.ofport, p.iface_type.as_str(), &p.options, &p.vlan);
+                    pj["external_ids"] = json!(p.external_ids);
                     // Where each remote VTEP of a tunnel comes from: configured, or a control plane.
                     if p.iface_type.is_tunnel() {
                         let mut remotes: Vec<Value> = p
@@ -360,7 +370,10 @@ impl State {
                     .iter()
                     .map(|(k, v)| (k, if weft_api::config::is_secret(k) { weft_api::config::HIDDEN } else { v.as_str() }))
                     .collect();
-                json!({ "name": b.name, "other_config": other_config, "ports": ports, "control_plane": control_plane })
+                json!({
+                    "name": b.name, "controller": b.controller, "other_config": other_config,
+                    "external_ids": b.external_ids, "ports": ports, "control_plane": control_plane,
+                })
             })
             .collect();
         json!({ "bridges": bridges })
@@ -389,6 +402,7 @@ impl State {
                 .collect::<BTreeMap<String, String>>(),
             "tag": vlan.tag,
             "trunks": vlan.trunks,
+            "port_external_ids": vlan.external_ids,
             "mtu": info.map(|i| i["mtu"].clone()).unwrap_or(Value::Null),
         });
         if let Some(ns) = info.and_then(|i| i["netns"].as_str()) {

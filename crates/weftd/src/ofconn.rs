@@ -97,6 +97,32 @@ struct Link {
 struct Running {
     target: (String, Option<weft_api::config::SslConfig>),
     stop: Arc<AtomicBool>,
+    /// A listener's thread, joined when it stops so that its port is free again at once.
+    listener: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.listener.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Wanted = HashMap<String, (String, Option<weft_api::config::SslConfig>)>;
+
+/// Each bridge's controller target in `config`, with the TLS files it would use.
+fn wanted(config: &weft_api::Config) -> Wanted {
+    config
+        .bridges
+        .iter()
+        .filter_map(|b| {
+            let t = b.controller.clone()?;
+            let files = if OfTarget::is_tls(&t) { config.ssl.clone() } else { None };
+            Some((b.name.clone(), (t, files)))
+        })
+        .collect()
 }
 
 /// The TLS configuration a target needs, built from `set-ssl`'s files.
@@ -115,30 +141,54 @@ fn tls_for(target: &str, ssl: Option<&weft_api::config::SslConfig>) -> Result<Tl
 #[derive(Default)]
 pub struct Manager {
     running: HashMap<String, Running>,
+    /// Listening sockets bound by [`Manager::prepare`] for the configuration about to be committed.
+    bound: HashMap<String, TcpListener>,
 }
 
 impl Manager {
-    /// Starts and stops connections so that each bridge with a controller has exactly one, for its target.
-    pub fn reconcile(&mut self, state: &State, me: &Weak<Mutex<State>>) {
-        let ssl = state.config.ssl.clone();
-        let wanted: HashMap<String, (String, Option<weft_api::config::SslConfig>)> = state
-            .config
-            .bridges
-            .iter()
-            .filter_map(|b| {
-                let t = b.controller.clone()?;
-                let files = if OfTarget::is_tls(&t) { ssl.clone() } else { None };
-                Some((b.name.clone(), (t, files)))
-            })
-            .collect();
+    /// Before `config` is committed: stops the connections it changes (a listener's port is free when this
+    /// returns) and binds the listeners it asks for, so that a port in use is the command's error and a
+    /// command that returns success has its listener up. On an error nothing is bound; the caller restores
+    /// the running setup with [`Manager::reconcile`].
+    pub fn prepare(&mut self, config: &weft_api::Config, dp: &crate::dataplane::DpHandle) -> Result<(), String> {
+        let wanted = wanted(config);
+        self.stop_changed(&wanted, dp);
+        for (bridge, (target, _)) in &wanted {
+            if self.running.contains_key(bridge) || self.bound.contains_key(bridge) {
+                continue;
+            }
+            if let Ok(OfTarget::Listen(addr)) = parse_of_target(target) {
+                match bind(addr) {
+                    Ok(l) => {
+                        self.bound.insert(bridge.clone(), l);
+                    }
+                    Err(e) => {
+                        self.bound.clear();
+                        return Err(format!("bridge {bridge}: cannot listen for OpenFlow on {addr}: {e}"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the connections whose bridge no longer wants them, or wants another target.
+    fn stop_changed(&mut self, wanted: &Wanted, dp: &crate::dataplane::DpHandle) {
         self.running.retain(|bridge, r| {
             let keep = wanted.get(bridge) == Some(&r.target);
             if !keep {
-                r.stop.store(true, Ordering::Relaxed);
-                state.dp.send(DpMsg::SetPacketIn(bridge.clone(), None));
+                r.stop();
+                dp.send(DpMsg::SetPacketIn(bridge.clone(), None));
             }
             keep
         });
+    }
+
+    /// Starts and stops connections so that each bridge with a controller has exactly one, for its target.
+    pub fn reconcile(&mut self, state: &State, me: &Weak<Mutex<State>>) {
+        let wanted = wanted(&state.config);
+        self.stop_changed(&wanted, &state.dp);
+        self.bound.retain(|bridge, _| wanted.contains_key(bridge));
         for (bridge, target) in wanted {
             if self.running.contains_key(&bridge) {
                 continue;
@@ -167,18 +217,33 @@ impl Manager {
                 open: Arc::default(),
                 tls,
             };
+            let mut listener = None;
             let r = match t {
                 OfTarget::Listen(addr) => {
-                    std::thread::Builder::new().name(format!("of-listen-{bridge}")).spawn(move || listen(addr, link))
+                    let bound = match self.bound.remove(&bridge) {
+                        Some(l) => Ok(l),
+                        None => bind(addr),
+                    };
+                    match bound {
+                        Ok(l) => std::thread::Builder::new()
+                            .name(format!("of-listen-{bridge}"))
+                            .spawn(move || listen(l, link))
+                            .map(|h| listener = Some(h)),
+                        Err(e) => {
+                            tracing::warn!("bridge {bridge}: cannot listen for OpenFlow on {addr}: {e}");
+                            Ok(())
+                        }
+                    }
                 }
-                OfTarget::Connect(addr) => {
-                    std::thread::Builder::new().name(format!("of-connect-{bridge}")).spawn(move || connect(addr, link))
-                }
+                OfTarget::Connect(addr) => std::thread::Builder::new()
+                    .name(format!("of-connect-{bridge}"))
+                    .spawn(move || connect(addr, link))
+                    .map(|_| ()),
             };
             if let Err(e) = r {
                 tracing::warn!("bridge {bridge}: cannot start the OpenFlow connection: {e}");
             }
-            self.running.insert(bridge, Running { target, stop });
+            self.running.insert(bridge, Running { target, stop, listener });
         }
     }
 }
@@ -217,14 +282,15 @@ fn packet_in(p: &PacketIn, xid: u32) -> Vec<u8> {
     m
 }
 
-fn listen(addr: std::net::SocketAddr, link: Link) {
-    let l = match TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l)) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!("bridge {}: cannot listen for OpenFlow on {addr}: {e}", link.bridge);
-            return;
-        }
-    };
+/// A non-blocking listening socket on `addr` (SO_REUSEADDR, as std sets it on Unix: connections of a listener
+/// just closed, in TIME_WAIT, do not hold the port).
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+fn listen(l: TcpListener, link: Link) {
     let mut refused_logged: Option<std::time::Instant> = None;
     while !link.stop.load(Ordering::Relaxed) {
         match l.accept() {
