@@ -48,6 +48,19 @@ fn trace_predicts_forwarding() {
     assert_eq!((tunnel["remote_ip"].as_str(), tunnel["vni"].as_u64()), (Some("192.0.2.12"), Some(42)));
     let sport = tunnel["src_port"].as_u64().unwrap();
     assert!((32768..=60999).contains(&sport), "outer source port {sport}");
+    // A flood to several remotes (head-end replication), and to a remote_ip=flow port the control plane has
+    // named no VTEP for yet: the trace lists what it would use, never "0.0.0.0".
+    w.weft("add-port sw1 vx2 -- set interface vx2 type=vxlan options:remote_ip=192.0.2.13,192.0.2.14 options:key=43");
+    w.weft("add-port sw1 vxf -- set interface vxf type=vxlan options:remote_ip=flow options:key=44");
+    let t = w.json(&format!("trace sw1 {}", flow(&rmac)));
+    let step = |port: &str| t["steps"].as_array().unwrap().iter().find(|s| s["output"] == port).unwrap().clone();
+    assert_eq!(step("vx2")["remote_ips"], serde_json::json!(["192.0.2.13", "192.0.2.14"]), "{t}");
+    assert_eq!(step("vxf")["remote_ips"], serde_json::json!([]), "{t}");
+    let text = w.weft(&format!("trace sw1 {}", flow(&rmac)));
+    assert!(text.contains("tunnel to 192.0.2.13, 192.0.2.14 VNI 43") && text.contains("no VTEP yet"), "{text}");
+    assert!(!text.contains("0.0.0.0"), "{text}");
+    w.weft("del-port sw1 vx2");
+    w.weft("del-port sw1 vxf");
     assert_eq!(tx(&w, &p2), before, "a trace sends nothing");
     assert!(
         w.json("fdb show sw1").as_array().unwrap().iter().all(|e| e["mac"] != lmac.as_str()),

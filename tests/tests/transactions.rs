@@ -58,3 +58,42 @@ fn chains_are_transactions_and_external_ids_are_kept() {
     assert_eq!(show["bridges"][0]["external_ids"]["owner"], "nova");
     assert_eq!(show["bridges"][0]["ports"][1]["external_ids"]["iface-id"], "4f9b0c2e");
 }
+
+/// The smaller things a new user trips over: seed 003's `type=ipsec_gre` line, options that can be removed
+/// again, a clear message for `type=internal` on an existing veth, and no Rust debug text in messages.
+#[test]
+fn ovs_vsctl_lines_and_clear_messages() {
+    let p = "tv";
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    w.weft("add-br sw1");
+    // Seed 003, as written (capital I, Open vSwitch 2.x's type name).
+    w.weft("add-port sw1 tun0 -- set Interface tun0 type=ipsec_gre options:remote_ip=192.0.2.56 options:psk=test1234567890ab");
+    let show = w.json("show");
+    let tun0 = show["bridges"][0]["ports"].as_array().unwrap().iter().find(|x| x["name"] == "tun0").unwrap().clone();
+    assert_eq!(tun0["type"], "ipsec_gre");
+    let (ok, _, err) =
+        w.try_weft("add-port sw1 tun1 -- set Interface tun1 type=ipsec_gre options:remote_ip=192.0.2.57");
+    assert!(!ok && err.contains("needs options:psk"), "{err}");
+    // Options set once can be removed again; a tunnel keeps its remote_ip.
+    w.weft("add-port sw1 vx1 -- set interface vx1 type=vxlan options:remote_ip=192.0.2.9 options:tos=inherit options:ttl=9");
+    w.weft("remove Interface vx1 options tos ttl");
+    let opts = w.json("show")["bridges"][0]["ports"].as_array().unwrap().iter().find(|x| x["name"] == "vx1").unwrap()
+        ["options"]
+        .clone();
+    assert!(opts.get("tos").is_none() && opts.get("ttl").is_none() && opts["remote_ip"] == "192.0.2.9", "{opts}");
+    let (ok, _, err) = w.try_weft("clear Interface vx1 options");
+    assert!(!ok && err.contains("remote_ip"), "{err}");
+    // type=internal on an existing veth: said plainly.
+    h.sh(&format!("ip link add {p}v0 type veth peer name {p}v1"));
+    w.weft(&format!("add-port sw1 {p}v0"));
+    let (ok, _, err) = w.try_weft(&format!("set interface {p}v0 type=internal"));
+    assert!(!ok && err.contains("is not a TAP") && !err.contains("os error"), "{err}");
+    // No Rust debug text.
+    let (ok, _, err) = w.try_weft("show --format xml");
+    assert!(!ok && err.contains("json or text") && !err.contains("Some("), "{err}");
+}

@@ -64,6 +64,10 @@ pub enum IfaceType {
     Geneve,
     /// Ethernet over GRE (RFC 2784, 2890), what Linux calls gretap and Open vSwitch `type=gre`.
     Gre,
+    /// GRE protected by IPsec, as Open vSwitch 2.x spelled it (`type=ipsec_gre`, `options:psk` required):
+    /// the same as `type=gre` with a psk, kept and shown as the user wrote it.
+    #[serde(rename = "ipsec_gre")]
+    IpsecGre,
 }
 
 impl IfaceType {
@@ -75,6 +79,7 @@ impl IfaceType {
             "vxlan" => Ok(IfaceType::Vxlan),
             "geneve" => Ok(IfaceType::Geneve),
             "gre" => Ok(IfaceType::Gre),
+            "ipsec_gre" => Ok(IfaceType::IpsecGre),
             "gretap" | "ip6gre" | "stt" | "lisp" | "erspan" | "ip6erspan" | "gtpu" | "bareudp" | "vxlan-gpe" => {
                 Err(ConfigError::UnsupportedType(s.to_string()))
             }
@@ -90,11 +95,12 @@ impl IfaceType {
             IfaceType::Vxlan => "vxlan",
             IfaceType::Geneve => "geneve",
             IfaceType::Gre => "gre",
+            IfaceType::IpsecGre => "ipsec_gre",
         }
     }
 
     pub fn is_tunnel(self) -> bool {
-        matches!(self, IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre)
+        matches!(self, IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre | IfaceType::IpsecGre)
     }
 
     /// The `options:` keys an interface of this type accepts.
@@ -135,7 +141,7 @@ impl IfaceType {
                 "ipsec_lifetime",
                 "ipsec_rekey_bytes",
             ],
-            IfaceType::Gre => &[
+            IfaceType::Gre | IfaceType::IpsecGre => &[
                 "remote_ip",
                 "key",
                 "local_ip",
@@ -497,7 +503,7 @@ impl PortConfig {
             if ip.is_unspecified() {
                 return Err(bad("remote_ip", item, "must be a unicast or multicast address"));
             }
-            if ip.is_multicast() && self.iface_type == IfaceType::Gre {
+            if ip.is_multicast() && matches!(self.iface_type, IfaceType::Gre | IfaceType::IpsecGre) {
                 return Err(bad("remote_ip", item, "GRE tunnels need a unicast remote (no multicast groups)"));
             }
             if ip.is_multicast() && text.contains(',') {
@@ -557,7 +563,7 @@ impl PortConfig {
         let encap = match self.iface_type {
             IfaceType::Vxlan => Encap::Vxlan,
             IfaceType::Geneve => Encap::Geneve,
-            IfaceType::Gre => Encap::Gre,
+            IfaceType::Gre | IfaceType::IpsecGre => Encap::Gre,
             IfaceType::System | IfaceType::Tap | IfaceType::Internal => return Ok(None),
         };
         let get = |k: &str| self.options.get(k).map(String::as_str);
@@ -651,6 +657,13 @@ impl PortConfig {
             }
             (Some(p), None) => (p.to_string(), "psk"),
             (None, Some(path)) => (read_psk_file(path)?, "psk_file"),
+            (None, None) if self.iface_type == IfaceType::IpsecGre => {
+                return Err(bad(
+                    "type",
+                    "ipsec_gre",
+                    "is GRE protected by IPsec: it needs options:psk (or options:psk_file)",
+                ))
+            }
             (None, None) => {
                 for k in ["ipsec_mode", "ipsec_encap", "ipsec_lifetime", "ipsec_rekey_bytes"] {
                     if let Some(v) = get(k) {
@@ -1275,6 +1288,50 @@ impl Config {
         self.port_vlan_mut(port)?.apply(settings)
     }
 
+    /// `remove TABLE NAME COLUMN KEY...` / `clear TABLE NAME COLUMN` on a map column. Removing a key that is
+    /// not there is not an error (as in ovs-vsctl); what the change leaves is validated whole afterwards (a
+    /// tunnel keeps its remote_ip).
+    pub fn remove_keys(&mut self, table: &str, name: &str, column: &str, keys: &[String]) -> Result<(), ConfigError> {
+        let column = column.replace('-', "_");
+        let drop_keys = |map: &mut BTreeMap<String, String>| {
+            if keys.is_empty() {
+                map.clear();
+            } else {
+                for k in keys {
+                    map.remove(k);
+                }
+            }
+        };
+        match (table.to_ascii_lowercase().as_str(), column.as_str()) {
+            ("interface", "options" | "external_ids") => {
+                let (b, p) = self.find_port(name).ok_or_else(|| ConfigError::NoSuchPort(name.to_string()))?;
+                if p.is_none() {
+                    return Err(ConfigError::BadSetting(format!("the internal port {name:?} has no {column}")));
+                }
+                let bname = b.name.clone();
+                let p = self
+                    .bridge_mut(&bname)?
+                    .ports
+                    .iter_mut()
+                    .find(|p| p.name == name)
+                    .ok_or_else(|| ConfigError::NoSuchPort(name.to_string()))?;
+                drop_keys(if column == "options" { &mut p.options } else { &mut p.external_ids });
+            }
+            ("port", "external_ids") => drop_keys(&mut self.port_vlan_mut(name)?.external_ids),
+            ("port", "tag" | "trunks") if keys.is_empty() => self.port_vlan_mut(name)?.clear(&[column.clone()])?,
+            ("bridge", "other_config") => drop_keys(&mut self.bridge_mut(name)?.other_config),
+            ("bridge", "external_ids") => drop_keys(&mut self.bridge_mut(name)?.external_ids),
+            ("bridge", "controller") if keys.is_empty() => self.bridge_mut(name)?.controller = None,
+            (t, c) => {
+                return Err(ConfigError::BadSetting(format!(
+                    "cannot remove from {t} column {c:?} (map columns: Interface options and external_ids, Port \
+                     external_ids, Bridge other_config and external_ids; clear also takes Port tag and trunks)"
+                )))
+            }
+        }
+        Ok(())
+    }
+
     /// `clear port PORT tag|trunks`.
     pub fn clear_port(&mut self, port: &str, columns: &[String]) -> Result<(), ConfigError> {
         self.port_vlan_mut(port)?.clear(columns)
@@ -1504,6 +1561,7 @@ impl Config {
                 Ok(())
             }
             Request::ClearPort { port, columns } => self.clear_port(port, columns),
+            Request::RemoveKeys { table, name, column, keys } => self.remove_keys(table, name, column, keys),
             Request::DelPort { bridge, port, if_exists } => self.del_port(bridge.as_deref(), port, *if_exists),
             Request::SetInterface { port, settings } => self.set_interface(port, settings),
             Request::SetBridge { bridge, settings } => self.set_bridge(bridge, settings),
@@ -1701,6 +1759,70 @@ fn apply_iface_settings(p: &mut PortConfig, settings: &[(String, String)]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipsec_gre_is_gre_with_a_psk_shown_as_written() {
+        let mut c = Config::default();
+        c.add_bridge("sw1", false).unwrap();
+        // Seed 003's own line.
+        c.add_port(
+            "sw1",
+            "tun0",
+            &kv(&[("type", "ipsec_gre"), ("options:remote_ip", "192.168.56.12"), ("options:psk", "test123")]),
+            &[],
+            false,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let p = &c.bridges[0].ports[0];
+        assert_eq!(p.iface_type.as_str(), "ipsec_gre");
+        let t = p.tunnel().unwrap().unwrap();
+        assert_eq!(t.encap, Encap::Gre);
+        assert!(t.ipsec.is_some());
+        assert!(serde_json::to_string(&c).unwrap().contains("\"ipsec_gre\""));
+        let mut d = Config::default();
+        d.add_bridge("sw1", false).unwrap();
+        d.add_port("sw1", "tun1", &kv(&[("type", "ipsec_gre"), ("options:remote_ip", "192.0.2.1")]), &[], false)
+            .unwrap();
+        assert!(d.validate().unwrap_err().to_string().contains("needs options:psk"));
+    }
+
+    #[test]
+    fn options_and_ids_can_be_removed_and_cleared() {
+        let mut c = Config::default();
+        c.add_bridge("br0", false).unwrap();
+        c.add_port(
+            "br0",
+            "vx1",
+            &kv(&[
+                ("type", "vxlan"),
+                ("options:remote_ip", "192.0.2.9"),
+                ("options:tos", "inherit"),
+                ("options:ttl", "9"),
+                ("external_ids:a", "1"),
+            ]),
+            &[],
+            false,
+        )
+        .unwrap();
+        let rm = |t: &str, n: &str, col: &str, keys: &[&str]| crate::Request::RemoveKeys {
+            table: t.into(),
+            name: n.into(),
+            column: col.into(),
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+        };
+        c.apply(&rm("Interface", "vx1", "options", &["tos", "ttl", "absent"])).unwrap();
+        let p = &c.bridges[0].ports[0];
+        assert_eq!(p.options.keys().collect::<Vec<_>>(), vec!["remote_ip"]);
+        c.apply(&rm("interface", "vx1", "external-ids", &[])).unwrap();
+        assert!(c.bridges[0].ports[0].external_ids.is_empty());
+        // A tunnel cannot lose its remote_ip: the change is refused when validated.
+        let mut d = c.clone();
+        d.apply(&rm("Interface", "vx1", "options", &[])).unwrap();
+        assert!(d.validate().is_err());
+        assert!(c.apply(&rm("Interface", "vx1", "type", &[])).unwrap_err().to_string().contains("cannot remove"));
+        assert!(c.apply(&rm("Interface", "nope", "options", &["x"])).is_err());
+    }
 
     #[test]
     fn openflow_listeners_default_to_loopback() {

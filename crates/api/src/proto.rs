@@ -79,6 +79,15 @@ pub enum Request {
     },
     /// `get-ssl`.
     GetSsl,
+    /// `remove TABLE NAME COLUMN KEY...` (keys of a map column: `options`, `external_ids`, `other_config`) and
+    /// `clear TABLE NAME COLUMN` (`keys` empty: the whole column), as ovs-vsctl has them.
+    RemoveKeys {
+        table: String,
+        name: String,
+        column: String,
+        #[serde(default)]
+        keys: Vec<String>,
+    },
     /// Commands joined by `--` (`weft -- --if-exists del-port vnet0 -- add-port br0 vnet0 -- set Interface
     /// vnet0 …`): applied in order to one copy of the configuration, validated whole, committed once.
     Transaction {
@@ -190,6 +199,7 @@ impl Request {
                 | Request::SetSsl { .. }
                 | Request::Transaction { .. }
                 | Request::ClearPort { .. }
+                | Request::RemoveKeys { .. }
                 | Request::FdbAdd { .. }
                 | Request::FdbDel { .. }
         )

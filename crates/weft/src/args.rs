@@ -16,9 +16,12 @@ bridges and ports:
   del-br BR | list-br
   add-port BR PORT [tag=N|trunks=N,...] [-- set interface PORT type=T options:K=V ...] [-- set port PORT ...]
                                     types: system (an existing interface, the default), tap, internal,
-                                    vxlan, geneve, gre
+                                    vxlan, geneve, gre, ipsec_gre (GRE with options:psk)
   del-port [BR] PORT | list-ports BR
   set interface PORT K=V ...        change type or options:K=V of an existing interface
+  remove TABLE NAME COLUMN KEY... | clear TABLE NAME COLUMN
+                                    remove keys of a map column (Interface options/external_ids, Port
+                                    external_ids, Bridge other_config/external_ids), or all of them
   set port PORT tag=N | trunks=N,...
                                     VLANs: tag makes an access port; trunks lists the VLANs a trunk carries
                                     (default: all; 0 = untagged); tunnels carry 802.1Q frames unchanged
@@ -323,10 +326,35 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         "clear" => {
             no_clauses(&clauses)?;
             match rest.as_slice() {
-                [table, name, columns @ ..] if table.eq_ignore_ascii_case("port") && !columns.is_empty() => {
+                [table, name, columns @ ..]
+                    if table.eq_ignore_ascii_case("port")
+                        && columns.iter().all(|c| c == "tag" || c == "trunks")
+                        && !columns.is_empty() =>
+                {
                     Request::ClearPort { port: name.clone(), columns: columns.to_vec() }
                 }
-                _ => bail!("'clear' takes port PORT COLUMN... (columns: tag, trunks)"),
+                [table, name, column] => Request::RemoveKeys {
+                    table: table.clone(),
+                    name: name.clone(),
+                    column: column.clone(),
+                    keys: Vec::new(),
+                },
+                _ => bail!(
+                    "'clear' takes TABLE NAME COLUMN (e.g. clear Interface vx1 options; clear port p1 tag trunks)"
+                ),
+            }
+        }
+        "remove" => {
+            no_clauses(&clauses)?;
+            match rest.as_slice() {
+                [table, name, column, keys @ ..] if !keys.is_empty() => Request::RemoveKeys {
+                    table: table.clone(),
+                    name: name.clone(),
+                    column: column.clone(),
+                    // ovs-vsctl also takes KEY=VALUE (remove only that pair); the key is what counts here.
+                    keys: keys.iter().map(|k| k.split_once('=').map_or(k.as_str(), |(k, _)| k).to_string()).collect(),
+                },
+                _ => bail!("'remove' takes TABLE NAME COLUMN KEY... (e.g. remove Interface vx1 options tos ttl)"),
             }
         }
         "show" => {

@@ -185,8 +185,17 @@ fn trace(out: &mut String, data: &Value) -> std::fmt::Result {
             if let Some(v) = s["vlan"].as_u64() {
                 write!(out, ", tagged VLAN {v}")?;
             }
-            if let Some(r) = s["remote_ip"].as_str() {
-                write!(out, ", tunnel to {r} VNI {}", s["vni"])?;
+            if let Some(r) = s["remote_ips"].as_array() {
+                let list: Vec<&str> = r.iter().filter_map(Value::as_str).collect();
+                if list.is_empty() {
+                    write!(
+                        out,
+                        ", tunnel to no VTEP yet (none configured or named by the control plane) VNI {}",
+                        s["vni"]
+                    )?;
+                } else {
+                    write!(out, ", tunnel to {} VNI {}", list.join(", "), s["vni"])?;
+                }
                 if let Some(sp) = s["src_port"].as_u64() {
                     write!(out, " from UDP port {sp}")?;
                 }

@@ -545,7 +545,10 @@ impl State {
                 crate::dataplane::TraceStep::Output { port, vlan, remote, vni, src_port, too_big } => {
                     outputs.push(port.clone());
                     json!({
-                        "output": port, "vlan": vlan, "remote_ip": remote.map(|r| r.to_string()), "vni": vni,
+                        "output": port, "vlan": vlan,
+                        "remote_ip": remote.as_ref().and_then(|r| r.first()).map(|r| r.to_string()),
+                        "remote_ips": remote.as_ref().map(|r| r.iter().map(|ip| ip.to_string()).collect::<Vec<_>>()),
+                        "vni": vni,
                         "src_port": src_port, "too_big": too_big,
                     })
                 }

@@ -261,7 +261,9 @@ pub enum TraceStep {
     Output {
         port: String,
         vlan: Option<u16>,
-        remote: Option<IpAddr>,
+        /// Where the tunnel packet goes: the unicast remote, or every VTEP a flood is replicated to (configured
+        /// remotes, or those the control plane named: none yet is an empty list).
+        remote: Option<Vec<IpAddr>>,
         vni: Option<u32>,
         /// The outer UDP source port (the flow's socket in the send pool).
         src_port: Option<u16>,
@@ -1671,14 +1673,21 @@ impl Dataplane {
         if let Some(tr) = &mut self.trace {
             let frame = resolve(&self.rx, &self.seg, bytes);
             let (remote, vni, src_port, too_big) = match &p.io {
-                PortIo::Tunnel { spec, mtu, pool, .. } => {
+                PortIo::Tunnel { spec, mtu, pool, remotes, .. } => {
                     let df = spec.df && spec.remote.is_ipv4();
+                    let targets: Vec<IpAddr> = match remote {
+                        Some(r) => vec![r],
+                        None => match &self.cp_flood_rt[usize::from(port.0)] {
+                            Some(cp) => cp.to_vec(),
+                            None => remotes.iter().copied().filter(|r| !r.is_unspecified()).collect(),
+                        },
+                    };
                     let fit = mtu::tunnel_fit(frame, usize::from(*mtu), tag_len, df);
                     let ports = &pipeline.pool_ports[*pool];
                     let src =
                         (spec.encap != Encap::Gre && !ports.is_empty()).then(|| ports[hash as usize % ports.len()]);
                     (
-                        Some(remote.unwrap_or(spec.remote)),
+                        Some(targets),
                         Some(vni.unwrap_or(spec.vni)),
                         src,
                         fit.err().map(|m| m.unwrap_or(*mtu - tag_len as u16)),

@@ -553,6 +553,17 @@ impl Resources {
                                 }
                                 PortIo::Tap(tap)
                             }
+                            // An interface of another kind holds the name (TUNSETIFF says only EINVAL).
+                            Err(e)
+                                if strict
+                                    && e.kind() == std::io::ErrorKind::InvalidInput
+                                    && weft_sys::iface::index(&name).is_some() =>
+                            {
+                                return Err(anyhow!(
+                                    "an interface named {name:?} exists and is not a TAP (a veth or a NIC, say): weft \
+                                     cannot make it a {ty} port; use type=system to attach it, or remove it first"
+                                ));
+                            }
                             Err(e) if strict => return Err(anyhow!("cannot create TAP device {name:?}: {e}")),
                             Err(e) => {
                                 tracing::warn!("port {name}: cannot open TAP device: {e}");
@@ -581,7 +592,7 @@ impl Resources {
                             }
                         }
                     }
-                    IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre => {
+                    IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre | IfaceType::IpsecGre => {
                         let pc = pc.ok_or_else(|| anyhow!("tunnel without configuration"))?;
                         let spec = pc.tunnel()?.ok_or_else(|| anyhow!("port {name:?} is not a tunnel"))?;
                         let key = rx_key(&spec);
@@ -729,7 +740,7 @@ impl Resources {
                     IfaceType::System => {
                         packets.insert(p.name.clone());
                     }
-                    IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre => {
+                    IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre | IfaceType::IpsecGre => {
                         if let Ok(Some(spec)) = p.tunnel() {
                             rx.insert(rx_key(&spec));
                             let ifindex = match (spec.remote.is_multicast(), p.options.get("dev")) {
