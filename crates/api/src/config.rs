@@ -1318,7 +1318,9 @@ impl Config {
                 drop_keys(if column == "options" { &mut p.options } else { &mut p.external_ids });
             }
             ("port", "external_ids") => drop_keys(&mut self.port_vlan_mut(name)?.external_ids),
-            ("port", "tag" | "trunks") if keys.is_empty() => self.port_vlan_mut(name)?.clear(&[column.clone()])?,
+            ("port", "tag" | "trunks") if keys.is_empty() => {
+                self.port_vlan_mut(name)?.clear(std::slice::from_ref(&column))?
+            }
             ("bridge", "other_config") => drop_keys(&mut self.bridge_mut(name)?.other_config),
             ("bridge", "external_ids") => drop_keys(&mut self.bridge_mut(name)?.external_ids),
             ("bridge", "controller") if keys.is_empty() => self.bridge_mut(name)?.controller = None,
