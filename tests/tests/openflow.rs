@@ -261,3 +261,67 @@ fn set_controller_listens_when_it_returns() {
     w.weft("set-controller sw1 ptcp:6656:127.0.0.1");
     assert!(w.weft("show").contains("Controller \"ptcp:6656:127.0.0.1\""));
 }
+
+/// What weft encodes, ovs-ofctl decodes: ARP opcodes (not maskable), SCTP ports (their own OXM fields, both
+/// ways), controller max_len; and the default NORMAL flow and table 0 count what passes.
+#[test]
+fn ovs_ofctl_reads_what_weft_encodes() {
+    let p = "oe";
+    if !prerequisites(&["ip", "ping", "ovs-ofctl"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    w.weft("add-br sw1");
+    let left = Ns::new(&format!("{p}l"));
+    let right = Ns::new(&format!("{p}r"));
+    veth(&left, "eth0", Some("10.4.0.1/24"), &h, &format!("{p}p1"), None);
+    veth(&right, "eth0", Some("10.4.0.2/24"), &h, &format!("{p}p2"), None);
+    w.weft(&format!("add-port sw1 {p}p1"));
+    w.weft(&format!("add-port sw1 {p}p2"));
+    w.weft("set-controller sw1 ptcp:6657:127.0.0.1");
+    let ofctl = |args: &str| {
+        h.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args}").replace("TARGET", "tcp:127.0.0.1:6657"))
+    };
+    // The default flow counts, over OpenFlow and in weft's own dump; so does table 0.
+    left.ping("10.4.0.2", 3);
+    let dump = ofctl("dump-flows TARGET");
+    let line = dump.lines().find(|l| l.contains("actions=NORMAL")).unwrap_or_else(|| panic!("{dump}"));
+    let n: u64 =
+        line.split("n_packets=").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(n >= 6, "the default NORMAL flow counted {n}: {line}");
+    let ours = w.weft("dump-flows sw1");
+    let ours_n: u64 = ours
+        .split("n_packets=")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{ours}"));
+    assert!(ours_n >= n, "weft's own dump-flows: {ours}");
+    let tables = ofctl("dump-tables TARGET");
+    let lookups: u64 = tables
+        .split("lookup=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(lookups >= 6, "table 0 lookups: {tables}");
+    // Flows with ARP opcodes, SCTP ports and a controller max_len, added with weft's CLI and with ovs-ofctl.
+    w.weft("add-flow sw1 priority=10,arp,arp_op=1,actions=NORMAL");
+    w.weft("add-flow sw1 priority=10,sctp,tp_dst=5,actions=drop");
+    w.weft("add-flow sw1 priority=10,icmp,actions=controller:128");
+    ofctl("add-flow TARGET priority=11,sctp,tp_src=6,actions=drop");
+    let dump = ofctl("dump-flows TARGET");
+    assert!(!dump.contains("decode error") && !dump.contains("OFPBMC"), "{dump}");
+    for want in [
+        "arp,arp_op=1 actions=NORMAL",
+        "sctp,tp_dst=5 actions=drop",
+        "sctp,tp_src=6 actions=drop",
+        "icmp actions=CONTROLLER:128",
+    ] {
+        assert!(dump.contains(want), "ovs-ofctl lacks {want:?}:\n{dump}");
+    }
+    let ours = w.weft("dump-flows sw1");
+    assert!(ours.contains("CONTROLLER:128") && ours.contains("sctp,tp_src=6"), "{ours}");
+}

@@ -68,7 +68,11 @@ pub enum Action {
     All,
     InPort,
     Local,
+    /// To the controller, the whole packet (max_len 65535, OFPCML_NO_BUFFER).
     Controller,
+    /// To the controller, at most this many bytes of the packet (`controller:128`,
+    /// `controller(max_len=128)`).
+    ControllerMaxLen(u16),
     Drop,
     ModVlanVid(u16),
     StripVlan,
@@ -463,7 +467,20 @@ fn parse_action(act: &str, resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError
         "all" => Action::All,
         "in_port" => Action::InPort,
         "local" => Action::Local,
-        "controller" => Action::Controller,
+        "controller" => match arg.filter(|a| !a.is_empty()) {
+            None => Action::Controller,
+            Some(a) => {
+                // `controller:N` or `controller(max_len=N)`; other arguments (reason, id) are not supported.
+                let n = a.strip_prefix("max_len=").unwrap_or(a);
+                if n.contains(['=', ',']) {
+                    return Err(err(act, "weft takes only max_len here (controller:N or controller(max_len=N))"));
+                }
+                match num(act, n, 0xffff)? as u16 {
+                    0xffff => Action::Controller,
+                    m => Action::ControllerMaxLen(m),
+                }
+            }
+        },
         "drop" => Action::Drop,
         "mod_vlan_vid" => Action::ModVlanVid(num(act, need()?, 4095).map_err(|e| err(act, e.why))? as u16),
         "strip_vlan" | "pop_vlan" => Action::StripVlan,
@@ -525,6 +542,7 @@ impl fmt::Display for Action {
             Action::All => f.write_str("ALL"),
             Action::InPort => f.write_str("IN_PORT"),
             Action::Controller => f.write_str("CONTROLLER:65535"),
+            Action::ControllerMaxLen(n) => write!(f, "CONTROLLER:{n}"),
             Action::Drop => f.write_str("drop"),
             Action::ModVlanVid(v) => write!(f, "mod_vlan_vid:{v}"),
             Action::StripVlan => f.write_str("strip_vlan"),

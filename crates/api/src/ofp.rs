@@ -23,8 +23,8 @@ fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_BASIC, oxm::IP_PROTO) => (Field::NwProto, 8),
         (oxm::CLASS_BASIC, oxm::IPV4_SRC) => (Field::NwSrc, 32),
         (oxm::CLASS_BASIC, oxm::IPV4_DST) => (Field::NwDst, 32),
-        (oxm::CLASS_BASIC, oxm::TCP_SRC | oxm::UDP_SRC) => (Field::TpSrc, 16),
-        (oxm::CLASS_BASIC, oxm::TCP_DST | oxm::UDP_DST) => (Field::TpDst, 16),
+        (oxm::CLASS_BASIC, oxm::TCP_SRC | oxm::UDP_SRC | oxm::SCTP_SRC) => (Field::TpSrc, 16),
+        (oxm::CLASS_BASIC, oxm::TCP_DST | oxm::UDP_DST | oxm::SCTP_DST) => (Field::TpDst, 16),
         (oxm::CLASS_BASIC, oxm::ICMPV4_TYPE | oxm::ICMPV6_TYPE) => (Field::IcmpType, 8),
         (oxm::CLASS_BASIC, oxm::ICMPV4_CODE | oxm::ICMPV6_CODE) => (Field::IcmpCode, 8),
         (oxm::CLASS_BASIC, oxm::ARP_OP) => (Field::ArpOp, 16),
@@ -57,6 +57,9 @@ pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
                 mask = (mask << 2) & 0xfc;
             }
             Field::VlanTci if t.mask.is_none() => mask = 0x1fff,
+            // ARP_OP is not maskable; weft keeps the opcode's low byte, as its flow syntax does.
+            Field::ArpOp if t.mask.is_some() => return Err((error::BAD_MATCH, error::BAD_MASK)),
+            Field::ArpOp => mask = 0xff,
             _ => {}
         }
         if out.iter().any(|m| m.field == field) {
@@ -69,6 +72,15 @@ pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
 
 fn get(matches: &[Match], f: Field) -> Option<&Match> {
     matches.iter().find(|m| m.field == f)
+}
+
+/// The OXM field of a port match for IP protocol `proto`: TCP's, UDP's or SCTP's.
+fn l4_field(proto: Option<u8>, tcp: u8, udp: u8, sctp: u8) -> u8 {
+    match proto {
+        Some(17) => udp,
+        Some(132) => sctp,
+        _ => tcp,
+    }
 }
 
 /// Writes `matches` as OXM TLVs, prerequisites first.
@@ -111,8 +123,8 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             Field::NwProto => (oxm::CLASS_BASIC, oxm::IP_PROTO, 1),
             Field::NwSrc => (oxm::CLASS_BASIC, oxm::IPV4_SRC, 4),
             Field::NwDst => (oxm::CLASS_BASIC, oxm::IPV4_DST, 4),
-            Field::TpSrc => (oxm::CLASS_BASIC, if proto == Some(17) { oxm::UDP_SRC } else { oxm::TCP_SRC }, 2),
-            Field::TpDst => (oxm::CLASS_BASIC, if proto == Some(17) { oxm::UDP_DST } else { oxm::TCP_DST }, 2),
+            Field::TpSrc => (oxm::CLASS_BASIC, l4_field(proto, oxm::TCP_SRC, oxm::UDP_SRC, oxm::SCTP_SRC), 2),
+            Field::TpDst => (oxm::CLASS_BASIC, l4_field(proto, oxm::TCP_DST, oxm::UDP_DST, oxm::SCTP_DST), 2),
             Field::IcmpType => (oxm::CLASS_BASIC, if v6 { oxm::ICMPV6_TYPE } else { oxm::ICMPV4_TYPE }, 1),
             Field::IcmpCode => (oxm::CLASS_BASIC, if v6 { oxm::ICMPV6_CODE } else { oxm::ICMPV4_CODE }, 1),
             Field::ArpOp => (oxm::CLASS_BASIC, oxm::ARP_OP, 2),
@@ -132,8 +144,11 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
         let full: u128 = if bytes == 16 { u128::MAX } else { (1u128 << (bytes * 8)) - 1 };
         let vb = &value.to_be_bytes()[16 - bytes..];
         let mb = &mask.to_be_bytes()[16 - bytes..];
-        // A VLAN match of the ID with the present bit is OpenFlow's unmasked form.
-        let exact = mask == full || (f == Field::VlanTci && mask == 0x1fff) || (f == Field::NwTos && mask == 0x3f);
+        // A VLAN match of the ID with the present bit is OpenFlow's unmasked form; ARP_OP is never masked.
+        let exact = mask == full
+            || (f == Field::VlanTci && mask == 0x1fff)
+            || (f == Field::NwTos && mask == 0x3f)
+            || f == Field::ArpOp;
         put_oxm(out, class, code, vb, if exact { None } else { Some(mb) });
     }
 }
@@ -160,7 +175,11 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
                 if p == port::ANY || (p > port::MAX && p < port::IN_PORT) {
                     return Err((error::BAD_ACTION, error::BAD_OUT_PORT));
                 }
-                out.push(reserved_port(p));
+                let max_len = u16::from_be_bytes([b[4], b[5]]);
+                out.push(match reserved_port(p) {
+                    Action::Controller if max_len != 0xffff => Action::ControllerMaxLen(max_len),
+                    a => a,
+                });
             }
             act::PUSH_VLAN if b.len() >= 2 => out.push(Action::PushVlan(u16::from_be_bytes([b[0], b[1]]))),
             act::POP_VLAN => out.push(Action::StripVlan),
@@ -262,10 +281,14 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action]) {
 }
 
 fn put_output(out: &mut Vec<u8>, p: u32) {
+    put_output_len(out, p, 0xffff);
+}
+
+fn put_output_len(out: &mut Vec<u8>, p: u32, max_len: u16) {
     out.extend_from_slice(&act::OUTPUT.to_be_bytes());
     out.extend_from_slice(&16u16.to_be_bytes());
     out.extend_from_slice(&p.to_be_bytes());
-    out.extend_from_slice(&0xffffu16.to_be_bytes());
+    out.extend_from_slice(&max_len.to_be_bytes());
     out.extend_from_slice(&[0; 6]);
 }
 
@@ -300,6 +323,7 @@ fn put_action(out: &mut Vec<u8>, a: &Action) {
         Action::All => put_output(out, port::ALL),
         Action::InPort => put_output(out, port::IN_PORT),
         Action::Controller => put_output(out, port::CONTROLLER),
+        Action::ControllerMaxLen(n) => put_output_len(out, port::CONTROLLER, n),
         Action::Drop | Action::GotoTable(_) => {}
         Action::ModVlanVid(v) | Action::SetField(SetField::VlanVid(v)) => {
             put_set_field(out, oxm::CLASS_BASIC, oxm::VLAN_VID, &(v | oxm::VID_PRESENT).to_be_bytes())

@@ -62,6 +62,8 @@ pub enum DpMsg {
     FdbStats(String, Sender<Option<FdbStats>>),
     /// Each flow's counters (id, packets, bytes, seconds since last used), or None for an unknown bridge.
     FlowStats(String, Sender<Option<Vec<FlowCounters>>>),
+    /// Each table's (lookups, matches), table 0 first, or None for an unknown bridge.
+    TableStats(String, Sender<Option<Vec<(u64, u64)>>>),
     /// Where a bridge's packet-ins go (None: no controller).
     SetPacketIn(String, Option<std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>),
     /// Runs a frame through a bridge from a port without learning, counting or sending anything.
@@ -225,6 +227,10 @@ pub struct Dataplane {
     /// Per bridge and table: the exact-match cache, and each rule's counters.
     flow_caches: Vec<Vec<FlowCache>>,
     flow_stats: Vec<Vec<Vec<FlowStat>>>,
+    /// Per bridge: the default NORMAL flow's counters while it is the bridge's only flow.
+    default_stats: Vec<FlowStat>,
+    /// Per bridge and table: (lookups, matches), for OpenFlow's table statistics.
+    table_stats: Vec<Vec<(u64, u64)>>,
     /// Packet-in channels by bridge name, and by bridge index in the running pipeline.
     packet_in: std::collections::HashMap<String, std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>,
     packet_in_rt: Vec<Option<std::sync::mpsc::SyncSender<crate::ofconn::PacketIn>>>,
@@ -310,6 +316,8 @@ impl Dataplane {
             tapped: Vec::new(),
             flow_caches: Vec::new(),
             flow_stats: Vec::new(),
+            default_stats: Vec::new(),
+            table_stats: Vec::new(),
             packet_in: Default::default(),
             packet_in_rt: Vec::new(),
             trace: None,
@@ -394,6 +402,37 @@ impl Dataplane {
             }
         }
         let now = self.now();
+        // The default flow's counters stay with it (by id) while it stays the bridge's only flow; table
+        // counters stay with their bridge (by name).
+        for (bi, b) in old.bridges.iter().enumerate() {
+            if let (Some(id), Some(s)) = (b.default_flow, self.default_stats.get(bi)) {
+                old_stats.insert(id, *s);
+            }
+        }
+        let old_tables: std::collections::HashMap<&str, Vec<(u64, u64)>> = old
+            .bridges
+            .iter()
+            .enumerate()
+            .filter_map(|(bi, b)| Some((b.name.as_str(), self.table_stats.get(bi)?.clone())))
+            .collect();
+        self.default_stats = p
+            .bridges
+            .iter()
+            .map(|b| {
+                b.default_flow
+                    .and_then(|id| old_stats.get(&id).copied())
+                    .unwrap_or(FlowStat { last_used: now, ..Default::default() })
+            })
+            .collect();
+        self.table_stats = p
+            .bridges
+            .iter()
+            .map(|b| {
+                let mut t = old_tables.get(b.name.as_str()).cloned().unwrap_or_default();
+                t.resize(b.tables.len().max(1), (0, 0));
+                t
+            })
+            .collect();
         self.flow_caches = p.bridges.iter().map(|b| b.tables.iter().map(|_| FlowCache::default()).collect()).collect();
         self.flow_stats = p
             .bridges
@@ -627,6 +666,11 @@ impl Dataplane {
                             let now = self.now();
                             let r = self.pipeline.bridges.iter().position(|b| b.name == bridge).map(|bi| {
                                 let mut out = Vec::new();
+                                if let Some(id) = self.pipeline.bridges[bi].default_flow {
+                                    let s = self.default_stats[bi];
+                                    let idle = now.saturating_sub(s.last_used) / weft_datapath::SECOND;
+                                    out.push((id, s.packets, s.bytes, idle));
+                                }
                                 for (ti, t) in self.pipeline.bridges[bi].tables.iter().enumerate() {
                                     for (ri, r) in t.rules.iter().enumerate() {
                                         let s = self.flow_stats[bi][ti][ri];
@@ -637,6 +681,10 @@ impl Dataplane {
                                 out
                             });
                             let _ = reply.send(r);
+                        }
+                        Ok(DpMsg::TableStats(bridge, reply)) => {
+                            let i = self.pipeline.bridges.iter().position(|b| b.name == bridge);
+                            let _ = reply.send(i.map(|i| self.table_stats[i].clone()));
                         }
                         Ok(DpMsg::SetPacketIn(bridge, tx)) => {
                             match tx {
@@ -1260,6 +1308,17 @@ impl Dataplane {
         }
         let bridge = pipeline.ports[usize::from(in_port.0)].bridge;
         if pipeline.bridges[bridge].tables.is_empty() {
+            if self.trace.is_none() {
+                // The default flow's counters, and table 0's: every frame is looked up and matched.
+                let len = self.bytes(bytes).len() as u64;
+                let s = &mut self.default_stats[bridge];
+                s.packets += 1;
+                s.bytes += len;
+                s.last_used = now;
+                let t = &mut self.table_stats[bridge][0];
+                t.0 += 1;
+                t.1 += 1;
+            }
             self.normal_switch(pipeline, in_port, remote, bytes, tci, now);
         } else {
             self.flow_switch(pipeline, bridge, in_port, remote, bytes, tci, now);
@@ -1389,7 +1448,13 @@ impl Dataplane {
             let hit = t.classifier.classify(key);
             tr.push(TraceStep::Flow { table: table as u8, id: hit.map(|ri| t.rules[ri as usize].id) });
         }
-        let Some(ri) = self.flow_caches[bridge][table].lookup(&t.classifier, key) else {
+        let hit = self.flow_caches[bridge][table].lookup(&t.classifier, key);
+        if self.trace.is_none() {
+            let ts = &mut self.table_stats[bridge][table];
+            ts.0 += 1;
+            ts.1 += u64::from(hit.is_some());
+        }
+        let Some(ri) = hit else {
             if self.trace.is_none() {
                 self.counters[usize::from(in_port.0)].drop(DropReason::NoFlow);
             }
@@ -1423,8 +1488,8 @@ impl Dataplane {
                     }
                 }
                 ActRt::Normal => self.normal_switch(pipeline, in_port, remote, st.bytes, st.tci, now),
-                ActRt::Controller if self.trace.is_some() => self.note(|| "controller: a PACKET_IN".to_string()),
-                ActRt::Controller => {
+                ActRt::Controller(_) if self.trace.is_some() => self.note(|| "controller: a PACKET_IN".to_string()),
+                ActRt::Controller(max_len) => {
                     let sent = self.packet_in_rt[bridge].as_ref().is_some_and(|tx| {
                         let frame = resolve(&self.rx, &self.seg, st.bytes);
                         let mut data = Vec::with_capacity(frame.len() + 4);
@@ -1433,6 +1498,7 @@ impl Dataplane {
                             data.extend_from_slice(&vlan_tag(st.tci));
                         }
                         data.extend_from_slice(&frame[12..]);
+                        data.truncate(usize::from(max_len));
                         let ofport = pipeline.ports[usize::from(in_port.0)].ofport;
                         let p =
                             crate::ofconn::PacketIn { in_port: ofport, table: table as u8, cookie: rule.cookie, data };

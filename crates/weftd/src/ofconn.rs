@@ -770,11 +770,14 @@ fn multipart(st: &mut State, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<
         of::mp::TABLE => {
             let Some(b) = st.config.bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
             let top = b.flows.iter().map(|f| f.flow.table).max().unwrap_or(0);
+            let counts = st.ask_dp(|tx| DpMsg::TableStats(bridge.to_string(), tx)).flatten().unwrap_or_default();
             for t in 0..=top {
                 let mut e = vec![t, 0, 0, 0];
                 let n = b.flows.iter().filter(|f| f.flow.table == t).count() as u32;
                 e.extend_from_slice(&n.to_be_bytes());
-                e.extend_from_slice(&[0; 16]);
+                let (lookups, matched) = counts.get(usize::from(t)).copied().unwrap_or((0, 0));
+                e.extend_from_slice(&lookups.to_be_bytes());
+                e.extend_from_slice(&matched.to_be_bytes());
                 entries.push(e);
             }
         }

@@ -69,6 +69,9 @@ pub struct BridgeRt {
     /// Flow tables by table number; empty when the bridge has only `priority=0 actions=NORMAL` (then the
     /// datapath goes straight to the learning switch).
     pub tables: Vec<TableRt>,
+    /// The id of that lone `priority=0 actions=NORMAL` flow when `tables` is empty: its counters count
+    /// every frame the learning switch takes, as the flow's would.
+    pub default_flow: Option<u64>,
 }
 
 /// One flow table, ready for lookups.
@@ -100,7 +103,8 @@ pub enum ActRt {
     Flood,
     All,
     InPort,
-    Controller,
+    /// To the controller, at most this many bytes of the packet.
+    Controller(u16),
     ModVlanVid(u16),
     StripVlan,
     PushVlan,
@@ -108,7 +112,10 @@ pub enum ActRt {
     SetEthDst(weft_wire::EthernetAddress),
     SetTunId(u64),
     SetTunDst(IpAddr),
-    Resubmit { port: Option<PortIdx>, table: Option<u8> },
+    Resubmit {
+        port: Option<PortIdx>,
+        table: Option<u8>,
+    },
     GotoTable(u8),
 }
 
@@ -172,7 +179,8 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
                             Action::Flood => ActRt::Flood,
                             Action::All => ActRt::All,
                             Action::InPort => ActRt::InPort,
-                            Action::Controller => ActRt::Controller,
+                            Action::Controller => ActRt::Controller(u16::MAX),
+                            Action::ControllerMaxLen(n) => ActRt::Controller(n),
                             Action::Drop => return None,
                             Action::ModVlanVid(v) => ActRt::ModVlanVid(v),
                             Action::StripVlan => ActRt::StripVlan,
@@ -693,8 +701,10 @@ impl Resources {
             let has_proxy =
                 members.iter().any(|i| matches!(ports[usize::from(i.0)].io, PortIo::Tunnel { proxy: true, .. }));
             let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (ports[usize::from(i.0)].ofport, *i)).collect();
+            let tables = build_tables(b, &ofports);
             bridges.push(BridgeRt {
-                tables: build_tables(b, &ofports),
+                default_flow: if tables.is_empty() { b.flows.first().map(|f| f.id) } else { None },
+                tables,
                 has_proxy,
                 name: b.name.clone(),
                 aging_secs: b.mac_aging_time(),

@@ -58,7 +58,8 @@ pub mod error {
     /// BAD_MATCH codes.
     pub const BAD_FIELD: u16 = 6;
     pub const BAD_VALUE: u16 = 7;
-    pub const BAD_PREREQ: u16 = 11;
+    pub const BAD_MASK: u16 = 8;
+    pub const BAD_PREREQ: u16 = 9;
     /// BAD_ACTION / BAD_OUT_PORT; BAD_INSTRUCTION / UNKNOWN_INST; FLOW_MOD_FAILED / BAD_COMMAND.
     pub const BAD_OUT_PORT: u16 = 4;
     pub const UNKNOWN_INST: u16 = 0;
@@ -95,6 +96,8 @@ pub mod oxm {
     pub const TCP_DST: u8 = 14;
     pub const UDP_SRC: u8 = 15;
     pub const UDP_DST: u8 = 16;
+    pub const SCTP_SRC: u8 = 17;
+    pub const SCTP_DST: u8 = 18;
     pub const ICMPV4_TYPE: u8 = 19;
     pub const ICMPV4_CODE: u8 = 20;
     pub const ARP_OP: u8 = 21;
