@@ -95,3 +95,69 @@ fn log_level_changes_while_running() {
     let (ok, _, err) = w.try_weft("vlog/set loud");
     assert!(!ok && err.contains("unknown log level"), "{err}");
 }
+
+/// The TAP devices this weftd made (marked with its alias) in its namespace.
+fn owned_taps(ns: &Ns) -> std::collections::BTreeSet<String> {
+    let out = ns.sh(
+        "for d in /sys/class/net/*; do [ -e $d/tun_flags ] && echo \"$(basename $d) $(cat $d/ifalias)\"; done; true",
+    );
+    out.lines()
+        .filter(|l| l.contains("weft-owned"))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
+}
+
+/// kill -9 in the middle of concurrent add-port/del-port of TAPs: after the restart, the TAPs weft made and
+/// the ports its database names agree both ways, every time.
+#[test]
+fn kill_9_during_port_changes_leaves_devices_and_db_agreeing() {
+    let p = "kc";
+    if !prerequisites(&["ip"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let mut w = Weftd::start(&h, &tmp.path("w"));
+    w.weft("add-br sw1");
+    for round in 0..12u64 {
+        // Eight writers adding and deleting TAP ports of their own.
+        let writers: Vec<std::process::Child> = (0..8)
+            .map(|i| {
+                let weft = format!(
+                    "ip netns exec {} {} --socket {}",
+                    h.name,
+                    bin_dir().join("weft").display(),
+                    w.socket().display()
+                );
+                let script = format!(
+                    "while true; do {weft} add-port sw1 t{i} -- set interface t{i} type=tap 2>/dev/null; \
+                     {weft} del-port sw1 t{i} 2>/dev/null; done"
+                );
+                std::process::Command::new("sh")
+                    .args(["-c", &script])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(150 + 37 * round));
+        w.kill9();
+        for mut c in writers {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        w.restart();
+        let show = w.json("show");
+        let ports: std::collections::BTreeSet<String> = show["bridges"][0]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["name"].as_str().map(String::from))
+            .collect();
+        let devices = owned_taps(&h);
+        assert_eq!(devices, ports, "round {round}: TAPs weft made vs ports its db names");
+    }
+}

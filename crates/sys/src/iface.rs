@@ -91,3 +91,25 @@ pub fn mac(name: &str) -> io::Result<[u8; 6]> {
     }
     Ok(out)
 }
+
+/// The alias of interface `name` (`ip link set dev NAME alias …`, /sys/class/net/NAME/ifalias), if it has one.
+pub fn alias(name: &str) -> Option<String> {
+    let a = std::fs::read_to_string(format!("/sys/class/net/{name}/ifalias")).ok()?;
+    let a = a.trim_end_matches('\n');
+    (!a.is_empty()).then(|| a.to_string())
+}
+
+/// Sets the alias of interface `name` (at most 255 bytes).
+pub fn set_alias(name: &str, alias: &str) -> io::Result<()> {
+    check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    std::fs::write(format!("/sys/class/net/{name}/ifalias"), alias)
+}
+
+/// The TUN/TAP devices of the calling thread's network namespace, by name.
+pub fn tun_devices() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return Vec::new() };
+    dir.flatten()
+        .filter(|e| e.path().join("tun_flags").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}

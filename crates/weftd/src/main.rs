@@ -67,6 +67,11 @@ fn run() -> anyhow::Result<()> {
     }
     log::init(level);
     let config = db::load(&db)?;
+    // TAPs this daemon made and its database no longer names (a crash between the two) go now.
+    pipeline::set_owner_mark(&db);
+    for name in pipeline::sweep_stale_taps(&config) {
+        tracing::info!("removed TAP {name}: weft made it, and no port names it any more");
+    }
 
     let listener = bind_control(&socket)?;
     let mut resources = pipeline::Resources::default();

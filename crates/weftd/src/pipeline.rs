@@ -287,6 +287,56 @@ impl Pipeline {
     }
 }
 
+/// The alias weft gives the TAP devices it creates (`weft-owned db=PATH`): what marks a device as this
+/// daemon's, to remove when no port names it any more, also after a crash.
+static OWNER_MARK: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the mark once, from the database path (several daemons of one namespace keep their own).
+pub fn set_owner_mark(db: &std::path::Path) {
+    let db = std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());
+    let mut mark = format!("weft-owned db={}", db.display());
+    mark.truncate(255);
+    let _ = OWNER_MARK.set(mark);
+}
+
+fn owner_mark() -> &'static str {
+    OWNER_MARK.get().map_or("weft-owned", String::as_str)
+}
+
+/// Whether TAP `name` of this namespace was made by this daemon (now or before a restart).
+fn owned(name: &str) -> bool {
+    weft_sys::iface::alias(name).as_deref() == Some(owner_mark())
+}
+
+/// Removes the TAP devices of this namespace that this daemon made and `cfg` no longer names: what a crash
+/// between saving a configuration and removing a device leaves behind. Returns their names.
+pub fn sweep_stale_taps(cfg: &Config) -> Vec<String> {
+    let wanted: HashSet<&str> = cfg
+        .bridges
+        .iter()
+        .flat_map(|b| {
+            std::iter::once(b.name.as_str()).chain(
+                b.ports
+                    .iter()
+                    .filter(|p| matches!(p.iface_type, IfaceType::Tap | IfaceType::Internal))
+                    .map(|p| p.name.as_str()),
+            )
+        })
+        .collect();
+    let mut removed = Vec::new();
+    for name in weft_sys::iface::tun_devices() {
+        if wanted.contains(name.as_str()) || !owned(&name) {
+            continue;
+        }
+        if let Ok(t) = Tap::open(&name) {
+            if t.destroy().is_ok() {
+                removed.push(name);
+            }
+        }
+    }
+    removed
+}
+
 /// Open devices and sockets, keyed so that an unchanged port keeps its descriptor across changes.
 #[derive(Default)]
 pub struct Resources {
@@ -552,6 +602,7 @@ impl Resources {
                                     }
                                     if created {
                                         created_taps.push(name.clone());
+                                        let _ = weft_sys::iface::set_alias(&name, owner_mark());
                                     }
                                     self.taps.insert(name.clone(), (tap.clone(), ns.clone(), mtu_set));
                                 }
@@ -763,9 +814,11 @@ impl Resources {
                 }
             }
         }
-        self.taps.retain(|name, (tap, ..)| {
+        self.taps.retain(|name, (tap, ns, _)| {
             let keep = taps.contains(name);
-            if !keep {
+            // Only devices weft made go with their port (marked, or handed to another namespace, where the
+            // mark cannot be read); a TAP someone else made is only let go.
+            if !keep && (ns.is_some() || owned(name)) {
                 let _ = tap.destroy();
             }
             keep
