@@ -161,3 +161,66 @@ fn kill_9_during_port_changes_leaves_devices_and_db_agreeing() {
         assert_eq!(devices, ports, "round {round}: TAPs weft made vs ports its db names");
     }
 }
+
+/// Link state: a system port whose veth is deleted, or a TAP set down, shows `link_state: down` (show, JSON,
+/// OpenFlow port descriptions with OFPPS_LINK_DOWN, OFPT_PORT_STATUS to a connected controller), frames to it
+/// are counted as `link_down`, and a veth made anew under the same name is taken up again without a command.
+#[test]
+fn link_state_follows_the_interfaces() {
+    let p = "ls";
+    if !prerequisites(&["ip", "ping", "ovs-ofctl"]) {
+        return;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    w.weft("add-br sw1");
+    let left = Ns::new(&format!("{p}l"));
+    veth(&left, "eth0", Some("10.5.0.1/24"), &h, &format!("{p}p1"), None);
+    w.weft(&format!("add-port sw1 {p}p1"));
+    w.weft(&format!("add-port sw1 {p}tap -- set interface {p}tap type=tap"));
+    let right = endpoint_tap(&format!("{p}r"), &h, &format!("{p}tap"), "10.5.0.2", "2001:db8:5::2");
+    right.ping("10.5.0.1", 2);
+    w.weft("set-controller sw1 ptcp:6658:127.0.0.1");
+    let state = |port: &str| -> String {
+        let v = w.json("show");
+        v["bridges"][0]["ports"].as_array().unwrap().iter().find(|x| x["name"] == port).unwrap()["link_state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(state(&format!("{p}p1")), "up");
+    let monitor = h.spawn(&format!(
+        "exec timeout 20 ovs-ofctl -O OpenFlow13 --unixctl={} monitor tcp:127.0.0.1:6658 > {} 2>&1",
+        tmp.path("ofctl.ctl").display(),
+        tmp.path("monitor.txt").display()
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The veth goes away.
+    h.sh(&format!("ip link del {p}p1"));
+    wait_for("link_state down", 5, || state(&format!("{p}p1")) == "down");
+    assert!(w.weft("show").contains("link_state: down"));
+    let desc = h.sh("timeout 10 ovs-ofctl -O OpenFlow13 dump-ports-desc tcp:127.0.0.1:6658");
+    assert!(desc.contains("LINK_DOWN"), "{desc}");
+    // Frames towards it are counted, not sent.
+    let _ = right.run("ping -c 2 -i 0.2 -W 1 10.5.0.1");
+    assert!(w.drops("sw1", &format!("{p}p1"), "link_down") > 0);
+    // A veth of the same name again: taken up without a command, and traffic crosses.
+    veth(&left, "eth0", Some("10.5.0.1/24"), &h, &format!("{p}p1"), None);
+    wait_for("link_state up again", 5, || state(&format!("{p}p1")) == "up");
+    // (The new veth has a new MAC: the right side forgets the old one.)
+    right.sh("ip neigh flush all");
+    right.ping("10.5.0.1", 3);
+    // A TAP in weftd's namespace (the bridge's internal port) set down and up. (A TAP moved into another
+    // namespace is out of weftd's sight and taken as up.)
+    h.sh("ip link set sw1 down");
+    wait_for("the internal port's link down", 5, || state("sw1") == "down");
+    h.sh("ip link set sw1 up");
+    wait_for("the internal port's link up", 5, || state("sw1") == "up");
+    assert_eq!(state(&format!("{p}tap")), "up");
+    let mut monitor = monitor;
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let seen = std::fs::read_to_string(tmp.path("monitor.txt")).unwrap_or_default();
+    assert!(seen.contains("OFPT_PORT_STATUS") && seen.contains("LINK_DOWN"), "the controller was not told:\n{seen}");
+}

@@ -37,10 +37,12 @@ pub enum DropReason {
     /// A clear-text tunnel packet for a tunnel with IPsec (only ESP is accepted), or an ESP-protected one for a
     /// tunnel without.
     Cleartext,
+    /// The output port's link is down (its interface gone or set down).
+    LinkDown,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -56,6 +58,7 @@ impl DropReason {
         DropReason::NoController,
         DropReason::NoSa,
         DropReason::Cleartext,
+        DropReason::LinkDown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -75,6 +78,7 @@ impl DropReason {
             DropReason::NoController => "no_controller",
             DropReason::NoSa => "ipsec_no_sa",
             DropReason::Cleartext => "ipsec_cleartext",
+            DropReason::LinkDown => "link_down",
         }
     }
 }

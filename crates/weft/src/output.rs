@@ -110,6 +110,9 @@ fn show(out: &mut String, data: &Value) -> std::fmt::Result {
                 writeln!(out, "                type: {ty}")?;
             }
             writeln!(out, "                ofport: {}", ofport(&p["ofport"]))?;
+            if p["link_state"] == "down" {
+                writeln!(out, "                link_state: down")?;
+            }
             if let Some(mtu) = p["mtu"].as_u64() {
                 writeln!(out, "                mtu: {mtu}")?;
             }

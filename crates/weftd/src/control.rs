@@ -33,6 +33,17 @@ pub struct State {
     pub of: crate::ofconn::Manager,
     /// This state's own handle, for the OpenFlow threads.
     pub me: std::sync::Weak<Mutex<State>>,
+    /// Each port's link as last seen: up or not, and (system ports) the interface index it had.
+    pub links: BTreeMap<String, (bool, Option<u32>)>,
+}
+
+/// Whether interface `name` of this namespace is up: it exists, is administratively up, and its operational
+/// state is not down (a veth whose peer is down, a NIC without carrier).
+fn iface_up(name: &str) -> bool {
+    let read = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{name}/{f}")).unwrap_or_default();
+    let flags = u32::from_str_radix(read("flags").trim().trim_start_matches("0x"), 16).unwrap_or(0);
+    let oper = read("operstate");
+    flags & 1 != 0 && !matches!(oper.trim(), "down" | "lowerlayerdown" | "notpresent" | "")
 }
 
 const DP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -272,6 +283,70 @@ impl State {
         Ok(())
     }
 
+    /// Looks at every port's link (called once a second): a change is logged, reaches the datapath (frames
+    /// to a port whose link is down are counted as `link_down`, not sent) and OpenFlow controllers
+    /// (OFPT_PORT_STATUS); a system port whose interface went away or came back (a veth made anew) gets its
+    /// socket opened again without a command.
+    pub fn check_links(&mut self) {
+        let mut now: BTreeMap<String, (bool, Option<u32>)> = BTreeMap::new();
+        let mut reopen = Vec::new();
+        for b in &self.config.bridges {
+            let internal = std::iter::once((b.name.as_str(), weft_api::config::IfaceType::Internal, OFPORT_LOCAL));
+            for (name, ty, ofport) in internal.chain(b.ports.iter().map(|p| (p.name.as_str(), p.iface_type, p.ofport)))
+            {
+                use weft_api::config::IfaceType;
+                let in_other_ns = self.port_info.get(name).is_some_and(|i| i["netns"].is_string());
+                let (up, index) = match ty {
+                    IfaceType::System => {
+                        let index = weft_sys::iface::index(name);
+                        (index.is_some() && iface_up(name), index)
+                    }
+                    // A TAP moved into another namespace (where weft cannot look) is taken as up.
+                    IfaceType::Tap | IfaceType::Internal if !in_other_ns && weft_sys::iface::index(name).is_some() => {
+                        (iface_up(name), None)
+                    }
+                    _ => (true, None),
+                };
+                if let Some((was_up, was_index)) = self.links.get(name) {
+                    if ty == IfaceType::System && *was_index != index {
+                        reopen.push(name.to_string());
+                    }
+                    if *was_up != up {
+                        tracing::info!(bridge = %b.name, "port {name}: link {}", if up { "up" } else { "down" });
+                        self.of.port_status(&b.name, ofport, name, !up);
+                    }
+                }
+                now.insert(name.to_string(), (up, index));
+            }
+        }
+        let changed = now.iter().map(|(n, (u, _))| (n, u)).ne(self.links.iter().map(|(n, (u, _))| (n, u)));
+        self.links = now;
+        if !reopen.is_empty() {
+            for name in &reopen {
+                self.resources.forget_packet(name);
+            }
+            let generation = self.generation + 1;
+            let cfg = self.config.clone();
+            match self.resources.build(&cfg, generation, false) {
+                Ok((pipeline, _)) => {
+                    self.install(pipeline, &cfg);
+                    self.generation = generation;
+                    tracing::info!("reopened {}", reopen.join(", "));
+                }
+                Err(e) => tracing::warn!("cannot reopen {}: {e:#}", reopen.join(", ")),
+            }
+        }
+        if changed || !reopen.is_empty() {
+            let down = self.links.iter().filter(|(_, (up, _))| !up).map(|(n, _)| n.clone()).collect();
+            self.dp.send(DpMsg::LinkDown(down));
+        }
+    }
+
+    /// Whether port `name`'s link is down (as last seen).
+    pub fn link_down(&self, name: &str) -> bool {
+        self.links.get(name).is_some_and(|(up, _)| !up)
+    }
+
     /// Starts or stops OpenFlow connections to match the configuration.
     pub fn reconcile_openflow(&mut self) {
         let mut of = std::mem::take(&mut self.of);
@@ -400,6 +475,7 @@ impl State {
                     (k.clone(), v)
                 })
                 .collect::<BTreeMap<String, String>>(),
+            "link_state": if self.link_down(name) { "down" } else { "up" },
             "tag": vlan.tag,
             "trunks": vlan.trunks,
             "port_external_ids": vlan.external_ids,

@@ -62,6 +62,8 @@ pub enum DpMsg {
     FdbStats(String, Sender<Option<FdbStats>>),
     /// Each flow's counters (id, packets, bytes, seconds since last used), or None for an unknown bridge.
     FlowStats(String, Sender<Option<Vec<FlowCounters>>>),
+    /// The ports (by name) whose link is down: frames to them are counted, not sent.
+    LinkDown(std::collections::HashSet<String>),
     /// Each table's (lookups, matches), table 0 first, or None for an unknown bridge.
     TableStats(String, Sender<Option<Vec<(u64, u64)>>>),
     /// Where a bridge's packet-ins go (None: no controller).
@@ -227,6 +229,9 @@ pub struct Dataplane {
     /// Per bridge and table: the exact-match cache, and each rule's counters.
     flow_caches: Vec<Vec<FlowCache>>,
     flow_stats: Vec<Vec<Vec<FlowStat>>>,
+    /// Ports whose link is down, by name and by index in the current pipeline.
+    link_down: std::collections::HashSet<String>,
+    link_down_rt: Vec<bool>,
     /// Per bridge: the default NORMAL flow's counters while it is the bridge's only flow.
     default_stats: Vec<FlowStat>,
     /// Per bridge and table: (lookups, matches), for OpenFlow's table statistics.
@@ -318,6 +323,8 @@ impl Dataplane {
             flow_stats: Vec::new(),
             default_stats: Vec::new(),
             table_stats: Vec::new(),
+            link_down: Default::default(),
+            link_down_rt: Vec::new(),
             packet_in: Default::default(),
             packet_in_rt: Vec::new(),
             trace: None,
@@ -390,6 +397,7 @@ impl Dataplane {
             .map(|np| old_index(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
             .collect();
         self.cp_flood_rt = p.ports.iter().map(|np| self.cp_flood.get(&np.name).cloned()).collect();
+        self.link_down_rt = p.ports.iter().map(|np| self.link_down.contains(&np.name)).collect();
         // Flow tables were rebuilt: fresh caches; counters follow their rule by id.
         let mut old_stats: std::collections::HashMap<u64, FlowStat> = std::collections::HashMap::new();
         for (bi, b) in old.bridges.iter().enumerate() {
@@ -681,6 +689,11 @@ impl Dataplane {
                                 out
                             });
                             let _ = reply.send(r);
+                        }
+                        Ok(DpMsg::LinkDown(names)) => {
+                            self.link_down = names;
+                            let p = self.pipeline.clone();
+                            self.link_down_rt = p.ports.iter().map(|np| self.link_down.contains(&np.name)).collect();
                         }
                         Ok(DpMsg::TableStats(bridge, reply)) => {
                             let i = self.pipeline.bridges.iter().position(|b| b.name == bridge);
@@ -1736,6 +1749,14 @@ impl Dataplane {
             Egress::Tagged => Some(vlan_tag(tci)),
         };
         let tag_len = if tag.is_some() { 4 } else { 0 };
+        if self.link_down_rt.get(usize::from(port.0)).copied().unwrap_or(false) {
+            if self.trace.is_some() {
+                self.note(|| format!("{}: its link is down; not sent", p.name));
+            } else {
+                self.counters[usize::from(port.0)].drop(DropReason::LinkDown);
+            }
+            return None;
+        }
         if let Some(tr) = &mut self.trace {
             let frame = resolve(&self.rx, &self.seg, bytes);
             let (remote, vni, src_port, too_big) = match &p.io {

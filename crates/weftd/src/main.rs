@@ -92,6 +92,7 @@ fn run() -> anyhow::Result<()> {
         ike,
         generation: 1,
         port_info: Default::default(),
+        links: Default::default(),
         of: Default::default(),
         me: Default::default(),
     };
@@ -118,11 +119,13 @@ fn run() -> anyhow::Result<()> {
         metrics::serve(addr, state.clone())?;
         tracing::info!("metrics on http://{addr}/metrics");
     }
-    // Flows with idle_timeout or hard_timeout are removed once a second when due.
+    // Flows with idle_timeout or hard_timeout are removed once a second when due; links are looked at as often.
     let expiring = state.clone();
     std::thread::Builder::new().name("flow-expiry".into()).spawn(move || loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
-        expiring.lock().unwrap_or_else(|e| e.into_inner()).expire_flows();
+        let mut s = expiring.lock().unwrap_or_else(|e| e.into_inner());
+        s.expire_flows();
+        s.check_links();
     })?;
     for conn in listener.incoming() {
         match conn {

@@ -97,6 +97,8 @@ struct Link {
 struct Running {
     target: (String, Option<weft_api::config::SslConfig>),
     stop: Arc<AtomicBool>,
+    /// The queues of the bridge's open connections (packet-ins, port status).
+    sessions: Arc<Mutex<Vec<Session>>>,
     /// A listener's thread, joined when it stops so that its port is free again at once.
     listener: Option<std::thread::JoinHandle<()>>,
 }
@@ -172,6 +174,21 @@ impl Manager {
         Ok(())
     }
 
+    /// Tells the bridge's controllers that port `name` changed (OFPT_PORT_STATUS, reason MODIFY).
+    pub fn port_status(&self, bridge: &str, ofport: u32, name: &str, link_down: bool) {
+        let Some(r) = self.running.get(bridge) else { return };
+        let mut m = Vec::new();
+        let at = of::start(&mut m, msg::PORT_STATUS, 0);
+        m.push(2); // OFPPR_MODIFY
+        m.extend_from_slice(&[0; 7]);
+        m.extend_from_slice(&port_desc(ofport, name, link_down));
+        of::finish(&mut m, at);
+        let list = r.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for s in list.iter() {
+            let _ = s.try_send(m.clone());
+        }
+    }
+
     /// Stops the connections whose bridge no longer wants them, or wants another target.
     fn stop_changed(&mut self, wanted: &Wanted, dp: &crate::dataplane::DpHandle) {
         self.running.retain(|bridge, r| {
@@ -209,6 +226,7 @@ impl Manager {
             let (tx, rx) = std::sync::mpsc::sync_channel(PACKET_IN_QUEUE);
             state.dp.send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
             spawn_hub(rx, sessions.clone(), stop.clone());
+            let sessions_of_link = sessions.clone();
             let link = Link {
                 bridge: bridge.clone(),
                 me: me.clone(),
@@ -243,7 +261,7 @@ impl Manager {
             if let Err(e) = r {
                 tracing::warn!("bridge {bridge}: cannot start the OpenFlow connection: {e}");
             }
-            self.running.insert(bridge, Running { target, stop, listener });
+            self.running.insert(bridge, Running { target, stop, sessions: sessions_of_link, listener });
         }
     }
 }
@@ -363,6 +381,22 @@ impl MsgReader {
         let rest = self.buf.split_off(len);
         Some(std::mem::replace(&mut self.buf, rest))
     }
+}
+
+/// An `ofp_port` (OpenFlow 1.3, 64 bytes): number, MAC, name, and the state OFPPS_LINK_DOWN when the link is.
+fn port_desc(ofport: u32, name: &str, link_down: bool) -> Vec<u8> {
+    let ofport = if ofport == crate::pipeline::OFPORT_LOCAL { of::port::LOCAL } else { ofport };
+    let mut e = ofport.to_be_bytes().to_vec();
+    e.extend_from_slice(&[0; 4]);
+    e.extend_from_slice(&weft_sys::iface::mac(name).unwrap_or([0; 6]));
+    e.extend_from_slice(&[0, 0]);
+    let mut n = name.as_bytes().to_vec();
+    n.resize(16, 0);
+    e.extend_from_slice(&n);
+    e.extend_from_slice(&0u32.to_be_bytes()); // config
+    e.extend_from_slice(&u32::from(link_down).to_be_bytes()); // state: OFPPS_LINK_DOWN
+    e.extend_from_slice(&[0; 24]); // curr, advertised, supported, peer, speeds
+    e
 }
 
 fn hello(xid: u32) -> Vec<u8> {
@@ -677,13 +711,7 @@ fn multipart(st: &mut State, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<
                 let mut e = ofport.to_be_bytes().to_vec();
                 e.extend_from_slice(&[0; 4]);
                 if kind == of::mp::PORT_DESC {
-                    let mac = weft_sys::iface::mac(&name).unwrap_or([0; 6]);
-                    e.extend_from_slice(&mac);
-                    e.extend_from_slice(&[0, 0]);
-                    let mut n = name.as_bytes().to_vec();
-                    n.resize(16, 0);
-                    e.extend_from_slice(&n);
-                    e.extend_from_slice(&[0; 32]); // config, state, curr, advertised, supported, peer, speeds
+                    e = port_desc(ofport, &name, st.link_down(&name));
                 } else {
                     let dropped: u64 = c.drops.iter().sum();
                     for v in [c.rx_packets, c.tx_packets, c.rx_bytes, c.tx_bytes, dropped, 0, 0, 0, 0, 0, 0, 0] {

@@ -830,6 +830,12 @@ impl Resources {
         self.esp.retain(|(v6, _), _| families.contains(v6));
     }
 
+    /// Forgets the AF_PACKET socket of system port `name` (its interface went away or was made anew), so that
+    /// the next build opens it again on the interface of that name.
+    pub fn forget_packet(&mut self, name: &str) {
+        self.packets.remove(name);
+    }
+
     /// Gives TAP and internal ports that weft created the MTU that fits their bridge's tunnels now (a tunnel
     /// added after the TAP may need a smaller one, or allow a larger one). Devices whose MTU someone changed
     /// since weft set it, or that left weftd's namespace, are left alone. Called once a change is committed.

@@ -18,6 +18,7 @@ pub mod msg {
     pub const GET_CONFIG_REPLY: u8 = 8;
     pub const SET_CONFIG: u8 = 9;
     pub const PACKET_IN: u8 = 10;
+    pub const PORT_STATUS: u8 = 12;
     pub const PACKET_OUT: u8 = 13;
     pub const FLOW_MOD: u8 = 14;
     pub const MULTIPART_REQUEST: u8 = 18;
