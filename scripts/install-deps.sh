@@ -3,10 +3,11 @@
 # (rustup); Debian 12's own rustc is too old.
 set -euo pipefail
 # strongSwan (charon, swanctl, and the openssl/gcm/curve25519 plugins) is the IPsec interop peer; nftables
-# makes the NAT an IPsec test crosses; etcd and FRR are the control-plane peers (issue 9).
+# makes the NAT an IPsec test crosses; etcd and FRR are the control-plane peers (issue 9); openssl makes the
+# certificates of the TLS tests.
 packages=(iproute2 iputils-ping iperf3 tshark tcpdump python3 ethtool procps openvswitch-switch openvswitch-testcontroller curl git
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins
-  nftables etcd-server etcd-client frr)
+  nftables etcd-server etcd-client frr openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -80,6 +80,15 @@ struct Host {
 }
 
 fn host(p: &str, i: u8, ul: &Ns, tmp: &TempDir) -> Host {
+    let settings = format!(
+        "other_config:control-plane=etcd other_config:etcd-endpoints={} other_config:etcd-ttl={TTL}",
+        endpoints()
+    );
+    host_with(p, i, ul, tmp, &settings)
+}
+
+/// Host `i` on the underlay bridge of `ul`, its bridge's control plane set by `settings`.
+fn host_with(p: &str, i: u8, ul: &Ns, tmp: &TempDir, settings: &str) -> Host {
     let ns = Ns::new(&format!("{p}h{i}"));
     sh(&format!("ip link add eth0 netns {} type veth peer name {p}v{i} netns {}", ns.name, ul.name));
     ul.sh(&format!("ip link set {p}v{i} master ul0 up"));
@@ -89,10 +98,7 @@ fn host(p: &str, i: u8, ul: &Ns, tmp: &TempDir) -> Host {
     let tap = format!("{p}t{i}");
     w.weft(&format!("add-port br0 {tap} -- set interface {tap} type=tap"));
     w.weft("add-port br0 vx -- set interface vx type=vxlan options:remote_ip=flow options:key=100");
-    w.weft(&format!(
-        "set bridge br0 other_config:control-plane=etcd other_config:etcd-endpoints={} other_config:etcd-ttl={TTL}",
-        endpoints()
-    ));
+    w.weft(&format!("set bridge br0 {settings}"));
     let ep = endpoint_tap(&format!("{p}e{i}"), &ns, &tap, &format!("10.100.0.{i}"), &format!("2001:db8:100::{i}"));
     let mac = mac_of(&ep, &tap);
     Host { _ns: ns, w, ep, mac }
@@ -137,7 +143,7 @@ fn three_hosts_find_each_other_through_etcd() {
     }
     let keys = ul.sh(&format!("ETCDCTL_API=3 etcdctl --endpoints {} get /weft/ --prefix --keys-only", endpoints()));
     for i in 1..=3 {
-        assert!(keys.contains(&format!("/weft/vni/100/vtep/10.0.0.{i}")), "{keys}");
+        assert!(keys.contains(&format!("/weft/host/10.0.0.{i}/vni/100/vtep")), "{keys}");
     }
     let ping_all = |hosts: &[Host]| {
         for a in hosts {
@@ -259,20 +265,25 @@ fn etcd_over_tls_with_client_certificates_and_a_password() {
     );
     wait_for("etcd over TLS is healthy", 30, || ul.run(&format!("{ctl} endpoint health")).status.success());
     // Authentication: root, and a user weft that may read and write under /weft/ only.
-    for cmd in [
-        "user add root:root-pw-1",
-        "user add weft:weft-pw-2",
-        "role add weft",
-        "role grant-permission weft --prefix=true readwrite /weft/",
-        "user grant-role weft weft",
-        "auth enable",
-    ] {
-        ul.sh(&format!("{ctl} {cmd}"));
+    // Each host an etcd user of its own, that may read every key and write only under its own prefix
+    // (/weft/host/<its VTEP>/): no host can speak for another.
+    ul.sh(&format!("{ctl} user add root:root-pw-1"));
+    for i in 1..=4 {
+        for cmd in [
+            format!("user add weft-{i}:weft-pw-{i}"),
+            format!("role add weft-{i}"),
+            format!("role grant-permission weft-{i} --prefix=true read /weft/"),
+            format!("role grant-permission weft-{i} --prefix=true readwrite /weft/host/10.0.0.{i}/"),
+            format!("user grant-role weft-{i} weft-{i}"),
+        ] {
+            ul.sh(&format!("{ctl} {cmd}"));
+        }
     }
-    let tls_settings = |password: &str, with_cert: bool| {
+    ul.sh(&format!("{ctl} auth enable"));
+    let tls_settings = |i: u8, password: &str, with_cert: bool| {
         let mut s = format!(
             "other_config:control-plane=etcd other_config:etcd-endpoints={url} other_config:etcd-ttl={TTL} \
-             other_config:etcd-ca-cert={} other_config:etcd-user=weft other_config:etcd-password={password}",
+             other_config:etcd-ca-cert={} other_config:etcd-user=weft-{i} other_config:etcd-password={password}",
             f("ca.crt")
         );
         if with_cert {
@@ -280,24 +291,11 @@ fn etcd_over_tls_with_client_certificates_and_a_password() {
         }
         s
     };
-    let mut hosts = Vec::new();
-    for (i, password, cert) in
-        [(1u8, "weft-pw-2", true), (2, "weft-pw-2", true), (3, "wrong-pw", true), (4, "weft-pw-2", false)]
-    {
-        let ns = Ns::new(&format!("{p}h{i}"));
-        sh(&format!("ip link add eth0 netns {} type veth peer name {p}v{i} netns {}", ns.name, ul.name));
-        ul.sh(&format!("ip link set {p}v{i} master ul0 up"));
-        ns.sh(&format!("ip addr add 10.0.0.{i}/24 dev eth0 && ip link set eth0 up"));
-        let w = Weftd::start(&ns, &tmp.path(&format!("h{i}")));
-        w.weft("add-br br0");
-        let tap = format!("{p}t{i}");
-        w.weft(&format!("add-port br0 {tap} -- set interface {tap} type=tap"));
-        w.weft("add-port br0 vx -- set interface vx type=vxlan options:remote_ip=flow options:key=100");
-        w.weft(&format!("set bridge br0 {}", tls_settings(password, cert)));
-        let ep = endpoint_tap(&format!("{p}e{i}"), &ns, &tap, &format!("10.100.0.{i}"), &format!("2001:db8:100::{i}"));
-        let mac = mac_of(&ep, &tap);
-        hosts.push(Host { _ns: ns, w, ep, mac });
-    }
+    let hosts: Vec<Host> =
+        [(1u8, "weft-pw-1", true), (2, "weft-pw-2", true), (3, "wrong-pw", true), (4, "weft-pw-4", false)]
+            .into_iter()
+            .map(|(i, password, cert)| host_with(p, i, &ul, &tmp, &tls_settings(i, password, cert)))
+            .collect();
     // The two well-configured hosts find each other and their endpoints ping.
     for (a, b, vtep) in [(0, 1, "10.0.0.2"), (1, 0, "10.0.0.1")] {
         wait_for(&format!("h{} learns h{}'s MAC over TLS", a + 1, b + 1), 20, || {
@@ -307,7 +305,8 @@ fn etcd_over_tls_with_client_certificates_and_a_password() {
     hosts[0].ep.ping("10.100.0.2", 3);
     // A wrong password: refused, and the log and show say so.
     wait_for("h3 reports the refused password", 20, || {
-        hosts[2].w.log().contains("etcd refused user \"weft\"") && hosts[2].w.weft("show").contains("etcd refused user")
+        hosts[2].w.log().contains("etcd refused user \"weft-3\"")
+            && hosts[2].w.weft("show").contains("etcd refused user")
     });
     // No client certificate: the TLS handshake fails, and the log says so.
     wait_for("h4 reports the refused TLS session", 20, || hosts[3].w.weft("show").contains("refused the TLS session"));
@@ -316,10 +315,14 @@ fn etcd_over_tls_with_client_certificates_and_a_password() {
         assert!(entry(&h.w, &hosts[0].mac).is_none(), "a refused host learned routes");
     }
     let keys = ul.sh(&format!("{ctl} --user root:root-pw-1 get /weft/ --prefix --keys-only"));
-    assert!(keys.contains("/weft/vni/100/vtep/10.0.0.1") && !keys.contains("10.0.0.3"), "{keys}");
+    assert!(keys.contains("/weft/host/10.0.0.1/vni/100/vtep") && !keys.contains("10.0.0.3"), "{keys}");
     for h in &hosts {
-        assert!(!h.w.log().contains("weft-pw-2") && !h.w.weft("show").contains("weft-pw-2"));
+        assert!(!h.w.log().contains("weft-pw-") && !h.w.weft("show").contains("weft-pw-"));
     }
+    // Host 1's credentials cannot write a key that speaks for host 2.
+    let forged = ul.run(&format!("{ctl} --user weft-1:weft-pw-1 put /weft/host/10.0.0.2/vni/100/vtep '{{}}'"));
+    assert!(!forged.status.success(), "host 1 wrote under host 2's prefix");
+    assert!(String::from_utf8_lossy(&forged.stderr).contains("permission denied"));
     drop(hosts);
     let _ = etcd.kill();
     let _ = etcd.wait();

@@ -4,26 +4,41 @@
 
 use weft_interop::*;
 
-fn ofctl(ns: &Ns, port: u16, args: &str) -> String {
-    ns.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args}").replace("TARGET", &format!("tcp:127.0.0.1:{port}")))
+/// A weftd host `{p}h` with bridge sw1 and, on its veth ports `{p}p1` and `{p}p2` (ofports 1 and 2), the
+/// endpoint namespaces `{p}l` (10.`net`.0.1) and `{p}r` (10.`net`.0.2). Fields drop in order: weftd first.
+struct TwoEnds {
+    w: Weftd,
+    left: Ns,
+    right: Ns,
+    h: Ns,
+    tmp: TempDir,
 }
 
-#[test]
-fn ovs_ofctl_manages_flows_and_reads_counters() {
-    let p = "of";
-    if !prerequisites(&["ip", "ping", "ovs-ofctl"]) {
-        return;
-    }
+fn two_ends(p: &str, net: u8) -> TwoEnds {
     let tmp = TempDir::new(p);
     let h = Ns::new(&format!("{p}h"));
     let w = Weftd::start(&h, &tmp.path("w"));
     w.weft("add-br sw1");
     let left = Ns::new(&format!("{p}l"));
     let right = Ns::new(&format!("{p}r"));
-    veth(&left, "eth0", Some("10.1.0.1/24"), &h, &format!("{p}p1"), None);
-    veth(&right, "eth0", Some("10.1.0.2/24"), &h, &format!("{p}p2"), None);
+    veth(&left, "eth0", Some(&format!("10.{net}.0.1/24")), &h, &format!("{p}p1"), None);
+    veth(&right, "eth0", Some(&format!("10.{net}.0.2/24")), &h, &format!("{p}p2"), None);
     w.weft(&format!("add-port sw1 {p}p1"));
     w.weft(&format!("add-port sw1 {p}p2"));
+    TwoEnds { w, left, right, h, tmp }
+}
+
+fn ofctl(ns: &Ns, port: u16, args: &str) -> String {
+    ns.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args}").replace("TARGET", &format!("tcp:127.0.0.1:{port}")))
+}
+
+#[test]
+fn ovs_ofctl_manages_flows_and_reads_counters() {
+    if !prerequisites(&["ip", "ping", "ovs-ofctl"]) {
+        return;
+    }
+    // (Bound in this order so that they drop in reverse: weftd first, the directory last.)
+    let TwoEnds { tmp, h, left, right: _right, w } = two_ends("of", 1);
     w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
     let show = w.json("show");
     assert!(show.to_string().contains("sw1"));
@@ -266,20 +281,10 @@ fn set_controller_listens_when_it_returns() {
 /// ways), controller max_len; and the default NORMAL flow and table 0 count what passes.
 #[test]
 fn ovs_ofctl_reads_what_weft_encodes() {
-    let p = "oe";
     if !prerequisites(&["ip", "ping", "ovs-ofctl"]) {
         return;
     }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let w = Weftd::start(&h, &tmp.path("w"));
-    w.weft("add-br sw1");
-    let left = Ns::new(&format!("{p}l"));
-    let right = Ns::new(&format!("{p}r"));
-    veth(&left, "eth0", Some("10.4.0.1/24"), &h, &format!("{p}p1"), None);
-    veth(&right, "eth0", Some("10.4.0.2/24"), &h, &format!("{p}p2"), None);
-    w.weft(&format!("add-port sw1 {p}p1"));
-    w.weft(&format!("add-port sw1 {p}p2"));
+    let TwoEnds { tmp: _tmp, h, left, right: _right, w } = two_ends("oe", 4);
     w.weft("set-controller sw1 ptcp:6657:127.0.0.1");
     let ofctl = |args: &str| {
         h.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args}").replace("TARGET", "tcp:127.0.0.1:6657"))

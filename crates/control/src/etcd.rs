@@ -2,9 +2,11 @@
 //! strings), with retries across the cluster's members, and the key layout weft hosts share.
 //!
 //! Keys (under a prefix, `/weft/` by default), each attached to the writing host's lease so that a dead host's
-//! keys vanish when its lease expires:
-//! - `PREFIX vni/<VNI>/vtep/<VTEP IP>` = `{}`: the VTEP serves the VNI (an EVPN type-3 route);
-//! - `PREFIX vni/<VNI>/mac/<MAC>/<VTEP IP>` = `{"seq":N}` (and `"ip"`): the MAC is behind the VTEP (type 2).
+//! keys vanish when its lease expires, and each under its host's own prefix `PREFIX host/<VTEP IP>/`, so that
+//! etcd's prefix permissions can let every host read all and write only its own:
+//! - `PREFIX host/<VTEP IP>/vni/<VNI>/vtep` = `{}`: the VTEP serves the VNI (an EVPN type-3 route);
+//! - `PREFIX host/<VTEP IP>/vni/<VNI>/mac/<MAC>` = `{"seq":N}` (and `"ip"`): the MAC is behind the VTEP
+//!   (type 2).
 
 use crate::http::{self, Endpoint};
 use crate::model::{MacKey, MacRoute, Vni};
@@ -442,12 +444,17 @@ pub fn parse_watch(v: &Value) -> WatchMsg {
 
 pub use crate::model::Record;
 
+/// The prefix under which host `vtep` writes (what its etcd user may write to).
+pub fn host_prefix(prefix: &str, vtep: IpAddr) -> String {
+    format!("{prefix}host/{vtep}/")
+}
+
 pub fn vtep_key(prefix: &str, vni: Vni, vtep: IpAddr) -> String {
-    format!("{prefix}vni/{vni}/vtep/{vtep}")
+    format!("{}vni/{vni}/vtep", host_prefix(prefix, vtep))
 }
 
 pub fn mac_key(prefix: &str, key: MacKey, vtep: IpAddr) -> String {
-    format!("{prefix}vni/{}/mac/{}/{vtep}", key.vni, key.mac)
+    format!("{}vni/{}/mac/{}", host_prefix(prefix, vtep), key.vni, key.mac)
 }
 
 pub fn mac_value(seq: u32, ip: Option<IpAddr>) -> String {
@@ -459,18 +466,20 @@ pub fn mac_value(seq: u32, ip: Option<IpAddr>) -> String {
 
 /// Reads a key (and, for puts, its value) of the layout above; `None` for keys of other shapes.
 pub fn parse_record(prefix: &str, key: &str, value: Option<&str>) -> Option<Record> {
-    let rest = key.strip_prefix(prefix)?.strip_prefix("vni/")?;
-    let (vni, rest) = rest.split_once('/')?;
+    // The VTEP is the host the key is filed under: a host can speak only for itself where etcd lets each
+    // write only under its own prefix.
+    let (ip, rest) = key.strip_prefix(prefix)?.strip_prefix("host/")?.split_once('/')?;
+    let vtep: IpAddr = ip.parse().ok()?;
+    let (vni, rest) = rest.strip_prefix("vni/")?.split_once('/')?;
     let vni: Vni = vni.parse().ok().filter(|v| *v <= 0xff_ffff)?;
-    if let Some(ip) = rest.strip_prefix("vtep/") {
-        return Some(Record::Vtep { vni, vtep: ip.parse().ok()? });
+    if rest == "vtep" {
+        return Some(Record::Vtep { vni, vtep });
     }
-    let (mac, ip) = rest.strip_prefix("mac/")?.split_once('/')?;
-    let mac: EthernetAddress = mac.parse().ok()?;
+    let mac: EthernetAddress = rest.strip_prefix("mac/")?.parse().ok()?;
     let v: Option<Value> = value.and_then(|v| serde_json::from_str(v).ok());
     let seq = v.as_ref().and_then(|v| v.get("seq")?.as_u64()).unwrap_or(0).min(u64::from(u32::MAX)) as u32;
     let bound = v.as_ref().and_then(|v| v.get("ip")?.as_str()?.parse().ok());
-    Some(Record::Mac { key: MacKey { vni, mac }, route: MacRoute { vtep: ip.parse().ok()?, seq, ip: bound } })
+    Some(Record::Mac { key: MacKey { vni, mac }, route: MacRoute { vtep, seq, ip: bound } })
 }
 
 /// Feeds arbitrary bytes to the etcd readers (for the fuzzer): a watch stream and a key; must never panic.
@@ -493,7 +502,7 @@ mod tests {
         // A watch message of 1 MiB of events (the most etcd sends by default is about 1.5 MiB).
         let event = format!(
             r#"{{"kv":{{"key":"{}","value":"{}","mod_revision":"5"}}}},"#,
-            b64(b"/weft/vni/7/vtep/10.0.0.9"),
+            b64(b"/weft/host/10.0.0.9/vni/7/vtep"),
             b64(br#"{"seq":1}"#)
         );
         let events = event.repeat((1 << 20) / event.len());
@@ -530,7 +539,8 @@ mod tests {
         let key = MacKey { vni: 100, mac: "02:00:00:00:01:05".parse().unwrap() };
         let vtep: IpAddr = "10.0.0.3".parse().unwrap();
         let k = mac_key(p, key, vtep);
-        assert_eq!(k, "/weft/vni/100/mac/02:00:00:00:01:05/10.0.0.3");
+        assert_eq!(k, "/weft/host/10.0.0.3/vni/100/mac/02:00:00:00:01:05");
+        assert!(k.starts_with(&host_prefix(p, vtep)));
         assert_eq!(
             parse_record(p, &k, Some(&mac_value(3, None))),
             Some(Record::Mac { key, route: MacRoute { vtep, seq: 3, ip: None } })
@@ -540,10 +550,12 @@ mod tests {
         // A delete carries no value: the key alone identifies the route.
         assert!(matches!(parse_record(p, &k, None), Some(Record::Mac { .. })));
         for bad in [
-            "/other/vni/1/vtep/10.0.0.1",
-            "/weft/vni/x/vtep/10.0.0.1",
-            "/weft/vni/1/mac/zz/10.0.0.1",
-            "/weft/vni/99999999/vtep/10.0.0.1",
+            "/other/host/10.0.0.1/vni/1/vtep",
+            "/weft/host/10.0.0.1/vni/x/vtep",
+            "/weft/host/10.0.0.1/vni/1/mac/zz",
+            "/weft/host/10.0.0.1/vni/99999999/vtep",
+            "/weft/host/not-an-ip/vni/1/vtep",
+            "/weft/vni/1/vtep/10.0.0.1",
         ] {
             assert_eq!(parse_record(p, bad, None), None, "{bad}");
         }

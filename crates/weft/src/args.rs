@@ -91,6 +91,8 @@ tunnel options (options:K=V):
 
 pub enum Command {
     Help,
+    /// `weft COMMAND --help`, `weft help COMMAND`: that command's part of the help.
+    HelpFor(String),
     Version,
     /// `dump-drops`: dump-ports, showing only the drop reasons that are not zero.
     Drops(Request),
@@ -104,6 +106,31 @@ pub struct Invocation {
     pub socket: String,
     pub json: bool,
     pub command: Command,
+}
+
+/// The lines of [`HELP`] about `cmd`: the one naming it (as a command, or after `|` with its siblings) and the
+/// indented lines that continue it. `None` for a command the help does not name.
+pub fn help_for(cmd: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut taking = false;
+    for line in HELP.lines() {
+        let names_it = line.starts_with("  ")
+            && !line.starts_with("   ")
+            && line
+                .split(['|', ' '])
+                .filter(|w| !w.is_empty())
+                .any(|w| w == cmd || w.strip_prefix(cmd) == Some("/set"));
+        if names_it {
+            taking = true;
+        } else if !line.starts_with("      ") {
+            taking = false;
+        }
+        if taking {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    (!out.is_empty()).then(|| format!("usage: weft [--socket PATH] [--format json] {cmd} ...\n{out}"))
 }
 
 /// Splits `K=V`, removing the double quotes ovs-vsctl users often put around values.
@@ -234,7 +261,19 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                 if_exists = true;
                 clause_flags.last_mut().map(|f| f.push(a.clone())).unwrap_or(());
             }
-            "-h" | "--help" | "help" => return Ok(Invocation { socket, json, command: Command::Help }),
+            "-h" | "--help" | "help" => {
+                // With a command before or after it: that command's usage.
+                let cmd = clauses
+                    .last()
+                    .and_then(|c| c.first())
+                    .cloned()
+                    .or_else(|| it.clone().find(|a| !a.starts_with('-')).cloned());
+                let command = match cmd {
+                    Some(c) => Command::HelpFor(c),
+                    None => Command::Help,
+                };
+                return Ok(Invocation { socket, json, command });
+            }
             "--version" => return Ok(Invocation { socket, json, command: Command::Version }),
             s if s.starts_with("--format=") => json = &s["--format=".len()..] == "json",
             s if s.starts_with("--socket=") => socket = s["--socket=".len()..].to_string(),
@@ -507,10 +546,26 @@ mod tests {
         let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
         match parse(&argv)?.command {
             Command::Daemon(r) => Ok(r),
-            Command::Help | Command::Version | Command::Drops(_) => bail!("help"),
+            Command::Help | Command::HelpFor(_) | Command::Version | Command::Drops(_) => bail!("help"),
             Command::Decode(_) => bail!("decode"),
             Command::Capture(..) => bail!("capture"),
         }
+    }
+
+    #[test]
+    fn every_command_has_its_own_usage() {
+        let argv = |s: &str| -> Vec<String> { s.split_whitespace().map(String::from).collect() };
+        for (line, cmd) in [("add-port --help", "add-port"), ("help add-flow", "add-flow"), ("fdb -h", "fdb")] {
+            let Command::HelpFor(c) = parse(&argv(line)).unwrap().command else { panic!("{line}") };
+            assert_eq!(c, cmd);
+        }
+        let h = help_for("add-port").unwrap();
+        assert!(h.contains("add-port BR PORT") && !h.contains("add-flow"), "{h}");
+        let h = help_for("add-flow").unwrap();
+        assert!(h.contains("add-flow BR FLOW") && !h.contains("add-br"), "{h}");
+        assert!(help_for("set-controller").unwrap().contains("ptcp"));
+        assert!(help_for("frobnicate").is_none());
+        assert!(matches!(parse(&argv("--help")).unwrap().command, Command::Help));
     }
 
     #[test]

@@ -27,6 +27,13 @@ fn run() -> anyhow::Result<()> {
             print!("{}", args::HELP);
             return Ok(());
         }
+        args::Command::HelpFor(cmd) => {
+            match args::help_for(&cmd) {
+                Some(h) => print!("{h}"),
+                None => anyhow::bail!("unknown command {cmd:?} (weft --help lists them)"),
+            }
+            return Ok(());
+        }
         args::Command::Version => {
             println!("weft {} (commit {})", env!("CARGO_PKG_VERSION"), env!("WEFT_GIT_COMMIT"));
             return Ok(());
