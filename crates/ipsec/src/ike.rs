@@ -39,6 +39,15 @@ const RESTART_AFTER: Nanos = 5 * SECOND;
 const SECOND_INITIATOR_DELAY: Nanos = 3 * SECOND;
 /// At most one log line per this long for messages anyone can send (IKE_SA_INIT from unknown sources).
 const LOG_INTERVAL: Nanos = 10 * SECOND;
+/// Pre-shared keys shorter than this are weak: one captured IKE_AUTH exchange lets anyone try to guess them
+/// offline. weft accepts them (peers' keys are not weft's to choose) and warns.
+pub const MIN_PSK_LEN: usize = 16;
+
+/// Whether a pre-shared key is shorter than [`MIN_PSK_LEN`].
+pub fn weak_psk(psk: &[u8]) -> bool {
+    psk.len() < MIN_PSK_LEN
+}
+
 /// Outbound packets after which a child SA is rekeyed whatever its age: half the 32-bit sequence number
 /// space (RFC 4303 §3.3.3 forbids wrapping it), so the rekey has 2^31 packets of room to finish.
 pub const SEQ_SOFT_LIMIT: u64 = 1 << 31;
@@ -2441,6 +2450,44 @@ mod tests {
         }
         assert!(installed);
         assert!(resp.stats.cookies_sent > 4000);
+    }
+
+    #[test]
+    fn every_sa_a_source_has_not_established_counts_against_its_cap() {
+        let (a, b): (IpAddr, IpAddr) = (A.parse().unwrap(), B.parse().unwrap());
+        let mut resp = Engine::new();
+        resp.set_peers(vec![PeerConfig::new(b, a, b"k")], 0);
+        let from = SocketAddr::new(a, IKE_PORT);
+        // The source's share is taken by SAs that are not half open: refused ones closing, and one being
+        // authenticated.
+        for k in 0..HALF_OPEN_PER_SOURCE {
+            let mut sa = IkeSa::new(b, from, false, 0);
+            sa.spi_i = 1000 + k as u64;
+            sa.state = if k == 0 { State::AuthSent } else { State::Closing };
+            resp.sas.push(sa);
+        }
+        let mut cfg = PeerConfig::new(a, b, b"k");
+        cfg.initiate = Initiate::Always;
+        let mut e = Engine::new();
+        e.set_peers(vec![cfg], 0);
+        e.tick(0);
+        let Some(Output::Send { data, .. }) = e.poll() else { panic!() };
+        resp.input(0, IKE_PORT, from, &data);
+        assert_eq!(resp.stats.half_open_dropped, 1, "a new IKE_SA_INIT from that source is dropped");
+        assert_eq!(resp.sas.len(), HALF_OPEN_PER_SOURCE);
+        // Established SAs do not count: with them the source gets through again.
+        for sa in &mut resp.sas {
+            sa.state = State::Established;
+        }
+        resp.input(0, IKE_PORT, from, &data);
+        assert_eq!(resp.sas.len(), HALF_OPEN_PER_SOURCE + 1);
+    }
+
+    #[test]
+    fn short_keys_are_weak() {
+        assert!(weak_psk(b"swordfish"));
+        assert!(weak_psk(b"123456789012345"));
+        assert!(!weak_psk(b"1234567890123456"));
     }
 
     #[test]

@@ -70,9 +70,6 @@ pub fn spawn(dp: DpHandle) -> std::io::Result<SyncSender<IpsecMsg>> {
     Ok(tx)
 }
 
-/// Pre-shared keys shorter than this are accepted with a warning in the log.
-const MIN_PSK_LEN: usize = 16;
-
 impl Ike {
     fn now(&self) -> ike::Nanos {
         self.clock.elapsed().as_nanos() as ike::Nanos
@@ -109,12 +106,13 @@ impl Ike {
                     self.open_port500();
                 }
                 for p in peers.iter().filter(|p| !self.peers.iter().any(|o| o.remote == p.remote && o.psk == p.psk)) {
-                    if p.psk.len() < MIN_PSK_LEN {
+                    if ike::weak_psk(&p.psk) {
                         tracing::warn!(
                             peer = %p.remote,
-                            "the pre-shared key (options:psk) for {} has {} characters: use at least {MIN_PSK_LEN} random ones; anyone who captures one IKE_AUTH exchange can try to guess a short key offline",
+                            "the pre-shared key (options:psk) for {} has {} characters: use at least {} random ones; anyone who captures one IKE_AUTH exchange can try to guess a short key offline",
                             p.remote,
-                            p.psk.len()
+                            p.psk.len(),
+                            ike::MIN_PSK_LEN
                         );
                     }
                 }
