@@ -162,7 +162,7 @@ fn kill_9_during_port_changes_leaves_devices_and_db_agreeing() {
     }
 }
 
-/// Link state: a system port whose veth is deleted, or a TAP set down, shows `link_state: down` (show, JSON,
+/// Link state: a system port whose veth is deleted, or a TAP set down (in weftd's namespace or moved out of it), shows `link_state: down` (show, JSON,
 /// OpenFlow port descriptions with OFPPS_LINK_DOWN, OFPT_PORT_STATUS to a connected controller), frames to it
 /// are counted as `link_down`, and a veth made anew under the same name is taken up again without a command.
 #[test]
@@ -211,13 +211,18 @@ fn link_state_follows_the_interfaces() {
     // (The new veth has a new MAC: the right side forgets the old one.)
     right.sh("ip neigh flush all");
     right.ping("10.5.0.1", 3);
-    // A TAP in weftd's namespace (the bridge's internal port) set down and up. (A TAP moved into another
-    // namespace is out of weftd's sight and taken as up.)
+    // A TAP in weftd's namespace (the bridge's internal port) set down and up.
     h.sh("ip link set sw1 down");
     wait_for("the internal port's link down", 5, || state("sw1") == "down");
     h.sh("ip link set sw1 up");
     wait_for("the internal port's link up", 5, || state("sw1") == "up");
+    // A TAP moved into another namespace (a container's), set down and up there: weftd looks from there.
     assert_eq!(state(&format!("{p}tap")), "up");
+    right.sh(&format!("ip link set {p}tap down"));
+    wait_for("the moved TAP's link down", 5, || state(&format!("{p}tap")) == "down");
+    right.sh(&format!("ip link set {p}tap up"));
+    wait_for("the moved TAP's link up", 5, || state(&format!("{p}tap")) == "up");
+    right.ping("10.5.0.1", 2);
     let mut monitor = monitor;
     let _ = monitor.kill();
     let _ = monitor.wait();

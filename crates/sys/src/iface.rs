@@ -57,6 +57,20 @@ pub fn set_up(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether interface `name` of the calling thread's network namespace is up and running (administratively up
+/// and operationally up: a veth whose peer is down, a cable out, is not); `None` when it does not exist.
+/// Unlike /sys/class/net, which shows the namespace sysfs was mounted in, this asks the thread's own
+/// namespace, so that it works on a helper thread in another one ([`crate::netns::run_in`]).
+pub fn link_up(name: &str) -> Option<bool> {
+    let s = control_socket().ok()?;
+    let mut req = ifreq(name).ok()?;
+    // SAFETY: `req` is a valid ifreq naming the interface; the kernel fills ifru_flags.
+    unsafe { syscall!(ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req)) }.ok()?;
+    // SAFETY: SIOCGIFFLAGS wrote the flags member of the union.
+    let flags = i32::from(unsafe { req.ifr_ifru.ifru_flags });
+    Some(flags & libc::IFF_UP != 0 && flags & libc::IFF_RUNNING != 0)
+}
+
 /// Sets the MTU of interface `name`.
 pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     let s = control_socket()?;

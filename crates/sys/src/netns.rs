@@ -6,7 +6,7 @@
 
 use crate::tap::Tap;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 
 /// Runs `f` on a helper thread that has first entered the network namespace at `path`.
 /// Namespaces are per thread, so the caller's own namespace never changes.
@@ -40,4 +40,23 @@ pub fn find_tap(name: &str) -> io::Result<(Tap, Option<String>)> {
         }
     }
     Tap::open(name).map(|t| (t, None))
+}
+
+/// Whether each interface is up and running ([`crate::iface::link_up`]) in the network namespace given with it
+/// (an open namespace file, as [`crate::tap::Tap::netns`] returns): one helper thread enters each namespace
+/// in turn. `None` for an interface not found there, or a namespace that cannot be entered.
+pub fn links_up(interfaces: Vec<(OwnedFd, String)>) -> Vec<Option<bool>> {
+    let n = interfaces.len();
+    std::thread::spawn(move || {
+        interfaces
+            .iter()
+            .map(|(ns, name)| {
+                // SAFETY: `ns` is an open namespace file for the duration of the call.
+                unsafe { syscall!(setns(ns.as_raw_fd(), libc::CLONE_NEWNET)) }.ok()?;
+                crate::iface::link_up(name)
+            })
+            .collect()
+    })
+    .join()
+    .unwrap_or_else(|_| vec![None; n])
 }

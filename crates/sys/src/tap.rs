@@ -10,6 +10,8 @@ const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+/// `_IO('T', 227)`: a file of the network namespace the device is in now (Linux 5.2).
+const TUNGETDEVNETNS: libc::c_ulong = 0x54e3;
 const TUN_F_CSUM: libc::c_ulong = 0x01;
 const TUN_F_TSO4: libc::c_ulong = 0x02;
 const TUN_F_TSO6: libc::c_ulong = 0x04;
@@ -111,6 +113,14 @@ impl Tap {
         // SAFETY: IoSlice is ABI-compatible with iovec; the slices outlive the call.
         let n = unsafe { syscall!(writev(self.fd.as_raw_fd(), parts.as_ptr().cast(), parts.len() as i32))? };
         Ok(n as usize)
+    }
+
+    /// The network namespace the device is in now, wherever it was moved since it was opened.
+    pub fn netns(&self) -> io::Result<OwnedFd> {
+        // SAFETY: TUNGETDEVNETNS takes no argument and returns a new file descriptor.
+        let fd = unsafe { syscall!(ioctl(self.fd.as_raw_fd(), TUNGETDEVNETNS))? };
+        // SAFETY: `fd` is fresh from the kernel and ours alone.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     /// Clears the persistent flag, so the device disappears when this handle closes.

@@ -290,21 +290,22 @@ impl State {
     pub fn check_links(&mut self) {
         let mut now: BTreeMap<String, (bool, Option<u32>)> = BTreeMap::new();
         let mut reopen = Vec::new();
+        let moved = self.resources.moved_tap_links();
         for b in &self.config.bridges {
             let internal = std::iter::once((b.name.as_str(), weft_api::config::IfaceType::Internal, OFPORT_LOCAL));
             for (name, ty, ofport) in internal.chain(b.ports.iter().map(|p| (p.name.as_str(), p.iface_type, p.ofport)))
             {
                 use weft_api::config::IfaceType;
-                let in_other_ns = self.port_info.get(name).is_some_and(|i| i["netns"].is_string());
                 let (up, index) = match ty {
                     IfaceType::System => {
                         let index = weft_sys::iface::index(name);
                         (index.is_some() && iface_up(name), index)
                     }
-                    // A TAP moved into another namespace (where weft cannot look) is taken as up.
-                    IfaceType::Tap | IfaceType::Internal if !in_other_ns && weft_sys::iface::index(name).is_some() => {
-                        (iface_up(name), None)
-                    }
+                    // A TAP moved into another namespace is looked at from there.
+                    IfaceType::Tap | IfaceType::Internal => match moved.get(name) {
+                        Some(up) => (up.unwrap_or(true), None),
+                        None => (weft_sys::iface::index(name).is_none() || iface_up(name), None),
+                    },
                     _ => (true, None),
                 };
                 if let Some((was_up, was_index)) = self.links.get(name) {

@@ -830,6 +830,19 @@ impl Resources {
         self.esp.retain(|(v6, _), _| families.contains(v6));
     }
 
+    /// The link state of every open TAP that is no longer in weftd's namespace (moved into a container's),
+    /// looked at from inside the namespace it is in now; `None` where that cannot be told.
+    pub fn moved_tap_links(&self) -> HashMap<String, Option<bool>> {
+        let moved: Vec<_> = self
+            .taps
+            .iter()
+            .filter(|(name, _)| weft_sys::iface::index(name).is_none())
+            .filter_map(|(name, (tap, _, _))| Some((tap.netns().ok()?, name.clone())))
+            .collect();
+        let names: Vec<String> = moved.iter().map(|(_, n)| n.clone()).collect();
+        names.into_iter().zip(weft_sys::netns::links_up(moved)).collect()
+    }
+
     /// Forgets the AF_PACKET socket of system port `name` (its interface went away or was made anew), so that
     /// the next build opens it again on the interface of that name.
     pub fn forget_packet(&mut self, name: &str) {
