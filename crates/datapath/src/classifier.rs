@@ -143,7 +143,7 @@ pub struct Classifier {
 
 /// The exact-match cache in front of one [`Classifier`]: whole key to result. Start a new one (or
 /// [`clear`](FlowCache::clear) it) whenever the classifier is replaced.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct FlowCache {
     map: KeyMap<Option<u32>>,
 }

@@ -12,6 +12,7 @@ pub mod gro;
 pub mod mtu;
 pub mod neigh;
 pub mod offload;
+pub mod switch;
 pub mod tunnel;
 pub mod vlan;
 

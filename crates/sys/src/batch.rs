@@ -115,6 +115,11 @@ impl RecvBatch {
         &self.storage[i * self.stride..(i + 1) * self.stride]
     }
 
+    /// All slots as one buffer (slot `i` begins at [`slot_base`](Self::slot_base)`(i)`).
+    pub fn storage(&self) -> &[u8] {
+        &self.storage
+    }
+
     /// All slots as one buffer (slot `i` begins at [`slot_base`](Self::slot_base)`(i)`), for work that moves
     /// bytes from one slot into an earlier one.
     pub fn storage_mut(&mut self) -> &mut [u8] {

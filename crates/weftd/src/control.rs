@@ -5,7 +5,7 @@
 //! switch to it. Any failure on the way returns an error and leaves the running state and the db as they were.
 
 use crate::dataplane::{DpHandle, DpMsg};
-use crate::pipeline::{PortIo, Resources, OFPORT_LOCAL};
+use crate::pipeline::{PortKind, Resources, OFPORT_LOCAL};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -385,12 +385,13 @@ impl State {
         self.port_info = pipeline
             .ports
             .iter()
-            .map(|p| {
+            .zip(&pipeline.core.ports)
+            .map(|(p, d)| {
                 let mut info = json!({ "mtu": p.mtu, "netns": p.netns });
-                if let PortIo::Down(why) = &p.io {
+                if let PortKind::Down(why) = &d.kind {
                     info["error"] = json!(why);
                 }
-                (p.name.clone(), info)
+                (d.name.clone(), info)
             })
             .collect();
         let nat_t: Vec<_> = pipeline.esp.iter().filter(|e| e.udp).map(|e| e.fd.clone()).collect();

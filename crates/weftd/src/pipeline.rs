@@ -11,112 +11,33 @@ use weft_datapath::PortIdx;
 use weft_sys::packet::PacketSocket;
 use weft_sys::tap::Tap;
 
-/// ofport number of a bridge's internal port (OpenFlow's OFPP_LOCAL).
-pub const OFPORT_LOCAL: u32 = 0xffff_fffe;
+pub use weft_datapath::switch::pipeline::{ActRt, BridgeRt, PortDesc, PortKind, RuleRt, TableRt, TunnelPort};
+pub use weft_datapath::switch::OFPORT_LOCAL;
 /// Underlay MTU assumed when sizing TAP ports.
 pub const UNDERLAY_MTU: u32 = 1500;
 /// Sender sockets per local address: the flow hash picks one, so each flow keeps one source port.
 pub const SENDERS_PER_POOL: usize = 16;
 
-/// How a port moves frames.
+/// The device or sockets behind a port (its description for switching is the core's [`PortDesc`]).
 #[derive(Debug, Clone)]
 pub enum PortIo {
     Tap(Arc<Tap>),
     Packet(Arc<PacketSocket>),
+    /// A tunnel: the sender pool its packets leave by.
     Tunnel {
-        spec: TunnelSpec,
         pool: usize,
-        dest: SocketAddr,
-        /// The largest inner IP packet that fits the underlay.
-        mtu: u16,
-        /// Every remote VTEP; flooded frames go to each (head-end replication).
-        remotes: Arc<[IpAddr]>,
-        /// ARP/ND suppression (`options:proxy=true`).
-        proxy: bool,
-        /// VXLAN and Geneve: the header (with options) every packet of this port starts with.
-        header: Arc<[u8]>,
-        /// Geneve options this port sends, by (class, type): critical ones of these are understood.
-        known_options: Arc<[(u16, u8)]>,
     },
-    /// Configured but not open (its interface is missing); frames to it are discarded.
-    Down(String),
+    /// Configured but not open (see [`PortKind::Down`]).
+    Down,
 }
 
+/// A port's I/O side, at the same index as its [`PortDesc`] in the core pipeline.
 #[derive(Debug, Clone)]
 pub struct PortRt {
-    pub name: String,
-    pub ofport: u32,
-    pub bridge: usize,
     pub io: PortIo,
     pub mtu: Option<u32>,
     /// Where the TAP was found at start, if another namespace holds it.
     pub netns: Option<String>,
-    /// The VLANs the port carries and how (`tag`, `trunks`).
-    pub vlan: weft_datapath::vlan::VlanMode,
-}
-
-#[derive(Debug)]
-pub struct BridgeRt {
-    pub name: String,
-    pub aging_secs: u32,
-    pub table_size: usize,
-    /// Every port of the bridge, internal port first.
-    pub ports: Vec<PortIdx>,
-    /// Some tunnel port of the bridge has `options:proxy=true`.
-    pub has_proxy: bool,
-    /// Static FDB entries: (vlan, mac, port, remote VTEP).
-    pub statics: Vec<(u16, weft_wire::EthernetAddress, PortIdx, Option<IpAddr>)>,
-    /// Flow tables by table number; empty when the bridge has only `priority=0 actions=NORMAL` (then the
-    /// datapath goes straight to the learning switch).
-    pub tables: Vec<TableRt>,
-    /// The id of that lone `priority=0 actions=NORMAL` flow when `tables` is empty: its counters count
-    /// every frame the learning switch takes, as the flow's would.
-    pub default_flow: Option<u64>,
-}
-
-/// One flow table, ready for lookups.
-pub struct TableRt {
-    pub classifier: weft_datapath::classifier::Classifier,
-    /// Indexed by the classifier's rule ids.
-    pub rules: Vec<RuleRt>,
-}
-
-impl std::fmt::Debug for TableRt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TableRt({} rules in {} subtables)", self.rules.len(), self.classifier.subtables())
-    }
-}
-
-/// A flow's actions with port numbers turned into the pipeline's ports.
-#[derive(Debug, Clone)]
-pub struct RuleRt {
-    /// The flow's id in the configuration (its counters are kept under it).
-    pub id: u64,
-    pub cookie: u64,
-    pub actions: Vec<ActRt>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ActRt {
-    Output(PortIdx),
-    Normal,
-    Flood,
-    All,
-    InPort,
-    /// To the controller, at most this many bytes of the packet.
-    Controller(u16),
-    ModVlanVid(u16),
-    StripVlan,
-    PushVlan,
-    SetEthSrc(weft_wire::EthernetAddress),
-    SetEthDst(weft_wire::EthernetAddress),
-    SetTunId(u64),
-    SetTunDst(IpAddr),
-    Resubmit {
-        port: Option<PortIdx>,
-        table: Option<u8>,
-    },
-    GotoTable(u8),
 }
 
 /// The classifier key and mask of a flow's match.
@@ -251,8 +172,9 @@ impl RxSocket {
 }
 
 pub struct Pipeline {
-    pub generation: u64,
-    pub bridges: Vec<BridgeRt>,
+    /// What the switch runs: ports by kind, bridges, flow tables.
+    pub core: Arc<weft_datapath::switch::Pipeline>,
+    /// Each port's device or sockets, by the same index as `core.ports`.
     pub ports: Vec<PortRt>,
     pub rx_sockets: Vec<RxSocket>,
     /// Send-only sockets, one pool per (local address, multicast interface, DF, protocol).
@@ -276,8 +198,7 @@ impl Pipeline {
     /// A pipeline with nothing in it (what the datapath runs before the first configuration arrives).
     pub fn empty() -> Pipeline {
         Pipeline {
-            generation: 0,
-            bridges: vec![],
+            core: Default::default(),
             ports: vec![],
             rx_sockets: vec![],
             pools: vec![],
@@ -557,6 +478,7 @@ impl Resources {
     ) -> anyhow::Result<Pipeline> {
         let mut bridges = Vec::new();
         let mut ports: Vec<PortRt> = Vec::new();
+        let mut descs: Vec<PortDesc> = Vec::new();
         let mut rx_sockets: Vec<RxSocket> = Vec::new();
         let mut pools: Vec<Arc<Vec<OwnedFd>>> = Vec::new();
         let mut pool_index: HashMap<PoolKey, usize> = HashMap::new();
@@ -574,7 +496,7 @@ impl Resources {
                 let idx = PortIdx(u16::try_from(ports.len()).map_err(|_| anyhow!("more than 65535 ports"))?);
                 let mut netns = None;
                 let mut mtu = None;
-                let io = match ty {
+                let (kind, io) = match ty {
                     IfaceType::Tap | IfaceType::Internal => {
                         let opened = match self.taps.get(&name) {
                             Some((t, ns, _)) => Ok((t.clone(), ns.clone(), false)),
@@ -610,7 +532,7 @@ impl Resources {
                                 if ns.is_none() {
                                     mtu = weft_sys::iface::mtu(&name).ok();
                                 }
-                                PortIo::Tap(tap)
+                                (PortKind::Tap { vnet_hdr: tap.offloads().vnet_hdr }, PortIo::Tap(tap))
                             }
                             // An interface of another kind holds the name (TUNSETIFF says only EINVAL).
                             Err(e)
@@ -626,7 +548,7 @@ impl Resources {
                             Err(e) if strict => return Err(anyhow!("cannot create TAP device {name:?}: {e}")),
                             Err(e) => {
                                 tracing::warn!("port {name}: cannot open TAP device: {e}");
-                                PortIo::Down(format!("cannot open TAP device: {e}"))
+                                (PortKind::Down(format!("cannot open TAP device: {e}")), PortIo::Down)
                             }
                         }
                     }
@@ -637,7 +559,7 @@ impl Resources {
                         match opened {
                             Ok(s) => {
                                 mtu = weft_sys::iface::mtu(&name).ok();
-                                PortIo::Packet(s)
+                                (PortKind::Packet, PortIo::Packet(s))
                             }
                             Err(e) if strict && e.kind() == std::io::ErrorKind::NotFound => {
                                 return Err(anyhow!(
@@ -647,7 +569,7 @@ impl Resources {
                             Err(e) if strict => return Err(anyhow!("port {name:?}: cannot attach: {e}")),
                             Err(e) => {
                                 tracing::warn!("port {name}: cannot attach: {e}");
-                                PortIo::Down(e.to_string())
+                                (PortKind::Down(e.to_string()), PortIo::Down)
                             }
                         }
                     }
@@ -720,38 +642,35 @@ impl Resources {
                                 .collect(),
                             Encap::Vxlan | Encap::Gre => Vec::new(),
                         };
-                        PortIo::Tunnel {
+                        let tunnel = TunnelPort {
                             spec,
-                            pool: pi,
                             dest: SocketAddr::new(spec.remote, spec.dst_port),
                             mtu: (UNDERLAY_MTU - spec.overhead() - 14) as u16,
                             remotes,
                             proxy: pc.proxy(),
                             header,
                             known_options: known_options.into(),
-                        }
+                        };
+                        (PortKind::Tunnel(tunnel), PortIo::Tunnel { pool: pi })
                     }
                 };
-                ports.push(PortRt { name, ofport, bridge: bi, io, mtu, netns, vlan: vlan_of(pc) });
+                ports.push(PortRt { io, mtu, netns });
+                descs.push(PortDesc { name, ofport, bridge: bi, vlan: vlan_of(pc), kind });
                 members.push(idx);
             }
-            let port_idx = |name: &str| members.iter().copied().find(|i| ports[usize::from(i.0)].name == name);
+            let port_idx = |name: &str| members.iter().copied().find(|i| descs[usize::from(i.0)].name == name);
             let statics = b
                 .fdb
                 .iter()
                 .filter(|e| e.mac != weft_wire::EthernetAddress::ZERO)
                 .filter_map(|e| {
                     let idx = port_idx(&e.port)?;
-                    let remote = match &ports[usize::from(idx.0)].io {
-                        PortIo::Tunnel { spec, .. } => Some(e.dst.unwrap_or(spec.remote)),
-                        _ => None,
-                    };
+                    let remote = descs[usize::from(idx.0)].tunnel().map(|t| e.dst.unwrap_or(t.spec.remote));
                     Some((e.vlan, e.mac, idx, remote))
                 })
                 .collect();
-            let has_proxy =
-                members.iter().any(|i| matches!(ports[usize::from(i.0)].io, PortIo::Tunnel { proxy: true, .. }));
-            let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (ports[usize::from(i.0)].ofport, *i)).collect();
+            let has_proxy = members.iter().any(|i| descs[usize::from(i.0)].tunnel().is_some_and(|t| t.proxy));
+            let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (descs[usize::from(i.0)].ofport, *i)).collect();
             let tables = build_tables(b, &ofports);
             bridges.push(BridgeRt {
                 default_flow: if tables.is_empty() { b.flows.first().map(|f| f.id) } else { None },
@@ -782,7 +701,8 @@ impl Resources {
                 esp.push(EspSocket { fd, v6, udp });
             }
         }
-        Ok(Pipeline { generation, bridges, ports, rx_sockets, pools, pool_ports, esp })
+        let core = Arc::new(weft_datapath::switch::Pipeline { generation, bridges, ports: descs });
+        Ok(Pipeline { core, ports, rx_sockets, pools, pool_ports, esp })
     }
 
     /// Closes what `cfg` no longer uses; TAPs of removed ports are deleted.

@@ -1,0 +1,1088 @@
+//! The switch: frames and a clock in, emissions out.
+//!
+//! [`Switch::process`] takes one received frame (where its bytes are, the port it came in on, the tunnel
+//! sender, the 802.1Q tag the kernel took off, its offload header) and appends what is to be sent to an
+//! [`Outputs`]: each [`Emission`] names the port, the bytes (a reference into the caller's buffers or into the
+//! scratch area, never a copy of a frame that is forwarded as it is), the VLAN tag to put back, the remote
+//! VTEP and VNI for a tunnel, and the offload header. It owns what switching needs: the pipeline (ports by
+//! kind, bridges, flow tables), the MAC tables, the ARP/ND bindings, counters and flow statistics. It never
+//! makes a system call and never reads a clock, so every decision can be tested with frames in and emissions
+//! out (see `tests.rs`); weftd receives into buffers, calls it, and performs the emissions.
+//!
+//! `weft trace` runs the same code on a copy of the switch with an [`Observer`] that records each step: what
+//! trace predicts is what the switch does, ARP/ND suppression included.
+
+pub mod pipeline;
+#[cfg(test)]
+mod tests;
+
+use crate::bridge::{normal, Forward};
+use crate::classifier::{slot, FlowCache, FlowKey};
+use crate::counters::{DropReason, PortCounters};
+use crate::fdb::{Fdb, FdbEntry, Learned, Origin};
+use crate::flowhash::flow_hash;
+use crate::offload::{self, VnetHdr};
+use crate::vlan::Egress;
+use crate::{mtu, neigh, Nanos, PortIdx, SECOND};
+use pipeline::{ActRt, PortDesc, PortKind};
+pub use pipeline::{Pipeline, OFPORT_LOCAL};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use weft_wire::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
+use weft_wire::EthernetAddress;
+
+/// Which buffer a frame's bytes are in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Area {
+    /// The caller's receive buffers.
+    Rx,
+    /// The caller's own scratch area (segments it cut, a frame it was given to trace).
+    Seg,
+    /// The switch's scratch area: frames it made (ARP/ND answers, ICMP errors) or copied to rewrite.
+    Scratch,
+}
+
+/// Where a frame's bytes are: an area and a range in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Data {
+    pub area: Area,
+    pub start: u32,
+    pub len: u32,
+}
+
+impl Data {
+    pub fn new(area: Area, start: usize, len: usize) -> Data {
+        Data { area, start: start as u32, len: len as u32 }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+
+    /// The same frame without its first `n` bytes.
+    fn skip(self, n: u32) -> Data {
+        Data { start: self.start + n, len: self.len - n, ..self }
+    }
+}
+
+/// The switch's scratch area: filled while a batch is switched, emptied by the caller once the batch's
+/// emissions are sent.
+pub struct Scratch {
+    buf: Vec<u8>,
+    used: usize,
+}
+
+impl Scratch {
+    pub fn new(size: usize) -> Scratch {
+        Scratch { buf: vec![0; size], used: 0 }
+    }
+
+    pub fn clear(&mut self) {
+        self.used = 0;
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn room(&self) -> usize {
+        self.buf.len() - self.used
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Option<Data> {
+        if self.room() < bytes.len() {
+            return None;
+        }
+        let at = self.used;
+        self.buf[at..at + bytes.len()].copy_from_slice(bytes);
+        self.used += bytes.len();
+        Some(Data::new(Area::Scratch, at, bytes.len()))
+    }
+}
+
+/// The buffers a batch's frames are in.
+pub struct Buffers<'a> {
+    pub rx: &'a mut [u8],
+    pub seg: &'a mut [u8],
+    pub scratch: &'a mut Scratch,
+}
+
+impl Buffers<'_> {
+    pub fn get(&self, d: Data) -> &[u8] {
+        let area: &[u8] = match d.area {
+            Area::Rx => &*self.rx,
+            Area::Seg => &*self.seg,
+            Area::Scratch => &self.scratch.buf,
+        };
+        &area[d.range()]
+    }
+
+    pub fn get_mut(&mut self, d: Data) -> &mut [u8] {
+        let area: &mut [u8] = match d.area {
+            Area::Rx => &mut *self.rx,
+            Area::Seg => &mut *self.seg,
+            Area::Scratch => &mut self.scratch.buf,
+        };
+        &mut area[d.range()]
+    }
+
+    /// Copies a frame into the scratch area (before a flow rewrites it, so that earlier outputs keep the
+    /// original); `None` when there is no room.
+    fn copy(&mut self, d: Data) -> Option<Data> {
+        if self.scratch.room() < d.len() {
+            return None;
+        }
+        let at = self.scratch.used;
+        match d.area {
+            Area::Rx => self.scratch.buf[at..at + d.len()].copy_from_slice(&self.rx[d.range()]),
+            Area::Seg => self.scratch.buf[at..at + d.len()].copy_from_slice(&self.seg[d.range()]),
+            Area::Scratch => self.scratch.buf.copy_within(d.range(), at),
+        }
+        self.scratch.used += d.len();
+        Some(Data::new(Area::Scratch, at, d.len()))
+    }
+}
+
+/// A received frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Input {
+    pub data: Data,
+    pub in_port: PortIdx,
+    /// The VTEP a tunnel frame came from.
+    pub remote: Option<IpAddr>,
+    /// The 802.1Q TCI the kernel already took off the frame, if any.
+    pub stripped: Option<u16>,
+    /// The frame is offloaded (a TSO/USO frame, or segments merged on receive): its virtio-net header.
+    pub gso: Option<VnetHdr>,
+}
+
+/// A frame to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Emission {
+    pub port: PortIdx,
+    /// The frame, untagged.
+    pub data: Data,
+    /// Its VLAN (TCI) inside the switch, and whether it leaves tagged with it.
+    pub tci: u16,
+    pub tagged: bool,
+    /// Tunnel ports: the one VTEP it goes to (learned, or set by a flow); `None` floods it to the port's
+    /// remotes ([`Switch::flood_list`]).
+    pub remote: Option<IpAddr>,
+    /// Tunnel ports: a VNI set by a flow, in place of the port's.
+    pub vni: Option<u32>,
+    /// The flow hash of the frame as it arrived (picks a tunnel's source port).
+    pub hash: u32,
+    /// The frame's offload header (counted from the untagged frame), if it is an offloaded one.
+    pub gso: Option<VnetHdr>,
+}
+
+/// A frame for the bridge's OpenFlow controller (a `controller` action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToController {
+    pub bridge: usize,
+    pub in_port: PortIdx,
+    pub table: u8,
+    pub cookie: u64,
+    /// At most this many bytes of the frame.
+    pub max_len: u16,
+    pub data: Data,
+    /// Put back as an 802.1Q tag when its VLAN is not 0.
+    pub tci: u16,
+}
+
+/// Something the operator should hear about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A bridge's MAC table is full (said at most every 10 s per bridge).
+    MacTableFull { bridge: usize, src: EthernetAddress, entries: usize, misses: u64 },
+}
+
+/// What switching a batch produced.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    pub sends: Vec<Emission>,
+    pub to_controller: Vec<ToController>,
+    pub events: Vec<Event>,
+}
+
+impl Outputs {
+    pub fn with_capacity(n: usize) -> Outputs {
+        Outputs { sends: Vec::with_capacity(n), to_controller: Vec::with_capacity(16), events: Vec::with_capacity(4) }
+    }
+
+    pub fn clear(&mut self) {
+        self.sends.clear();
+        self.to_controller.clear();
+        self.events.clear();
+    }
+}
+
+/// One step of a frame through the switch, as an [`Observer`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Free text (VLAN handling, the NORMAL decision, a drop).
+    Note(String),
+    /// A flow table was looked up: the matching flow's id (`None`: a miss, the frame is dropped).
+    Flow { table: u8, rule: Option<u64> },
+    /// The frame leaves by a port, or would but is too big for its tunnel (and the tunnel's MTU).
+    Output { emission: Emission, too_big: Option<u16> },
+}
+
+/// Watches a frame's way through the switch. Switching real traffic uses [`Quiet`], which compiles to
+/// nothing; `weft trace` records the steps.
+pub trait Observer {
+    fn on(&mut self, step: impl FnOnce() -> Step);
+}
+
+/// The observer of real traffic: sees nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    #[inline(always)]
+    fn on(&mut self, _: impl FnOnce() -> Step) {}
+}
+
+impl Observer for Vec<Step> {
+    fn on(&mut self, step: impl FnOnce() -> Step) {
+        self.push(step());
+    }
+}
+
+/// A flow's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStat {
+    pub packets: u64,
+    pub bytes: u64,
+    pub last_used: Nanos,
+}
+
+/// What a control plane changes in a bridge: flood lists of `remote_ip=flow` ports and FDB entries.
+#[derive(Debug, Default)]
+pub struct CpUpdate {
+    pub origin: Option<Origin>,
+    /// Drop every entry and flood list this control plane installed before applying the rest.
+    pub reset: bool,
+    /// New flood lists by port name.
+    pub flood: Vec<(String, Arc<[IpAddr]>)>,
+    /// (VLAN, MAC, port name, remote VTEP).
+    pub install: Vec<(u16, EthernetAddress, String, IpAddr)>,
+    pub remove: Vec<(u16, EthernetAddress)>,
+}
+
+/// One row of `fdb show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdbRow {
+    pub port: String,
+    pub ofport: u32,
+    pub vlan: u16,
+    pub mac: EthernetAddress,
+    pub age: u64,
+    pub remote: Option<IpAddr>,
+    pub origin: Origin,
+}
+
+/// `fdb stats`: how full the MAC table is and what learning could not do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdbStats {
+    pub entries: usize,
+    pub max_entries: usize,
+    pub learn_misses: u64,
+    pub moves: u64,
+    pub aged: u64,
+}
+
+/// A full MAC table is logged at most this often per bridge.
+const FULL_LOG_INTERVAL: Nanos = 10 * SECOND;
+/// MAC table entries [`Switch::tick`] ages every 100 ms at most (see `Fdb::expire_some`).
+const FDB_EXPIRY_SLICE: usize = 4096;
+/// Most ICMP "too big" errors sent per second.
+const ICMP_PER_SECOND: u32 = 1000;
+/// Most nested resubmits and goto_tables.
+const MAX_RESUBMIT: u8 = 32;
+
+/// The switch's state: the pipeline it runs and what it learned and counted.
+#[derive(Clone)]
+pub struct Switch {
+    pipe: Arc<Pipeline>,
+    fdbs: Vec<Fdb>,
+    /// IP-to-MAC bindings per bridge, for ARP/ND suppression.
+    neighs: Vec<neigh::NeighTable>,
+    counters: Vec<PortCounters>,
+    /// Per bridge and table: the exact-match cache, and each rule's counters.
+    flow_caches: Vec<Vec<FlowCache>>,
+    flow_stats: Vec<Vec<Vec<FlowStat>>>,
+    /// Per bridge: the default NORMAL flow's counters while it is the bridge's only flow.
+    default_stats: Vec<FlowStat>,
+    /// Per bridge and table: (lookups, matches), for OpenFlow's table statistics.
+    table_stats: Vec<Vec<(u64, u64)>>,
+    /// Ports whose link is down, by name and by index in the current pipeline.
+    link_down: HashSet<String>,
+    link_down_rt: Vec<bool>,
+    /// Flood lists of `remote_ip=flow` ports from the control plane, by port name and by port index.
+    cp_flood: HashMap<String, Arc<[IpAddr]>>,
+    cp_flood_rt: Vec<Option<Arc<[IpAddr]>>>,
+    /// When each bridge last reported a full MAC table.
+    full_logged: Vec<Nanos>,
+    /// ICMP errors that may still be sent this second (path-MTU signalling is rate-limited).
+    icmp_tokens: u32,
+    icmp_second: Nanos,
+    /// When the MAC tables and the ARP/ND bindings were last aged.
+    last_fdb_expiry: Nanos,
+    last_neigh_expiry: Nanos,
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Switch::new()
+    }
+}
+
+/// What a frame carries through a flow's actions.
+struct ActState {
+    data: Data,
+    tci: u16,
+    hash: u32,
+    gso: Option<VnetHdr>,
+    /// Tunnel ID and destination set by the actions.
+    vni: Option<u32>,
+    tun_dst: Option<IpAddr>,
+    /// The frame was copied to the scratch area to be rewritten.
+    copied: bool,
+    /// A tunnel it was sent to was too small.
+    too_big: Option<u16>,
+}
+
+impl Switch {
+    /// A switch with nothing in it.
+    pub fn new() -> Switch {
+        Switch {
+            pipe: Arc::new(Pipeline::default()),
+            fdbs: Vec::new(),
+            neighs: Vec::new(),
+            counters: Vec::new(),
+            flow_caches: Vec::new(),
+            flow_stats: Vec::new(),
+            default_stats: Vec::new(),
+            table_stats: Vec::new(),
+            link_down: HashSet::new(),
+            link_down_rt: Vec::new(),
+            cp_flood: HashMap::new(),
+            cp_flood_rt: Vec::new(),
+            full_logged: Vec::new(),
+            icmp_tokens: ICMP_PER_SECOND,
+            icmp_second: 0,
+            last_fdb_expiry: 0,
+            last_neigh_expiry: 0,
+        }
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipe
+    }
+
+    /// Runs `new` from now on, carrying MAC tables, bindings, counters and flow statistics over by bridge,
+    /// port and flow (ports are matched by name, flows by id).
+    pub fn install(&mut self, new: Arc<Pipeline>, now: Nanos) {
+        debug_assert!(new.generation > self.pipe.generation || new.generation == 0, "pipeline went backwards");
+        let old = std::mem::replace(&mut self.pipe, new);
+        let p = self.pipe.clone();
+        let old_bridge = |name: &str| old.bridges.iter().position(|ob| ob.name == name);
+        let old_port = |name: &str| old.ports.iter().position(|op| op.name == name);
+        let mut fdbs: Vec<Fdb> = Vec::with_capacity(p.bridges.len());
+        for b in &p.bridges {
+            let mut fdb = match old_bridge(&b.name) {
+                Some(oi) => std::mem::take(&mut self.fdbs[oi]),
+                None => Fdb::default(),
+            };
+            fdb.set_limits(b.aging_secs, b.table_size);
+            fdb.remap_ports(|op| {
+                let name = &old.ports.get(usize::from(op.0))?.name;
+                p.ports.iter().position(|np| &np.name == name).map(|i| PortIdx(i as u16))
+            });
+            // After the remap: static entries already carry the new pipeline's port indices.
+            fdb.replace_static(b.statics.iter().copied());
+            fdbs.push(fdb);
+        }
+        self.fdbs = fdbs;
+        let mut old_neighs = std::mem::take(&mut self.neighs);
+        self.neighs = p
+            .bridges
+            .iter()
+            .map(|b| match old_bridge(&b.name) {
+                Some(i) if i < old_neighs.len() => std::mem::take(&mut old_neighs[i]),
+                _ => Default::default(),
+            })
+            .collect();
+        self.full_logged = p
+            .bridges
+            .iter()
+            .map(|b| old_bridge(&b.name).and_then(|i| self.full_logged.get(i).copied()).unwrap_or(0))
+            .collect();
+        self.counters = p
+            .ports
+            .iter()
+            .map(|np| old_port(&np.name).and_then(|i| self.counters.get(i).cloned()).unwrap_or_default())
+            .collect();
+        self.cp_flood_rt = p.ports.iter().map(|np| self.cp_flood.get(&np.name).cloned()).collect();
+        self.link_down_rt = p.ports.iter().map(|np| self.link_down.contains(&np.name)).collect();
+        // Flow tables were rebuilt: fresh caches; counters follow their rule by id.
+        let mut old_stats: HashMap<u64, FlowStat> = HashMap::new();
+        for (bi, b) in old.bridges.iter().enumerate() {
+            for (ti, t) in b.tables.iter().enumerate() {
+                for (ri, r) in t.rules.iter().enumerate() {
+                    if let Some(s) = self.flow_stats.get(bi).and_then(|x| x.get(ti)).and_then(|x| x.get(ri)) {
+                        old_stats.insert(r.id, *s);
+                    }
+                }
+            }
+            // The default flow's counters stay with it (by id) while it stays the bridge's only flow.
+            if let (Some(id), Some(s)) = (b.default_flow, self.default_stats.get(bi)) {
+                old_stats.insert(id, *s);
+            }
+        }
+        let fresh = FlowStat { last_used: now, ..Default::default() };
+        let stat = |id: u64| old_stats.get(&id).copied().unwrap_or(fresh);
+        // Table counters stay with their bridge (by name).
+        self.table_stats = p
+            .bridges
+            .iter()
+            .map(|b| {
+                let mut t = old_bridge(&b.name).and_then(|i| self.table_stats.get(i).cloned()).unwrap_or_default();
+                t.resize(b.tables.len().max(1), (0, 0));
+                t
+            })
+            .collect();
+        self.default_stats = p.bridges.iter().map(|b| b.default_flow.map_or(fresh, stat)).collect();
+        self.flow_caches = p.bridges.iter().map(|b| b.tables.iter().map(|_| FlowCache::default()).collect()).collect();
+        self.flow_stats = p
+            .bridges
+            .iter()
+            .map(|b| b.tables.iter().map(|t| t.rules.iter().map(|r| stat(r.id)).collect()).collect())
+            .collect();
+    }
+
+    /// The ports (by name) whose link is down: frames to them are counted as `link_down`, not sent.
+    pub fn set_link_down(&mut self, names: HashSet<String>) {
+        self.link_down = names;
+        self.link_down_rt = self.pipe.ports.iter().map(|np| self.link_down.contains(&np.name)).collect();
+    }
+
+    /// The counters of port `port`, for the caller's receive and send accounting.
+    pub fn counter(&mut self, port: PortIdx) -> &mut PortCounters {
+        &mut self.counters[usize::from(port.0)]
+    }
+
+    /// The VTEPs a `remote_ip=flow` port's floods go to, as its control plane last said.
+    pub fn flood_list(&self, port: PortIdx) -> Option<&Arc<[IpAddr]>> {
+        self.cp_flood_rt.get(usize::from(port.0))?.as_ref()
+    }
+
+    /// Ages MAC tables and ARP/ND bindings; call it every 100 ms or so. MAC tables age in slices (never a
+    /// scan of a whole table in one go): 4 096 entries every 100 ms at most, 40 960 a second.
+    pub fn tick(&mut self, now: Nanos) {
+        if now.saturating_sub(self.last_fdb_expiry) >= SECOND / 10 {
+            for f in &mut self.fdbs {
+                f.expire_some(now, FDB_EXPIRY_SLICE);
+            }
+            self.last_fdb_expiry = now;
+        }
+        if now.saturating_sub(self.last_neigh_expiry) >= SECOND {
+            for (n, b) in self.neighs.iter_mut().zip(&self.pipe.bridges) {
+                n.expire(now, b.aging_secs);
+            }
+            self.last_neigh_expiry = now;
+        }
+    }
+
+    /// Applies a control plane's changes to bridge `bridge`; false when there is no such bridge.
+    pub fn control_plane(&mut self, bridge: &str, u: CpUpdate) -> bool {
+        let Some(bi) = self.pipe.bridge_named(bridge) else { return false };
+        let p = self.pipe.clone();
+        let b = &p.bridges[bi];
+        let port_of = |name: &str| b.ports.iter().copied().find(|i| p.port(*i).name == name);
+        let origin = u.origin.unwrap_or(Origin::Etcd);
+        if u.reset {
+            self.fdbs[bi].remove_origin(origin);
+            for i in &b.ports {
+                self.cp_flood.remove(&p.port(*i).name);
+                self.cp_flood_rt[usize::from(i.0)] = None;
+            }
+        }
+        for (port, vteps) in u.flood {
+            if let Some(i) = port_of(&port) {
+                self.cp_flood_rt[usize::from(i.0)] = Some(vteps.clone());
+            }
+            self.cp_flood.insert(port, vteps);
+        }
+        for (vlan, mac) in u.remove {
+            self.fdbs[bi].uninstall(vlan, mac, origin);
+        }
+        for (vlan, mac, port, vtep) in u.install {
+            if let Some(i) = port_of(&port) {
+                self.fdbs[bi].install(vlan, mac, i, Some(vtep), origin);
+            }
+        }
+        true
+    }
+
+    /// `fdb show`.
+    pub fn fdb_rows(&self, bridge: &str, now: Nanos) -> Option<Vec<FdbRow>> {
+        let bi = self.pipe.bridge_named(bridge)?;
+        let rows = self.fdbs[bi].snapshot(now).into_iter().map(
+            |(vlan, mac, e, age): (u16, EthernetAddress, FdbEntry, u64)| {
+                let port = self.pipe.port(e.port);
+                FdbRow {
+                    port: port.name.clone(),
+                    ofport: port.ofport,
+                    vlan,
+                    mac,
+                    age,
+                    remote: e.remote,
+                    origin: e.origin,
+                }
+            },
+        );
+        Some(rows.collect())
+    }
+
+    /// `fdb flush`: forgets every learned entry of the bridge; false when there is no such bridge.
+    pub fn fdb_flush(&mut self, bridge: &str) -> bool {
+        let Some(bi) = self.pipe.bridge_named(bridge) else { return false };
+        self.fdbs[bi].flush_learned();
+        true
+    }
+
+    pub fn fdb_stats(&self, bridge: &str) -> Option<FdbStats> {
+        let f = &self.fdbs[self.pipe.bridge_named(bridge)?];
+        Some(FdbStats {
+            entries: f.len(),
+            max_entries: f.max_entries(),
+            learn_misses: f.learn_misses,
+            moves: f.moves,
+            aged: f.aged,
+        })
+    }
+
+    /// Every port of the bridge with its ofport and counters.
+    pub fn port_counters(&self, bridge: &str) -> Option<Vec<(String, u32, PortCounters)>> {
+        let b = &self.pipe.bridges[self.pipe.bridge_named(bridge)?];
+        let row = |p: &PortIdx| {
+            let port = self.pipe.port(*p);
+            (port.name.clone(), port.ofport, self.counters[usize::from(p.0)].clone())
+        };
+        Some(b.ports.iter().map(row).collect())
+    }
+
+    /// Each flow's (id, packets, bytes, seconds since last used), the default flow's included.
+    pub fn flow_stats(&self, bridge: &str, now: Nanos) -> Option<Vec<(u64, u64, u64, u64)>> {
+        let bi = self.pipe.bridge_named(bridge)?;
+        let b = &self.pipe.bridges[bi];
+        let row = |id: u64, s: &FlowStat| (id, s.packets, s.bytes, now.saturating_sub(s.last_used) / SECOND);
+        let mut out: Vec<_> = b.default_flow.map(|id| row(id, &self.default_stats[bi])).into_iter().collect();
+        for (ti, t) in b.tables.iter().enumerate() {
+            for (ri, r) in t.rules.iter().enumerate() {
+                out.push(row(r.id, &self.flow_stats[bi][ti][ri]));
+            }
+        }
+        Some(out)
+    }
+
+    /// Each table's (lookups, matches), table 0 first.
+    pub fn table_stats(&self, bridge: &str) -> Option<Vec<(u64, u64)>> {
+        Some(self.table_stats[self.pipe.bridge_named(bridge)?].clone())
+    }
+
+    /// Switches one received frame: VLAN ingress, then the bridge's flow tables or (with only the default
+    /// flow) straight to the learning switch. Inside the switch every frame is untagged and belongs to one
+    /// VLAN; a tag still in the frame is taken off here, in place.
+    pub fn process(
+        &mut self,
+        bufs: &mut Buffers,
+        input: Input,
+        now: Nanos,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) {
+        let Input { data, in_port, remote, stripped, mut gso } = input;
+        let (data, tci) = match stripped {
+            Some(t) => (data, Some(t)),
+            None => match pop_tag(bufs.get_mut(data)) {
+                Some(t) => {
+                    // The offload header counts from the frame's start: the tag's 4 bytes are gone.
+                    gso = gso.map(|g| g.untagged());
+                    (data.skip(4), Some(t))
+                }
+                None => (data, None),
+            },
+        };
+        let pipe = self.pipe.clone();
+        let port = pipe.port(in_port);
+        let Some(tci) = port.vlan.ingress(tci) else {
+            obs.on(|| {
+                note(format!("dropped at the input port: it does not carry VLAN {}", tci.map_or(0, |t| t & 0xfff)))
+            });
+            self.counters[usize::from(in_port.0)].drop(DropReason::Vlan);
+            return;
+        };
+        obs.on(|| note(format!("input port {}, VLAN {}", port.name, tci & 0xfff)));
+        if data.len() < ETH_LEN {
+            self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
+            return;
+        }
+        let frame = Frame { data, in_port, remote, tci, gso };
+        let bridge = port.bridge;
+        if pipe.bridges[bridge].tables.is_empty() {
+            // The default flow's counters, and table 0's: every frame is looked up and matched.
+            let s = &mut self.default_stats[bridge];
+            s.packets += 1;
+            s.bytes += data.len() as u64;
+            s.last_used = now;
+            let t = &mut self.table_stats[bridge][0];
+            t.0 += 1;
+            t.1 += 1;
+            self.normal_switch(&pipe, bufs, frame, now, out, obs);
+        } else {
+            let key = flow_key(port, remote, bufs.get(data), tci);
+            let hash = flow_hash(bufs.get(data));
+            let mut st = ActState { data, tci, hash, gso, vni: None, tun_dst: None, copied: false, too_big: None };
+            let mut run =
+                Run { pipe: &pipe, bufs: &mut *bufs, out: &mut *out, obs: &mut *obs, now, bridge, in_port, remote };
+            self.run_table(&mut run, 0, &key, &mut st, 0);
+            if let Some(mtu) = st.too_big {
+                self.signal_too_big(&pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
+            }
+        }
+    }
+
+    /// Looks the frame up in `table` and runs the matching rule's actions; a miss drops it (OpenFlow 1.3).
+    fn run_table<O: Observer>(
+        &mut self,
+        r: &mut Run<'_, '_, O>,
+        table: usize,
+        key: &FlowKey,
+        st: &mut ActState,
+        depth: u8,
+    ) {
+        let pipe = r.pipe;
+        let bridge = r.bridge;
+        let b = &pipe.bridges[bridge];
+        let Some(t) = b.tables.get(table) else { return };
+        if depth > MAX_RESUBMIT {
+            return;
+        }
+        let hit = self.flow_caches[bridge][table].lookup(&t.classifier, key);
+        r.obs.on(|| Step::Flow { table: table as u8, rule: hit.map(|ri| t.rules[ri as usize].id) });
+        let ts = &mut self.table_stats[bridge][table];
+        ts.0 += 1;
+        ts.1 += u64::from(hit.is_some());
+        let in_port = r.in_port;
+        let Some(ri) = hit else {
+            self.counters[usize::from(in_port.0)].drop(DropReason::NoFlow);
+            return;
+        };
+        let stat = &mut self.flow_stats[bridge][table][ri as usize];
+        stat.packets += 1;
+        stat.bytes += st.data.len() as u64;
+        stat.last_used = r.now;
+        let rule = &t.rules[ri as usize];
+        if rule.actions.is_empty() {
+            self.counters[usize::from(in_port.0)].drop(DropReason::FlowDrop);
+        }
+        for act in &rule.actions {
+            let out = |sw: &mut Self, r: &mut Run<'_, '_, O>, st: &mut ActState, port: PortIdx| {
+                let e = Emission {
+                    port,
+                    data: st.data,
+                    tci: st.tci,
+                    tagged: false,
+                    remote: st.tun_dst,
+                    vni: st.vni,
+                    hash: st.hash,
+                    gso: st.gso,
+                };
+                let too_big = sw.output(pipe, r.bufs, e, r.out, r.obs);
+                st.too_big = st.too_big.or(too_big);
+                // What was sent refers to these bytes: a later rewrite works on a copy of its own.
+                st.copied = false;
+            };
+            match *act {
+                ActRt::Output(p) if p != in_port => out(self, r, st, p),
+                ActRt::Output(_) => {}
+                ActRt::InPort => out(self, r, st, in_port),
+                ActRt::Flood | ActRt::All => {
+                    for &p in &b.ports {
+                        if p != in_port {
+                            out(self, r, st, p);
+                        }
+                    }
+                }
+                ActRt::Normal => {
+                    let frame = Frame { data: st.data, in_port, remote: r.remote, tci: st.tci, gso: st.gso };
+                    self.normal_switch(pipe, r.bufs, frame, r.now, r.out, r.obs);
+                }
+                ActRt::Controller(max_len) => {
+                    r.obs.on(|| note("controller: a PACKET_IN".to_string()));
+                    r.out.to_controller.push(ToController {
+                        bridge,
+                        in_port,
+                        table: table as u8,
+                        cookie: rule.cookie,
+                        max_len,
+                        data: st.data,
+                        tci: st.tci,
+                    });
+                    st.copied = false;
+                }
+                ActRt::ModVlanVid(v) => st.tci = (st.tci & 0xf000) | (v & 0x0fff),
+                ActRt::StripVlan => st.tci = 0,
+                ActRt::PushVlan => st.tci &= 0xf000,
+                ActRt::SetEthSrc(m) | ActRt::SetEthDst(m) => {
+                    if !st.copied {
+                        match r.bufs.copy(st.data) {
+                            Some(d) => {
+                                st.data = d;
+                                st.copied = true;
+                            }
+                            None => {
+                                self.counters[usize::from(in_port.0)].drop(DropReason::TxError);
+                                return;
+                            }
+                        }
+                    }
+                    let at = if matches!(act, ActRt::SetEthDst(_)) { 0 } else { 6 };
+                    r.bufs.get_mut(st.data)[at..at + 6].copy_from_slice(&m.0);
+                }
+                ActRt::SetTunId(v) => st.vni = Some(v as u32),
+                ActRt::SetTunDst(a) => st.tun_dst = Some(a),
+                ActRt::Resubmit { port, table: t2 } => {
+                    let mut k2 = *key;
+                    let from = port.unwrap_or(in_port);
+                    if port.is_some() {
+                        k2.put(slot::IN_PORT, u128::from(pipe.port(from).ofport));
+                    }
+                    let t2 = t2.map_or(table, usize::from);
+                    let saved = r.in_port;
+                    r.in_port = from;
+                    self.run_table(r, t2, &k2, st, depth + 1);
+                    r.in_port = saved;
+                }
+                ActRt::GotoTable(t2) => self.run_table(r, usize::from(t2), key, st, depth + 1),
+            }
+        }
+    }
+
+    /// The NORMAL action: the learning switch (with ARP/ND suppression) on one frame.
+    fn normal_switch(
+        &mut self,
+        pipe: &Pipeline,
+        bufs: &mut Buffers,
+        f: Frame,
+        now: Nanos,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) {
+        let Frame { data, in_port, remote, tci, gso } = f;
+        let vlan = tci & 0x0fff;
+        let frame = bufs.get(data);
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
+            return;
+        };
+        let (src, dst) = (eth.src_addr(), eth.dst_addr());
+        let hash = flow_hash(frame);
+        let ethertype = eth.ethertype();
+        let bridge = pipe.port(in_port).bridge;
+        let b = &pipe.bridges[bridge];
+        let d = normal(&mut self.fdbs[bridge], in_port, remote, vlan, src, dst, now);
+        obs.on(|| {
+            note(match d.forward {
+                Forward::Output { port, remote } => format!(
+                    "NORMAL: {dst} was learned on port {}{} (VLAN {vlan})",
+                    pipe.port(port).name,
+                    remote.map(|r| format!(" behind VTEP {r}")).unwrap_or_default()
+                ),
+                Forward::Flood => {
+                    format!("NORMAL: {dst} is not in the MAC table (or is multicast): flood to VLAN {vlan}")
+                }
+                Forward::Filter => format!("NORMAL: {dst} sits behind the input port: nothing to do"),
+            })
+        });
+        if d.learned == Some(Learned::Full) {
+            self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
+            if now.saturating_sub(self.full_logged[bridge]) >= FULL_LOG_INTERVAL || self.full_logged[bridge] == 0 {
+                self.full_logged[bridge] = now.max(1);
+                let f = &self.fdbs[bridge];
+                out.events.push(Event::MacTableFull { bridge, src, entries: f.len(), misses: f.learn_misses });
+            }
+        }
+        // ARP and ND: learn who owns which address; answer requests for known ones instead of flooding them
+        // through proxy tunnels. Bindings matter only where a proxy port can use them.
+        let mut answered = false;
+        if b.has_proxy && matches!(ethertype, EtherType::ARP | EtherType::IPV6) {
+            let from_tunnel = matches!(pipe.port(in_port).kind, PortKind::Tunnel(_));
+            let seen = neigh::Seen { vlan, now, max: b.table_size, aging_secs: b.aging_secs, from_tunnel };
+            let query = self.neighs[bridge].observe(bufs.get(data), ETH_LEN, ethertype, &seen);
+            if let (Some(q), Forward::Flood) = (query, d.forward) {
+                if let Some(mac) = self.neighs[bridge].lookup(vlan, q.target, now, b.aging_secs) {
+                    let mut reply = [0u8; neigh::REPLY_MAX];
+                    if let Some(len) = neigh::reply(bufs.get(data), mac, &mut reply) {
+                        obs.on(|| note(format!("answered for {} ({mac}) instead of flooding it", q.target)));
+                        answered = self.emit_local(pipe, bufs, in_port, &reply[..len], tci, out, obs);
+                    }
+                }
+                for &p in &b.ports {
+                    if p != in_port && is_proxy(pipe.port(p)) {
+                        let c = &mut self.counters[usize::from(p.0)];
+                        if answered {
+                            c.nd_answered += 1;
+                        } else {
+                            c.nd_flooded += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let emission = |port: PortIdx, remote: Option<IpAddr>| Emission {
+            port,
+            data,
+            tci,
+            tagged: false,
+            remote,
+            vni: None,
+            hash,
+            gso,
+        };
+        let mut too_big = None;
+        match d.forward {
+            Forward::Output { port, remote } => too_big = self.output(pipe, bufs, emission(port, remote), out, obs),
+            Forward::Flood => {
+                for &p in &b.ports {
+                    let suppressed = answered && is_proxy(pipe.port(p));
+                    if p != in_port && !suppressed {
+                        too_big = too_big.or(self.output(pipe, bufs, emission(p, None), out, obs));
+                    }
+                }
+            }
+            Forward::Filter => {}
+        }
+        if let Some(mtu) = too_big {
+            self.signal_too_big(pipe, bufs, in_port, data, mtu, tci, now, out, obs);
+        }
+    }
+
+    /// Answers the sender of a frame too big for a tunnel with ICMP "fragmentation needed" or ICMPv6
+    /// "packet too big" carrying `mtu`, sent back out of the port the frame came in on (at most
+    /// [`ICMP_PER_SECOND`] a second).
+    #[allow(clippy::too_many_arguments)]
+    fn signal_too_big(
+        &mut self,
+        pipe: &Pipeline,
+        bufs: &mut Buffers,
+        in_port: PortIdx,
+        data: Data,
+        mtu: u16,
+        tci: u16,
+        now: Nanos,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) {
+        if now / SECOND != self.icmp_second {
+            self.icmp_second = now / SECOND;
+            self.icmp_tokens = ICMP_PER_SECOND;
+        }
+        if self.icmp_tokens == 0 {
+            return;
+        }
+        let mut reply = [0u8; mtu::REPLY_MAX];
+        let Some(len) = mtu::too_big_reply(bufs.get(data), mtu, &mut reply) else { return };
+        obs.on(|| note(format!("too big for the tunnel: the sender is told to use an MTU of {mtu}")));
+        if self.emit_local(pipe, bufs, in_port, &reply[..len], tci, out, obs) {
+            self.icmp_tokens -= 1;
+        }
+    }
+
+    /// Sends a frame the switch made itself (an ICMP error, an ARP or ND answer) out of `port`; false if the
+    /// scratch area has no room for it.
+    #[allow(clippy::too_many_arguments)]
+    fn emit_local(
+        &mut self,
+        pipe: &Pipeline,
+        bufs: &mut Buffers,
+        port: PortIdx,
+        frame: &[u8],
+        tci: u16,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) -> bool {
+        let Some(data) = bufs.scratch.push(frame) else { return false };
+        let e = Emission { port, data, tci, tagged: false, remote: None, vni: None, hash: flow_hash(frame), gso: None };
+        self.output(pipe, bufs, e, out, obs);
+        true
+    }
+
+    /// Sends an (untagged) frame out of one port, tagged if the port carries its VLAN tagged; ports that do
+    /// not carry it are skipped, and so are ports whose link is down (counted). Returns the tunnel's MTU when
+    /// the frame is too big for it (and was dropped), so that the sender can be told.
+    fn output(
+        &mut self,
+        pipe: &Pipeline,
+        bufs: &Buffers,
+        mut e: Emission,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) -> Option<u16> {
+        let p = pipe.port(e.port);
+        e.tagged = match p.vlan.egress(e.tci) {
+            Egress::Drop => return None,
+            Egress::Untagged => false,
+            Egress::Tagged => true,
+        };
+        if self.link_down_rt.get(usize::from(e.port.0)).copied().unwrap_or(false) {
+            obs.on(|| note(format!("{}: its link is down; not sent", p.name)));
+            self.counters[usize::from(e.port.0)].drop(DropReason::LinkDown);
+            return None;
+        }
+        if let PortKind::Tunnel(t) = &p.kind {
+            // A pushed tag takes 4 of the inner packet's bytes; with DF outside even a frame the underlay could
+            // fragment cannot go. An offloaded frame is measured by its segments.
+            let push = if e.tagged { 4 } else { 0 };
+            let df = t.spec.df && t.spec.remote.is_ipv4();
+            let frame = bufs.get(e.data);
+            let fit = match e.gso {
+                None => mtu::tunnel_fit(frame, usize::from(t.mtu), push, df),
+                Some(g) => match offload::segment_wire_len(frame, &g) {
+                    Some(wire) => mtu::tunnel_fit_len(frame, wire, usize::from(t.mtu), push, df),
+                    None => Ok(()),
+                },
+            };
+            if let Err(tell) = fit {
+                obs.on(|| Step::Output { emission: e, too_big: Some(tell.unwrap_or(t.mtu - push as u16)) });
+                self.counters[usize::from(e.port.0)].drop(DropReason::TooBig);
+                return tell;
+            }
+        }
+        obs.on(|| Step::Output { emission: e, too_big: None });
+        out.sends.push(e);
+        None
+    }
+}
+
+/// A frame inside the switch: untagged, in its VLAN.
+#[derive(Clone, Copy)]
+struct Frame {
+    data: Data,
+    in_port: PortIdx,
+    remote: Option<IpAddr>,
+    tci: u16,
+    gso: Option<VnetHdr>,
+}
+
+/// What running a frame through flow tables needs besides the switch.
+struct Run<'p, 'b, O> {
+    pipe: &'p Pipeline,
+    bufs: &'p mut Buffers<'b>,
+    out: &'p mut Outputs,
+    obs: &'p mut O,
+    now: Nanos,
+    bridge: usize,
+    in_port: PortIdx,
+    remote: Option<IpAddr>,
+}
+
+fn note(text: String) -> Step {
+    Step::Note(text)
+}
+
+fn is_proxy(p: &PortDesc) -> bool {
+    matches!(&p.kind, PortKind::Tunnel(t) if t.proxy)
+}
+
+/// Takes an inline 802.1Q tag off a frame, in place (the MAC addresses move 4 bytes on), and returns its TCI;
+/// the frame then starts 4 bytes later.
+fn pop_tag(frame: &mut [u8]) -> Option<u16> {
+    if frame.len() < ETH_LEN + 4 || u16::from_be_bytes([frame[12], frame[13]]) != EtherType::VLAN {
+        return None;
+    }
+    let tci = u16::from_be_bytes([frame[14], frame[15]]);
+    frame.copy_within(0..12, 4);
+    Some(tci)
+}
+
+/// Summarises a frame into the classifier's key.
+pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16) -> FlowKey {
+    let mut k = FlowKey::default();
+    k.put(slot::IN_PORT, u128::from(port.ofport));
+    if tci & 0x0fff != 0 {
+        k.put(slot::VLAN_TCI, u128::from(tci | 0x1000));
+    }
+    k.put(slot::DL_DST, u128::from(EthernetAddress::from_bytes(&frame[0..6]).as_u64()));
+    k.put(slot::DL_SRC, u128::from(EthernetAddress::from_bytes(&frame[6..12]).as_u64()));
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    k.put(slot::DL_TYPE, u128::from(ethertype));
+    if let (PortKind::Tunnel(t), Some(r)) = (&port.kind, remote) {
+        k.put(slot::TUN_ID, u128::from(t.spec.vni));
+        if let IpAddr::V4(a) = r {
+            k.put(slot::TUN_SRC, u128::from(u32::from(a)));
+        }
+    }
+    let l3 = &frame[ETH_LEN..];
+    let (proto, l4) = match ethertype {
+        EtherType::IPV4 => match weft_wire::ipv4::Ipv4Packet::new_header_checked(l3) {
+            Ok(ip) => {
+                k.put(slot::NW_SRC, u128::from(u32::from(ip.src_addr())));
+                k.put(slot::NW_DST, u128::from(u32::from(ip.dst_addr())));
+                k.put(slot::NW_PROTO, u128::from(ip.protocol()));
+                k.put(slot::NW_TOS, u128::from(ip.dscp_ecn() & 0xfc));
+                let first = ip.frag_offset() == 0;
+                (first.then_some(ip.protocol()), l3.get(ip.header_len()..).unwrap_or_default())
+            }
+            Err(_) => (None, &[][..]),
+        },
+        EtherType::IPV6 => match weft_wire::ipv6::Ipv6Packet::new_header_checked(l3) {
+            Ok(ip) => {
+                k.put(slot::NW_SRC, u128::from(ip.src_addr()));
+                k.put(slot::NW_DST, u128::from(ip.dst_addr()));
+                k.put(slot::NW_TOS, u128::from(ip.traffic_class() & 0xfc));
+                let payload = &l3[weft_wire::ipv6::HEADER_LEN..];
+                match weft_wire::ipv6::walk_extension_headers(ip.next_header(), payload) {
+                    Ok((p, at)) => {
+                        k.put(slot::NW_PROTO, u128::from(p));
+                        (Some(p), &payload[at..])
+                    }
+                    Err(_) => (None, &[][..]),
+                }
+            }
+            Err(_) => (None, &[][..]),
+        },
+        EtherType::ARP => {
+            if let Ok(a) = weft_wire::arp::ArpPacket::new_checked(l3) {
+                k.put(slot::NW_PROTO, u128::from(a.operation() & 0xff));
+                k.put(slot::NW_SRC, u128::from(u32::from(a.sender_protocol_addr())));
+                k.put(slot::NW_DST, u128::from(u32::from(a.target_protocol_addr())));
+            }
+            (None, &[][..])
+        }
+        _ => (None, &[][..]),
+    };
+    match proto {
+        Some(6 | 17 | 132) if l4.len() >= 4 => {
+            k.put(slot::TP_SRC, u128::from(u16::from_be_bytes([l4[0], l4[1]])));
+            k.put(slot::TP_DST, u128::from(u16::from_be_bytes([l4[2], l4[3]])));
+        }
+        Some(1 | 58) if l4.len() >= 2 => {
+            k.put(slot::TP_SRC, u128::from(l4[0]));
+            k.put(slot::TP_DST, u128::from(l4[1]));
+        }
+        _ => {}
+    }
+    k
+}

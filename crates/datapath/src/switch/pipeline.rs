@@ -1,0 +1,157 @@
+//! What the switch runs: its ports described by kind (no devices, no sockets), its bridges and their
+//! compiled flow tables. Built by whoever reads the configuration (weftd), immutable once running; a new
+//! configuration is a new pipeline handed to [`super::Switch::install`].
+
+use crate::classifier::Classifier;
+use crate::tunnel::TunnelSpec;
+use crate::vlan::VlanMode;
+use crate::PortIdx;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use weft_wire::EthernetAddress;
+
+/// ofport number of a bridge's internal port (OpenFlow's OFPP_LOCAL).
+pub const OFPORT_LOCAL: u32 = 0xffff_fffe;
+
+/// A port as the switch sees it.
+#[derive(Debug, Clone)]
+pub struct PortDesc {
+    pub name: String,
+    /// The number users and OpenFlow controllers see.
+    pub ofport: u32,
+    /// Index of its bridge in [`Pipeline::bridges`].
+    pub bridge: usize,
+    /// The VLANs the port carries and how (`tag`, `trunks`).
+    pub vlan: VlanMode,
+    pub kind: PortKind,
+}
+
+/// How a port carries frames, as far as switching decisions need to know.
+#[derive(Debug, Clone)]
+pub enum PortKind {
+    /// A TAP device (tap and internal ports); `vnet_hdr`: it takes offloaded frames whole.
+    Tap {
+        vnet_hdr: bool,
+    },
+    /// A system interface through AF_PACKET (takes offloaded frames whole).
+    Packet,
+    Tunnel(TunnelPort),
+    /// Configured but not open (its interface is missing), and why; frames to it are discarded.
+    Down(String),
+}
+
+/// A tunnel port.
+#[derive(Debug, Clone)]
+pub struct TunnelPort {
+    pub spec: TunnelSpec,
+    /// The configured remote VTEP and the destination port.
+    pub dest: SocketAddr,
+    /// The largest inner IP packet that fits the underlay.
+    pub mtu: u16,
+    /// Every remote VTEP; flooded frames go to each (head-end replication).
+    pub remotes: Arc<[IpAddr]>,
+    /// ARP/ND suppression (`options:proxy=true`).
+    pub proxy: bool,
+    /// VXLAN and Geneve: the header (with options) every packet of this port starts with.
+    pub header: Arc<[u8]>,
+    /// Geneve options this port sends, by (class, type): critical ones of these are understood.
+    pub known_options: Arc<[(u16, u8)]>,
+}
+
+impl PortDesc {
+    pub fn tunnel(&self) -> Option<&TunnelPort> {
+        match &self.kind {
+            PortKind::Tunnel(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct BridgeRt {
+    pub name: String,
+    pub aging_secs: u32,
+    pub table_size: usize,
+    /// Every port of the bridge, internal port first.
+    pub ports: Vec<PortIdx>,
+    /// Some tunnel port of the bridge has `options:proxy=true`.
+    pub has_proxy: bool,
+    /// Static FDB entries: (vlan, mac, port, remote VTEP).
+    pub statics: Vec<(u16, EthernetAddress, PortIdx, Option<IpAddr>)>,
+    /// Flow tables by table number; empty when the bridge has only `priority=0 actions=NORMAL` (then the
+    /// switch goes straight to the learning switch).
+    pub tables: Vec<TableRt>,
+    /// The id of that lone `priority=0 actions=NORMAL` flow when `tables` is empty: its counters count
+    /// every frame the learning switch takes, as the flow's would.
+    pub default_flow: Option<u64>,
+}
+
+/// One flow table, ready for lookups.
+pub struct TableRt {
+    pub classifier: Classifier,
+    /// Indexed by the classifier's rule ids.
+    pub rules: Vec<RuleRt>,
+}
+
+impl std::fmt::Debug for TableRt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TableRt({} rules in {} subtables)", self.rules.len(), self.classifier.subtables())
+    }
+}
+
+/// A flow's actions with port numbers turned into the pipeline's ports.
+#[derive(Debug, Clone)]
+pub struct RuleRt {
+    /// The flow's id in the configuration (its counters are kept under it).
+    pub id: u64,
+    pub cookie: u64,
+    pub actions: Vec<ActRt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActRt {
+    Output(PortIdx),
+    Normal,
+    Flood,
+    All,
+    InPort,
+    /// To the controller, at most this many bytes of the packet.
+    Controller(u16),
+    ModVlanVid(u16),
+    StripVlan,
+    PushVlan,
+    SetEthSrc(EthernetAddress),
+    SetEthDst(EthernetAddress),
+    SetTunId(u64),
+    SetTunDst(IpAddr),
+    Resubmit {
+        port: Option<PortIdx>,
+        table: Option<u8>,
+    },
+    GotoTable(u8),
+}
+
+/// The whole switch description.
+#[derive(Debug, Default)]
+pub struct Pipeline {
+    /// Grows with every configuration change (a pipeline never goes backwards).
+    pub generation: u64,
+    pub bridges: Vec<BridgeRt>,
+    pub ports: Vec<PortDesc>,
+}
+
+impl Pipeline {
+    /// The port called `name` in bridge `bridge`.
+    pub fn port_named(&self, bridge: &str, name: &str) -> Option<PortIdx> {
+        let i = self.ports.iter().position(|p| p.name == name && self.bridges[p.bridge].name == bridge)?;
+        Some(PortIdx(i as u16))
+    }
+
+    pub fn bridge_named(&self, name: &str) -> Option<usize> {
+        self.bridges.iter().position(|b| b.name == name)
+    }
+
+    pub fn port(&self, i: PortIdx) -> &PortDesc {
+        &self.ports[usize::from(i.0)]
+    }
+}
