@@ -430,7 +430,7 @@ pub fn parse_watch(v: &Value) -> WatchMsg {
                 .filter_map(|e| {
                     let (key, value, mod_revision) = kv_of(e.get("kv")?)?;
                     // The gateway leaves out the default enum value: no "type" means PUT.
-                    let put = e.get("type").and_then(Value::as_str).map_or(true, |t| t == "PUT");
+                    let put = e.get("type").and_then(Value::as_str).is_none_or(|t| t == "PUT");
                     Some(KvEvent { put, key, value, mod_revision })
                 })
                 .collect()

@@ -29,25 +29,8 @@ impl Hash for FlowKey {
     }
 }
 
-/// A hasher that takes the one word [`FlowKey::hash`] computes.
-#[derive(Default)]
-pub struct PassHasher(u64);
-
-impl Hasher for PassHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8 | u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type KeyMap<V> = HashMap<FlowKey, V, BuildHasherDefault<PassHasher>>;
+/// Flow keys hash to one word ([`FlowKey::hash`]), which the FDB's one-multiply hasher finishes.
+type KeyMap<V> = HashMap<FlowKey, V, BuildHasherDefault<crate::fdb::KeyHasher>>;
 
 /// Where a field lives in the key: `bits` bits at `shift` in word `word` (fields of up to 64 bits), or two
 /// whole words for 128-bit fields (`bits == 128`).
