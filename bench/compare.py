@@ -18,6 +18,11 @@ instead runs one TCP stream through weft VXLAN for that long and samples weftd's
 
     bench/compare.py [--seconds 10] [--runs 3] [--only weft-vxlan,kernel] [--png bench/compare.png]
     bench/compare.py --soak 300
+    bench/compare.py --only kernel,weft-vxlan --before /path/to/an/older/checkout
+
+With --before DIR every weft setup is also measured with DIR/target/release's binaries (an older build of
+weft, say a git worktree of main before a change), as `before-weft-…`, in the same interleaved rounds: a
+change's effect on speed is measured in one run, never against a figure from another day.
 
 Needs root and a release build (cargo build --release). Uses namespaces cb-*, removed at the end.
 """
@@ -25,6 +30,7 @@ import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
+BEFORE = None  # --before: DIR/target/release
 NS = ["cb-h1", "cb-h2", "cb-l", "cb-r"]
 
 
@@ -91,7 +97,9 @@ class Setup:
             nsx("cb-h1", "ping -c 2 -W 2 192.0.2.12 >/dev/null", check=False)
             nsx("cb-h2", "ping -c 2 -W 2 192.0.2.11 >/dev/null", check=False)
         else:
-            ty = self.kind.split("-")[1]
+            name = self.kind.removeprefix("before-")
+            binary = BEFORE if self.kind.startswith("before-") else BIN
+            ty = name.split("-")[1]
             env = dict(os.environ)
             if self.kind.endswith("-nooffload"):
                 env["WEFT_OFFLOADS"] = "off"
@@ -102,7 +110,7 @@ class Setup:
                     nsx(n, "ip link set eth0 mtu 1405")
             for i in (1, 2):
                 sock = os.path.join(self.tmp, f"w{i}.sock")
-                p = subprocess.Popen(["ip", "netns", "exec", f"cb-h{i}", f"{BIN}/weftd", "--db",
+                p = subprocess.Popen(["ip", "netns", "exec", f"cb-h{i}", f"{binary}/weftd", "--db",
                                       os.path.join(self.tmp, f"w{i}.db"), "--socket", sock, "--log-level", "warn"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
                 self.pids.append(p)
@@ -110,7 +118,7 @@ class Setup:
                     if os.path.exists(sock):
                         break
                     time.sleep(0.1)
-                w = f"{BIN}/weft --socket {sock}"
+                w = f"{binary}/weft --socket {sock}"
                 nsx(f"cb-h{i}", f"{w} add-br sw1 && {w} add-port sw1 p{i} && {w} add-port sw1 t1 -- set interface t1 "
                     f"type={ty} options:remote_ip={other[i]} options:key=1{extra}")
         for _ in range(10):  # IPsec: until IKE has brought the SAs up
@@ -266,6 +274,7 @@ def main():
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "compare.json"),
                     help="where the figures are saved (and read from with --replot)")
     ap.add_argument("--replot", action="store_true", help="only print and draw the figures saved in --json")
+    ap.add_argument("--before", help="also measure every weft setup with DIR/target/release's binaries")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
@@ -277,6 +286,12 @@ def main():
         report(a, saved["results"], saved["cpu"], saved["rss"])
         return
     kinds = a.only.split(",")
+    if a.before:
+        global BEFORE
+        BEFORE = os.path.join(os.path.abspath(a.before), "target", "release")
+        if not os.path.exists(os.path.join(BEFORE, "weftd")):
+            sys.exit(f"--before: no weftd in {BEFORE} (cargo build --release there first)")
+        kinds = [x for k in kinds for x in ([f"before-{k}", k] if k.startswith("weft") else [k])]
     results, cpu, rss = measure(a, kinds)
     with open(a.json, "w") as f:
         json.dump({"seconds": a.seconds, "runs": a.runs, "results": results, "cpu": cpu, "rss": rss}, f, indent=1)
@@ -306,7 +321,7 @@ def measure(a, kinds):
                     if v is not None:
                         vals[kind][key].append(v / 1000.0 if key == "udp64" else v)
                         busy[kind][key].append(b)
-                if kind.startswith("weft"):
+                if "weft" in kind:
                     rss[kind] = max(rss.get(kind, 0), peak_rss_mb(s.weftd_pids()))
             except Exception as e:  # a setup that cannot be built is reported, not fatal
                 print(f"{kind}: failed: {e}")
@@ -337,7 +352,7 @@ def report(a, results, cpu, rss):
     for base in ("kernel", "ovs"):
         if base not in results:
             continue
-        for kind in [k for k in results if k.startswith("weft")]:
+        for kind in [k for k in results if "weft" in k]:
             print(f"{kind} / {base}: " + ", ".join(
                 f"{key} {ratio(results[kind].get(key), results[base].get(key))}" for key, _, _ in TESTS))
     names = {"veth": "veth underlay alone (ceiling)", "kernel": "Linux kernel VXLAN + bridge",
@@ -350,7 +365,7 @@ def report(a, results, cpu, rss):
         r, k = results[kind], results.get("kernel", {})
         cell = lambda key, unit: "-" if r.get(key) is None else f"{r[key]:.2f} {unit}"
         vs = f"{ratio(r.get('tcp1'), k.get('tcp1'))}, {ratio(r.get('udp64'), k.get('udp64'))}" \
-            if kind.startswith("weft") and k else ""
+            if "weft" in kind and k else ""
         udp = "-" if r.get("udp64") is None else f"{r['udp64']:.0f} kpps"
         mem = f"{rss[kind]} MB" if kind in rss else ""
         print(f"| {names.get(kind, kind)} | {cell('tcp1', 'Gbit/s')} | {cell('tcp4', 'Gbit/s')} | {udp} | {vs} | {mem} |")
@@ -364,7 +379,7 @@ def report(a, results, cpu, rss):
         fig, axes = plt.subplots(1, len(TESTS), figsize=(4 * len(TESTS), 3.5))
         for ax, (key, title, _) in zip(axes, TESTS):
             names = list(results)
-            colours = ["#d9822b" if k.startswith("weft") else "#7a8a99" for k in names]
+            colours = ["#d9822b" if "weft" in k else "#7a8a99" for k in names]
             bars = ax.bar(names, [results[k].get(key) or 0 for k in names], color=colours)
             ax.bar_label(bars, fmt="%.1f", fontsize=6)
             ax.set_title(title, fontsize=9)

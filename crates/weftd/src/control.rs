@@ -4,7 +4,7 @@
 //! whole, the devices and sockets it needs are opened, it is persisted, and only then does the datapath
 //! switch to it. Any failure on the way returns an error and leaves the running state and the db as they were.
 
-use crate::dataplane::{DpHandle, DpMsg};
+use crate::msgs::{DpHandle, DpMsg};
 use crate::pipeline::{PortKind, Resources, OFPORT_LOCAL};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ pub struct State {
     pub resources: Resources,
     pub dp: DpHandle,
     /// The IKE thread (IPsec for tunnels with `options:psk`).
-    pub ike: std::sync::mpsc::SyncSender<crate::ipsec::IpsecMsg>,
+    pub ike: std::sync::mpsc::SyncSender<crate::msgs::IpsecMsg>,
     /// The control-plane thread (etcd, BGP EVPN) and what it reports for `show`.
     pub cp: std::sync::mpsc::Sender<crate::cp::CpMsg>,
     pub cp_status: crate::cp::Shared,
@@ -209,7 +209,7 @@ impl State {
             },
             Request::IpsecShow { keys } => {
                 let (tx, rx) = channel();
-                let _ = self.ike.send(crate::ipsec::IpsecMsg::Show { keys, reply: tx });
+                let _ = self.ike.send(crate::msgs::IpsecMsg::Show { keys, reply: tx });
                 match rx.recv_timeout(DP_TIMEOUT) {
                     Ok(v) => Response::ok(v),
                     Err(_) => Response::err("the IKE thread did not answer"),
@@ -217,7 +217,7 @@ impl State {
             }
             Request::IpsecRekey { remote, ike } => {
                 let (tx, rx) = channel();
-                let _ = self.ike.send(crate::ipsec::IpsecMsg::Rekey { remote, ike, reply: tx });
+                let _ = self.ike.send(crate::msgs::IpsecMsg::Rekey { remote, ike, reply: tx });
                 match rx.recv_timeout(DP_TIMEOUT) {
                     Ok(0) => Response::err(match remote {
                         Some(r) => format!("no established IKE SA with {r}"),
@@ -351,7 +351,7 @@ impl State {
     /// Starts or stops OpenFlow connections to match the configuration.
     pub fn reconcile_openflow(&mut self) {
         let mut of = std::mem::take(&mut self.of);
-        let me = self.me.clone();
+        let me: std::sync::Weak<Mutex<dyn crate::ofconn::Daemon>> = self.me.clone();
         of.reconcile(self, &me);
         self.of = of;
     }
@@ -402,7 +402,7 @@ impl State {
         }
         // After the datapath: its ESP sockets are open and watched when the first SAs arrive.
         let peers = crate::ipsec::peers_of(cfg);
-        let _ = self.ike.send(crate::ipsec::IpsecMsg::Config { peers, nat_t });
+        let _ = self.ike.send(crate::msgs::IpsecMsg::Config { peers, nat_t });
         let _ = self.cp.send(crate::cp::CpMsg::Config(Arc::new(cfg.clone())));
     }
 
@@ -616,11 +616,11 @@ impl State {
         let rows: Vec<Value> = steps
             .into_iter()
             .map(|s| match s {
-                crate::dataplane::TraceStep::Note(t) => json!({ "note": t }),
-                crate::dataplane::TraceStep::Flow { table, id } => json!({
+                crate::msgs::TraceStep::Note(t) => json!({ "note": t }),
+                crate::msgs::TraceStep::Flow { table, id } => json!({
                     "table": table, "flow": id.and_then(flow_text),
                 }),
-                crate::dataplane::TraceStep::Output { port, vlan, remote, vni, src_port, too_big } => {
+                crate::msgs::TraceStep::Output { port, vlan, remote, vni, src_port, too_big } => {
                     outputs.push(port.clone());
                     json!({
                         "output": port, "vlan": vlan,
@@ -709,6 +709,36 @@ fn peer_open(stream: &UnixStream) -> bool {
     let r = std::io::Read::read(&mut &*stream, &mut pfd);
     let _ = stream.set_nonblocking(false);
     matches!(r, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+impl crate::ofconn::Daemon for State {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn commit_config(&mut self, new: Config) -> Result<(), String> {
+        State::commit_config(self, new)
+    }
+
+    fn flow_counters(&self, bridge: &str) -> std::collections::HashMap<u64, (u64, u64)> {
+        State::flow_counters(self, bridge)
+    }
+
+    fn port_counters(&self, bridge: &str) -> Vec<(String, u32, weft_datapath::counters::PortCounters)> {
+        State::port_counters(self, bridge)
+    }
+
+    fn link_down(&self, name: &str) -> bool {
+        State::link_down(self, name)
+    }
+
+    fn table_stats(&self, bridge: &str) -> Vec<(u64, u64)> {
+        self.ask(|tx| DpMsg::TableStats(bridge.to_string(), tx)).flatten().unwrap_or_default()
+    }
+
+    fn dp(&self) -> &DpHandle {
+        &self.dp
+    }
 }
 
 #[cfg(test)]

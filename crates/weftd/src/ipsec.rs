@@ -2,39 +2,15 @@
 //! sockets; IKE messages on port 4500 arrive through the datapath (which owns that socket, as ESP in UDP
 //! shares it) and leave through the same socket. Child SAs go to the datapath as they are negotiated.
 
-use crate::dataplane::{DpHandle, DpMsg};
 use crate::esp::{EspCounters, EspOp, SaCounters};
+use crate::msgs::{DpHandle, DpMsg, IpsecMsg};
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::mpsc::{Receiver, Sender, SyncSender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft_ipsec::ike::{self, Engine, Output, PeerConfig, IKE_PORT, NAT_T_PORT};
-
-pub enum IpsecMsg {
-    /// The peers to protect, and the port-4500 sockets (IPv4, IPv6) to send IKE on.
-    Config {
-        peers: Vec<PeerConfig>,
-        nat_t: Vec<Arc<OwnedFd>>,
-    },
-    /// An IKE message (non-ESP marker removed) that arrived on local port `local_port`.
-    Ike {
-        local_port: u16,
-        from: SocketAddr,
-        data: Vec<u8>,
-    },
-    Show {
-        keys: bool,
-        reply: Sender<Value>,
-    },
-    /// Rekey the child SAs (or the IKE SA) with one remote, or all.
-    Rekey {
-        remote: Option<IpAddr>,
-        ike: bool,
-        reply: Sender<usize>,
-    },
-}
 
 /// Queue of messages for the IKE thread (IKE datagrams from the datapath are dropped when it is full).
 pub const QUEUE: usize = 1024;

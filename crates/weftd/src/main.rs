@@ -5,14 +5,13 @@
 mod capture;
 mod control;
 mod cp;
-mod cp_bgp;
-mod cp_etcd;
 mod dataplane;
 mod db;
 mod esp;
 mod ipsec;
 mod log;
 mod metrics;
+mod msgs;
 mod ofconn;
 mod pipeline;
 
@@ -78,9 +77,9 @@ fn run() -> anyhow::Result<()> {
     let (pipeline, _) = resources.build(&config, 1, false)?;
     let (tx, rx) = std::sync::mpsc::channel();
     let wake = Arc::new(weft_sys::epoll::EventFd::new()?);
-    let dp = dataplane::DpHandle { tx, wake: wake.clone() };
+    let dp = msgs::DpHandle { tx, wake: wake.clone() };
     let ike = ipsec::spawn(dp.clone())?;
-    dp.send(dataplane::DpMsg::IkeSink(ike.clone()));
+    dp.send(msgs::DpMsg::IkeSink(ike.clone()));
     let (cp, cp_status) = cp::spawn(dp.clone())?;
     let mut state = control::State {
         cp,

@@ -3,7 +3,7 @@
 //! at scrape time.
 
 use crate::control::State;
-use crate::dataplane::DpMsg;
+use crate::msgs::DpMsg;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -4,8 +4,7 @@
 //! same transactions as the CLI. Packets that reach `actions=controller` come from the datapath through a
 //! bounded channel and go to each connection's own bounded queue as PACKET_IN.
 
-use crate::control::State;
-use crate::dataplane::DpMsg;
+use crate::msgs::{DpMsg, PacketIn};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,12 +16,19 @@ use weft_api::config::{parse_of_target, OfTarget};
 use weft_api::flow::Flow;
 use weft_wire::openflow::{self as of, error, msg};
 
-/// A packet for the controller.
-pub struct PacketIn {
-    pub in_port: u32,
-    pub table: u8,
-    pub cookie: u64,
-    pub data: Vec<u8>,
+/// What the OpenFlow side needs of the daemon (the control thread's state provides it): the configuration, a
+/// way to change it, the datapath and its counters.
+pub trait Daemon: Send {
+    fn config(&self) -> &weft_api::Config;
+    /// Validates and applies a new configuration (one transaction), or says why not.
+    fn commit_config(&mut self, new: weft_api::Config) -> Result<(), String>;
+    /// Each flow's (packets, bytes) by flow id.
+    fn flow_counters(&self, bridge: &str) -> std::collections::HashMap<u64, (u64, u64)>;
+    fn port_counters(&self, bridge: &str) -> Vec<(String, u32, weft_datapath::counters::PortCounters)>;
+    fn link_down(&self, name: &str) -> bool;
+    /// Each table's (lookups, matches), table 0 first.
+    fn table_stats(&self, bridge: &str) -> Vec<(u64, u64)>;
+    fn dp(&self) -> &crate::msgs::DpHandle;
 }
 
 /// Packet-ins queued towards a bridge's connections before the datapath leaves some out.
@@ -84,7 +90,7 @@ enum Tls {
 #[derive(Clone)]
 struct Link {
     bridge: String,
-    me: Weak<Mutex<State>>,
+    me: Weak<Mutex<dyn Daemon>>,
     sessions: Arc<Mutex<Vec<Session>>>,
     stop: Arc<AtomicBool>,
     /// Connections being served (counted from accept to close).
@@ -152,7 +158,7 @@ impl Manager {
     /// returns) and binds the listeners it asks for, so that a port in use is the command's error and a
     /// command that returns success has its listener up. On an error nothing is bound; the caller restores
     /// the running setup with [`Manager::reconcile`].
-    pub fn prepare(&mut self, config: &weft_api::Config, dp: &crate::dataplane::DpHandle) -> Result<(), String> {
+    pub fn prepare(&mut self, config: &weft_api::Config, dp: &crate::msgs::DpHandle) -> Result<(), String> {
         let wanted = wanted(config);
         self.stop_changed(&wanted, dp);
         for (bridge, (target, _)) in &wanted {
@@ -190,7 +196,7 @@ impl Manager {
     }
 
     /// Stops the connections whose bridge no longer wants them, or wants another target.
-    fn stop_changed(&mut self, wanted: &Wanted, dp: &crate::dataplane::DpHandle) {
+    fn stop_changed(&mut self, wanted: &Wanted, dp: &crate::msgs::DpHandle) {
         self.running.retain(|bridge, r| {
             let keep = wanted.get(bridge) == Some(&r.target);
             if !keep {
@@ -202,9 +208,9 @@ impl Manager {
     }
 
     /// Starts and stops connections so that each bridge with a controller has exactly one, for its target.
-    pub fn reconcile(&mut self, state: &State, me: &Weak<Mutex<State>>) {
-        let wanted = wanted(&state.config);
-        self.stop_changed(&wanted, &state.dp);
+    pub fn reconcile(&mut self, state: &dyn Daemon, me: &Weak<Mutex<dyn Daemon>>) {
+        let wanted = wanted(state.config());
+        self.stop_changed(&wanted, state.dp());
         self.bound.retain(|bridge, _| wanted.contains_key(bridge));
         for (bridge, target) in wanted {
             if self.running.contains_key(&bridge) {
@@ -224,7 +230,7 @@ impl Manager {
             let stop = Arc::new(AtomicBool::new(false));
             let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
             let (tx, rx) = std::sync::mpsc::sync_channel(PACKET_IN_QUEUE);
-            state.dp.send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
+            state.dp().send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
             spawn_hub(rx, sessions.clone(), stop.clone());
             let sessions_of_link = sessions.clone();
             let link = Link {
@@ -494,7 +500,7 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             let Some(state) = me.upgrade() else { break 'conn };
             let replies = {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-                handle(&mut st, &bridge, &h, &m, &mut miss_send_len)
+                handle(&mut *st, &bridge, &h, &m, &mut miss_send_len)
             };
             for r in replies {
                 if !send(&mut s, &r) {
@@ -507,7 +513,7 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
 }
 
 /// Answers one request.
-fn handle(st: &mut State, bridge: &str, h: &of::Header, m: &[u8], miss_send_len: &mut u16) -> Vec<Vec<u8>> {
+fn handle(st: &mut dyn Daemon, bridge: &str, h: &of::Header, m: &[u8], miss_send_len: &mut u16) -> Vec<Vec<u8>> {
     let body = &m[of::HEADER_LEN..];
     let reply = |kind: u8, fill: &dyn Fn(&mut Vec<u8>)| {
         let mut r = Vec::new();
@@ -570,7 +576,7 @@ fn datapath_id(bridge: &str) -> u64 {
 }
 
 /// Parses a FLOW_MOD and applies it as a configuration change.
-fn flow_mod(st: &mut State, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)> {
+fn flow_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)> {
     let bad_len = (error::BAD_REQUEST, error::BAD_LEN);
     let fm = of::FlowMod::parse(body).map_err(|_| bad_len)?;
     let (tlvs, mlen) = of::parse_match(&body[of::FLOW_MOD_LEN..]).map_err(|_| (error::BAD_MATCH, 1))?;
@@ -589,7 +595,7 @@ fn flow_mod(st: &mut State, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)>
         tracing::warn!("OpenFlow flow_mod refused: {e}");
         return Err((error::BAD_MATCH, error::BAD_PREREQ));
     }
-    let mut new = st.config.clone();
+    let mut new = st.config().clone();
     let r = match fm.command {
         of::flow_cmd::ADD => {
             flow.cookie_mask = 0;
@@ -611,7 +617,7 @@ fn flow_mod(st: &mut State, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)>
 }
 
 /// Multipart replies, split so that no message exceeds 64 KiB (all but the last flagged "more").
-fn multipart(st: &mut State, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<Vec<u8>>, (u16, u16)> {
+fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<Vec<u8>>, (u16, u16)> {
     if body.len() < 8 {
         return Err((error::BAD_REQUEST, error::BAD_LEN));
     }
@@ -650,7 +656,7 @@ fn multipart(st: &mut State, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<
             filter.has_table = table != 0xff;
             filter.cookie = cookie;
             filter.cookie_mask = cookie_mask;
-            let Some(b) = st.config.bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
+            let Some(b) = st.config().bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
             let stats = st.flow_counters(bridge);
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
             let selected = b.flows.iter().filter(|s| {
@@ -796,9 +802,9 @@ fn multipart(st: &mut State, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<
             }
         }
         of::mp::TABLE => {
-            let Some(b) = st.config.bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
+            let Some(b) = st.config().bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
             let top = b.flows.iter().map(|f| f.flow.table).max().unwrap_or(0);
-            let counts = st.ask_dp(|tx| DpMsg::TableStats(bridge.to_string(), tx)).flatten().unwrap_or_default();
+            let counts = st.table_stats(bridge);
             for t in 0..=top {
                 let mut e = vec![t, 0, 0, 0];
                 let n = b.flows.iter().filter(|f| f.flow.table == t).count() as u32;

@@ -3,7 +3,7 @@
 //! type-2 routes; reflected routes become remote VTEPs and MACs, except our own (ORIGINATOR_ID = our router
 //! id, or our VTEP as next hop).
 
-use crate::cp::{mac_record, BackendCtx, LocalSet, Publish, RemoteOp};
+use super::{mac_record, Backend, BackendCtx, LocalSet, Publish, RemoteOp};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
@@ -13,7 +13,15 @@ use weft_control::bgp::{self, Announce, Event, EvpnRoute, Session};
 use weft_control::etcd::Record;
 use weft_control::{LocalChange, MacKey, Vni};
 
-pub fn start(ctx: BackendCtx, spec: EvpnSpec) -> Vec<Sender<Publish>> {
+impl Backend for EvpnSpec {
+    const NAME: &'static str = "evpn";
+
+    fn start(self, ctx: BackendCtx) -> Vec<Sender<Publish>> {
+        start(ctx, self)
+    }
+}
+
+fn start(ctx: BackendCtx, spec: EvpnSpec) -> Vec<Sender<Publish>> {
     let mut out = Vec::new();
     for (i, peer) in spec.peers.iter().enumerate() {
         let (tx, rx) = std::sync::mpsc::channel();

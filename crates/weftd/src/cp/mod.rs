@@ -5,7 +5,10 @@
 //! Backends run their own threads (an etcd writer and watcher, or one BGP session per route reflector) and
 //! report to this thread over one channel; the model ([`weft_control::Rib`]) lives here alone.
 
-use crate::dataplane::{CpUpdate, DpHandle, DpMsg, FdbRow};
+mod bgp;
+mod etcd;
+
+use crate::msgs::{DpHandle, DpMsg};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +20,7 @@ use weft_control::etcd::Record;
 use weft_control::model::MacRoute;
 use weft_control::{Adj, Change, LocalChange, MacKey, Rib, Vni};
 use weft_datapath::fdb::Origin;
+use weft_datapath::switch::{CpUpdate, FdbRow};
 
 /// How often the local MAC table is read for changes to publish.
 const POLL: Duration = Duration::from_millis(500);
@@ -225,8 +229,8 @@ impl Thread {
         let me = ports.iter().find_map(|p| p.local);
         let ctx = BackendCtx { bridge: name.clone(), gen: self.gen, tx: self.tx.clone(), stop: stop.clone(), me };
         let (publish, kind_name) = match &kind {
-            Kind::Etcd(spec) => (crate::cp_etcd::start(ctx, spec.clone()), "etcd"),
-            Kind::Evpn(spec) => (crate::cp_bgp::start(ctx, spec.clone()), "evpn"),
+            Kind::Etcd(spec) => (spec.clone().start(ctx), EtcdSpec::NAME),
+            Kind::Evpn(spec) => (spec.clone().start(ctx), EvpnSpec::NAME),
         };
         tracing::info!(bridge = %name, "control plane {kind_name} started");
         let r = Running {
@@ -367,6 +371,15 @@ fn local_macs(rows: &[FdbRow], ports: &[FlowPort]) -> HashSet<MacKey> {
             Some(MacKey { vni: p.vni, mac: e.mac })
         })
         .collect()
+}
+
+/// A control-plane backend, started for one bridge: it reports what other hosts announce through the
+/// [`BackendCtx`] and returns the channels on which it takes this host's own routes to publish. Its
+/// configuration (the spec) is what starts it.
+pub trait Backend {
+    /// What `show` calls it.
+    const NAME: &'static str;
+    fn start(self, ctx: BackendCtx) -> Vec<Sender<Publish>>;
 }
 
 /// What a backend's threads need.

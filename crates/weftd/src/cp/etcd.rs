@@ -2,7 +2,7 @@
 //! routes, and a watcher thread that reads every key under the prefix and then watches it from the revision
 //! it read at, reading everything again after a compaction or a broken stream.
 
-use crate::cp::{BackendCtx, LocalSet, Publish, RemoteOp};
+use super::{Backend, BackendCtx, LocalSet, Publish, RemoteOp};
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
@@ -14,7 +14,15 @@ use weft_control::LocalChange;
 /// The backend's one source of routes.
 const SOURCE: u32 = 0;
 
-pub fn start(ctx: BackendCtx, spec: EtcdSpec) -> Vec<Sender<Publish>> {
+impl Backend for EtcdSpec {
+    const NAME: &'static str = "etcd";
+
+    fn start(self, ctx: BackendCtx) -> Vec<Sender<Publish>> {
+        start(ctx, self)
+    }
+}
+
+fn start(ctx: BackendCtx, spec: EtcdSpec) -> Vec<Sender<Publish>> {
     let (tx, rx) = std::sync::mpsc::channel();
     let (c, s) = (ctx.clone(), spec.clone());
     let spawned = std::thread::Builder::new().name("etcd-writer".into()).spawn(move || writer(c, s, rx));

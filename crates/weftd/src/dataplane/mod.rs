@@ -1,0 +1,448 @@
+//! The datapath thread: waits on every port, moves batches of frames through the learning switch, and sends
+//! them out in batches.
+//!
+//! Memory is allocated when the thread starts; per packet nothing is. A batch is received into fixed
+//! buffers, every output is queued as a reference into those buffers (flooding to ten ports queues ten
+//! references to one frame, not ten copies), and all queues are flushed before the next batch is received.
+
+mod esp;
+mod rx;
+mod taps;
+mod tx;
+
+use crate::capture::Tap;
+use crate::msgs::{DpMsg, IpsecMsg, PacketIn, TraceStep};
+use crate::pipeline::{Pipeline, PortIo, PortKind, RxSocket, TunnelPort};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::mpsc::Receiver;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::Instant;
+use weft_api::{Encap, Inherit, TunnelSpec};
+use weft_datapath::counters::DropReason;
+use weft_datapath::gro::{self, MergeRun};
+use weft_datapath::mtu;
+use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
+use weft_datapath::switch::{
+    Area, Buffers, Data, Emission, Event, Input, Outputs, Quiet, Scratch, Step, Switch, ToController,
+};
+use weft_datapath::tunnel::{decap, Decap};
+use weft_datapath::{Nanos, PortIdx};
+use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
+use weft_sys::epoll::{Epoll, EventFd};
+use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
+use weft_wire::geneve::GenevePacket;
+use weft_wire::gre::GreRepr;
+
+/// Frames per receive batch.
+pub const BATCH: usize = 64;
+/// Room per buffer: a 64 KiB GSO frame plus its virtio-net header.
+const STRIDE: usize = 65_536 + 256;
+const HEADROOM: usize = 64;
+/// Scratch for segmenting offloaded frames: a batch's worth of 64 KiB frames cut into segments, each with
+/// its tunnel header.
+const SEGMENT_ARENA: usize = 4 << 20;
+/// Most segments one offloaded frame is cut into here (a 64 KiB frame with a 64-byte segment size).
+const MAX_SEGMENTS: usize = 1024;
+/// Most datagrams and bytes in one UDP_SEGMENT send (older kernels' UDP_MAX_SEGMENTS; the IP length limit
+/// less headers).
+const UDP_GSO_SEGMENTS: usize = 64;
+const UDP_GSO_BYTES: usize = 65_000;
+/// Most outputs queued between flushes (a flood of a full batch to 64 ports).
+const TX_QUEUE: usize = BATCH * 64;
+
+/// Longest header built per packet and prepended to a queued frame: a GRE header with every field (the
+/// virtio-net header is 10 bytes; VXLAN and Geneve headers are the port's, not built per packet).
+const PREFIX_MAX: usize = weft_wire::gre::HEADER_MAX;
+
+/// Where a frame's bytes are: the receive buffers (offsets into the whole of them), the segment scratch
+/// area, or the switch's scratch area.
+type Bytes = Data;
+
+/// The bytes of received packet `i` from `start` to `end` (offsets within its slot).
+fn rx_bytes(rx: &RecvBatch, i: usize, range: std::ops::Range<usize>) -> Bytes {
+    Data::new(Area::Rx, rx.slot_base(i) + range.start, range.len())
+}
+
+fn seg_bytes(start: u32, len: u32) -> Bytes {
+    Data { area: Area::Seg, start, len }
+}
+
+/// The bytes a queued frame refers to.
+fn resolve<'a>(rx: &'a RecvBatch, seg: &'a [u8], scratch: &'a Scratch, b: Bytes) -> &'a [u8] {
+    match b.area {
+        Area::Rx => &rx.storage()[b.range()],
+        Area::Seg => &seg[b.range()],
+        Area::Scratch => &scratch.bytes()[b.range()],
+    }
+}
+
+#[derive(Clone, Copy)]
+struct TxEntry {
+    sink: Sink,
+    port: PortIdx,
+    bytes: Bytes,
+    dest: Option<SocketAddr>,
+    prefix: [u8; PREFIX_MAX],
+    prefix_len: u8,
+    /// The frame goes after the port's own tunnel header (VXLAN, Geneve) instead of `prefix`.
+    port_header: bool,
+    /// Outer TOS and TTL for this packet, when the port sets them.
+    meta: IpMeta,
+    /// An 802.1Q tag to insert after the MAC addresses.
+    tag: Option<[u8; 4]>,
+    /// A UDP_SEGMENT train: the bytes are whole datagrams of this size (the last may be shorter), headers
+    /// included; 0 for one datagram or frame.
+    segment: u16,
+    /// Packets this entry stands for (the datagrams of a train).
+    packets: u16,
+    /// In a train: the tunnel header bytes in front of each datagram (not counted as frame bytes).
+    train_head: u8,
+    /// ESP: the UDP source port of the tunnel packet inside.
+    sport: u16,
+}
+
+/// Which kernel object a queued frame leaves through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sink {
+    Packet(PortIdx),
+    Udp {
+        pool: u16,
+        socket: u16,
+    },
+    /// ESP towards the entry's destination: in UDP port 4500 or as IP protocol 50, over IPv4 or IPv6.
+    Esp {
+        v6: bool,
+        udp: bool,
+    },
+}
+
+/// The outer TOS and TTL a tunnel port sets for `frame`: fixed values, or copied from the inner IPv4 or IPv6
+/// header (`inherit`; the whole TOS / traffic class byte, so DSCP and ECN both carry over as RFC 6040's
+/// normal mode says). Non-IP frames get the socket's defaults.
+fn outer_meta(spec: &TunnelSpec, frame: &[u8]) -> IpMeta {
+    if spec.tos == Inherit::Default && spec.ttl == Inherit::Default {
+        return IpMeta::default();
+    }
+    let inner = match mtu::l3_offset(frame) {
+        Some((l3, EtherType::IPV4)) => frame.get(l3..l3 + 9).map(|h| (h[1], h[8])),
+        Some((l3, EtherType::IPV6)) => frame.get(l3..l3 + 8).map(|h| (((h[0] & 0x0f) << 4) | (h[1] >> 4), h[7])),
+        _ => None,
+    };
+    let pick = |how: Inherit, inner: Option<u8>| match how {
+        Inherit::Default => None,
+        Inherit::Value(v) => Some(v),
+        Inherit::Inherit => inner,
+    };
+    IpMeta { tos: pick(spec.tos, inner.map(|i| i.0)), ttl: pick(spec.ttl, inner.map(|i| i.1)) }
+}
+
+/// A frame's bytes, and the scratch area from `base` on to write into (a frame in the scratch area lies below
+/// `base`).
+fn frame_and_room<'a>(
+    rx: &'a RecvBatch,
+    seg: &'a mut [u8],
+    scratch: &'a Scratch,
+    base: usize,
+    b: Bytes,
+) -> (&'a [u8], &'a mut [u8]) {
+    let (before, after) = seg.split_at_mut(base);
+    (resolve(rx, before, scratch, b), after)
+}
+
+pub struct Dataplane {
+    pipeline: Arc<Pipeline>,
+    /// The switch itself: everything here but it is I/O.
+    switch: Switch,
+    /// What it produced for the frame being switched, and its scratch area (emptied after each batch).
+    outs: Outputs,
+    scratch: Scratch,
+    rx: RecvBatch,
+    seg: Vec<u8>,
+    seg_used: usize,
+    txq: Vec<TxEntry>,
+    /// The queue's second buffer, for rewriting it without allocating.
+    txq_scratch: Vec<TxEntry>,
+    sinks: Vec<Sink>,
+    mmsg: MmsgStorage,
+    msgs: Receiver<DpMsg>,
+    wake: Arc<EventFd>,
+    clock: Instant,
+    /// Next GRE sequence number per port (`options:seq=true`).
+    gre_seq: Vec<u32>,
+    /// Running captures, and per port whether any watches it (the one test the fast path makes).
+    taps: Vec<Tap>,
+    tapped: Vec<bool>,
+    /// Packet-in channels by bridge name, and by bridge index in the running pipeline.
+    packet_in: std::collections::HashMap<String, SyncSender<PacketIn>>,
+    packet_in_rt: Vec<Option<SyncSender<PacketIn>>>,
+    /// Receive errors are logged at most once a second.
+    rx_log: crate::log::RateLimit,
+    /// Offloads allowed (`WEFT_OFFLOADS`), and sending UDP_SEGMENT trains (off after the kernel refuses one).
+    offloads: bool,
+    udp_gso: bool,
+    /// Where the segments of the frame being cut are in `seg`.
+    seg_list: Vec<(u32, u32)>,
+    /// IPsec: child SAs, the buffer ESP packets are sealed in, and where IKE messages from port 4500 go.
+    esp: crate::esp::EspTable,
+    esp_buf: Vec<u8>,
+    ike_tx: Option<SyncSender<IpsecMsg>>,
+}
+
+const TOKEN_CONTROL: u64 = u64::MAX;
+const TOKEN_UDP: u64 = 1 << 32;
+const TOKEN_ESP: u64 = 1 << 33;
+/// Room per sealed ESP packet (a jumbo-frame underlay's packet and ESP's overhead).
+const ESP_STRIDE: usize = 9216 + 256;
+
+impl Dataplane {
+    pub fn new(pipeline: Arc<Pipeline>, msgs: Receiver<DpMsg>, wake: Arc<EventFd>) -> Self {
+        let mut dp = Dataplane {
+            pipeline: Arc::new(Pipeline::empty()),
+            switch: Switch::new(),
+            outs: Outputs::with_capacity(TX_QUEUE),
+            scratch: Scratch::new(SEGMENT_ARENA),
+            rx: RecvBatch::new(BATCH, STRIDE, HEADROOM),
+            seg: vec![0u8; SEGMENT_ARENA],
+            seg_used: 0,
+            txq: Vec::with_capacity(TX_QUEUE),
+            txq_scratch: Vec::with_capacity(TX_QUEUE),
+            sinks: Vec::with_capacity(64),
+            mmsg: MmsgStorage::new(BATCH),
+            msgs,
+            wake,
+            clock: Instant::now(),
+            gre_seq: Vec::new(),
+            taps: Vec::new(),
+            tapped: Vec::new(),
+            packet_in: Default::default(),
+            packet_in_rt: Vec::new(),
+            rx_log: Default::default(),
+            offloads: weft_sys::offloads_enabled(),
+            udp_gso: weft_sys::offloads_enabled() && udp_gso_supported(),
+            seg_list: Vec::with_capacity(MAX_SEGMENTS),
+            esp: Default::default(),
+            esp_buf: vec![0u8; BATCH * ESP_STRIDE],
+            ike_tx: None,
+        };
+        dp.install(pipeline);
+        dp
+    }
+
+    fn now(&self) -> Nanos {
+        self.clock.elapsed().as_nanos() as Nanos
+    }
+
+    /// Switches to a new pipeline: the switch carries its state over by bridge, port and flow; GRE sequence
+    /// numbers follow their port by name.
+    fn install(&mut self, new: Arc<Pipeline>) {
+        let old = std::mem::replace(&mut self.pipeline, new);
+        let now = self.now();
+        self.switch.install(self.pipeline.core.clone(), now);
+        let p = &self.pipeline.core;
+        let old_index = |name: &str| old.core.ports.iter().position(|op| op.name == name);
+        self.gre_seq = p
+            .ports
+            .iter()
+            .map(|np| old_index(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
+            .collect();
+        self.packet_in_rt = p.bridges.iter().map(|b| self.packet_in.get(&b.name).cloned()).collect();
+        self.retap();
+    }
+
+    fn register(&self, epoll: &Epoll) -> std::io::Result<()> {
+        epoll.add(self.wake.raw(), TOKEN_CONTROL)?;
+        for (i, port) in self.pipeline.ports.iter().enumerate() {
+            match &port.io {
+                PortIo::Tap(t) => epoll.add(t.as_raw_fd(), i as u64)?,
+                PortIo::Packet(s) => epoll.add(s.as_raw_fd(), i as u64)?,
+                _ => {}
+            }
+        }
+        for (i, s) in self.pipeline.rx_sockets.iter().enumerate() {
+            epoll.add(s.socket.as_raw_fd(), TOKEN_UDP + i as u64)?;
+        }
+        for (i, s) in self.pipeline.esp.iter().enumerate() {
+            epoll.add(s.fd.as_raw_fd(), TOKEN_ESP + i as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Runs until the control side hangs up.
+    pub fn run(mut self) {
+        let mut epoll = match Epoll::new(256) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!("datapath cannot create epoll: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.register(&epoll) {
+            tracing::warn!("datapath cannot watch ports: {e}");
+        }
+        let mut ready: Vec<u64> = Vec::with_capacity(256);
+        loop {
+            ready.clear();
+            match epoll.wait(100) {
+                Ok(it) => ready.extend(it),
+                Err(e) => {
+                    tracing::error!("epoll_wait: {e}");
+                    return;
+                }
+            }
+            for &token in &ready {
+                if token == TOKEN_CONTROL {
+                    continue;
+                } else if token >= TOKEN_ESP {
+                    self.poll_esp((token - TOKEN_ESP) as usize);
+                } else if token >= TOKEN_UDP {
+                    self.poll_udp((token - TOKEN_UDP) as usize);
+                } else {
+                    self.poll_port(PortIdx(token as u16));
+                }
+            }
+            if ready.contains(&TOKEN_CONTROL) || ready.is_empty() {
+                self.wake.drain();
+                loop {
+                    match self.msgs.try_recv() {
+                        Ok(DpMsg::Swap(p, ack)) => {
+                            self.install(p);
+                            match Epoll::new(256) {
+                                Ok(e) => {
+                                    epoll = e;
+                                    if let Err(e) = self.register(&epoll) {
+                                        tracing::warn!("datapath cannot watch ports: {e}");
+                                    }
+                                }
+                                Err(e) => tracing::warn!("datapath cannot create epoll: {e}"),
+                            }
+                            let _ = ack.send(());
+                        }
+                        Ok(DpMsg::Cp(bridge, u)) => {
+                            self.switch.control_plane(&bridge, u);
+                        }
+                        Ok(DpMsg::Fdb(bridge, reply)) => {
+                            let _ = reply.send(self.switch.fdb_rows(&bridge, self.now()));
+                        }
+                        Ok(DpMsg::FdbFlush(bridge, reply)) => {
+                            let _ = reply.send(self.switch.fdb_flush(&bridge));
+                        }
+                        Ok(DpMsg::FdbStats(bridge, reply)) => {
+                            let _ = reply.send(self.switch.fdb_stats(&bridge));
+                        }
+                        Ok(DpMsg::Counters(bridge, reply)) => {
+                            let _ = reply.send(self.switch.port_counters(&bridge));
+                        }
+                        Ok(DpMsg::FlowStats(bridge, reply)) => {
+                            let _ = reply.send(self.switch.flow_stats(&bridge, self.now()));
+                        }
+                        Ok(DpMsg::LinkDown(names)) => self.switch.set_link_down(names),
+                        Ok(DpMsg::TableStats(bridge, reply)) => {
+                            let _ = reply.send(self.switch.table_stats(&bridge));
+                        }
+                        Ok(DpMsg::SetPacketIn(bridge, tx)) => {
+                            match tx {
+                                Some(tx) => self.packet_in.insert(bridge, tx),
+                                None => self.packet_in.remove(&bridge),
+                            };
+                            let p = self.pipeline.core.clone();
+                            self.packet_in_rt =
+                                p.bridges.iter().map(|b| self.packet_in.get(&b.name).cloned()).collect();
+                        }
+                        Ok(DpMsg::Trace { bridge, in_port, frame, reply }) => {
+                            let _ = reply.send(self.run_trace(&bridge, &in_port, &frame));
+                        }
+                        Ok(DpMsg::Capture(tap, reply)) => {
+                            let known = self.pipeline.core.ports.iter().any(|p| p.name == tap.port_name);
+                            if known {
+                                self.taps.push(*tap);
+                                self.retap();
+                            }
+                            let _ = reply.send(known);
+                        }
+                        Ok(DpMsg::Esp(op)) => self.esp.apply(op),
+                        Ok(DpMsg::EspStats(reply)) => {
+                            let _ = reply.send((self.esp.sa_counters(), self.esp.counters));
+                        }
+                        Ok(DpMsg::IkeSink(tx)) => self.ike_tx = Some(tx),
+                        Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                    }
+                }
+            }
+            let now = self.now();
+            self.switch.tick(now);
+        }
+    }
+
+    /// `weft trace`: the frame goes through the same code as real traffic, on a copy of the switch (what it
+    /// learns and counts is thrown away) with an observer that records each step; nothing is sent.
+    fn run_trace(&mut self, bridge: &str, in_port: &str, frame: &[u8]) -> Result<Vec<TraceStep>, String> {
+        let pipeline = self.pipeline.clone();
+        let port = pipeline
+            .core
+            .port_named(bridge, in_port)
+            .ok_or_else(|| format!("bridge {bridge:?} has no running port {in_port:?}"))?;
+        if frame.len() > self.seg.len() {
+            return Err("frame too long".into());
+        }
+        self.seg[..frame.len()].copy_from_slice(frame);
+        let remote = pipeline.core.port(port).tunnel().map(|t| t.spec.remote);
+        let mut shadow = self.switch.clone();
+        let mut scratch = Scratch::new(SEGMENT_ARENA);
+        let mut outs = Outputs::default();
+        let mut steps: Vec<Step> = Vec::new();
+        let now = self.now();
+        let mut bufs = Buffers { rx: &mut [], seg: &mut self.seg, scratch: &mut scratch };
+        let input = Input { data: seg_bytes(0, frame.len() as u32), in_port: port, remote, stripped: None, gso: None };
+        shadow.process(&mut bufs, input, now, &mut outs, &mut steps);
+        Ok(steps.into_iter().map(|s| trace_step(&pipeline, &shadow, s)).collect())
+    }
+
+    fn bytes(&self, b: Bytes) -> &[u8] {
+        resolve(&self.rx, &self.seg, &self.scratch, b)
+    }
+}
+
+/// The 4 bytes of an 802.1Q tag with control field `tci`.
+fn vlan_tag(tci: u16) -> [u8; 4] {
+    let [t0, t1] = EtherType::VLAN.to_be_bytes();
+    let [c0, c1] = tci.to_be_bytes();
+    [t0, t1, c0, c1]
+}
+
+/// Whether this kernel takes UDP_SEGMENT sends (probed once on a throwaway socket).
+fn udp_gso_supported() -> bool {
+    match weft_sys::udp::bind(SocketAddr::from(([127, 0, 0, 1], 0))) {
+        Ok(s) => weft_sys::udp::can_segment(&s),
+        Err(_) => false,
+    }
+}
+
+/// What trace says of one step of the switch.
+fn trace_step(pipeline: &Pipeline, shadow: &Switch, step: Step) -> TraceStep {
+    match step {
+        Step::Note(text) => TraceStep::Note(text),
+        Step::Flow { table, rule } => TraceStep::Flow { table, id: rule },
+        Step::Output { emission: e, too_big } => {
+            let p = pipeline.core.port(e.port);
+            let (remote, vni, src_port) = match (&p.kind, &pipeline.ports[usize::from(e.port.0)].io) {
+                (PortKind::Tunnel(t), PortIo::Tunnel { pool }) => {
+                    let targets: Vec<IpAddr> = match (e.remote, shadow.flood_list(e.port)) {
+                        (Some(r), _) => vec![r],
+                        (None, Some(cp)) => cp.to_vec(),
+                        (None, None) => t.remotes.iter().copied().filter(|r| !r.is_unspecified()).collect(),
+                    };
+                    let ports = &pipeline.pool_ports[*pool];
+                    let src =
+                        (t.spec.encap != Encap::Gre && !ports.is_empty()).then(|| ports[e.hash as usize % ports.len()]);
+                    (Some(targets), Some(e.vni.unwrap_or(t.spec.vni)), src)
+                }
+                _ => (None, None, None),
+            };
+            let vlan = e.tagged.then_some(e.tci & 0x0fff);
+            TraceStep::Output { port: p.name.clone(), vlan, remote, vni, src_port, too_big }
+        }
+    }
+}

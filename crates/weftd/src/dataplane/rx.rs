@@ -1,0 +1,370 @@
+//! Receiving: batches from TAP, AF_PACKET and tunnel sockets, decapsulation and receive merging, and the
+//! call into the switch.
+
+use super::*;
+
+impl Dataplane {
+    /// Receives a batch from a TAP or AF_PACKET port and switches it.
+    pub(super) fn poll_port(&mut self, port: PortIdx) {
+        let pipeline = self.pipeline.clone();
+        let Some(p) = pipeline.ports.get(usize::from(port.0)) else { return };
+        let got = match &p.io {
+            PortIo::Tap(t) => self.rx.fill_with(|buf| t.read(buf)),
+            PortIo::Packet(s) => self.rx.recv_mmsg(s.as_raw_fd()),
+            _ => return,
+        };
+        let n = match got {
+            Ok(n) => n,
+            Err(e) => {
+                if self.rx_log.allow(self.now(), weft_datapath::SECOND) {
+                    let held = std::mem::take(&mut self.rx_log.suppressed);
+                    tracing::warn!(port = %pipeline.core.port(port).name, suppressed = held, "receive failed: {e}");
+                }
+                return;
+            }
+        };
+        let vnet = match &p.io {
+            PortIo::Packet(_) => true,
+            PortIo::Tap(t) => t.offloads().vnet_hdr,
+            _ => false,
+        };
+        let now = self.now();
+        for i in 0..n {
+            let (start, len, gso) = if vnet {
+                match self.take_offloaded(port, i) {
+                    Some(r) => r,
+                    None => continue,
+                }
+            } else {
+                let r = self.rx.slot_mut(i).1;
+                (r.start, r.len(), None)
+            };
+            self.switch.counter(port).rx(len);
+            let tag = self.stripped_tag(i);
+            let bytes = rx_bytes(&self.rx, i, start..start + len);
+            self.switch(&pipeline, port, None, bytes, tag, gso, now);
+        }
+        self.end_batch();
+    }
+
+    /// The 802.1Q tag control the kernel took off received packet `i` (AF_PACKET ports). Other tag types are
+    /// not put back: the frame then crosses untagged.
+    pub(super) fn stripped_tag(&self, i: usize) -> Option<u16> {
+        self.rx.stripped_tag(i).filter(|(tpid, _)| *tpid == EtherType::VLAN).map(|(_, tci)| tci)
+    }
+
+    /// Strips the virtio-net header of packet `i`. A frame to be segmented is passed on whole with its header
+    /// when offloads are on, and otherwise segmented here (each segment is then switched here); a frame with
+    /// only its checksum left to do gets it done. Returns the frame's range within the slot, and its header
+    /// when it goes on as an offloaded frame.
+    pub(super) fn take_offloaded(&mut self, port: PortIdx, i: usize) -> Option<(usize, usize, Option<VnetHdr>)> {
+        let (slot, range) = self.rx.slot_mut(i);
+        let pkt = &mut slot[range.clone()];
+        let Some(hdr) = VnetHdr::parse(pkt) else {
+            self.switch.counter(port).drop(DropReason::Malformed);
+            return None;
+        };
+        let frame_start = range.start + VNET_HDR_LEN;
+        let frame_len = range.len() - VNET_HDR_LEN;
+        if hdr.is_gso() {
+            if self.offloads && hdr.passable(frame_len) {
+                return Some((frame_start, frame_len, Some(hdr)));
+            }
+            let whole = rx_bytes(&self.rx, i, frame_start..frame_start + frame_len);
+            if self.cut(whole, &hdr, port) {
+                let pipeline = self.pipeline.clone();
+                let now = self.now();
+                self.switch.counter(port).rx(frame_len);
+                let tag = self.stripped_tag(i);
+                let segs = std::mem::take(&mut self.seg_list);
+                for &(start, len) in &segs {
+                    self.switch(&pipeline, port, None, seg_bytes(start, len), tag, None, now);
+                }
+                self.seg_list = segs;
+            }
+            return None;
+        }
+        if hdr.flags & offload::F_NEEDS_CSUM != 0 {
+            let frame = &mut slot[frame_start..frame_start + frame_len];
+            if offload::complete_checksum(frame, usize::from(hdr.csum_start), usize::from(hdr.csum_offset)).is_err() {
+                self.switch.counter(port).drop(DropReason::Malformed);
+                return None;
+            }
+        }
+        Some((frame_start, frame_len, None))
+    }
+
+    /// Receives a batch of tunnel packets, checks sender and VNI, and switches the inner frames. A buffer the
+    /// kernel filled with a train of datagrams (UDP_GRO) is cut apart here; consecutive TCP segments of one
+    /// flow in it are merged back into one frame (see `weft_datapath::gro`) and switched once.
+    pub(super) fn poll_udp(&mut self, si: usize) {
+        let pipeline = self.pipeline.clone();
+        let Some(rs) = pipeline.rx_sockets.get(si) else { return };
+        let n = match self.rx.recv_mmsg(rs.socket.as_raw_fd()) {
+            Ok(n) => n,
+            Err(e) => {
+                if self.rx_log.allow(self.now(), weft_datapath::SECOND) {
+                    let held = std::mem::take(&mut self.rx_log.suppressed);
+                    tracing::warn!(socket = %rs.bound, suppressed = held, "tunnel receive failed: {e}");
+                }
+                return;
+            }
+        };
+        self.receive_datagrams(&pipeline, n, |dp, i, src, datagram| {
+            dp.accept_datagram(&pipeline, rs, i, src, datagram, false)
+        });
+    }
+
+    /// Goes through the `n` buffers just received: cuts UDP_GRO buffers into their datagrams, has `accept`
+    /// check each (it returns the tunnel port and the inner frame's range, or drops it), switches the frames
+    /// or merges consecutive TCP segments of one flow first, and sends what they produced.
+    ///
+    /// A run may go on into the next buffers (a 64 KiB TCP frame leaves the sender as two trains); it stays
+    /// inside the buffer it began in, where there is room for a whole 64 KiB frame.
+    pub(super) fn receive_datagrams(
+        &mut self,
+        pipeline: &Pipeline,
+        n: usize,
+        mut accept: impl FnMut(
+            &mut Self,
+            usize,
+            SocketAddr,
+            std::ops::Range<usize>,
+        ) -> Option<(PortIdx, std::ops::Range<usize>)>,
+    ) {
+        let now = self.now();
+        let mut run: Option<(PortIdx, IpAddr, usize, MergeRun)> = None;
+        for i in 0..n {
+            let Some(src) = self.rx.source(i) else { continue };
+            let range = self.rx.slot_mut(i).1;
+            let size = usize::from(self.rx.segment_size(i));
+            let step = if size == 0 || size >= range.len() { range.len() } else { size };
+            let mut at = range.start;
+            while at < range.end {
+                let datagram = at..(at + step).min(range.end);
+                at = datagram.end;
+                if let Some((port, frame)) = accept(self, i, src, datagram) {
+                    self.take_frame(pipeline, &mut run, i, port, src.ip(), frame, now);
+                }
+            }
+        }
+        if let Some((rp, rsrc, rslot, r)) = run.take() {
+            self.switch_run(pipeline, rslot, rp, rsrc, r, now);
+        }
+        self.end_batch();
+    }
+
+    /// Switches a received tunnel frame (its range in slot `i`), or merges it into the run of segments of one
+    /// flow being collected (GRO), switching the run when this frame does not join it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn take_frame(
+        &mut self,
+        pipeline: &Pipeline,
+        run: &mut Option<(PortIdx, IpAddr, usize, MergeRun)>,
+        i: usize,
+        port: PortIdx,
+        src: IpAddr,
+        frame: std::ops::Range<usize>,
+        now: Nanos,
+    ) {
+        // A whole TSO frame of a Linux peer (see `gro::oversized_partial_tcp`): switched as the GSO frame it is.
+        let mtu = pipeline.core.port(port).tunnel().map_or(usize::MAX, |t| usize::from(t.mtu));
+        if let Some(gso) = gro::oversized_partial_tcp(&self.rx.slot(i)[frame.clone()], mtu) {
+            if let Some((rp, rsrc, rslot, r)) = run.take() {
+                self.switch_run(pipeline, rslot, rp, rsrc, r, now);
+            }
+            let bytes = rx_bytes(&self.rx, i, frame.clone());
+            if self.offloads {
+                self.switch(pipeline, port, Some(src), bytes, None, Some(gso), now);
+            } else if self.cut(bytes, &gso, port) {
+                let segs = std::mem::take(&mut self.seg_list);
+                for &(start, len) in &segs {
+                    self.switch(pipeline, port, Some(src), seg_bytes(start, len), None, None, now);
+                }
+                self.seg_list = segs;
+            }
+            return;
+        }
+        if !self.offloads {
+            self.finish_partial(i, frame.clone());
+            let bytes = rx_bytes(&self.rx, i, frame.clone());
+            self.switch(pipeline, port, Some(src), bytes, None, None, now);
+            return;
+        }
+        let base = self.rx.slot_base(i);
+        let global = base + frame.start..base + frame.end;
+        if let Some((rp, rsrc, _, r)) = run {
+            if *rp == port && *rsrc == src && r.append(self.rx.storage_mut(), global.clone()) {
+                return;
+            }
+        }
+        if let Some((rp, rsrc, rslot, r)) = run.take() {
+            self.switch_run(pipeline, rslot, rp, rsrc, r, now);
+        }
+        let limit = base + self.rx.slot(i).len();
+        match MergeRun::start(self.rx.storage_mut(), global, limit) {
+            Some(r) => *run = Some((port, src, i, r)),
+            None => {
+                self.finish_partial(i, frame.clone());
+                let bytes = rx_bytes(&self.rx, i, frame.clone());
+                self.switch(pipeline, port, Some(src), bytes, None, None, now);
+            }
+        }
+    }
+
+    /// Fills in the TCP or UDP checksum of a frame from a tunnel (its range in slot `i`) that its sender left
+    /// partial (a Linux VXLAN peer on a veth underlay): a frame going on alone must carry a whole checksum.
+    /// Merged runs need not: they leave marked NEEDS_CSUM. Frames with a right checksum cost only a look at
+    /// their headers.
+    pub(super) fn finish_partial(&mut self, i: usize, frame: std::ops::Range<usize>) {
+        let f = &mut self.rx.slot_mut(i).0[frame];
+        if let Some((start, offset, end)) = gro::partial_checksum(f) {
+            let _ = offload::complete_checksum(&mut f[..end], start, offset);
+        }
+    }
+
+    /// Switches the frame a run of merged segments in slot `slot` became.
+    pub(super) fn switch_run(
+        &mut self,
+        pipeline: &Pipeline,
+        slot: usize,
+        port: PortIdx,
+        src: IpAddr,
+        run: MergeRun,
+        now: Nanos,
+    ) {
+        let merged = run.count();
+        let (frame, gso) = run.finish(self.rx.storage_mut());
+        let base = self.rx.slot_base(slot);
+        if merged > 1 {
+            self.switch.counter(port).gro_rx += u64::from(merged);
+        } else {
+            self.finish_partial(slot, frame.start - base..frame.end - base);
+        }
+        let bytes = Data::new(Area::Rx, frame.start, frame.len());
+        self.switch(pipeline, port, Some(src), bytes, None, gso, now);
+    }
+
+    /// Checks one received tunnel datagram (`datagram`: its range in slot `i`) from `src`: decapsulates it,
+    /// finds its port by sender and VNI, applies Geneve option rules, feeds outer captures and counts it.
+    /// Returns its port and the inner frame's range in the slot, or `None` when it was dropped.
+    pub(super) fn accept_datagram(
+        &mut self,
+        pipeline: &Pipeline,
+        rs: &RxSocket,
+        i: usize,
+        src: SocketAddr,
+        datagram: std::ops::Range<usize>,
+        protected: bool,
+    ) -> Option<(PortIdx, std::ops::Range<usize>)> {
+        let pkt = &self.rx.slot(i)[datagram.clone()];
+        // Raw IPv4 GRE sockets hand over the outer IP header; a GRE packet out of ESP has none.
+        let Decap { vni, inner_at, error } = decap(rs.encap, rs.bound.is_ipv4() && !protected, pkt);
+        let port = match rs.classify(src.ip(), vni) {
+            Ok(p) => p,
+            Err((charged, why)) => {
+                self.switch.counter(charged).drop(error.unwrap_or(why));
+                return None;
+            }
+        };
+        if let Some(why) = error {
+            self.switch.counter(port).drop(why);
+            return None;
+        }
+        if let Some(t) = pipeline.core.port(port).tunnel() {
+            if t.spec.ipsec.is_some() != protected {
+                self.switch.counter(port).drop(DropReason::Cleartext);
+                return None;
+            }
+        }
+        if rs.encap == Encap::Geneve {
+            let Some(PortKind::Tunnel(TunnelPort { known_options, .. })) = Some(&pipeline.core.port(port).kind) else {
+                return None;
+            };
+            let g = GenevePacket::new_unchecked(pkt);
+            let mut seen = 0;
+            let mut unknown_critical = false;
+            for o in g.options().flatten() {
+                seen += 1;
+                unknown_critical |= o.is_critical() && !known_options.contains(&(o.class, o.kind));
+            }
+            let c = self.switch.counter(port);
+            c.geneve_options_rx += seen;
+            if unknown_critical {
+                c.drop(DropReason::CriticalOption);
+                return None;
+            }
+        }
+        if self.tapped[usize::from(port.0)] {
+            let whole = rx_bytes(&self.rx, i, datagram.clone());
+            self.tap_received(port, rs.encap, rs.bound, src, whole);
+        }
+        let len = datagram.len() - inner_at;
+        self.switch.counter(port).rx(len);
+        Some((port, datagram.start + inner_at..datagram.end))
+    }
+
+    /// Switches one received frame (`stripped`: the 802.1Q tag the kernel already took off it, `gso`: its
+    /// offload header) and performs what the switch produced.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn switch(
+        &mut self,
+        pipeline: &Pipeline,
+        in_port: PortIdx,
+        remote: Option<IpAddr>,
+        data: Bytes,
+        stripped: Option<u16>,
+        gso: Option<VnetHdr>,
+        now: Nanos,
+    ) {
+        if self.tapped[usize::from(in_port.0)] {
+            self.tap_frame(in_port, data, stripped.map(vlan_tag));
+        }
+        let mut bufs = Buffers { rx: self.rx.storage_mut(), seg: &mut self.seg, scratch: &mut self.scratch };
+        let input = Input { data, in_port, remote, stripped, gso };
+        self.switch.process(&mut bufs, input, now, &mut self.outs, &mut Quiet);
+        self.perform(pipeline);
+    }
+
+    /// Sends what the switch produced, hands frames to controllers, and logs what it reported.
+    pub(super) fn perform(&mut self, pipeline: &Pipeline) {
+        let mut outs = std::mem::take(&mut self.outs);
+        for e in &outs.sends {
+            self.transmit(pipeline, e);
+        }
+        for c in &outs.to_controller {
+            self.packet_in(pipeline, c);
+        }
+        for ev in &outs.events {
+            match *ev {
+                Event::MacTableFull { bridge, src, entries, misses } => tracing::warn!(
+                    "bridge {}: MAC table full ({entries} entries, other_config:mac-table-size); {src} not learned \
+                     ({misses} misses so far)",
+                    pipeline.core.bridges[bridge].name,
+                ),
+            }
+        }
+        outs.clear();
+        self.outs = outs;
+    }
+
+    /// Hands a frame to the bridge's OpenFlow controller (counted as `no_controller` when none takes it).
+    pub(super) fn packet_in(&mut self, pipeline: &Pipeline, c: &ToController) {
+        let frame = resolve(&self.rx, &self.seg, &self.scratch, c.data);
+        let sent = self.packet_in_rt[c.bridge].as_ref().is_some_and(|tx| {
+            let mut data = Vec::with_capacity(frame.len() + 4);
+            data.extend_from_slice(&frame[..12]);
+            if c.tci & 0x0fff != 0 {
+                data.extend_from_slice(&vlan_tag(c.tci));
+            }
+            data.extend_from_slice(&frame[12..]);
+            data.truncate(usize::from(c.max_len));
+            let in_port = pipeline.core.port(c.in_port).ofport;
+            let p = crate::msgs::PacketIn { in_port, table: c.table, cookie: c.cookie, data };
+            tx.try_send(p).is_ok()
+        });
+        if !sent {
+            self.switch.counter(c.in_port).drop(DropReason::NoController);
+        }
+    }
+}

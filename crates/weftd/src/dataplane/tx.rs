@@ -1,0 +1,560 @@
+//! Sending: what the switch emitted, written to TAPs or encapsulated and queued, segmented where the
+//! output cannot take an offloaded frame, and flushed in batches (`sendmmsg`, UDP_SEGMENT trains).
+
+use super::*;
+
+impl Dataplane {
+    /// Sends one emission of the switch: TAPs are written at once, the rest is queued for a batched send. An
+    /// offloaded frame goes whole where the kernel takes it whole (TAP and AF_PACKET ports with a virtio-net
+    /// header, UDP tunnels as one UDP_SEGMENT train unless a capture wants each packet); elsewhere it is cut
+    /// into segments first.
+    pub(super) fn transmit(&mut self, pipeline: &Pipeline, e: &Emission) {
+        let port = e.port;
+        let bytes = e.data;
+        let tag = e.tagged.then(|| vlan_tag(e.tci));
+        let tag_len = if tag.is_some() { 4 } else { 0 };
+        let desc = pipeline.core.port(port);
+        let io = &pipeline.ports[usize::from(port.0)].io;
+        let tapped = self.tapped[usize::from(port.0)];
+        let len = bytes.len() + tag_len;
+        let gso = e.gso.map(|g| g.shifted(tag_len as u16));
+        if let Some(g) = e.gso {
+            let whole = match (&desc.kind, io) {
+                (PortKind::Tap { vnet_hdr }, _) => *vnet_hdr,
+                (PortKind::Tunnel(t), _) => {
+                    self.udp_gso
+                        && t.spec.encap != Encap::Gre
+                        && t.spec.ipsec.is_none()
+                        && !tapped
+                        && offload::segment_wire_len(self.bytes(bytes), &g)
+                            .is_some_and(|l| l - ETH_LEN + tag_len <= usize::from(t.mtu))
+                }
+                (PortKind::Packet | PortKind::Down(_), _) => true,
+            };
+            if !whole {
+                self.transmit_segmented(pipeline, e, &g);
+                return;
+            }
+        }
+        let vnet = gso.map_or(VnetHdr::NONE, |g| g.to_bytes());
+        let (sink, prefix, prefix_len) = match (&desc.kind, io) {
+            (_, PortIo::Tap(t)) => {
+                if tapped {
+                    self.tap_frame(port, bytes, tag);
+                }
+                let frame = resolve(&self.rx, &self.seg, &self.scratch, bytes);
+                let head: &[u8] = if t.offloads().vnet_hdr { &vnet } else { &[] };
+                let r = match &tag {
+                    None => t.write(&[std::io::IoSlice::new(head), std::io::IoSlice::new(frame)]),
+                    Some(tag) => t.write(&[
+                        std::io::IoSlice::new(head),
+                        std::io::IoSlice::new(&frame[..12]),
+                        std::io::IoSlice::new(tag),
+                        std::io::IoSlice::new(&frame[12..]),
+                    ]),
+                };
+                let c = self.switch.counter(port);
+                match r {
+                    Ok(_) => {
+                        c.tx(len);
+                        c.gso_tx += u64::from(gso.is_some());
+                    }
+                    Err(_) => c.drop(DropReason::TxError),
+                }
+                return;
+            }
+            (_, PortIo::Packet(_)) => {
+                if tapped {
+                    self.tap_frame(port, bytes, tag);
+                }
+                let mut prefix = [0u8; PREFIX_MAX];
+                prefix[..VNET_HDR_LEN].copy_from_slice(&vnet);
+                (Sink::Packet(port), prefix, VNET_HDR_LEN as u8)
+            }
+            (PortKind::Tunnel(t), PortIo::Tunnel { pool }) => {
+                self.transmit_tunnel(pipeline, e, t, *pool, tag);
+                return;
+            }
+            _ => {
+                self.switch.counter(port).drop(DropReason::TxError);
+                return;
+            }
+        };
+        self.enqueue(TxEntry {
+            sink,
+            port,
+            bytes,
+            dest: None,
+            prefix,
+            prefix_len,
+            port_header: false,
+            meta: IpMeta::default(),
+            tag,
+            segment: 0,
+            packets: 1,
+            train_head: 0,
+            sport: 0,
+        });
+        if gso.is_some() {
+            self.switch.counter(port).gso_tx += 1;
+        }
+    }
+
+    /// Encapsulates an emission for tunnel port `t` and queues it to its VTEPs: the one the switch named, or
+    /// else every remote of the port (for remote_ip=flow, every VTEP the control plane lists).
+    pub(super) fn transmit_tunnel(
+        &mut self,
+        pipeline: &Pipeline,
+        e: &Emission,
+        t: &TunnelPort,
+        pool: usize,
+        tag: Option<[u8; 4]>,
+    ) {
+        let (port, bytes, hash, remote) = (e.port, e.data, e.hash, e.remote);
+        let dest = t.dest;
+        let frame = resolve(&self.rx, &self.seg, &self.scratch, bytes);
+        let meta = outer_meta(&t.spec, frame);
+        let mut prefix = [0u8; PREFIX_MAX];
+        let mut prefix_len = 0;
+        // A flow's tunnel ID replaces the port's key (Geneve: only on ports without options).
+        let vni = e.vni.filter(|_| t.spec.encap != Encap::Geneve || t.spec.options_len == 0);
+        let spec = &TunnelSpec { vni: vni.unwrap_or(t.spec.vni), keyed: t.spec.keyed || vni.is_some(), ..t.spec };
+        match (spec.encap, vni) {
+            (Encap::Vxlan, Some(v)) => {
+                weft_wire::vxlan::VxlanRepr { vni: v }.emit(&mut prefix);
+                prefix_len = weft_wire::vxlan::HEADER_LEN;
+            }
+            (Encap::Geneve, Some(v)) => {
+                let repr = weft_wire::geneve::GeneveRepr { vni: v, protocol: EtherType::TEB, oam: false, options: &[] };
+                repr.emit(&mut prefix);
+                prefix_len = repr.buffer_len();
+            }
+            _ => {}
+        }
+        if spec.encap == Encap::Gre {
+            let seq = spec.seq.then(|| {
+                let s = &mut self.gre_seq[usize::from(port.0)];
+                *s = s.wrapping_add(1);
+                *s - 1
+            });
+            let repr = GreRepr {
+                protocol: EtherType::TEB,
+                checksum: spec.csum,
+                key: spec.keyed.then_some(spec.vni),
+                sequence: seq,
+            };
+            prefix_len = repr.buffer_len();
+            repr.emit(&mut prefix);
+            if spec.csum {
+                weft_wire::gre::fill_checksum(&mut prefix[..prefix_len], &[frame]);
+            }
+        }
+        let socket = hash as usize % pipeline.pools[pool].len();
+        let mut sink = Sink::Udp { pool: pool as u16, socket: socket as u16 };
+        let one = [remote.unwrap_or(dest.ip())];
+        let flood = if remote.is_none() && spec.flow { self.switch.flood_list(port).cloned() } else { None };
+        let targets: &[IpAddr] = match (&flood, remote) {
+            (_, Some(_)) => &one,
+            (Some(f), None) => f,
+            (None, None) => &t.remotes,
+        };
+        if spec.ipsec.is_some() {
+            // Fail closed: without an SA nothing leaves, and nothing leaves in clear text.
+            match self.esp.out.get(&dest.ip()) {
+                Some(sa) => sink = Sink::Esp { v6: dest.is_ipv6(), udp: sa.udp },
+                None => {
+                    self.switch.counter(port).drop(DropReason::NoSa);
+                    return;
+                }
+            }
+        }
+        if self.tapped[usize::from(port.0)] {
+            self.tap_frame(port, bytes, tag);
+            let head = if prefix_len > 0 || spec.encap == Encap::Gre { &prefix[..prefix_len] } else { &t.header[..] };
+            let local = spec.local.unwrap_or(if spec.remote.is_ipv4() {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            });
+            let src = SocketAddr::new(local, pipeline.pool_ports[pool].get(socket).copied().unwrap_or(0));
+            for ip in targets {
+                let dst = SocketAddr::new(*ip, dest.port());
+                self.tap_outer(port, src, dst, spec.ip_protocol(), meta, head, Some(bytes), tag);
+            }
+        }
+        if let Some(g) = e.gso {
+            let head = if prefix_len > 0 { &prefix[..prefix_len] } else { &t.header[..] };
+            self.output_train(port, sink, bytes, &g, head, tag, meta, targets, dest.port());
+            return;
+        }
+        for ip in targets {
+            let dest = Some(SocketAddr::new(*ip, dest.port()));
+            self.enqueue(TxEntry {
+                sink,
+                port,
+                bytes,
+                dest,
+                prefix,
+                prefix_len: prefix_len as u8,
+                port_header: spec.encap != Encap::Gre && prefix_len == 0,
+                meta,
+                tag,
+                segment: 0,
+                packets: 1,
+                train_head: 0,
+                // Source ports spread flows as the tunnel's own socket pool would.
+                sport: 49152 + (hash % 16384) as u16,
+            });
+        }
+    }
+
+    /// Cuts an offloaded emission into segments and sends each as an ordinary frame.
+    pub(super) fn transmit_segmented(&mut self, pipeline: &Pipeline, e: &Emission, gso: &VnetHdr) {
+        if !self.cut(e.data, gso, e.port) {
+            return;
+        }
+        // Taken out while the segments go (nothing below cuts again, and if it did it would find no room
+        // rather than overwrite this list).
+        let segs = std::mem::take(&mut self.seg_list);
+        for &(start, len) in &segs {
+            let seg = Emission { data: Data { area: Area::Seg, start, len }, gso: None, ..*e };
+            self.transmit(pipeline, &seg);
+        }
+        self.seg_list = segs;
+    }
+
+    /// Turns runs of queued tunnel datagrams that go out of one socket to one destination with the same size
+    /// (small UDP packets of one flow, TCP acknowledgements) into UDP_SEGMENT trains: their bytes are copied
+    /// one after another into the scratch area and the kernel sends the run as one buffer, so the stack and
+    /// the underlay handle one packet per run instead of one per datagram. Only neighbours in the queue
+    /// join, which keeps every socket's order; a run of one is left as it was.
+    pub(super) fn batch_trains(&mut self, pipeline: &Pipeline) {
+        let mut out = std::mem::take(&mut self.txq_scratch);
+        out.clear();
+        // The open train: its index in `out`, datagram size, count, bytes, and where its bytes are.
+        let mut open: Option<(usize, usize, u16, usize, usize)> = None;
+        let queue = std::mem::take(&mut self.txq);
+        for e in &queue {
+            let joinable = matches!(e.sink, Sink::Udp { .. })
+                && e.segment == 0
+                && e.dest.is_some()
+                && pipeline.core.port(e.port).tunnel().is_some_and(|t| t.spec.encap != Encap::Gre);
+            let len = self.wire_len(pipeline, e);
+            if let (true, Some((at, size, count, total, start))) = (joinable, open) {
+                let t = &out[at];
+                let fits = t.sink == e.sink
+                    && t.port == e.port
+                    && t.dest == e.dest
+                    && t.meta == e.meta
+                    && len <= size
+                    && usize::from(count) < UDP_GSO_SEGMENTS
+                    && total + len <= UDP_GSO_BYTES
+                    && (count == 1 || out[at].segment as usize == size);
+                if fits {
+                    // A train's bytes start when its second datagram arrives: the first is copied then.
+                    let start = if count == 1 {
+                        let first = out[at];
+                        match self.copy_wire(pipeline, &first) {
+                            Some(s) => s,
+                            None => {
+                                open = None;
+                                out.push(*e);
+                                continue;
+                            }
+                        }
+                    } else {
+                        start
+                    };
+                    if self.copy_wire(pipeline, e).is_none() {
+                        open = None;
+                        out.push(*e);
+                        continue;
+                    }
+                    let head = len - self.frame_len(e);
+                    let t = &mut out[at];
+                    let total = total + len;
+                    *t = TxEntry {
+                        train_head: head as u8,
+                        bytes: seg_bytes(start as u32, total as u32),
+                        prefix_len: 0,
+                        port_header: false,
+                        tag: None,
+                        segment: size as u16,
+                        packets: count + 1,
+                        ..*t
+                    };
+                    // A shorter datagram ends the train (only the last may be short).
+                    open = (len == size).then_some((at, size, count + 1, total, start));
+                    continue;
+                }
+            }
+            open = joinable.then_some((out.len(), len, 1, len, 0));
+            out.push(*e);
+        }
+        self.txq = out;
+        self.txq_scratch = queue;
+    }
+
+    /// The length of a queued frame, with its tag.
+    pub(super) fn frame_len(&self, e: &TxEntry) -> usize {
+        let data = e.bytes.len();
+        data + if e.tag.is_some() { 4 } else { 0 }
+    }
+
+    /// The length of a queued datagram as it goes on the wire (tunnel header, tag and frame).
+    pub(super) fn wire_len(&self, pipeline: &Pipeline, e: &TxEntry) -> usize {
+        let head = match &pipeline.core.port(e.port).kind {
+            PortKind::Tunnel(t) if e.port_header => t.header.len(),
+            _ => usize::from(e.prefix_len),
+        };
+        let data = e.bytes.len();
+        head + data + if e.tag.is_some() { 4 } else { 0 }
+    }
+
+    /// Appends a queued datagram's wire bytes to the scratch area; returns where they start, or `None` when
+    /// there is no room.
+    pub(super) fn copy_wire(&mut self, pipeline: &Pipeline, e: &TxEntry) -> Option<usize> {
+        let len = self.wire_len(pipeline, e);
+        let at = self.seg_used;
+        if self.seg.len() - at < len {
+            return None;
+        }
+        let (before, after) = self.seg.split_at_mut(at);
+        let data = resolve(&self.rx, before, &self.scratch, e.bytes);
+        let head: &[u8] = match &pipeline.core.port(e.port).kind {
+            PortKind::Tunnel(t) if e.port_header => &t.header,
+            _ => &e.prefix[..usize::from(e.prefix_len)],
+        };
+        let dst = &mut after[..len];
+        dst[..head.len()].copy_from_slice(head);
+        let rest = &mut dst[head.len()..];
+        match &e.tag {
+            Some(tag) if data.len() >= 12 => {
+                rest[..12].copy_from_slice(&data[..12]);
+                rest[12..16].copy_from_slice(tag);
+                rest[16..].copy_from_slice(&data[12..]);
+            }
+            _ => {
+                let n = rest.len().min(data.len());
+                rest[..n].copy_from_slice(&data[..n]);
+            }
+        }
+        self.seg_used += len;
+        Some(at)
+    }
+
+    /// Segments `bytes` (an offloaded frame described by `gso`) into the scratch area; `seg_list` then holds
+    /// each segment. False (and the drop counted on `port`) when it cannot be done. Used for offloaded frames
+    /// from a port when offloads are off, and for outputs that cannot take them whole.
+    pub(super) fn cut(&mut self, bytes: Bytes, gso: &VnetHdr, port: PortIdx) -> bool {
+        let mut list = std::mem::take(&mut self.seg_list);
+        list.clear();
+        let mut overflow = false;
+        let done = self.segment_to_scratch(bytes, gso, Default::default(), port, |r| {
+            if list.len() < list.capacity() {
+                list.push((r.start as u32, r.len() as u32));
+            } else {
+                overflow = true;
+            }
+        });
+        self.seg_list = list;
+        if done && overflow {
+            self.switch.counter(port).drop(DropReason::UnsupportedOffload);
+        }
+        done && !overflow
+    }
+
+    /// Segments `bytes` (an offloaded frame described by `gso`) into the scratch area as `layout` says;
+    /// `on_segment` gets each segment's range in the scratch area. Room is made once by sending what is
+    /// queued, unless the frame itself lives in the scratch area. False, with the drop counted on `port`,
+    /// when it cannot be done.
+    pub(super) fn segment_to_scratch(
+        &mut self,
+        bytes: Bytes,
+        gso: &VnetHdr,
+        layout: offload::SegmentLayout<'_>,
+        port: PortIdx,
+        mut on_segment: impl FnMut(std::ops::Range<usize>),
+    ) -> bool {
+        for attempt in 0..2 {
+            let base = self.seg_used;
+            let (frame, out) = frame_and_room(&self.rx, &mut self.seg, &self.scratch, base, bytes);
+            let why = match offload::segment(frame, gso, layout, out, |r| on_segment(base + r.start..base + r.end)) {
+                Ok(used) => {
+                    self.seg_used += used;
+                    return true;
+                }
+                Err(offload::OffloadError::NoRoom(_)) if attempt == 0 && bytes.area == Area::Rx => {
+                    self.flush();
+                    continue;
+                }
+                Err(offload::OffloadError::NoRoom(_)) => DropReason::TxError,
+                Err(offload::OffloadError::Unsupported(_)) => DropReason::UnsupportedOffload,
+                Err(offload::OffloadError::Malformed(_)) => DropReason::Malformed,
+            };
+            self.switch.counter(port).drop(why);
+            return false;
+        }
+        false
+    }
+
+    /// Sends the offloaded frame being switched out of a UDP tunnel as UDP_SEGMENT trains: segmented once,
+    /// each segment behind `head` (and with `tag` in), into the scratch area, then queued as whole trains to
+    /// each of `targets`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn output_train(
+        &mut self,
+        port: PortIdx,
+        sink: Sink,
+        bytes: Bytes,
+        gso: &VnetHdr,
+        head: &[u8],
+        tag: Option<[u8; 4]>,
+        meta: IpMeta,
+        targets: &[IpAddr],
+        dport: u16,
+    ) {
+        let (mut base, mut first, mut count) = (None, 0usize, 0usize);
+        let layout = offload::SegmentLayout { head, tag };
+        let done = self.segment_to_scratch(bytes, gso, layout, port, |r| {
+            if count == 0 {
+                base = Some(r.start);
+                first = r.len();
+            }
+            count += 1;
+        });
+        let (true, Some(base)) = (done, base) else { return };
+        let (total, size) = (self.seg_used - base, first);
+        // Trains of at most UDP_GSO_SEGMENTS datagrams and UDP_GSO_BYTES bytes; every datagram but the last
+        // of the whole frame is `size` long.
+        let per_train = UDP_GSO_SEGMENTS.min(UDP_GSO_BYTES / size.max(1)).max(1);
+        for ip in targets {
+            let dest = Some(SocketAddr::new(*ip, dport));
+            let mut left = count;
+            let mut at = base;
+            while left > 0 {
+                let k = left.min(per_train);
+                let len = if k == left { base + total - at } else { k * size };
+                self.enqueue(TxEntry {
+                    sink,
+                    port,
+                    bytes: seg_bytes(at as u32, len as u32),
+                    dest,
+                    prefix: [0; PREFIX_MAX],
+                    prefix_len: 0,
+                    port_header: false,
+                    meta,
+                    tag: None,
+                    segment: if k > 1 { size as u16 } else { 0 },
+                    packets: k as u16,
+                    train_head: head.len() as u8,
+                    sport: 0,
+                });
+                at += len;
+                left -= k;
+            }
+        }
+    }
+
+    pub(super) fn enqueue(&mut self, entry: TxEntry) {
+        if self.txq.len() == TX_QUEUE {
+            self.flush_queue();
+        }
+        if !self.sinks.contains(&entry.sink) {
+            self.sinks.push(entry.sink);
+        }
+        self.txq.push(entry);
+    }
+
+    /// Ends a batch: sends everything queued, and empties the switch's scratch area (no queued frame refers
+    /// to it any more).
+    pub(super) fn end_batch(&mut self) {
+        self.flush();
+        self.scratch.clear();
+    }
+
+    /// Sends everything queued and forgets the segment scratch.
+    pub(super) fn flush(&mut self) {
+        self.flush_queue();
+        self.seg_used = 0;
+    }
+
+    pub(super) fn flush_queue(&mut self) {
+        if self.txq.is_empty() {
+            return;
+        }
+        let pipeline = self.pipeline.clone();
+        if self.udp_gso {
+            self.batch_trains(&pipeline);
+        }
+        let sinks = std::mem::take(&mut self.sinks);
+        for &sink in &sinks {
+            if let Sink::Esp { v6, udp } = sink {
+                self.flush_esp(&pipeline, sink, v6, udp);
+                continue;
+            }
+            let fd = match sink {
+                Sink::Packet(p) => match &pipeline.ports[usize::from(p.0)].io {
+                    PortIo::Packet(s) => s.as_raw_fd(),
+                    _ => continue,
+                },
+                Sink::Udp { pool, socket } => pipeline.pools[usize::from(pool)][usize::from(socket)].as_raw_fd(),
+                Sink::Esp { .. } => continue,
+            };
+            let mut owners: [(PortIdx, usize, u16, bool); BATCH] = [(PortIdx(0), 0, 0, false); BATCH];
+            let counters = &mut self.switch;
+            let mut train_failed = false;
+            let mut account = |owners: &[(PortIdx, usize, u16, bool); BATCH], k: usize, ok: bool| {
+                let (port, len, packets, train) = owners[k];
+                let c = counters.counter(port);
+                match (ok, train) {
+                    (true, _) => {
+                        c.tx_many(packets, len);
+                        c.gso_tx += u64::from(train);
+                    }
+                    (false, true) => {
+                        train_failed = true;
+                        for _ in 0..packets {
+                            c.drop(DropReason::TxError);
+                        }
+                    }
+                    (false, false) => c.drop(DropReason::TxError),
+                }
+            };
+            let mut batch = self.mmsg.start();
+            for e in self.txq.iter().filter(|e| e.sink == sink) {
+                let data = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
+                let head: &[u8] = match &pipeline.core.port(e.port).kind {
+                    PortKind::Tunnel(t) if e.port_header => &t.header,
+                    _ => &e.prefix[..usize::from(e.prefix_len)],
+                };
+                match &e.tag {
+                    None => {
+                        let frames = data.len() - usize::from(e.packets) * usize::from(e.train_head);
+                        owners[batch.len()] = (e.port, frames, e.packets, e.segment > 0);
+                        batch.push_segmented(&[head, data], e.dest.as_ref(), e.meta, e.segment);
+                    }
+                    Some(tag) => {
+                        owners[batch.len()] = (e.port, data.len() + tag.len(), 1, false);
+                        batch.push_with(&[head, &data[..12], tag, &data[12..]], e.dest.as_ref(), e.meta);
+                    }
+                }
+                if batch.is_full() {
+                    batch.send_with(fd, |k, ok| account(&owners, k, ok));
+                }
+            }
+            if !batch.is_empty() {
+                batch.send_with(fd, |k, ok| account(&owners, k, ok));
+            }
+            if train_failed && self.udp_gso {
+                // The kernel would not send a train (an underlay device without checksum offload, a route
+                // MTU below the datagrams): from now on every datagram goes on its own.
+                self.udp_gso = false;
+                tracing::warn!("the kernel refused a UDP_SEGMENT send; tunnel datagrams now go one by one");
+            }
+        }
+        self.sinks = sinks;
+        self.sinks.clear();
+        self.txq.clear();
+    }
+}
