@@ -40,6 +40,11 @@ fn key(vlan: u16, mac: EthernetAddress) -> u64 {
     (u64::from(vlan) << 48) | mac.as_u64()
 }
 
+fn unkey(k: u64) -> (u16, EthernetAddress) {
+    let b = k.to_be_bytes();
+    ((k >> 48) as u16, EthernetAddress([b[2], b[3], b[4], b[5], b[6], b[7]]))
+}
+
 /// Where an FDB entry came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Origin {
@@ -115,6 +120,28 @@ pub struct Fdb {
     pub learn_misses: u64,
     /// Learned entries removed because they aged out.
     pub aged: u64,
+    /// While someone watches the table ([`Fdb::watch`]): the keys changed since the last
+    /// [`Fdb::take_changes`], at most [`CHANGE_LOG_MAX`]; past that, or after a change to many entries at
+    /// once, only that the watcher must read the whole table again.
+    log: Option<ChangeLog>,
+}
+
+/// Changed keys a watched table remembers between two reads; more make the next read a whole table.
+pub const CHANGE_LOG_MAX: usize = 16_384;
+
+#[derive(Debug, Clone, Default)]
+struct ChangeLog {
+    keys: Vec<u64>,
+    whole: bool,
+}
+
+/// What changed in a watched table since it was last asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FdbChanges {
+    /// Too much to list: every live entry, as [`Fdb::snapshot`] gives them.
+    Whole(Vec<(u16, EthernetAddress, FdbEntry, u64)>),
+    /// Each changed address with its entry now (`None`: gone).
+    Some(Vec<(u16, EthernetAddress, Option<FdbEntry>)>),
 }
 
 impl Default for Fdb {
@@ -133,7 +160,62 @@ impl Fdb {
             moves: 0,
             learn_misses: 0,
             aged: 0,
+            log: None,
         }
+    }
+
+    /// Starts (or stops) remembering what changes, for a watcher that is pushed the changes instead of
+    /// reading the whole table again and again. The first [`Fdb::take_changes`] gives the whole table.
+    pub fn watch(&mut self, on: bool) {
+        self.log = on.then(|| ChangeLog { keys: Vec::new(), whole: true });
+    }
+
+    pub fn watched(&self) -> bool {
+        self.log.is_some()
+    }
+
+    fn changed(&mut self, k: u64) {
+        if let Some(log) = &mut self.log {
+            if log.keys.len() < CHANGE_LOG_MAX {
+                log.keys.push(k);
+            } else {
+                log.whole = true;
+            }
+        }
+    }
+
+    fn changed_all(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.whole = true;
+        }
+    }
+
+    /// What changed since the last call (`None`: nothing, or the table is not watched).
+    pub fn take_changes(&mut self, now: Nanos) -> Option<FdbChanges> {
+        let log = self.log.as_mut()?;
+        if log.whole {
+            log.whole = false;
+            log.keys.clear();
+            return Some(FdbChanges::Whole(self.snapshot(now)));
+        }
+        if log.keys.is_empty() {
+            return None;
+        }
+        let mut keys = std::mem::take(&mut log.keys);
+        keys.sort_unstable();
+        keys.dedup();
+        let out = keys
+            .iter()
+            .map(|k| {
+                let (vlan, mac) = unkey(*k);
+                (vlan, mac, self.entries.get(k).filter(|e| !self.expired(e, now)).copied())
+            })
+            .collect();
+        keys.clear();
+        if let Some(log) = &mut self.log {
+            log.keys = keys;
+        }
+        Some(FdbChanges::Some(out))
     }
 
     pub fn set_limits(&mut self, aging_secs: u32, max_entries: usize) {
@@ -176,6 +258,7 @@ impl Fdb {
                 *e = FdbEntry { port, remote, last_seen: now, origin: Origin::Learned };
                 self.moves += 1;
                 self.aging_queue.push_back((k, now));
+                self.changed(k);
                 Learned::Moved
             }
             Some(e) if e.is_static() => Learned::Static,
@@ -187,8 +270,10 @@ impl Fdb {
                 e.last_seen = now;
                 if moved && !stale {
                     self.moves += 1;
+                    self.changed(k);
                     Learned::Moved
                 } else if stale {
+                    self.changed(k);
                     Learned::New
                 } else {
                     Learned::Refreshed
@@ -207,6 +292,7 @@ impl Fdb {
                 self.entries.insert(k, FdbEntry { port, remote, last_seen: now, origin: Origin::Learned });
                 self.aging_queue.push_back((k, now));
                 self.compact_queue();
+                self.changed(k);
                 Learned::New
             }
         }
@@ -221,6 +307,7 @@ impl Fdb {
     /// Adds or replaces a static entry, which never ages and is never evicted.
     pub fn add_static(&mut self, vlan: u16, mac: EthernetAddress, port: PortIdx, remote: Option<IpAddr>) {
         self.entries.insert(key(vlan, mac), FdbEntry { port, remote, last_seen: 0, origin: Origin::Static });
+        self.changed(key(vlan, mac));
     }
 
     /// Installs an entry from a control plane (`origin` etcd or EVPN). It replaces a learned or an older
@@ -236,7 +323,7 @@ impl Fdb {
     ) -> bool {
         let e = FdbEntry { port, remote, last_seen: 0, origin };
         let full = self.entries.len() >= self.max_entries;
-        match self.entries.get_mut(&key(vlan, mac)) {
+        let done = match self.entries.get_mut(&key(vlan, mac)) {
             Some(old) if old.origin == Origin::Static => false,
             Some(old) => {
                 *old = e;
@@ -250,7 +337,11 @@ impl Fdb {
                 self.entries.insert(key(vlan, mac), e);
                 true
             }
+        };
+        if done {
+            self.changed(key(vlan, mac));
         }
+        done
     }
 
     /// Removes a control-plane entry of `origin` for `mac` (a learned or static entry stays).
@@ -258,6 +349,7 @@ impl Fdb {
         let k = key(vlan, mac);
         if self.entries.get(&k).is_some_and(|e| e.origin == origin) {
             self.entries.remove(&k);
+            self.changed(k);
             return true;
         }
         false
@@ -266,6 +358,7 @@ impl Fdb {
     /// Removes every entry of `origin`.
     pub fn remove_origin(&mut self, origin: Origin) {
         self.entries.retain(|_, e| e.origin != origin);
+        self.changed_all();
     }
 
     /// Replaces every configured static entry with `entries` (vlan, mac, port, remote); learned and
@@ -278,16 +371,19 @@ impl Fdb {
         for (vlan, mac, port, remote) in entries {
             self.add_static(vlan, mac, port, remote);
         }
+        self.changed_all();
     }
 
     /// Removes the entry for `mac` in `vlan`; true if there was one.
     pub fn remove(&mut self, vlan: u16, mac: EthernetAddress) -> bool {
+        self.changed(key(vlan, mac));
         self.entries.remove(&key(vlan, mac)).is_some()
     }
 
     /// Removes every learned entry; static and control-plane ones stay.
     pub fn flush_learned(&mut self) {
         self.entries.retain(|_, e| e.is_static());
+        self.changed_all();
     }
 
     /// Removes aged entries, the whole table at once; returns how many. The datapath uses
@@ -297,6 +393,9 @@ impl Fdb {
         let aging = self.aging;
         self.entries.retain(|_, e| e.is_static() || now.saturating_sub(e.last_seen) < aging);
         let gone = before - self.entries.len();
+        if gone > 0 {
+            self.changed_all();
+        }
         self.aged += gone as u64;
         gone
     }
@@ -315,6 +414,7 @@ impl Fdb {
                 Some(e) if e.is_static() => {}
                 Some(e) if now.saturating_sub(e.last_seen) >= self.aging => {
                     self.entries.remove(&k);
+                    self.changed(k);
                     gone += 1;
                 }
                 // Seen again since: check it again one ageing time after it was last seen.
@@ -351,6 +451,8 @@ impl Fdb {
             }
             None => false,
         });
+        // Indices changed: a watcher reads the whole table again (it names ports, so it may not need to).
+        self.changed_all();
     }
 
     /// Every live entry as (vlan, mac, entry, age in seconds), sorted by port, VLAN and MAC.
@@ -360,9 +462,7 @@ impl Fdb {
             .iter()
             .filter(|(_, e)| !self.expired(e, now))
             .map(|(k, e)| {
-                let vlan = (k >> 48) as u16;
-                let b = k.to_be_bytes();
-                let mac = EthernetAddress([b[2], b[3], b[4], b[5], b[6], b[7]]);
+                let (vlan, mac) = unkey(*k);
                 let age = if e.is_static() { 0 } else { now.saturating_sub(e.last_seen) / SECOND };
                 (vlan, mac, *e, age)
             })

@@ -10,7 +10,7 @@ use std::os::fd::OwnedFd;
 use std::sync::mpsc::{Sender, SyncSender};
 use std::sync::Arc;
 use weft_datapath::counters::PortCounters;
-use weft_datapath::switch::{CpUpdate, FdbRow, FdbStats};
+use weft_datapath::switch::{CpUpdate, FdbDelta, FdbRow, FdbStats};
 use weft_ipsec::ike::PeerConfig;
 use weft_sys::epoll::EventFd;
 
@@ -47,7 +47,13 @@ pub enum DpMsg {
     IkeSink(SyncSender<IpsecMsg>),
     /// Remote VTEPs and MACs from a bridge's control plane.
     Cp(String, CpUpdate),
+    /// Push the changes of a bridge's MAC table to this sink (the whole table first), at most every 100 ms
+    /// and only when something changed; `None` stops it. A sink that returns false is dropped.
+    WatchFdb(String, Option<FdbSink>),
 }
+
+/// Where a watched bridge's MAC table changes go: (bridge, what changed); false when nobody listens any more.
+pub type FdbSink = Box<dyn FnMut(&str, FdbDelta) -> bool + Send>;
 
 /// A flow's counters as the control side sees them: (flow id, packets, bytes, seconds since last used).
 pub type FlowCounters = (u64, u64, u64, u64);

@@ -19,7 +19,7 @@ mod tests;
 use crate::bridge::{normal, Forward};
 use crate::classifier::{slot, FlowCache, FlowKey};
 use crate::counters::{DropReason, PortCounters};
-use crate::fdb::{Fdb, FdbEntry, Learned, Origin};
+use crate::fdb::{Fdb, FdbChanges, FdbEntry, Learned, Origin};
 use crate::flowhash::flow_hash;
 use crate::offload::{self, VnetHdr};
 use crate::vlan::Egress;
@@ -290,6 +290,16 @@ pub struct FdbRow {
     pub origin: Origin,
 }
 
+/// What changed in a watched bridge's MAC table ([`Switch::fdb_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FdbDelta {
+    /// The whole table (the first time, after a change to many entries at once, or after more changes than
+    /// the table remembers).
+    Whole(Vec<FdbRow>),
+    /// Each changed (VLAN, MAC) with its entry now; `None`: gone.
+    Changed(Vec<(u16, EthernetAddress, Option<FdbRow>)>),
+}
+
 /// `fdb stats`: how full the MAC table is and what learning could not do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FdbStats {
@@ -552,6 +562,44 @@ impl Switch {
             },
         );
         Some(rows.collect())
+    }
+
+    /// Starts or stops remembering what changes in a bridge's MAC table, for a watcher (a control plane)
+    /// that is pushed the changes instead of reading the whole table again and again; false when there is
+    /// no such bridge. The watch stays with the bridge across new pipelines.
+    pub fn watch_fdb(&mut self, bridge: &str, on: bool) -> bool {
+        let Some(bi) = self.pipe.bridge_named(bridge) else { return false };
+        self.fdbs[bi].watch(on);
+        true
+    }
+
+    /// Makes sure bridge `bridge` is watched (a bridge a new pipeline added again starts unwatched); false
+    /// when there is no such bridge.
+    pub fn watch_fdb_kept(&mut self, bridge: &str) -> bool {
+        let Some(bi) = self.pipe.bridge_named(bridge) else { return false };
+        if !self.fdbs[bi].watched() {
+            self.fdbs[bi].watch(true);
+        }
+        true
+    }
+
+    /// What changed in a watched bridge's MAC table since the last call (`None`: nothing, not watched, or no
+    /// such bridge). Bounded: past `fdb::CHANGE_LOG_MAX` changes it is the whole table once.
+    pub fn fdb_changes(&mut self, bridge: &str, now: Nanos) -> Option<FdbDelta> {
+        let bi = self.pipe.bridge_named(bridge)?;
+        let row = |pipe: &Pipeline, vlan: u16, mac: EthernetAddress, e: FdbEntry, age: u64| {
+            let port = pipe.port(e.port);
+            FdbRow { port: port.name.clone(), ofport: port.ofport, vlan, mac, age, remote: e.remote, origin: e.origin }
+        };
+        let pipe = &self.pipe;
+        Some(match self.fdbs[bi].take_changes(now)? {
+            FdbChanges::Whole(all) => {
+                FdbDelta::Whole(all.into_iter().map(|(v, m, e, a)| row(pipe, v, m, e, a)).collect())
+            }
+            FdbChanges::Some(list) => {
+                FdbDelta::Changed(list.into_iter().map(|(v, m, e)| (v, m, e.map(|e| row(pipe, v, m, e, 0)))).collect())
+            }
+        })
     }
 
     /// `fdb flush`: forgets every learned entry of the bridge; false when there is no such bridge.

@@ -1127,3 +1127,58 @@ fn frames_to_a_port_that_is_down_are_still_emitted_for_the_caller_to_count() {
     let mut h = Harness::new(net.build());
     assert_eq!(h.ports("p1", &raw(BCAST, A)), ["br0", "gone", "p2", "p3"]);
 }
+
+// ---- Pushed MAC table changes ----
+
+#[test]
+fn a_watched_table_gives_itself_whole_then_only_what_changed() {
+    let mut h = Harness::new(two_taps().limits(10, 8192).build());
+    h.send("p1", &raw(BCAST, A));
+    assert_eq!(h.sw.fdb_changes("br0", h.now), None, "not watched: nothing");
+    assert!(h.sw.watch_fdb("br0", true));
+    match h.sw.fdb_changes("br0", h.now) {
+        Some(FdbDelta::Whole(rows)) => assert_eq!(rows.iter().map(|r| r.mac).collect::<Vec<_>>(), [A]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.sw.fdb_changes("br0", h.now), None, "nothing new");
+    h.send("p1", &raw(BCAST, A));
+    assert_eq!(h.sw.fdb_changes("br0", h.now), None, "a refresh is no change");
+    h.send("p2", &raw(BCAST, B));
+    h.send("p3", &raw(BCAST, A));
+    match h.sw.fdb_changes("br0", h.now) {
+        Some(FdbDelta::Changed(list)) => {
+            let got: Vec<(EthernetAddress, Option<String>)> =
+                list.into_iter().map(|(_, m, r)| (m, r.map(|r| r.port))).collect();
+            assert_eq!(got.len(), 2);
+            assert!(got.contains(&(A, Some("p3".into()))), "A moved: {got:?}");
+            assert!(got.contains(&(B, Some("p2".into()))), "B is new: {got:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Aged out: reported gone.
+    let later = h.now + 11 * SECOND;
+    h.sw.tick(later);
+    match h.sw.fdb_changes("br0", later) {
+        Some(FdbDelta::Changed(list)) => assert!(list.iter().all(|(_, _, r)| r.is_none()) && list.len() == 2),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn too_many_changes_or_a_flush_make_the_next_read_whole() {
+    let mut h = Harness::new(two_taps().limits(300, 100_000).build());
+    h.sw.watch_fdb("br0", true);
+    h.sw.fdb_changes("br0", h.now);
+    for i in 0..(crate::fdb::CHANGE_LOG_MAX as u32 + 10) {
+        let b = i.to_be_bytes();
+        h.send("p1", &raw(BCAST, EthernetAddress([2, 1, b[0], b[1], b[2], b[3]])));
+    }
+    assert!(
+        matches!(h.sw.fdb_changes("br0", h.now), Some(FdbDelta::Whole(r)) if r.len() == crate::fdb::CHANGE_LOG_MAX + 10)
+    );
+    h.sw.fdb_flush("br0");
+    assert!(matches!(h.sw.fdb_changes("br0", h.now), Some(FdbDelta::Whole(r)) if r.is_empty()));
+    h.sw.watch_fdb("br0", false);
+    h.send("p1", &raw(BCAST, A));
+    assert_eq!(h.sw.fdb_changes("br0", h.now), None);
+}

@@ -20,10 +20,7 @@ use weft_control::etcd::Record;
 use weft_control::model::MacRoute;
 use weft_control::{Adj, Change, LocalChange, MacKey, Rib, Vni};
 use weft_datapath::fdb::Origin;
-use weft_datapath::switch::{CpUpdate, FdbRow};
-
-/// How often the local MAC table is read for changes to publish.
-const POLL: Duration = Duration::from_millis(500);
+use weft_datapath::switch::{CpUpdate, FdbDelta, FdbRow};
 
 /// Messages to the control-plane thread.
 pub enum CpMsg {
@@ -34,6 +31,11 @@ pub enum CpMsg {
         gen: u64,
         source: u32,
         op: RemoteOp,
+    },
+    /// What changed in a bridge's MAC table (pushed by the datapath).
+    Fdb {
+        bridge: String,
+        delta: FdbDelta,
     },
 }
 
@@ -99,6 +101,8 @@ struct Running {
     publish: Vec<Sender<Publish>>,
     stop: Arc<AtomicBool>,
     status: CpStatus,
+    /// The bridge's MAC table as the datapath's pushed changes make it.
+    fdb: std::collections::HashMap<(u16, weft_wire::EthernetAddress), FdbRow>,
 }
 
 impl Running {
@@ -146,30 +150,25 @@ fn flow_ports(b: &weft_api::BridgeConfig) -> Vec<FlowPort> {
 
 impl Thread {
     fn run(&mut self) {
-        let mut next_poll = Instant::now();
         // `show` sees remote changes within 100 ms (not after every one of a burst of thousands).
         let mut status_due: Option<Instant> = None;
         loop {
-            let mut wait = next_poll.saturating_duration_since(Instant::now());
-            if let Some(d) = status_due {
-                wait = wait.min(d.saturating_duration_since(Instant::now()));
-            }
+            let wait = status_due.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
             match self.rx.recv_timeout(wait) {
-                Ok(CpMsg::Config(cfg)) => self.configure(&cfg),
+                Ok(CpMsg::Config(cfg)) => {
+                    self.configure(&cfg);
+                    status_due.get_or_insert_with(Instant::now);
+                }
                 Ok(CpMsg::Remote { bridge, gen, source, op }) => {
                     self.remote(&bridge, gen, source, op);
                     status_due.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
                 }
+                Ok(CpMsg::Fdb { bridge, delta }) => {
+                    self.fdb_changed(&bridge, delta);
+                    status_due.get_or_insert_with(|| Instant::now() + Duration::from_millis(100));
+                }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            if Instant::now() >= next_poll {
-                next_poll = Instant::now() + POLL;
-                let names: Vec<String> = self.bridges.keys().cloned().collect();
-                for b in names {
-                    self.poll_local(&b);
-                }
-                status_due = Some(Instant::now());
             }
             if status_due.is_some_and(|d| Instant::now() >= d) {
                 status_due = None;
@@ -204,6 +203,7 @@ impl Thread {
         for name in gone {
             if let Some(r) = self.bridges.remove(&name) {
                 tracing::info!(bridge = %name, "control plane stopped");
+                self.dp.send(DpMsg::WatchFdb(name.clone(), None));
                 self.dp.send(DpMsg::Cp(
                     name.clone(),
                     CpUpdate { origin: Some(r.origin()), reset: true, ..Default::default() },
@@ -213,9 +213,11 @@ impl Thread {
         for (name, (kind, ports)) in want {
             match self.bridges.get_mut(&name) {
                 Some(r) if r.ports != ports => {
-                    // Tunnel ports changed: the datapath gets everything again on the new ports.
+                    // Tunnel ports changed: the datapath gets everything again on the new ports, and the
+                    // local MACs are those of the new ports' VLANs.
                     r.ports = ports;
                     self.resend(&name);
+                    self.local_changed(&name);
                 }
                 Some(_) => self.resend(&name),
                 None => self.start(name, kind, ports),
@@ -242,8 +244,14 @@ impl Thread {
             publish,
             stop,
             status: CpStatus { kind: kind_name, vtep: me, ..Default::default() },
+            fdb: Default::default(),
         };
         self.dp.send(DpMsg::Cp(name.clone(), CpUpdate { origin: Some(r.origin()), reset: true, ..Default::default() }));
+        // The datapath pushes the bridge's MAC table (whole first, then what changes) instead of being asked.
+        let tx = self.tx.clone();
+        let sink: crate::msgs::FdbSink =
+            Box::new(move |bridge, delta| tx.send(CpMsg::Fdb { bridge: bridge.to_string(), delta }).is_ok());
+        self.dp.send(DpMsg::WatchFdb(name.clone(), Some(sink)));
         self.bridges.insert(name, r);
     }
 
@@ -328,14 +336,28 @@ impl Thread {
         }
     }
 
-    /// Reads the bridge's MAC table and publishes what changed on local ports.
-    fn poll_local(&mut self, bridge: &str) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.dp.send(DpMsg::Fdb(bridge.to_string(), tx));
-        let Ok(Some(rows)) = rx.recv_timeout(Duration::from_secs(2)) else { return };
+    /// Applies what the datapath says changed in a bridge's MAC table.
+    fn fdb_changed(&mut self, bridge: &str, delta: FdbDelta) {
+        let Some(r) = self.bridges.get_mut(bridge) else { return };
+        match delta {
+            FdbDelta::Whole(rows) => r.fdb = rows.into_iter().map(|e| ((e.vlan, e.mac), e)).collect(),
+            FdbDelta::Changed(list) => {
+                for (vlan, mac, row) in list {
+                    match row {
+                        Some(e) => r.fdb.insert((vlan, mac), e),
+                        None => r.fdb.remove(&(vlan, mac)),
+                    };
+                }
+            }
+        }
+        self.local_changed(bridge);
+    }
+
+    /// Publishes what changed on the bridge's local ports.
+    fn local_changed(&mut self, bridge: &str) {
         let Some(r) = self.bridges.get_mut(bridge) else { return };
         let vnis: BTreeSet<Vni> = r.ports.iter().map(|p| p.vni).collect();
-        let macs = local_macs(&rows, &r.ports);
+        let macs = local_macs(r.fdb.values(), &r.ports);
         let changes = r.rib.set_local(&vnis, &macs);
         r.status.local_macs = macs.len();
         if !changes.is_empty() {
@@ -363,9 +385,8 @@ impl Thread {
 }
 
 /// The MACs on local ports (not behind a tunnel, not installed by a control plane), per VNI.
-fn local_macs(rows: &[FdbRow], ports: &[FlowPort]) -> HashSet<MacKey> {
-    rows.iter()
-        .filter(|e| e.remote.is_none() && !e.origin.is_control_plane() && e.mac.is_unicast())
+fn local_macs<'a>(rows: impl Iterator<Item = &'a FdbRow>, ports: &[FlowPort]) -> HashSet<MacKey> {
+    rows.filter(|e| e.remote.is_none() && !e.origin.is_control_plane() && e.mac.is_unicast())
         .filter_map(|e| {
             let p = ports.iter().find(|p| p.vlan == e.vlan)?;
             Some(MacKey { vni: p.vni, mac: e.mac })

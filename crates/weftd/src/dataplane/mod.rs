@@ -184,6 +184,8 @@ pub struct Dataplane {
     udp_gso: bool,
     /// Where the segments of the frame being cut are in `seg`.
     seg_list: Vec<(u32, u32)>,
+    /// Where watched bridges' MAC table changes go, by bridge name.
+    fdb_sinks: Vec<(String, crate::msgs::FdbSink)>,
     /// IPsec: child SAs, the buffer ESP packets are sealed in, and where IKE messages from port 4500 go.
     esp: crate::esp::EspTable,
     esp_buf: Vec<u8>,
@@ -222,6 +224,7 @@ impl Dataplane {
             offloads: weft_sys::offloads_enabled(),
             udp_gso: weft_sys::offloads_enabled() && udp_gso_supported(),
             seg_list: Vec::with_capacity(MAX_SEGMENTS),
+            fdb_sinks: Vec::new(),
             esp: Default::default(),
             esp_buf: vec![0u8; BATCH * ESP_STRIDE],
             ike_tx: None,
@@ -282,6 +285,7 @@ impl Dataplane {
             tracing::warn!("datapath cannot watch ports: {e}");
         }
         let mut ready: Vec<u64> = Vec::with_capacity(256);
+        let mut last_fdb_push = self.now();
         loop {
             ready.clear();
             match epoll.wait(100) {
@@ -321,6 +325,14 @@ impl Dataplane {
                         }
                         Ok(DpMsg::Cp(bridge, u)) => {
                             self.switch.control_plane(&bridge, u);
+                        }
+                        Ok(DpMsg::WatchFdb(bridge, sink)) => {
+                            self.fdb_sinks.retain(|(b, _)| *b != bridge);
+                            let on = sink.is_some();
+                            if let Some(sink) = sink {
+                                self.fdb_sinks.push((bridge.clone(), sink));
+                            }
+                            self.switch.watch_fdb(&bridge, on);
                         }
                         Ok(DpMsg::Fdb(bridge, reply)) => {
                             let _ = reply.send(self.switch.fdb_rows(&bridge, self.now()));
@@ -373,6 +385,10 @@ impl Dataplane {
             }
             let now = self.now();
             self.switch.tick(now);
+            if now.saturating_sub(last_fdb_push) >= weft_datapath::SECOND / 10 {
+                last_fdb_push = now;
+                self.push_fdb_changes(now);
+            }
         }
     }
 
@@ -398,6 +414,22 @@ impl Dataplane {
         let input = Input { data: seg_bytes(0, frame.len() as u32), in_port: port, remote, stripped: None, gso: None };
         shadow.process(&mut bufs, input, now, &mut outs, &mut steps);
         Ok(steps.into_iter().map(|s| trace_step(&pipeline, &shadow, s)).collect())
+    }
+
+    /// Sends each watched bridge's MAC table changes to its sink. A bridge that a new pipeline dropped and
+    /// brought back is watched again (the watch is kept by name).
+    fn push_fdb_changes(&mut self, now: Nanos) {
+        let mut sinks = std::mem::take(&mut self.fdb_sinks);
+        sinks.retain_mut(|(bridge, sink)| {
+            if !self.switch.watch_fdb_kept(bridge) {
+                return true;
+            }
+            match self.switch.fdb_changes(bridge, now) {
+                Some(delta) => sink(bridge, delta),
+                None => true,
+            }
+        });
+        self.fdb_sinks = sinks;
     }
 
     fn bytes(&self, b: Bytes) -> &[u8] {
