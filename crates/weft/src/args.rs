@@ -5,95 +5,13 @@ use anyhow::{bail, Context};
 use weft_api::{Request, StaticFdb};
 use weft_wire::EthernetAddress;
 
-pub const HELP: &str = "\
-weft: configure and inspect a running weftd
-
-usage: weft [--socket PATH] [--format json] COMMAND [ARGS] [-- COMMAND [ARGS] ...]
-       commands joined by -- are one transaction (ovs-vsctl style): all applied, or none
-
-bridges and ports:
-  add-br BR                         create bridge BR and its internal port BR (a TAP)
-  del-br BR | list-br
-  add-port BR PORT [tag=N|trunks=N,...] [-- set interface PORT type=T options:K=V ...] [-- set port PORT ...]
-                                    types: system (an existing interface, the default), tap, internal,
-                                    vxlan, geneve, gre, ipsec_gre (GRE with options:psk)
-  del-port [BR] PORT | list-ports BR
-  set interface PORT K=V ...        change type or options:K=V of an existing interface
-  remove TABLE NAME COLUMN KEY... | clear TABLE NAME COLUMN
-                                    remove keys of a map column (Interface options/external_ids, Port
-                                    external_ids, Bridge other_config/external_ids), or all of them
-  set port PORT tag=N | trunks=N,...
-                                    VLANs: tag makes an access port; trunks lists the VLANs a trunk carries
-                                    (default: all; 0 = untagged); tunnels carry 802.1Q frames unchanged
-  clear port PORT tag|trunks
-  set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N
-  set bridge BR other_config:control-plane=etcd other_config:etcd-endpoints=URL[,URL...]
-                [other_config:etcd-ttl=SECONDS] [other_config:etcd-prefix=/weft/]
-  set bridge BR other_config:control-plane=evpn other_config:bgp-asn=N other_config:bgp-router-id=IP
-                other_config:bgp-peers=IP[,IP...] [other_config:bgp-hold-time=SECONDS]
-                                    remote_ip=flow tunnels take their remote VTEPs and MACs from etcd or from
-                                    BGP EVPN route reflectors (control-plane=none: back to one machine)
-flows (ovs-ofctl syntax):
-  add-flow BR FLOW | add-flows BR FILE | del-flows [--strict] BR [FLOW] | mod-flows [--strict] BR FLOW
-  dump-flows BR [FLOW]               e.g. add-flow sw1 priority=100,ip,nw_dst=172.31.1.0/24,actions=output:1
-                                    matches: in_port dl_src dl_dst dl_type dl_vlan vlan_tci nw_src nw_dst nw_proto
-                                    nw_tos tp_src tp_dst ipv6_src ipv6_dst arp_spa arp_tpa arp_op icmp_type
-                                    icmp_code tun_id tun_src tun_dst; ip ip6 arp icmp icmp6 tcp udp tcp6 udp6
-                                    actions: output:N normal flood all in_port local controller drop
-                                    mod_vlan_vid strip_vlan push_vlan set_field:V->F set_tunnel resubmit(,T)
-                                    goto_table:T (ports by number or name)
-  set-controller BR ptcp:PORT[:IP] | tcp:IP[:PORT]   OpenFlow 1.3: listen for ovs-ofctl and controllers, or
-                                    connect to a controller (packet-in for actions=controller); ptcp
-                                    without IP listens on 127.0.0.1 only (name 0.0.0.0 to listen on all);
-                                    pssl:PORT[:IP] | ssl:IP[:PORT]: the same over TLS (needs set-ssl)
-  set-ssl PRIVKEY CERT CACERT | del-ssl | get-ssl
-                                    PEM files for ssl/pssl: weftd's key and certificate, and the CA the
-                                    peer's certificate must chain to (both ends are checked, as in OVS)
-  del-controller BR
-inspection:
-  capture BR PORT [-w FILE|-] [-c N] [--outer] [-V] [--format json]
-                                    frames crossing PORT (both ways) as they are seen, printed like decode
-                                    or written as pcap; --outer: a tunnel's packets with outer headers
-  decode FILE [-V] [-c N] [--decode-as udp.port==N,vxlan|geneve] [--format json]
-                                    dissect a pcap/pcapng file (Ethernet, Linux cooked, raw IP): Ethernet,
-                                    802.1Q/QinQ, ARP, IPv4, IPv6, ICMP(v6), UDP, TCP, VXLAN, Geneve, GRE, ESP,
-                                    and the inner frames; one line per packet, a tree with -V, JSON lines
-                                    with Wireshark's field names with --format json
-  show                              bridges, ports (with ofport) and their options
-  dump-ports BR                     rx/tx packets and bytes, drops by reason
-  trace BR FLOW | trace BR in_port=P --packet HEX
-                                    what the bridge would do with a packet (flows matched, NORMAL's decision,
-                                    VLAN, output ports, tunnel remote/VNI/MTU), without sending it
-  vlog/set LEVEL | vlog/list        weftd's log level (error, warn, info, debug), changed while it runs
-  dump-drops BR                     only the drops, by port and reason (nothing when nothing was dropped)
-  fdb show BR | fdb flush BR        the MAC table, with the remote VTEP of tunnel-learned MACs
-                                    (flush forgets learned entries; static ones stay)
-  fdb stats BR                      entries, mac-table-size, learn misses (table full), MAC moves
-  fdb add BR MAC PORT [dst IP] [vlan N] | fdb del BR MAC [vlan N]
-                                    static entries: never age, survive restarts
-  ipsec show [--keys]               IKE and ESP SAs (SPIs, algorithms, packets/bytes, age, rekey time) and
-                                    IPsec drops; --keys adds the keys (Wireshark's esp_sa and ikev2 tables)
-  ipsec rekey [REMOTE] [--ike]      rekey the child SAs (or the IKE SA) now, with one remote or all
-
-options: --may-exist (add-br, add-port), --if-exists (del-br, del-port), --format json (show, dump-ports,
-fdb show), --socket PATH (else $WEFT_SOCKET, else /run/weft/weft.sock)
-tunnel options (options:K=V):
-  all      remote_ip=IP[,IP...] (required; vxlan/geneve: or a multicast group with dev=IFNAME), local_ip=IP,
-           key=N (VNI, 24 bits; gre: 32-bit key, none if unset), proxy=true (answer ARP/ND locally),
-           ttl=1..255|inherit, tos=0..255|inherit, df_default=true|false (false)
-  vxlan    dst_port=PORT (4789)
-  geneve   dst_port=PORT (6081), geneve_opts=CLASS:TYPE:HEXDATA[,...] (type >= 0x80: critical)
-  gre      csum=true, seq=true
-  ipsec    psk=SECRET (both ends: IKEv2 brings up ESP; nothing crosses in clear text), ipsec_mode=transport|
-           tunnel (transport), ipsec_encap=udp|esp (udp: ESP in UDP 4500; esp: IP protocol 50),
-           ipsec_lifetime=SECONDS (3600; the IKE SA 4x), ipsec_rekey_bytes=N (0: none)
-";
-
 pub enum Command {
     Help,
     /// `weft COMMAND --help`, `weft help COMMAND`: that command's part of the help.
     HelpFor(String),
     Version,
+    /// Text to print (the man page, a completion script).
+    Text(String),
     /// `dump-drops`: dump-ports, showing only the drop reasons that are not zero.
     Drops(Request),
     Daemon(Request),
@@ -108,30 +26,7 @@ pub struct Invocation {
     pub command: Command,
 }
 
-/// The lines of [`HELP`] about `cmd`: the one naming it (as a command, or after `|` with its siblings) and the
-/// indented lines that continue it. `None` for a command the help does not name.
-pub fn help_for(cmd: &str) -> Option<String> {
-    let mut out = String::new();
-    let mut taking = false;
-    for line in HELP.lines() {
-        let names_it = line.starts_with("  ")
-            && !line.starts_with("   ")
-            && line
-                .split(['|', ' '])
-                .filter(|w| !w.is_empty())
-                .any(|w| w == cmd || w.strip_prefix(cmd) == Some("/set"));
-        if names_it {
-            taking = true;
-        } else if !line.starts_with("      ") {
-            taking = false;
-        }
-        if taking {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    (!out.is_empty()).then(|| format!("usage: weft [--socket PATH] [--format json] {cmd} ...\n{out}"))
-}
+pub use crate::grammar::help_for;
 
 /// Splits `K=V`, removing the double quotes ovs-vsctl users often put around values.
 fn setting(s: &str) -> anyhow::Result<(String, String)> {
@@ -147,9 +42,21 @@ fn settings(items: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     items.iter().map(|s| setting(s)).collect()
 }
 
-fn want(cmd: &str, args: &[String], min: usize, max: usize, shape: &str) -> anyhow::Result<()> {
-    if args.len() < min || args.len() > max {
-        bail!("'{cmd}' takes {shape} (got {} argument{})", args.len(), if args.len() == 1 { "" } else { "s" });
+/// Checks a command's arguments and options against its declaration in [`crate::grammar`]: how many
+/// arguments it takes, and that every option given is one it takes.
+fn check(words: &[String], opts: &[String]) -> anyhow::Result<()> {
+    let w: Vec<&str> = words.iter().map(String::as_str).collect();
+    let Some(spec) = crate::grammar::find(&w) else { return Ok(()) };
+    let name = spec.name();
+    let n = words.len() - name.split(' ').count();
+    if n < spec.min || n > spec.max {
+        let shape = if spec.args.is_empty() { "no arguments" } else { spec.args };
+        bail!("'{name}' takes {shape} (got {n} argument{})", if n == 1 { "" } else { "s" });
+    }
+    for o in opts {
+        if !crate::grammar::GLOBAL.contains(&o.as_str()) && !spec.flags.contains(&o.as_str()) {
+            bail!("'{name}' does not take {o} (see weft {name} --help)");
+        }
     }
     Ok(())
 }
@@ -224,12 +131,16 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     // Split into the main command and "-- …" clauses; --may-exist and --if-exists belong to their clause.
     let mut clauses: Vec<Vec<String>> = vec![Vec::new()];
     let mut clause_flags: Vec<Vec<String>> = vec![Vec::new()];
+    // Every option each clause was given, to check against its command's declaration.
+    let mut clause_opts: Vec<Vec<String>> = vec![Vec::new()];
     let mut it = argv.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--" => {
                 clauses.push(Vec::new());
                 clause_flags.push(Vec::new());
+                clause_opts.push(Vec::new());
+                continue;
             }
             "--socket" => socket = it.next().context("--socket needs a PATH")?.clone(),
             "--format" => match it.next().map(String::as_str) {
@@ -278,13 +189,23 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             s if s.starts_with("--format=") => json = &s["--format=".len()..] == "json",
             s if s.starts_with("--socket=") => socket = s["--socket=".len()..].to_string(),
             s if s.starts_with("--") => bail!("unknown option {s:?} (see weft --help)"),
-            _ => clauses.last_mut().map(|c| c.push(a.clone())).unwrap_or(()),
+            _ => {
+                clauses.last_mut().map(|c| c.push(a.clone())).unwrap_or(());
+                continue;
+            }
+        }
+        let name = a.split_once('=').map_or(a.as_str(), |(n, _)| n);
+        if name.starts_with('-') {
+            clause_opts.last_mut().map(|o| o.push(name.to_string())).unwrap_or(());
         }
     }
     // Several commands joined by `--`, as ovs-vsctl joins them: one transaction.
     if clauses.iter().filter(|c| !c.is_empty()).count() > 1 || (clauses[0].is_empty() && clauses.len() > 1) {
         let mut requests: Vec<Request> = Vec::new();
-        for (clause, flags) in clauses.iter().zip(&clause_flags).filter(|(c, _)| !c.is_empty()) {
+        for ((clause, flags), opts) in
+            clauses.iter().zip(&clause_flags).zip(&clause_opts).filter(|((c, _), _)| !c.is_empty())
+        {
+            check(clause, opts)?;
             let argv: Vec<String> = flags.iter().chain(clause).cloned().collect();
             let req = match parse(&argv)?.command {
                 Command::Daemon(r) if r.is_change() => r,
@@ -306,6 +227,7 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     let Some((cmd, rest)) = main.split_first() else {
         return Ok(Invocation { socket, json, command: Command::Help });
     };
+    check(&main, &clause_opts[0])?;
     let rest = rest.to_vec();
     let no_clauses = |clauses: &Vec<Vec<String>>| -> anyhow::Result<()> {
         if clauses.is_empty() {
@@ -315,22 +237,23 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         }
     };
     let req = match cmd.as_str() {
+        "man" => return Ok(Invocation { socket, json, command: Command::Text(crate::grammar::man_page()) }),
+        "completion" => {
+            if rest[0] != "bash" {
+                bail!("'completion' knows bash only");
+            }
+            return Ok(Invocation { socket, json, command: Command::Text(crate::grammar::bash_completion()) });
+        }
         "add-br" => {
-            want(cmd, &rest, 1, 1, "BR")?;
             no_clauses(&clauses)?;
             Request::AddBr { bridge: rest[0].clone(), may_exist }
         }
         "del-br" => {
-            want(cmd, &rest, 1, 1, "BR")?;
             no_clauses(&clauses)?;
             Request::DelBr { bridge: rest[0].clone(), if_exists }
         }
-        "list-br" => {
-            want(cmd, &rest, 0, 0, "no arguments")?;
-            Request::ListBr
-        }
+        "list-br" => Request::ListBr,
         "add-port" => {
-            want(cmd, &rest, 2, usize::MAX, "BR PORT [tag=N] [trunks=N,...]")?;
             let port = rest[1].clone();
             // As ovs-vsctl: Port columns may follow the port name; `-- set interface PORT …` and
             // `-- set port PORT …` clauses join it in `push_joined`.
@@ -339,16 +262,12 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             Request::AddPort { bridge: rest[0].clone(), port, iface, port_settings, may_exist }
         }
         "del-port" => {
-            want(cmd, &rest, 1, 2, "[BR] PORT")?;
             no_clauses(&clauses)?;
             let (bridge, port) =
                 if rest.len() == 2 { (Some(rest[0].clone()), rest[1].clone()) } else { (None, rest[0].clone()) };
             Request::DelPort { bridge, port, if_exists }
         }
-        "list-ports" => {
-            want(cmd, &rest, 1, 1, "BR")?;
-            Request::ListPorts { bridge: rest[0].clone() }
-        }
+        "list-ports" => Request::ListPorts { bridge: rest[0].clone() },
         "set" => {
             no_clauses(&clauses)?;
             match rest.as_slice() {
@@ -396,33 +315,16 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                 _ => bail!("'remove' takes TABLE NAME COLUMN KEY... (e.g. remove Interface vx1 options tos ttl)"),
             }
         }
-        "show" => {
-            want(cmd, &rest, 0, 0, "no arguments")?;
-            Request::Show
-        }
-        "dump-ports" => {
-            want(cmd, &rest, 1, 1, "BR")?;
-            Request::DumpPorts { bridge: rest[0].clone() }
-        }
-        "trace" => {
-            want(cmd, &rest, 2, usize::MAX, "BR FLOW (a match with in_port=), or BR in_port=P --packet HEX")?;
-            Request::Trace { bridge: rest[0].clone(), flow: rest[1..].join(" "), packet: packet.clone() }
-        }
-        "vlog/set" | "vlog" => {
-            want(cmd, &rest, 0, 1, "[LEVEL] (off, error, warn, info, debug, trace)")?;
-            Request::Vlog { level: rest.first().cloned() }
-        }
-        "vlog/list" => {
-            want(cmd, &rest, 0, 0, "no arguments")?;
-            Request::Vlog { level: None }
-        }
+        "show" => Request::Show,
+        "dump-ports" => Request::DumpPorts { bridge: rest[0].clone() },
+        "trace" => Request::Trace { bridge: rest[0].clone(), flow: rest[1..].join(" "), packet: packet.clone() },
+        "vlog/set" | "vlog" => Request::Vlog { level: rest.first().cloned() },
+        "vlog/list" => Request::Vlog { level: None },
         "dump-drops" => {
-            want(cmd, &rest, 1, 1, "BR")?;
             drops_only = true;
             Request::DumpPorts { bridge: rest[0].clone() }
         }
         "decode" => {
-            want(cmd, &rest, 1, 1, "FILE (pcap or pcapng; - for standard input)")?;
             no_clauses(&clauses)?;
             let style = match (json, verbose) {
                 (true, _) => crate::decode::Style::Json,
@@ -432,12 +334,8 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             let o = crate::decode::Options { file: rest[0].clone(), style, decode_as, count };
             return Ok(Invocation { socket, json, command: Command::Decode(o) });
         }
-        "add-flow" => {
-            want(cmd, &rest, 2, usize::MAX, "BR FLOW")?;
-            Request::AddFlows { bridge: rest[0].clone(), flows: vec![rest[1..].join(" ")] }
-        }
+        "add-flow" => Request::AddFlows { bridge: rest[0].clone(), flows: vec![rest[1..].join(" ")] },
         "add-flows" => {
-            want(cmd, &rest, 2, 2, "BR FILE (one flow per line; - for standard input)")?;
             let text = if rest[1] == "-" {
                 std::io::read_to_string(std::io::stdin())?
             } else {
@@ -452,25 +350,16 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             Request::AddFlows { bridge: rest[0].clone(), flows }
         }
         "del-flows" => {
-            want(cmd, &rest, 1, usize::MAX, "BR [FLOW]")?;
             let filter = (rest.len() > 1).then(|| rest[1..].join(" "));
             Request::DelFlows { bridge: rest[0].clone(), filter, strict }
         }
-        "mod-flows" => {
-            want(cmd, &rest, 2, usize::MAX, "BR FLOW")?;
-            Request::ModFlows { bridge: rest[0].clone(), flow: rest[1..].join(" "), strict }
-        }
+        "mod-flows" => Request::ModFlows { bridge: rest[0].clone(), flow: rest[1..].join(" "), strict },
         "set-controller" => {
-            want(cmd, &rest, 2, 2, "BR ptcp:PORT[:IP]|tcp:IP[:PORT]")?;
             weft_api::config::parse_of_target(&rest[1]).map_err(|e| anyhow::anyhow!("{e}"))?;
             Request::SetController { bridge: rest[0].clone(), target: Some(rest[1].clone()) }
         }
-        "del-controller" => {
-            want(cmd, &rest, 1, 1, "BR")?;
-            Request::SetController { bridge: rest[0].clone(), target: None }
-        }
+        "del-controller" => Request::SetController { bridge: rest[0].clone(), target: None },
         "set-ssl" => {
-            want(cmd, &rest, 3, 3, "PRIVKEY CERT CACERT")?;
             // Paths are kept absolute: weftd reads them, from its own working directory.
             let abs =
                 |p: &String| -> anyhow::Result<String> { Ok(std::path::absolute(p)?.to_string_lossy().into_owned()) };
@@ -481,21 +370,13 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             };
             Request::SetSsl { ssl: Some(ssl) }
         }
-        "del-ssl" => {
-            want(cmd, &rest, 0, 0, "")?;
-            Request::SetSsl { ssl: None }
-        }
-        "get-ssl" => {
-            want(cmd, &rest, 0, 0, "")?;
-            Request::GetSsl
-        }
+        "del-ssl" => Request::SetSsl { ssl: None },
+        "get-ssl" => Request::GetSsl,
         "dump-flows" => {
-            want(cmd, &rest, 1, usize::MAX, "BR [FLOW]")?;
             let filter = (rest.len() > 1).then(|| rest[1..].join(" "));
             Request::DumpFlows { bridge: rest[0].clone(), filter }
         }
         "capture" => {
-            want(cmd, &rest, 2, 2, "BR PORT [-w FILE] [-c N] [--outer]")?;
             no_clauses(&clauses)?;
             let style = match (json, verbose) {
                 (true, _) => crate::decode::Style::Json,
@@ -546,7 +427,9 @@ mod tests {
         let argv: Vec<String> = s.split_whitespace().map(String::from).collect();
         match parse(&argv)?.command {
             Command::Daemon(r) => Ok(r),
-            Command::Help | Command::HelpFor(_) | Command::Version | Command::Drops(_) => bail!("help"),
+            Command::Help | Command::HelpFor(_) | Command::Version | Command::Drops(_) | Command::Text(_) => {
+                bail!("help")
+            }
             Command::Decode(_) => bail!("decode"),
             Command::Capture(..) => bail!("capture"),
         }
@@ -672,6 +555,25 @@ mod tests {
         assert!(matches!(p("add-port sw1 p1 -- set port p2 tag=1").unwrap(), Request::Transaction { .. }));
         assert!(p("clear port p1").is_err());
         assert!(p("add-port sw1 p1 tag").unwrap_err().to_string().contains("KEY=VALUE"));
+    }
+
+    #[test]
+    fn options_belong_to_their_commands() {
+        assert_eq!(
+            p("add-br x --keys").unwrap_err().to_string(),
+            "'add-br' does not take --keys (see weft add-br --help)"
+        );
+        assert!(p("dump-flows --strict sw1").unwrap_err().to_string().contains("does not take --strict"));
+        assert!(p("--if-exists add-br sw1").unwrap_err().to_string().contains("does not take --if-exists"));
+        assert!(p("show --outer").is_err());
+        assert!(p("del-flows --strict sw1 priority=5").is_ok());
+        assert!(p("--may-exist add-br sw1").is_ok());
+        assert!(p("ipsec show --keys --format json").is_ok());
+        // In a chain each clause is checked against its own command.
+        assert!(p("--may-exist add-br sw1 -- --if-exists del-port p1").is_ok());
+        assert!(p("add-br sw1 -- --strict del-port p1").unwrap_err().to_string().contains("'del-port' does not take"));
+        assert!(p("list-br extra").unwrap_err().to_string().contains("takes no arguments"));
+        assert!(p("fdb add sw1").unwrap_err().to_string().contains("'fdb add' takes BR MAC PORT"));
     }
 
     #[test]

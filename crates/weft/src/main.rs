@@ -2,6 +2,7 @@
 
 mod args;
 mod decode;
+mod grammar;
 mod output;
 
 use anyhow::{bail, Context};
@@ -24,7 +25,7 @@ fn run() -> anyhow::Result<()> {
     let inv = args::parse(&argv)?;
     let req = match inv.command {
         args::Command::Help => {
-            print!("{}", args::HELP);
+            print!("{}", grammar::help());
             return Ok(());
         }
         args::Command::HelpFor(cmd) => {
@@ -32,6 +33,10 @@ fn run() -> anyhow::Result<()> {
                 Some(h) => print!("{h}"),
                 None => anyhow::bail!("unknown command {cmd:?} (weft --help lists them)"),
             }
+            return Ok(());
+        }
+        args::Command::Text(t) => {
+            print!("{t}");
             return Ok(());
         }
         args::Command::Version => {
