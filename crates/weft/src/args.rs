@@ -237,12 +237,24 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         }
     };
     let req = match cmd.as_str() {
-        "man" => return Ok(Invocation { socket, json, command: Command::Text(crate::grammar::man_page()) }),
+        "man" => {
+            let page = if rest.is_empty() {
+                crate::grammar::man_page()
+            } else {
+                let words: Vec<&str> = rest.iter().map(String::as_str).collect();
+                crate::grammar::man_page_for(&words)
+                    .with_context(|| format!("no command {:?} (see weft --help)", rest.join(" ")))?
+            };
+            return Ok(Invocation { socket, json, command: Command::Text(page) });
+        }
         "completion" => {
-            if rest[0] != "bash" {
-                bail!("'completion' knows bash only");
-            }
-            return Ok(Invocation { socket, json, command: Command::Text(crate::grammar::bash_completion()) });
+            let script = match rest[0].as_str() {
+                "bash" => crate::grammar::bash_completion(),
+                "zsh" => crate::grammar::zsh_completion(),
+                "fish" => crate::grammar::fish_completion(),
+                other => bail!("'completion' knows bash, zsh and fish, not {other:?}"),
+            };
+            return Ok(Invocation { socket, json, command: Command::Text(script) });
         }
         "add-br" => {
             no_clauses(&clauses)?;

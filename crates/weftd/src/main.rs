@@ -26,8 +26,42 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-const USAGE: &str =
-    "usage: weftd [--db PATH] [--socket PATH] [--metrics IP:PORT] [--log-level error|warn|info|debug] [--version]";
+/// weftd's options, declared once: `--help` and the man page (`weftd --man`) are printed from this table.
+const OPTIONS: &[(&str, &str, &str)] = &[
+    ("--db", "PATH", "the configuration database (default /var/lib/weft/conf.db); it survives kill -9"),
+    ("--socket", "PATH", "the control socket weft talks to (default /run/weft/weft.sock), mode 0600"),
+    ("--metrics", "IP:PORT", "serve Prometheus metrics on http://IP:PORT/metrics"),
+    ("--log-level", "LEVEL", "error, warn, info (the default) or debug; weft vlog/set changes it while running"),
+    ("--version", "", "the version and the git commit it was built from"),
+    ("--help", "", "this help"),
+    ("--man", "", "the manual page, in troff"),
+];
+
+fn usage() -> String {
+    let opts: String =
+        OPTIONS.iter().map(|(o, v, _)| if v.is_empty() { format!(" [{o}]") } else { format!(" [{o} {v}]") }).collect();
+    let mut out =
+        format!("usage: weftd{opts}\nthe weft overlay switch daemon; runs in the foreground, logs to stderr\n\n");
+    for (o, v, about) in OPTIONS {
+        out.push_str(&format!("  {:<22}{about}\n", format!("{o} {v}")));
+    }
+    out
+}
+
+fn man_page() -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('-', "\\-");
+    let mut out = String::from(
+        ".TH WEFTD 8 \"\" \"weft\" \"weft manual\"\n.SH NAME\nweftd \\- the weft overlay switch daemon\n\
+         .SH SYNOPSIS\n.B weftd\n[\\fIOPTIONS\\fR]\n.SH DESCRIPTION\nweftd runs bridges with TAP, system and internal \
+         ports and VXLAN, Geneve and GRE tunnels in userspace, in the foreground, logging to standard error. It \
+         reads its database at start and recreates every bridge, port and tunnel. weft(1) configures it.\n.SH OPTIONS\n",
+    );
+    for (o, v, about) in OPTIONS {
+        out.push_str(&format!(".TP\n.B {} {}\n{}\n", esc(o), esc(v), esc(about)));
+    }
+    out.push_str(".SH SEE ALSO\n.BR weft (1)\n");
+    out
+}
 
 fn main() {
     if let Err(e) = run() {
@@ -47,7 +81,11 @@ fn run() -> anyhow::Result<()> {
             "--db" => db = args.next().context("--db needs a PATH")?.into(),
             "--socket" => socket = args.next().context("--socket needs a PATH")?.into(),
             "-h" | "--help" => {
-                println!("{USAGE}");
+                print!("{}", usage());
+                return Ok(());
+            }
+            "--man" => {
+                print!("{}", man_page());
                 return Ok(());
             }
             "-V" | "--version" => {
@@ -61,7 +99,7 @@ fn run() -> anyhow::Result<()> {
                 metrics =
                     Some(args.next().context("--metrics needs IP:PORT")?.parse().context("--metrics takes IP:PORT")?)
             }
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+            other => bail!("unknown argument {other:?}\n{}", usage()),
         }
     }
     log::init(level);
