@@ -9,6 +9,7 @@ pub mod fdb;
 pub mod flowhash;
 pub mod fuzz;
 pub mod gro;
+pub mod headers;
 pub mod mtu;
 pub mod neigh;
 pub mod offload;

@@ -30,14 +30,8 @@ pub enum Fit {
 
 /// Checks the IP packet inside `frame` (after any 802.1Q tags) against `mtu`.
 pub fn check(frame: &[u8], mtu: usize) -> Fit {
-    check_len(frame, frame.len(), mtu)
-}
-
-/// [`check`] for a frame `wire_len` bytes long whose headers are those of `frame` (the segments of an
-/// offloaded frame: its headers, and less payload).
-fn check_len(frame: &[u8], wire_len: usize, mtu: usize) -> Fit {
     let Some((l3, ethertype)) = l3_offset(frame) else { return Fit::Send };
-    let ip_len = wire_len.saturating_sub(l3);
+    let ip_len = frame.len() - l3;
     if ip_len <= mtu {
         return Fit::Send;
     }
@@ -68,18 +62,27 @@ pub fn l3_offset(frame: &[u8]) -> Option<(usize, u16)> {
 /// and the sender should hear of the MTU it has (`mtu - push`); `Err(None)`: too big, with nobody to tell (an
 /// IPv4 packet without DF under an outer DF).
 pub fn tunnel_fit(frame: &[u8], mtu: usize, push: usize, df: bool) -> Result<(), Option<u16>> {
-    tunnel_fit_len(frame, frame.len(), mtu, push, df)
+    tunnel_fit_headers(&crate::headers::Headers::parse(frame), frame.len(), mtu, push, df)
 }
 
-/// [`tunnel_fit`] for frames `wire_len` bytes long with the headers of `frame`: the segments an offloaded
-/// frame will be cut into.
-pub fn tunnel_fit_len(frame: &[u8], wire_len: usize, mtu: usize, push: usize, df: bool) -> Result<(), Option<u16>> {
+/// [`tunnel_fit`] from headers parsed once ([`crate::headers::Headers`]) of an untagged frame `wire_len` bytes
+/// long (the segments of an offloaded frame: its headers and less payload).
+pub fn tunnel_fit_headers(
+    h: &crate::headers::Headers,
+    wire_len: usize,
+    mtu: usize,
+    push: usize,
+    df: bool,
+) -> Result<(), Option<u16>> {
     let room = mtu.saturating_sub(push);
-    if check_len(frame, wire_len, room) == Fit::TooBig {
+    let ip_len = wire_len.saturating_sub(ETH_LEN);
+    if ip_len <= room {
+        return Ok(());
+    }
+    if h.ip && (h.v6 || h.df) {
         return Err(Some(room as u16));
     }
-    let l3 = l3_offset(frame).map_or(ETH_LEN, |(at, _)| at);
-    if df && wire_len.saturating_sub(l3) > room {
+    if df {
         return Err(None);
     }
     Ok(())

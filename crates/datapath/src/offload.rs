@@ -123,6 +123,13 @@ pub fn segment_wire_len(frame: &[u8], hdr: &VnetHdr) -> Option<usize> {
     Some(l4 + l4_len + usize::from(hdr.gso_size))
 }
 
+/// [`segment_wire_len`] for an untagged frame whose headers were parsed once.
+pub fn segment_wire_len_of(hdr: &VnetHdr, h: &crate::headers::Headers) -> Option<usize> {
+    let l4 = usize::from(hdr.csum_start);
+    let l4_len = if hdr.gso_type & !GSO_ECN == GSO_UDP_L4 { 8 } else { usize::from(h.tcp_hlen?) };
+    Some(l4 + l4_len + usize::from(hdr.gso_size))
+}
+
 /// Offset of the IP header: after the Ethernet header and any 802.1Q/802.1ad tags.
 fn l3_offset(frame: &[u8]) -> Result<(usize, u16), OffloadError> {
     let mut at = ETH_LEN - 2;

@@ -20,7 +20,7 @@ use crate::bridge::{normal, Forward};
 use crate::classifier::{slot, FlowCache, FlowKey};
 use crate::counters::{DropReason, PortCounters};
 use crate::fdb::{Fdb, FdbChanges, FdbEntry, Learned, Origin};
-use crate::flowhash::flow_hash;
+use crate::headers::Headers;
 use crate::offload::{self, VnetHdr};
 use crate::vlan::Egress;
 use crate::{mtu, neigh, Nanos, PortIdx, SECOND};
@@ -29,7 +29,7 @@ pub use pipeline::{Pipeline, OFPORT_LOCAL};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
-use weft_wire::ethernet::{EtherType, EthernetFrame, HEADER_LEN as ETH_LEN};
+use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
 use weft_wire::EthernetAddress;
 
 /// Which buffer a frame's bytes are in.
@@ -360,7 +360,7 @@ impl Default for Switch {
 struct ActState {
     data: Data,
     tci: u16,
-    hash: u32,
+    hdr: Headers,
     gso: Option<VnetHdr>,
     /// Tunnel ID and destination set by the actions.
     vni: Option<u32>,
@@ -686,7 +686,9 @@ impl Switch {
             self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
             return;
         }
-        let frame = Frame { data, in_port, remote, tci, gso };
+        // The headers, parsed once: classification, the flow hash and the MTU check all read them.
+        let hdr = Headers::parse(bufs.get(data));
+        let frame = Frame { data, in_port, remote, tci, gso, hdr };
         let bridge = port.bridge;
         if pipe.bridges[bridge].tables.is_empty() {
             // The default flow's counters, and table 0's: every frame is looked up and matched.
@@ -699,9 +701,8 @@ impl Switch {
             t.1 += 1;
             self.normal_switch(&pipe, bufs, frame, now, out, obs);
         } else {
-            let key = flow_key(port, remote, bufs.get(data), tci);
-            let hash = flow_hash(bufs.get(data));
-            let mut st = ActState { data, tci, hash, gso, vni: None, tun_dst: None, copied: false, too_big: None };
+            let key = flow_key(port, remote, bufs.get(data), tci, &hdr);
+            let mut st = ActState { data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None };
             let mut run =
                 Run { pipe: &pipe, bufs: &mut *bufs, out: &mut *out, obs: &mut *obs, now, bridge, in_port, remote };
             self.run_table(&mut run, 0, &key, &mut st, 0);
@@ -754,10 +755,10 @@ impl Switch {
                     tagged: false,
                     remote: st.tun_dst,
                     vni: st.vni,
-                    hash: st.hash,
+                    hash: st.hdr.hash,
                     gso: st.gso,
                 };
-                let too_big = sw.output(pipe, r.bufs, e, r.out, r.obs);
+                let too_big = sw.output(pipe, e, &st.hdr, r.out, r.obs);
                 st.too_big = st.too_big.or(too_big);
                 // What was sent refers to these bytes: a later rewrite works on a copy of its own.
                 st.copied = false;
@@ -774,7 +775,8 @@ impl Switch {
                     }
                 }
                 ActRt::Normal => {
-                    let frame = Frame { data: st.data, in_port, remote: r.remote, tci: st.tci, gso: st.gso };
+                    let frame =
+                        Frame { data: st.data, in_port, remote: r.remote, tci: st.tci, gso: st.gso, hdr: st.hdr };
                     self.normal_switch(pipe, r.bufs, frame, r.now, r.out, r.obs);
                 }
                 ActRt::Controller(max_len) => {
@@ -838,16 +840,11 @@ impl Switch {
         out: &mut Outputs,
         obs: &mut impl Observer,
     ) {
-        let Frame { data, in_port, remote, tci, gso } = f;
+        let Frame { data, in_port, remote, tci, gso, hdr } = f;
         let vlan = tci & 0x0fff;
         let frame = bufs.get(data);
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
-            return;
-        };
-        let (src, dst) = (eth.src_addr(), eth.dst_addr());
-        let hash = flow_hash(frame);
-        let ethertype = eth.ethertype();
+        let (dst, src) = (EthernetAddress::from_bytes(&frame[0..6]), EthernetAddress::from_bytes(&frame[6..12]));
+        let (hash, ethertype) = (hdr.hash, hdr.ethertype);
         let bridge = pipe.port(in_port).bridge;
         let b = &pipe.bridges[bridge];
         let d = normal(&mut self.fdbs[bridge], in_port, remote, vlan, src, dst, now);
@@ -911,12 +908,12 @@ impl Switch {
         };
         let mut too_big = None;
         match d.forward {
-            Forward::Output { port, remote } => too_big = self.output(pipe, bufs, emission(port, remote), out, obs),
+            Forward::Output { port, remote } => too_big = self.output(pipe, emission(port, remote), &hdr, out, obs),
             Forward::Flood => {
                 for &p in &b.ports {
                     let suppressed = answered && is_proxy(pipe.port(p));
                     if p != in_port && !suppressed {
-                        too_big = too_big.or(self.output(pipe, bufs, emission(p, None), out, obs));
+                        too_big = too_big.or(self.output(pipe, emission(p, None), &hdr, out, obs));
                     }
                 }
             }
@@ -972,8 +969,9 @@ impl Switch {
         obs: &mut impl Observer,
     ) -> bool {
         let Some(data) = bufs.scratch.push(frame) else { return false };
-        let e = Emission { port, data, tci, tagged: false, remote: None, vni: None, hash: flow_hash(frame), gso: None };
-        self.output(pipe, bufs, e, out, obs);
+        let hdr = Headers::parse(frame);
+        let e = Emission { port, data, tci, tagged: false, remote: None, vni: None, hash: hdr.hash, gso: None };
+        self.output(pipe, e, &hdr, out, obs);
         true
     }
 
@@ -983,8 +981,8 @@ impl Switch {
     fn output(
         &mut self,
         pipe: &Pipeline,
-        bufs: &Buffers,
         mut e: Emission,
+        hdr: &Headers,
         out: &mut Outputs,
         obs: &mut impl Observer,
     ) -> Option<u16> {
@@ -1004,13 +1002,13 @@ impl Switch {
             // fragment cannot go. An offloaded frame is measured by its segments.
             let push = if e.tagged { 4 } else { 0 };
             let df = t.spec.df && t.spec.remote.is_ipv4();
-            let frame = bufs.get(e.data);
-            let fit = match e.gso {
-                None => mtu::tunnel_fit(frame, usize::from(t.mtu), push, df),
-                Some(g) => match offload::segment_wire_len(frame, &g) {
-                    Some(wire) => mtu::tunnel_fit_len(frame, wire, usize::from(t.mtu), push, df),
-                    None => Ok(()),
-                },
+            let wire = match e.gso {
+                None => Some(e.data.len()),
+                Some(g) => offload::segment_wire_len_of(&g, hdr),
+            };
+            let fit = match wire {
+                Some(wire) => mtu::tunnel_fit_headers(hdr, wire, usize::from(t.mtu), push, df),
+                None => Ok(()),
             };
             if let Err(tell) = fit {
                 obs.on(|| Step::Output { emission: e, too_big: Some(tell.unwrap_or(t.mtu - push as u16)) });
@@ -1032,6 +1030,7 @@ struct Frame {
     remote: Option<IpAddr>,
     tci: u16,
     gso: Option<VnetHdr>,
+    hdr: Headers,
 }
 
 /// What running a frame through flow tables needs besides the switch.
@@ -1065,8 +1064,8 @@ fn pop_tag(frame: &mut [u8]) -> Option<u16> {
     Some(tci)
 }
 
-/// Summarises a frame into the classifier's key.
-pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16) -> FlowKey {
+/// Summarises a frame into the classifier's key, from its headers parsed once.
+pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16, h: &Headers) -> FlowKey {
     let mut k = FlowKey::default();
     k.put(slot::IN_PORT, u128::from(port.ofport));
     if tci & 0x0fff != 0 {
@@ -1074,63 +1073,22 @@ pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16)
     }
     k.put(slot::DL_DST, u128::from(EthernetAddress::from_bytes(&frame[0..6]).as_u64()));
     k.put(slot::DL_SRC, u128::from(EthernetAddress::from_bytes(&frame[6..12]).as_u64()));
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    k.put(slot::DL_TYPE, u128::from(ethertype));
+    k.put(slot::DL_TYPE, u128::from(h.ethertype));
     if let (PortKind::Tunnel(t), Some(r)) = (&port.kind, remote) {
         k.put(slot::TUN_ID, u128::from(t.spec.vni));
         if let IpAddr::V4(a) = r {
             k.put(slot::TUN_SRC, u128::from(u32::from(a)));
         }
     }
-    let l3 = &frame[ETH_LEN..];
-    let (proto, l4) = match ethertype {
-        EtherType::IPV4 => match weft_wire::ipv4::Ipv4Packet::new_header_checked(l3) {
-            Ok(ip) => {
-                k.put(slot::NW_SRC, u128::from(u32::from(ip.src_addr())));
-                k.put(slot::NW_DST, u128::from(u32::from(ip.dst_addr())));
-                k.put(slot::NW_PROTO, u128::from(ip.protocol()));
-                k.put(slot::NW_TOS, u128::from(ip.dscp_ecn() & 0xfc));
-                let first = ip.frag_offset() == 0;
-                (first.then_some(ip.protocol()), l3.get(ip.header_len()..).unwrap_or_default())
-            }
-            Err(_) => (None, &[][..]),
-        },
-        EtherType::IPV6 => match weft_wire::ipv6::Ipv6Packet::new_header_checked(l3) {
-            Ok(ip) => {
-                k.put(slot::NW_SRC, u128::from(ip.src_addr()));
-                k.put(slot::NW_DST, u128::from(ip.dst_addr()));
-                k.put(slot::NW_TOS, u128::from(ip.traffic_class() & 0xfc));
-                let payload = &l3[weft_wire::ipv6::HEADER_LEN..];
-                match weft_wire::ipv6::walk_extension_headers(ip.next_header(), payload) {
-                    Ok((p, at)) => {
-                        k.put(slot::NW_PROTO, u128::from(p));
-                        (Some(p), &payload[at..])
-                    }
-                    Err(_) => (None, &[][..]),
-                }
-            }
-            Err(_) => (None, &[][..]),
-        },
-        EtherType::ARP => {
-            if let Ok(a) = weft_wire::arp::ArpPacket::new_checked(l3) {
-                k.put(slot::NW_PROTO, u128::from(a.operation() & 0xff));
-                k.put(slot::NW_SRC, u128::from(u32::from(a.sender_protocol_addr())));
-                k.put(slot::NW_DST, u128::from(u32::from(a.target_protocol_addr())));
-            }
-            (None, &[][..])
-        }
-        _ => (None, &[][..]),
-    };
-    match proto {
-        Some(6 | 17 | 132) if l4.len() >= 4 => {
-            k.put(slot::TP_SRC, u128::from(u16::from_be_bytes([l4[0], l4[1]])));
-            k.put(slot::TP_DST, u128::from(u16::from_be_bytes([l4[2], l4[3]])));
-        }
-        Some(1 | 58) if l4.len() >= 2 => {
-            k.put(slot::TP_SRC, u128::from(l4[0]));
-            k.put(slot::TP_DST, u128::from(l4[1]));
-        }
-        _ => {}
+    k.put(slot::NW_SRC, h.nw_src);
+    k.put(slot::NW_DST, h.nw_dst);
+    if let Some(p) = h.nw_proto {
+        k.put(slot::NW_PROTO, u128::from(p));
+    }
+    k.put(slot::NW_TOS, u128::from(h.nw_tos));
+    if let Some((src, dst)) = h.tp {
+        k.put(slot::TP_SRC, u128::from(src));
+        k.put(slot::TP_DST, u128::from(dst));
     }
     k
 }

@@ -1,0 +1,158 @@
+//! A frame's headers, parsed once when it enters the switch: the fields classification, the flow hash and the
+//! MTU check read. Frames inside the switch are untagged (the tag is taken off first), so the network header
+//! starts right after the Ethernet header. Flow actions rewrite only MAC addresses and the VLAN, which this
+//! does not depend on, so one parse serves a frame's whole way through the tables.
+
+use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
+use weft_wire::ipv4::Protocol;
+
+/// What the switch reads of a frame's headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Headers {
+    pub ethertype: u16,
+    /// IPv4 (in the low 32 bits) or IPv6 addresses; for ARP, the sender and target protocol addresses.
+    pub nw_src: u128,
+    pub nw_dst: u128,
+    /// The IP protocol (IPv6: after the extension headers), or the low byte of the ARP opcode.
+    pub nw_proto: Option<u8>,
+    /// DSCP (ECN bits cleared).
+    pub nw_tos: u8,
+    /// TCP, UDP or SCTP ports, or ICMP type and code; only in a first fragment.
+    pub tp: Option<(u16, u16)>,
+    /// A well-formed IPv4 or IPv6 header is there.
+    pub ip: bool,
+    pub v6: bool,
+    /// IPv4's don't-fragment bit.
+    pub df: bool,
+    /// A TCP header's length (its data offset), for measuring the segments of an offloaded frame.
+    pub tcp_hlen: Option<u8>,
+    /// The flow hash: MACs, EtherType, addresses, protocol and TCP/UDP ports (picks a tunnel's source port).
+    pub hash: u32,
+}
+
+const SEED: u64 = 0xcbf2_9ce4_8422_2325;
+const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn mix(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+impl Headers {
+    /// Parses an untagged frame at least an Ethernet header long (shorter ones get only a hash).
+    pub fn parse(frame: &[u8]) -> Headers {
+        let mut h = Headers::default();
+        if frame.len() < ETH_LEN {
+            h.hash = mix(SEED, frame) as u32;
+            return h;
+        }
+        h.ethertype = be16(&frame[12..14]);
+        let mut hash = mix(SEED, &frame[..ETH_LEN]);
+        let l3 = &frame[ETH_LEN..];
+        let mut l4: &[u8] = &[];
+        let mut first = true;
+        match h.ethertype {
+            EtherType::IPV4 => {
+                if let Ok(ip) = weft_wire::ipv4::Ipv4Packet::new_header_checked(l3) {
+                    h.ip = true;
+                    h.nw_src = u128::from(u32::from(ip.src_addr()));
+                    h.nw_dst = u128::from(u32::from(ip.dst_addr()));
+                    h.nw_proto = Some(ip.protocol());
+                    h.nw_tos = ip.dscp_ecn() & 0xfc;
+                    h.df = ip.dont_frag();
+                    first = ip.frag_offset() == 0;
+                    l4 = l3.get(ip.header_len()..).unwrap_or_default();
+                    hash = mix(hash, &l3[12..20]);
+                }
+            }
+            EtherType::IPV6 => {
+                if let Ok(ip) = weft_wire::ipv6::Ipv6Packet::new_header_checked(l3) {
+                    h.ip = true;
+                    h.v6 = true;
+                    h.nw_src = u128::from(ip.src_addr());
+                    h.nw_dst = u128::from(ip.dst_addr());
+                    h.nw_tos = ip.traffic_class() & 0xfc;
+                    hash = mix(hash, &l3[8..40]);
+                    let payload = &l3[weft_wire::ipv6::HEADER_LEN..];
+                    match weft_wire::ipv6::walk_extension_headers(ip.next_header(), payload) {
+                        Ok((p, at)) => {
+                            h.nw_proto = Some(p);
+                            l4 = &payload[at..];
+                        }
+                        Err(_) => first = false,
+                    }
+                }
+            }
+            EtherType::ARP => {
+                if let Ok(a) = weft_wire::arp::ArpPacket::new_checked(l3) {
+                    h.nw_proto = Some((a.operation() & 0xff) as u8);
+                    h.nw_src = u128::from(u32::from(a.sender_protocol_addr()));
+                    h.nw_dst = u128::from(u32::from(a.target_protocol_addr()));
+                }
+            }
+            _ => {}
+        }
+        if h.ip && first {
+            match h.nw_proto {
+                Some(6 | 17 | 132) if l4.len() >= 4 => h.tp = Some((be16(&l4[0..2]), be16(&l4[2..4]))),
+                Some(1 | 58) if l4.len() >= 2 => h.tp = Some((u16::from(l4[0]), u16::from(l4[1]))),
+                _ => {}
+            }
+        }
+        if h.ip && h.nw_proto == Some(Protocol::TCP) && l4.len() >= 13 {
+            h.tcp_hlen = Some((l4[12] >> 4) * 4);
+        }
+        if let (Some(p @ (Protocol::TCP | Protocol::UDP)), true) = (h.nw_proto, h.ip && l4.len() >= 4) {
+            hash = mix(hash, &[p]);
+            hash = mix(hash, &l4[..4]);
+        }
+        h.hash = (hash ^ (hash >> 32)) as u32;
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowhash::flow_hash;
+
+    fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(l3);
+        f
+    }
+
+    fn ipv4(proto: u8, frag: u16, l4: &[u8]) -> Vec<u8> {
+        let mut ip = vec![0x45, 0x20, 0, 0, 0, 1, 0, 0, 64, proto, 0, 0, 198, 51, 100, 1, 198, 51, 100, 2];
+        let len = (20 + l4.len()) as u16;
+        ip[2..4].copy_from_slice(&len.to_be_bytes());
+        ip[6..8].copy_from_slice(&(0x4000 | frag).to_be_bytes());
+        ip.extend_from_slice(l4);
+        ip
+    }
+
+    #[test]
+    fn reads_what_classification_needs_and_hashes_as_flow_hash_does() {
+        let f = frame(0x0800, &ipv4(6, 0, &[0x13, 0x89, 0x9c, 0x40, 0, 0, 0, 0]));
+        let h = Headers::parse(&f);
+        assert!(h.ip && h.df && !h.v6);
+        assert_eq!((h.nw_src, h.nw_dst, h.nw_proto, h.nw_tos), (0xc633_6401, 0xc633_6402, Some(6), 0x20));
+        assert_eq!(h.tp, Some((5001, 40000)));
+        assert_eq!(h.hash, flow_hash(&f), "the same flow hash, from one parse");
+        // A later fragment has no ports.
+        let g = frame(0x0800, &ipv4(17, 100, &[0; 8]));
+        assert_eq!(Headers::parse(&g).tp, None);
+        // Short and odd frames never panic.
+        for n in 0..f.len() {
+            let _ = Headers::parse(&f[..n]);
+        }
+        let arp =
+            frame(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
+        let h = Headers::parse(&arp);
+        assert_eq!((h.nw_proto, h.nw_src, h.nw_dst, h.ip), (Some(1), 0x0a00_0001, 0x0a00_0002, false));
+    }
+}
