@@ -9,7 +9,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Benchmark
 use weft_datapath::fdb::Fdb;
 use weft_datapath::gro::MergeRun;
 use weft_datapath::offload::{segment, SegmentLayout, VnetHdr, F_NEEDS_CSUM, GSO_TCPV4};
-use weft_datapath::tunnel::{decap, Tunnel};
+use weft_datapath::tunnel::{decap, Encap};
 use weft_datapath::PortIdx;
 use weft_wire::checksum;
 use weft_wire::vxlan::VxlanRepr;
@@ -62,13 +62,13 @@ fn tunnel(c: &mut Criterion) {
     pkt.extend_from_slice(&frame);
     let mut g = c.benchmark_group("tunnel");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("decapsulate_vxlan", |b| b.iter(|| decap(Tunnel::Vxlan, true, black_box(&pkt))));
+    g.bench_function("decapsulate_vxlan", |b| b.iter(|| decap(Encap::Vxlan, true, black_box(&pkt))));
     let mut opts = Vec::new();
     weft_wire::geneve::encode_option(0x0102, 0x80, &[1, 2, 3, 4], &mut opts).expect("option");
     let mut geneve = vec![0u8; 8 + opts.len()];
     weft_wire::geneve::GeneveRepr { vni: 5000, protocol: 0x6558, oam: false, options: &opts }.emit(&mut geneve);
     geneve.extend_from_slice(&frame);
-    g.bench_function("decapsulate_geneve_1_option", |b| b.iter(|| decap(Tunnel::Geneve, true, black_box(&geneve))));
+    g.bench_function("decapsulate_geneve_1_option", |b| b.iter(|| decap(Encap::Geneve, true, black_box(&geneve))));
     let mut out = vec![0u8; 2048];
     g.bench_function("encapsulate_vxlan_copy_1450", |b| {
         b.iter(|| {

@@ -6,7 +6,8 @@
 //! a whole inner IP packet between the same two addresses (what strongSwan's userspace ESP speaks). Either
 //! goes as IP protocol 50 or inside UDP port 4500 (RFC 3948).
 
-use crate::pipeline::FastMap;
+/// Maps keyed by configuration and negotiation only (never filled from packets): a cheap hash is safe here.
+type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<weft_datapath::fdb::KeyHasher>>;
 use std::net::IpAddr;
 use weft_ipsec::esp::{next, Inbound, Outbound, HEAD};
 use weft_ipsec::ike::{ChildKeys, Mode};

@@ -130,45 +130,13 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
         .collect()
 }
 
-/// The maps a received tunnel packet is looked up in, once per datagram: keyed by configuration only (never
-/// filled from packets), so a cheap hash without flooding protection is safe here.
-pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<weft_datapath::fdb::KeyHasher>>;
-
 /// A socket receiving one encapsulation on one local address (a UDP port for VXLAN or Geneve, IP protocol
-/// 47 for GRE), and the tunnels it serves.
+/// 47 for GRE); which tunnel a packet belongs to is the core's `demux` entry of the same index.
 #[derive(Debug)]
 pub struct RxSocket {
     pub socket: Arc<OwnedFd>,
     pub bound: SocketAddr,
     pub encap: Encap,
-    pub by_key: FastMap<(IpAddr, u32), PortIdx>,
-    pub by_vni: FastMap<u32, PortIdx>,
-    pub by_remote: FastMap<IpAddr, PortIdx>,
-    /// Multicast (flood-and-learn) tunnels: any sender with this VNI belongs to the port.
-    pub by_vni_any: FastMap<u32, PortIdx>,
-    pub first: PortIdx,
-}
-
-impl RxSocket {
-    /// The tunnel port for a packet from `remote` with `vni`, or the port to charge the drop to and why.
-    #[inline]
-    pub fn classify(
-        &self,
-        remote: IpAddr,
-        vni: u32,
-    ) -> Result<PortIdx, (PortIdx, weft_datapath::counters::DropReason)> {
-        use weft_datapath::counters::DropReason;
-        if let Some(p) = self.by_key.get(&(remote, vni)) {
-            return Ok(*p);
-        }
-        if let Some(p) = self.by_vni_any.get(&vni) {
-            return Ok(*p);
-        }
-        if let Some(p) = self.by_remote.get(&remote) {
-            return Err((*p, DropReason::WrongVni));
-        }
-        Err((self.by_vni.get(&vni).copied().unwrap_or(self.first), DropReason::UnknownRemote))
-    }
 }
 
 pub struct Pipeline {
@@ -480,6 +448,7 @@ impl Resources {
         let mut ports: Vec<PortRt> = Vec::new();
         let mut descs: Vec<PortDesc> = Vec::new();
         let mut rx_sockets: Vec<RxSocket> = Vec::new();
+        let mut demux: Vec<weft_datapath::switch::demux::Demux> = Vec::new();
         let mut pools: Vec<Arc<Vec<OwnedFd>>> = Vec::new();
         let mut pool_index: HashMap<PoolKey, usize> = HashMap::new();
         let mut rx_index: HashMap<RxKey, usize> = HashMap::new();
@@ -582,31 +551,17 @@ impl Resources {
                             None => {
                                 let sock =
                                     get_or_open(&mut self.rx, key, opened_rx, || open_rx(key, spec.encap, &name))?;
-                                rx_sockets.push(RxSocket {
-                                    socket: sock,
-                                    bound: key.0,
-                                    encap: spec.encap,
-                                    by_key: FastMap::default(),
-                                    by_vni: FastMap::default(),
-                                    by_remote: FastMap::default(),
-                                    by_vni_any: FastMap::default(),
-                                    first: idx,
-                                });
+                                rx_sockets.push(RxSocket { socket: sock, bound: key.0, encap: spec.encap });
+                                // Raw IPv4 GRE sockets hand over the outer IP header.
+                                let outer_ipv4 = spec.encap == Encap::Gre && key.0.is_ipv4();
+                                demux.push(weft_datapath::switch::demux::Demux::new(spec.encap, outer_ipv4, idx));
                                 rx_index.insert(key, rx_sockets.len() - 1);
                                 rx_sockets.len() - 1
                             }
                         };
                         let remotes: Arc<[IpAddr]> = pc.flood_remotes(b)?.into();
-                        let rs = &mut rx_sockets[ri];
                         // Multicast groups and remote_ip=flow take the VNI from any sender.
-                        if spec.remote.is_multicast() || spec.flow {
-                            rs.by_vni_any.insert(spec.vni, idx);
-                        }
-                        for remote in remotes.iter().filter(|r| !r.is_multicast()) {
-                            rs.by_key.insert((*remote, spec.vni), idx);
-                            rs.by_remote.entry(*remote).or_insert(idx);
-                        }
-                        rs.by_vni.entry(spec.vni).or_insert(idx);
+                        demux[ri].add(idx, spec.vni, &remotes, spec.remote.is_multicast() || spec.flow);
                         let mcast_ifindex = match (spec.remote.is_multicast(), pc.options.get("dev")) {
                             (true, Some(dev)) => weft_sys::iface::index(dev)
                                 .ok_or_else(|| anyhow!("port {name:?}: no underlay interface named {dev:?}"))?,
@@ -701,7 +656,7 @@ impl Resources {
                 esp.push(EspSocket { fd, v6, udp });
             }
         }
-        let core = Arc::new(weft_datapath::switch::Pipeline { generation, bridges, ports: descs });
+        let core = Arc::new(weft_datapath::switch::Pipeline { generation, bridges, ports: descs, demux });
         Ok(Pipeline { core, ports, rx_sockets, pools, pool_ports, esp })
     }
 

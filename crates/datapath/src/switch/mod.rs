@@ -12,6 +12,7 @@
 //! `weft trace` runs the same code on a copy of the switch with an [`Observer`] that records each step: what
 //! trace predicts is what the switch does, ARP/ND suppression included.
 
+pub mod demux;
 pub mod pipeline;
 #[cfg(test)]
 mod tests;

@@ -138,6 +138,8 @@ pub struct Pipeline {
     pub generation: u64,
     pub bridges: Vec<BridgeRt>,
     pub ports: Vec<PortDesc>,
+    /// One per tunnel receive socket: which port a received tunnel packet belongs to.
+    pub demux: Vec<super::demux::Demux>,
 }
 
 impl Pipeline {

@@ -22,6 +22,7 @@ const BCAST: EthernetAddress = EthernetAddress::BROADCAST;
 struct Net {
     ports: Vec<PortDesc>,
     bridges: Vec<BridgeRt>,
+    demux: Vec<super::demux::Demux>,
 }
 
 fn tunnel_spec(remote: &str, vni: u32) -> TunnelSpec {
@@ -132,7 +133,7 @@ impl Net {
     }
 
     fn build(self) -> Arc<Pipeline> {
-        Arc::new(Pipeline { generation: 1, bridges: self.bridges, ports: self.ports })
+        Arc::new(Pipeline { generation: 1, bridges: self.bridges, ports: self.ports, demux: self.demux })
     }
 }
 
@@ -1181,4 +1182,103 @@ fn too_many_changes_or_a_flush_make_the_next_read_whole() {
     h.sw.watch_fdb("br0", false);
     h.send("p1", &raw(BCAST, A));
     assert_eq!(h.sw.fdb_changes("br0", h.now), None);
+}
+
+// ---- Receiving tunnel packets ----
+
+impl Net {
+    /// A receive socket for `encap` serving the named tunnels: (port, VNI, unicast remotes, any sender).
+    fn demux(mut self, encap: Encap, tunnels: &[(&str, u32, &[&str], bool)]) -> Net {
+        let first = self.idx(tunnels[0].0);
+        let mut d = super::demux::Demux::new(encap, false, first);
+        for (name, vni, remotes, any) in tunnels {
+            let remotes: Vec<IpAddr> = remotes.iter().map(|r| r.parse().unwrap()).collect();
+            d.add(self.idx(name), *vni, &remotes, *any);
+        }
+        self.demux.push(d);
+        self
+    }
+}
+
+fn vxlan_pkt(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut p = vec![0u8; 8];
+    weft_wire::vxlan::VxlanRepr { vni }.emit(&mut p);
+    p.extend_from_slice(inner);
+    p
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn a_tunnel_packet_belongs_to_the_port_of_its_sender_and_vni() {
+    let net =
+        tunnels().demux(Encap::Vxlan, &[("vx1", 42, &["192.0.2.12"], false), ("vx2", 43, &["192.0.2.13"], false)]);
+    let mut h = Harness::new(net.build());
+    let inner = raw(BCAST, A);
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &vxlan_pkt(42, &inner), false), Ok((PortIdx(2), 8)));
+    assert_eq!(h.sw.counter(PortIdx(2)).rx_bytes, inner.len() as u64);
+    // A known VTEP with another VNI, and a stranger: dropped, charged to the port that would have taken it.
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &vxlan_pkt(43, &inner), false), Err(DropReason::WrongVni));
+    assert_eq!(h.drops("vx1", DropReason::WrongVni), 1);
+    assert_eq!(h.sw.accept_tunnel(0, ip("203.0.113.9"), &vxlan_pkt(43, &inner), false), Err(DropReason::UnknownRemote));
+    assert_eq!(h.drops("vx2", DropReason::UnknownRemote), 1);
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &[0u8; 5], false), Err(DropReason::Malformed));
+    assert_eq!(h.sw.accept_tunnel(9, ip("192.0.2.12"), &vxlan_pkt(42, &inner), false), Err(DropReason::UnknownRemote));
+}
+
+#[test]
+fn flood_and_learn_tunnels_take_any_sender_of_their_vni() {
+    let net = tunnels().demux(Encap::Vxlan, &[("vx1", 42, &[], true)]);
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.77"), &vxlan_pkt(42, &raw(BCAST, A)), false), Ok((PortIdx(2), 8)));
+    assert!(h.sw.accept_tunnel(0, ip("192.0.2.77"), &vxlan_pkt(7, &raw(BCAST, A)), false).is_err());
+}
+
+#[test]
+fn a_protected_tunnel_takes_nothing_in_clear_text_and_a_clear_one_nothing_protected() {
+    let mut spec = tunnel_spec("192.0.2.12", 42);
+    spec.ipsec = Some(crate::tunnel::IpsecShape { tunnel: false, udp: true });
+    let net = Net::default()
+        .bridge("br0")
+        .tap("p1", 1)
+        .tunnel_with("sec", 2, spec, &["192.0.2.12"], 1400, false)
+        .tunnel("vx2", 3, "192.0.2.13", 43)
+        .demux(Encap::Vxlan, &[("sec", 42, &["192.0.2.12"], false), ("vx2", 43, &["192.0.2.13"], false)]);
+    let mut h = Harness::new(net.build());
+    let pkt = vxlan_pkt(42, &raw(BCAST, A));
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &pkt, false), Err(DropReason::Cleartext));
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &pkt, true), Ok((PortIdx(2), 8)));
+    assert_eq!(
+        h.sw.accept_tunnel(0, ip("192.0.2.13"), &vxlan_pkt(43, &raw(BCAST, A)), true),
+        Err(DropReason::Cleartext)
+    );
+}
+
+#[test]
+fn geneve_options_are_counted_and_unknown_critical_ones_dropped() {
+    let mut spec = tunnel_spec("192.0.2.12", 42);
+    spec.encap = Encap::Geneve;
+    let mut known = Vec::new();
+    weft_wire::geneve::encode_option(0x0102, 0x80, &[0, 0, 0, 1], &mut known).unwrap();
+    let mut net = Net::default().bridge("br0").tap("p1", 1).tunnel_with("gnv", 2, spec, &["192.0.2.12"], 1400, false);
+    if let PortKind::Tunnel(t) = &mut net.ports[2].kind {
+        t.known_options = Arc::from(&[(0x0102, 0x80)][..]);
+    }
+    let net = net.demux(Encap::Geneve, &[("gnv", 42, &["192.0.2.12"], false)]);
+    let mut h = Harness::new(net.build());
+    let geneve = |options: &[u8]| {
+        let repr = weft_wire::geneve::GeneveRepr { vni: 42, protocol: EtherType::TEB, oam: false, options };
+        let mut p = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut p);
+        p.extend_from_slice(&raw(BCAST, A));
+        p
+    };
+    let at = 8 + known.len();
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &geneve(&known), false), Ok((PortIdx(2), at)));
+    let mut unknown = Vec::new();
+    weft_wire::geneve::encode_option(0x0999, 0x81, &[], &mut unknown).unwrap();
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &geneve(&unknown), false), Err(DropReason::CriticalOption));
+    assert_eq!(h.sw.counter(PortIdx(2)).geneve_options_rx, 2);
 }

@@ -120,7 +120,7 @@ impl Dataplane {
             return None;
         };
         let v4 = src.is_ipv4();
-        let rs = pipeline.rx_sockets.iter().find(|r| {
+        let ri = pipeline.rx_sockets.iter().position(|r| {
             r.bound.is_ipv4() == v4
                 && if proto == weft_wire::ipv4::Protocol::GRE {
                     r.encap == Encap::Gre
@@ -128,13 +128,13 @@ impl Dataplane {
                     r.encap != Encap::Gre && r.bound.port() == dport
                 }
         });
-        let Some(rs) = rs else {
+        let Some(ri) = ri else {
             self.esp.counters.bad_inner += 1;
             return None;
         };
         let start = datagram.start + payload.start + at;
         let end = datagram.start + payload.end;
-        self.accept_datagram(pipeline, rs, i, src, start..end, true)
+        self.accept_datagram(&pipeline.rx_sockets[ri], ri, i, src, start..end, true)
     }
 
     /// Seals the queued tunnel packets of one ESP sink into the ESP buffer and sends them. ESP in UDP packets

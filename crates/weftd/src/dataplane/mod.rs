@@ -27,12 +27,10 @@ use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
 use weft_datapath::switch::{
     Area, Buffers, Data, Emission, Event, Input, Outputs, Quiet, Scratch, Step, Switch, ToController,
 };
-use weft_datapath::tunnel::{decap, Decap};
 use weft_datapath::{Nanos, PortIdx};
 use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
 use weft_sys::epoll::{Epoll, EventFd};
 use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
-use weft_wire::geneve::GenevePacket;
 use weft_wire::gre::GreRepr;
 
 /// Frames per receive batch.
@@ -106,6 +104,8 @@ struct TxEntry {
 /// Which kernel object a queued frame leaves through.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sink {
+    /// A TAP port, written frame by frame when the batch's queue is flushed (TAPs have no batch write).
+    Tap(PortIdx),
     Packet(PortIdx),
     Udp {
         pool: u16,

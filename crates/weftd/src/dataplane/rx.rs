@@ -111,7 +111,7 @@ impl Dataplane {
             }
         };
         self.receive_datagrams(&pipeline, n, |dp, i, src, datagram| {
-            dp.accept_datagram(&pipeline, rs, i, src, datagram, false)
+            dp.accept_datagram(rs, si, i, src, datagram, false)
         });
     }
 
@@ -250,57 +250,19 @@ impl Dataplane {
     /// Returns its port and the inner frame's range in the slot, or `None` when it was dropped.
     pub(super) fn accept_datagram(
         &mut self,
-        pipeline: &Pipeline,
         rs: &RxSocket,
+        rs_index: usize,
         i: usize,
         src: SocketAddr,
         datagram: std::ops::Range<usize>,
         protected: bool,
     ) -> Option<(PortIdx, std::ops::Range<usize>)> {
         let pkt = &self.rx.slot(i)[datagram.clone()];
-        // Raw IPv4 GRE sockets hand over the outer IP header; a GRE packet out of ESP has none.
-        let Decap { vni, inner_at, error } = decap(rs.encap, rs.bound.is_ipv4() && !protected, pkt);
-        let port = match rs.classify(src.ip(), vni) {
-            Ok(p) => p,
-            Err((charged, why)) => {
-                self.switch.counter(charged).drop(error.unwrap_or(why));
-                return None;
-            }
-        };
-        if let Some(why) = error {
-            self.switch.counter(port).drop(why);
-            return None;
-        }
-        if let Some(t) = pipeline.core.port(port).tunnel() {
-            if t.spec.ipsec.is_some() != protected {
-                self.switch.counter(port).drop(DropReason::Cleartext);
-                return None;
-            }
-        }
-        if rs.encap == Encap::Geneve {
-            let Some(PortKind::Tunnel(TunnelPort { known_options, .. })) = Some(&pipeline.core.port(port).kind) else {
-                return None;
-            };
-            let g = GenevePacket::new_unchecked(pkt);
-            let mut seen = 0;
-            let mut unknown_critical = false;
-            for o in g.options().flatten() {
-                seen += 1;
-                unknown_critical |= o.is_critical() && !known_options.contains(&(o.class, o.kind));
-            }
-            let c = self.switch.counter(port);
-            c.geneve_options_rx += seen;
-            if unknown_critical {
-                c.drop(DropReason::CriticalOption);
-                return None;
-            }
-        }
+        let (port, inner_at) = self.switch.accept_tunnel(rs_index, src.ip(), pkt, protected).ok()?;
         if self.tapped[usize::from(port.0)] {
             let whole = rx_bytes(&self.rx, i, datagram.clone());
             self.tap_received(port, rs.encap, rs.bound, src, whole);
         }
-        let len = datagram.len() - inner_at;
-        self.switch.counter(port).rx(len);
         Some((port, datagram.start + inner_at..datagram.end))
     }
 

@@ -16,7 +16,6 @@ impl Dataplane {
         let desc = pipeline.core.port(port);
         let io = &pipeline.ports[usize::from(port.0)].io;
         let tapped = self.tapped[usize::from(port.0)];
-        let len = bytes.len() + tag_len;
         let gso = e.gso.map(|g| g.shifted(tag_len as u16));
         if let Some(g) = e.gso {
             let whole = match (&desc.kind, io) {
@@ -42,26 +41,14 @@ impl Dataplane {
                 if tapped {
                     self.tap_frame(port, bytes, tag);
                 }
-                let frame = resolve(&self.rx, &self.seg, &self.scratch, bytes);
-                let head: &[u8] = if t.offloads().vnet_hdr { &vnet } else { &[] };
-                let r = match &tag {
-                    None => t.write(&[std::io::IoSlice::new(head), std::io::IoSlice::new(frame)]),
-                    Some(tag) => t.write(&[
-                        std::io::IoSlice::new(head),
-                        std::io::IoSlice::new(&frame[..12]),
-                        std::io::IoSlice::new(tag),
-                        std::io::IoSlice::new(&frame[12..]),
-                    ]),
+                let mut prefix = [0u8; PREFIX_MAX];
+                let prefix_len = if t.offloads().vnet_hdr {
+                    prefix[..VNET_HDR_LEN].copy_from_slice(&vnet);
+                    VNET_HDR_LEN as u8
+                } else {
+                    0
                 };
-                let c = self.switch.counter(port);
-                match r {
-                    Ok(_) => {
-                        c.tx(len);
-                        c.gso_tx += u64::from(gso.is_some());
-                    }
-                    Err(_) => c.drop(DropReason::TxError),
-                }
-                return;
+                (Sink::Tap(port), prefix, prefix_len)
             }
             (_, PortIo::Packet(_)) => {
                 if tapped {
@@ -493,13 +480,35 @@ impl Dataplane {
                 self.flush_esp(&pipeline, sink, v6, udp);
                 continue;
             }
+            if let Sink::Tap(p) = sink {
+                let PortIo::Tap(t) = &pipeline.ports[usize::from(p.0)].io else { continue };
+                for e in self.txq.iter().filter(|e| e.sink == sink) {
+                    let frame = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
+                    let head = &e.prefix[..usize::from(e.prefix_len)];
+                    let r = match &e.tag {
+                        None => t.write(&[std::io::IoSlice::new(head), std::io::IoSlice::new(frame)]),
+                        Some(tag) => t.write(&[
+                            std::io::IoSlice::new(head),
+                            std::io::IoSlice::new(&frame[..12]),
+                            std::io::IoSlice::new(tag),
+                            std::io::IoSlice::new(&frame[12..]),
+                        ]),
+                    };
+                    let c = self.switch.counter(e.port);
+                    match r {
+                        Ok(_) => c.tx(frame.len() + e.tag.map_or(0, |t| t.len())),
+                        Err(_) => c.drop(DropReason::TxError),
+                    }
+                }
+                continue;
+            }
             let fd = match sink {
                 Sink::Packet(p) => match &pipeline.ports[usize::from(p.0)].io {
                     PortIo::Packet(s) => s.as_raw_fd(),
                     _ => continue,
                 },
                 Sink::Udp { pool, socket } => pipeline.pools[usize::from(pool)][usize::from(socket)].as_raw_fd(),
-                Sink::Esp { .. } => continue,
+                Sink::Esp { .. } | Sink::Tap(_) => continue,
             };
             let mut owners: [(PortIdx, usize, u16, bool); BATCH] = [(PortIdx(0), 0, 0, false); BATCH];
             let counters = &mut self.switch;
