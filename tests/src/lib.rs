@@ -329,6 +329,22 @@ pub fn endpoint_veth(name: &str, host: &Ns, port: &str, v4: &str, v6: &str) -> N
     ns
 }
 
+/// TCP both ways between `client` and `server` (an iperf3 server bound to each of `dsts` in turn): `client`
+/// sends, then `server` sends (-R), 2 s each; each must carry more than 50 Mbit/s. `what` names the path
+/// in the failure message.
+pub fn tcp_both_ways(client: &Ns, server: &Ns, dsts: &[&str], what: &str) {
+    for dst in dsts {
+        for reverse in ["", " -R"] {
+            server.sh(&format!("iperf3 -s -1 -D -B {dst}"));
+            std::thread::sleep(Duration::from_millis(300));
+            let out = client.sh(&format!("timeout 30 iperf3 -c {dst} -t 2 -J{reverse}"));
+            let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
+            let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
+            assert!(bps > 50e6, "TCP to {dst}{reverse} {what} reached only {bps} bit/s");
+        }
+    }
+}
+
 /// Moves TAP `tap` from `host` into a new endpoint namespace and addresses it.
 pub fn endpoint_tap(name: &str, host: &Ns, tap: &str, v4: &str, v6: &str) -> Ns {
     let ns = Ns::new(name);

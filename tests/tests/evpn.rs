@@ -194,14 +194,7 @@ fn weft_and_a_kernel_vtep_meet_through_an_frr_route_reflector() {
     ping_all(&eps);
     // TCP between the kernel VTEP's endpoint and a weft host's, both ways, offloads left on: the kernel
     // sends its inner segments with partial checksums, which weft finishes.
-    for reverse in ["", " -R"] {
-        e1.sh("iperf3 -s -1 -D -B 10.100.0.1");
-        std::thread::sleep(Duration::from_millis(300));
-        let out = endpoints[0].sh(&format!("timeout 30 iperf3 -c 10.100.0.1 -t 2 -J{reverse}"));
-        let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
-        let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
-        assert!(bps > 50e6, "TCP{reverse} between weft and the kernel VTEP reached only {bps} bit/s");
-    }
+    tcp_both_ways(&endpoints[0], &e1, &["10.100.0.1"], "between weft and the kernel VTEP");
 
     // Stopping a weft host withdraws its routes: they leave the reflector, the kernel host and the other weft.
     let mac3 = weft[1].2.clone();

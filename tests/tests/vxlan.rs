@@ -199,14 +199,7 @@ fn tcp_with_linux_kernel_vxlan(p: &str, v6: bool) {
     ));
     left.ping(V4_RIGHT, 2);
     // Both ways: weft's side sends (-c), then the kernel's side sends (-R).
-    for (dst, reverse) in [(V4_RIGHT, ""), (V4_RIGHT, " -R"), (V6_RIGHT, ""), (V6_RIGHT, " -R")] {
-        right.sh(&format!("iperf3 -s -1 -D -B {dst}"));
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let out = left.sh(&format!("timeout 30 iperf3 -c {dst} -t 2 -J{reverse}"));
-        let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
-        let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
-        assert!(bps > 50e6, "TCP to {dst}{reverse} over a kernel VXLAN peer reached only {bps} bit/s");
-    }
+    tcp_both_ways(&left, &right, &[V4_RIGHT, V6_RIGHT], "over a kernel VXLAN peer");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use weft_datapath::classifier::{slot, Classifier, FlowKey, Rule};
 use weft_datapath::switch::pipeline::{ActRt, BridgeRt, PortDesc, PortKind, RuleRt, TableRt, TunnelPort};
 use weft_datapath::switch::{Area, Buffers, Data, Input, Outputs, Pipeline, Quiet, Scratch, Switch};
-use weft_datapath::tunnel::{Encap, Inherit, TunnelSpec};
+use weft_datapath::tunnel::{Encap, TunnelSpec};
 use weft_datapath::vlan::VlanMode;
 use weft_datapath::PortIdx;
 
@@ -21,22 +21,7 @@ fn port(name: &str, ofport: u32, kind: PortKind) -> PortDesc {
 
 fn vxlan() -> PortKind {
     let remote: IpAddr = "192.0.2.12".parse().unwrap();
-    let spec = TunnelSpec {
-        encap: Encap::Vxlan,
-        remote,
-        flow: false,
-        vni: 42,
-        keyed: true,
-        dst_port: 4789,
-        local: None,
-        options_len: 0,
-        csum: false,
-        seq: false,
-        ttl: Inherit::Default,
-        tos: Inherit::Default,
-        df: false,
-        ipsec: None,
-    };
+    let spec = TunnelSpec::new(Encap::Vxlan, remote, 42);
     PortKind::Tunnel(TunnelPort {
         spec,
         dest: SocketAddr::new(remote, 4789),

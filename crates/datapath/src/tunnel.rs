@@ -70,6 +70,32 @@ pub struct IpsecShape {
 pub const ESP_OVERHEAD: u32 = 8 + 8 + 3 + 2 + 16;
 
 impl TunnelSpec {
+    /// A tunnel of `encap` to `remote` with VNI (or GRE key) `vni` and every other option at its default:
+    /// the encapsulation's standard port, keyed, no checksum or sequence, default TTL and TOS, no DF, no
+    /// IPsec. (Configurations are parsed into specs by weft-api; this is for building them in code.)
+    pub fn new(encap: Encap, remote: IpAddr, vni: u32) -> TunnelSpec {
+        TunnelSpec {
+            encap,
+            remote,
+            flow: false,
+            vni,
+            keyed: true,
+            dst_port: match encap {
+                Encap::Vxlan => weft_wire::vxlan::PORT,
+                Encap::Geneve => weft_wire::geneve::PORT,
+                Encap::Gre => 0,
+            },
+            local: None,
+            options_len: 0,
+            csum: false,
+            seq: false,
+            ttl: Inherit::Default,
+            tos: Inherit::Default,
+            df: false,
+            ipsec: None,
+        }
+    }
+
     /// Bytes a tunnel adds in front of the inner frame on the underlay: outer IP, then UDP and the VXLAN or
     /// Geneve header and options, or the GRE header with its optional fields.
     pub fn overhead(&self) -> u32 {

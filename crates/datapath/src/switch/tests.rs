@@ -3,7 +3,7 @@
 use super::pipeline::*;
 use super::*;
 use crate::classifier::{Classifier, Rule, Slot};
-use crate::tunnel::{Encap, Inherit, TunnelSpec};
+use crate::tunnel::{Encap, TunnelSpec};
 use crate::vlan::VlanMode;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use weft_wire::arp::{ArpRepr, PACKET_LEN as ARP_LEN};
@@ -26,23 +26,7 @@ struct Net {
 }
 
 fn tunnel_spec(remote: &str, vni: u32) -> TunnelSpec {
-    let remote: IpAddr = remote.parse().unwrap();
-    TunnelSpec {
-        encap: Encap::Vxlan,
-        remote,
-        flow: false,
-        vni,
-        keyed: true,
-        dst_port: 4789,
-        local: None,
-        options_len: 0,
-        csum: false,
-        seq: false,
-        ttl: Inherit::Default,
-        tos: Inherit::Default,
-        df: false,
-        ipsec: None,
-    }
+    TunnelSpec::new(Encap::Vxlan, remote.parse().unwrap(), vni)
 }
 
 impl Net {
