@@ -117,7 +117,6 @@ impl Headers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flowhash::flow_hash;
 
     fn frame(ethertype: u16, l3: &[u8]) -> Vec<u8> {
         let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1];
@@ -136,13 +135,17 @@ mod tests {
     }
 
     #[test]
-    fn reads_what_classification_needs_and_hashes_as_flow_hash_does() {
+    fn reads_what_classification_needs_and_hashes_the_flow() {
         let f = frame(0x0800, &ipv4(6, 0, &[0x13, 0x89, 0x9c, 0x40, 0, 0, 0, 0]));
         let h = Headers::parse(&f);
         assert!(h.ip && h.df && !h.v6);
         assert_eq!((h.nw_src, h.nw_dst, h.nw_proto, h.nw_tos), (0xc633_6401, 0xc633_6402, Some(6), 0x20));
         assert_eq!(h.tp, Some((5001, 40000)));
-        assert_eq!(h.hash, flow_hash(&f), "the same flow hash, from one parse");
+        // The hash follows the flow, not the payload; another port is another flow.
+        let same = frame(0x0800, &ipv4(6, 0, &[0x13, 0x89, 0x9c, 0x40, 9, 9, 9, 9]));
+        let other = frame(0x0800, &ipv4(6, 0, &[0x13, 0x8a, 0x9c, 0x40, 0, 0, 0, 0]));
+        assert_eq!(h.hash, Headers::parse(&same).hash);
+        assert_ne!(h.hash, Headers::parse(&other).hash);
         // A later fragment has no ports.
         let g = frame(0x0800, &ipv4(17, 100, &[0; 8]));
         assert_eq!(Headers::parse(&g).tp, None);
