@@ -6,12 +6,7 @@ use crate::{Config, Request};
 /// validates the result, as weftd does for every command.
 pub fn control_input(data: &[u8]) {
     if let Ok(cfg) = serde_json::from_slice::<Config>(data) {
-        let _ = cfg.validate();
-        for b in &cfg.bridges {
-            for p in &b.ports {
-                let _ = p.tunnel();
-            }
-        }
+        let _ = crate::config::Valid::new(cfg);
     }
     let Ok(req) = serde_json::from_slice::<Request>(data) else { return };
     let mut cfg = Config::default();

@@ -14,10 +14,12 @@ use std::path::PathBuf;
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weft_api::config::Valid;
 use weft_api::{Config, Request, Response};
 
 pub struct State {
-    pub config: Config,
+    /// The running configuration, checked, with its options parsed.
+    pub config: Valid,
     pub db: PathBuf,
     pub resources: Resources,
     pub dp: DpHandle,
@@ -135,17 +137,14 @@ impl State {
         outer: bool,
     ) -> Result<(std::sync::mpsc::Receiver<crate::capture::CapFrame>, u32), String> {
         let b = self.config.bridge(bridge).ok_or_else(|| format!("no bridge named {bridge:?}"))?;
-        let pc = if port == b.name {
+        let spec = if port == b.name {
             None
         } else {
-            Some(
-                b.ports
-                    .iter()
-                    .find(|p| p.name == port)
-                    .ok_or_else(|| format!("bridge {bridge:?} has no port named {port:?}"))?,
-            )
+            match self.config.port(port) {
+                Some((pb, _, s)) if pb.name == b.name => s.tunnel,
+                _ => return Err(format!("bridge {bridge:?} has no port named {port:?}")),
+            }
         };
-        let spec = pc.and_then(|p| p.tunnel().ok().flatten());
         if outer && spec.is_none() {
             return Err(format!("--outer shows tunnel packets, and {port:?} is not a tunnel port"));
         }
@@ -245,10 +244,10 @@ impl State {
     }
 
     fn change_inner(&mut self, req: &Request) -> Result<(), String> {
-        let mut new = self.config.clone();
+        let mut new = self.config.config().clone();
         let r = new.apply(req);
         r.map_err(|e| e.to_string())?;
-        new.validate().map_err(|e| e.to_string())?;
+        let new = Valid::new(new).map_err(|e| e.to_string())?;
         if new == self.config {
             return Ok(());
         }
@@ -256,7 +255,7 @@ impl State {
     }
 
     /// Opens, persists and installs `new`; on failure nothing changes.
-    fn commit(&mut self, new: Config) -> Result<(), String> {
+    fn commit(&mut self, new: Valid) -> Result<(), String> {
         let generation = self.generation + 1;
         let (pipeline, created) = self.resources.build(&new, generation, true).map_err(|e| format!("{e:#}"))?;
         // OpenFlow listeners are bound before anything is saved: a port in use is this change's error.
@@ -358,7 +357,7 @@ impl State {
 
     /// Validates and commits a configuration built outside the CLI requests (OpenFlow flow changes).
     pub fn commit_config(&mut self, new: Config) -> Result<(), String> {
-        new.validate().map_err(|e| e.to_string())?;
+        let new = Valid::new(new).map_err(|e| e.to_string())?;
         if new == self.config {
             return Ok(());
         }
@@ -381,7 +380,7 @@ impl State {
     }
 
     /// Hands a pipeline to the datapath and waits until it runs it.
-    pub fn install(&mut self, pipeline: crate::pipeline::Pipeline, cfg: &Config) {
+    pub fn install(&mut self, pipeline: crate::pipeline::Pipeline, cfg: &Valid) {
         self.port_info = pipeline
             .ports
             .iter()
@@ -409,25 +408,23 @@ impl State {
     fn show(&self) -> Value {
         let bridges: Vec<Value> = self
             .config
-            .bridges
-            .iter()
-            .map(|b| {
+            .bridges()
+            .map(|(b, specs)| {
                 let mut ports =
                     vec![self.port_json(&b.name, OFPORT_LOCAL, "internal", &BTreeMap::new(), &b.local_vlan)];
                 let status = self.cp_status.lock().unwrap_or_else(|e| e.into_inner());
                 let cp = status.get(&b.name);
-                for p in &b.ports {
+                for (p, spec) in b.ports.iter().zip(&specs.ports) {
                     let mut pj = self.port_json(&p.name, p.ofport, p.iface_type.as_str(), &p.options, &p.vlan);
                     pj["external_ids"] = json!(p.external_ids);
                     // Where each remote VTEP of a tunnel comes from: configured, or a control plane.
-                    if p.iface_type.is_tunnel() {
-                        let mut remotes: Vec<Value> = p
-                            .flood_remotes(b)
-                            .unwrap_or_default()
+                    if let Some(t) = &spec.tunnel {
+                        let mut remotes: Vec<Value> = spec
+                            .flood_remotes
                             .iter()
                             .map(|ip| json!({ "ip": ip.to_string(), "origin": "static" }))
                             .collect();
-                        if let (true, Some(cp)) = (p.is_flow(), cp) {
+                        if let (true, Some(cp)) = (t.flow, cp) {
                             for ip in cp.flood.get(&p.name).into_iter().flatten() {
                                 remotes.push(json!({ "ip": ip.to_string(), "origin": cp.kind }));
                             }
@@ -664,13 +661,13 @@ impl State {
         if expired.is_empty() {
             return;
         }
-        let mut new = self.config.clone();
+        let mut new = self.config.config().clone();
         for (bridge, ids) in &expired {
             if let Some(b) = new.bridges.iter_mut().find(|b| &b.name == bridge) {
                 b.flows.retain(|s| !ids.contains(&s.id));
             }
         }
-        if let Err(e) = self.commit(new) {
+        if let Err(e) = self.commit_config(new) {
             tracing::warn!("cannot remove expired flows: {e}");
         }
     }

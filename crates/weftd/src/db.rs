@@ -4,16 +4,17 @@
 use anyhow::Context;
 use std::io::{Read, Write};
 use std::path::Path;
+use weft_api::config::Valid;
 use weft_api::Config;
 use weft_sys::files;
 
 /// Reads the configuration; a missing file is an empty configuration. The database holds secrets (pre-shared
 /// keys): it is never read through a symbolic link, and a file readable by others is made 0600.
-pub fn load(path: &Path) -> anyhow::Result<Config> {
+pub fn load(path: &Path) -> anyhow::Result<Valid> {
     files::refuse_symlink(path)?;
     let mut f = match files::open_no_follow(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Valid::default()),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     if files::make_private(&f).with_context(|| format!("cannot change the mode of {}", path.display()))? {
@@ -23,8 +24,7 @@ pub fn load(path: &Path) -> anyhow::Result<Config> {
     f.read_to_end(&mut bytes).with_context(|| format!("cannot read {}", path.display()))?;
     let cfg: Config =
         serde_json::from_slice(&bytes).with_context(|| format!("{} is not a weft database", path.display()))?;
-    cfg.validate().with_context(|| format!("{} holds an invalid configuration", path.display()))?;
-    Ok(cfg)
+    Valid::new(cfg).with_context(|| format!("{} holds an invalid configuration", path.display()))
 }
 
 /// Replaces the database with `cfg`: a new file (mode 0600, O_EXCL, O_NOFOLLOW) is written, synced and
@@ -60,11 +60,11 @@ mod tests {
     fn save_then_load() {
         let dir = std::env::temp_dir().join(format!("weft-db-test-{}", std::process::id()));
         let path = dir.join("conf.db");
-        assert_eq!(load(&path).unwrap(), Config::default());
+        assert_eq!(*load(&path).unwrap(), Config::default());
         let mut c = Config::default();
         c.add_bridge("br0", false).unwrap();
         save(&path, &c).unwrap();
-        assert_eq!(load(&path).unwrap(), c);
+        assert_eq!(*load(&path).unwrap(), c);
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600, "the database holds pre-shared keys");
@@ -74,7 +74,7 @@ mod tests {
         save(&path, &c).unwrap();
         // A database left readable by others is narrowed when loaded.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(load(&path).unwrap(), c);
+        assert_eq!(*load(&path).unwrap(), c);
         assert_eq!(mode(&path), 0o600);
         // Never through a symbolic link.
         let link = dir.join("link.db");

@@ -296,32 +296,30 @@ impl Ike {
 }
 
 /// The IKE peers a configuration asks for: one per remote of the tunnel ports with `options:psk`.
-pub fn peers_of(cfg: &weft_api::Config) -> Vec<PeerConfig> {
+pub fn peers_of(cfg: &weft_api::config::Valid) -> Vec<PeerConfig> {
     let mut out: Vec<PeerConfig> = Vec::new();
-    for b in &cfg.bridges {
-        for p in &b.ports {
-            let (Ok(Some(spec)), Ok(Some(ips))) = (p.tunnel(), p.ipsec()) else { continue };
-            if out.iter().any(|o| o.remote == spec.remote) {
+    for (_, p, s) in cfg.ports() {
+        let (Some(spec), Some(ips)) = (s.tunnel, &s.ipsec) else { continue };
+        if out.iter().any(|o| o.remote == spec.remote) {
+            continue;
+        }
+        let local = match spec.local.map_or_else(|| weft_sys::udp::source_towards(spec.remote), Ok) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(port = %p.name, "no local address towards {}: {e}; IPsec waits", spec.remote);
                 continue;
             }
-            let local = match spec.local.map_or_else(|| weft_sys::udp::source_towards(spec.remote), Ok) {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(port = %p.name, "no local address towards {}: {e}; IPsec waits", spec.remote);
-                    continue;
-                }
-            };
-            let mut c = PeerConfig::new(local, spec.remote, ips.psk.as_bytes());
-            c.mode = if ips.shape.tunnel { ike::Mode::Tunnel } else { ike::Mode::Transport };
-            c.encap = if ips.shape.udp { ike::Encap::Udp } else { ike::Encap::Esp };
-            // The child SA carries every protocol between the two VTEPs: VXLAN, Geneve and GRE ports to one
-            // remote share it.
-            c.proto = 0;
-            c.child_lifetime = ips.lifetime_secs * ike::SECOND;
-            c.ike_lifetime = 4 * c.child_lifetime;
-            c.rekey_bytes = ips.rekey_bytes;
-            out.push(c);
-        }
+        };
+        let mut c = PeerConfig::new(local, spec.remote, ips.psk.as_bytes());
+        c.mode = if ips.shape.tunnel { ike::Mode::Tunnel } else { ike::Mode::Transport };
+        c.encap = if ips.shape.udp { ike::Encap::Udp } else { ike::Encap::Esp };
+        // The child SA carries every protocol between the two VTEPs: VXLAN, Geneve and GRE ports to one
+        // remote share it.
+        c.proto = 0;
+        c.child_lifetime = ips.lifetime_secs * ike::SECOND;
+        c.ike_lifetime = 4 * c.child_lifetime;
+        c.rekey_bytes = ips.rekey_bytes;
+        out.push(c);
     }
     out
 }

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use weft_api::config::Valid;
 use weft_api::{Config, Encap, IfaceType, TunnelSpec};
 use weft_datapath::PortIdx;
 use weft_sys::packet::PacketSocket;
@@ -257,15 +258,9 @@ fn open_esp(v6: bool, udp: bool) -> anyhow::Result<Arc<OwnedFd>> {
 }
 
 /// The address families of the tunnels with IPsec (IPv4: false, IPv6: true).
-fn esp_families(cfg: &Config) -> Vec<bool> {
-    let mut v: Vec<bool> = cfg
-        .bridges
-        .iter()
-        .flat_map(|b| &b.ports)
-        .filter_map(|p| p.tunnel().ok().flatten())
-        .filter(|t| t.ipsec.is_some())
-        .map(|t| t.remote.is_ipv6())
-        .collect();
+fn esp_families(cfg: &Valid) -> Vec<bool> {
+    let mut v: Vec<bool> =
+        cfg.tunnels().map(|(_, _, t)| t).filter(|t| t.ipsec.is_some()).map(|t| t.remote.is_ipv6()).collect();
     v.sort();
     v.dedup();
     v
@@ -371,12 +366,9 @@ fn encap_header(spec: &TunnelSpec, options: &[u8]) -> Arc<[u8]> {
 }
 
 /// The MTU for a new TAP on `bridge`: what fits the underlay behind its largest tunnel overhead.
-fn tap_mtu(cfg: &Config, bridge: &str) -> u32 {
-    let worst = cfg
-        .bridge(bridge)
-        .map(|b| b.ports.iter().filter_map(|p| p.tunnel().ok().flatten()).map(|t| t.overhead() + 14).max())
-        .unwrap_or(None)
-        .unwrap_or(50);
+fn tap_mtu(cfg: &Valid, bridge: &str) -> u32 {
+    let worst =
+        cfg.tunnels().filter(|(b, _, _)| b.name == bridge).map(|(_, _, t)| t.overhead() + 14).max().unwrap_or(50);
     UNDERLAY_MTU - worst
 }
 
@@ -400,7 +392,7 @@ impl Resources {
     /// Opens what `cfg` needs and is not open yet. With `strict`, the first failure is returned and the
     /// resources opened by this call are closed again; otherwise failing ports come up as [`PortIo::Down`].
     /// Returns the pipeline, and the names of TAPs this call created (to remove if the change is abandoned).
-    pub fn build(&mut self, cfg: &Config, generation: u64, strict: bool) -> anyhow::Result<(Pipeline, Vec<String>)> {
+    pub fn build(&mut self, cfg: &Valid, generation: u64, strict: bool) -> anyhow::Result<(Pipeline, Vec<String>)> {
         let mut created_taps = Vec::new();
         let mut opened_packets = Vec::new();
         let mut opened_rx = Vec::new();
@@ -436,7 +428,7 @@ impl Resources {
     #[allow(clippy::too_many_arguments)]
     fn build_inner(
         &mut self,
-        cfg: &Config,
+        cfg: &Valid,
         generation: u64,
         strict: bool,
         created_taps: &mut Vec<String>,
@@ -453,15 +445,17 @@ impl Resources {
         let mut pool_index: HashMap<PoolKey, usize> = HashMap::new();
         let mut rx_index: HashMap<RxKey, usize> = HashMap::new();
 
-        for (bi, b) in cfg.bridges.iter().enumerate() {
+        let no_spec = weft_api::config::PortSpec::default();
+        for (bi, (b, bspec)) in cfg.bridges().enumerate() {
             let mut members = Vec::new();
-            let internal = std::iter::once((b.name.clone(), OFPORT_LOCAL, IfaceType::Internal, None));
+            let internal = std::iter::once((b.name.clone(), OFPORT_LOCAL, IfaceType::Internal, None, &no_spec));
             let vlan_of = |pc: Option<&weft_api::PortConfig>| {
                 let v = pc.map_or(&b.local_vlan, |p| &p.vlan);
                 weft_datapath::vlan::VlanMode::new(v.tag, &v.trunks)
             };
-            let others = b.ports.iter().map(|p| (p.name.clone(), p.ofport, p.iface_type, Some(p)));
-            for (name, ofport, ty, pc) in internal.chain(others) {
+            let others =
+                b.ports.iter().zip(&bspec.ports).map(|(p, s)| (p.name.clone(), p.ofport, p.iface_type, Some(p), s));
+            for (name, ofport, ty, pc, pspec) in internal.chain(others) {
                 let idx = PortIdx(u16::try_from(ports.len()).map_err(|_| anyhow!("more than 65535 ports"))?);
                 let mut netns = None;
                 let mut mtu = None;
@@ -543,8 +537,7 @@ impl Resources {
                         }
                     }
                     IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre | IfaceType::IpsecGre => {
-                        let pc = pc.ok_or_else(|| anyhow!("tunnel without configuration"))?;
-                        let spec = pc.tunnel()?.ok_or_else(|| anyhow!("port {name:?} is not a tunnel"))?;
+                        let spec = pspec.tunnel.ok_or_else(|| anyhow!("port {name:?} is not a tunnel"))?;
                         let key = rx_key(&spec);
                         let ri = match rx_index.get(&key) {
                             Some(i) => *i,
@@ -559,10 +552,10 @@ impl Resources {
                                 rx_sockets.len() - 1
                             }
                         };
-                        let remotes: Arc<[IpAddr]> = pc.flood_remotes(b)?.into();
+                        let remotes: Arc<[IpAddr]> = pspec.flood_remotes.as_slice().into();
                         // Multicast groups and remote_ip=flow take the VNI from any sender.
                         demux[ri].add(idx, spec.vni, &remotes, spec.remote.is_multicast() || spec.flow);
-                        let mcast_ifindex = match (spec.remote.is_multicast(), pc.options.get("dev")) {
+                        let mcast_ifindex = match (spec.remote.is_multicast(), &pspec.dev) {
                             (true, Some(dev)) => weft_sys::iface::index(dev)
                                 .ok_or_else(|| anyhow!("port {name:?}: no underlay interface named {dev:?}"))?,
                             _ => 0,
@@ -587,8 +580,7 @@ impl Resources {
                                 pools.len() - 1
                             }
                         };
-                        let options = pc.geneve_options()?;
-                        let header = encap_header(&spec, &options);
+                        let header = encap_header(&spec, &pspec.geneve_options);
                         let known_options: Vec<(u16, u8)> = match spec.encap {
                             Encap::Geneve => weft_wire::geneve::GenevePacket::new_checked(&header[..])?
                                 .options()
@@ -602,7 +594,7 @@ impl Resources {
                             dest: SocketAddr::new(spec.remote, spec.dst_port),
                             mtu: (UNDERLAY_MTU - spec.overhead() - 14) as u16,
                             remotes,
-                            proxy: pc.proxy(),
+                            proxy: pspec.proxy,
                             header,
                             known_options: known_options.into(),
                         };
@@ -661,14 +653,14 @@ impl Resources {
     }
 
     /// Closes what `cfg` no longer uses; TAPs of removed ports are deleted.
-    pub fn release_unused(&mut self, cfg: &Config) {
+    pub fn release_unused(&mut self, cfg: &Valid) {
         let mut taps = HashSet::new();
         let mut packets = HashSet::new();
         let mut rx = HashSet::new();
         let mut pools = HashSet::new();
-        for b in &cfg.bridges {
+        for (b, bspec) in cfg.bridges() {
             taps.insert(b.name.clone());
-            for p in &b.ports {
+            for (p, pspec) in b.ports.iter().zip(&bspec.ports) {
                 match p.iface_type {
                     IfaceType::Tap | IfaceType::Internal => {
                         taps.insert(p.name.clone());
@@ -677,9 +669,9 @@ impl Resources {
                         packets.insert(p.name.clone());
                     }
                     IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre | IfaceType::IpsecGre => {
-                        if let Ok(Some(spec)) = p.tunnel() {
+                        if let Some(spec) = pspec.tunnel {
                             rx.insert(rx_key(&spec));
-                            let ifindex = match (spec.remote.is_multicast(), p.options.get("dev")) {
+                            let ifindex = match (spec.remote.is_multicast(), &pspec.dev) {
                                 (true, Some(dev)) => weft_sys::iface::index(dev).unwrap_or(0),
                                 _ => 0,
                             };
@@ -727,7 +719,7 @@ impl Resources {
     /// Gives TAP and internal ports that weft created the MTU that fits their bridge's tunnels now (a tunnel
     /// added after the TAP may need a smaller one, or allow a larger one). Devices whose MTU someone changed
     /// since weft set it, or that left weftd's namespace, are left alone. Called once a change is committed.
-    pub fn adjust_tap_mtus(&mut self, cfg: &Config) {
+    pub fn adjust_tap_mtus(&mut self, cfg: &Valid) {
         for b in &cfg.bridges {
             let want = tap_mtu(cfg, &b.name);
             let names = std::iter::once(&b.name).chain(

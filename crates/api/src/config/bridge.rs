@@ -206,7 +206,7 @@ pub struct EvpnSpec {
 
 impl BridgeConfig {
     /// `other_config:control-plane`: `None` for a bridge on its own (the default).
-    pub fn control_plane(&self) -> Option<ControlPlane> {
+    pub(super) fn control_plane(&self) -> Option<ControlPlane> {
         match self.other_config.get("control-plane").map(String::as_str) {
             Some("etcd") => Some(ControlPlane::Etcd),
             Some("evpn") => Some(ControlPlane::Evpn),
@@ -215,7 +215,7 @@ impl BridgeConfig {
     }
 
     /// The etcd settings, when `control-plane=etcd`.
-    pub fn etcd(&self) -> Result<Option<EtcdSpec>, ConfigError> {
+    pub(super) fn etcd(&self) -> Result<Option<EtcdSpec>, ConfigError> {
         if self.control_plane() != Some(ControlPlane::Etcd) {
             return Ok(None);
         }
@@ -299,7 +299,7 @@ impl BridgeConfig {
     }
 
     /// The BGP EVPN settings, when `control-plane=evpn`.
-    pub fn evpn(&self) -> Result<Option<EvpnSpec>, ConfigError> {
+    pub(super) fn evpn(&self) -> Result<Option<EvpnSpec>, ConfigError> {
         if self.control_plane() != Some(ControlPlane::Evpn) {
             return Ok(None);
         }
@@ -350,7 +350,7 @@ impl BridgeConfig {
     }
 
     /// Checks the control-plane settings as a whole.
-    pub(super) fn check_control_plane(&self) -> Result<(), ConfigError> {
+    pub(super) fn check_control_plane(&self) -> Result<Option<CpSpec>, ConfigError> {
         if let Some(v) = self.other_config.get("control-plane") {
             if !matches!(v.as_str(), "etcd" | "evpn" | "none") {
                 return Err(ConfigError::BadSetting(format!(
@@ -358,9 +358,9 @@ impl BridgeConfig {
                 )));
             }
         }
-        self.etcd()?;
-        self.evpn()?;
-        Ok(())
+        let etcd = self.etcd()?.map(CpSpec::Etcd);
+        let evpn = self.evpn()?.map(CpSpec::Evpn);
+        Ok(etcd.or(evpn))
     }
 }
 

@@ -7,6 +7,7 @@ mod bridge;
 mod port;
 #[cfg(test)]
 mod tests;
+mod valid;
 
 pub use bridge::*;
 pub use port::*;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+pub use valid::*;
 use weft_wire::vlan::VID_MAX;
 use weft_wire::vxlan::VNI_MAX;
 use weft_wire::EthernetAddress;
@@ -547,6 +549,12 @@ impl Config {
     /// Checks the whole configuration: names, types, options, and that no two tunnels would claim the same
     /// packets (same local address, port, remote and VNI).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check().map(drop)
+    }
+
+    /// [`Config::validate`], returning what each bridge's and port's settings say ([`Valid`] keeps them).
+    fn check(&self) -> Result<Vec<BridgeSpec>, ConfigError> {
+        let mut specs = Vec::with_capacity(self.bridges.len());
         for b in &self.bridges {
             if let Some(t) = b.controller.as_deref().filter(|t| OfTarget::is_tls(t)) {
                 if self.ssl.is_none() {
@@ -570,6 +578,7 @@ impl Config {
                 return Err(ConfigError::BridgeExists(b.name.clone()));
             }
             b.local_vlan.validate(&b.name)?;
+            let mut port_specs = Vec::with_capacity(b.ports.len());
             for p in &b.ports {
                 check_ifname("port", &p.name)?;
                 p.vlan.validate(&p.name)?;
@@ -584,8 +593,9 @@ impl Config {
                         known: if known.is_empty() { "none".to_string() } else { known.join(", ") },
                     });
                 }
-                if let Some(t) = p.tunnel()? {
-                    if let Some(ips) = p.ipsec()? {
+                let spec = p.spec(b)?;
+                if let Some(t) = spec.tunnel {
+                    if let Some(ips) = spec.ipsec.clone() {
                         if let Some((other, name)) = ipsec_peers.get(&t.remote) {
                             if *other != ips {
                                 return Err(ConfigError::Conflict(format!(
@@ -640,8 +650,9 @@ impl Config {
                         }
                     }
                 }
+                port_specs.push(spec);
             }
-            b.check_control_plane()?;
+            let control_plane = b.check_control_plane()?;
             for e in &b.fdb {
                 if e.mac == EthernetAddress::ZERO && (e.dst.is_none() || !tunnel_specs.contains_key(e.port.as_str())) {
                     return Err(ConfigError::BadSetting(format!(
@@ -687,8 +698,9 @@ impl Config {
                     _ => {}
                 }
             }
+            specs.push(BridgeSpec { control_plane, ports: port_specs });
         }
-        Ok(())
+        Ok(specs)
     }
 }
 

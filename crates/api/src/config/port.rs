@@ -353,7 +353,7 @@ impl PortConfig {
     /// The remote VTEPs of a tunnel port: `options:remote_ip=IP[,IP...]`, unicast, one family, no repeats.
     /// With several, flooded frames go to each (head-end replication) and learned unicast to one.
     /// `remote_ip=flow` gives none: the bridge's control plane (or flows' `set_field:IP->tun_dst`) names them.
-    pub fn remotes(&self) -> Result<Vec<IpAddr>, ConfigError> {
+    pub(super) fn remotes(&self) -> Result<Vec<IpAddr>, ConfigError> {
         let text = self.options.get("remote_ip").ok_or_else(|| {
             ConfigError::BadSetting(format!(
                 "tunnel port {:?} needs options:remote_ip=IP (or remote_ip=flow)",
@@ -394,19 +394,19 @@ impl PortConfig {
     }
 
     /// `options:remote_ip=flow`: the remote VTEPs come from the bridge's control plane or from flows.
-    pub fn is_flow(&self) -> bool {
+    pub(super) fn is_flow(&self) -> bool {
         self.options.get("remote_ip").is_some_and(|v| v == "flow")
     }
 
     /// `options:proxy=true`: ARP requests and neighbour solicitations for addresses weft knows are answered
     /// locally instead of being flooded through this tunnel.
-    pub fn proxy(&self) -> bool {
+    pub(super) fn proxy(&self) -> bool {
         self.options.get("proxy").is_some_and(|v| v == "true")
     }
 
     /// Every VTEP a tunnel port floods to: its remotes, plus the `dst` of each default entry
     /// (00:00:00:00:00:00, as `bridge fdb append` adds them) of `bridge` on this port.
-    pub fn flood_remotes(&self, bridge: &BridgeConfig) -> Result<Vec<IpAddr>, ConfigError> {
+    pub(super) fn flood_remotes(&self, bridge: &BridgeConfig) -> Result<Vec<IpAddr>, ConfigError> {
         let mut all = self.remotes()?;
         for e in bridge.fdb.iter().filter(|e| e.port == self.name && e.mac == EthernetAddress::ZERO) {
             if let Some(dst) = e.dst.filter(|d| !all.contains(d)) {
@@ -417,15 +417,16 @@ impl PortConfig {
     }
 
     /// The encoded Geneve options a tunnel port sends (empty for other ports or none configured).
-    pub fn geneve_options(&self) -> Result<Vec<u8>, ConfigError> {
+    pub(super) fn geneve_options(&self) -> Result<Vec<u8>, ConfigError> {
         match (self.iface_type, self.options.get("geneve_opts")) {
             (IfaceType::Geneve, Some(o)) => parse_geneve_opts(o),
             _ => Ok(Vec::new()),
         }
     }
 
-    /// Parses a tunnel port's options. `Ok(None)` for ports that are not tunnels.
-    pub fn tunnel(&self) -> Result<Option<TunnelSpec>, ConfigError> {
+    /// Parses a tunnel port's options but its IPsec ones (see [`PortConfig::spec`], which adds them).
+    /// `Ok(None)` for ports that are not tunnels.
+    pub(super) fn tunnel_options(&self) -> Result<Option<TunnelSpec>, ConfigError> {
         let encap = match self.iface_type {
             IfaceType::Vxlan => Encap::Vxlan,
             IfaceType::Geneve => Encap::Geneve,
@@ -506,12 +507,12 @@ impl PortConfig {
             ttl: parse_inherit("ttl", get("ttl"), 1)?,
             tos: parse_inherit("tos", get("tos"), 0)?,
             df: parse_bool("df_default", get("df_default"))?,
-            ipsec: self.ipsec()?.map(|i| i.shape),
+            ipsec: None,
         }))
     }
 
     /// Parses the IPsec options of a tunnel port: `None` without `options:psk`.
-    pub fn ipsec(&self) -> Result<Option<IpsecSpec>, ConfigError> {
+    pub(super) fn ipsec(&self) -> Result<Option<IpsecSpec>, ConfigError> {
         let get = |k: &str| self.options.get(k).map(String::as_str);
         let (psk, psk_key) = match (get("psk"), get("psk_file")) {
             (Some(_), Some(_)) => {

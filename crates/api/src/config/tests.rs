@@ -2,6 +2,16 @@
 
 use super::*;
 
+/// Tunnel port `port`'s spec, as a checked configuration holds it.
+fn tunnel(c: &Config, port: &str) -> TunnelSpec {
+    Valid::new(c.clone()).unwrap().port(port).unwrap().2.tunnel.unwrap()
+}
+
+/// Bridge `bridge`'s control plane, as a checked configuration holds it.
+fn cp(c: &Config, bridge: &str) -> Option<CpSpec> {
+    Valid::new(c.clone()).unwrap().bridge_spec(bridge).unwrap().1.control_plane.clone()
+}
+
 #[test]
 fn ipsec_gre_is_gre_with_a_psk_shown_as_written() {
     let mut c = Config::default();
@@ -18,7 +28,7 @@ fn ipsec_gre_is_gre_with_a_psk_shown_as_written() {
     c.validate().unwrap();
     let p = &c.bridges[0].ports[0];
     assert_eq!(p.iface_type.as_str(), "ipsec_gre");
-    let t = p.tunnel().unwrap().unwrap();
+    let t = tunnel(&c, "tun0");
     assert_eq!(t.encap, Encap::Gre);
     assert!(t.ipsec.is_some());
     assert!(serde_json::to_string(&c).unwrap().contains("\"ipsec_gre\""));
@@ -123,7 +133,7 @@ fn ofports_in_order_never_reused() {
 #[test]
 fn tunnel_options_are_checked() {
     let c = sample();
-    let t = c.find_port("vx1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
+    let t = tunnel(&c, "vx1");
     assert_eq!((t.vni, t.dst_port, t.overhead()), (123, 4789, 36));
     let mut c2 = c.clone();
     c2.set_interface("vx1", &kv(&[("options:key", "16777216")])).unwrap();
@@ -145,7 +155,7 @@ fn ipsec_options_are_checked() {
     let mut c = sample();
     c.set_interface("vx1", &kv(&[("options:psk", "swordfish")])).unwrap();
     c.validate().unwrap();
-    let t = c.find_port("vx1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
+    let t = tunnel(&c, "vx1");
     // Transport mode in UDP: 37 bytes of ESP and 8 of UDP on top of VXLAN's 36.
     assert_eq!(t.overhead(), 36 + 37 + 8);
     let bad = |opts: &[(&str, &str)], want: &str| {
@@ -166,7 +176,7 @@ fn ipsec_options_are_checked() {
     // Tunnel mode over IPv4 adds an inner IP header.
     let mut tun = c.clone();
     tun.set_interface("vx1", &kv(&[("options:ipsec_mode", "tunnel"), ("options:ipsec_encap", "esp")])).unwrap();
-    let t = tun.find_port("vx1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
+    let t = tunnel(&tun, "vx1");
     assert_eq!(t.overhead(), 36 + 37 + 20);
     // Two protected ports to one remote must agree (one IKE SA serves both).
     let mut two = c.clone();
@@ -194,13 +204,14 @@ fn geneve_and_gre_options() {
     ]);
     c.add_port("sw1", "gnv1", &gnv, &[], false).unwrap();
     c.validate().unwrap();
-    let p = c.find_port("gnv1").unwrap().1.unwrap();
-    let t = p.tunnel().unwrap().unwrap();
+    let v = Valid::new(c.clone()).unwrap();
+    let spec = v.port("gnv1").unwrap().2;
+    let t = spec.tunnel.unwrap();
     assert_eq!((t.encap, t.vni, t.dst_port, t.options_len), (Encap::Geneve, 5000, 6081, 12));
     assert_eq!((t.tos, t.ttl, t.df), (Inherit::Inherit, Inherit::Value(32), false));
     // IPv6 + UDP + Geneve + 12 bytes of options.
     assert_eq!(t.overhead(), 40 + 8 + 8 + 12);
-    assert_eq!(p.geneve_options().unwrap(), [1, 2, 0x80, 1, 10, 11, 12, 13, 0xff, 0xff, 1, 0]);
+    assert_eq!(spec.geneve_options, [1, 2, 0x80, 1, 10, 11, 12, 13, 0xff, 0xff, 1, 0]);
 
     let gre = kv(&[
         ("type", "gre"),
@@ -212,7 +223,7 @@ fn geneve_and_gre_options() {
     ]);
     c.add_port("sw1", "gre1", &gre, &[], false).unwrap();
     c.validate().unwrap();
-    let t = c.find_port("gre1").unwrap().1.unwrap().tunnel().unwrap().unwrap();
+    let t = tunnel(&c, "gre1");
     assert_eq!((t.encap, t.vni, t.keyed, t.dst_port, t.overhead(), t.df), (Encap::Gre, u32::MAX, true, 0, 36, true));
 
     for (key, value, says) in [
@@ -269,8 +280,7 @@ fn several_remotes() {
     let mut c = sample();
     c.set_interface("vx1", &kv(&[("options:remote_ip", "192.0.2.12,192.0.2.13")])).unwrap();
     c.validate().unwrap();
-    let p = c.find_port("vx1").unwrap().1.unwrap().clone();
-    assert_eq!(p.remotes().unwrap().len(), 2);
+    assert_eq!(Valid::new(c.clone()).unwrap().port("vx1").unwrap().2.flood_remotes.len(), 2);
     for (bad_list, why) in [
         ("192.0.2.12,2001:db8::1", "mixes IPv4 and IPv6"),
         ("192.0.2.12,192.0.2.12", "twice"),
@@ -375,7 +385,7 @@ fn control_plane_settings() {
     )
     .unwrap();
     c.validate().unwrap();
-    let t = c.bridge("sw1").unwrap().ports.iter().find(|p| p.name == "vxf").unwrap().tunnel().unwrap().unwrap();
+    let t = tunnel(&c, "vxf");
     assert!(t.flow && t.remote.is_unspecified() && t.remote.is_ipv4());
     let set = |c: &mut Config, pairs: &[(&str, &str)]| {
         let mut n = c.clone();
@@ -397,7 +407,7 @@ fn control_plane_settings() {
         ],
     )
     .unwrap();
-    let e = c.bridge("sw1").unwrap().etcd().unwrap().unwrap();
+    let Some(CpSpec::Etcd(e)) = cp(&c, "sw1") else { panic!("no etcd spec") };
     assert_eq!((e.endpoints.len(), e.prefix.as_str(), e.ttl), (2, "/weft/", 10));
     assert!(set(&mut c, &[("other_config:etcd-ttl", "1")]).is_err());
     // EVPN: AS, router id and peers; VXLAN only.
@@ -409,7 +419,7 @@ fn control_plane_settings() {
     ];
     assert!(set(&mut c, &evpn[..3]).unwrap_err().to_string().contains("bgp-peers"));
     set(&mut c, &evpn).unwrap();
-    let v = c.bridge("sw1").unwrap().evpn().unwrap().unwrap();
+    let Some(CpSpec::Evpn(v)) = cp(&c, "sw1") else { panic!("no EVPN spec") };
     assert_eq!((v.asn, v.hold, v.peers.len()), (65000, 9, 1));
     assert!(set(&mut c, &[("other_config:bgp-router-id", "0.0.0.0")]).is_err());
     let mut g = c.clone();

@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weft_api::{Config, ControlPlane, EtcdSpec, EvpnSpec};
+use weft_api::config::{CpSpec, Valid};
+use weft_api::{EtcdSpec, EvpnSpec};
 use weft_control::etcd::Record;
 use weft_control::model::MacRoute;
 use weft_control::{Adj, Change, LocalChange, MacKey, Rib, Vni};
@@ -24,7 +25,7 @@ use weft_datapath::switch::{CpUpdate, FdbDelta, FdbRow};
 
 /// Messages to the control-plane thread.
 pub enum CpMsg {
-    Config(Arc<Config>),
+    Config(Arc<Valid>),
     /// From a backend of `bridge`, started as generation `gen` (messages of stopped backends are ignored).
     Remote {
         bridge: String,
@@ -84,11 +85,8 @@ struct FlowPort {
     local: Option<IpAddr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
-    Etcd(EtcdSpec),
-    Evpn(EvpnSpec),
-}
+/// A bridge's control plane, as the checked configuration says.
+type Kind = CpSpec;
 
 struct Running {
     kind: Kind,
@@ -138,11 +136,12 @@ struct Thread {
     gen: u64,
 }
 
-fn flow_ports(b: &weft_api::BridgeConfig) -> Vec<FlowPort> {
+fn flow_ports(b: &weft_api::BridgeConfig, spec: &weft_api::config::BridgeSpec) -> Vec<FlowPort> {
     b.ports
         .iter()
-        .filter_map(|p| {
-            let t = p.tunnel().ok().flatten()?;
+        .zip(&spec.ports)
+        .filter_map(|(p, s)| {
+            let t = s.tunnel?;
             t.flow.then(|| FlowPort { name: p.name.clone(), vni: t.vni, vlan: p.vlan.tag.unwrap_or(0), local: t.local })
         })
         .collect()
@@ -178,16 +177,11 @@ impl Thread {
     }
 
     /// Starts, restarts or stops backends to match the configuration.
-    fn configure(&mut self, cfg: &Config) {
+    fn configure(&mut self, cfg: &Valid) {
         let mut want: BTreeMap<String, (Kind, Vec<FlowPort>)> = BTreeMap::new();
-        for b in &cfg.bridges {
-            let kind = match b.control_plane() {
-                Some(ControlPlane::Etcd) => b.etcd().ok().flatten().map(Kind::Etcd),
-                Some(ControlPlane::Evpn) => b.evpn().ok().flatten().map(Kind::Evpn),
-                None => None,
-            };
-            if let Some(k) = kind {
-                want.insert(b.name.clone(), (k, flow_ports(b)));
+        for (b, spec) in cfg.bridges() {
+            if let Some(k) = &spec.control_plane {
+                want.insert(b.name.clone(), (k.clone(), flow_ports(b, spec)));
             }
         }
         let gone: Vec<String> = self
