@@ -7,6 +7,7 @@ pub mod flow;
 pub mod fuzz;
 pub mod ofp;
 pub mod proto;
+pub mod reply;
 
 pub use config::{
     BridgeConfig, Config, ConfigError, ControlPlane, Encap, EtcdSpec, EvpnSpec, IfaceType, Inherit, IpsecShape,

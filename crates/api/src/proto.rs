@@ -223,6 +223,14 @@ impl Response {
     pub fn err(msg: impl Into<String>) -> Self {
         Response { ok: false, error: Some(msg.into()), data: serde_json::Value::Null }
     }
+    /// A successful answer carrying `reply` (one of [`crate::reply`]'s types).
+    pub fn with<T: Serialize>(reply: &T) -> Self {
+        Response::ok(serde_json::to_value(reply).unwrap_or(serde_json::Value::Null))
+    }
+    /// The answer's data read as `T`, the type the request is answered with.
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        T::deserialize(&self.data)
+    }
 }
 
 #[cfg(test)]

@@ -49,26 +49,12 @@ fn run() -> anyhow::Result<()> {
             if !resp.ok {
                 bail!("{}", resp.error.unwrap_or_else(|| "the daemon refused the request".into()));
             }
-            let mut rows = Vec::new();
-            for p in resp.data.as_array().into_iter().flatten() {
-                for (reason, n) in p["drops"].as_object().into_iter().flatten() {
-                    if n.as_u64().unwrap_or(0) > 0 {
-                        rows.push(
-                            serde_json::json!({"port": p["port"], "ofport": p["ofport"], "reason": reason, "count": n}),
-                        );
-                    }
-                }
-            }
+            let rows = output::drop_rows(&resp.read::<Vec<weft_api::reply::PortRow>>()?);
             if inv.json {
-                println!("{}", serde_json::Value::Array(rows));
+                println!("{}", serde_json::to_string(&rows)?);
             } else {
                 for r in rows {
-                    println!(
-                        "{} {}={}",
-                        r["port"].as_str().unwrap_or_default(),
-                        r["reason"].as_str().unwrap_or_default(),
-                        r["count"]
-                    );
+                    println!("{} {}={}", r.port, r.reason, r.count);
                 }
             }
             return Ok(());
@@ -83,7 +69,7 @@ fn run() -> anyhow::Result<()> {
     if !resp.ok {
         bail!("{}", resp.error.unwrap_or_else(|| "the daemon refused the request".into()));
     }
-    let text = output::render(&req, &resp.data, inv.json)?;
+    let text = output::render(&req, &resp, inv.json)?;
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(())
 }

@@ -6,7 +6,6 @@
 
 use crate::msgs::{DpHandle, DpMsg};
 use crate::pipeline::{PortKind, Resources, OFPORT_LOCAL};
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -15,7 +14,7 @@ use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weft_api::config::Valid;
-use weft_api::{Config, Request, Response};
+use weft_api::{reply, Config, Request, Response};
 
 pub struct State {
     /// The running configuration, checked, with its options parsed.
@@ -30,13 +29,23 @@ pub struct State {
     pub cp_status: crate::cp::Shared,
     pub generation: u64,
     /// What the running pipeline knows of each port: its state, MTU and namespace, for `show`.
-    pub port_info: BTreeMap<String, Value>,
+    pub port_info: BTreeMap<String, PortInfo>,
     /// OpenFlow listeners and connections the bridges' `controller` settings ask for.
     pub of: crate::ofconn::Manager,
     /// This state's own handle, for the OpenFlow threads.
     pub me: std::sync::Weak<Mutex<State>>,
     /// Each port's link as last seen: up or not, and (system ports) the interface index it had.
     pub links: BTreeMap<String, (bool, Option<u32>)>,
+}
+
+/// What the running pipeline knows of a port, for `show`.
+#[derive(Debug, Clone, Default)]
+pub struct PortInfo {
+    pub mtu: Option<u32>,
+    /// The namespace another process moved the TAP into.
+    pub netns: Option<String>,
+    /// Why the port is not running.
+    pub error: Option<String>,
 }
 
 /// Whether interface `name` of this namespace is up: it exists, is administratively up, and its operational
@@ -102,7 +111,7 @@ impl State {
                     };
                     match started {
                         Ok((rx, linktype)) => {
-                            let head = Response::ok(json!({ "linktype": linktype }));
+                            let head = Response::with(&reply::CaptureHead { linktype });
                             let mut out = serde_json::to_vec(&head).unwrap_or_default();
                             out.push(b'\n');
                             if writer.write_all(&out).is_err() {
@@ -165,21 +174,21 @@ impl State {
     pub fn handle(&mut self, req: Request) -> Response {
         if req.is_change() {
             return match self.change(&req) {
-                Ok(()) => Response::ok(Value::Null),
+                Ok(()) => Response::ok(serde_json::Value::Null),
                 Err(e) => Response::err(e),
             };
         }
         match req {
-            Request::ListBr => Response::ok(json!(self.config.bridges.iter().map(|b| &b.name).collect::<Vec<_>>())),
+            Request::ListBr => Response::with(&self.config.bridges.iter().map(|b| &b.name).collect::<Vec<_>>()),
             Request::ListPorts { bridge } => match self.config.bridge(&bridge) {
-                Some(b) => Response::ok(json!(b.ports.iter().map(|p| &p.name).collect::<Vec<_>>())),
+                Some(b) => Response::with(&b.ports.iter().map(|p| &p.name).collect::<Vec<_>>()),
                 None => Response::err(format!("no bridge named {bridge:?}")),
             },
-            Request::Show => Response::ok(self.show()),
-            Request::GetSsl => Response::ok(json!(self.config.ssl)),
+            Request::Show => Response::with(&self.show()),
+            Request::GetSsl => Response::with(&self.config.ssl),
             Request::FdbShow { bridge } => self.fdb_show(&bridge),
             Request::FdbFlush { bridge } => match self.ask(|tx| DpMsg::FdbFlush(bridge.clone(), tx)) {
-                Some(true) => Response::ok(Value::Null),
+                Some(true) => Response::ok(serde_json::Value::Null),
                 Some(false) => Response::err(format!("no bridge named {bridge:?}")),
                 None => Response::err("the datapath did not answer"),
             },
@@ -192,17 +201,20 @@ impl State {
                         Err(e) => return Response::err(e),
                     }
                 }
-                Response::ok(json!({ "level": crate::log::current() }))
+                Response::with(&reply::LogLevel { level: crate::log::current().to_string() })
             }
             Request::Trace { bridge, flow, packet } => match self.trace(&bridge, &flow, packet.as_deref()) {
-                Ok(v) => Response::ok(v),
+                Ok(v) => Response::with(&v),
                 Err(e) => Response::err(e),
             },
             Request::FdbStats { bridge } => match self.ask(|tx| DpMsg::FdbStats(bridge.clone(), tx)) {
-                Some(Some(st)) => Response::ok(json!({
-                    "entries": st.entries, "mac_table_size": st.max_entries,
-                    "learn_misses": st.learn_misses, "moves": st.moves, "aged": st.aged,
-                })),
+                Some(Some(st)) => Response::with(&reply::FdbStats {
+                    entries: st.entries as u64,
+                    mac_table_size: st.max_entries as u64,
+                    learn_misses: st.learn_misses,
+                    moves: st.moves,
+                    aged: st.aged,
+                }),
                 Some(None) => Response::err(format!("no bridge named {bridge:?}")),
                 None => Response::err("the datapath did not answer"),
             },
@@ -210,7 +222,7 @@ impl State {
                 let (tx, rx) = channel();
                 let _ = self.ike.send(crate::msgs::IpsecMsg::Show { keys, reply: tx });
                 match rx.recv_timeout(DP_TIMEOUT) {
-                    Ok(v) => Response::ok(v),
+                    Ok(v) => Response::with(&v),
                     Err(_) => Response::err("the IKE thread did not answer"),
                 }
             }
@@ -222,7 +234,7 @@ impl State {
                         Some(r) => format!("no established IKE SA with {r}"),
                         None => "no established IKE SA".to_string(),
                     }),
-                    Ok(n) => Response::ok(json!({ "rekeying": n })),
+                    Ok(n) => Response::with(&reply::Rekeying { rekeying: n as u64 }),
                     Err(_) => Response::err("the IKE thread did not answer"),
                 }
             }
@@ -386,11 +398,11 @@ impl State {
             .iter()
             .zip(&pipeline.core.ports)
             .map(|(p, d)| {
-                let mut info = json!({ "mtu": p.mtu, "netns": p.netns });
-                if let PortKind::Down(why) = &d.kind {
-                    info["error"] = json!(why);
-                }
-                (d.name.clone(), info)
+                let error = match &d.kind {
+                    PortKind::Down(why) => Some(why.clone()),
+                    _ => None,
+                };
+                (d.name.clone(), PortInfo { mtu: p.mtu, netns: p.netns.clone(), error })
             })
             .collect();
         let nat_t: Vec<_> = pipeline.esp.iter().filter(|e| e.udp).map(|e| e.fd.clone()).collect();
@@ -405,88 +417,92 @@ impl State {
         let _ = self.cp.send(crate::cp::CpMsg::Config(Arc::new(cfg.clone())));
     }
 
-    fn show(&self) -> Value {
-        let bridges: Vec<Value> = self
+    fn show(&self) -> reply::Show {
+        let hide = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if weft_api::config::is_secret(k) { weft_api::config::HIDDEN } else { v.as_str() };
+                    (k.clone(), v.to_string())
+                })
+                .collect()
+        };
+        let bridges = self
             .config
             .bridges()
             .map(|(b, specs)| {
                 let mut ports =
-                    vec![self.port_json(&b.name, OFPORT_LOCAL, "internal", &BTreeMap::new(), &b.local_vlan)];
+                    vec![self.port_show(&b.name, OFPORT_LOCAL, "internal", &BTreeMap::new(), &b.local_vlan)];
                 let status = self.cp_status.lock().unwrap_or_else(|e| e.into_inner());
                 let cp = status.get(&b.name);
                 for (p, spec) in b.ports.iter().zip(&specs.ports) {
-                    let mut pj = self.port_json(&p.name, p.ofport, p.iface_type.as_str(), &p.options, &p.vlan);
-                    pj["external_ids"] = json!(p.external_ids);
+                    let mut ps = self.port_show(&p.name, p.ofport, p.iface_type.as_str(), &p.options, &p.vlan);
+                    ps.external_ids = Some(p.external_ids.clone());
                     // Where each remote VTEP of a tunnel comes from: configured, or a control plane.
                     if let Some(t) = &spec.tunnel {
-                        let mut remotes: Vec<Value> = spec
-                            .flood_remotes
-                            .iter()
-                            .map(|ip| json!({ "ip": ip.to_string(), "origin": "static" }))
-                            .collect();
+                        let remote = |ip: &std::net::IpAddr, origin: &str| reply::RemoteShow {
+                            ip: ip.to_string(),
+                            origin: origin.to_string(),
+                        };
+                        let mut remotes: Vec<_> = spec.flood_remotes.iter().map(|ip| remote(ip, "static")).collect();
                         if let (true, Some(cp)) = (t.flow, cp) {
-                            for ip in cp.flood.get(&p.name).into_iter().flatten() {
-                                remotes.push(json!({ "ip": ip.to_string(), "origin": cp.kind }));
-                            }
+                            remotes.extend(cp.flood.get(&p.name).into_iter().flatten().map(|ip| remote(ip, cp.kind)));
                         }
-                        pj["remotes"] = Value::Array(remotes);
+                        ps.remotes = Some(remotes);
                     }
-                    ports.push(pj);
+                    ports.push(ps);
                 }
-                let control_plane = cp.map(|c| {
-                    json!({
-                        "kind": c.kind, "vtep": c.vtep.map(|v| v.to_string()), "status": c.sources.values().collect::<Vec<_>>(),
-                        "remote_macs": c.remote_macs, "local_macs": c.local_macs, "refused_routes": c.refused,
-                    })
-                });
-                let other_config: BTreeMap<&String, &str> = b
-                    .other_config
-                    .iter()
-                    .map(|(k, v)| (k, if weft_api::config::is_secret(k) { weft_api::config::HIDDEN } else { v.as_str() }))
-                    .collect();
-                json!({
-                    "name": b.name, "controller": b.controller, "other_config": other_config,
-                    "external_ids": b.external_ids, "ports": ports, "control_plane": control_plane,
-                })
+                reply::ShowBridge {
+                    name: b.name.clone(),
+                    controller: b.controller.clone(),
+                    other_config: hide(&b.other_config),
+                    external_ids: b.external_ids.clone(),
+                    ports,
+                    control_plane: cp.map(|c| reply::ControlPlaneShow {
+                        kind: c.kind.to_string(),
+                        vtep: c.vtep.map(|v| v.to_string()),
+                        status: c.sources.values().cloned().collect(),
+                        remote_macs: c.remote_macs as u64,
+                        local_macs: c.local_macs as u64,
+                        refused_routes: c.refused,
+                    }),
+                }
             })
             .collect();
-        json!({ "bridges": bridges })
+        reply::Show { bridges }
     }
 
-    fn port_json(
+    fn port_show(
         &self,
         name: &str,
         ofport: u32,
         ty: &str,
         options: &BTreeMap<String, String>,
         vlan: &weft_api::config::PortVlan,
-    ) -> Value {
+    ) -> reply::ShowPort {
         let info = self.port_info.get(name);
-        let mut v = json!({
-            "name": name,
-            "ofport": ofport,
-            "type": ty,
+        reply::ShowPort {
+            name: name.to_string(),
+            ofport,
+            iface_type: ty.to_string(),
             // The IPsec key stays in the database (readable by root only); `show` does not print it.
-            "options": options
+            options: options
                 .iter()
                 .map(|(k, v)| {
-                    let v = if weft_api::config::is_secret(k) { weft_api::config::HIDDEN.to_string() } else { v.clone() };
+                    let v =
+                        if weft_api::config::is_secret(k) { weft_api::config::HIDDEN.to_string() } else { v.clone() };
                     (k.clone(), v)
                 })
-                .collect::<BTreeMap<String, String>>(),
-            "link_state": if self.link_down(name) { "down" } else { "up" },
-            "tag": vlan.tag,
-            "trunks": vlan.trunks,
-            "port_external_ids": vlan.external_ids,
-            "mtu": info.map(|i| i["mtu"].clone()).unwrap_or(Value::Null),
-        });
-        if let Some(ns) = info.and_then(|i| i["netns"].as_str()) {
-            v["netns"] = json!(ns);
+                .collect(),
+            link_state: if self.link_down(name) { "down" } else { "up" }.to_string(),
+            tag: vlan.tag,
+            trunks: vlan.trunks.clone(),
+            port_external_ids: vlan.external_ids.clone(),
+            mtu: info.and_then(|i| i.mtu),
+            netns: info.and_then(|i| i.netns.clone()),
+            error: info.and_then(|i| i.error.clone()),
+            external_ids: None,
+            remotes: None,
         }
-        if let Some(err) = info.and_then(|i| i.get("error")) {
-            v["error"] = err.clone();
-        }
-        v
     }
 
     /// [`ask`](Self::ask), for the metrics endpoint.
@@ -504,24 +520,33 @@ impl State {
     fn fdb_show(&self, bridge: &str) -> Response {
         match self.ask(|tx| DpMsg::Fdb(bridge.to_string(), tx)).ok_or(()) {
             Ok(Some(rows)) => {
-                let mut out: Vec<Value> = rows
+                let mut out: Vec<reply::FdbEntry> = rows
                     .into_iter()
-                    .map(|r| {
-                        json!({
-                            "port": r.port, "ofport": r.ofport, "vlan": r.vlan, "mac": r.mac.to_string(),
-                            "age": r.age, "remote_ip": r.remote.map(|ip| ip.to_string()),
-                            "static": r.origin == weft_datapath::fdb::Origin::Static, "origin": r.origin.as_str(),
-                        })
+                    .map(|r| reply::FdbEntry {
+                        port: r.port,
+                        ofport: Some(r.ofport),
+                        vlan: r.vlan,
+                        mac: r.mac.to_string(),
+                        age: r.age,
+                        remote_ip: r.remote.map(|ip| ip.to_string()),
+                        is_static: r.origin == weft_datapath::fdb::Origin::Static,
+                        origin: r.origin.as_str().to_string(),
                     })
                     .collect();
                 // Default entries (flood destinations) live in the tunnel port, not in the MAC table.
                 if let Some(b) = self.config.bridge(bridge) {
                     for e in b.fdb.iter().filter(|e| e.mac == weft_wire::EthernetAddress::ZERO) {
                         let ofport = b.ports.iter().find(|p| p.name == e.port).map(|p| p.ofport);
-                        out.push(json!({
-                            "port": e.port, "ofport": ofport, "vlan": e.vlan, "mac": e.mac.to_string(), "age": 0,
-                            "remote_ip": e.dst.map(|ip| ip.to_string()), "static": true, "origin": "static",
-                        }));
+                        out.push(reply::FdbEntry {
+                            port: e.port.clone(),
+                            ofport,
+                            vlan: e.vlan,
+                            mac: e.mac.to_string(),
+                            age: 0,
+                            remote_ip: e.dst.map(|ip| ip.to_string()),
+                            is_static: true,
+                            origin: "static".to_string(),
+                        });
                     }
                     // Flood destinations of remote_ip=flow ports, from the control plane.
                     let status = self.cp_status.lock().unwrap_or_else(|e| e.into_inner());
@@ -529,15 +554,21 @@ impl State {
                         for (port, vteps) in &cp.flood {
                             let ofport = b.ports.iter().find(|p| p.name == *port).map(|p| p.ofport);
                             for v in vteps {
-                                out.push(json!({
-                                    "port": port, "ofport": ofport, "vlan": 0, "mac": "00:00:00:00:00:00", "age": 0,
-                                    "remote_ip": v.to_string(), "static": false, "origin": cp.kind,
-                                }));
+                                out.push(reply::FdbEntry {
+                                    port: port.clone(),
+                                    ofport,
+                                    vlan: 0,
+                                    mac: weft_wire::EthernetAddress::ZERO.to_string(),
+                                    age: 0,
+                                    remote_ip: Some(v.to_string()),
+                                    is_static: false,
+                                    origin: cp.kind.to_string(),
+                                });
                             }
                         }
                     }
                 }
-                Response::ok(Value::Array(out))
+                Response::with(&out)
             }
             Ok(None) => Response::err(format!("no bridge named {bridge:?}")),
             Err(_) => Response::err("the datapath did not answer"),
@@ -557,27 +588,34 @@ impl State {
         let mut flows: Vec<&weft_api::config::StoredFlow> =
             b.flows.iter().filter(|s| filter.as_ref().is_none_or(|f| s.flow.covered_by(f))).collect();
         flows.sort_by(|a, b| a.flow.table.cmp(&b.flow.table).then(b.flow.priority.cmp(&a.flow.priority)));
-        let rows = flows
+        let rows: Vec<reply::FlowRow> = flows
             .into_iter()
             .map(|s| {
                 // With only the default flow the datapath runs NORMAL directly and keeps no flow counters.
-                let (packets, bytes) = stats.iter().find(|x| x.0 == s.id).map_or((0, 0), |x| (x.1, x.2));
+                let (n_packets, n_bytes) = stats.iter().find(|x| x.0 == s.id).map_or((0, 0), |x| (x.1, x.2));
                 let f = &s.flow;
-                json!({
-                    "cookie": format!("0x{:x}", f.cookie), "duration": (now - s.added as f64).max(0.0),
-                    "table": f.table, "n_packets": packets, "n_bytes": bytes, "priority": f.priority,
-                    "idle_timeout": f.idle_timeout, "hard_timeout": f.hard_timeout,
-                    "match": f.match_text, "actions": f.to_string().split_once(" actions=").map(|x| x.1.to_string()),
-                    "flow": f.to_string(),
-                })
+                let text = f.to_string();
+                reply::FlowRow {
+                    cookie: format!("0x{:x}", f.cookie),
+                    duration: (now - s.added as f64).max(0.0),
+                    table: f.table,
+                    n_packets,
+                    n_bytes,
+                    priority: f.priority,
+                    idle_timeout: f.idle_timeout,
+                    hard_timeout: f.hard_timeout,
+                    match_text: f.match_text.clone(),
+                    actions: text.split_once(" actions=").map(|x| x.1.to_string()),
+                    flow: text,
+                }
             })
             .collect();
-        Response::ok(Value::Array(rows))
+        Response::with(&rows)
     }
 
     /// `weft trace`: builds the packet (from the flow's match, or the hex given), runs it through the datapath
     /// in trace mode, and describes each step with the flows' text.
-    fn trace(&self, bridge: &str, flow: &str, packet: Option<&str>) -> Result<Value, String> {
+    fn trace(&self, bridge: &str, flow: &str, packet: Option<&str>) -> Result<reply::Trace, String> {
         let f = self.config.parse_flows(bridge, &[flow.to_string()]).map_err(|e| e.to_string())?.remove(0);
         if f.has_actions {
             return Err("a trace takes a match (the packet), not actions".into());
@@ -610,27 +648,29 @@ impl State {
             .ok_or("the datapath did not answer")??;
         let flow_text = |id: u64| b.flows.iter().find(|s| s.id == id).map(|s| s.flow.to_string());
         let mut outputs = Vec::new();
-        let rows: Vec<Value> = steps
+        let steps = steps
             .into_iter()
             .map(|s| match s {
-                crate::msgs::TraceStep::Note(t) => json!({ "note": t }),
-                crate::msgs::TraceStep::Flow { table, id } => json!({
-                    "table": table, "flow": id.and_then(flow_text),
-                }),
+                crate::msgs::TraceStep::Note(note) => reply::TraceRow::Note { note },
+                crate::msgs::TraceStep::Flow { table, id } => {
+                    reply::TraceRow::Flow { table, flow: id.and_then(flow_text) }
+                }
                 crate::msgs::TraceStep::Output { port, vlan, remote, vni, src_port, too_big } => {
                     outputs.push(port.clone());
-                    json!({
-                        "output": port, "vlan": vlan,
-                        "remote_ip": remote.as_ref().and_then(|r| r.first()).map(|r| r.to_string()),
-                        "remote_ips": remote.as_ref().map(|r| r.iter().map(|ip| ip.to_string()).collect::<Vec<_>>()),
-                        "vni": vni,
-                        "src_port": src_port, "too_big": too_big,
-                    })
+                    reply::TraceRow::Output {
+                        output: port,
+                        vlan,
+                        remote_ip: remote.as_ref().and_then(|r| r.first()).map(|r| r.to_string()),
+                        remote_ips: remote.as_ref().map(|r| r.iter().map(|ip| ip.to_string()).collect()),
+                        vni,
+                        src_port,
+                        too_big,
+                    }
                 }
             })
             .collect();
-        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
-        Ok(json!({ "bridge": bridge, "in_port": in_port, "packet": hex, "steps": rows, "outputs": outputs }))
+        let packet: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(reply::Trace { bridge: bridge.to_string(), in_port, packet, steps, outputs })
     }
 
     /// Removes flows whose idle or hard timeout has passed (called once a second).
@@ -674,22 +714,25 @@ impl State {
 
     fn dump_ports(&self, bridge: &str) -> Response {
         match self.ask(|tx| DpMsg::Counters(bridge.to_string(), tx)).ok_or(()) {
-            Ok(Some(rows)) => Response::ok(Value::Array(
-                rows.into_iter()
-                    .map(|(name, ofport, c)| {
-                        let drops: BTreeMap<&str, u64> = c.drops_by_name().collect();
-                        json!({
-                            "port": name, "ofport": ofport,
-                            "rx_packets": c.rx_packets, "rx_bytes": c.rx_bytes,
-                            "tx_packets": c.tx_packets, "tx_bytes": c.tx_bytes,
-                            "drops": drops,
-                            "arp_nd_answered": c.nd_answered, "arp_nd_flooded": c.nd_flooded,
-                            "geneve_options_rx": c.geneve_options_rx,
-                            "gso_tx": c.gso_tx, "gro_rx": c.gro_rx,
-                        })
+            Ok(Some(rows)) => Response::with(
+                &rows
+                    .into_iter()
+                    .map(|(port, ofport, c)| reply::PortRow {
+                        port,
+                        ofport,
+                        rx_packets: c.rx_packets,
+                        rx_bytes: c.rx_bytes,
+                        tx_packets: c.tx_packets,
+                        tx_bytes: c.tx_bytes,
+                        drops: c.drops_by_name().map(|(k, v)| (k.to_string(), v)).collect(),
+                        arp_nd_answered: c.nd_answered,
+                        arp_nd_flooded: c.nd_flooded,
+                        geneve_options_rx: c.geneve_options_rx,
+                        gso_tx: c.gso_tx,
+                        gro_rx: c.gro_rx,
                     })
-                    .collect(),
-            )),
+                    .collect::<Vec<_>>(),
+            ),
             Ok(None) => Response::err(format!("no bridge named {bridge:?}")),
             Err(_) => Response::err("the datapath did not answer"),
         }

@@ -4,12 +4,12 @@
 
 use crate::esp::{EspCounters, EspOp, SaCounters};
 use crate::msgs::{DpHandle, DpMsg, IpsecMsg};
-use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weft_api::reply;
 use weft_ipsec::ike::{self, Engine, Output, PeerConfig, IKE_PORT, NAT_T_PORT};
 
 /// Queue of messages for the IKE thread (IKE datagrams from the datapath are dropped when it is full).
@@ -198,81 +198,92 @@ impl Ike {
         rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
     }
 
-    fn show(&self, keys: bool) -> Value {
+    fn show(&self, keys: bool) -> reply::IpsecShow {
         let (counters, drops) = self.dp_counters();
         let count =
             |spi: u32, out: bool| counters.iter().find(|c| c.0 == spi && c.1 == out).map_or((0, 0), |c| (c.2, c.3));
-        let sas: Vec<Value> = self
+        let sas = self
             .engine
             .show(self.now())
             .into_iter()
             .map(|s| {
-                let children: Vec<Value> = s
+                let children = s
                     .children
                     .iter()
                     .map(|c| {
-                        let (pin, bin) = count(c.spi_in, false);
-                        let (pout, bout) = count(c.spi_out, true);
-                        let mut v = json!({
-                            "spi_in": format!("{:08x}", c.spi_in),
-                            "spi_out": format!("{:08x}", c.spi_out),
-                            "mode": if c.mode == ike::Mode::Transport { "transport" } else { "tunnel" },
-                            "encryption": c.encryption,
-                            "packets_in": pin, "bytes_in": bin, "packets_out": pout, "bytes_out": bout,
-                            "age": c.age_secs, "rekey_in": c.rekey_in_secs, "sending": c.sending,
-                            "ts_local": c.ts_local, "ts_remote": c.ts_remote,
-                        });
-                        if keys {
-                            v["key_in"] = json!(c.key_in);
-                            v["key_out"] = json!(c.key_out);
+                        let (packets_in, bytes_in) = count(c.spi_in, false);
+                        let (packets_out, bytes_out) = count(c.spi_out, true);
+                        reply::ChildSaShow {
+                            spi_in: format!("{:08x}", c.spi_in),
+                            spi_out: format!("{:08x}", c.spi_out),
+                            mode: if c.mode == ike::Mode::Transport { "transport" } else { "tunnel" }.to_string(),
+                            encryption: c.encryption.clone(),
+                            packets_in,
+                            bytes_in,
+                            packets_out,
+                            bytes_out,
+                            age: c.age_secs,
+                            rekey_in: c.rekey_in_secs,
+                            sending: c.sending,
+                            ts_local: c.ts_local.clone(),
+                            ts_remote: c.ts_remote.clone(),
+                            key_in: keys.then(|| c.key_in.clone()),
+                            key_out: keys.then(|| c.key_out.clone()),
                         }
-                        v
                     })
                     .collect();
-                let mut v = json!({
-                    "local": s.local.to_string(),
-                    "remote": s.remote.to_string(),
-                    "spi_i": format!("{:016x}", s.spi_i),
-                    "spi_r": format!("{:016x}", s.spi_r),
-                    "initiator": s.initiator,
-                    "state": s.state,
-                    "encryption": s.encryption, "prf": s.prf, "dh_group": s.group,
-                    "udp_encap": s.udp_encap,
-                    "age": s.age_secs, "rekey_in": s.rekey_in_secs,
-                    "children": children,
-                });
-                if keys {
-                    v["sk_ei"] = json!(s.sk_ei);
-                    v["sk_er"] = json!(s.sk_er);
+                reply::IkeSaShow {
+                    local: s.local.to_string(),
+                    remote: s.remote.to_string(),
+                    spi_i: format!("{:016x}", s.spi_i),
+                    spi_r: format!("{:016x}", s.spi_r),
+                    initiator: s.initiator,
+                    state: s.state.to_string(),
+                    encryption: s.encryption.clone(),
+                    prf: s.prf.to_string(),
+                    dh_group: s.group.to_string(),
+                    udp_encap: s.udp_encap,
+                    age: s.age_secs,
+                    rekey_in: s.rekey_in_secs,
+                    sk_ei: keys.then(|| s.sk_ei.clone()),
+                    sk_er: keys.then(|| s.sk_er.clone()),
+                    children,
                 }
-                v
             })
             .collect();
         let st = &self.engine.stats;
-        let mut v = json!({
-            "sas": sas,
-            "ike": {
-                "established": st.ike_sa_established, "child_sas": st.child_sa_established, "rekeys": st.rekeys,
-                "auth_failed": st.auth_failed, "no_proposal": st.no_proposal, "malformed": st.malformed,
-                "unknown_peer": st.unknown_peer, "retransmits": st.retransmits, "timeouts": st.timeouts,
-                "cookies_sent": st.cookies_sent, "half_open_dropped": st.half_open_dropped,
-                "decrypt_failed": st.decrypt_failed,
+        reply::IpsecShow {
+            sas,
+            ike: reply::IkeCounters {
+                established: st.ike_sa_established,
+                child_sas: st.child_sa_established,
+                rekeys: st.rekeys,
+                auth_failed: st.auth_failed,
+                no_proposal: st.no_proposal,
+                malformed: st.malformed,
+                unknown_peer: st.unknown_peer,
+                retransmits: st.retransmits,
+                timeouts: st.timeouts,
+                cookies_sent: st.cookies_sent,
+                half_open_dropped: st.half_open_dropped,
+                decrypt_failed: st.decrypt_failed,
             },
-            "esp_dropped": {
-                "unknown_spi": drops.unknown_spi, "wrong_source": drops.wrong_source, "truncated": drops.truncated,
-                "replayed": drops.replayed, "auth_failed": drops.tampered, "bad_inner": drops.bad_inner,
-                "ike_queue_full": drops.ike_dropped,
+            esp_dropped: reply::EspDropped {
+                unknown_spi: drops.unknown_spi,
+                wrong_source: drops.wrong_source,
+                truncated: drops.truncated,
+                replayed: drops.replayed,
+                auth_failed: drops.tampered,
+                bad_inner: drops.bad_inner,
+                ike_queue_full: drops.ike_dropped,
             },
-        });
-        if keys {
-            v["wireshark"] = self.wireshark_tables();
+            wireshark: keys.then(|| self.wireshark_tables()),
         }
-        v
     }
 
     /// The SAs as lines of Wireshark's `esp_sa` and `ikev2_decryption_table` tables, for
     /// `tshark -o esp.enable_encryption_decode:TRUE -o 'uat:esp_sa:LINE' -o 'uat:ikev2_decryption_table:LINE'`.
-    fn wireshark_tables(&self) -> Value {
+    fn wireshark_tables(&self) -> reply::WiresharkTables {
         let mut esp = Vec::new();
         let mut ikev2 = Vec::new();
         for s in self.engine.show(self.now()) {
@@ -291,7 +302,7 @@ impl Ike {
                 s.spi_i, s.spi_r, s.sk_ei, s.sk_er
             ));
         }
-        json!({ "esp_sa": esp, "ikev2_decryption_table": ikev2 })
+        reply::WiresharkTables { esp_sa: esp, ikev2_decryption_table: ikev2 }
     }
 }
 

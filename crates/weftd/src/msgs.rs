@@ -4,7 +4,6 @@
 use crate::capture::Tap;
 use crate::esp::{EspCounters, EspOp, SaCounters};
 use crate::pipeline::Pipeline;
-use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::{Sender, SyncSender};
@@ -116,7 +115,7 @@ pub enum IpsecMsg {
     },
     Show {
         keys: bool,
-        reply: Sender<Value>,
+        reply: Sender<weft_api::reply::IpsecShow>,
     },
     /// Rekey the child SAs (or the IKE SA) with one remote, or all.
     Rekey {
