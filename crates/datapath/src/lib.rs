@@ -17,9 +17,7 @@ pub mod switch;
 pub mod tunnel;
 pub mod vlan;
 
-/// Time as nanoseconds on a monotonic clock supplied by the caller.
-pub type Nanos = u64;
-pub const SECOND: Nanos = 1_000_000_000;
+pub use weft_wire::{Nanos, SECOND};
 
 /// A port's index in the running pipeline (not its ofport number, which users see).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,8 +12,7 @@ use crate::msg::{
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
-pub type Nanos = u64;
-pub const SECOND: Nanos = 1_000_000_000;
+pub use weft_wire::{Nanos, SECOND};
 
 pub const IKE_PORT: u16 = 500;
 pub const NAT_T_PORT: u16 = 4500;
@@ -351,11 +350,7 @@ fn is_private(a: IpAddr) -> bool {
 
 /// The address in an ID payload's data (ID_IPV4_ADDR or ID_IPV6_ADDR).
 fn id_addr(d: &[u8]) -> Option<IpAddr> {
-    match d.len() {
-        4 => Some(IpAddr::from(<[u8; 4]>::try_from(d).ok()?)),
-        16 => Some(IpAddr::from(<[u8; 16]>::try_from(d).ok()?)),
-        _ => None,
-    }
+    weft_wire::ip_from_bytes(d)
 }
 
 fn id_payload(a: IpAddr) -> (u8, Vec<u8>) {

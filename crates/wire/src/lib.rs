@@ -31,6 +31,12 @@ pub mod vxlan;
 
 pub use ethernet::{EtherType, EthernetAddress};
 
+/// Time as nanoseconds on a monotonic clock the caller supplies (the switch, the IKE engine and the
+/// control-plane code take time as an argument, never from the system).
+pub type Nanos = u64;
+/// One second in [`Nanos`].
+pub const SECOND: Nanos = 1_000_000_000;
+
 /// An IPv4 (4 bytes) or IPv6 (16 bytes) address in network order; `None` for any other length.
 pub fn ip_from_bytes(b: &[u8]) -> Option<std::net::IpAddr> {
     match b.len() {

@@ -13,6 +13,7 @@
 //! trace predicts is what the switch does, ARP/ND suppression included.
 
 pub mod demux;
+pub mod egress;
 mod interface;
 pub mod pipeline;
 mod state;
@@ -53,6 +54,8 @@ pub struct Switch {
     /// IP-to-MAC bindings per bridge, for ARP/ND suppression.
     neighs: Vec<neigh::NeighTable>,
     counters: Vec<PortCounters>,
+    /// Each port's next GRE sequence number (`options:seq=true`).
+    gre_seq: Vec<u32>,
     /// Per bridge and table: the exact-match cache, and each rule's counters.
     flow_caches: Vec<Vec<FlowCache>>,
     flow_stats: Vec<Vec<Vec<FlowStat>>>,
@@ -105,6 +108,7 @@ impl Switch {
             fdbs: Vec::new(),
             neighs: Vec::new(),
             counters: Vec::new(),
+            gre_seq: Vec::new(),
             flow_caches: Vec::new(),
             flow_stats: Vec::new(),
             default_stats: Vec::new(),
@@ -167,6 +171,12 @@ impl Switch {
             .ports
             .iter()
             .map(|np| old_port(&np.name).and_then(|i| self.counters.get(i).cloned()).unwrap_or_default())
+            .collect();
+        // GRE sequence numbers follow their port by name.
+        self.gre_seq = p
+            .ports
+            .iter()
+            .map(|np| old_port(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
             .collect();
         self.cp_flood_rt = p.ports.iter().map(|np| self.cp_flood.get(&np.name).cloned()).collect();
         self.link_down_rt = p.ports.iter().map(|np| self.link_down.contains(&np.name)).collect();

@@ -19,19 +19,18 @@ use std::sync::mpsc::Receiver;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Instant;
-use weft_api::{Encap, Inherit, TunnelSpec};
+use weft_api::Encap;
 use weft_datapath::counters::DropReason;
 use weft_datapath::gro::{self, MergeRun};
-use weft_datapath::mtu;
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
+use weft_datapath::switch::egress::{SendOffloads, TunnelHeader};
 use weft_datapath::switch::{
     Area, Buffers, Data, Emission, Event, Input, Outputs, Quiet, Scratch, Step, Switch, ToController,
 };
 use weft_datapath::{Nanos, PortIdx};
 use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
 use weft_sys::epoll::{Epoll, EventFd};
-use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
-use weft_wire::gre::GreRepr;
+use weft_wire::ethernet::EtherType;
 
 /// Frames per receive batch.
 pub const BATCH: usize = 64;
@@ -118,26 +117,6 @@ enum Sink {
     },
 }
 
-/// The outer TOS and TTL a tunnel port sets for `frame`: fixed values, or copied from the inner IPv4 or IPv6
-/// header (`inherit`; the whole TOS / traffic class byte, so DSCP and ECN both carry over as RFC 6040's
-/// normal mode says). Non-IP frames get the socket's defaults.
-fn outer_meta(spec: &TunnelSpec, frame: &[u8]) -> IpMeta {
-    if spec.tos == Inherit::Default && spec.ttl == Inherit::Default {
-        return IpMeta::default();
-    }
-    let inner = match mtu::l3_offset(frame) {
-        Some((l3, EtherType::IPV4)) => frame.get(l3..l3 + 9).map(|h| (h[1], h[8])),
-        Some((l3, EtherType::IPV6)) => frame.get(l3..l3 + 8).map(|h| (((h[0] & 0x0f) << 4) | (h[1] >> 4), h[7])),
-        _ => None,
-    };
-    let pick = |how: Inherit, inner: Option<u8>| match how {
-        Inherit::Default => None,
-        Inherit::Value(v) => Some(v),
-        Inherit::Inherit => inner,
-    };
-    IpMeta { tos: pick(spec.tos, inner.map(|i| i.0)), ttl: pick(spec.ttl, inner.map(|i| i.1)) }
-}
-
 /// A frame's bytes, and the scratch area from `base` on to write into (a frame in the scratch area lies below
 /// `base`).
 fn frame_and_room<'a>(
@@ -169,8 +148,6 @@ pub struct Dataplane {
     msgs: Receiver<DpMsg>,
     wake: Arc<EventFd>,
     clock: Instant,
-    /// Next GRE sequence number per port (`options:seq=true`).
-    gre_seq: Vec<u32>,
     /// Running captures, and per port whether any watches it (the one test the fast path makes).
     taps: Vec<Tap>,
     tapped: Vec<bool>,
@@ -215,7 +192,6 @@ impl Dataplane {
             msgs,
             wake,
             clock: Instant::now(),
-            gre_seq: Vec::new(),
             taps: Vec::new(),
             tapped: Vec::new(),
             packet_in: Default::default(),
@@ -237,19 +213,13 @@ impl Dataplane {
         self.clock.elapsed().as_nanos() as Nanos
     }
 
-    /// Switches to a new pipeline: the switch carries its state over by bridge, port and flow; GRE sequence
-    /// numbers follow their port by name.
+    /// Switches to a new pipeline: the switch carries its state over by bridge, port and flow (GRE sequence
+    /// numbers follow their port by name).
     fn install(&mut self, new: Arc<Pipeline>) {
-        let old = std::mem::replace(&mut self.pipeline, new);
+        self.pipeline = new;
         let now = self.now();
         self.switch.install(self.pipeline.core.clone(), now);
         let p = &self.pipeline.core;
-        let old_index = |name: &str| old.core.ports.iter().position(|op| op.name == name);
-        self.gre_seq = p
-            .ports
-            .iter()
-            .map(|np| old_index(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
-            .collect();
         self.packet_in_rt = p.bridges.iter().map(|b| self.packet_in.get(&b.name).cloned()).collect();
         self.retap();
     }

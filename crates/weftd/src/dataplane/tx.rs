@@ -18,19 +18,8 @@ impl Dataplane {
         let tapped = self.tapped[usize::from(port.0)];
         let gso = e.gso.map(|g| g.shifted(tag_len as u16));
         if let Some(g) = e.gso {
-            let whole = match (&desc.kind, io) {
-                (PortKind::Tap { vnet_hdr }, _) => *vnet_hdr,
-                (PortKind::Tunnel(t), _) => {
-                    self.udp_gso
-                        && t.spec.encap != Encap::Gre
-                        && t.spec.ipsec.is_none()
-                        && !tapped
-                        && offload::segment_wire_len(self.bytes(bytes), &g)
-                            .is_some_and(|l| l - ETH_LEN + tag_len <= usize::from(t.mtu))
-                }
-                (PortKind::Packet | PortKind::Down(_), _) => true,
-            };
-            if !whole {
+            let send = SendOffloads { udp_segment: self.udp_gso };
+            if !desc.takes_whole(self.bytes(bytes), &g, tag_len, send, tapped) {
                 self.transmit_segmented(pipeline, e, &g);
                 return;
             }
@@ -100,42 +89,14 @@ impl Dataplane {
         let (port, bytes, hash, remote) = (e.port, e.data, e.hash, e.remote);
         let dest = t.dest;
         let frame = resolve(&self.rx, &self.seg, &self.scratch, bytes);
-        let meta = outer_meta(&t.spec, frame);
+        let outer = t.outer_ip(frame);
+        let meta = IpMeta { tos: outer.tos, ttl: outer.ttl };
+        // The switch builds the header (a flow's tunnel ID, GRE sequence number and checksum).
+        let header = self.switch.tunnel_header(port, e.vni, frame).unwrap_or(TunnelHeader::PORT);
+        let spec = &t.spec_for(e.vni);
         let mut prefix = [0u8; PREFIX_MAX];
-        let mut prefix_len = 0;
-        // A flow's tunnel ID replaces the port's key (Geneve: only on ports without options).
-        let vni = e.vni.filter(|_| t.spec.encap != Encap::Geneve || t.spec.options_len == 0);
-        let spec = &TunnelSpec { vni: vni.unwrap_or(t.spec.vni), keyed: t.spec.keyed || vni.is_some(), ..t.spec };
-        match (spec.encap, vni) {
-            (Encap::Vxlan, Some(v)) => {
-                weft_wire::vxlan::VxlanRepr { vni: v }.emit(&mut prefix);
-                prefix_len = weft_wire::vxlan::HEADER_LEN;
-            }
-            (Encap::Geneve, Some(v)) => {
-                let repr = weft_wire::geneve::GeneveRepr { vni: v, protocol: EtherType::TEB, oam: false, options: &[] };
-                repr.emit(&mut prefix);
-                prefix_len = repr.buffer_len();
-            }
-            _ => {}
-        }
-        if spec.encap == Encap::Gre {
-            let seq = spec.seq.then(|| {
-                let s = &mut self.gre_seq[usize::from(port.0)];
-                *s = s.wrapping_add(1);
-                *s - 1
-            });
-            let repr = GreRepr {
-                protocol: EtherType::TEB,
-                checksum: spec.csum,
-                key: spec.keyed.then_some(spec.vni),
-                sequence: seq,
-            };
-            prefix_len = repr.buffer_len();
-            repr.emit(&mut prefix);
-            if spec.csum {
-                weft_wire::gre::fill_checksum(&mut prefix[..prefix_len], &[frame]);
-            }
-        }
+        let prefix_len = header.built().len();
+        prefix[..prefix_len].copy_from_slice(header.built());
         let socket = hash as usize % pipeline.pools[pool].len();
         let mut sink = Sink::Udp { pool: pool as u16, socket: socket as u16 };
         let one = [remote.unwrap_or(dest.ip())];
@@ -157,7 +118,7 @@ impl Dataplane {
         }
         if self.tapped[usize::from(port.0)] {
             self.tap_frame(port, bytes, tag);
-            let head = if prefix_len > 0 || spec.encap == Encap::Gre { &prefix[..prefix_len] } else { &t.header[..] };
+            let head = header.bytes(t);
             let local = spec.local.unwrap_or(if spec.remote.is_ipv4() {
                 std::net::Ipv4Addr::UNSPECIFIED.into()
             } else {
@@ -170,7 +131,7 @@ impl Dataplane {
             }
         }
         if let Some(g) = e.gso {
-            let head = if prefix_len > 0 { &prefix[..prefix_len] } else { &t.header[..] };
+            let head = header.bytes(t);
             self.output_train(port, sink, bytes, &g, head, tag, meta, targets, dest.port());
             return;
         }
@@ -183,7 +144,7 @@ impl Dataplane {
                 dest,
                 prefix,
                 prefix_len: prefix_len as u8,
-                port_header: spec.encap != Encap::Gre && prefix_len == 0,
+                port_header: header.is_port_header(),
                 meta,
                 tag,
                 segment: 0,

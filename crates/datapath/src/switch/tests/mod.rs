@@ -5,6 +5,7 @@
 
 mod bridging;
 mod edges;
+mod egress;
 mod flows;
 
 use super::pipeline::*;
