@@ -113,6 +113,17 @@ pub fn alias(name: &str) -> Option<String> {
     (!a.is_empty()).then(|| a.to_string())
 }
 
+/// Renames interface `name` to `new` (it must be down).
+pub fn rename(name: &str, new: &str) -> io::Result<()> {
+    let s = control_socket()?;
+    let mut req = ifreq(name)?;
+    let new_req = ifreq(new)?;
+    req.ifr_ifru.ifru_newname = new_req.ifr_name;
+    // SAFETY: `req` is a valid ifreq with the old name and the new-name member set.
+    unsafe { syscall!(ioctl(s.as_raw_fd(), libc::SIOCSIFNAME, &req))? };
+    Ok(())
+}
+
 /// Sets the alias of interface `name` (at most 255 bytes).
 pub fn set_alias(name: &str, alias: &str) -> io::Result<()> {
     check_name(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;

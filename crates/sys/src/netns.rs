@@ -24,7 +24,7 @@ pub fn run_in<T: Send + 'static>(path: &str, f: impl FnOnce() -> T + Send + 'sta
 /// Attaches to TAP `name` in the current namespace, or else in whichever named namespace holds an unattached
 /// TAP of that name (one another process holds open is busy and skipped). Returns the TAP and the namespace
 /// it was found in (`None`: ours); creates it in ours when it exists nowhere.
-pub fn find_tap(name: &str) -> io::Result<(Tap, Option<String>)> {
+pub fn find_tap(name: &str, create: impl FnOnce() -> io::Result<Tap>) -> io::Result<(Tap, Option<String>)> {
     if crate::iface::index(name).is_some() {
         return Tap::open(name).map(|t| (t, None));
     }
@@ -39,7 +39,7 @@ pub fn find_tap(name: &str) -> io::Result<(Tap, Option<String>)> {
             }
         }
     }
-    Tap::open(name).map(|t| (t, None))
+    create().map(|t| (t, None))
 }
 
 /// Whether each interface is up and running ([`crate::iface::link_up`]) in the network namespace given with it

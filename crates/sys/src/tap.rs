@@ -42,6 +42,16 @@ pub struct Tap {
     offloads: TapOffloads,
 }
 
+/// The prefix of the names TAPs are created under before they take their own ([`Tap::create_marked`]).
+pub const TEMP_PREFIX: &str = "weft~";
+
+/// A temporary TAP name: the prefix, then 20 bits of the process ID and 20 of a counter in hex (15
+/// characters, the longest name Linux takes).
+fn temp_name(pid: u32, n: u32) -> String {
+    let unique = (u64::from(pid & 0xf_ffff) << 20) | u64::from(n & 0xf_ffff);
+    format!("{TEMP_PREFIX}{unique:010x}")
+}
+
 impl Tap {
     /// Creates TAP `name`, or attaches to the persistent TAP of that name, in the calling thread's namespace.
     ///
@@ -123,6 +133,31 @@ impl Tap {
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
+    /// Creates TAP `name` with alias `alias` so that a crash at any point leaves either no device named
+    /// `name` or one that carries the alias: the device is made under a temporary name ([`Tap::is_temporary`]),
+    /// given the alias, and only then renamed. A crash before the rename leaves a device with a temporary
+    /// name, which the next start removes. Fails (and leaves nothing) when `name` is taken meanwhile.
+    pub fn create_marked(name: &str, alias: &str) -> io::Result<Tap> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let temp = temp_name(std::process::id(), n);
+        if iface::index(&temp).is_some() {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("{temp} exists")));
+        }
+        let mut tap = Tap::open(&temp)?;
+        if let Err(e) = iface::set_alias(&temp, alias).and_then(|_| iface::rename(&temp, name)) {
+            let _ = tap.destroy();
+            return Err(e);
+        }
+        tap.name = name.to_string();
+        Ok(tap)
+    }
+
+    /// Whether `name` is a temporary name of [`Tap::create_marked`].
+    pub fn is_temporary(name: &str) -> bool {
+        name.strip_prefix(TEMP_PREFIX).is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+
     /// Clears the persistent flag, so the device disappears when this handle closes.
     pub fn destroy(&self) -> io::Result<()> {
         // SAFETY: TUNSETPERSIST takes an integer argument, no pointer.
@@ -134,5 +169,25 @@ impl Tap {
 impl AsRawFd for Tap {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_are_valid_distinct_and_recognised() {
+        let a = temp_name(4_194_303, 0);
+        let b = temp_name(4_194_303, 1);
+        assert_ne!(a, b);
+        for n in [&a, &b] {
+            assert!(iface::check_name(n).is_ok(), "{n}");
+            assert_eq!(n.len(), iface::IFNAME_MAX);
+            assert!(Tap::is_temporary(n), "{n}");
+        }
+        for other in ["weft~", "tap0", "weft~12g", "sw1"] {
+            assert!(!Tap::is_temporary(other), "{other}");
+        }
     }
 }

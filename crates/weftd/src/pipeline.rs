@@ -215,7 +215,8 @@ pub fn sweep_stale_taps(cfg: &Config) -> Vec<String> {
         .collect();
     let mut removed = Vec::new();
     for name in weft_sys::iface::tun_devices() {
-        if wanted.contains(name.as_str()) || !owned(&name) {
+        // Devices a crash left with their temporary name are weft's too.
+        if wanted.contains(name.as_str()) || !(owned(&name) || Tap::is_temporary(&name)) {
             continue;
         }
         if let Ok(t) = Tap::open(&name) {
@@ -465,11 +466,15 @@ impl Resources {
                             Some((t, ns, _)) => Ok((t.clone(), ns.clone(), false)),
                             None => {
                                 let existed = weft_sys::iface::index(&name).is_some();
+                                // A new device carries weft's mark from the moment it has its name.
+                                let create = || Tap::create_marked(&name, owner_mark());
                                 // Only tap ports are handed to other namespaces; internal ports stay here.
                                 let found = if ty == IfaceType::Tap {
-                                    weft_sys::netns::find_tap(&name)
-                                } else {
+                                    weft_sys::netns::find_tap(&name, create)
+                                } else if existed {
                                     Tap::open(&name).map(|t| (t, None))
+                                } else {
+                                    create().map(|t| (t, None))
                                 };
                                 found.map(|(t, ns)| (Arc::new(t), ns.clone(), !existed && ns.is_none()))
                             }
