@@ -321,6 +321,45 @@ pub fn underlay(p: &str) -> Underlay {
     Underlay { h1, h2, u1 }
 }
 
+/// The setup most single-host tests start from: a namespace `{p}h` running weftd (its files in a temporary
+/// directory). Fields are dropped in order: weftd stops, then the namespace goes, then the directory.
+pub struct OneHost {
+    pub w: Weftd,
+    pub h: Ns,
+    pub tmp: TempDir,
+}
+
+/// [`OneHost`] for test `p`, once `tools` are there (`None`: the test skips, or fails under CI).
+pub fn one_host(p: &str, tools: &[&str]) -> Option<OneHost> {
+    if !prerequisites(tools) {
+        return None;
+    }
+    let tmp = TempDir::new(p);
+    let h = Ns::new(&format!("{p}h"));
+    let w = Weftd::start(&h, &tmp.path("w"));
+    Some(OneHost { w, h, tmp })
+}
+
+/// The setup of tests between two weft hosts: the [`underlay`] with weftd running on each host.
+pub struct TwoHosts {
+    pub w1: Weftd,
+    pub w2: Weftd,
+    pub u: Underlay,
+    pub tmp: TempDir,
+}
+
+/// [`TwoHosts`] for test `p`, once `tools` are there (`None`: the test skips, or fails under CI).
+pub fn two_hosts(p: &str, tools: &[&str]) -> Option<TwoHosts> {
+    if !prerequisites(tools) {
+        return None;
+    }
+    let tmp = TempDir::new(p);
+    let u = underlay(p);
+    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
+    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    Some(TwoHosts { w1, w2, u, tmp })
+}
+
 /// An endpoint namespace with `eth0` joined to `host` by a veth whose host end is `port`.
 pub fn endpoint_veth(name: &str, host: &Ns, port: &str, v4: &str, v6: &str) -> Ns {
     let ns = Ns::new(name);

@@ -21,12 +21,7 @@ for i in range(first, first + count):
 #[test]
 fn a_mac_flood_into_a_full_table_loses_no_ping() {
     let p = "mf";
-    if !prerequisites(&["ip", "ping", "python3"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "python3"]) else { return };
     w.weft("add-br sw1");
     w.weft("set bridge sw1 other_config:mac-table-size=65536");
     let left = endpoint_veth(&format!("{p}l"), &h, &format!("{p}p1"), V4_LEFT, V6_LEFT);

@@ -123,12 +123,7 @@ fn hub_and_spoke_routed_by_flows() {
 #[test]
 fn new_bridge_has_the_normal_flow_and_flows_survive_restart() {
     let p = "fn";
-    if !prerequisites(&["ip"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let mut w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp: _tmp, h: _h, mut w }) = one_host(p, &["ip"]) else { return };
     w.weft("add-br sw1");
     let dump = w.weft("dump-flows sw1");
     // (The bridge's own port may already have sent a frame through it: the default flow counts, as OVS's does.)

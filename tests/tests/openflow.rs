@@ -99,12 +99,7 @@ fn ovs_ofctl_manages_flows_and_reads_counters() {
 #[test]
 fn packet_in_to_a_controller() {
     let p = "oc";
-    if !prerequisites(&["ip", "ping", "ovs-testcontroller"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "ovs-testcontroller"]) else { return };
     w.weft("add-br sw1");
     let left = Ns::new(&format!("{p}l"));
     veth(&left, "eth0", Some("10.2.0.1/24"), &h, &format!("{p}p1"), None);
@@ -242,12 +237,7 @@ fn openflow_over_tls_with_ovs_ofctl_and_a_controller() {
 #[test]
 fn set_controller_listens_when_it_returns() {
     let p = "sc";
-    if !prerequisites(&["ip", "ss", "python3"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ss", "python3"]) else { return };
     w.weft("add-br sw1");
     for i in 0..10 {
         w.weft("set-controller sw1 ptcp:6653:127.0.0.1");

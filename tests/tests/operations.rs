@@ -74,12 +74,7 @@ fn metrics_are_scraped_and_drops_listed() {
 #[test]
 fn log_level_changes_while_running() {
     let p = "lg";
-    if !prerequisites(&["ip"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp: _tmp, h: _h, w }) = one_host(p, &["ip"]) else { return };
     assert_eq!(w.json("vlog/list")["level"], "info");
     w.weft("add-br sw1");
     let changed = |log: &str| log.matches("configuration changed").count();
@@ -113,12 +108,7 @@ fn owned_taps(ns: &Ns) -> std::collections::BTreeSet<String> {
 #[test]
 fn kill_9_during_port_changes_leaves_devices_and_db_agreeing() {
     let p = "kc";
-    if !prerequisites(&["ip"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let mut w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp: _tmp, h, mut w }) = one_host(p, &["ip"]) else { return };
     w.weft("add-br sw1");
     for round in 0..12u64 {
         // Eight writers adding and deleting TAP ports of their own.
@@ -168,12 +158,7 @@ fn kill_9_during_port_changes_leaves_devices_and_db_agreeing() {
 #[test]
 fn link_state_follows_the_interfaces() {
     let p = "ls";
-    if !prerequisites(&["ip", "ping", "ovs-ofctl"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "ovs-ofctl"]) else { return };
     w.weft("add-br sw1");
     let left = Ns::new(&format!("{p}l"));
     veth(&left, "eth0", Some("10.5.0.1/24"), &h, &format!("{p}p1"), None);

@@ -150,12 +150,7 @@ fn secrets_stay_out_of_logs_replies_and_readable_files() {
 #[test]
 fn openflow_listener_without_an_address_is_loopback_only() {
     let p = "so";
-    if !prerequisites(&["ip", "ss"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp: _tmp, h, w }) = one_host(p, &["ip", "ss"]) else { return };
     w.weft("add-br sw1");
     w.weft("set-controller sw1 ptcp:6653");
     wait_for("the OpenFlow listener", 5, || h.sh("ss -ltnH").contains(":6653"));

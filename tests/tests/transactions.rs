@@ -10,12 +10,7 @@ const PLUG: &str = "-- --if-exists del-port vnet0 -- add-port br0 vnet0 -- set I
 #[test]
 fn chains_are_transactions_and_external_ids_are_kept() {
     let p = "tx";
-    if !prerequisites(&["ip"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let mut w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp, h, mut w }) = one_host(p, &["ip"]) else { return };
     w.weft("add-br br0");
     // libvirt's plug line, twice (a VM restarted): both succeed and leave one TAP with its ids.
     for _ in 0..2 {
@@ -64,12 +59,7 @@ fn chains_are_transactions_and_external_ids_are_kept() {
 #[test]
 fn ovs_vsctl_lines_and_clear_messages() {
     let p = "tv";
-    if !prerequisites(&["ip"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let h = Ns::new(&format!("{p}h"));
-    let w = Weftd::start(&h, &tmp.path("w"));
+    let Some(OneHost { tmp: _tmp, h, w }) = one_host(p, &["ip"]) else { return };
     w.weft("add-br sw1");
     // Seed 003, as written (capital I, Open vSwitch 2.x's type name).
     w.weft("add-port sw1 tun0 -- set Interface tun0 type=ipsec_gre options:remote_ip=192.0.2.56 options:psk=test1234567890ab");

@@ -14,13 +14,11 @@ use weft_interop::*;
 #[test]
 fn trunk_and_access_ports_across_a_tunnel() {
     let p = "vl";
-    if !prerequisites(&["ip", "ping", "tcpdump", "tshark", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl"]) {
+    let Some(TwoHosts { tmp, u, w1, w2 }) =
+        two_hosts(p, &["ip", "ping", "tcpdump", "tshark", "ovs-vswitchd", "ovsdb-server", "ovs-vsctl"])
+    else {
         return;
-    }
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    };
 
     // Left: a VLAN switch with one access port per VLAN and a trunk towards weft. weft's port carries VLANs
     // 10 and 20 only.

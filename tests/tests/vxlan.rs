@@ -526,13 +526,7 @@ fn static_fdb_entries_steer_traffic_and_survive_restart() {
 #[test]
 fn two_tenants_share_a_socket_and_never_leak() {
     let p = "tn";
-    if !prerequisites(&["ip", "ping", "ss"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    let Some(TwoHosts { tmp: _tmp, u, w1, w2 }) = two_hosts(p, &["ip", "ping", "ss"]) else { return };
     // Tenants a (VNI 100) and b (VNI 200): the same MAC and IP addresses on both sides of both tenants.
     let mut eps = Vec::new();
     for (t, vni) in [("a", 100), ("b", 200)] {
@@ -592,13 +586,7 @@ fn two_tenants_share_a_socket_and_never_leak() {
 #[test]
 fn too_big_frames_get_icmp_and_tcp_adapts() {
     let p = "mt";
-    if !prerequisites(&["ip", "ping", "iperf3"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    let Some(TwoHosts { tmp: _tmp, u, w1, w2 }) = two_hosts(p, &["ip", "ping", "iperf3"]) else { return };
     w1.weft("add-br sw1");
     let left = endpoint_veth(&format!("{p}l"), &u.h1, &format!("{p}p1"), V4_LEFT, V6_LEFT);
     // The sender believes its link carries 1500 bytes; the tunnel carries 1450.
@@ -802,13 +790,7 @@ fn full_mac_table_counts_misses_logs_once_and_keeps_static_entries() {
 #[test]
 fn arp_and_nd_suppression_answers_known_addresses_locally() {
     let p = "ps";
-    if !prerequisites(&["ip", "ping"]) {
-        return;
-    }
-    let tmp = TempDir::new(p);
-    let u = underlay(p);
-    let w1 = Weftd::start(&u.h1, &tmp.path("h1"));
-    let w2 = Weftd::start(&u.h2, &tmp.path("h2"));
+    let Some(TwoHosts { tmp: _tmp, u, w1, w2 }) = two_hosts(p, &["ip", "ping"]) else { return };
     w1.weft("add-br sw1");
     let left = endpoint_veth(&format!("{p}l"), &u.h1, &format!("{p}p1"), V4_LEFT, V6_LEFT);
     w1.weft(&format!("add-port sw1 {p}p1"));
