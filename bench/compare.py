@@ -19,10 +19,17 @@ instead runs one TCP stream through weft VXLAN for that long and samples weftd's
     bench/compare.py [--seconds 10] [--runs 3] [--only weft-vxlan,kernel] [--png bench/compare.png]
     bench/compare.py --soak 300
     bench/compare.py --only kernel,weft-vxlan --before /path/to/an/older/checkout
+    bench/compare.py --pps [--flows 64] [--only kernel,ovs,weft-vxlan]
 
 With --before DIR every weft setup is also measured with DIR/target/release's binaries (an older build of
 weft, say a git worktree of main before a change), as `before-weft-…`, in the same interleaved rounds: a
 change's effect on speed is measured in one run, never against a figure from another day.
+
+With --pps it measures small packets instead, with bench/pktgen (built on first use) rather than iperf3:
+64-byte frames of many flows offered from the left endpoint through the switch, counted where they arrive;
+it reports the packets per second delivered, the datapath cores that took (weftd's datapath thread,
+ovs-vswitchd's threads: CPU-seconds per second on each host), packets per second per datapath core, and the
+highest offered rate each setup delivers with at most 0.1 % loss.
 
 Needs root and a release build (cargo build --release). Uses namespaces cb-*, removed at the end.
 """
@@ -159,21 +166,27 @@ def cpu_sample():
     return sum(v), idle
 
 
-def iperf(args, seconds):
+def iperf(args, seconds, pids=()):
+    """One iperf3 run from cb-l to cb-r: (Gbit/s, or delivered packets/s with -u; the machine's busy %;
+    CPU-seconds per GB moved of the processes `pids` and of the whole machine)."""
     nsx("cb-r", "iperf3 -s -1 -D -B 198.51.100.2")
     time.sleep(0.3)
-    t0 = cpu_sample()
+    t0, p0 = cpu_sample(), sum(thread_cpu(p, None) for p in pids)
     out = nsx("cb-l", f"timeout {seconds + 20} iperf3 -c 198.51.100.2 -t {seconds} -J {args}", check=False)
-    t1 = cpu_sample()
+    t1, p1 = cpu_sample(), sum(thread_cpu(p, None) for p in pids)
     busy = 100.0 * (1 - (t1[1] - t0[1]) / max(1, t1[0] - t0[0]))
     try:
         d = json.loads(out)
     except json.JSONDecodeError:
-        return None, busy
+        return None, busy, None
     if "-u" in args:
         s = d["end"]["sum"]
-        return (s["packets"] - s["lost_packets"]) / s["seconds"], busy
-    return d["end"]["sum_received"]["bits_per_second"] / 1e9, busy
+        return (s["packets"] - s["lost_packets"]) / s["seconds"], busy, None
+    r = d["end"]["sum_received"]
+    gb = r["bytes"] / 1e9
+    machine = (t1[0] - t0[0] - (t1[1] - t0[1])) / os.sysconf("SC_CLK_TCK")
+    per_gb = {"weftd": (p1 - p0) / gb if pids and gb else None, "machine": machine / gb if gb else None}
+    return r["bits_per_second"] / 1e9, busy, per_gb
 
 
 def rss_mb(pids):
@@ -260,6 +273,163 @@ def peak_rss_mb(pids):
     return peak
 
 
+PKTGEN = os.path.join(ROOT, "bench", "pktgen", "target", "release", "weft-pktgen")
+
+
+def pktgen_built():
+    """Builds bench/pktgen (its own small workspace) once."""
+    if not os.path.exists(PKTGEN):
+        print("building bench/pktgen ...", flush=True)
+        sh(f"cargo build --release --quiet --manifest-path {os.path.join(ROOT, 'bench', 'pktgen', 'Cargo.toml')}")
+    return PKTGEN
+
+
+def rcvbuf_errors(ns):
+    """Datagrams namespace `ns`'s UDP layer dropped because a socket's buffer was full."""
+    lines = [l.split() for l in nsx(ns, "cat /proc/net/snmp").splitlines() if l.startswith("Udp:")]
+    return dict(zip(lines[0][1:], map(int, lines[1][1:])))["RcvbufErrors"]
+
+
+def thread_cpu(pid, names):
+    """CPU seconds (user + system) of process `pid`'s threads whose name is in `names` (all with None)."""
+    total = 0
+    try:
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                comm = open(f"/proc/{pid}/task/{t}/comm").read().strip()
+                if names is None or comm in names:
+                    f = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
+                    total += int(f[11]) + int(f[12])
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def datapath_pids(s):
+    """The processes that switch packets in setup `s`, and which of their threads do: weftd's datapath
+    thread, every thread of ovs-vswitchd; the kernel's work is softirq, counted only machine-wide."""
+    if "weft" in s.kind:
+        return [(p, ("datapath",)) for p in s.weftd_pids()]
+    out = []
+    for d in s.ovs_dirs:
+        try:
+            out.append((int(open(os.path.join(d, "vs.pid")).read().strip()), None))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def pps_trial(s, rate, seconds, flows):
+    """Offers 64-byte frames (18-byte UDP payload) of `flows` flows from cb-l to cb-r at `rate` packets/s
+    (0: as fast as the sender goes) for `seconds`; returns (sent, delivered, datapath CPU seconds per host,
+    machine busy %). Delivered: what the reader in cb-r read, plus what found its buffer full."""
+    gen = pktgen_built()
+    smac = nsx("cb-l", "cat /sys/class/net/eth0/address").strip()
+    dmac = nsx("cb-r", "cat /sys/class/net/eth0/address").strip()
+    sink = subprocess.Popen(["ip", "netns", "exec", "cb-r", gen, "sink", "198.51.100.2:9", "--seconds",
+                             str(seconds + 2)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    time.sleep(0.2)
+    procs = datapath_pids(s)
+    rx0, m0 = rcvbuf_errors("cb-r"), cpu_sample()
+    c0 = [thread_cpu(p, n) for p, n in procs]
+    out = nsx("cb-l", f"{gen} send 198.51.100.2:9 --dev eth0 --src 198.51.100.1 --src-mac {smac} --dst-mac {dmac} "
+                      f"--rate {rate} --seconds {seconds} --flows {flows}")
+    m1 = cpu_sample()
+    c1 = [thread_cpu(p, n) for p, n in procs]
+    read = int(sink.communicate()[0].split()[-1])
+    rx1 = rcvbuf_errors("cb-r")
+    sent = int(out.split()[-1])
+    busy = 100.0 * (1 - (m1[1] - m0[1]) / max(1, m1[0] - m0[0]))
+    return sent, read + rx1 - rx0, [b - a for a, b in zip(c0, c1)], busy
+
+
+def pps_measure(s, seconds, flows):
+    """The small-packet figures of one setup: delivered packets/s when offered as much as the sender can,
+    the datapath cores that took, and the highest offered rate delivered with at most 0.1 % loss (doubling
+    from 25 kpps, then 3 bisection steps; None when even 25 kpps loses more, "sender" when the generator
+    could not offer more than was delivered)."""
+    sent, got, cpu, busy = pps_trial(s, 0, seconds, flows)
+    r = {"max_kpps": got / seconds / 1000, "offered_kpps": sent / seconds / 1000, "busy": busy,
+         "cores": [round(c / seconds, 2) for c in cpu]}
+    lossless = lambda sent, got: sent > 0 and got >= sent * 0.999
+    good, bad, rate = None, None, 25000
+    while rate < 8_000_000:
+        sent, got, _, _ = pps_trial(s, rate, 2, flows)
+        if sent < 0.95 * rate * 2:
+            break  # the generator cannot offer this much: the knee lies beyond what it can measure
+        if lossless(sent, got):
+            good, rate = rate, rate * 2
+        else:
+            bad = rate
+            break
+    if good and bad:
+        for _ in range(3):
+            mid = (good + bad) // 2
+            sent, got, _, _ = pps_trial(s, mid, 2, flows)
+            good, bad = (mid, bad) if lossless(sent, got) else (good, mid)
+    r["knee_kpps"] = None if good is None else good / 1000
+    r["sender_limited"] = bad is None
+    return r
+
+
+def pps(a, kinds):
+    """--pps: the small-packet figures of every setup in interleaved rounds; medians."""
+    got = {k: [] for k in kinds}
+    for rnd in range(a.runs):
+        for kind in kinds:
+            tmp = tempfile.mkdtemp(prefix="weft-pps-")
+            s = Setup(kind, tmp)
+            try:
+                s.build()
+                got[kind].append(pps_measure(s, a.seconds, a.flows))
+            except Exception as e:  # a setup that cannot be built is reported, not fatal
+                print(f"{kind}: failed: {e}")
+            finally:
+                s.teardown()
+                shutil.rmtree(tmp, ignore_errors=True)
+        print(f"round {rnd + 1}/{a.runs}: " + "; ".join(
+            f"{k} {got[k][-1]['max_kpps']:.0f} kpps" for k in kinds if got[k]), flush=True)
+    med = lambda xs: statistics.median(xs) if xs else None
+    print(f"\n64-byte frames (18-byte UDP payload), {a.flows} flows, {a.runs} round(s), medians; cores = CPU-seconds "
+          f"per second of the switching threads on host 1 and host 2 (weftd's datapath thread, ovs-vswitchd; the "
+          f"kernel switches in softirq, counted only in the machine's busy %)")
+    print(f"{'setup':<22}{'delivered (kpps)':>18}{'offered (kpps)':>16}{'cores h1, h2':>14}{'kpps/core':>11}"
+          f"{'no-loss rate (kpps)':>21}{'machine busy':>14}")
+    rows = {}
+    for kind in kinds:
+        rs = got[kind]
+        if not rs:
+            continue
+        mx, off = med([r["max_kpps"] for r in rs]), med([r["offered_kpps"] for r in rs])
+        cores = [med([r["cores"][i] for r in rs if len(r["cores"]) > i]) for i in range(max(len(r["cores"]) for r in rs))]
+        per_core = mx / max(cores) if cores and max(cores) > 0 else None
+        knees = [r["knee_kpps"] for r in rs if r["knee_kpps"] is not None]
+        knee = med(knees)
+        limited = all(r["sender_limited"] for r in rs)
+        rows[kind] = {"delivered_kpps": mx, "offered_kpps": off, "cores": cores, "kpps_per_core": per_core,
+                      "no_loss_kpps": knee, "sender_limited": limited, "busy": med([r["busy"] for r in rs])}
+        knee_s = "-" if knee is None else f"{knee:.0f}" + ("+" if limited else "")
+        print(f"{kind:<22}{mx:>18.0f}{off:>16.0f}{', '.join(f'{c:.2f}' for c in cores) or '-':>14}"
+              f"{'-' if per_core is None else f'{per_core:.0f}':>11}{knee_s:>21}{rows[kind]['busy']:>13.0f}%")
+    print("(a + after the no-loss rate: no loss up to the most the generator could offer)")
+    for base in ("kernel", "ovs"):
+        if base in rows:
+            for kind in [k for k in rows if "weft" in k]:
+                print(f"{kind} / {base}: delivered {rows[kind]['delivered_kpps'] / rows[base]['delivered_kpps']:.2f}x")
+    with open(a.json, "w") as f:
+        json.dump({"pps": rows, "seconds": a.seconds, "runs": a.runs, "flows": a.flows}, f, indent=1)
+
+
+def set_streams(text):
+    """--streams 1,4,16: a TCP test for each number of parallel streams (then UDP 64-byte as always)."""
+    global TESTS
+    tcp = [(f"tcp{n}", f"TCP {n} stream{'s' if n != '1' else ''} (Gbit/s)", f"-P {n}" if n != "1" else "")
+           for n in text.split(",")]
+    TESTS = tcp + [t for t in TESTS if t[0] == "udp64"]
+
+
 TESTS = [("tcp1", "TCP 1 stream (Gbit/s)", ""), ("tcp4", "TCP 4 streams (Gbit/s)", "-P 4"),
          ("udp64", "UDP 64-byte delivered (kpps)", "-u -l 64 -b 0")]
 
@@ -275,7 +445,13 @@ def main():
                     help="where the figures are saved (and read from with --replot)")
     ap.add_argument("--replot", action="store_true", help="only print and draw the figures saved in --json")
     ap.add_argument("--before", help="also measure every weft setup with DIR/target/release's binaries")
+    ap.add_argument("--pps", action="store_true",
+                    help="small packets instead of iperf3: bench/pktgen offers 64-byte frames (see pps_measure)")
+    ap.add_argument("--flows", type=int, default=64, help="--pps: how many flows the generator offers")
+    ap.add_argument("--streams", help="TCP tests with these numbers of parallel streams (default 1,4)")
     a = ap.parse_args()
+    if a.streams:
+        set_streams(a.streams)
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces)")
     if a.soak:
@@ -292,6 +468,11 @@ def main():
         if not os.path.exists(os.path.join(BEFORE, "weftd")):
             sys.exit(f"--before: no weftd in {BEFORE} (cargo build --release there first)")
         kinds = [x for k in kinds for x in ([f"before-{k}", k] if k.startswith("weft") else [k])]
+    if a.pps:
+        if a.json == os.path.join(ROOT, "bench", "compare.json"):
+            a.json = os.path.join(ROOT, "bench", "compare-pps.json")
+        pps(a, [k for k in kinds if k != "ovs" or shutil.which("ovs-vswitchd")])
+        return
     results, cpu, rss = measure(a, kinds)
     with open(a.json, "w") as f:
         json.dump({"seconds": a.seconds, "runs": a.runs, "results": results, "cpu": cpu, "rss": rss}, f, indent=1)
@@ -307,6 +488,7 @@ def measure(a, kinds):
         kinds.remove("ovs")
     vals = {k: {key: [] for key, _, _ in TESTS} for k in kinds}
     busy = {k: {key: [] for key, _, _ in TESTS} for k in kinds}
+    per_gb = {k: {key: {"weftd": [], "machine": []} for key, _, _ in TESTS} for k in kinds}
     rss, failed = {}, set()
     for r in range(a.runs):
         for kind in kinds:
@@ -317,10 +499,13 @@ def measure(a, kinds):
             try:
                 s.build()
                 for key, _, args in TESTS:
-                    v, b = iperf(args, a.seconds)
+                    v, b, g = iperf(args, a.seconds, s.weftd_pids() if "weft" in kind else ())
                     if v is not None:
                         vals[kind][key].append(v / 1000.0 if key == "udp64" else v)
                         busy[kind][key].append(b)
+                    for who, x in (g or {}).items():
+                        if x is not None:
+                            per_gb[kind][key][who].append(x)
                 if "weft" in kind:
                     rss[kind] = max(rss.get(kind, 0), peak_rss_mb(s.weftd_pids()))
             except Exception as e:  # a setup that cannot be built is reported, not fatal
@@ -335,6 +520,10 @@ def measure(a, kinds):
     med = lambda xs: statistics.median(xs) if xs else None
     results = {k: {key: med(vals[k][key]) for key, _, _ in TESTS} for k in kinds if k not in failed}
     cpu = {k: {key: med(busy[k][key]) for key, _, _ in TESTS} for k in kinds if k not in failed}
+    # CPU-seconds per GB moved: kept beside the busy % (under "<test>_per_gb").
+    for k in cpu:
+        for key, _, _ in TESTS:
+            cpu[k][f"{key}_per_gb"] = {who: med(xs) for who, xs in per_gb[k][key].items()}
     return results, cpu, rss
 
 
@@ -349,6 +538,17 @@ def report(a, results, cpu, rss):
             row += f"{fmt(results[kind].get(key)) + ' (' + fmt(cpu[kind].get(key)) + '% cpu)':>30}"
         row += f"{(str(rss[kind]) + ' MB') if kind in rss else '-':>11}"
         print(row)
+    tcp = [(key, h) for key, h, _ in TESTS if key.startswith("tcp")]
+    if any(cpu[k].get(f"{key}_per_gb") for k in results for key, _ in tcp):
+        print("\nCPU-seconds per GB moved (weftd's threads, both hosts / the whole machine)")
+        print(f"{'setup':<22}" + "".join(f"{h.split(' (')[0]:>26}" for _, h in tcp))
+        for kind in results:
+            cells = []
+            for key, _ in tcp:
+                g = cpu[kind].get(f"{key}_per_gb") or {}
+                w, m = g.get("weftd"), g.get("machine")
+                cells.append(("-" if w is None else f"{w:.2f}") + " / " + ("-" if m is None else f"{m:.2f}"))
+            print(f"{kind:<22}" + "".join(f"{c:>26}" for c in cells))
     for base in ("kernel", "ovs"):
         if base not in results:
             continue
