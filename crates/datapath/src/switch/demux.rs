@@ -84,7 +84,7 @@ impl Switch {
         pkt: &[u8],
         protected: bool,
     ) -> Result<(PortIdx, usize), DropReason> {
-        let pipe = self.pipe.clone();
+        let (pipe, t) = (&self.pipe, &mut self.t);
         let Some(d) = pipe.demux.get(demux) else { return Err(DropReason::UnknownRemote) };
         // A GRE packet out of ESP has no outer IP header even on an IPv4 raw socket.
         let Decap { vni, inner_at, error } = decap(d.encap, d.outer_ipv4 && !protected, pkt);
@@ -92,19 +92,19 @@ impl Switch {
             Ok(p) => p,
             Err((charged, why)) => {
                 let why = error.unwrap_or(why);
-                self.counter(charged).drop(why);
+                t.counter(charged).drop(why);
                 return Err(why);
             }
         };
         if let Some(why) = error {
-            self.counter(port).drop(why);
+            t.counter(port).drop(why);
             return Err(why);
         }
         let PortKind::Tunnel(TunnelPort { spec, known_options, .. }) = &pipe.port(port).kind else {
             return Err(DropReason::Malformed);
         };
         if spec.ipsec.is_some() != protected {
-            self.counter(port).drop(DropReason::Cleartext);
+            t.counter(port).drop(DropReason::Cleartext);
             return Err(DropReason::Cleartext);
         }
         if d.encap == Encap::Geneve {
@@ -115,14 +115,14 @@ impl Switch {
                 seen += 1;
                 unknown_critical |= o.is_critical() && !known_options.contains(&(o.class, o.kind));
             }
-            let c = self.counter(port);
+            let c = t.counter(port);
             c.geneve_options_rx += seen;
             if unknown_critical {
                 c.drop(DropReason::CriticalOption);
                 return Err(DropReason::CriticalOption);
             }
         }
-        self.counter(port).rx(pkt.len() - inner_at);
+        t.counter(port).rx(pkt.len() - inner_at);
         Ok((port, inner_at))
     }
 }

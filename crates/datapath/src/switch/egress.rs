@@ -155,7 +155,7 @@ impl Switch {
     /// port that sends sequence numbers uses up one.
     pub fn tunnel_header(&mut self, port: PortIdx, flow_vni: Option<u32>, frame: &[u8]) -> Option<TunnelHeader> {
         let t = self.pipe.ports.get(usize::from(port.0))?.tunnel()?;
-        let seq = match (t.spec.encap, t.spec.seq, self.gre_seq.get_mut(usize::from(port.0))) {
+        let seq = match (t.spec.encap, t.spec.seq, self.t.gre_seq.get_mut(usize::from(port.0))) {
             (Encap::Gre, true, Some(s)) => {
                 *s = s.wrapping_add(1);
                 s.wrapping_sub(1)

@@ -46,10 +46,17 @@ const ICMP_PER_SECOND: u32 = 1000;
 /// Most nested resubmits and goto_tables.
 const MAX_RESUBMIT: u8 = 32;
 
-/// The switch's state: the pipeline it runs and what it learned and counted.
+/// The switch: the pipeline it runs (shared, read-only) and its tables (what it learned and counted).
 #[derive(Clone)]
 pub struct Switch {
     pipe: Arc<Pipeline>,
+    t: Tables,
+}
+
+/// What the switch learns and counts. The packet path borrows the pipeline beside it, never a copy of its
+/// `Arc` (no atomic operation per frame on a counter every thread shares).
+#[derive(Clone)]
+pub(crate) struct Tables {
     fdbs: Vec<Fdb>,
     /// IP-to-MAC bindings per bridge, for ARP/ND suppression.
     neighs: Vec<neigh::NeighTable>,
@@ -103,8 +110,22 @@ struct ActState {
 impl Switch {
     /// A switch with nothing in it.
     pub fn new() -> Switch {
-        Switch {
-            pipe: Arc::new(Pipeline::default()),
+        Switch { pipe: Arc::new(Pipeline::default()), t: Tables::new() }
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipe
+    }
+}
+
+impl Tables {
+    /// Port `port`'s counters.
+    pub(crate) fn counter(&mut self, port: PortIdx) -> &mut PortCounters {
+        &mut self.counters[usize::from(port.0)]
+    }
+
+    fn new() -> Tables {
+        Tables {
             fdbs: Vec::new(),
             neighs: Vec::new(),
             counters: Vec::new(),
@@ -124,11 +145,9 @@ impl Switch {
             last_neigh_expiry: 0,
         }
     }
+}
 
-    pub fn pipeline(&self) -> &Arc<Pipeline> {
-        &self.pipe
-    }
-
+impl Switch {
     /// Runs `new` from now on, carrying MAC tables, bindings, counters and flow statistics over by bridge,
     /// port and flow (ports are matched by name, flows by id).
     pub fn install(&mut self, new: Arc<Pipeline>, now: Nanos) {
@@ -140,7 +159,7 @@ impl Switch {
         let mut fdbs: Vec<Fdb> = Vec::with_capacity(p.bridges.len());
         for b in &p.bridges {
             let mut fdb = match old_bridge(&b.name) {
-                Some(oi) => std::mem::take(&mut self.fdbs[oi]),
+                Some(oi) => std::mem::take(&mut self.t.fdbs[oi]),
                 None => Fdb::default(),
             };
             fdb.set_limits(b.aging_secs, b.table_size);
@@ -152,9 +171,9 @@ impl Switch {
             fdb.replace_static(b.statics.iter().copied());
             fdbs.push(fdb);
         }
-        self.fdbs = fdbs;
-        let mut old_neighs = std::mem::take(&mut self.neighs);
-        self.neighs = p
+        self.t.fdbs = fdbs;
+        let mut old_neighs = std::mem::take(&mut self.t.neighs);
+        self.t.neighs = p
             .bridges
             .iter()
             .map(|b| match old_bridge(&b.name) {
@@ -162,54 +181,55 @@ impl Switch {
                 _ => Default::default(),
             })
             .collect();
-        self.full_logged = p
+        self.t.full_logged = p
             .bridges
             .iter()
-            .map(|b| old_bridge(&b.name).and_then(|i| self.full_logged.get(i).copied()).unwrap_or(0))
+            .map(|b| old_bridge(&b.name).and_then(|i| self.t.full_logged.get(i).copied()).unwrap_or(0))
             .collect();
-        self.counters = p
+        self.t.counters = p
             .ports
             .iter()
-            .map(|np| old_port(&np.name).and_then(|i| self.counters.get(i).cloned()).unwrap_or_default())
+            .map(|np| old_port(&np.name).and_then(|i| self.t.counters.get(i).cloned()).unwrap_or_default())
             .collect();
         // GRE sequence numbers follow their port by name.
-        self.gre_seq = p
+        self.t.gre_seq = p
             .ports
             .iter()
-            .map(|np| old_port(&np.name).and_then(|i| self.gre_seq.get(i).copied()).unwrap_or(0))
+            .map(|np| old_port(&np.name).and_then(|i| self.t.gre_seq.get(i).copied()).unwrap_or(0))
             .collect();
-        self.cp_flood_rt = p.ports.iter().map(|np| self.cp_flood.get(&np.name).cloned()).collect();
-        self.link_down_rt = p.ports.iter().map(|np| self.link_down.contains(&np.name)).collect();
+        self.t.cp_flood_rt = p.ports.iter().map(|np| self.t.cp_flood.get(&np.name).cloned()).collect();
+        self.t.link_down_rt = p.ports.iter().map(|np| self.t.link_down.contains(&np.name)).collect();
         // Flow tables were rebuilt: fresh caches; counters follow their rule by id.
         let mut old_stats: HashMap<u64, FlowStat> = HashMap::new();
         for (bi, b) in old.bridges.iter().enumerate() {
             for (ti, t) in b.tables.iter().enumerate() {
                 for (ri, r) in t.rules.iter().enumerate() {
-                    if let Some(s) = self.flow_stats.get(bi).and_then(|x| x.get(ti)).and_then(|x| x.get(ri)) {
+                    if let Some(s) = self.t.flow_stats.get(bi).and_then(|x| x.get(ti)).and_then(|x| x.get(ri)) {
                         old_stats.insert(r.id, *s);
                     }
                 }
             }
             // The default flow's counters stay with it (by id) while it stays the bridge's only flow.
-            if let (Some(id), Some(s)) = (b.default_flow, self.default_stats.get(bi)) {
+            if let (Some(id), Some(s)) = (b.default_flow, self.t.default_stats.get(bi)) {
                 old_stats.insert(id, *s);
             }
         }
         let fresh = FlowStat { last_used: now, ..Default::default() };
         let stat = |id: u64| old_stats.get(&id).copied().unwrap_or(fresh);
         // Table counters stay with their bridge (by name).
-        self.table_stats = p
+        self.t.table_stats = p
             .bridges
             .iter()
             .map(|b| {
-                let mut t = old_bridge(&b.name).and_then(|i| self.table_stats.get(i).cloned()).unwrap_or_default();
+                let mut t = old_bridge(&b.name).and_then(|i| self.t.table_stats.get(i).cloned()).unwrap_or_default();
                 t.resize(b.tables.len().max(1), (0, 0));
                 t
             })
             .collect();
-        self.default_stats = p.bridges.iter().map(|b| b.default_flow.map_or(fresh, stat)).collect();
-        self.flow_caches = p.bridges.iter().map(|b| b.tables.iter().map(|_| FlowCache::default()).collect()).collect();
-        self.flow_stats = p
+        self.t.default_stats = p.bridges.iter().map(|b| b.default_flow.map_or(fresh, stat)).collect();
+        self.t.flow_caches =
+            p.bridges.iter().map(|b| b.tables.iter().map(|_| FlowCache::default()).collect()).collect();
+        self.t.flow_stats = p
             .bridges
             .iter()
             .map(|b| b.tables.iter().map(|t| t.rules.iter().map(|r| stat(r.id)).collect()).collect())
@@ -219,17 +239,17 @@ impl Switch {
     /// Ages MAC tables and ARP/ND bindings; call it every 100 ms or so. MAC tables age in slices (never a
     /// scan of a whole table in one go): 4 096 entries every 100 ms at most, 40 960 a second.
     pub fn tick(&mut self, now: Nanos) {
-        if now.saturating_sub(self.last_fdb_expiry) >= SECOND / 10 {
-            for f in &mut self.fdbs {
+        if now.saturating_sub(self.t.last_fdb_expiry) >= SECOND / 10 {
+            for f in &mut self.t.fdbs {
                 f.expire_some(now, FDB_EXPIRY_SLICE);
             }
-            self.last_fdb_expiry = now;
+            self.t.last_fdb_expiry = now;
         }
-        if now.saturating_sub(self.last_neigh_expiry) >= SECOND {
-            for (n, b) in self.neighs.iter_mut().zip(&self.pipe.bridges) {
+        if now.saturating_sub(self.t.last_neigh_expiry) >= SECOND {
+            for (n, b) in self.t.neighs.iter_mut().zip(&self.pipe.bridges) {
                 n.expire(now, b.aging_secs);
             }
-            self.last_neigh_expiry = now;
+            self.t.last_neigh_expiry = now;
         }
     }
 
@@ -238,6 +258,24 @@ impl Switch {
     /// VLAN; a tag still in the frame is taken off here, in place.
     pub fn process(
         &mut self,
+        bufs: &mut Buffers,
+        input: Input,
+        now: Nanos,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) {
+        let Switch { pipe, t } = self;
+        t.process(pipe, bufs, input, now, out, obs);
+    }
+}
+
+impl Tables {
+    /// Switches one received frame: VLAN ingress, then the bridge's flow tables or (with only the default
+    /// flow) straight to the learning switch. Inside the switch every frame is untagged and belongs to one
+    /// VLAN; a tag still in the frame is taken off here, in place.
+    fn process(
+        &mut self,
+        pipe: &Pipeline,
         bufs: &mut Buffers,
         input: Input,
         now: Nanos,
@@ -256,7 +294,6 @@ impl Switch {
                 None => (data, None),
             },
         };
-        let pipe = self.pipe.clone();
         let port = pipe.port(in_port);
         let Some(tci) = port.vlan.ingress(tci) else {
             obs.on(|| {
@@ -283,15 +320,14 @@ impl Switch {
             let t = &mut self.table_stats[bridge][0];
             t.0 += 1;
             t.1 += 1;
-            self.normal_switch(&pipe, bufs, frame, now, out, obs);
+            self.normal_switch(pipe, bufs, frame, now, out, obs);
         } else {
             let key = flow_key(port, remote, bufs.get(data), tci, &hdr);
             let mut st = ActState { data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None };
-            let mut run =
-                Run { pipe: &pipe, bufs: &mut *bufs, out: &mut *out, obs: &mut *obs, now, bridge, in_port, remote };
+            let mut run = Run { pipe, bufs: &mut *bufs, out: &mut *out, obs: &mut *obs, now, bridge, in_port, remote };
             self.run_table(&mut run, 0, &key, &mut st, 0);
             if let Some(mtu) = st.too_big {
-                self.signal_too_big(&pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
+                self.signal_too_big(pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
             }
         }
     }

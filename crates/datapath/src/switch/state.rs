@@ -6,18 +6,18 @@ use super::*;
 impl Switch {
     /// The ports (by name) whose link is down: frames to them are counted as `link_down`, not sent.
     pub fn set_link_down(&mut self, names: HashSet<String>) {
-        self.link_down = names;
-        self.link_down_rt = self.pipe.ports.iter().map(|np| self.link_down.contains(&np.name)).collect();
+        self.t.link_down = names;
+        self.t.link_down_rt = self.pipe.ports.iter().map(|np| self.t.link_down.contains(&np.name)).collect();
     }
 
     /// The counters of port `port`, for the caller's receive and send accounting.
     pub fn counter(&mut self, port: PortIdx) -> &mut PortCounters {
-        &mut self.counters[usize::from(port.0)]
+        &mut self.t.counters[usize::from(port.0)]
     }
 
     /// The VTEPs a `remote_ip=flow` port's floods go to, as its control plane last said.
     pub fn flood_list(&self, port: PortIdx) -> Option<&Arc<[IpAddr]>> {
-        self.cp_flood_rt.get(usize::from(port.0))?.as_ref()
+        self.t.cp_flood_rt.get(usize::from(port.0))?.as_ref()
     }
 
     /// Applies a control plane's changes to bridge `bridge`; false when there is no such bridge.
@@ -28,24 +28,24 @@ impl Switch {
         let port_of = |name: &str| b.ports.iter().copied().find(|i| p.port(*i).name == name);
         let origin = u.origin.unwrap_or(Origin::Etcd);
         if u.reset {
-            self.fdbs[bi].remove_origin(origin);
+            self.t.fdbs[bi].remove_origin(origin);
             for i in &b.ports {
-                self.cp_flood.remove(&p.port(*i).name);
-                self.cp_flood_rt[usize::from(i.0)] = None;
+                self.t.cp_flood.remove(&p.port(*i).name);
+                self.t.cp_flood_rt[usize::from(i.0)] = None;
             }
         }
         for (port, vteps) in u.flood {
             if let Some(i) = port_of(&port) {
-                self.cp_flood_rt[usize::from(i.0)] = Some(vteps.clone());
+                self.t.cp_flood_rt[usize::from(i.0)] = Some(vteps.clone());
             }
-            self.cp_flood.insert(port, vteps);
+            self.t.cp_flood.insert(port, vteps);
         }
         for (vlan, mac) in u.remove {
-            self.fdbs[bi].uninstall(vlan, mac, origin);
+            self.t.fdbs[bi].uninstall(vlan, mac, origin);
         }
         for (vlan, mac, port, vtep) in u.install {
             if let Some(i) = port_of(&port) {
-                self.fdbs[bi].install(vlan, mac, i, Some(vtep), origin);
+                self.t.fdbs[bi].install(vlan, mac, i, Some(vtep), origin);
             }
         }
         true
@@ -54,7 +54,7 @@ impl Switch {
     /// `fdb show`.
     pub fn fdb_rows(&self, bridge: &str, now: Nanos) -> Option<Vec<FdbRow>> {
         let bi = self.pipe.bridge_named(bridge)?;
-        let rows = self.fdbs[bi].snapshot(now).into_iter().map(
+        let rows = self.t.fdbs[bi].snapshot(now).into_iter().map(
             |(vlan, mac, e, age): (u16, EthernetAddress, FdbEntry, u64)| {
                 let port = self.pipe.port(e.port);
                 FdbRow {
@@ -76,7 +76,7 @@ impl Switch {
     /// no such bridge. The watch stays with the bridge across new pipelines.
     pub fn watch_fdb(&mut self, bridge: &str, on: bool) -> bool {
         let Some(bi) = self.pipe.bridge_named(bridge) else { return false };
-        self.fdbs[bi].watch(on);
+        self.t.fdbs[bi].watch(on);
         true
     }
 
@@ -84,8 +84,8 @@ impl Switch {
     /// when there is no such bridge.
     pub fn watch_fdb_kept(&mut self, bridge: &str) -> bool {
         let Some(bi) = self.pipe.bridge_named(bridge) else { return false };
-        if !self.fdbs[bi].watched() {
-            self.fdbs[bi].watch(true);
+        if !self.t.fdbs[bi].watched() {
+            self.t.fdbs[bi].watch(true);
         }
         true
     }
@@ -99,7 +99,7 @@ impl Switch {
             FdbRow { port: port.name.clone(), ofport: port.ofport, vlan, mac, age, remote: e.remote, origin: e.origin }
         };
         let pipe = &self.pipe;
-        Some(match self.fdbs[bi].take_changes(now)? {
+        Some(match self.t.fdbs[bi].take_changes(now)? {
             FdbChanges::Whole(all) => {
                 FdbDelta::Whole(all.into_iter().map(|(v, m, e, a)| row(pipe, v, m, e, a)).collect())
             }
@@ -112,12 +112,12 @@ impl Switch {
     /// `fdb flush`: forgets every learned entry of the bridge; false when there is no such bridge.
     pub fn fdb_flush(&mut self, bridge: &str) -> bool {
         let Some(bi) = self.pipe.bridge_named(bridge) else { return false };
-        self.fdbs[bi].flush_learned();
+        self.t.fdbs[bi].flush_learned();
         true
     }
 
     pub fn fdb_stats(&self, bridge: &str) -> Option<FdbStats> {
-        let f = &self.fdbs[self.pipe.bridge_named(bridge)?];
+        let f = &self.t.fdbs[self.pipe.bridge_named(bridge)?];
         Some(FdbStats {
             entries: f.len(),
             max_entries: f.max_entries(),
@@ -132,7 +132,7 @@ impl Switch {
         let b = &self.pipe.bridges[self.pipe.bridge_named(bridge)?];
         let row = |p: &PortIdx| {
             let port = self.pipe.port(*p);
-            (port.name.clone(), port.ofport, self.counters[usize::from(p.0)].clone())
+            (port.name.clone(), port.ofport, self.t.counters[usize::from(p.0)].clone())
         };
         Some(b.ports.iter().map(row).collect())
     }
@@ -142,10 +142,10 @@ impl Switch {
         let bi = self.pipe.bridge_named(bridge)?;
         let b = &self.pipe.bridges[bi];
         let row = |id: u64, s: &FlowStat| (id, s.packets, s.bytes, now.saturating_sub(s.last_used) / SECOND);
-        let mut out: Vec<_> = b.default_flow.map(|id| row(id, &self.default_stats[bi])).into_iter().collect();
+        let mut out: Vec<_> = b.default_flow.map(|id| row(id, &self.t.default_stats[bi])).into_iter().collect();
         for (ti, t) in b.tables.iter().enumerate() {
             for (ri, r) in t.rules.iter().enumerate() {
-                out.push(row(r.id, &self.flow_stats[bi][ti][ri]));
+                out.push(row(r.id, &self.t.flow_stats[bi][ti][ri]));
             }
         }
         Some(out)
@@ -153,6 +153,6 @@ impl Switch {
 
     /// Each table's (lookups, matches), table 0 first.
     pub fn table_stats(&self, bridge: &str) -> Option<Vec<(u64, u64)>> {
-        Some(self.table_stats[self.pipe.bridge_named(bridge)?].clone())
+        Some(self.t.table_stats[self.pipe.bridge_named(bridge)?].clone())
     }
 }
