@@ -7,16 +7,19 @@ use crate::pipeline::OFPORT_LOCAL;
 use std::collections::BTreeMap;
 use weft_api::{reply, Response};
 
+/// `m` with the values of secret keys (`psk`, `bgp-password`, …) shown as "(hidden)": the secrets stay in
+/// the database, readable by root only.
+fn hide_secrets(m: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    m.iter()
+        .map(|(k, v)| {
+            let v = if weft_api::config::is_secret(k) { weft_api::config::HIDDEN } else { v.as_str() };
+            (k.clone(), v.to_string())
+        })
+        .collect()
+}
+
 impl State {
     pub(super) fn show(&self) -> reply::Show {
-        let hide = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-            m.iter()
-                .map(|(k, v)| {
-                    let v = if weft_api::config::is_secret(k) { weft_api::config::HIDDEN } else { v.as_str() };
-                    (k.clone(), v.to_string())
-                })
-                .collect()
-        };
         let bridges = self
             .config
             .bridges()
@@ -45,7 +48,7 @@ impl State {
                 reply::ShowBridge {
                     name: b.name.clone(),
                     controller: b.controller.clone(),
-                    other_config: hide(&b.other_config),
+                    other_config: hide_secrets(&b.other_config),
                     external_ids: b.external_ids.clone(),
                     ports,
                     control_plane: cp.map(|c| reply::ControlPlaneShow {
@@ -75,15 +78,7 @@ impl State {
             name: name.to_string(),
             ofport,
             iface_type: ty.to_string(),
-            // The IPsec key stays in the database (readable by root only); `show` does not print it.
-            options: options
-                .iter()
-                .map(|(k, v)| {
-                    let v =
-                        if weft_api::config::is_secret(k) { weft_api::config::HIDDEN.to_string() } else { v.clone() };
-                    (k.clone(), v)
-                })
-                .collect(),
+            options: hide_secrets(options),
             link_state: if self.link_down(name) { "down" } else { "up" }.to_string(),
             tag: vlan.tag,
             trunks: vlan.trunks.clone(),
