@@ -4,6 +4,26 @@
 use super::*;
 
 impl Engine {
+    /// The payloads of an encrypted message for IKE SA `i`; a message that does not decrypt is counted and
+    /// logged (at debug level: anyone can send one) as a dropped `what`.
+    fn open_counted(
+        &mut self,
+        i: usize,
+        data: &[u8],
+        m: &msg::Message,
+        from: SocketAddr,
+        what: &str,
+    ) -> Option<Vec<Payload>> {
+        match self.sas[i].open(data, m) {
+            Ok(p) => Some(p),
+            Err(why) => {
+                self.stats.decrypt_failed += 1;
+                tracing::debug!(peer = %from, "IKE {what} dropped: {why}");
+                None
+            }
+        }
+    }
+
     pub(super) fn respond_init(
         &mut self,
         now: Nanos,
@@ -160,14 +180,7 @@ impl Engine {
             self.stats.malformed += 1;
             return;
         }
-        let payloads = match self.sas[i].open(data, m) {
-            Ok(p) => p,
-            Err(why) => {
-                self.stats.decrypt_failed += 1;
-                tracing::debug!(peer = %from, "IKE request dropped: {why}");
-                return;
-            }
-        };
+        let Some(payloads) = self.open_counted(i, data, m, from, "request") else { return };
         // A NAT may change the peer's port: answer where the request came from (RFC 7296 §2.23).
         let sa = &mut self.sas[i];
         sa.last_heard = now;
@@ -522,14 +535,7 @@ impl Engine {
         if let Req::Init = req {
             return self.init_response(i, now, from, data, m);
         }
-        let payloads = match self.sas[i].open(data, m) {
-            Ok(p) => p,
-            Err(why) => {
-                self.stats.decrypt_failed += 1;
-                tracing::debug!(peer = %from, "IKE response dropped: {why}");
-                return;
-            }
-        };
+        let Some(payloads) = self.open_counted(i, data, m, from, "response") else { return };
         let sa = &mut self.sas[i];
         sa.pending = None;
         sa.last_heard = now;
