@@ -146,6 +146,113 @@ fn fdb(c: &mut Criterion) {
     g.finish();
 }
 
+/// What sharing a MAC table between datapath workers would cost per frame (a learn, i.e. the source's
+/// refresh, and a lookup of the destination), 100 000 entries: the table alone; behind a `Mutex` or an
+/// `RwLock` with nobody else using it; and the same with a second thread doing the same work on the same
+/// lock at once (`iter_custom`: the time per frame seen by one of the two threads). For the workers of
+/// issue 21: what a lock on the fast path costs here before any design is chosen.
+fn fdb_shared(c: &mut Criterion) {
+    use std::sync::{Arc, Mutex, RwLock};
+    use std::time::{Duration, Instant};
+    const N: usize = 100_000;
+    fn mac(i: usize) -> EthernetAddress {
+        EthernetAddress([2, 0, (i >> 24) as u8, (i >> 16) as u8, (i >> 8) as u8, i as u8])
+    }
+    fn frame(f: &mut Fdb, i: usize) -> Option<PortIdx> {
+        f.learn(1, mac(i), PortIdx((i % 8) as u16), None, 3);
+        f.lookup(1, mac((i + 1) % N), 3).map(|e| e.port)
+    }
+    let n = N;
+    let table = || {
+        let mut f = Fdb::new(300, n + 1);
+        for i in 0..n {
+            f.learn(1, mac(i), PortIdx((i % 8) as u16), None, 1);
+        }
+        f
+    };
+    let mut g = c.benchmark_group("fdb_shared");
+    g.throughput(Throughput::Elements(1));
+    let mut f = table();
+    let mut i = 0usize;
+    g.bench_function("alone", |b| {
+        b.iter(|| {
+            i = (i + 7919) % n;
+            frame(&mut f, i)
+        })
+    });
+    let m = Mutex::new(table());
+    g.bench_function("mutex_uncontended", |b| {
+        b.iter(|| {
+            i = (i + 7919) % n;
+            let mut f = m.lock().unwrap();
+            frame(&mut f, i)
+        })
+    });
+    let rw = RwLock::new(table());
+    g.bench_function("rwlock_read_lookup_uncontended", |b| {
+        b.iter(|| {
+            i = (i + 7919) % n;
+            let f = rw.read().unwrap();
+            f.lookup(1, mac(i), 3).map(|e| e.port)
+        })
+    });
+    // Two threads on one mutex: each does `iters` frames; the figure is one thread's time per frame.
+    let shared = Arc::new(Mutex::new(table()));
+    g.bench_function("mutex_two_threads", |b| {
+        b.iter_custom(|iters| {
+            let other = {
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let mut i = 1usize;
+                    for _ in 0..iters {
+                        i = (i + 7919) % N;
+                        let mut f = shared.lock().unwrap();
+                        std::hint::black_box(frame(&mut f, i));
+                    }
+                })
+            };
+            let t = Instant::now();
+            let mut i = 0usize;
+            for _ in 0..iters {
+                i = (i + 7919) % n;
+                let mut f = shared.lock().unwrap();
+                std::hint::black_box(frame(&mut f, i));
+            }
+            let d = t.elapsed();
+            other.join().unwrap();
+            d.max(Duration::from_nanos(1))
+        })
+    });
+    // Two threads reading through one RwLock (lookups only: no writer at all).
+    let shared = Arc::new(RwLock::new(table()));
+    g.bench_function("rwlock_read_lookup_two_threads", |b| {
+        b.iter_custom(|iters| {
+            let other = {
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let mut i = 1usize;
+                    for _ in 0..iters {
+                        i = (i + 7919) % N;
+                        let f = shared.read().unwrap();
+                        std::hint::black_box(f.lookup(1, mac(i), 3).map(|e| e.port));
+                    }
+                })
+            };
+            let t = Instant::now();
+            let mut i = 0usize;
+            for _ in 0..iters {
+                i = (i + 7919) % N;
+                let f = shared.read().unwrap();
+                std::hint::black_box(f.lookup(1, mac(i), 3).map(|e| e.port));
+            }
+            let d = t.elapsed();
+            other.join().unwrap();
+            d.max(Duration::from_nanos(1))
+        })
+    });
+    g.finish();
+}
+
 /// ESP with AES-256-GCM: sealing a 1450-byte VXLAN packet (headers, padding, encryption in place) and
 /// opening it again (replay check, decryption, ICV).
 fn esp(c: &mut Criterion) {
@@ -193,5 +300,5 @@ fn esp(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tunnel, offloads, fdb, esp);
+criterion_group!(benches, tunnel, offloads, fdb, fdb_shared, esp);
 criterion_main!(benches);
