@@ -333,16 +333,17 @@ def pps_trial(s, rate, seconds, flows):
     time.sleep(0.2)
     procs = datapath_pids(s)
     rx0, m0 = rcvbuf_errors("cb-r"), cpu_sample()
-    c0 = [thread_cpu(p, n) for p, n in procs]
+    c0, w0 = [thread_cpu(p, n) for p, n in procs], time.time()
     out = nsx("cb-l", f"{gen} send 198.51.100.2:9 --dev eth0 --src 198.51.100.1 --src-mac {smac} --dst-mac {dmac} "
                       f"--rate {rate} --seconds {seconds} --flows {flows}")
     m1 = cpu_sample()
-    c1 = [thread_cpu(p, n) for p, n in procs]
+    c1, w1 = [thread_cpu(p, n) for p, n in procs], time.time()
     read = int(sink.communicate()[0].split()[-1])
     rx1 = rcvbuf_errors("cb-r")
     sent = int(out.split()[-1])
     busy = 100.0 * (1 - (m1[1] - m0[1]) / max(1, m1[0] - m0[0]))
-    return sent, read + rx1 - rx0, [b - a for a, b in zip(c0, c1)], busy
+    # CPU-seconds per second of wall time between the two samples (a little longer than the send itself).
+    return sent, read + rx1 - rx0, [(b - a) * seconds / max(w1 - w0, 1e-3) for a, b in zip(c0, c1)], busy
 
 
 def pps_measure(s, seconds, flows):
