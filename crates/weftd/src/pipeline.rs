@@ -491,8 +491,8 @@ impl Resources {
                                         let _ = weft_sys::iface::set_up(&name);
                                     }
                                     if created {
+                                        // Marked already: `Tap::create_marked` named it only once marked.
                                         created_taps.push(name.clone());
-                                        let _ = weft_sys::iface::set_alias(&name, owner_mark());
                                     }
                                     self.taps.insert(name.clone(), (tap.clone(), ns.clone(), mtu_set));
                                 }

@@ -85,11 +85,8 @@ struct FlowPort {
     local: Option<IpAddr>,
 }
 
-/// A bridge's control plane, as the checked configuration says.
-type Kind = CpSpec;
-
 struct Running {
-    kind: Kind,
+    kind: CpSpec,
     gen: u64,
     ports: Vec<FlowPort>,
     rib: Rib,
@@ -106,8 +103,8 @@ struct Running {
 impl Running {
     fn origin(&self) -> Origin {
         match self.kind {
-            Kind::Etcd(_) => Origin::Etcd,
-            Kind::Evpn(_) => Origin::Evpn,
+            CpSpec::Etcd(_) => Origin::Etcd,
+            CpSpec::Evpn(_) => Origin::Evpn,
         }
     }
 }
@@ -178,7 +175,7 @@ impl Thread {
 
     /// Starts, restarts or stops backends to match the configuration.
     fn configure(&mut self, cfg: &Valid) {
-        let mut want: BTreeMap<String, (Kind, Vec<FlowPort>)> = BTreeMap::new();
+        let mut want: BTreeMap<String, (CpSpec, Vec<FlowPort>)> = BTreeMap::new();
         for (b, spec) in cfg.bridges() {
             if let Some(k) = &spec.control_plane {
                 want.insert(b.name.clone(), (k.clone(), flow_ports(b, spec)));
@@ -219,14 +216,14 @@ impl Thread {
         }
     }
 
-    fn start(&mut self, name: String, kind: Kind, ports: Vec<FlowPort>) {
+    fn start(&mut self, name: String, kind: CpSpec, ports: Vec<FlowPort>) {
         self.gen += 1;
         let stop = Arc::new(AtomicBool::new(false));
         let me = ports.iter().find_map(|p| p.local);
         let ctx = BackendCtx { bridge: name.clone(), gen: self.gen, tx: self.tx.clone(), stop: stop.clone(), me };
         let (publish, kind_name) = match &kind {
-            Kind::Etcd(spec) => (spec.clone().start(ctx), EtcdSpec::NAME),
-            Kind::Evpn(spec) => (spec.clone().start(ctx), EvpnSpec::NAME),
+            CpSpec::Etcd(spec) => (spec.clone().start(ctx), EtcdSpec::NAME),
+            CpSpec::Evpn(spec) => (spec.clone().start(ctx), EvpnSpec::NAME),
         };
         tracing::info!(bridge = %name, "control plane {kind_name} started");
         let r = Running {
