@@ -105,6 +105,22 @@ pub struct PortCounters {
 }
 
 impl PortCounters {
+    /// Adds another worker's counters of the same port.
+    pub fn add(&mut self, o: &PortCounters) {
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        for (a, b) in self.drops.iter_mut().zip(&o.drops) {
+            *a += b;
+        }
+        self.nd_answered += o.nd_answered;
+        self.nd_flooded += o.nd_flooded;
+        self.geneve_options_rx += o.geneve_options_rx;
+        self.gso_tx += o.gso_tx;
+        self.gro_rx += o.gro_rx;
+    }
+
     #[inline]
     pub fn rx(&mut self, bytes: usize) {
         self.rx_packets += 1;

@@ -97,6 +97,9 @@ impl FdbEntry {
 pub enum Learned {
     New,
     Refreshed,
+    /// Refreshed, and the first time in this second of the clock: what other workers' copies of the table
+    /// are told (at most once a second per address), so that their copy does not age out.
+    Renewed,
     /// The MAC moved to another port or another remote VTEP.
     Moved,
     /// A static entry covers the MAC; nothing changed.
@@ -265,6 +268,7 @@ impl Fdb {
             Some(e) => {
                 let stale = now.saturating_sub(e.last_seen) >= aging;
                 let moved = e.port != port || e.remote != remote;
+                let renewed = e.last_seen / SECOND != now / SECOND;
                 e.port = port;
                 e.remote = remote;
                 e.last_seen = now;
@@ -275,6 +279,8 @@ impl Fdb {
                 } else if stale {
                     self.changed(k);
                     Learned::New
+                } else if renewed {
+                    Learned::Renewed
                 } else {
                     Learned::Refreshed
                 }
@@ -296,6 +302,25 @@ impl Fdb {
                 Learned::New
             }
         }
+    }
+
+    /// What another worker learned at `at` (its clock and ours are the same clock): taken unless this
+    /// table saw the address more recently, so that every copy ends with the latest place it was seen. The
+    /// move and miss counters stay the other worker's.
+    pub fn learn_from_peer(
+        &mut self,
+        vlan: u16,
+        mac: EthernetAddress,
+        port: PortIdx,
+        remote: Option<IpAddr>,
+        at: Nanos,
+    ) {
+        if self.entries.get(&key(vlan, mac)).is_some_and(|e| !e.is_static() && e.last_seen > at) {
+            return;
+        }
+        let (moves, misses) = (self.moves, self.learn_misses);
+        self.learn(vlan, mac, port, remote, at);
+        (self.moves, self.learn_misses) = (moves, misses);
     }
 
     /// The live entry for `mac` in `vlan`.
@@ -540,7 +565,7 @@ mod tests {
     fn learns_refreshes_and_ages() {
         let mut f = Fdb::new(300, 10);
         assert_eq!(f.learn(0, mac(1), PortIdx(1), None, 0), Learned::New);
-        assert_eq!(f.learn(0, mac(1), PortIdx(1), None, 10 * SECOND), Learned::Refreshed);
+        assert_eq!(f.learn(0, mac(1), PortIdx(1), None, 10 * SECOND), Learned::Renewed);
         assert!(f.lookup(0, mac(1), 309 * SECOND).is_some());
         assert!(f.lookup(0, mac(1), 310 * SECOND).is_none(), "aged out 300 s after last seen");
         assert_eq!(f.expire(310 * SECOND), 1);

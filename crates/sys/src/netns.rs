@@ -42,6 +42,22 @@ pub fn find_tap(name: &str, create: impl FnOnce() -> io::Result<Tap>) -> io::Res
     create().map(|t| (t, None))
 }
 
+/// Opens `n` more queues of TAP `name`, in network namespace `netns` (a name under `/run/netns`, as
+/// [`find_tap`] returns it) or ours. Fails for a device with a single queue (it is busy).
+pub fn more_queues(name: &str, netns: Option<&str>, n: usize) -> io::Result<Vec<Tap>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let open = {
+        let name = name.to_string();
+        move || Tap::open_queues(&name, n)
+    };
+    match netns {
+        None => open(),
+        Some(ns) => run_in(&format!("/run/netns/{ns}"), open)?,
+    }
+}
+
 /// Whether each interface is up and running ([`crate::iface::link_up`]) in the network namespace given with it
 /// (an open namespace file, as [`crate::tap::Tap::netns`] returns): one helper thread enters each namespace
 /// in turn. `None` for an interface not found there, or a namespace that cannot be entered.

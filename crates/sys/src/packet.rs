@@ -16,6 +16,9 @@ const PACKET_VNET_HDR: i32 = 15;
 pub(crate) const PACKET_AUXDATA: i32 = 8;
 const PACKET_IGNORE_OUTGOING: i32 = 23;
 const ETH_P_ALL: u16 = 0x0003;
+const PACKET_FANOUT: i32 = 18;
+const PACKET_FANOUT_HASH: u32 = 0;
+const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
 
 #[derive(Debug)]
 pub struct PacketSocket {
@@ -69,6 +72,27 @@ impl PacketSocket {
 
     pub fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    /// Opens `n` sockets on interface `name` that share its frames (PACKET_FANOUT by flow hash, IP fragments
+    /// put together first so that a fragmented flow stays on one socket): each frame reaches one of them, and
+    /// all frames of a flow the same one. One socket for `n` = 1.
+    pub fn open_group(name: &str, n: usize) -> io::Result<Vec<PacketSocket>> {
+        let first = PacketSocket::open(name)?;
+        if n <= 1 {
+            return Ok(vec![first]);
+        }
+        // Fanout group IDs are shared by the namespace: one from this process and the interface.
+        let id = (std::process::id() ^ (first.ifindex << 4)) & 0xffff;
+        let mut v = vec![first];
+        for _ in 1..n {
+            v.push(PacketSocket::open(name)?);
+        }
+        for s in &v {
+            let arg = (id | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16) as i32;
+            setsockopt_int(s.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT, arg)?;
+        }
+        Ok(v)
     }
 }
 

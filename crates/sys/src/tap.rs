@@ -9,6 +9,7 @@ const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 /// `_IO('T', 227)`: a file of the network namespace the device is in now (Linux 5.2).
 const TUNGETDEVNETNS: libc::c_ulong = 0x54e3;
@@ -59,13 +60,37 @@ impl Tap {
     /// asked for checksum, TCP and (where the kernel has it) UDP segmentation offload; each step the kernel
     /// refuses falls back to the one below it, down to plain frames.
     pub fn open(name: &str) -> io::Result<Tap> {
+        let mut v = Self::open_queues(name, 1)?;
+        Ok(v.swap_remove(0))
+    }
+
+    /// Opens up to `n` queues of TAP `name` (creating it if need be), each a [`Tap`] of its own: the kernel
+    /// spreads the frames it sends by flow over the queues (IFF_MULTI_QUEUE), and each queue takes writes. A
+    /// device made without multiple queues (`ip tuntap add` without `multi_queue`) gives one queue only.
+    pub fn open_queues(name: &str, n: usize) -> io::Result<Vec<Tap>> {
         let want_vnet = crate::offloads_enabled();
-        let fd = match Self::attach(name, want_vnet) {
-            Err(_) if want_vnet => Self::attach(name, false)?,
-            r => r?,
+        let mut mq = true;
+        let first = match Self::attach(name, want_vnet, mq) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                mq = false;
+                match Self::attach(name, want_vnet, false) {
+                    Err(_) if want_vnet => Self::attach(name, false, false)?,
+                    r => r?,
+                }
+            }
+            Err(_) if want_vnet => Self::attach(name, false, mq)?,
+            Err(e) => return Err(e),
         };
-        let mut offloads = TapOffloads { vnet_hdr: want_vnet && fd.1, ..Default::default() };
-        let fd = fd.0;
+        let vnet = first.1;
+        let mut fds = vec![first.0];
+        if mq {
+            for _ in 1..n {
+                fds.push(Self::attach(name, vnet, true)?.0);
+            }
+        }
+        let mut offloads = TapOffloads { vnet_hdr: want_vnet && vnet, ..Default::default() };
+        let fd = &fds[0];
         let set = |flags: libc::c_ulong| {
             // SAFETY: TUNSETOFFLOAD takes an integer argument, no pointer.
             unsafe { syscall!(ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, flags)) }.is_ok()
@@ -85,18 +110,21 @@ impl Tap {
         }
         // SAFETY: TUNSETPERSIST takes an integer argument, no pointer.
         unsafe { syscall!(ioctl(fd.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong))? };
-        Ok(Tap { fd, name: name.to_string(), offloads })
+        Ok(fds.into_iter().map(|fd| Tap { fd, name: name.to_string(), offloads }).collect())
     }
 
     /// Opens the clone device and attaches it to `name`; returns whether the virtio-net header is on.
-    fn attach(name: &str, vnet: bool) -> io::Result<(OwnedFd, bool)> {
+    fn attach(name: &str, vnet: bool, multi_queue: bool) -> io::Result<(OwnedFd, bool)> {
         let mut req = iface::ifreq(name)?;
         // SAFETY: the path is a valid NUL-terminated string.
         let fd =
             unsafe { syscall!(open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC))? };
         // SAFETY: `fd` is fresh from the kernel.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI | if vnet { IFF_VNET_HDR } else { 0 };
+        req.ifr_ifru.ifru_flags = IFF_TAP
+            | IFF_NO_PI
+            | if vnet { IFF_VNET_HDR } else { 0 }
+            | if multi_queue { IFF_MULTI_QUEUE } else { 0 };
         // SAFETY: `req` is a valid ifreq with name and flags set, as TUNSETIFF expects.
         unsafe { syscall!(ioctl(fd.as_raw_fd(), TUNSETIFF, &req))? };
         Ok((fd, vnet))

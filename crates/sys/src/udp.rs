@@ -12,23 +12,37 @@ pub const SOCKET_BUFFER: i32 = 4 << 20;
 /// Binds a non-blocking UDP socket to `addr`. IPv6 sockets are IPv6-only, so an IPv4 socket on the same port
 /// can exist beside them.
 pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-    let fd = open_bound(addr, libc::SOCK_DGRAM, libc::IPPROTO_UDP, true)?;
+    let fd = open_bound(addr, libc::SOCK_DGRAM, libc::IPPROTO_UDP, true, false)?;
     // SAFETY: ownership of the descriptor moves into the UdpSocket.
     Ok(unsafe { UdpSocket::from_raw_fd(fd.into_raw_fd()) })
+}
+
+/// Binds `n` non-blocking UDP sockets to the same `addr` with SO_REUSEPORT: the kernel hands each datagram
+/// to one of them by a hash of its addresses and ports, so one flow always reaches the same socket. With
+/// `n` = 1 the option is left off (no other socket can join the port then).
+pub fn bind_group(addr: SocketAddr, n: usize) -> io::Result<Vec<OwnedFd>> {
+    let first = open_bound(addr, libc::SOCK_DGRAM, libc::IPPROTO_UDP, true, n > 1)?;
+    // A port 0 bind picked a port: the others join that one.
+    let addr = if addr.port() == 0 { local_addr(&first)? } else { addr };
+    let mut v = vec![first];
+    for _ in 1..n {
+        v.push(open_bound(addr, libc::SOCK_DGRAM, libc::IPPROTO_UDP, true, true)?);
+    }
+    Ok(v)
 }
 
 /// Opens a non-blocking raw IP socket for protocol `proto` (GRE: 47), bound to `local` when given. IPv4 raw
 /// sockets receive the IP header in front of the payload; IPv6 ones do not. Outgoing IPv4 packets are sent
 /// without DF until [`set_dont_fragment`] says otherwise.
 pub fn raw(local: SocketAddr, proto: u8, bind_local: bool) -> io::Result<OwnedFd> {
-    let fd = open_bound(local, libc::SOCK_RAW, i32::from(proto), bind_local)?;
+    let fd = open_bound(local, libc::SOCK_RAW, i32::from(proto), bind_local, false)?;
     if local.is_ipv4() {
         set_dont_fragment(&fd, false)?;
     }
     Ok(fd)
 }
 
-fn open_bound(addr: SocketAddr, kind: i32, proto: i32, bind: bool) -> io::Result<OwnedFd> {
+fn open_bound(addr: SocketAddr, kind: i32, proto: i32, bind: bool, reuse_port: bool) -> io::Result<OwnedFd> {
     let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: socket takes no pointers.
     let fd = unsafe { syscall!(socket(family, kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto))? };
@@ -45,6 +59,9 @@ fn open_bound(addr: SocketAddr, kind: i32, proto: i32, bind: bool) -> io::Result
     }
     if setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SOCKET_BUFFER).is_err() {
         setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, SOCKET_BUFFER)?;
+    }
+    if reuse_port {
+        setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     }
     if bind {
         // SAFETY: sockaddr_storage is plain old data.

@@ -653,7 +653,7 @@ impl Resources {
                 esp.push(EspSocket { fd, v6, udp });
             }
         }
-        let core = Arc::new(weft_datapath::switch::Pipeline { generation, bridges, ports: descs, demux });
+        let core = Arc::new(weft_datapath::switch::Pipeline::new(generation, bridges, descs, demux));
         Ok(Pipeline { core, ports, rx_sockets, pools, pool_ports, esp })
     }
 

@@ -153,13 +153,10 @@ impl PortDesc {
 impl Switch {
     /// The tunnel header for one wire frame leaving tunnel port `port` (`None` if it is not one); a GRE
     /// port that sends sequence numbers uses up one.
-    pub fn tunnel_header(&mut self, port: PortIdx, flow_vni: Option<u32>, frame: &[u8]) -> Option<TunnelHeader> {
+    pub fn tunnel_header(&self, port: PortIdx, flow_vni: Option<u32>, frame: &[u8]) -> Option<TunnelHeader> {
         let t = self.pipe.ports.get(usize::from(port.0))?.tunnel()?;
-        let seq = match (t.spec.encap, t.spec.seq, self.t.gre_seq.get_mut(usize::from(port.0))) {
-            (Encap::Gre, true, Some(s)) => {
-                *s = s.wrapping_add(1);
-                s.wrapping_sub(1)
-            }
+        let seq = match (t.spec.encap, t.spec.seq, self.pipe.gre_seq.get(usize::from(port.0))) {
+            (Encap::Gre, true, Some(s)) => s.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             _ => 0,
         };
         Some(t.header_for(flow_vni, seq, frame))

@@ -249,6 +249,21 @@ pub struct CpUpdate {
     pub remove: Vec<(u16, EthernetAddress)>,
 }
 
+/// A change to a MAC table that every other worker's switch makes too ([`Switch::take_learnt`],
+/// [`Switch::apply_learnt`]): an address learned, moved, or refreshed in a new second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learnt {
+    /// The pipeline it was learned in (indices below are that pipeline's).
+    pub generation: u64,
+    pub bridge: u16,
+    pub vlan: u16,
+    pub mac: EthernetAddress,
+    pub port: PortIdx,
+    pub remote: Option<IpAddr>,
+    /// When, on the clock every worker shares.
+    pub at: Nanos,
+}
+
 /// One row of `fdb show`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FdbRow {

@@ -33,6 +33,7 @@ use pipeline::{ActRt, PortDesc, PortKind};
 pub use pipeline::{Pipeline, OFPORT_LOCAL};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
 use weft_wire::EthernetAddress;
@@ -61,8 +62,6 @@ pub(crate) struct Tables {
     /// IP-to-MAC bindings per bridge, for ARP/ND suppression.
     neighs: Vec<neigh::NeighTable>,
     counters: Vec<PortCounters>,
-    /// Each port's next GRE sequence number (`options:seq=true`).
-    gre_seq: Vec<u32>,
     /// Per bridge and table: the exact-match cache, and each rule's counters.
     flow_caches: Vec<Vec<FlowCache>>,
     flow_stats: Vec<Vec<Vec<FlowStat>>>,
@@ -84,6 +83,9 @@ pub(crate) struct Tables {
     /// When the MAC tables and the ARP/ND bindings were last aged.
     last_fdb_expiry: Nanos,
     last_neigh_expiry: Nanos,
+    /// Other workers run their own copy of the switch: what learning changed is noted in `learnt` for them.
+    share: bool,
+    learnt: Vec<Learnt>,
 }
 
 impl Default for Switch {
@@ -129,7 +131,6 @@ impl Tables {
             fdbs: Vec::new(),
             neighs: Vec::new(),
             counters: Vec::new(),
-            gre_seq: Vec::new(),
             flow_caches: Vec::new(),
             flow_stats: Vec::new(),
             default_stats: Vec::new(),
@@ -143,11 +144,35 @@ impl Tables {
             icmp_second: 0,
             last_fdb_expiry: 0,
             last_neigh_expiry: 0,
+            share: false,
+            learnt: Vec::new(),
         }
     }
 }
 
 impl Switch {
+    /// Whether other workers run copies of this switch: then what it learns is kept for
+    /// [`Switch::take_learnt`] (new addresses, moves, and each address's first frame in a second).
+    pub fn share_learning(&mut self, on: bool) {
+        self.t.share = on;
+        self.t.learnt.clear();
+    }
+
+    /// Moves what this switch learned since the last call to the end of `into`.
+    pub fn take_learnt(&mut self, into: &mut Vec<Learnt>) {
+        into.append(&mut self.t.learnt);
+    }
+
+    /// Makes what other workers learned: each address goes where it was seen last (a change learned in
+    /// another pipeline than the running one is left out).
+    pub fn apply_learnt(&mut self, changes: &[Learnt]) {
+        for l in changes.iter().filter(|l| l.generation == self.pipe.generation) {
+            if let Some(fdb) = self.t.fdbs.get_mut(usize::from(l.bridge)) {
+                fdb.learn_from_peer(l.vlan, l.mac, l.port, l.remote, l.at);
+            }
+        }
+    }
+
     /// Runs `new` from now on, carrying MAC tables, bindings, counters and flow statistics over by bridge,
     /// port and flow (ports are matched by name, flows by id).
     pub fn install(&mut self, new: Arc<Pipeline>, now: Nanos) {
@@ -192,11 +217,12 @@ impl Switch {
             .map(|np| old_port(&np.name).and_then(|i| self.t.counters.get(i).cloned()).unwrap_or_default())
             .collect();
         // GRE sequence numbers follow their port by name.
-        self.t.gre_seq = p
-            .ports
-            .iter()
-            .map(|np| old_port(&np.name).and_then(|i| self.t.gre_seq.get(i).copied()).unwrap_or(0))
-            .collect();
+        // (Every worker carries them over; the largest number wins.)
+        for (np, seq) in p.ports.iter().zip(&p.gre_seq) {
+            if let Some(old_seq) = old_port(&np.name).and_then(|i| old.gre_seq.get(i)) {
+                seq.fetch_max(old_seq.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        }
         self.t.cp_flood_rt = p.ports.iter().map(|np| self.t.cp_flood.get(&np.name).cloned()).collect();
         self.t.link_down_rt = p.ports.iter().map(|np| self.t.link_down.contains(&np.name)).collect();
         // Flow tables were rebuilt: fresh caches; counters follow their rule by id.
@@ -481,6 +507,10 @@ impl Tables {
                 Forward::Filter => format!("NORMAL: {dst} sits behind the input port: nothing to do"),
             })
         });
+        if self.share && matches!(d.learned, Some(Learned::New | Learned::Moved | Learned::Renewed)) {
+            let (generation, bridge) = (pipe.generation, bridge as u16);
+            self.learnt.push(Learnt { generation, bridge, vlan, mac: src, port: in_port, remote, at: now });
+        }
         if d.learned == Some(Learned::Full) {
             self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
             if now.saturating_sub(self.full_logged[bridge]) >= FULL_LOG_INTERVAL || self.full_logged[bridge] == 0 {

@@ -2,6 +2,7 @@
 //! compiled flow tables. Built by whoever reads the configuration (weftd), immutable once running; a new
 //! configuration is a new pipeline handed to [`super::Switch::install`].
 
+use std::sync::atomic::AtomicU32;
 use crate::classifier::Classifier;
 use crate::tunnel::TunnelSpec;
 use crate::vlan::VlanMode;
@@ -140,9 +141,17 @@ pub struct Pipeline {
     pub ports: Vec<PortDesc>,
     /// One per tunnel receive socket: which port a received tunnel packet belongs to.
     pub demux: Vec<super::demux::Demux>,
+    /// Each port's next GRE sequence number (`options:seq=true`), shared by every worker that runs this
+    /// pipeline so that no two packets of a port carry the same number.
+    pub gre_seq: Vec<AtomicU32>,
 }
 
 impl Pipeline {
+    pub fn new(generation: u64, bridges: Vec<BridgeRt>, ports: Vec<PortDesc>, demux: Vec<super::demux::Demux>) -> Self {
+        let gre_seq = ports.iter().map(|_| AtomicU32::new(0)).collect();
+        Pipeline { generation, bridges, ports, demux, gre_seq }
+    }
+
     /// The port called `name` in bridge `bridge`.
     pub fn port_named(&self, bridge: &str, name: &str) -> Option<PortIdx> {
         let i = self.ports.iter().position(|p| p.name == name && self.bridges[p.bridge].name == bridge)?;

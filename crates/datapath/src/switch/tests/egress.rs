@@ -18,7 +18,7 @@ fn tunnel_port(h: &Harness) -> TunnelPort {
 
 #[test]
 fn vxlan_frames_go_behind_the_port_header_unless_a_flow_sets_the_tunnel_id() {
-    let mut h = one_tunnel(tunnel_spec("192.0.2.2", 42), 1450);
+    let h = one_tunnel(tunnel_spec("192.0.2.2", 42), 1450);
     let frame = udp4(B, A, 100, false, 53);
     let t1 = h.port("t1");
     let own = h.sw.tunnel_header(t1, None, &frame).unwrap();
@@ -37,12 +37,12 @@ fn vxlan_frames_go_behind_the_port_header_unless_a_flow_sets_the_tunnel_id() {
 #[test]
 fn geneve_ports_with_options_keep_their_header_whatever_the_flow_says() {
     let mut spec = TunnelSpec::new(Encap::Geneve, ip("192.0.2.2"), 42);
-    let mut h = one_tunnel(spec, 1450);
+    let h = one_tunnel(spec, 1450);
     let g = h.sw.tunnel_header(h.port("t1"), Some(9), &[0u8; 60]).unwrap();
     let p = weft_wire::geneve::GenevePacket::new_checked(g.built()).unwrap();
     assert_eq!(p.vni(), 9);
     spec.options_len = 8;
-    let mut h = one_tunnel(spec, 1450);
+    let h = one_tunnel(spec, 1450);
     let g = h.sw.tunnel_header(h.port("t1"), Some(9), &[0u8; 60]).unwrap();
     assert_eq!(g, TunnelHeader::PORT, "a port with options sends its own header");
     assert_eq!(tunnel_port(&h).spec_for(Some(9)).vni, 42);
@@ -75,7 +75,7 @@ fn gre_numbers_each_frame_and_checksums_it() {
     assert_eq!(p.sequence(), Some(3));
     // Without seq=true nothing is numbered.
     spec.seq = false;
-    let mut h = one_tunnel(spec, 1450);
+    let h = one_tunnel(spec, 1450);
     let hd = h.sw.tunnel_header(h.port("t1"), None, &frame).unwrap();
     assert_eq!(GrePacket::new_checked(hd.built()).unwrap().sequence(), None);
 }

@@ -7,6 +7,7 @@ mod bridging;
 mod edges;
 mod egress;
 mod flows;
+mod workers;
 
 use super::pipeline::*;
 use super::*;
@@ -125,7 +126,7 @@ impl Net {
     }
 
     fn build(self) -> Arc<Pipeline> {
-        Arc::new(Pipeline { generation: 1, bridges: self.bridges, ports: self.ports, demux: self.demux })
+        Arc::new(Pipeline::new(1, self.bridges, self.ports, self.demux))
     }
 }
 
