@@ -1,6 +1,8 @@
 //! ESP (RFC 4303) with AES-GCM-16 (RFC 4106): sealing and opening packets in place in the datapath's
 //! buffers, sequence numbers and the anti-replay window. Nothing here allocates per packet.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use crate::crypto::{Gcm, ICV_LEN, IV_LEN};
 
 /// SPI and sequence number.
@@ -44,19 +46,25 @@ pub fn sealed_len(payload: usize) -> usize {
 pub struct Outbound {
     pub spi: u32,
     gcm: Gcm,
-    /// The last sequence number used (the first packet carries 1).
-    seq: u64,
+    /// The last sequence number used (the first packet carries 1), shared by every worker that seals with
+    /// this SA: a number, and so a GCM nonce, is never used twice.
+    seq: Arc<AtomicU64>,
     pub packets: u64,
     pub bytes: u64,
 }
 
 impl Outbound {
     pub fn new(spi: u32, gcm: Gcm) -> Self {
-        Outbound { spi, gcm, seq: 0, packets: 0, bytes: 0 }
+        Self::sharing(spi, gcm, Default::default())
+    }
+
+    /// The sending half of an SA that other workers seal with too, all taking numbers from `seq`.
+    pub fn sharing(spi: u32, gcm: Gcm, seq: Arc<AtomicU64>) -> Self {
+        Outbound { spi, gcm, seq, packets: 0, bytes: 0 }
     }
 
     pub fn sequence(&self) -> u64 {
-        self.seq
+        self.seq.load(Ordering::Relaxed)
     }
 
     /// Seals the packet in `buf`: its payload is at `buf[HEAD..HEAD + payload]`, and `buf` has room for
@@ -65,15 +73,18 @@ impl Outbound {
     /// replaced; RFC 4303 §3.3.3 forbids cycling).
     pub fn seal(&mut self, buf: &mut [u8], payload: usize, next_header: u8) -> Option<usize> {
         let total = sealed_len(payload);
-        if buf.len() < total || self.seq >= u64::from(u32::MAX) {
+        if buf.len() < total {
             return None;
         }
-        self.seq += 1;
-        let seq = self.seq as u32;
+        let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > u64::from(u32::MAX) {
+            return None;
+        }
+        let seq = n as u32;
         buf[..4].copy_from_slice(&self.spi.to_be_bytes());
         buf[4..8].copy_from_slice(&seq.to_be_bytes());
         // The IV is the 64-bit counter: unique per key, as GCM requires (RFC 4106 §3.1).
-        let iv = self.seq.to_be_bytes();
+        let iv = n.to_be_bytes();
         buf[HEADER_LEN..HEAD].copy_from_slice(&iv);
         let end = total - ICV_LEN;
         let pad = end - 2 - (HEAD + payload);

@@ -80,6 +80,15 @@ pub(crate) const UDP_SEGMENT: i32 = 103;
 pub(crate) const UDP_GRO: i32 = 104;
 pub(crate) const SOL_UDP_LEVEL: i32 = SOL_UDP;
 
+/// Whether the socket takes multicast for groups it did not join itself (IP_MULTICAST_ALL, on by default:
+/// any group some socket of the host joined).
+pub fn multicast_all(sock: &impl AsRawFd, ipv6: bool, on: bool) -> io::Result<()> {
+    const IP_MULTICAST_ALL: i32 = 49;
+    const IPV6_MULTICAST_ALL: i32 = 29;
+    let (level, opt) = if ipv6 { (libc::IPPROTO_IPV6, IPV6_MULTICAST_ALL) } else { (libc::IPPROTO_IP, IP_MULTICAST_ALL) };
+    setsockopt_int(sock.as_raw_fd(), level, opt, i32::from(on))
+}
+
 /// Asks the kernel to hand over datagrams of one flow coalesced (UDP_GRO); each buffer then reports the size
 /// of its datagrams in a control message. Returns whether the kernel agreed.
 pub fn enable_gro(sock: &impl AsRawFd) -> bool {

@@ -21,7 +21,8 @@ pub struct CapFrame {
     pub data: Vec<u8>,
 }
 
-/// A capture the datapath feeds.
+/// A capture the datapath feeds (each worker feeds its own copy, for the frames it handles).
+#[derive(Clone)]
 pub struct Tap {
     pub port_name: String,
     /// The port's index in the running pipeline (updated when the pipeline changes).

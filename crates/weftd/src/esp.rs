@@ -9,14 +9,17 @@
 /// Maps keyed by configuration and negotiation only (never filled from packets): a cheap hash is safe here.
 type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<weft_datapath::fdb::KeyHasher>>;
 use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use weft_ipsec::esp::{next, Inbound, Outbound, HEAD};
 use weft_ipsec::ike::{ChildKeys, Mode};
 use weft_sys::batch::IpMeta;
 
 /// What the IKE thread tells the datapath.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum EspOp {
-    Install(Box<ChildKeys>),
+    /// A child SA, and the outbound sequence numbers every worker's copy of it takes from.
+    Install(Arc<ChildKeys>, Arc<AtomicU64>),
     Activate { remote: IpAddr, spi_out: u32 },
     Remove { remote: IpAddr, spi_in: u32, spi_out: u32 },
 }
@@ -52,6 +55,19 @@ pub struct EspCounters {
     pub ike_dropped: u64,
 }
 
+impl EspCounters {
+    /// Adds another worker's drops.
+    pub fn add(&mut self, o: &EspCounters) {
+        self.unknown_spi += o.unknown_spi;
+        self.wrong_source += o.wrong_source;
+        self.truncated += o.truncated;
+        self.replayed += o.replayed;
+        self.tampered += o.tampered;
+        self.bad_inner += o.bad_inner;
+        self.ike_dropped += o.ike_dropped;
+    }
+}
+
 /// Per-SA counters for `weft ipsec show`: (SPI, outbound, packets, bytes).
 pub type SaCounters = Vec<(u32, bool, u64, u64)>;
 
@@ -68,7 +84,7 @@ pub struct EspTable {
 impl EspTable {
     pub fn apply(&mut self, op: EspOp) {
         match op {
-            EspOp::Install(k) => {
+            EspOp::Install(k, seq_out) => {
                 let (Some(gin), Some(gout)) =
                     (weft_ipsec::crypto::Gcm::new(&k.key_in), weft_ipsec::crypto::Gcm::new(&k.key_out))
                 else {
@@ -80,7 +96,7 @@ impl EspTable {
                     InSa { esp: Inbound::new(k.spi_in, gin), remote: k.remote, inner_remote: k.peer_inner, tunnel };
                 self.inb.insert(k.spi_in, sa);
                 let sa = OutSa {
-                    esp: Outbound::new(k.spi_out, gout),
+                    esp: Outbound::sharing(k.spi_out, gout, seq_out),
                     local: k.local,
                     remote: k.remote,
                     tunnel,
@@ -302,8 +318,8 @@ mod tests {
         ] {
             let k = keys(mode, l, r);
             let (mut a, mut b) = (EspTable::default(), EspTable::default());
-            a.apply(EspOp::Install(Box::new(k.clone())));
-            b.apply(EspOp::Install(Box::new(mirror(&k))));
+            a.apply(EspOp::Install(Arc::new(k.clone()), Default::default()));
+            b.apply(EspOp::Install(Arc::new(mirror(&k)), Default::default()));
             let vxlan = [8u8, 0, 0, 0, 0, 0, 42, 0];
             let frame = [0xaau8; 60];
             let mut buf = vec![0u8; 2048];
@@ -341,9 +357,9 @@ mod tests {
     fn rekey_standby_activates_and_remove_forgets() {
         let mut t = EspTable::default();
         let k = keys(Mode::Transport, "192.0.2.1", "192.0.2.2");
-        t.apply(EspOp::Install(Box::new(k.clone())));
+        t.apply(EspOp::Install(Arc::new(k.clone()), Default::default()));
         let next = ChildKeys { spi_in: 0x1001, spi_out: 0x2001, send: false, ..k.clone() };
-        t.apply(EspOp::Install(Box::new(next)));
+        t.apply(EspOp::Install(Arc::new(next), Default::default()));
         assert_eq!(t.out[&k.remote].esp.spi, 0x2000);
         t.apply(EspOp::Activate { remote: k.remote, spi_out: 0x2001 });
         assert_eq!(t.out[&k.remote].esp.spi, 0x2001);

@@ -156,7 +156,7 @@ impl Ike {
         while let Some(o) = self.engine.poll() {
             match o {
                 Output::Send { from_port, to, data } => self.send(from_port, to, &data),
-                Output::Install(k) => self.dp.send(DpMsg::Esp(EspOp::Install(Box::new(k)))),
+                Output::Install(k) => self.dp.send(DpMsg::Esp(EspOp::Install(Arc::new(k), Default::default()))),
                 Output::Activate { remote, spi_out } => self.dp.send(DpMsg::Esp(EspOp::Activate { remote, spi_out })),
                 Output::Remove { remote, spi_in, spi_out } => {
                     self.dp.send(DpMsg::Esp(EspOp::Remove { remote, spi_in, spi_out }))
@@ -193,9 +193,7 @@ impl Ike {
     }
 
     fn dp_counters(&self) -> (SaCounters, EspCounters) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.dp.send(DpMsg::EspStats(tx));
-        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+        self.dp.ask(DpMsg::EspStats, Duration::from_secs(2)).unwrap_or_default()
     }
 
     fn show(&self, keys: bool) -> reply::IpsecShow {

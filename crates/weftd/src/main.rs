@@ -31,6 +31,12 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("--db", "PATH", "the configuration database (default /var/lib/weft/conf.db); it survives kill -9"),
     ("--socket", "PATH", "the control socket weft talks to (default /run/weft/weft.sock), mode 0600"),
     ("--metrics", "IP:PORT", "serve Prometheus metrics on http://IP:PORT/metrics"),
+    (
+        "--workers",
+        "N",
+        "datapath threads, each with a share of every port's queues (default: WEFT_WORKERS, else one per CPU \
+         weftd may run on, at most 16)",
+    ),
     ("--log-level", "LEVEL", "error, warn, info (the default) or debug; weft vlog/set changes it while running"),
     ("--version", "", "the version and the git commit it was built from"),
     ("--help", "", "this help"),
@@ -75,6 +81,7 @@ fn run() -> anyhow::Result<()> {
     let mut socket = PathBuf::from("/run/weft/weft.sock");
     let mut metrics: Option<std::net::SocketAddr> = None;
     let mut level = tracing_subscriber::filter::LevelFilter::INFO;
+    let mut workers: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -91,6 +98,13 @@ fn run() -> anyhow::Result<()> {
             "-V" | "--version" => {
                 println!("weftd {} (commit {})", env!("CARGO_PKG_VERSION"), env!("WEFT_GIT_COMMIT"));
                 return Ok(());
+            }
+            "--workers" => {
+                let n: usize = args.next().context("--workers needs a number")?.parse().context("--workers takes a number")?;
+                if !(1..=256).contains(&n) {
+                    bail!("--workers takes 1 to 256");
+                }
+                workers = Some(n);
             }
             "--log-level" => {
                 level = log::parse(&args.next().context("--log-level needs a level")?).map_err(anyhow::Error::msg)?
@@ -110,12 +124,23 @@ fn run() -> anyhow::Result<()> {
         tracing::info!("removed TAP {name}: weft made it, and no port names it any more");
     }
 
+    let workers = match workers {
+        Some(n) => n,
+        None => default_workers()?,
+    };
     let listener = bind_control(&socket)?;
     let mut resources = pipeline::Resources::default();
+    resources.workers = workers;
     let (pipeline, _) = resources.build(&config, 1, false)?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let wake = Arc::new(weft_sys::epoll::EventFd::new()?);
-    let dp = msgs::DpHandle { tx, wake: wake.clone() };
+    let mut handles = Vec::with_capacity(workers);
+    let mut inputs = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wake = Arc::new(weft_sys::epoll::EventFd::new()?);
+        handles.push((tx, wake.clone()));
+        inputs.push((rx, wake));
+    }
+    let dp = msgs::DpHandle::new(handles);
     let ike = ipsec::spawn(dp.clone())?;
     dp.send(msgs::DpMsg::IkeSink(ike.clone()));
     let (cp, cp_status) = cp::spawn(dp.clone())?;
@@ -133,15 +158,20 @@ fn run() -> anyhow::Result<()> {
         of: Default::default(),
         me: Default::default(),
     };
-    let empty = pipeline::Pipeline::empty();
-    // The datapath's batches hold raw pointers for the kernel, so it is built on its own thread.
-    std::thread::Builder::new()
-        .name("datapath".into())
-        .spawn(move || dataplane::Dataplane::new(Arc::new(empty), rx, wake).run())?;
+    let empty = Arc::new(pipeline::Pipeline::empty());
+    let sharing = dataplane::Sharing::new(workers);
+    let clock = std::time::Instant::now();
+    for (w, (rx, wake)) in inputs.into_iter().enumerate() {
+        let (empty, sharing) = (empty.clone(), sharing.clone());
+        // A worker's batches hold raw pointers for the kernel, so it is built on its own thread.
+        std::thread::Builder::new()
+            .name(format!("datapath{w}"))
+            .spawn(move || dataplane::Dataplane::new(w, sharing, clock, empty, rx, wake).run())?;
+    }
     let cfg = state.config.clone();
     state.install(pipeline, &cfg);
     tracing::info!(
-        "{} bridge(s) restored from {}; listening on {}",
+        "{} bridge(s) restored from {}; {workers} datapath worker(s); listening on {}",
         state.config.bridges.len(),
         state.db.display(),
         socket.display()
@@ -174,6 +204,18 @@ fn run() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Datapath workers when `--workers` is not given: `WEFT_WORKERS`, else one per CPU this process may run on
+/// (its affinity mask, which containers and `taskset` narrow), at most 16.
+fn default_workers() -> anyhow::Result<usize> {
+    match std::env::var("WEFT_WORKERS") {
+        Ok(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=256).contains(&n) => Ok(n),
+            _ => bail!("WEFT_WORKERS={v:?}: takes a number from 1 to 256"),
+        },
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get()).min(16)),
+    }
 }
 
 /// Binds the control socket with mode 0600, refusing to start if another daemon answers on it.

@@ -15,8 +15,9 @@ use weft_sys::epoll::EventFd;
 
 /// Messages from the control thread.
 pub enum DpMsg {
-    /// Run this pipeline from now on; answer when the old one is dropped.
-    Swap(Arc<Pipeline>, Sender<()>),
+    /// Run this pipeline from now on; answer when the old one is dropped. Every worker waits at the barrier
+    /// twice, so that none runs the new pipeline while another still runs the old one.
+    Swap(Arc<Pipeline>, Sender<()>, Arc<std::sync::Barrier>),
     Fdb(String, Sender<Option<Vec<FdbRow>>>),
     FdbFlush(String, Sender<bool>),
     Counters(String, Sender<Option<Vec<(String, u32, PortCounters)>>>),
@@ -57,17 +58,187 @@ pub type FdbSink = Box<dyn FnMut(&str, FdbDelta) -> bool + Send>;
 /// A flow's counters as the control side sees them: (flow id, packets, bytes, seconds since last used).
 pub type FlowCounters = (u64, u64, u64, u64);
 
-/// The handle the control thread keeps.
+/// The handle the control side keeps: one channel and wake-up per datapath worker.
 #[derive(Clone)]
 pub struct DpHandle {
-    pub tx: Sender<DpMsg>,
-    pub wake: Arc<EventFd>,
+    workers: Arc<[(Sender<DpMsg>, Arc<EventFd>)]>,
 }
 
 impl DpHandle {
+    pub fn new(workers: Vec<(Sender<DpMsg>, Arc<EventFd>)>) -> Self {
+        DpHandle { workers: workers.into() }
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Sends `m` to the workers it concerns: what changes state to every one, a MAC-table watch to worker 0
+    /// (every worker's table holds what the others learn, so one watcher sees it all).
     pub fn send(&self, m: DpMsg) {
-        let _ = self.tx.send(m);
-        self.wake.wake();
+        for (w, m) in m.copies(self.workers.len()).into_iter().enumerate() {
+            let (tx, wake) = &self.workers[w];
+            let _ = tx.send(m);
+            wake.wake();
+        }
+    }
+
+    /// Asks every worker (or, for a trace, worker 0) and merges their answers; `None` when one did not
+    /// answer within `timeout`.
+    pub fn ask<T: Merge>(&self, question: impl Fn(Sender<T>) -> DpMsg, timeout: std::time::Duration) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let asked = if T::ONE { 1 } else { self.workers.len() };
+        for (wtx, wake) in &self.workers[..asked] {
+            let _ = wtx.send(question(tx.clone()));
+            wake.wake();
+        }
+        drop(tx);
+        let deadline = std::time::Instant::now() + timeout;
+        let mut answers = Vec::with_capacity(asked);
+        while answers.len() < asked {
+            answers.push(rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())).ok()?);
+        }
+        Some(T::merge(answers))
+    }
+}
+
+impl DpMsg {
+    /// This message for each of `n` workers (fewer: the first workers only).
+    fn copies(self, n: usize) -> Vec<DpMsg> {
+        let all = |m: &dyn Fn() -> DpMsg| (0..n).map(|_| m()).collect();
+        match self {
+            DpMsg::LinkDown(s) => all(&|| DpMsg::LinkDown(s.clone())),
+            DpMsg::SetPacketIn(b, tx) => all(&|| DpMsg::SetPacketIn(b.clone(), tx.clone())),
+            DpMsg::Esp(op) => all(&|| DpMsg::Esp(op.clone())),
+            DpMsg::IkeSink(tx) => all(&|| DpMsg::IkeSink(tx.clone())),
+            DpMsg::Cp(b, u) => all(&|| DpMsg::Cp(b.clone(), u.clone())),
+            // Questions go through `DpHandle::ask`; a MAC-table watch and anything else to worker 0.
+            m => vec![m],
+        }
+    }
+}
+
+/// Answers of several workers made one: counters summed, MAC tables joined (each address where it was seen
+/// last).
+pub trait Merge: Sized {
+    /// Only worker 0 is asked (a trace runs on one copy of the switch).
+    const ONE: bool = false;
+    fn merge(answers: Vec<Self>) -> Self;
+}
+
+fn first<T>(answers: Vec<T>) -> T {
+    answers.into_iter().next().expect("one answer at least")
+}
+
+/// Merges per-worker answers that each may be `None` (an unknown bridge: the same for all).
+fn each<T>(answers: Vec<Option<T>>, mut add: impl FnMut(&mut T, T)) -> Option<T> {
+    let mut it = answers.into_iter();
+    let mut acc = it.next()??;
+    for a in it.flatten() {
+        add(&mut acc, a);
+    }
+    Some(acc)
+}
+
+impl Merge for () {
+    fn merge(_: Vec<()>) {}
+}
+
+impl Merge for bool {
+    fn merge(answers: Vec<bool>) -> bool {
+        answers.into_iter().any(|b| b)
+    }
+}
+
+impl Merge for Result<Vec<TraceStep>, String> {
+    const ONE: bool = true;
+    fn merge(answers: Vec<Self>) -> Self {
+        first(answers)
+    }
+}
+
+impl Merge for Option<Vec<FdbRow>> {
+    fn merge(answers: Vec<Self>) -> Self {
+        each(answers, |acc, rows| {
+            let mut at: std::collections::HashMap<(u16, weft_wire::EthernetAddress), usize> =
+                acc.iter().enumerate().map(|(i, r)| ((r.vlan, r.mac), i)).collect();
+            for r in rows {
+                match at.get(&(r.vlan, r.mac)) {
+                    Some(&i) if acc[i].age <= r.age => {}
+                    Some(&i) => acc[i] = r,
+                    None => {
+                        at.insert((r.vlan, r.mac), acc.len());
+                        acc.push(r);
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Merge for Option<FdbStats> {
+    fn merge(answers: Vec<Self>) -> Self {
+        // Every worker holds every entry and ages its own copy: entries and aged are the largest; misses
+        // and moves happen on one worker each.
+        each(answers, |acc, s| {
+            acc.entries = acc.entries.max(s.entries);
+            acc.aged = acc.aged.max(s.aged);
+            acc.learn_misses += s.learn_misses;
+            acc.moves += s.moves;
+        })
+    }
+}
+
+impl Merge for Option<Vec<(String, u32, PortCounters)>> {
+    fn merge(answers: Vec<Self>) -> Self {
+        each(answers, |acc, v| {
+            for (a, b) in acc.iter_mut().zip(&v) {
+                a.2.add(&b.2);
+            }
+        })
+    }
+}
+
+impl Merge for Option<Vec<FlowCounters>> {
+    fn merge(answers: Vec<Self>) -> Self {
+        each(answers, |acc, v| {
+            for (a, b) in acc.iter_mut().zip(&v) {
+                a.1 += b.1;
+                a.2 += b.2;
+                a.3 = a.3.min(b.3);
+            }
+        })
+    }
+}
+
+impl Merge for Option<Vec<(u64, u64)>> {
+    fn merge(answers: Vec<Self>) -> Self {
+        each(answers, |acc, v| {
+            for (a, b) in acc.iter_mut().zip(&v) {
+                a.0 += b.0;
+                a.1 += b.1;
+            }
+        })
+    }
+}
+
+impl Merge for (SaCounters, EspCounters) {
+    fn merge(answers: Vec<Self>) -> Self {
+        let mut it = answers.into_iter();
+        let (mut sas, mut drops) = it.next().unwrap_or_default();
+        for (s, d) in it {
+            drops.add(&d);
+            for (spi, out, packets, bytes) in s {
+                match sas.iter_mut().find(|x| x.0 == spi && x.1 == out) {
+                    Some(x) => {
+                        x.2 += packets;
+                        x.3 += bytes;
+                    }
+                    None => sas.push((spi, out, packets, bytes)),
+                }
+            }
+        }
+        (sas, drops)
     }
 }
 

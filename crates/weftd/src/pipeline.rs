@@ -19,11 +19,39 @@ pub const UNDERLAY_MTU: u32 = 1500;
 /// Sender sockets per local address: the flow hash picks one, so each flow keeps one source port.
 pub const SENDERS_PER_POOL: usize = 16;
 
+/// One kernel object per worker: the queues of a multi-queue TAP, the sockets of a PACKET_FANOUT or
+/// SO_REUSEPORT group. There may be fewer than workers (a TAP made with a single queue, GRE's raw socket):
+/// then the first workers receive from them and every worker sends through one.
+#[derive(Debug)]
+pub struct Queues<T>(pub Vec<Arc<T>>);
+
+impl<T> Clone for Queues<T> {
+    fn clone(&self) -> Self {
+        Queues(self.0.clone())
+    }
+}
+
+impl<T> Queues<T> {
+    /// What worker `w` receives from, if any.
+    pub fn recv(&self, w: usize) -> Option<&T> {
+        self.0.get(w).map(|t| &**t)
+    }
+
+    /// What worker `w` sends through.
+    pub fn send(&self, w: usize) -> &T {
+        &self.0[w % self.0.len()]
+    }
+
+    pub fn first(&self) -> &T {
+        &self.0[0]
+    }
+}
+
 /// The device or sockets behind a port (its description for switching is the core's [`PortDesc`]).
 #[derive(Debug, Clone)]
 pub enum PortIo {
-    Tap(Arc<Tap>),
-    Packet(Arc<PacketSocket>),
+    Tap(Queues<Tap>),
+    Packet(Queues<PacketSocket>),
     /// A tunnel: the sender pool its packets leave by.
     Tunnel {
         pool: usize,
@@ -135,7 +163,8 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
 /// 47 for GRE); which tunnel a packet belongs to is the core's `demux` entry of the same index.
 #[derive(Debug)]
 pub struct RxSocket {
-    pub socket: Arc<OwnedFd>,
+    /// One per worker (an SO_REUSEPORT group), or one for all (GRE's raw socket: worker 0 reads it).
+    pub sockets: Queues<OwnedFd>,
     pub bound: SocketAddr,
     pub encap: Encap,
 }
@@ -231,11 +260,13 @@ pub fn sweep_stale_taps(cfg: &Config) -> Vec<String> {
 /// Open devices and sockets, keyed so that an unchanged port keeps its descriptor across changes.
 #[derive(Default)]
 pub struct Resources {
+    /// Datapath workers: TAP queues and receive sockets are opened one per worker.
+    pub workers: usize,
     /// Open TAPs: the device, the namespace it was found in (if not ours), and the MTU weft gave it when it
     /// created it (still weft's to adjust while the device keeps that MTU).
     taps: HashMap<String, OpenTap>,
-    packets: HashMap<String, Arc<PacketSocket>>,
-    rx: HashMap<RxKey, Arc<OwnedFd>>,
+    packets: HashMap<String, Queues<PacketSocket>>,
+    rx: HashMap<RxKey, Queues<OwnedFd>>,
     pools: HashMap<PoolKey, Arc<Vec<OwnedFd>>>,
     /// ESP sockets by (IPv6, UDP).
     esp: HashMap<(bool, bool), Arc<OwnedFd>>,
@@ -268,7 +299,7 @@ fn esp_families(cfg: &Valid) -> Vec<bool> {
 }
 
 /// An open TAP: the device, the namespace it was found in, and the MTU weft gave it.
-type OpenTap = (Arc<Tap>, Option<String>, Option<u32>);
+type OpenTap = (Queues<Tap>, Option<String>, Option<u32>);
 
 /// A receive socket: local address and UDP port (0 for GRE), and IP protocol.
 type RxKey = (SocketAddr, u8);
@@ -292,25 +323,36 @@ fn pool_key(spec: &TunnelSpec, mcast_ifindex: u32) -> PoolKey {
 }
 
 /// Opens a receive socket: UDP bound to the tunnel port, or raw GRE (bound only to a given local address).
-fn open_rx(key: RxKey, encap: Encap, port: &str) -> anyhow::Result<Arc<OwnedFd>> {
+/// Opens the receive sockets of a tunnel port: UDP bound to the tunnel port, one per worker in an
+/// SO_REUSEPORT group (the kernel picks one by the outer addresses and ports, and the outer source port
+/// carries the inner flow's hash, so one flow stays with one worker); or one raw GRE socket (bound only to a
+/// given local address), which worker 0 reads: raw sockets each get a copy of every packet, so a group of
+/// them would only duplicate.
+fn open_rx(key: RxKey, encap: Encap, port: &str, workers: usize) -> anyhow::Result<Queues<OwnedFd>> {
     let (bind, _) = key;
-    let fd = match encap {
-        Encap::Gre => weft_sys::udp::raw(bind, weft_wire::gre::IP_PROTOCOL, !bind.ip().is_unspecified())
-            .with_context(|| format!("port {port:?}: cannot open a raw GRE socket on {}", bind.ip()))?,
+    let fds = match encap {
+        Encap::Gre => vec![weft_sys::udp::raw(bind, weft_wire::gre::IP_PROTOCOL, !bind.ip().is_unspecified())
+            .with_context(|| format!("port {port:?}: cannot open a raw GRE socket on {}", bind.ip()))?],
         Encap::Vxlan | Encap::Geneve => {
-            let fd = OwnedFd::from(
-                weft_sys::udp::bind(bind).with_context(|| format!("port {port:?}: cannot bind UDP {bind}"))?,
-            );
-            // Trains of datagrams of one flow arrive as one buffer; the datapath cuts them apart again.
-            if weft_sys::offloads_enabled() && !weft_sys::udp::enable_gro(&fd) {
-                tracing::info!(
-                    "port {port}: the kernel does not coalesce received UDP (UDP_GRO); receiving one by one"
-                );
+            let fds = weft_sys::udp::bind_group(bind, workers.max(1))
+                .with_context(|| format!("port {port:?}: cannot bind UDP {bind}"))?;
+            for (i, fd) in fds.iter().enumerate() {
+                // Trains of datagrams of one flow arrive as one buffer; the datapath cuts them apart again.
+                if weft_sys::offloads_enabled() && !weft_sys::udp::enable_gro(fd) && i == 0 {
+                    tracing::info!(
+                        "port {port}: the kernel does not coalesce received UDP (UDP_GRO); receiving one by one"
+                    );
+                }
+                // Multicast reaches every socket of a group that may take it: only the first joins groups,
+                // the others take none (else each worker would switch its own copy).
+                if i > 0 {
+                    weft_sys::udp::multicast_all(fd, bind.is_ipv6(), false)?;
+                }
             }
-            fd
+            fds
         }
     };
-    Ok(Arc::new(fd))
+    Ok(Queues(fds.into_iter().map(Arc::new).collect()))
 }
 
 /// Opens a send pool: 16 UDP sockets on ephemeral ports (the flow hash picks one, which gives each flow its
@@ -410,7 +452,7 @@ impl Resources {
         if result.is_err() {
             for t in &created_taps {
                 if let Some((tap, ..)) = self.taps.remove(t) {
-                    let _ = tap.destroy();
+                    let _ = tap.first().destroy();
                 }
             }
             for p in &opened_packets {
@@ -476,7 +518,18 @@ impl Resources {
                                 } else {
                                     create().map(|t| (t, None))
                                 };
-                                found.map(|(t, ns)| (Arc::new(t), ns.clone(), !existed && ns.is_none()))
+                                found.map(|(t, ns)| {
+                                    let mut queues = vec![Arc::new(t)];
+                                    // One queue per worker; a device made with one queue stays with worker 0.
+                                    let more = self.workers.saturating_sub(1);
+                                    match weft_sys::netns::more_queues(&name, ns.as_deref(), more) {
+                                        Ok(v) => queues.extend(v.into_iter().map(Arc::new)),
+                                        Err(e) => tracing::info!(
+                                            "port {name}: one queue only ({e}): worker 0 receives all its frames"
+                                        ),
+                                    }
+                                    (Queues(queues), ns.clone(), !existed && ns.is_none())
+                                })
                             }
                         };
                         match opened {
@@ -500,7 +553,7 @@ impl Resources {
                                 if ns.is_none() {
                                     mtu = weft_sys::iface::mtu(&name).ok();
                                 }
-                                (PortKind::Tap { vnet_hdr: tap.offloads().vnet_hdr }, PortIo::Tap(tap))
+                                (PortKind::Tap { vnet_hdr: tap.first().offloads().vnet_hdr }, PortIo::Tap(tap))
                             }
                             // An interface of another kind holds the name (TUNSETIFF says only EINVAL).
                             Err(e)
@@ -521,8 +574,9 @@ impl Resources {
                         }
                     }
                     IfaceType::System => {
+                        let workers = self.workers.max(1);
                         let opened = get_or_open(&mut self.packets, name.clone(), opened_packets, || {
-                            PacketSocket::open(&name).map(Arc::new)
+                            PacketSocket::open_group(&name, workers).map(|v| Queues(v.into_iter().map(Arc::new).collect()))
                         });
                         match opened {
                             Ok(s) => {
@@ -547,9 +601,11 @@ impl Resources {
                         let ri = match rx_index.get(&key) {
                             Some(i) => *i,
                             None => {
-                                let sock =
-                                    get_or_open(&mut self.rx, key, opened_rx, || open_rx(key, spec.encap, &name))?;
-                                rx_sockets.push(RxSocket { socket: sock, bound: key.0, encap: spec.encap });
+                                let workers = self.workers;
+                                let sock = get_or_open(&mut self.rx, key, opened_rx, || {
+                                    open_rx(key, spec.encap, &name, workers)
+                                })?;
+                                rx_sockets.push(RxSocket { sockets: sock, bound: key.0, encap: spec.encap });
                                 // Raw IPv4 GRE sockets hand over the outer IP header.
                                 let outer_ipv4 = spec.encap == Encap::Gre && key.0.is_ipv4();
                                 demux.push(weft_datapath::switch::demux::Demux::new(spec.encap, outer_ipv4, idx));
@@ -566,8 +622,8 @@ impl Resources {
                             _ => 0,
                         };
                         if spec.remote.is_multicast() {
-                            let sock = &rx_sockets[ri].socket;
-                            match weft_sys::udp::join_group(sock.as_ref(), spec.remote, mcast_ifindex) {
+                            let sock = rx_sockets[ri].sockets.first();
+                            match weft_sys::udp::join_group(sock, spec.remote, mcast_ifindex) {
                                 // AddrInUse: this socket joined the group already.
                                 Err(e) if e.kind() != std::io::ErrorKind::AddrInUse => {
                                     return Err(anyhow!("port {name:?}: cannot join {}: {e}", spec.remote))
@@ -691,7 +747,7 @@ impl Resources {
             // Only devices weft made go with their port (marked, or handed to another namespace, where the
             // mark cannot be read); a TAP someone else made is only let go.
             if !keep && (ns.is_some() || owned(name)) {
-                let _ = tap.destroy();
+                let _ = tap.first().destroy();
             }
             keep
         });
@@ -709,7 +765,7 @@ impl Resources {
             .taps
             .iter()
             .filter(|(name, _)| weft_sys::iface::index(name).is_none())
-            .filter_map(|(name, (tap, _, _))| Some((tap.netns().ok()?, name.clone())))
+            .filter_map(|(name, (tap, _, _))| Some((tap.first().netns().ok()?, name.clone())))
             .collect();
         let names: Vec<String> = moved.iter().map(|(_, n)| n.clone()).collect();
         names.into_iter().zip(weft_sys::netns::links_up(moved)).collect()
@@ -749,7 +805,7 @@ impl Resources {
     pub fn abandon(&mut self, created_taps: &[String]) {
         for t in created_taps {
             if let Some((tap, ..)) = self.taps.remove(t) {
-                let _ = tap.destroy();
+                let _ = tap.first().destroy();
             }
         }
     }

@@ -237,7 +237,7 @@ pub struct FlowStat {
 }
 
 /// What a control plane changes in a bridge: flood lists of `remote_ip=flow` ports and FDB entries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct CpUpdate {
     pub origin: Option<Origin>,
     /// Drop every entry and flood list this control plane installed before applying the rest.

@@ -6,7 +6,7 @@
 
 mod replies;
 
-use crate::msgs::{DpHandle, DpMsg};
+use crate::msgs::{DpHandle, DpMsg, Merge};
 use crate::pipeline::{PortKind, Resources, OFPORT_LOCAL};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -163,7 +163,7 @@ impl State {
         let (tx, rx) = std::sync::mpsc::sync_channel(crate::capture::QUEUE);
         let tap =
             crate::capture::Tap { port_name: port.to_string(), port: None, outer, local, tx, missed: 0, closed: false };
-        match self.ask(|reply| DpMsg::Capture(Box::new(tap), reply)) {
+        match self.ask(|reply| DpMsg::Capture(Box::new(tap.clone()), reply)) {
             Some(true) => {
                 let linktype = if outer { weft_wire::pcap::LINKTYPE_RAW } else { weft_wire::pcap::LINKTYPE_ETHERNET };
                 Ok((rx, linktype))
@@ -408,9 +408,9 @@ impl State {
             })
             .collect();
         let nat_t: Vec<_> = pipeline.esp.iter().filter(|e| e.udp).map(|e| e.fd.clone()).collect();
-        let (tx, rx) = channel();
-        self.dp.send(DpMsg::Swap(Arc::new(pipeline), tx));
-        if rx.recv_timeout(DP_TIMEOUT).is_err() {
+        let pipeline = Arc::new(pipeline);
+        let barrier = Arc::new(std::sync::Barrier::new(self.dp.workers()));
+        if self.ask(|tx| DpMsg::Swap(pipeline.clone(), tx, barrier.clone())).is_none() {
             tracing::warn!("the datapath did not take the new configuration in time");
         }
         // After the datapath: its ESP sockets are open and watched when the first SAs arrive.
@@ -420,15 +420,14 @@ impl State {
     }
 
     /// [`ask`](Self::ask), for the metrics endpoint.
-    pub fn ask_dp<T>(&self, question: impl FnOnce(std::sync::mpsc::Sender<T>) -> DpMsg) -> Option<T> {
+    pub fn ask_dp<T: Merge>(&self, question: impl Fn(std::sync::mpsc::Sender<T>) -> DpMsg) -> Option<T> {
         self.ask(question)
     }
 
-    /// Sends the datapath a question and waits for its answer (`None`: it did not answer in time).
-    fn ask<T>(&self, question: impl FnOnce(std::sync::mpsc::Sender<T>) -> DpMsg) -> Option<T> {
-        let (tx, rx) = channel();
-        self.dp.send(question(tx));
-        rx.recv_timeout(DP_TIMEOUT).ok()
+    /// Sends the datapath's workers a question and waits for their answers, merged into one (`None`: one
+    /// did not answer in time).
+    fn ask<T: Merge>(&self, question: impl Fn(std::sync::mpsc::Sender<T>) -> DpMsg) -> Option<T> {
+        self.dp.ask(question, DP_TIMEOUT)
     }
 
     /// Removes flows whose idle or hard timeout has passed (called once a second).

@@ -16,8 +16,9 @@ use crate::pipeline::{Pipeline, PortIo, PortKind, RxSocket, TunnelPort};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use weft_api::Encap;
 use weft_datapath::counters::DropReason;
@@ -25,7 +26,7 @@ use weft_datapath::gro::{self, MergeRun};
 use weft_datapath::offload::{self, VnetHdr, VNET_HDR_LEN};
 use weft_datapath::switch::egress::{SendOffloads, TunnelHeader};
 use weft_datapath::switch::{
-    Area, Buffers, Data, Emission, Event, Input, Outputs, Quiet, Scratch, Step, Switch, ToController,
+    Area, Buffers, Data, Emission, Event, Input, Learnt, Outputs, Quiet, Scratch, Step, Switch, ToController,
 };
 use weft_datapath::{Nanos, PortIdx};
 use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
@@ -130,7 +131,47 @@ fn frame_and_room<'a>(
     (resolve(rx, before, scratch, b), after)
 }
 
+/// What the workers tell each other: per worker, the MAC-table changes the others learned since it last
+/// looked (taken between batches, so the fast path takes no lock), and whether there are any.
+pub struct Sharing {
+    inbox: Vec<Mutex<Vec<Learnt>>>,
+    waiting: Vec<AtomicBool>,
+}
+
+/// Most changes waiting for one worker (a worker away that long has a table to catch up on anyway).
+const INBOX_MAX: usize = 1 << 18;
+
+impl Sharing {
+    pub fn new(workers: usize) -> Arc<Sharing> {
+        Arc::new(Sharing {
+            inbox: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
+            waiting: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+        })
+    }
+
+    fn publish(&self, from: usize, changes: &[Learnt]) {
+        for (w, inbox) in self.inbox.iter().enumerate().filter(|(w, _)| *w != from) {
+            let mut v = inbox.lock().unwrap_or_else(|e| e.into_inner());
+            let room = INBOX_MAX.saturating_sub(v.len());
+            v.extend_from_slice(&changes[..changes.len().min(room)]);
+            self.waiting[w].store(true, Ordering::Release);
+        }
+    }
+
+    fn take(&self, w: usize, into: &mut Vec<Learnt>) {
+        if self.waiting[w].swap(false, Ordering::Acquire) {
+            into.append(&mut self.inbox[w].lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+}
+
 pub struct Dataplane {
+    /// This worker's number (0 also reads GRE, ESP and single-queue TAPs) and how many there are.
+    worker: usize,
+    workers: usize,
+    sharing: Arc<Sharing>,
+    /// MAC-table changes going to, or coming from, the other workers.
+    learnt: Vec<Learnt>,
     pipeline: Arc<Pipeline>,
     /// The switch itself: everything here but it is I/O.
     switch: Switch,
@@ -176,10 +217,26 @@ const TOKEN_ESP: u64 = 1 << 33;
 const ESP_STRIDE: usize = 9216 + 256;
 
 impl Dataplane {
-    pub fn new(pipeline: Arc<Pipeline>, msgs: Receiver<DpMsg>, wake: Arc<EventFd>) -> Self {
+    /// Worker `worker` of `sharing`'s workers; all of them read one `clock`, so that the times they learn
+    /// addresses at compare.
+    pub fn new(
+        worker: usize,
+        sharing: Arc<Sharing>,
+        clock: Instant,
+        pipeline: Arc<Pipeline>,
+        msgs: Receiver<DpMsg>,
+        wake: Arc<EventFd>,
+    ) -> Self {
+        let workers = sharing.inbox.len();
+        let mut switch = Switch::new();
+        switch.share_learning(workers > 1);
         let mut dp = Dataplane {
+            worker,
+            workers,
+            sharing,
+            learnt: Vec::with_capacity(1024),
             pipeline: Arc::new(Pipeline::empty()),
-            switch: Switch::new(),
+            switch,
             outs: Outputs::with_capacity(TX_QUEUE),
             scratch: Scratch::new(SEGMENT_ARENA),
             rx: RecvBatch::new(BATCH, STRIDE, HEADROOM),
@@ -191,7 +248,7 @@ impl Dataplane {
             mmsg: MmsgStorage::new(BATCH),
             msgs,
             wake,
-            clock: Instant::now(),
+            clock,
             taps: Vec::new(),
             tapped: Vec::new(),
             packet_in: Default::default(),
@@ -226,18 +283,33 @@ impl Dataplane {
 
     fn register(&self, epoll: &Epoll) -> std::io::Result<()> {
         epoll.add(self.wake.raw(), TOKEN_CONTROL)?;
+        let w = self.worker;
         for (i, port) in self.pipeline.ports.iter().enumerate() {
             match &port.io {
-                PortIo::Tap(t) => epoll.add(t.as_raw_fd(), i as u64)?,
-                PortIo::Packet(s) => epoll.add(s.as_raw_fd(), i as u64)?,
+                PortIo::Tap(t) => {
+                    if let Some(t) = t.recv(w) {
+                        epoll.add(t.as_raw_fd(), i as u64)?
+                    }
+                }
+                PortIo::Packet(s) => {
+                    if let Some(s) = s.recv(w) {
+                        epoll.add(s.as_raw_fd(), i as u64)?
+                    }
+                }
                 _ => {}
             }
         }
         for (i, s) in self.pipeline.rx_sockets.iter().enumerate() {
-            epoll.add(s.socket.as_raw_fd(), TOKEN_UDP + i as u64)?;
+            if let Some(s) = s.sockets.recv(w) {
+                epoll.add(s.as_raw_fd(), TOKEN_UDP + i as u64)?;
+            }
         }
-        for (i, s) in self.pipeline.esp.iter().enumerate() {
-            epoll.add(s.fd.as_raw_fd(), TOKEN_ESP + i as u64)?;
+        // ESP is opened by worker 0 alone: the anti-replay window of an SA is one (outbound sequence numbers
+        // are shared by every worker that seals).
+        if w == 0 {
+            for (i, s) in self.pipeline.esp.iter().enumerate() {
+                epoll.add(s.fd.as_raw_fd(), TOKEN_ESP + i as u64)?;
+            }
         }
         Ok(())
     }
@@ -265,6 +337,8 @@ impl Dataplane {
                     return;
                 }
             }
+            // What the other workers learned is in this switch before it sees the next batch.
+            self.take_learnt();
             for &token in &ready {
                 if token == TOKEN_CONTROL {
                     continue;
@@ -276,12 +350,18 @@ impl Dataplane {
                     self.poll_port(PortIdx(token as u16));
                 }
             }
+            self.publish_learnt();
             if ready.contains(&TOKEN_CONTROL) || ready.is_empty() {
                 self.wake.drain();
                 loop {
                     match self.msgs.try_recv() {
-                        Ok(DpMsg::Swap(p, ack)) => {
+                        Ok(DpMsg::Swap(p, ack, barrier)) => {
+                            // Every worker stops on the old pipeline having told the others what it learned
+                            // there, takes what they learned, and starts on the new one.
+                            barrier.wait();
+                            self.take_learnt();
                             self.install(p);
+                            barrier.wait();
                             match Epoll::new(256) {
                                 Ok(e) => {
                                     epoll = e;
@@ -400,6 +480,28 @@ impl Dataplane {
             }
         });
         self.fdb_sinks = sinks;
+    }
+
+    /// Tells the other workers what this one learned.
+    fn publish_learnt(&mut self) {
+        if self.workers > 1 {
+            self.learnt.clear();
+            self.switch.take_learnt(&mut self.learnt);
+            if !self.learnt.is_empty() {
+                self.sharing.publish(self.worker, &self.learnt);
+            }
+        }
+    }
+
+    /// Learns what the other workers learned.
+    fn take_learnt(&mut self) {
+        if self.workers > 1 {
+            self.learnt.clear();
+            self.sharing.take(self.worker, &mut self.learnt);
+            if !self.learnt.is_empty() {
+                self.switch.apply_learnt(&self.learnt);
+            }
+        }
     }
 
     fn bytes(&self, b: Bytes) -> &[u8] {

@@ -8,9 +8,16 @@ impl Dataplane {
     pub(super) fn poll_port(&mut self, port: PortIdx) {
         let pipeline = self.pipeline.clone();
         let Some(p) = pipeline.ports.get(usize::from(port.0)) else { return };
+        let w = self.worker;
         let got = match &p.io {
-            PortIo::Tap(t) => self.rx.fill_with(|buf| t.read(buf)),
-            PortIo::Packet(s) => self.rx.recv_mmsg(s.as_raw_fd()),
+            PortIo::Tap(t) => match t.recv(w) {
+                Some(t) => self.rx.fill_with(|buf| t.read(buf)),
+                None => return,
+            },
+            PortIo::Packet(s) => match s.recv(w) {
+                Some(s) => self.rx.recv_mmsg(s.as_raw_fd()),
+                None => return,
+            },
             _ => return,
         };
         let n = match got {
@@ -25,7 +32,7 @@ impl Dataplane {
         };
         let vnet = match &p.io {
             PortIo::Packet(_) => true,
-            PortIo::Tap(t) => t.offloads().vnet_hdr,
+            PortIo::Tap(t) => t.first().offloads().vnet_hdr,
             _ => false,
         };
         let now = self.now();
@@ -100,7 +107,8 @@ impl Dataplane {
     pub(super) fn poll_udp(&mut self, si: usize) {
         let pipeline = self.pipeline.clone();
         let Some(rs) = pipeline.rx_sockets.get(si) else { return };
-        let n = match self.rx.recv_mmsg(rs.socket.as_raw_fd()) {
+        let Some(socket) = rs.sockets.recv(self.worker) else { return };
+        let n = match self.rx.recv_mmsg(socket.as_raw_fd()) {
             Ok(n) => n,
             Err(e) => {
                 if self.rx_log.allow(self.now(), weft_datapath::SECOND) {

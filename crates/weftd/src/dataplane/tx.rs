@@ -31,7 +31,7 @@ impl Dataplane {
                     self.tap_frame(port, bytes, tag);
                 }
                 let mut prefix = [0u8; PREFIX_MAX];
-                let prefix_len = if t.offloads().vnet_hdr {
+                let prefix_len = if t.first().offloads().vnet_hdr {
                     prefix[..VNET_HDR_LEN].copy_from_slice(&vnet);
                     VNET_HDR_LEN as u8
                 } else {
@@ -443,6 +443,7 @@ impl Dataplane {
             }
             if let Sink::Tap(p) = sink {
                 let PortIo::Tap(t) = &pipeline.ports[usize::from(p.0)].io else { continue };
+                let t = t.send(self.worker);
                 for e in self.txq.iter().filter(|e| e.sink == sink) {
                     let frame = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
                     let head = &e.prefix[..usize::from(e.prefix_len)];
@@ -465,7 +466,7 @@ impl Dataplane {
             }
             let fd = match sink {
                 Sink::Packet(p) => match &pipeline.ports[usize::from(p.0)].io {
-                    PortIo::Packet(s) => s.as_raw_fd(),
+                    PortIo::Packet(s) => s.send(self.worker).as_raw_fd(),
                     _ => continue,
                 },
                 Sink::Udp { pool, socket } => pipeline.pools[usize::from(pool)][usize::from(socket)].as_raw_fd(),
