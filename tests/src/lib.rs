@@ -193,6 +193,18 @@ impl Weftd {
         std::fs::read_to_string(self.dir.join("weftd.log")).unwrap_or_default()
     }
 
+    /// The datapath workers this daemon runs, as its start-up line says.
+    pub fn workers(&self) -> usize {
+        let log = self.log();
+        let n = log
+            .split(" datapath worker(s)")
+            .next()
+            .filter(|_| log.contains(" datapath worker(s)"))
+            .and_then(|head| head.rsplit(' ').next())
+            .and_then(|n| n.parse().ok());
+        n.unwrap_or_else(|| panic!("weftd did not say how many workers it runs:\n{log}"))
+    }
+
     /// Runs the weft CLI against this daemon; returns (success, stdout, stderr).
     pub fn try_weft(&self, args: &str) -> (bool, String, String) {
         let out = run(&format!(

@@ -369,9 +369,9 @@ fn hub_and_spoke_forwards_between_tunnels_over_one_socket() {
     let fdb_b = ws[1].json("fdb show sw1");
     let e = fdb_b.as_array().unwrap().iter().find(|e| e["mac"] == c_mac.as_str()).expect("C's MAC on B");
     assert_eq!(e["remote_ip"], "192.0.2.21", "C is reached through A");
-    // A's two tunnels share one receiving socket.
+    // A's two tunnels share one receiving socket (one per datapath worker, in one SO_REUSEPORT group).
     let socks = hosts[0].sh("ss -H -uln sport = :4789");
-    assert_eq!(socks.lines().count(), 1, "one UDP socket on 4789 for both tunnels:\n{socks}");
+    assert_eq!(socks.lines().count(), ws[0].workers(), "one UDP socket per worker on 4789 for both tunnels:\n{socks}");
 }
 
 #[test]
@@ -580,7 +580,7 @@ fn two_tenants_share_a_socket_and_never_leak() {
     }
     assert_eq!(w1.drops("bra", "vxa", "wrong_vni") + w1.drops("brb", "vxb", "wrong_vni"), 0);
     let socks = u.h1.sh("ss -H -uln sport = :4789");
-    assert_eq!(socks.lines().count(), 1, "both tenants on one socket:\n{socks}");
+    assert_eq!(socks.lines().count(), w1.workers(), "both tenants on one socket (per worker):\n{socks}");
 }
 
 #[test]

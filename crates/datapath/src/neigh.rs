@@ -58,6 +58,8 @@ struct Binding {
 #[derive(Debug, Clone, Default)]
 pub struct NeighTable {
     map: HashMap<u64, Binding, BuildHasherDefault<KeyHasher>>,
+    /// The binding the last [`NeighTable::observe`] made, for other workers' copies of the table.
+    noted: Option<(IpAddr, EthernetAddress)>,
 }
 
 fn key(vlan: u16, ip: IpAddr) -> u64 {
@@ -103,6 +105,21 @@ impl NeighTable {
             _ => {}
         }
         self.map.insert(k, Binding { ip, mac, seen: at.now, remote: at.from_tunnel });
+        self.noted = Some((ip, mac));
+    }
+
+    /// The binding the last frame made, if it made one.
+    pub fn take_noted(&mut self) -> Option<(IpAddr, EthernetAddress)> {
+        self.noted.take()
+    }
+
+    /// A binding another worker made at `at.now`, unless this copy saw the address more recently.
+    pub fn learn_from_peer(&mut self, ip: IpAddr, mac: EthernetAddress, at: &Seen) {
+        if self.map.get(&key(at.vlan, ip)).is_some_and(|b| b.ip == ip && b.seen > at.now) {
+            return;
+        }
+        self.learn(ip, mac, at);
+        self.noted = None;
     }
 
     /// The MAC owning `ip` in `vlan`, if seen within `aging_secs`.

@@ -158,17 +158,16 @@ impl Merge for Result<Vec<TraceStep>, String> {
 }
 
 impl Merge for Option<Vec<FdbRow>> {
+    /// Worker 0's table (it holds what every worker learned, within its size), each entry with its place
+    /// and age from the worker that saw the address last.
     fn merge(answers: Vec<Self>) -> Self {
         each(answers, |acc, rows| {
-            let mut at: std::collections::HashMap<(u16, weft_wire::EthernetAddress), usize> =
+            let at: std::collections::HashMap<(u16, weft_wire::EthernetAddress), usize> =
                 acc.iter().enumerate().map(|(i, r)| ((r.vlan, r.mac), i)).collect();
             for r in rows {
-                match at.get(&(r.vlan, r.mac)) {
-                    Some(&i) if acc[i].age <= r.age => {}
-                    Some(&i) => acc[i] = r,
-                    None => {
-                        at.insert((r.vlan, r.mac), acc.len());
-                        acc.push(r);
+                if let Some(&i) = at.get(&(r.vlan, r.mac)) {
+                    if r.age < acc[i].age {
+                        acc[i] = r;
                     }
                 }
             }

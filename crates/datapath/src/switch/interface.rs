@@ -249,19 +249,23 @@ pub struct CpUpdate {
     pub remove: Vec<(u16, EthernetAddress)>,
 }
 
-/// A change to a MAC table that every other worker's switch makes too ([`Switch::take_learnt`],
-/// [`Switch::apply_learnt`]): an address learned, moved, or refreshed in a new second.
+/// What one worker's switch learned that every other worker's switch learns too ([`Switch::take_learnt`],
+/// [`Switch::apply_learnt`]), in the pipeline of `generation` (the indices are that pipeline's), at `at`
+/// on the clock every worker shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Learnt {
-    /// The pipeline it was learned in (indices below are that pipeline's).
-    pub generation: u64,
-    pub bridge: u16,
-    pub vlan: u16,
-    pub mac: EthernetAddress,
-    pub port: PortIdx,
-    pub remote: Option<IpAddr>,
-    /// When, on the clock every worker shares.
-    pub at: Nanos,
+pub enum Learnt {
+    /// A MAC address learned, moved, or refreshed in a new second.
+    Mac {
+        generation: u64,
+        bridge: u16,
+        vlan: u16,
+        mac: EthernetAddress,
+        port: PortIdx,
+        remote: Option<IpAddr>,
+        at: Nanos,
+    },
+    /// An IP-to-MAC binding for ARP/ND suppression.
+    Neigh { generation: u64, bridge: u16, vlan: u16, ip: IpAddr, mac: EthernetAddress, from_tunnel: bool, at: Nanos },
 }
 
 /// One row of `fdb show`.

@@ -166,9 +166,25 @@ impl Switch {
     /// Makes what other workers learned: each address goes where it was seen last (a change learned in
     /// another pipeline than the running one is left out).
     pub fn apply_learnt(&mut self, changes: &[Learnt]) {
-        for l in changes.iter().filter(|l| l.generation == self.pipe.generation) {
-            if let Some(fdb) = self.t.fdbs.get_mut(usize::from(l.bridge)) {
-                fdb.learn_from_peer(l.vlan, l.mac, l.port, l.remote, l.at);
+        let generation = self.pipe.generation;
+        for l in changes {
+            match *l {
+                Learnt::Mac { generation: g, bridge, vlan, mac, port, remote, at } if g == generation => {
+                    if let Some(fdb) = self.t.fdbs.get_mut(usize::from(bridge)) {
+                        fdb.learn_from_peer(vlan, mac, port, remote, at);
+                    }
+                }
+                Learnt::Neigh { generation: g, bridge, vlan, ip, mac, from_tunnel, at } if g == generation => {
+                    let (Some(b), Some(t)) =
+                        (self.pipe.bridges.get(usize::from(bridge)), self.t.neighs.get_mut(usize::from(bridge)))
+                    else {
+                        continue;
+                    };
+                    let seen =
+                        neigh::Seen { vlan, now: at, max: b.table_size, aging_secs: b.aging_secs, from_tunnel };
+                    t.learn_from_peer(ip, mac, &seen);
+                }
+                _ => {}
             }
         }
     }
@@ -509,7 +525,7 @@ impl Tables {
         });
         if self.share && matches!(d.learned, Some(Learned::New | Learned::Moved | Learned::Renewed)) {
             let (generation, bridge) = (pipe.generation, bridge as u16);
-            self.learnt.push(Learnt { generation, bridge, vlan, mac: src, port: in_port, remote, at: now });
+            self.learnt.push(Learnt::Mac { generation, bridge, vlan, mac: src, port: in_port, remote, at: now });
         }
         if d.learned == Some(Learned::Full) {
             self.counters[usize::from(in_port.0)].drop(DropReason::FdbFull);
@@ -526,6 +542,10 @@ impl Tables {
             let from_tunnel = matches!(pipe.port(in_port).kind, PortKind::Tunnel(_));
             let seen = neigh::Seen { vlan, now, max: b.table_size, aging_secs: b.aging_secs, from_tunnel };
             let query = self.neighs[bridge].observe(bufs.get(data), ETH_LEN, ethertype, &seen);
+            if let Some((ip, mac)) = self.neighs[bridge].take_noted().filter(|_| self.share) {
+                let (generation, bridge) = (pipe.generation, bridge as u16);
+                self.learnt.push(Learnt::Neigh { generation, bridge, vlan, ip, mac, from_tunnel, at: now });
+            }
             if let (Some(q), Forward::Flood) = (query, d.forward) {
                 if let Some(mac) = self.neighs[bridge].lookup(vlan, q.target, now, b.aging_secs) {
                     let mut reply = [0u8; neigh::REPLY_MAX];

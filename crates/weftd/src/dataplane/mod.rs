@@ -136,6 +136,8 @@ fn frame_and_room<'a>(
 pub struct Sharing {
     inbox: Vec<Mutex<Vec<Learnt>>>,
     waiting: Vec<AtomicBool>,
+    /// When a full MAC table was last logged, by bridge (a full table is met by every worker).
+    full_logged: Mutex<std::collections::HashMap<String, Nanos>>,
 }
 
 /// Most changes waiting for one worker (a worker away that long has a table to catch up on anyway).
@@ -146,7 +148,20 @@ impl Sharing {
         Arc::new(Sharing {
             inbox: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
             waiting: (0..workers).map(|_| AtomicBool::new(false)).collect(),
+            full_logged: Default::default(),
         })
+    }
+
+    /// Whether a full MAC table of `bridge` may be logged now (once per 10 s and bridge).
+    fn may_log_full(&self, bridge: &str, now: Nanos) -> bool {
+        let mut m = self.full_logged.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get(bridge) {
+            Some(&t) if now.saturating_sub(t) < 10 * weft_datapath::SECOND => false,
+            _ => {
+                m.insert(bridge.to_string(), now);
+                true
+            }
+        }
     }
 
     fn publish(&self, from: usize, changes: &[Learnt]) {

@@ -307,11 +307,16 @@ impl Dataplane {
         }
         for ev in &outs.events {
             match *ev {
-                Event::MacTableFull { bridge, src, entries, misses } => tracing::warn!(
-                    "bridge {}: MAC table full ({entries} entries, other_config:mac-table-size); {src} not learned \
-                     ({misses} misses so far)",
-                    pipeline.core.bridges[bridge].name,
-                ),
+                Event::MacTableFull { bridge, src, entries, misses } => {
+                    let name = &pipeline.core.bridges[bridge].name;
+                    // Each worker's copy fills; the log says it once per 10 s and bridge for all of them.
+                    if self.sharing.may_log_full(name, self.now()) {
+                        tracing::warn!(
+                            "bridge {name}: MAC table full ({entries} entries, other_config:mac-table-size); {src} not \
+                             learned ({misses} misses so far on this worker)",
+                        )
+                    }
+                }
             }
         }
         outs.clear();

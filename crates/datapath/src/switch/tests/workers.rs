@@ -148,22 +148,28 @@ fn changes_from_a_replaced_pipeline_are_left_out() {
 
 #[test]
 fn workers_on_threads_agree_after_learning_and_moving_the_same_addresses() {
-    use std::sync::mpsc::channel;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::mpsc::{channel, Receiver, Sender};
     let p = two_taps().build();
+    // One clock for both, as weftd's workers read one: each round of a worker starts at a later time.
+    let clock = Arc::new(AtomicU64::new(SECOND));
     let (to_1, from_0) = channel::<Vec<Learnt>>();
     let (to_0, from_1) = channel::<Vec<Learnt>>();
-    let run = |id: usize, tx: std::sync::mpsc::Sender<Vec<Learnt>>, rx: std::sync::mpsc::Receiver<Vec<Learnt>>| {
-        let p = p.clone();
+    let run = |id: u64, tx: Sender<Vec<Learnt>>, rx: Receiver<Vec<Learnt>>| {
+        let (p, clock) = (p.clone(), clock.clone());
         std::thread::spawn(move || {
             let mut h = Harness::new(p);
             h.sw.share_learning(true);
             // 64 addresses, each seen on a port that changes with the round; both workers see every one.
-            for round in 0..200u64 {
-                h.now = SECOND + round * 1000 + id as u64;
+            let mut last = Vec::new();
+            for round in 0..300u64 {
+                h.now = clock.fetch_add(1, Ordering::SeqCst);
+                last.clear();
                 for i in 0..64u8 {
                     let mac = EthernetAddress([2, 0, 0, 1, 0, i]);
-                    let port = ["p1", "p2", "p3"][((round + u64::from(i) + id as u64) % 3) as usize];
+                    let port = ["p1", "p2", "p3"][((round + u64::from(i) + id) % 3) as usize];
                     h.send(port, &raw(BCAST, mac));
+                    last.push((mac, h.now, port.to_string()));
                 }
                 let mut v = Vec::new();
                 h.sw.take_learnt(&mut v);
@@ -176,20 +182,22 @@ fn workers_on_threads_agree_after_learning_and_moving_the_same_addresses() {
             for v in rx.iter() {
                 h.sw.apply_learnt(&v);
             }
+            let now = clock.load(Ordering::SeqCst);
             let mut rows: Vec<(EthernetAddress, String)> =
-                h.sw.fdb_rows("br0", h.now).unwrap().into_iter().map(|r| (r.mac, r.port)).collect();
+                h.sw.fdb_rows("br0", now).unwrap().into_iter().map(|r| (r.mac, r.port)).collect();
             rows.sort();
-            rows
+            (rows, last)
         })
     };
     let w0 = run(0, to_1, from_1);
     let w1 = run(1, to_0, from_0);
-    let (t0, t1) = (w0.join().unwrap(), w1.join().unwrap());
+    let ((t0, last0), (t1, last1)) = (w0.join().unwrap(), w1.join().unwrap());
     assert_eq!(t0.len(), 64);
-    assert_eq!(t0, t1, "both copies hold every address at the place it was seen last");
-    // The last sightings were worker 1's (a nanosecond after worker 0's in the last round).
-    for (mac, port) in &t0 {
-        let i = u64::from(mac.0[5]);
-        assert_eq!(port, ["p1", "p2", "p3"][((199 + i + 1) % 3) as usize]);
+    assert_eq!(t0, t1, "both copies hold every address at one place");
+    // That place is each address's latest sighting, whichever worker made it.
+    for ((mac, port), (a, b)) in t0.iter().zip(last0.iter().zip(&last1)) {
+        assert_eq!((mac, &a.0), (mac, &b.0));
+        let latest = if a.1 > b.1 { &a.2 } else { &b.2 };
+        assert_eq!(port, latest, "{mac}");
     }
 }
