@@ -108,9 +108,11 @@ class Setup:
             binary = BEFORE if self.kind.startswith("before-") else BIN
             ty = name.split("-")[1]
             env = dict(os.environ)
-            if self.kind.endswith("-nooffload"):
+            # weft-vxlan@2: two datapath workers (without @N: weftd's default, one per core).
+            workers = ["--workers", name.split("@")[1]] if "@" in name else []
+            if name.split("@")[0].endswith("-nooffload"):
                 env["WEFT_OFFLOADS"] = "off"
-            extra = " options:psk=bench-secret" if self.kind.endswith("-ipsec") else ""
+            extra = " options:psk=bench-secret" if name.split("@")[0].endswith("-ipsec") else ""
             if extra:
                 # ESP takes 45 more bytes: the endpoints get the MTU weft gives a TAP on such a bridge.
                 for n in ("cb-l", "cb-r"):
@@ -118,7 +120,8 @@ class Setup:
             for i in (1, 2):
                 sock = os.path.join(self.tmp, f"w{i}.sock")
                 p = subprocess.Popen(["ip", "netns", "exec", f"cb-h{i}", f"{binary}/weftd", "--db",
-                                      os.path.join(self.tmp, f"w{i}.db"), "--socket", sock, "--log-level", "warn"],
+                                      os.path.join(self.tmp, f"w{i}.db"), "--socket", sock, "--log-level", "warn"]
+                                     + workers,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
                 self.pids.append(p)
                 for _ in range(50):
@@ -297,7 +300,7 @@ def thread_cpu(pid, names):
         for t in os.listdir(f"/proc/{pid}/task"):
             try:
                 comm = open(f"/proc/{pid}/task/{t}/comm").read().strip()
-                if names is None or comm in names:
+                if names is None or any(comm.startswith(n) for n in names):
                     f = open(f"/proc/{pid}/task/{t}/stat").read().rsplit(")", 1)[1].split()
                     total += int(f[11]) + int(f[12])
             except OSError:
@@ -309,7 +312,7 @@ def thread_cpu(pid, names):
 
 def datapath_pids(s):
     """The processes that switch packets in setup `s`, and which of their threads do: weftd's datapath
-    thread, every thread of ovs-vswitchd; the kernel's work is softirq, counted only machine-wide."""
+    workers, every thread of ovs-vswitchd; the kernel's work is softirq, counted only machine-wide."""
     if "weft" in s.kind:
         return [(p, ("datapath",)) for p in s.weftd_pids()]
     out = []
@@ -450,6 +453,8 @@ def main():
                     help="small packets instead of iperf3: bench/pktgen offers 64-byte frames (see pps_measure)")
     ap.add_argument("--flows", type=int, default=64, help="--pps: how many flows the generator offers")
     ap.add_argument("--streams", help="TCP tests with these numbers of parallel streams (default 1,4)")
+    ap.add_argument("--workers", help="measure each weft setup with each of these numbers of datapath workers "
+                    "(1,2,4: weft-vxlan@1, weft-vxlan@2, ...); default: weftd's own (one per core)")
     a = ap.parse_args()
     if a.streams:
         set_streams(a.streams)
@@ -463,6 +468,8 @@ def main():
         report(a, saved["results"], saved["cpu"], saved["rss"])
         return
     kinds = a.only.split(",")
+    if a.workers:
+        kinds = [x for k in kinds for x in ([f"{k}@{n}" for n in a.workers.split(",")] if k.startswith("weft") else [k])]
     if a.before:
         global BEFORE
         BEFORE = os.path.join(os.path.abspath(a.before), "target", "release")

@@ -26,6 +26,12 @@ echo "--- datapath interop tests again with WEFT_OFFLOADS=off ---" | tee -a "$lo
 WEFT_OFFLOADS=off CI="${CI:-1}" cargo test --release --locked -p weft-interop --test offload --test vxlan \
   --test encap --test ovs --test vlan --test capture -- --test-threads=2 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
+# And with two datapath workers per weftd (the run above has weftd's default, one; tests/workers.rs asks for
+# two itself): flows spread over both, learning shared between them.
+echo "--- datapath interop tests again with WEFT_WORKERS=2 ---" | tee -a "$log"
+WEFT_WORKERS=2 CI="${CI:-1}" cargo test --release --locked -p weft-interop --test offload --test vxlan \
+  --test encap --test ovs --test vlan -- --test-threads=2 2>&1 | tee -a "$log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 # The control-plane scale simulation (1 000 VTEPs, 100 000 MACs): it asserts convergence and prints figures.
 echo "--- control-plane scale simulation ---" | tee -a "$log"
 cargo run --release --locked -q -p weft-control --example scale 2>&1 | tee -a "$log"

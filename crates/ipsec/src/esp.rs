@@ -1,9 +1,9 @@
 //! ESP (RFC 4303) with AES-GCM-16 (RFC 4106): sealing and opening packets in place in the datapath's
 //! buffers, sequence numbers and the anti-replay window. Nothing here allocates per packet.
 
+use crate::crypto::{Gcm, ICV_LEN, IV_LEN};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use crate::crypto::{Gcm, ICV_LEN, IV_LEN};
 
 /// SPI and sequence number.
 pub const HEADER_LEN: usize = 8;

@@ -121,10 +121,8 @@ impl Tap {
             unsafe { syscall!(open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC))? };
         // SAFETY: `fd` is fresh from the kernel.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        req.ifr_ifru.ifru_flags = IFF_TAP
-            | IFF_NO_PI
-            | if vnet { IFF_VNET_HDR } else { 0 }
-            | if multi_queue { IFF_MULTI_QUEUE } else { 0 };
+        req.ifr_ifru.ifru_flags =
+            IFF_TAP | IFF_NO_PI | if vnet { IFF_VNET_HDR } else { 0 } | if multi_queue { IFF_MULTI_QUEUE } else { 0 };
         // SAFETY: `req` is a valid ifreq with name and flags set, as TUNSETIFF expects.
         unsafe { syscall!(ioctl(fd.as_raw_fd(), TUNSETIFF, &req))? };
         Ok((fd, vnet))

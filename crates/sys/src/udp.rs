@@ -85,7 +85,8 @@ pub(crate) const SOL_UDP_LEVEL: i32 = SOL_UDP;
 pub fn multicast_all(sock: &impl AsRawFd, ipv6: bool, on: bool) -> io::Result<()> {
     const IP_MULTICAST_ALL: i32 = 49;
     const IPV6_MULTICAST_ALL: i32 = 29;
-    let (level, opt) = if ipv6 { (libc::IPPROTO_IPV6, IPV6_MULTICAST_ALL) } else { (libc::IPPROTO_IP, IP_MULTICAST_ALL) };
+    let (level, opt) =
+        if ipv6 { (libc::IPPROTO_IPV6, IPV6_MULTICAST_ALL) } else { (libc::IPPROTO_IP, IP_MULTICAST_ALL) };
     setsockopt_int(sock.as_raw_fd(), level, opt, i32::from(on))
 }
 

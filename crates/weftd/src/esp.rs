@@ -20,8 +20,15 @@ use weft_sys::batch::IpMeta;
 pub enum EspOp {
     /// A child SA, and the outbound sequence numbers every worker's copy of it takes from.
     Install(Arc<ChildKeys>, Arc<AtomicU64>),
-    Activate { remote: IpAddr, spi_out: u32 },
-    Remove { remote: IpAddr, spi_in: u32, spi_out: u32 },
+    Activate {
+        remote: IpAddr,
+        spi_out: u32,
+    },
+    Remove {
+        remote: IpAddr,
+        spi_in: u32,
+        spi_out: u32,
+    },
 }
 
 pub struct OutSa {

@@ -576,7 +576,8 @@ impl Resources {
                     IfaceType::System => {
                         let workers = self.workers.max(1);
                         let opened = get_or_open(&mut self.packets, name.clone(), opened_packets, || {
-                            PacketSocket::open_group(&name, workers).map(|v| Queues(v.into_iter().map(Arc::new).collect()))
+                            PacketSocket::open_group(&name, workers)
+                                .map(|v| Queues(v.into_iter().map(Arc::new).collect()))
                         });
                         match opened {
                             Ok(s) => {

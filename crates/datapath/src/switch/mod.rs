@@ -180,8 +180,7 @@ impl Switch {
                     else {
                         continue;
                     };
-                    let seen =
-                        neigh::Seen { vlan, now: at, max: b.table_size, aging_secs: b.aging_secs, from_tunnel };
+                    let seen = neigh::Seen { vlan, now: at, max: b.table_size, aging_secs: b.aging_secs, from_tunnel };
                     t.learn_from_peer(ip, mac, &seen);
                 }
                 _ => {}

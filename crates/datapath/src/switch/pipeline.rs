@@ -2,12 +2,12 @@
 //! compiled flow tables. Built by whoever reads the configuration (weftd), immutable once running; a new
 //! configuration is a new pipeline handed to [`super::Switch::install`].
 
-use std::sync::atomic::AtomicU32;
 use crate::classifier::Classifier;
 use crate::tunnel::TunnelSpec;
 use crate::vlan::VlanMode;
 use crate::PortIdx;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicU32;
 use std::sync::Arc;
 use weft_wire::EthernetAddress;
 
