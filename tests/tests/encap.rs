@@ -166,18 +166,8 @@ fn gre(p: &str, v6: bool) {
             }
         }
     }
-    // Every number once, none skipped. One worker sends them in order; several take numbers from one counter
-    // and may put packets of different flows on the wire a little out of the order of their numbers.
-    if pr.w1.workers() == 1 {
-        assert!(seqs.len() >= 5 && seqs.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers count up: {seqs:?}");
-    } else {
-        let mut sorted = seqs.clone();
-        sorted.sort();
-        assert!(
-            sorted.len() >= 5 && sorted.windows(2).all(|w| w[1] == w[0] + 1),
-            "sequence numbers are unique and none is skipped: {seqs:?}"
-        );
-    }
+    // In order on the wire, none skipped, however many workers send them (one lock numbers and sends).
+    assert!(seqs.len() >= 5 && seqs.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers count up: {seqs:?}");
     assert_decode_matches_tshark(&cap.file, &[]);
 }
 

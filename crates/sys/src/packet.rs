@@ -19,6 +19,9 @@ const ETH_P_ALL: u16 = 0x0003;
 const PACKET_FANOUT: i32 = 18;
 const PACKET_FANOUT_HASH: u32 = 0;
 const PACKET_FANOUT_FLAG_DEFRAG: u32 = 0x8000;
+/// A fanout group has a receive hook of its own: without this flag it hands the group the frames its
+/// members send, whatever PACKET_IGNORE_OUTGOING says on each (Linux 4.20).
+const PACKET_FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 
 #[derive(Debug)]
 pub struct PacketSocket {
@@ -89,7 +92,8 @@ impl PacketSocket {
             v.push(PacketSocket::open(name)?);
         }
         for s in &v {
-            let arg = (id | (PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG) << 16) as i32;
+            let flags = PACKET_FANOUT_HASH | PACKET_FANOUT_FLAG_DEFRAG | PACKET_FANOUT_FLAG_IGNORE_OUTGOING;
+            let arg = (id | flags << 16) as i32;
             setsockopt_int(s.fd.as_raw_fd(), libc::SOL_PACKET, PACKET_FANOUT, arg)?;
         }
         Ok(v)

@@ -31,7 +31,12 @@ const OPTIONS: &[(&str, &str, &str)] = &[
     ("--db", "PATH", "the configuration database (default /var/lib/weft/conf.db); it survives kill -9"),
     ("--socket", "PATH", "the control socket weft talks to (default /run/weft/weft.sock), mode 0600"),
     ("--metrics", "IP:PORT", "serve Prometheus metrics on http://IP:PORT/metrics"),
-    ("--workers", "N", "datapath threads, each with a share of every port's queues (default: WEFT_WORKERS, else 1)"),
+    (
+        "--workers",
+        "N",
+        "datapath threads, each with a share of every port's queues (default: WEFT_WORKERS, else one per CPU weftd \
+         may run on, at most 16)",
+    ),
     ("--log-level", "LEVEL", "error, warn, info (the default) or debug; weft vlog/set changes it while running"),
     ("--version", "", "the version and the git commit it was built from"),
     ("--help", "", "this help"),
@@ -202,15 +207,15 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Datapath workers when `--workers` is not given: `WEFT_WORKERS`, else one.
+/// Datapath workers when `--workers` is not given: `WEFT_WORKERS`, else one per CPU this process may run on
+/// (its affinity mask, which containers and `taskset` narrow), at most 16.
 fn default_workers() -> anyhow::Result<usize> {
     match std::env::var("WEFT_WORKERS") {
         Ok(v) => match v.parse::<usize>() {
             Ok(n) if (1..=256).contains(&n) => Ok(n),
             _ => bail!("WEFT_WORKERS={v:?}: takes a number from 1 to 256"),
         },
-        // One until the whole interop suite passes with more (issue 21).
-        Err(_) => Ok(1),
+        Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get()).min(16)),
     }
 }
 

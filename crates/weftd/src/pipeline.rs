@@ -181,6 +181,8 @@ pub struct Pipeline {
     pub pool_ports: Vec<Vec<u16>>,
     /// ESP sockets (UDP port 4500 and IP protocol 50, per address family) when some tunnel has IPsec.
     pub esp: Vec<EspSocket>,
+    /// Held by a worker while it numbers and sends GRE packets of ports with `seq=true`.
+    pub gre_lock: std::sync::Mutex<()>,
 }
 
 /// A socket ESP arrives on and leaves by.
@@ -202,6 +204,7 @@ impl Pipeline {
             pools: vec![],
             pool_ports: vec![],
             esp: vec![],
+            gre_lock: Default::default(),
         }
     }
 }
@@ -711,7 +714,7 @@ impl Resources {
             }
         }
         let core = Arc::new(weft_datapath::switch::Pipeline::new(generation, bridges, descs, demux));
-        Ok(Pipeline { core, ports, rx_sockets, pools, pool_ports, esp })
+        Ok(Pipeline { core, ports, rx_sockets, pools, pool_ports, esp, gre_lock: Default::default() })
     }
 
     /// Closes what `cfg` no longer uses; TAPs of removed ports are deleted.

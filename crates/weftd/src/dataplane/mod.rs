@@ -99,6 +99,10 @@ struct TxEntry {
     train_head: u8,
     /// ESP: the UDP source port of the tunnel packet inside.
     sport: u16,
+    /// A GRE port that numbers its packets: the header (with the flow's tunnel ID, if any) is built when
+    /// the queue is sent, under the pipeline's GRE lock, so that numbers leave in order whichever worker
+    /// sends them.
+    late_gre: Option<Option<u32>>,
 }
 
 /// Which kernel object a queued frame leaves through.

@@ -70,6 +70,7 @@ impl Dataplane {
             packets: 1,
             train_head: 0,
             sport: 0,
+            late_gre: None,
         });
         if gso.is_some() {
             self.switch.counter(port).gso_tx += 1;
@@ -91,9 +92,17 @@ impl Dataplane {
         let frame = resolve(&self.rx, &self.seg, &self.scratch, bytes);
         let outer = t.outer_ip(frame);
         let meta = IpMeta { tos: outer.tos, ttl: outer.ttl };
-        // The switch builds the header (a flow's tunnel ID, GRE sequence number and checksum).
-        let header = self.switch.tunnel_header(port, e.vni, frame).unwrap_or(TunnelHeader::PORT);
         let spec = &t.spec_for(e.vni);
+        // A numbered GRE packet gets its header when it is sent (see `TxEntry::late_gre`); one a capture
+        // watches, now (the capture shows it).
+        let late =
+            t.spec.encap == Encap::Gre && t.spec.seq && spec.ipsec.is_none() && !self.tapped[usize::from(port.0)];
+        // The switch builds the header (a flow's tunnel ID, GRE sequence number and checksum).
+        let header = if late {
+            TunnelHeader::PORT
+        } else {
+            self.switch.tunnel_header(port, e.vni, frame).unwrap_or(TunnelHeader::PORT)
+        };
         let mut prefix = [0u8; PREFIX_MAX];
         let prefix_len = header.built().len();
         prefix[..prefix_len].copy_from_slice(header.built());
@@ -144,7 +153,7 @@ impl Dataplane {
                 dest,
                 prefix,
                 prefix_len: prefix_len as u8,
-                port_header: header.is_port_header(),
+                port_header: header.is_port_header() && !late,
                 meta,
                 tag,
                 segment: 0,
@@ -152,6 +161,7 @@ impl Dataplane {
                 train_head: 0,
                 // Source ports spread flows as the tunnel's own socket pool would.
                 sport: 49152 + (hash % 16384) as u16,
+                late_gre: late.then_some(e.vni),
             });
         }
     }
@@ -397,6 +407,7 @@ impl Dataplane {
                     packets: k as u16,
                     train_head: head.len() as u8,
                     sport: 0,
+                    late_gre: None,
                 });
                 at += len;
                 left -= k;
@@ -471,6 +482,33 @@ impl Dataplane {
                 },
                 Sink::Udp { pool, socket } => pipeline.pools[usize::from(pool)][usize::from(socket)].as_raw_fd(),
                 Sink::Esp { .. } | Sink::Tap(_) => continue,
+            };
+            // Numbered GRE packets: numbers are taken and the packets sent under one lock, so the wire
+            // carries them in order.
+            let _numbering = if self.txq.iter().any(|e| e.sink == sink && e.late_gre.is_some()) {
+                let guard = pipeline.gre_lock.lock().unwrap_or_else(|e| e.into_inner());
+                // One number per frame: its copies to several remotes (head-end replication) share it.
+                let mut last: Option<(PortIdx, Bytes, [u8; PREFIX_MAX], u8)> = None;
+                for e in self.txq.iter_mut().filter(|e| e.sink == sink) {
+                    let Some(vni) = e.late_gre else { continue };
+                    match last {
+                        Some((p, b, prefix, len)) if p == e.port && b == e.bytes => {
+                            (e.prefix, e.prefix_len) = (prefix, len);
+                        }
+                        _ => {
+                            let frame = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
+                            if let Some(h) = self.switch.tunnel_header(e.port, vni, frame) {
+                                let built = h.built();
+                                e.prefix[..built.len()].copy_from_slice(built);
+                                e.prefix_len = built.len() as u8;
+                            }
+                        }
+                    }
+                    last = Some((e.port, e.bytes, e.prefix, e.prefix_len));
+                }
+                Some(guard)
+            } else {
+                None
             };
             let mut owners: [(PortIdx, usize, u16, bool); BATCH] = [(PortIdx(0), 0, 0, false); BATCH];
             let counters = &mut self.switch;
