@@ -195,6 +195,11 @@ impl Weftd {
 
     /// The datapath workers this daemon runs, as its start-up line says.
     pub fn workers(&self) -> usize {
+        // The line follows the control socket by a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.log().contains(" datapath worker(s)") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let log = self.log();
         let n = log
             .split(" datapath worker(s)")
