@@ -179,33 +179,6 @@ pub fn segment(
     out: &mut [u8],
     mut on_segment: impl FnMut(std::ops::Range<usize>),
 ) -> Result<usize, OffloadError> {
-    cut(frame, hdr, layout, out, false, |seg, _| on_segment(seg))
-}
-
-/// Like [`segment`], but writes only each segment's headers (`head`, the frame's headers with the tag in,
-/// lengths, numbers and checksums made for that segment) into `out`, all of the same length one after
-/// another, and leaves the payload where it lies: `on_segment` gets the range of each segment's headers in
-/// `out` and of its payload in `frame`. A segment on the wire is its headers, then its payload (gathered
-/// by the caller's I/O, not copied). Returns the bytes of `out` used.
-pub fn segment_headers(
-    frame: &[u8],
-    hdr: &VnetHdr,
-    layout: SegmentLayout<'_>,
-    out: &mut [u8],
-    on_segment: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>),
-) -> Result<usize, OffloadError> {
-    cut(frame, hdr, layout, out, true, on_segment)
-}
-
-/// [`segment`] and [`segment_headers`]: with `gather`, payloads are left in `frame`.
-fn cut(
-    frame: &[u8],
-    hdr: &VnetHdr,
-    layout: SegmentLayout<'_>,
-    out: &mut [u8],
-    gather: bool,
-    mut on_segment: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>),
-) -> Result<usize, OffloadError> {
     let (v6, udp) = match hdr.gso_type & !GSO_ECN {
         GSO_TCPV4 => (false, false),
         GSO_TCPV6 => (true, false),
@@ -248,7 +221,7 @@ fn cut(
     let count = payload.len().div_ceil(mss).max(1);
     let (head, tag_len) = (layout.head, if layout.tag.is_some() { 4 } else { 0 });
     let per_segment = head.len() + tag_len + headers;
-    let needed = count * per_segment + if gather { 0 } else { payload.len() };
+    let needed = count * per_segment + payload.len();
     if needed > out.len() {
         return Err(OffloadError::NoRoom(needed));
     }
@@ -263,14 +236,11 @@ fn cut(
     let (l3s, l4s) = (l3 + tag_len, l4 + tag_len);
     let mut at = 0;
     for i in 0..count {
-        let chunk_at = (i * mss).min(payload.len())..((i + 1) * mss).min(payload.len());
-        let chunk = &payload[chunk_at.clone()];
-        let written = per_segment + if gather { 0 } else { chunk.len() };
-        let whole = &mut out[at..at + written];
+        let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
+        let whole = &mut out[at..at + per_segment + chunk.len()];
         whole[..head.len()].copy_from_slice(head);
         let seg = &mut whole[head.len()..];
-        // The segment's length on the wire (its payload may stay behind).
-        let seg_len = tag_len + headers + chunk.len();
+        let seg_len = seg.len();
         match &layout.tag {
             Some(tag) => {
                 seg[..12].copy_from_slice(&frame[..12]);
@@ -279,9 +249,7 @@ fn cut(
             }
             None => seg[..headers].copy_from_slice(&frame[..headers]),
         }
-        if !gather {
-            seg[tag_len + headers..].copy_from_slice(chunk);
-        }
+        seg[tag_len + headers..].copy_from_slice(chunk);
         let l3_len = seg_len - l3s;
         if v6 {
             seg[l3s + 4..l3s + 6].copy_from_slice(&((l3_len - 40) as u16).to_be_bytes());
@@ -319,19 +287,14 @@ fn cut(
             l4s + weft_wire::tcp::CHECKSUM_OFFSET
         };
         seg[csum_at..csum_at + 2].copy_from_slice(&[0, 0]);
-        // The L4 header is a whole number of 16-bit words (TCP: of 32), so the payload's sum adds on.
-        let body = if gather {
-            checksum::combine(checksum::sum(&seg[l4s..]), checksum::sum(chunk))
-        } else {
-            checksum::sum(&seg[l4s..])
-        };
-        let mut c = checksum::finish(checksum::combine(pseudo, body));
+        let mut c = checksum::finish(checksum::combine(pseudo, checksum::sum(&seg[l4s..])));
         if udp && c == 0 {
             c = 0xffff; // a computed UDP checksum of zero goes as all ones (RFC 768)
         }
         seg[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
-        on_segment(at..at + written, headers + chunk_at.start..headers + chunk_at.end);
-        at += written;
+        let len = per_segment + chunk.len();
+        on_segment(at..at + len);
+        at += len;
     }
     Ok(at)
 }
@@ -431,59 +394,6 @@ mod tests {
             payload.extend_from_slice(t.payload());
         }
         assert_eq!(payload, f[54..].to_vec());
-    }
-
-    /// Headers written apart and payloads left in the frame make, put together, the very bytes `segment`
-    /// writes: TCP and UDP, with a tunnel head and a tag, odd payload lengths included.
-    #[test]
-    fn segment_headers_gathered_equal_segment() {
-        for (payload, mss, udp) in [(3000, 1400, false), (2999, 1000, false), (2501, 1000, true), (700, 1400, false)] {
-            let mut f = tso_frame(payload);
-            for (i, b) in f[54..].iter_mut().enumerate() {
-                *b = (i * 7 % 253) as u8;
-            }
-            let hdr = if udp {
-                f[23] = 17;
-                f[34 + 4..34 + 6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
-                let len = 20 + 8 + payload;
-                let mut f2 = f[..42].to_vec();
-                f2.extend_from_slice(&f[54..]);
-                f2[16..18].copy_from_slice(&(len as u16).to_be_bytes());
-                f = f2;
-                VnetHdr {
-                    flags: F_NEEDS_CSUM,
-                    gso_type: GSO_UDP_L4,
-                    hdr_len: 42,
-                    gso_size: mss,
-                    csum_start: 34,
-                    csum_offset: 6,
-                }
-            } else {
-                VnetHdr {
-                    flags: F_NEEDS_CSUM,
-                    gso_type: GSO_TCPV4,
-                    hdr_len: 54,
-                    gso_size: mss,
-                    csum_start: 34,
-                    csum_offset: 16,
-                }
-            };
-            let head = [0x5au8; 8];
-            let layout = SegmentLayout { head: &head, tag: Some([0x81, 0x00, 0x00, 0x07]) };
-            let mut whole = vec![0u8; 16000];
-            let mut ranges = Vec::new();
-            segment(&f, &hdr, layout, &mut whole, |r| ranges.push(r)).unwrap();
-            let mut heads = vec![0u8; 4000];
-            let mut parts = Vec::new();
-            let used = segment_headers(&f, &hdr, layout, &mut heads, |h, p| parts.push((h, p))).unwrap();
-            assert_eq!(parts.len(), ranges.len());
-            assert_eq!(used, parts.iter().map(|(h, _)| h.len()).sum::<usize>());
-            for ((h, p), r) in parts.iter().zip(&ranges) {
-                let mut gathered = heads[h.clone()].to_vec();
-                gathered.extend_from_slice(&f[p.clone()]);
-                assert_eq!(gathered, whole[r.clone()].to_vec(), "payload {payload}, mss {mss}, udp {udp}");
-            }
-        }
     }
 
     #[test]

@@ -301,9 +301,8 @@ pub fn to_storage(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::s
     }
 }
 
-/// The most slices one outgoing message may be gathered from: a UDP_SEGMENT train of 64 datagrams, each
-/// its headers and its payload where it lies, and two more.
-pub const MAX_PARTS: usize = 130;
+/// The most slices one outgoing message may be gathered from.
+pub const MAX_PARTS: usize = 4;
 
 /// Per-packet IP header fields for an outgoing datagram, passed as ancillary data (`IP_TOS`/`IP_TTL`, or
 /// `IPV6_TCLASS`/`IPV6_HOPLIMIT`); `None` keeps the socket's value.
@@ -415,26 +414,11 @@ impl<'d> SendBatch<'_, 'd> {
     /// `segment` bytes each (the last may be shorter) that the kernel sends as separate datagrams
     /// (UDP_SEGMENT): at most 64 of them and 65,000 bytes in all.
     pub fn push_segmented(&mut self, parts: &[&'d [u8]], dest: Option<&SocketAddr>, meta: IpMeta, segment: u16) {
-        self.push_gathered(parts.iter().copied(), dest, meta, segment);
-    }
-
-    /// Like [`push_segmented`](Self::push_segmented), with the slices from an iterator (at most
-    /// [`MAX_PARTS`]).
-    pub fn push_gathered(
-        &mut self,
-        parts: impl IntoIterator<Item = &'d [u8]>,
-        dest: Option<&SocketAddr>,
-        meta: IpMeta,
-        segment: u16,
-    ) {
-        assert!(!self.is_full(), "send batch overflow");
+        assert!(!self.is_full() && parts.len() <= MAX_PARTS, "send batch overflow");
         let i = self.len;
-        let mut n = 0;
-        for p in parts {
-            assert!(n < MAX_PARTS, "send batch overflow");
-            self.st.iovs[i * MAX_PARTS + n] =
+        for (k, p) in parts.iter().enumerate() {
+            self.st.iovs[i * MAX_PARTS + k] =
                 libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() };
-            n += 1;
         }
         let namelen = match dest {
             Some(d) => to_storage(d, &mut self.st.addrs[i]),
@@ -449,7 +433,7 @@ impl<'d> SendBatch<'_, 'd> {
         h.msg_namelen = namelen;
         // SAFETY: `i * MAX_PARTS` is inside `iovs`, which holds `capacity * MAX_PARTS` entries.
         h.msg_iov = unsafe { self.st.iovs.as_mut_ptr().add(i * MAX_PARTS) };
-        h.msg_iovlen = n;
+        h.msg_iovlen = parts.len();
         let v6 = dest.is_some_and(SocketAddr::is_ipv6);
         let mut used = 0;
         let ctrl = &mut self.st.ctrl[i];

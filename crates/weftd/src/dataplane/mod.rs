@@ -103,15 +103,6 @@ struct TxEntry {
     /// the queue is sent, under the pipeline's GRE lock, so that numbers leave in order whichever worker
     /// sends them.
     late_gre: Option<Option<u32>>,
-    /// A train whose payloads stay where the offloaded frame lies: `bytes` holds each datagram's headers
-    /// (`Gather::head_len` bytes each, one after another), `Gather::payload` the payloads back to back.
-    gather: Option<Gather>,
-}
-
-#[derive(Clone, Copy)]
-struct Gather {
-    payload: Bytes,
-    head_len: u16,
 }
 
 /// Which kernel object a queued frame leaves through.

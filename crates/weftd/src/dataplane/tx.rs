@@ -71,7 +71,6 @@ impl Dataplane {
             train_head: 0,
             sport: 0,
             late_gre: None,
-            gather: None,
         });
         if gso.is_some() {
             self.switch.counter(port).gso_tx += 1;
@@ -163,7 +162,6 @@ impl Dataplane {
                 // Source ports spread flows as the tunnel's own socket pool would.
                 sport: 49152 + (hash % 16384) as u16,
                 late_gre: late.then_some(e.vni),
-                gather: None,
             });
         }
     }
@@ -196,7 +194,6 @@ impl Dataplane {
         let queue = std::mem::take(&mut self.txq);
         for e in &queue {
             let joinable = matches!(e.sink, Sink::Udp { .. })
-                && e.gather.is_none()
                 && e.segment == 0
                 && e.dest.is_some()
                 && pipeline.core.port(e.port).tunnel().is_some_and(|t| t.spec.encap != Encap::Gre);
@@ -375,10 +372,6 @@ impl Dataplane {
         targets: &[IpAddr],
         dport: u16,
     ) {
-        if matches!(sink, Sink::Udp { .. }) {
-            self.output_train_gathered(port, sink, bytes, gso, head, tag, meta, targets, dport);
-            return;
-        }
         let (mut base, mut first, mut count) = (None, 0usize, 0usize);
         let layout = offload::SegmentLayout { head, tag };
         let done = self.segment_to_scratch(bytes, gso, layout, port, |r| {
@@ -415,106 +408,11 @@ impl Dataplane {
                     train_head: head.len() as u8,
                     sport: 0,
                     late_gre: None,
-                    gather: None,
                 });
                 at += len;
                 left -= k;
             }
         }
-    }
-
-    /// [`output_train`](Self::output_train) without copying the payload: only each datagram's headers are
-    /// written to the scratch area; the send gathers headers and payload chunks from where they lie.
-    #[allow(clippy::too_many_arguments)]
-    fn output_train_gathered(
-        &mut self,
-        port: PortIdx,
-        sink: Sink,
-        bytes: Bytes,
-        gso: &VnetHdr,
-        head: &[u8],
-        tag: Option<[u8; 4]>,
-        meta: IpMeta,
-        targets: &[IpAddr],
-        dport: u16,
-    ) {
-        // The first datagram's headers (where, how long) and payload (where in the frame, how long), and
-        // where the last payload ends.
-        let (mut first, mut count, mut end) = (None, 0usize, 0usize);
-        let layout = offload::SegmentLayout { head, tag };
-        let done = self.headers_to_scratch(bytes, gso, layout, port, |h, p| {
-            if count == 0 {
-                first = Some((h.start, h.len(), p.start, p.len()));
-            }
-            end = p.end;
-            count += 1;
-        });
-        let (true, Some((heads, head_len, start, mss))) = (done, first) else { return };
-        let size = head_len + mss;
-        let per_train = UDP_GSO_SEGMENTS.min(UDP_GSO_BYTES / size.max(1)).max(1);
-        for ip in targets {
-            let dest = Some(SocketAddr::new(*ip, dport));
-            let (mut left, mut done) = (count, 0usize);
-            while left > 0 {
-                let k = left.min(per_train);
-                let from = start + done * mss;
-                let to = if k == left { end } else { from + k * mss };
-                let payload = Data { area: bytes.area, start: bytes.start + from as u32, len: (to - from) as u32 };
-                self.enqueue(TxEntry {
-                    sink,
-                    port,
-                    bytes: seg_bytes((heads + done * head_len) as u32, (k * head_len) as u32),
-                    dest,
-                    prefix: [0; PREFIX_MAX],
-                    prefix_len: 0,
-                    port_header: false,
-                    meta,
-                    tag: None,
-                    segment: if k > 1 { size as u16 } else { 0 },
-                    packets: k as u16,
-                    train_head: head.len() as u8,
-                    sport: 0,
-                    late_gre: None,
-                    gather: Some(Gather { payload, head_len: head_len as u16 }),
-                });
-                done += k;
-                left -= k;
-            }
-        }
-    }
-
-    /// [`segment_to_scratch`](Self::segment_to_scratch) writing only each segment's headers; `on_segment`
-    /// gets their range in the scratch area and the payload's range within the frame.
-    fn headers_to_scratch(
-        &mut self,
-        bytes: Bytes,
-        gso: &VnetHdr,
-        layout: offload::SegmentLayout<'_>,
-        port: PortIdx,
-        mut on_segment: impl FnMut(std::ops::Range<usize>, std::ops::Range<usize>),
-    ) -> bool {
-        for attempt in 0..2 {
-            let base = self.seg_used;
-            let (frame, out) = frame_and_room(&self.rx, &mut self.seg, &self.scratch, base, bytes);
-            let why = match offload::segment_headers(frame, gso, layout, out, |h, p| {
-                on_segment(base + h.start..base + h.end, p)
-            }) {
-                Ok(used) => {
-                    self.seg_used += used;
-                    return true;
-                }
-                Err(offload::OffloadError::NoRoom(_)) if attempt == 0 && bytes.area == Area::Rx => {
-                    self.flush();
-                    continue;
-                }
-                Err(offload::OffloadError::NoRoom(_)) => DropReason::TxError,
-                Err(offload::OffloadError::Unsupported(_)) => DropReason::UnsupportedOffload,
-                Err(offload::OffloadError::Malformed(_)) => DropReason::Malformed,
-            };
-            self.switch.counter(port).drop(why);
-            return false;
-        }
-        false
     }
 
     pub(super) fn enqueue(&mut self, entry: TxEntry) {
@@ -635,23 +533,6 @@ impl Dataplane {
             let mut batch = self.mmsg.start();
             for e in self.txq.iter().filter(|e| e.sink == sink) {
                 let data = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
-                if let Some(g) = e.gather {
-                    // Each datagram: its headers, then its payload chunk where the frame lies.
-                    let payload = resolve(&self.rx, &self.seg, &self.scratch, g.payload);
-                    let (hl, n) = (usize::from(g.head_len), usize::from(e.packets));
-                    let mss = if n > 1 { usize::from(e.segment) - hl } else { payload.len() };
-                    let parts = (0..n).flat_map(|k| {
-                        let chunk = &payload[(k * mss).min(payload.len())..((k + 1) * mss).min(payload.len())];
-                        [&data[k * hl..(k + 1) * hl], chunk]
-                    });
-                    let frames = data.len() + payload.len() - n * usize::from(e.train_head);
-                    owners[batch.len()] = (e.port, frames, e.packets, e.segment > 0);
-                    batch.push_gathered(parts, e.dest.as_ref(), e.meta, e.segment);
-                    if batch.is_full() {
-                        batch.send_with(fd, |k, ok| account(&owners, k, ok));
-                    }
-                    continue;
-                }
                 let head: &[u8] = match &pipeline.core.port(e.port).kind {
                     PortKind::Tunnel(t) if e.port_header => &t.header,
                     _ => &e.prefix[..usize::from(e.prefix_len)],
