@@ -106,7 +106,7 @@ class Setup:
         else:
             name = self.kind.removeprefix("before-")
             binary = BEFORE if self.kind.startswith("before-") else BIN
-            ty = name.split("-")[1]
+            ty = name.split("@")[0].split("-")[1]
             env = dict(os.environ)
             # weft-vxlan@2: two datapath workers (without @N: weftd's default, one per core).
             workers = ["--workers", name.split("@")[1]] if "@" in name else []
