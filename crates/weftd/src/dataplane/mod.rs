@@ -323,7 +323,7 @@ impl Dataplane {
                 epoll.add(s.as_raw_fd(), TOKEN_UDP + i as u64)?;
             }
         }
-        // ESP is opened by worker 0 alone: the anti-replay window of an SA is one (outbound sequence numbers
+        // ESP is read by worker 0 alone: the anti-replay window of an SA is one (outbound sequence numbers
         // are shared by every worker that seals).
         if w == 0 {
             for (i, s) in self.pipeline.esp.iter().enumerate() {
