@@ -165,9 +165,15 @@ fn run() -> anyhow::Result<()> {
     for (w, (rx, wake)) in inputs.into_iter().enumerate() {
         let (empty, sharing) = (empty.clone(), sharing.clone());
         // A worker's batches hold raw pointers for the kernel, so it is built on its own thread.
-        std::thread::Builder::new()
-            .name(format!("datapath{w}"))
-            .spawn(move || dataplane::Dataplane::new(w, sharing, clock, empty, rx, wake).run())?;
+        std::thread::Builder::new().name(format!("datapath{w}")).spawn(move || {
+            let run = || dataplane::Dataplane::new(w, sharing, clock, empty, rx, wake).run();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
+                // The other workers would wait for this one at the next configuration change: the whole
+                // daemon stops instead, and a supervisor starts it again from its database.
+                tracing::error!("datapath worker {w} panicked; weftd stops");
+                std::process::abort();
+            }
+        })?;
     }
     let cfg = state.config.clone();
     state.install(pipeline, &cfg);
