@@ -106,13 +106,14 @@ class Setup:
         else:
             name = self.kind.removeprefix("before-")
             binary = BEFORE if self.kind.startswith("before-") else BIN
-            ty = name.split("@")[0].split("-")[1]
-            env = dict(os.environ)
             # weft-vxlan@2: two datapath workers (without @N: weftd's default, one per core).
-            workers = ["--workers", name.split("@")[1]] if "@" in name else []
-            if name.split("@")[0].endswith("-nooffload"):
+            setup, _, n = name.partition("@")
+            ty = setup.split("-")[1]
+            env = dict(os.environ)
+            workers = ["--workers", n] if n else []
+            if setup.endswith("-nooffload"):
                 env["WEFT_OFFLOADS"] = "off"
-            extra = " options:psk=bench-secret" if name.split("@")[0].endswith("-ipsec") else ""
+            extra = " options:psk=bench-secret" if setup.endswith("-ipsec") else ""
             if extra:
                 # ESP takes 45 more bytes: the endpoints get the MTU weft gives a TAP on such a bridge.
                 for n in ("cb-l", "cb-r"):

@@ -201,12 +201,7 @@ impl Weftd {
             std::thread::sleep(Duration::from_millis(20));
         }
         let log = self.log();
-        let n = log
-            .split(" datapath worker(s)")
-            .next()
-            .filter(|_| log.contains(" datapath worker(s)"))
-            .and_then(|head| head.rsplit(' ').next())
-            .and_then(|n| n.parse().ok());
+        let n = log.find(" datapath worker(s)").and_then(|end| log[..end].rsplit(' ').next()?.parse().ok());
         n.unwrap_or_else(|| panic!("weftd did not say how many workers it runs:\n{log}"))
     }
 

@@ -126,10 +126,6 @@ pub trait Merge: Sized {
     fn merge(answers: Vec<Self>) -> Self;
 }
 
-fn first<T>(answers: Vec<T>) -> T {
-    answers.into_iter().next().expect("one answer at least")
-}
-
 /// Merges per-worker answers that each may be `None` (an unknown bridge: the same for all).
 fn each<T>(answers: Vec<Option<T>>, mut add: impl FnMut(&mut T, T)) -> Option<T> {
     let mut it = answers.into_iter();
@@ -153,7 +149,7 @@ impl Merge for bool {
 impl Merge for Result<Vec<TraceStep>, String> {
     const ONE: bool = true;
     fn merge(answers: Vec<Self>) -> Self {
-        first(answers)
+        answers.into_iter().next().unwrap_or_else(|| Err("the datapath did not answer".into()))
     }
 }
 
