@@ -140,7 +140,7 @@ fn new_bridge_has_the_normal_flow_and_flows_survive_restart() {
     let dump = w.weft("dump-flows sw1");
     assert_eq!(dump.lines().count(), 3, "{dump}");
     assert!(dump.contains("cookie=0x2a") && dump.contains("hard_timeout=3600"), "{dump}");
-    assert!(dump.contains("table=1") && dump.contains("dl_vlan=10 actions=strip_vlan,NORMAL"), "{dump}");
+    assert!(dump.contains("table=1") && dump.contains("dl_vlan=10 actions=pop_vlan,NORMAL"), "{dump}");
     // Timeouts expire.
     w.weft("add-flow sw1 priority=7,udp,hard_timeout=1,actions=drop");
     assert!(w.weft("dump-flows sw1").contains("hard_timeout=1"));

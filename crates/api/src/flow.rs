@@ -39,6 +39,199 @@ pub enum Field {
     TunId,
     TunSrc,
     TunDst,
+    /// Register `n` (0..16), 32 bits, zero when a packet enters the bridge.
+    Reg(u8),
+    /// OpenFlow's 64-bit metadata.
+    Metadata,
+    /// The packet mark, 32 bits.
+    PktMark,
+    /// `xreg n`: registers 2n and 2n+1 as one 64-bit field. Only in `load`/`move`; a match on it is kept
+    /// as matches on its two registers (as OVS prints it).
+    XReg(u8),
+    /// `xxreg n`: registers 4n..4n+3 as one 128-bit field (as [`Field::XReg`]).
+    XXReg(u8),
+}
+
+/// Bits `ofs .. ofs + nbits` of a field, as `load` and `move` name them (`NXM_NX_REG0[0..15]`, `reg0[3]`,
+/// `metadata[]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubField {
+    pub field: Field,
+    pub ofs: u16,
+    pub nbits: u16,
+}
+
+/// What `load`/`move`/`set_field` may name: (field, its names, NXM/OXM name, width in bits, writable).
+/// The first name is the one `set_field` prints.
+fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], String, u16, bool)> {
+    const FIXED: &[(Field, &[&str], &str, u16, bool)] = &[
+        (Field::Metadata, &["metadata"], "OXM_OF_METADATA", 64, true),
+        (Field::PktMark, &["pkt_mark"], "NXM_NX_PKT_MARK", 32, true),
+        (Field::TunId, &["tun_id", "tunnel_id"], "NXM_NX_TUN_ID", 64, true),
+        (Field::DlSrc, &["eth_src", "dl_src"], "NXM_OF_ETH_SRC", 48, true),
+        (Field::DlDst, &["eth_dst", "dl_dst"], "NXM_OF_ETH_DST", 48, true),
+        (Field::InPort, &["in_port"], "NXM_OF_IN_PORT", 16, false),
+        (Field::DlType, &["eth_type", "dl_type"], "NXM_OF_ETH_TYPE", 16, false),
+        (Field::VlanTci, &["vlan_tci"], "NXM_OF_VLAN_TCI", 16, false),
+        (Field::NwSrc, &["ip_src", "nw_src"], "NXM_OF_IP_SRC", 32, false),
+        (Field::NwDst, &["ip_dst", "nw_dst"], "NXM_OF_IP_DST", 32, false),
+        (Field::NwProto, &["nw_proto", "ip_proto"], "NXM_OF_IP_PROTO", 8, false),
+        (Field::NwTos, &["nw_tos"], "NXM_OF_IP_TOS", 8, false),
+        (Field::TpSrc, &["tcp_src", "tp_src"], "NXM_OF_TCP_SRC", 16, false),
+        (Field::TpDst, &["tcp_dst", "tp_dst"], "NXM_OF_TCP_DST", 16, false),
+        (Field::Ipv6Src, &["ipv6_src"], "NXM_NX_IPV6_SRC", 128, false),
+        (Field::Ipv6Dst, &["ipv6_dst"], "NXM_NX_IPV6_DST", 128, false),
+        (Field::ArpOp, &["arp_op"], "NXM_OF_ARP_OP", 16, false),
+        (Field::ArpSpa, &["arp_spa"], "NXM_OF_ARP_SPA", 32, false),
+        (Field::ArpTpa, &["arp_tpa"], "NXM_OF_ARP_TPA", 32, false),
+        (Field::TunSrc, &["tun_src"], "NXM_NX_TUN_IPV4_SRC", 32, false),
+        (Field::TunDst, &["tun_dst"], "NXM_NX_TUN_IPV4_DST", 32, false),
+    ];
+    const REGS: [&str; 16] = [
+        "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10", "reg11", "reg12",
+        "reg13", "reg14", "reg15",
+    ];
+    const XREGS: [&str; 8] = ["xreg0", "xreg1", "xreg2", "xreg3", "xreg4", "xreg5", "xreg6", "xreg7"];
+    const XXREGS: [&str; 4] = ["xxreg0", "xxreg1", "xxreg2", "xxreg3"];
+    let regs =
+        (0..16u8).map(|n| (Field::Reg(n), &REGS[usize::from(n)..=usize::from(n)], format!("NXM_NX_REG{n}"), 32, true));
+    let xregs = (0..8u8)
+        .map(|n| (Field::XReg(n), &XREGS[usize::from(n)..=usize::from(n)], format!("OXM_OF_PKT_REG{n}"), 64, true));
+    let xxregs = (0..4u8)
+        .map(|n| (Field::XXReg(n), &XXREGS[usize::from(n)..=usize::from(n)], format!("NXM_NX_XXREG{n}"), 128, true));
+    FIXED
+        .iter()
+        .map(|&(f, names, nxm, bits, w)| (f, names, nxm.to_string(), bits, w))
+        .chain(regs)
+        .chain(xregs)
+        .chain(xxregs)
+}
+
+impl Field {
+    /// Width in bits as `load`/`move` see the field (in_port as OpenFlow 1.0's 16-bit port).
+    pub fn bits(self) -> u16 {
+        named_fields().find(|n| n.0 == self).map_or(0, |n| n.3)
+    }
+
+    /// The NXM/OXM name `load` and `move` print.
+    pub fn nxm_name(self) -> String {
+        named_fields().find(|n| n.0 == self).map_or_else(|| format!("{self:?}"), |n| n.2)
+    }
+
+    /// The name `set_field` prints.
+    pub fn name(self) -> &'static str {
+        named_fields().find(|n| n.0 == self).map_or("?", |n| n.1[0])
+    }
+
+    /// Whether actions may write it (registers, metadata, the mark, the tunnel ID, the Ethernet addresses).
+    pub fn writable(self) -> bool {
+        named_fields().any(|n| n.0 == self && n.4)
+    }
+}
+
+impl fmt::Display for SubField {
+    /// `NAME[]` for the whole field, `NAME[N]` for one bit, `NAME[A..B]` for a range.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[", self.field.nxm_name())?;
+        if self.ofs != 0 || self.nbits != self.field.bits() {
+            if self.nbits == 1 {
+                write!(f, "{}", self.ofs)?;
+            } else {
+                write!(f, "{}..{}", self.ofs, self.ofs + self.nbits - 1)?;
+            }
+        }
+        f.write_str("]")
+    }
+}
+
+/// A number as OVS prints hexadecimal fields: `0` or `0x…`.
+pub fn hex(v: u128) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("0x{v:x}")
+    }
+}
+
+/// `NAME`, `NAME[]`, `NAME[N]` or `NAME[A..B]`, NAME an NXM/OXM name or a field name.
+fn sub_field(token: &str, text: &str) -> Result<SubField, FlowError> {
+    let (name, range) = match text.split_once('[') {
+        Some((n, r)) => (n, Some(r.strip_suffix(']').ok_or_else(|| err(token, format!("{text:?}: missing ]")))?)),
+        None => (text, None),
+    };
+    let (field, width) = named_fields()
+        .find(|n| n.2.eq_ignore_ascii_case(name) || n.1.contains(&name))
+        .map(|n| (n.0, n.3))
+        .ok_or_else(|| err(token, format!("unknown field {name:?}")))?;
+    let (ofs, nbits) = match range {
+        None | Some("") => (0, width),
+        Some(r) => {
+            let bit = |t: &str| t.trim().parse::<u16>().map_err(|_| err(token, format!("{r:?} is not a bit range")));
+            let (a, b) = match r.split_once("..") {
+                Some((a, b)) => (bit(a)?, bit(b)?),
+                None => (bit(r)?, bit(r)?),
+            };
+            if a > b || b >= width {
+                return Err(err(token, format!("bits {a}..{b} are not within the {width} bits of {name}")));
+            }
+            (a, b - a + 1)
+        }
+    };
+    Ok(SubField { field, ofs, nbits })
+}
+
+/// Writes of `value` under `mask` into `field` as OVS carries them: one `load` per run of ones in the mask,
+/// each at most 64 bits (what NXAST_REG_LOAD holds), lowest bits first.
+pub fn loads(field: Field, value: u128, mask: u128) -> Vec<Action> {
+    let mut out = Vec::new();
+    let mut rest = mask;
+    while rest != 0 {
+        let ofs = rest.trailing_zeros();
+        let run = (rest >> ofs).trailing_ones().min(64);
+        let bits = if run >= 128 { u128::MAX } else { ((1u128 << run) - 1) << ofs };
+        out.push(Action::Load {
+            dst: SubField { field, ofs: ofs as u16, nbits: run as u16 },
+            value: (value & bits) >> ofs,
+        });
+        rest &= !bits;
+    }
+    out
+}
+
+/// A match on a register (`regN`, `xregN`, `xxregN`), the metadata or the mark, as matches on 32-bit
+/// registers (parts under an all-zero mask left out, as OVS does); `None` when `key` is none of them.
+fn reg_match(tok: &str, key: &str, v: &str) -> Result<Option<Vec<Match>>, FlowError> {
+    let index = |prefix: &str, count: u8| -> Option<u8> {
+        key.strip_prefix(prefix).and_then(|n| n.parse::<u8>().ok()).filter(|n| *n < count && key != prefix)
+    };
+    let (first, regs, bits) = if let Some(n) = index("reg", 16) {
+        (n, 1, 32)
+    } else if let Some(n) = index("xreg", 8) {
+        (2 * n, 2, 64)
+    } else if let Some(n) = index("xxreg", 4) {
+        (4 * n, 4, 128)
+    } else {
+        let (field, bits) = match key {
+            "metadata" => (Field::Metadata, 64),
+            "pkt_mark" => (Field::PktMark, 32),
+            _ => return Ok(None),
+        };
+        let full = (1u128 << bits) - 1;
+        let (value, mask) = num_mask(tok, v, full)?;
+        return Ok(Some(if mask == 0 { Vec::new() } else { vec![Match { field, value: value & mask, mask }] }));
+    };
+    let full = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+    let (value, mask) = num_mask(tok, v, full)?;
+    let mut out = Vec::new();
+    for i in 0..regs {
+        // The first register holds the most significant 32 bits.
+        let shift = 32 * (regs - 1 - i);
+        let (pv, pm) = ((value >> shift) as u32, (mask >> shift) as u32);
+        if pm != 0 {
+            out.push(Match { field: Field::Reg(first + i), value: u128::from(pv & pm), mask: u128::from(pm) });
+        }
+    }
+    Ok(Some(out))
 }
 
 /// One field match: the bits of `value` under `mask`.
@@ -86,6 +279,28 @@ pub enum Action {
         table: Option<u8>,
     },
     GotoTable(u8),
+    /// `load:VALUE->DST`: the bits of DST become VALUE.
+    Load {
+        dst: SubField,
+        value: u128,
+    },
+    /// `set_field:VALUE[/MASK]->FIELD` on a register, xreg, xxreg, the metadata or the mark (a mask that is one
+    /// run of bits becomes a `load`, as OVS has it).
+    SetReg {
+        field: Field,
+        value: u128,
+        mask: u128,
+    },
+    /// `move:SRC->DST`: copies bits from one field to another.
+    Move {
+        src: SubField,
+        dst: SubField,
+    },
+    /// `write_metadata:VALUE[/MASK]` (an instruction: after the other actions, before goto_table).
+    WriteMetadata {
+        value: u64,
+        mask: u64,
+    },
 }
 
 /// A parsed flow.
@@ -264,12 +479,12 @@ fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>) -> Res
         return Ok(());
     }
     Err(match field {
-        Field::NwSrc | Field::NwDst => "needs ip or arp (dl_type=0x0800 or 0x0806) before it".into(),
-        Field::NwProto | Field::NwTos => "needs ip or ipv6 before it".into(),
-        Field::Ipv6Src | Field::Ipv6Dst => "needs ipv6 (dl_type=0x86dd) before it".into(),
-        Field::ArpSpa | Field::ArpTpa | Field::ArpOp => "needs arp before it".into(),
-        Field::TpSrc | Field::TpDst => "needs tcp, udp, tcp6 or udp6 before it".into(),
-        _ => "needs icmp or icmp6 before it".into(),
+        Field::NwSrc | Field::NwDst => "needs ip or arp (dl_type=0x0800 or 0x0806)".into(),
+        Field::NwProto | Field::NwTos => "needs ip or ipv6".into(),
+        Field::Ipv6Src | Field::Ipv6Dst => "needs ipv6 (dl_type=0x86dd)".into(),
+        Field::ArpSpa | Field::ArpTpa | Field::ArpOp => "needs arp".into(),
+        Field::TpSrc | Field::TpDst => "needs tcp, udp, tcp6 or udp6".into(),
+        _ => "needs icmp or icmp6".into(),
     })
 }
 
@@ -293,13 +508,13 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
     };
     let mut dl_type: Option<u16> = None;
     let mut nw_proto: Option<u8> = None;
-    let mut words: Vec<String> = Vec::new();
     let resolve = |tok: &str, name: &str| -> Result<u32, FlowError> {
         match name {
             "LOCAL" | "local" => Ok(OFPP_LOCAL),
             _ => port(name).ok_or_else(|| err(tok, format!("no port named or numbered {name:?}"))),
         }
     };
+    let mut checks: Vec<(Field, &str)> = Vec::new();
     for tok in toks {
         let (key, value) = match tok.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -335,10 +550,18 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 f.matches.retain(|m| m.field != Field::NwProto);
                 f.matches.push(Match { field: Field::NwProto, value: u128::from(p), mask: 0xff });
             }
-            words.push(key.to_string());
             continue;
         }
         let v = need()?;
+        if let Some(ms) = reg_match(tok, key, v)? {
+            for m in ms {
+                if f.matches.iter().any(|x| x.field == m.field) {
+                    return Err(err(tok, "the field is matched twice"));
+                }
+                f.matches.push(m);
+            }
+            continue;
+        }
         let field_and = |field: Field, (value, mask): (u128, u128)| Match { field, value: value & mask, mask };
         let m = match key {
             "priority" => {
@@ -417,20 +640,23 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             "tun_dst" => field_and(Field::TunDst, ipv4_mask(tok, v)?),
             other => return Err(err(tok, format!("unknown field {other:?}"))),
         };
-        prerequisite(m.field, dl_type, nw_proto).map_err(|why| err(tok, why))?;
         if f.matches.iter().any(|x| x.field == m.field) {
             return Err(err(tok, "the field is matched twice"));
         }
         f.matches.push(m);
-        words.push(tok.to_string());
+        checks.push((m.field, tok));
     }
-    f.match_text = words.join(",");
+    // Prerequisites are those of the whole match, wherever in it they were written (as OVS has it).
+    for (field, tok) in checks {
+        prerequisite(field, dl_type, nw_proto).map_err(|why| err(tok, why))?;
+    }
+    f.match_text = format_matches(&f.matches);
     if let Some(a) = actions {
         if a.is_empty() {
             return Err(err("actions=", "an empty action list (use actions=drop)"));
         }
         for act in split_actions(a) {
-            f.actions.push(parse_action(act, &resolve)?);
+            parse_action(act, &resolve, &mut f.actions)?;
         }
         f.actions_text = a.to_string();
         // Drop among other actions means nothing; alone it is the empty list.
@@ -439,6 +665,26 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
         }
         // `drop` is the empty action list.
         f.actions.retain(|a| *a != Action::Drop);
+        // The fields `load` and `move` touch need what a match on them would need.
+        for a in &f.actions {
+            let fields = match *a {
+                Action::Load { dst, .. } => [Some(dst.field), None],
+                Action::Move { src, dst } => [Some(src.field), Some(dst.field)],
+                _ => continue,
+            };
+            for field in fields.into_iter().flatten() {
+                prerequisite(field, dl_type, nw_proto).map_err(|why| err(&a.to_string(), why))?;
+            }
+        }
+        // write_metadata is an instruction: OpenFlow runs it after the actions, before goto_table.
+        if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::WriteMetadata { .. })) {
+            if f.actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_))) {
+                return Err(err(
+                    "write_metadata",
+                    "invalid instruction ordering: apply_actions must appear before write_metadata",
+                ));
+            }
+        }
         if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::GotoTable(_))) {
             if i != f.actions.len() - 1 {
                 return Err(err("goto_table", "must be the last action"));
@@ -453,7 +699,16 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
     Ok(f)
 }
 
-fn parse_action(act: &str, resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError>) -> Result<Action, FlowError> {
+/// What `load` and `move` may write, for error messages.
+const WRITABLE: &str = "registers, xreg, xxreg, metadata, pkt_mark, tun_id, eth_src and eth_dst";
+
+/// Parses one action into `out` (most are one [`Action`]; a `load` of more than 64 bits, or a masked
+/// `set_field`, are several loads as OVS keeps them).
+fn parse_action(
+    act: &str,
+    resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError>,
+    out: &mut Vec<Action>,
+) -> Result<(), FlowError> {
     let (name, arg) = match act.find([':', '(']) {
         Some(i) if act.as_bytes()[i] == b':' => (&act[..i], Some(&act[i + 1..])),
         Some(i) => (&act[..i], act[i + 1..].strip_suffix(')')),
@@ -491,8 +746,46 @@ fn parse_action(act: &str, resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError
             }
             Action::PushVlan(t)
         }
-        "set_tunnel" | "set_tunnel64" => Action::SetTunnel(num(act, need()?, u128::from(u64::MAX))? as u64),
-        "set_field" | "load" => {
+        // As OVS with OpenFlow 1.3: the tunnel ID set by set_field.
+        "set_tunnel" | "set_tunnel64" => {
+            Action::SetField(SetField::TunId(num(act, need()?, u128::from(u64::MAX))? as u64))
+        }
+        "mod_dl_src" | "mod_dl_dst" => {
+            let m = EthernetAddress::from_bytes(&(mac(act, need()?)? as u64).to_be_bytes()[2..]);
+            Action::SetField(if name == "mod_dl_src" { SetField::EthSrc(m) } else { SetField::EthDst(m) })
+        }
+        "load" => {
+            let arg = need()?;
+            let (v, dst) = arg.split_once("->").ok_or_else(|| err(act, "expected load:VALUE->DST"))?;
+            let dst = sub_field(act, dst)?;
+            if !dst.field.writable() {
+                return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
+            }
+            let value = num(act, v, u128::MAX)?;
+            if dst.nbits < 128 && value >> dst.nbits != 0 {
+                return Err(err(act, format!("value {v} does not fit into {} bits", dst.nbits)));
+            }
+            let mask = if dst.nbits >= 128 { u128::MAX } else { ((1u128 << dst.nbits) - 1) << dst.ofs };
+            out.extend(loads(dst.field, value << dst.ofs, mask));
+            return Ok(());
+        }
+        "move" => {
+            let arg = need()?;
+            let (src, dst) = arg.split_once("->").ok_or_else(|| err(act, "expected move:SRC->DST"))?;
+            let (src, dst) = (sub_field(act, src)?, sub_field(act, dst)?);
+            if src.nbits != dst.nbits {
+                return Err(err(act, format!("source is {} bits, destination {} bits", src.nbits, dst.nbits)));
+            }
+            if !dst.field.writable() {
+                return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
+            }
+            Action::Move { src, dst }
+        }
+        "write_metadata" => {
+            let (value, mask) = num_mask(act, need()?, u128::from(u64::MAX))?;
+            Action::WriteMetadata { value: (value & mask) as u64, mask: mask as u64 }
+        }
+        "set_field" => {
             let arg = need()?;
             let (v, field) = arg.split_once("->").ok_or_else(|| err(act, "expected set_field:VALUE->FIELD"))?;
             let sf = match field {
@@ -506,10 +799,30 @@ fn parse_action(act: &str, resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError
                 "tun_id" | "tunnel_id" => SetField::TunId(num(act, v, u128::from(u64::MAX))? as u64),
                 "tun_dst" => SetField::TunDst(v.parse().map_err(|_| err(act, format!("{v:?} is not an IP address")))?),
                 other => {
-                    return Err(err(
-                        act,
-                        format!("cannot set {other:?} (weft sets eth_src, eth_dst, vlan_vid, tun_id, tun_dst)"),
-                    ))
+                    let sub = sub_field(act, other).ok().filter(|s| {
+                        matches!(
+                            s.field,
+                            Field::Reg(_) | Field::XReg(_) | Field::XXReg(_) | Field::Metadata | Field::PktMark
+                        ) && !other.contains('[')
+                    });
+                    let Some(sub) = sub else {
+                        return Err(err(
+                            act,
+                            format!(
+                                "cannot set {other:?} (weft sets eth_src, eth_dst, vlan_vid, tun_id, tun_dst, \
+                                     registers, metadata and pkt_mark)"
+                            ),
+                        ));
+                    };
+                    let full = if sub.nbits == 128 { u128::MAX } else { (1u128 << sub.nbits) - 1 };
+                    let (value, mask) = num_mask(act, v, full)?;
+                    // As OVS: under a mask, the bits are loads.
+                    if mask == full {
+                        out.push(Action::SetReg { field: sub.field, value, mask });
+                    } else {
+                        out.extend(loads(sub.field, value, mask));
+                    }
+                    return Ok(());
                 }
             };
             Action::SetField(sf)
@@ -528,7 +841,8 @@ fn parse_action(act: &str, resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError
         _ if arg.is_none() && act.bytes().all(|b| b.is_ascii_digit()) => Action::Output(resolve(act, act)?),
         other => return Err(err(act, format!("unknown action {other:?}"))),
     };
-    Ok(a)
+    out.push(a);
+    Ok(())
 }
 
 impl fmt::Display for Action {
@@ -545,13 +859,14 @@ impl fmt::Display for Action {
             Action::ControllerMaxLen(n) => write!(f, "CONTROLLER:{n}"),
             Action::Drop => f.write_str("drop"),
             Action::ModVlanVid(v) => write!(f, "mod_vlan_vid:{v}"),
-            Action::StripVlan => f.write_str("strip_vlan"),
+            Action::StripVlan => f.write_str("pop_vlan"),
             Action::PushVlan(t) => write!(f, "push_vlan:0x{t:04x}"),
             Action::SetField(SetField::EthSrc(m)) => write!(f, "set_field:{m}->eth_src"),
             Action::SetField(SetField::EthDst(m)) => write!(f, "set_field:{m}->eth_dst"),
             Action::SetField(SetField::VlanVid(v)) => write!(f, "set_field:{}->vlan_vid", 4096 + u32::from(v)),
             Action::SetField(SetField::TunId(v)) => write!(f, "set_field:0x{v:x}->tun_id"),
             Action::SetField(SetField::TunDst(a)) => write!(f, "set_field:{a}->tun_dst"),
+            Action::SetTunnel(v) if v > u64::from(u32::MAX) => write!(f, "set_tunnel64:0x{v:x}"),
             Action::SetTunnel(v) => write!(f, "set_tunnel:0x{v:x}"),
             Action::Resubmit { port, table } => {
                 f.write_str("resubmit(")?;
@@ -565,6 +880,23 @@ impl fmt::Display for Action {
                 f.write_str(")")
             }
             Action::GotoTable(t) => write!(f, "goto_table:{t}"),
+            Action::Load { dst, value } => write!(f, "load:{}->{dst}", hex(value)),
+            Action::SetReg { field, value, mask } => {
+                let full = if field.bits() == 128 { u128::MAX } else { (1u128 << field.bits()) - 1 };
+                if mask == full {
+                    write!(f, "set_field:{}->{}", hex(value), field.name())
+                } else {
+                    write!(f, "set_field:{}/{}->{}", hex(value), hex(mask), field.name())
+                }
+            }
+            Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
+            Action::WriteMetadata { value, mask } => {
+                if mask == u64::MAX {
+                    write!(f, "write_metadata:{}", hex(u128::from(value)))
+                } else {
+                    write!(f, "write_metadata:{}/{}", hex(u128::from(value)), hex(u128::from(mask)))
+                }
+            }
         }
     }
 }
@@ -572,13 +904,18 @@ impl fmt::Display for Action {
 impl fmt::Display for Flow {
     /// The flow as `dump-flows` shows its match and actions (without counters).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = format_matches(&self.matches);
+        let mut head: Vec<String> = Vec::new();
         if self.priority != DEFAULT_PRIORITY {
-            write!(f, "priority={}", self.priority)?;
-            if !self.match_text.is_empty() {
-                f.write_str(",")?;
-            }
+            head.push(format!("priority={}", self.priority));
         }
-        write!(f, "{} actions=", self.match_text)?;
+        if !m.is_empty() {
+            head.push(m);
+        }
+        if !head.is_empty() {
+            write!(f, "{} ", head.join(","))?;
+        }
+        f.write_str("actions=")?;
         if self.actions.is_empty() {
             return f.write_str("drop");
         }
@@ -592,6 +929,32 @@ impl fmt::Display for Flow {
     }
 }
 
+/// Where OVS prints a field in a match.
+fn rank(f: Field) -> u16 {
+    match f {
+        Field::PktMark => 0,
+        Field::Reg(n) | Field::XReg(n) | Field::XXReg(n) => 10 + u16::from(n),
+        Field::TunId => 30,
+        Field::TunSrc => 31,
+        Field::TunDst => 32,
+        Field::Metadata => 33,
+        Field::InPort => 34,
+        Field::VlanTci => 35,
+        Field::DlSrc => 36,
+        Field::DlDst => 37,
+        Field::DlType => 38,
+        Field::NwSrc | Field::ArpSpa | Field::Ipv6Src => 39,
+        Field::NwDst | Field::ArpTpa | Field::Ipv6Dst => 40,
+        Field::NwProto => 41,
+        Field::ArpOp => 42,
+        Field::NwTos => 43,
+        Field::TpSrc => 44,
+        Field::TpDst => 45,
+        Field::IcmpType => 46,
+        Field::IcmpCode => 47,
+    }
+}
+
 /// A match written the way `ovs-ofctl dump-flows` writes it: the protocol keyword (`ip`, `tcp6`, `arp`, …),
 /// then the fields.
 pub fn format_matches(matches: &[Match]) -> String {
@@ -600,6 +963,20 @@ pub fn format_matches(matches: &[Match]) -> String {
     let proto = get(Field::NwProto).map(|m| m.value as u8);
     let mut words: Vec<String> = Vec::new();
     let mut proto_said = false;
+    let hex_mask = |m: &Match, full: u128| {
+        if m.mask == full {
+            hex(m.value)
+        } else {
+            format!("{}/{}", hex(m.value), hex(m.mask))
+        }
+    };
+    // OVS's order: the mark, the protocol keyword, registers, tunnel, metadata, then the packet's fields
+    // from the outside in.
+    let mut sorted: Vec<&Match> = matches.iter().collect();
+    sorted.sort_by_key(|m| rank(m.field));
+    if let Some(m) = get(Field::PktMark) {
+        words.push(format!("pkt_mark={}", hex_mask(m, 0xffff_ffff)));
+    }
     if let Some(t) = dl_type {
         let word = match (t, proto) {
             (0x0800, Some(1)) => Some("icmp"),
@@ -616,12 +993,13 @@ pub fn format_matches(matches: &[Match]) -> String {
                 words.push(w.into());
                 proto_said = true;
             }
-            None => words.push(match t {
-                0x0800 => "ip".into(),
-                0x86dd => "ipv6".into(),
-                0x0806 => "arp".into(),
-                t => format!("dl_type=0x{t:04x}"),
-            }),
+            None => match t {
+                0x0800 => words.push("ip".into()),
+                0x86dd => words.push("ipv6".into()),
+                0x0806 => words.push("arp".into()),
+                // Other types are printed in their place, after the Ethernet addresses.
+                _ => {}
+            },
         }
     }
     let v4 = |m: &Match| {
@@ -636,7 +1014,8 @@ pub fn format_matches(matches: &[Match]) -> String {
         let a = Ipv6Addr::from(m.value);
         match m.mask.leading_ones() {
             128 => a.to_string(),
-            n => format!("{a}/{n}"),
+            n if m.mask == u128::MAX.checked_shl(128 - n).unwrap_or(0) => format!("{a}/{n}"),
+            _ => format!("{a}/{}", Ipv6Addr::from(m.mask)),
         }
     };
     let mac = |m: &Match| {
@@ -654,8 +1033,14 @@ pub fn format_matches(matches: &[Match]) -> String {
             format!("0x{:x}/0x{:x}", m.value, m.mask)
         }
     };
-    for m in matches {
+    for m in sorted {
         let w = match m.field {
+            Field::PktMark | Field::XReg(_) | Field::XXReg(_) => continue,
+            Field::Reg(n) => format!("reg{n}={}", hex_mask(m, 0xffff_ffff)),
+            Field::Metadata => format!("metadata={}", hex_mask(m, u128::from(u64::MAX))),
+            Field::DlType if !proto_said && !matches!(dl_type, Some(0x0800 | 0x86dd | 0x0806)) => {
+                format!("dl_type=0x{:04x}", m.value)
+            }
             Field::DlType => continue,
             Field::NwProto if proto_said => continue,
             Field::InPort if m.value == u128::from(OFPP_LOCAL) => "in_port=LOCAL".to_string(),
@@ -868,6 +1253,84 @@ mod tests {
             assert_eq!(e.token, token, "{text}: {e}");
             assert!(e.why.contains(says), "{text}: {e}");
         }
+    }
+
+    /// Flows with registers and the actions that write them print as `ovs-ofctl -O OpenFlow13 parse-flow`
+    /// (Open vSwitch 3.1) prints them: its output for these inputs, taken from a run of it.
+    #[test]
+    fn registers_print_as_ovs_prints_them() {
+        for (text, ovs) in [
+            ("reg0=5,actions=load:1->reg1", "reg0=0x5 actions=load:0x1->NXM_NX_REG1[]"),
+            (
+                "xreg1=0x500000006,metadata=0x5/0xf,pkt_mark=1,actions=load:1->xxreg0[3],set_field:3->tun_id,\
+                 set_field:5/7->reg3,goto_table:3",
+                "pkt_mark=0x1,reg2=0x5,reg3=0x6,metadata=0x5/0xf actions=load:0x1->NXM_NX_XXREG0[3],\
+                 set_field:0x3->tun_id,load:0x5->NXM_NX_REG3[0..2],goto_table:3",
+            ),
+            (
+                "actions=move:reg0->reg1,move:NXM_NX_REG0[0..7]->NXM_OF_ETH_DST[8..15],load:0x123456789->xreg3",
+                "actions=move:NXM_NX_REG0[]->NXM_NX_REG1[],move:NXM_NX_REG0[0..7]->NXM_OF_ETH_DST[8..15],\
+                 load:0x123456789->OXM_OF_PKT_REG3[]",
+            ),
+            (
+                "reg0=5,actions=load:1->reg1,set_field:2->reg3,load:0xa->NXM_OF_ETH_SRC[0..7],\
+                 move:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],mod_dl_src:00:00:00:00:00:01,\
+                 set_field:00:00:00:00:00:02->eth_dst,write_metadata:0x5/0xff",
+                "reg0=0x5 actions=load:0x1->NXM_NX_REG1[],set_field:0x2->reg3,load:0xa->NXM_OF_ETH_SRC[0..7],\
+                 move:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],set_field:00:00:00:00:00:01->eth_src,\
+                 set_field:00:00:00:00:00:02->eth_dst,write_metadata:0x5/0xff",
+            ),
+            ("xxreg1=0x5,actions=drop", "reg4=0,reg5=0,reg6=0,reg7=0x5 actions=drop"),
+            ("xreg0=1/1,actions=drop", "reg1=0x1/0x1 actions=drop"),
+            ("reg0=0/0,reg1=0,actions=drop", "reg1=0 actions=drop"),
+            (
+                "metadata=0x0/0xff,pkt_mark=0x5/0xf,reg15=0xffffffff,actions=drop",
+                "pkt_mark=0x5/0xf,reg15=0xffffffff,metadata=0/0xff actions=drop",
+            ),
+            (
+                "tcp,tp_dst=80,tp_src=9,nw_tos=4,nw_dst=10.0.0.1,nw_src=10.0.0.2,dl_vlan=5,dl_dst=00:00:00:00:00:01,\
+                 dl_src=00:00:00:00:00:02,in_port=3,metadata=1,reg1=2,reg0=1,pkt_mark=3,tun_id=5,tun_src=1.1.1.1,\
+                 tun_dst=2.2.2.2,actions=drop",
+                "pkt_mark=0x3,tcp,reg0=0x1,reg1=0x2,tun_id=0x5,tun_src=1.1.1.1,tun_dst=2.2.2.2,metadata=0x1,in_port=3,\
+                 dl_vlan=5,dl_src=00:00:00:00:00:02,dl_dst=00:00:00:00:00:01,nw_src=10.0.0.2,nw_dst=10.0.0.1,nw_tos=4,\
+                 tp_src=9,tp_dst=80 actions=drop",
+            ),
+            (
+                "nw_proto=47,ip,nw_tos=8,nw_dst=1.2.3.4,in_port=1,dl_vlan=3,actions=drop",
+                "ip,in_port=1,dl_vlan=3,nw_dst=1.2.3.4,nw_proto=47,nw_tos=8 actions=drop",
+            ),
+            (
+                "dl_type=0x1234,dl_src=00:00:00:00:00:01,actions=drop",
+                "dl_src=00:00:00:00:00:01,dl_type=0x1234 actions=drop",
+            ),
+            (
+                "arp,arp_op=1,arp_spa=1.1.1.1,arp_tpa=2.2.2.2,reg0=0,actions=drop",
+                "arp,reg0=0,arp_spa=1.1.1.1,arp_tpa=2.2.2.2,arp_op=1 actions=drop",
+            ),
+        ] {
+            let f = p(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(f.to_string(), ovs, "{text}");
+        }
+    }
+
+    #[test]
+    fn register_actions_are_checked() {
+        for (text, says) in [
+            ("actions=load:0x100->NXM_NX_REG0[0..7]", "does not fit"),
+            ("actions=move:NXM_NX_REG0[0..7]->NXM_NX_REG1[0..15]", "8 bits, destination 16"),
+            ("actions=load:1->NXM_OF_IN_PORT[]", "cannot write in_port"),
+            ("actions=move:NXM_OF_IP_SRC[]->NXM_NX_REG0[]", "needs ip"),
+            ("actions=load:1->NXM_NX_REG0[32]", "not within the 32 bits"),
+            ("actions=load:1->NXM_NX_REG16[]", "unknown field"),
+            ("actions=write_metadata:1,output:1", "apply_actions must appear before write_metadata"),
+            ("reg16=1,actions=drop", "unknown field"),
+            ("reg0=0x100000000,actions=drop", "out of range"),
+        ] {
+            let e = p(text).unwrap_err();
+            assert!(e.to_string().contains(says), "{text}: {e}");
+        }
+        assert!(p("ip,actions=move:NXM_OF_IP_SRC[]->NXM_NX_REG0[]").is_ok());
+        assert!(p("actions=write_metadata:1,goto_table:1").is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! OpenFlow-style flow tables: a packed flow key, a tuple-space classifier, and an exact-match cache.
 //!
-//! Every packet is summarised once into a [`FlowKey`] (ten 64-bit words). A rule matches on some bits of it
+//! Every packet is summarised once into a [`FlowKey`] (twenty 64-bit words: packet fields, then the pipeline's
+//! own registers and metadata, which actions write and later tables match). A rule matches on some bits of it
 //! (its mask). Rules with the same mask live in one *subtable*, a hash map from masked key to the rules with
 //! that value, highest priority first; a lookup masks the packet's key once per subtable and probes. Subtables
 //! are visited from the highest priority they hold down and the search stops as soon as no remaining subtable
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Words in a flow key.
-pub const KEY_WORDS: usize = 10;
+pub const KEY_WORDS: usize = 20;
 
 /// The fields of a packet that rules can match, packed. Where a field sits is given by its [`Slot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,11 +21,18 @@ pub struct FlowKey {
 }
 
 impl Hash for FlowKey {
+    /// Four independent multiply-rotate lanes (a word's lane is its index mod 4), folded at the end: the
+    /// multiplications of different lanes overlap, so twenty words cost little more than five.
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut h: u64 = 0;
-        for w in self.w {
-            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23);
+        const K: [u64; 4] =
+            [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f, 0x1656_67b1_9e37_79f9, 0xd6e8_feb8_6659_fd93];
+        let mut lane = [1u64, 2, 3, 4];
+        for chunk in self.w.chunks_exact(4) {
+            for i in 0..4 {
+                lane[i] = (lane[i] ^ chunk[i]).wrapping_mul(K[i]).rotate_left(29);
+            }
         }
+        let h = lane[0] ^ lane[1].rotate_left(16) ^ lane[2].rotate_left(32) ^ lane[3].rotate_left(48);
         state.write_u64(h);
     }
 }
@@ -45,6 +53,23 @@ impl Slot {
     const fn new(word: usize, shift: u32, bits: u32) -> Slot {
         Slot { word, shift, bits }
     }
+
+    /// The bits under `mask` (a mask of `nbits` ones from bit `ofs`).
+    pub const fn bits_mask(ofs: u32, nbits: u32) -> u128 {
+        if nbits >= 128 {
+            u128::MAX
+        } else {
+            ((1u128 << nbits) - 1) << ofs
+        }
+    }
+}
+
+/// Bits `ofs .. ofs + nbits` of a field (what `load` and `move` read and write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubSlot {
+    pub slot: Slot,
+    pub ofs: u32,
+    pub nbits: u32,
 }
 
 /// Field positions (Open vSwitch's layout, simplified): ICMP type and code use the transport ports, the ARP
@@ -67,6 +92,23 @@ pub mod slot {
     pub const NW_DST: Slot = Slot::new(7, 0, 128);
     pub const TUN_SRC: Slot = Slot::new(9, 0, 32);
     pub const TUN_DST: Slot = Slot::new(9, 32, 32);
+    /// Register `n` (0..16) of 32 bits: two to a word, the even one in the high half, so that the word is
+    /// OVS's 64-bit `xreg(n/2)` and two words its 128-bit `xxreg(n/4)`.
+    pub const fn reg(n: usize) -> Slot {
+        Slot::new(10 + n / 2, if n.is_multiple_of(2) { 32 } else { 0 }, 32)
+    }
+    /// `xreg n` (0..8): registers 2n (high) and 2n+1.
+    pub const fn xreg(n: usize) -> Slot {
+        Slot::new(10 + n, 0, 64)
+    }
+    /// `xxreg n` (0..4): registers 4n (highest) to 4n+3.
+    pub const fn xxreg(n: usize) -> Slot {
+        Slot::new(10 + 2 * n, 0, 128)
+    }
+    /// OpenFlow's metadata, written by `write_metadata` and carried between tables.
+    pub const METADATA: Slot = Slot::new(18, 0, 64);
+    /// The packet mark (`pkt_mark`): set by actions, matched by later tables, never sent.
+    pub const PKT_MARK: Slot = Slot::new(19, 0, 32);
 }
 
 impl FlowKey {
@@ -87,6 +129,17 @@ impl FlowKey {
         }
         let m = if s.bits == 64 { u64::MAX } else { (1u64 << s.bits) - 1 };
         u128::from((self.w[s.word] >> s.shift) & m)
+    }
+
+    /// The bits `s` names, shifted down.
+    pub fn get_bits(&self, s: SubSlot) -> u128 {
+        (self.get(s.slot) & Slot::bits_mask(s.ofs, s.nbits)) >> s.ofs
+    }
+
+    /// Writes the bits of `value` under `mask` into field `s` (both aligned to the field's bit 0).
+    pub fn set_masked(&mut self, s: Slot, value: u128, mask: u128) {
+        let old = self.get(s);
+        self.put(s, (old & !mask) | (value & mask));
     }
 
     #[inline]
@@ -159,8 +212,9 @@ impl FlowCache {
     }
 }
 
-/// Entries the exact-match cache holds before it starts over.
-pub const CACHE_MAX: usize = 65_536;
+/// Entries the exact-match cache holds before it starts over: 16 Ki keys of 160 bytes, under 3 MB per table
+/// and worker however many distinct packets arrive.
+pub const CACHE_MAX: usize = 16_384;
 
 impl Classifier {
     /// Builds the classifier of a table from its rules (the id of each is its position in `rules`' source).

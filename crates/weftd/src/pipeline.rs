@@ -69,31 +69,44 @@ pub struct PortRt {
     pub netns: Option<String>,
 }
 
+/// Where a field lives in the classifier's key.
+fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier::Slot {
+    use weft_api::flow::Field;
+    use weft_datapath::classifier::slot;
+    match f {
+        Field::InPort => slot::IN_PORT,
+        Field::DlSrc => slot::DL_SRC,
+        Field::DlDst => slot::DL_DST,
+        Field::DlType => slot::DL_TYPE,
+        Field::VlanTci => slot::VLAN_TCI,
+        // IPv4 addresses go in the low half of the 128-bit address slots, as the datapath puts them.
+        Field::NwSrc | Field::ArpSpa | Field::Ipv6Src => slot::NW_SRC,
+        Field::NwDst | Field::ArpTpa | Field::Ipv6Dst => slot::NW_DST,
+        Field::NwProto | Field::ArpOp => slot::NW_PROTO,
+        Field::NwTos => slot::NW_TOS,
+        Field::TpSrc | Field::IcmpType => slot::TP_SRC,
+        Field::TpDst | Field::IcmpCode => slot::TP_DST,
+        Field::TunId => slot::TUN_ID,
+        Field::TunSrc => slot::TUN_SRC,
+        Field::TunDst => slot::TUN_DST,
+        Field::Reg(n) => slot::reg(usize::from(n)),
+        Field::XReg(n) => slot::xreg(usize::from(n)),
+        Field::XXReg(n) => slot::xxreg(usize::from(n)),
+        Field::Metadata => slot::METADATA,
+        Field::PktMark => slot::PKT_MARK,
+    }
+}
+
+fn sub_slot(s: weft_api::flow::SubField) -> weft_datapath::classifier::SubSlot {
+    weft_datapath::classifier::SubSlot { slot: field_slot(s.field), ofs: u32::from(s.ofs), nbits: u32::from(s.nbits) }
+}
+
 /// The classifier key and mask of a flow's match.
 fn flow_rule(m: &[weft_api::flow::Match]) -> (weft_datapath::classifier::FlowKey, weft_datapath::classifier::FlowKey) {
-    use weft_api::flow::Field;
-    use weft_datapath::classifier::{slot, FlowKey};
+    use weft_datapath::classifier::FlowKey;
     let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
     for x in m {
-        let s = match x.field {
-            Field::InPort => slot::IN_PORT,
-            Field::DlSrc => slot::DL_SRC,
-            Field::DlDst => slot::DL_DST,
-            Field::DlType => slot::DL_TYPE,
-            Field::VlanTci => slot::VLAN_TCI,
-            Field::NwSrc | Field::ArpSpa => slot::NW_SRC,
-            Field::NwDst | Field::ArpTpa => slot::NW_DST,
-            Field::Ipv6Src => slot::NW_SRC,
-            Field::Ipv6Dst => slot::NW_DST,
-            Field::NwProto | Field::ArpOp => slot::NW_PROTO,
-            Field::NwTos => slot::NW_TOS,
-            Field::TpSrc | Field::IcmpType => slot::TP_SRC,
-            Field::TpDst | Field::IcmpCode => slot::TP_DST,
-            Field::TunId => slot::TUN_ID,
-            Field::TunSrc => slot::TUN_SRC,
-            Field::TunDst => slot::TUN_DST,
-        };
-        // IPv4 addresses go in the low half of the 128-bit address slots, as the datapath puts them.
+        let s = field_slot(x.field);
         key.put(s, x.value);
         mask.put(s, x.mask);
     }
@@ -142,6 +155,22 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
                             Action::SetField(SetField::TunDst(a)) => ActRt::SetTunDst(a),
                             Action::Resubmit { port: p, table } => ActRt::Resubmit { port: p.and_then(port), table },
                             Action::GotoTable(t) => ActRt::GotoTable(t),
+                            Action::Load { dst, value } => {
+                                let bits = weft_datapath::classifier::Slot::bits_mask(
+                                    u32::from(dst.ofs),
+                                    u32::from(dst.nbits),
+                                );
+                                ActRt::SetBits { slot: field_slot(dst.field), value: value << dst.ofs, mask: bits }
+                            }
+                            Action::SetReg { field, value, mask } => {
+                                ActRt::SetBits { slot: field_slot(field), value, mask }
+                            }
+                            Action::WriteMetadata { value, mask } => ActRt::SetBits {
+                                slot: weft_datapath::classifier::slot::METADATA,
+                                value: u128::from(value),
+                                mask: u128::from(mask),
+                            },
+                            Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
                         })
                     })
                     .collect();

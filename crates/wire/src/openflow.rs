@@ -83,7 +83,16 @@ pub mod port {
 /// OXM fields of the OpenFlow basic class (0x8000), and the Nicira class (0x0001) tunnel addresses.
 pub mod oxm {
     pub const CLASS_BASIC: u16 = 0x8000;
+    /// Nicira's classes: NXM_OF (OpenFlow 1.0's fields) and NXM_NX (extensions: registers, the mark, …).
+    pub const CLASS_NXM0: u16 = 0x0000;
     pub const CLASS_NXM1: u16 = 0x0001;
+    /// OpenFlow 1.5's packet registers (OVS's `xreg`), also understood in 1.3.
+    pub const CLASS_PKT_REG: u16 = 0x8001;
+    pub const METADATA: u8 = 2;
+    /// Nicira class: registers 0..16 are fields 0..16, the xxregs 111..115, the packet mark 33.
+    pub const NX_REG0: u8 = 0;
+    pub const NX_PKT_MARK: u8 = 33;
+    pub const NX_XXREG0: u8 = 111;
     pub const IN_PORT: u8 = 0;
     pub const ETH_DST: u8 = 3;
     pub const ETH_SRC: u8 = 4;
@@ -129,11 +138,15 @@ pub mod act {
     pub const NXAST_SET_TUNNEL: u16 = 2;
     pub const NXAST_SET_TUNNEL64: u16 = 9;
     pub const NXAST_RESUBMIT_TABLE: u16 = 14;
+    pub const NXAST_REG_MOVE: u16 = 6;
+    pub const NXAST_REG_LOAD: u16 = 7;
+    pub const NXAST_REG_LOAD2: u16 = 33;
 }
 
 /// Instruction types.
 pub mod inst {
     pub const GOTO_TABLE: u16 = 1;
+    pub const WRITE_METADATA: u16 = 2;
     pub const WRITE_ACTIONS: u16 = 3;
     pub const APPLY_ACTIONS: u16 = 4;
     pub const CLEAR_ACTIONS: u16 = 5;

@@ -21,7 +21,7 @@ mod state;
 mod tests;
 
 use crate::bridge::{normal, Forward};
-use crate::classifier::{slot, FlowCache, FlowKey};
+use crate::classifier::{slot, FlowCache, FlowKey, Slot};
 use crate::counters::{DropReason, PortCounters};
 use crate::fdb::{Fdb, FdbChanges, FdbEntry, Learned, Origin};
 use crate::headers::Headers;
@@ -96,6 +96,9 @@ impl Default for Switch {
 
 /// What a frame carries through a flow's actions.
 struct ActState {
+    /// The packet's key as the actions so far left it: later tables look it up (registers, metadata and
+    /// rewritten fields included).
+    key: FlowKey,
     data: Data,
     tci: u16,
     hdr: Headers,
@@ -107,6 +110,23 @@ struct ActState {
     copied: bool,
     /// A tunnel it was sent to was too small.
     too_big: Option<u16>,
+}
+
+impl ActState {
+    /// Sets the frame's VLAN (TCI, 0 for none) and the key's `vlan_tci` with it.
+    fn set_tci(&mut self, tci: u16) {
+        self.tci = tci;
+        self.key.put(slot::VLAN_TCI, vlan_key(tci));
+    }
+}
+
+/// The key's `vlan_tci` for a frame's TCI: with the CFI bit standing for "tagged", 0 when untagged.
+fn vlan_key(tci: u16) -> u128 {
+    if tci & 0x0fff != 0 {
+        u128::from(tci | 0x1000)
+    } else {
+        0
+    }
 }
 
 impl Switch {
@@ -364,9 +384,9 @@ impl Tables {
             self.normal_switch(pipe, bufs, frame, now, out, obs);
         } else {
             let key = flow_key(port, remote, bufs.get(data), tci, &hdr);
-            let mut st = ActState { data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None };
+            let mut st = ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None };
             let mut run = Run { pipe, bufs: &mut *bufs, out: &mut *out, obs: &mut *obs, now, bridge, in_port, remote };
-            self.run_table(&mut run, 0, &key, &mut st, 0);
+            self.run_table(&mut run, 0, &mut st, 0);
             if let Some(mtu) = st.too_big {
                 self.signal_too_big(pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
             }
@@ -374,14 +394,7 @@ impl Tables {
     }
 
     /// Looks the frame up in `table` and runs the matching rule's actions; a miss drops it (OpenFlow 1.3).
-    fn run_table<O: Observer>(
-        &mut self,
-        r: &mut Run<'_, '_, O>,
-        table: usize,
-        key: &FlowKey,
-        st: &mut ActState,
-        depth: u8,
-    ) {
+    fn run_table<O: Observer>(&mut self, r: &mut Run<'_, '_, O>, table: usize, st: &mut ActState, depth: u8) {
         let pipe = r.pipe;
         let bridge = r.bridge;
         let b = &pipe.bridges[bridge];
@@ -389,7 +402,7 @@ impl Tables {
         if depth > MAX_RESUBMIT {
             return;
         }
-        let hit = self.flow_caches[bridge][table].lookup(&t.classifier, key);
+        let hit = self.flow_caches[bridge][table].lookup(&t.classifier, &st.key);
         r.obs.on(|| Step::Flow { table: table as u8, rule: hit.map(|ri| t.rules[ri as usize].id) });
         let ts = &mut self.table_stats[bridge][table];
         ts.0 += 1;
@@ -453,41 +466,93 @@ impl Tables {
                     });
                     st.copied = false;
                 }
-                ActRt::ModVlanVid(v) => st.tci = (st.tci & 0xf000) | (v & 0x0fff),
-                ActRt::StripVlan => st.tci = 0,
-                ActRt::PushVlan => st.tci &= 0xf000,
+                ActRt::ModVlanVid(v) => st.set_tci((st.tci & 0xf000) | (v & 0x0fff)),
+                ActRt::StripVlan => st.set_tci(0),
+                ActRt::PushVlan => st.set_tci(st.tci & 0xf000),
                 ActRt::SetEthSrc(m) | ActRt::SetEthDst(m) => {
-                    if !st.copied {
-                        match r.bufs.copy(st.data) {
-                            Some(d) => {
-                                st.data = d;
-                                st.copied = true;
-                            }
-                            None => {
-                                self.counters[usize::from(in_port.0)].drop(DropReason::TxError);
-                                return;
-                            }
-                        }
+                    let (at, s) =
+                        if matches!(act, ActRt::SetEthDst(_)) { (0, slot::DL_DST) } else { (6, slot::DL_SRC) };
+                    st.key.put(s, u128::from(m.as_u64()));
+                    if !self.rewrite(r, st, at, &m.0) {
+                        return;
                     }
-                    let at = if matches!(act, ActRt::SetEthDst(_)) { 0 } else { 6 };
-                    r.bufs.get_mut(st.data)[at..at + 6].copy_from_slice(&m.0);
                 }
-                ActRt::SetTunId(v) => st.vni = Some(v as u32),
-                ActRt::SetTunDst(a) => st.tun_dst = Some(a),
+                ActRt::SetTunId(v) => {
+                    st.key.put(slot::TUN_ID, u128::from(v));
+                    st.vni = Some(v as u32);
+                }
+                ActRt::SetTunDst(a) => {
+                    if let IpAddr::V4(v4) = a {
+                        st.key.put(slot::TUN_DST, u128::from(u32::from(v4)));
+                    }
+                    st.tun_dst = Some(a);
+                }
+                ActRt::SetBits { slot: s, value, mask } => {
+                    st.key.set_masked(s, value, mask);
+                    if !self.sync_field(r, st, s) {
+                        return;
+                    }
+                }
+                ActRt::Move { src, dst } => {
+                    let v = st.key.get_bits(src);
+                    st.key.set_masked(dst.slot, v << dst.ofs, Slot::bits_mask(dst.ofs, dst.nbits));
+                    if !self.sync_field(r, st, dst.slot) {
+                        return;
+                    }
+                }
                 ActRt::Resubmit { port, table: t2 } => {
-                    let mut k2 = *key;
+                    // As OVS: the lookup (and the actions it runs) sees PORT as the input port; the input
+                    // port comes back afterwards, while whatever else those actions changed stays.
                     let from = port.unwrap_or(in_port);
+                    let saved_key = st.key.get(slot::IN_PORT);
                     if port.is_some() {
-                        k2.put(slot::IN_PORT, u128::from(pipe.port(from).ofport));
+                        st.key.put(slot::IN_PORT, u128::from(pipe.port(from).ofport));
                     }
                     let t2 = t2.map_or(table, usize::from);
                     let saved = r.in_port;
                     r.in_port = from;
-                    self.run_table(r, t2, &k2, st, depth + 1);
+                    self.run_table(r, t2, st, depth + 1);
                     r.in_port = saved;
+                    st.key.put(slot::IN_PORT, saved_key);
                 }
-                ActRt::GotoTable(t2) => self.run_table(r, usize::from(t2), key, st, depth + 1),
+                ActRt::GotoTable(t2) => self.run_table(r, usize::from(t2), st, depth + 1),
             }
+        }
+    }
+
+    /// Rewrites bytes `at..` of the frame (on a copy of its own the first time). False when there is no room
+    /// for the copy: the frame is dropped and counted.
+    fn rewrite<O: Observer>(&mut self, r: &mut Run<'_, '_, O>, st: &mut ActState, at: usize, bytes: &[u8]) -> bool {
+        if !st.copied {
+            match r.bufs.copy(st.data) {
+                Some(d) => {
+                    st.data = d;
+                    st.copied = true;
+                }
+                None => {
+                    self.counters[usize::from(r.in_port.0)].drop(DropReason::TxError);
+                    return false;
+                }
+            }
+        }
+        r.bufs.get_mut(st.data)[at..at + bytes.len()].copy_from_slice(bytes);
+        true
+    }
+
+    /// After a key field was written: makes the packet agree (the Ethernet addresses in the frame, the
+    /// tunnel ID it leaves with). Registers, metadata and the mark live in the key alone.
+    fn sync_field<O: Observer>(&mut self, r: &mut Run<'_, '_, O>, st: &mut ActState, s: Slot) -> bool {
+        match s {
+            slot::DL_DST | slot::DL_SRC => {
+                let at = if s == slot::DL_DST { 0 } else { 6 };
+                let mac = (st.key.get(s) as u64).to_be_bytes();
+                self.rewrite(r, st, at, &mac[2..])
+            }
+            slot::TUN_ID => {
+                st.vni = Some(st.key.get(s) as u32);
+                true
+            }
+            _ => true,
         }
     }
 
@@ -737,9 +802,7 @@ fn pop_tag(frame: &mut [u8]) -> Option<u16> {
 pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16, h: &Headers) -> FlowKey {
     let mut k = FlowKey::default();
     k.put(slot::IN_PORT, u128::from(port.ofport));
-    if tci & 0x0fff != 0 {
-        k.put(slot::VLAN_TCI, u128::from(tci | 0x1000));
-    }
+    k.put(slot::VLAN_TCI, vlan_key(tci));
     k.put(slot::DL_DST, u128::from(EthernetAddress::from_bytes(&frame[0..6]).as_u64()));
     k.put(slot::DL_SRC, u128::from(EthernetAddress::from_bytes(&frame[6..12]).as_u64()));
     k.put(slot::DL_TYPE, u128::from(h.ethertype));

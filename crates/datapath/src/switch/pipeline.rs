@@ -2,7 +2,7 @@
 //! compiled flow tables. Built by whoever reads the configuration (weftd), immutable once running; a new
 //! configuration is a new pipeline handed to [`super::Switch::install`].
 
-use crate::classifier::Classifier;
+use crate::classifier::{Classifier, Slot, SubSlot};
 use crate::tunnel::TunnelSpec;
 use crate::vlan::VlanMode;
 use crate::PortIdx;
@@ -130,6 +130,19 @@ pub enum ActRt {
         table: Option<u8>,
     },
     GotoTable(u8),
+    /// `load`, `set_field` and `write_metadata` on a field of the key: its bits under `mask` become those of
+    /// `value`. A register or the metadata changes only the key (later tables see it); a packet field (the
+    /// Ethernet addresses, the tunnel ID) changes the packet too.
+    SetBits {
+        slot: Slot,
+        value: u128,
+        mask: u128,
+    },
+    /// `move`: copies bits of one field into another (the same number of bits).
+    Move {
+        src: SubSlot,
+        dst: SubSlot,
+    },
 }
 
 /// The whole switch description.

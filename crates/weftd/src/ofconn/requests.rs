@@ -266,14 +266,29 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
                 (CLASS_BASIC, ICMPV6_TYPE, 1),
                 (CLASS_BASIC, ICMPV6_CODE, 1),
                 (CLASS_BASIC, TUNNEL_ID, 8),
-            ];
+                (CLASS_BASIC, METADATA, 8),
+                (CLASS_NXM1, NX_PKT_MARK, 4),
+            ]
+            .into_iter()
+            .chain((0..16).map(|n| (CLASS_NXM1, NX_REG0 + n, 4)))
+            .collect::<Vec<_>>();
             let set_fields = [
                 (CLASS_BASIC, VLAN_VID, 2),
                 (CLASS_BASIC, ETH_DST, 6),
                 (CLASS_BASIC, ETH_SRC, 6),
                 (CLASS_BASIC, TUNNEL_ID, 8),
-            ];
-            let insts = tlv_heads(&[of::inst::GOTO_TABLE, of::inst::APPLY_ACTIONS, of::inst::CLEAR_ACTIONS]);
+                (CLASS_BASIC, METADATA, 8),
+                (CLASS_NXM1, NX_PKT_MARK, 4),
+            ]
+            .into_iter()
+            .chain((0..16).map(|n| (CLASS_NXM1, NX_REG0 + n, 4)))
+            .collect::<Vec<_>>();
+            let insts = tlv_heads(&[
+                of::inst::GOTO_TABLE,
+                of::inst::WRITE_METADATA,
+                of::inst::APPLY_ACTIONS,
+                of::inst::CLEAR_ACTIONS,
+            ]);
             let acts = tlv_heads(&[of::act::OUTPUT, of::act::PUSH_VLAN, of::act::POP_VLAN, of::act::SET_FIELD]);
             let (matches, sets) = (oxm_heads(&fields), oxm_heads(&set_fields));
             for t in 0u8..254 {
@@ -281,7 +296,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
                 let mut name = format!("table{t}").into_bytes();
                 name.resize(32, 0);
                 e.extend_from_slice(&name);
-                e.extend_from_slice(&[0; 16]); // metadata match / write
+                e.extend_from_slice(&[0xff; 16]); // metadata match / write: every bit
                 e.extend_from_slice(&[0; 4]); // config
                 e.extend_from_slice(&1_000_000u32.to_be_bytes()); // max_entries
                 let next: Vec<u8> = (t.saturating_add(1)..254).collect();

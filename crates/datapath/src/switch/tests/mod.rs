@@ -7,6 +7,7 @@ mod bridging;
 mod edges;
 mod egress;
 mod flows;
+mod registers;
 mod workers;
 
 use super::pipeline::*;

@@ -1,0 +1,127 @@
+use super::*;
+use crate::classifier::SubSlot;
+
+// ---- Registers, metadata and rewritten fields between tables ----
+
+/// Sets all of `s` to `v`.
+fn set(s: Slot, v: u128) -> ActRt {
+    ActRt::SetBits { slot: s, value: v, mask: Slot::bits_mask(0, s.bits) }
+}
+
+fn goto(t: u8) -> ActRt {
+    ActRt::GotoTable(t)
+}
+
+fn resubmit(t: u8) -> ActRt {
+    ActRt::Resubmit { port: None, table: Some(t) }
+}
+
+#[test]
+fn a_register_written_in_one_table_is_matched_in_the_next() {
+    let net = two_taps().table(0, vec![(10, vec![], vec![set(slot::reg(5), 0x55), goto(1)])]).table(
+        1,
+        vec![(20, vec![m(slot::reg(5), 0x55)], vec![ActRt::Output(P2)]), (10, vec![], vec![ActRt::Output(P3)])],
+    );
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p2"]);
+    // Registers start at zero for every packet: the next one is not steered by the last one's.
+    let net =
+        two_taps().table(0, vec![(20, vec![m(slot::reg(5), 0x55)], vec![ActRt::Output(P2)]), (10, vec![], vec![])]);
+    let mut h = Harness::new(net.build());
+    assert!(h.send("p1", &raw(B, A)).is_empty());
+}
+
+#[test]
+fn registers_share_words_without_touching_each_other() {
+    // reg0 and reg1 are the two halves of xreg0; xxreg0 is reg0..reg3.
+    let mut k = FlowKey::default();
+    k.put(slot::reg(0), 0x1111_1111);
+    k.put(slot::reg(1), 0x2222_2222);
+    k.put(slot::reg(3), 0x4444_4444);
+    assert_eq!(k.get(slot::xreg(0)), 0x1111_1111_2222_2222);
+    assert_eq!(k.get(slot::xxreg(0)), 0x1111_1111_2222_2222_0000_0000_4444_4444);
+    k.set_masked(slot::reg(1), 0xab00, 0xff00);
+    assert_eq!(k.get(slot::reg(1)), 0x2222_ab22);
+    assert_eq!(k.get(slot::reg(0)), 0x1111_1111);
+    assert_eq!(k.get_bits(SubSlot { slot: slot::xxreg(0), ofs: 96, nbits: 32 }), 0x1111_1111);
+}
+
+#[test]
+fn what_a_resubmitted_table_writes_stays_but_the_input_port_comes_back() {
+    let net = two_taps()
+        .table(
+            0,
+            vec![(
+                10,
+                vec![m(slot::IN_PORT, 1)],
+                vec![ActRt::Resubmit { port: Some(P2), table: Some(1) }, resubmit(2)],
+            )],
+        )
+        .table(1, vec![(10, vec![m(slot::IN_PORT, 2)], vec![set(slot::METADATA, 0xfeed)])])
+        .table(
+            2,
+            vec![
+                (30, vec![m(slot::IN_PORT, 1), m(slot::METADATA, 0xfeed)], vec![ActRt::Output(P3)]),
+                (10, vec![], vec![ActRt::Output(P2)]),
+            ],
+        );
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p3"]);
+}
+
+#[test]
+fn move_copies_bits_between_the_packet_and_registers() {
+    // A's last byte (0x0a) goes into reg2 bits 8..15; table 1 matches it there, writes 0xbb into reg3 and moves
+    // that into the destination MAC's last byte: the frame leaves rewritten.
+    let dl_src = SubSlot { slot: slot::DL_SRC, ofs: 0, nbits: 8 };
+    let r2 = SubSlot { slot: slot::reg(2), ofs: 8, nbits: 8 };
+    let r3 = SubSlot { slot: slot::reg(3), ofs: 0, nbits: 8 };
+    let dl_dst = SubSlot { slot: slot::DL_DST, ofs: 0, nbits: 8 };
+    let net = two_taps().table(0, vec![(10, vec![], vec![ActRt::Move { src: dl_src, dst: r2 }, goto(1)])]).table(
+        1,
+        vec![(
+            10,
+            vec![(slot::reg(2), 0x0a00, 0xff00)],
+            vec![set(slot::reg(3), 0xbb), ActRt::Move { src: r3, dst: dl_dst }, ActRt::Output(P2)],
+        )],
+    );
+    let mut h = Harness::new(net.build());
+    let out = h.send("p1", &raw(B, A));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].frame, raw(EthernetAddress([2, 0, 0, 0, 0, 0xbb]), A));
+}
+
+#[test]
+fn rewritten_packet_fields_are_what_the_next_table_sees() {
+    let net = tunnels()
+        .table(0, vec![(10, vec![], vec![ActRt::SetTunId(77), ActRt::ModVlanVid(7), ActRt::SetEthDst(C), goto(1)])])
+        .table(
+            1,
+            vec![
+                (
+                    30,
+                    vec![
+                        m(slot::TUN_ID, 77),
+                        (slot::VLAN_TCI, 0x1007, 0x1fff),
+                        m(slot::DL_DST, u128::from(C.as_u64())),
+                    ],
+                    vec![ActRt::StripVlan, ActRt::Output(PortIdx(2))],
+                ),
+                (10, vec![], vec![]),
+            ],
+        );
+    let mut h = Harness::new(net.build());
+    let out = h.send("p1", &raw(B, A));
+    assert_eq!((out.len(), out[0].vni), (1, Some(77)), "{out:?}");
+    assert_eq!(out[0].frame[..6], C.0);
+}
+
+#[test]
+fn a_masked_metadata_write_keeps_the_other_bits() {
+    let write = |v: u128, mask: u128| ActRt::SetBits { slot: slot::METADATA, value: v, mask };
+    let net = two_taps()
+        .table(0, vec![(10, vec![], vec![write(0xff00, 0xff00), write(0x0012, 0x00ff), goto(1)])])
+        .table(1, vec![(10, vec![m(slot::METADATA, 0xff12)], vec![ActRt::Output(P3)])]);
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p3"]);
+}
