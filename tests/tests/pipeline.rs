@@ -129,3 +129,109 @@ fn registers_and_metadata_steer_real_tcp_through_three_tables() {
     }
     assert_eq!(w.drops("sw1", &format!("{p}p1"), "no_flow"), missed, "no packet missed a table");
 }
+
+/// Starts Open vSwitch's test controller listening on `port` in `h` (its log and pid in `d`) with `args`,
+/// connects bridge sw1 to it, waits for the handshake and returns its pid.
+fn test_controller(h: &Ns, w: &Weftd, d: &std::path::Path, port: u16, args: &str) -> String {
+    std::fs::create_dir_all(d).unwrap();
+    let log = d.join("tc.log");
+    h.sh(&format!(
+        "ovs-testcontroller -O OpenFlow13 {args} ptcp:{port}:127.0.0.1 --verbose=vconn:file:dbg --log-file={} \
+         --pidfile={d}/tc.pid --unixctl={d}/tc.ctl --detach",
+        log.display(),
+        d = d.display()
+    ));
+    let pid = std::fs::read_to_string(d.join("tc.pid")).unwrap_or_default().trim().to_string();
+    assert!(!pid.is_empty(), "ovs-testcontroller did not start");
+    w.weft(&format!("set-controller sw1 tcp:127.0.0.1:{port}"));
+    wait_for("the controller's handshake", 10, || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("OFPT_FEATURES_REPLY")
+    });
+    pid
+}
+
+/// Open vSwitch's test controller, a reactive learning switch, forwards everything through weft: first with
+/// no flows at all (every frame goes up as a PACKET_IN and comes back as a PACKET_OUT), then installing flows
+/// as it learns; ping and TCP both ways work each time.
+#[test]
+fn a_reactive_controller_switches_with_packet_out() {
+    let p = "pt";
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "iperf3", "ovs-testcontroller"]) else { return };
+    w.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &h, &format!("{p}p1"), "10.8.0.1", "2001:db8:8::1");
+    let right = endpoint_veth(&format!("{p}r"), &h, &format!("{p}p2"), "10.8.0.2", "2001:db8:8::2");
+    w.weft(&format!("add-port sw1 {p}p1"));
+    w.weft(&format!("add-port sw1 {p}p2"));
+    // The controller takes the table over (priority=0 actions=CONTROLLER); with -n it adds no flows.
+    let pid = test_controller(&h, &w, &tmp.path("tc1"), 6655, "-n");
+    left.ping("10.8.0.2", 3);
+    left.ping("2001:db8:8::2", 2);
+    let log = std::fs::read_to_string(tmp.path("tc1").join("tc.log")).unwrap_or_default();
+    assert!(log.contains("OFPT_PACKET_OUT"), "the controller answered with packet-outs:\n{log}");
+    assert!(!log.contains("OFPT_ERROR"), "weft refused something:\n{log}");
+    let flows = w.weft("dump-flows sw1");
+    assert_eq!(flows.lines().count(), 1, "no flow but the controller's table-miss flow:\n{flows}");
+    let _ = run(&format!("kill {pid}"));
+
+    // Now as a learning switch that installs flows.
+    w.weft("del-controller sw1");
+    let pid = test_controller(&h, &w, &tmp.path("tc2"), 6656, "");
+    left.ping("10.8.0.2", 3);
+    tcp_both_ways(&left, &right, &["10.8.0.2", "2001:db8:8::2"], "through ovs-testcontroller's flows");
+    let flows = w.weft("dump-flows sw1");
+    let _ = run(&format!("kill {pid}"));
+    assert!(flows.lines().count() > 2, "the controller installed flows:\n{flows}");
+    let log = std::fs::read_to_string(tmp.path("tc2").join("tc.log")).unwrap_or_default();
+    assert!(!log.contains("OFPT_ERROR"), "weft refused something:\n{log}");
+}
+
+/// Sends three PACKET_OUTs over OpenFlow 1.3 and prints what comes back for each ("ok" when nothing, or the
+/// error's type and code): a frame out of port 2 from port 1, one naming a buffer weft never gave out, one
+/// from a port the bridge does not have.
+const PACKET_OUTS: &str = r#"
+import socket, struct
+s = socket.create_connection(('127.0.0.1', 6653))
+s.settimeout(2)
+s.sendall(bytes([4, 0, 0, 8, 0, 0, 0, 1]))
+frame = bytes.fromhex('ffffffffffff020000000001') + b'\x88\xb5' + b'weft packet-out test' + bytes(26)
+out2 = struct.pack('>HHIH6x', 0, 16, 2, 0xffff)
+for xid, buffer_id, in_port in [(11, 0xffffffff, 1), (12, 5, 1), (13, 0xffffffff, 77)]:
+    body = struct.pack('>IIH6x', buffer_id, in_port, len(out2)) + out2 + frame
+    s.sendall(struct.pack('>BBHI', 4, 13, 8 + len(body), xid) + body)
+    s.sendall(struct.pack('>BBHI', 4, 20, 8, xid + 100))
+    got = 'ok'
+    while True:
+        h = s.recv(8)
+        n = struct.unpack('>H', h[2:4])[0]
+        b = s.recv(n - 8) if n > 8 else b''
+        if h[1] == 1:
+            got = '%d %d' % struct.unpack('>HH', b[:4])
+        if h[1] == 21:
+            break
+    print(got)
+"#;
+
+#[test]
+fn packet_outs_leave_by_their_actions_and_bad_ones_get_errors() {
+    let p = "po";
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "python3", "tcpdump"]) else { return };
+    w.weft("add-br sw1");
+    let left = Ns::new(&format!("{p}l"));
+    veth(&left, "eth0", None, &h, &format!("{p}p1"), None);
+    veth(&left, "eth1", None, &h, &format!("{p}p2"), None);
+    w.weft(&format!("add-port sw1 {p}p1"));
+    w.weft(&format!("add-port sw1 {p}p2"));
+    w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pcap = tmp.path("eth1.pcap");
+    let dump = left.spawn(&format!("timeout 5 tcpdump -i eth1 -w {} -U ether proto 0x88b5", pcap.display()));
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let script = tmp.path("packet_outs.py");
+    std::fs::write(&script, PACKET_OUTS).unwrap();
+    let replies = h.sh(&format!("python3 {}", script.display()));
+    // BAD_REQUEST (1): BUFFER_UNKNOWN (8), BAD_PORT (11).
+    assert_eq!(replies.lines().collect::<Vec<_>>(), ["ok", "1 8", "1 11"], "{replies}");
+    let _ = dump.wait_with_output();
+    let seen = left.sh(&format!("tcpdump -r {} -nn -e 2>/dev/null | grep -c '02:00:00:00:00:01 > ff:ff:ff:ff:ff:ff, ethertype Unknown (0x88b5)'", pcap.display()));
+    assert_eq!(seen.trim(), "1", "exactly the good packet-out left by port 2");
+}

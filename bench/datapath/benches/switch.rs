@@ -54,7 +54,7 @@ fn pipeline(rules: usize) -> Arc<Pipeline> {
             key.put(slot::NW_DST, dst);
             mask.put(slot::NW_DST, 0xffff_ffff);
             entries.push(Rule { key, mask, priority: 100, id: i as u32 });
-            actions.push(RuleRt { id: i as u64 + 1, cookie: 0, actions: vec![ActRt::Output(PortIdx(2))] });
+            actions.push(RuleRt { id: i as u64 + 1, cookie: 0, table_miss: false, actions: vec![ActRt::Output(PortIdx(2))] });
         }
         vec![TableRt { classifier: Classifier::new(entries), rules: actions }]
     };

@@ -304,6 +304,20 @@ fn mac_of(v: u128) -> EthernetAddress {
     EthernetAddress::from_bytes(&(v as u64).to_be_bytes()[2..])
 }
 
+/// The actions of a PACKET_OUT: those of a flow, and output to OFPP_TABLE (the flow tables, from table 0).
+pub fn packet_out_actions(actions: &[u8]) -> Result<Vec<Action>, OfError> {
+    let list = weft_wire::openflow::parse_tlvs(actions, "action").map_err(|_| (error::BAD_ACTION, error::BAD_LEN))?;
+    let mut out = Vec::new();
+    for a in &list {
+        if a.kind == act::OUTPUT && a.body.len() >= 4 && be32(a.body, 0) == port::TABLE {
+            out.push(Action::Resubmit { port: None, table: Some(0) });
+        } else {
+            actions_from(std::slice::from_ref(a), &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
 fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> {
     let bad = (error::BAD_ACTION, error::BAD_TYPE);
     for a in list {
@@ -311,7 +325,7 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
         match a.kind {
             act::OUTPUT if b.len() >= 6 => {
                 let p = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
-                if p == port::ANY || (p > port::MAX && p < port::IN_PORT) {
+                if p == port::ANY || p == port::TABLE || (p > port::MAX && p < port::IN_PORT) {
                     return Err((error::BAD_ACTION, error::BAD_OUT_PORT));
                 }
                 let max_len = u16::from_be_bytes([b[4], b[5]]);
@@ -650,6 +664,9 @@ pub fn fuzz_decode(m: &[u8]) {
     if body.len() >= 8 {
         let _ = of::parse_match(&body[8..]);
     }
+    if let Ok(po) = of::PacketOut::parse(body) {
+        let _ = packet_out_actions(po.actions);
+    }
 }
 
 #[cfg(test)]
@@ -709,6 +726,35 @@ mod tests {
             [0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 6, 0, 16, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 4],
             "{out:02x?}"
         );
+    }
+
+    #[test]
+    fn a_packet_out_may_send_to_the_table_and_a_flow_may_not() {
+        let mut acts = Vec::new();
+        put_output(&mut acts, port::TABLE);
+        put_output(&mut acts, 3);
+        assert_eq!(
+            packet_out_actions(&acts),
+            Ok(vec![Action::Resubmit { port: None, table: Some(0) }, Action::Output(3)])
+        );
+        let mut i = Vec::new();
+        i.extend_from_slice(&inst::APPLY_ACTIONS.to_be_bytes());
+        i.extend_from_slice(&((8 + acts.len()) as u16).to_be_bytes());
+        i.extend_from_slice(&[0; 4]);
+        i.extend_from_slice(&acts);
+        let insts = of::parse_tlvs(&i, "instruction").unwrap();
+        assert_eq!(actions_from_instructions(&insts), Err((error::BAD_ACTION, error::BAD_OUT_PORT)));
+        // The message itself: buffer, port, the actions' length, padding, actions, frame.
+        let mut body = Vec::new();
+        body.extend_from_slice(&of::NO_BUFFER.to_be_bytes());
+        body.extend_from_slice(&1u32.to_be_bytes());
+        body.extend_from_slice(&(acts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&[0; 6]);
+        body.extend_from_slice(&acts);
+        body.extend_from_slice(&[0xaa; 60]);
+        let po = of::PacketOut::parse(&body).unwrap();
+        assert_eq!((po.in_port, po.actions.len(), po.data.len()), (1, 32, 60));
+        assert!(of::PacketOut::parse(&body[..40]).is_err(), "actions running past the message");
     }
 
     #[test]

@@ -37,6 +37,14 @@ pub enum DpMsg {
         frame: Vec<u8>,
         reply: Sender<Result<Vec<TraceStep>, String>>,
     },
+    /// A controller's PACKET_OUT on a bridge: the frame, from OpenFlow port `in_port` (OFPP_CONTROLLER or
+    /// OFPP_ANY: from no port), with these actions.
+    PacketOut {
+        bridge: String,
+        in_port: u32,
+        actions: Vec<weft_api::flow::Action>,
+        frame: Vec<u8>,
+    },
     /// Start feeding a capture; answered with false when the port does not exist.
     Capture(Box<Tap>, Sender<bool>),
     /// Install, activate or remove a child SA.
@@ -263,6 +271,10 @@ pub struct PacketIn {
     pub in_port: u32,
     pub table: u8,
     pub cookie: u64,
+    /// OFPR_NO_MATCH (0) or OFPR_ACTION (1).
+    pub reason: u8,
+    /// The frame's whole length; `data` may be cut shorter (max_len).
+    pub total_len: u16,
     pub data: Vec<u8>,
 }
 

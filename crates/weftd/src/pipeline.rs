@@ -113,9 +113,47 @@ fn flow_rule(m: &[weft_api::flow::Match]) -> (weft_datapath::classifier::FlowKey
     (key, mask)
 }
 
+/// A flow's (or a packet-out's) action as the core runs it, with OpenFlow port numbers turned into the
+/// pipeline's ports by `port`; `None` for an action with no effect (drop, or an output to a port that is
+/// not there).
+pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>) -> Option<ActRt> {
+    use weft_api::flow::{Action, SetField};
+    use weft_datapath::classifier::{slot, Slot};
+    Some(match *a {
+        Action::Output(n) => ActRt::Output(port(n)?),
+        Action::Local => ActRt::Output(port(OFPORT_LOCAL)?),
+        Action::Normal => ActRt::Normal,
+        Action::Flood => ActRt::Flood,
+        Action::All => ActRt::All,
+        Action::InPort => ActRt::InPort,
+        Action::Controller => ActRt::Controller(u16::MAX),
+        Action::ControllerMaxLen(n) => ActRt::Controller(n),
+        Action::Drop => return None,
+        Action::ModVlanVid(v) => ActRt::ModVlanVid(v),
+        Action::StripVlan => ActRt::StripVlan,
+        Action::PushVlan(_) => ActRt::PushVlan,
+        Action::SetField(SetField::EthSrc(m)) => ActRt::SetEthSrc(m),
+        Action::SetField(SetField::EthDst(m)) => ActRt::SetEthDst(m),
+        Action::SetField(SetField::VlanVid(v)) => ActRt::ModVlanVid(v),
+        Action::SetField(SetField::TunId(v)) | Action::SetTunnel(v) => ActRt::SetTunId(v),
+        Action::SetField(SetField::TunDst(a)) => ActRt::SetTunDst(a),
+        Action::Resubmit { port: p, table } => ActRt::Resubmit { port: p.and_then(port), table },
+        Action::GotoTable(t) => ActRt::GotoTable(t),
+        Action::Load { dst, value } => {
+            let bits = Slot::bits_mask(u32::from(dst.ofs), u32::from(dst.nbits));
+            ActRt::SetBits { slot: field_slot(dst.field), value: value << dst.ofs, mask: bits }
+        }
+        Action::SetReg { field, value, mask } => ActRt::SetBits { slot: field_slot(field), value, mask },
+        Action::WriteMetadata { value, mask } => {
+            ActRt::SetBits { slot: slot::METADATA, value: u128::from(value), mask: u128::from(mask) }
+        }
+        Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
+    })
+}
+
 /// Builds the flow tables of a bridge (none when it has only the default NORMAL flow).
 fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> Vec<TableRt> {
-    use weft_api::flow::{Action, SetField};
+    use weft_api::flow::Action;
     let only_normal = b.flows.len() == 1 && {
         let f = &b.flows[0].flow;
         f.table == 0 && f.matches.is_empty() && f.actions == [Action::Normal]
@@ -130,50 +168,7 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
             let mut entries = Vec::new();
             for s in b.flows.iter().filter(|s| usize::from(s.flow.table) == t) {
                 let port = |n: u32| ofports.get(&n).copied();
-                let actions = s
-                    .flow
-                    .actions
-                    .iter()
-                    .filter_map(|a| {
-                        Some(match *a {
-                            Action::Output(n) => ActRt::Output(port(n)?),
-                            Action::Local => ActRt::Output(port(OFPORT_LOCAL)?),
-                            Action::Normal => ActRt::Normal,
-                            Action::Flood => ActRt::Flood,
-                            Action::All => ActRt::All,
-                            Action::InPort => ActRt::InPort,
-                            Action::Controller => ActRt::Controller(u16::MAX),
-                            Action::ControllerMaxLen(n) => ActRt::Controller(n),
-                            Action::Drop => return None,
-                            Action::ModVlanVid(v) => ActRt::ModVlanVid(v),
-                            Action::StripVlan => ActRt::StripVlan,
-                            Action::PushVlan(_) => ActRt::PushVlan,
-                            Action::SetField(SetField::EthSrc(m)) => ActRt::SetEthSrc(m),
-                            Action::SetField(SetField::EthDst(m)) => ActRt::SetEthDst(m),
-                            Action::SetField(SetField::VlanVid(v)) => ActRt::ModVlanVid(v),
-                            Action::SetField(SetField::TunId(v)) | Action::SetTunnel(v) => ActRt::SetTunId(v),
-                            Action::SetField(SetField::TunDst(a)) => ActRt::SetTunDst(a),
-                            Action::Resubmit { port: p, table } => ActRt::Resubmit { port: p.and_then(port), table },
-                            Action::GotoTable(t) => ActRt::GotoTable(t),
-                            Action::Load { dst, value } => {
-                                let bits = weft_datapath::classifier::Slot::bits_mask(
-                                    u32::from(dst.ofs),
-                                    u32::from(dst.nbits),
-                                );
-                                ActRt::SetBits { slot: field_slot(dst.field), value: value << dst.ofs, mask: bits }
-                            }
-                            Action::SetReg { field, value, mask } => {
-                                ActRt::SetBits { slot: field_slot(field), value, mask }
-                            }
-                            Action::WriteMetadata { value, mask } => ActRt::SetBits {
-                                slot: weft_datapath::classifier::slot::METADATA,
-                                value: u128::from(value),
-                                mask: u128::from(mask),
-                            },
-                            Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
-                        })
-                    })
-                    .collect();
+                let actions = s.flow.actions.iter().filter_map(|a| act_rt(a, &port)).collect();
                 let (key, mask) = flow_rule(&s.flow.matches);
                 entries.push(weft_datapath::classifier::Rule {
                     key,
@@ -181,7 +176,8 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
                     priority: s.flow.priority,
                     id: rules.len() as u32,
                 });
-                rules.push(RuleRt { id: s.id, cookie: s.flow.cookie, actions });
+                let table_miss = s.flow.priority == 0 && s.flow.matches.is_empty();
+                rules.push(RuleRt { id: s.id, cookie: s.flow.cookie, table_miss, actions });
             }
             TableRt { classifier: weft_datapath::classifier::Classifier::new(entries), rules }
         })

@@ -78,6 +78,8 @@ pub mod port {
     pub const CONTROLLER: u32 = 0xffff_fffd;
     pub const LOCAL: u32 = 0xffff_fffe;
     pub const ANY: u32 = 0xffff_ffff;
+    /// Only in a packet-out's actions: run the frame through the flow tables.
+    pub const TABLE: u32 = 0xffff_fff9;
 }
 
 /// OXM fields of the OpenFlow basic class (0x8000), and the Nicira class (0x0001) tunnel addresses.
@@ -282,6 +284,34 @@ pub fn parse_tlvs<'a>(mut b: &'a [u8], layer: &'static str) -> Result<Vec<Tlv<'a
         b = &b[len..];
     }
     Ok(out)
+}
+
+/// A PACKET_OUT's body: where the frame comes from, its actions (a list of action TLVs) and the frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketOut<'a> {
+    pub buffer_id: u32,
+    pub in_port: u32,
+    pub actions: &'a [u8],
+    pub data: &'a [u8],
+}
+
+/// OFP_NO_BUFFER: the frame is in the message.
+pub const NO_BUFFER: u32 = 0xffff_ffff;
+
+impl<'a> PacketOut<'a> {
+    /// Reads a PACKET_OUT's body (after the header): buffer_id, in_port, actions_len, 6 bytes of padding,
+    /// the actions, the frame.
+    pub fn parse(b: &'a [u8]) -> Result<PacketOut<'a>> {
+        crate::need("packet_out", 16, b.len())?;
+        let actions_len = usize::from(be16(b, 8));
+        crate::need("packet_out actions", 16 + actions_len, b.len())?;
+        Ok(PacketOut {
+            buffer_id: be32(b, 0),
+            in_port: be32(b, 4),
+            actions: &b[16..16 + actions_len],
+            data: &b[16 + actions_len..],
+        })
+    }
 }
 
 /// The fixed part of a FLOW_MOD, after the header.

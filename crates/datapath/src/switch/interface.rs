@@ -163,6 +163,8 @@ pub struct ToController {
     pub in_port: PortIdx,
     pub table: u8,
     pub cookie: u64,
+    /// Sent by a table's table-miss flow (priority 0, matching everything): OpenFlow 1.3's "no match".
+    pub table_miss: bool,
     /// At most this many bytes of the frame.
     pub max_len: u16,
     pub data: Data,

@@ -314,6 +314,24 @@ impl Switch {
         }
     }
 
+    /// Runs a controller's packet-out: `actions` (OFPP_TABLE being a resubmit to table 0) on the frame, as
+    /// if it came in on `input.in_port`, or, with `from_controller`, from the controller itself (then
+    /// `input.in_port` is the bridge's internal port, standing in; flows see in_port=CONTROLLER).
+    #[allow(clippy::too_many_arguments)]
+    pub fn packet_out(
+        &mut self,
+        bufs: &mut Buffers,
+        input: Input,
+        from_controller: bool,
+        actions: &[ActRt],
+        now: Nanos,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) {
+        let Switch { pipe, t } = self;
+        t.packet_out(pipe, bufs, input, from_controller, actions, now, out, obs);
+    }
+
     /// Switches one received frame: VLAN ingress, then the bridge's flow tables or (with only the default
     /// flow) straight to the learning switch. Inside the switch every frame is untagged and belongs to one
     /// VLAN; a tag still in the frame is taken off here, in place.
@@ -385,11 +403,68 @@ impl Tables {
         } else {
             let key = flow_key(port, remote, bufs.get(data), tci, &hdr);
             let mut st = ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None };
-            let mut run = Run { pipe, bufs: &mut *bufs, out: &mut *out, obs: &mut *obs, now, bridge, in_port, remote };
+            let mut run = Run {
+                pipe,
+                bufs: &mut *bufs,
+                out: &mut *out,
+                obs: &mut *obs,
+                now,
+                bridge,
+                in_port,
+                remote,
+                from_controller: false,
+            };
             self.run_table(&mut run, 0, &mut st, 0);
             if let Some(mtu) = st.too_big {
                 self.signal_too_big(pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
             }
+        }
+    }
+
+    /// A controller's packet-out: `actions` run on the frame as a flow's would.
+    #[allow(clippy::too_many_arguments)]
+    fn packet_out(
+        &mut self,
+        pipe: &Pipeline,
+        bufs: &mut Buffers,
+        input: Input,
+        from_controller: bool,
+        actions: &[ActRt],
+        now: Nanos,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) {
+        let Input { data, in_port, remote, gso, .. } = input;
+        let (data, tci) = match pop_tag(bufs.get_mut(data)) {
+            Some(t) => (data.skip(4), t),
+            None => (data, 0),
+        };
+        if data.len() < ETH_LEN {
+            self.counters[usize::from(in_port.0)].drop(DropReason::Malformed);
+            return;
+        }
+        let hdr = Headers::parse(bufs.get(data));
+        let port = pipe.port(in_port);
+        let mut key = flow_key(port, remote, bufs.get(data), tci, &hdr);
+        if from_controller {
+            key.put(slot::IN_PORT, u128::from(pipeline::OFPP_CONTROLLER));
+        }
+        let mut st = ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None };
+        let bridge = port.bridge;
+        let mut run = Run {
+            pipe,
+            bufs: &mut *bufs,
+            out: &mut *out,
+            obs: &mut *obs,
+            now,
+            bridge,
+            in_port,
+            remote,
+            from_controller,
+        };
+        self.apply_actions(&mut run, 0, (u64::MAX, false), actions, &mut st, 0);
+        if let Some(mtu) = st.too_big {
+            self.signal_too_big(pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
         }
     }
 
@@ -420,7 +495,25 @@ impl Tables {
         if rule.actions.is_empty() {
             self.counters[usize::from(in_port.0)].drop(DropReason::FlowDrop);
         }
-        for act in &rule.actions {
+        self.apply_actions(r, table, (rule.cookie, rule.table_miss), &rule.actions, st, depth);
+    }
+
+    /// Runs `actions` (a flow's, found in `table`, with its cookie and whether it is the table-miss flow; or
+    /// a packet-out's) on the frame.
+    fn apply_actions<O: Observer>(
+        &mut self,
+        r: &mut Run<'_, '_, O>,
+        table: usize,
+        (cookie, table_miss): (u64, bool),
+        actions: &[ActRt],
+        st: &mut ActState,
+        depth: u8,
+    ) {
+        let pipe = r.pipe;
+        let bridge = r.bridge;
+        let b = &pipe.bridges[bridge];
+        let in_port = r.in_port;
+        for act in actions {
             let out = |sw: &mut Self, r: &mut Run<'_, '_, O>, st: &mut ActState, port: PortIdx| {
                 let e = Emission {
                     port,
@@ -438,7 +531,7 @@ impl Tables {
                 st.copied = false;
             };
             match *act {
-                ActRt::Output(p) if p != in_port => out(self, r, st, p),
+                ActRt::Output(p) if p != in_port || r.from_controller => out(self, r, st, p),
                 ActRt::Output(_) => {}
                 ActRt::InPort => out(self, r, st, in_port),
                 ActRt::Flood | ActRt::All => {
@@ -459,7 +552,8 @@ impl Tables {
                         bridge,
                         in_port,
                         table: table as u8,
-                        cookie: rule.cookie,
+                        cookie,
+                        table_miss,
                         max_len,
                         data: st.data,
                         tci: st.tci,
@@ -499,6 +593,12 @@ impl Tables {
                     if !self.sync_field(r, st, dst.slot) {
                         return;
                     }
+                }
+                ActRt::Resubmit { port: None, table: Some(0) } if b.tables.is_empty() => {
+                    // Table 0 is the lone default flow (priority=0 actions=NORMAL): a packet-out to OFPP_TABLE.
+                    let frame =
+                        Frame { data: st.data, in_port, remote: r.remote, tci: st.tci, gso: st.gso, hdr: st.hdr };
+                    self.normal_switch(pipe, r.bufs, frame, r.now, r.out, r.obs);
                 }
                 ActRt::Resubmit { port, table: t2 } => {
                     // As OVS: the lookup (and the actions it runs) sees PORT as the input port; the input
@@ -777,6 +877,9 @@ struct Run<'p, 'b, O> {
     bridge: usize,
     in_port: PortIdx,
     remote: Option<IpAddr>,
+    /// A packet-out from a controller: no port of the bridge is its input port (`in_port` is its internal
+    /// port, standing in), so output to any port goes.
+    from_controller: bool,
 }
 
 fn note(text: String) -> Step {

@@ -13,6 +13,8 @@ use weft_wire::EthernetAddress;
 
 /// ofport number of a bridge's internal port (OpenFlow's OFPP_LOCAL).
 pub const OFPORT_LOCAL: u32 = 0xffff_fffe;
+/// OpenFlow's OFPP_CONTROLLER: the input port of a packet-out that came from no port.
+pub const OFPP_CONTROLLER: u32 = 0xffff_fffd;
 
 /// A port as the switch sees it.
 #[derive(Debug, Clone)]
@@ -106,6 +108,8 @@ pub struct RuleRt {
     /// The flow's id in the configuration (its counters are kept under it).
     pub id: u64,
     pub cookie: u64,
+    /// The table-miss flow: priority 0, matching everything (its packet-ins say "no match").
+    pub table_miss: bool,
     pub actions: Vec<ActRt>,
 }
 

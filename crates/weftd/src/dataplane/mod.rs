@@ -434,6 +434,9 @@ impl Dataplane {
                         Ok(DpMsg::Trace { bridge, in_port, frame, reply }) => {
                             let _ = reply.send(self.run_trace(&bridge, &in_port, &frame));
                         }
+                        Ok(DpMsg::PacketOut { bridge, in_port, actions, frame }) => {
+                            self.packet_out(&bridge, in_port, &actions, &frame);
+                        }
                         Ok(DpMsg::Capture(tap, reply)) => {
                             let known = self.pipeline.core.ports.iter().any(|p| p.name == tap.port_name);
                             if known {
@@ -483,6 +486,39 @@ impl Dataplane {
         let input = Input { data: seg_bytes(0, frame.len() as u32), in_port: port, remote, stripped: None, gso: None };
         shadow.process(&mut bufs, input, now, &mut outs, &mut steps);
         Ok(steps.into_iter().map(|s| trace_step(&pipeline, &shadow, s)).collect())
+    }
+
+    /// A controller's packet-out: the frame goes through the switch with the given actions and what comes
+    /// out is sent. A bridge or port gone since the controller looked is a silent drop (as a flow to a port
+    /// that went away).
+    fn packet_out(&mut self, bridge: &str, in_port: u32, actions: &[weft_api::flow::Action], frame: &[u8]) {
+        let pipeline = self.pipeline.clone();
+        let Some(b) = pipeline.core.bridge_named(bridge) else { return };
+        let port_of = |n: u32| {
+            let i = pipeline.core.ports.iter().position(|p| p.bridge == b && p.ofport == n)?;
+            Some(PortIdx(i as u16))
+        };
+        let from_controller = matches!(in_port, 0xffff_fffd | 0xffff_ffff);
+        let Some(port) = port_of(if from_controller { weft_datapath::switch::pipeline::OFPORT_LOCAL } else { in_port })
+        else {
+            return;
+        };
+        let acts: Vec<_> = actions.iter().filter_map(|a| crate::pipeline::act_rt(a, &port_of)).collect();
+        if frame.len() > self.seg.len() {
+            return;
+        }
+        // The frame lies at the start of the segment area, which nothing queued refers to after the flush;
+        // it is sent before the next batch.
+        self.end_batch();
+        self.seg[..frame.len()].copy_from_slice(frame);
+        self.seg_used = frame.len();
+        let remote = pipeline.core.port(port).tunnel().map(|t| t.spec.remote);
+        let now = self.now();
+        let mut bufs = Buffers { rx: &mut [], seg: &mut self.seg, scratch: &mut self.scratch };
+        let input = Input { data: seg_bytes(0, frame.len() as u32), in_port: port, remote, stripped: None, gso: None };
+        self.switch.packet_out(&mut bufs, input, from_controller, &acts, now, &mut self.outs, &mut Quiet);
+        self.perform(&pipeline);
+        self.end_batch();
     }
 
     /// Sends each watched bridge's MAC table changes to its sink. A bridge that a new pipeline dropped and

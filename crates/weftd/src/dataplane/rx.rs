@@ -333,9 +333,12 @@ impl Dataplane {
                 data.extend_from_slice(&vlan_tag(c.tci));
             }
             data.extend_from_slice(&frame[12..]);
+            let total_len = data.len().min(usize::from(u16::MAX)) as u16;
             data.truncate(usize::from(c.max_len));
             let in_port = pipeline.core.port(c.in_port).ofport;
-            let p = crate::msgs::PacketIn { in_port, table: c.table, cookie: c.cookie, data };
+            // OpenFlow 1.3: a packet-in from the table-miss flow says "no match", from any other "action".
+            let reason = if c.table_miss { 0 } else { 1 };
+            let p = crate::msgs::PacketIn { in_port, table: c.table, cookie: c.cookie, reason, total_len, data };
             tx.try_send(p).is_ok()
         });
         if !sent {

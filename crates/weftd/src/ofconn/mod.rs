@@ -298,8 +298,8 @@ fn packet_in(p: &PacketIn, xid: u32) -> Vec<u8> {
     let mut m = Vec::with_capacity(64 + p.data.len());
     let at = of::start(&mut m, msg::PACKET_IN, xid);
     m.extend_from_slice(&u32::MAX.to_be_bytes()); // no buffer
-    m.extend_from_slice(&(p.data.len() as u16).to_be_bytes());
-    m.push(1); // OFPR_ACTION
+    m.extend_from_slice(&p.total_len.to_be_bytes());
+    m.push(p.reason);
     m.push(p.table);
     m.extend_from_slice(&p.cookie.to_be_bytes());
     of::put_match(&mut m, |o| of::put_oxm(o, of::oxm::CLASS_BASIC, of::oxm::IN_PORT, &p.in_port.to_be_bytes(), None));

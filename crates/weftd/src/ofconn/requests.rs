@@ -58,6 +58,10 @@ pub(super) fn handle(
             Ok(()) => vec![],
             Err(e) => vec![error_msg(h.xid, e, m)],
         },
+        msg::PACKET_OUT => match packet_out(st, bridge, body) {
+            Ok(()) => vec![],
+            Err(e) => vec![error_msg(h.xid, e, m)],
+        },
         msg::MULTIPART_REQUEST => match multipart(st, bridge, h.xid, body) {
             Ok(r) => r,
             Err(e) => vec![error_msg(h.xid, e, m)],
@@ -73,6 +77,35 @@ fn datapath_id(bridge: &str) -> u64 {
 }
 
 /// Parses a FLOW_MOD and applies it as a configuration change.
+/// A PACKET_OUT: checked here (the frame must be in the message; the input port one of the bridge's, its
+/// internal port, or the controller), then run by datapath worker 0.
+fn packet_out(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)> {
+    const BUFFER_UNKNOWN: u16 = 8;
+    const BAD_PORT: u16 = 11;
+    const BAD_PACKET: u16 = 12;
+    let po = of::PacketOut::parse(body).map_err(|_| (error::BAD_REQUEST, error::BAD_LEN))?;
+    if po.buffer_id != of::NO_BUFFER {
+        // weft buffers nothing: its packet-ins carry the whole frame (buffer_id none).
+        return Err((error::BAD_REQUEST, BUFFER_UNKNOWN));
+    }
+    let actions = weft_api::ofp::packet_out_actions(po.actions)?;
+    let b = st.config().bridge(bridge).ok_or((error::BAD_REQUEST, BAD_PORT))?;
+    let known = po.in_port == of::port::LOCAL || b.ports.iter().any(|p| p.ofport == po.in_port);
+    if !known && !matches!(po.in_port, of::port::CONTROLLER | of::port::ANY) {
+        return Err((error::BAD_REQUEST, BAD_PORT));
+    }
+    if po.data.len() < 14 || po.data.len() > 65_535 {
+        return Err((error::BAD_REQUEST, BAD_PACKET));
+    }
+    st.dp().send(DpMsg::PacketOut {
+        bridge: bridge.to_string(),
+        in_port: po.in_port,
+        actions,
+        frame: po.data.to_vec(),
+    });
+    Ok(())
+}
+
 fn flow_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)> {
     let bad_len = (error::BAD_REQUEST, error::BAD_LEN);
     let fm = of::FlowMod::parse(body).map_err(|_| bad_len)?;

@@ -114,13 +114,19 @@ impl Net {
         let mut rules = Vec::new();
         let mut entries = Vec::new();
         for (i, (priority, matches, actions)) in flows.into_iter().enumerate() {
+            let table_miss = priority == 0 && matches.is_empty();
             let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
             for (s, v, m) in matches {
                 key.put(s, v);
                 mask.put(s, m);
             }
             entries.push(Rule { key, mask, priority, id: i as u32 });
-            rules.push(RuleRt { id: 100 * (table as u64 + 1) + i as u64, cookie: 0xc0 + i as u64, actions });
+            rules.push(RuleRt {
+                id: 100 * (table as u64 + 1) + i as u64,
+                cookie: 0xc0 + i as u64,
+                table_miss,
+                actions,
+            });
         }
         b.tables[table] = TableRt { classifier: Classifier::new(entries), rules };
         self
@@ -201,6 +207,15 @@ impl Harness {
     fn run(&mut self, input: Input, obs: &mut impl Observer) -> Vec<Out> {
         let mut bufs = Buffers { rx: &mut self.rx, seg: &mut self.seg, scratch: &mut self.scratch };
         self.sw.process(&mut bufs, input, self.now, &mut self.outs, obs);
+        let bufs = Buffers { rx: &mut self.rx, seg: &mut self.seg, scratch: &mut self.scratch };
+        self.outs.sends.iter().map(|e| resolve(&self.sw, &bufs, e)).collect()
+    }
+
+    /// A controller's packet-out of `frame` with `actions`, from `port` (or from the controller: `None`).
+    fn packet_out(&mut self, port: Option<&str>, frame: &[u8], actions: &[ActRt]) -> Vec<Out> {
+        let input = self.input(port.unwrap_or("br0"), frame, None, None, None);
+        let mut bufs = Buffers { rx: &mut self.rx, seg: &mut self.seg, scratch: &mut self.scratch };
+        self.sw.packet_out(&mut bufs, input, port.is_none(), actions, self.now, &mut self.outs, &mut Quiet);
         let bufs = Buffers { rx: &mut self.rx, seg: &mut self.seg, scratch: &mut self.scratch };
         self.outs.sends.iter().map(|e| resolve(&self.sw, &bufs, e)).collect()
     }

@@ -125,3 +125,37 @@ fn a_masked_metadata_write_keeps_the_other_bits() {
     let mut h = Harness::new(net.build());
     assert_eq!(h.ports("p1", &raw(B, A)), ["p3"]);
 }
+
+// ---- Packet-out ----
+
+#[test]
+fn a_packet_out_runs_its_actions_on_the_frame() {
+    let mut h = Harness::new(two_taps().table(0, vec![(10, vec![], vec![])]).build());
+    let out = h.packet_out(Some("p1"), &raw(B, A), &[ActRt::SetEthDst(C), ActRt::Output(P2), ActRt::Output(P1)]);
+    assert_eq!(out.len(), 1, "output to the input port is skipped, as for a flow: {out:?}");
+    assert_eq!((out[0].port.as_str(), &out[0].frame), ("p2", &raw(C, A)));
+    // From the controller itself no port is the input port: the internal port may be an output too.
+    let out = h.packet_out(None, &raw(B, A), &[ActRt::Output(PortIdx(0)), ActRt::Output(P3)]);
+    assert_eq!(out.iter().map(|o| o.port.as_str()).collect::<Vec<_>>(), ["br0", "p3"]);
+}
+
+#[test]
+fn a_packet_out_to_the_table_goes_through_the_flows() {
+    // Flows see in_port=CONTROLLER (0xfffffffd) for a frame from the controller, the real port otherwise.
+    let net = two_taps().table(
+        0,
+        vec![
+            (20, vec![m(slot::IN_PORT, 0xffff_fffd)], vec![ActRt::Output(P3)]),
+            (10, vec![m(slot::IN_PORT, 1)], vec![ActRt::Output(P2)]),
+        ],
+    );
+    let mut h = Harness::new(net.build());
+    let table = [resubmit(0)];
+    assert_eq!(h.packet_out(None, &raw(B, A), &table)[0].port, "p3");
+    assert_eq!(h.packet_out(Some("p1"), &raw(B, A), &table)[0].port, "p2");
+    // With only the default flow, OFPP_TABLE is the learning switch.
+    let mut h = Harness::new(two_taps().build());
+    h.send("p3", &raw(BCAST, B));
+    let out = h.packet_out(Some("p1"), &raw(B, A), &table);
+    assert_eq!(out.iter().map(|o| o.port.as_str()).collect::<Vec<_>>(), ["p3"], "B was learned on p3");
+}
