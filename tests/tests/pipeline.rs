@@ -35,6 +35,11 @@ fn ofctl(ns: &Ns, args: &str) -> String {
     ns.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args}").replace("TARGET", "tcp:127.0.0.1:6653"))
 }
 
+/// Plain `ovs-ofctl`, as people type it: it speaks OpenFlow 1.0 and Nicira's extensions (NXM).
+fn plain_ofctl(ns: &Ns, args: &str) -> String {
+    ns.sh(&format!("timeout 10 ovs-ofctl {args}").replace("TARGET", "tcp:127.0.0.1:6653"))
+}
+
 /// What `ovs-ofctl parse-flow` makes of `flow` with OpenFlow 1.3: the flow as it prints it.
 fn ovs_normal(ns: &Ns, flow: &str) -> String {
     let out = ofctl(ns, &format!("parse-flow '{flow}'"));
@@ -91,18 +96,51 @@ fn flows_print_as_open_vswitch_prints_them_from_the_cli_and_over_openflow() {
 
 #[test]
 fn registers_and_metadata_steer_real_tcp_through_three_tables() {
-    let p = "pr";
-    let Some(OneHost { tmp: _tmp, h, w }) = one_host(p, &["ip", "ping", "iperf3", "ovs-ofctl"]) else { return };
+    register_pipeline("pr", 9, &ofctl);
+}
+
+/// The same with plain `ovs-ofctl` (OpenFlow 1.0 with NXM): the flows go as NXT_FLOW_MOD, statistics come
+/// back as NXST_FLOW, and the other everyday commands work.
+#[test]
+fn plain_ovs_ofctl_speaks_openflow_1_0_with_nicira_extensions() {
+    let Some((OneHost { tmp: _tmp, h, w: _w }, _ends)) = register_pipeline("pz", 7, &plain_ofctl) else { return };
+    let show = plain_ofctl(&h, "show TARGET");
+    assert!(show.contains("OFPT_FEATURES_REPLY") && show.contains("1(pzp1)") && show.contains("LOCAL(sw1)"), "{show}");
+    let desc = plain_ofctl(&h, "dump-ports-desc TARGET");
+    assert!(desc.contains("2(pzp2)"), "{desc}");
+    let tables = plain_ofctl(&h, "dump-tables TARGET");
+    assert!(tables.contains("table 2") && tables.contains("active=2"), "{tables}");
+    let ports = plain_ofctl(&h, "dump-ports TARGET 1");
+    assert!(ports.contains("port  1: rx pkts="), "{ports}");
+    let agg = plain_ofctl(&h, "dump-aggregate TARGET");
+    assert!(agg.contains("flow_count=6"), "{agg}");
+    // A flow OpenFlow 1.0's own match can say goes as OFPT_FLOW_MOD; deleting by match and strictly works.
+    plain_ofctl(&h, "add-flow TARGET 'table=3,priority=9,ip,nw_dst=10.7.0.9,actions=drop'");
+    assert!(plain_ofctl(&h, "dump-flows TARGET table=3").contains("priority=9,ip,nw_dst=10.7.0.9 actions=drop"));
+    plain_ofctl(&h, "--strict del-flows TARGET 'table=3,priority=9,ip,nw_dst=10.7.0.9'");
+    assert!(!plain_ofctl(&h, "dump-flows TARGET").contains("10.7.0.9"));
+    // What weft cannot do is refused with an OpenFlow 1.0 error, and nothing changes.
+    let r = h.run("timeout 10 ovs-ofctl add-flow tcp:127.0.0.1:6653 'table=3,actions=dec_ttl'");
+    assert!(!r.status.success(), "dec_ttl is not weft's yet");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("OFPT_ERROR"), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(plain_ofctl(&h, "dump-aggregate TARGET").contains("flow_count=6"));
+}
+
+/// Table 0 classifies by input port into reg0 (and keeps the port number in reg1 and metadata); table 1
+/// writes the output port into reg2 from reg0; table 2 outputs by reg2 and metadata alone. Programmed with
+/// `ctl`, checked with ping and TCP both ways; returns the host with weftd still running, and the endpoints.
+fn register_pipeline(p: &str, net: u8, ctl: &dyn Fn(&Ns, &str) -> String) -> Option<(OneHost, [Ns; 2])> {
+    let OneHost { tmp, h, w } = one_host(p, &["ip", "ping", "iperf3", "ovs-ofctl"])?;
     w.weft("add-br sw1");
-    let left = endpoint_veth(&format!("{p}l"), &h, &format!("{p}p1"), "10.9.0.1", "2001:db8:9::1");
-    let right = endpoint_veth(&format!("{p}r"), &h, &format!("{p}p2"), "10.9.0.2", "2001:db8:9::2");
+    let left =
+        endpoint_veth(&format!("{p}l"), &h, &format!("{p}p1"), &format!("10.{net}.0.1"), &format!("2001:db8:{net}::1"));
+    let right =
+        endpoint_veth(&format!("{p}r"), &h, &format!("{p}p2"), &format!("10.{net}.0.2"), &format!("2001:db8:{net}::2"));
     w.weft(&format!("add-port sw1 {p}p1"));
     w.weft(&format!("add-port sw1 {p}p2"));
     w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    ofctl(&h, "del-flows TARGET");
-    // Table 0 classifies by input port into reg0 (and keeps the port number in reg1 and metadata); table 1
-    // swaps: it writes the output port into reg2 from reg0; table 2 outputs by reg2 and metadata alone.
+    ctl(&h, "del-flows TARGET");
     for f in [
         "table=0,in_port=1,actions=load:1->reg0,move:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15],write_metadata:0x100/0xf00,goto_table:1",
         "table=0,in_port=2,actions=load:2->reg0,move:NXM_OF_IN_PORT[]->NXM_NX_REG1[0..15],write_metadata:0x200/0xf00,goto_table:1",
@@ -111,23 +149,26 @@ fn registers_and_metadata_steer_real_tcp_through_three_tables() {
         "table=2,reg2=0x200,metadata=0x100/0xf00,actions=output:2",
         "table=2,reg2=0x100,metadata=0x200/0xf00,actions=output:1",
     ] {
-        ofctl(&h, &format!("add-flow TARGET '{f}'"));
+        ctl(&h, &format!("add-flow TARGET '{f}'"));
     }
     let flows = w.weft("dump-flows sw1");
     assert_eq!(flows.lines().count(), 6, "{flows}");
     // (What arrived before the flows did, between del-flows and add-flow, missed; nothing after may.)
     let missed = w.drops("sw1", &format!("{p}p1"), "no_flow");
-    left.ping("10.9.0.2", 2);
-    left.ping("2001:db8:9::2", 2);
-    tcp_both_ways(&left, &right, &["10.9.0.2"], "through a three-table register pipeline");
+    left.ping(&format!("10.{net}.0.2"), 2);
+    left.ping(&format!("2001:db8:{net}::2"), 2);
+    tcp_both_ways(&left, &right, &[&format!("10.{net}.0.2")], "through a three-table register pipeline");
     // Every packet took the register path: each table-2 flow counted traffic, table 0 missed nothing.
-    let dump = ofctl(&h, "dump-flows TARGET table=2");
-    for line in dump.lines().filter(|l| l.contains("actions=output")) {
+    let dump = ctl(&h, "dump-flows TARGET table=2");
+    let outputs: Vec<&str> = dump.lines().filter(|l| l.contains("actions=output")).collect();
+    assert_eq!(outputs.len(), 2, "{dump}");
+    for line in outputs {
         let n: u64 =
             line.split("n_packets=").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).unwrap();
         assert!(n > 1000, "{line}");
     }
     assert_eq!(w.drops("sw1", &format!("{p}p1"), "no_flow"), missed, "no packet missed a table");
+    Some((OneHost { tmp, h, w }, [left, right]))
 }
 
 /// Starts Open vSwitch's test controller listening on `port` in `h` (its log and pid in `d`) with `args`,

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod flow;
 pub mod fuzz;
+pub mod of10;
 pub mod ofp;
 pub mod proto;
 pub mod reply;

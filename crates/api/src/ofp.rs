@@ -11,7 +11,7 @@ pub type OfError = (u16, u16);
 
 const BAD_FIELD: OfError = (error::BAD_MATCH, error::BAD_FIELD);
 
-fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
+pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
     // (field, value width in bits)
     Ok(match (t.class, t.field) {
         (oxm::CLASS_BASIC, oxm::IN_PORT) => (Field::InPort, 32),
@@ -76,7 +76,7 @@ fn field_of_header(h: u32) -> Option<Field> {
 }
 
 /// The NXM/OXM header (class, field, bytes) weft writes for a field in `load`/`move`/`set_field`.
-fn header_of(f: Field) -> Option<(u16, u8, usize)> {
+pub(crate) fn header_of(f: Field) -> Option<(u16, u8, usize)> {
     use oxm::*;
     Some(match f {
         Field::Reg(n) => (CLASS_NXM1, NX_REG0 + n, 4),
@@ -117,7 +117,7 @@ fn nxm_header(class: u16, field: u8, bytes: usize, masked: bool) -> u32 {
 
 /// Registers, xregs and xxregs as matches on 32-bit registers (the most significant first), leaving out
 /// parts under a zero mask; other fields as they are.
-fn split_regs(field: Field, value: u128, mask: u128) -> Vec<Match> {
+pub(crate) fn split_regs(field: Field, value: u128, mask: u128) -> Vec<Match> {
     let (first, regs) = match field {
         Field::XReg(n) => (2 * n, 2u8),
         Field::XXReg(n) => (4 * n, 4),
@@ -269,7 +269,7 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn full_mask(bits: u32) -> u128 {
+pub(crate) fn full_mask(bits: u32) -> u128 {
     if bits >= 128 {
         u128::MAX
     } else {
@@ -279,9 +279,9 @@ fn full_mask(bits: u32) -> u128 {
 
 /// The subfield an NXM header and a bit range name, checked against the field's width.
 fn sub_field(header: u32, ofs: u16, nbits: u16) -> Result<SubField, OfError> {
-    let field = field_of_header(header).ok_or((error::BAD_ACTION, 13))?; // BAD_SET_TYPE
+    let field = field_of_header(header).ok_or((error::BAD_ACTION, error::BAD_SET_TYPE))?;
     if nbits == 0 || u32::from(ofs) + u32::from(nbits) > u32::from(field.bits()) {
-        return Err((error::BAD_ACTION, 14)); // BAD_SET_ARGUMENT
+        return Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT));
     }
     Ok(SubField { field, ofs, nbits })
 }
@@ -306,7 +306,7 @@ fn mac_of(v: u128) -> EthernetAddress {
 
 /// The actions of a PACKET_OUT: those of a flow, and output to OFPP_TABLE (the flow tables, from table 0).
 pub fn packet_out_actions(actions: &[u8]) -> Result<Vec<Action>, OfError> {
-    let list = weft_wire::openflow::parse_tlvs(actions, "action").map_err(|_| (error::BAD_ACTION, error::BAD_LEN))?;
+    let list = weft_wire::openflow::parse_tlvs(actions, "action").map_err(|_| (error::BAD_ACTION, 1))?;
     let mut out = Vec::new();
     for a in &list {
         if a.kind == act::OUTPUT && a.body.len() >= 4 && be32(a.body, 0) == port::TABLE {
@@ -318,7 +318,7 @@ pub fn packet_out_actions(actions: &[u8]) -> Result<Vec<Action>, OfError> {
     Ok(out)
 }
 
-fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> {
+pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> {
     let bad = (error::BAD_ACTION, error::BAD_TYPE);
     for a in list {
         let b = a.body;
@@ -339,7 +339,7 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
             act::SET_FIELD => {
                 // One OXM TLV, then padding.
                 if b.len() < 4 || 4 + usize::from(b[3]) > b.len() || b[2] & 1 != 0 {
-                    return Err((error::BAD_ACTION, 14)); // BAD_SET_ARGUMENT
+                    return Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT));
                 }
                 let t = OxmTlv {
                     class: u16::from_be_bytes([b[0], b[1]]),
@@ -368,7 +368,7 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
                         )) if t.value.len() * 8 == bits as usize => {
                             Action::SetReg { field, value: v, mask: full_mask(bits) }
                         }
-                        _ => return Err((error::BAD_ACTION, 13)), // BAD_SET_TYPE
+                        _ => return Err((error::BAD_ACTION, error::BAD_SET_TYPE)),
                     },
                 });
             }
@@ -376,7 +376,7 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
                 let vendor = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
                 let sub = u16::from_be_bytes([b[4], b[5]]);
                 if vendor != act::NX_VENDOR {
-                    return Err((error::BAD_ACTION, 3)); // BAD_EXPERIMENTER
+                    return Err((error::BAD_ACTION, error::BAD_EXPERIMENTER));
                 }
                 let port_of = |p: u16| {
                     (p != 0xfff8).then_some(if p >= 0xff00 { u32::from(p) | 0xffff_0000 } else { u32::from(p) })
@@ -399,11 +399,11 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
                         let ofs_nbits = u16::from_be_bytes([b[6], b[7]]);
                         let dst = sub_field(be32(b, 8), ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
                         if !dst.field.writable() {
-                            return Err((error::BAD_ACTION, 13)); // BAD_SET_TYPE
+                            return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
                         }
                         let value = u128::from(weft_wire::openflow::read_u64(b, 12));
                         if dst.nbits < 64 && value >> dst.nbits != 0 {
-                            return Err((error::BAD_ACTION, 14)); // BAD_SET_ARGUMENT
+                            return Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT));
                         }
                         out.push(Action::Load { dst, value });
                     }
@@ -412,7 +412,7 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
                         let src = sub_field(be32(b, 12), u16::from_be_bytes([b[8], b[9]]), n)?;
                         let dst = sub_field(be32(b, 16), u16::from_be_bytes([b[10], b[11]]), n)?;
                         if !dst.field.writable() {
-                            return Err((error::BAD_ACTION, 13)); // BAD_SET_TYPE
+                            return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
                         }
                         out.push(Action::Move { src, dst });
                     }
@@ -420,11 +420,13 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
                         let h = be32(b, 6);
                         let len = (h & 0xff) as usize;
                         let masked = h & 0x100 != 0;
-                        let body = b.get(10..10 + len).ok_or((error::BAD_ACTION, error::BAD_LEN))?;
-                        let field = field_of_header(h).filter(|f| f.writable()).ok_or((error::BAD_ACTION, 13))?;
+                        let body = b.get(10..10 + len).ok_or((error::BAD_ACTION, 1))?;
+                        let field = field_of_header(h)
+                            .filter(|f| f.writable())
+                            .ok_or((error::BAD_ACTION, error::BAD_SET_TYPE))?;
                         let bytes = if masked { len / 2 } else { len };
                         if usize::from(field.bits()) != bytes * 8 {
-                            return Err((error::BAD_ACTION, error::BAD_LEN));
+                            return Err((error::BAD_ACTION, 1));
                         }
                         let value = weft_wire::openflow::be_uint(&body[..bytes]);
                         let mask = if masked {
@@ -434,7 +436,7 @@ fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> 
                         };
                         reg_write(field, value, mask, out);
                     }
-                    _ => return Err((error::BAD_ACTION, 4)), // BAD_EXP_TYPE
+                    _ => return Err((error::BAD_ACTION, error::BAD_EXP_TYPE)),
                 }
             }
             _ => return Err(bad),
@@ -544,7 +546,7 @@ fn put_load2(out: &mut Vec<u8>, class: u16, field: u8, bytes: usize, value: u128
     put_nx(out, act::NXAST_REG_LOAD2, &tlv);
 }
 
-fn put_action(out: &mut Vec<u8>, a: &Action) {
+pub(crate) fn put_action(out: &mut Vec<u8>, a: &Action) {
     match *a {
         Action::Output(OFPP_LOCAL) | Action::Local => put_output(out, port::LOCAL),
         Action::Output(p) => put_output(out, p),
@@ -762,10 +764,10 @@ mod tests {
         // NXAST_REG_LOAD into NXM_OF_IN_PORT: weft does not write the input port.
         let body = [0, 0, 0x23, 0x20, 0, 7, 0, 15, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1];
         let t = Tlv { kind: act::EXPERIMENTER, body: &body };
-        assert_eq!(actions_from(&[t], &mut Vec::new()), Err((error::BAD_ACTION, 13)));
+        assert_eq!(actions_from(&[t], &mut Vec::new()), Err((error::BAD_ACTION, error::BAD_SET_TYPE)));
         // A load of 9 bits into an 8-bit range.
         let body = [0, 0, 0x23, 0x20, 0, 7, 0, 7, 0, 1, 0, 4, 0, 0, 0, 0, 0, 0, 1, 0];
         let t = Tlv { kind: act::EXPERIMENTER, body: &body };
-        assert_eq!(actions_from(&[t], &mut Vec::new()), Err((error::BAD_ACTION, 14)));
+        assert_eq!(actions_from(&[t], &mut Vec::new()), Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT)));
     }
 }

@@ -66,6 +66,11 @@ pub mod error {
     pub const UNKNOWN_INST: u16 = 0;
     pub const BAD_COMMAND: u16 = 6;
     pub const BAD_TABLE_ID: u16 = 2;
+    /// BAD_ACTION codes.
+    pub const BAD_EXPERIMENTER: u16 = 2;
+    pub const BAD_EXP_TYPE: u16 = 3;
+    pub const BAD_SET_TYPE: u16 = 13;
+    pub const BAD_SET_ARGUMENT: u16 = 15;
 }
 
 /// Reserved port numbers.
@@ -218,8 +223,12 @@ pub fn parse_match(b: &[u8]) -> Result<(Vec<OxmTlv<'_>>, usize)> {
     }
     let padded = len.div_ceil(8) * 8;
     crate::need("ofp_match", len, b.len())?;
+    Ok((parse_oxm_tlvs(&b[4..len])?, padded.min(b.len()).max(len)))
+}
+
+/// Reads a run of OXM (or NXM: the same layout) TLVs that fills `rest` exactly.
+pub fn parse_oxm_tlvs(mut rest: &[u8]) -> Result<Vec<OxmTlv<'_>>> {
     let mut tlvs = Vec::new();
-    let mut rest = &b[4..len];
     while !rest.is_empty() {
         crate::need("oxm", 4, rest.len())?;
         let class = be16(rest, 0);
@@ -239,7 +248,7 @@ pub fn parse_match(b: &[u8]) -> Result<(Vec<OxmTlv<'_>>, usize)> {
         tlvs.push(OxmTlv { class, field, value, mask });
         rest = &rest[4 + l..];
     }
-    Ok((tlvs, padded.min(b.len()).max(len)))
+    Ok(tlvs)
 }
 
 /// Appends one OXM TLV.

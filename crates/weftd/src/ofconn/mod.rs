@@ -4,6 +4,7 @@
 //! same transactions as the CLI. Packets that reach `actions=controller` come from the datapath through a
 //! bounded channel and go to each connection's own bounded queue as PACKET_IN.
 
+mod of10;
 mod requests;
 
 use crate::msgs::{DpMsg, PacketIn};
@@ -411,10 +412,28 @@ fn port_desc(ofport: u32, name: &str, link_down: bool) -> Vec<u8> {
 fn hello(xid: u32) -> Vec<u8> {
     let mut m = Vec::new();
     let at = of::start(&mut m, msg::HELLO, xid);
-    // A version bitmap element: OpenFlow 1.3 only.
-    m.extend_from_slice(&[0, 1, 0, 8, 0, 0, 0, 1 << of::VERSION]);
+    // A version bitmap element: OpenFlow 1.0 and 1.3.
+    m.extend_from_slice(&[0, 1, 0, 8, 0, 0, 0, 1 << of::VERSION | 1 << weft_api::of10::VERSION]);
     of::finish(&mut m, at);
     m
+}
+
+/// The version a peer's HELLO leads to: the highest both speak (1.3, else 1.0), from its version bitmap when
+/// it sends one, else from its version (a peer at 1.0 speaks 1.0; one above 1.3 speaks 1.3 too; 1.1 and 1.2
+/// are not weft's).
+fn negotiate(peer: u8, hello: &[u8]) -> Option<u8> {
+    let (v13, v10) = (of::VERSION, weft_api::of10::VERSION);
+    // The first HELLO element, when it is a version bitmap (type 1).
+    let bitmap = (hello.len() >= 16 && hello[8..10] == [0, 1])
+        .then(|| u32::from_be_bytes([hello[12], hello[13], hello[14], hello[15]]));
+    match bitmap {
+        Some(b) if b & (1 << v13) != 0 => Some(v13),
+        Some(b) if b & (1 << v10) != 0 => Some(v10),
+        Some(_) => None,
+        None if peer >= v13 => Some(v13),
+        None if peer == v10 => Some(v10),
+        None => None,
+    }
 }
 
 fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
@@ -460,6 +479,9 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
     let (queue, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(SESSION_QUEUE);
     sessions.lock().unwrap_or_else(|e| e.into_inner()).push(queue);
     let mut miss_send_len: u16 = 128;
+    let mut state10 = of10::State10::new();
+    // Until the peer's HELLO: OpenFlow 1.3.
+    let mut version = of::VERSION;
     let mut flow_mods = RateLimit::new();
     let mut reader = MsgReader::default();
     let mut chunk = [0u8; 4096];
@@ -471,6 +493,8 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             Err(_) => break,
         }
         while let Ok(m) = queued.try_recv() {
+            // Packet-ins and port status are queued in 1.3's form.
+            let m = if version == weft_api::of10::VERSION { of10::to_of10(&m).unwrap_or(m) } else { m };
             if !send(&mut s, &m) {
                 break 'conn;
             }
@@ -481,17 +505,23 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                 break 'conn;
             };
             if h.kind == msg::HELLO {
-                // We speak 1.3 only: the peer must offer it (its version, or a bitmap that includes it).
-                let bitmap = m.get(12..16).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-                let ok = h.version >= of::VERSION && bitmap.is_none_or(|b| b & (1 << of::VERSION) != 0);
-                if !ok {
-                    send(&mut s, &error_msg(h.xid, (error::HELLO_FAILED, error::INCOMPATIBLE), &m));
-                    break 'conn;
+                match negotiate(h.version, &m) {
+                    Some(v) => version = v,
+                    None => {
+                        send(&mut s, &error_msg(h.xid, (error::HELLO_FAILED, error::INCOMPATIBLE), &m));
+                        break 'conn;
+                    }
                 }
                 continue;
             }
-            if h.version != of::VERSION {
-                send(&mut s, &error_msg(h.xid, (error::BAD_REQUEST, error::BAD_VERSION), &m));
+            if h.version != version {
+                let e = (error::BAD_REQUEST, error::BAD_VERSION);
+                let reply = if version == weft_api::of10::VERSION {
+                    of10::error10(h.xid, e, &m)
+                } else {
+                    error_msg(h.xid, e, &m)
+                };
+                send(&mut s, &reply);
                 continue;
             }
             if h.kind == msg::FLOW_MOD {
@@ -503,7 +533,11 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             let Some(state) = me.upgrade() else { break 'conn };
             let replies = {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-                handle(&mut *st, &bridge, &h, &m, &mut miss_send_len)
+                if version == weft_api::of10::VERSION {
+                    of10::handle10(&mut *st, &bridge, &h, &m, &mut state10)
+                } else {
+                    handle(&mut *st, &bridge, &h, &m, &mut miss_send_len)
+                }
             };
             for r in replies {
                 if !send(&mut s, &r) {

@@ -70,42 +70,49 @@ pub(super) fn handle(
     }
 }
 
-fn datapath_id(bridge: &str) -> u64 {
+pub(super) fn datapath_id(bridge: &str) -> u64 {
     // Stable per bridge name, like a MAC-derived ID.
     bridge.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
         & 0xffff_ffff_ffff
 }
 
-/// Parses a FLOW_MOD and applies it as a configuration change.
 /// A PACKET_OUT: checked here (the frame must be in the message; the input port one of the bridge's, its
 /// internal port, or the controller), then run by datapath worker 0.
 fn packet_out(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)> {
+    let po = of::PacketOut::parse(body).map_err(|_| (error::BAD_REQUEST, error::BAD_LEN))?;
+    let actions = weft_api::ofp::packet_out_actions(po.actions)?;
+    run_packet_out(st, bridge, po.buffer_id, po.in_port, actions, po.data)
+}
+
+/// Checks a packet-out (of any OpenFlow version, decoded) and hands it to datapath worker 0.
+pub(super) fn run_packet_out(
+    st: &mut dyn Daemon,
+    bridge: &str,
+    buffer_id: u32,
+    in_port: u32,
+    actions: Vec<weft_api::flow::Action>,
+    data: &[u8],
+) -> Result<(), (u16, u16)> {
     const BUFFER_UNKNOWN: u16 = 8;
     const BAD_PORT: u16 = 11;
     const BAD_PACKET: u16 = 12;
-    let po = of::PacketOut::parse(body).map_err(|_| (error::BAD_REQUEST, error::BAD_LEN))?;
-    if po.buffer_id != of::NO_BUFFER {
+    if buffer_id != of::NO_BUFFER {
         // weft buffers nothing: its packet-ins carry the whole frame (buffer_id none).
         return Err((error::BAD_REQUEST, BUFFER_UNKNOWN));
     }
-    let actions = weft_api::ofp::packet_out_actions(po.actions)?;
     let b = st.config().bridge(bridge).ok_or((error::BAD_REQUEST, BAD_PORT))?;
-    let known = po.in_port == of::port::LOCAL || b.ports.iter().any(|p| p.ofport == po.in_port);
-    if !known && !matches!(po.in_port, of::port::CONTROLLER | of::port::ANY) {
+    let known = in_port == of::port::LOCAL || b.ports.iter().any(|p| p.ofport == in_port);
+    if !known && !matches!(in_port, of::port::CONTROLLER | of::port::ANY) {
         return Err((error::BAD_REQUEST, BAD_PORT));
     }
-    if po.data.len() < 14 || po.data.len() > 65_535 {
+    if data.len() < 14 || data.len() > 65_535 {
         return Err((error::BAD_REQUEST, BAD_PACKET));
     }
-    st.dp().send(DpMsg::PacketOut {
-        bridge: bridge.to_string(),
-        in_port: po.in_port,
-        actions,
-        frame: po.data.to_vec(),
-    });
+    st.dp().send(DpMsg::PacketOut { bridge: bridge.to_string(), in_port, actions, frame: data.to_vec() });
     Ok(())
 }
 
+/// Parses a FLOW_MOD and applies it as a configuration change.
 fn flow_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Result<(), (u16, u16)> {
     let bad_len = (error::BAD_REQUEST, error::BAD_LEN);
     let fm = of::FlowMod::parse(body).map_err(|_| bad_len)?;
@@ -115,11 +122,22 @@ fn flow_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Result<(), (u16, 
     let insts = of::parse_tlvs(body.get(inst_at..).unwrap_or_default(), "instruction")
         .map_err(|_| (error::BAD_INSTRUCTION, 4))?; // BAD_LEN
     let actions = weft_api::ofp::actions_from_instructions(&insts)?;
+    apply_flow_mod(st, bridge, &fm, matches, actions)
+}
+
+/// Applies a FLOW_MOD (of any OpenFlow version, decoded) as one configuration change.
+pub(super) fn apply_flow_mod(
+    st: &mut dyn Daemon,
+    bridge: &str,
+    fm: &of::FlowMod,
+    matches: Vec<weft_api::flow::Match>,
+    actions: Vec<weft_api::flow::Action>,
+) -> Result<(), (u16, u16)> {
     if fm.table_id > 254 && matches!(fm.command, of::flow_cmd::ADD | of::flow_cmd::MODIFY | of::flow_cmd::MODIFY_STRICT)
     {
         return Err((error::FLOW_MOD_FAILED, error::BAD_TABLE_ID));
     }
-    let mut flow: Flow = weft_api::ofp::flow_from_flow_mod(&fm, matches, actions);
+    let mut flow: Flow = weft_api::ofp::flow_from_flow_mod(fm, matches, actions);
     // Prerequisites, as ovs-ofctl's parser checks them: round-trip through the text form.
     if let Err(e) = weft_api::flow::parse(&flow.to_string(), &|p| p.parse().ok()) {
         tracing::warn!("OpenFlow flow_mod refused: {e}");
@@ -146,6 +164,53 @@ fn flow_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Result<(), (u16, 
     })
 }
 
+/// The switch description (`ofp_desc`, the same in every OpenFlow version).
+pub(super) fn desc(bridge: &str) -> Vec<u8> {
+    let mut e = Vec::new();
+    for (text, len) in
+        [("weft", 256), ("userspace overlay switch", 256), (env!("CARGO_PKG_VERSION"), 256), ("", 32), (bridge, 256)]
+    {
+        let mut f = text.as_bytes().to_vec();
+        f.resize(len, 0);
+        e.extend_from_slice(&f);
+    }
+    e
+}
+
+/// A flow as statistics report it.
+pub(super) struct Selected {
+    pub flow: Flow,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Time since it was added.
+    pub age: Duration,
+}
+
+/// The bridge's flows `filter` covers (non-strict, as flow statistics select), with an output to `out_port`
+/// unless that is OFPP_ANY.
+pub(super) fn select_flows(
+    st: &mut dyn Daemon,
+    bridge: &str,
+    filter: &Flow,
+    out_port: u32,
+) -> Result<Vec<Selected>, (u16, u16)> {
+    let stats = st.flow_counters(bridge);
+    let Some(b) = st.config().bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Ok(b.flows
+        .iter()
+        .filter(|s| {
+            s.flow.covered_by(filter)
+                && (out_port == of::port::ANY
+                    || s.flow.actions.iter().any(|a| matches!(a, weft_api::flow::Action::Output(p) if *p == out_port)))
+        })
+        .map(|s| {
+            let (packets, bytes) = stats.get(&s.id).copied().unwrap_or_default();
+            Selected { flow: s.flow.clone(), packets, bytes, age: now.saturating_sub(Duration::from_secs(s.added)) }
+        })
+        .collect())
+}
+
 /// Multipart replies, split so that no message exceeds 64 KiB (all but the last flagged "more").
 fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result<Vec<Vec<u8>>, (u16, u16)> {
     if body.len() < 8 {
@@ -155,21 +220,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
     let req = &body[8..];
     let mut entries: Vec<Vec<u8>> = Vec::new();
     match kind {
-        of::mp::DESC => {
-            let mut e = Vec::new();
-            for (text, len) in [
-                ("weft", 256),
-                ("userspace overlay switch", 256),
-                (env!("CARGO_PKG_VERSION"), 256),
-                ("", 32),
-                (bridge, 256),
-            ] {
-                let mut f = text.as_bytes().to_vec();
-                f.resize(len, 0);
-                e.extend_from_slice(&f);
-            }
-            entries.push(e);
-        }
+        of::mp::DESC => entries.push(desc(bridge)),
         of::mp::FLOW | of::mp::AGGREGATE => {
             if req.len() < 32 {
                 return Err((error::BAD_REQUEST, error::BAD_LEN));
@@ -186,23 +237,12 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
             filter.has_table = table != 0xff;
             filter.cookie = cookie;
             filter.cookie_mask = cookie_mask;
-            let Some(b) = st.config().bridge(bridge) else { return Err((error::BAD_REQUEST, 0)) };
-            let stats = st.flow_counters(bridge);
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            let selected = b.flows.iter().filter(|s| {
-                s.flow.covered_by(&filter)
-                    && (out_port == of::port::ANY
-                        || s.flow
-                            .actions
-                            .iter()
-                            .any(|a| matches!(a, weft_api::flow::Action::Output(p) if *p == out_port)))
-            });
+            let selected = select_flows(st, bridge, &filter, out_port)?;
             if kind == of::mp::AGGREGATE {
                 let (mut packets, mut bytes, mut n) = (0u64, 0u64, 0u32);
                 for s in selected {
-                    let (p, by) = stats.get(&s.id).copied().unwrap_or_default();
-                    packets += p;
-                    bytes += by;
+                    packets += s.packets;
+                    bytes += s.bytes;
                     n += 1;
                 }
                 let mut e = packets.to_be_bytes().to_vec();
@@ -213,8 +253,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
             } else {
                 for s in selected {
                     let f = &s.flow;
-                    let (packets, bytes) = stats.get(&s.id).copied().unwrap_or_default();
-                    let age = now.saturating_sub(Duration::from_secs(s.added));
+                    let (packets, bytes, age) = (s.packets, s.bytes, s.age);
                     let mut e = vec![0, 0, f.table, 0];
                     e.extend_from_slice(&(age.as_secs() as u32).to_be_bytes());
                     e.extend_from_slice(&age.subsec_nanos().to_be_bytes());
