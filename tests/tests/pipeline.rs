@@ -28,6 +28,7 @@ const FLOWS: &[&str] = &[
     "vlan_tci=0x1000/0x1000,tcp6,tp_src=1/0xff00,actions=strip_vlan,output:2",
     "actions=move:tun_id->xreg1,move:NXM_NX_TUN_ID[0..31]->NXM_NX_REG4[]",
     "tun_id=0x5/0xff,actions=set_tunnel:9,output:1",
+    "actions=output:NXM_NX_REG0,output:reg1[16..31],output:NXM_NX_REG0[3..5],output:in_port",
     "actions=set_tunnel64:0x100000000,set_tunnel:0x10,resubmit(1,2)",
 ];
 

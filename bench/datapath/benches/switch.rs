@@ -1,14 +1,15 @@
 //! The whole switch per packet (`Switch::process`: VLAN, headers, NORMAL or the flow tables, emissions), the
 //! figure the datapath workers multiply by their cores: a known unicast frame between two TAP ports through
 //! NORMAL, the same to a VXLAN port (MTU check included), a broadcast flooded to 8 ports, and a frame through
-//! a 1 000-rule table (exact-match cache hit) to an output.
+//! a 1 000-rule table (exact-match cache hit) to an output, and through one rule in one table against a
+//! four-table pipeline with registers (the OpenFlow pipeline's cost per table).
 //!
 //!     cargo bench --manifest-path bench/datapath/Cargo.toml --bench switch
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use weft_datapath::classifier::{slot, Classifier, FlowKey, Rule};
+use weft_datapath::classifier::{slot, Classifier, FlowKey, Rule, Slot, SubSlot};
 use weft_datapath::switch::pipeline::{ActRt, BridgeRt, PortDesc, PortKind, RuleRt, TableRt, TunnelPort};
 use weft_datapath::switch::{Area, Buffers, Data, Input, Outputs, Pipeline, Quiet, Scratch, Switch};
 use weft_datapath::tunnel::{Encap, TunnelSpec};
@@ -68,7 +69,49 @@ fn pipeline(rules: usize) -> Arc<Pipeline> {
         default_flow: tables.is_empty().then_some(1),
         tables,
     };
-    Arc::new(Pipeline { generation: 1, bridges: vec![bridge], ports, demux: Vec::new() })
+    Arc::new(Pipeline::new(1, vec![bridge], ports, Vec::new()))
+}
+
+/// The same ports with a pipeline of four tables, each one flow matching what the one before wrote: table 0
+/// matches the input port and loads reg0, resubmits to table 1, which matches reg0, loads reg1 and goes to
+/// table 2, which moves reg1 into the metadata and goes to table 3, which matches the metadata and the
+/// destination address and outputs (Neutron's and OVN's shape: classify, then act on registers).
+fn register_pipeline() -> Arc<Pipeline> {
+    let mut p = Arc::try_unwrap(pipeline(1)).expect("fresh");
+    let table = |matches: &[(Slot, u128, u128)], actions: Vec<ActRt>| {
+        let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
+        for &(s, v, m) in matches {
+            key.put(s, v);
+            mask.put(s, m);
+        }
+        TableRt {
+            classifier: Classifier::new([Rule { key, mask, priority: 100, id: 0 }]),
+            rules: vec![RuleRt { id: 1, cookie: 0, table_miss: false, actions }],
+        }
+    };
+    let all = |s: Slot| Slot::bits_mask(0, s.bits);
+    let set = |s: Slot, v: u128| ActRt::SetBits { slot: s, value: v, mask: all(s) };
+    let r0 = slot::reg(0);
+    let r1 = slot::reg(1);
+    p.bridges[0].tables = vec![
+        table(&[(slot::IN_PORT, 1, all(slot::IN_PORT))], vec![set(r0, 7), ActRt::Resubmit { port: None, table: Some(1) }]),
+        table(&[(r0, 7, all(r0))], vec![set(r1, 0x42), ActRt::GotoTable(2)]),
+        table(
+            &[(r1, 0x42, all(r1))],
+            vec![
+                ActRt::Move {
+                    src: SubSlot { slot: r1, ofs: 0, nbits: 32 },
+                    dst: SubSlot { slot: slot::METADATA, ofs: 8, nbits: 32 },
+                },
+                ActRt::GotoTable(3),
+            ],
+        ),
+        table(
+            &[(slot::METADATA, 0x4200, all(slot::METADATA)), (slot::NW_DST, 0xc633_6402, 0xffff_ffff)],
+            vec![ActRt::Output(PortIdx(2))],
+        ),
+    ];
+    Arc::new(p)
 }
 
 /// An Ethernet + IPv4 + UDP frame of 1000 bytes from `src` to `dst` (MAC address last bytes).
@@ -100,8 +143,12 @@ struct Bench {
 
 impl Bench {
     fn new(rules: usize) -> Bench {
+        Bench::with(pipeline(rules))
+    }
+
+    fn with(p: Arc<Pipeline>) -> Bench {
         let mut sw = Switch::new();
-        sw.install(pipeline(rules), 0);
+        sw.install(p, 0);
         Bench { sw, rx: vec![0; 4096], seg: Vec::new(), scratch: Scratch::new(1 << 16), outs: Outputs::with_capacity(64) }
     }
 
@@ -141,6 +188,13 @@ fn switch(c: &mut Criterion) {
     let f = frame([2, 0, 0, 0, 0, 2], 1);
     assert_eq!(t.run(&f, 1, None), 1);
     g.bench_function("flow_table_1000_rules_output", |bn| bn.iter(|| t.run(black_box(&f), 1, None)));
+    // One rule in one table, and four tables with registers, resubmit, goto_table and move.
+    let mut one = Bench::new(1);
+    assert_eq!(one.run(&f, 1, None), 1);
+    g.bench_function("flow_table_1_rule_output", |bn| bn.iter(|| one.run(black_box(&f), 1, None)));
+    let mut four = Bench::with(register_pipeline());
+    assert_eq!(four.run(&f, 1, None), 1, "the frame makes it through the four tables");
+    g.bench_function("flow_4_tables_registers_output", |bn| bn.iter(|| four.run(black_box(&f), 1, None)));
     g.finish();
 }
 

@@ -296,6 +296,8 @@ pub enum Action {
         src: SubField,
         dst: SubField,
     },
+    /// `output:FIELD[a..b]`: to the port whose number those bits hold.
+    OutputReg(SubField),
     /// `write_metadata:VALUE[/MASK]` (an instruction: after the other actions, before goto_table).
     WriteMetadata {
         value: u64,
@@ -669,6 +671,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
         for a in &f.actions {
             let fields = match *a {
                 Action::Load { dst, .. } => [Some(dst.field), None],
+                Action::OutputReg(src) => [Some(src.field), None],
                 Action::Move { src, dst } => [Some(src.field), Some(dst.field)],
                 _ => continue,
             };
@@ -716,7 +719,24 @@ fn parse_action(
     };
     let need = || arg.filter(|a| !a.is_empty()).ok_or_else(|| err(act, "needs an argument"));
     let a = match name.to_ascii_lowercase().as_str() {
-        "output" => Action::Output(resolve(act, need()?)?),
+        "output" => {
+            let arg = need()?;
+            match arg {
+                "in_port" | "IN_PORT" => Action::InPort,
+                "NORMAL" | "normal" => Action::Normal,
+                "FLOOD" | "flood" => Action::Flood,
+                "ALL" | "all" => Action::All,
+                "CONTROLLER" | "controller" => Action::Controller,
+                _ if arg.contains('[') || sub_field(act, arg).is_ok_and(|s| s.field != Field::InPort) => {
+                    let src = sub_field(act, arg)?;
+                    if src.nbits > 32 {
+                        return Err(err(act, format!("a port number is at most 32 bits, not {}", src.nbits)));
+                    }
+                    Action::OutputReg(src)
+                }
+                _ => Action::Output(resolve(act, arg)?),
+            }
+        }
         "normal" => Action::Normal,
         "flood" => Action::Flood,
         "all" => Action::All,
@@ -890,6 +910,7 @@ impl fmt::Display for Action {
                 }
             }
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
+            Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::WriteMetadata { value, mask } => {
                 if mask == u64::MAX {
                     write!(f, "write_metadata:{}", hex(u128::from(value)))
@@ -926,6 +947,37 @@ impl fmt::Display for Flow {
             write!(f, "{a}")?;
         }
         Ok(())
+    }
+}
+
+impl Flow {
+    /// The flow as `ovs-ofctl parse-flow` prints a FLOW_MOD that adds it (after its "ADD "): the table, the
+    /// match, cookie and timeouts, the actions.
+    pub fn flow_mod_text(&self) -> String {
+        let text = self.to_string();
+        let (head, actions) = text.split_once("actions=").unwrap_or((&text, ""));
+        let mut out = String::new();
+        if self.table != 0 {
+            out.push_str(&format!("table:{} ", self.table));
+        }
+        out.push_str(head.trim_end());
+        for (word, v) in
+            [("cookie:0x", self.cookie), ("idle:", self.idle_timeout.into()), ("hard:", self.hard_timeout.into())]
+        {
+            if v != 0 {
+                if word.ends_with("0x") {
+                    out.push_str(&format!(" {word}{v:x}"));
+                } else {
+                    out.push_str(&format!(" {word}{v}"));
+                }
+            }
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str("actions=");
+        out.push_str(actions);
+        out
     }
 }
 
@@ -1281,6 +1333,10 @@ mod tests {
                  set_field:00:00:00:00:00:02->eth_dst,write_metadata:0x5/0xff",
             ),
             ("xxreg1=0x5,actions=drop", "reg4=0,reg5=0,reg6=0,reg7=0x5 actions=drop"),
+            (
+                "actions=output:NXM_NX_REG0,output:reg1[16..31],output:NXM_NX_REG0[3..5],output:in_port",
+                "actions=output:NXM_NX_REG0[],output:NXM_NX_REG1[16..31],output:NXM_NX_REG0[3..5],IN_PORT",
+            ),
             ("xreg0=1/1,actions=drop", "reg1=0x1/0x1 actions=drop"),
             ("reg0=0/0,reg1=0,actions=drop", "reg1=0 actions=drop"),
             (
@@ -1311,6 +1367,19 @@ mod tests {
             let f = p(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), ovs, "{text}");
         }
+    }
+
+    #[test]
+    fn parse_flow_prints_as_ovs_ofctl_does() {
+        let f =
+            p("table=3,cookie=0x123456789abcdef,hard_timeout=10,idle_timeout=5,priority=60000,ip actions=controller")
+                .unwrap();
+        assert_eq!(
+            f.flow_mod_text(),
+            "table:3 priority=60000,ip cookie:0x123456789abcdef idle:5 hard:10 actions=CONTROLLER:65535"
+        );
+        assert_eq!(p("table=0,ip actions=drop").unwrap().flow_mod_text(), "ip actions=drop");
+        assert_eq!(p("actions=drop").unwrap().flow_mod_text(), "actions=drop");
     }
 
     #[test]

@@ -511,9 +511,11 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
                     crate::ofp::put_action(out, &l);
                 }
             }
-            Action::SetTunnel(_) | Action::Resubmit { .. } | Action::Load { .. } | Action::Move { .. } => {
-                crate::ofp::put_action(out, a)
-            }
+            Action::SetTunnel(_)
+            | Action::Resubmit { .. }
+            | Action::Load { .. }
+            | Action::Move { .. }
+            | Action::OutputReg(_) => crate::ofp::put_action(out, a),
         }
     }
 }

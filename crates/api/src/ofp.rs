@@ -407,6 +407,12 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         }
                         out.push(Action::Load { dst, value });
                     }
+                    // ofs_nbits, source, max_len.
+                    act::NXAST_OUTPUT_REG if b.len() >= 14 => {
+                        let ofs_nbits = u16::from_be_bytes([b[6], b[7]]);
+                        let src = sub_field(be32(b, 8), ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
+                        out.push(Action::OutputReg(src));
+                    }
                     act::NXAST_REG_MOVE if b.len() >= 20 => {
                         let n = u16::from_be_bytes([b[6], b[7]]);
                         let src = sub_field(be32(b, 12), u16::from_be_bytes([b[8], b[9]]), n)?;
@@ -576,6 +582,13 @@ pub(crate) fn put_action(out: &mut Vec<u8>, a: &Action) {
             } else {
                 put_load2(out, class, code, bytes, value, Some(mask));
             }
+        }
+        Action::OutputReg(src) => {
+            let Some((class, field, bytes)) = header_of(src.field) else { return };
+            let mut rest = ((src.ofs << 6) | (src.nbits - 1)).to_be_bytes().to_vec();
+            rest.extend_from_slice(&nxm_header(class, field, bytes, false).to_be_bytes());
+            rest.extend_from_slice(&0xffffu16.to_be_bytes()); // max_len
+            put_nx(out, act::NXAST_OUTPUT_REG, &rest);
         }
         Action::Move { src, dst } => {
             let (Some(s), Some(d)) = (header_of(src.field), header_of(dst.field)) else { return };

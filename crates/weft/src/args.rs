@@ -346,6 +346,16 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             let o = crate::decode::Options { file: rest[0].clone(), style, decode_as, count };
             return Ok(Invocation { socket, json, command: Command::Decode(o) });
         }
+        "parse-flow" => {
+            no_clauses(&clauses)?;
+            let text = rest.join(" ");
+            let resolve = |p: &str| p.parse::<u32>().ok().filter(|n| *n < 0xff00);
+            let f = weft_api::flow::parse(&text, &resolve).map_err(|e| anyhow::anyhow!("bad flow: {e}"))?;
+            if !f.has_actions {
+                bail!("bad flow: {text:?} has no actions= (use actions=drop)");
+            }
+            return Ok(Invocation { socket, json, command: Command::Text(format!("{}\n", f.flow_mod_text())) });
+        }
         "add-flow" => Request::AddFlows { bridge: rest[0].clone(), flows: vec![rest[1..].join(" ")] },
         "add-flows" => {
             let text = if rest[1] == "-" {

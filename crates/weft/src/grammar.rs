@@ -202,6 +202,16 @@ pub static COMMANDS: &[Cmd] = &[
         about: "change the actions of the flows matching FLOW",
     },
     Cmd {
+        names: &["parse-flow"],
+        args: "FLOW",
+        min: 1,
+        max: usize::MAX,
+        flags: &[],
+        section: Flows,
+        about: "check FLOW and print it as weft keeps it (as ovs-ofctl parse-flow prints it; no daemon needed,\n\
+                ports by number)",
+    },
+    Cmd {
         names: &["dump-flows"],
         args: "BR [FLOW]",
         min: 1,

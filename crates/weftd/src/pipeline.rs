@@ -148,6 +148,7 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
             ActRt::SetBits { slot: slot::METADATA, value: u128::from(value), mask: u128::from(mask) }
         }
         Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
+        Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src)),
     })
 }
 

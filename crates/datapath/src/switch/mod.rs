@@ -533,6 +533,16 @@ impl Tables {
             match *act {
                 ActRt::Output(p) if p != in_port || r.from_controller => out(self, r, st, p),
                 ActRt::Output(_) => {}
+                ActRt::OutputReg(src) => {
+                    let mut n = st.key.get_bits(src) as u32;
+                    if src.nbits <= 16 && n >= 0xff00 {
+                        n |= 0xffff_0000;
+                    }
+                    match pipe.port_by_ofport(bridge, n) {
+                        Some(p) if p != in_port || r.from_controller => out(self, r, st, p),
+                        _ => {}
+                    }
+                }
                 ActRt::InPort => out(self, r, st, in_port),
                 ActRt::Flood | ActRt::All => {
                     for &p in &b.ports {

@@ -147,6 +147,9 @@ pub enum ActRt {
         src: SubSlot,
         dst: SubSlot,
     },
+    /// `output:REG[a..b]`: to the port whose OpenFlow number those bits hold when the action runs (16 bits or
+    /// fewer: OpenFlow 1.0's numbers, 0xfffe the internal port); no such port, no output.
+    OutputReg(SubSlot),
 }
 
 /// The whole switch description.
@@ -161,12 +164,29 @@ pub struct Pipeline {
     /// Each port's next GRE sequence number (`options:seq=true`), shared by every worker that runs this
     /// pipeline so that no two packets of a port carry the same number.
     pub gre_seq: Vec<AtomicU32>,
+    /// Each bridge's ports by OpenFlow number, sorted (for `output:REG`, which names a port at run time).
+    pub by_ofport: Vec<Vec<(u32, PortIdx)>>,
 }
 
 impl Pipeline {
     pub fn new(generation: u64, bridges: Vec<BridgeRt>, ports: Vec<PortDesc>, demux: Vec<super::demux::Demux>) -> Self {
         let gre_seq = ports.iter().map(|_| AtomicU32::new(0)).collect();
-        Pipeline { generation, bridges, ports, demux, gre_seq }
+        let mut by_ofport: Vec<Vec<(u32, PortIdx)>> = bridges.iter().map(|_| Vec::new()).collect();
+        for (i, p) in ports.iter().enumerate() {
+            if let Some(list) = by_ofport.get_mut(p.bridge) {
+                list.push((p.ofport, PortIdx(i as u16)));
+            }
+        }
+        for list in &mut by_ofport {
+            list.sort_unstable();
+        }
+        Pipeline { generation, bridges, ports, demux, gre_seq, by_ofport }
+    }
+
+    /// Bridge `bridge`'s port with OpenFlow number `ofport` (a binary search).
+    pub fn port_by_ofport(&self, bridge: usize, ofport: u32) -> Option<PortIdx> {
+        let list = self.by_ofport.get(bridge)?;
+        list.binary_search_by_key(&ofport, |e| e.0).ok().map(|i| list[i].1)
     }
 
     /// The port called `name` in bridge `bridge`.

@@ -126,6 +126,33 @@ fn a_masked_metadata_write_keeps_the_other_bits() {
     assert_eq!(h.ports("p1", &raw(B, A)), ["p3"]);
 }
 
+#[test]
+fn output_reg_sends_to_the_port_a_register_names() {
+    // reg0 holds 3 (p3's number); reg1's high half holds 2; a register naming no port sends nowhere.
+    let r0 = SubSlot { slot: slot::reg(0), ofs: 0, nbits: 32 };
+    let r1_high = SubSlot { slot: slot::reg(1), ofs: 16, nbits: 16 };
+    let r2 = SubSlot { slot: slot::reg(2), ofs: 0, nbits: 32 };
+    let net = two_taps().table(
+        0,
+        vec![(
+            10,
+            vec![],
+            vec![
+                set(slot::reg(0), 3),
+                set(slot::reg(1), 0x0002_0000),
+                set(slot::reg(2), 99),
+                ActRt::OutputReg(r0),
+                ActRt::OutputReg(r1_high),
+                ActRt::OutputReg(r2),
+            ],
+        )],
+    );
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p2", "p3"]);
+    // The input port is skipped, as for output:N.
+    assert_eq!(h.ports("p3", &raw(B, A)), ["p2"]);
+}
+
 // ---- Packet-out ----
 
 #[test]
