@@ -6,7 +6,8 @@
 //! that value, highest priority first; a lookup masks the packet's key once per subtable and probes. Subtables
 //! are visited from the highest priority they hold down and the search stops as soon as no remaining subtable
 //! can beat the best match found (OVS's "priority sorting"), so common lookups touch one or two subtables.
-//! In front sits an exact-match cache from the whole key to the result, emptied whenever the rules change.
+//! A subtable hashes and compares only the words its mask touches (OVS's miniflows, simply). In front sits an
+//! exact-match cache from the bits any rule looks at to the result, emptied whenever the rules change.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -22,7 +23,8 @@ pub struct FlowKey {
 
 impl Hash for FlowKey {
     /// Four independent multiply-rotate lanes (a word's lane is its index mod 4), folded at the end: the
-    /// multiplications of different lanes overlap, so twenty words cost little more than five.
+    /// multiplications of different lanes overlap, so twenty words cost little more than five. (The
+    /// exact-match cache hashes whole keys: fixed-size loops over all words beat an indexed walk there.)
     fn hash<H: Hasher>(&self, state: &mut H) {
         const K: [u64; 4] =
             [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f, 0x1656_67b1_9e37_79f9, 0xd6e8_feb8_6659_fd93];
@@ -32,13 +34,9 @@ impl Hash for FlowKey {
                 lane[i] = (lane[i] ^ chunk[i]).wrapping_mul(K[i]).rotate_left(29);
             }
         }
-        let h = lane[0] ^ lane[1].rotate_left(16) ^ lane[2].rotate_left(32) ^ lane[3].rotate_left(48);
-        state.write_u64(h);
+        state.write_u64(lane[0] ^ lane[1].rotate_left(16) ^ lane[2].rotate_left(32) ^ lane[3].rotate_left(48));
     }
 }
-
-/// Flow keys hash to one word ([`FlowKey::hash`]), which the FDB's one-multiply hasher finishes.
-type KeyMap<V> = HashMap<FlowKey, V, BuildHasherDefault<crate::fdb::KeyHasher>>;
 
 /// Where a field lives in the key: `bits` bits at `shift` in word `word` (fields of up to 64 bits), or two
 /// whole words for 128-bit fields (`bits == 128`).
@@ -162,11 +160,70 @@ pub struct Rule {
     pub id: u32,
 }
 
+/// The words of a key a mask looks at, in order: lookups hash and compare only those (a rule on an IP
+/// address and a port touches 2 of the 20 words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Words {
+    idx: [u8; KEY_WORDS],
+    n: u8,
+}
+
+impl Words {
+    fn of(mask: &FlowKey) -> Words {
+        let mut w = Words::default();
+        for (i, m) in mask.w.iter().enumerate() {
+            if *m != 0 {
+                w.idx[usize::from(w.n)] = i as u8;
+                w.n += 1;
+            }
+        }
+        w
+    }
+
+    #[inline]
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.idx[..usize::from(self.n)].iter().map(|&i| usize::from(i))
+    }
+
+    /// The hash of `key` under `mask`, over these words only (each mixed with its index, so that the same
+    /// bits in another word hash differently). Subtables look at few words: one chain is quickest.
+    #[inline]
+    fn hash(&self, key: &FlowKey, mask: &FlowKey) -> u64 {
+        let mut h: u64 = 0x243f_6a88_85a3_08d3;
+        for i in self.iter() {
+            h = (h ^ (key.w[i] & mask.w[i]) ^ (i as u64) << 56).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        }
+        h
+    }
+
+    /// Whether `key` under `mask` is `masked` (a key already masked), on these words.
+    #[inline]
+    fn equal(&self, key: &FlowKey, mask: &FlowKey, masked: &FlowKey) -> bool {
+        self.iter().all(|i| key.w[i] & mask.w[i] == masked.w[i])
+    }
+}
+
+/// A map from a key hash (already mixed) to what is kept under it.
+type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<crate::fdb::KeyHasher>>;
+
 struct Subtable {
     mask: FlowKey,
+    words: Words,
     max_priority: u16,
-    /// Rules by masked key, highest priority first (ties: the one added first).
-    rules: KeyMap<Vec<(u16, u32)>>,
+    /// By the hash of the masked key: each masked key with its rules, highest priority first (ties: the one
+    /// added first). Rules, not packets, fill the buckets, so no traffic can make a probe long.
+    rules: HashedMap<Vec<(FlowKey, Ranked)>>,
+}
+
+/// Rules as (priority, id), highest priority first.
+type Ranked = Vec<(u16, u32)>;
+
+impl Subtable {
+    #[inline]
+    fn get(&self, key: &FlowKey) -> Option<&[(u16, u32)]> {
+        let bucket = self.rules.get(&self.words.hash(key, &self.mask))?;
+        bucket.iter().find(|(k, _)| self.words.equal(key, &self.mask, k)).map(|(_, r)| &r[..])
+    }
 }
 
 /// One flow table's classifier. Immutable once built (a change of rules builds a new one), so it can be
@@ -175,39 +232,77 @@ pub struct Classifier {
     /// Highest `max_priority` first.
     subtables: Vec<Subtable>,
     rules: usize,
+    /// No rule looks past the packet's own words (no register, metadata or mark).
+    packet_only: bool,
 }
 
-/// The exact-match cache in front of one [`Classifier`]: whole key to result. Start a new one (or
-/// [`clear`](FlowCache::clear) it) whenever the classifier is replaced.
+/// The first ten words of a key: the packet's own fields. A table whose rules look at nothing else (no
+/// register, metadata or mark) caches on these alone, at half the cost of the whole key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PacketWords([u64; PACKET_WORDS]);
+
+/// Words of a key that come from the packet; the rest are the pipeline's registers, metadata and mark.
+const PACKET_WORDS: usize = 10;
+
+impl Hash for PacketWords {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut h: u64 = 0;
+        for w in self.0 {
+            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23);
+        }
+        state.write_u64(h);
+    }
+}
+
+type CacheMap<K> = HashMap<K, Option<u32>, BuildHasherDefault<crate::fdb::KeyHasher>>;
+
+/// The exact-match cache in front of one [`Classifier`]: the key to the result (only its packet words when
+/// the table's rules look at nothing else). Start a new one (or [`clear`](FlowCache::clear) it) whenever the
+/// classifier is replaced.
 #[derive(Default, Clone)]
 pub struct FlowCache {
-    map: KeyMap<Option<u32>>,
+    narrow: CacheMap<PacketWords>,
+    wide: CacheMap<FlowKey>,
 }
 
 impl FlowCache {
     pub fn clear(&mut self) {
-        self.map.clear();
+        self.narrow.clear();
+        self.wide.clear();
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.narrow.len() + self.wide.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// The highest-priority rule of `c` matching `key`: from the cache, or classified and remembered.
     #[inline]
     pub fn lookup(&mut self, c: &Classifier, key: &FlowKey) -> Option<u32> {
-        if let Some(hit) = self.map.get(key) {
+        if c.packet_only {
+            let mut k = PacketWords([0; PACKET_WORDS]);
+            k.0.copy_from_slice(&key.w[..PACKET_WORDS]);
+            if let Some(hit) = self.narrow.get(&k) {
+                return *hit;
+            }
+            let r = c.classify(key);
+            if self.narrow.len() >= CACHE_MAX {
+                self.narrow.clear();
+            }
+            self.narrow.insert(k, r);
+            return r;
+        }
+        if let Some(hit) = self.wide.get(key) {
             return *hit;
         }
         let r = c.classify(key);
-        if self.map.len() >= CACHE_MAX {
-            self.map.clear();
+        if self.wide.len() >= CACHE_MAX {
+            self.wide.clear();
         }
-        self.map.insert(*key, r);
+        self.wide.insert(*key, r);
         r
     }
 }
@@ -220,6 +315,7 @@ impl Classifier {
     /// Builds the classifier of a table from its rules (the id of each is its position in `rules`' source).
     pub fn new(rules: impl IntoIterator<Item = Rule>) -> Classifier {
         let mut subtables: Vec<Subtable> = Vec::new();
+        let mut union = FlowKey::default();
         let mut n = 0;
         for r in rules {
             n += 1;
@@ -227,18 +323,31 @@ impl Classifier {
             let st = match subtables.iter_mut().position(|s| s.mask == r.mask) {
                 Some(i) => &mut subtables[i],
                 None => {
-                    subtables.push(Subtable { mask: r.mask, max_priority: 0, rules: KeyMap::default() });
+                    for (u, m) in union.w.iter_mut().zip(r.mask.w) {
+                        *u |= m;
+                    }
+                    let words = Words::of(&r.mask);
+                    subtables.push(Subtable { mask: r.mask, words, max_priority: 0, rules: HashedMap::default() });
                     subtables.last_mut().expect("just pushed")
                 }
             };
             st.max_priority = st.max_priority.max(r.priority);
-            let list = st.rules.entry(key).or_default();
+            let h = st.words.hash(&key, &st.mask);
+            let bucket = st.rules.entry(h).or_default();
+            let list = match bucket.iter().position(|(k, _)| *k == key) {
+                Some(i) => &mut bucket[i].1,
+                None => {
+                    bucket.push((key, Vec::new()));
+                    &mut bucket.last_mut().expect("just pushed").1
+                }
+            };
             // Stable: among equal priorities the earlier rule stays first.
             let at = list.iter().position(|(p, _)| *p < r.priority).unwrap_or(list.len());
             list.insert(at, (r.priority, r.id));
         }
         subtables.sort_by_key(|s| std::cmp::Reverse(s.max_priority));
-        Classifier { subtables, rules: n }
+        let packet_only = union.w[PACKET_WORDS..].iter().all(|w| *w == 0);
+        Classifier { subtables, rules: n, packet_only }
     }
 
     pub fn len(&self) -> usize {
@@ -260,7 +369,7 @@ impl Classifier {
             if best.is_some_and(|(p, _)| p >= st.max_priority) {
                 break;
             }
-            if let Some(list) = st.rules.get(&key.masked(&st.mask)) {
+            if let Some(list) = st.get(key) {
                 let (p, id) = list[0];
                 if best.is_none_or(|(bp, _)| p > bp) {
                     best = Some((p, id));
@@ -335,5 +444,28 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert_eq!(FlowCache::default().lookup(&Classifier::new([]), &v4(1)), None);
         assert_eq!(c.subtables(), 5);
+    }
+
+    #[test]
+    fn the_cache_keys_on_registers_only_when_rules_look_at_them() {
+        let c = Classifier::new([rule(
+            0,
+            10,
+            &[(slot::DL_TYPE, 0x0800, 0xffff), (slot::NW_DST, 0x0a00_0001, 0xffff_ffff)],
+        )]);
+        let mut cache = FlowCache::default();
+        for r in 0..100u128 {
+            // Registers no rule looks at: one cache entry for all of them.
+            let k = pkt(&[(slot::DL_TYPE, 0x0800), (slot::NW_DST, 0x0a00_0001), (slot::reg(1), r)]);
+            assert_eq!(cache.lookup(&c, &k), Some(0));
+        }
+        assert_eq!(cache.len(), 1);
+        // A register in a rule's mask is part of the match and of the cache's key.
+        let c = Classifier::new([rule(0, 10, &[(slot::reg(3), 7, 0xffff_ffff)])]);
+        let mut cache = FlowCache::default();
+        assert_eq!(cache.lookup(&c, &pkt(&[(slot::reg(3), 7)])), Some(0));
+        assert_eq!(cache.lookup(&c, &pkt(&[(slot::reg(3), 8)])), None);
+        assert_eq!(cache.lookup(&c, &pkt(&[(slot::reg(3), 7), (slot::reg(2), 7)])), Some(0));
+        assert_eq!(cache.len(), 3, "a table that looks at registers caches whole keys");
     }
 }
