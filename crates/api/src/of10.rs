@@ -355,32 +355,16 @@ pub fn put_nxm(out: &mut Vec<u8>, matches: &[Match]) {
         _ => 5,
     });
     for m in sorted {
+        // Where the protocol decides the header; otherwise the one `load` and `move` use.
         let (class, code, bytes) = match m.field {
-            Field::InPort => (CLASS_NXM0, 0, 2),
-            Field::DlDst => (CLASS_NXM0, 1, 6),
-            Field::DlSrc => (CLASS_NXM0, 2, 6),
-            Field::DlType => (CLASS_NXM0, 3, 2),
-            Field::VlanTci => (CLASS_NXM0, 4, 2),
-            Field::NwTos => (CLASS_NXM0, 5, 1),
-            Field::NwProto => (CLASS_NXM0, 6, 1),
-            Field::NwSrc => (CLASS_NXM0, 7, 4),
-            Field::NwDst => (CLASS_NXM0, 8, 4),
             Field::TpSrc if proto == Some(17) => (CLASS_NXM0, 11, 2),
             Field::TpDst if proto == Some(17) => (CLASS_NXM0, 12, 2),
             Field::TpSrc if proto == Some(132) => (oxm::CLASS_BASIC, oxm::SCTP_SRC, 2),
             Field::TpDst if proto == Some(132) => (oxm::CLASS_BASIC, oxm::SCTP_DST, 2),
-            Field::TpSrc => (CLASS_NXM0, 9, 2),
-            Field::TpDst => (CLASS_NXM0, 10, 2),
             Field::IcmpType if v6 => (CLASS_NXM1, 21, 1),
             Field::IcmpCode if v6 => (CLASS_NXM1, 22, 1),
             Field::IcmpType => (CLASS_NXM0, 13, 1),
             Field::IcmpCode => (CLASS_NXM0, 14, 1),
-            Field::ArpOp => (CLASS_NXM0, 15, 2),
-            Field::ArpSpa => (CLASS_NXM0, 16, 4),
-            Field::ArpTpa => (CLASS_NXM0, 17, 4),
-            Field::TunId => (CLASS_NXM1, 16, 8),
-            Field::Ipv6Src => (CLASS_NXM1, 19, 16),
-            Field::Ipv6Dst => (CLASS_NXM1, 20, 16),
             f => match crate::ofp::header_of(f) {
                 Some(h) => h,
                 None => continue,

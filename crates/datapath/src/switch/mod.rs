@@ -113,6 +113,10 @@ struct ActState {
 }
 
 impl ActState {
+    fn new(key: FlowKey, data: Data, tci: u16, hdr: Headers, gso: Option<VnetHdr>) -> ActState {
+        ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None }
+    }
+
     /// Sets the frame's VLAN (TCI, 0 for none) and the key's `vlan_tci` with it.
     fn set_tci(&mut self, tci: u16) {
         self.tci = tci;
@@ -402,7 +406,7 @@ impl Tables {
             self.normal_switch(pipe, bufs, frame, now, out, obs);
         } else {
             let key = flow_key(port, remote, bufs.get(data), tci, &hdr);
-            let mut st = ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None };
+            let mut st = ActState::new(key, data, tci, hdr, gso);
             let mut run = Run {
                 pipe,
                 bufs: &mut *bufs,
@@ -449,7 +453,7 @@ impl Tables {
         if from_controller {
             key.put(slot::IN_PORT, u128::from(pipeline::OFPP_CONTROLLER));
         }
-        let mut st = ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None };
+        let mut st = ActState::new(key, data, tci, hdr, gso);
         let bridge = port.bridge;
         let mut run = Run {
             pipe,

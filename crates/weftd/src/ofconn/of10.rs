@@ -3,7 +3,7 @@
 //! NXT_FLOW_MOD_TABLE_ID, NXST_FLOW and NXST_AGGREGATE). The flows, counters and checks are those of the
 //! OpenFlow 1.3 side ([`super::requests`]); only the encodings differ.
 
-use super::requests::{apply_flow_mod, select_flows, Selected};
+use super::requests::{self, apply_flow_mod, select_flows, Selected};
 use super::*;
 use weft_api::of10::{self as o10, nxt, st};
 
@@ -373,31 +373,10 @@ fn stats(st: &mut dyn Daemon, bridge: &str, xid: u32, b: &[u8]) -> Result<Vec<Ve
         }
         _ => return Err((error::BAD_REQUEST, BAD_STAT)),
     }
-    // Replies of at most ~60 KiB, all but the last flagged "more".
-    let mut out = Vec::new();
-    let mut i = 0;
-    loop {
-        let mut r = Vec::new();
-        let at = of::start(&mut r, o10::msg::STATS_REPLY, xid);
-        r[at] = o10::VERSION;
-        r.extend_from_slice(&kind.to_be_bytes());
-        let flags_at = r.len();
-        r.extend_from_slice(&[0, 0]);
-        r.extend_from_slice(&head);
-        while i < entries.len() && r.len() + entries[i].len() <= 60_000 {
-            r.extend_from_slice(&entries[i]);
-            i += 1;
-        }
-        if i < entries.len() {
-            r[flags_at..flags_at + 2].copy_from_slice(&1u16.to_be_bytes()); // OFPSF_REPLY_MORE
-        }
-        of::finish(&mut r, at);
-        out.push(r);
-        if i >= entries.len() {
-            break;
-        }
-    }
-    Ok(out)
+    let mut h = kind.to_be_bytes().to_vec();
+    h.extend_from_slice(&[0, 0]); // flags
+    h.extend_from_slice(&head);
+    Ok(requests::split_replies(o10::VERSION, o10::msg::STATS_REPLY, xid, &h, &entries))
 }
 
 /// A message the 1.3 side queued for every connection (a PACKET_IN or PORT_STATUS) in OpenFlow 1.0's

@@ -401,27 +401,34 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
         }
         _ => return Err((error::BAD_REQUEST, error::BAD_MULTIPART)),
     }
-    // Pack the entries into replies of at most ~60 KiB.
+    let mut head = kind.to_be_bytes().to_vec();
+    head.extend_from_slice(&[0; 6]); // flags, pad
+    Ok(split_replies(of::VERSION, msg::MULTIPART_REPLY, xid, &head, &entries))
+}
+
+/// Statistics replies (any version) of at most ~60 KiB: the header, `head` (type, then the flags at its bytes
+/// 2..4, then whatever that version puts before the entries), as many entries as fit; all but the last
+/// flagged "more".
+pub(super) fn split_replies(version: u8, kind: u8, xid: u32, head: &[u8], entries: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut i = 0;
     loop {
         let mut r = Vec::new();
-        let at = of::start(&mut r, msg::MULTIPART_REPLY, xid);
-        r.extend_from_slice(&kind.to_be_bytes());
-        let flags_at = r.len();
-        r.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let at = of::start(&mut r, kind, xid);
+        r[at] = version;
+        let flags_at = r.len() + 2;
+        r.extend_from_slice(head);
         while i < entries.len() && r.len() + entries[i].len() <= 60_000 {
             r.extend_from_slice(&entries[i]);
             i += 1;
         }
         if i < entries.len() {
-            r[flags_at..flags_at + 2].copy_from_slice(&1u16.to_be_bytes()); // OFPMPF_REPLY_MORE
+            r[flags_at..flags_at + 2].copy_from_slice(&1u16.to_be_bytes()); // REPLY_MORE
         }
         of::finish(&mut r, at);
         out.push(r);
         if i >= entries.len() {
-            break;
+            return out;
         }
     }
-    Ok(out)
 }
