@@ -29,6 +29,8 @@ const FLOWS: &[&str] = &[
     "actions=move:tun_id->xreg1,move:NXM_NX_TUN_ID[0..31]->NXM_NX_REG4[]",
     "tun_id=0x5/0xff,actions=set_tunnel:9,output:1",
     "actions=output:NXM_NX_REG0,output:reg1[16..31],output:NXM_NX_REG0[3..5],output:in_port",
+    "dl_vlan_pcp=7,dl_vlan=5,actions=drop",
+    "vlan_pcp=3,ip,ip_dscp=8,actions=drop",
     "actions=set_tunnel64:0x100000000,set_tunnel:0x10,resubmit(1,2)",
 ];
 

@@ -180,6 +180,21 @@ fn sub_field(token: &str, text: &str) -> Result<SubField, FlowError> {
     Ok(SubField { field, ofs, nbits })
 }
 
+/// Merges a match on a tagged frame's VLAN ID or priority into one already on the other (`dl_vlan=5` and
+/// `dl_vlan_pcp=7` are one match on the TCI); false when `m` is not such a match or there is none to join.
+pub fn merge_vlan(matches: &mut [Match], m: Match) -> bool {
+    if m.field != Field::VlanTci || m.value & 0x1000 == 0 {
+        return false;
+    }
+    let Some(x) = matches.iter_mut().find(|x| x.field == Field::VlanTci) else { return false };
+    if x.value & 0x1000 == 0 || x.mask & m.mask & !0x1000 != 0 {
+        return false;
+    }
+    x.value |= m.value;
+    x.mask |= m.mask;
+    true
+}
+
 /// Writes of `value` under `mask` into `field` as OVS carries them: one `load` per run of ones in the mask,
 /// each at most 64 bits (what NXAST_REG_LOAD holds), lowest bits first.
 pub fn loads(field: Field, value: u128, mask: u128) -> Vec<Action> {
@@ -611,6 +626,13 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 }
             }
             "vlan_tci" => field_and(Field::VlanTci, num_mask(tok, v, 0xffff)?),
+            // The priority of a tagged frame: the TCI's top three bits, with the "tagged" bit.
+            "dl_vlan_pcp" | "vlan_pcp" => {
+                let pcp = num(tok, v, 7)?;
+                Match { field: Field::VlanTci, value: 0x1000 | pcp << 13, mask: 0xf000 }
+            }
+            // The DSCP: nw_tos without the two ECN bits, shifted down.
+            "ip_dscp" => Match { field: Field::NwTos, value: num(tok, v, 63)? << 2, mask: 0xfc },
             "nw_src" | "ip_src" => field_and(Field::NwSrc, ipv4_mask(tok, v)?),
             "nw_dst" | "ip_dst" => field_and(Field::NwDst, ipv4_mask(tok, v)?),
             "arp_spa" => field_and(Field::ArpSpa, ipv4_mask(tok, v)?),
@@ -642,10 +664,12 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             "tun_dst" => field_and(Field::TunDst, ipv4_mask(tok, v)?),
             other => return Err(err(tok, format!("unknown field {other:?}"))),
         };
-        if f.matches.iter().any(|x| x.field == m.field) {
-            return Err(err(tok, "the field is matched twice"));
+        if !merge_vlan(&mut f.matches, m) {
+            if f.matches.iter().any(|x| x.field == m.field) {
+                return Err(err(tok, "the field is matched twice"));
+            }
+            f.matches.push(m);
         }
-        f.matches.push(m);
         checks.push((m.field, tok));
     }
     // Prerequisites are those of the whole match, wherever in it they were written (as OVS has it).
@@ -1100,6 +1124,10 @@ pub fn format_matches(matches: &[Match]) -> String {
             Field::DlSrc => format!("dl_src={}", mac(m)),
             Field::DlDst => format!("dl_dst={}", mac(m)),
             Field::VlanTci if m.mask == 0x1fff && m.value & 0x1000 != 0 => format!("dl_vlan={}", m.value & 0xfff),
+            Field::VlanTci if m.mask == 0xf000 && m.value & 0x1000 != 0 => format!("dl_vlan_pcp={}", m.value >> 13),
+            Field::VlanTci if m.mask == 0xffff && m.value & 0x1000 != 0 => {
+                format!("dl_vlan={},dl_vlan_pcp={}", m.value & 0xfff, m.value >> 13)
+            }
             Field::VlanTci => format!("vlan_tci=0x{:04x}/0x{:04x}", m.value, m.mask),
             Field::NwSrc => format!("nw_src={}", v4(m)),
             Field::NwDst => format!("nw_dst={}", v4(m)),
@@ -1363,6 +1391,10 @@ mod tests {
                 "arp,arp_op=1,arp_spa=1.1.1.1,arp_tpa=2.2.2.2,reg0=0,actions=drop",
                 "arp,reg0=0,arp_spa=1.1.1.1,arp_tpa=2.2.2.2,arp_op=1 actions=drop",
             ),
+            ("ip,ip_dscp=8,actions=drop", "ip,nw_tos=32 actions=drop"),
+            ("dl_vlan_pcp=7,actions=drop", "dl_vlan_pcp=7 actions=drop"),
+            ("dl_vlan_pcp=7,dl_vlan=5,actions=drop", "dl_vlan=5,dl_vlan_pcp=7 actions=drop"),
+            ("vlan_pcp=3,actions=drop", "dl_vlan_pcp=3 actions=drop"),
         ] {
             let f = p(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), ovs, "{text}");

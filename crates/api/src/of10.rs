@@ -135,36 +135,44 @@ pub fn matches_from_of10(m: &[u8]) -> Result<Vec<Match>, OfError> {
     let w = u32::from_be_bytes([m[0], m[1], m[2], m[3]]);
     let be16 = |at: usize| u16::from_be_bytes([m[at], m[at + 1]]);
     let be32 = |at: usize| u32::from_be_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
-    let mut out = Vec::new();
-    let mut add = |field, value: u128, mask: u128| out.push(Match { field, value: value & mask, mask });
+    let mut out: Vec<Match> = Vec::new();
+    let add = |out: &mut Vec<Match>, field: Field, value: u128, mask: u128| {
+        out.push(Match { field, value: value & mask, mask })
+    };
     if w & fw::IN_PORT == 0 {
-        add(Field::InPort, u128::from(port32(be16(4))), 0xffff_ffff);
+        add(&mut out, Field::InPort, u128::from(port32(be16(4))), 0xffff_ffff);
     }
     if w & fw::DL_SRC == 0 {
-        add(Field::DlSrc, mac_value(&m[6..12]), 0xffff_ffff_ffff);
+        add(&mut out, Field::DlSrc, mac_value(&m[6..12]), 0xffff_ffff_ffff);
     }
     if w & fw::DL_DST == 0 {
-        add(Field::DlDst, mac_value(&m[12..18]), 0xffff_ffff_ffff);
+        add(&mut out, Field::DlDst, mac_value(&m[12..18]), 0xffff_ffff_ffff);
     }
     if w & fw::DL_VLAN == 0 {
         // 0xffff: no tag.
         match be16(18) {
-            0xffff => add(Field::VlanTci, 0, 0xffff),
-            vid => add(Field::VlanTci, u128::from(0x1000 | (vid & 0xfff)), 0x1fff),
+            0xffff => add(&mut out, Field::VlanTci, 0, 0xffff),
+            vid => add(&mut out, Field::VlanTci, u128::from(0x1000 | (vid & 0xfff)), 0x1fff),
+        }
+    }
+    if w & fw::DL_VLAN_PCP == 0 && !(w & fw::DL_VLAN == 0 && be16(18) == 0xffff) {
+        let pcp = Match { field: Field::VlanTci, value: 0x1000 | u128::from(m[20] & 7) << 13, mask: 0xf000 };
+        if !crate::flow::merge_vlan(&mut out, pcp) {
+            out.push(pcp);
         }
     }
     let dl_type = (w & fw::DL_TYPE == 0).then(|| be16(22));
     if let Some(t) = dl_type {
-        add(Field::DlType, u128::from(t), 0xffff);
+        add(&mut out, Field::DlType, u128::from(t), 0xffff);
     }
     let ip = matches!(dl_type, Some(0x0800));
     let arp = matches!(dl_type, Some(0x0806));
     let proto = (w & fw::NW_PROTO == 0 && (ip || arp)).then_some(m[25]);
     if let Some(p) = proto {
-        add(if arp { Field::ArpOp } else { Field::NwProto }, u128::from(p), 0xff);
+        add(&mut out, if arp { Field::ArpOp } else { Field::NwProto }, u128::from(p), 0xff);
     }
     if w & fw::NW_TOS == 0 && ip {
-        add(Field::NwTos, u128::from(m[24] & 0xfc), 0xfc);
+        add(&mut out, Field::NwTos, u128::from(m[24] & 0xfc), 0xfc);
     }
     for (shift, at, v4, a) in
         [(fw::NW_SRC_SHIFT, 28, Field::NwSrc, Field::ArpSpa), (fw::NW_DST_SHIFT, 32, Field::NwDst, Field::ArpTpa)]
@@ -172,7 +180,7 @@ pub fn matches_from_of10(m: &[u8]) -> Result<Vec<Match>, OfError> {
         let wild = (w >> shift) & 0x3f;
         if wild < 32 && (ip || arp) {
             let mask = u32::MAX << wild;
-            add(if arp { a } else { v4 }, u128::from(be32(at)), u128::from(mask));
+            add(&mut out, if arp { a } else { v4 }, u128::from(be32(at)), u128::from(mask));
         }
     }
     if ip && matches!(proto, Some(1 | 6 | 17 | 132)) {
@@ -180,10 +188,10 @@ pub fn matches_from_of10(m: &[u8]) -> Result<Vec<Match>, OfError> {
             if proto == Some(1) { (Field::IcmpType, Field::IcmpCode) } else { (Field::TpSrc, Field::TpDst) };
         let full = if proto == Some(1) { 0xff } else { 0xffff };
         if w & fw::TP_SRC == 0 {
-            add(src, u128::from(be16(36)), full);
+            add(&mut out, src, u128::from(be16(36)), full);
         }
         if w & fw::TP_DST == 0 {
-            add(dst, u128::from(be16(38)), full);
+            add(&mut out, dst, u128::from(be16(38)), full);
         }
     }
     Ok(out)
@@ -193,7 +201,8 @@ pub fn matches_from_of10(m: &[u8]) -> Result<Vec<Match>, OfError> {
 /// flow needs NXM).
 pub fn put_of10_match(out: &mut Vec<u8>, matches: &[Match]) -> bool {
     let mut m = [0u8; MATCH_LEN];
-    let mut w: u32 = 0x3f_ffff & !(0x3f << fw::NW_SRC_SHIFT) & !(0x3f << fw::NW_DST_SHIFT);
+    // Everything wildcarded (the VLAN priority too) until a match says otherwise.
+    let mut w: u32 = 0x3f_ffff & !(0x3f << fw::NW_SRC_SHIFT) & !(0x3f << fw::NW_DST_SHIFT) | fw::DL_VLAN_PCP;
     w |= 32 << fw::NW_SRC_SHIFT | 32 << fw::NW_DST_SHIFT;
     let full = |mm: &Match, bits: u32| mm.mask == (1u128 << bits) - 1;
     for x in matches {
@@ -212,6 +221,17 @@ pub fn put_of10_match(out: &mut Vec<u8>, matches: &[Match]) -> bool {
             Field::VlanTci if x.mask == 0x1fff && x.value & 0x1000 != 0 => {
                 w &= !fw::DL_VLAN;
                 m[18..20].copy_from_slice(&((x.value & 0xfff) as u16).to_be_bytes());
+                true
+            }
+            Field::VlanTci if x.mask == 0xf000 && x.value & 0x1000 != 0 => {
+                w &= !fw::DL_VLAN_PCP;
+                m[20] = (x.value >> 13) as u8;
+                true
+            }
+            Field::VlanTci if x.mask == 0xffff && x.value & 0x1000 != 0 => {
+                w &= !(fw::DL_VLAN | fw::DL_VLAN_PCP);
+                m[18..20].copy_from_slice(&((x.value & 0xfff) as u16).to_be_bytes());
+                m[20] = (x.value >> 13) as u8;
                 true
             }
             Field::VlanTci if x.mask == 0xffff && x.value == 0 => {
@@ -266,8 +286,6 @@ pub fn put_of10_match(out: &mut Vec<u8>, matches: &[Match]) -> bool {
             return false;
         }
     }
-    // Unused by 1.0's match: the VLAN priority is wildcarded.
-    w |= fw::DL_VLAN_PCP;
     m[0..4].copy_from_slice(&w.to_be_bytes());
     out.extend_from_slice(&m);
     true
@@ -520,7 +538,7 @@ mod tests {
              write_metadata:0x5/0xff,goto_table:4",
             "tcp,nw_src=10.0.0.0/8,tp_dst=80,dl_vlan=5,actions=mod_vlan_vid:7,strip_vlan,set_field:00:00:00:00:00:02->eth_dst,\
              set_tunnel:5,resubmit(2,3),NORMAL",
-            "udp6,ipv6_dst=2001:db8::/32,tp_src=53,tun_id=0x9/0xff,actions=FLOOD,IN_PORT,ALL",
+            "udp6,ipv6_dst=2001:db8::/32,tp_src=53,tun_id=0x9/0xff,dl_vlan_pcp=3,actions=FLOOD,IN_PORT,ALL",
             "arp,arp_op=2,arp_tpa=192.0.2.1,actions=drop",
             "icmp6,icmp_type=135,actions=controller",
         ] {
@@ -554,7 +572,7 @@ mod tests {
 
     #[test]
     fn of10_match_says_what_it_can() {
-        let f = flow("tcp,in_port=1,dl_src=02:00:00:00:00:01,nw_src=10.1.0.0/16,tp_dst=22,dl_vlan=9");
+        let f = flow("tcp,in_port=1,dl_src=02:00:00:00:00:01,nw_src=10.1.0.0/16,tp_dst=22,dl_vlan=9,dl_vlan_pcp=5");
         let mut m = Vec::new();
         assert!(put_of10_match(&mut m, &f.matches));
         assert_eq!(m.len(), MATCH_LEN);

@@ -19,6 +19,7 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_BASIC, oxm::ETH_SRC) => (Field::DlSrc, 48),
         (oxm::CLASS_BASIC, oxm::ETH_TYPE) => (Field::DlType, 16),
         (oxm::CLASS_BASIC, oxm::VLAN_VID) => (Field::VlanTci, 16),
+        (oxm::CLASS_BASIC, oxm::VLAN_PCP) => (Field::VlanTci, 8),
         (oxm::CLASS_BASIC, oxm::IP_DSCP) => (Field::NwTos, 8),
         (oxm::CLASS_BASIC, oxm::IP_PROTO) => (Field::NwProto, 8),
         (oxm::CLASS_BASIC, oxm::IPV4_SRC) => (Field::NwSrc, 32),
@@ -149,6 +150,14 @@ pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
                 value <<= 2;
                 mask = (mask << 2) & 0xfc;
             }
+            // VLAN_PCP: the priority of a tagged frame (its TCI's top three bits).
+            Field::VlanTci if t.field == oxm::VLAN_PCP => {
+                if t.mask.is_some() || value > 7 {
+                    return Err((error::BAD_MATCH, error::BAD_VALUE));
+                }
+                value = 0x1000 | value << 13;
+                mask = 0xf000;
+            }
             Field::VlanTci if t.mask.is_none() => mask = 0x1fff,
             // ARP_OP is not maskable; weft keeps the opcode's low byte, as its flow syntax does.
             Field::ArpOp if t.mask.is_some() => return Err((error::BAD_MATCH, error::BAD_MASK)),
@@ -156,6 +165,9 @@ pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
             _ => {}
         }
         for m in split_regs(field, value, mask) {
+            if crate::flow::merge_vlan(&mut out, m) {
+                continue;
+            }
             if out.iter().any(|x| x.field == m.field) {
                 return Err((error::BAD_MATCH, 9)); // DUP_FIELD
             }
@@ -237,6 +249,16 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             }
         };
         let (mut value, mut mask) = (m.value, m.mask);
+        if f == Field::VlanTci && mask & 0xe000 == 0xe000 && value & 0x1000 != 0 {
+            // A tagged frame's priority goes as VLAN_PCP after the VLAN_VID (present bit, and the ID if
+            // matched).
+            let vid_mask = mask & 0x1fff;
+            let vb = ((value & 0x1fff) as u16).to_be_bytes();
+            let mb = (vid_mask as u16).to_be_bytes();
+            put_oxm(out, class, code, &vb, if vid_mask == 0x1fff { None } else { Some(&mb) });
+            put_oxm(out, oxm::CLASS_BASIC, oxm::VLAN_PCP, &[(value >> 13) as u8 & 7], None);
+            continue;
+        }
         if f == Field::NwTos {
             value >>= 2;
             mask = (mask >> 2) & 0x3f;
@@ -739,7 +761,8 @@ mod tests {
         for text in [
             "reg0=5,reg7=0x10/0xf0,metadata=0x5/0xf,pkt_mark=1,actions=load:1->reg1,set_field:2->reg3,\
              load:0xa->NXM_OF_ETH_SRC[0..7],move:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],write_metadata:0x5/0xff,goto_table:4",
-            "xxreg1=0x5,actions=load:1->xxreg0[3],load:0x123456789->xreg3,set_field:0x5/0x5->reg3",
+            "xxreg1=0x5,dl_vlan=7,dl_vlan_pcp=2,actions=load:1->xxreg0[3],load:0x123456789->xreg3,set_field:0x5/0x5->reg3",
+            "ip,vlan_pcp=6,ip_dscp=10,actions=drop",
             "actions=load:0xffffffffffffffffffff->xxreg2[0..79],set_field:7->xxreg3,move:NXM_NX_XXREG0[]->NXM_NX_XXREG1[]",
             "actions=set_field:1->pkt_mark,set_field:0x1/0x3->metadata,set_field:9->metadata,move:tun_id->xreg1",
         ] {

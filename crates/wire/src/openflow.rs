@@ -105,6 +105,7 @@ pub mod oxm {
     pub const ETH_SRC: u8 = 4;
     pub const ETH_TYPE: u8 = 5;
     pub const VLAN_VID: u8 = 6;
+    pub const VLAN_PCP: u8 = 7;
     pub const IP_DSCP: u8 = 8;
     pub const IP_PROTO: u8 = 10;
     pub const IPV4_SRC: u8 = 11;

@@ -186,3 +186,25 @@ fn a_packet_out_to_the_table_goes_through_the_flows() {
     let out = h.packet_out(Some("p1"), &raw(B, A), &table);
     assert_eq!(out.iter().map(|o| o.port.as_str()).collect::<Vec<_>>(), ["p3"], "B was learned on p3");
 }
+
+#[test]
+fn a_flow_matches_a_tagged_frames_priority() {
+    // dl_vlan_pcp=5: the TCI's top bits with the "tagged" bit; dl_vlan=7,dl_vlan_pcp=5 both.
+    let net = two_taps().vlan("p1", None, &[7]).table(
+        0,
+        vec![
+            (30, vec![(slot::VLAN_TCI, 0x1000 | 7 | 5 << 13, 0xffff)], vec![ActRt::Output(P3)]),
+            (20, vec![(slot::VLAN_TCI, 0x1000 | 5 << 13, 0xf000)], vec![ActRt::Output(P2)]),
+            (10, vec![], vec![]),
+        ],
+    );
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &tagged(&raw(B, A), 7 | 5 << 13)), ["p3"]);
+    assert!(h.send("p1", &tagged(&raw(B, A), 7 | 4 << 13)).is_empty(), "another priority");
+    let net = two_taps().vlan("p1", None, &[8]).table(
+        0,
+        vec![(20, vec![(slot::VLAN_TCI, 0x1000 | 5 << 13, 0xf000)], vec![ActRt::Output(P2)]), (10, vec![], vec![])],
+    );
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &tagged(&raw(B, A), 8 | 5 << 13)), ["p2"]);
+}
