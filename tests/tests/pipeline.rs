@@ -31,6 +31,7 @@ const FLOWS: &[&str] = &[
     "actions=output:NXM_NX_REG0,output:reg1[16..31],output:NXM_NX_REG0[3..5],output:in_port",
     "dl_vlan_pcp=7,dl_vlan=5,actions=drop",
     "vlan_pcp=3,ip,ip_dscp=8,actions=drop",
+    "in_port=2 actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3) output:1",
     "actions=set_tunnel64:0x100000000,set_tunnel:0x10,resubmit(1,2)",
 ];
 

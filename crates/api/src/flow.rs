@@ -459,7 +459,7 @@ fn find_actions(text: &str) -> Option<usize> {
     None
 }
 
-/// Splits an action list at commas outside parentheses.
+/// Splits an action list at commas (or spaces, as ovs-ofctl also takes them) outside parentheses.
 fn split_actions(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut depth, mut start) = (0i32, 0);
@@ -467,7 +467,7 @@ fn split_actions(text: &str) -> Vec<&str> {
         match c {
             '(' => depth += 1,
             ')' => depth -= 1,
-            ',' if depth == 0 => {
+            ',' | ' ' | '\t' if depth == 0 => {
                 out.push(text[start..i].trim());
                 start = i + 1;
             }
@@ -676,6 +676,8 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
     for (field, tok) in checks {
         prerequisite(field, dl_type, nw_proto).map_err(|why| err(tok, why))?;
     }
+    // A match under an all-zero mask matches everything: as OVS, it is no match at all.
+    f.matches.retain(|m| m.mask != 0);
     f.match_text = format_matches(&f.matches);
     if let Some(a) = actions {
         if a.is_empty() {
@@ -912,6 +914,8 @@ impl fmt::Display for Action {
             Action::SetField(SetField::TunDst(a)) => write!(f, "set_field:{a}->tun_dst"),
             Action::SetTunnel(v) if v > u64::from(u32::MAX) => write!(f, "set_tunnel64:0x{v:x}"),
             Action::SetTunnel(v) => write!(f, "set_tunnel:0x{v:x}"),
+            // As OVS: a resubmit to a port alone is written `resubmit:PORT`.
+            Action::Resubmit { port: Some(p), table: None } => write!(f, "resubmit:{p}"),
             Action::Resubmit { port, table } => {
                 f.write_str("resubmit(")?;
                 if let Some(p) = port {
@@ -984,7 +988,7 @@ impl Flow {
         if self.table != 0 {
             out.push_str(&format!("table:{} ", self.table));
         }
-        out.push_str(head.trim_end());
+        out.push_str(head.trim());
         for (word, v) in
             [("cookie:0x", self.cookie), ("idle:", self.idle_timeout.into()), ("hard:", self.hard_timeout.into())]
         {
@@ -996,6 +1000,7 @@ impl Flow {
                 }
             }
         }
+        let mut out = out.trim_end().to_string();
         if !out.is_empty() {
             out.push(' ');
         }
@@ -1395,6 +1400,15 @@ mod tests {
             ("dl_vlan_pcp=7,actions=drop", "dl_vlan_pcp=7 actions=drop"),
             ("dl_vlan_pcp=7,dl_vlan=5,actions=drop", "dl_vlan=5,dl_vlan_pcp=7 actions=drop"),
             ("vlan_pcp=3,actions=drop", "dl_vlan_pcp=3 actions=drop"),
+            (
+                "actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3)",
+                "actions=resubmit:1,resubmit:2,resubmit(,3),resubmit(2,3)",
+            ),
+            ("dl_dst=aa:bb:cc:dd:ee:ff/00:00:00:00:00:00,actions=drop", "actions=drop"),
+            (
+                "udp dl_vlan_pcp=7 idle_timeout=5 actions=pop_vlan output:0",
+                "udp,dl_vlan_pcp=7 actions=pop_vlan,output:0",
+            ),
         ] {
             let f = p(text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(f.to_string(), ovs, "{text}");
@@ -1412,6 +1426,7 @@ mod tests {
         );
         assert_eq!(p("table=0,ip actions=drop").unwrap().flow_mod_text(), "ip actions=drop");
         assert_eq!(p("actions=drop").unwrap().flow_mod_text(), "actions=drop");
+        assert_eq!(p("table=1,actions=drop").unwrap().flow_mod_text(), "table:1 actions=drop");
     }
 
     #[test]

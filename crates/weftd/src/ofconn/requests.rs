@@ -320,6 +320,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
                 (CLASS_BASIC, ETH_SRC, 6),
                 (CLASS_BASIC, ETH_TYPE, 2),
                 (CLASS_BASIC, VLAN_VID, 2),
+                (CLASS_BASIC, VLAN_PCP, 1),
                 (CLASS_BASIC, IP_DSCP, 1),
                 (CLASS_BASIC, IP_PROTO, 1),
                 (CLASS_BASIC, IPV4_SRC, 4),
