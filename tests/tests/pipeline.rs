@@ -32,6 +32,8 @@ const FLOWS: &[&str] = &[
     "dl_vlan_pcp=7,dl_vlan=5,actions=drop",
     "vlan_pcp=3,ip,ip_dscp=8,actions=drop",
     "in_port=2 actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3) output:1",
+    "actions=resubmit(,1),exit,output:2",
+    "tcp,actions=output:1,clear_actions,write_metadata:1,goto_table:2",
     "actions=set_tunnel64:0x100000000,set_tunnel:0x10,resubmit(1,2)",
 ];
 

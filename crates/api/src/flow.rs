@@ -313,6 +313,11 @@ pub enum Action {
     },
     /// `output:FIELD[a..b]`: to the port whose number those bits hold.
     OutputReg(SubField),
+    /// `exit`: stop; no further action runs, not even those of the tables that resubmitted here.
+    Exit,
+    /// `clear_actions` (an instruction): clears the action set, which weft's flows do not fill (it has no
+    /// `write_actions`), so it changes nothing; kept so that the flow says what it was given.
+    ClearActions,
     /// `write_metadata:VALUE[/MASK]` (an instruction: after the other actions, before goto_table).
     WriteMetadata {
         value: u64,
@@ -705,12 +710,21 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 prerequisite(field, dl_type, nw_proto).map_err(|why| err(&a.to_string(), why))?;
             }
         }
-        // write_metadata is an instruction: OpenFlow runs it after the actions, before goto_table.
+        // write_metadata and clear_actions are instructions: OpenFlow runs them after the actions, in the order
+        // clear_actions, write_metadata, goto_table.
         if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::WriteMetadata { .. })) {
             if f.actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_))) {
                 return Err(err(
                     "write_metadata",
                     "invalid instruction ordering: apply_actions must appear before write_metadata",
+                ));
+            }
+        }
+        if let Some(i) = f.actions.iter().position(|a| *a == Action::ClearActions) {
+            if f.actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
+                return Err(err(
+                    "clear_actions",
+                    "invalid instruction ordering: apply_actions must appear before clear_actions",
                 ));
             }
         }
@@ -827,6 +841,8 @@ fn parse_action(
             }
             Action::Move { src, dst }
         }
+        "exit" if arg.is_none() => Action::Exit,
+        "clear_actions" if arg.is_none() => Action::ClearActions,
         "write_metadata" => {
             let (value, mask) = num_mask(act, need()?, u128::from(u64::MAX))?;
             Action::WriteMetadata { value: (value & mask) as u64, mask: mask as u64 }
@@ -939,6 +955,8 @@ impl fmt::Display for Action {
             }
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
             Action::OutputReg(src) => write!(f, "output:{src}"),
+            Action::Exit => f.write_str("exit"),
+            Action::ClearActions => f.write_str("clear_actions"),
             Action::WriteMetadata { value, mask } => {
                 if mask == u64::MAX {
                     write!(f, "write_metadata:{}", hex(u128::from(value)))
@@ -1400,6 +1418,8 @@ mod tests {
             ("dl_vlan_pcp=7,actions=drop", "dl_vlan_pcp=7 actions=drop"),
             ("dl_vlan_pcp=7,dl_vlan=5,actions=drop", "dl_vlan=5,dl_vlan_pcp=7 actions=drop"),
             ("vlan_pcp=3,actions=drop", "dl_vlan_pcp=3 actions=drop"),
+            ("actions=resubmit(,1),exit,output:2", "actions=resubmit(,1),exit,output:2"),
+            ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),
             (
                 "actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3)",
                 "actions=resubmit:1,resubmit:2,resubmit(,3),resubmit(2,3)",

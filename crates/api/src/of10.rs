@@ -476,7 +476,8 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             Action::InPort => put_output10(out, 0xffff_fff8, 0),
             Action::Controller => put_output10(out, 0xffff_fffd, 0xffff),
             Action::ControllerMaxLen(n) => put_output10(out, 0xffff_fffd, n),
-            Action::Drop => {}
+            // OpenFlow 1.0 has no action set to clear (OVS leaves it out too).
+            Action::Drop | Action::ClearActions => {}
             Action::ModVlanVid(v) | Action::SetField(SetField::VlanVid(v)) => {
                 out.extend_from_slice(&[0, 1, 0, 8]);
                 out.extend_from_slice(&v.to_be_bytes());
@@ -517,7 +518,8 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::Resubmit { .. }
             | Action::Load { .. }
             | Action::Move { .. }
-            | Action::OutputReg(_) => crate::ofp::put_action(out, a),
+            | Action::OutputReg(_)
+            | Action::Exit => crate::ofp::put_action(out, a),
         }
     }
 }

@@ -435,6 +435,7 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         let src = sub_field(be32(b, 8), ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
                         out.push(Action::OutputReg(src));
                     }
+                    act::NXAST_EXIT => out.push(Action::Exit),
                     act::NXAST_REG_MOVE if b.len() >= 20 => {
                         let n = u16::from_be_bytes([b[6], b[7]]);
                         let src = sub_field(be32(b, 12), u16::from_be_bytes([b[8], b[9]]), n)?;
@@ -478,6 +479,7 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
     let mut out = Vec::new();
     let mut goto = None;
     let mut metadata = None;
+    let mut clear = false;
     for i in list {
         match i.kind {
             inst::APPLY_ACTIONS if i.body.len() >= 4 => {
@@ -491,9 +493,12 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
                 let mask = weft_wire::openflow::read_u64(i.body, 12);
                 metadata = Some(Action::WriteMetadata { value: value & mask, mask });
             }
-            inst::CLEAR_ACTIONS => {}
+            inst::CLEAR_ACTIONS => clear = true,
             _ => return Err((error::BAD_INSTRUCTION, error::UNKNOWN_INST)),
         }
+    }
+    if clear {
+        out.push(Action::ClearActions);
     }
     out.extend(metadata);
     if let Some(t) = goto {
@@ -506,7 +511,9 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
 pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action]) {
     let apply: Vec<&Action> = actions
         .iter()
-        .filter(|a| !matches!(a, Action::GotoTable(_) | Action::Drop | Action::WriteMetadata { .. }))
+        .filter(|a| {
+            !matches!(a, Action::GotoTable(_) | Action::Drop | Action::WriteMetadata { .. } | Action::ClearActions)
+        })
         .collect();
     if !apply.is_empty() {
         let at = out.len();
@@ -517,6 +524,10 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action]) {
         }
         let len = (out.len() - at) as u16;
         out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
+    }
+    if actions.contains(&Action::ClearActions) {
+        out.extend_from_slice(&inst::CLEAR_ACTIONS.to_be_bytes());
+        out.extend_from_slice(&[0, 8, 0, 0, 0, 0]);
     }
     if let Some(&Action::WriteMetadata { value, mask }) =
         actions.iter().find(|a| matches!(a, Action::WriteMetadata { .. }))
@@ -584,7 +595,8 @@ pub(crate) fn put_action(out: &mut Vec<u8>, a: &Action) {
         Action::InPort => put_output(out, port::IN_PORT),
         Action::Controller => put_output(out, port::CONTROLLER),
         Action::ControllerMaxLen(n) => put_output_len(out, port::CONTROLLER, n),
-        Action::Drop | Action::GotoTable(_) | Action::WriteMetadata { .. } => {}
+        Action::Drop | Action::GotoTable(_) | Action::WriteMetadata { .. } | Action::ClearActions => {}
+        Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
         Action::Load { dst, value } => {
             let Some((class, field, bytes)) = header_of(dst.field) else { return };
             if dst.nbits <= 64 {

@@ -150,6 +150,7 @@ pub mod act {
     pub const NXAST_REG_LOAD: u16 = 7;
     pub const NXAST_REG_LOAD2: u16 = 33;
     pub const NXAST_OUTPUT_REG: u16 = 15;
+    pub const NXAST_EXIT: u16 = 17;
 }
 
 /// Instruction types.

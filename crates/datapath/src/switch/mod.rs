@@ -110,11 +110,13 @@ struct ActState {
     copied: bool,
     /// A tunnel it was sent to was too small.
     too_big: Option<u16>,
+    /// `exit` ran: nothing more runs, in this table or in those that resubmitted to it.
+    exit: bool,
 }
 
 impl ActState {
     fn new(key: FlowKey, data: Data, tci: u16, hdr: Headers, gso: Option<VnetHdr>) -> ActState {
-        ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None }
+        ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None, exit: false }
     }
 
     /// Sets the frame's VLAN (TCI, 0 for none) and the key's `vlan_tci` with it.
@@ -518,6 +520,9 @@ impl Tables {
         let b = &pipe.bridges[bridge];
         let in_port = r.in_port;
         for act in actions {
+            if st.exit {
+                return;
+            }
             let out = |sw: &mut Self, r: &mut Run<'_, '_, O>, st: &mut ActState, port: PortIdx| {
                 let e = Emission {
                     port,
@@ -630,6 +635,7 @@ impl Tables {
                     st.key.put(slot::IN_PORT, saved_key);
                 }
                 ActRt::GotoTable(t2) => self.run_table(r, usize::from(t2), st, depth + 1),
+                ActRt::Exit => st.exit = true,
             }
         }
     }

@@ -150,6 +150,8 @@ pub enum ActRt {
     /// `output:REG[a..b]`: to the port whose OpenFlow number those bits hold when the action runs (16 bits or
     /// fewer: OpenFlow 1.0's numbers, 0xfffe the internal port); no such port, no output.
     OutputReg(SubSlot),
+    /// `exit`: no further action runs for this packet.
+    Exit,
 }
 
 /// The whole switch description.

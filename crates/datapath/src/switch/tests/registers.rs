@@ -208,3 +208,13 @@ fn a_flow_matches_a_tagged_frames_priority() {
     let mut h = Harness::new(net.build());
     assert_eq!(h.ports("p1", &tagged(&raw(B, A), 8 | 5 << 13)), ["p2"]);
 }
+
+#[test]
+fn exit_stops_every_action_that_was_to_follow() {
+    // Table 1 outputs to p2 and exits: table 0's output to p3 after the resubmit never runs.
+    let net = two_taps()
+        .table(0, vec![(10, vec![], vec![resubmit(1), ActRt::Output(P3)])])
+        .table(1, vec![(10, vec![], vec![ActRt::Output(P2), ActRt::Exit, ActRt::Output(P3)])]);
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p2"]);
+}
