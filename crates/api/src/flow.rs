@@ -313,6 +313,11 @@ pub enum Action {
     },
     /// `output:FIELD[a..b]`: to the port whose number those bits hold.
     OutputReg(SubField),
+    /// `set_queue:N`: the OpenFlow queue the next outputs use. weft has no queues (QoS), as OVS on a port
+    /// with no QoS configured: it is kept and changes nothing.
+    SetQueue(u32),
+    /// `pop_queue`: back to the port's default queue (nothing, as `set_queue`).
+    PopQueue,
     /// `exit`: stop; no further action runs, not even those of the tables that resubmitted here.
     Exit,
     /// `clear_actions` (an instruction): clears the action set, which weft's flows do not fill (it has no
@@ -610,6 +615,13 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 f.hard_timeout = num(tok, v, 65535)? as u16;
                 continue;
             }
+            // A flow's rank when a full table evicts (OpenFlow 1.4). weft's tables do not evict, as OVS's do
+            // not unless told to: it is checked and has no effect (and OpenFlow 1.3 cannot carry it, so it is
+            // not printed, as OVS prints it there).
+            "importance" => {
+                num(tok, v, 65535)?;
+                continue;
+            }
             "in_port" => Match { field: Field::InPort, value: u128::from(resolve(tok, v)?), mask: 0xffff_ffff },
             "dl_src" | "eth_src" => field_and(Field::DlSrc, mac_mask(tok, v)?),
             "dl_dst" | "eth_dst" => field_and(Field::DlDst, mac_mask(tok, v)?),
@@ -842,6 +854,17 @@ fn parse_action(
             Action::Move { src, dst }
         }
         "exit" if arg.is_none() => Action::Exit,
+        "set_queue" => Action::SetQueue(num(act, need()?, u128::from(u32::MAX))? as u32),
+        "pop_queue" if arg.is_none() => Action::PopQueue,
+        // enqueue:PORT:QUEUE (or enqueue(PORT,QUEUE)): as OVS keeps it, set_queue, output, pop_queue.
+        "enqueue" => {
+            let a = need()?;
+            let (p, q) = a.split_once([':', ',']).ok_or_else(|| err(act, "expected enqueue:PORT:QUEUE"))?;
+            let q = num(act, q.trim(), u128::from(u32::MAX))? as u32;
+            let port = resolve(act, p.trim())?;
+            out.extend([Action::SetQueue(q), Action::Output(port), Action::PopQueue]);
+            return Ok(());
+        }
         "clear_actions" if arg.is_none() => Action::ClearActions,
         "write_metadata" => {
             let (value, mask) = num_mask(act, need()?, u128::from(u64::MAX))?;
@@ -956,6 +979,8 @@ impl fmt::Display for Action {
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
             Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::Exit => f.write_str("exit"),
+            Action::SetQueue(q) => write!(f, "set_queue:{q}"),
+            Action::PopQueue => f.write_str("pop_queue"),
             Action::ClearActions => f.write_str("clear_actions"),
             Action::WriteMetadata { value, mask } => {
                 if mask == u64::MAX {
@@ -1419,6 +1444,9 @@ mod tests {
             ("dl_vlan_pcp=7,dl_vlan=5,actions=drop", "dl_vlan=5,dl_vlan_pcp=7 actions=drop"),
             ("vlan_pcp=3,actions=drop", "dl_vlan_pcp=3 actions=drop"),
             ("actions=resubmit(,1),exit,output:2", "actions=resubmit(,1),exit,output:2"),
+            ("importance=5,actions=drop", "actions=drop"),
+            ("actions=set_queue:5,output:1", "actions=set_queue:5,output:1"),
+            ("actions=enqueue:1:2,pop_queue", "actions=set_queue:2,output:1,pop_queue,pop_queue"),
             ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),
             (
                 "actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3)",

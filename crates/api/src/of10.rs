@@ -519,7 +519,17 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::Load { .. }
             | Action::Move { .. }
             | Action::OutputReg(_)
-            | Action::Exit => crate::ofp::put_action(out, a),
+            | Action::Exit
+            | Action::PopQueue => crate::ofp::put_action(out, a),
+            // OpenFlow 1.0's own set_queue is Nicira's.
+            Action::SetQueue(q) => {
+                out.extend_from_slice(&act::EXPERIMENTER.to_be_bytes());
+                out.extend_from_slice(&16u16.to_be_bytes());
+                out.extend_from_slice(&act::NX_VENDOR.to_be_bytes());
+                out.extend_from_slice(&act::NXAST_SET_QUEUE.to_be_bytes());
+                out.extend_from_slice(&[0, 0]);
+                out.extend_from_slice(&q.to_be_bytes());
+            }
         }
     }
 }

@@ -357,6 +357,7 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                 });
             }
             act::PUSH_VLAN if b.len() >= 2 => out.push(Action::PushVlan(u16::from_be_bytes([b[0], b[1]]))),
+            act::SET_QUEUE if b.len() >= 4 => out.push(Action::SetQueue(be32(b, 0))),
             act::POP_VLAN => out.push(Action::StripVlan),
             act::SET_FIELD => {
                 // One OXM TLV, then padding.
@@ -436,6 +437,8 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         out.push(Action::OutputReg(src));
                     }
                     act::NXAST_EXIT => out.push(Action::Exit),
+                    act::NXAST_POP_QUEUE => out.push(Action::PopQueue),
+                    act::NXAST_SET_QUEUE if b.len() >= 12 => out.push(Action::SetQueue(be32(b, 8))),
                     act::NXAST_REG_MOVE if b.len() >= 20 => {
                         let n = u16::from_be_bytes([b[6], b[7]]);
                         let src = sub_field(be32(b, 12), u16::from_be_bytes([b[8], b[9]]), n)?;
@@ -597,6 +600,12 @@ pub(crate) fn put_action(out: &mut Vec<u8>, a: &Action) {
         Action::ControllerMaxLen(n) => put_output_len(out, port::CONTROLLER, n),
         Action::Drop | Action::GotoTable(_) | Action::WriteMetadata { .. } | Action::ClearActions => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
+        Action::SetQueue(q) => {
+            out.extend_from_slice(&act::SET_QUEUE.to_be_bytes());
+            out.extend_from_slice(&8u16.to_be_bytes());
+            out.extend_from_slice(&q.to_be_bytes());
+        }
+        Action::PopQueue => put_nx(out, act::NXAST_POP_QUEUE, &[0; 6]),
         Action::Load { dst, value } => {
             let Some((class, field, bytes)) = header_of(dst.field) else { return };
             if dst.nbits <= 64 {

@@ -150,7 +150,8 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
         Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
         Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src)),
         Action::Exit => ActRt::Exit,
-        Action::ClearActions => return None,
+        // No queues: nothing to do (see the actions' documentation).
+        Action::ClearActions | Action::SetQueue(_) | Action::PopQueue => return None,
     })
 }
 

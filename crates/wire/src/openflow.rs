@@ -138,6 +138,7 @@ pub mod act {
     pub const OUTPUT: u16 = 0;
     pub const PUSH_VLAN: u16 = 17;
     pub const POP_VLAN: u16 = 18;
+    pub const SET_QUEUE: u16 = 21;
     pub const SET_FIELD: u16 = 25;
     pub const EXPERIMENTER: u16 = 0xffff;
     /// Nicira's experimenter ID and the subtypes weft reads and writes.
@@ -151,6 +152,8 @@ pub mod act {
     pub const NXAST_REG_LOAD2: u16 = 33;
     pub const NXAST_OUTPUT_REG: u16 = 15;
     pub const NXAST_EXIT: u16 = 17;
+    pub const NXAST_SET_QUEUE: u16 = 4;
+    pub const NXAST_POP_QUEUE: u16 = 5;
 }
 
 /// Instruction types.
