@@ -33,6 +33,7 @@ const FLOWS: &[&str] = &[
     "vlan_pcp=3,ip,ip_dscp=8,actions=drop",
     "in_port=2 actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3) output:1",
     "actions=resubmit(,1),exit,output:2",
+    "actions=note:41.42.43,output:1,note:00.01.02.03.04.05.06.07,note",
     "importance=7,ip,actions=enqueue:1:2,set_queue:5,output:2,pop_queue",
     "tcp,actions=output:1,clear_actions,write_metadata:1,goto_table:2",
     "actions=set_tunnel64:0x100000000,set_tunnel:0x10,resubmit(1,2)",

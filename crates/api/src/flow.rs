@@ -318,6 +318,13 @@ pub enum Action {
     SetQueue(u32),
     /// `pop_queue`: back to the port's default queue (nothing, as `set_queue`).
     PopQueue,
+    /// `note:HEX`: bytes that mean nothing to the switch (controllers tag flows with them), kept padded with
+    /// zeros as OVS keeps them (so that the NXAST_NOTE action fills whole 8-byte words): `len` bytes of
+    /// `bytes`. At most [`NOTE_MAX`] bytes.
+    Note {
+        bytes: [u8; NOTE_MAX],
+        len: u8,
+    },
     /// `exit`: stop; no further action runs, not even those of the tables that resubmitted here.
     Exit,
     /// `clear_actions` (an instruction): clears the action set, which weft's flows do not fill (it has no
@@ -754,6 +761,20 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
     Ok(f)
 }
 
+/// The longest note weft keeps (padded), in bytes.
+pub const NOTE_MAX: usize = 32;
+
+/// A note's bytes padded as OVS pads them: the NXAST_NOTE action (10 bytes of header) fills 8-byte words.
+pub fn note(raw: &[u8]) -> Option<Action> {
+    let padded = (10 + raw.len()).div_ceil(8) * 8 - 10;
+    if padded > NOTE_MAX {
+        return None;
+    }
+    let mut bytes = [0u8; NOTE_MAX];
+    bytes[..raw.len()].copy_from_slice(raw);
+    Some(Action::Note { bytes, len: padded as u8 })
+}
+
 /// What `load` and `move` may write, for error messages.
 const WRITABLE: &str = "registers, xreg, xxreg, metadata, pkt_mark, tun_id, eth_src and eth_dst";
 
@@ -854,6 +875,18 @@ fn parse_action(
             Action::Move { src, dst }
         }
         "exit" if arg.is_none() => Action::Exit,
+        "note" => {
+            let hex: String = arg.unwrap_or_default().chars().filter(|c| *c != '.').collect();
+            let bad = || err(act, "a note is hex digits in pairs (note:41.42.43)");
+            if !hex.len().is_multiple_of(2) {
+                return Err(bad());
+            }
+            let raw = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad()))
+                .collect::<Result<Vec<u8>, _>>()?;
+            note(&raw).ok_or_else(|| err(act, format!("weft keeps notes of up to {} bytes", NOTE_MAX - 2)))?
+        }
         "set_queue" => Action::SetQueue(num(act, need()?, u128::from(u32::MAX))? as u32),
         "pop_queue" if arg.is_none() => Action::PopQueue,
         // enqueue:PORT:QUEUE (or enqueue(PORT,QUEUE)): as OVS keeps it, set_queue, output, pop_queue.
@@ -979,6 +1012,16 @@ impl fmt::Display for Action {
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
             Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::Exit => f.write_str("exit"),
+            Action::Note { bytes, len } => {
+                f.write_str("note:")?;
+                for (i, b) in bytes[..usize::from(len)].iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
             Action::SetQueue(q) => write!(f, "set_queue:{q}"),
             Action::PopQueue => f.write_str("pop_queue"),
             Action::ClearActions => f.write_str("clear_actions"),
@@ -1445,6 +1488,10 @@ mod tests {
             ("vlan_pcp=3,actions=drop", "dl_vlan_pcp=3 actions=drop"),
             ("actions=resubmit(,1),exit,output:2", "actions=resubmit(,1),exit,output:2"),
             ("importance=5,actions=drop", "actions=drop"),
+            (
+                "actions=note:41.42.43,note:00.01.02.03.04.05.06.07,note",
+                "actions=note:41.42.43.00.00.00,note:00.01.02.03.04.05.06.07.00.00.00.00.00.00,note:00.00.00.00.00.00",
+            ),
             ("actions=set_queue:5,output:1", "actions=set_queue:5,output:1"),
             ("actions=enqueue:1:2,pop_queue", "actions=set_queue:2,output:1,pop_queue,pop_queue"),
             ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),

@@ -520,6 +520,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::Move { .. }
             | Action::OutputReg(_)
             | Action::Exit
+            | Action::Note { .. }
             | Action::PopQueue => crate::ofp::put_action(out, a),
             // OpenFlow 1.0's own set_queue is Nicira's.
             Action::SetQueue(q) => {

@@ -437,6 +437,9 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         out.push(Action::OutputReg(src));
                     }
                     act::NXAST_EXIT => out.push(Action::Exit),
+                    act::NXAST_NOTE => {
+                        out.push(crate::flow::note(&b[6..]).ok_or((error::BAD_ACTION, error::BAD_ARGUMENT))?);
+                    }
                     act::NXAST_POP_QUEUE => out.push(Action::PopQueue),
                     act::NXAST_SET_QUEUE if b.len() >= 12 => out.push(Action::SetQueue(be32(b, 8))),
                     act::NXAST_REG_MOVE if b.len() >= 20 => {
@@ -600,6 +603,7 @@ pub(crate) fn put_action(out: &mut Vec<u8>, a: &Action) {
         Action::ControllerMaxLen(n) => put_output_len(out, port::CONTROLLER, n),
         Action::Drop | Action::GotoTable(_) | Action::WriteMetadata { .. } | Action::ClearActions => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
+        Action::Note { bytes, len } => put_nx(out, act::NXAST_NOTE, &bytes[..usize::from(len)]),
         Action::SetQueue(q) => {
             out.extend_from_slice(&act::SET_QUEUE.to_be_bytes());
             out.extend_from_slice(&8u16.to_be_bytes());

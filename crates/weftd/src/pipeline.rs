@@ -151,7 +151,7 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
         Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src)),
         Action::Exit => ActRt::Exit,
         // No queues: nothing to do (see the actions' documentation).
-        Action::ClearActions | Action::SetQueue(_) | Action::PopQueue => return None,
+        Action::ClearActions | Action::SetQueue(_) | Action::PopQueue | Action::Note { .. } => return None,
     })
 }
 

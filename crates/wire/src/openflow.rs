@@ -69,6 +69,7 @@ pub mod error {
     /// BAD_ACTION codes.
     pub const BAD_EXPERIMENTER: u16 = 2;
     pub const BAD_EXP_TYPE: u16 = 3;
+    pub const BAD_ARGUMENT: u16 = 5;
     pub const BAD_SET_TYPE: u16 = 13;
     pub const BAD_SET_ARGUMENT: u16 = 15;
 }
@@ -152,6 +153,7 @@ pub mod act {
     pub const NXAST_REG_LOAD2: u16 = 33;
     pub const NXAST_OUTPUT_REG: u16 = 15;
     pub const NXAST_EXIT: u16 = 17;
+    pub const NXAST_NOTE: u16 = 8;
     pub const NXAST_SET_QUEUE: u16 = 4;
     pub const NXAST_POP_QUEUE: u16 = 5;
 }
