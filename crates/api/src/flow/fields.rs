@@ -1,0 +1,203 @@
+//! The fields `load`, `move` and `set_field` name, and the pieces of match and action syntax built on them:
+//! subfields, registers, loads, the VLAN match merge, notes.
+
+use super::*;
+
+/// Bits `ofs .. ofs + nbits` of a field, as `load` and `move` name them (`NXM_NX_REG0[0..15]`, `reg0[3]`,
+/// `metadata[]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubField {
+    pub field: Field,
+    pub ofs: u16,
+    pub nbits: u16,
+}
+
+/// What `load`/`move`/`set_field` may name: (field, its names, NXM/OXM name, width in bits, writable).
+/// The first name is the one `set_field` prints.
+fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], String, u16, bool)> {
+    const FIXED: &[(Field, &[&str], &str, u16, bool)] = &[
+        (Field::Metadata, &["metadata"], "OXM_OF_METADATA", 64, true),
+        (Field::PktMark, &["pkt_mark"], "NXM_NX_PKT_MARK", 32, true),
+        (Field::TunId, &["tun_id", "tunnel_id"], "NXM_NX_TUN_ID", 64, true),
+        (Field::DlSrc, &["eth_src", "dl_src"], "NXM_OF_ETH_SRC", 48, true),
+        (Field::DlDst, &["eth_dst", "dl_dst"], "NXM_OF_ETH_DST", 48, true),
+        (Field::InPort, &["in_port"], "NXM_OF_IN_PORT", 16, false),
+        (Field::DlType, &["eth_type", "dl_type"], "NXM_OF_ETH_TYPE", 16, false),
+        (Field::VlanTci, &["vlan_tci"], "NXM_OF_VLAN_TCI", 16, false),
+        (Field::NwSrc, &["ip_src", "nw_src"], "NXM_OF_IP_SRC", 32, false),
+        (Field::NwDst, &["ip_dst", "nw_dst"], "NXM_OF_IP_DST", 32, false),
+        (Field::NwProto, &["nw_proto", "ip_proto"], "NXM_OF_IP_PROTO", 8, false),
+        (Field::NwTos, &["nw_tos"], "NXM_OF_IP_TOS", 8, false),
+        (Field::TpSrc, &["tcp_src", "tp_src"], "NXM_OF_TCP_SRC", 16, false),
+        (Field::TpDst, &["tcp_dst", "tp_dst"], "NXM_OF_TCP_DST", 16, false),
+        (Field::Ipv6Src, &["ipv6_src"], "NXM_NX_IPV6_SRC", 128, false),
+        (Field::Ipv6Dst, &["ipv6_dst"], "NXM_NX_IPV6_DST", 128, false),
+        (Field::ArpOp, &["arp_op"], "NXM_OF_ARP_OP", 16, false),
+        (Field::ArpSpa, &["arp_spa"], "NXM_OF_ARP_SPA", 32, false),
+        (Field::ArpTpa, &["arp_tpa"], "NXM_OF_ARP_TPA", 32, false),
+        (Field::TunSrc, &["tun_src"], "NXM_NX_TUN_IPV4_SRC", 32, false),
+        (Field::TunDst, &["tun_dst"], "NXM_NX_TUN_IPV4_DST", 32, false),
+    ];
+    const REGS: [&str; 16] = [
+        "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10", "reg11", "reg12",
+        "reg13", "reg14", "reg15",
+    ];
+    const XREGS: [&str; 8] = ["xreg0", "xreg1", "xreg2", "xreg3", "xreg4", "xreg5", "xreg6", "xreg7"];
+    const XXREGS: [&str; 4] = ["xxreg0", "xxreg1", "xxreg2", "xxreg3"];
+    let regs =
+        (0..16u8).map(|n| (Field::Reg(n), &REGS[usize::from(n)..=usize::from(n)], format!("NXM_NX_REG{n}"), 32, true));
+    let xregs = (0..8u8)
+        .map(|n| (Field::XReg(n), &XREGS[usize::from(n)..=usize::from(n)], format!("OXM_OF_PKT_REG{n}"), 64, true));
+    let xxregs = (0..4u8)
+        .map(|n| (Field::XXReg(n), &XXREGS[usize::from(n)..=usize::from(n)], format!("NXM_NX_XXREG{n}"), 128, true));
+    FIXED
+        .iter()
+        .map(|&(f, names, nxm, bits, w)| (f, names, nxm.to_string(), bits, w))
+        .chain(regs)
+        .chain(xregs)
+        .chain(xxregs)
+}
+
+impl Field {
+    /// Width in bits as `load`/`move` see the field (in_port as OpenFlow 1.0's 16-bit port).
+    pub fn bits(self) -> u16 {
+        named_fields().find(|n| n.0 == self).map_or(0, |n| n.3)
+    }
+
+    /// The NXM/OXM name `load` and `move` print.
+    pub fn nxm_name(self) -> String {
+        named_fields().find(|n| n.0 == self).map_or_else(|| format!("{self:?}"), |n| n.2)
+    }
+
+    /// The name `set_field` prints.
+    pub fn name(self) -> &'static str {
+        named_fields().find(|n| n.0 == self).map_or("?", |n| n.1[0])
+    }
+
+    /// Whether actions may write it (registers, metadata, the mark, the tunnel ID, the Ethernet addresses).
+    pub fn writable(self) -> bool {
+        named_fields().any(|n| n.0 == self && n.4)
+    }
+}
+
+/// A number as OVS prints hexadecimal fields: `0` or `0x…`.
+pub fn hex(v: u128) -> String {
+    if v == 0 {
+        "0".into()
+    } else {
+        format!("0x{v:x}")
+    }
+}
+
+/// `NAME`, `NAME[]`, `NAME[N]` or `NAME[A..B]`, NAME an NXM/OXM name or a field name.
+pub(super) fn sub_field(token: &str, text: &str) -> Result<SubField, FlowError> {
+    let (name, range) = match text.split_once('[') {
+        Some((n, r)) => (n, Some(r.strip_suffix(']').ok_or_else(|| err(token, format!("{text:?}: missing ]")))?)),
+        None => (text, None),
+    };
+    let (field, width) = named_fields()
+        .find(|n| n.2.eq_ignore_ascii_case(name) || n.1.contains(&name))
+        .map(|n| (n.0, n.3))
+        .ok_or_else(|| err(token, format!("unknown field {name:?}")))?;
+    let (ofs, nbits) = match range {
+        None | Some("") => (0, width),
+        Some(r) => {
+            let bit = |t: &str| t.trim().parse::<u16>().map_err(|_| err(token, format!("{r:?} is not a bit range")));
+            let (a, b) = match r.split_once("..") {
+                Some((a, b)) => (bit(a)?, bit(b)?),
+                None => (bit(r)?, bit(r)?),
+            };
+            if a > b || b >= width {
+                return Err(err(token, format!("bits {a}..{b} are not within the {width} bits of {name}")));
+            }
+            (a, b - a + 1)
+        }
+    };
+    Ok(SubField { field, ofs, nbits })
+}
+
+/// Merges a match on a tagged frame's VLAN ID or priority into one already on the other (`dl_vlan=5` and
+/// `dl_vlan_pcp=7` are one match on the TCI); false when `m` is not such a match or there is none to join.
+pub fn merge_vlan(matches: &mut [Match], m: Match) -> bool {
+    if m.field != Field::VlanTci || m.value & 0x1000 == 0 {
+        return false;
+    }
+    let Some(x) = matches.iter_mut().find(|x| x.field == Field::VlanTci) else { return false };
+    if x.value & 0x1000 == 0 || x.mask & m.mask & !0x1000 != 0 {
+        return false;
+    }
+    x.value |= m.value;
+    x.mask |= m.mask;
+    true
+}
+
+/// Writes of `value` under `mask` into `field` as OVS carries them: one `load` per run of ones in the mask,
+/// each at most 64 bits (what NXAST_REG_LOAD holds), lowest bits first.
+pub fn loads(field: Field, value: u128, mask: u128) -> Vec<Action> {
+    let mut out = Vec::new();
+    let mut rest = mask;
+    while rest != 0 {
+        let ofs = rest.trailing_zeros();
+        let run = (rest >> ofs).trailing_ones().min(64);
+        let bits = if run >= 128 { u128::MAX } else { ((1u128 << run) - 1) << ofs };
+        out.push(Action::Load {
+            dst: SubField { field, ofs: ofs as u16, nbits: run as u16 },
+            value: (value & bits) >> ofs,
+        });
+        rest &= !bits;
+    }
+    out
+}
+
+/// A match on a register (`regN`, `xregN`, `xxregN`), the metadata or the mark, as matches on 32-bit
+/// registers (parts under an all-zero mask left out, as OVS does); `None` when `key` is none of them.
+pub(super) fn reg_match(tok: &str, key: &str, v: &str) -> Result<Option<Vec<Match>>, FlowError> {
+    let index = |prefix: &str, count: u8| -> Option<u8> {
+        key.strip_prefix(prefix).and_then(|n| n.parse::<u8>().ok()).filter(|n| *n < count && key != prefix)
+    };
+    let (first, regs, bits) = if let Some(n) = index("reg", 16) {
+        (n, 1, 32)
+    } else if let Some(n) = index("xreg", 8) {
+        (2 * n, 2, 64)
+    } else if let Some(n) = index("xxreg", 4) {
+        (4 * n, 4, 128)
+    } else {
+        let (field, bits) = match key {
+            "metadata" => (Field::Metadata, 64),
+            "pkt_mark" => (Field::PktMark, 32),
+            _ => return Ok(None),
+        };
+        let full = (1u128 << bits) - 1;
+        let (value, mask) = num_mask(tok, v, full)?;
+        return Ok(Some(if mask == 0 { Vec::new() } else { vec![Match { field, value: value & mask, mask }] }));
+    };
+    let full = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+    let (value, mask) = num_mask(tok, v, full)?;
+    let mut out = Vec::new();
+    for i in 0..regs {
+        // The first register holds the most significant 32 bits.
+        let shift = 32 * (regs - 1 - i);
+        let (pv, pm) = ((value >> shift) as u32, (mask >> shift) as u32);
+        if pm != 0 {
+            out.push(Match { field: Field::Reg(first + i), value: u128::from(pv & pm), mask: u128::from(pm) });
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The longest note weft keeps (padded), in bytes.
+pub const NOTE_MAX: usize = 32;
+
+/// A note's bytes padded as OVS pads them: the NXAST_NOTE action (10 bytes of header) fills 8-byte words.
+pub fn note(raw: &[u8]) -> Option<Action> {
+    let padded = (10 + raw.len()).div_ceil(8) * 8 - 10;
+    if padded > NOTE_MAX {
+        return None;
+    }
+    let mut bytes = [0u8; NOTE_MAX];
+    bytes[..raw.len()].copy_from_slice(raw);
+    Some(Action::Note { bytes, len: padded as u8 })
+}
+
+/// What `load` and `move` may write, for error messages.
+pub(super) const WRITABLE: &str = "registers, xreg, xxreg, metadata, pkt_mark, tun_id, eth_src and eth_dst";

@@ -1,0 +1,791 @@
+//! Flows in `ovs-ofctl` syntax: `[table=T,][priority=P,][cookie=C,][idle_timeout=S,][hard_timeout=S,]
+//! MATCH... actions=ACTION[,ACTION...]`.
+//!
+//! Parsing checks everything (values, masks, prerequisites such as `ip` for `nw_dst`, anywhere in the match) and names the
+//! offending token in its error. Port names are turned into port numbers by the caller's resolver, as
+//! `ovs-ofctl` does through the switch.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use weft_wire::EthernetAddress;
+
+mod fields;
+mod print;
+#[cfg(test)]
+mod tests;
+mod trace;
+
+pub use fields::{hex, loads, merge_vlan, note, SubField, NOTE_MAX};
+use fields::{reg_match, sub_field, WRITABLE};
+pub use print::format_matches;
+pub use trace::packet_for;
+
+/// OpenFlow's port number of the local (internal) port.
+pub const OFPP_LOCAL: u32 = 0xffff_fffe;
+/// Priority of flows that do not say (OpenFlow's default).
+pub const DEFAULT_PRIORITY: u16 = 32768;
+
+/// Fields a flow can match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Field {
+    InPort,
+    DlSrc,
+    DlDst,
+    DlType,
+    VlanTci,
+    NwSrc,
+    NwDst,
+    NwProto,
+    NwTos,
+    TpSrc,
+    TpDst,
+    Ipv6Src,
+    Ipv6Dst,
+    ArpSpa,
+    ArpTpa,
+    ArpOp,
+    IcmpType,
+    IcmpCode,
+    TunId,
+    TunSrc,
+    TunDst,
+    /// Register `n` (0..16), 32 bits, zero when a packet enters the bridge.
+    Reg(u8),
+    /// OpenFlow's 64-bit metadata.
+    Metadata,
+    /// The packet mark, 32 bits.
+    PktMark,
+    /// `xreg n`: registers 2n and 2n+1 as one 64-bit field. Only in `load`/`move`; a match on it is kept
+    /// as matches on its two registers (as OVS prints it).
+    XReg(u8),
+    /// `xxreg n`: registers 4n..4n+3 as one 128-bit field (as [`Field::XReg`]).
+    XXReg(u8),
+}
+
+/// One field match: the bits of `value` under `mask`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Match {
+    pub field: Field,
+    pub value: u128,
+    pub mask: u128,
+}
+
+/// Fields `set_field` can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetField {
+    EthSrc(#[serde(with = "crate::config::mac_text")] EthernetAddress),
+    EthDst(#[serde(with = "crate::config::mac_text")] EthernetAddress),
+    VlanVid(u16),
+    TunId(u64),
+    TunDst(IpAddr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    /// To an OpenFlow port number (names resolved when the flow was parsed).
+    Output(u32),
+    Normal,
+    Flood,
+    All,
+    InPort,
+    Local,
+    /// To the controller, the whole packet (max_len 65535, OFPCML_NO_BUFFER).
+    Controller,
+    /// To the controller, at most this many bytes of the packet (`controller:128`,
+    /// `controller(max_len=128)`).
+    ControllerMaxLen(u16),
+    Drop,
+    ModVlanVid(u16),
+    StripVlan,
+    PushVlan(u16),
+    SetField(SetField),
+    SetTunnel(u64),
+    /// `resubmit([PORT],[TABLE])`: look up again, as if from PORT (default: the input port), in TABLE
+    /// (default: this one).
+    Resubmit {
+        port: Option<u32>,
+        table: Option<u8>,
+    },
+    GotoTable(u8),
+    /// `load:VALUE->DST`: the bits of DST become VALUE.
+    Load {
+        dst: SubField,
+        value: u128,
+    },
+    /// `set_field:VALUE[/MASK]->FIELD` on a register, xreg, xxreg, the metadata or the mark (a mask that is one
+    /// run of bits becomes a `load`, as OVS has it).
+    SetReg {
+        field: Field,
+        value: u128,
+        mask: u128,
+    },
+    /// `move:SRC->DST`: copies bits from one field to another.
+    Move {
+        src: SubField,
+        dst: SubField,
+    },
+    /// `output:FIELD[a..b]`: to the port whose number those bits hold.
+    OutputReg(SubField),
+    /// `set_queue:N`: the OpenFlow queue the next outputs use. weft has no queues (QoS), as OVS on a port
+    /// with no QoS configured: it is kept and changes nothing.
+    SetQueue(u32),
+    /// `pop_queue`: back to the port's default queue (nothing, as `set_queue`).
+    PopQueue,
+    /// `note:HEX`: bytes that mean nothing to the switch (controllers tag flows with them), kept padded with
+    /// zeros as OVS keeps them (so that the NXAST_NOTE action fills whole 8-byte words): `len` bytes of
+    /// `bytes`. At most [`NOTE_MAX`] bytes.
+    Note {
+        bytes: [u8; NOTE_MAX],
+        len: u8,
+    },
+    /// `exit`: stop; no further action runs, not even those of the tables that resubmitted here.
+    Exit,
+    /// `clear_actions` (an instruction): clears the action set, which weft's flows do not fill (it has no
+    /// `write_actions`), so it changes nothing; kept so that the flow says what it was given.
+    ClearActions,
+    /// `write_metadata:VALUE[/MASK]` (an instruction: after the other actions, before goto_table).
+    WriteMetadata {
+        value: u64,
+        mask: u64,
+    },
+}
+
+/// A parsed flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    pub table: u8,
+    pub priority: u16,
+    pub cookie: u64,
+    /// For `del-flows`/`mod-flows`: which cookie bits must match (`cookie=V/M`); 0 when no cookie was given.
+    pub cookie_mask: u64,
+    pub idle_timeout: u16,
+    pub hard_timeout: u16,
+    pub matches: Vec<Match>,
+    /// The match as the user wrote it, normalised token by token (for `dump-flows`).
+    pub match_text: String,
+    pub actions: Vec<Action>,
+    pub actions_text: String,
+    /// Whether the text had `actions=` (required by add-flow, forbidden by del-flows).
+    pub has_actions: bool,
+    /// Whether `priority=` was given (strict matching compares it only then).
+    pub has_priority: bool,
+    pub has_table: bool,
+}
+
+/// A flow that could not be parsed: the token and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{token}: {why}")]
+pub struct FlowError {
+    pub token: String,
+    pub why: String,
+}
+
+fn err(token: &str, why: impl Into<String>) -> FlowError {
+    FlowError { token: token.to_string(), why: why.into() }
+}
+
+fn num(token: &str, text: &str, max: u128) -> Result<u128, FlowError> {
+    let v = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(h) => u128::from_str_radix(h, 16),
+        None => text.parse::<u128>(),
+    }
+    .map_err(|_| err(token, format!("{text:?} is not a number")))?;
+    if v > max {
+        return Err(err(token, format!("{v} is out of range 0..={max}")));
+    }
+    Ok(v)
+}
+
+/// `V` or `V/M` as numbers.
+fn num_mask(token: &str, text: &str, max: u128) -> Result<(u128, u128), FlowError> {
+    match text.split_once('/') {
+        Some((v, m)) => Ok((num(token, v, max)?, num(token, m, max)?)),
+        None => Ok((num(token, text, max)?, max)),
+    }
+}
+
+fn mac(token: &str, text: &str) -> Result<u128, FlowError> {
+    let m: EthernetAddress = text.parse().map_err(|_| err(token, format!("{text:?} is not a MAC address")))?;
+    Ok(u128::from(m.as_u64()))
+}
+
+fn mac_mask(token: &str, text: &str) -> Result<(u128, u128), FlowError> {
+    match text.split_once('/') {
+        Some((v, m)) => Ok((mac(token, v)?, mac(token, m)?)),
+        None => Ok((mac(token, text)?, 0xffff_ffff_ffff)),
+    }
+}
+
+/// `A.B.C.D`, `A.B.C.D/N` or `A.B.C.D/MASK`.
+fn ipv4_mask(token: &str, text: &str) -> Result<(u128, u128), FlowError> {
+    let (a, m) = text.split_once('/').map_or((text, None), |(a, m)| (a, Some(m)));
+    let addr: Ipv4Addr = a.parse().map_err(|_| err(token, format!("{a:?} is not an IPv4 address")))?;
+    let mask: u32 = match m {
+        None => u32::MAX,
+        Some(m) if m.contains('.') => {
+            u32::from(m.parse::<Ipv4Addr>().map_err(|_| err(token, format!("{m:?} is not an IPv4 mask")))?)
+        }
+        Some(m) => {
+            let n: u32 = m
+                .parse()
+                .ok()
+                .filter(|n| *n <= 32)
+                .ok_or_else(|| err(token, format!("prefix length {m:?} is not in 0..=32")))?;
+            if n == 0 {
+                0
+            } else {
+                u32::MAX << (32 - n)
+            }
+        }
+    };
+    Ok((u128::from(u32::from(addr) & mask), u128::from(mask)))
+}
+
+fn ipv6_mask(token: &str, text: &str) -> Result<(u128, u128), FlowError> {
+    let (a, m) = text.split_once('/').map_or((text, None), |(a, m)| (a, Some(m)));
+    let addr: Ipv6Addr = a.parse().map_err(|_| err(token, format!("{a:?} is not an IPv6 address")))?;
+    let mask: u128 = match m {
+        None => u128::MAX,
+        Some(m) if m.contains(':') => {
+            u128::from(m.parse::<Ipv6Addr>().map_err(|_| err(token, format!("{m:?} is not an IPv6 mask")))?)
+        }
+        Some(m) => {
+            let n: u32 = m
+                .parse()
+                .ok()
+                .filter(|n| *n <= 128)
+                .ok_or_else(|| err(token, format!("prefix length {m:?} is not in 0..=128")))?;
+            if n == 0 {
+                0
+            } else {
+                u128::MAX << (128 - n)
+            }
+        }
+    };
+    Ok((u128::from(addr) & mask, mask))
+}
+
+/// Splits flow text into `key` / `key=value` / `key:value` / `key(args)` tokens at top-level commas and
+/// spaces; `actions=` takes the rest.
+fn tokens(text: &str) -> (Vec<&str>, Option<&str>) {
+    let (head, actions) = match find_actions(text) {
+        Some(at) => (&text[..at], Some(text[at + "actions=".len()..].trim())),
+        None => (text, None),
+    };
+    let toks = head.split([',', ' ', '\t']).map(str::trim).filter(|t| !t.is_empty()).collect();
+    (toks, actions)
+}
+
+fn find_actions(text: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("actions=") {
+        let at = from + i;
+        // "actions=" must start a token (not e.g. be part of another word).
+        if at == 0 || matches!(text.as_bytes()[at - 1], b',' | b' ' | b'\t') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// Splits an action list at commas (or spaces, as ovs-ofctl also takes them) outside parentheses.
+fn split_actions(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' | ' ' | '\t' if depth == 0 => {
+                out.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(text[start..].trim());
+    out.into_iter().filter(|t| !t.is_empty()).collect()
+}
+
+/// What the match must already say for a field to be allowed (OpenFlow's prerequisites).
+fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>) -> Result<(), String> {
+    let ip4 = dl_type == Some(0x0800);
+    let ip6 = dl_type == Some(0x86dd);
+    let arp = dl_type == Some(0x0806);
+    let ok = match field {
+        Field::NwSrc | Field::NwDst => ip4 || arp,
+        Field::NwProto | Field::NwTos => ip4 || ip6,
+        Field::Ipv6Src | Field::Ipv6Dst => ip6,
+        Field::ArpSpa | Field::ArpTpa | Field::ArpOp => arp,
+        Field::TpSrc | Field::TpDst => (ip4 || ip6) && matches!(nw_proto, Some(6 | 17 | 132)),
+        Field::IcmpType | Field::IcmpCode => (ip4 && nw_proto == Some(1)) || (ip6 && nw_proto == Some(58)),
+        _ => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match field {
+        Field::NwSrc | Field::NwDst => "needs ip or arp (dl_type=0x0800 or 0x0806)".into(),
+        Field::NwProto | Field::NwTos => "needs ip or ipv6".into(),
+        Field::Ipv6Src | Field::Ipv6Dst => "needs ipv6 (dl_type=0x86dd)".into(),
+        Field::ArpSpa | Field::ArpTpa | Field::ArpOp => "needs arp".into(),
+        Field::TpSrc | Field::TpDst => "needs tcp, udp, tcp6 or udp6".into(),
+        _ => "needs icmp or icmp6".into(),
+    })
+}
+
+/// Parses a flow. `port` turns a port name (or number text) into its OpenFlow number.
+pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, FlowError> {
+    let (toks, actions) = tokens(text);
+    let mut f = Flow {
+        table: 0,
+        priority: DEFAULT_PRIORITY,
+        cookie: 0,
+        cookie_mask: 0,
+        idle_timeout: 0,
+        hard_timeout: 0,
+        matches: Vec::new(),
+        match_text: String::new(),
+        actions: Vec::new(),
+        actions_text: String::new(),
+        has_actions: actions.is_some(),
+        has_priority: false,
+        has_table: false,
+    };
+    let mut dl_type: Option<u16> = None;
+    let mut nw_proto: Option<u8> = None;
+    let resolve = |tok: &str, name: &str| -> Result<u32, FlowError> {
+        match name {
+            "LOCAL" | "local" => Ok(OFPP_LOCAL),
+            _ => port(name).ok_or_else(|| err(tok, format!("no port named or numbered {name:?}"))),
+        }
+    };
+    let mut checks: Vec<(Field, &str)> = Vec::new();
+    for tok in toks {
+        let (key, value) = match tok.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (tok, None),
+        };
+        let need = || value.ok_or_else(|| err(tok, "needs a value (KEY=VALUE)"));
+        let shorthand = |t: u16, p: Option<u8>| (t, p);
+        let sh = match key {
+            "ip" => Some(shorthand(0x0800, None)),
+            "ipv6" | "ip6" => Some(shorthand(0x86dd, None)),
+            "arp" => Some(shorthand(0x0806, None)),
+            "icmp" => Some(shorthand(0x0800, Some(1))),
+            "icmp6" | "icmpv6" => Some(shorthand(0x86dd, Some(58))),
+            "tcp" => Some(shorthand(0x0800, Some(6))),
+            "udp" => Some(shorthand(0x0800, Some(17))),
+            "sctp" => Some(shorthand(0x0800, Some(132))),
+            "tcp6" => Some(shorthand(0x86dd, Some(6))),
+            "udp6" => Some(shorthand(0x86dd, Some(17))),
+            _ => None,
+        };
+        if let Some((t, p)) = sh {
+            if value.is_some() {
+                return Err(err(tok, format!("{key} is a keyword and takes no value")));
+            }
+            if dl_type.is_some_and(|d| d != t) || (p.is_some() && nw_proto.is_some_and(|n| Some(n) != p)) {
+                return Err(err(tok, "contradicts an earlier match"));
+            }
+            dl_type = Some(t);
+            f.matches.retain(|m| m.field != Field::DlType);
+            f.matches.push(Match { field: Field::DlType, value: u128::from(t), mask: 0xffff });
+            if let Some(p) = p {
+                nw_proto = Some(p);
+                f.matches.retain(|m| m.field != Field::NwProto);
+                f.matches.push(Match { field: Field::NwProto, value: u128::from(p), mask: 0xff });
+            }
+            continue;
+        }
+        let v = need()?;
+        if let Some(ms) = reg_match(tok, key, v)? {
+            for m in ms {
+                if f.matches.iter().any(|x| x.field == m.field) {
+                    return Err(err(tok, "the field is matched twice"));
+                }
+                f.matches.push(m);
+            }
+            continue;
+        }
+        let field_and = |field: Field, (value, mask): (u128, u128)| Match { field, value: value & mask, mask };
+        let m = match key {
+            "priority" => {
+                f.priority = num(tok, v, 65535)? as u16;
+                f.has_priority = true;
+                continue;
+            }
+            "table" => {
+                f.table = num(tok, v, 254)? as u8;
+                f.has_table = true;
+                continue;
+            }
+            "cookie" => {
+                let (c, m) = num_mask(tok, v, u128::from(u64::MAX))?;
+                f.cookie = c as u64;
+                f.cookie_mask = m as u64;
+                continue;
+            }
+            "idle_timeout" => {
+                f.idle_timeout = num(tok, v, 65535)? as u16;
+                continue;
+            }
+            "hard_timeout" => {
+                f.hard_timeout = num(tok, v, 65535)? as u16;
+                continue;
+            }
+            // A flow's rank when a full table evicts (OpenFlow 1.4). weft's tables do not evict, as OVS's do
+            // not unless told to: it is checked and has no effect (and OpenFlow 1.3 cannot carry it, so it is
+            // not printed, as OVS prints it there).
+            "importance" => {
+                num(tok, v, 65535)?;
+                continue;
+            }
+            "in_port" => Match { field: Field::InPort, value: u128::from(resolve(tok, v)?), mask: 0xffff_ffff },
+            "dl_src" | "eth_src" => field_and(Field::DlSrc, mac_mask(tok, v)?),
+            "dl_dst" | "eth_dst" => field_and(Field::DlDst, mac_mask(tok, v)?),
+            "dl_type" | "eth_type" => {
+                let t = num(tok, v, 0xffff)? as u16;
+                if dl_type.is_some_and(|d| d != t) {
+                    return Err(err(tok, "contradicts an earlier match"));
+                }
+                dl_type = Some(t);
+                Match { field: Field::DlType, value: u128::from(t), mask: 0xffff }
+            }
+            "dl_vlan" => {
+                let vid = num(tok, v, 0xffff)? as u16;
+                match vid {
+                    // 0xffff: frames without a tag.
+                    0xffff => Match { field: Field::VlanTci, value: 0, mask: 0xffff },
+                    0..=4095 => Match { field: Field::VlanTci, value: u128::from(0x1000 | vid), mask: 0x1fff },
+                    _ => return Err(err(tok, "VLAN ID must be 0..=4095 (or 0xffff for untagged)")),
+                }
+            }
+            "vlan_tci" => field_and(Field::VlanTci, num_mask(tok, v, 0xffff)?),
+            // The priority of a tagged frame: the TCI's top three bits, with the "tagged" bit.
+            "dl_vlan_pcp" | "vlan_pcp" => {
+                let pcp = num(tok, v, 7)?;
+                Match { field: Field::VlanTci, value: 0x1000 | pcp << 13, mask: 0xf000 }
+            }
+            // The DSCP: nw_tos without the two ECN bits, shifted down.
+            "ip_dscp" => Match { field: Field::NwTos, value: num(tok, v, 63)? << 2, mask: 0xfc },
+            "nw_src" | "ip_src" => field_and(Field::NwSrc, ipv4_mask(tok, v)?),
+            "nw_dst" | "ip_dst" => field_and(Field::NwDst, ipv4_mask(tok, v)?),
+            "arp_spa" => field_and(Field::ArpSpa, ipv4_mask(tok, v)?),
+            "arp_tpa" => field_and(Field::ArpTpa, ipv4_mask(tok, v)?),
+            "arp_op" => Match { field: Field::ArpOp, value: num(tok, v, 255)?, mask: 0xff },
+            "nw_proto" | "ip_proto" => {
+                let p = num(tok, v, 255)? as u8;
+                if nw_proto.is_some_and(|n| n != p) {
+                    return Err(err(tok, "contradicts an earlier match"));
+                }
+                nw_proto = Some(p);
+                Match { field: Field::NwProto, value: u128::from(p), mask: 0xff }
+            }
+            "nw_tos" => {
+                let t = num(tok, v, 255)?;
+                if t & 3 != 0 {
+                    return Err(err(tok, "the two ECN bits must be zero (nw_tos is the DSCP shifted left by 2)"));
+                }
+                Match { field: Field::NwTos, value: t, mask: 0xfc }
+            }
+            "tp_src" | "tcp_src" | "udp_src" => field_and(Field::TpSrc, num_mask(tok, v, 0xffff)?),
+            "tp_dst" | "tcp_dst" | "udp_dst" => field_and(Field::TpDst, num_mask(tok, v, 0xffff)?),
+            "icmp_type" | "icmpv6_type" => Match { field: Field::IcmpType, value: num(tok, v, 255)?, mask: 0xff },
+            "icmp_code" | "icmpv6_code" => Match { field: Field::IcmpCode, value: num(tok, v, 255)?, mask: 0xff },
+            "ipv6_src" => field_and(Field::Ipv6Src, ipv6_mask(tok, v)?),
+            "ipv6_dst" => field_and(Field::Ipv6Dst, ipv6_mask(tok, v)?),
+            "tun_id" | "tunnel_id" => field_and(Field::TunId, num_mask(tok, v, u128::from(u64::MAX))?),
+            "tun_src" => field_and(Field::TunSrc, ipv4_mask(tok, v)?),
+            "tun_dst" => field_and(Field::TunDst, ipv4_mask(tok, v)?),
+            other => return Err(err(tok, format!("unknown field {other:?}"))),
+        };
+        if !merge_vlan(&mut f.matches, m) {
+            if f.matches.iter().any(|x| x.field == m.field) {
+                return Err(err(tok, "the field is matched twice"));
+            }
+            f.matches.push(m);
+        }
+        checks.push((m.field, tok));
+    }
+    // Prerequisites are those of the whole match, wherever in it they were written (as OVS has it).
+    for (field, tok) in checks {
+        prerequisite(field, dl_type, nw_proto).map_err(|why| err(tok, why))?;
+    }
+    // A match under an all-zero mask matches everything: as OVS, it is no match at all.
+    f.matches.retain(|m| m.mask != 0);
+    f.match_text = format_matches(&f.matches);
+    if let Some(a) = actions {
+        if a.is_empty() {
+            return Err(err("actions=", "an empty action list (use actions=drop)"));
+        }
+        for act in split_actions(a) {
+            parse_action(act, &resolve, &mut f.actions)?;
+        }
+        f.actions_text = a.to_string();
+        // Drop among other actions means nothing; alone it is the empty list.
+        if f.actions.len() > 1 && f.actions.contains(&Action::Drop) {
+            return Err(err("drop", "drop cannot be combined with other actions"));
+        }
+        // `drop` is the empty action list.
+        f.actions.retain(|a| *a != Action::Drop);
+        // The fields `load` and `move` touch need what a match on them would need.
+        for a in &f.actions {
+            let fields = match *a {
+                Action::Load { dst, .. } => [Some(dst.field), None],
+                Action::OutputReg(src) => [Some(src.field), None],
+                Action::Move { src, dst } => [Some(src.field), Some(dst.field)],
+                _ => continue,
+            };
+            for field in fields.into_iter().flatten() {
+                prerequisite(field, dl_type, nw_proto).map_err(|why| err(&a.to_string(), why))?;
+            }
+        }
+        // write_metadata and clear_actions are instructions: OpenFlow runs them after the actions, in the order
+        // clear_actions, write_metadata, goto_table.
+        if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::WriteMetadata { .. })) {
+            if f.actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_))) {
+                return Err(err(
+                    "write_metadata",
+                    "invalid instruction ordering: apply_actions must appear before write_metadata",
+                ));
+            }
+        }
+        if let Some(i) = f.actions.iter().position(|a| *a == Action::ClearActions) {
+            if f.actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
+                return Err(err(
+                    "clear_actions",
+                    "invalid instruction ordering: apply_actions must appear before clear_actions",
+                ));
+            }
+        }
+        if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::GotoTable(_))) {
+            if i != f.actions.len() - 1 {
+                return Err(err("goto_table", "must be the last action"));
+            }
+            if let Action::GotoTable(t) = f.actions[i] {
+                if t <= f.table {
+                    return Err(err("goto_table", format!("table {t} is not after table {}", f.table)));
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// Parses one action into `out` (most are one [`Action`]; a `load` of more than 64 bits, or a masked
+/// `set_field`, are several loads as OVS keeps them).
+fn parse_action(
+    act: &str,
+    resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError>,
+    out: &mut Vec<Action>,
+) -> Result<(), FlowError> {
+    let (name, arg) = match act.find([':', '(']) {
+        Some(i) if act.as_bytes()[i] == b':' => (&act[..i], Some(&act[i + 1..])),
+        Some(i) => (&act[..i], act[i + 1..].strip_suffix(')')),
+        None => (act, None),
+    };
+    let need = || arg.filter(|a| !a.is_empty()).ok_or_else(|| err(act, "needs an argument"));
+    let a = match name.to_ascii_lowercase().as_str() {
+        "output" => {
+            let arg = need()?;
+            match arg {
+                "in_port" | "IN_PORT" => Action::InPort,
+                "NORMAL" | "normal" => Action::Normal,
+                "FLOOD" | "flood" => Action::Flood,
+                "ALL" | "all" => Action::All,
+                "CONTROLLER" | "controller" => Action::Controller,
+                _ if arg.contains('[') || sub_field(act, arg).is_ok_and(|s| s.field != Field::InPort) => {
+                    let src = sub_field(act, arg)?;
+                    if src.nbits > 32 {
+                        return Err(err(act, format!("a port number is at most 32 bits, not {}", src.nbits)));
+                    }
+                    Action::OutputReg(src)
+                }
+                _ => Action::Output(resolve(act, arg)?),
+            }
+        }
+        "normal" => Action::Normal,
+        "flood" => Action::Flood,
+        "all" => Action::All,
+        "in_port" => Action::InPort,
+        "local" => Action::Local,
+        "controller" => match arg.filter(|a| !a.is_empty()) {
+            None => Action::Controller,
+            Some(a) => {
+                // `controller:N` or `controller(max_len=N)`; other arguments (reason, id) are not supported.
+                let n = a.strip_prefix("max_len=").unwrap_or(a);
+                if n.contains(['=', ',']) {
+                    return Err(err(act, "weft takes only max_len here (controller:N or controller(max_len=N))"));
+                }
+                match num(act, n, 0xffff)? as u16 {
+                    0xffff => Action::Controller,
+                    m => Action::ControllerMaxLen(m),
+                }
+            }
+        },
+        "drop" => Action::Drop,
+        "mod_vlan_vid" => Action::ModVlanVid(num(act, need()?, 4095).map_err(|e| err(act, e.why))? as u16),
+        "strip_vlan" | "pop_vlan" => Action::StripVlan,
+        "push_vlan" => {
+            let t = num(act, need()?, 0xffff)? as u16;
+            if t != 0x8100 && t != 0x88a8 {
+                return Err(err(act, "the TPID must be 0x8100 or 0x88a8"));
+            }
+            Action::PushVlan(t)
+        }
+        // As OVS with OpenFlow 1.3: the tunnel ID set by set_field.
+        "set_tunnel" | "set_tunnel64" => {
+            Action::SetField(SetField::TunId(num(act, need()?, u128::from(u64::MAX))? as u64))
+        }
+        "mod_dl_src" | "mod_dl_dst" => {
+            let m = EthernetAddress::from_bytes(&(mac(act, need()?)? as u64).to_be_bytes()[2..]);
+            Action::SetField(if name == "mod_dl_src" { SetField::EthSrc(m) } else { SetField::EthDst(m) })
+        }
+        "load" => {
+            let arg = need()?;
+            let (v, dst) = arg.split_once("->").ok_or_else(|| err(act, "expected load:VALUE->DST"))?;
+            let dst = sub_field(act, dst)?;
+            if !dst.field.writable() {
+                return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
+            }
+            let value = num(act, v, u128::MAX)?;
+            if dst.nbits < 128 && value >> dst.nbits != 0 {
+                return Err(err(act, format!("value {v} does not fit into {} bits", dst.nbits)));
+            }
+            let mask = if dst.nbits >= 128 { u128::MAX } else { ((1u128 << dst.nbits) - 1) << dst.ofs };
+            out.extend(loads(dst.field, value << dst.ofs, mask));
+            return Ok(());
+        }
+        "move" => {
+            let arg = need()?;
+            let (src, dst) = arg.split_once("->").ok_or_else(|| err(act, "expected move:SRC->DST"))?;
+            let (src, dst) = (sub_field(act, src)?, sub_field(act, dst)?);
+            if src.nbits != dst.nbits {
+                return Err(err(act, format!("source is {} bits, destination {} bits", src.nbits, dst.nbits)));
+            }
+            if !dst.field.writable() {
+                return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
+            }
+            Action::Move { src, dst }
+        }
+        "exit" if arg.is_none() => Action::Exit,
+        "note" => {
+            let hex: String = arg.unwrap_or_default().chars().filter(|c| *c != '.').collect();
+            let bad = || err(act, "a note is hex digits in pairs (note:41.42.43)");
+            if !hex.len().is_multiple_of(2) {
+                return Err(bad());
+            }
+            let raw = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad()))
+                .collect::<Result<Vec<u8>, _>>()?;
+            note(&raw).ok_or_else(|| err(act, format!("weft keeps notes of up to {} bytes", NOTE_MAX - 2)))?
+        }
+        "set_queue" => Action::SetQueue(num(act, need()?, u128::from(u32::MAX))? as u32),
+        "pop_queue" if arg.is_none() => Action::PopQueue,
+        // enqueue:PORT:QUEUE (or enqueue(PORT,QUEUE)): as OVS keeps it, set_queue, output, pop_queue.
+        "enqueue" => {
+            let a = need()?;
+            let (p, q) = a.split_once([':', ',']).ok_or_else(|| err(act, "expected enqueue:PORT:QUEUE"))?;
+            let q = num(act, q.trim(), u128::from(u32::MAX))? as u32;
+            let port = resolve(act, p.trim())?;
+            out.extend([Action::SetQueue(q), Action::Output(port), Action::PopQueue]);
+            return Ok(());
+        }
+        "clear_actions" if arg.is_none() => Action::ClearActions,
+        "write_metadata" => {
+            let (value, mask) = num_mask(act, need()?, u128::from(u64::MAX))?;
+            Action::WriteMetadata { value: (value & mask) as u64, mask: mask as u64 }
+        }
+        "set_field" => {
+            let arg = need()?;
+            let (v, field) = arg.split_once("->").ok_or_else(|| err(act, "expected set_field:VALUE->FIELD"))?;
+            let sf = match field {
+                "eth_src" | "dl_src" => {
+                    SetField::EthSrc(EthernetAddress::from_bytes(&(mac(act, v)? as u64).to_be_bytes()[2..]))
+                }
+                "eth_dst" | "dl_dst" => {
+                    SetField::EthDst(EthernetAddress::from_bytes(&(mac(act, v)? as u64).to_be_bytes()[2..]))
+                }
+                "vlan_vid" => SetField::VlanVid((num(act, v, 0x1fff)? & 0x0fff) as u16),
+                "tun_id" | "tunnel_id" => SetField::TunId(num(act, v, u128::from(u64::MAX))? as u64),
+                "tun_dst" => SetField::TunDst(v.parse().map_err(|_| err(act, format!("{v:?} is not an IP address")))?),
+                other => {
+                    let sub = sub_field(act, other).ok().filter(|s| {
+                        matches!(
+                            s.field,
+                            Field::Reg(_) | Field::XReg(_) | Field::XXReg(_) | Field::Metadata | Field::PktMark
+                        ) && !other.contains('[')
+                    });
+                    let Some(sub) = sub else {
+                        return Err(err(
+                            act,
+                            format!(
+                                "cannot set {other:?} (weft sets eth_src, eth_dst, vlan_vid, tun_id, tun_dst, \
+                                     registers, metadata and pkt_mark)"
+                            ),
+                        ));
+                    };
+                    let full = if sub.nbits == 128 { u128::MAX } else { (1u128 << sub.nbits) - 1 };
+                    let (value, mask) = num_mask(act, v, full)?;
+                    // As OVS: under a mask, the bits are loads.
+                    if mask == full {
+                        out.push(Action::SetReg { field: sub.field, value, mask });
+                    } else {
+                        out.extend(loads(sub.field, value, mask));
+                    }
+                    return Ok(());
+                }
+            };
+            Action::SetField(sf)
+        }
+        "resubmit" => {
+            let arg = need()?;
+            let (p, t) = arg.split_once(',').map_or((arg, ""), |(p, t)| (p, t));
+            let port = if p.trim().is_empty() { None } else { Some(resolve(act, p.trim())?) };
+            let table = if t.trim().is_empty() { None } else { Some(num(act, t.trim(), 254)? as u8) };
+            if port.is_none() && table.is_none() {
+                return Err(err(act, "needs a port or a table: resubmit(PORT) or resubmit(,TABLE)"));
+            }
+            Action::Resubmit { port, table }
+        }
+        "goto_table" => Action::GotoTable(num(act, need()?, 254)? as u8),
+        _ if arg.is_none() && act.bytes().all(|b| b.is_ascii_digit()) => Action::Output(resolve(act, act)?),
+        other => return Err(err(act, format!("unknown action {other:?}"))),
+    };
+    out.push(a);
+    Ok(())
+}
+
+impl Flow {
+    /// Non-strict matching (del-flows / mod-flows without --strict): this flow's match is at least as
+    /// specific as `filter`'s (every field `filter` matches, it matches the same way or more narrowly), and the
+    /// cookie agrees under the filter's cookie mask. Table: the filter's when it names one.
+    pub fn covered_by(&self, filter: &Flow) -> bool {
+        if filter.has_table && filter.table != self.table {
+            return false;
+        }
+        if (self.cookie ^ filter.cookie) & filter.cookie_mask != 0 {
+            return false;
+        }
+        filter.matches.iter().all(|fm| {
+            self.matches
+                .iter()
+                .any(|m| m.field == fm.field && m.mask & fm.mask == fm.mask && m.value & fm.mask == fm.value & fm.mask)
+        })
+    }
+
+    /// Strict matching: the same match and priority (and table, cookie under the mask).
+    pub fn same_match(&self, filter: &Flow) -> bool {
+        if (filter.has_table && self.table != filter.table) || self.priority != filter.priority {
+            return false;
+        }
+        if (self.cookie ^ filter.cookie) & filter.cookie_mask != 0 {
+            return false;
+        }
+        self.matches.len() == filter.matches.len() && filter.matches.iter().all(|fm| self.matches.contains(fm))
+    }
+}

@@ -1,0 +1,304 @@
+//! Flows, matches and actions written back as `ovs-ofctl -O OpenFlow13` writes them.
+
+use super::*;
+
+impl fmt::Display for SubField {
+    /// `NAME[]` for the whole field, `NAME[N]` for one bit, `NAME[A..B]` for a range.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[", self.field.nxm_name())?;
+        if self.ofs != 0 || self.nbits != self.field.bits() {
+            if self.nbits == 1 {
+                write!(f, "{}", self.ofs)?;
+            } else {
+                write!(f, "{}..{}", self.ofs, self.ofs + self.nbits - 1)?;
+            }
+        }
+        f.write_str("]")
+    }
+}
+
+impl fmt::Display for Action {
+    /// As `ovs-ofctl dump-flows` prints actions.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Action::Output(OFPP_LOCAL) | Action::Local => f.write_str("LOCAL"),
+            Action::Output(p) => write!(f, "output:{p}"),
+            Action::Normal => f.write_str("NORMAL"),
+            Action::Flood => f.write_str("FLOOD"),
+            Action::All => f.write_str("ALL"),
+            Action::InPort => f.write_str("IN_PORT"),
+            Action::Controller => f.write_str("CONTROLLER:65535"),
+            Action::ControllerMaxLen(n) => write!(f, "CONTROLLER:{n}"),
+            Action::Drop => f.write_str("drop"),
+            Action::ModVlanVid(v) => write!(f, "mod_vlan_vid:{v}"),
+            Action::StripVlan => f.write_str("pop_vlan"),
+            Action::PushVlan(t) => write!(f, "push_vlan:0x{t:04x}"),
+            Action::SetField(SetField::EthSrc(m)) => write!(f, "set_field:{m}->eth_src"),
+            Action::SetField(SetField::EthDst(m)) => write!(f, "set_field:{m}->eth_dst"),
+            Action::SetField(SetField::VlanVid(v)) => write!(f, "set_field:{}->vlan_vid", 4096 + u32::from(v)),
+            Action::SetField(SetField::TunId(v)) => write!(f, "set_field:0x{v:x}->tun_id"),
+            Action::SetField(SetField::TunDst(a)) => write!(f, "set_field:{a}->tun_dst"),
+            Action::SetTunnel(v) if v > u64::from(u32::MAX) => write!(f, "set_tunnel64:0x{v:x}"),
+            Action::SetTunnel(v) => write!(f, "set_tunnel:0x{v:x}"),
+            // As OVS: a resubmit to a port alone is written `resubmit:PORT`.
+            Action::Resubmit { port: Some(p), table: None } => write!(f, "resubmit:{p}"),
+            Action::Resubmit { port, table } => {
+                f.write_str("resubmit(")?;
+                if let Some(p) = port {
+                    write!(f, "{p}")?;
+                }
+                f.write_str(",")?;
+                if let Some(t) = table {
+                    write!(f, "{t}")?;
+                }
+                f.write_str(")")
+            }
+            Action::GotoTable(t) => write!(f, "goto_table:{t}"),
+            Action::Load { dst, value } => write!(f, "load:{}->{dst}", hex(value)),
+            Action::SetReg { field, value, mask } => {
+                let full = if field.bits() == 128 { u128::MAX } else { (1u128 << field.bits()) - 1 };
+                if mask == full {
+                    write!(f, "set_field:{}->{}", hex(value), field.name())
+                } else {
+                    write!(f, "set_field:{}/{}->{}", hex(value), hex(mask), field.name())
+                }
+            }
+            Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
+            Action::OutputReg(src) => write!(f, "output:{src}"),
+            Action::Exit => f.write_str("exit"),
+            Action::Note { bytes, len } => {
+                f.write_str("note:")?;
+                for (i, b) in bytes[..usize::from(len)].iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    write!(f, "{b:02x}")?;
+                }
+                Ok(())
+            }
+            Action::SetQueue(q) => write!(f, "set_queue:{q}"),
+            Action::PopQueue => f.write_str("pop_queue"),
+            Action::ClearActions => f.write_str("clear_actions"),
+            Action::WriteMetadata { value, mask } => {
+                if mask == u64::MAX {
+                    write!(f, "write_metadata:{}", hex(u128::from(value)))
+                } else {
+                    write!(f, "write_metadata:{}/{}", hex(u128::from(value)), hex(u128::from(mask)))
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Flow {
+    /// The flow as `dump-flows` shows its match and actions (without counters).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = format_matches(&self.matches);
+        let mut head: Vec<String> = Vec::new();
+        if self.priority != DEFAULT_PRIORITY {
+            head.push(format!("priority={}", self.priority));
+        }
+        if !m.is_empty() {
+            head.push(m);
+        }
+        if !head.is_empty() {
+            write!(f, "{} ", head.join(","))?;
+        }
+        f.write_str("actions=")?;
+        if self.actions.is_empty() {
+            return f.write_str("drop");
+        }
+        for (i, a) in self.actions.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{a}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Flow {
+    /// The flow as `ovs-ofctl parse-flow` prints a FLOW_MOD that adds it (after its "ADD "): the table, the
+    /// match, cookie and timeouts, the actions.
+    pub fn flow_mod_text(&self) -> String {
+        let text = self.to_string();
+        let (head, actions) = text.split_once("actions=").unwrap_or((&text, ""));
+        let mut out = String::new();
+        if self.table != 0 {
+            out.push_str(&format!("table:{} ", self.table));
+        }
+        out.push_str(head.trim());
+        for (word, v) in
+            [("cookie:0x", self.cookie), ("idle:", self.idle_timeout.into()), ("hard:", self.hard_timeout.into())]
+        {
+            if v != 0 {
+                if word.ends_with("0x") {
+                    out.push_str(&format!(" {word}{v:x}"));
+                } else {
+                    out.push_str(&format!(" {word}{v}"));
+                }
+            }
+        }
+        let mut out = out.trim_end().to_string();
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str("actions=");
+        out.push_str(actions);
+        out
+    }
+}
+
+/// Where OVS prints a field in a match.
+fn rank(f: Field) -> u16 {
+    match f {
+        Field::PktMark => 0,
+        Field::Reg(n) | Field::XReg(n) | Field::XXReg(n) => 10 + u16::from(n),
+        Field::TunId => 30,
+        Field::TunSrc => 31,
+        Field::TunDst => 32,
+        Field::Metadata => 33,
+        Field::InPort => 34,
+        Field::VlanTci => 35,
+        Field::DlSrc => 36,
+        Field::DlDst => 37,
+        Field::DlType => 38,
+        Field::NwSrc | Field::ArpSpa | Field::Ipv6Src => 39,
+        Field::NwDst | Field::ArpTpa | Field::Ipv6Dst => 40,
+        Field::NwProto => 41,
+        Field::ArpOp => 42,
+        Field::NwTos => 43,
+        Field::TpSrc => 44,
+        Field::TpDst => 45,
+        Field::IcmpType => 46,
+        Field::IcmpCode => 47,
+    }
+}
+
+/// A match written the way `ovs-ofctl dump-flows` writes it: the protocol keyword (`ip`, `tcp6`, `arp`, …),
+/// then the fields.
+pub fn format_matches(matches: &[Match]) -> String {
+    let get = |f: Field| matches.iter().find(|m| m.field == f);
+    let dl_type = get(Field::DlType).map(|m| m.value as u16);
+    let proto = get(Field::NwProto).map(|m| m.value as u8);
+    let mut words: Vec<String> = Vec::new();
+    let mut proto_said = false;
+    let hex_mask = |m: &Match, full: u128| {
+        if m.mask == full {
+            hex(m.value)
+        } else {
+            format!("{}/{}", hex(m.value), hex(m.mask))
+        }
+    };
+    // OVS's order: the mark, the protocol keyword, registers, tunnel, metadata, then the packet's fields
+    // from the outside in.
+    let mut sorted: Vec<&Match> = matches.iter().collect();
+    sorted.sort_by_key(|m| rank(m.field));
+    if let Some(m) = get(Field::PktMark) {
+        words.push(format!("pkt_mark={}", hex_mask(m, 0xffff_ffff)));
+    }
+    if let Some(t) = dl_type {
+        let word = match (t, proto) {
+            (0x0800, Some(1)) => Some("icmp"),
+            (0x0800, Some(6)) => Some("tcp"),
+            (0x0800, Some(17)) => Some("udp"),
+            (0x0800, Some(132)) => Some("sctp"),
+            (0x86dd, Some(58)) => Some("icmp6"),
+            (0x86dd, Some(6)) => Some("tcp6"),
+            (0x86dd, Some(17)) => Some("udp6"),
+            _ => None,
+        };
+        match word {
+            Some(w) => {
+                words.push(w.into());
+                proto_said = true;
+            }
+            None => match t {
+                0x0800 => words.push("ip".into()),
+                0x86dd => words.push("ipv6".into()),
+                0x0806 => words.push("arp".into()),
+                // Other types are printed in their place, after the Ethernet addresses.
+                _ => {}
+            },
+        }
+    }
+    let v4 = |m: &Match| {
+        let a = std::net::Ipv4Addr::from(m.value as u32);
+        match (m.mask as u32).leading_ones() {
+            32 => a.to_string(),
+            n if (m.mask as u32) == u32::MAX.checked_shl(32 - n).unwrap_or(0) => format!("{a}/{n}"),
+            _ => format!("{a}/{}", std::net::Ipv4Addr::from(m.mask as u32)),
+        }
+    };
+    let v6 = |m: &Match| {
+        let a = Ipv6Addr::from(m.value);
+        match m.mask.leading_ones() {
+            128 => a.to_string(),
+            n if m.mask == u128::MAX.checked_shl(128 - n).unwrap_or(0) => format!("{a}/{n}"),
+            _ => format!("{a}/{}", Ipv6Addr::from(m.mask)),
+        }
+    };
+    let mac = |m: &Match| {
+        let a = EthernetAddress::from_bytes(&(m.value as u64).to_be_bytes()[2..]);
+        if m.mask == 0xffff_ffff_ffff {
+            a.to_string()
+        } else {
+            format!("{a}/{}", EthernetAddress::from_bytes(&(m.mask as u64).to_be_bytes()[2..]))
+        }
+    };
+    let num = |m: &Match, full: u128| {
+        if m.mask == full {
+            m.value.to_string()
+        } else {
+            format!("0x{:x}/0x{:x}", m.value, m.mask)
+        }
+    };
+    for m in sorted {
+        let w = match m.field {
+            Field::PktMark | Field::XReg(_) | Field::XXReg(_) => continue,
+            Field::Reg(n) => format!("reg{n}={}", hex_mask(m, 0xffff_ffff)),
+            Field::Metadata => format!("metadata={}", hex_mask(m, u128::from(u64::MAX))),
+            Field::DlType if !proto_said && !matches!(dl_type, Some(0x0800 | 0x86dd | 0x0806)) => {
+                format!("dl_type=0x{:04x}", m.value)
+            }
+            Field::DlType => continue,
+            Field::NwProto if proto_said => continue,
+            Field::InPort if m.value == u128::from(OFPP_LOCAL) => "in_port=LOCAL".to_string(),
+            Field::InPort => format!("in_port={}", m.value),
+            Field::DlSrc => format!("dl_src={}", mac(m)),
+            Field::DlDst => format!("dl_dst={}", mac(m)),
+            Field::VlanTci if m.mask == 0x1fff && m.value & 0x1000 != 0 => format!("dl_vlan={}", m.value & 0xfff),
+            Field::VlanTci if m.mask == 0xf000 && m.value & 0x1000 != 0 => format!("dl_vlan_pcp={}", m.value >> 13),
+            Field::VlanTci if m.mask == 0xffff && m.value & 0x1000 != 0 => {
+                format!("dl_vlan={},dl_vlan_pcp={}", m.value & 0xfff, m.value >> 13)
+            }
+            Field::VlanTci => format!("vlan_tci=0x{:04x}/0x{:04x}", m.value, m.mask),
+            Field::NwSrc => format!("nw_src={}", v4(m)),
+            Field::NwDst => format!("nw_dst={}", v4(m)),
+            Field::ArpSpa => format!("arp_spa={}", v4(m)),
+            Field::ArpTpa => format!("arp_tpa={}", v4(m)),
+            Field::ArpOp => format!("arp_op={}", m.value),
+            Field::NwProto => format!("nw_proto={}", m.value),
+            Field::NwTos => format!("nw_tos={}", m.value),
+            Field::TpSrc => format!("tp_src={}", num(m, 0xffff)),
+            Field::TpDst => format!("tp_dst={}", num(m, 0xffff)),
+            Field::IcmpType => format!("icmp_type={}", m.value),
+            Field::IcmpCode => format!("icmp_code={}", m.value),
+            Field::Ipv6Src => format!("ipv6_src={}", v6(m)),
+            Field::Ipv6Dst => format!("ipv6_dst={}", v6(m)),
+            Field::TunId => format!(
+                "tun_id={}",
+                if m.mask == u128::from(u64::MAX) {
+                    format!("0x{:x}", m.value)
+                } else {
+                    format!("0x{:x}/0x{:x}", m.value, m.mask)
+                }
+            ),
+            Field::TunSrc => format!("tun_src={}", v4(m)),
+            Field::TunDst => format!("tun_dst={}", v4(m)),
+        };
+        words.push(w);
+    }
+    words.join(",")
+}
