@@ -1,9 +1,10 @@
 //! Flows in `ovs-ofctl` syntax: `[table=T,][priority=P,][cookie=C,][idle_timeout=S,][hard_timeout=S,]
 //! MATCH... actions=ACTION[,ACTION...]`.
 //!
-//! Parsing checks everything (values, masks, prerequisites such as `ip` for `nw_dst`, anywhere in the match) and names the
-//! offending token in its error. Port names are turned into port numbers by the caller's resolver, as
-//! `ovs-ofctl` does through the switch.
+//! Parsing checks everything (values, masks, prerequisites such as `ip` for `nw_dst`, wherever in the match)
+//! and names the offending token in its error. Port names are turned into port numbers by the caller's
+//! resolver, as `ovs-ofctl` does through the switch. Flows print back as `ovs-ofctl -O OpenFlow13` prints
+//! them (`print.rs`).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
