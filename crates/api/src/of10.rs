@@ -316,6 +316,11 @@ fn nxm_field(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (CLASS_NXM1, 16) => (Field::TunId, 64),
         (CLASS_NXM1, 19) => (Field::Ipv6Src, 128),
         (CLASS_NXM1, 20) => (Field::Ipv6Dst, 128),
+        (CLASS_NXM1, 28) => (Field::NwEcn, 8),
+        (CLASS_NXM1, 27) => (Field::Ipv6Label, 32),
+        (CLASS_NXM1, 17 | 24) => (Field::ArpSha, 48),
+        (CLASS_NXM1, 18 | 25) => (Field::ArpTha, 48),
+        (CLASS_NXM1, 23) => (Field::NdTarget, 128),
         _ => crate::ofp::field_of(t)?,
     })
 }
@@ -344,6 +349,9 @@ pub fn matches_from_nxm(b: &[u8]) -> Result<Vec<Match>, OfError> {
             }
             // ovs-ofctl's nw_tos is the TOS byte without ECN.
             Field::NwTos => mask &= 0xfc,
+            Field::NwEcn | Field::NwTtl | Field::Ipv6Label => {
+                (value, mask) = crate::ofp::narrow(field, value, t.mask.map(weft_wire::openflow::be_uint))?;
+            }
             _ => {}
         }
         for m in crate::ofp::split_regs(field, value, mask) {
@@ -379,6 +387,8 @@ pub fn put_nxm(out: &mut Vec<u8>, matches: &[Match]) {
             Field::TpDst if proto == Some(17) => (CLASS_NXM0, 12, 2),
             Field::TpSrc if proto == Some(132) => (oxm::CLASS_BASIC, oxm::SCTP_SRC, 2),
             Field::TpDst if proto == Some(132) => (oxm::CLASS_BASIC, oxm::SCTP_DST, 2),
+            Field::ArpSha if v6 => (CLASS_NXM1, 24, 6),
+            Field::ArpTha if v6 => (CLASS_NXM1, 25, 6),
             Field::IcmpType if v6 => (CLASS_NXM1, 21, 1),
             Field::IcmpCode if v6 => (CLASS_NXM1, 22, 1),
             Field::IcmpType => (CLASS_NXM0, 13, 1),
@@ -394,7 +404,11 @@ pub fn put_nxm(out: &mut Vec<u8>, matches: &[Match]) {
             mask = 0xffff;
         }
         let full: u128 = if bytes == 16 { u128::MAX } else { (1u128 << (bytes * 8)) - 1 };
-        let exact = mask & full == full || (m.field == Field::NwTos && mask == 0xfc) || m.field == Field::ArpOp;
+        let exact = mask & full == full
+            || (m.field == Field::NwTos && mask == 0xfc)
+            || (m.field == Field::NwEcn && mask == 3)
+            || (m.field == Field::Ipv6Label && mask == 0xf_ffff)
+            || m.field == Field::ArpOp;
         let vb = value.to_be_bytes();
         let mb = mask.to_be_bytes();
         put_oxm(out, class, code, &vb[16 - bytes..], if exact { None } else { Some(&mb[16 - bytes..]) });
@@ -469,6 +483,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
     for a in actions {
         match *a {
             Action::Output(p) => put_output10(out, p, 0),
+            Action::OutputMaxLen(..) => put_actions_of10(out, &[a.plain()]),
             Action::Local => put_output10(out, OFPP_LOCAL, 0),
             Action::Normal => put_output10(out, 0xffff_fffa, 0),
             Action::Flood => put_output10(out, 0xffff_fffb, 0),
@@ -478,6 +493,21 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             Action::ControllerMaxLen(n) => put_output10(out, 0xffff_fffd, n),
             // OpenFlow 1.0 has no action set to clear (OVS leaves it out too).
             Action::Drop | Action::ClearActions => {}
+            // As OVS writes them in 1.0: Nicira's dec_ttl, and a load into the TTL.
+            Action::DecTtl => crate::ofp::put_nx_dec_ttl(out),
+            Action::PushMpls(_) | Action::PopMpls(_) | Action::SetMplsTtl(_) | Action::DecMplsTtl => {
+                crate::ofp::put_nx_mpls(out, a)
+            }
+            Action::SetNwTtl(t) => {
+                let dst = crate::flow::SubField { field: Field::NwTtl, ofs: 0, nbits: 8 };
+                crate::ofp::put_action(out, &Action::Load { dst, value: u128::from(t) })
+            }
+            Action::SetReg { field, value, mask } if crate::flow::is_packet_set(field, mask) => {
+                // A packet field's write: a load of the bits it writes (the DSCP's six, the priority's three).
+                let (ofs, nbits) = (mask.trailing_zeros() as u16, mask.count_ones() as u16);
+                let dst = crate::flow::SubField { field, ofs, nbits };
+                crate::ofp::put_action(out, &Action::Load { dst, value: value >> ofs })
+            }
             Action::ModVlanVid(v) | Action::SetField(SetField::VlanVid(v)) => {
                 out.extend_from_slice(&[0, 1, 0, 8]);
                 out.extend_from_slice(&v.to_be_bytes());

@@ -1,6 +1,6 @@
 //! OpenFlow-style flow tables: a packed flow key, a tuple-space classifier, and an exact-match cache.
 //!
-//! Every packet is summarised once into a [`FlowKey`] (twenty 64-bit words: packet fields, then the pipeline's
+//! Every packet is summarised once into a [`FlowKey`] (twenty-four 64-bit words: packet fields, then the pipeline's
 //! own registers and metadata, which actions write and later tables match). A rule matches on some bits of it
 //! (its mask). Rules with the same mask live in one *subtable*, a hash map from masked key to the rules with
 //! that value, highest priority first; a lookup masks the packet's key once per subtable and probes. Subtables
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Words in a flow key.
-pub const KEY_WORDS: usize = 20;
+pub const KEY_WORDS: usize = 24;
 
 /// The fields of a packet that rules can match, packed. Where a field sits is given by its [`Slot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,7 +23,7 @@ pub struct FlowKey {
 
 impl Hash for FlowKey {
     /// Four independent multiply-rotate lanes (a word's lane is its index mod 4), folded at the end: the
-    /// multiplications of different lanes overlap, so twenty words cost little more than five. (The
+    /// multiplications of different lanes overlap, so twenty-four words cost little more than six. (The
     /// exact-match cache hashes whole keys: fixed-size loops over all words beat an indexed walk there.)
     fn hash<H: Hasher>(&self, state: &mut H) {
         const K: [u64; 4] =
@@ -84,29 +84,47 @@ pub mod slot {
     pub const DL_DST: Slot = Slot::new(2, 0, 48);
     pub const TP_SRC: Slot = Slot::new(2, 48, 16);
     pub const TP_DST: Slot = Slot::new(3, 0, 16);
+    /// IPv6's flow label.
+    pub const IPV6_LABEL: Slot = Slot::new(3, 16, 20);
+    /// IPv4's TTL or IPv6's hop limit.
+    pub const NW_TTL: Slot = Slot::new(3, 36, 8);
+    /// The two ECN bits of the TOS byte or traffic class.
+    pub const NW_ECN: Slot = Slot::new(3, 44, 2);
+    /// The top MPLS label stack entry's label (where IPv6's flow label is: a frame has one or the other),
+    /// traffic class and bottom-of-stack bit.
+    pub const MPLS_LABEL: Slot = IPV6_LABEL;
+    pub const MPLS_TC: Slot = Slot::new(3, 46, 3);
+    pub const MPLS_BOS: Slot = Slot::new(3, 49, 1);
     pub const TUN_ID: Slot = Slot::new(4, 0, 64);
     /// IPv4 addresses sit in the low 32 bits of the first word; IPv6 ones fill both.
     pub const NW_SRC: Slot = Slot::new(5, 0, 128);
     pub const NW_DST: Slot = Slot::new(7, 0, 128);
     pub const TUN_SRC: Slot = Slot::new(9, 0, 32);
     pub const TUN_DST: Slot = Slot::new(9, 32, 32);
+    /// ARP's sender hardware address, or an IPv6 neighbor solicitation's source link-layer address option
+    /// (OVS keeps `nd_sll` where `arp_sha` is).
+    pub const ARP_SHA: Slot = Slot::new(10, 0, 48);
+    /// ARP's target hardware address, or a neighbor advertisement's target link-layer address option.
+    pub const ARP_THA: Slot = Slot::new(11, 0, 48);
+    /// The target address of an IPv6 neighbor solicitation or advertisement.
+    pub const ND_TARGET: Slot = Slot::new(12, 0, 128);
     /// Register `n` (0..16) of 32 bits: two to a word, the even one in the high half, so that the word is
     /// OVS's 64-bit `xreg(n/2)` and two words its 128-bit `xxreg(n/4)`.
     pub const fn reg(n: usize) -> Slot {
-        Slot::new(10 + n / 2, if n.is_multiple_of(2) { 32 } else { 0 }, 32)
+        Slot::new(14 + n / 2, if n.is_multiple_of(2) { 32 } else { 0 }, 32)
     }
     /// `xreg n` (0..8): registers 2n (high) and 2n+1.
     pub const fn xreg(n: usize) -> Slot {
-        Slot::new(10 + n, 0, 64)
+        Slot::new(14 + n, 0, 64)
     }
     /// `xxreg n` (0..4): registers 4n (highest) to 4n+3.
     pub const fn xxreg(n: usize) -> Slot {
-        Slot::new(10 + 2 * n, 0, 128)
+        Slot::new(14 + 2 * n, 0, 128)
     }
     /// OpenFlow's metadata, written by `write_metadata` and carried between tables.
-    pub const METADATA: Slot = Slot::new(18, 0, 64);
+    pub const METADATA: Slot = Slot::new(22, 0, 64);
     /// The packet mark (`pkt_mark`): set by actions, matched by later tables, never sent.
-    pub const PKT_MARK: Slot = Slot::new(19, 0, 32);
+    pub const PKT_MARK: Slot = Slot::new(23, 0, 32);
 }
 
 impl FlowKey {
@@ -236,13 +254,13 @@ pub struct Classifier {
     packet_only: bool,
 }
 
-/// The first ten words of a key: the packet's own fields. A table whose rules look at nothing else (no
+/// The first fourteen words of a key: the packet's own fields. A table whose rules look at nothing else (no
 /// register, metadata or mark) caches on these alone, at half the cost of the whole key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PacketWords([u64; PACKET_WORDS]);
 
 /// Words of a key that come from the packet; the rest are the pipeline's registers, metadata and mark.
-const PACKET_WORDS: usize = 10;
+const PACKET_WORDS: usize = 14;
 
 impl Hash for PacketWords {
     fn hash<H: Hasher>(&self, state: &mut H) {

@@ -39,10 +39,12 @@ pub enum DropReason {
     Cleartext,
     /// The output port's link is down (its interface gone or set down).
     LinkDown,
+    /// `dec_ttl` on a packet whose TTL (hop limit) would reach zero.
+    TtlExpired,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 16] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -59,6 +61,7 @@ impl DropReason {
         DropReason::NoSa,
         DropReason::Cleartext,
         DropReason::LinkDown,
+        DropReason::TtlExpired,
     ];
 
     pub fn name(self) -> &'static str {
@@ -77,6 +80,7 @@ impl DropReason {
             DropReason::FlowDrop => "flow_drop",
             DropReason::NoController => "no_controller",
             DropReason::NoSa => "ipsec_no_sa",
+            DropReason::TtlExpired => "ttl_expired",
             DropReason::Cleartext => "ipsec_cleartext",
             DropReason::LinkDown => "link_down",
         }

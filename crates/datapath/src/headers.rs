@@ -1,10 +1,12 @@
 //! A frame's headers, parsed once when it enters the switch: the fields classification, the flow hash and the
 //! MTU check read. Frames inside the switch are untagged (the tag is taken off first), so the network header
-//! starts right after the Ethernet header. Flow actions rewrite only MAC addresses and the VLAN, which this
-//! does not depend on, so one parse serves a frame's whole way through the tables.
+//! starts right after the Ethernet header. One parse serves a frame's whole way through the tables: actions
+//! that rewrite a field keep these fields up to date as they write (`switch/rewrite.rs`), and only pushing or
+//! popping an MPLS entry, which changes what the frame is, parses it again.
 
 use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
 use weft_wire::ipv4::Protocol;
+use weft_wire::EthernetAddress;
 
 /// What the switch reads of a frame's headers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,6 +19,22 @@ pub struct Headers {
     pub nw_proto: Option<u8>,
     /// DSCP (ECN bits cleared).
     pub nw_tos: u8,
+    /// The two ECN bits.
+    pub nw_ecn: u8,
+    /// IPv4's TTL or IPv6's hop limit.
+    pub nw_ttl: u8,
+    /// IPv6's flow label.
+    pub ipv6_label: u32,
+    /// ARP's sender and target hardware addresses; for an IPv6 neighbor solicitation its source link-layer
+    /// address option (in `arp_sha`), for an advertisement its target link-layer address option (`arp_tha`).
+    pub arp_sha: u64,
+    pub arp_tha: u64,
+    /// The target of an IPv6 neighbor solicitation or advertisement.
+    pub nd_target: u128,
+    /// Where the transport header starts in the frame (0: no IP header, or a later fragment).
+    pub l4_at: u16,
+    /// An MPLS frame's top label stack entry (label, traffic class, bottom of stack, TTL).
+    pub mpls: Option<u32>,
     /// TCP, UDP or SCTP ports, or ICMP type and code; only in a first fragment.
     pub tp: Option<(u16, u16)>,
     /// A well-formed IPv4 or IPv6 header is there.
@@ -62,9 +80,14 @@ impl Headers {
                     h.nw_dst = u128::from(u32::from(ip.dst_addr()));
                     h.nw_proto = Some(ip.protocol());
                     h.nw_tos = ip.dscp_ecn() & 0xfc;
+                    h.nw_ecn = ip.dscp_ecn() & 3;
+                    h.nw_ttl = ip.hop_limit();
                     h.df = ip.dont_frag();
                     first = ip.frag_offset() == 0;
                     l4 = l3.get(ip.header_len()..).unwrap_or_default();
+                    if first {
+                        h.l4_at = (ETH_LEN + ip.header_len()) as u16;
+                    }
                     hash = mix(hash, &l3[12..20]);
                 }
             }
@@ -75,22 +98,31 @@ impl Headers {
                     h.nw_src = u128::from(ip.src_addr());
                     h.nw_dst = u128::from(ip.dst_addr());
                     h.nw_tos = ip.traffic_class() & 0xfc;
+                    h.nw_ecn = ip.traffic_class() & 3;
+                    h.nw_ttl = ip.hop_limit();
+                    h.ipv6_label = ip.flow_label();
                     hash = mix(hash, &l3[8..40]);
                     let payload = &l3[weft_wire::ipv6::HEADER_LEN..];
                     match weft_wire::ipv6::walk_extension_headers(ip.next_header(), payload) {
                         Ok((p, at)) => {
                             h.nw_proto = Some(p);
                             l4 = &payload[at..];
+                            h.l4_at = (ETH_LEN + weft_wire::ipv6::HEADER_LEN + at) as u16;
                         }
                         Err(_) => first = false,
                     }
                 }
+            }
+            EtherType::MPLS | EtherType::MPLS_MULTICAST if l3.len() >= 4 => {
+                h.mpls = Some(u32::from_be_bytes([l3[0], l3[1], l3[2], l3[3]]));
             }
             EtherType::ARP => {
                 if let Ok(a) = weft_wire::arp::ArpPacket::new_checked(l3) {
                     h.nw_proto = Some((a.operation() & 0xff) as u8);
                     h.nw_src = u128::from(u32::from(a.sender_protocol_addr()));
                     h.nw_dst = u128::from(u32::from(a.target_protocol_addr()));
+                    h.arp_sha = a.sender_hardware_addr().as_u64();
+                    h.arp_tha = a.target_hardware_addr().as_u64();
                 }
             }
             _ => {}
@@ -100,6 +132,9 @@ impl Headers {
                 Some(6 | 17 | 132) if l4.len() >= 4 => h.tp = Some((be16(&l4[0..2]), be16(&l4[2..4]))),
                 Some(1 | 58) if l4.len() >= 2 => h.tp = Some((u16::from(l4[0]), u16::from(l4[1]))),
                 _ => {}
+            }
+            if h.v6 && h.tp.is_some_and(|(t, c)| matches!(t, 135 | 136) && c == 0) {
+                h.neighbor_discovery(l4);
             }
         }
         if h.ip && h.nw_proto == Some(Protocol::TCP) && l4.len() >= 13 {
@@ -111,6 +146,41 @@ impl Headers {
         }
         h.hash = (hash ^ (hash >> 32)) as u32;
         h
+    }
+
+    /// The frame is an IPv6 neighbor solicitation or advertisement (its target and options were read).
+    pub fn nd_target_valid(&self) -> bool {
+        self.v6
+            && self.nw_proto == Some(58)
+            && self.l4_at != 0
+            && self.tp.is_some_and(|(t, c)| matches!(t, 135 | 136) && c == 0)
+    }
+
+    /// An IPv6 neighbor solicitation (135) or advertisement (136): its target, and the link-layer address
+    /// option the message type carries (the first one; a malformed option list leaves the address zero).
+    fn neighbor_discovery(&mut self, icmp: &[u8]) {
+        let Some(target) = icmp.get(8..24) else { return };
+        let mut t = [0u8; 16];
+        t.copy_from_slice(target);
+        self.nd_target = u128::from_be_bytes(t);
+        let want = if self.tp.is_some_and(|(ty, _)| ty == 135) { 1 } else { 2 };
+        let mut opts = &icmp[24..];
+        while opts.len() >= 8 {
+            let len = usize::from(opts[1]) * 8;
+            if len == 0 || len > opts.len() {
+                return;
+            }
+            if opts[0] == want && len == 8 {
+                let mac = EthernetAddress::from_bytes(&opts[2..8]).as_u64();
+                if want == 1 {
+                    self.arp_sha = mac;
+                } else {
+                    self.arp_tha = mac;
+                }
+                return;
+            }
+            opts = &opts[len..];
+        }
     }
 }
 

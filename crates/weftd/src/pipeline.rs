@@ -94,6 +94,15 @@ fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier::Slot {
         Field::XXReg(n) => slot::xxreg(usize::from(n)),
         Field::Metadata => slot::METADATA,
         Field::PktMark => slot::PKT_MARK,
+        Field::NwEcn => slot::NW_ECN,
+        Field::NwTtl => slot::NW_TTL,
+        Field::Ipv6Label => slot::IPV6_LABEL,
+        Field::ArpSha => slot::ARP_SHA,
+        Field::ArpTha => slot::ARP_THA,
+        Field::NdTarget => slot::ND_TARGET,
+        Field::MplsLabel => slot::MPLS_LABEL,
+        Field::MplsTc => slot::MPLS_TC,
+        Field::MplsBos => slot::MPLS_BOS,
     }
 }
 
@@ -121,6 +130,15 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
     use weft_datapath::classifier::{slot, Slot};
     Some(match *a {
         Action::Output(n) => ActRt::Output(port(n)?),
+        Action::DecTtl => ActRt::DecTtl,
+        Action::PushMpls(t) => ActRt::PushMpls(t),
+        Action::PopMpls(t) => ActRt::PopMpls(t),
+        Action::SetMplsTtl(t) => ActRt::SetMplsTtl(t),
+        Action::DecMplsTtl => ActRt::DecMplsTtl,
+        Action::SetNwTtl(t) => {
+            ActRt::SetBits { slot: weft_datapath::classifier::slot::NW_TTL, value: u128::from(t), mask: 0xff }
+        }
+        Action::OutputMaxLen(..) => return act_rt(&a.plain(), port),
         Action::Local => ActRt::Output(port(OFPORT_LOCAL)?),
         Action::Normal => ActRt::Normal,
         Action::Flood => ActRt::Flood,

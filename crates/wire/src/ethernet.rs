@@ -95,6 +95,9 @@ impl EtherType {
     pub const IPV4: u16 = 0x0800;
     pub const ARP: u16 = 0x0806;
     pub const VLAN: u16 = 0x8100;
+    /// MPLS, unicast and multicast (RFC 5332).
+    pub const MPLS: u16 = 0x8847;
+    pub const MPLS_MULTICAST: u16 = 0x8848;
     pub const QINQ: u16 = 0x88a8;
     pub const IPV6: u16 = 0x86dd;
     /// Transparent Ethernet bridging: an Ethernet frame inside GRE or Geneve.

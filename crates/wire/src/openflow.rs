@@ -108,6 +108,7 @@ pub mod oxm {
     pub const VLAN_VID: u8 = 6;
     pub const VLAN_PCP: u8 = 7;
     pub const IP_DSCP: u8 = 8;
+    pub const IP_ECN: u8 = 9;
     pub const IP_PROTO: u8 = 10;
     pub const IPV4_SRC: u8 = 11;
     pub const IPV4_DST: u8 = 12;
@@ -122,8 +123,19 @@ pub mod oxm {
     pub const ARP_OP: u8 = 21;
     pub const ARP_SPA: u8 = 22;
     pub const ARP_TPA: u8 = 23;
+    pub const ARP_SHA: u8 = 24;
+    pub const ARP_THA: u8 = 25;
     pub const IPV6_SRC: u8 = 26;
     pub const IPV6_DST: u8 = 27;
+    pub const IPV6_FLABEL: u8 = 28;
+    pub const IPV6_ND_TARGET: u8 = 31;
+    pub const IPV6_ND_SLL: u8 = 32;
+    pub const IPV6_ND_TLL: u8 = 33;
+    pub const MPLS_LABEL: u8 = 34;
+    pub const MPLS_TC: u8 = 35;
+    pub const MPLS_BOS: u8 = 36;
+    /// Nicira class: IP TTL (OpenFlow has no OXM for it; OVS sends this one in 1.3 too).
+    pub const NX_IP_TTL: u8 = 29;
     pub const ICMPV6_TYPE: u8 = 29;
     pub const ICMPV6_CODE: u8 = 30;
     pub const TUNNEL_ID: u8 = 38;
@@ -137,6 +149,12 @@ pub mod oxm {
 /// Action types.
 pub mod act {
     pub const OUTPUT: u16 = 0;
+    pub const SET_MPLS_TTL: u16 = 15;
+    pub const DEC_MPLS_TTL: u16 = 16;
+    pub const PUSH_MPLS: u16 = 19;
+    pub const POP_MPLS: u16 = 20;
+    pub const SET_NW_TTL: u16 = 23;
+    pub const DEC_NW_TTL: u16 = 24;
     pub const PUSH_VLAN: u16 = 17;
     pub const POP_VLAN: u16 = 18;
     pub const SET_QUEUE: u16 = 21;
@@ -145,6 +163,11 @@ pub mod act {
     /// Nicira's experimenter ID and the subtypes weft reads and writes.
     pub const NX_VENDOR: u32 = 0x0000_2320;
     pub const NXAST_RESUBMIT: u16 = 1;
+    pub const NXAST_DEC_TTL: u16 = 18;
+    pub const NXAST_PUSH_MPLS: u16 = 23;
+    pub const NXAST_POP_MPLS: u16 = 24;
+    pub const NXAST_SET_MPLS_TTL: u16 = 25;
+    pub const NXAST_DEC_MPLS_TTL: u16 = 26;
     pub const NXAST_SET_TUNNEL: u16 = 2;
     pub const NXAST_SET_TUNNEL64: u16 = 9;
     pub const NXAST_RESUBMIT_TABLE: u16 = 14;

@@ -135,7 +135,31 @@ pub struct StaticFdb {
     pub dst: Option<IpAddr>,
 }
 
+/// `other_config:datapath-id`: exactly 16 hex digits (optionally after `0x`), not zero — what OVS takes.
+pub fn parse_datapath_id(v: &str) -> Option<u64> {
+    let hex = v.strip_prefix("0x").unwrap_or(v);
+    if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok().filter(|&id| id != 0)
+}
+
+/// The datapath ID of a bridge without `other_config:datapath-id`: stable per name, in 48 bits.
+pub fn name_datapath_id(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+        & 0xffff_ffff_ffff
+}
+
 impl BridgeConfig {
+    /// The OpenFlow datapath ID: `other_config:datapath-id` if set, else one derived from the name (stable, in
+    /// 48 bits like a MAC-derived ID).
+    pub fn datapath_id(&self) -> u64 {
+        if let Some(id) = self.other_config.get("datapath-id").and_then(|v| parse_datapath_id(v)) {
+            return id;
+        }
+        name_datapath_id(&self.name)
+    }
+
     pub fn mac_aging_time(&self) -> u32 {
         self.other_config
             .get("mac-aging-time")

@@ -438,6 +438,15 @@ impl Config {
                         )));
                     }
                 }
+                "datapath-id" if !v.is_empty() => {
+                    if parse_datapath_id(v).is_none() {
+                        return Err(ConfigError::BadSetting(format!(
+                            "datapath-id={v:?} is not 16 hex digits (as OVS takes it, optionally after 0x), \
+                             nor all zeros"
+                        )));
+                    }
+                }
+                "datapath-id" => {}
                 "control-plane" | "etcd-endpoints" | "etcd-prefix" | "etcd-ttl" | "etcd-ca-cert" | "etcd-cert"
                 | "etcd-key" | "etcd-user" | "etcd-password" | "bgp-asn" | "bgp-router-id" | "bgp-peers"
                 | "bgp-hold-time" | "bgp-password" => {
@@ -445,7 +454,7 @@ impl Config {
                 }
                 other => {
                     return Err(ConfigError::BadSetting(format!(
-                        "unknown other_config key {other:?} (known: mac-aging-time, mac-table-size, control-plane, \
+                        "unknown other_config key {other:?} (known: mac-aging-time, mac-table-size, datapath-id, control-plane, \
                          etcd-endpoints, etcd-prefix, etcd-ttl, etcd-ca-cert, etcd-cert, etcd-key, etcd-user, \
                          etcd-password, bgp-asn, bgp-router-id, bgp-peers, bgp-hold-time, bgp-password)"
                     )))

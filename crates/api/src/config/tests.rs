@@ -371,6 +371,17 @@ fn bridge_settings() {
     assert!(c.set_bridge("sw1", &kv(&[("other_config:mac-aging-time", "0")])).is_err());
     assert!(c.set_bridge("sw1", &kv(&[("other_config:colour", "1")])).is_err());
     assert!(c.set_bridge("sw1", &kv(&[("stp_enable", "true")])).is_err());
+    // The datapath ID: 16 hex digits (optionally after 0x), not zero; unset, one derived from the name.
+    let derived = c.bridge("sw1").unwrap().datapath_id();
+    assert!(derived != 0 && derived < 1 << 48);
+    c.set_bridge("sw1", &kv(&[("other_config:datapath-id", "0x00000000000000Ab")])).unwrap();
+    assert_eq!(c.bridge("sw1").unwrap().datapath_id(), 0xab);
+    for bad in ["ab", "0000000000000000", "00000000000000xy", "000000000000000ab"] {
+        assert!(c.set_bridge("sw1", &kv(&[("other_config:datapath-id", bad)])).is_err(), "{bad}");
+    }
+    assert_eq!(c.bridge("sw1").unwrap().datapath_id(), 0xab, "a refused value changes nothing");
+    c.set_bridge("sw1", &kv(&[("other_config:datapath-id", "")])).unwrap();
+    assert_eq!(c.bridge("sw1").unwrap().datapath_id(), derived);
 }
 
 #[test]

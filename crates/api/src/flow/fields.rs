@@ -37,6 +37,15 @@ fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], Strin
         (Field::ArpTpa, &["arp_tpa"], "NXM_OF_ARP_TPA", 32, false),
         (Field::TunSrc, &["tun_src"], "NXM_NX_TUN_IPV4_SRC", 32, false),
         (Field::TunDst, &["tun_dst"], "NXM_NX_TUN_IPV4_DST", 32, false),
+        (Field::NwEcn, &["nw_ecn", "ip_ecn"], "NXM_NX_IP_ECN", 2, false),
+        (Field::NwTtl, &["nw_ttl"], "NXM_NX_IP_TTL", 8, false),
+        (Field::Ipv6Label, &["ipv6_label"], "NXM_NX_IPV6_LABEL", 20, false),
+        (Field::ArpSha, &["arp_sha", "nd_sll"], "NXM_NX_ARP_SHA", 48, false),
+        (Field::ArpTha, &["arp_tha", "nd_tll"], "NXM_NX_ARP_THA", 48, false),
+        (Field::NdTarget, &["nd_target"], "NXM_NX_ND_TARGET", 128, false),
+        (Field::MplsLabel, &["mpls_label"], "OXM_OF_MPLS_LABEL", 20, false),
+        (Field::MplsTc, &["mpls_tc"], "OXM_OF_MPLS_TC", 3, false),
+        (Field::MplsBos, &["mpls_bos"], "OXM_OF_MPLS_BOS", 1, false),
     ];
     const REGS: [&str; 16] = [
         "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10", "reg11", "reg12",

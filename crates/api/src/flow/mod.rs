@@ -13,6 +13,7 @@ use weft_wire::EthernetAddress;
 
 mod fields;
 mod print;
+mod setfield;
 #[cfg(test)]
 mod tests;
 mod trace;
@@ -20,6 +21,8 @@ mod trace;
 pub use fields::{hex, loads, merge_vlan, note, SubField, NOTE_MAX};
 use fields::{reg_match, sub_field, WRITABLE};
 pub use print::format_matches;
+pub use setfield::{format_set_field, is_packet_set, set_field_name, Ctx};
+pub(crate) use setfield::{set_field_from_oxm, set_field_oxm};
 pub use trace::packet_for;
 
 /// OpenFlow's port number of the local (internal) port.
@@ -51,6 +54,23 @@ pub enum Field {
     TunId,
     TunSrc,
     TunDst,
+    /// The ECN bits of the TOS byte / traffic class (`nw_ecn`, `ip_ecn`), 0..=3.
+    NwEcn,
+    /// IPv4's TTL or IPv6's hop limit.
+    NwTtl,
+    /// IPv6's 20-bit flow label.
+    Ipv6Label,
+    /// ARP's sender hardware address; in an IPv6 neighbor solicitation, the source link-layer address
+    /// option (`nd_sll`): one field, as in OVS, named by the frame's type.
+    ArpSha,
+    /// ARP's target hardware address; in a neighbor advertisement, the target link-layer address (`nd_tll`).
+    ArpTha,
+    /// The target address of a neighbor solicitation or advertisement.
+    NdTarget,
+    /// The top MPLS label stack entry's label (20 bits), traffic class (3) and bottom-of-stack bit.
+    MplsLabel,
+    MplsTc,
+    MplsBos,
     /// Register `n` (0..16), 32 bits, zero when a packet enters the bridge.
     Reg(u8),
     /// OpenFlow's 64-bit metadata.
@@ -96,6 +116,10 @@ pub enum Action {
     /// To the controller, at most this many bytes of the packet (`controller:128`,
     /// `controller(max_len=128)`).
     ControllerMaxLen(u16),
+    /// An OpenFlow 1.3 OUTPUT to `port` (a port number or a reserved port other than CONTROLLER, as on the
+    /// wire) that came with a `max_len` other than 0: kept so that the flow reads back as it was written, as
+    /// OVS keeps it. It acts and prints as the plain output ([`Action::plain`]).
+    OutputMaxLen(u32, u16),
     Drop,
     ModVlanVid(u16),
     StripVlan,
@@ -145,11 +169,32 @@ pub enum Action {
     /// `clear_actions` (an instruction): clears the action set, which weft's flows do not fill (it has no
     /// `write_actions`), so it changes nothing; kept so that the flow says what it was given.
     ClearActions,
+    /// `mod_nw_ttl:N` (OpenFlow 1.3's SET_NW_TTL): the IPv4 TTL or IPv6 hop limit becomes N.
+    SetNwTtl(u8),
+    /// `dec_ttl` (OpenFlow 1.3's DEC_NW_TTL): the TTL or hop limit less one; a packet whose TTL would reach
+    /// zero goes no further (dropped and counted as OVS does with no controller asking for it).
+    DecTtl,
+    /// `push_mpls:ETHERTYPE` (0x8847 or 0x8848), `pop_mpls:ETHERTYPE`.
+    PushMpls(u16),
+    PopMpls(u16),
+    /// `set_mpls_ttl:N`, `dec_mpls_ttl` (the top entry's TTL).
+    SetMplsTtl(u8),
+    DecMplsTtl,
     /// `write_metadata:VALUE[/MASK]` (an instruction: after the other actions, before goto_table).
     WriteMetadata {
         value: u64,
         mask: u64,
     },
+}
+
+impl Action {
+    /// What this action does: an [`Action::OutputMaxLen`] as the output it is, anything else itself.
+    pub fn plain(self) -> Action {
+        match self {
+            Action::OutputMaxLen(p, _) => crate::ofp::reserved_port(p),
+            a => a,
+        }
+    }
 }
 
 /// A parsed flow.
@@ -311,14 +356,19 @@ fn split_actions(text: &str) -> Vec<&str> {
 }
 
 /// What the match must already say for a field to be allowed (OpenFlow's prerequisites).
-fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>) -> Result<(), String> {
+fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>, icmp_type: Option<u8>) -> Result<(), String> {
     let ip4 = dl_type == Some(0x0800);
     let ip6 = dl_type == Some(0x86dd);
     let arp = dl_type == Some(0x0806);
+    let nd = |t: &[u8]| ip6 && nw_proto == Some(58) && icmp_type.is_some_and(|i| t.contains(&i));
     let ok = match field {
         Field::NwSrc | Field::NwDst => ip4 || arp,
-        Field::NwProto | Field::NwTos => ip4 || ip6,
-        Field::Ipv6Src | Field::Ipv6Dst => ip6,
+        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl => ip4 || ip6,
+        Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => ip6,
+        Field::ArpSha => arp || nd(&[135]),
+        Field::ArpTha => arp || nd(&[136]),
+        Field::NdTarget => nd(&[135, 136]),
+        Field::MplsLabel | Field::MplsTc | Field::MplsBos => matches!(dl_type, Some(0x8847 | 0x8848)),
         Field::ArpSpa | Field::ArpTpa | Field::ArpOp => arp,
         Field::TpSrc | Field::TpDst => (ip4 || ip6) && matches!(nw_proto, Some(6 | 17 | 132)),
         Field::IcmpType | Field::IcmpCode => (ip4 && nw_proto == Some(1)) || (ip6 && nw_proto == Some(58)),
@@ -329,8 +379,12 @@ fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>) -> Res
     }
     Err(match field {
         Field::NwSrc | Field::NwDst => "needs ip or arp (dl_type=0x0800 or 0x0806)".into(),
-        Field::NwProto | Field::NwTos => "needs ip or ipv6".into(),
-        Field::Ipv6Src | Field::Ipv6Dst => "needs ipv6 (dl_type=0x86dd)".into(),
+        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl => "needs ip or ipv6".into(),
+        Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => "needs ipv6 (dl_type=0x86dd)".into(),
+        Field::ArpSha => "needs arp, or icmp6 with icmp_type=135 (nd_sll)".into(),
+        Field::ArpTha => "needs arp, or icmp6 with icmp_type=136 (nd_tll)".into(),
+        Field::NdTarget => "needs icmp6 with icmp_type=135 or 136".into(),
+        Field::MplsLabel | Field::MplsTc | Field::MplsBos => "needs mpls or mplsm".into(),
         Field::ArpSpa | Field::ArpTpa | Field::ArpOp => "needs arp".into(),
         Field::TpSrc | Field::TpDst => "needs tcp, udp, tcp6 or udp6".into(),
         _ => "needs icmp or icmp6".into(),
@@ -357,6 +411,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
     };
     let mut dl_type: Option<u16> = None;
     let mut nw_proto: Option<u8> = None;
+    let mut icmp_type: Option<u8> = None;
     let resolve = |tok: &str, name: &str| -> Result<u32, FlowError> {
         match name {
             "LOCAL" | "local" => Ok(OFPP_LOCAL),
@@ -381,6 +436,9 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             "udp" => Some(shorthand(0x0800, Some(17))),
             "sctp" => Some(shorthand(0x0800, Some(132))),
             "tcp6" => Some(shorthand(0x86dd, Some(6))),
+            "sctp6" => Some(shorthand(0x86dd, Some(132))),
+            "mpls" => Some(shorthand(0x8847, None)),
+            "mplsm" => Some(shorthand(0x8848, None)),
             "udp6" => Some(shorthand(0x86dd, Some(17))),
             _ => None,
         };
@@ -494,7 +552,20 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             }
             "tp_src" | "tcp_src" | "udp_src" => field_and(Field::TpSrc, num_mask(tok, v, 0xffff)?),
             "tp_dst" | "tcp_dst" | "udp_dst" => field_and(Field::TpDst, num_mask(tok, v, 0xffff)?),
-            "icmp_type" | "icmpv6_type" => Match { field: Field::IcmpType, value: num(tok, v, 255)?, mask: 0xff },
+            "icmp_type" | "icmpv6_type" => {
+                let t = num(tok, v, 255)?;
+                icmp_type = Some(t as u8);
+                Match { field: Field::IcmpType, value: t, mask: 0xff }
+            }
+            "nw_ecn" | "ip_ecn" => Match { field: Field::NwEcn, value: num(tok, v, 3)?, mask: 3 },
+            "nw_ttl" => Match { field: Field::NwTtl, value: num(tok, v, 255)?, mask: 0xff },
+            "ipv6_label" => field_and(Field::Ipv6Label, num_mask(tok, v, 0xf_ffff)?),
+            "arp_sha" | "nd_sll" => field_and(Field::ArpSha, mac_mask(tok, v)?),
+            "arp_tha" | "nd_tll" => field_and(Field::ArpTha, mac_mask(tok, v)?),
+            "nd_target" => field_and(Field::NdTarget, ipv6_mask(tok, v)?),
+            "mpls_label" => Match { field: Field::MplsLabel, value: num(tok, v, 0xf_ffff)?, mask: 0xf_ffff },
+            "mpls_tc" => Match { field: Field::MplsTc, value: num(tok, v, 7)?, mask: 7 },
+            "mpls_bos" => Match { field: Field::MplsBos, value: num(tok, v, 1)?, mask: 1 },
             "icmp_code" | "icmpv6_code" => Match { field: Field::IcmpCode, value: num(tok, v, 255)?, mask: 0xff },
             "ipv6_src" => field_and(Field::Ipv6Src, ipv6_mask(tok, v)?),
             "ipv6_dst" => field_and(Field::Ipv6Dst, ipv6_mask(tok, v)?),
@@ -513,7 +584,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
     }
     // Prerequisites are those of the whole match, wherever in it they were written (as OVS has it).
     for (field, tok) in checks {
-        prerequisite(field, dl_type, nw_proto).map_err(|why| err(tok, why))?;
+        prerequisite(field, dl_type, nw_proto, icmp_type).map_err(|why| err(tok, why))?;
     }
     // A match under an all-zero mask matches everything: as OVS, it is no match at all.
     f.matches.retain(|m| m.mask != 0);
@@ -532,16 +603,26 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
         }
         // `drop` is the empty action list.
         f.actions.retain(|a| *a != Action::Drop);
-        // The fields `load` and `move` touch need what a match on them would need.
+        // The fields `load` and `move` touch need what a match on them would need — of the packet as the
+        // actions before have made it (a label pushed makes an MPLS packet, a label popped whatever it says).
+        let (mut dl_type, mut nw_proto) = (dl_type, nw_proto);
         for a in &f.actions {
+            if let Action::PushMpls(t) | Action::PopMpls(t) = *a {
+                (dl_type, nw_proto) = (Some(t), None);
+                continue;
+            }
             let fields = match *a {
                 Action::Load { dst, .. } => [Some(dst.field), None],
                 Action::OutputReg(src) => [Some(src.field), None],
                 Action::Move { src, dst } => [Some(src.field), Some(dst.field)],
+                Action::SetReg { field, mask, .. } if is_packet_set(field, mask) => {
+                    [setfield::set_field_needs(field), None]
+                }
+                Action::SetNwTtl(_) | Action::DecTtl => [Some(Field::NwTtl), None],
                 _ => continue,
             };
             for field in fields.into_iter().flatten() {
-                prerequisite(field, dl_type, nw_proto).map_err(|why| err(&a.to_string(), why))?;
+                prerequisite(field, dl_type, nw_proto, icmp_type).map_err(|why| err(&a.to_string(), why))?;
             }
         }
         // write_metadata and clear_actions are instructions: OpenFlow runs them after the actions, in the order
@@ -641,6 +722,43 @@ fn parse_action(
         "set_tunnel" | "set_tunnel64" => {
             Action::SetField(SetField::TunId(num(act, need()?, u128::from(u64::MAX))? as u64))
         }
+        "mod_nw_ttl" => Action::SetNwTtl(num(act, need()?, 255)? as u8),
+        "push_mpls" | "pop_mpls" => {
+            let t = num(act, need()?, 0xffff)? as u16;
+            if name == "push_mpls" && !matches!(t, 0x8847 | 0x8848) {
+                return Err(err(act, "push_mpls takes 0x8847 or 0x8848"));
+            }
+            if name == "push_mpls" {
+                Action::PushMpls(t)
+            } else {
+                Action::PopMpls(t)
+            }
+        }
+        "set_mpls_ttl" => Action::SetMplsTtl(num(act, need()?, 255)? as u8),
+        "dec_mpls_ttl" if arg.is_none() => Action::DecMplsTtl,
+        "set_mpls_label" | "set_mpls_tc" => {
+            let field = if name == "set_mpls_label" { "mpls_label" } else { "mpls_tc" };
+            match setfield::parse_set_field(act, field, need()?) {
+                Some(a) => a?,
+                None => return Err(err(act, "cannot be written")),
+            }
+        }
+        "dec_ttl" if arg.is_none() => Action::DecTtl,
+        "mod_nw_src" | "mod_nw_dst" | "mod_nw_tos" | "mod_nw_ecn" | "mod_tp_src" | "mod_tp_dst" | "mod_vlan_pcp" => {
+            let field = match name {
+                "mod_nw_src" => "nw_src",
+                "mod_nw_dst" => "nw_dst",
+                "mod_nw_tos" => "nw_tos",
+                "mod_nw_ecn" => "nw_ecn",
+                "mod_tp_src" => "tp_src",
+                "mod_tp_dst" => "tp_dst",
+                _ => "vlan_pcp",
+            };
+            match setfield::parse_set_field(act, field, need()?) {
+                Some(a) => a?,
+                None => return Err(err(act, "cannot be written")),
+            }
+        }
         "mod_dl_src" | "mod_dl_dst" => {
             let m = EthernetAddress::from_bytes(&(mac(act, need()?)? as u64).to_be_bytes()[2..]);
             Action::SetField(if name == "mod_dl_src" { SetField::EthSrc(m) } else { SetField::EthDst(m) })
@@ -714,6 +832,12 @@ fn parse_action(
                 "vlan_vid" => SetField::VlanVid((num(act, v, 0x1fff)? & 0x0fff) as u16),
                 "tun_id" | "tunnel_id" => SetField::TunId(num(act, v, u128::from(u64::MAX))? as u64),
                 "tun_dst" => SetField::TunDst(v.parse().map_err(|_| err(act, format!("{v:?} is not an IP address")))?),
+                other if setfield::parse_set_field(act, other, v).is_some() => {
+                    if let Some(a) = setfield::parse_set_field(act, other, v) {
+                        out.push(a?);
+                    }
+                    return Ok(());
+                }
                 other => {
                     let sub = sub_field(act, other).ok().filter(|s| {
                         matches!(

@@ -23,6 +23,7 @@ impl fmt::Display for Action {
         match *self {
             Action::Output(OFPP_LOCAL) | Action::Local => f.write_str("LOCAL"),
             Action::Output(p) => write!(f, "output:{p}"),
+            Action::OutputMaxLen(..) => self.plain().fmt(f),
             Action::Normal => f.write_str("NORMAL"),
             Action::Flood => f.write_str("FLOOD"),
             Action::All => f.write_str("ALL"),
@@ -55,6 +56,9 @@ impl fmt::Display for Action {
             }
             Action::GotoTable(t) => write!(f, "goto_table:{t}"),
             Action::Load { dst, value } => write!(f, "load:{}->{dst}", hex(value)),
+            Action::SetReg { field, value, mask } if is_packet_set(field, mask) => {
+                f.write_str(&format_set_field(field, value, mask, Ctx::default()))
+            }
             Action::SetReg { field, value, mask } => {
                 let full = if field.bits() == 128 { u128::MAX } else { (1u128 << field.bits()) - 1 };
                 if mask == full {
@@ -79,6 +83,12 @@ impl fmt::Display for Action {
             Action::SetQueue(q) => write!(f, "set_queue:{q}"),
             Action::PopQueue => f.write_str("pop_queue"),
             Action::ClearActions => f.write_str("clear_actions"),
+            Action::SetNwTtl(t) => write!(f, "mod_nw_ttl:{t}"),
+            Action::DecTtl => f.write_str("dec_ttl"),
+            Action::PushMpls(t) => write!(f, "push_mpls:0x{t:04x}"),
+            Action::PopMpls(t) => write!(f, "pop_mpls:0x{t:04x}"),
+            Action::SetMplsTtl(t) => write!(f, "set_mpls_ttl({t})"),
+            Action::DecMplsTtl => f.write_str("dec_mpls_ttl"),
             Action::WriteMetadata { value, mask } => {
                 if mask == u64::MAX {
                     write!(f, "write_metadata:{}", hex(u128::from(value)))
@@ -108,11 +118,17 @@ impl fmt::Display for Flow {
         if self.actions.is_empty() {
             return f.write_str("drop");
         }
+        let ctx = Ctx::of(&self.matches);
         for (i, a) in self.actions.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{a}")?;
+            match *a {
+                Action::SetReg { field, value, mask } if is_packet_set(field, mask) => {
+                    f.write_str(&format_set_field(field, value, mask, ctx))?
+                }
+                _ => write!(f, "{a}")?,
+            }
         }
         Ok(())
     }
@@ -166,13 +182,22 @@ fn rank(f: Field) -> u16 {
         Field::DlType => 38,
         Field::NwSrc | Field::ArpSpa | Field::Ipv6Src => 39,
         Field::NwDst | Field::ArpTpa | Field::Ipv6Dst => 40,
-        Field::NwProto => 41,
-        Field::ArpOp => 42,
-        Field::NwTos => 43,
-        Field::TpSrc => 44,
-        Field::TpDst => 45,
-        Field::IcmpType => 46,
-        Field::IcmpCode => 47,
+        Field::Ipv6Label => 41,
+        Field::NwProto => 42,
+        Field::ArpOp => 43,
+        Field::NwTos => 44,
+        Field::NwEcn => 45,
+        Field::NwTtl => 46,
+        Field::TpSrc => 47,
+        Field::TpDst => 48,
+        Field::IcmpType => 49,
+        Field::IcmpCode => 50,
+        Field::NdTarget => 51,
+        Field::ArpSha => 52,
+        Field::ArpTha => 53,
+        Field::MplsLabel => 54,
+        Field::MplsTc => 55,
+        Field::MplsBos => 56,
     }
 }
 
@@ -207,6 +232,7 @@ pub fn format_matches(matches: &[Match]) -> String {
             (0x86dd, Some(58)) => Some("icmp6"),
             (0x86dd, Some(6)) => Some("tcp6"),
             (0x86dd, Some(17)) => Some("udp6"),
+            (0x86dd, Some(132)) => Some("sctp6"),
             _ => None,
         };
         match word {
@@ -218,6 +244,8 @@ pub fn format_matches(matches: &[Match]) -> String {
                 0x0800 => words.push("ip".into()),
                 0x86dd => words.push("ipv6".into()),
                 0x0806 => words.push("arp".into()),
+                0x8847 => words.push("mpls".into()),
+                0x8848 => words.push("mplsm".into()),
                 // Other types are printed in their place, after the Ethernet addresses.
                 _ => {}
             },
@@ -259,7 +287,7 @@ pub fn format_matches(matches: &[Match]) -> String {
             Field::PktMark | Field::XReg(_) | Field::XXReg(_) => continue,
             Field::Reg(n) => format!("reg{n}={}", hex_mask(m, 0xffff_ffff)),
             Field::Metadata => format!("metadata={}", hex_mask(m, u128::from(u64::MAX))),
-            Field::DlType if !proto_said && !matches!(dl_type, Some(0x0800 | 0x86dd | 0x0806)) => {
+            Field::DlType if !proto_said && !matches!(dl_type, Some(0x0800 | 0x86dd | 0x0806 | 0x8847 | 0x8848)) => {
                 format!("dl_type=0x{:04x}", m.value)
             }
             Field::DlType => continue,
@@ -297,6 +325,18 @@ pub fn format_matches(matches: &[Match]) -> String {
             ),
             Field::TunSrc => format!("tun_src={}", v4(m)),
             Field::TunDst => format!("tun_dst={}", v4(m)),
+            Field::NwEcn => format!("nw_ecn={}", m.value),
+            Field::NwTtl => format!("nw_ttl={}", m.value),
+            Field::Ipv6Label if m.mask == 0xf_ffff => format!("ipv6_label=0x{:05x}", m.value),
+            Field::Ipv6Label => format!("ipv6_label=0x{:05x}/0x{:05x}", m.value, m.mask),
+            Field::ArpSha if dl_type == Some(0x86dd) => format!("nd_sll={}", mac(m)),
+            Field::ArpTha if dl_type == Some(0x86dd) => format!("nd_tll={}", mac(m)),
+            Field::ArpSha => format!("arp_sha={}", mac(m)),
+            Field::ArpTha => format!("arp_tha={}", mac(m)),
+            Field::NdTarget => format!("nd_target={}", v6(m)),
+            Field::MplsLabel => format!("mpls_label={}", m.value),
+            Field::MplsTc => format!("mpls_tc={}", m.value),
+            Field::MplsBos => format!("mpls_bos={}", m.value),
         };
         words.push(w);
     }

@@ -106,6 +106,21 @@ impl Buffers<'_> {
         &mut area[d.range()]
     }
 
+    /// Copies a frame into the scratch area with `n` zero bytes inserted at `at` (a header pushed in);
+    /// `None` when there is no room.
+    pub(super) fn copy_opening(&mut self, d: Data, at: usize, n: usize) -> Option<Data> {
+        if self.scratch.room() < d.len() + n || at > d.len() {
+            return None;
+        }
+        let start = self.scratch.used;
+        let copy = self.copy(d)?;
+        let len = copy.len();
+        self.scratch.buf.copy_within(start + at..start + len, start + at + n);
+        self.scratch.buf[start + at..start + at + n].fill(0);
+        self.scratch.used += n;
+        Some(Data::new(Area::Scratch, start, len + n))
+    }
+
     /// Copies a frame into the scratch area (before a flow rewrites it, so that earlier outputs keep the
     /// original); `None` when there is no room.
     pub(super) fn copy(&mut self, d: Data) -> Option<Data> {

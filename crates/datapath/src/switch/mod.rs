@@ -16,9 +16,11 @@ pub mod demux;
 pub mod egress;
 mod interface;
 pub mod pipeline;
+mod rewrite;
 mod state;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use crate::bridge::{normal, Forward};
 use crate::classifier::{slot, FlowCache, FlowKey, Slot};
@@ -636,43 +638,35 @@ impl Tables {
                 }
                 ActRt::GotoTable(t2) => self.run_table(r, usize::from(t2), st, depth + 1),
                 ActRt::Exit => st.exit = true,
-            }
-        }
-    }
-
-    /// Rewrites bytes `at..` of the frame (on a copy of its own the first time). False when there is no room
-    /// for the copy: the frame is dropped and counted.
-    fn rewrite<O: Observer>(&mut self, r: &mut Run<'_, '_, O>, st: &mut ActState, at: usize, bytes: &[u8]) -> bool {
-        if !st.copied {
-            match r.bufs.copy(st.data) {
-                Some(d) => {
-                    st.data = d;
-                    st.copied = true;
+                ActRt::DecTtl if st.hdr.ip => {
+                    let ttl = st.key.get(slot::NW_TTL) as u8;
+                    if ttl <= 1 {
+                        self.counters[usize::from(r.in_port.0)].drop(DropReason::TtlExpired);
+                        st.exit = true;
+                        return;
+                    }
+                    st.key.put(slot::NW_TTL, u128::from(ttl - 1));
+                    if !self.sync_field(r, st, slot::NW_TTL) {
+                        return;
+                    }
                 }
-                None => {
-                    self.counters[usize::from(r.in_port.0)].drop(DropReason::TxError);
-                    return false;
+                ActRt::DecTtl => {}
+                ActRt::PushMpls(t) => {
+                    if !self.push_mpls(r, st, t) {
+                        return;
+                    }
+                }
+                ActRt::PopMpls(t) => {
+                    if !self.pop_mpls(r, st, t) {
+                        return;
+                    }
+                }
+                ActRt::SetMplsTtl(_) | ActRt::DecMplsTtl => {
+                    if !self.mpls_ttl(r, st, *act) {
+                        return;
+                    }
                 }
             }
-        }
-        r.bufs.get_mut(st.data)[at..at + bytes.len()].copy_from_slice(bytes);
-        true
-    }
-
-    /// After a key field was written: makes the packet agree (the Ethernet addresses in the frame, the
-    /// tunnel ID it leaves with). Registers, metadata and the mark live in the key alone.
-    fn sync_field<O: Observer>(&mut self, r: &mut Run<'_, '_, O>, st: &mut ActState, s: Slot) -> bool {
-        match s {
-            slot::DL_DST | slot::DL_SRC => {
-                let at = if s == slot::DL_DST { 0 } else { 6 };
-                let mac = (st.key.get(s) as u64).to_be_bytes();
-                self.rewrite(r, st, at, &mac[2..])
-            }
-            slot::TUN_ID => {
-                st.vni = Some(st.key.get(s) as u32);
-                true
-            }
-            _ => true,
         }
     }
 
@@ -928,12 +922,22 @@ pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16,
     k.put(slot::VLAN_TCI, vlan_key(tci));
     k.put(slot::DL_DST, u128::from(EthernetAddress::from_bytes(&frame[0..6]).as_u64()));
     k.put(slot::DL_SRC, u128::from(EthernetAddress::from_bytes(&frame[6..12]).as_u64()));
-    k.put(slot::DL_TYPE, u128::from(h.ethertype));
     if let (PortKind::Tunnel(t), Some(r)) = (&port.kind, remote) {
         k.put(slot::TUN_ID, u128::from(t.spec.vni));
         if let IpAddr::V4(a) = r {
             k.put(slot::TUN_SRC, u128::from(u32::from(a)));
         }
+    }
+    put_l3(&mut k, h);
+    k
+}
+
+/// The key's fields from the EtherType on (all of them written, so that a key whose frame changed type —
+/// an MPLS entry pushed or popped — is made whole again).
+fn put_l3(k: &mut FlowKey, h: &Headers) {
+    k.put(slot::DL_TYPE, u128::from(h.ethertype));
+    for s in [slot::NW_PROTO, slot::TP_SRC, slot::TP_DST, slot::MPLS_TC, slot::MPLS_BOS] {
+        k.put(s, 0);
     }
     k.put(slot::NW_SRC, h.nw_src);
     k.put(slot::NW_DST, h.nw_dst);
@@ -941,9 +945,19 @@ pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16,
         k.put(slot::NW_PROTO, u128::from(p));
     }
     k.put(slot::NW_TOS, u128::from(h.nw_tos));
+    k.put(slot::NW_ECN, u128::from(h.nw_ecn));
+    k.put(slot::NW_TTL, u128::from(h.nw_ttl));
+    k.put(slot::IPV6_LABEL, u128::from(h.ipv6_label));
+    k.put(slot::ARP_SHA, u128::from(h.arp_sha));
+    k.put(slot::ARP_THA, u128::from(h.arp_tha));
+    k.put(slot::ND_TARGET, h.nd_target);
     if let Some((src, dst)) = h.tp {
         k.put(slot::TP_SRC, u128::from(src));
         k.put(slot::TP_DST, u128::from(dst));
     }
-    k
+    if let Some(lse) = h.mpls {
+        k.put(slot::MPLS_LABEL, u128::from(lse >> 12));
+        k.put(slot::MPLS_TC, u128::from((lse >> 9) & 7));
+        k.put(slot::MPLS_BOS, u128::from((lse >> 8) & 1));
+    }
 }

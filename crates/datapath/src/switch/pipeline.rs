@@ -152,6 +152,16 @@ pub enum ActRt {
     OutputReg(SubSlot),
     /// `exit`: no further action runs for this packet.
     Exit,
+    /// `dec_ttl`: the IP TTL (hop limit) less one; at one or zero the packet goes no further (dropped and
+    /// counted). Not IP: nothing.
+    DecTtl,
+    /// `push_mpls:ETHERTYPE`: a label stack entry in front of the packet, and the frame's EtherType.
+    PushMpls(u16),
+    /// `pop_mpls:ETHERTYPE`: the top entry taken off, the frame's EtherType now this.
+    PopMpls(u16),
+    /// `set_mpls_ttl`, `dec_mpls_ttl` (the latter stops the packet at the end of its life, as `dec_ttl`).
+    SetMplsTtl(u8),
+    DecMplsTtl,
 }
 
 /// The whole switch description.

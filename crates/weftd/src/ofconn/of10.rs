@@ -66,7 +66,7 @@ pub(super) fn handle10(st: &mut dyn Daemon, bridge: &str, h: &of::Header, m: &[u
                 .map(|(name, ofport, _)| phy_port(ofport, &name, st.link_down(&name)))
                 .collect();
             Ok(vec![message(msg::FEATURES_REPLY, xid, &|r| {
-                r.extend_from_slice(&requests::datapath_id(bridge).to_be_bytes());
+                r.extend_from_slice(&requests::datapath_id(st, bridge).to_be_bytes());
                 r.extend_from_slice(&0u32.to_be_bytes()); // n_buffers
                 r.push(254); // n_tables
                 r.extend_from_slice(&[0; 3]);

@@ -22,7 +22,7 @@ pub(super) fn handle(
     match h.kind {
         msg::ECHO_REQUEST => vec![reply(msg::ECHO_REPLY, &|r| r.extend_from_slice(body))],
         msg::FEATURES_REQUEST => vec![reply(msg::FEATURES_REPLY, &|r| {
-            r.extend_from_slice(&datapath_id(bridge).to_be_bytes());
+            r.extend_from_slice(&datapath_id(st, bridge).to_be_bytes());
             r.extend_from_slice(&0u32.to_be_bytes()); // n_buffers
             r.push(254); // n_tables
             r.push(0); // auxiliary_id
@@ -70,10 +70,12 @@ pub(super) fn handle(
     }
 }
 
-pub(super) fn datapath_id(bridge: &str) -> u64 {
-    // Stable per bridge name, like a MAC-derived ID.
-    bridge.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-        & 0xffff_ffff_ffff
+/// The bridge's datapath ID (`other_config:datapath-id`, else derived from its name).
+pub(super) fn datapath_id(st: &dyn Daemon, bridge: &str) -> u64 {
+    match st.config().bridges.iter().find(|b| b.name == bridge) {
+        Some(b) => b.datapath_id(),
+        None => weft_api::config::name_datapath_id(bridge),
+    }
 }
 
 /// A PACKET_OUT: checked here (the frame must be in the message; the input port one of the bridge's, its
@@ -202,7 +204,10 @@ pub(super) fn select_flows(
         .filter(|s| {
             s.flow.covered_by(filter)
                 && (out_port == of::port::ANY
-                    || s.flow.actions.iter().any(|a| matches!(a, weft_api::flow::Action::Output(p) if *p == out_port)))
+                    || s.flow
+                        .actions
+                        .iter()
+                        .any(|a| matches!(a.plain(), weft_api::flow::Action::Output(p) if p == out_port)))
         })
         .map(|s| {
             let (packets, bytes) = stats.get(&s.id).copied().unwrap_or_default();
@@ -265,7 +270,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
                     e.extend_from_slice(&packets.to_be_bytes());
                     e.extend_from_slice(&bytes.to_be_bytes());
                     of::put_match(&mut e, |o| weft_api::ofp::put_matches(o, &f.matches));
-                    weft_api::ofp::put_instructions(&mut e, &f.actions);
+                    weft_api::ofp::put_instructions(&mut e, &f.actions, weft_api::flow::Ctx::of(&f.matches));
                     let len = e.len() as u16;
                     e[0..2].copy_from_slice(&len.to_be_bytes());
                     entries.push(e);

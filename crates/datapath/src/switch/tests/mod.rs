@@ -8,6 +8,7 @@ mod edges;
 mod egress;
 mod flows;
 mod registers;
+mod rewrites;
 mod workers;
 
 use super::pipeline::*;

@@ -2,7 +2,7 @@
 //! back, instructions and actions to [`Action`]s and back. Unsupported fields or actions give the OpenFlow
 //! error (type, code) to answer with.
 
-use crate::flow::{Action, Field, Flow, Match, SetField, SubField, OFPP_LOCAL};
+use crate::flow::{Action, Ctx, Field, Flow, Match, SetField, SubField, OFPP_LOCAL};
 use weft_wire::openflow::{act, error, inst, oxm, port, put_oxm, OxmTlv, Tlv};
 use weft_wire::EthernetAddress;
 
@@ -41,6 +41,15 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_NXM1, n @ 111..=114) => (Field::XXReg(n - oxm::NX_XXREG0), 128),
         (oxm::CLASS_PKT_REG, n @ 0..=7) => (Field::XReg(n), 64),
         (oxm::CLASS_BASIC, oxm::METADATA) => (Field::Metadata, 64),
+        (oxm::CLASS_BASIC, oxm::IP_ECN) => (Field::NwEcn, 8),
+        (oxm::CLASS_NXM1, oxm::NX_IP_TTL) => (Field::NwTtl, 8),
+        (oxm::CLASS_BASIC, oxm::IPV6_FLABEL) => (Field::Ipv6Label, 32),
+        (oxm::CLASS_BASIC, oxm::ARP_SHA | oxm::IPV6_ND_SLL) => (Field::ArpSha, 48),
+        (oxm::CLASS_BASIC, oxm::ARP_THA | oxm::IPV6_ND_TLL) => (Field::ArpTha, 48),
+        (oxm::CLASS_BASIC, oxm::IPV6_ND_TARGET) => (Field::NdTarget, 128),
+        (oxm::CLASS_BASIC, oxm::MPLS_LABEL) => (Field::MplsLabel, 32),
+        (oxm::CLASS_BASIC, oxm::MPLS_TC) => (Field::MplsTc, 8),
+        (oxm::CLASS_BASIC, oxm::MPLS_BOS) => (Field::MplsBos, 8),
         _ => return Err(BAD_FIELD),
     })
 }
@@ -97,6 +106,15 @@ pub(crate) fn header_of(f: Field) -> Option<(u16, u8, usize)> {
         Field::NwDst => (CLASS_NXM0, 8, 4),
         Field::TpSrc => (CLASS_NXM0, 9, 2),
         Field::TpDst => (CLASS_NXM0, 10, 2),
+        Field::NwEcn => (CLASS_NXM1, 28, 1),
+        Field::NwTtl => (CLASS_NXM1, NX_IP_TTL, 1),
+        Field::Ipv6Label => (CLASS_NXM1, 27, 4),
+        Field::ArpSha => (CLASS_NXM1, 17, 6),
+        Field::ArpTha => (CLASS_NXM1, 18, 6),
+        Field::NdTarget => (CLASS_NXM1, 23, 16),
+        Field::MplsLabel => (CLASS_BASIC, MPLS_LABEL, 4),
+        Field::MplsTc => (CLASS_BASIC, MPLS_TC, 1),
+        Field::MplsBos => (CLASS_BASIC, MPLS_BOS, 1),
         Field::ArpOp => (CLASS_NXM0, 15, 2),
         Field::ArpSpa => (CLASS_NXM0, 16, 4),
         Field::ArpTpa => (CLASS_NXM0, 17, 4),
@@ -133,6 +151,28 @@ pub(crate) fn split_regs(field: Field, value: u128, mask: u128) -> Vec<Match> {
         .collect()
 }
 
+/// The fields narrower than their OXM/NXM value (ECN's 2 bits in a byte, the flow label's 20 in four):
+/// a value with bits outside the field is refused, and the mask is cut to the field (`mask` as sent).
+pub(crate) fn narrow(field: Field, value: u128, mask: Option<u128>) -> Result<(u128, u128), OfError> {
+    let (full, maskable) = match field {
+        Field::NwEcn => (3, false),
+        Field::NwTtl => (0xff, false),
+        Field::Ipv6Label => (0xf_ffff, true),
+        Field::MplsLabel => (0xf_ffff, false),
+        Field::MplsTc => (7, false),
+        Field::MplsBos => (1, false),
+        _ => return Ok((value, mask.unwrap_or(u128::MAX))),
+    };
+    if value & !full != 0 {
+        return Err((error::BAD_MATCH, error::BAD_VALUE));
+    }
+    match mask {
+        Some(_) if !maskable => Err((error::BAD_MATCH, error::BAD_MASK)),
+        Some(m) => Ok((value & m, m & full)),
+        None => Ok((value, full)),
+    }
+}
+
 /// The matches of an OXM list.
 pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
     let mut out: Vec<Match> = Vec::new();
@@ -162,6 +202,9 @@ pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
             // ARP_OP is not maskable; weft keeps the opcode's low byte, as its flow syntax does.
             Field::ArpOp if t.mask.is_some() => return Err((error::BAD_MATCH, error::BAD_MASK)),
             Field::ArpOp => mask = 0xff,
+            Field::NwEcn | Field::NwTtl | Field::Ipv6Label | Field::MplsLabel | Field::MplsTc | Field::MplsBos => {
+                (value, mask) = narrow(field, value, t.mask.map(weft_wire::openflow::be_uint))?;
+            }
             _ => {}
         }
         for m in split_regs(field, value, mask) {
@@ -215,6 +258,15 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
         Field::ArpTpa,
         Field::Ipv6Src,
         Field::Ipv6Dst,
+        Field::Ipv6Label,
+        Field::NwEcn,
+        Field::NwTtl,
+        Field::ArpSha,
+        Field::ArpTha,
+        Field::NdTarget,
+        Field::MplsLabel,
+        Field::MplsTc,
+        Field::MplsBos,
         Field::TunId,
         Field::TunSrc,
         Field::TunDst,
@@ -243,6 +295,15 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             Field::TunId => (oxm::CLASS_BASIC, oxm::TUNNEL_ID, 8),
             Field::TunSrc => (oxm::CLASS_NXM1, oxm::NX_TUN_IPV4_SRC, 4),
             Field::TunDst => (oxm::CLASS_NXM1, oxm::NX_TUN_IPV4_DST, 4),
+            Field::NwEcn => (oxm::CLASS_BASIC, oxm::IP_ECN, 1),
+            Field::NwTtl => (oxm::CLASS_NXM1, oxm::NX_IP_TTL, 1),
+            Field::Ipv6Label => (oxm::CLASS_BASIC, oxm::IPV6_FLABEL, 4),
+            Field::ArpSha => (oxm::CLASS_BASIC, if v6 { oxm::IPV6_ND_SLL } else { oxm::ARP_SHA }, 6),
+            Field::ArpTha => (oxm::CLASS_BASIC, if v6 { oxm::IPV6_ND_TLL } else { oxm::ARP_THA }, 6),
+            Field::NdTarget => (oxm::CLASS_BASIC, oxm::IPV6_ND_TARGET, 16),
+            Field::MplsLabel => (oxm::CLASS_BASIC, oxm::MPLS_LABEL, 4),
+            Field::MplsTc => (oxm::CLASS_BASIC, oxm::MPLS_TC, 1),
+            Field::MplsBos => (oxm::CLASS_BASIC, oxm::MPLS_BOS, 1),
             Field::Reg(_) | Field::Metadata | Field::PktMark | Field::XReg(_) | Field::XXReg(_) => {
                 let Some(h) = header_of(f) else { continue };
                 h
@@ -270,12 +331,15 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
         let exact = mask == full
             || (f == Field::VlanTci && mask == 0x1fff)
             || (f == Field::NwTos && mask == 0x3f)
+            || (f == Field::NwEcn && mask == 3)
+            || (f == Field::Ipv6Label && mask == 0xf_ffff)
+            || matches!(f, Field::MplsLabel | Field::MplsTc | Field::MplsBos)
             || f == Field::ArpOp;
         put_oxm(out, class, code, vb, if exact { None } else { Some(mb) });
     }
 }
 
-fn reserved_port(p: u32) -> Action {
+pub(crate) fn reserved_port(p: u32) -> Action {
     match p {
         port::IN_PORT => Action::InPort,
         port::NORMAL => Action::Normal,
@@ -353,12 +417,26 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                 let max_len = u16::from_be_bytes([b[4], b[5]]);
                 out.push(match reserved_port(p) {
                     Action::Controller if max_len != 0xffff => Action::ControllerMaxLen(max_len),
+                    Action::Controller => Action::Controller,
+                    _ if max_len != 0 => Action::OutputMaxLen(p, max_len),
                     a => a,
                 });
             }
             act::PUSH_VLAN if b.len() >= 2 => out.push(Action::PushVlan(u16::from_be_bytes([b[0], b[1]]))),
             act::SET_QUEUE if b.len() >= 4 => out.push(Action::SetQueue(be32(b, 0))),
             act::POP_VLAN => out.push(Action::StripVlan),
+            act::SET_NW_TTL if !b.is_empty() => out.push(Action::SetNwTtl(b[0])),
+            act::DEC_NW_TTL => out.push(Action::DecTtl),
+            act::PUSH_MPLS if b.len() >= 2 => {
+                let t = u16::from_be_bytes([b[0], b[1]]);
+                if !matches!(t, 0x8847 | 0x8848) {
+                    return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
+                }
+                out.push(Action::PushMpls(t))
+            }
+            act::POP_MPLS if b.len() >= 2 => out.push(Action::PopMpls(u16::from_be_bytes([b[0], b[1]]))),
+            act::SET_MPLS_TTL if !b.is_empty() => out.push(Action::SetMplsTtl(b[0])),
+            act::DEC_MPLS_TTL => out.push(Action::DecMplsTtl),
             act::SET_FIELD => {
                 // One OXM TLV, then padding.
                 if b.len() < 4 || 4 + usize::from(b[3]) > b.len() || b[2] & 1 != 0 {
@@ -372,6 +450,10 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                 };
                 let v = weft_wire::openflow::be_uint(t.value);
                 let mac = || EthernetAddress::from_bytes(&(v as u64).to_be_bytes()[2..]);
+                if let Some(a) = crate::flow::set_field_from_oxm(t.class, t.field, v, t.value.len()) {
+                    out.push(a?);
+                    continue;
+                }
                 out.push(match (t.class, t.field) {
                     (oxm::CLASS_BASIC, oxm::VLAN_VID) => Action::ModVlanVid((v & 0x0fff) as u16),
                     (oxm::CLASS_BASIC, oxm::ETH_SRC) => Action::SetField(SetField::EthSrc(mac())),
@@ -437,6 +519,17 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         out.push(Action::OutputReg(src));
                     }
                     act::NXAST_EXIT => out.push(Action::Exit),
+                    act::NXAST_DEC_TTL => out.push(Action::DecTtl),
+                    act::NXAST_PUSH_MPLS if b.len() >= 8 => {
+                        let t = u16::from_be_bytes([b[6], b[7]]);
+                        if !matches!(t, 0x8847 | 0x8848) {
+                            return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
+                        }
+                        out.push(Action::PushMpls(t))
+                    }
+                    act::NXAST_POP_MPLS if b.len() >= 8 => out.push(Action::PopMpls(u16::from_be_bytes([b[6], b[7]]))),
+                    act::NXAST_SET_MPLS_TTL if b.len() >= 7 => out.push(Action::SetMplsTtl(b[6])),
+                    act::NXAST_DEC_MPLS_TTL => out.push(Action::DecMplsTtl),
                     act::NXAST_NOTE => {
                         out.push(crate::flow::note(&b[6..]).ok_or((error::BAD_ACTION, error::BAD_ARGUMENT))?);
                     }
@@ -514,7 +607,8 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
 }
 
 /// Writes the instructions for `actions` (an APPLY_ACTIONS list, then GOTO_TABLE if any).
-pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action]) {
+/// `ctx`: what the flow matches (some fields' encodings depend on it: a TCP or a UDP port).
+pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
     let apply: Vec<&Action> = actions
         .iter()
         .filter(|a| {
@@ -526,7 +620,7 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action]) {
         out.extend_from_slice(&inst::APPLY_ACTIONS.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
         for a in apply {
-            put_action(out, a);
+            put_action_in(out, a, ctx);
         }
         let len = (out.len() - at) as u16;
         out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
@@ -549,8 +643,10 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action]) {
     }
 }
 
+/// An OUTPUT to a port other than the controller: `max_len` 0, as OVS writes it (it means something only
+/// towards the controller).
 fn put_output(out: &mut Vec<u8>, p: u32) {
-    put_output_len(out, p, 0xffff);
+    put_output_len(out, p, 0);
 }
 
 fn put_output_len(out: &mut Vec<u8>, p: u32, max_len: u16) {
@@ -583,6 +679,22 @@ fn put_nx(out: &mut Vec<u8>, sub: u16, rest: &[u8]) {
     out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Nicira's dec_ttl (no controller IDs: the packet is dropped where OVS would send it to the controllers).
+pub(crate) fn put_nx_dec_ttl(out: &mut Vec<u8>) {
+    put_nx(out, act::NXAST_DEC_TTL, &[0; 6]);
+}
+
+/// Nicira's MPLS actions, as OpenFlow 1.0 carries them.
+pub(crate) fn put_nx_mpls(out: &mut Vec<u8>, a: &Action) {
+    match *a {
+        Action::PushMpls(t) => put_nx(out, act::NXAST_PUSH_MPLS, &[&t.to_be_bytes()[..], &[0; 4]].concat()),
+        Action::PopMpls(t) => put_nx(out, act::NXAST_POP_MPLS, &[&t.to_be_bytes()[..], &[0; 4]].concat()),
+        Action::SetMplsTtl(t) => put_nx(out, act::NXAST_SET_MPLS_TTL, &[t, 0, 0, 0, 0, 0]),
+        Action::DecMplsTtl => put_nx(out, act::NXAST_DEC_MPLS_TTL, &[0; 6]),
+        _ => {}
+    }
+}
+
 /// NXAST_REG_LOAD2: one OXM TLV (with a mask when given), for writes `NXAST_REG_LOAD` cannot say.
 fn put_load2(out: &mut Vec<u8>, class: u16, field: u8, bytes: usize, value: u128, mask: Option<u128>) {
     let mut tlv = Vec::new();
@@ -592,14 +704,34 @@ fn put_load2(out: &mut Vec<u8>, class: u16, field: u8, bytes: usize, value: u128
 }
 
 pub(crate) fn put_action(out: &mut Vec<u8>, a: &Action) {
+    put_action_in(out, a, Ctx::default())
+}
+
+/// One action, in a flow whose match `ctx` describes.
+pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
     match *a {
+        Action::SetReg { field, value, mask } if crate::flow::is_packet_set(field, mask) => {
+            if let Some((class, code, bytes, v)) = crate::flow::set_field_oxm(field, value, mask, ctx) {
+                put_set_field(out, class, code, &v.to_be_bytes()[16 - bytes..]);
+            }
+        }
+        Action::SetNwTtl(t) => out.extend_from_slice(&[0, 23, 0, 8, t, 0, 0, 0]),
+        Action::DecTtl => out.extend_from_slice(&[0, 24, 0, 8, 0, 0, 0, 0]),
+        Action::PushMpls(t) | Action::PopMpls(t) => {
+            out.extend_from_slice(&[0, if matches!(a, Action::PushMpls(_)) { 19 } else { 20 }, 0, 8]);
+            out.extend_from_slice(&t.to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
+        }
+        Action::SetMplsTtl(t) => out.extend_from_slice(&[0, 15, 0, 8, t, 0, 0, 0]),
+        Action::DecMplsTtl => out.extend_from_slice(&[0, 16, 0, 8, 0, 0, 0, 0]),
         Action::Output(OFPP_LOCAL) | Action::Local => put_output(out, port::LOCAL),
         Action::Output(p) => put_output(out, p),
+        Action::OutputMaxLen(p, n) => put_output_len(out, p, n),
         Action::Normal => put_output(out, port::NORMAL),
         Action::Flood => put_output(out, port::FLOOD),
         Action::All => put_output(out, port::ALL),
         Action::InPort => put_output(out, port::IN_PORT),
-        Action::Controller => put_output(out, port::CONTROLLER),
+        Action::Controller => put_output_len(out, port::CONTROLLER, 0xffff),
         Action::ControllerMaxLen(n) => put_output_len(out, port::CONTROLLER, n),
         Action::Drop | Action::GotoTable(_) | Action::WriteMetadata { .. } | Action::ClearActions => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
@@ -745,7 +877,7 @@ pub fn fuzz_decode(m: &[u8]) {
                     of::put_match(&mut out, |o| put_matches(o, &flow.matches));
                     let (again, _) = of::parse_match(&out).expect("weft's own match parses");
                     assert_eq!(matches_from_oxm(&again).map(|m| m.len()), Ok(flow.matches.len()));
-                    put_instructions(&mut out, &flow.actions);
+                    put_instructions(&mut out, &flow.actions, Ctx::of(&flow.matches));
                     let _ = flow.to_string();
                 }
             }
@@ -760,103 +892,4 @@ pub fn fuzz_decode(m: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use weft_wire::openflow as of;
-
-    fn flow(text: &str) -> Flow {
-        crate::flow::parse(text, &|p| p.parse().ok()).unwrap()
-    }
-
-    /// Encodes a flow's match and instructions as weft sends them (flow statistics) and decodes them as a
-    /// FLOW_MOD's: the same flow comes back.
-    fn round_trip(f: &Flow) -> (Vec<Match>, Vec<Action>) {
-        let mut m = Vec::new();
-        of::put_match(&mut m, |o| put_matches(o, &f.matches));
-        let (tlvs, _) = of::parse_match(&m).unwrap();
-        let matches = matches_from_oxm(&tlvs).unwrap();
-        let mut i = Vec::new();
-        put_instructions(&mut i, &f.actions);
-        let insts = of::parse_tlvs(&i, "instruction").unwrap();
-        (matches, actions_from_instructions(&insts).unwrap())
-    }
-
-    #[test]
-    fn registers_and_their_actions_survive_the_wire() {
-        for text in [
-            "reg0=5,reg7=0x10/0xf0,metadata=0x5/0xf,pkt_mark=1,actions=load:1->reg1,set_field:2->reg3,\
-             load:0xa->NXM_OF_ETH_SRC[0..7],move:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15],write_metadata:0x5/0xff,goto_table:4",
-            "xxreg1=0x5,dl_vlan=7,dl_vlan_pcp=2,actions=load:1->xxreg0[3],load:0x123456789->xreg3,set_field:0x5/0x5->reg3",
-            "ip,vlan_pcp=6,ip_dscp=10,actions=drop",
-            "actions=load:0xffffffffffffffffffff->xxreg2[0..79],set_field:7->xxreg3,move:NXM_NX_XXREG0[]->NXM_NX_XXREG1[]",
-            "actions=set_field:1->pkt_mark,set_field:0x1/0x3->metadata,set_field:9->metadata,move:tun_id->xreg1",
-        ] {
-            let f = flow(text);
-            let (matches, actions) = round_trip(&f);
-            let same = matches.len() == f.matches.len() && f.matches.iter().all(|m| matches.contains(m));
-            assert!(same, "{text}: {matches:?}");
-            assert_eq!(actions, f.actions, "{text}");
-        }
-    }
-
-    #[test]
-    fn load_and_move_headers_are_ovs_encodings() {
-        // load:0x1->NXM_NX_REG1[] as OVS sends it: NXAST_REG_LOAD, ofs_nbits 0/32, NXM_NX_REG1 (0x00010204).
-        let mut out = Vec::new();
-        put_action(&mut out, &flow("actions=load:1->reg1").actions[0]);
-        assert_eq!(
-            out,
-            [0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 7, 0, 31, 0, 1, 2, 4, 0, 0, 0, 0, 0, 0, 0, 1],
-            "{out:02x?}"
-        );
-        // move:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]: NXAST_REG_MOVE, 16 bits, NXM_OF_IN_PORT (0x00000002).
-        let mut out = Vec::new();
-        put_action(&mut out, &flow("actions=move:NXM_OF_IN_PORT[]->NXM_NX_REG0[0..15]").actions[0]);
-        assert_eq!(
-            out,
-            [0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 6, 0, 16, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 4],
-            "{out:02x?}"
-        );
-    }
-
-    #[test]
-    fn a_packet_out_may_send_to_the_table_and_a_flow_may_not() {
-        let mut acts = Vec::new();
-        put_output(&mut acts, port::TABLE);
-        put_output(&mut acts, 3);
-        assert_eq!(
-            packet_out_actions(&acts),
-            Ok(vec![Action::Resubmit { port: None, table: Some(0) }, Action::Output(3)])
-        );
-        let mut i = Vec::new();
-        i.extend_from_slice(&inst::APPLY_ACTIONS.to_be_bytes());
-        i.extend_from_slice(&((8 + acts.len()) as u16).to_be_bytes());
-        i.extend_from_slice(&[0; 4]);
-        i.extend_from_slice(&acts);
-        let insts = of::parse_tlvs(&i, "instruction").unwrap();
-        assert_eq!(actions_from_instructions(&insts), Err((error::BAD_ACTION, error::BAD_OUT_PORT)));
-        // The message itself: buffer, port, the actions' length, padding, actions, frame.
-        let mut body = Vec::new();
-        body.extend_from_slice(&of::NO_BUFFER.to_be_bytes());
-        body.extend_from_slice(&1u32.to_be_bytes());
-        body.extend_from_slice(&(acts.len() as u16).to_be_bytes());
-        body.extend_from_slice(&[0; 6]);
-        body.extend_from_slice(&acts);
-        body.extend_from_slice(&[0xaa; 60]);
-        let po = of::PacketOut::parse(&body).unwrap();
-        assert_eq!((po.in_port, po.actions.len(), po.data.len()), (1, 32, 60));
-        assert!(of::PacketOut::parse(&body[..40]).is_err(), "actions running past the message");
-    }
-
-    #[test]
-    fn loads_weft_cannot_carry_out_are_refused() {
-        // NXAST_REG_LOAD into NXM_OF_IN_PORT: weft does not write the input port.
-        let body = [0, 0, 0x23, 0x20, 0, 7, 0, 15, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1];
-        let t = Tlv { kind: act::EXPERIMENTER, body: &body };
-        assert_eq!(actions_from(&[t], &mut Vec::new()), Err((error::BAD_ACTION, error::BAD_SET_TYPE)));
-        // A load of 9 bits into an 8-bit range.
-        let body = [0, 0, 0x23, 0x20, 0, 7, 0, 7, 0, 1, 0, 4, 0, 0, 0, 0, 0, 0, 1, 0];
-        let t = Tlv { kind: act::EXPERIMENTER, body: &body };
-        assert_eq!(actions_from(&[t], &mut Vec::new()), Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT)));
-    }
-}
+mod tests;
