@@ -354,3 +354,63 @@ fn flows_translate_a_virtual_address_and_port_for_real_tcp() {
         assert!(n > 1000, "{line}");
     }
 }
+
+/// Groups programmed by `ovs-ofctl` over OpenFlow 1.3 forward real traffic: an `all` group copies every frame
+/// to two ports, a `fast_failover` group moves to its second bucket when its first port's link goes down;
+/// `ovs-ofctl dump-groups` reads them back as they were written; a flow naming a missing group is refused with
+/// OFPBAC_BAD_OUT_GROUP, and deleting a group deletes the flows that send to it.
+#[test]
+fn groups_from_ovs_ofctl_forward_real_traffic() {
+    let p = "pg";
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "ovs-ofctl", "tcpdump", "tshark"]) else { return };
+    w.weft("add-br sw1");
+    let left = endpoint_veth("pgl", &h, "pgp1", "10.12.0.1", "2001:db8:12::1");
+    let right = endpoint_veth("pgr", &h, "pgp2", "10.12.0.2", "2001:db8:12::2");
+    let third = endpoint_veth("pgt", &h, "pgp3", "10.12.0.3", "2001:db8:12::3");
+    for port in ["pgp1", "pgp2", "pgp3"] {
+        w.weft(&format!("add-port sw1 {port}"));
+    }
+    w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ofctl(&h, "add-group TARGET 'group_id=1,type=all,bucket=output:2,bucket=output:3'");
+    ofctl(&h, "add-group TARGET 'group_id=2,type=fast_failover,bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3'");
+    ofctl(&h, "add-flow TARGET 'in_port=1,actions=group:1'");
+    ofctl(&h, "add-flow TARGET 'in_port=2,actions=output:1'");
+    ofctl(&h, "add-flow TARGET 'in_port=3,actions=output:1'");
+    let groups = ofctl(&h, "dump-groups TARGET");
+    assert!(groups.contains("group_id=1,type=all,bucket=actions=output:2,bucket=actions=output:3"), "{groups}");
+    assert!(
+        groups.contains("group_id=2,type=ff,bucket=watch_port:2,actions=output:2,bucket=watch_port:3,actions=output:3"),
+        "{groups}"
+    );
+    // The all group: the ping crosses, and the third endpoint sees a copy of every request.
+    let cap = Capture::start(&third, "eth0", tmp.path("third.pcap"));
+    left.ping("10.12.0.2", 3);
+    cap.finish();
+    assert!(!cap.fields("icmp.type == 8 && ip.dst == 10.12.0.2", &["ip.src"]).is_empty(), "no copy reached port 3");
+    // A flow naming a group that is not there is refused, and changes nothing.
+    let r = h.run("timeout 10 ovs-ofctl -O OpenFlow13 add-flow tcp:127.0.0.1:6653 'in_port=1,actions=group:9'");
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("OFPBAC_BAD_OUT_GROUP"),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    // Fast failover: through port 2 while its link is up, through port 3 once it is down.
+    ofctl(&h, "mod-flows TARGET 'in_port=1,actions=group:2'");
+    left.ping("10.12.0.2", 3);
+    let cap = Capture::start(&third, "eth0", tmp.path("failover.pcap"));
+    h.sh("ip link set pgp2 down");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let _ = left.run("ping -c 3 -i 0.2 -W 1 10.12.0.2");
+    cap.finish();
+    assert!(
+        !cap.fields("icmp.type == 8 && ip.dst == 10.12.0.2", &["ip.src"]).is_empty(),
+        "the second bucket took over"
+    );
+    // Deleting group 2 deletes the flow that sends to it.
+    ofctl(&h, "del-groups TARGET group_id=2");
+    let flows = ofctl(&h, "dump-flows TARGET");
+    assert!(!flows.contains("group:2") && flows.contains("in_port=2"), "{flows}");
+    assert!(!ofctl(&h, "dump-groups TARGET").contains("group_id=2"));
+    drop(right);
+}

@@ -66,6 +66,7 @@ fn pipeline(rules: usize) -> Arc<Pipeline> {
         ports: (0..ports.len()).map(|i| PortIdx(i as u16)).collect(),
         has_proxy: false,
         statics: Vec::new(),
+        groups: Vec::new(),
         default_flow: tables.is_empty().then_some(1),
         tables,
     };

@@ -123,6 +123,11 @@ impl Headers {
                     h.nw_dst = u128::from(u32::from(a.target_protocol_addr()));
                     h.arp_sha = a.sender_hardware_addr().as_u64();
                     h.arp_tha = a.target_hardware_addr().as_u64();
+                    // The protocol addresses too, so that a select group spreads ARP by them.
+                    if l3.len() >= 28 {
+                        hash = mix(hash, &l3[14..18]);
+                        hash = mix(hash, &l3[24..28]);
+                    }
                 }
             }
             _ => {}

@@ -12,7 +12,9 @@ use weft_datapath::PortIdx;
 use weft_sys::packet::PacketSocket;
 use weft_sys::tap::Tap;
 
-pub use weft_datapath::switch::pipeline::{ActRt, BridgeRt, PortDesc, PortKind, RuleRt, TableRt, TunnelPort};
+pub use weft_datapath::switch::pipeline::{
+    ActRt, BridgeRt, BucketRt, GroupKind, GroupRt, PortDesc, PortKind, RuleRt, TableRt, TunnelPort,
+};
 pub use weft_datapath::switch::OFPORT_LOCAL;
 /// Underlay MTU assumed when sizing TAP ports.
 pub const UNDERLAY_MTU: u32 = 1500;
@@ -131,6 +133,7 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
     Some(match *a {
         Action::Output(n) => ActRt::Output(port(n)?),
         Action::DecTtl => ActRt::DecTtl,
+        Action::Group(g) => ActRt::Group(g),
         Action::PushMpls(t) => ActRt::PushMpls(t),
         Action::PopMpls(t) => ActRt::PopMpls(t),
         Action::SetMplsTtl(t) => ActRt::SetMplsTtl(t),
@@ -204,6 +207,36 @@ fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
             TableRt { classifier: weft_datapath::classifier::Classifier::new(entries), rules }
         })
         .collect()
+}
+
+/// A bridge's groups for the core: buckets' actions compiled as a flow's, watched ports by index.
+fn build_groups(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> Vec<GroupRt> {
+    use weft_api::group::GroupType;
+    let port = |n: u32| ofports.get(&n).copied();
+    let mut groups: Vec<GroupRt> = b
+        .groups
+        .iter()
+        .map(|g| GroupRt {
+            id: g.id,
+            kind: match g.kind {
+                GroupType::All => GroupKind::All,
+                GroupType::Select => GroupKind::Select,
+                GroupType::Indirect => GroupKind::Indirect,
+                GroupType::FastFailover => GroupKind::FastFailover,
+            },
+            buckets: g
+                .buckets
+                .iter()
+                .map(|bk| BucketRt {
+                    weight: bk.weight,
+                    watch: port(bk.watch_port),
+                    actions: bk.actions.iter().filter_map(|a| act_rt(a, &port)).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    groups.sort_by_key(|g| g.id);
+    groups
 }
 
 /// A socket receiving one encapsulation on one local address (a UDP port for VXLAN or Geneve, IP protocol
@@ -731,7 +764,9 @@ impl Resources {
             let has_proxy = members.iter().any(|i| descs[usize::from(i.0)].tunnel().is_some_and(|t| t.proxy));
             let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (descs[usize::from(i.0)].ofport, *i)).collect();
             let tables = build_tables(b, &ofports);
+            let groups = build_groups(b, &ofports);
             bridges.push(BridgeRt {
+                groups,
                 default_flow: if tables.is_empty() { b.flows.first().map(|f| f.id) } else { None },
                 tables,
                 has_proxy,

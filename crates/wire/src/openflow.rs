@@ -17,6 +17,7 @@ pub mod msg {
     pub const GET_CONFIG_REQUEST: u8 = 7;
     pub const GET_CONFIG_REPLY: u8 = 8;
     pub const SET_CONFIG: u8 = 9;
+    pub const GROUP_MOD: u8 = 15;
     pub const PACKET_IN: u8 = 10;
     pub const PORT_STATUS: u8 = 12;
     pub const PACKET_OUT: u8 = 13;
@@ -39,6 +40,9 @@ pub mod mp {
     pub const AGGREGATE: u16 = 2;
     pub const TABLE: u16 = 3;
     pub const PORT_STATS: u16 = 4;
+    pub const GROUP: u16 = 6;
+    pub const GROUP_DESC: u16 = 7;
+    pub const GROUP_FEATURES: u16 = 8;
     pub const PORT_DESC: u16 = 13;
 }
 
@@ -50,6 +54,7 @@ pub mod error {
     pub const BAD_INSTRUCTION: u16 = 3;
     pub const BAD_MATCH: u16 = 4;
     pub const FLOW_MOD_FAILED: u16 = 5;
+    pub const GROUP_MOD_FAILED: u16 = 6;
     /// HELLO_FAILED / INCOMPATIBLE; BAD_REQUEST / BAD_VERSION.
     pub const INCOMPATIBLE: u16 = 0;
     pub const BAD_VERSION: u16 = 0;
@@ -72,6 +77,22 @@ pub mod error {
     pub const BAD_ARGUMENT: u16 = 5;
     pub const BAD_SET_TYPE: u16 = 13;
     pub const BAD_SET_ARGUMENT: u16 = 15;
+    /// BAD_ACTION / BAD_OUT_GROUP: a `group` action naming no group.
+    pub const BAD_OUT_GROUP: u16 = 9;
+    /// BAD_REQUEST / BAD_STAT... OpenFlow 1.3's BAD_MULTIPART is 2, BAD_TABLE_ID 9.
+    /// GROUP_MOD_FAILED codes.
+    pub mod group {
+        pub const GROUP_EXISTS: u16 = 0;
+        pub const INVALID_GROUP: u16 = 1;
+        pub const WEIGHT_UNSUPPORTED: u16 = 2;
+        pub const OUT_OF_GROUPS: u16 = 3;
+        pub const CHAINING_UNSUPPORTED: u16 = 5;
+        pub const WATCH_UNSUPPORTED: u16 = 6;
+        pub const UNKNOWN_GROUP: u16 = 8;
+        pub const BAD_TYPE: u16 = 10;
+        pub const BAD_COMMAND: u16 = 11;
+        pub const BAD_WATCH: u16 = 13;
+    }
 }
 
 /// Reserved port numbers.
@@ -153,6 +174,7 @@ pub mod act {
     pub const DEC_MPLS_TTL: u16 = 16;
     pub const PUSH_MPLS: u16 = 19;
     pub const POP_MPLS: u16 = 20;
+    pub const GROUP: u16 = 22;
     pub const SET_NW_TTL: u16 = 23;
     pub const DEC_NW_TTL: u16 = 24;
     pub const PUSH_VLAN: u16 = 17;

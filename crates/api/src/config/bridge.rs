@@ -31,6 +31,9 @@ pub struct BridgeConfig {
     /// OpenFlow controller connection (`set-controller`): `ptcp:PORT[:IP]` (weftd listens) or `tcp:IP[:PORT]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<String>,
+    /// OpenFlow groups (GROUP_MOD), by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<crate::group::Group>,
     /// The Bridge row's `external_ids`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: BTreeMap<String, String>,

@@ -146,6 +146,7 @@ impl Config {
             flows: default_flows(),
             next_flow_id: 1,
             controller: None,
+            groups: Vec::new(),
             external_ids: BTreeMap::new(),
         });
         Ok(())
@@ -587,6 +588,20 @@ impl Config {
                 return Err(ConfigError::BridgeExists(b.name.clone()));
             }
             b.local_vlan.validate(&b.name)?;
+            // A flow's group must be one of the bridge's (groups are kept sorted by id).
+            for s in &b.flows {
+                for a in &s.flow.actions {
+                    if let crate::flow::Action::Group(g) = *a {
+                        if b.groups.binary_search_by_key(&g, |x| x.id).is_err() {
+                            return Err(ConfigError::BadSetting(format!(
+                                "bridge {:?}: flow {:?} sends to group {g}, which does not exist",
+                                b.name,
+                                s.flow.to_string()
+                            )));
+                        }
+                    }
+                }
+            }
             let mut port_specs = Vec::with_capacity(b.ports.len());
             for p in &b.ports {
                 check_ifname("port", &p.name)?;

@@ -174,6 +174,8 @@ pub enum Action {
     /// `dec_ttl` (OpenFlow 1.3's DEC_NW_TTL): the TTL or hop limit less one; a packet whose TTL would reach
     /// zero goes no further (dropped and counted as OVS does with no controller asking for it).
     DecTtl,
+    /// `group:N`: the packet to group N of the bridge (which must exist).
+    Group(u32),
     /// `push_mpls:ETHERTYPE` (0x8847 or 0x8848), `pop_mpls:ETHERTYPE`.
     PushMpls(u16),
     PopMpls(u16),
@@ -723,6 +725,7 @@ fn parse_action(
             Action::SetField(SetField::TunId(num(act, need()?, u128::from(u64::MAX))? as u64))
         }
         "mod_nw_ttl" => Action::SetNwTtl(num(act, need()?, 255)? as u8),
+        "group" => Action::Group(num(act, need()?, u128::from(crate::group::MAX))? as u32),
         "push_mpls" | "pop_mpls" => {
             let t = num(act, need()?, 0xffff)? as u16;
             if name == "push_mpls" && !matches!(t, 0x8847 | 0x8848) {

@@ -427,6 +427,13 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
             act::POP_VLAN => out.push(Action::StripVlan),
             act::SET_NW_TTL if !b.is_empty() => out.push(Action::SetNwTtl(b[0])),
             act::DEC_NW_TTL => out.push(Action::DecTtl),
+            act::GROUP if b.len() >= 4 => {
+                let g = be32(b, 0);
+                if g > crate::group::MAX {
+                    return Err((error::BAD_ACTION, error::BAD_OUT_GROUP));
+                }
+                out.push(Action::Group(g))
+            }
             act::PUSH_MPLS if b.len() >= 2 => {
                 let t = u16::from_be_bytes([b[0], b[1]]);
                 if !matches!(t, 0x8847 | 0x8848) {
@@ -717,6 +724,10 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         }
         Action::SetNwTtl(t) => out.extend_from_slice(&[0, 23, 0, 8, t, 0, 0, 0]),
         Action::DecTtl => out.extend_from_slice(&[0, 24, 0, 8, 0, 0, 0, 0]),
+        Action::Group(g) => {
+            out.extend_from_slice(&[0, 22, 0, 8]);
+            out.extend_from_slice(&g.to_be_bytes());
+        }
         Action::PushMpls(t) | Action::PopMpls(t) => {
             out.extend_from_slice(&[0, if matches!(a, Action::PushMpls(_)) { 19 } else { 20 }, 0, 8]);
             out.extend_from_slice(&t.to_be_bytes());

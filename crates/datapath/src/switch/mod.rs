@@ -14,6 +14,7 @@
 
 pub mod demux;
 pub mod egress;
+mod group;
 mod interface;
 pub mod pipeline;
 mod rewrite;
@@ -97,6 +98,7 @@ impl Default for Switch {
 }
 
 /// What a frame carries through a flow's actions.
+#[derive(Clone)]
 struct ActState {
     /// The packet's key as the actions so far left it: later tables look it up (registers, metadata and
     /// rewritten fields included).
@@ -651,6 +653,7 @@ impl Tables {
                     }
                 }
                 ActRt::DecTtl => {}
+                ActRt::Group(id) => self.run_group(r, table, (cookie, table_miss), id, st, depth),
                 ActRt::PushMpls(t) => {
                     if !self.push_mpls(r, st, t) {
                         return;

@@ -84,9 +84,39 @@ pub struct BridgeRt {
     /// Flow tables by table number; empty when the bridge has only `priority=0 actions=NORMAL` (then the
     /// switch goes straight to the learning switch).
     pub tables: Vec<TableRt>,
+    /// OpenFlow groups, sorted by id (`group:N` finds its group by binary search).
+    pub groups: Vec<GroupRt>,
     /// The id of that lone `priority=0 actions=NORMAL` flow when `tables` is empty: its counters count
     /// every frame the learning switch takes, as the flow's would.
     pub default_flow: Option<u64>,
+}
+
+/// How a group picks its buckets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupKind {
+    /// Every bucket, each on its own copy of the packet.
+    All,
+    /// One bucket, by a hash of the flow, in proportion to the weights (one flow stays on one bucket).
+    Select,
+    /// Its only bucket.
+    Indirect,
+    /// The first bucket whose watched port's link is up.
+    FastFailover,
+}
+
+#[derive(Debug)]
+pub struct GroupRt {
+    pub id: u32,
+    pub kind: GroupKind,
+    pub buckets: Vec<BucketRt>,
+}
+
+#[derive(Debug)]
+pub struct BucketRt {
+    pub weight: u16,
+    /// The port whose link decides a fast-failover bucket (`None`: not a port of the bridge, never live).
+    pub watch: Option<PortIdx>,
+    pub actions: Vec<ActRt>,
 }
 
 /// One flow table, ready for lookups.
@@ -152,6 +182,8 @@ pub enum ActRt {
     OutputReg(SubSlot),
     /// `exit`: no further action runs for this packet.
     Exit,
+    /// `group:N`: the packet to the bridge's group N (none such: nothing).
+    Group(u32),
     /// `dec_ttl`: the IP TTL (hop limit) less one; at one or zero the packet goes no further (dropped and
     /// counted). Not IP: nothing.
     DecTtl,

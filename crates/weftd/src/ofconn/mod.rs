@@ -4,6 +4,7 @@
 //! same transactions as the CLI. Packets that reach `actions=controller` come from the datapath through a
 //! bounded channel and go to each connection's own bounded queue as PACKET_IN.
 
+mod groups;
 mod of10;
 mod requests;
 

@@ -58,6 +58,10 @@ pub(super) fn handle(
             Ok(()) => vec![],
             Err(e) => vec![error_msg(h.xid, e, m)],
         },
+        msg::GROUP_MOD => match super::groups::group_mod(st, bridge, body) {
+            Ok(()) => vec![],
+            Err(e) => vec![error_msg(h.xid, e, m)],
+        },
         msg::PACKET_OUT => match packet_out(st, bridge, body) {
             Ok(()) => vec![],
             Err(e) => vec![error_msg(h.xid, e, m)],
@@ -146,6 +150,15 @@ pub(super) fn apply_flow_mod(
         return Err((error::BAD_MATCH, error::BAD_PREREQ));
     }
     let mut new = st.config().clone();
+    // A group the flow sends to must be there.
+    let groups = new.bridges.iter().find(|b| b.name == bridge).map(|b| &b.groups);
+    for a in &flow.actions {
+        if let weft_api::flow::Action::Group(g) = *a {
+            if !groups.is_some_and(|gs| gs.iter().any(|x| x.id == g)) {
+                return Err((error::BAD_ACTION, error::BAD_OUT_GROUP));
+            }
+        }
+    }
     let r = match fm.command {
         of::flow_cmd::ADD => {
             flow.cookie_mask = 0;
@@ -226,6 +239,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
     let mut entries: Vec<Vec<u8>> = Vec::new();
     match kind {
         of::mp::DESC => entries.push(desc(bridge)),
+        of::mp::GROUP_DESC | of::mp::GROUP_FEATURES => entries.extend(super::groups::describe(st, bridge, kind)),
         of::mp::FLOW | of::mp::AGGREGATE => {
             if req.len() < 32 {
                 return Err((error::BAD_REQUEST, error::BAD_LEN));

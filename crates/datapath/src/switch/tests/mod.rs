@@ -7,6 +7,7 @@ mod bridging;
 mod edges;
 mod egress;
 mod flows;
+mod groups;
 mod registers;
 mod rewrites;
 mod workers;
@@ -50,6 +51,7 @@ impl Net {
             has_proxy: false,
             statics: Vec::new(),
             tables: Vec::new(),
+            groups: Vec::new(),
             default_flow: Some(1),
         });
         self.port(name, OFPORT_LOCAL, PortKind::Tap { vnet_hdr: true })
@@ -130,6 +132,18 @@ impl Net {
             });
         }
         b.tables[table] = TableRt { classifier: Classifier::new(entries), rules };
+        self
+    }
+
+    /// Adds group `id` to the last bridge: buckets of (weight, watched port, actions).
+    fn group(mut self, id: u32, kind: GroupKind, buckets: Vec<(u16, Option<&str>, Vec<ActRt>)>) -> Net {
+        let buckets = buckets
+            .into_iter()
+            .map(|(weight, watch, actions)| BucketRt { weight, watch: watch.map(|w| self.idx(w)), actions })
+            .collect();
+        let b = self.bridges.last_mut().unwrap();
+        b.groups.push(GroupRt { id, kind, buckets });
+        b.groups.sort_by_key(|g| g.id);
         self
     }
 

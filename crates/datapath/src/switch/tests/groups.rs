@@ -1,0 +1,69 @@
+use super::*;
+
+// ---- Groups: all, select, indirect, fast failover ----
+
+fn three_taps() -> Net {
+    two_taps().tap("p4", 4)
+}
+
+#[test]
+fn an_all_group_sends_a_copy_through_every_bucket_each_rewritten_on_its_own() {
+    let set_dst = |mac: u64| ActRt::SetBits { slot: slot::DL_DST, value: u128::from(mac), mask: 0xffff_ffff_ffff };
+    let net = three_taps()
+        .group(
+            1,
+            GroupKind::All,
+            vec![(0, None, vec![set_dst(0x0200_0000_0099), ActRt::Output(P2)]), (0, None, vec![ActRt::Output(P3)])],
+        )
+        .table(0, vec![(10, vec![], vec![ActRt::Group(1), ActRt::Group(7), ActRt::Output(PortIdx(4))])]);
+    let mut h = Harness::new(net.build());
+    let frame = raw(B, A);
+    let out = h.send("p1", &frame);
+    let ports: Vec<&str> = out.iter().map(|o| o.port.as_str()).collect();
+    assert_eq!(ports, ["p2", "p3", "p4"], "both buckets, then the flow's own output; group 7 does not exist");
+    assert_eq!(&out[0].frame[0..6], &[2, 0, 0, 0, 0, 0x99]);
+    assert_eq!(out[1].frame, frame, "the second bucket sees the packet as it came");
+    assert_eq!(out[2].frame, frame, "and so do the actions after the group");
+}
+
+#[test]
+fn a_select_group_keeps_a_flow_on_one_bucket_and_shares_flows_by_weight() {
+    let net = three_taps()
+        .group(2, GroupKind::Select, vec![(1, None, vec![ActRt::Output(P2)]), (3, None, vec![ActRt::Output(P3)])])
+        .table(0, vec![(10, vec![], vec![ActRt::Group(2)])]);
+    let mut h = Harness::new(net.build());
+    let mut counts = [0u32; 2];
+    for port in 0..400u16 {
+        let f = udp4(B, A, 60, false, 1000 + port);
+        let first = h.ports("p1", &f);
+        assert_eq!(first.len(), 1);
+        assert_eq!(h.ports("p1", &f), first, "one flow, one bucket");
+        counts[usize::from(first[0] == "p3")] += 1;
+    }
+    // Weights 1:3 — about 100 and 300 of 400 flows.
+    assert!((60..=140).contains(&counts[0]) && (260..=340).contains(&counts[1]), "{counts:?}");
+}
+
+#[test]
+fn indirect_and_fast_failover_groups() {
+    let net = three_taps()
+        .group(3, GroupKind::Indirect, vec![(0, None, vec![ActRt::Output(P3)])])
+        .group(
+            4,
+            GroupKind::FastFailover,
+            vec![(0, Some("p2"), vec![ActRt::Output(P2)]), (0, Some("p3"), vec![ActRt::Output(P3)])],
+        )
+        .table(
+            0,
+            vec![
+                (20, vec![m(slot::DL_SRC, u128::from(A.as_u64()))], vec![ActRt::Group(3)]),
+                (10, vec![], vec![ActRt::Group(4)]),
+            ],
+        );
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p3"]);
+    assert_eq!(h.ports("p1", &raw(A, B)), ["p2"], "the first live bucket");
+    // p2's link goes down: the next bucket takes over.
+    h.sw.set_link_down(["p2".to_string()].into_iter().collect());
+    assert_eq!(h.ports("p1", &raw(A, B)), ["p3"]);
+}
