@@ -386,14 +386,26 @@ pub fn endpoint_veth(name: &str, host: &Ns, port: &str, v4: &str, v6: &str) -> N
 pub fn tcp_both_ways(client: &Ns, server: &Ns, dsts: &[&str], what: &str) {
     for dst in dsts {
         for reverse in ["", " -R"] {
-            server.sh(&format!("iperf3 -s -1 -D -B {dst}"));
-            std::thread::sleep(Duration::from_millis(300));
-            let out = client.sh(&format!("timeout 30 iperf3 -c {dst} -t 2 -J{reverse}"));
-            let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
-            let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
+            let bps = iperf3_bps(client, server, dst, dst, 5201, reverse);
             assert!(bps > 50e6, "TCP to {dst}{reverse} {what} reached only {bps} bit/s");
         }
     }
+}
+
+/// One 2-second iperf3 TCP run from `client` to `dst:port` (`extra`: more iperf3 arguments, such as " -R")
+/// against a server that `server` starts bound to `bind` and `port`: the bits per second received.
+pub fn iperf3_bps(client: &Ns, server: &Ns, bind: &str, dst: &str, port: u16, extra: &str) -> f64 {
+    server.sh(&format!("iperf3 -s -1 -D -B {bind} -p {port}"));
+    std::thread::sleep(Duration::from_millis(300));
+    iperf3_client_bps(client, dst, port, extra)
+}
+
+/// A 2-second iperf3 TCP run from `client` to `dst:port`, a server already listening behind it: the bits
+/// per second received.
+pub fn iperf3_client_bps(client: &Ns, dst: &str, port: u16, extra: &str) -> f64 {
+    let out = client.sh(&format!("timeout 30 iperf3 -c {dst} -p {port} -t 2 -J{extra}"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
+    v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0)
 }
 
 /// Moves TAP `tap` from `host` into a new endpoint namespace and addresses it.

@@ -331,12 +331,7 @@ pub fn matches_from_nxm(b: &[u8]) -> Result<Vec<Match>, OfError> {
     let mut out: Vec<Match> = Vec::new();
     for t in &tlvs {
         let (field, bits) = nxm_field(t)?;
-        if t.value.len() * 8 != bits as usize {
-            return Err((error::BAD_MATCH, error::BAD_VALUE));
-        }
-        let full = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
-        let mut value = weft_wire::openflow::be_uint(t.value);
-        let mut mask = t.mask.map_or(full, weft_wire::openflow::be_uint);
+        let (mut value, mut mask) = crate::ofp::tlv_value_mask(t, bits)?;
         match field {
             Field::InPort if t.mask.is_some() => return Err((error::BAD_MATCH, error::BAD_MASK)),
             Field::InPort => {

@@ -23,28 +23,28 @@ fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], Strin
         (Field::DlDst, &["eth_dst", "dl_dst"], "NXM_OF_ETH_DST", 48, true),
         (Field::InPort, &["in_port"], "NXM_OF_IN_PORT", 16, false),
         (Field::DlType, &["eth_type", "dl_type"], "NXM_OF_ETH_TYPE", 16, false),
-        (Field::VlanTci, &["vlan_tci"], "NXM_OF_VLAN_TCI", 16, false),
-        (Field::NwSrc, &["ip_src", "nw_src"], "NXM_OF_IP_SRC", 32, false),
-        (Field::NwDst, &["ip_dst", "nw_dst"], "NXM_OF_IP_DST", 32, false),
+        (Field::VlanTci, &["vlan_tci"], "NXM_OF_VLAN_TCI", 16, true),
+        (Field::NwSrc, &["ip_src", "nw_src"], "NXM_OF_IP_SRC", 32, true),
+        (Field::NwDst, &["ip_dst", "nw_dst"], "NXM_OF_IP_DST", 32, true),
         (Field::NwProto, &["nw_proto", "ip_proto"], "NXM_OF_IP_PROTO", 8, false),
-        (Field::NwTos, &["nw_tos"], "NXM_OF_IP_TOS", 8, false),
-        (Field::TpSrc, &["tcp_src", "tp_src"], "NXM_OF_TCP_SRC", 16, false),
-        (Field::TpDst, &["tcp_dst", "tp_dst"], "NXM_OF_TCP_DST", 16, false),
-        (Field::Ipv6Src, &["ipv6_src"], "NXM_NX_IPV6_SRC", 128, false),
-        (Field::Ipv6Dst, &["ipv6_dst"], "NXM_NX_IPV6_DST", 128, false),
-        (Field::ArpOp, &["arp_op"], "NXM_OF_ARP_OP", 16, false),
-        (Field::ArpSpa, &["arp_spa"], "NXM_OF_ARP_SPA", 32, false),
-        (Field::ArpTpa, &["arp_tpa"], "NXM_OF_ARP_TPA", 32, false),
+        (Field::NwTos, &["nw_tos"], "NXM_OF_IP_TOS", 8, true),
+        (Field::TpSrc, &["tcp_src", "tp_src"], "NXM_OF_TCP_SRC", 16, true),
+        (Field::TpDst, &["tcp_dst", "tp_dst"], "NXM_OF_TCP_DST", 16, true),
+        (Field::Ipv6Src, &["ipv6_src"], "NXM_NX_IPV6_SRC", 128, true),
+        (Field::Ipv6Dst, &["ipv6_dst"], "NXM_NX_IPV6_DST", 128, true),
+        (Field::ArpOp, &["arp_op"], "NXM_OF_ARP_OP", 16, true),
+        (Field::ArpSpa, &["arp_spa"], "NXM_OF_ARP_SPA", 32, true),
+        (Field::ArpTpa, &["arp_tpa"], "NXM_OF_ARP_TPA", 32, true),
         (Field::TunSrc, &["tun_src"], "NXM_NX_TUN_IPV4_SRC", 32, false),
         (Field::TunDst, &["tun_dst"], "NXM_NX_TUN_IPV4_DST", 32, false),
-        (Field::NwEcn, &["nw_ecn", "ip_ecn"], "NXM_NX_IP_ECN", 2, false),
-        (Field::NwTtl, &["nw_ttl"], "NXM_NX_IP_TTL", 8, false),
-        (Field::Ipv6Label, &["ipv6_label"], "NXM_NX_IPV6_LABEL", 20, false),
-        (Field::ArpSha, &["arp_sha", "nd_sll"], "NXM_NX_ARP_SHA", 48, false),
-        (Field::ArpTha, &["arp_tha", "nd_tll"], "NXM_NX_ARP_THA", 48, false),
-        (Field::NdTarget, &["nd_target"], "NXM_NX_ND_TARGET", 128, false),
-        (Field::MplsLabel, &["mpls_label"], "OXM_OF_MPLS_LABEL", 20, false),
-        (Field::MplsTc, &["mpls_tc"], "OXM_OF_MPLS_TC", 3, false),
+        (Field::NwEcn, &["nw_ecn", "ip_ecn"], "NXM_NX_IP_ECN", 2, true),
+        (Field::NwTtl, &["nw_ttl"], "NXM_NX_IP_TTL", 8, true),
+        (Field::Ipv6Label, &["ipv6_label"], "NXM_NX_IPV6_LABEL", 20, true),
+        (Field::ArpSha, &["arp_sha", "nd_sll"], "NXM_NX_ARP_SHA", 48, true),
+        (Field::ArpTha, &["arp_tha", "nd_tll"], "NXM_NX_ARP_THA", 48, true),
+        (Field::NdTarget, &["nd_target"], "NXM_NX_ND_TARGET", 128, true),
+        (Field::MplsLabel, &["mpls_label"], "OXM_OF_MPLS_LABEL", 20, true),
+        (Field::MplsTc, &["mpls_tc"], "OXM_OF_MPLS_TC", 3, true),
         (Field::MplsBos, &["mpls_bos"], "OXM_OF_MPLS_BOS", 1, false),
     ];
     const REGS: [&str; 16] = [
@@ -83,7 +83,9 @@ impl Field {
         named_fields().find(|n| n.0 == self).map_or("?", |n| n.1[0])
     }
 
-    /// Whether actions may write it (registers, metadata, the mark, the tunnel ID, the Ethernet addresses).
+    /// Whether actions may write it: registers, metadata, the mark, the tunnel ID, and the packet's fields
+    /// but for the input port, the EtherType, the IP protocol and MPLS's bottom-of-stack bit (read-only, as
+    /// in OVS).
     pub fn writable(self) -> bool {
         named_fields().any(|n| n.0 == self && n.4)
     }
@@ -209,4 +211,5 @@ pub fn note(raw: &[u8]) -> Option<Action> {
 }
 
 /// What `load` and `move` may write, for error messages.
-pub(super) const WRITABLE: &str = "registers, xreg, xxreg, metadata, pkt_mark, tun_id, eth_src and eth_dst";
+pub(super) const WRITABLE: &str =
+    "registers, xreg, xxreg, metadata, pkt_mark, tun_id and the packet's fields but in_port, eth_type, ip_proto and mpls_bos";

@@ -230,6 +230,11 @@ fn new_fields_and_writes_print_as_open_vswitch_prints_them() {
             "mplsm,in_port=1,mpls_label=5 actions=set_field:7->mpls_label,set_field:3->mpls_tc",
         ),
         ("dl_vlan=5,actions=set_field:5->vlan_pcp,mod_vlan_pcp:3", "dl_vlan=5 actions=set_field:5->vlan_pcp,set_field:3->vlan_pcp"),
+        (
+            "tcp,actions=load:5->NXM_NX_IP_TTL[],move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],load:0x50->NXM_OF_TCP_DST[]",
+            "tcp actions=load:0x5->NXM_NX_IP_TTL[],move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],load:0x50->NXM_OF_TCP_DST[]",
+        ),
+        ("actions=load:0->NXM_OF_VLAN_TCI[]", "actions=load:0->NXM_OF_VLAN_TCI[]"),
     ] {
         assert_eq!(p(text).unwrap().to_string(), ovs, "{text}");
     }
@@ -242,6 +247,8 @@ fn new_fields_and_writes_print_as_open_vswitch_prints_them() {
         "icmp6,nd_target=::1,actions=drop",
         "ip,actions=push_mpls:0x0800",
         "ipv6,ipv6_label=0x100000,actions=drop",
+        "actions=load:1->NXM_OF_IP_PROTO[]",
+        "ip,actions=load:1->OXM_OF_MPLS_BOS[]",
     ] {
         assert!(p(bad).is_err(), "{bad}");
     }

@@ -173,17 +173,21 @@ pub(crate) fn narrow(field: Field, value: u128, mask: Option<u128>) -> Result<(u
     }
 }
 
+/// A match TLV's value and mask (all ones when it has none), checked against the field's width in bits.
+pub(crate) fn tlv_value_mask(t: &OxmTlv<'_>, bits: u32) -> Result<(u128, u128), OfError> {
+    if t.value.len() * 8 != bits as usize {
+        return Err((error::BAD_MATCH, error::BAD_VALUE));
+    }
+    let full = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+    Ok((weft_wire::openflow::be_uint(t.value), t.mask.map_or(full, weft_wire::openflow::be_uint)))
+}
+
 /// The matches of an OXM list.
 pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
     let mut out: Vec<Match> = Vec::new();
     for t in tlvs {
         let (field, bits) = field_of(t)?;
-        if t.value.len() * 8 != bits as usize {
-            return Err((error::BAD_MATCH, error::BAD_VALUE));
-        }
-        let full = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
-        let mut value = weft_wire::openflow::be_uint(t.value);
-        let mut mask = t.mask.map_or(full, weft_wire::openflow::be_uint);
+        let (mut value, mut mask) = tlv_value_mask(t, bits)?;
         match field {
             // OpenFlow's DSCP is the TOS byte's top 6 bits; weft (like ovs-ofctl's nw_tos) keeps the byte.
             Field::NwTos => {

@@ -18,6 +18,19 @@ fn round_trip(f: &Flow) -> (Vec<Match>, Vec<Action>) {
     (matches, actions_from_instructions(&insts).unwrap())
 }
 
+/// The flow goes out as OXM and instructions and comes back the same, and prints back the same (names that
+/// depend on the match, such as `udp_src` or `nd_sll`, included).
+fn assert_round_trips(text: &str) {
+    let f = flow(text);
+    let (matches, actions) = round_trip(&f);
+    let same = matches.len() == f.matches.len() && f.matches.iter().all(|m| matches.contains(m));
+    assert!(same, "{text}: {matches:?}");
+    assert_eq!(actions, f.actions, "{text}");
+    let mut back = f.clone();
+    back.actions = actions;
+    assert_eq!(back.to_string(), f.to_string());
+}
+
 #[test]
 fn registers_and_their_actions_survive_the_wire() {
     for text in [
@@ -28,11 +41,7 @@ fn registers_and_their_actions_survive_the_wire() {
         "actions=load:0xffffffffffffffffffff->xxreg2[0..79],set_field:7->xxreg3,move:NXM_NX_XXREG0[]->NXM_NX_XXREG1[]",
         "actions=set_field:1->pkt_mark,set_field:0x1/0x3->metadata,set_field:9->metadata,move:tun_id->xreg1",
     ] {
-        let f = flow(text);
-        let (matches, actions) = round_trip(&f);
-        let same = matches.len() == f.matches.len() && f.matches.iter().all(|m| matches.contains(m));
-        assert!(same, "{text}: {matches:?}");
-        assert_eq!(actions, f.actions, "{text}");
+        assert_round_trips(text);
     }
 }
 
@@ -105,15 +114,7 @@ fn packet_field_writes_and_new_matches_survive_the_wire() {
         "mpls,mpls_label=5,mpls_tc=3,mpls_bos=1,actions=pop_mpls:0x0800,dec_ttl",
         "dl_vlan=5,actions=set_field:5->vlan_pcp",
     ] {
-        let f = flow(text);
-        let (matches, actions) = round_trip(&f);
-        let same = matches.len() == f.matches.len() && f.matches.iter().all(|m| matches.contains(m));
-        assert!(same, "{text}: {matches:?}");
-        assert_eq!(actions, f.actions, "{text}");
-        // And it prints back the same, names that depend on the match (udp_src, nd_sll) included.
-        let mut back = f.clone();
-        back.actions = actions;
-        assert_eq!(back.to_string(), f.to_string());
+        assert_round_trips(text);
     }
     // A UDP port write goes as OXM UDP_SRC (field 15), not TCP's (13).
     let f = flow("udp,actions=set_field:80->udp_src");

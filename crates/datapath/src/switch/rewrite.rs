@@ -116,18 +116,15 @@ const CRC32C: [u32; 256] = {
     t
 };
 
-/// Computes an SCTP packet's checksum again (over `sctp`, the common header and its chunks).
-fn sctp_checksum(sctp: &mut [u8]) {
-    if sctp.len() < 12 {
-        return;
-    }
-    sctp[8..12].fill(0);
+/// An SCTP packet's correct checksum (over `sctp`, the common header and its chunks, the checksum field
+/// counted as zero), as stored: little-endian (RFC 4960, appendix B).
+fn sctp_crc(sctp: &[u8]) -> u32 {
     let mut c = !0u32;
-    for &b in sctp.iter() {
+    for (i, &b) in sctp.iter().enumerate() {
+        let b = if (8..12).contains(&i) { 0 } else { b };
         c = CRC32C[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
-    // Stored little-endian (RFC 4960, appendix B).
-    sctp[8..12].copy_from_slice(&(!c).to_le_bytes());
+    !c
 }
 
 /// Writes key field `s` (whose new value is `v`) into the frame, fixing checksums; `partial` says the
@@ -231,15 +228,20 @@ pub(super) fn write_field(frame: &mut [u8], h: &mut Headers, partial: bool, s: S
                     if frame.len() < l4 + 12 {
                         return false;
                     }
-                    frame[l4 + if second { 2 } else { 0 }..][..2].copy_from_slice(&(v as u16).to_be_bytes());
                     // Over the IP payload only, not the Ethernet padding behind it.
                     let end = if ip6 {
                         l3 + 40 + usize::from(u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]))
                     } else {
                         l3 + usize::from(u16::from_be_bytes([frame[l3 + 2], frame[l3 + 3]]))
                     };
-                    let end = end.clamp(l4, frame.len());
-                    sctp_checksum(&mut frame[l4..end]);
+                    let end = end.clamp(l4 + 12, frame.len());
+                    // The checksum moves by what the port changes: a correct one stays correct, a wrong one
+                    // stays wrong by as much (as OVS does: a switch does not hide corruption).
+                    let stored = u32::from_le_bytes([frame[l4 + 8], frame[l4 + 9], frame[l4 + 10], frame[l4 + 11]]);
+                    let before = sctp_crc(&frame[l4..end]);
+                    frame[l4 + if second { 2 } else { 0 }..][..2].copy_from_slice(&(v as u16).to_be_bytes());
+                    let after = sctp_crc(&frame[l4..end]);
+                    frame[l4 + 8..l4 + 12].copy_from_slice(&(stored ^ before ^ after).to_le_bytes());
                 }
                 // ICMP type and code: one byte each, in the word the ICMP checksum covers.
                 Some(1 | 58) => {
@@ -379,13 +381,18 @@ mod tests {
         let mut h = Headers::parse(&f);
         write_field(&mut f, &mut h, false, slot::NW_SRC, 1);
         assert_eq!(read16(&f, 40), 0);
+        // SCTP: a correct checksum stays correct; a wrong one stays wrong by as much.
         let mut s = tcp4();
         s[23] = 132;
+        let good = sctp_crc(&s[34..]);
+        s[42..46].copy_from_slice(&good.to_le_bytes());
         let mut h = Headers::parse(&s);
         write_field(&mut s, &mut h, false, slot::TP_SRC, 7);
         let stored = u32::from_le_bytes([s[42], s[43], s[44], s[45]]);
-        sctp_checksum(&mut s[34..]);
-        assert_eq!(u32::from_le_bytes([s[42], s[43], s[44], s[45]]), stored);
+        assert_eq!(stored, sctp_crc(&s[34..]));
+        s[42] ^= 0x55;
+        write_field(&mut s, &mut h, false, slot::TP_DST, 9);
+        assert_eq!(u32::from_le_bytes([s[42], s[43], s[44], s[45]]), sctp_crc(&s[34..]) ^ 0x55);
         // RFC 3720's CRC32c check value of 32 zero bytes.
         let mut c = !0u32;
         for b in [0u8; 32] {

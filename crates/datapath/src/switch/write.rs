@@ -55,9 +55,8 @@ impl Tables {
             // A tagged frame's priority or ID (an untagged frame has no tag to change).
             slot::VLAN_TCI => {
                 let k = st.key.get(s) as u16;
-                if k & 0x1000 != 0 {
-                    st.set_tci(k & !0x1000);
-                }
+                // Without the "tagged" bit the frame leaves untagged (a load into vlan_tci can take a tag off).
+                st.set_tci(if k & 0x1000 != 0 { k & !0x1000 } else { 0 });
                 true
             }
             slot::NW_SRC
