@@ -250,19 +250,23 @@ pub struct Classifier {
     /// Highest `max_priority` first.
     subtables: Vec<Subtable>,
     rules: usize,
-    /// No rule looks past the packet's own words (no register, metadata or mark).
-    packet_only: bool,
+    /// How many of the key's first words hold every bit a rule looks at: [`COMMON_WORDS`] when no rule
+    /// looks past the common packet fields, [`PACKET_WORDS`] when none looks past the packet's own, else the
+    /// whole key.
+    cache_words: usize,
 }
 
-/// The first fourteen words of a key: the packet's own fields. A table whose rules look at nothing else (no
-/// register, metadata or mark) caches on these alone, at half the cost of the whole key.
+/// The first N words of a key. A table whose rules look at nothing past them caches on these alone: the
+/// first [`COMMON_WORDS`] (the fields most tables match) at about half the cost of the whole key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PacketWords([u64; PACKET_WORDS]);
+struct FirstWords<const N: usize>([u64; N]);
 
 /// Words of a key that come from the packet; the rest are the pipeline's registers, metadata and mark.
 const PACKET_WORDS: usize = 14;
+/// The packet words most tables match: all but ARP's hardware addresses and neighbor discovery's target.
+const COMMON_WORDS: usize = 10;
 
-impl Hash for PacketWords {
+impl<const N: usize> Hash for FirstWords<N> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         let mut h: u64 = 0;
         for w in self.0 {
@@ -279,18 +283,34 @@ type CacheMap<K> = HashMap<K, Option<u32>, BuildHasherDefault<crate::fdb::KeyHas
 /// classifier is replaced.
 #[derive(Default, Clone)]
 pub struct FlowCache {
-    narrow: CacheMap<PacketWords>,
+    common: CacheMap<FirstWords<COMMON_WORDS>>,
+    narrow: CacheMap<FirstWords<PACKET_WORDS>>,
     wide: CacheMap<FlowKey>,
+}
+
+/// The cached result for `k`, or the classifier's, remembered (the map emptied when full).
+#[inline]
+fn cached<K: Hash + Eq>(map: &mut CacheMap<K>, k: K, c: &Classifier, key: &FlowKey) -> Option<u32> {
+    if let Some(hit) = map.get(&k) {
+        return *hit;
+    }
+    let r = c.classify(key);
+    if map.len() >= CACHE_MAX {
+        map.clear();
+    }
+    map.insert(k, r);
+    r
 }
 
 impl FlowCache {
     pub fn clear(&mut self) {
+        self.common.clear();
         self.narrow.clear();
         self.wide.clear();
     }
 
     pub fn len(&self) -> usize {
-        self.narrow.len() + self.wide.len()
+        self.common.len() + self.narrow.len() + self.wide.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -300,28 +320,19 @@ impl FlowCache {
     /// The highest-priority rule of `c` matching `key`: from the cache, or classified and remembered.
     #[inline]
     pub fn lookup(&mut self, c: &Classifier, key: &FlowKey) -> Option<u32> {
-        if c.packet_only {
-            let mut k = PacketWords([0; PACKET_WORDS]);
-            k.0.copy_from_slice(&key.w[..PACKET_WORDS]);
-            if let Some(hit) = self.narrow.get(&k) {
-                return *hit;
+        match c.cache_words {
+            COMMON_WORDS => {
+                let mut k = FirstWords([0; COMMON_WORDS]);
+                k.0.copy_from_slice(&key.w[..COMMON_WORDS]);
+                cached(&mut self.common, k, c, key)
             }
-            let r = c.classify(key);
-            if self.narrow.len() >= CACHE_MAX {
-                self.narrow.clear();
+            PACKET_WORDS => {
+                let mut k = FirstWords([0; PACKET_WORDS]);
+                k.0.copy_from_slice(&key.w[..PACKET_WORDS]);
+                cached(&mut self.narrow, k, c, key)
             }
-            self.narrow.insert(k, r);
-            return r;
+            _ => cached(&mut self.wide, *key, c, key),
         }
-        if let Some(hit) = self.wide.get(key) {
-            return *hit;
-        }
-        let r = c.classify(key);
-        if self.wide.len() >= CACHE_MAX {
-            self.wide.clear();
-        }
-        self.wide.insert(*key, r);
-        r
     }
 }
 
@@ -364,8 +375,14 @@ impl Classifier {
             list.insert(at, (r.priority, r.id));
         }
         subtables.sort_by_key(|s| std::cmp::Reverse(s.max_priority));
-        let packet_only = union.w[PACKET_WORDS..].iter().all(|w| *w == 0);
-        Classifier { subtables, rules: n, packet_only }
+        let cache_words = if union.w[COMMON_WORDS..].iter().all(|w| *w == 0) {
+            COMMON_WORDS
+        } else if union.w[PACKET_WORDS..].iter().all(|w| *w == 0) {
+            PACKET_WORDS
+        } else {
+            KEY_WORDS
+        };
+        Classifier { subtables, rules: n, cache_words }
     }
 
     pub fn len(&self) -> usize {
