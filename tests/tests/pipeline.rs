@@ -414,3 +414,83 @@ fn groups_from_ovs_ofctl_forward_real_traffic() {
     assert!(!ofctl(&h, "dump-groups TARGET").contains("group_id=2"));
     drop(right);
 }
+
+/// What an iperf3 UDP run (`-l 1200`) delivered, in bits per second: what was sent less what was lost.
+fn udp_received_bps(client: &Ns, server: &Ns, dst: &str, rate: &str) -> f64 {
+    server.sh(&format!("iperf3 -s -1 -D -B {dst} -p 5201"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = client.sh(&format!("timeout 30 iperf3 -c {dst} -u -b {rate} -l 1200 -t 4 -J"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 -J output");
+    let sum = &v["end"]["sum"];
+    let (packets, lost) = (sum["packets"].as_f64().unwrap_or(0.0), sum["lost_packets"].as_f64().unwrap_or(0.0));
+    let secs = sum["seconds"].as_f64().unwrap_or(4.0);
+    (packets - lost) * 1200.0 * 8.0 / secs
+}
+
+/// Meters programmed by `ovs-ofctl` over OpenFlow 1.3 limit real traffic: UDP offered at three times the
+/// rate arrives at the meter's rate (the datagrams' Ethernet frames counted, as OpenFlow counts them), TCP
+/// with offloads on stays under it; `dump-meters` reads the meter back as it was written, `meter-stats` counts
+/// what the band dropped; changing the meter changes the rate; a flow using a missing meter is refused;
+/// deleting the meter deletes the flows that use it.
+#[test]
+fn meters_from_ovs_ofctl_limit_real_traffic() {
+    let p = "pm";
+    let Some(OneHost { tmp: _tmp, h, w }) = one_host(p, &["ip", "ping", "ovs-ofctl", "iperf3", "ethtool"]) else {
+        return;
+    };
+    w.weft("add-br sw1");
+    let left = endpoint_veth("pml", &h, "pmp1", "10.13.0.1", "2001:db8:13::1");
+    let right = endpoint_veth("pmr", &h, "pmp2", "10.13.0.2", "2001:db8:13::2");
+    w.weft("add-port sw1 pmp1");
+    w.weft("add-port sw1 pmp2");
+    w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ofctl(&h, "add-meter TARGET 'meter=1 kbps burst stats bands=type=drop rate=20000 burst_size=1000'");
+    ofctl(&h, "add-flow TARGET 'priority=10,ip,in_port=1,actions=meter:1,output:2'");
+    ofctl(&h, "add-flow TARGET 'priority=5,in_port=1,actions=output:2'");
+    ofctl(&h, "add-flow TARGET 'priority=5,in_port=2,actions=output:1'");
+    let meters = ofctl(&h, "dump-meters TARGET");
+    assert!(meters.contains("meter=1 kbps burst stats bands=\ntype=drop rate=20000 burst_size=1000"), "{meters}");
+    assert!(ofctl(&h, "dump-flows TARGET").contains("actions=meter:1,output:2"));
+    let features = ofctl(&h, "meter-features TARGET");
+    assert!(features.contains("band_types: drop dscp_remark"), "{features}");
+    left.ping("10.13.0.2", 2);
+
+    // UDP at 60 Mbit/s through a 20 Mbit/s meter.
+    let bps = udp_received_bps(&left, &right, "10.13.0.2", "60M");
+    // iperf3 counts UDP payload; each 1200-byte datagram is a 1242-byte frame for the meter.
+    let frame_bps = bps * 1242.0 / 1200.0;
+    assert!((17e6..23e6).contains(&frame_bps), "UDP through a 20 Mbit/s meter: {frame_bps} bit/s of frames");
+    let stats = ofctl(&h, "meter-stats TARGET");
+    let dropped: u64 = stats
+        .split("0: packet_count:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{stats}"));
+    assert!(dropped > 10_000 && stats.contains("meter:1 flow_count:1"), "{stats}");
+    // TCP (offloads on: the meter sees 64 KiB frames and counts their bytes) stays under the rate.
+    let offloads = left.sh("ethtool -k eth0");
+    assert!(offloads.contains("tcp-segmentation-offload: on"), "{offloads}");
+    let tcp = iperf3_bps(&left, &right, "10.13.0.2", "10.13.0.2", 5201, "");
+    assert!(tcp > 1e6 && tcp < 22e6, "TCP through a 20 Mbit/s meter: {tcp} bit/s");
+
+    // A quarter of the rate, now: the meter changes in place. With no burst size its bucket holds a second
+    // at the rate, and starts full: over the 4 seconds, 5 Mbit/s and a quarter of that again.
+    ofctl(&h, "mod-meter TARGET 'meter=1 kbps bands=type=drop rate=5000'");
+    let bps = udp_received_bps(&left, &right, "10.13.0.2", "30M") * 1242.0 / 1200.0;
+    assert!((5.6e6..6.9e6).contains(&bps), "UDP through a 5 Mbit/s meter: {bps} bit/s");
+
+    // Refused, changing nothing: a flow with a meter that is not there, a meter that exists already.
+    let r =
+        h.run("timeout 10 ovs-ofctl -O OpenFlow13 add-flow tcp:127.0.0.1:6653 'in_port=2,actions=meter:9,output:1'");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("OFPMMFC_INVALID_METER"), "{r:?}");
+    let r =
+        h.run("timeout 10 ovs-ofctl -O OpenFlow13 add-meter tcp:127.0.0.1:6653 'meter=1 pktps bands=type=drop rate=1'");
+    assert!(String::from_utf8_lossy(&r.stderr).contains("OFPMMFC_METER_EXISTS"), "{r:?}");
+    // Deleting the meter deletes the flow that used it; the others stay.
+    ofctl(&h, "del-meters TARGET meter=1");
+    let flows = ofctl(&h, "dump-flows TARGET");
+    assert!(!flows.contains("meter:1") && flows.contains("in_port=2"), "{flows}");
+    assert!(!ofctl(&h, "dump-meters TARGET").contains("meter=1"));
+}

@@ -67,6 +67,7 @@ fn pipeline(rules: usize) -> Arc<Pipeline> {
         has_proxy: false,
         statics: Vec::new(),
         groups: Vec::new(),
+        meters: Vec::new(),
         default_flow: tables.is_empty().then_some(1),
         tables,
     };

@@ -6,6 +6,7 @@ pub mod config;
 pub mod flow;
 pub mod fuzz;
 pub mod group;
+pub mod meter;
 pub mod of10;
 pub mod ofp;
 pub mod proto;

@@ -491,7 +491,8 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             // As OVS writes them in 1.0: Nicira's dec_ttl, and a load into the TTL.
             Action::DecTtl => crate::ofp::put_nx_dec_ttl(out),
             // OpenFlow 1.0 has no groups (OVS cannot say them there either); a 1.0 reply leaves it out.
-            Action::Group(_) => {}
+            // Nor meters (an OpenFlow 1.3 instruction; OVS leaves it out of 1.0 too).
+            Action::Group(_) | Action::Meter(_) => {}
             Action::PushMpls(_) | Action::PopMpls(_) | Action::SetMplsTtl(_) | Action::DecMplsTtl => {
                 crate::ofp::put_nx_mpls(out, a)
             }

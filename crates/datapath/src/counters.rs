@@ -41,10 +41,12 @@ pub enum DropReason {
     LinkDown,
     /// `dec_ttl` on a packet whose TTL (hop limit) would reach zero.
     TtlExpired,
+    /// Over the rate of an OpenFlow meter whose band drops.
+    Meter,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 17] = [
+    pub const ALL: [DropReason; 18] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -62,6 +64,7 @@ impl DropReason {
         DropReason::Cleartext,
         DropReason::LinkDown,
         DropReason::TtlExpired,
+        DropReason::Meter,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +86,7 @@ impl DropReason {
             DropReason::TtlExpired => "ttl_expired",
             DropReason::Cleartext => "ipsec_cleartext",
             DropReason::LinkDown => "link_down",
+            DropReason::Meter => "meter",
         }
     }
 }

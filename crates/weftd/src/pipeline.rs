@@ -8,12 +8,13 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use weft_api::config::Valid;
 use weft_api::{Config, Encap, IfaceType, TunnelSpec};
+use weft_datapath::switch::meter::MeterState;
 use weft_datapath::PortIdx;
 use weft_sys::packet::PacketSocket;
 use weft_sys::tap::Tap;
 
 pub use weft_datapath::switch::pipeline::{
-    ActRt, BridgeRt, BucketRt, GroupKind, GroupRt, PortDesc, PortKind, RuleRt, TableRt, TunnelPort,
+    ActRt, BandRt, BridgeRt, BucketRt, GroupKind, GroupRt, MeterRt, PortDesc, PortKind, RuleRt, TableRt, TunnelPort,
 };
 pub use weft_datapath::switch::OFPORT_LOCAL;
 /// Underlay MTU assumed when sizing TAP ports.
@@ -134,6 +135,7 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
         Action::Output(n) => ActRt::Output(port(n)?),
         Action::DecTtl => ActRt::DecTtl,
         Action::Group(g) => ActRt::Group(g),
+        Action::Meter(m) => ActRt::Meter(m),
         Action::PushMpls(t) => ActRt::PushMpls(t),
         Action::PopMpls(t) => ActRt::PopMpls(t),
         Action::SetMplsTtl(t) => ActRt::SetMplsTtl(t),
@@ -237,6 +239,46 @@ fn build_groups(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> 
         .collect();
     groups.sort_by_key(|g| g.id);
     groups
+}
+
+/// A meter's state (buckets, counters) and when it was made, by (bridge, meter id): kept across pipelines
+/// while the meter stays as configured.
+pub type MeterStates = HashMap<(String, u32), (weft_api::meter::Meter, Arc<MeterState>, std::time::Instant)>;
+
+/// A bridge's meters for the core, each with its state from `states` (new state for a new or changed meter).
+fn build_meters(b: &weft_api::BridgeConfig, states: &mut MeterStates) -> Vec<MeterRt> {
+    use weft_datapath::switch::meter::UNIT;
+    let mut meters: Vec<MeterRt> = b
+        .meters
+        .iter()
+        .map(|m| {
+            let bands: Vec<BandRt> = m
+                .bands
+                .iter()
+                .map(|band| BandRt {
+                    rate: u64::from(band.rate),
+                    depth: u64::from(band.depth()) * UNIT,
+                    remark: match band.kind {
+                        weft_api::meter::BandType::Drop => None,
+                        weft_api::meter::BandType::DscpRemark(p) => Some(p),
+                    },
+                })
+                .collect();
+            let key = (b.name.clone(), m.id);
+            let state = match states.get(&key) {
+                Some((was, state, _)) if was == m => state.clone(),
+                _ => {
+                    let depths: Vec<u64> = bands.iter().map(|b| b.depth).collect();
+                    let state = Arc::new(MeterState::new(&depths));
+                    states.insert(key, (m.clone(), state.clone(), std::time::Instant::now()));
+                    state
+                }
+            };
+            MeterRt { id: m.id, pktps: m.pktps(), bands, state }
+        })
+        .collect();
+    meters.sort_by_key(|m| m.id);
+    meters
 }
 
 /// A socket receiving one encapsulation on one local address (a UDP port for VXLAN or Geneve, IP protocol
@@ -353,6 +395,8 @@ pub struct Resources {
     pools: HashMap<PoolKey, Arc<Vec<OwnedFd>>>,
     /// ESP sockets by (IPv6, UDP).
     esp: HashMap<(bool, bool), Arc<OwnedFd>>,
+    /// OpenFlow meters' buckets and counters.
+    pub meters: MeterStates,
 }
 
 /// Opens an ESP socket: UDP port 4500 on every address of the family, or raw IP protocol 50.
@@ -765,8 +809,10 @@ impl Resources {
             let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (descs[usize::from(i.0)].ofport, *i)).collect();
             let tables = build_tables(b, &ofports);
             let groups = build_groups(b, &ofports);
+            let meters = build_meters(b, &mut self.meters);
             bridges.push(BridgeRt {
                 groups,
+                meters,
                 default_flow: if tables.is_empty() { b.flows.first().map(|f| f.id) } else { None },
                 tables,
                 has_proxy,
@@ -842,6 +888,9 @@ impl Resources {
         self.pools.retain(|a, _| pools.contains(a));
         let families = esp_families(cfg);
         self.esp.retain(|(v6, _), _| families.contains(v6));
+        self.meters.retain(|(bridge, id), (m, ..)| {
+            cfg.config().bridge(bridge).is_some_and(|b| b.meters.iter().any(|x| x.id == *id && x == m))
+        });
     }
 
     /// The link state of every open TAP that is no longer in weftd's namespace (moved into a container's),

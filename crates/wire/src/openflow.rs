@@ -31,6 +31,7 @@ pub mod msg {
     pub const GET_ASYNC_REQUEST: u8 = 26;
     pub const GET_ASYNC_REPLY: u8 = 27;
     pub const SET_ASYNC: u8 = 28;
+    pub const METER_MOD: u8 = 29;
 }
 
 /// Multipart (statistics) types.
@@ -43,6 +44,9 @@ pub mod mp {
     pub const GROUP: u16 = 6;
     pub const GROUP_DESC: u16 = 7;
     pub const GROUP_FEATURES: u16 = 8;
+    pub const METER: u16 = 9;
+    pub const METER_CONFIG: u16 = 10;
+    pub const METER_FEATURES: u16 = 11;
     pub const PORT_DESC: u16 = 13;
 }
 
@@ -55,6 +59,7 @@ pub mod error {
     pub const BAD_MATCH: u16 = 4;
     pub const FLOW_MOD_FAILED: u16 = 5;
     pub const GROUP_MOD_FAILED: u16 = 6;
+    pub const METER_MOD_FAILED: u16 = 12;
     /// HELLO_FAILED / INCOMPATIBLE; BAD_REQUEST / BAD_VERSION.
     pub const INCOMPATIBLE: u16 = 0;
     pub const BAD_VERSION: u16 = 0;
@@ -92,6 +97,18 @@ pub mod error {
         pub const BAD_TYPE: u16 = 10;
         pub const BAD_COMMAND: u16 = 11;
         pub const BAD_WATCH: u16 = 13;
+    }
+    /// METER_MOD_FAILED codes.
+    pub mod meter {
+        pub const METER_EXISTS: u16 = 1;
+        pub const INVALID_METER: u16 = 2;
+        pub const UNKNOWN_METER: u16 = 3;
+        pub const BAD_COMMAND: u16 = 4;
+        pub const BAD_FLAGS: u16 = 5;
+        pub const BAD_RATE: u16 = 6;
+        pub const BAD_BAND: u16 = 8;
+        pub const OUT_OF_METERS: u16 = 10;
+        pub const OUT_OF_BANDS: u16 = 11;
     }
 }
 
@@ -210,6 +227,7 @@ pub mod inst {
     pub const WRITE_ACTIONS: u16 = 3;
     pub const APPLY_ACTIONS: u16 = 4;
     pub const CLEAR_ACTIONS: u16 = 5;
+    pub const METER: u16 = 6;
 }
 
 /// An OpenFlow message header.

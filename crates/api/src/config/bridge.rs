@@ -34,6 +34,9 @@ pub struct BridgeConfig {
     /// OpenFlow groups (GROUP_MOD), by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<crate::group::Group>,
+    /// OpenFlow meters (METER_MOD), by id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meters: Vec<crate::meter::Meter>,
     /// The Bridge row's `external_ids`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: BTreeMap<String, String>,

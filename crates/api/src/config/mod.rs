@@ -147,6 +147,7 @@ impl Config {
             next_flow_id: 1,
             controller: None,
             groups: Vec::new(),
+            meters: Vec::new(),
             external_ids: BTreeMap::new(),
         });
         Ok(())
@@ -595,6 +596,15 @@ impl Config {
                         if b.groups.binary_search_by_key(&g, |x| x.id).is_err() {
                             return Err(ConfigError::BadSetting(format!(
                                 "bridge {:?}: flow {:?} sends to group {g}, which does not exist",
+                                b.name,
+                                s.flow.to_string()
+                            )));
+                        }
+                    }
+                    if let crate::flow::Action::Meter(m) = *a {
+                        if b.meters.binary_search_by_key(&m, |x| x.id).is_err() {
+                            return Err(ConfigError::BadSetting(format!(
+                                "bridge {:?}: flow {:?} uses meter {m}, which does not exist",
                                 b.name,
                                 s.flow.to_string()
                             )));

@@ -182,6 +182,9 @@ pub enum Action {
     /// `set_mpls_ttl:N`, `dec_mpls_ttl` (the top entry's TTL).
     SetMplsTtl(u8),
     DecMplsTtl,
+    /// `meter:N` (OpenFlow 1.3's meter instruction, so first of all): the packet through meter N of the
+    /// bridge (which must exist), which may drop it or remark its DSCP.
+    Meter(u32),
     /// `write_metadata:VALUE[/MASK]` (an instruction: after the other actions, before goto_table).
     WriteMetadata {
         value: u64,
@@ -627,6 +630,20 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 prerequisite(field, dl_type, nw_proto, icmp_type).map_err(|why| err(&a.to_string(), why))?;
             }
         }
+        // meter is an instruction that runs before the others (so it comes first), once.
+        if let Some(i) = f.actions.iter().rposition(|a| matches!(a, Action::Meter(_))) {
+            if i != 0 {
+                return Err(err(
+                    "meter",
+                    if f.actions[..i].iter().any(|a| matches!(a, Action::Meter(_))) {
+                        "duplicate meter instruction not allowed, for OpenFlow 1.1+ compatibility"
+                    } else {
+                        "invalid instruction ordering: meter must appear before apply_actions, for OpenFlow 1.1+ \
+                         compatibility"
+                    },
+                ));
+            }
+        }
         // write_metadata and clear_actions are instructions: OpenFlow runs them after the actions, in the order
         // clear_actions, write_metadata, goto_table.
         if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::WriteMetadata { .. })) {
@@ -726,6 +743,10 @@ fn parse_action(
         }
         "mod_nw_ttl" => Action::SetNwTtl(num(act, need()?, 255)? as u8),
         "group" => Action::Group(num(act, need()?, u128::from(crate::group::MAX))? as u32),
+        "meter" => match num(act, need()?, u128::from(crate::meter::MAX))? as u32 {
+            0 => return Err(err(act, "meter 0 does not exist (meters are numbered from 1)")),
+            m => Action::Meter(m),
+        },
         "push_mpls" | "pop_mpls" => {
             let t = num(act, need()?, 0xffff)? as u16;
             if name == "push_mpls" && !matches!(t, 0x8847 | 0x8848) {

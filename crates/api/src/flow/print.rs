@@ -86,6 +86,7 @@ impl fmt::Display for Action {
             Action::SetNwTtl(t) => write!(f, "mod_nw_ttl:{t}"),
             Action::DecTtl => f.write_str("dec_ttl"),
             Action::Group(g) => write!(f, "group:{g}"),
+            Action::Meter(m) => write!(f, "meter:{m}"),
             Action::PushMpls(t) => write!(f, "push_mpls:0x{t:04x}"),
             Action::PopMpls(t) => write!(f, "pop_mpls:0x{t:04x}"),
             Action::SetMplsTtl(t) => write!(f, "set_mpls_ttl({t})"),

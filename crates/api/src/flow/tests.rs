@@ -138,6 +138,8 @@ fn registers_print_as_ovs_prints_them() {
         ("actions=set_queue:5,output:1", "actions=set_queue:5,output:1"),
         ("actions=enqueue:1:2,pop_queue", "actions=set_queue:2,output:1,pop_queue,pop_queue"),
         ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),
+        ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
+        ("actions=meter:4294901760,goto_table:1", "actions=meter:4294901760,goto_table:1"),
         (
             "actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3)",
             "actions=resubmit:1,resubmit:2,resubmit(,3),resubmit(2,3)",
@@ -174,6 +176,10 @@ fn register_actions_are_checked() {
         ("actions=load:1->NXM_NX_REG16[]", "unknown field"),
         ("actions=write_metadata:1,output:1", "apply_actions must appear before write_metadata"),
         ("reg16=1,actions=drop", "unknown field"),
+        ("actions=output:1,meter:1", "meter must appear before apply_actions"),
+        ("actions=meter:1,meter:2", "duplicate meter instruction"),
+        ("actions=meter:0", "meter 0 does not exist"),
+        ("actions=meter:4294901761", "out of range"),
         ("reg0=0x100000000,actions=drop", "out of range"),
     ] {
         let e = p(text).unwrap_err();

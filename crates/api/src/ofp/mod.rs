@@ -10,6 +10,8 @@ use weft_wire::EthernetAddress;
 pub type OfError = (u16, u16);
 
 const BAD_FIELD: OfError = (error::BAD_MATCH, error::BAD_FIELD);
+/// BAD_INSTRUCTION / UNSUP_INST: a second meter instruction (OpenFlow 1.3 has no DUP_INST code).
+const DUP_INST: u16 = 1;
 
 pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
     // (field, value width in bits)
@@ -592,6 +594,17 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
     let mut clear = false;
     for i in list {
         match i.kind {
+            // The meter runs first: it leads the list.
+            inst::METER if i.body.len() >= 4 => {
+                let m = u32::from_be_bytes([i.body[0], i.body[1], i.body[2], i.body[3]]);
+                if m == 0 || m > crate::meter::MAX {
+                    return Err((error::METER_MOD_FAILED, error::meter::INVALID_METER));
+                }
+                if out.iter().any(|a| matches!(a, Action::Meter(_))) {
+                    return Err((error::BAD_INSTRUCTION, DUP_INST));
+                }
+                out.insert(0, Action::Meter(m));
+            }
             inst::APPLY_ACTIONS if i.body.len() >= 4 => {
                 let acts =
                     weft_wire::openflow::parse_tlvs(&i.body[4..], "action").map_err(|_| (error::BAD_ACTION, 1))?;
@@ -620,10 +633,22 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
 /// Writes the instructions for `actions` (an APPLY_ACTIONS list, then GOTO_TABLE if any).
 /// `ctx`: what the flow matches (some fields' encodings depend on it: a TCP or a UDP port).
 pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
+    if let Some(Action::Meter(m)) = actions.first() {
+        out.extend_from_slice(&inst::METER.to_be_bytes());
+        out.extend_from_slice(&8u16.to_be_bytes());
+        out.extend_from_slice(&m.to_be_bytes());
+    }
     let apply: Vec<&Action> = actions
         .iter()
         .filter(|a| {
-            !matches!(a, Action::GotoTable(_) | Action::Drop | Action::WriteMetadata { .. } | Action::ClearActions)
+            !matches!(
+                a,
+                Action::GotoTable(_)
+                    | Action::Drop
+                    | Action::WriteMetadata { .. }
+                    | Action::ClearActions
+                    | Action::Meter(_)
+            )
         })
         .collect();
     if !apply.is_empty() {
@@ -748,7 +773,11 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         Action::InPort => put_output(out, port::IN_PORT),
         Action::Controller => put_output_len(out, port::CONTROLLER, 0xffff),
         Action::ControllerMaxLen(n) => put_output_len(out, port::CONTROLLER, n),
-        Action::Drop | Action::GotoTable(_) | Action::WriteMetadata { .. } | Action::ClearActions => {}
+        Action::Drop
+        | Action::GotoTable(_)
+        | Action::WriteMetadata { .. }
+        | Action::ClearActions
+        | Action::Meter(_) => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
         Action::Note { bytes, len } => put_nx(out, act::NXAST_NOTE, &bytes[..usize::from(len)]),
         Action::SetQueue(q) => {

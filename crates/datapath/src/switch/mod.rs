@@ -16,6 +16,7 @@ pub mod demux;
 pub mod egress;
 mod group;
 mod interface;
+pub mod meter;
 pub mod pipeline;
 mod rewrite;
 mod state;
@@ -654,6 +655,11 @@ impl Tables {
                 }
                 ActRt::DecTtl => {}
                 ActRt::Group(id) => self.run_group(r, table, (cookie, table_miss), id, st, depth),
+                ActRt::Meter(id) => {
+                    if !self.run_meter(r, st, id) {
+                        return;
+                    }
+                }
                 ActRt::PushMpls(t) => {
                     if !self.push_mpls(r, st, t) {
                         return;

@@ -86,6 +86,8 @@ pub struct BridgeRt {
     pub tables: Vec<TableRt>,
     /// OpenFlow groups, sorted by id (`group:N` finds its group by binary search).
     pub groups: Vec<GroupRt>,
+    /// OpenFlow meters, sorted by id.
+    pub meters: Vec<MeterRt>,
     /// The id of that lone `priority=0 actions=NORMAL` flow when `tables` is empty: its counters count
     /// every frame the learning switch takes, as the flow's would.
     pub default_flow: Option<u64>,
@@ -117,6 +119,27 @@ pub struct BucketRt {
     /// The port whose link decides a fast-failover bucket (`None`: not a port of the bridge, never live).
     pub watch: Option<PortIdx>,
     pub actions: Vec<ActRt>,
+}
+
+/// An OpenFlow meter: its bands and their shared buckets ([`super::meter`]).
+#[derive(Debug)]
+pub struct MeterRt {
+    pub id: u32,
+    /// Rates in packets a second (else kilobits).
+    pub pktps: bool,
+    pub bands: Vec<BandRt>,
+    /// Shared by every worker, and kept across pipelines while the meter stays as it is.
+    pub state: Arc<super::meter::MeterState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BandRt {
+    /// Kilobits or packets a second: tokens a nanosecond.
+    pub rate: u64,
+    /// The bucket's size in tokens ([`super::meter::UNIT`] a kilobit or a packet).
+    pub depth: u64,
+    /// `dscp_remark`'s levels of drop precedence; `None`: the band drops.
+    pub remark: Option<u8>,
 }
 
 /// One flow table, ready for lookups.
@@ -194,6 +217,8 @@ pub enum ActRt {
     /// `set_mpls_ttl`, `dec_mpls_ttl` (the latter stops the packet at the end of its life, as `dec_ttl`).
     SetMplsTtl(u8),
     DecMplsTtl,
+    /// `meter:N`: the packet through the bridge's meter N (none such: nothing), which may drop it.
+    Meter(u32),
 }
 
 /// The whole switch description.

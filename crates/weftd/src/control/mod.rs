@@ -507,6 +507,11 @@ impl crate::ofconn::Daemon for State {
         self.ask(|tx| DpMsg::TableStats(bridge.to_string(), tx)).flatten().unwrap_or_default()
     }
 
+    fn meter_counts(&self, bridge: &str, id: u32) -> Option<(weft_datapath::switch::meter::MeterCounts, Duration)> {
+        let (_, state, since) = self.resources.meters.get(&(bridge.to_string(), id))?;
+        Some((state.counts(), since.elapsed()))
+    }
+
     fn dp(&self) -> &DpHandle {
         &self.dp
     }

@@ -5,6 +5,7 @@
 //! bounded channel and go to each connection's own bounded queue as PACKET_IN.
 
 mod groups;
+mod meters;
 mod of10;
 mod requests;
 
@@ -33,6 +34,8 @@ pub trait Daemon: Send {
     fn link_down(&self, name: &str) -> bool;
     /// Each table's (lookups, matches), table 0 first.
     fn table_stats(&self, bridge: &str) -> Vec<(u64, u64)>;
+    /// What meter `id` of `bridge` counted, and for how long.
+    fn meter_counts(&self, bridge: &str, id: u32) -> Option<(weft_datapath::switch::meter::MeterCounts, Duration)>;
     fn dp(&self) -> &crate::msgs::DpHandle;
 }
 

@@ -62,6 +62,10 @@ pub(super) fn handle(
             Ok(()) => vec![],
             Err(e) => vec![error_msg(h.xid, e, m)],
         },
+        msg::METER_MOD => match super::meters::meter_mod(st, bridge, body) {
+            Ok(()) => vec![],
+            Err(e) => vec![error_msg(h.xid, e, m)],
+        },
         msg::PACKET_OUT => match packet_out(st, bridge, body) {
             Ok(()) => vec![],
             Err(e) => vec![error_msg(h.xid, e, m)],
@@ -150,12 +154,17 @@ pub(super) fn apply_flow_mod(
         return Err((error::BAD_MATCH, error::BAD_PREREQ));
     }
     let mut new = st.config().clone();
-    // A group the flow sends to must be there.
-    let groups = new.bridges.iter().find(|b| b.name == bridge).map(|b| &b.groups);
+    // A group the flow sends to, a meter it uses, must be there.
+    let b = new.bridges.iter().find(|b| b.name == bridge);
     for a in &flow.actions {
         if let weft_api::flow::Action::Group(g) = *a {
-            if !groups.is_some_and(|gs| gs.iter().any(|x| x.id == g)) {
+            if !b.is_some_and(|b| b.groups.iter().any(|x| x.id == g)) {
                 return Err((error::BAD_ACTION, error::BAD_OUT_GROUP));
+            }
+        }
+        if let weft_api::flow::Action::Meter(m) = *a {
+            if !b.is_some_and(|b| b.meters.iter().any(|x| x.id == m)) {
+                return Err((error::METER_MOD_FAILED, error::meter::INVALID_METER));
             }
         }
     }
@@ -240,6 +249,9 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
     match kind {
         of::mp::DESC => entries.push(desc(bridge)),
         of::mp::GROUP_DESC | of::mp::GROUP_FEATURES => entries.extend(super::groups::describe(st, bridge, kind)),
+        of::mp::METER | of::mp::METER_CONFIG | of::mp::METER_FEATURES => {
+            entries.extend(super::meters::describe(st, bridge, kind, req)?)
+        }
         of::mp::FLOW | of::mp::AGGREGATE => {
             if req.len() < 32 {
                 return Err((error::BAD_REQUEST, error::BAD_LEN));

@@ -8,6 +8,7 @@ mod edges;
 mod egress;
 mod flows;
 mod groups;
+mod meters;
 mod registers;
 mod rewrites;
 mod workers;
@@ -52,6 +53,7 @@ impl Net {
             statics: Vec::new(),
             tables: Vec::new(),
             groups: Vec::new(),
+            meters: Vec::new(),
             default_flow: Some(1),
         });
         self.port(name, OFPORT_LOCAL, PortKind::Tap { vnet_hdr: true })
@@ -144,6 +146,18 @@ impl Net {
         let b = self.bridges.last_mut().unwrap();
         b.groups.push(GroupRt { id, kind, buckets });
         b.groups.sort_by_key(|g| g.id);
+        self
+    }
+
+    /// Adds meter `id` to the last bridge: bands of (rate, burst, DSCP remark levels or drop).
+    fn meter(mut self, id: u32, pktps: bool, bands: &[(u64, u64, Option<u8>)]) -> Net {
+        use super::meter::{MeterState, UNIT};
+        let bands: Vec<BandRt> =
+            bands.iter().map(|&(rate, burst, remark)| BandRt { rate, depth: burst * UNIT, remark }).collect();
+        let depths: Vec<u64> = bands.iter().map(|b| b.depth).collect();
+        let b = self.bridges.last_mut().unwrap();
+        b.meters.push(MeterRt { id, pktps, bands, state: Arc::new(MeterState::new(&depths)) });
+        b.meters.sort_by_key(|m| m.id);
         self
     }
 

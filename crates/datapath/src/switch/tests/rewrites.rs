@@ -15,7 +15,7 @@ fn sum(b: &[u8]) -> u16 {
 }
 
 /// Both checksums of an IPv4 UDP frame (with its UDP checksum filled in) hold.
-fn checksums_hold(f: &[u8]) -> bool {
+pub(super) fn checksums_hold(f: &[u8]) -> bool {
     let ip = &f[14..34];
     let udp = &f[34..];
     let mut pseudo = f[26..34].to_vec();
@@ -25,7 +25,7 @@ fn checksums_hold(f: &[u8]) -> bool {
     sum(ip) == 0xffff && sum(&pseudo) == 0xffff
 }
 
-fn udp4_summed(ttl: u8, tos: u8) -> Vec<u8> {
+pub(super) fn udp4_summed(ttl: u8, tos: u8) -> Vec<u8> {
     let mut f = udp4(B, A, 60, true, 53);
     f[14 + 1] = tos;
     f[14 + 8] = ttl;
