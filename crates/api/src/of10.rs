@@ -453,7 +453,7 @@ pub fn actions_from_of10(b: &[u8]) -> Result<Vec<Action>, OfError> {
                 out.push(Action::WriteMetadata { value: value & mask, mask });
             }
             act::EXPERIMENTER => crate::ofp::actions_from(std::slice::from_ref(a), &mut out)?,
-            _ => return Err((error::BAD_ACTION, error::BAD_TYPE)),
+            _ => return Err((error::BAD_ACTION, error::BAD_ACTION_TYPE)),
         }
     }
     // OpenFlow 1.0 has no goto_table: OVS sends it as a resubmit to that table, after write_metadata.

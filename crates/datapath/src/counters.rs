@@ -43,10 +43,12 @@ pub enum DropReason {
     TtlExpired,
     /// Over the rate of an OpenFlow meter whose band drops.
     Meter,
+    /// Sent through more patch ports, one behind the other, than a frame may cross (a loop of bridges).
+    PatchLoop,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 18] = [
+    pub const ALL: [DropReason; 19] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -65,6 +67,7 @@ impl DropReason {
         DropReason::LinkDown,
         DropReason::TtlExpired,
         DropReason::Meter,
+        DropReason::PatchLoop,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +90,7 @@ impl DropReason {
             DropReason::Cleartext => "ipsec_cleartext",
             DropReason::LinkDown => "link_down",
             DropReason::Meter => "meter",
+            DropReason::PatchLoop => "patch_loop",
         }
     }
 }

@@ -102,7 +102,8 @@ pub static COMMANDS: &[Cmd] = &[
         flags: &["--may-exist"],
         section: Bridges,
         about: "add a port; types: system (an existing interface, the default), tap, internal,\n\
-                vxlan, geneve, gre, ipsec_gre (GRE with options:psk)",
+                vxlan, geneve, gre, ipsec_gre (GRE with options:psk), patch (options:peer=PORT: the patch\n\
+                port of another bridge; the two bridges are joined inside weftd)",
     },
     Cmd {
         names: &["del-port"],

@@ -616,6 +616,8 @@ impl Resources {
         let mut rx_index: HashMap<RxKey, usize> = HashMap::new();
 
         let no_spec = weft_api::config::PortSpec::default();
+        // Patch ports: (index, name, the peer it names).
+        let mut patches: Vec<(PortIdx, String, String)> = Vec::new();
         for (bi, (b, bspec)) in cfg.bridges().enumerate() {
             let mut members = Vec::new();
             let internal = std::iter::once((b.name.clone(), OFPORT_LOCAL, IfaceType::Internal, None, &no_spec));
@@ -630,6 +632,12 @@ impl Resources {
                 let mut netns = None;
                 let mut mtu = None;
                 let (kind, io) = match ty {
+                    // Joined to its peer once every bridge's ports are known (below).
+                    IfaceType::Patch => {
+                        let peer = pc.and_then(|p| p.options.get("peer")).cloned().unwrap_or_default();
+                        patches.push((idx, name.clone(), peer));
+                        (PortKind::Down("its peer is not known yet".into()), PortIo::Down)
+                    }
                     IfaceType::Tap | IfaceType::Internal => {
                         let opened = match self.taps.get(&name) {
                             Some((t, ns, _)) => Ok((t.clone(), ns.clone(), false)),
@@ -823,6 +831,19 @@ impl Resources {
                 statics,
             });
         }
+        // A patch port is joined when its peer is a patch port that names it back; otherwise it stays down,
+        // saying why (as OVS leaves a patch port whose peer is missing).
+        for (idx, name, peer) in &patches {
+            let back = patches.iter().find(|(_, n, _)| n == peer);
+            descs[usize::from(idx.0)].kind = match back {
+                Some((pidx, _, theirs)) if theirs == name => PortKind::Patch(*pidx),
+                Some((_, _, theirs)) => PortKind::Down(format!("its peer {peer:?} names {theirs:?} as its peer")),
+                None if descs.iter().any(|d| &d.name == peer) => {
+                    PortKind::Down(format!("its peer {peer:?} is not a patch port"))
+                }
+                None => PortKind::Down(format!("its peer {peer:?} does not exist")),
+            };
+        }
         let pool_ports = pools
             .iter()
             .map(|p| p.iter().map(|s| weft_sys::udp::local_addr(s).map_or(0, |a| a.port())).collect())
@@ -861,6 +882,7 @@ impl Resources {
                     IfaceType::System => {
                         packets.insert(p.name.clone());
                     }
+                    IfaceType::Patch => {}
                     IfaceType::Vxlan | IfaceType::Geneve | IfaceType::Gre | IfaceType::IpsecGre => {
                         if let Some(spec) = pspec.tunnel {
                             rx.insert(rx_key(&spec));

@@ -627,6 +627,23 @@ impl Config {
                         known: if known.is_empty() { "none".to_string() } else { known.join(", ") },
                     });
                 }
+                if p.iface_type == IfaceType::Patch {
+                    match p.options.get("peer").map(String::as_str) {
+                        None | Some("") => {
+                            return Err(ConfigError::BadSetting(format!(
+                                "patch port {:?} needs options:peer=PORT (the patch port at the other end)",
+                                p.name
+                            )))
+                        }
+                        Some(peer) if peer == p.name => {
+                            return Err(ConfigError::BadSetting(format!(
+                                "patch port {:?} cannot be its own peer",
+                                p.name
+                            )))
+                        }
+                        Some(_) => {}
+                    }
+                }
                 let spec = p.spec(b)?;
                 if let Some(t) = spec.tunnel {
                     if let Some(ips) = spec.ipsec.clone() {

@@ -23,6 +23,9 @@ pub enum IfaceType {
     /// the same as `type=gre` with a psk, kept and shown as the user wrote it.
     #[serde(rename = "ipsec_gre")]
     IpsecGre,
+    /// One end of a link between two bridges (`options:peer` names the other end, a patch port of another
+    /// bridge): what leaves by it enters the peer's bridge by the peer, inside the switch.
+    Patch,
 }
 
 impl IfaceType {
@@ -35,6 +38,7 @@ impl IfaceType {
             "geneve" => Ok(IfaceType::Geneve),
             "gre" => Ok(IfaceType::Gre),
             "ipsec_gre" => Ok(IfaceType::IpsecGre),
+            "patch" => Ok(IfaceType::Patch),
             "gretap" | "ip6gre" | "stt" | "lisp" | "erspan" | "ip6erspan" | "gtpu" | "bareudp" | "vxlan-gpe" => {
                 Err(ConfigError::UnsupportedType(s.to_string()))
             }
@@ -51,6 +55,7 @@ impl IfaceType {
             IfaceType::Geneve => "geneve",
             IfaceType::Gre => "gre",
             IfaceType::IpsecGre => "ipsec_gre",
+            IfaceType::Patch => "patch",
         }
     }
 
@@ -113,6 +118,7 @@ impl IfaceType {
                 "ipsec_lifetime",
                 "ipsec_rekey_bytes",
             ],
+            IfaceType::Patch => &["peer"],
             IfaceType::System | IfaceType::Tap | IfaceType::Internal => &[],
         }
     }
@@ -431,7 +437,7 @@ impl PortConfig {
             IfaceType::Vxlan => Encap::Vxlan,
             IfaceType::Geneve => Encap::Geneve,
             IfaceType::Gre | IfaceType::IpsecGre => Encap::Gre,
-            IfaceType::System | IfaceType::Tap | IfaceType::Internal => return Ok(None),
+            IfaceType::System | IfaceType::Tap | IfaceType::Internal | IfaceType::Patch => return Ok(None),
         };
         let get = |k: &str| self.options.get(k).map(String::as_str);
         let flow = self.is_flow();

@@ -411,7 +411,7 @@ pub fn packet_out_actions(actions: &[u8]) -> Result<Vec<Action>, OfError> {
 }
 
 pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<(), OfError> {
-    let bad = (error::BAD_ACTION, error::BAD_TYPE);
+    let bad = (error::BAD_ACTION, error::BAD_ACTION_TYPE);
     for a in list {
         let b = a.body;
         match a.kind {

@@ -102,6 +102,9 @@ fn loads_weft_cannot_carry_out_are_refused() {
     let body = [0, 0, 0x23, 0x20, 0, 7, 0, 7, 0, 1, 0, 4, 0, 0, 0, 0, 0, 0, 1, 0];
     let t = Tlv { kind: act::EXPERIMENTER, body: &body };
     assert_eq!(actions_from(&[t], &mut Vec::new()), Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT)));
+    // An action weft does not have (PUSH_PBB, 26): BAD_ACTION / BAD_TYPE (code 0), not a length error.
+    let t = Tlv { kind: 26, body: &[0x88, 0xe7, 0, 0] };
+    assert_eq!(actions_from(&[t], &mut Vec::new()), Err((error::BAD_ACTION, 0)));
 }
 
 #[test]

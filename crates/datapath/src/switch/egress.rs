@@ -145,7 +145,7 @@ impl PortDesc {
                     && offload::segment_wire_len(frame, gso)
                         .is_some_and(|l| l.saturating_sub(ETH_LEN) + tag_len <= usize::from(t.mtu))
             }
-            PortKind::Packet | PortKind::Down(_) => true,
+            PortKind::Packet | PortKind::Down(_) | PortKind::Patch(_) => true,
         }
     }
 }

@@ -200,17 +200,26 @@ pub struct Outputs {
     pub sends: Vec<Emission>,
     pub to_controller: Vec<ToController>,
     pub events: Vec<Event>,
+    /// Frames sent to patch ports, to enter the peer's bridge before the switch returns (always empty
+    /// between calls).
+    pub(crate) patched: Vec<Emission>,
 }
 
 impl Outputs {
     pub fn with_capacity(n: usize) -> Outputs {
-        Outputs { sends: Vec::with_capacity(n), to_controller: Vec::with_capacity(16), events: Vec::with_capacity(4) }
+        Outputs {
+            sends: Vec::with_capacity(n),
+            to_controller: Vec::with_capacity(16),
+            events: Vec::with_capacity(4),
+            patched: Vec::with_capacity(16),
+        }
     }
 
     pub fn clear(&mut self) {
         self.sends.clear();
         self.to_controller.clear();
         self.events.clear();
+        self.patched.clear();
     }
 }
 

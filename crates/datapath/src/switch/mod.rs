@@ -17,6 +17,8 @@ pub mod egress;
 mod group;
 mod interface;
 pub mod meter;
+mod output;
+mod patch;
 pub mod pipeline;
 mod rewrite;
 mod state;
@@ -90,6 +92,8 @@ pub(crate) struct Tables {
     /// Other workers run their own copy of the switch: what learning changed is noted in `learnt` for them.
     share: bool,
     learnt: Vec<Learnt>,
+    /// Frames crossing patch ports, taken from [`Outputs`] a round at a time (kept for its capacity).
+    patch_work: Vec<Emission>,
 }
 
 impl Default for Switch {
@@ -177,6 +181,7 @@ impl Tables {
             last_neigh_expiry: 0,
             share: false,
             learnt: Vec::new(),
+            patch_work: Vec::new(),
         }
     }
 }
@@ -384,6 +389,33 @@ impl Tables {
                 None => (data, None),
             },
         };
+        self.enter(
+            pipe,
+            bufs,
+            Frame { data, in_port, remote, tci: 0, gso, hdr: Headers::default() },
+            tci,
+            now,
+            out,
+            obs,
+        );
+        self.run_patched(pipe, bufs, now, out, obs);
+    }
+
+    /// A frame entering a bridge by `frame.in_port` (its tag already off; `tci`: the tag it came with):
+    /// VLAN ingress, then the flow tables or the learning switch. `frame`'s VLAN and headers are filled in
+    /// here.
+    #[allow(clippy::too_many_arguments)]
+    fn enter(
+        &mut self,
+        pipe: &Pipeline,
+        bufs: &mut Buffers,
+        frame: Frame,
+        tci: Option<u16>,
+        now: Nanos,
+        out: &mut Outputs,
+        obs: &mut impl Observer,
+    ) {
+        let Frame { data, in_port, remote, gso, .. } = frame;
         let port = pipe.port(in_port);
         let Some(tci) = port.vlan.ingress(tci) else {
             obs.on(|| {
@@ -477,6 +509,7 @@ impl Tables {
         if let Some(mtu) = st.too_big {
             self.signal_too_big(pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
         }
+        self.run_patched(pipe, bufs, now, out, obs);
     }
 
     /// Looks the frame up in `table` and runs the matching rule's actions; a miss drops it (OpenFlow 1.3).
@@ -810,72 +843,6 @@ impl Tables {
         if self.emit_local(pipe, bufs, in_port, &reply[..len], tci, out, obs) {
             self.icmp_tokens -= 1;
         }
-    }
-
-    /// Sends a frame the switch made itself (an ICMP error, an ARP or ND answer) out of `port`; false if the
-    /// scratch area has no room for it.
-    #[allow(clippy::too_many_arguments)]
-    fn emit_local(
-        &mut self,
-        pipe: &Pipeline,
-        bufs: &mut Buffers,
-        port: PortIdx,
-        frame: &[u8],
-        tci: u16,
-        out: &mut Outputs,
-        obs: &mut impl Observer,
-    ) -> bool {
-        let Some(data) = bufs.scratch.push(frame) else { return false };
-        let hdr = Headers::parse(frame);
-        let e = Emission { port, data, tci, tagged: false, remote: None, vni: None, hash: hdr.hash, gso: None };
-        self.output(pipe, e, &hdr, out, obs);
-        true
-    }
-
-    /// Sends an (untagged) frame out of one port, tagged if the port carries its VLAN tagged; ports that do
-    /// not carry it are skipped, and so are ports whose link is down (counted). Returns the tunnel's MTU when
-    /// the frame is too big for it (and was dropped), so that the sender can be told.
-    fn output(
-        &mut self,
-        pipe: &Pipeline,
-        mut e: Emission,
-        hdr: &Headers,
-        out: &mut Outputs,
-        obs: &mut impl Observer,
-    ) -> Option<u16> {
-        let p = pipe.port(e.port);
-        e.tagged = match p.vlan.egress(e.tci) {
-            Egress::Drop => return None,
-            Egress::Untagged => false,
-            Egress::Tagged => true,
-        };
-        if self.link_down_rt.get(usize::from(e.port.0)).copied().unwrap_or(false) {
-            obs.on(|| note(format!("{}: its link is down; not sent", p.name)));
-            self.counters[usize::from(e.port.0)].drop(DropReason::LinkDown);
-            return None;
-        }
-        if let PortKind::Tunnel(t) = &p.kind {
-            // A pushed tag takes 4 of the inner packet's bytes; with DF outside even a frame the underlay could
-            // fragment cannot go. An offloaded frame is measured by its segments.
-            let push = if e.tagged { 4 } else { 0 };
-            let df = t.spec.df && t.spec.remote.is_ipv4();
-            let wire = match e.gso {
-                None => Some(e.data.len()),
-                Some(g) => offload::segment_wire_len_of(&g, hdr),
-            };
-            let fit = match wire {
-                Some(wire) => mtu::tunnel_fit_headers(hdr, wire, usize::from(t.mtu), push, df),
-                None => Ok(()),
-            };
-            if let Err(tell) = fit {
-                obs.on(|| Step::Output { emission: e, too_big: Some(tell.unwrap_or(t.mtu - push as u16)) });
-                self.counters[usize::from(e.port.0)].drop(DropReason::TooBig);
-                return tell;
-            }
-        }
-        obs.on(|| Step::Output { emission: e, too_big: None });
-        out.sends.push(e);
-        None
     }
 }
 

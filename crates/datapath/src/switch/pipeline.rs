@@ -39,6 +39,8 @@ pub enum PortKind {
     /// A system interface through AF_PACKET (takes offloaded frames whole).
     Packet,
     Tunnel(TunnelPort),
+    /// A patch port: what leaves by it enters its peer's bridge by the peer (this index), inside the switch.
+    Patch(PortIdx),
     /// Configured but not open (its interface is missing), and why; frames to it are discarded.
     Down(String),
 }

@@ -57,11 +57,9 @@ pub(super) fn describe(st: &dyn Daemon, bridge: &str, kind: u16, req: &[u8]) -> 
             if kind == of::mp::METER_CONFIG {
                 meter::put_meter_config(&mut e, m);
             } else {
-                let flows = b
-                    .flows
-                    .iter()
-                    .filter(|s| s.flow.actions.iter().any(|a| *a == weft_api::flow::Action::Meter(m.id)))
-                    .count() as u32;
+                let flows =
+                    b.flows.iter().filter(|s| s.flow.actions.contains(&weft_api::flow::Action::Meter(m.id))).count()
+                        as u32;
                 let (counts, duration) = st.meter_counts(bridge, m.id).unwrap_or_default();
                 let mut bands = counts.bands;
                 bands.resize(m.bands.len(), (0, 0));

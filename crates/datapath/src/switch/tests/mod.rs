@@ -9,6 +9,7 @@ mod egress;
 mod flows;
 mod groups;
 mod meters;
+mod patch;
 mod registers;
 mod rewrites;
 mod workers;
@@ -158,6 +159,14 @@ impl Net {
         let b = self.bridges.last_mut().unwrap();
         b.meters.push(MeterRt { id, pktps, bands, state: Arc::new(MeterState::new(&depths)) });
         b.meters.sort_by_key(|m| m.id);
+        self
+    }
+
+    /// Joins ports `a` and `b` (added as any kind) as patch peers.
+    fn patch(mut self, a: &str, b: &str) -> Net {
+        let (ia, ib) = (self.idx(a), self.idx(b));
+        self.ports[usize::from(ia.0)].kind = PortKind::Patch(ib);
+        self.ports[usize::from(ib.0)].kind = PortKind::Patch(ia);
         self
     }
 
