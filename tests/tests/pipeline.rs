@@ -494,3 +494,61 @@ fn meters_from_ovs_ofctl_limit_real_traffic() {
     assert!(!flows.contains("meter:1") && flows.contains("in_port=2"), "{flows}");
     assert!(!ofctl(&h, "dump-meters TARGET").contains("meter=1"));
 }
+
+/// Flows with `send_flow_rem` tell the controllers when they go, as `ovs-ofctl monitor` shows: timed out
+/// (idle, hard), deleted by a FLOW_MOD, with their group or their meter; with the counters they ended with. A
+/// flow without the flag goes silently; `dump-flows` shows the flag.
+#[test]
+fn removed_flows_are_reported_to_controllers() {
+    let p = "pr";
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "ovs-ofctl"]) else { return };
+    w.weft("add-br sw1");
+    let left = endpoint_veth("prl", &h, "prp1", "10.15.0.1", "2001:db8:15::1");
+    let _right = endpoint_veth("prr", &h, "prp2", "10.15.0.2", "2001:db8:15::2");
+    w.weft("add-port sw1 prp1");
+    w.weft("add-port sw1 prp2");
+    w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = tmp.path("monitor.txt");
+    let mut monitor = h.spawn(&format!(
+        "exec timeout 30 ovs-ofctl -O OpenFlow13 --unixctl={} monitor tcp:127.0.0.1:6653 > {} 2>&1",
+        tmp.path("ofctl.ctl").display(),
+        out.display()
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ofctl(&h, "add-group TARGET 'group_id=5,type=all,bucket=output:2'");
+    ofctl(&h, "add-meter TARGET 'meter=3 pktps bands=type=drop rate=1000'");
+    for f in [
+        "priority=50,in_port=1,send_flow_rem,idle_timeout=1,cookie=0x11,actions=output:2",
+        "priority=40,in_port=2,send_flow_rem,hard_timeout=2,cookie=0x12,actions=output:1",
+        "priority=30,tcp,send_flow_rem,cookie=0x13,actions=drop",
+        "priority=30,udp,send_flow_rem,cookie=0x14,actions=group:5",
+        "priority=30,sctp,send_flow_rem,cookie=0x15,actions=meter:3,output:2",
+        "priority=30,icmp6,cookie=0x16,actions=drop",
+    ] {
+        ofctl(&h, &format!("add-flow TARGET '{f}'"));
+    }
+    let dump = ofctl(&h, "dump-flows TARGET");
+    assert!(dump.contains("send_flow_rem priority=30,tcp actions=drop"), "{dump}");
+    assert_eq!(dump.matches("send_flow_rem").count(), 5, "{dump}");
+    left.ping("10.15.0.2", 3);
+    ofctl(&h, "del-flows TARGET tcp");
+    ofctl(&h, "del-flows TARGET icmp6");
+    ofctl(&h, "del-groups TARGET group_id=5");
+    ofctl(&h, "del-meters TARGET meter=3");
+    // The two timed flows go within a few seconds.
+    wait_for("the timed flows to expire", 10, || !ofctl(&h, "dump-flows TARGET").contains("cookie=0x1"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let seen = std::fs::read_to_string(&out).unwrap_or_default();
+    let removed: Vec<&str> = seen.lines().filter(|l| l.starts_with("OFPT_FLOW_REMOVED")).collect();
+    let line = |cookie: &str| removed.iter().find(|l| l.contains(&format!("cookie:{cookie} "))).copied().unwrap_or("");
+    assert!(line("0x11").contains("priority=50,in_port=1 reason=idle table_id=0"), "{seen}");
+    assert!(!line("0x11").contains("pkts0 "), "the flow carried the pings: {}", line("0x11"));
+    assert!(line("0x12").contains("reason=hard") && line("0x12").contains("hard2"), "{seen}");
+    assert!(line("0x13").contains("priority=30,tcp reason=delete"), "{seen}");
+    assert!(line("0x14").contains("reason=group_delete"), "{seen}");
+    assert!(line("0x15").contains("reason=meter_delete"), "{seen}");
+    assert_eq!(removed.len(), 5, "only the flows that asked: {seen}");
+}

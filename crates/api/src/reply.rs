@@ -111,6 +111,8 @@ pub struct FlowRow {
     pub flow: String,
     pub hard_timeout: u16,
     pub idle_timeout: u16,
+    #[serde(default)]
+    pub send_flow_rem: bool,
     #[serde(rename = "match")]
     pub match_text: String,
     pub n_bytes: u64,

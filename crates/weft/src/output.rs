@@ -238,6 +238,9 @@ fn dump_flows(out: &mut String, rows: &[reply::FlowRow]) -> std::fmt::Result {
                 write!(out, "{t}={v}, ")?;
             }
         }
+        if f.send_flow_rem {
+            out.push_str("send_flow_rem ");
+        }
         writeln!(out, "{}", f.flow)?;
     }
     Ok(())

@@ -158,6 +158,8 @@ fn run() -> anyhow::Result<()> {
         links: Default::default(),
         of: Default::default(),
         me: Default::default(),
+        removal_reasons: Default::default(),
+        removal_reason: weft_wire::openflow::removed::DELETE,
     };
     let empty = Arc::new(pipeline::Pipeline::empty());
     let sharing = dataplane::Sharing::new(workers);

@@ -19,6 +19,7 @@ pub mod msg {
     pub const SET_CONFIG: u8 = 9;
     pub const GROUP_MOD: u8 = 15;
     pub const PACKET_IN: u8 = 10;
+    pub const FLOW_REMOVED: u8 = 11;
     pub const PORT_STATUS: u8 = 12;
     pub const PACKET_OUT: u8 = 13;
     pub const FLOW_MOD: u8 = 14;
@@ -413,6 +414,15 @@ pub struct FlowMod {
 
 /// The fixed part of a FLOW_MOD after the header (cookie … pad), before the match.
 pub const FLOW_MOD_LEN: usize = 40;
+
+/// Why a flow was removed (OFPT_FLOW_REMOVED's reason).
+pub mod removed {
+    pub const IDLE_TIMEOUT: u8 = 0;
+    pub const HARD_TIMEOUT: u8 = 1;
+    pub const DELETE: u8 = 2;
+    pub const GROUP_DELETE: u8 = 3;
+    pub const METER_DELETE: u8 = 4;
+}
 
 pub mod flow_cmd {
     pub const ADD: u8 = 0;

@@ -222,6 +222,10 @@ pub struct Flow {
     /// Whether `priority=` was given (strict matching compares it only then).
     pub has_priority: bool,
     pub has_table: bool,
+    /// `send_flow_rem`: the controllers hear when the flow goes (OFPT_FLOW_REMOVED: timed out, deleted, its
+    /// group or meter deleted).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub send_flow_rem: bool,
 }
 
 /// A flow that could not be parsed: the token and what is wrong with it.
@@ -413,6 +417,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
         has_actions: actions.is_some(),
         has_priority: false,
         has_table: false,
+        send_flow_rem: false,
     };
     let mut dl_type: Option<u16> = None;
     let mut nw_proto: Option<u8> = None;
@@ -462,6 +467,10 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 f.matches.retain(|m| m.field != Field::NwProto);
                 f.matches.push(Match { field: Field::NwProto, value: u128::from(p), mask: 0xff });
             }
+            continue;
+        }
+        if key == "send_flow_rem" && value.is_none() {
+            f.send_flow_rem = true;
             continue;
         }
         let v = need()?;

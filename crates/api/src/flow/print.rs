@@ -158,7 +158,10 @@ impl Flow {
                 }
             }
         }
-        let mut out = out.trim_end().to_string();
+        if self.send_flow_rem {
+            out.push_str(" send_flow_rem");
+        }
+        let mut out = out.trim_start().trim_end().to_string();
         if !out.is_empty() {
             out.push(' ');
         }

@@ -163,6 +163,11 @@ fn parse_flow_prints_as_ovs_ofctl_does() {
     assert_eq!(p("table=0,ip actions=drop").unwrap().flow_mod_text(), "ip actions=drop");
     assert_eq!(p("actions=drop").unwrap().flow_mod_text(), "actions=drop");
     assert_eq!(p("table=1,actions=drop").unwrap().flow_mod_text(), "table:1 actions=drop");
+    let f = p("send_flow_rem,table=2,idle_timeout=3,ip,actions=drop").unwrap();
+    assert!(f.send_flow_rem);
+    assert_eq!(f.flow_mod_text(), "table:2 ip idle:3 send_flow_rem actions=drop");
+    assert_eq!(p("send_flow_rem actions=drop").unwrap().flow_mod_text(), "send_flow_rem actions=drop");
+    assert!(p("send_flow_rem=1,actions=drop").is_err());
 }
 
 #[test]

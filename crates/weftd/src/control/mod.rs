@@ -38,6 +38,10 @@ pub struct State {
     pub me: std::sync::Weak<Mutex<State>>,
     /// Each port's link as last seen: up or not, and (system ports) the interface index it had.
     pub links: BTreeMap<String, (bool, Option<u32>)>,
+    /// Why the flows the next change removes go (OFPT_FLOW_REMOVED's reason), by flow id, and for the
+    /// others; back to "deleted" after each change.
+    pub removal_reasons: std::collections::HashMap<u64, u8>,
+    pub removal_reason: u8,
 }
 
 /// What the running pipeline knows of a port, for `show`.
@@ -270,6 +274,50 @@ impl State {
 
     /// Opens, persists and installs `new`; on failure nothing changes.
     fn commit(&mut self, new: Valid) -> Result<(), String> {
+        let removed = self.removed_flows(&new);
+        let r = self.commit_inner(new);
+        if r.is_ok() {
+            for (bridge, msgs) in removed {
+                self.of.broadcast(&bridge, &msgs);
+            }
+        }
+        self.removal_reasons.clear();
+        self.removal_reason = weft_wire::openflow::removed::DELETE;
+        r
+    }
+
+    /// OFPT_FLOW_REMOVED for each flow with `send_flow_rem` that `new` no longer has, by bridge (its counters
+    /// are read now, before the change takes them away).
+    fn removed_flows(&self, new: &Valid) -> Vec<(String, Vec<Vec<u8>>)> {
+        let mut out = Vec::new();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        for b in &self.config.bridges {
+            let kept = new.bridge(&b.name);
+            let gone: Vec<&weft_api::config::StoredFlow> = b
+                .flows
+                .iter()
+                .filter(|s| s.flow.send_flow_rem)
+                .filter(|s| !kept.is_some_and(|k| k.flows.iter().any(|x| x.id == s.id)))
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            let counters = self.flow_counters(&b.name);
+            let msgs = gone
+                .into_iter()
+                .map(|s| {
+                    let (packets, bytes) = counters.get(&s.id).copied().unwrap_or_default();
+                    let reason = self.removal_reasons.get(&s.id).copied().unwrap_or(self.removal_reason);
+                    let age = now.saturating_sub(Duration::from_secs(s.added));
+                    crate::ofconn::flow_removed(&s.flow, reason, age, packets, bytes)
+                })
+                .collect();
+            out.push((b.name.clone(), msgs));
+        }
+        out
+    }
+
+    fn commit_inner(&mut self, new: Valid) -> Result<(), String> {
         let generation = self.generation + 1;
         let (pipeline, created) = self.resources.build(&new, generation, true).map_err(|e| format!("{e:#}"))?;
         // OpenFlow listeners are bound before anything is saved: a port in use is this change's error.
@@ -371,10 +419,14 @@ impl State {
 
     /// Validates and commits a configuration built outside the CLI requests (OpenFlow flow changes).
     pub fn commit_config(&mut self, new: Config) -> Result<(), String> {
-        let new = Valid::new(new).map_err(|e| e.to_string())?;
-        if new == self.config {
-            return Ok(());
-        }
+        let new = match Valid::new(new) {
+            Ok(v) if v != self.config => v,
+            r => {
+                self.removal_reasons.clear();
+                self.removal_reason = weft_wire::openflow::removed::DELETE;
+                return r.map(|_| ()).map_err(|e| e.to_string());
+            }
+        };
         self.commit(new)
     }
 
@@ -434,6 +486,7 @@ impl State {
     pub fn expire_flows(&mut self) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut expired: Vec<(String, Vec<u64>)> = Vec::new();
+        let mut reasons = Vec::new();
         for b in &self.config.bridges {
             if !b.flows.iter().any(|s| s.flow.idle_timeout > 0 || s.flow.hard_timeout > 0) {
                 continue;
@@ -447,6 +500,12 @@ impl State {
                     let hard = f.hard_timeout > 0 && now >= s.added + u64::from(f.hard_timeout);
                     let idle = f.idle_timeout > 0
                         && stats.iter().find(|x| x.0 == s.id).is_some_and(|x| x.3 >= u64::from(f.idle_timeout));
+                    use weft_wire::openflow::removed;
+                    if idle || hard {
+                        // As OVS: a hard timeout that has passed is the reason, even when the flow is idle too.
+                        let why = if hard { removed::HARD_TIMEOUT } else { removed::IDLE_TIMEOUT };
+                        reasons.push((s.id, why));
+                    }
                     hard || idle
                 })
                 .map(|s| s.id)
@@ -458,6 +517,7 @@ impl State {
         if expired.is_empty() {
             return;
         }
+        self.removal_reasons.extend(reasons);
         let mut new = self.config.config().clone();
         for (bridge, ids) in &expired {
             if let Some(b) = new.bridges.iter_mut().find(|b| &b.name == bridge) {
@@ -505,6 +565,10 @@ impl crate::ofconn::Daemon for State {
 
     fn table_stats(&self, bridge: &str) -> Vec<(u64, u64)> {
         self.ask(|tx| DpMsg::TableStats(bridge.to_string(), tx)).flatten().unwrap_or_default()
+    }
+
+    fn set_removal_reason(&mut self, reason: u8) {
+        self.removal_reason = reason;
     }
 
     fn meter_counts(&self, bridge: &str, id: u32) -> Option<(weft_datapath::switch::meter::MeterCounts, Duration)> {

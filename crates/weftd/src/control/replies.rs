@@ -178,6 +178,7 @@ impl State {
                     priority: f.priority,
                     idle_timeout: f.idle_timeout,
                     hard_timeout: f.hard_timeout,
+                    send_flow_rem: f.send_flow_rem,
                     match_text: f.match_text.clone(),
                     actions: text.split_once(" actions=").map(|x| x.1.to_string()),
                     flow: text,

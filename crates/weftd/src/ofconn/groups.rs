@@ -26,6 +26,7 @@ pub(super) fn group_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Resul
                 .retain(|s| !s.flow.actions.iter().any(|a| matches!(*a, weft_api::flow::Action::Group(g) if gone(g))));
         }
     }
+    st.set_removal_reason(weft_wire::openflow::removed::GROUP_DELETE);
     st.commit_config(new).map_err(|e| {
         tracing::warn!("OpenFlow group_mod failed: {e}");
         failed(code::INVALID_GROUP)

@@ -27,6 +27,7 @@ pub(super) fn meter_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Resul
                 .retain(|s| !s.flow.actions.iter().any(|a| matches!(*a, weft_api::flow::Action::Meter(m) if gone(m))));
         }
     }
+    st.set_removal_reason(weft_wire::openflow::removed::METER_DELETE);
     st.commit_config(new).map_err(|e| {
         tracing::warn!("OpenFlow meter_mod failed: {e}");
         failed(code::INVALID_METER)

@@ -34,6 +34,8 @@ pub trait Daemon: Send {
     fn link_down(&self, name: &str) -> bool;
     /// Each table's (lookups, matches), table 0 first.
     fn table_stats(&self, bridge: &str) -> Vec<(u64, u64)>;
+    /// Why the flows the next configuration change removes go (`of::removed`; DELETE unless said).
+    fn set_removal_reason(&mut self, reason: u8);
     /// What meter `id` of `bridge` counted, and for how long.
     fn meter_counts(&self, bridge: &str, id: u32) -> Option<(weft_datapath::switch::meter::MeterCounts, Duration)>;
     fn dp(&self) -> &crate::msgs::DpHandle;
@@ -203,6 +205,17 @@ impl Manager {
         }
     }
 
+    /// Sends `messages` (OpenFlow 1.3, translated for 1.0 connections) to every connection of the bridge.
+    pub fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]) {
+        let Some(r) = self.running.get(bridge) else { return };
+        let list = r.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        for m in messages {
+            for s in list.iter() {
+                let _ = s.try_send(m.clone());
+            }
+        }
+    }
+
     /// Stops the connections whose bridge no longer wants them, or wants another target.
     fn stop_changed(&mut self, wanted: &Wanted, dp: &crate::msgs::DpHandle) {
         self.running.retain(|bridge, r| {
@@ -297,6 +310,25 @@ fn spawn_hub(rx: Receiver<PacketIn>, sessions: Arc<Mutex<Vec<Session>>>, stop: A
             list.retain(|s| !matches!(s.try_send(m.clone()), Err(TrySendError::Disconnected(_))));
         }
     });
+}
+
+/// OFPT_FLOW_REMOVED (OpenFlow 1.3) for a flow that went, with why (`of::removed`), how long it lived and
+/// what it counted.
+pub fn flow_removed(f: &Flow, reason: u8, age: Duration, packets: u64, bytes: u64) -> Vec<u8> {
+    let mut m = Vec::new();
+    let at = of::start(&mut m, msg::FLOW_REMOVED, 0);
+    m.extend_from_slice(&f.cookie.to_be_bytes());
+    m.extend_from_slice(&f.priority.to_be_bytes());
+    m.extend_from_slice(&[reason, f.table]);
+    m.extend_from_slice(&(age.as_secs() as u32).to_be_bytes());
+    m.extend_from_slice(&age.subsec_nanos().to_be_bytes());
+    m.extend_from_slice(&f.idle_timeout.to_be_bytes());
+    m.extend_from_slice(&f.hard_timeout.to_be_bytes());
+    m.extend_from_slice(&packets.to_be_bytes());
+    m.extend_from_slice(&bytes.to_be_bytes());
+    of::put_match(&mut m, |o| weft_api::ofp::put_matches(o, &f.matches));
+    of::finish(&mut m, at);
+    m
 }
 
 fn packet_in(p: &PacketIn, xid: u32) -> Vec<u8> {

@@ -149,6 +149,7 @@ fn flow_mod_of(
     priority: u16,
     buffer_id: u32,
     out_port: u16,
+    flags: u16,
 ) -> of::FlowMod {
     let (table_id, command) = command(cmd, s);
     of::FlowMod {
@@ -162,7 +163,7 @@ fn flow_mod_of(
         buffer_id,
         out_port: o10::port32(out_port),
         out_group: of::port::ANY,
-        flags: 0,
+        flags,
     }
 }
 
@@ -177,7 +178,17 @@ fn flow_mod10(st: &mut dyn Daemon, bridge: &str, b: &[u8], s: &State10) -> Resul
     }
     let matches = o10::matches_from_of10(&b[..40])?;
     let f = &b[40..];
-    let fm = flow_mod_of(be16(f, 8), s, of::read_u64(f, 0), be16(f, 10), be16(f, 12), be16(f, 14), 0, be16(f, 20));
+    let fm = flow_mod_of(
+        be16(f, 8),
+        s,
+        of::read_u64(f, 0),
+        be16(f, 10),
+        be16(f, 12),
+        be16(f, 14),
+        0,
+        be16(f, 20),
+        be16(f, 22),
+    );
     let actions = o10::actions_from_of10(&b[64..])?;
     apply_flow_mod(st, bridge, &fm, matches, actions)
 }
@@ -193,7 +204,17 @@ fn nx_flow_mod(st: &mut dyn Daemon, bridge: &str, b: &[u8], s: &State10) -> Resu
         return Err((error::BAD_REQUEST, error::BAD_LEN));
     }
     let matches = o10::matches_from_nxm(&b[32..32 + match_len])?;
-    let fm = flow_mod_of(be16(b, 8), s, of::read_u64(b, 0), be16(b, 10), be16(b, 12), be16(b, 14), 0, be16(b, 20));
+    let fm = flow_mod_of(
+        be16(b, 8),
+        s,
+        of::read_u64(b, 0),
+        be16(b, 10),
+        be16(b, 12),
+        be16(b, 14),
+        0,
+        be16(b, 20),
+        be16(b, 22),
+    );
     let actions = o10::actions_from_of10(&b[actions_at..])?;
     apply_flow_mod(st, bridge, &fm, matches, actions)
 }
@@ -413,6 +434,24 @@ pub(super) fn to_of10(m: &[u8]) -> Option<Vec<u8>> {
                 r.extend_from_slice(&p[16..32]); // name
                 r.extend_from_slice(&p[32..40]); // config, state
                 r.extend_from_slice(&[0; 16]);
+            }))
+        }
+        msg::FLOW_REMOVED => {
+            // 1.3: cookie, priority, reason, table, durations, timeouts, counts, match. 1.0 has the match
+            // first, in its own form: a flow it cannot say is not reported on this connection.
+            let (tlvs, _) = of::parse_match(b.get(40..)?).ok()?;
+            let matches = weft_api::ofp::matches_from_oxm(&tlvs).ok()?;
+            let mut m10 = Vec::new();
+            if !o10::put_of10_match(&mut m10, &matches) {
+                return None;
+            }
+            Some(message(msg::FLOW_REMOVED, h.xid, &|r| {
+                r.extend_from_slice(&m10);
+                r.extend_from_slice(&b[0..11]); // cookie, priority, reason
+                r.push(0);
+                r.extend_from_slice(&b[12..22]); // durations, idle timeout
+                r.extend_from_slice(&[0, 0]);
+                r.extend_from_slice(&b[24..40]); // packet and byte counts
             }))
         }
         _ => None,

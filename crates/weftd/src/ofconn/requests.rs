@@ -291,7 +291,8 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
                     e.extend_from_slice(&f.priority.to_be_bytes());
                     e.extend_from_slice(&f.idle_timeout.to_be_bytes());
                     e.extend_from_slice(&f.hard_timeout.to_be_bytes());
-                    e.extend_from_slice(&[0; 6]); // flags, pad
+                    e.extend_from_slice(&u16::from(f.send_flow_rem).to_be_bytes()); // flags: SEND_FLOW_REM
+                    e.extend_from_slice(&[0; 4]);
                     e.extend_from_slice(&f.cookie.to_be_bytes());
                     e.extend_from_slice(&packets.to_be_bytes());
                     e.extend_from_slice(&bytes.to_be_bytes());
