@@ -1,7 +1,8 @@
 //! OpenFlow meters (OpenFlow 1.3 §5.7): a flow's `meter:N` instruction measures the rate of the packets that
 //! reach it and, past a band's rate, applies the band — `drop` discards the packet, `dscp_remark` raises the
-//! drop precedence of its IP DSCP. Rates are in kilobits (1000 bits) or packets a second; a band's burst
-//! size is how far above the rate a burst may go (0: the rate's worth of one second, as Open vSwitch takes it).
+//! drop precedence of its IP DSCP. Rates are in kilobits (1000 bits) or packets a second; with the `burst`
+//! flag a band's burst size is how far above the rate a burst may go (without it, or with 0, the datapath
+//! allows a tenth of a second at the rate, and at least one 64 KiB frame: see the core's `meter::depth`).
 //! Meters belong to a bridge's configuration (they survive restarts with the flows and groups); METER_MOD
 //! changes them, one configuration transaction each.
 
@@ -36,19 +37,8 @@ pub struct Band {
     pub kind: BandType,
     /// Kilobits or packets a second (by the meter's flags).
     pub rate: u32,
-    /// Kilobits or packets; 0: the rate's worth of one second.
+    /// Kilobits or packets, when the meter has the `burst` flag.
     pub burst: u32,
-}
-
-impl Band {
-    /// The bucket's depth: the burst size, or one second at the rate when none was given.
-    pub fn depth(&self) -> u32 {
-        if self.burst == 0 {
-            self.rate
-        } else {
-            self.burst
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +53,11 @@ impl Meter {
     /// Rates in packets a second (else kilobits a second).
     pub fn pktps(&self) -> bool {
         self.flags & flags::PKTPS != 0
+    }
+
+    /// A band's burst size, if the meter has one: the `burst` flag and a size other than 0.
+    pub fn burst(&self, b: &Band) -> Option<u32> {
+        (self.flags & flags::BURST != 0 && b.burst != 0).then_some(b.burst)
     }
 }
 
@@ -277,7 +272,8 @@ mod tests {
         let remark = parse_meter_mod(&meter_mod(0, flags::KBPS, 2, &[band(2, 1000, 0, 1), band(1, 2000, 0, 0)]));
         let m = remark.unwrap().meter;
         assert_eq!(m.bands[0], Band { kind: BandType::DscpRemark(1), rate: 1000, burst: 0 });
-        assert_eq!(m.bands[0].depth(), 1000, "no burst: a second's worth");
+        assert_eq!(m.burst(&m.bands[0]), None, "no burst flag");
+        assert_eq!(mm_burst(), Some(1));
         assert_eq!(m.to_string(), "meter=2 kbps bands=\ntype=dscp_remark rate=1000 prec_level=1\ntype=drop rate=2000");
 
         // What OpenFlow forbids.
@@ -297,6 +293,11 @@ mod tests {
         // Deleting every meter needs nothing else.
         let del = parse_meter_mod(&meter_mod(2, 0, ALL, &[])).unwrap();
         assert_eq!((del.command, del.meter.id), (Command::Delete, ALL));
+    }
+
+    fn mm_burst() -> Option<u32> {
+        let m = parse_meter_mod(&meter_mod(0, flags::PKTPS | flags::BURST, 1, &[band(1, 1, 1, 0)])).unwrap().meter;
+        m.burst(&m.bands[0])
     }
 
     #[test]

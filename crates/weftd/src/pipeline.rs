@@ -247,7 +247,6 @@ pub type MeterStates = HashMap<(String, u32), (weft_api::meter::Meter, Arc<Meter
 
 /// A bridge's meters for the core, each with its state from `states` (new state for a new or changed meter).
 fn build_meters(b: &weft_api::BridgeConfig, states: &mut MeterStates) -> Vec<MeterRt> {
-    use weft_datapath::switch::meter::UNIT;
     let mut meters: Vec<MeterRt> = b
         .meters
         .iter()
@@ -257,7 +256,7 @@ fn build_meters(b: &weft_api::BridgeConfig, states: &mut MeterStates) -> Vec<Met
                 .iter()
                 .map(|band| BandRt {
                     rate: u64::from(band.rate),
-                    depth: u64::from(band.depth()) * UNIT,
+                    depth: weft_datapath::switch::meter::depth(band.rate, m.burst(band), m.pktps()),
                     remark: match band.kind {
                         weft_api::meter::BandType::Drop => None,
                         weft_api::meter::BandType::DscpRemark(p) => Some(p),

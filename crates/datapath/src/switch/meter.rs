@@ -17,6 +17,20 @@ pub const UNIT: u64 = 1_000_000_000;
 /// Tokens in a byte (kilobit meters).
 const BYTE: u64 = 8 * UNIT / 1000;
 
+/// A band's bucket size in tokens: its burst size when the meter has one (OpenFlow's `burst` flag);
+/// otherwise a tenth of a second at its rate — OpenFlow asks for no burst, but a bucket smaller than a frame
+/// would pass nothing — and never less than one 64 KiB offloaded frame (64 packets for a packet meter:
+/// such a frame is at most that many segments), so that TCP with segmentation offload still flows.
+pub fn depth(rate: u32, burst: Option<u32>, pktps: bool) -> u64 {
+    match burst {
+        Some(b) => u64::from(b) * UNIT,
+        None => {
+            let floor = if pktps { 64 * UNIT } else { 65_535 * BYTE };
+            (u64::from(rate) * UNIT / 10).max(floor)
+        }
+    }
+}
+
 /// What a meter's buckets hold and what it counted; lives across pipelines while the meter is unchanged.
 #[derive(Debug)]
 pub struct MeterState {
@@ -207,6 +221,23 @@ mod tests {
         let m = meter(true, &[(1_000_000, 5, None)]);
         assert!(m.meter(1, 15_000, 10).is_some(), "10 packets do not fit a burst of 5");
         assert!(m.meter(1, 4_500, 3).is_none());
+    }
+
+    #[test]
+    fn a_band_without_a_burst_holds_a_tenth_of_a_second_and_at_least_a_big_frame() {
+        assert_eq!(depth(1000, Some(30), false), 30 * UNIT, "the burst size, when given");
+        assert_eq!(depth(100_000, None, false), 10_000 * UNIT, "100 Mbit/s: 10 Mbit");
+        assert_eq!(depth(1000, None, false), 65_535 * BYTE, "1 Mbit/s: one 64 KiB frame, not 100 kbit");
+        assert_eq!(depth(10_000, None, true), 1000 * UNIT);
+        assert_eq!(depth(100, None, true), 64 * UNIT);
+        // What a bucket of that size lets through: the biggest offloaded frame.
+        let m = MeterRt {
+            id: 1,
+            pktps: false,
+            bands: vec![BandRt { rate: 1000, depth: depth(1000, None, false), remark: None }],
+            state: Arc::new(MeterState::new(&[depth(1000, None, false)])),
+        };
+        assert!(m.meter(1, 65_535, 45).is_none());
     }
 
     #[test]
