@@ -114,6 +114,7 @@ class Setup:
             if setup.endswith("-nooffload"):
                 env["WEFT_OFFLOADS"] = "off"
             extra = " options:psk=bench-secret" if setup.endswith("-ipsec") else ""
+            pipeline4 = setup.endswith("-pipeline4")
             if extra:
                 # ESP takes 45 more bytes: the endpoints get the MTU weft gives a TAP on such a bridge.
                 for n in ("cb-l", "cb-r"):
@@ -132,6 +133,21 @@ class Setup:
                 w = f"{binary}/weft --socket {sock}"
                 nsx(f"cb-h{i}", f"{w} add-br sw1 && {w} add-port sw1 p{i} && {w} add-port sw1 t1 -- set interface t1 "
                     f"type={ty} options:remote_ip={other[i]} options:key=1{extra}")
+                if pipeline4:
+                    # Four tables instead of NORMAL: table 0 classifies by input port into reg0, table 1 sets
+                    # a tag in reg1, table 2 matches IP or not, table 3 outputs by reg0 -- each by resubmit.
+                    flows = [f"table=0,priority=10,in_port=p{i},actions=load:1->reg0,resubmit(,1)",
+                             "table=0,priority=10,in_port=t1,actions=load:2->reg0,resubmit(,1)",
+                             "table=1,priority=10,reg0=1,actions=load:0x10->reg1,resubmit(,2)",
+                             "table=1,priority=10,reg0=2,actions=load:0x20->reg1,resubmit(,2)",
+                             "table=2,priority=20,ip,actions=resubmit(,3)",
+                             "table=2,priority=10,actions=resubmit(,3)",
+                             "table=3,priority=10,reg0=1,reg1=0x10,actions=output:t1",
+                             f"table=3,priority=10,reg0=2,reg1=0x20,actions=output:p{i}"]
+                    path = os.path.join(self.tmp, f"flows{i}.txt")
+                    with open(path, "w") as f:
+                        f.write("\n".join(flows) + "\n")
+                    nsx(f"cb-h{i}", f"{w} del-flows sw1 && {w} add-flows sw1 {path}")
         for _ in range(10):  # IPsec: until IKE has brought the SAs up
             try:
                 nsx("cb-l", "ping -c 1 -W 1 198.51.100.2 >/dev/null")
@@ -443,7 +459,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--only", default="veth,kernel,ovs,weft-vxlan,weft-geneve,weft-gre")
+    ap.add_argument("--only", default="veth,kernel,ovs,weft-vxlan,weft-geneve,weft-gre",
+                    help="setups, comma-separated; weft-T[-nooffload|-ipsec|-pipeline4][@WORKERS] for T in vxlan, "
+                    "geneve, gre (-pipeline4: a four-table flow pipeline with registers and resubmits instead of "
+                    "NORMAL)")
     ap.add_argument("--png", default=os.path.join(ROOT, "bench", "compare.png"))
     ap.add_argument("--soak", type=int, default=0, help="only the memory soak, this many seconds")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "compare.json"),
