@@ -323,3 +323,69 @@ fn ovs_ofctl_reads_what_weft_encodes() {
     let ours = w.weft("dump-flows sw1");
     assert!(ours.contains("CONTROLLER:128") && ours.contains("sctp,tp_src=6"), "{ours}");
 }
+
+/// PORT_MOD from `ovs-ofctl mod-port`: a port set `no-flood` (OpenFlow 1.0's bit) gets no flooded frames
+/// but still its own; set `down` (OpenFlow 1.3), it neither receives nor sends (counted as `port_config`),
+/// and `up` (1.0) brings it back; `dump-ports-desc` shows each setting and it survives a restart. A
+/// PORT_MOD for a port the bridge lacks is refused.
+#[test]
+fn mod_port_sets_a_ports_openflow_configuration() {
+    if !prerequisites(&["ip", "ping", "ovs-ofctl"]) {
+        return;
+    }
+    let TwoEnds { tmp, h, left, right, w } = two_ends("om", 6);
+    w.weft("set-controller sw1 ptcp:6654:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    left.ping("10.6.0.2", 2);
+    // no-flood (OpenFlow 1.0's bit: plain ovs-ofctl): an address nobody has is flooded, and omp2 gets none
+    // of it; known unicast still crosses.
+    h.sh("timeout 10 ovs-ofctl mod-port tcp:127.0.0.1:6654 omp2 no-flood");
+    let desc = h.sh("timeout 10 ovs-ofctl dump-ports-desc tcp:127.0.0.1:6654");
+    assert!(desc.contains("config:     NO_FLOOD"), "{desc}");
+    let before = w.json("dump-ports sw1");
+    let tx = |v: &serde_json::Value| -> u64 {
+        v.as_array().unwrap().iter().find(|p| p["port"] == "omp2").unwrap()["tx_packets"].as_u64().unwrap()
+    };
+    let _ = left.run("ping -c 3 -i 0.2 -W 1 10.6.0.99");
+    assert_eq!(tx(&w.json("dump-ports sw1")), tx(&before), "no flooded frame reached omp2");
+    left.ping("10.6.0.2", 2);
+    // down: nothing crosses either way; the drops are counted on the port.
+    h.sh("timeout 10 ovs-ofctl mod-port tcp:127.0.0.1:6654 omp2 flood");
+    ofctl(&h, 6654, "mod-port TARGET omp2 down");
+    let desc = ofctl(&h, 6654, "dump-ports-desc TARGET");
+    assert!(desc.contains("config:     PORT_DOWN"), "{desc}");
+    assert!(!left.run("ping -c 2 -i 0.2 -W 1 10.6.0.2").status.success(), "the port is down");
+    assert!(w.drops("sw1", "omp2", "port_config") > 0);
+    // It is the bridge's configuration: it survives a restart.
+    let mut w = w;
+    w.kill9();
+    w.restart();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(ofctl(&h, 6654, "dump-ports-desc TARGET").contains("config:     PORT_DOWN"));
+    // Plain ovs-ofctl (OpenFlow 1.0) brings it up again.
+    h.sh("timeout 10 ovs-ofctl mod-port tcp:127.0.0.1:6654 omp2 up");
+    right.ping("10.6.0.1", 2);
+    // No such port: OFPET_PORT_MOD_FAILED (7), OFPPMFC_BAD_PORT (0); a wrong address: BAD_HW_ADDR (1).
+    let script = tmp.path("bad_port_mod.py");
+    std::fs::write(&script, BAD_PORT_MOD).unwrap();
+    assert_eq!(h.sh(&format!("python3 {} 99", script.display())).trim(), "1 9 (7, 0)");
+    assert_eq!(h.sh(&format!("python3 {} 2", script.display())).trim(), "1 9 (7, 1)");
+    assert!(!ofctl(&h, 6654, "dump-ports-desc TARGET").contains("PORT_DOWN"), "nothing changed");
+}
+
+/// Sends PORT_MOD (port `argv[1]`, address 02:00:00:00:00:01, PORT_DOWN) and prints the error it gets.
+const BAD_PORT_MOD: &str = r#"
+import socket, struct, sys
+s = socket.create_connection(('127.0.0.1', 6654))
+s.settimeout(5)
+s.sendall(bytes([4, 0, 0, 8, 0, 0, 0, 1]))
+body = struct.pack('>I4x6s2xIII4x', int(sys.argv[1]), bytes([2, 0, 0, 0, 0, 1]), 1, 1, 0)
+s.sendall(struct.pack('>BBHI', 4, 16, 8 + len(body), 9) + body)
+while True:
+    h = s.recv(8)
+    n = struct.unpack('>H', h[2:4])[0]
+    b = s.recv(n - 8) if n > 8 else b''
+    if h[1] == 1:
+        print(h[1], struct.unpack('>I', h[4:8])[0], struct.unpack('>HH', b[:4]))
+        break
+"#;

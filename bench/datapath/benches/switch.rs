@@ -17,7 +17,7 @@ use weft_datapath::vlan::VlanMode;
 use weft_datapath::PortIdx;
 
 fn port(name: &str, ofport: u32, kind: PortKind) -> PortDesc {
-    PortDesc { name: name.into(), ofport, bridge: 0, vlan: VlanMode::default(), kind }
+    PortDesc { name: name.into(), ofport, bridge: 0, vlan: VlanMode::default(), kind, of_config: 0 }
 }
 
 fn vxlan() -> PortKind {

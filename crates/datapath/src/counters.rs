@@ -45,10 +45,12 @@ pub enum DropReason {
     Meter,
     /// Sent through more patch ports, one behind the other, than a frame may cross (a loop of bridges).
     PatchLoop,
+    /// The port's OpenFlow configuration (PORT_MOD: down, no-receive, no-forward) refuses it.
+    PortConfig,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -68,6 +70,7 @@ impl DropReason {
         DropReason::TtlExpired,
         DropReason::Meter,
         DropReason::PatchLoop,
+        DropReason::PortConfig,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +94,7 @@ impl DropReason {
             DropReason::LinkDown => "link_down",
             DropReason::Meter => "meter",
             DropReason::PatchLoop => "patch_loop",
+            DropReason::PortConfig => "port_config",
         }
     }
 }

@@ -798,7 +798,8 @@ impl Resources {
                     }
                 };
                 ports.push(PortRt { io, mtu, netns });
-                descs.push(PortDesc { name, ofport, bridge: bi, vlan: vlan_of(pc), kind });
+                let of_config = pc.map_or(b.local_of_config, |p| p.of_config);
+                descs.push(PortDesc { name, ofport, bridge: bi, vlan: vlan_of(pc), kind, of_config });
                 members.push(idx);
             }
             let port_idx = |name: &str| members.iter().copied().find(|i| descs[usize::from(i.0)].name == name);

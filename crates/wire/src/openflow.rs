@@ -33,6 +33,7 @@ pub mod msg {
     pub const GET_ASYNC_REPLY: u8 = 27;
     pub const SET_ASYNC: u8 = 28;
     pub const METER_MOD: u8 = 29;
+    pub const PORT_MOD: u8 = 16;
 }
 
 /// Multipart (statistics) types.
@@ -61,6 +62,13 @@ pub mod error {
     pub const FLOW_MOD_FAILED: u16 = 5;
     pub const GROUP_MOD_FAILED: u16 = 6;
     pub const METER_MOD_FAILED: u16 = 12;
+    pub const PORT_MOD_FAILED: u16 = 7;
+    /// PORT_MOD_FAILED codes.
+    pub mod port_mod {
+        pub const BAD_PORT: u16 = 0;
+        pub const BAD_HW_ADDR: u16 = 1;
+        pub const BAD_CONFIG: u16 = 2;
+    }
     /// HELLO_FAILED / INCOMPATIBLE; BAD_REQUEST / BAD_VERSION.
     pub const INCOMPATIBLE: u16 = 0;
     pub const BAD_VERSION: u16 = 0;

@@ -23,6 +23,9 @@ pub struct BridgeConfig {
     /// VLAN settings of the internal port.
     #[serde(default, skip_serializing_if = "PortVlan::is_empty")]
     pub local_vlan: PortVlan,
+    /// The internal port's OpenFlow configuration bits (PORT_MOD), as [`crate::PortConfig::of_config`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub local_of_config: u32,
     /// Flow tables (`add-flow`); a new bridge has `priority=0 actions=NORMAL`.
     #[serde(default = "default_flows")]
     pub flows: Vec<StoredFlow>,
@@ -88,6 +91,10 @@ pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
         return Ok(OfTarget::Connect(std::net::SocketAddr::new(ip, port)));
     }
     Err(bad("unknown connection method"))
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 pub(super) fn one() -> u64 {

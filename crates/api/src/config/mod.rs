@@ -143,6 +143,7 @@ impl Config {
             next_ofport: 1,
             fdb: Vec::new(),
             local_vlan: PortVlan::default(),
+            local_of_config: 0,
             flows: default_flows(),
             next_flow_id: 1,
             controller: None,
@@ -189,6 +190,7 @@ impl Config {
             options: BTreeMap::new(),
             vlan: PortVlan::default(),
             external_ids: BTreeMap::new(),
+            of_config: 0,
         };
         apply_iface_settings(&mut p, iface_settings)?;
         p.vlan.apply(port_settings)?;

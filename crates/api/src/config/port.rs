@@ -242,7 +242,17 @@ pub struct PortConfig {
     /// The Interface row's `external_ids` (libvirt's `iface-id`, `attached-mac`, `vm-uuid`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: BTreeMap<String, String>,
+    /// OpenFlow's port configuration bits set by PORT_MOD ([`port_config`]): down, no-receive, no-forward,
+    /// no-flood, no-packet-in.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub of_config: u32,
 }
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+pub use weft_datapath::switch::pipeline::port_config;
 
 pub use weft_datapath::tunnel::{Encap, Inherit, IpsecShape, TunnelSpec, ESP_OVERHEAD};
 

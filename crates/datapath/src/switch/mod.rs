@@ -35,7 +35,7 @@ use crate::offload::{self, VnetHdr};
 use crate::vlan::Egress;
 use crate::{mtu, neigh, Nanos, PortIdx, SECOND};
 pub use interface::*;
-use pipeline::{ActRt, PortDesc, PortKind};
+use pipeline::{port_config, ActRt, PortDesc, PortKind};
 pub use pipeline::{Pipeline, OFPORT_LOCAL};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -417,6 +417,11 @@ impl Tables {
     ) {
         let Frame { data, in_port, remote, gso, .. } = frame;
         let port = pipe.port(in_port);
+        if port.of_config & (port_config::PORT_DOWN | port_config::NO_RECV) != 0 {
+            obs.on(|| note(format!("dropped: port {} is configured down or not to receive", port.name)));
+            self.counters[usize::from(in_port.0)].drop(DropReason::PortConfig);
+            return;
+        }
         let Some(tci) = port.vlan.ingress(tci) else {
             obs.on(|| {
                 note(format!("dropped at the input port: it does not carry VLAN {}", tci.map_or(0, |t| t & 0xfff)))
@@ -592,8 +597,9 @@ impl Tables {
                 }
                 ActRt::InPort => out(self, r, st, in_port),
                 ActRt::Flood | ActRt::All => {
+                    let flood = matches!(act, ActRt::Flood);
                     for &p in &b.ports {
-                        if p != in_port {
+                        if p != in_port && !(flood && pipe.port(p).of_config & port_config::NO_FLOOD != 0) {
                             out(self, r, st, p);
                         }
                     }
@@ -602,6 +608,9 @@ impl Tables {
                     let frame =
                         Frame { data: st.data, in_port, remote: r.remote, tci: st.tci, gso: st.gso, hdr: st.hdr };
                     self.normal_switch(pipe, r.bufs, frame, r.now, r.out, r.obs);
+                }
+                ActRt::Controller(_) if pipe.port(in_port).of_config & port_config::NO_PACKET_IN != 0 => {
+                    r.obs.on(|| note("controller: none (the input port is configured no-packet-in)".to_string()));
                 }
                 ActRt::Controller(max_len) => {
                     r.obs.on(|| note("controller: a PACKET_IN".to_string()));
@@ -802,7 +811,8 @@ impl Tables {
             Forward::Flood => {
                 for &p in &b.ports {
                     let suppressed = answered && is_proxy(pipe.port(p));
-                    if p != in_port && !suppressed {
+                    let no_flood = pipe.port(p).of_config & port_config::NO_FLOOD != 0;
+                    if p != in_port && !suppressed && !no_flood {
                         too_big = too_big.or(self.output(pipe, emission(p, None), &hdr, out, obs));
                     }
                 }

@@ -41,6 +41,11 @@ impl Tables {
             Egress::Untagged => false,
             Egress::Tagged => true,
         };
+        if p.of_config & (port_config::PORT_DOWN | port_config::NO_FWD) != 0 {
+            obs.on(|| note(format!("{}: configured down or not to forward; not sent", p.name)));
+            self.counters[usize::from(e.port.0)].drop(DropReason::PortConfig);
+            return None;
+        }
         if self.link_down_rt.get(usize::from(e.port.0)).copied().unwrap_or(false) {
             obs.on(|| note(format!("{}: its link is down; not sent", p.name)));
             self.counters[usize::from(e.port.0)].drop(DropReason::LinkDown);

@@ -16,6 +16,21 @@ pub const OFPORT_LOCAL: u32 = 0xffff_fffe;
 /// OpenFlow's OFPP_CONTROLLER: the input port of a packet-out that came from no port.
 pub const OFPP_CONTROLLER: u32 = 0xffff_fffd;
 
+/// OpenFlow port configuration bits (OFPPC_*) weft carries out.
+pub mod port_config {
+    /// The port neither receives nor sends.
+    pub const PORT_DOWN: u32 = 1 << 0;
+    /// Frames received on it are dropped.
+    pub const NO_RECV: u32 = 1 << 2;
+    /// It takes no part in flooding (`FLOOD`, NORMAL's floods); OpenFlow 1.0's bit, kept by OVS for all versions.
+    pub const NO_FLOOD: u32 = 1 << 4;
+    /// Frames sent to it are dropped.
+    pub const NO_FWD: u32 = 1 << 5;
+    /// Frames received on it are not sent to the controller.
+    pub const NO_PACKET_IN: u32 = 1 << 6;
+    pub const ALL: u32 = PORT_DOWN | NO_RECV | NO_FLOOD | NO_FWD | NO_PACKET_IN;
+}
+
 /// A port as the switch sees it.
 #[derive(Debug, Clone)]
 pub struct PortDesc {
@@ -27,6 +42,8 @@ pub struct PortDesc {
     /// The VLANs the port carries and how (`tag`, `trunks`).
     pub vlan: VlanMode,
     pub kind: PortKind,
+    /// OpenFlow's configuration bits ([`port_config`], from PORT_MOD).
+    pub of_config: u32,
 }
 
 /// How a port carries frames, as far as switching decisions need to know.

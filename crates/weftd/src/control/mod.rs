@@ -375,7 +375,8 @@ impl State {
                     }
                     if *was_up != up {
                         tracing::info!(bridge = %b.name, "port {name}: link {}", if up { "up" } else { "down" });
-                        self.of.port_status(&b.name, ofport, name, !up);
+                        let config = b.ports.iter().find(|p| p.name == name).map_or(b.local_of_config, |p| p.of_config);
+                        self.of.port_status(&b.name, ofport, name, !up, config);
                     }
                 }
                 now.insert(name.to_string(), (up, index));
@@ -565,6 +566,10 @@ impl crate::ofconn::Daemon for State {
 
     fn table_stats(&self, bridge: &str) -> Vec<(u64, u64)> {
         self.ask(|tx| DpMsg::TableStats(bridge.to_string(), tx)).flatten().unwrap_or_default()
+    }
+
+    fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]) {
+        self.of.broadcast(bridge, messages);
     }
 
     fn set_removal_reason(&mut self, reason: u8) {

@@ -7,6 +7,7 @@
 mod groups;
 mod meters;
 mod of10;
+mod ports;
 mod requests;
 
 use crate::msgs::{DpMsg, PacketIn};
@@ -34,6 +35,8 @@ pub trait Daemon: Send {
     fn link_down(&self, name: &str) -> bool;
     /// Each table's (lookups, matches), table 0 first.
     fn table_stats(&self, bridge: &str) -> Vec<(u64, u64)>;
+    /// Sends OpenFlow 1.3 messages to every connection of the bridge (translated for 1.0 ones).
+    fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]);
     /// Why the flows the next configuration change removes go (`of::removed`; DELETE unless said).
     fn set_removal_reason(&mut self, reason: u8);
     /// What meter `id` of `bridge` counted, and for how long.
@@ -191,18 +194,8 @@ impl Manager {
     }
 
     /// Tells the bridge's controllers that port `name` changed (OFPT_PORT_STATUS, reason MODIFY).
-    pub fn port_status(&self, bridge: &str, ofport: u32, name: &str, link_down: bool) {
-        let Some(r) = self.running.get(bridge) else { return };
-        let mut m = Vec::new();
-        let at = of::start(&mut m, msg::PORT_STATUS, 0);
-        m.push(2); // OFPPR_MODIFY
-        m.extend_from_slice(&[0; 7]);
-        m.extend_from_slice(&port_desc(ofport, name, link_down));
-        of::finish(&mut m, at);
-        let list = r.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        for s in list.iter() {
-            let _ = s.try_send(m.clone());
-        }
+    pub fn port_status(&self, bridge: &str, ofport: u32, name: &str, link_down: bool, config: u32) {
+        self.broadcast(bridge, &[ports::port_status_msg(ofport, name, link_down, config)]);
     }
 
     /// Sends `messages` (OpenFlow 1.3, translated for 1.0 connections) to every connection of the bridge.
@@ -430,7 +423,7 @@ impl MsgReader {
 }
 
 /// An `ofp_port` (OpenFlow 1.3, 64 bytes): number, MAC, name, and the state OFPPS_LINK_DOWN when the link is.
-fn port_desc(ofport: u32, name: &str, link_down: bool) -> Vec<u8> {
+fn port_desc(ofport: u32, name: &str, link_down: bool, config: u32) -> Vec<u8> {
     let ofport = if ofport == crate::pipeline::OFPORT_LOCAL { of::port::LOCAL } else { ofport };
     let mut e = ofport.to_be_bytes().to_vec();
     e.extend_from_slice(&[0; 4]);
@@ -439,7 +432,7 @@ fn port_desc(ofport: u32, name: &str, link_down: bool) -> Vec<u8> {
     let mut n = name.as_bytes().to_vec();
     n.resize(16, 0);
     e.extend_from_slice(&n);
-    e.extend_from_slice(&0u32.to_be_bytes()); // config
+    e.extend_from_slice(&config.to_be_bytes());
     e.extend_from_slice(&u32::from(link_down).to_be_bytes()); // state: OFPPS_LINK_DOWN
     e.extend_from_slice(&[0; 24]); // curr, advertised, supported, peer, speeds
     e

@@ -41,13 +41,13 @@ pub(super) fn error10(xid: u32, e: (u16, u16), request: &[u8]) -> Vec<u8> {
 }
 
 /// An `ofp_phy_port` (OpenFlow 1.0, 48 bytes).
-fn phy_port(ofport: u32, name: &str, link_down: bool) -> Vec<u8> {
+fn phy_port(ofport: u32, name: &str, link_down: bool, config: u32) -> Vec<u8> {
     let mut e = o10::port16(ofport).to_be_bytes().to_vec();
     e.extend_from_slice(&weft_sys::iface::mac(name).unwrap_or([0; 6]));
     let mut n = name.as_bytes().to_vec();
     n.resize(16, 0);
     e.extend_from_slice(&n);
-    e.extend_from_slice(&0u32.to_be_bytes()); // config
+    e.extend_from_slice(&config.to_be_bytes());
     e.extend_from_slice(&u32::from(link_down).to_be_bytes()); // state: OFPPS_LINK_DOWN
     e.extend_from_slice(&[0; 16]); // curr, advertised, supported, peer
     e
@@ -63,7 +63,9 @@ pub(super) fn handle10(st: &mut dyn Daemon, bridge: &str, h: &of::Header, m: &[u
             let ports: Vec<Vec<u8>> = st
                 .port_counters(bridge)
                 .into_iter()
-                .map(|(name, ofport, _)| phy_port(ofport, &name, st.link_down(&name)))
+                .map(|(name, ofport, _)| {
+                    phy_port(ofport, &name, st.link_down(&name), super::ports::config_of(st, bridge, &name))
+                })
                 .collect();
             Ok(vec![message(msg::FEATURES_REPLY, xid, &|r| {
                 r.extend_from_slice(&requests::datapath_id(st, bridge).to_be_bytes());
@@ -92,6 +94,12 @@ pub(super) fn handle10(st: &mut dyn Daemon, bridge: &str, h: &of::Header, m: &[u
         o10::msg::VENDOR => vendor(st, bridge, body, s),
         msg::FLOW_MOD => flow_mod10(st, bridge, body, s).map(|()| vec![]),
         msg::PACKET_OUT => packet_out10(st, bridge, body).map(|()| vec![]),
+        // port_no (16 bits), hw_addr, config, mask, advertise.
+        o10::msg::PORT_MOD if body.len() >= 20 => {
+            let hw: [u8; 6] = [body[2], body[3], body[4], body[5], body[6], body[7]];
+            let word = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+            super::ports::port_mod(st, bridge, o10::port32(be16(body, 0)), hw, word(8), word(12)).map(|()| vec![])
+        }
         o10::msg::STATS_REQUEST => stats(st, bridge, xid, body),
         _ => Err((error::BAD_REQUEST, error::BAD_TYPE)),
     };
@@ -326,7 +334,7 @@ fn stats(st: &mut dyn Daemon, bridge: &str, xid: u32, b: &[u8]) -> Result<Vec<Ve
         // OVS's OFPST_PORT_DESC, which it also sends with OpenFlow 1.0.
         st::PORT_DESC => {
             for (name, ofport, _) in st.port_counters(bridge) {
-                entries.push(phy_port(ofport, &name, st.link_down(&name)));
+                entries.push(phy_port(ofport, &name, st.link_down(&name), super::ports::config_of(st, bridge, &name)));
             }
         }
         st::PORT => {

@@ -62,6 +62,20 @@ pub(super) fn handle(
             Ok(()) => vec![],
             Err(e) => vec![error_msg(h.xid, e, m)],
         },
+        msg::PORT_MOD => {
+            let r = match body {
+                [a, b, c, d, _, _, _, _, m @ ..] if m.len() >= 16 => {
+                    let hw: [u8; 6] = [m[0], m[1], m[2], m[3], m[4], m[5]];
+                    let word = |i: usize| u32::from_be_bytes([m[i], m[i + 1], m[i + 2], m[i + 3]]);
+                    super::ports::port_mod(st, bridge, u32::from_be_bytes([*a, *b, *c, *d]), hw, word(8), word(12))
+                }
+                _ => Err((error::BAD_REQUEST, error::BAD_LEN)),
+            };
+            match r {
+                Ok(()) => vec![],
+                Err(e) => vec![error_msg(h.xid, e, m)],
+            }
+        }
         msg::METER_MOD => match super::meters::meter_mod(st, bridge, body) {
             Ok(()) => vec![],
             Err(e) => vec![error_msg(h.xid, e, m)],
@@ -318,7 +332,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
                 let mut e = ofport.to_be_bytes().to_vec();
                 e.extend_from_slice(&[0; 4]);
                 if kind == of::mp::PORT_DESC {
-                    e = port_desc(ofport, &name, st.link_down(&name));
+                    e = port_desc(ofport, &name, st.link_down(&name), super::ports::config_of(st, bridge, &name));
                 } else {
                     let dropped: u64 = c.drops.iter().sum();
                     for v in [c.rx_packets, c.tx_packets, c.rx_bytes, c.tx_bytes, dropped, 0, 0, 0, 0, 0, 0, 0] {

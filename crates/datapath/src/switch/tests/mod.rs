@@ -10,6 +10,7 @@ mod flows;
 mod groups;
 mod meters;
 mod patch;
+mod ports;
 mod registers;
 mod rewrites;
 mod workers;
@@ -66,7 +67,7 @@ impl Net {
         if matches!(&kind, PortKind::Tunnel(t) if t.proxy) {
             self.bridges[bridge].has_proxy = true;
         }
-        self.ports.push(PortDesc { name: name.into(), ofport, bridge, vlan: VlanMode::default(), kind });
+        self.ports.push(PortDesc { name: name.into(), ofport, bridge, vlan: VlanMode::default(), kind, of_config: 0 });
         self.bridges[bridge].ports.push(idx);
         self
     }
@@ -159,6 +160,13 @@ impl Net {
         let b = self.bridges.last_mut().unwrap();
         b.meters.push(MeterRt { id, pktps, bands, state: Arc::new(MeterState::new(&depths)) });
         b.meters.sort_by_key(|m| m.id);
+        self
+    }
+
+    /// Sets port `name`'s OpenFlow configuration bits.
+    fn of_config(mut self, name: &str, bits: u32) -> Net {
+        let i = self.idx(name);
+        self.ports[usize::from(i.0)].of_config = bits;
         self
     }
 
