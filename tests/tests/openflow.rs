@@ -389,3 +389,34 @@ while True:
         print(h[1], struct.unpack('>I', h[4:8])[0], struct.unpack('>HH', b[:4]))
         break
 "#;
+
+/// `set bridge BR protocols=…` (the Bridge column OVS users set): connections may speak only the versions
+/// listed; a peer offering none of them gets HELLO_FAILED, as from OVS. Unknown names, and lists naming no
+/// version weft speaks, are refused.
+#[test]
+fn protocols_limit_the_openflow_versions_a_bridge_speaks() {
+    if !prerequisites(&["ip", "ovs-ofctl"]) {
+        return;
+    }
+    let TwoEnds { tmp: _tmp, h, left: _l, right: _r, w } = two_ends("ov", 7);
+    w.weft("set-controller sw1 ptcp:6655:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let plain = |args: &str| h.run(&format!("timeout 10 ovs-ofctl {args} tcp:127.0.0.1:6655"));
+    let of13 = |args: &str| h.run(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args} tcp:127.0.0.1:6655"));
+    assert!(plain("show").status.success() && of13("show").status.success());
+    w.weft("set bridge sw1 protocols=OpenFlow13");
+    assert!(w.weft("show").contains("protocols: [OpenFlow13]"));
+    let r = plain("show");
+    assert!(!r.status.success(), "OpenFlow 1.0 is not allowed: {r:?}");
+    assert!(of13("dump-flows").status.success());
+    w.weft("set bridge sw1 protocols=OpenFlow10,OpenFlow14");
+    assert!(plain("dump-flows").status.success());
+    assert!(!of13("show").status.success(), "OpenFlow 1.3 is not allowed");
+    for (bad, says) in [("protocols=OpenFlow99", "not an OpenFlow version"), ("protocols=OpenFlow14", "names neither")]
+    {
+        let (ok, _, err) = w.try_weft(&format!("set bridge sw1 {bad}"));
+        assert!(!ok && err.contains(says), "{bad}: {err}");
+    }
+    w.weft("clear bridge sw1 protocols");
+    assert!(plain("show").status.success() && of13("show").status.success());
+}

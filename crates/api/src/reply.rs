@@ -20,6 +20,9 @@ pub struct ShowBridge {
     pub controller: Option<String>,
     pub external_ids: BTreeMap<String, String>,
     pub name: String,
+    /// The OpenFlow versions its connections may speak (`protocols`; empty: any weft speaks).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protocols: Vec<String>,
     /// Secrets (`bgp-password`, `etcd-password`) are shown as "(hidden)".
     pub other_config: BTreeMap<String, String>,
     /// The bridge's own (internal) port first, then the others in configuration order.

@@ -134,6 +134,8 @@ pub static COMMANDS: &[Cmd] = &[
                 'set port PORT tag=N | trunks=N,...' (VLANs: tag makes an access port; trunks lists the\n\
                 VLANs a trunk carries, default all, 0 = untagged; tunnels carry 802.1Q frames unchanged),\n\
                 'set bridge BR other_config:mac-aging-time=SECONDS other_config:mac-table-size=N',\n\
+                'set bridge BR protocols=OpenFlow10,OpenFlow13' (the OpenFlow versions its connections may\n\
+                speak; weft speaks 1.0 and 1.3; 'clear bridge BR protocols': any),\n\
                 'set bridge BR other_config:control-plane=etcd other_config:etcd-endpoints=URL[,URL...]\n\
                 [other_config:etcd-ttl=SECONDS] [other_config:etcd-prefix=/weft/]',\n\
                 'set bridge BR other_config:control-plane=evpn other_config:bgp-asn=N\n\

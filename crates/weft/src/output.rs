@@ -95,6 +95,9 @@ fn show(out: &mut String, data: &reply::Show) -> std::fmt::Result {
         if !b.external_ids.is_empty() {
             writeln!(out, "        external_ids: {}", map(&b.external_ids))?;
         }
+        if !b.protocols.is_empty() {
+            writeln!(out, "        protocols: [{}]", b.protocols.join(", "))?;
+        }
         if let Some(c) = &b.controller {
             // As ovs-vsctl show prints it.
             writeln!(out, "        Controller \"{c}\"")?;

@@ -37,6 +37,10 @@ pub struct BridgeConfig {
     /// OpenFlow groups (GROUP_MOD), by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<crate::group::Group>,
+    /// The Bridge row's `protocols`: the OpenFlow versions its connections may speak (empty: every one weft
+    /// speaks, 1.0 and 1.3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protocols: Vec<String>,
     /// OpenFlow meters (METER_MOD), by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub meters: Vec<crate::meter::Meter>,
@@ -91,6 +95,23 @@ pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
         return Ok(OfTarget::Connect(std::net::SocketAddr::new(ip, port)));
     }
     Err(bad("unknown connection method"))
+}
+
+/// OpenFlow's wire versions weft speaks.
+const OF10: u8 = 1;
+const OF13: u8 = 4;
+
+/// The wire version of a `protocols` name (`OpenFlow10` … `OpenFlow15`, as OVS names them).
+pub fn of_version(name: &str) -> Option<u8> {
+    Some(match name {
+        "OpenFlow10" => 1,
+        "OpenFlow11" => 2,
+        "OpenFlow12" => 3,
+        "OpenFlow13" => 4,
+        "OpenFlow14" => 5,
+        "OpenFlow15" => 6,
+        _ => return None,
+    })
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -164,6 +185,16 @@ pub fn name_datapath_id(name: &str) -> u64 {
 }
 
 impl BridgeConfig {
+    /// The OpenFlow versions (wire numbers, as a HELLO bitmap) this bridge's connections may use: those of
+    /// `protocols` weft speaks, or 1.0 and 1.3.
+    pub fn of_versions(&self) -> u32 {
+        let all = (1 << OF10) | (1 << OF13);
+        if self.protocols.is_empty() {
+            return all;
+        }
+        self.protocols.iter().filter_map(|p| of_version(p)).fold(0, |m, v| m | 1 << v) & all
+    }
+
     /// The OpenFlow datapath ID: `other_config:datapath-id` if set, else one derived from the name (stable, in
     /// 48 bits like a MAC-derived ID).
     pub fn datapath_id(&self) -> u64 {

@@ -149,6 +149,7 @@ impl Config {
             controller: None,
             groups: Vec::new(),
             meters: Vec::new(),
+            protocols: Vec::new(),
             external_ids: BTreeMap::new(),
         });
         Ok(())
@@ -288,6 +289,7 @@ impl Config {
             ("bridge", "other_config") => drop_keys(&mut self.bridge_mut(name)?.other_config),
             ("bridge", "external_ids") => drop_keys(&mut self.bridge_mut(name)?.external_ids),
             ("bridge", "controller") if keys.is_empty() => self.bridge_mut(name)?.controller = None,
+            ("bridge", "protocols") if keys.is_empty() => self.bridge_mut(name)?.protocols.clear(),
             (t, c) => {
                 return Err(ConfigError::BadSetting(format!(
                     "cannot remove from {t} column {c:?} (map columns: Interface options and external_ids, Port \
@@ -416,9 +418,26 @@ impl Config {
                 set_external_id(&mut br.external_ids, key, v)?;
                 continue;
             }
+            if k == "protocols" {
+                let list: Vec<String> =
+                    v.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
+                if let Some(bad) = list.iter().find(|p| of_version(p).is_none()) {
+                    return Err(ConfigError::BadSetting(format!(
+                        "protocols: {bad:?} is not an OpenFlow version (OpenFlow10, OpenFlow11, … OpenFlow15)"
+                    )));
+                }
+                br.protocols = list;
+                if !br.protocols.is_empty() && br.of_versions() == 0 {
+                    return Err(ConfigError::BadSetting(format!(
+                        "protocols={v}: weft speaks OpenFlow10 and OpenFlow13; the list names neither"
+                    )));
+                }
+                continue;
+            }
             let Some(key) = k.strip_prefix("other_config:").or_else(|| k.strip_prefix("other-config:")) else {
                 return Err(ConfigError::BadSetting(format!(
-                    "unknown bridge setting {k:?} (bridge settings are other_config:KEY=VALUE and external_ids:KEY=VALUE)"
+                    "unknown bridge setting {k:?} (bridge settings are protocols=VERSION,…, other_config:KEY=VALUE and \
+                     external_ids:KEY=VALUE)"
                 )));
             };
             match key {

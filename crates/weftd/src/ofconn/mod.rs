@@ -438,31 +438,34 @@ fn port_desc(ofport: u32, name: &str, link_down: bool, config: u32) -> Vec<u8> {
     e
 }
 
-fn hello(xid: u32) -> Vec<u8> {
+/// A HELLO offering the versions of `allowed` (a bitmap of wire versions: 1.0 and 1.3, or those of the
+/// bridge's `protocols`), in its header (the highest) and in a version bitmap element.
+fn hello(xid: u32, allowed: u32) -> Vec<u8> {
     let mut m = Vec::new();
     let at = of::start(&mut m, msg::HELLO, xid);
-    // A version bitmap element: OpenFlow 1.0 and 1.3.
-    m.extend_from_slice(&[0, 1, 0, 8, 0, 0, 0, 1 << of::VERSION | 1 << weft_api::of10::VERSION]);
+    m[at] = if allowed & (1 << of::VERSION) != 0 { of::VERSION } else { weft_api::of10::VERSION };
+    m.extend_from_slice(&[0, 1, 0, 8]);
+    m.extend_from_slice(&allowed.to_be_bytes());
     of::finish(&mut m, at);
     m
 }
 
-/// The version a peer's HELLO leads to: the highest both speak (1.3, else 1.0), from its version bitmap when
-/// it sends one, else from its version (a peer at 1.0 speaks 1.0; one above 1.3 speaks 1.3 too; 1.1 and 1.2
-/// are not weft's).
-fn negotiate(peer: u8, hello: &[u8]) -> Option<u8> {
+/// The version a peer's HELLO leads to: the highest both may speak (1.3, else 1.0; `allowed` as for
+/// [`hello`]), from its version bitmap when it sends one, else from its version (a peer at 1.0 speaks 1.0;
+/// one above 1.3 speaks 1.3 too; 1.1 and 1.2 are not weft's).
+fn negotiate(peer: u8, hello: &[u8], allowed: u32) -> Option<u8> {
     let (v13, v10) = (of::VERSION, weft_api::of10::VERSION);
     // The first HELLO element, when it is a version bitmap (type 1).
     let bitmap = (hello.len() >= 16 && hello[8..10] == [0, 1])
         .then(|| u32::from_be_bytes([hello[12], hello[13], hello[14], hello[15]]));
-    match bitmap {
-        Some(b) if b & (1 << v13) != 0 => Some(v13),
-        Some(b) if b & (1 << v10) != 0 => Some(v10),
-        Some(_) => None,
-        None if peer >= v13 => Some(v13),
-        None if peer == v10 => Some(v10),
-        None => None,
-    }
+    let theirs = match bitmap {
+        Some(b) => b,
+        None if peer >= v13 => (1 << v13) | (1 << v10),
+        None if peer >= v10 => 1 << v10,
+        None => 0,
+    };
+    let both = theirs & allowed;
+    [v13, v10].into_iter().find(|v| both & (1 << v) != 0)
 }
 
 fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
@@ -501,10 +504,17 @@ fn session(s: TcpStream, link: Link, peer: Option<String>) {
 
 fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
     let send = |s: &mut weft_control::tls::Stream, m: &[u8]| s.write_all(m).and_then(|_| s.flush()).is_ok();
-    if !send(&mut s, &hello(0)) {
+    let Link { bridge, me, sessions, stop, .. } = link;
+    let allowed = match me.upgrade() {
+        Some(state) => {
+            let st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.config().bridge(&bridge).map_or(0, |b| b.of_versions())
+        }
+        None => 0,
+    };
+    if !send(&mut s, &hello(0, allowed)) {
         return;
     }
-    let Link { bridge, me, sessions, stop, .. } = link;
     let (queue, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(SESSION_QUEUE);
     sessions.lock().unwrap_or_else(|e| e.into_inner()).push(queue);
     let mut miss_send_len: u16 = 128;
@@ -534,7 +544,7 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                 break 'conn;
             };
             if h.kind == msg::HELLO {
-                match negotiate(h.version, &m) {
+                match negotiate(h.version, &m, allowed) {
                     Some(v) => version = v,
                     None => {
                         send(&mut s, &error_msg(h.xid, (error::HELLO_FAILED, error::INCOMPATIBLE), &m));
@@ -581,6 +591,24 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_are_negotiated_within_the_bridges_protocols() {
+        let both = (1 << 4) | (1 << 1);
+        let peer = |bitmap: u32| {
+            let mut m = vec![4, 0, 0, 16, 0, 0, 0, 1, 0, 1, 0, 8];
+            m.extend_from_slice(&bitmap.to_be_bytes());
+            m
+        };
+        assert_eq!(negotiate(4, &peer(both), both), Some(4));
+        assert_eq!(negotiate(4, &peer(both), 1 << 1), Some(1), "protocols=OpenFlow10");
+        assert_eq!(negotiate(4, &peer(1 << 4), 1 << 1), None, "nothing in common");
+        assert_eq!(negotiate(5, &peer(1 << 5 | 1 << 4), both), Some(4), "1.4 and 1.3 offered: 1.3");
+        assert_eq!(negotiate(1, &[1, 0, 0, 8, 0, 0, 0, 1], both), Some(1), "a 1.0 peer without a bitmap");
+        assert_eq!(negotiate(4, &[4, 0, 0, 8, 0, 0, 0, 1], 1 << 1), Some(1), "a 1.3 peer speaks 1.0 too");
+        let h = hello(0, 1 << 1);
+        assert_eq!((h[0], &h[8..16]), (1, &[0, 1, 0, 8, 0, 0, 0, 2][..]), "offers only 1.0, in a 1.0 header");
+    }
 
     #[test]
     fn flow_mods_past_the_burst_wait_for_the_rate() {
