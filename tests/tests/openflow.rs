@@ -420,3 +420,83 @@ fn protocols_limit_the_openflow_versions_a_bridge_speaks() {
     w.weft("clear bridge sw1 protocols");
     assert!(plain("show").status.success() && of13("show").status.success());
 }
+
+/// Several controller targets at once (`set-controller BR TARGET…`, as Faucet with Gauge, or a cluster):
+/// weft connects to Open vSwitch's test controller, which switches the traffic, while `ovs-ofctl` reads
+/// through the listener at the same time; both show in `show`. Roles over the listener (ROLE_REQUEST): a
+/// master request demotes the other master to slave; a slave is refused FLOW_MOD (OFPBRC_IS_SLAVE) but may
+/// read; a stale generation ID is refused.
+#[test]
+fn several_controllers_at_once_with_roles() {
+    if !prerequisites(&["ip", "ping", "ovs-ofctl", "ovs-testcontroller", "python3"]) {
+        return;
+    }
+    let TwoEnds { tmp, h, left, right: _r, w } = two_ends("os", 8);
+    let d = tmp.path("tc");
+    std::fs::create_dir_all(&d).unwrap();
+    let log = d.join("tc.log");
+    h.sh(&format!(
+        "ovs-testcontroller -O OpenFlow13 ptcp:6662:127.0.0.1 --verbose=vconn:file:dbg --log-file={} \
+         --pidfile={d}/tc.pid --unixctl={d}/tc.ctl --detach",
+        log.display(),
+        d = d.display()
+    ));
+    let pid = std::fs::read_to_string(d.join("tc.pid")).unwrap_or_default().trim().to_string();
+    w.weft("set-controller sw1 tcp:127.0.0.1:6662 ptcp:6661:127.0.0.1");
+    let show = w.weft("show");
+    assert!(show.contains("Controller \"tcp:127.0.0.1:6662\"") && show.contains("Controller \"ptcp:6661:127.0.0.1\""));
+    wait_for("the controller's handshake", 10, || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("OFPT_FEATURES_REPLY")
+    });
+    // The test controller (a learning switch) switches the pings, installing flows ovs-ofctl reads meanwhile.
+    left.ping("10.8.0.2", 3);
+    let flows = ofctl(&h, 6661, "dump-flows TARGET");
+    assert!(flows.lines().filter(|l| l.contains("actions=output")).count() >= 2, "{flows}");
+    let script = tmp.path("roles.py");
+    std::fs::write(&script, ROLES).unwrap();
+    let out = h.sh(&format!("python3 {}", script.display()));
+    let _ = run(&format!("kill {pid}"));
+    assert_eq!(
+        out.trim().lines().collect::<Vec<_>>(),
+        ["a master 2 5", "b master 2 6", "a now 3 6", "a flow_mod error 1 10", "a read ok", "c stale error 11 0"],
+        "{out}"
+    );
+    // The slave's FLOW_MOD changed nothing.
+    assert!(!w.weft("dump-flows sw1").contains("priority=77"));
+}
+
+/// Three OpenFlow 1.3 connections to port 6661: a asks to be master (generation 5), then b (6); a asks its role
+/// (NOCHANGE), tries a FLOW_MOD and reads the flows; c asks to be master with generation 4.
+const ROLES: &str = r#"
+import socket, struct
+def conn():
+    s = socket.create_connection(('127.0.0.1', 6661))
+    s.settimeout(5)
+    s.sendall(bytes([4, 0, 0, 8, 0, 0, 0, 1]))
+    return s
+def reply(s, want):
+    while True:
+        h = s.recv(8)
+        n = struct.unpack('>H', h[2:4])[0]
+        b = b''
+        while len(b) < n - 8:
+            b += s.recv(n - 8 - len(b))
+        if h[1] in want:
+            return h[1], b
+def role(s, r, gen):
+    s.sendall(struct.pack('>BBHII4xQ', 4, 24, 24, 9, r, gen))
+    t, b = reply(s, (1, 25))
+    return struct.unpack('>I4xQ', b[:16]) if t == 25 else struct.unpack('>HH', b[:4])
+a, b, c = conn(), conn(), conn()
+print('a master', *role(a, 2, 5))
+print('b master', *role(b, 2, 6))
+print('a now', *role(a, 0, 0))
+fm = struct.pack('>QQBBHHHIIIH2x', 0, 0, 0, 0, 0, 0, 77, 0xffffffff, 0xffffffff, 0xffffffff, 0) + struct.pack('>HH4x', 1, 4)
+a.sendall(struct.pack('>BBHI', 4, 14, 8 + len(fm), 10) + fm)
+t, e = reply(a, (1,))
+print('a flow_mod error', *struct.unpack('>HH', e[:4]))
+a.sendall(struct.pack('>BBHIHH4xB3xII4xQQHH4x', 4, 18, 56, 11, 1, 0, 0xff, 0xffffffff, 0xffffffff, 0, 0, 1, 4))
+t, body = reply(a, (1, 19))
+print('a read', 'ok' if t == 19 else 'refused')
+print('c stale error', *role(c, 2, 4))
+"#;

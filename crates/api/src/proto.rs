@@ -68,10 +68,10 @@ pub enum Request {
         #[serde(default)]
         strict: bool,
     },
-    /// `set-controller BR TARGET` / `del-controller BR` (target None).
+    /// `set-controller BR TARGET…` / `del-controller BR` (no targets).
     SetController {
         bridge: String,
-        target: Option<String>,
+        targets: Vec<String>,
     },
     /// `set-ssl PRIVKEY CERT CACERT` / `del-ssl`: TLS keys for `ssl:`/`pssl:` OpenFlow connections.
     SetSsl {

@@ -17,7 +17,8 @@ pub struct Show {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ShowBridge {
     pub control_plane: Option<ControlPlaneShow>,
-    pub controller: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controller: Vec<String>,
     pub external_ids: BTreeMap<String, String>,
     pub name: String,
     /// The OpenFlow versions its connections may speak (`protocols`; empty: any weft speaks).

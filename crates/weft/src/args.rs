@@ -377,10 +377,12 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         }
         "mod-flows" => Request::ModFlows { bridge: rest[0].clone(), flow: rest[1..].join(" "), strict },
         "set-controller" => {
-            weft_api::config::parse_of_target(&rest[1]).map_err(|e| anyhow::anyhow!("{e}"))?;
-            Request::SetController { bridge: rest[0].clone(), target: Some(rest[1].clone()) }
+            for t in &rest[1..] {
+                weft_api::config::parse_of_target(t).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            Request::SetController { bridge: rest[0].clone(), targets: rest[1..].to_vec() }
         }
-        "del-controller" => Request::SetController { bridge: rest[0].clone(), target: None },
+        "del-controller" => Request::SetController { bridge: rest[0].clone(), targets: Vec::new() },
         "set-ssl" => {
             // Paths are kept absolute: weftd reads them, from its own working directory.
             let abs =

@@ -225,14 +225,15 @@ pub static COMMANDS: &[Cmd] = &[
     },
     Cmd {
         names: &["set-controller"],
-        args: "BR ptcp:PORT[:IP]|tcp:IP[:PORT]|pssl:PORT[:IP]|ssl:IP[:PORT]",
+        args: "BR TARGET...",
         min: 2,
-        max: 2,
+        max: usize::MAX,
         flags: &[],
         section: Flows,
-        about: "OpenFlow 1.3: listen for ovs-ofctl and controllers, or connect to a controller (packet-in\n\
-                for actions=controller); ptcp without IP listens on 127.0.0.1 only (name 0.0.0.0 to listen\n\
-                on all); pssl and ssl: the same over TLS (needs set-ssl)",
+        about: "OpenFlow: TARGET is ptcp:PORT[:IP] (listen for ovs-ofctl and controllers), tcp:IP[:PORT]\n\
+                (connect to a controller), pssl:PORT[:IP] or ssl:IP[:PORT] (the same over TLS, needs set-ssl);\n\
+                several at once (Faucet and Gauge, a cluster), each connection with its role (ROLE_REQUEST:\n\
+                equal, master, slave); ptcp without IP listens on 127.0.0.1 only (0.0.0.0 for all)",
     },
     Cmd {
         names: &["del-controller"],

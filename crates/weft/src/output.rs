@@ -98,7 +98,7 @@ fn show(out: &mut String, data: &reply::Show) -> std::fmt::Result {
         if !b.protocols.is_empty() {
             writeln!(out, "        protocols: [{}]", b.protocols.join(", "))?;
         }
-        if let Some(c) = &b.controller {
+        for c in &b.controller {
             // As ovs-vsctl show prints it.
             writeln!(out, "        Controller \"{c}\"")?;
         }

@@ -188,7 +188,7 @@ pub fn render(s: &State) -> String {
         let _ = writeln!(out, "weft_tunnel_ports{{type=\"{ty}\"}} {n}");
     }
     family(&mut out, "weft_controllers", "gauge", "Bridges with an OpenFlow controller target configured.");
-    let n = s.config.bridges.iter().filter(|b| b.controller.is_some()).count();
+    let n = s.config.bridges.iter().filter(|b| !b.controllers.is_empty()).count();
     let _ = writeln!(out, "weft_controllers {n}");
     out
 }

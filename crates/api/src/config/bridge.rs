@@ -31,9 +31,10 @@ pub struct BridgeConfig {
     pub flows: Vec<StoredFlow>,
     #[serde(default = "one")]
     pub next_flow_id: u64,
-    /// OpenFlow controller connection (`set-controller`): `ptcp:PORT[:IP]` (weftd listens) or `tcp:IP[:PORT]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub controller: Option<String>,
+    /// OpenFlow controller connections (`set-controller BR TARGET…`): `ptcp:PORT[:IP]` (weftd listens) or
+    /// `tcp:IP[:PORT]` (and their TLS forms), each served at once. (Stored as one string when there was one.)
+    #[serde(default, rename = "controller", deserialize_with = "one_or_many", skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<String>,
     /// OpenFlow groups (GROUP_MOD), by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<crate::group::Group>,
@@ -111,6 +112,21 @@ pub fn of_version(name: &str) -> Option<u8> {
         "OpenFlow14" => 5,
         "OpenFlow15" => 6,
         _ => return None,
+    })
+}
+
+/// A list written as one string (how a single controller target was kept) or as a list.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
     })
 }
 

@@ -146,7 +146,7 @@ impl Config {
             local_of_config: 0,
             flows: default_flows(),
             next_flow_id: 1,
-            controller: None,
+            controllers: Vec::new(),
             groups: Vec::new(),
             meters: Vec::new(),
             protocols: Vec::new(),
@@ -288,7 +288,7 @@ impl Config {
             }
             ("bridge", "other_config") => drop_keys(&mut self.bridge_mut(name)?.other_config),
             ("bridge", "external_ids") => drop_keys(&mut self.bridge_mut(name)?.external_ids),
-            ("bridge", "controller") if keys.is_empty() => self.bridge_mut(name)?.controller = None,
+            ("bridge", "controller") if keys.is_empty() => self.bridge_mut(name)?.controllers.clear(),
             ("bridge", "protocols") if keys.is_empty() => self.bridge_mut(name)?.protocols.clear(),
             (t, c) => {
                 return Err(ConfigError::BadSetting(format!(
@@ -527,11 +527,14 @@ impl Config {
             Request::AddFlows { bridge, flows } => self.add_flows(bridge, flows),
             Request::DelFlows { bridge, filter, strict } => self.del_flows(bridge, filter.as_deref(), *strict),
             Request::ModFlows { bridge, flow, strict } => self.mod_flows(bridge, flow, *strict),
-            Request::SetController { bridge, target } => {
-                if let Some(t) = target {
+            Request::SetController { bridge, targets } => {
+                for (i, t) in targets.iter().enumerate() {
                     parse_of_target(t)?;
+                    if targets[..i].contains(t) {
+                        return Err(ConfigError::BadSetting(format!("controller {t:?} is given twice")));
+                    }
                 }
-                self.bridge_mut(bridge)?.controller = target.clone();
+                self.bridge_mut(bridge)?.controllers = targets.clone();
                 Ok(())
             }
             Request::Transaction { requests } => {
@@ -588,7 +591,7 @@ impl Config {
     fn check(&self) -> Result<Vec<BridgeSpec>, ConfigError> {
         let mut specs = Vec::with_capacity(self.bridges.len());
         for b in &self.bridges {
-            if let Some(t) = b.controller.as_deref().filter(|t| OfTarget::is_tls(t)) {
+            if let Some(t) = b.controllers.iter().find(|t| OfTarget::is_tls(t)) {
                 if self.ssl.is_none() {
                     return Err(ConfigError::BadSetting(format!(
                         "bridge {:?}: controller {t:?} needs TLS keys: set-ssl PRIVKEY CERT CACERT first",

@@ -89,7 +89,7 @@ fn openflow_listeners_default_to_loopback() {
     assert!(OfTarget::is_tls("pssl:6653") && OfTarget::is_tls("ssl:192.0.2.9") && !OfTarget::is_tls("ptcp:1"));
     let mut c = Config::default();
     c.add_bridge("br0", false).unwrap();
-    c.apply(&crate::Request::SetController { bridge: "br0".into(), target: Some("pssl:6653".into()) }).unwrap();
+    c.apply(&crate::Request::SetController { bridge: "br0".into(), targets: vec!["pssl:6653".into()] }).unwrap();
     assert!(c.validate().unwrap_err().to_string().contains("set-ssl"));
     let bad = SslConfig {
         private_key: "/nonexistent/k".into(),

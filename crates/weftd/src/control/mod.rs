@@ -278,7 +278,7 @@ impl State {
         let r = self.commit_inner(new);
         if r.is_ok() {
             for (bridge, msgs) in removed {
-                self.of.broadcast(&bridge, &msgs);
+                self.of.broadcast(&bridge, &msgs, false);
             }
         }
         self.removal_reasons.clear();
@@ -569,7 +569,7 @@ impl crate::ofconn::Daemon for State {
     }
 
     fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]) {
-        self.of.broadcast(bridge, messages);
+        self.of.broadcast(bridge, messages, true);
     }
 
     fn set_removal_reason(&mut self, reason: u8) {

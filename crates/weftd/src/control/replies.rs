@@ -47,7 +47,7 @@ impl State {
                 }
                 reply::ShowBridge {
                     name: b.name.clone(),
-                    controller: b.controller.clone(),
+                    controller: b.controllers.clone(),
                     protocols: b.protocols.clone(),
                     other_config: hide_secrets(&b.other_config),
                     external_ids: b.external_ids.clone(),

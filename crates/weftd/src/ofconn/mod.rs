@@ -9,6 +9,7 @@ mod meters;
 mod of10;
 mod ports;
 mod requests;
+mod roles;
 
 use crate::msgs::{DpMsg, PacketIn};
 use requests::handle;
@@ -35,7 +36,7 @@ pub trait Daemon: Send {
     fn link_down(&self, name: &str) -> bool;
     /// Each table's (lookups, matches), table 0 first.
     fn table_stats(&self, bridge: &str) -> Vec<(u64, u64)>;
-    /// Sends OpenFlow 1.3 messages to every connection of the bridge (translated for 1.0 ones).
+    /// Sends OpenFlow 1.3 messages (port status) to every connection of the bridge (translated for 1.0 ones).
     fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]);
     /// Why the flows the next configuration change removes go (`of::removed`; DELETE unless said).
     fn set_removal_reason(&mut self, reason: u8);
@@ -83,8 +84,20 @@ impl RateLimit {
     }
 }
 
-/// A connection's queue of messages to send it (packet-ins), drained by its own thread.
-type Session = SyncSender<Vec<u8>>;
+/// A connection's queue of messages to send it (packet-ins, port status, flow removals), drained by its own
+/// thread, and the role the controller on it asked for ([`roles`]).
+#[derive(Clone)]
+struct Session {
+    queue: SyncSender<Vec<u8>>,
+    role: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Session {
+    fn is_slave(&self) -> bool {
+        self.role.load(Ordering::Relaxed) == roles::SLAVE
+    }
+}
+
 /// Packet-ins waiting for one connection; more are dropped for that connection.
 const SESSION_QUEUE: usize = 256;
 /// How long a connection's thread waits for bytes before it sends what is queued for it.
@@ -98,27 +111,26 @@ enum Tls {
     Client(Arc<rustls::ClientConfig>),
 }
 
-/// What every connection of one bridge shares: the bridge, the daemon state, the open connections (for
-/// packet-ins) and the flag that ends them.
+/// What every connection of one target shares: the bridge, the daemon state, the bridge's open connections
+/// (for packet-ins and roles), the flag that ends them.
 #[derive(Clone)]
 struct Link {
     bridge: String,
     me: Weak<Mutex<dyn Daemon>>,
     sessions: Arc<Mutex<Vec<Session>>>,
+    /// The largest generation ID a master or slave request brought (OpenFlow 1.3 §6.3.7), for the bridge.
+    generation: Arc<Mutex<Option<u64>>>,
     stop: Arc<AtomicBool>,
     /// Connections being served (counted from accept to close).
     open: Arc<std::sync::atomic::AtomicUsize>,
     tls: Tls,
 }
 
-/// One bridge's controller setup: its target (with the TLS files it was started with), the stop flag of its
-/// threads, and its open connections.
+/// One controller target of a bridge: the TLS files it was started with, the stop flag of its threads, its
+/// listener's thread (joined when it stops, so that its port is free again at once).
 struct Running {
-    target: (String, Option<weft_api::config::SslConfig>),
+    ssl: Option<weft_api::config::SslConfig>,
     stop: Arc<AtomicBool>,
-    /// The queues of the bridge's open connections (packet-ins, port status).
-    sessions: Arc<Mutex<Vec<Session>>>,
-    /// A listener's thread, joined when it stops so that its port is free again at once.
     listener: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -131,19 +143,28 @@ impl Running {
     }
 }
 
-type Wanted = HashMap<String, (String, Option<weft_api::config::SslConfig>)>;
+/// What every connection of a bridge shares, whichever target it came by: the packet-in hub (one channel
+/// from the datapath per bridge), the connections' queues and roles, the generation ID.
+struct Hub {
+    sessions: Arc<Mutex<Vec<Session>>>,
+    generation: Arc<Mutex<Option<u64>>>,
+    stop: Arc<AtomicBool>,
+}
 
-/// Each bridge's controller target in `config`, with the TLS files it would use.
+/// A bridge and one of its controller targets.
+type Key = (String, String);
+type Wanted = HashMap<Key, Option<weft_api::config::SslConfig>>;
+
+/// Each bridge's controller targets in `config`, with the TLS files each would use.
 fn wanted(config: &weft_api::Config) -> Wanted {
-    config
-        .bridges
-        .iter()
-        .filter_map(|b| {
-            let t = b.controller.clone()?;
-            let files = if OfTarget::is_tls(&t) { config.ssl.clone() } else { None };
-            Some((b.name.clone(), (t, files)))
-        })
-        .collect()
+    let mut w = Wanted::new();
+    for b in &config.bridges {
+        for t in &b.controllers {
+            let files = if OfTarget::is_tls(t) { config.ssl.clone() } else { None };
+            w.insert((b.name.clone(), t.clone()), files);
+        }
+    }
+    w
 }
 
 /// The TLS configuration a target needs, built from `set-ssl`'s files.
@@ -161,9 +182,10 @@ fn tls_for(target: &str, ssl: Option<&weft_api::config::SslConfig>) -> Result<Tl
 /// Keeps the listeners and connectors the configuration asks for.
 #[derive(Default)]
 pub struct Manager {
-    running: HashMap<String, Running>,
+    running: HashMap<Key, Running>,
+    hubs: HashMap<String, Hub>,
     /// Listening sockets bound by [`Manager::prepare`] for the configuration about to be committed.
-    bound: HashMap<String, TcpListener>,
+    bound: HashMap<Key, TcpListener>,
 }
 
 impl Manager {
@@ -174,18 +196,18 @@ impl Manager {
     pub fn prepare(&mut self, config: &weft_api::Config, dp: &crate::msgs::DpHandle) -> Result<(), String> {
         let wanted = wanted(config);
         self.stop_changed(&wanted, dp);
-        for (bridge, (target, _)) in &wanted {
-            if self.running.contains_key(bridge) || self.bound.contains_key(bridge) {
+        for key in wanted.keys() {
+            if self.running.contains_key(key) || self.bound.contains_key(key) {
                 continue;
             }
-            if let Ok(OfTarget::Listen(addr)) = parse_of_target(target) {
+            if let Ok(OfTarget::Listen(addr)) = parse_of_target(&key.1) {
                 match bind(addr) {
                     Ok(l) => {
-                        self.bound.insert(bridge.clone(), l);
+                        self.bound.insert(key.clone(), l);
                     }
                     Err(e) => {
                         self.bound.clear();
-                        return Err(format!("bridge {bridge}: cannot listen for OpenFlow on {addr}: {e}"));
+                        return Err(format!("bridge {}: cannot listen for OpenFlow on {addr}: {e}", key.0));
                     }
                 }
             }
@@ -195,62 +217,76 @@ impl Manager {
 
     /// Tells the bridge's controllers that port `name` changed (OFPT_PORT_STATUS, reason MODIFY).
     pub fn port_status(&self, bridge: &str, ofport: u32, name: &str, link_down: bool, config: u32) {
-        self.broadcast(bridge, &[ports::port_status_msg(ofport, name, link_down, config)]);
+        self.broadcast(bridge, &[ports::port_status_msg(ofport, name, link_down, config)], true);
     }
 
-    /// Sends `messages` (OpenFlow 1.3, translated for 1.0 connections) to every connection of the bridge.
-    pub fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]) {
-        let Some(r) = self.running.get(bridge) else { return };
-        let list = r.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    /// Sends `messages` (OpenFlow 1.3, translated for 1.0 connections) to every connection of the bridge —
+    /// but those of slave controllers unless `to_slaves` (OpenFlow 1.3's default asynchronous configuration
+    /// gives slaves port status only).
+    pub fn broadcast(&self, bridge: &str, messages: &[Vec<u8>], to_slaves: bool) {
+        let Some(h) = self.hubs.get(bridge) else { return };
+        let list = h.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for m in messages {
-            for s in list.iter() {
-                let _ = s.try_send(m.clone());
+            for s in list.iter().filter(|s| to_slaves || !s.is_slave()) {
+                let _ = s.queue.try_send(m.clone());
             }
         }
     }
 
-    /// Stops the connections whose bridge no longer wants them, or wants another target.
+    /// Stops the targets no longer wanted (or wanted with other TLS files), and the hubs of bridges left
+    /// with none.
     fn stop_changed(&mut self, wanted: &Wanted, dp: &crate::msgs::DpHandle) {
-        self.running.retain(|bridge, r| {
-            let keep = wanted.get(bridge) == Some(&r.target);
+        self.running.retain(|key, r| {
+            let keep = wanted.get(key) == Some(&r.ssl);
             if !keep {
                 r.stop();
+            }
+            keep
+        });
+        self.hubs.retain(|bridge, h| {
+            let keep = wanted.keys().any(|(b, _)| b == bridge);
+            if !keep {
+                h.stop.store(true, Ordering::Relaxed);
                 dp.send(DpMsg::SetPacketIn(bridge.clone(), None));
             }
             keep
         });
     }
 
-    /// Starts and stops connections so that each bridge with a controller has exactly one, for its target.
+    /// Starts and stops connections so that each controller target of each bridge has its listener or
+    /// connector.
     pub fn reconcile(&mut self, state: &dyn Daemon, me: &Weak<Mutex<dyn Daemon>>) {
         let wanted = wanted(state.config());
         self.stop_changed(&wanted, state.dp());
-        self.bound.retain(|bridge, _| wanted.contains_key(bridge));
-        for (bridge, target) in wanted {
-            if self.running.contains_key(&bridge) {
+        self.bound.retain(|key, _| wanted.contains_key(key));
+        for (key, ssl) in wanted {
+            if self.running.contains_key(&key) {
                 continue;
             }
-            let Ok(t) = parse_of_target(&target.0) else { continue };
-            let tls = match tls_for(&target.0, target.1.as_ref()) {
+            let (bridge, target) = key.clone();
+            let Ok(t) = parse_of_target(&target) else { continue };
+            let tls = match tls_for(&target, ssl.as_ref()) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(
-                        "bridge {bridge}: OpenFlow over TLS ({}): the set-ssl files are unusable: {e}",
-                        target.0
+                        "bridge {bridge}: OpenFlow over TLS ({target}): the set-ssl files are unusable: {e}"
                     );
                     continue;
                 }
             };
+            let hub = self.hubs.entry(bridge.clone()).or_insert_with(|| {
+                let hub = Hub { sessions: Arc::default(), generation: Arc::default(), stop: Arc::default() };
+                let (tx, rx) = std::sync::mpsc::sync_channel(PACKET_IN_QUEUE);
+                state.dp().send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
+                spawn_hub(rx, hub.sessions.clone(), hub.stop.clone());
+                hub
+            });
             let stop = Arc::new(AtomicBool::new(false));
-            let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
-            let (tx, rx) = std::sync::mpsc::sync_channel(PACKET_IN_QUEUE);
-            state.dp().send(DpMsg::SetPacketIn(bridge.clone(), Some(tx)));
-            spawn_hub(rx, sessions.clone(), stop.clone());
-            let sessions_of_link = sessions.clone();
             let link = Link {
                 bridge: bridge.clone(),
                 me: me.clone(),
-                sessions,
+                sessions: hub.sessions.clone(),
+                generation: hub.generation.clone(),
                 stop: stop.clone(),
                 open: Arc::default(),
                 tls,
@@ -258,7 +294,7 @@ impl Manager {
             let mut listener = None;
             let r = match t {
                 OfTarget::Listen(addr) => {
-                    let bound = match self.bound.remove(&bridge) {
+                    let bound = match self.bound.remove(&key) {
                         Some(l) => Ok(l),
                         None => bind(addr),
                     };
@@ -279,14 +315,14 @@ impl Manager {
                     .map(|_| ()),
             };
             if let Err(e) = r {
-                tracing::warn!("bridge {bridge}: cannot start the OpenFlow connection: {e}");
+                tracing::warn!("bridge {bridge}: cannot start the OpenFlow connection {target}: {e}");
             }
-            self.running.insert(bridge, Running { target, stop, sessions: sessions_of_link, listener });
+            self.running.insert(key, Running { ssl, stop, listener });
         }
     }
 }
 
-/// Forwards packet-ins to every open connection of the bridge.
+/// Forwards packet-ins to every open connection of the bridge but slaves'.
 fn spawn_hub(rx: Receiver<PacketIn>, sessions: Arc<Mutex<Vec<Session>>>, stop: Arc<AtomicBool>) {
     let _ = std::thread::Builder::new().name("of-packet-in".into()).spawn(move || {
         let mut xid = 0u32;
@@ -300,7 +336,7 @@ fn spawn_hub(rx: Receiver<PacketIn>, sessions: Arc<Mutex<Vec<Session>>>, stop: A
             let m = packet_in(&p, xid);
             let mut list = sessions.lock().unwrap_or_else(|e| e.into_inner());
             // A connection whose queue is full misses this one; a closed one leaves the list.
-            list.retain(|s| !matches!(s.try_send(m.clone()), Err(TrySendError::Disconnected(_))));
+            list.retain(|s| s.is_slave() || !matches!(s.queue.try_send(m.clone()), Err(TrySendError::Disconnected(_))));
         }
     });
 }
@@ -504,7 +540,7 @@ fn session(s: TcpStream, link: Link, peer: Option<String>) {
 
 fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
     let send = |s: &mut weft_control::tls::Stream, m: &[u8]| s.write_all(m).and_then(|_| s.flush()).is_ok();
-    let Link { bridge, me, sessions, stop, .. } = link;
+    let Link { bridge, me, sessions, stop, generation, .. } = link;
     let allowed = match me.upgrade() {
         Some(state) => {
             let st = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -516,7 +552,8 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
         return;
     }
     let (queue, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(SESSION_QUEUE);
-    sessions.lock().unwrap_or_else(|e| e.into_inner()).push(queue);
+    let role = Arc::new(std::sync::atomic::AtomicU32::new(roles::EQUAL));
+    sessions.lock().unwrap_or_else(|e| e.into_inner()).push(Session { queue, role: role.clone() });
     let mut miss_send_len: u16 = 128;
     let mut state10 = of10::State10::new();
     // Until the peer's HELLO: OpenFlow 1.3.
@@ -563,6 +600,26 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                 send(&mut s, &reply);
                 continue;
             }
+            if version == of::VERSION {
+                let refused = roles::refused_to_slave(h.kind, &role).map(Err);
+                let answer = refused.or_else(|| {
+                    (h.kind == msg::ROLE_REQUEST).then(|| {
+                        roles::role_request(&m[of::HEADER_LEN..], &role, &sessions, &generation).map(|body| {
+                            let mut r = Vec::new();
+                            let at = of::start(&mut r, msg::ROLE_REPLY, h.xid);
+                            r.extend_from_slice(&body);
+                            of::finish(&mut r, at);
+                            r
+                        })
+                    })
+                });
+                if let Some(a) = answer {
+                    if !send(&mut s, &a.unwrap_or_else(|e| error_msg(h.xid, e, &m))) {
+                        break 'conn;
+                    }
+                    continue;
+                }
+            }
             if h.kind == msg::FLOW_MOD {
                 let wait = flow_mods.take(std::time::Instant::now());
                 if !wait.is_zero() {
@@ -585,7 +642,8 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             }
         }
     }
-    // Our queue's receiving end goes with this thread: the hub drops the sender at its next packet-in.
+    // This connection leaves the bridge's list (its queue's receiving end goes with this thread).
+    sessions.lock().unwrap_or_else(|e| e.into_inner()).retain(|s| !Arc::ptr_eq(&s.role, &role));
 }
 
 #[cfg(test)]

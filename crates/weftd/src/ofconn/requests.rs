@@ -44,9 +44,6 @@ pub(super) fn handle(
             vec![]
         }
         msg::BARRIER_REQUEST => vec![reply(msg::BARRIER_REPLY, &|_| {})],
-        msg::ROLE_REQUEST if body.len() >= 16 => {
-            vec![reply(msg::ROLE_REPLY, &|r| r.extend_from_slice(&body[..16]))]
-        }
         msg::GET_ASYNC_REQUEST => vec![reply(msg::GET_ASYNC_REPLY, &|r| {
             // packet-in, port-status, flow-removed masks for master/equal and slave.
             for v in [0x7u32, 0x0, 0x7, 0x7, 0xf, 0x0] {

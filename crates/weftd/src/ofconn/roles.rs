@@ -1,0 +1,110 @@
+//! Controller roles (OpenFlow 1.3 §6.3.7): each connection is `equal` until its controller asks otherwise
+//! with ROLE_REQUEST. A `master` request makes every other master of the bridge a slave; a `slave` may read
+//! but not change the switch (FLOW_MOD, GROUP_MOD, METER_MOD, PORT_MOD, TABLE_MOD and PACKET_OUT get
+//! OFPBRC_IS_SLAVE) and gets neither packet-ins nor flow removals, only port status (the default
+//! asynchronous configuration). Master and slave requests carry a generation ID: one older than the largest
+//! seen for the bridge (compared as a signed difference, as the specification says) is refused as stale.
+
+use super::*;
+use std::sync::atomic::AtomicU32;
+
+pub const NOCHANGE: u32 = 0;
+pub const EQUAL: u32 = 1;
+pub const MASTER: u32 = 2;
+pub const SLAVE: u32 = 3;
+
+/// OFPET_ROLE_REQUEST_FAILED and its codes; OFPBRC_IS_SLAVE.
+const ROLE_REQUEST_FAILED: u16 = 11;
+const STALE: u16 = 0;
+const BAD_ROLE: u16 = 2;
+const IS_SLAVE: u16 = 10;
+
+/// The error a slave gets for a message that would change the switch, if `kind` is one.
+pub(super) fn refused_to_slave(kind: u8, role: &AtomicU32) -> Option<(u16, u16)> {
+    const TABLE_MOD: u8 = 17;
+    let changes =
+        matches!(kind, msg::FLOW_MOD | msg::GROUP_MOD | msg::METER_MOD | msg::PORT_MOD | msg::PACKET_OUT | TABLE_MOD);
+    (changes && role.load(Ordering::Relaxed) == SLAVE).then_some((error::BAD_REQUEST, IS_SLAVE))
+}
+
+/// Answers a ROLE_REQUEST body (role, pad, generation ID) of the connection whose role is `mine`: the
+/// ROLE_REPLY body, or the error.
+pub(super) fn role_request(
+    body: &[u8],
+    mine: &Arc<AtomicU32>,
+    sessions: &Mutex<Vec<Session>>,
+    generation: &Mutex<Option<u64>>,
+) -> Result<Vec<u8>, (u16, u16)> {
+    if body.len() < 16 {
+        return Err((error::BAD_REQUEST, error::BAD_LEN));
+    }
+    let role = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    let id = u64::from_be_bytes([body[8], body[9], body[10], body[11], body[12], body[13], body[14], body[15]]);
+    let mut g = generation.lock().unwrap_or_else(|e| e.into_inner());
+    match role {
+        NOCHANGE | EQUAL => {}
+        MASTER | SLAVE => {
+            if g.is_some_and(|seen| (id.wrapping_sub(seen) as i64) < 0) {
+                return Err((ROLE_REQUEST_FAILED, STALE));
+            }
+            *g = Some(id);
+        }
+        _ => return Err((ROLE_REQUEST_FAILED, BAD_ROLE)),
+    }
+    if role == MASTER {
+        for s in sessions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if !Arc::ptr_eq(&s.role, mine) {
+                let _ = s.role.compare_exchange(MASTER, SLAVE, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+    }
+    if role != NOCHANGE {
+        mine.store(role, Ordering::Relaxed);
+    }
+    let mut r = mine.load(Ordering::Relaxed).to_be_bytes().to_vec();
+    r.extend_from_slice(&[0; 4]);
+    r.extend_from_slice(&g.unwrap_or(u64::MAX).to_be_bytes());
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(role: u32, id: u64) -> Vec<u8> {
+        let mut b = role.to_be_bytes().to_vec();
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&id.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn one_master_slaves_refused_changes_stale_generations_refused() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let a = Arc::new(AtomicU32::new(EQUAL));
+        let b = Arc::new(AtomicU32::new(EQUAL));
+        let sessions =
+            Mutex::new(vec![Session { queue: tx.clone(), role: a.clone() }, Session { queue: tx, role: b.clone() }]);
+        let generation = Mutex::new(None);
+        let reply = role_request(&request(MASTER, 5), &a, &sessions, &generation).unwrap();
+        assert_eq!(&reply[..4], &MASTER.to_be_bytes());
+        assert_eq!(&reply[8..], &5u64.to_be_bytes());
+        // b becomes master: a is a slave now, and may not change the switch.
+        role_request(&request(MASTER, 6), &b, &sessions, &generation).unwrap();
+        assert_eq!((a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)), (SLAVE, MASTER));
+        assert_eq!(refused_to_slave(msg::FLOW_MOD, &a), Some((error::BAD_REQUEST, IS_SLAVE)));
+        assert_eq!(refused_to_slave(msg::MULTIPART_REQUEST, &a), None, "reading is fine");
+        assert_eq!(refused_to_slave(msg::FLOW_MOD, &b), None);
+        // An older generation is stale; wrapping around counts as newer.
+        assert_eq!(role_request(&request(MASTER, 4), &a, &sessions, &generation), Err((ROLE_REQUEST_FAILED, STALE)));
+        assert_eq!(a.load(Ordering::Relaxed), SLAVE, "nothing changed");
+        *generation.lock().unwrap() = Some(u64::MAX - 1);
+        assert!(role_request(&request(SLAVE, 3), &a, &sessions, &generation).is_ok());
+        // NOCHANGE reads the role; equal needs no generation; an unknown role is refused.
+        let reply = role_request(&request(NOCHANGE, 0), &b, &sessions, &generation).unwrap();
+        assert_eq!(&reply[..4], &MASTER.to_be_bytes());
+        role_request(&request(EQUAL, 0), &a, &sessions, &generation).unwrap();
+        assert_eq!(a.load(Ordering::Relaxed), EQUAL);
+        assert_eq!(role_request(&request(7, 9), &a, &sessions, &generation), Err((ROLE_REQUEST_FAILED, BAD_ROLE)));
+    }
+}
