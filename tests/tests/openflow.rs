@@ -500,3 +500,43 @@ t, body = reply(a, (1, 19))
 print('a read', 'ok' if t == 19 else 'refused')
 print('c stale error', *role(c, 2, 4))
 "#;
+
+/// `fail_mode` (`set-fail-mode`, as ovs-vsctl): a standalone bridge (the default) whose controller cannot be
+/// reached fails open after 15 s — it switches as a learning switch although its flows drop everything —
+/// and a secure one keeps to its flows; once a controller connects, the flows rule again.
+#[test]
+fn fail_mode_standalone_fails_open_and_secure_does_not() {
+    if !prerequisites(&["ip", "ping", "ovs-testcontroller"]) {
+        return;
+    }
+    let TwoEnds { tmp, h, left, right: _r, w } = two_ends("ou", 9);
+    w.weft("del-flows sw1");
+    w.weft("add-flow sw1 priority=0,actions=drop");
+    assert!(!left.run("ping -c 1 -W 1 10.9.0.2").status.success(), "the flows drop everything");
+    // A controller nobody runs yet.
+    w.weft("set-controller sw1 tcp:127.0.0.1:6670");
+    let failed_open = || w.weft("show").contains("fail-open");
+    wait_for("the bridge to fail open", 25, failed_open);
+    left.ping("10.9.0.2", 2);
+    // Secure: back to the flows at once.
+    w.weft("set-fail-mode sw1 secure");
+    assert!(w.weft("show").contains("fail_mode: secure"));
+    wait_for("fail-open to end", 5, || !failed_open());
+    assert!(!left.run("ping -c 1 -W 1 10.9.0.2").status.success(), "secure keeps to the flows");
+    let (ok, _, err) = w.try_weft("set-fail-mode sw1 open");
+    assert!(!ok && err.contains("standalone or secure"), "{err}");
+    // Standalone again (the default): the controller has been away long enough already.
+    w.weft("del-fail-mode sw1");
+    wait_for("the bridge to fail open again", 5, failed_open);
+    // The controller comes: the flows rule again.
+    let d = tmp.path("tc");
+    std::fs::create_dir_all(&d).unwrap();
+    h.sh(&format!(
+        "ovs-testcontroller -O OpenFlow13 -n ptcp:6670:127.0.0.1 --pidfile={d}/tc.pid --unixctl={d}/tc.ctl \
+         --log-file={d}/tc.log --detach",
+        d = d.display()
+    ));
+    let pid = std::fs::read_to_string(d.join("tc.pid")).unwrap_or_default().trim().to_string();
+    wait_for("fail-open to end with a controller", 10, || !failed_open());
+    let _ = run(&format!("kill {pid}"));
+}

@@ -68,6 +68,7 @@ fn pipeline(rules: usize) -> Arc<Pipeline> {
         statics: Vec::new(),
         groups: Vec::new(),
         meters: Vec::new(),
+        fail_open: Default::default(),
         default_flow: tables.is_empty().then_some(1),
         tables,
     };

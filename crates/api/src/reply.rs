@@ -21,6 +21,12 @@ pub struct ShowBridge {
     pub controller: Vec<String>,
     pub external_ids: BTreeMap<String, String>,
     pub name: String,
+    /// `fail_mode` when set (standalone or secure), and whether the bridge switches as a learning switch now
+    /// for want of a controller (standalone's fail-open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_mode: Option<String>,
+    #[serde(default)]
+    pub fail_open: bool,
     /// The OpenFlow versions its connections may speak (`protocols`; empty: any weft speaks).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protocols: Vec<String>,

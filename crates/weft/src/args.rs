@@ -396,6 +396,17 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
         }
         "del-ssl" => Request::SetSsl { ssl: None },
         "get-ssl" => Request::GetSsl,
+        // As ovs-vsctl: the Bridge column fail_mode.
+        "set-fail-mode" => {
+            weft_api::config::FailMode::parse(&rest[1]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Request::SetBridge { bridge: rest[0].clone(), settings: vec![("fail_mode".into(), rest[1].clone())] }
+        }
+        "del-fail-mode" => Request::RemoveKeys {
+            table: "bridge".into(),
+            name: rest[0].clone(),
+            column: "fail_mode".into(),
+            keys: Vec::new(),
+        },
         "dump-flows" => {
             let filter = (rest.len() > 1).then(|| rest[1..].join(" "));
             Request::DumpFlows { bridge: rest[0].clone(), filter }

@@ -236,6 +236,25 @@ pub static COMMANDS: &[Cmd] = &[
                 equal, master, slave); ptcp without IP listens on 127.0.0.1 only (0.0.0.0 for all)",
     },
     Cmd {
+        names: &["set-fail-mode"],
+        args: "BR standalone|secure",
+        min: 2,
+        max: 2,
+        flags: &[],
+        section: Flows,
+        about: "what BR does while none of its controllers (tcp:, ssl:) is connected: standalone (the default)\n\
+                switches as a learning switch after 15 s without one; secure keeps to the flow tables",
+    },
+    Cmd {
+        names: &["del-fail-mode"],
+        args: "BR",
+        min: 1,
+        max: 1,
+        flags: &[],
+        section: Flows,
+        about: "back to the default fail mode (standalone)",
+    },
+    Cmd {
         names: &["del-controller"],
         args: "BR",
         min: 1,

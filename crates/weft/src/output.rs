@@ -95,6 +95,12 @@ fn show(out: &mut String, data: &reply::Show) -> std::fmt::Result {
         if !b.external_ids.is_empty() {
             writeln!(out, "        external_ids: {}", map(&b.external_ids))?;
         }
+        if let Some(m) = &b.fail_mode {
+            writeln!(out, "        fail_mode: {m}")?;
+        }
+        if b.fail_open {
+            writeln!(out, "        fail-open: no controller connected; switching as a learning switch")?;
+        }
         if !b.protocols.is_empty() {
             writeln!(out, "        protocols: [{}]", b.protocols.join(", "))?;
         }

@@ -160,6 +160,7 @@ fn run() -> anyhow::Result<()> {
         me: Default::default(),
         removal_reasons: Default::default(),
         removal_reason: weft_wire::openflow::removed::DELETE,
+        controller_seen: Default::default(),
     };
     let empty = Arc::new(pipeline::Pipeline::empty());
     let sharing = dataplane::Sharing::new(workers);
@@ -202,6 +203,7 @@ fn run() -> anyhow::Result<()> {
         let mut s = expiring.lock().unwrap_or_else(|e| e.into_inner());
         s.expire_flows();
         s.check_links();
+        s.check_fail_open();
     })?;
     for conn in listener.incoming() {
         match conn {

@@ -396,6 +396,8 @@ pub struct Resources {
     esp: HashMap<(bool, bool), Arc<OwnedFd>>,
     /// OpenFlow meters' buckets and counters.
     pub meters: MeterStates,
+    /// Each bridge's fail-open flag (see `BridgeRt::fail_open`), kept across pipelines.
+    pub fail_open: HashMap<String, Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Opens an ESP socket: UDP port 4500 on every address of the family, or raw IP protocol 50.
@@ -818,9 +820,11 @@ impl Resources {
             let tables = build_tables(b, &ofports);
             let groups = build_groups(b, &ofports);
             let meters = build_meters(b, &mut self.meters);
+            let fail_open = self.fail_open.entry(b.name.clone()).or_default().clone();
             bridges.push(BridgeRt {
                 groups,
                 meters,
+                fail_open,
                 default_flow: if tables.is_empty() { b.flows.first().map(|f| f.id) } else { None },
                 tables,
                 has_proxy,
@@ -910,9 +914,20 @@ impl Resources {
         self.pools.retain(|a, _| pools.contains(a));
         let families = esp_families(cfg);
         self.esp.retain(|(v6, _), _| families.contains(v6));
+        self.fail_open.retain(|bridge, _| cfg.config().bridge(bridge).is_some());
         self.meters.retain(|(bridge, id), (m, ..)| {
             cfg.config().bridge(bridge).is_some_and(|b| b.meters.iter().any(|x| x.id == *id && x == m))
         });
+    }
+
+    /// Whether bridge `bridge` is failed open now.
+    pub fn fail_open(&self, bridge: &str) -> bool {
+        self.fail_open.get(bridge).is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Fails bridge `bridge` open or closes it again; whether that changed anything.
+    pub fn set_fail_open(&self, bridge: &str, open: bool) -> bool {
+        self.fail_open.get(bridge).is_some_and(|f| f.swap(open, std::sync::atomic::Ordering::Relaxed) != open)
     }
 
     /// The link state of every open TAP that is no longer in weftd's namespace (moved into a container's),

@@ -38,6 +38,11 @@ pub struct BridgeConfig {
     /// OpenFlow groups (GROUP_MOD), by id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<crate::group::Group>,
+    /// The Bridge row's `fail_mode`: what the bridge does while it has controllers to connect to and none is
+    /// connected — `standalone` (the default, as OVS: after 15 s, switch as a learning switch until one is
+    /// back) or `secure` (keep to the flow tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_mode: Option<FailMode>,
     /// The Bridge row's `protocols`: the OpenFlow versions its connections may speak (empty: every one weft
     /// speaks, 1.0 and 1.3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -128,6 +133,31 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
         Some(OneOrMany::One(s)) => vec![s],
         Some(OneOrMany::Many(v)) => v,
     })
+}
+
+/// `fail_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    Standalone,
+    Secure,
+}
+
+impl FailMode {
+    pub fn parse(s: &str) -> Result<FailMode, ConfigError> {
+        match s {
+            "standalone" => Ok(FailMode::Standalone),
+            "secure" => Ok(FailMode::Secure),
+            _ => Err(ConfigError::BadSetting(format!("fail_mode={s:?}: it is standalone or secure"))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailMode::Standalone => "standalone",
+            FailMode::Secure => "secure",
+        }
+    }
 }
 
 fn is_zero(v: &u32) -> bool {

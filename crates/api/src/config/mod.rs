@@ -150,6 +150,7 @@ impl Config {
             groups: Vec::new(),
             meters: Vec::new(),
             protocols: Vec::new(),
+            fail_mode: None,
             external_ids: BTreeMap::new(),
         });
         Ok(())
@@ -290,6 +291,7 @@ impl Config {
             ("bridge", "external_ids") => drop_keys(&mut self.bridge_mut(name)?.external_ids),
             ("bridge", "controller") if keys.is_empty() => self.bridge_mut(name)?.controllers.clear(),
             ("bridge", "protocols") if keys.is_empty() => self.bridge_mut(name)?.protocols.clear(),
+            ("bridge", "fail_mode") if keys.is_empty() => self.bridge_mut(name)?.fail_mode = None,
             (t, c) => {
                 return Err(ConfigError::BadSetting(format!(
                     "cannot remove from {t} column {c:?} (map columns: Interface options and external_ids, Port \
@@ -416,6 +418,10 @@ impl Config {
         for (k, v) in settings {
             if let Some(key) = external_id_key(k) {
                 set_external_id(&mut br.external_ids, key, v)?;
+                continue;
+            }
+            if k == "fail_mode" || k == "fail-mode" {
+                br.fail_mode = if v.is_empty() { None } else { Some(FailMode::parse(v)?) };
                 continue;
             }
             if k == "protocols" {

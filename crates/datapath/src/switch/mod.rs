@@ -438,7 +438,11 @@ impl Tables {
         let hdr = Headers::parse(bufs.get(data));
         let frame = Frame { data, in_port, remote, tci, gso, hdr };
         let bridge = port.bridge;
-        if pipe.bridges[bridge].tables.is_empty() {
+        let b = &pipe.bridges[bridge];
+        if b.fail_open.load(Ordering::Relaxed) && !b.tables.is_empty() {
+            obs.on(|| note("fail-open: no controller connected, the learning switch instead of the flows".into()));
+            self.normal_switch(pipe, bufs, frame, now, out, obs);
+        } else if b.tables.is_empty() {
             // The default flow's counters, and table 0's: every frame is looked up and matched.
             let s = &mut self.default_stats[bridge];
             s.packets += 1;

@@ -107,6 +107,9 @@ pub struct BridgeRt {
     pub groups: Vec<GroupRt>,
     /// OpenFlow meters, sorted by id.
     pub meters: Vec<MeterRt>,
+    /// Fail-open (`fail_mode=standalone` with no controller connected for a while): the learning switch
+    /// instead of the flow tables. Set by whoever watches the controllers, without a new pipeline.
+    pub fail_open: Arc<std::sync::atomic::AtomicBool>,
     /// The id of that lone `priority=0 actions=NORMAL` flow when `tables` is empty: its counters count
     /// every frame the learning switch takes, as the flow's would.
     pub default_flow: Option<u64>,

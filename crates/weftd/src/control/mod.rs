@@ -42,7 +42,13 @@ pub struct State {
     /// others; back to "deleted" after each change.
     pub removal_reasons: std::collections::HashMap<u64, u8>,
     pub removal_reason: u8,
+    /// Per bridge with controllers to connect to: when one was last seen connected (or the watch began).
+    pub controller_seen: std::collections::HashMap<String, std::time::Instant>,
 }
+
+/// How long a `fail_mode=standalone` bridge waits without a controller before it fails open (OVS: three
+/// times its five-second inactivity probe).
+pub const FAIL_OPEN_AFTER: Duration = Duration::from_secs(15);
 
 /// What the running pipeline knows of a port, for `show`.
 #[derive(Debug, Clone, Default)]
@@ -481,6 +487,36 @@ impl State {
     /// did not answer in time).
     fn ask<T: Merge>(&self, question: impl Fn(std::sync::mpsc::Sender<T>) -> DpMsg) -> Option<T> {
         self.dp.ask(question, DP_TIMEOUT)
+    }
+
+    /// Fails bridges open or closes them again (called once a second): a `standalone` bridge whose
+    /// controllers (`tcp:`, `ssl:`) have all been away for [`FAIL_OPEN_AFTER`] switches as a learning switch
+    /// until one connects; a `secure` one, or one without such controllers, keeps to its flows.
+    pub fn check_fail_open(&mut self) {
+        let now = std::time::Instant::now();
+        let mut watched = Vec::new();
+        for b in &self.config.bridges {
+            let open = match self.of.controller_connected(&b.name) {
+                None => false,
+                Some(connected) => {
+                    watched.push(b.name.clone());
+                    let seen = self.controller_seen.entry(b.name.clone()).or_insert(now);
+                    if connected {
+                        *seen = now;
+                    }
+                    let standalone = b.fail_mode != Some(weft_api::config::FailMode::Secure);
+                    standalone && now.duration_since(*seen) >= FAIL_OPEN_AFTER
+                }
+            };
+            if self.resources.set_fail_open(&b.name, open) {
+                if open {
+                    tracing::warn!(bridge = %b.name, "fail-open: no controller for {}s; switching as a learning switch until one connects", FAIL_OPEN_AFTER.as_secs());
+                } else {
+                    tracing::info!(bridge = %b.name, "fail-open ends: back to the flow tables");
+                }
+            }
+        }
+        self.controller_seen.retain(|b, _| watched.contains(b));
     }
 
     /// Removes flows whose idle or hard timeout has passed (called once a second).

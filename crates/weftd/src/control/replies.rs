@@ -49,6 +49,8 @@ impl State {
                     name: b.name.clone(),
                     controller: b.controllers.clone(),
                     protocols: b.protocols.clone(),
+                    fail_mode: b.fail_mode.map(|m| m.as_str().to_string()),
+                    fail_open: self.resources.fail_open(&b.name),
                     other_config: hide_secrets(&b.other_config),
                     external_ids: b.external_ids.clone(),
                     ports,

@@ -130,6 +130,9 @@ struct Link {
 /// listener's thread (joined when it stops, so that its port is free again at once).
 struct Running {
     ssl: Option<weft_api::config::SslConfig>,
+    /// Connecting to a controller (`tcp:`, `ssl:`), not listening; and its connections open now.
+    active: bool,
+    open: Arc<std::sync::atomic::AtomicUsize>,
     stop: Arc<AtomicBool>,
     listener: Option<std::thread::JoinHandle<()>>,
 }
@@ -215,6 +218,14 @@ impl Manager {
         Ok(())
     }
 
+    /// Whether bridge `bridge` has controllers to connect to (`tcp:`, `ssl:`; listeners do not count: who
+    /// connects to them is a tool, not the bridge's controller), and if so whether one is connected now.
+    pub fn controller_connected(&self, bridge: &str) -> Option<bool> {
+        let mut active = self.running.iter().filter(|((b, _), r)| b == bridge && r.active).peekable();
+        active.peek()?;
+        Some(active.any(|(_, r)| r.open.load(Ordering::Relaxed) > 0))
+    }
+
     /// Tells the bridge's controllers that port `name` changed (OFPT_PORT_STATUS, reason MODIFY).
     pub fn port_status(&self, bridge: &str, ofport: u32, name: &str, link_down: bool, config: u32) {
         self.broadcast(bridge, &[ports::port_status_msg(ofport, name, link_down, config)], true);
@@ -282,13 +293,15 @@ impl Manager {
                 hub
             });
             let stop = Arc::new(AtomicBool::new(false));
+            let open: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+            let active = matches!(t, OfTarget::Connect(_));
             let link = Link {
                 bridge: bridge.clone(),
                 me: me.clone(),
                 sessions: hub.sessions.clone(),
                 generation: hub.generation.clone(),
                 stop: stop.clone(),
-                open: Arc::default(),
+                open: open.clone(),
                 tls,
             };
             let mut listener = None;
@@ -317,7 +330,7 @@ impl Manager {
             if let Err(e) = r {
                 tracing::warn!("bridge {bridge}: cannot start the OpenFlow connection {target}: {e}");
             }
-            self.running.insert(key, Running { ssl, stop, listener });
+            self.running.insert(key, Running { ssl, active, open, stop, listener });
         }
     }
 }

@@ -278,3 +278,16 @@ fn the_quiet_observer_and_a_recording_one_switch_alike() {
     }
     assert_eq!(h.sw.fdb_rows("br0", h.now), g.sw.fdb_rows("br0", g.now));
 }
+
+#[test]
+fn a_bridge_failed_open_switches_as_a_learning_switch_until_closed_again() {
+    let net = two_taps().table(0, vec![(0, vec![], vec![])]);
+    let p = net.build();
+    let mut h = Harness::new(p.clone());
+    assert!(h.send("p1", &raw(BCAST, A)).is_empty(), "the flows drop everything");
+    p.bridges[0].fail_open.store(true, Ordering::Relaxed);
+    assert_eq!(h.ports("p1", &raw(BCAST, A)), ["br0", "p2", "p3"]);
+    assert_eq!(h.ports("p2", &raw(A, B)), ["p1"], "and learns");
+    p.bridges[0].fail_open.store(false, Ordering::Relaxed);
+    assert!(h.send("p2", &raw(A, B)).is_empty());
+}

@@ -56,6 +56,7 @@ impl Net {
             tables: Vec::new(),
             groups: Vec::new(),
             meters: Vec::new(),
+            fail_open: Default::default(),
             default_flow: Some(1),
         });
         self.port(name, OFPORT_LOCAL, PortKind::Tap { vnet_hdr: true })
