@@ -519,8 +519,8 @@ fn removed_flows_are_reported_to_controllers() {
     ofctl(&h, "add-group TARGET 'group_id=5,type=all,bucket=output:2'");
     ofctl(&h, "add-meter TARGET 'meter=3 pktps bands=type=drop rate=1000'");
     for f in [
-        "priority=50,in_port=1,send_flow_rem,idle_timeout=1,cookie=0x11,actions=output:2",
-        "priority=40,in_port=2,send_flow_rem,hard_timeout=2,cookie=0x12,actions=output:1",
+        "priority=50,in_port=1,send_flow_rem,idle_timeout=3,cookie=0x11,actions=output:2",
+        "priority=40,in_port=2,send_flow_rem,hard_timeout=5,cookie=0x12,actions=output:1",
         "priority=30,tcp,send_flow_rem,cookie=0x13,actions=drop",
         "priority=30,udp,send_flow_rem,cookie=0x14,actions=group:5",
         "priority=30,sctp,send_flow_rem,cookie=0x15,actions=meter:3,output:2",
@@ -532,12 +532,19 @@ fn removed_flows_are_reported_to_controllers() {
     assert!(dump.contains("send_flow_rem priority=30,tcp actions=drop"), "{dump}");
     assert_eq!(dump.matches("send_flow_rem").count(), 5, "{dump}");
     left.ping("10.15.0.2", 3);
+    // check_overlap: a flow of the same priority that could match the same packets is refused.
+    let r = h.run(
+        "timeout 10 ovs-ofctl -O OpenFlow13 add-flow tcp:127.0.0.1:6653 'check_overlap,priority=30,ip,actions=drop'",
+    );
+    assert!(String::from_utf8_lossy(&r.stderr).contains("OFPFMFC_OVERLAP"), "{r:?}");
+    ofctl(&h, "add-flow TARGET 'check_overlap,priority=31,ip,actions=drop'");
+    ofctl(&h, "--strict del-flows TARGET 'priority=31,ip'");
     ofctl(&h, "del-flows TARGET tcp");
     ofctl(&h, "del-flows TARGET icmp6");
     ofctl(&h, "del-groups TARGET group_id=5");
     ofctl(&h, "del-meters TARGET meter=3");
     // The two timed flows go within a few seconds.
-    wait_for("the timed flows to expire", 10, || !ofctl(&h, "dump-flows TARGET").contains("cookie=0x1"));
+    wait_for("the timed flows to expire", 15, || !ofctl(&h, "dump-flows TARGET").contains("cookie=0x1"));
     std::thread::sleep(std::time::Duration::from_millis(500));
     let _ = monitor.kill();
     let _ = monitor.wait();
@@ -546,7 +553,7 @@ fn removed_flows_are_reported_to_controllers() {
     let line = |cookie: &str| removed.iter().find(|l| l.contains(&format!("cookie:{cookie} "))).copied().unwrap_or("");
     assert!(line("0x11").contains("priority=50,in_port=1 reason=idle table_id=0"), "{seen}");
     assert!(!line("0x11").contains("pkts0 "), "the flow carried the pings: {}", line("0x11"));
-    assert!(line("0x12").contains("reason=hard") && line("0x12").contains("hard2"), "{seen}");
+    assert!(line("0x12").contains("reason=hard") && line("0x12").contains("hard5"), "{seen}");
     assert!(line("0x13").contains("priority=30,tcp reason=delete"), "{seen}");
     assert!(line("0x14").contains("reason=group_delete"), "{seen}");
     assert!(line("0x15").contains("reason=meter_delete"), "{seen}");

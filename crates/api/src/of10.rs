@@ -81,6 +81,7 @@ pub fn error_code((kind, code): OfError) -> OfError {
             },
         ),
         error::FLOW_MOD_FAILED if code == error::BAD_COMMAND => (FLOW_MOD_FAILED, 4),
+        error::FLOW_MOD_FAILED if code == error::OVERLAP => (FLOW_MOD_FAILED, 1),
         // OpenFlow 1.0's PORT_MOD_FAILED: BAD_PORT and BAD_HW_ADDR only.
         error::PORT_MOD_FAILED => (4, code.min(1)),
         _ => (FLOW_MOD_FAILED, UNSUPPORTED),

@@ -85,6 +85,8 @@ pub mod error {
     pub const UNKNOWN_INST: u16 = 0;
     pub const BAD_COMMAND: u16 = 6;
     pub const BAD_TABLE_ID: u16 = 2;
+    /// FLOW_MOD_FAILED / OVERLAP (check_overlap).
+    pub const OVERLAP: u16 = 3;
     /// BAD_ACTION codes (an action type the switch does not know or does: BAD_ACTION_TYPE).
     pub const BAD_ACTION_TYPE: u16 = 0;
     pub const BAD_EXPERIMENTER: u16 = 2;

@@ -354,6 +354,18 @@ impl Config {
         let b = self.bridge_mut(bridge)?;
         let now = now_secs();
         for flow in flows {
+            if flow.check_overlap {
+                let over = |s: &&StoredFlow| {
+                    s.flow.table == flow.table && s.flow.priority == flow.priority && s.flow.overlaps(&flow)
+                };
+                if let Some(s) = b.flows.iter().find(over) {
+                    return Err(ConfigError::Conflict(format!(
+                        "check_overlap: the flow overlaps {:?} (table {}, the same priority)",
+                        s.flow.to_string(),
+                        s.flow.table
+                    )));
+                }
+            }
             b.flows.retain(|s| !s.flow.same_match(&flow));
             b.flows.push(StoredFlow { id: b.next_flow_id, added: now, flow });
             b.next_flow_id += 1;
@@ -407,6 +419,11 @@ impl Config {
             if selected {
                 s.flow.actions = f.actions.clone();
                 s.flow.actions_text = f.actions_text.clone();
+                if f.reset_counts {
+                    // Counters are kept by flow id: a new id starts them again (the age stays).
+                    s.id = b.next_flow_id;
+                    b.next_flow_id += 1;
+                }
             }
         }
         Ok(())

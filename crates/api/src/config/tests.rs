@@ -504,3 +504,25 @@ fn serde_round_trip() {
     let s = serde_json::to_string(&c).unwrap();
     assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), c);
 }
+
+#[test]
+fn flow_flags_check_overlap_and_reset_counts() {
+    let mut c = sample();
+    c.del_flows("sw1", None, false).unwrap();
+    c.add_flows("sw1", &["priority=5,ip,nw_dst=10.0.0.0/8,actions=drop".into()]).unwrap();
+    // An overlapping flow of the same priority with check_overlap is refused; another priority is fine.
+    let e = c.add_flows("sw1", &["check_overlap,priority=5,ip,nw_dst=10.1.0.0/16,actions=drop".into()]).unwrap_err();
+    assert!(e.to_string().contains("check_overlap"), "{e}");
+    c.add_flows("sw1", &["check_overlap,priority=6,ip,nw_dst=10.1.0.0/16,actions=drop".into()]).unwrap();
+    c.add_flows("sw1", &["check_overlap,priority=5,ip,nw_dst=192.0.2.0/24,actions=drop".into()]).unwrap();
+    // reset_counts on a modification: the flow gets a new id (its counters start again); without, it keeps it.
+    let id = |c: &Config| c.bridge("sw1").unwrap().flows.iter().find(|s| s.flow.priority == 6).unwrap().id;
+    let before = id(&c);
+    c.mod_flows("sw1", "priority=6,ip,nw_dst=10.1.0.0/16,actions=flood", true).unwrap();
+    assert_eq!(id(&c), before);
+    c.mod_flows("sw1", "reset_counts,priority=6,ip,nw_dst=10.1.0.0/16,actions=normal", true).unwrap();
+    assert_ne!(id(&c), before);
+    // The flags survive the database.
+    let s = serde_json::to_string(&c).unwrap();
+    assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), c);
+}

@@ -226,6 +226,27 @@ pub struct Flow {
     /// group or meter deleted).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub send_flow_rem: bool,
+    /// `check_overlap`: adding the flow fails if a flow of the same table and priority could match a packet
+    /// it matches (OFPFMFC_OVERLAP).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check_overlap: bool,
+    /// `reset_counts`: a modification of the flow starts its packet and byte counts again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset_counts: bool,
+}
+
+impl Flow {
+    /// The OpenFlow 1.3 FLOW_MOD flags of the flow (SEND_FLOW_REM, CHECK_OVERLAP, RESET_COUNTS).
+    pub fn of_flags(&self) -> u16 {
+        u16::from(self.send_flow_rem) | u16::from(self.check_overlap) << 1 | u16::from(self.reset_counts) << 2
+    }
+
+    /// Whether a packet could match both flows: every field both match has, under both masks, one value.
+    pub fn overlaps(&self, other: &Flow) -> bool {
+        self.matches.iter().all(|a| {
+            other.matches.iter().filter(|b| b.field == a.field).all(|b| (a.value ^ b.value) & a.mask & b.mask == 0)
+        })
+    }
 }
 
 /// A flow that could not be parsed: the token and what is wrong with it.
@@ -418,6 +439,8 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
         has_priority: false,
         has_table: false,
         send_flow_rem: false,
+        check_overlap: false,
+        reset_counts: false,
     };
     let mut dl_type: Option<u16> = None;
     let mut nw_proto: Option<u8> = None;
@@ -469,8 +492,13 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             }
             continue;
         }
-        if key == "send_flow_rem" && value.is_none() {
-            f.send_flow_rem = true;
+        // The FLOW_MOD flags.
+        if value.is_none() && matches!(key, "send_flow_rem" | "check_overlap" | "reset_counts") {
+            match key {
+                "send_flow_rem" => f.send_flow_rem = true,
+                "check_overlap" => f.check_overlap = true,
+                _ => f.reset_counts = true,
+            }
             continue;
         }
         let v = need()?;
@@ -692,8 +720,9 @@ fn parse_action(
     resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError>,
     out: &mut Vec<Action>,
 ) -> Result<(), FlowError> {
-    let (name, arg) = match act.find([':', '(']) {
-        Some(i) if act.as_bytes()[i] == b':' => (&act[..i], Some(&act[i + 1..])),
+    // As ovs-ofctl: the name ends at the first ':', '=' or '(' (`output=2` is `output:2`).
+    let (name, arg) = match act.find([':', '(', '=']) {
+        Some(i) if matches!(act.as_bytes()[i], b':' | b'=') => (&act[..i], Some(&act[i + 1..])),
         Some(i) => (&act[..i], act[i + 1..].strip_suffix(')')),
         None => (act, None),
     };

@@ -158,8 +158,14 @@ impl Flow {
                 }
             }
         }
-        if self.send_flow_rem {
-            out.push_str(" send_flow_rem");
+        for (on, word) in [
+            (self.send_flow_rem, " send_flow_rem"),
+            (self.check_overlap, " check_overlap"),
+            (self.reset_counts, " reset_counts"),
+        ] {
+            if on {
+                out.push_str(word);
+            }
         }
         let mut out = out.trim_start().trim_end().to_string();
         if !out.is_empty() {

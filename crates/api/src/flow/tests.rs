@@ -139,6 +139,7 @@ fn registers_print_as_ovs_prints_them() {
         ("actions=enqueue:1:2,pop_queue", "actions=set_queue:2,output:1,pop_queue,pop_queue"),
         ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
+        ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
         ("actions=meter:4294901760,goto_table:1", "actions=meter:4294901760,goto_table:1"),
         (
             "actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3)",
@@ -168,6 +169,10 @@ fn parse_flow_prints_as_ovs_ofctl_does() {
     assert_eq!(f.flow_mod_text(), "table:2 ip idle:3 send_flow_rem actions=drop");
     assert_eq!(p("send_flow_rem actions=drop").unwrap().flow_mod_text(), "send_flow_rem actions=drop");
     assert!(p("send_flow_rem=1,actions=drop").is_err());
+    // OVS's order for the flags, whatever order they were written in.
+    let f = p("reset_counts check_overlap in_port=1 send_flow_rem actions=drop").unwrap();
+    assert_eq!(f.flow_mod_text(), "in_port=1 send_flow_rem check_overlap reset_counts actions=drop");
+    assert_eq!(f.of_flags(), 7);
 }
 
 #[test]
@@ -192,6 +197,16 @@ fn register_actions_are_checked() {
     }
     assert!(p("ip,actions=move:NXM_OF_IP_SRC[]->NXM_NX_REG0[]").is_ok());
     assert!(p("actions=write_metadata:1,goto_table:1").is_ok());
+}
+
+#[test]
+fn flows_overlap_when_one_packet_could_match_both() {
+    let a = p("ip,nw_dst=10.0.0.0/8,actions=drop").unwrap();
+    assert!(a.overlaps(&p("ip,nw_dst=10.1.0.0/16,actions=drop").unwrap()));
+    assert!(a.overlaps(&p("tcp,tp_dst=80,actions=drop").unwrap()), "fields only one has do not separate them");
+    assert!(!a.overlaps(&p("ip,nw_dst=192.0.2.0/24,actions=drop").unwrap()));
+    assert!(!a.overlaps(&p("arp,actions=drop").unwrap()));
+    assert!(a.overlaps(&p("actions=drop").unwrap()));
 }
 
 #[test]

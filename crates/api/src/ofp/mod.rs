@@ -870,6 +870,8 @@ pub fn flow_from_flow_mod(fm: &weft_wire::openflow::FlowMod, matches: Vec<Match>
         has_table: fm.table_id != 0xff,
         actions,
         send_flow_rem: fm.flags & 1 != 0,
+        check_overlap: fm.flags & 2 != 0,
+        reset_counts: fm.flags & 4 != 0,
     };
     f.match_text = crate::flow::format_matches(&f.matches);
     f.actions_text = f.to_string().split_once(" actions=").map(|x| x.1.to_string()).unwrap_or_default();

@@ -171,7 +171,8 @@ fn flow_mod_of(
         buffer_id,
         out_port: o10::port32(out_port),
         out_group: of::port::ANY,
-        flags,
+        // OpenFlow 1.0's SEND_FLOW_REM and CHECK_OVERLAP (its third bit is EMERG, not RESET_COUNTS).
+        flags: flags & 0x3,
     }
 }
 

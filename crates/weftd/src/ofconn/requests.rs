@@ -192,7 +192,12 @@ pub(super) fn apply_flow_mod(
         }
         _ => return Err((error::FLOW_MOD_FAILED, error::BAD_COMMAND)),
     };
-    r.map_err(|_| (error::FLOW_MOD_FAILED, 0))?;
+    // OFPFMFC_OVERLAP for an ADD that check_overlap refused; otherwise UNKNOWN.
+    let overlap = fm.command == of::flow_cmd::ADD && fm.flags & 2 != 0;
+    r.map_err(|e| {
+        let code = if overlap && matches!(e, weft_api::ConfigError::Conflict(_)) { error::OVERLAP } else { 0 };
+        (error::FLOW_MOD_FAILED, code)
+    })?;
     st.commit_config(new).map_err(|e| {
         tracing::warn!("OpenFlow flow_mod failed: {e}");
         (error::FLOW_MOD_FAILED, 0)
@@ -302,7 +307,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
                     e.extend_from_slice(&f.priority.to_be_bytes());
                     e.extend_from_slice(&f.idle_timeout.to_be_bytes());
                     e.extend_from_slice(&f.hard_timeout.to_be_bytes());
-                    e.extend_from_slice(&u16::from(f.send_flow_rem).to_be_bytes()); // flags: SEND_FLOW_REM
+                    e.extend_from_slice(&f.of_flags().to_be_bytes());
                     e.extend_from_slice(&[0; 4]);
                     e.extend_from_slice(&f.cookie.to_be_bytes());
                     e.extend_from_slice(&packets.to_be_bytes());
