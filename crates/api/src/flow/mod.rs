@@ -502,6 +502,35 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             continue;
         }
         let v = need()?;
+        // `FIELD[a..b]=V` (ovs-ofctl's subfield match): those bits of the field, merged with any other bits
+        // of it matched already.
+        if key.ends_with(']') && key.contains('[') {
+            let sf = fields::sub_field(tok, key)?;
+            let value = num(tok, v, (1u128 << sf.nbits) - 1)? << sf.ofs;
+            let mask = ((1u128 << sf.nbits) - 1) << sf.ofs;
+            let whole = sf.ofs == 0 && sf.nbits == sf.field.bits();
+            let unmaskable = matches!(
+                sf.field,
+                Field::InPort | Field::DlType | Field::NwProto | Field::NwTtl | Field::NwEcn | Field::ArpOp
+            );
+            if unmaskable && !whole {
+                return Err(err(tok, format!("{} cannot be matched in part", sf.field.name())));
+            }
+            for part in crate::ofp::split_regs(sf.field, value, mask) {
+                match f.matches.iter_mut().find(|m| m.field == part.field) {
+                    Some(m) if (m.value ^ part.value) & m.mask & part.mask != 0 => {
+                        return Err(err(tok, "contradicts an earlier match of the field"))
+                    }
+                    Some(m) => {
+                        m.value |= part.value;
+                        m.mask |= part.mask;
+                    }
+                    None => f.matches.push(part),
+                }
+                checks.push((part.field, tok));
+            }
+            continue;
+        }
         if let Some(ms) = reg_match(tok, key, v)? {
             for m in ms {
                 if f.matches.iter().any(|x| x.field == m.field) {

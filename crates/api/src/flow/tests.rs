@@ -140,6 +140,9 @@ fn registers_print_as_ovs_prints_them() {
         ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
         ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
+        ("tcp,tp_src[5]=1,actions=flood", "tcp,tp_src=0x20/0x20 actions=FLOOD"),
+        ("tcp,tp_src[6..10]=19,tp_src[0]=1,actions=flood", "tcp,tp_src=0x4c1/0x7c1 actions=FLOOD"),
+        ("reg0[0..7]=5,xreg1[32..39]=3,actions=drop", "reg0=0x5/0xff,reg2=0x3/0xff actions=drop"),
         ("actions=meter:4294901760,goto_table:1", "actions=meter:4294901760,goto_table:1"),
         (
             "actions=resubmit:1,resubmit(2),resubmit(,3),resubmit(2,3)",
@@ -189,6 +192,9 @@ fn register_actions_are_checked() {
         ("actions=output:1,meter:1", "meter must appear before apply_actions"),
         ("actions=meter:1,meter:2", "duplicate meter instruction"),
         ("actions=meter:0", "meter 0 does not exist"),
+        ("in_port[0..3]=1,actions=drop", "cannot be matched in part"),
+        ("tcp,tp_src[0..3]=1,tp_src[2]=1,actions=drop", "contradicts"),
+        ("tp_src[5]=1,actions=drop", "needs"),
         ("actions=meter:4294901761", "out of range"),
         ("reg0=0x100000000,actions=drop", "out of range"),
     ] {
