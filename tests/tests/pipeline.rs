@@ -44,6 +44,8 @@ const FLOWS: &[&str] = &[
     "ip,in_port=2,actions=push_mpls:0x8847,set_field:5->mpls_label,set_mpls_ttl:5,dec_mpls_ttl,output:1",
     "mpls,mpls_label=5,mpls_tc=3,mpls_bos=1,actions=pop_mpls:0x0800,dec_ttl,output:2",
     "sctp,tp_dst=9,actions=set_field:5->sctp_dst,output:1",
+    "mpls,mpls_ttl=3,mpls_label=9,actions=dec_mpls_ttl,output:1",
+    "tcp,tp_src[5]=1,tp_dst[0..3]=2,actions=output=1",
     "tcp,actions=load:5->NXM_NX_IP_TTL[],move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],load:0x50->NXM_OF_TCP_DST[]",
 ];
 

@@ -106,6 +106,7 @@ fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier::Slot {
         Field::MplsLabel => slot::MPLS_LABEL,
         Field::MplsTc => slot::MPLS_TC,
         Field::MplsBos => slot::MPLS_BOS,
+        Field::MplsTtl => slot::MPLS_TTL,
     }
 }
 

@@ -70,6 +70,8 @@ pub enum Field {
     /// The top MPLS label stack entry's label (20 bits), traffic class (3) and bottom-of-stack bit.
     MplsLabel,
     MplsTc,
+    /// The top MPLS entry's TTL (matched only; `set_mpls_ttl`/`dec_mpls_ttl` write it).
+    MplsTtl,
     MplsBos,
     /// Register `n` (0..16), 32 bits, zero when a packet enters the bridge.
     Reg(u8),
@@ -398,7 +400,7 @@ fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>, icmp_t
         Field::ArpSha => arp || nd(&[135]),
         Field::ArpTha => arp || nd(&[136]),
         Field::NdTarget => nd(&[135, 136]),
-        Field::MplsLabel | Field::MplsTc | Field::MplsBos => matches!(dl_type, Some(0x8847 | 0x8848)),
+        Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos => matches!(dl_type, Some(0x8847 | 0x8848)),
         Field::ArpSpa | Field::ArpTpa | Field::ArpOp => arp,
         Field::TpSrc | Field::TpDst => (ip4 || ip6) && matches!(nw_proto, Some(6 | 17 | 132)),
         Field::IcmpType | Field::IcmpCode => (ip4 && nw_proto == Some(1)) || (ip6 && nw_proto == Some(58)),
@@ -414,7 +416,7 @@ fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>, icmp_t
         Field::ArpSha => "needs arp, or icmp6 with icmp_type=135 (nd_sll)".into(),
         Field::ArpTha => "needs arp, or icmp6 with icmp_type=136 (nd_tll)".into(),
         Field::NdTarget => "needs icmp6 with icmp_type=135 or 136".into(),
-        Field::MplsLabel | Field::MplsTc | Field::MplsBos => "needs mpls or mplsm".into(),
+        Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos => "needs mpls or mplsm".into(),
         Field::ArpSpa | Field::ArpTpa | Field::ArpOp => "needs arp".into(),
         Field::TpSrc | Field::TpDst => "needs tcp, udp, tcp6 or udp6".into(),
         _ => "needs icmp or icmp6".into(),
@@ -637,6 +639,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             "mpls_label" => Match { field: Field::MplsLabel, value: num(tok, v, 0xf_ffff)?, mask: 0xf_ffff },
             "mpls_tc" => Match { field: Field::MplsTc, value: num(tok, v, 7)?, mask: 7 },
             "mpls_bos" => Match { field: Field::MplsBos, value: num(tok, v, 1)?, mask: 1 },
+            "mpls_ttl" => Match { field: Field::MplsTtl, value: num(tok, v, 255)?, mask: 0xff },
             "icmp_code" | "icmpv6_code" => Match { field: Field::IcmpCode, value: num(tok, v, 255)?, mask: 0xff },
             "ipv6_src" => field_and(Field::Ipv6Src, ipv6_mask(tok, v)?),
             "ipv6_dst" => field_and(Field::Ipv6Dst, ipv6_mask(tok, v)?),

@@ -208,7 +208,8 @@ fn rank(f: Field) -> u16 {
         Field::ArpTha => 53,
         Field::MplsLabel => 54,
         Field::MplsTc => 55,
-        Field::MplsBos => 56,
+        Field::MplsTtl => 56,
+        Field::MplsBos => 57,
     }
 }
 
@@ -348,6 +349,7 @@ pub fn format_matches(matches: &[Match]) -> String {
             Field::MplsLabel => format!("mpls_label={}", m.value),
             Field::MplsTc => format!("mpls_tc={}", m.value),
             Field::MplsBos => format!("mpls_bos={}", m.value),
+            Field::MplsTtl => format!("mpls_ttl={}", m.value),
         };
         words.push(w);
     }

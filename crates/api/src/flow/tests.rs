@@ -140,6 +140,10 @@ fn registers_print_as_ovs_prints_them() {
         ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
         ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
+        (
+            "mpls,mpls_bos=0,mpls_ttl=1,mpls_label=5,mpls_tc=1,actions=drop",
+            "mpls,mpls_label=5,mpls_tc=1,mpls_ttl=1,mpls_bos=0 actions=drop",
+        ),
         ("tcp,tp_src[5]=1,actions=flood", "tcp,tp_src=0x20/0x20 actions=FLOOD"),
         ("tcp,tp_src[6..10]=19,tp_src[0]=1,actions=flood", "tcp,tp_src=0x4c1/0x7c1 actions=FLOOD"),
         ("reg0[0..7]=5,xreg1[32..39]=3,actions=drop", "reg0=0x5/0xff,reg2=0x3/0xff actions=drop"),

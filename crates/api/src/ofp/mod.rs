@@ -52,6 +52,7 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_BASIC, oxm::MPLS_LABEL) => (Field::MplsLabel, 32),
         (oxm::CLASS_BASIC, oxm::MPLS_TC) => (Field::MplsTc, 8),
         (oxm::CLASS_BASIC, oxm::MPLS_BOS) => (Field::MplsBos, 8),
+        (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL) => (Field::MplsTtl, 8),
         _ => return Err(BAD_FIELD),
     })
 }
@@ -117,6 +118,7 @@ pub(crate) fn header_of(f: Field) -> Option<(u16, u8, usize)> {
         Field::MplsLabel => (CLASS_BASIC, MPLS_LABEL, 4),
         Field::MplsTc => (CLASS_BASIC, MPLS_TC, 1),
         Field::MplsBos => (CLASS_BASIC, MPLS_BOS, 1),
+        Field::MplsTtl => (CLASS_NXM1, NX_MPLS_TTL, 1),
         Field::ArpOp => (CLASS_NXM0, 15, 2),
         Field::ArpSpa => (CLASS_NXM0, 16, 4),
         Field::ArpTpa => (CLASS_NXM0, 17, 4),
@@ -163,6 +165,7 @@ pub(crate) fn narrow(field: Field, value: u128, mask: Option<u128>) -> Result<(u
         Field::MplsLabel => (0xf_ffff, false),
         Field::MplsTc => (7, false),
         Field::MplsBos => (1, false),
+        Field::MplsTtl => (0xff, false),
         _ => return Ok((value, mask.unwrap_or(u128::MAX))),
     };
     if value & !full != 0 {
@@ -208,7 +211,13 @@ pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
             // ARP_OP is not maskable; weft keeps the opcode's low byte, as its flow syntax does.
             Field::ArpOp if t.mask.is_some() => return Err((error::BAD_MATCH, error::BAD_MASK)),
             Field::ArpOp => mask = 0xff,
-            Field::NwEcn | Field::NwTtl | Field::Ipv6Label | Field::MplsLabel | Field::MplsTc | Field::MplsBos => {
+            Field::NwEcn
+            | Field::NwTtl
+            | Field::Ipv6Label
+            | Field::MplsLabel
+            | Field::MplsTc
+            | Field::MplsTtl
+            | Field::MplsBos => {
                 (value, mask) = narrow(field, value, t.mask.map(weft_wire::openflow::be_uint))?;
             }
             _ => {}
@@ -272,6 +281,7 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
         Field::NdTarget,
         Field::MplsLabel,
         Field::MplsTc,
+        Field::MplsTtl,
         Field::MplsBos,
         Field::TunId,
         Field::TunSrc,
@@ -310,6 +320,7 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             Field::MplsLabel => (oxm::CLASS_BASIC, oxm::MPLS_LABEL, 4),
             Field::MplsTc => (oxm::CLASS_BASIC, oxm::MPLS_TC, 1),
             Field::MplsBos => (oxm::CLASS_BASIC, oxm::MPLS_BOS, 1),
+            Field::MplsTtl => (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL, 1),
             Field::Reg(_) | Field::Metadata | Field::PktMark | Field::XReg(_) | Field::XXReg(_) => {
                 let Some(h) = header_of(f) else { continue };
                 h
@@ -339,7 +350,7 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             || (f == Field::NwTos && mask == 0x3f)
             || (f == Field::NwEcn && mask == 3)
             || (f == Field::Ipv6Label && mask == 0xf_ffff)
-            || matches!(f, Field::MplsLabel | Field::MplsTc | Field::MplsBos)
+            || matches!(f, Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos)
             || f == Field::ArpOp;
         put_oxm(out, class, code, vb, if exact { None } else { Some(mb) });
     }

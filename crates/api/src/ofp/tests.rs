@@ -41,6 +41,7 @@ fn registers_and_their_actions_survive_the_wire() {
         "actions=load:0xffffffffffffffffffff->xxreg2[0..79],set_field:7->xxreg3,move:NXM_NX_XXREG0[]->NXM_NX_XXREG1[]",
         "actions=set_field:1->pkt_mark,set_field:0x1/0x3->metadata,set_field:9->metadata,move:tun_id->xreg1",
         "in_port=1,actions=meter:7,output:2,goto_table:1",
+        "mpls,mpls_ttl=3,mpls_label=9,actions=dec_mpls_ttl,output:1",
     ] {
         assert_round_trips(text);
     }

@@ -926,7 +926,7 @@ pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16,
 /// an MPLS entry pushed or popped — is made whole again).
 fn put_l3(k: &mut FlowKey, h: &Headers) {
     k.put(slot::DL_TYPE, u128::from(h.ethertype));
-    for s in [slot::NW_PROTO, slot::TP_SRC, slot::TP_DST, slot::MPLS_TC, slot::MPLS_BOS] {
+    for s in [slot::NW_PROTO, slot::TP_SRC, slot::TP_DST, slot::MPLS_TC, slot::MPLS_BOS, slot::MPLS_TTL] {
         k.put(s, 0);
     }
     k.put(slot::NW_SRC, h.nw_src);
@@ -949,5 +949,6 @@ fn put_l3(k: &mut FlowKey, h: &Headers) {
         k.put(slot::MPLS_LABEL, u128::from(lse >> 12));
         k.put(slot::MPLS_TC, u128::from((lse >> 9) & 7));
         k.put(slot::MPLS_BOS, u128::from((lse >> 8) & 1));
+        k.put(slot::MPLS_TTL, u128::from(lse & 0xff));
     }
 }

@@ -149,6 +149,7 @@ impl Tables {
         }
         r.bufs.get_mut(st.data)[17] = ttl;
         st.hdr.mpls = Some((lse & !0xff) | u32::from(ttl));
+        st.key.put(slot::MPLS_TTL, u128::from(ttl));
         true
     }
 

@@ -178,3 +178,26 @@ fn an_mpls_entry_is_pushed_matched_rewritten_and_popped() {
     let mut h = Harness::new(net.build());
     assert_eq!(h.send("p1", &ip)[0].frame, ip);
 }
+
+#[test]
+fn the_mpls_ttl_is_matched_and_follows_set_mpls_ttl() {
+    // A frame with one MPLS entry (label 5, TTL 64).
+    let mut f = raw(B, A);
+    f[12..14].copy_from_slice(&0x8847u16.to_be_bytes());
+    f[14..18].copy_from_slice(&((5u32 << 12) | (1 << 8) | 64).to_be_bytes());
+    let net = two_taps()
+        .table(
+            0,
+            vec![
+                (20, vec![m(slot::MPLS_TTL, 64)], vec![ActRt::SetMplsTtl(9), ActRt::GotoTable(1)]),
+                (10, vec![], vec![]),
+            ],
+        )
+        .table(1, vec![(10, vec![m(slot::MPLS_TTL, 9)], vec![ActRt::Output(P2)]), (5, vec![], vec![])]);
+    let mut h = Harness::new(net.build());
+    let out = h.send("p1", &f);
+    assert_eq!(out.len(), 1, "table 1 saw the new TTL");
+    assert_eq!(out[0].frame[17], 9);
+    f[17] = 63;
+    assert!(h.send("p1", &f).is_empty(), "another TTL");
+}
