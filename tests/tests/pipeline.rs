@@ -390,6 +390,16 @@ fn groups_from_ovs_ofctl_forward_real_traffic() {
     left.ping("10.12.0.2", 3);
     cap.finish();
     assert!(!cap.fields("icmp.type == 8 && ip.dst == 10.12.0.2", &["ip.src"]).is_empty(), "no copy reached port 3");
+    // Group statistics: the flow that sends to it, what it took, each bucket a copy of everything.
+    let stats = ofctl(&h, "dump-group-stats TARGET");
+    let line = stats.lines().find(|l| l.contains("group_id=1,")).unwrap_or_else(|| panic!("{stats}"));
+    let num = |key: &str, from: &str| -> u64 {
+        from.split(key).nth(1).and_then(|r| r.split([',', ' ']).next()).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    assert!(line.contains("ref_count=1") && num("packet_count=", line) >= 3, "{line}");
+    let buckets: Vec<&str> = line.split("bucket").skip(1).collect();
+    assert_eq!(buckets.len(), 2, "{line}");
+    assert!(buckets.iter().all(|b| num("packet_count=", b) == num("packet_count=", line)), "{line}");
     // A flow naming a group that is not there is refused, and changes nothing.
     let r = h.run("timeout 10 ovs-ofctl -O OpenFlow13 add-flow tcp:127.0.0.1:6653 'in_port=1,actions=group:9'");
     assert!(

@@ -28,6 +28,8 @@ pub enum DpMsg {
     LinkDown(std::collections::HashSet<String>),
     /// Each table's (lookups, matches), table 0 first, or None for an unknown bridge.
     TableStats(String, Sender<Option<Vec<(u64, u64)>>>),
+    /// Each group's statistics, by id.
+    GroupStats(String, Sender<Option<Vec<(u32, weft_datapath::switch::group::GroupStat)>>>),
     /// Where a bridge's packet-ins go (None: no controller).
     SetPacketIn(String, Option<SyncSender<PacketIn>>),
     /// Runs a frame through a bridge from a port without learning, counting or sending anything.
@@ -220,6 +222,22 @@ impl Merge for Option<Vec<(u64, u64)>> {
             for (a, b) in acc.iter_mut().zip(&v) {
                 a.0 += b.0;
                 a.1 += b.1;
+            }
+        })
+    }
+}
+
+impl Merge for Option<Vec<(u32, weft_datapath::switch::group::GroupStat)>> {
+    fn merge(answers: Vec<Self>) -> Self {
+        // Every worker runs the same pipeline: the groups come in the same order.
+        each(answers, |acc, v| {
+            for ((_, a), (_, b)) in acc.iter_mut().zip(&v) {
+                a.packets += b.packets;
+                a.bytes += b.bytes;
+                for (x, y) in a.buckets.iter_mut().zip(&b.buckets) {
+                    x.0 += y.0;
+                    x.1 += y.1;
+                }
             }
         })
     }

@@ -397,6 +397,8 @@ pub struct Resources {
     esp: HashMap<(bool, bool), Arc<OwnedFd>>,
     /// OpenFlow meters' buckets and counters.
     pub meters: MeterStates,
+    /// When each group (by bridge and id) became as it is now (for its statistics' duration).
+    pub groups_since: HashMap<(String, u32), (weft_api::group::Group, std::time::Instant)>,
     /// Each bridge's fail-open flag (see `BridgeRt::fail_open`), kept across pipelines.
     pub fail_open: HashMap<String, Arc<std::sync::atomic::AtomicBool>>,
 }
@@ -820,6 +822,12 @@ impl Resources {
             let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (descs[usize::from(i.0)].ofport, *i)).collect();
             let tables = build_tables(b, &ofports);
             let groups = build_groups(b, &ofports);
+            for g in &b.groups {
+                let key = (b.name.clone(), g.id);
+                if self.groups_since.get(&key).is_none_or(|(was, _)| was != g) {
+                    self.groups_since.insert(key, (g.clone(), std::time::Instant::now()));
+                }
+            }
             let meters = build_meters(b, &mut self.meters);
             let fail_open = self.fail_open.entry(b.name.clone()).or_default().clone();
             bridges.push(BridgeRt {
@@ -916,9 +924,17 @@ impl Resources {
         let families = esp_families(cfg);
         self.esp.retain(|(v6, _), _| families.contains(v6));
         self.fail_open.retain(|bridge, _| cfg.config().bridge(bridge).is_some());
+        self.groups_since.retain(|(bridge, id), (g, _)| {
+            cfg.config().bridge(bridge).is_some_and(|b| b.groups.iter().any(|x| x.id == *id && x == g))
+        });
         self.meters.retain(|(bridge, id), (m, ..)| {
             cfg.config().bridge(bridge).is_some_and(|b| b.meters.iter().any(|x| x.id == *id && x == m))
         });
+    }
+
+    /// When group `id` of `bridge` became as it is now.
+    pub fn group_since(&self, bridge: &str, id: u32) -> Option<std::time::Instant> {
+        self.groups_since.get(&(bridge.to_string(), id)).map(|(_, t)| *t)
     }
 
     /// Whether bridge `bridge` is failed open now.

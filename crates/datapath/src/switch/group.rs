@@ -1,5 +1,6 @@
 //! Running an OpenFlow group: its buckets' actions, each on a copy of the packet's state (a bucket's
-//! rewrites are its own: the next bucket, and the actions after `group:N`, see the packet as it was).
+//! rewrites are its own: the next bucket, and the actions after `group:N`, see the packet as it was), and
+//! the groups' statistics.
 
 use super::pipeline::{BucketRt, GroupKind};
 use super::*;
@@ -19,7 +20,19 @@ impl Tables {
         let Ok(i) = b.groups.binary_search_by_key(&id, |g| g.id) else { return };
         let g = &b.groups[i];
         r.obs.on(|| note(format!("group {id} ({:?}, {} buckets)", g.kind, g.buckets.len())));
+        let bytes = st.data.len() as u64;
+        if let Some(s) = self.group_stats.get_mut(r.bridge).and_then(|v| v.get_mut(i)) {
+            s.packets += 1;
+            s.bytes += bytes;
+        }
         let run = |sw: &mut Self, r: &mut Run<'_, '_, O>, bucket: &BucketRt| {
+            if let Some(s) = sw.group_stats.get_mut(r.bridge).and_then(|v| v.get_mut(i)) {
+                let at = g.buckets.iter().position(|b| std::ptr::eq(b, bucket)).unwrap_or(0);
+                if let Some(c) = s.buckets.get_mut(at) {
+                    c.0 += 1;
+                    c.1 += bytes;
+                }
+            }
             let mut copy = st.clone();
             // Whatever the bucket rewrites, it rewrites on a copy of its own.
             copy.copied = false;
@@ -51,6 +64,36 @@ impl Tables {
             }
         }
     }
+}
+
+/// What one group took (this worker's share): packets and bytes, and per bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupStat {
+    pub packets: u64,
+    pub bytes: u64,
+    pub buckets: Vec<(u64, u64)>,
+}
+
+/// The groups' statistics for pipeline `new`: a group that stays (same bridge, id and number of buckets)
+/// keeps what it counted under `old`; any other starts from zero.
+pub(super) fn carry_stats(old: &Pipeline, new: &Pipeline, mut stats: Vec<Vec<GroupStat>>) -> Vec<Vec<GroupStat>> {
+    new.bridges
+        .iter()
+        .map(|b| {
+            let ob = old.bridges.iter().position(|x| x.name == b.name);
+            b.groups
+                .iter()
+                .map(|g| {
+                    let kept = ob.and_then(|bi| {
+                        let gi = old.bridges[bi].groups.iter().position(|x| x.id == g.id)?;
+                        let s = stats.get_mut(bi)?.get_mut(gi)?;
+                        (s.buckets.len() == g.buckets.len()).then(|| std::mem::take(s))
+                    });
+                    kept.unwrap_or_else(|| GroupStat { buckets: vec![(0, 0); g.buckets.len()], ..Default::default() })
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The bucket a flow of hash `hash` takes: the hash scaled onto the buckets' summed weights (a weight of 0

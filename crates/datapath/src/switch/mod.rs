@@ -14,7 +14,7 @@
 
 pub mod demux;
 pub mod egress;
-mod group;
+pub mod group;
 mod interface;
 pub mod meter;
 mod output;
@@ -94,6 +94,8 @@ pub(crate) struct Tables {
     learnt: Vec<Learnt>,
     /// Frames crossing patch ports, taken from [`Outputs`] a round at a time (kept for its capacity).
     patch_work: Vec<Emission>,
+    /// Per bridge and group (the pipeline's order): what the group and each bucket took.
+    group_stats: Vec<Vec<group::GroupStat>>,
 }
 
 impl Default for Switch {
@@ -182,6 +184,7 @@ impl Tables {
             share: false,
             learnt: Vec::new(),
             patch_work: Vec::new(),
+            group_stats: Vec::new(),
         }
     }
 }
@@ -311,6 +314,7 @@ impl Switch {
             .iter()
             .map(|b| b.tables.iter().map(|t| t.rules.iter().map(|r| stat(r.id)).collect()).collect())
             .collect();
+        self.t.group_stats = group::carry_stats(&old, &p, std::mem::take(&mut self.t.group_stats));
     }
 
     /// Ages MAC tables and ARP/ND bindings; call it every 100 ms or so. MAC tables age in slices (never a

@@ -151,6 +151,13 @@ impl Switch {
         Some(out)
     }
 
+    /// Each group's statistics (this worker's share), by group id.
+    pub fn group_stats(&self, bridge: &str) -> Option<Vec<(u32, group::GroupStat)>> {
+        let bi = self.pipe.bridge_named(bridge)?;
+        let stats = self.t.group_stats.get(bi)?;
+        Some(self.pipe.bridges[bi].groups.iter().zip(stats).map(|(g, s)| (g.id, s.clone())).collect())
+    }
+
     /// Each table's (lookups, matches), table 0 first.
     pub fn table_stats(&self, bridge: &str) -> Option<Vec<(u64, u64)>> {
         Some(self.t.table_stats[self.pipe.bridge_named(bridge)?].clone())

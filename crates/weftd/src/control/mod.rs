@@ -608,6 +608,17 @@ impl crate::ofconn::Daemon for State {
         self.of.broadcast(bridge, messages, true);
     }
 
+    fn group_stats(&self, bridge: &str) -> Vec<(u32, weft_datapath::switch::group::GroupStat, Duration)> {
+        let stats = self.ask(|tx| DpMsg::GroupStats(bridge.to_string(), tx)).flatten().unwrap_or_default();
+        stats
+            .into_iter()
+            .map(|(id, s)| {
+                let age = self.resources.group_since(bridge, id).map_or(Duration::ZERO, |t| t.elapsed());
+                (id, s, age)
+            })
+            .collect()
+    }
+
     fn set_removal_reason(&mut self, reason: u8) {
         self.removal_reason = reason;
     }

@@ -422,6 +422,9 @@ impl Dataplane {
                         Ok(DpMsg::TableStats(bridge, reply)) => {
                             let _ = reply.send(self.switch.table_stats(&bridge));
                         }
+                        Ok(DpMsg::GroupStats(bridge, reply)) => {
+                            let _ = reply.send(self.switch.group_stats(&bridge));
+                        }
                         Ok(DpMsg::SetPacketIn(bridge, tx)) => {
                             match tx {
                                 Some(tx) => self.packet_in.insert(bridge, tx),

@@ -33,6 +33,38 @@ pub(super) fn group_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Resul
     })
 }
 
+/// The GROUP (statistics) reply entries for group `id` (OFPG_ALL: every group; one that is not there: none):
+/// the flows that send to it, what it and each bucket took (summed over the datapath workers), and how long
+/// it has been as it is.
+pub(super) fn stats(st: &dyn Daemon, bridge: &str, req: &[u8]) -> Result<Vec<Vec<u8>>, (u16, u16)> {
+    let [a, b, c, d, ..] = *req else { return Err((error::BAD_REQUEST, error::BAD_LEN)) };
+    let id = u32::from_be_bytes([a, b, c, d]);
+    let Some(br) = st.config().bridge(bridge) else { return Ok(Vec::new()) };
+    let refs =
+        |g: u32| br.flows.iter().filter(|s| s.flow.actions.contains(&weft_api::flow::Action::Group(g))).count() as u32;
+    Ok(st
+        .group_stats(bridge)
+        .into_iter()
+        .filter(|(g, ..)| id == group::ALL || *g == id)
+        .map(|(g, s, age)| {
+            let mut e = ((40 + 16 * s.buckets.len()) as u16).to_be_bytes().to_vec();
+            e.extend_from_slice(&[0, 0]);
+            e.extend_from_slice(&g.to_be_bytes());
+            e.extend_from_slice(&refs(g).to_be_bytes());
+            e.extend_from_slice(&[0; 4]);
+            e.extend_from_slice(&s.packets.to_be_bytes());
+            e.extend_from_slice(&s.bytes.to_be_bytes());
+            e.extend_from_slice(&(age.as_secs() as u32).to_be_bytes());
+            e.extend_from_slice(&age.subsec_nanos().to_be_bytes());
+            for (p, b) in &s.buckets {
+                e.extend_from_slice(&p.to_be_bytes());
+                e.extend_from_slice(&b.to_be_bytes());
+            }
+            e
+        })
+        .collect())
+}
+
 /// The GROUP_DESC (every group) or GROUP_FEATURES reply entries.
 pub(super) fn describe(st: &dyn Daemon, bridge: &str, kind: u16) -> Vec<Vec<u8>> {
     if kind == of::mp::GROUP_FEATURES {

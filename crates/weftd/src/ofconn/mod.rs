@@ -40,6 +40,8 @@ pub trait Daemon: Send {
     fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]);
     /// Why the flows the next configuration change removes go (`of::removed`; DELETE unless said).
     fn set_removal_reason(&mut self, reason: u8);
+    /// Each group's statistics (summed over the workers) and how long it has been as it is, by id.
+    fn group_stats(&self, bridge: &str) -> Vec<(u32, weft_datapath::switch::group::GroupStat, Duration)>;
     /// What meter `id` of `bridge` counted, and for how long.
     fn meter_counts(&self, bridge: &str, id: u32) -> Option<(weft_datapath::switch::meter::MeterCounts, Duration)>;
     fn dp(&self) -> &crate::msgs::DpHandle;

@@ -265,6 +265,7 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
     match kind {
         of::mp::DESC => entries.push(desc(bridge)),
         of::mp::GROUP_DESC | of::mp::GROUP_FEATURES => entries.extend(super::groups::describe(st, bridge, kind)),
+        of::mp::GROUP => entries.extend(super::groups::stats(st, bridge, req)?),
         of::mp::METER | of::mp::METER_CONFIG | of::mp::METER_FEATURES => {
             entries.extend(super::meters::describe(st, bridge, kind, req)?)
         }

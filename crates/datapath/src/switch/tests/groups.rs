@@ -67,3 +67,27 @@ fn indirect_and_fast_failover_groups() {
     h.sw.set_link_down(["p2".to_string()].into_iter().collect());
     assert_eq!(h.ports("p1", &raw(A, B)), ["p3"]);
 }
+
+#[test]
+fn groups_count_what_they_and_their_buckets_take_and_keep_it_across_pipelines() {
+    let net = || {
+        three_taps()
+            .group(2, GroupKind::Select, vec![(1, None, vec![ActRt::Output(P2)]), (1, None, vec![ActRt::Output(P3)])])
+            .table(0, vec![(10, vec![], vec![ActRt::Group(2)])])
+    };
+    let mut h = Harness::new(net().build());
+    for port in 0..40u16 {
+        h.send("p1", &udp4(B, A, 60, false, 1000 + port));
+    }
+    let stats = h.sw.group_stats("br0").unwrap();
+    let (id, s) = &stats[0];
+    assert_eq!((*id, s.packets, s.buckets.len()), (2, 40, 2));
+    assert_eq!(s.buckets[0].0 + s.buckets[1].0, 40, "each packet counted in the bucket it took");
+    assert!(s.buckets[0].0 > 0 && s.buckets[1].0 > 0);
+    assert_eq!(s.bytes, s.buckets[0].1 + s.buckets[1].1);
+    // A new pipeline with the same group: the counts stay.
+    let mut next = net().build();
+    Arc::get_mut(&mut next).unwrap().generation = 2;
+    h.sw.install(next, SECOND);
+    assert_eq!(h.sw.group_stats("br0").unwrap()[0].1.packets, 40);
+}
