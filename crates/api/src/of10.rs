@@ -549,6 +549,8 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::Resubmit { .. }
             | Action::Load { .. }
             | Action::Move { .. }
+            | Action::StackPush(_)
+            | Action::StackPop(_)
             | Action::OutputReg(_)
             | Action::Exit
             | Action::Note { .. }

@@ -172,6 +172,8 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
             ActRt::SetBits { slot: slot::METADATA, value: u128::from(value), mask: u128::from(mask) }
         }
         Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
+        Action::StackPush(sf) => ActRt::StackPush(sub_slot(sf)),
+        Action::StackPop(sf) => ActRt::StackPop(sub_slot(sf)),
         Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src)),
         Action::Exit => ActRt::Exit,
         // No queues: nothing to do (see the actions' documentation).

@@ -224,6 +224,8 @@ pub mod act {
     pub const NXAST_SET_TUNNEL64: u16 = 9;
     pub const NXAST_RESUBMIT_TABLE: u16 = 14;
     pub const NXAST_REG_MOVE: u16 = 6;
+    pub const NXAST_STACK_PUSH: u16 = 27;
+    pub const NXAST_STACK_POP: u16 = 28;
     pub const NXAST_REG_LOAD: u16 = 7;
     pub const NXAST_REG_LOAD2: u16 = 33;
     pub const NXAST_OUTPUT_REG: u16 = 15;

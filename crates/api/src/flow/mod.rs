@@ -152,6 +152,10 @@ pub enum Action {
         src: SubField,
         dst: SubField,
     },
+    /// `push:FIELD[a..b]`, `pop:FIELD[a..b]`: those bits onto the packet's stack, or the top of the stack into
+    /// them (a stack of [`STACK_DEPTH`] values per packet).
+    StackPush(SubField),
+    StackPop(SubField),
     /// `output:FIELD[a..b]`: to the port whose number those bits hold.
     OutputReg(SubField),
     /// `set_queue:N`: the OpenFlow queue the next outputs use. weft has no queues (QoS), as OVS on a port
@@ -250,6 +254,10 @@ impl Flow {
         })
     }
 }
+
+/// Values the stack of `push`/`pop` holds for one packet; a push past it, or a pop from an empty stack, stops
+/// the packet.
+pub const STACK_DEPTH: usize = 8;
 
 /// A flow that could not be parsed: the token and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -689,6 +697,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 Action::Load { dst, .. } => [Some(dst.field), None],
                 Action::OutputReg(src) => [Some(src.field), None],
                 Action::Move { src, dst } => [Some(src.field), Some(dst.field)],
+                Action::StackPush(sf) | Action::StackPop(sf) => [Some(sf.field), None],
                 Action::SetReg { field, mask, .. } if is_packet_set(field, mask) => {
                     [setfield::set_field_needs(field), None]
                 }
@@ -883,6 +892,16 @@ fn parse_action(
                 return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
             }
             Action::Move { src, dst }
+        }
+        "push" | "pop" => {
+            let sf = sub_field(act, need()?)?;
+            if name == "push" {
+                Action::StackPush(sf)
+            } else if sf.field.writable() {
+                Action::StackPop(sf)
+            } else {
+                return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", sf.field.name())));
+            }
         }
         "exit" if arg.is_none() => Action::Exit,
         "note" => {

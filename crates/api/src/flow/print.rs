@@ -68,6 +68,8 @@ impl fmt::Display for Action {
                 }
             }
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
+            Action::StackPush(sf) => write!(f, "push:{sf}"),
+            Action::StackPop(sf) => write!(f, "pop:{sf}"),
             Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::Exit => f.write_str("exit"),
             Action::Note { bytes, len } => {

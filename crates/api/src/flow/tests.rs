@@ -140,6 +140,11 @@ fn registers_print_as_ovs_prints_them() {
         ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
         ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
+        ("actions=push:reg0[0..31],pop:reg0", "actions=push:NXM_NX_REG0[],pop:NXM_NX_REG0[]"),
+        (
+            "actions=push:eth_src,push:eth_dst,pop:eth_src,pop:eth_dst",
+            "actions=push:NXM_OF_ETH_SRC[],push:NXM_OF_ETH_DST[],pop:NXM_OF_ETH_SRC[],pop:NXM_OF_ETH_DST[]",
+        ),
         (
             "mpls,mpls_bos=0,mpls_ttl=1,mpls_label=5,mpls_tc=1,actions=drop",
             "mpls,mpls_label=5,mpls_tc=1,mpls_ttl=1,mpls_bos=0 actions=drop",

@@ -568,6 +568,18 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         }
                         out.push(Action::Move { src, dst });
                     }
+                    act::NXAST_STACK_PUSH | act::NXAST_STACK_POP if b.len() >= 14 => {
+                        // ofs, field header, n_bits.
+                        let n = u16::from_be_bytes([b[12], b[13]]);
+                        let sf = sub_field(be32(b, 8), u16::from_be_bytes([b[6], b[7]]), n)?;
+                        if sub == act::NXAST_STACK_PUSH {
+                            out.push(Action::StackPush(sf));
+                        } else if sf.field.writable() {
+                            out.push(Action::StackPop(sf));
+                        } else {
+                            return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
+                        }
+                    }
                     act::NXAST_REG_LOAD2 if b.len() >= 10 => {
                         let h = be32(b, 6);
                         let len = (h & 0xff) as usize;
@@ -823,6 +835,14 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
             rest.extend_from_slice(&nxm_header(class, field, bytes, false).to_be_bytes());
             rest.extend_from_slice(&0xffffu16.to_be_bytes()); // max_len
             put_nx(out, act::NXAST_OUTPUT_REG, &rest);
+        }
+        Action::StackPush(sf) | Action::StackPop(sf) => {
+            let Some((class, field, bytes)) = header_of(sf.field) else { return };
+            let mut rest = sf.ofs.to_be_bytes().to_vec();
+            rest.extend_from_slice(&nxm_header(class, field, bytes, false).to_be_bytes());
+            rest.extend_from_slice(&sf.nbits.to_be_bytes());
+            let sub = if matches!(a, Action::StackPush(_)) { act::NXAST_STACK_PUSH } else { act::NXAST_STACK_POP };
+            put_nx(out, sub, &rest);
         }
         Action::Move { src, dst } => {
             let (Some(s), Some(d)) = (header_of(src.field), header_of(dst.field)) else { return };

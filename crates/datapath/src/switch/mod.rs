@@ -123,11 +123,31 @@ struct ActState {
     too_big: Option<u16>,
     /// `exit` ran: nothing more runs, in this table or in those that resubmitted to it.
     exit: bool,
+    /// The `push`/`pop` stack: its values, and how many it holds.
+    stack: [u128; STACK_DEPTH],
+    depth: u8,
 }
+
+/// Values the `push`/`pop` stack holds for one packet (OVS's has no fixed bound; the flows that use it —
+/// swapping two fields — need two or three).
+pub const STACK_DEPTH: usize = 8;
 
 impl ActState {
     fn new(key: FlowKey, data: Data, tci: u16, hdr: Headers, gso: Option<VnetHdr>) -> ActState {
-        ActState { key, data, tci, hdr, gso, vni: None, tun_dst: None, copied: false, too_big: None, exit: false }
+        ActState {
+            key,
+            data,
+            tci,
+            hdr,
+            gso,
+            vni: None,
+            tun_dst: None,
+            copied: false,
+            too_big: None,
+            exit: false,
+            stack: [0; STACK_DEPTH],
+            depth: 0,
+        }
     }
 
     /// Sets the frame's VLAN (TCI, 0 for none) and the key's `vlan_tci` with it.
@@ -707,6 +727,11 @@ impl Tables {
                 ActRt::Group(id) => self.run_group(r, table, (cookie, table_miss), id, st, depth),
                 ActRt::Meter(id) => {
                     if !self.run_meter(r, st, id) {
+                        return;
+                    }
+                }
+                ActRt::StackPush(_) | ActRt::StackPop(_) => {
+                    if !self.stack_op(r, st, *act) {
                         return;
                     }
                 }

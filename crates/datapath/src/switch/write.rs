@@ -153,6 +153,30 @@ impl Tables {
         true
     }
 
+    /// `push`/`pop`: a field's bits onto the packet's stack, or the top value into a field (false: the
+    /// stack was full or empty, and the packet is dropped, as OVS stops a translation that fails so).
+    pub(super) fn stack_op<O: Observer>(&mut self, r: &mut Run<'_, '_, O>, st: &mut ActState, act: ActRt) -> bool {
+        match act {
+            ActRt::StackPush(src) if usize::from(st.depth) < STACK_DEPTH => {
+                st.stack[usize::from(st.depth)] = st.key.get_bits(src);
+                st.depth += 1;
+                true
+            }
+            ActRt::StackPop(dst) if st.depth > 0 => {
+                st.depth -= 1;
+                let v = st.stack[usize::from(st.depth)] & Slot::bits_mask(0, dst.nbits);
+                st.key.set_masked(dst.slot, v << dst.ofs, Slot::bits_mask(dst.ofs, dst.nbits));
+                self.sync_field(r, st, dst.slot)
+            }
+            _ => {
+                r.obs.on(|| note("push/pop: the stack is full or empty; dropped".to_string()));
+                self.counters[usize::from(r.in_port.0)].drop(DropReason::FlowDrop);
+                st.exit = true;
+                false
+            }
+        }
+    }
+
     /// After the frame changed type: its headers parsed again and the key's packet fields made to agree
     /// (registers, metadata and the input port stay).
     fn reparse<O: Observer>(&mut self, r: &mut Run<'_, '_, O>, st: &mut ActState) {

@@ -218,3 +218,32 @@ fn exit_stops_every_action_that_was_to_follow() {
     let mut h = Harness::new(net.build());
     assert_eq!(h.ports("p1", &raw(B, A)), ["p2"]);
 }
+
+#[test]
+fn push_and_pop_swap_two_fields_and_an_empty_stack_stops_the_packet() {
+    use crate::classifier::SubSlot;
+    let whole = |s| SubSlot { slot: s, ofs: 0, nbits: 48 };
+    // The swap OVN's and Neutron's responders write: push both MACs, pop them the other way round.
+    let net = two_taps().table(
+        0,
+        vec![
+            (
+                20,
+                vec![m(slot::DL_DST, u128::from(B.as_u64()))],
+                vec![
+                    ActRt::StackPush(whole(slot::DL_SRC)),
+                    ActRt::StackPush(whole(slot::DL_DST)),
+                    ActRt::StackPop(whole(slot::DL_SRC)),
+                    ActRt::StackPop(whole(slot::DL_DST)),
+                    ActRt::Output(P2),
+                ],
+            ),
+            (10, vec![], vec![ActRt::StackPop(whole(slot::DL_SRC)), ActRt::Output(P2)]),
+        ],
+    );
+    let mut h = Harness::new(net.build());
+    let out = h.send("p1", &raw(B, A));
+    assert_eq!((&out[0].frame[0..6], &out[0].frame[6..12]), (&A.0[..], &B.0[..]), "swapped");
+    assert!(h.send("p1", &raw(C, A)).is_empty(), "a pop from an empty stack drops the packet");
+    assert_eq!(h.drops("p1", DropReason::FlowDrop), 1);
+}
