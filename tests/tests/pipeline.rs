@@ -45,6 +45,8 @@ const FLOWS: &[&str] = &[
     "mpls,mpls_label=5,mpls_tc=3,mpls_bos=1,actions=pop_mpls:0x0800,dec_ttl,output:2",
     "sctp,tp_dst=9,actions=set_field:5->sctp_dst,output:1",
     "mpls,mpls_ttl=3,mpls_label=9,actions=dec_mpls_ttl,output:1",
+    "ip,nw_frag=later,actions=drop",
+    "udp6,nw_frag=not_later,tp_dst=53,actions=output:1",
     "tcp,tp_src[5]=1,tp_dst[0..3]=2,actions=output=1",
     "actions=push:eth_src,push:eth_dst,pop:eth_src,pop:eth_dst,push:reg0[0..15],pop:reg1[16..31],in_port",
     "tcp,actions=load:5->NXM_NX_IP_TTL[],move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],load:0x50->NXM_OF_TCP_DST[]",

@@ -96,6 +96,7 @@ pub mod slot {
     pub const MPLS_TC: Slot = Slot::new(3, 46, 3);
     pub const MPLS_BOS: Slot = Slot::new(3, 49, 1);
     pub const MPLS_TTL: Slot = Slot::new(3, 50, 8);
+    pub const NW_FRAG: Slot = Slot::new(3, 58, 2);
     pub const TUN_ID: Slot = Slot::new(4, 0, 64);
     /// IPv4 addresses sit in the low 32 bits of the first word; IPv6 ones fill both.
     pub const NW_SRC: Slot = Slot::new(5, 0, 128);

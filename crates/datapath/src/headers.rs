@@ -25,6 +25,8 @@ pub struct Headers {
     pub nw_ttl: u8,
     /// IPv6's flow label.
     pub ipv6_label: u32,
+    /// Fragmentation, as OVS's `nw_frag`: bit 0 a fragment, bit 1 a fragment other than the first.
+    pub nw_frag: u8,
     /// ARP's sender and target hardware addresses; for an IPv6 neighbor solicitation its source link-layer
     /// address option (in `arp_sha`), for an advertisement its target link-layer address option (`arp_tha`).
     pub arp_sha: u64,
@@ -84,6 +86,7 @@ impl Headers {
                     h.nw_ttl = ip.hop_limit();
                     h.df = ip.dont_frag();
                     first = ip.frag_offset() == 0;
+                    h.nw_frag = u8::from(ip.more_frags() || !first) | (u8::from(!first) << 1);
                     l4 = l3.get(ip.header_len()..).unwrap_or_default();
                     if first {
                         h.l4_at = (ETH_LEN + ip.header_len()) as u16;
@@ -103,9 +106,16 @@ impl Headers {
                     h.ipv6_label = ip.flow_label();
                     hash = mix(hash, &l3[8..40]);
                     let payload = &l3[weft_wire::ipv6::HEADER_LEN..];
-                    match weft_wire::ipv6::walk_extension_headers(ip.next_header(), payload) {
-                        Ok((p, at)) => {
+                    match weft_wire::ipv6::walk_extension_headers_frag(ip.next_header(), payload) {
+                        // A fragment other than the first carries no transport header.
+                        Ok((p, _, Some((offset, _)))) if offset != 0 => {
                             h.nw_proto = Some(p);
+                            h.nw_frag = 3;
+                            first = false;
+                        }
+                        Ok((p, at, frag)) => {
+                            h.nw_proto = Some(p);
+                            h.nw_frag = u8::from(frag.is_some());
                             l4 = &payload[at..];
                             h.l4_at = (ETH_LEN + weft_wire::ipv6::HEADER_LEN + at) as u16;
                         }
@@ -232,5 +242,26 @@ mod tests {
             frame(0x0806, &[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]);
         let h = Headers::parse(&arp);
         assert_eq!((h.nw_proto, h.nw_src, h.nw_dst, h.ip), (Some(1), 0x0a00_0001, 0x0a00_0002, false));
+    }
+
+    #[test]
+    fn fragments_are_told_apart_as_ovs_nw_frag_does() {
+        // IPv4: whole, first fragment (more-fragments bit, offset 0), later fragment.
+        let whole = |frag: u16| Headers::parse(&frame(0x0800, &ipv4(17, frag, &[0, 53, 0, 54, 0, 8, 0, 0]))).nw_frag;
+        assert_eq!((whole(0), whole(0x2000), whole(100)), (0, 1, 3));
+        // IPv6 with a fragment header: the first has its ports, a later one none.
+        let v6 = |offset: u16, more: bool| {
+            let mut ip = vec![0x60, 0, 0, 0, 0, 16, 44, 64];
+            ip.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            ip.extend_from_slice(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+            ip.extend_from_slice(&[17, 0]);
+            ip.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
+            ip.extend_from_slice(&[0, 0, 0, 7, 0, 53, 0, 54, 0, 8, 0, 0]);
+            Headers::parse(&frame(0x86dd, &ip))
+        };
+        let first = v6(0, true);
+        assert_eq!((first.nw_frag, first.nw_proto, first.tp), (1, Some(17), Some((53, 54))));
+        let later = v6(10, false);
+        assert_eq!((later.nw_frag, later.nw_proto, later.tp), (3, Some(17), None));
     }
 }

@@ -107,6 +107,7 @@ fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier::Slot {
         Field::MplsTc => slot::MPLS_TC,
         Field::MplsBos => slot::MPLS_BOS,
         Field::MplsTtl => slot::MPLS_TTL,
+        Field::NwFrag => slot::NW_FRAG,
     }
 }
 

@@ -85,8 +85,15 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 }
 
 /// Walks extension headers starting at `payload` whose first header is `next`.
-pub fn walk_extension_headers(mut next: u8, payload: &[u8]) -> Result<(u8, usize)> {
+pub fn walk_extension_headers(next: u8, payload: &[u8]) -> Result<(u8, usize)> {
+    walk_extension_headers_frag(next, payload).map(|(p, at, _)| (p, at))
+}
+
+/// As [`walk_extension_headers`], and the fragment header's offset (in 8-byte units) and more-fragments
+/// bit when there is one.
+pub fn walk_extension_headers_frag(mut next: u8, payload: &[u8]) -> Result<(u8, usize, Option<(u16, bool)>)> {
     let mut at = 0usize;
+    let mut frag = None;
     for _ in 0..16 {
         match next {
             Protocol::HOPOPTS | Protocol::IPV6_ROUTE | Protocol::IPV6_OPTS => {
@@ -99,9 +106,11 @@ pub fn walk_extension_headers(mut next: u8, payload: &[u8]) -> Result<(u8, usize
             Protocol::IPV6_FRAG => {
                 need("ipv6 fragment header", at + 8, payload.len())?;
                 next = payload[at];
+                let word = u16::from_be_bytes([payload[at + 2], payload[at + 3]]);
+                frag = Some((word >> 3, word & 1 != 0));
                 at += 8;
             }
-            _ => return Ok((next, at)),
+            _ => return Ok((next, at, frag)),
         }
     }
     Err(Error::Malformed { layer: "ipv6", what: "more than 16 extension headers" })

@@ -187,6 +187,7 @@ pub mod oxm {
     /// Nicira class: IP TTL (OpenFlow has no OXM for it; OVS sends this one in 1.3 too).
     pub const NX_IP_TTL: u8 = 29;
     pub const NX_MPLS_TTL: u8 = 30;
+    pub const NX_IP_FRAG: u8 = 26;
     pub const ICMPV6_TYPE: u8 = 29;
     pub const ICMPV6_CODE: u8 = 30;
     pub const TUNNEL_ID: u8 = 38;

@@ -47,6 +47,7 @@ fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], Strin
         (Field::MplsTc, &["mpls_tc"], "OXM_OF_MPLS_TC", 3, true),
         (Field::MplsBos, &["mpls_bos"], "OXM_OF_MPLS_BOS", 1, false),
         (Field::MplsTtl, &["mpls_ttl"], "NXM_NX_MPLS_TTL", 8, false),
+        (Field::NwFrag, &["nw_frag"], "NXM_NX_IP_FRAG", 8, false),
     ];
     const REGS: [&str; 16] = [
         "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10", "reg11", "reg12",

@@ -70,6 +70,8 @@ pub enum Field {
     /// The top MPLS label stack entry's label (20 bits), traffic class (3) and bottom-of-stack bit.
     MplsLabel,
     MplsTc,
+    /// `nw_frag`: bit 0 a fragment, bit 1 a later fragment (OVS's encoding).
+    NwFrag,
     /// The top MPLS entry's TTL (matched only; `set_mpls_ttl`/`dec_mpls_ttl` write it).
     MplsTtl,
     MplsBos,
@@ -403,7 +405,7 @@ fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>, icmp_t
     let nd = |t: &[u8]| ip6 && nw_proto == Some(58) && icmp_type.is_some_and(|i| t.contains(&i));
     let ok = match field {
         Field::NwSrc | Field::NwDst => ip4 || arp,
-        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl => ip4 || ip6,
+        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl | Field::NwFrag => ip4 || ip6,
         Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => ip6,
         Field::ArpSha => arp || nd(&[135]),
         Field::ArpTha => arp || nd(&[136]),
@@ -419,7 +421,7 @@ fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>, icmp_t
     }
     Err(match field {
         Field::NwSrc | Field::NwDst => "needs ip or arp (dl_type=0x0800 or 0x0806)".into(),
-        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl => "needs ip or ipv6".into(),
+        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl | Field::NwFrag => "needs ip or ipv6".into(),
         Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => "needs ipv6 (dl_type=0x86dd)".into(),
         Field::ArpSha => "needs arp, or icmp6 with icmp_type=135 (nd_sll)".into(),
         Field::ArpTha => "needs arp, or icmp6 with icmp_type=136 (nd_tll)".into(),
@@ -640,6 +642,17 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             }
             "nw_ecn" | "ip_ecn" => Match { field: Field::NwEcn, value: num(tok, v, 3)?, mask: 3 },
             "nw_ttl" => Match { field: Field::NwTtl, value: num(tok, v, 255)?, mask: 0xff },
+            "nw_frag" | "ip_frag" => {
+                let (value, mask) = match v {
+                    "no" => (0, 1),
+                    "yes" => (1, 1),
+                    "first" => (1, 3),
+                    "later" => (3, 3),
+                    "not_later" => (0, 2),
+                    _ => return Err(err(tok, "nw_frag is no, yes, first, later or not_later")),
+                };
+                Match { field: Field::NwFrag, value, mask }
+            }
             "ipv6_label" => field_and(Field::Ipv6Label, num_mask(tok, v, 0xf_ffff)?),
             "arp_sha" | "nd_sll" => field_and(Field::ArpSha, mac_mask(tok, v)?),
             "arp_tha" | "nd_tll" => field_and(Field::ArpTha, mac_mask(tok, v)?),

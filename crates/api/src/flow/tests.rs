@@ -141,6 +141,8 @@ fn registers_print_as_ovs_prints_them() {
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
         ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
         ("actions=push:reg0[0..31],pop:reg0", "actions=push:NXM_NX_REG0[],pop:NXM_NX_REG0[]"),
+        ("nw_frag=later,ip,nw_ttl=3,tcp,actions=drop", "tcp,nw_ttl=3,nw_frag=later actions=drop"),
+        ("ipv6,nw_frag=not_later,actions=drop", "ipv6,nw_frag=not_later actions=drop"),
         (
             "actions=push:eth_src,push:eth_dst,pop:eth_src,pop:eth_dst",
             "actions=push:NXM_OF_ETH_SRC[],push:NXM_OF_ETH_DST[],pop:NXM_OF_ETH_SRC[],pop:NXM_OF_ETH_DST[]",
@@ -202,6 +204,8 @@ fn register_actions_are_checked() {
         ("actions=meter:1,meter:2", "duplicate meter instruction"),
         ("actions=meter:0", "meter 0 does not exist"),
         ("in_port[0..3]=1,actions=drop", "cannot be matched in part"),
+        ("nw_frag=yes,actions=drop", "needs ip"),
+        ("ip,nw_frag=maybe,actions=drop", "nw_frag is no, yes"),
         ("tcp,tp_src[0..3]=1,tp_src[2]=1,actions=drop", "contradicts"),
         ("tp_src[5]=1,actions=drop", "needs"),
         ("actions=meter:4294901761", "out of range"),

@@ -53,6 +53,7 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_BASIC, oxm::MPLS_TC) => (Field::MplsTc, 8),
         (oxm::CLASS_BASIC, oxm::MPLS_BOS) => (Field::MplsBos, 8),
         (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL) => (Field::MplsTtl, 8),
+        (oxm::CLASS_NXM1, oxm::NX_IP_FRAG) => (Field::NwFrag, 8),
         _ => return Err(BAD_FIELD),
     })
 }
@@ -119,6 +120,7 @@ pub(crate) fn header_of(f: Field) -> Option<(u16, u8, usize)> {
         Field::MplsTc => (CLASS_BASIC, MPLS_TC, 1),
         Field::MplsBos => (CLASS_BASIC, MPLS_BOS, 1),
         Field::MplsTtl => (CLASS_NXM1, NX_MPLS_TTL, 1),
+        Field::NwFrag => (CLASS_NXM1, NX_IP_FRAG, 1),
         Field::ArpOp => (CLASS_NXM0, 15, 2),
         Field::ArpSpa => (CLASS_NXM0, 16, 4),
         Field::ArpTpa => (CLASS_NXM0, 17, 4),
@@ -166,6 +168,7 @@ pub(crate) fn narrow(field: Field, value: u128, mask: Option<u128>) -> Result<(u
         Field::MplsTc => (7, false),
         Field::MplsBos => (1, false),
         Field::MplsTtl => (0xff, false),
+        Field::NwFrag => (3, true),
         _ => return Ok((value, mask.unwrap_or(u128::MAX))),
     };
     if value & !full != 0 {
@@ -217,6 +220,7 @@ pub fn matches_from_oxm(tlvs: &[OxmTlv<'_>]) -> Result<Vec<Match>, OfError> {
             | Field::MplsLabel
             | Field::MplsTc
             | Field::MplsTtl
+            | Field::NwFrag
             | Field::MplsBos => {
                 (value, mask) = narrow(field, value, t.mask.map(weft_wire::openflow::be_uint))?;
             }
@@ -276,6 +280,7 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
         Field::Ipv6Label,
         Field::NwEcn,
         Field::NwTtl,
+        Field::NwFrag,
         Field::ArpSha,
         Field::ArpTha,
         Field::NdTarget,
@@ -321,6 +326,7 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             Field::MplsTc => (oxm::CLASS_BASIC, oxm::MPLS_TC, 1),
             Field::MplsBos => (oxm::CLASS_BASIC, oxm::MPLS_BOS, 1),
             Field::MplsTtl => (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL, 1),
+            Field::NwFrag => (oxm::CLASS_NXM1, oxm::NX_IP_FRAG, 1),
             Field::Reg(_) | Field::Metadata | Field::PktMark | Field::XReg(_) | Field::XXReg(_) => {
                 let Some(h) = header_of(f) else { continue };
                 h
@@ -350,6 +356,7 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             || (f == Field::NwTos && mask == 0x3f)
             || (f == Field::NwEcn && mask == 3)
             || (f == Field::Ipv6Label && mask == 0xf_ffff)
+            || (f == Field::NwFrag && mask == 3)
             || matches!(f, Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos)
             || f == Field::ArpOp;
         put_oxm(out, class, code, vb, if exact { None } else { Some(mb) });

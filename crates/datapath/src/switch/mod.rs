@@ -966,6 +966,7 @@ fn put_l3(k: &mut FlowKey, h: &Headers) {
     k.put(slot::NW_TOS, u128::from(h.nw_tos));
     k.put(slot::NW_ECN, u128::from(h.nw_ecn));
     k.put(slot::NW_TTL, u128::from(h.nw_ttl));
+    k.put(slot::NW_FRAG, u128::from(h.nw_frag));
     k.put(slot::IPV6_LABEL, u128::from(h.ipv6_label));
     k.put(slot::ARP_SHA, u128::from(h.arp_sha));
     k.put(slot::ARP_THA, u128::from(h.arp_tha));

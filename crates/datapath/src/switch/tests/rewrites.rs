@@ -201,3 +201,15 @@ fn the_mpls_ttl_is_matched_and_follows_set_mpls_ttl() {
     f[17] = 63;
     assert!(h.send("p1", &f).is_empty(), "another TTL");
 }
+
+#[test]
+fn fragments_are_matched_by_nw_frag() {
+    let net = two_taps().table(0, vec![(20, vec![m(slot::NW_FRAG, 3)], vec![]), (10, vec![], vec![ActRt::Output(P2)])]);
+    let mut h = Harness::new(net.build());
+    let mut first = udp4(B, A, 60, false, 53);
+    first[20..22].copy_from_slice(&0x2000u16.to_be_bytes());
+    assert_eq!(h.ports("p1", &first), ["p2"], "a first fragment passes");
+    let mut later = first.clone();
+    later[20..22].copy_from_slice(&0x0010u16.to_be_bytes());
+    assert!(h.ports("p1", &later).is_empty(), "a later fragment is dropped by the nw_frag=later flow");
+}
