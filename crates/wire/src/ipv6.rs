@@ -89,9 +89,11 @@ pub fn walk_extension_headers(next: u8, payload: &[u8]) -> Result<(u8, usize)> {
     walk_extension_headers_frag(next, payload).map(|(p, at, _)| (p, at))
 }
 
-/// As [`walk_extension_headers`], and the fragment header's offset (in 8-byte units) and more-fragments
-/// bit when there is one.
-pub fn walk_extension_headers_frag(mut next: u8, payload: &[u8]) -> Result<(u8, usize, Option<(u16, bool)>)> {
+/// A fragment header's offset (in 8-byte units) and more-fragments bit.
+pub type Fragment = (u16, bool);
+
+/// As [`walk_extension_headers`], and the fragment header's [`Fragment`] when there is one.
+pub fn walk_extension_headers_frag(mut next: u8, payload: &[u8]) -> Result<(u8, usize, Option<Fragment>)> {
     let mut at = 0usize;
     let mut frag = None;
     for _ in 0..16 {
