@@ -46,6 +46,7 @@ const FLOWS: &[&str] = &[
     "sctp,tp_dst=9,actions=set_field:5->sctp_dst,output:1",
     "mpls,mpls_ttl=3,mpls_label=9,actions=dec_mpls_ttl,output:1",
     "ip,nw_frag=later,actions=drop",
+    "in_port=2,actions=output(port=1,max_len=64),output(max_len=100,port=IN_PORT)",
     "udp6,nw_frag=not_later,tp_dst=53,actions=output:1",
     "tcp,tp_src[5]=1,tp_dst[0..3]=2,actions=output=1",
     "actions=push:eth_src,push:eth_dst,pop:eth_src,pop:eth_dst,push:reg0[0..15],pop:reg1[16..31],in_port",

@@ -550,6 +550,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::Load { .. }
             | Action::Move { .. }
             | Action::StackPush(_)
+            | Action::OutputTrunc(..)
             | Action::StackPop(_)
             | Action::OutputReg(_)
             | Action::Exit

@@ -174,6 +174,8 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
         }
         Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
         Action::StackPush(sf) => ActRt::StackPush(sub_slot(sf)),
+        Action::OutputTrunc(weft_api::flow::OFPP_IN_PORT, n) => ActRt::OutputTrunc(None, n),
+        Action::OutputTrunc(p, n) => ActRt::OutputTrunc(Some(port(p)?), n),
         Action::StackPop(sf) => ActRt::StackPop(sub_slot(sf)),
         Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src)),
         Action::Exit => ActRt::Exit,

@@ -225,6 +225,7 @@ pub mod act {
     pub const NXAST_SET_TUNNEL64: u16 = 9;
     pub const NXAST_RESUBMIT_TABLE: u16 = 14;
     pub const NXAST_REG_MOVE: u16 = 6;
+    pub const NXAST_OUTPUT_TRUNC: u16 = 39;
     pub const NXAST_STACK_PUSH: u16 = 27;
     pub const NXAST_STACK_POP: u16 = 28;
     pub const NXAST_REG_LOAD: u16 = 7;

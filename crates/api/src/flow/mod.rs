@@ -27,6 +27,8 @@ pub use trace::packet_for;
 
 /// OpenFlow's port number of the local (internal) port.
 pub const OFPP_LOCAL: u32 = 0xffff_fffe;
+/// OpenFlow's OFPP_IN_PORT (as `output(port=IN_PORT,…)` names it).
+pub const OFPP_IN_PORT: u32 = 0xffff_fff8;
 /// Priority of flows that do not say (OpenFlow's default).
 pub const DEFAULT_PRIORITY: u16 = 32768;
 
@@ -154,6 +156,9 @@ pub enum Action {
         src: SubField,
         dst: SubField,
     },
+    /// `output(port=P,max_len=N)`: to port P (a port of the bridge, LOCAL or IN_PORT), cut to its first N
+    /// bytes (at least an Ethernet header's 14).
+    OutputTrunc(u32, u32),
     /// `push:FIELD[a..b]`, `pop:FIELD[a..b]`: those bits onto the packet's stack, or the top of the stack into
     /// them (a stack of [`STACK_DEPTH`] values per packet).
     StackPush(SubField),
@@ -782,6 +787,28 @@ fn parse_action(
     };
     let need = || arg.filter(|a| !a.is_empty()).ok_or_else(|| err(act, "needs an argument"));
     let a = match name.to_ascii_lowercase().as_str() {
+        "output" if act.starts_with("output(") => {
+            let (mut port, mut max_len) = (None, None);
+            for kv in need()?.split(',') {
+                match kv.split_once('=') {
+                    Some(("port", p)) => {
+                        port = Some(match p {
+                            "LOCAL" | "local" => crate::flow::OFPP_LOCAL,
+                            "IN_PORT" | "in_port" => crate::flow::OFPP_IN_PORT,
+                            _ => resolve(act, p)?,
+                        })
+                    }
+                    Some(("max_len", n)) => max_len = Some(num(act, n, u128::from(u32::MAX))? as u32),
+                    _ => return Err(err(act, format!("invalid key {kv:?} (output takes port= and max_len=)"))),
+                }
+            }
+            let port = port.ok_or_else(|| err(act, "output(...) needs port="))?;
+            match max_len {
+                Some(n) if n >= 14 => Action::OutputTrunc(port, n),
+                Some(n) => return Err(err(act, format!("max_len {n} is less than the minimum value 14"))),
+                None => Action::Output(port),
+            }
+        }
         "output" => {
             let arg = need()?;
             match arg {

@@ -69,6 +69,14 @@ impl fmt::Display for Action {
             }
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
             Action::StackPush(sf) => write!(f, "push:{sf}"),
+            Action::OutputTrunc(p, n) => {
+                let port = match p {
+                    crate::flow::OFPP_LOCAL => "LOCAL".to_string(),
+                    crate::flow::OFPP_IN_PORT => "IN_PORT".to_string(),
+                    p => p.to_string(),
+                };
+                write!(f, "output(port={port},max_len={n})")
+            }
             Action::StackPop(sf) => write!(f, "pop:{sf}"),
             Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::Exit => f.write_str("exit"),

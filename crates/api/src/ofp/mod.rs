@@ -575,6 +575,14 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         }
                         out.push(Action::Move { src, dst });
                     }
+                    act::NXAST_OUTPUT_TRUNC if b.len() >= 12 => {
+                        let p = crate::of10::port32(u16::from_be_bytes([b[6], b[7]]));
+                        let n = be32(b, 8);
+                        if n < 14 {
+                            return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
+                        }
+                        out.push(Action::OutputTrunc(p, n));
+                    }
                     act::NXAST_STACK_PUSH | act::NXAST_STACK_POP if b.len() >= 14 => {
                         // ofs, field header, n_bits.
                         let n = u16::from_be_bytes([b[12], b[13]]);
@@ -842,6 +850,11 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
             rest.extend_from_slice(&nxm_header(class, field, bytes, false).to_be_bytes());
             rest.extend_from_slice(&0xffffu16.to_be_bytes()); // max_len
             put_nx(out, act::NXAST_OUTPUT_REG, &rest);
+        }
+        Action::OutputTrunc(p, n) => {
+            let mut rest = crate::of10::port16(p).to_be_bytes().to_vec();
+            rest.extend_from_slice(&n.to_be_bytes());
+            put_nx(out, act::NXAST_OUTPUT_TRUNC, &rest);
         }
         Action::StackPush(sf) | Action::StackPop(sf) => {
             let Some((class, field, bytes)) = header_of(sf.field) else { return };

@@ -624,6 +624,15 @@ impl Tables {
                     }
                 }
                 ActRt::InPort => out(self, r, st, in_port),
+                ActRt::OutputTrunc(p, max_len) => {
+                    // The first bytes only (a cut frame is no longer the offloaded whole its header says).
+                    let (data, gso) = (st.data, st.gso);
+                    if data.len > max_len {
+                        (st.data.len, st.gso) = (max_len, None);
+                    }
+                    out(self, r, st, p.unwrap_or(in_port));
+                    (st.data, st.gso) = (data, gso);
+                }
                 ActRt::Flood | ActRt::All => {
                     let flood = matches!(act, ActRt::Flood);
                     for &p in &b.ports {

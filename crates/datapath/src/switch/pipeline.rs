@@ -241,6 +241,8 @@ pub enum ActRt {
     DecMplsTtl,
     /// `meter:N`: the packet through the bridge's meter N (none such: nothing), which may drop it.
     Meter(u32),
+    /// `output(port=P,max_len=N)`: to P (`None`: the input port), cut to its first N bytes.
+    OutputTrunc(Option<PortIdx>, u32),
     /// `push:SRC[a..b]` / `pop:DST[a..b]`: the packet's stack of values ([`super::STACK_DEPTH`]).
     StackPush(SubSlot),
     StackPop(SubSlot),

@@ -247,3 +247,13 @@ fn push_and_pop_swap_two_fields_and_an_empty_stack_stops_the_packet() {
     assert!(h.send("p1", &raw(C, A)).is_empty(), "a pop from an empty stack drops the packet");
     assert_eq!(h.drops("p1", DropReason::FlowDrop), 1);
 }
+
+#[test]
+fn output_with_max_len_sends_the_first_bytes_only() {
+    let net = two_taps().table(0, vec![(10, vec![], vec![ActRt::OutputTrunc(Some(P2), 20), ActRt::Output(P3)])]);
+    let mut h = Harness::new(net.build());
+    let frame = udp4(B, A, 60, false, 53);
+    let out = h.send("p1", &frame);
+    assert_eq!(out[0].frame, frame[..20], "cut to 20 bytes");
+    assert_eq!(out[1].frame, frame, "the next output has the whole frame");
+}
