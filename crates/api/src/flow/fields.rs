@@ -108,6 +108,24 @@ pub(super) fn sub_field(token: &str, text: &str) -> Result<SubField, FlowError> 
         Some((n, r)) => (n, Some(r.strip_suffix(']').ok_or_else(|| err(token, format!("{text:?}: missing ]")))?)),
         None => (text, None),
     };
+    // OpenFlow 1.2's names of the NXM fields with the same meaning (as OVS takes them in `move` and `load`).
+    let name = match name.to_ascii_uppercase().as_str() {
+        "OXM_OF_ETH_DST" => "NXM_OF_ETH_DST",
+        "OXM_OF_ETH_SRC" => "NXM_OF_ETH_SRC",
+        "OXM_OF_ETH_TYPE" => "NXM_OF_ETH_TYPE",
+        "OXM_OF_IPV4_SRC" => "NXM_OF_IP_SRC",
+        "OXM_OF_IPV4_DST" => "NXM_OF_IP_DST",
+        "OXM_OF_IP_PROTO" => "NXM_OF_IP_PROTO",
+        "OXM_OF_TCP_SRC" | "OXM_OF_UDP_SRC" => "NXM_OF_TCP_SRC",
+        "OXM_OF_TCP_DST" | "OXM_OF_UDP_DST" => "NXM_OF_TCP_DST",
+        "OXM_OF_IPV6_SRC" => "NXM_NX_IPV6_SRC",
+        "OXM_OF_IPV6_DST" => "NXM_NX_IPV6_DST",
+        "OXM_OF_ARP_SPA" => "NXM_OF_ARP_SPA",
+        "OXM_OF_ARP_TPA" => "NXM_OF_ARP_TPA",
+        "OXM_OF_ARP_OP" => "NXM_OF_ARP_OP",
+        "OXM_OF_TUNNEL_ID" => "NXM_NX_TUN_ID",
+        _ => name,
+    };
     let (field, width) = named_fields()
         .find(|n| n.2.eq_ignore_ascii_case(name) || n.1.contains(&name))
         .map(|n| (n.0, n.3))

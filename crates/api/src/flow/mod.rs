@@ -590,6 +590,12 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 num(tok, v, 65535)?;
                 continue;
             }
+            // Counters as dump-flows prints them: ovs-ofctl reads them (for replace-flows and diff-flows)
+            // and adding a flow ignores them; so does weft.
+            "n_packets" | "n_bytes" => {
+                num(tok, v, u128::from(u64::MAX))?;
+                continue;
+            }
             "in_port" => Match { field: Field::InPort, value: u128::from(resolve(tok, v)?), mask: 0xffff_ffff },
             "dl_src" | "eth_src" => field_and(Field::DlSrc, mac_mask(tok, v)?),
             "dl_dst" | "eth_dst" => field_and(Field::DlDst, mac_mask(tok, v)?),

@@ -141,6 +141,8 @@ fn registers_print_as_ovs_prints_them() {
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
         ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
         ("actions=output(max_len=100,port=123)", "actions=output(port=123,max_len=100)"),
+        ("actions=move:OXM_OF_ETH_DST[]->OXM_OF_ETH_SRC[]", "actions=move:NXM_OF_ETH_DST[]->NXM_OF_ETH_SRC[]"),
+        ("n_packets=1, n_bytes=14, idle_timeout=13, in_port=1 actions=drop", "in_port=1 actions=drop"),
         (
             "actions=output(port=LOCAL,max_len=14),output(port=IN_PORT,max_len=99)",
             "actions=output(port=LOCAL,max_len=14),output(port=IN_PORT,max_len=99)",
