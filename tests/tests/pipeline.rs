@@ -46,6 +46,8 @@ const FLOWS: &[&str] = &[
     "sctp,tp_dst=9,actions=set_field:5->sctp_dst,output:1",
     "mpls,mpls_ttl=3,mpls_label=9,actions=dec_mpls_ttl,output:1",
     "ip,nw_frag=later,actions=drop",
+    "actions=bundle(symmetric_l4,60,hrw,ofport,members:1,2)",
+    "actions=bundle_load(eth_src,50,active_backup,ofport,NXM_NX_REG0[],members:2,1),output:NXM_NX_REG0[]",
     "in_port=2,actions=output(port=1,max_len=64),output(max_len=100,port=IN_PORT)",
     "udp6,nw_frag=not_later,tp_dst=53,actions=output:1",
     "tcp,tp_src[5]=1,tp_dst[0..3]=2,actions=output=1",

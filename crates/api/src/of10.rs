@@ -551,6 +551,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::Move { .. }
             | Action::StackPush(_)
             | Action::OutputTrunc(..)
+            | Action::Bundle(_)
             | Action::StackPop(_)
             | Action::OutputReg(_)
             | Action::Exit

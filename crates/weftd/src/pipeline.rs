@@ -174,6 +174,32 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
         }
         Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
         Action::StackPush(sf) => ActRt::StackPush(sub_slot(sf)),
+        Action::Bundle(b) => {
+            use weft_api::flow::bundle::HashFields;
+            use weft_datapath::switch::bundle::HashOn;
+            let on = match b.fields {
+                HashFields::EthSrc => HashOn::EthSrc,
+                HashFields::NwSrc => HashOn::NwSrc,
+                HashFields::NwDst => HashOn::NwDst,
+                HashFields::SymmetricL3 => HashOn::Symmetric { macs: false, ports: false },
+                HashFields::SymmetricL3L4 | HashFields::SymmetricL3L4Udp => {
+                    HashOn::Symmetric { macs: false, ports: true }
+                }
+                HashFields::SymmetricL4 => HashOn::Symmetric { macs: true, ports: true },
+            };
+            let mut members = [None; 8];
+            for (m, p) in members.iter_mut().zip(b.members()) {
+                *m = port(*p);
+            }
+            ActRt::Bundle(weft_datapath::switch::pipeline::BundleRt {
+                on,
+                basis: b.basis,
+                hrw: b.hrw,
+                members,
+                n: b.n,
+                dst: b.dst.map(sub_slot),
+            })
+        }
         Action::OutputTrunc(weft_api::flow::OFPP_IN_PORT, n) => ActRt::OutputTrunc(None, n),
         Action::OutputTrunc(p, n) => ActRt::OutputTrunc(Some(port(p)?), n),
         Action::StackPop(sf) => ActRt::StackPop(sub_slot(sf)),

@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use weft_wire::EthernetAddress;
 
+pub mod bundle;
 mod fields;
 mod print;
 mod setfield;
@@ -156,6 +157,8 @@ pub enum Action {
         src: SubField,
         dst: SubField,
     },
+    /// `bundle(…)` / `bundle_load(…)`: a live member port of a list, chosen by a hash of the flow.
+    Bundle(bundle::Bundle),
     /// `output(port=P,max_len=N)`: to port P (a port of the bridge, LOCAL or IN_PORT), cut to its first N
     /// bytes (at least an Ethernet header's 14).
     OutputTrunc(u32, u32),
@@ -722,6 +725,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 Action::OutputReg(src) => [Some(src.field), None],
                 Action::Move { src, dst } => [Some(src.field), Some(dst.field)],
                 Action::StackPush(sf) | Action::StackPop(sf) => [Some(sf.field), None],
+                Action::Bundle(b) => [b.dst.map(|d| d.field), None],
                 Action::SetReg { field, mask, .. } if is_packet_set(field, mask) => {
                     [setfield::set_field_needs(field), None]
                 }
@@ -939,6 +943,7 @@ fn parse_action(
             }
             Action::Move { src, dst }
         }
+        "bundle" | "bundle_load" => Action::Bundle(bundle::parse(act, need()?, name == "bundle_load", resolve)?),
         "push" | "pop" => {
             let sf = sub_field(act, need()?)?;
             if name == "push" {

@@ -69,6 +69,7 @@ impl fmt::Display for Action {
             }
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
             Action::StackPush(sf) => write!(f, "push:{sf}"),
+            Action::Bundle(b) => write!(f, "{b}"),
             Action::OutputTrunc(p, n) => {
                 let port = match p {
                     crate::flow::OFPP_LOCAL => "LOCAL".to_string(),

@@ -141,6 +141,15 @@ fn registers_print_as_ovs_prints_them() {
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
         ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
         ("actions=output(max_len=100,port=123)", "actions=output(port=123,max_len=100)"),
+        (
+            "actions=bundle(eth_src,50,active_backup,ofport,slaves:1)",
+            "actions=bundle(eth_src,50,active_backup,ofport,members:1)",
+        ),
+        ("actions=bundle(symmetric_l4,60,hrw,ofport,members:)", "actions=bundle(symmetric_l4,60,hrw,ofport,members:)"),
+        (
+            "actions=bundle_load(symmetric_l3,60,hrw,ofport,reg0[0..15],members:2,3)",
+            "actions=bundle_load(symmetric_l3,60,hrw,ofport,NXM_NX_REG0[0..15],members:2,3)",
+        ),
         ("actions=move:OXM_OF_ETH_DST[]->OXM_OF_ETH_SRC[]", "actions=move:NXM_OF_ETH_DST[]->NXM_OF_ETH_SRC[]"),
         ("n_packets=1, n_bytes=14, idle_timeout=13, in_port=1 actions=drop", "in_port=1 actions=drop"),
         (
@@ -214,6 +223,8 @@ fn register_actions_are_checked() {
         ("nw_frag=yes,actions=drop", "needs ip"),
         ("actions=output(port=1,max_len=13)", "less than the minimum value 14"),
         ("actions=output(port=1,len=20)", "invalid key"),
+        ("actions=bundle(eth_src,50,random,ofport,members:1)", "active_backup or hrw"),
+        ("actions=bundle(eth_src,50,hrw,ifindex,members:1)", "named by ofport"),
         ("ip,nw_frag=maybe,actions=drop", "nw_frag is no, yes"),
         ("tcp,tp_src[0..3]=1,tp_src[2]=1,actions=drop", "contradicts"),
         ("tp_src[5]=1,actions=drop", "needs"),

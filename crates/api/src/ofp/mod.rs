@@ -575,6 +575,43 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         }
                         out.push(Action::Move { src, dst });
                     }
+                    act::NXAST_BUNDLE | act::NXAST_BUNDLE_LOAD if b.len() >= 28 => {
+                        // algorithm, fields, basis, member type, n_members, ofs_nbits, dst, zero, members.
+                        let be16 = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+                        let bad = (error::BAD_ACTION, error::BAD_ARGUMENT);
+                        let hrw = match be16(6) {
+                            0 => false,
+                            1 => true,
+                            _ => return Err(bad),
+                        };
+                        let fields = crate::flow::bundle::HashFields::from_wire(be16(8)).ok_or(bad)?;
+                        let n = usize::from(be16(16));
+                        if be32(b, 12) != 2 || n > crate::flow::bundle::MAX_MEMBERS || b.len() < 28 + 2 * n {
+                            return Err(bad);
+                        }
+                        let dst = if sub == act::NXAST_BUNDLE_LOAD {
+                            let ofs_nbits = be16(18);
+                            let d = sub_field(be32(b, 20), ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
+                            if !d.field.writable() {
+                                return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
+                            }
+                            Some(d)
+                        } else {
+                            None
+                        };
+                        let mut bundle = crate::flow::bundle::Bundle {
+                            fields,
+                            basis: be16(10),
+                            hrw,
+                            members: [0; crate::flow::bundle::MAX_MEMBERS],
+                            n: n as u8,
+                            dst,
+                        };
+                        for i in 0..n {
+                            bundle.members[i] = crate::of10::port32(be16(28 + 2 * i));
+                        }
+                        out.push(Action::Bundle(bundle));
+                    }
                     act::NXAST_OUTPUT_TRUNC if b.len() >= 12 => {
                         let p = crate::of10::port32(u16::from_be_bytes([b[6], b[7]]));
                         let n = be32(b, 8);
@@ -850,6 +887,26 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
             rest.extend_from_slice(&nxm_header(class, field, bytes, false).to_be_bytes());
             rest.extend_from_slice(&0xffffu16.to_be_bytes()); // max_len
             put_nx(out, act::NXAST_OUTPUT_REG, &rest);
+        }
+        Action::Bundle(bd) => {
+            let mut rest = u16::from(bd.hrw).to_be_bytes().to_vec();
+            rest.extend_from_slice(&bd.fields.wire().to_be_bytes());
+            rest.extend_from_slice(&bd.basis.to_be_bytes());
+            rest.extend_from_slice(&2u32.to_be_bytes()); // members are ports (NXM_OF_IN_PORT)
+            rest.extend_from_slice(&u16::from(bd.n).to_be_bytes());
+            let (ofs_nbits, dst) = match bd.dst.and_then(|d| header_of(d.field).map(|h| (d, h))) {
+                Some((d, (class, field, bytes))) => {
+                    ((d.ofs << 6) | (d.nbits - 1), nxm_header(class, field, bytes, false))
+                }
+                None => (0, 0),
+            };
+            rest.extend_from_slice(&ofs_nbits.to_be_bytes());
+            rest.extend_from_slice(&dst.to_be_bytes());
+            rest.extend_from_slice(&[0; 4]);
+            for m in bd.members() {
+                rest.extend_from_slice(&crate::of10::port16(*m).to_be_bytes());
+            }
+            put_nx(out, if bd.dst.is_some() { act::NXAST_BUNDLE_LOAD } else { act::NXAST_BUNDLE }, &rest);
         }
         Action::OutputTrunc(p, n) => {
             let mut rest = crate::of10::port16(p).to_be_bytes().to_vec();

@@ -43,6 +43,8 @@ fn registers_and_their_actions_survive_the_wire() {
         "in_port=1,actions=meter:7,output:2,goto_table:1",
         "mpls,mpls_ttl=3,mpls_label=9,actions=dec_mpls_ttl,output:1",
         "ip,nw_frag=first,actions=drop",
+        "actions=bundle(symmetric_l3l4+udp,7,hrw,ofport,members:1,2,3)",
+        "actions=bundle_load(nw_src,0,active_backup,ofport,NXM_NX_REG2[16..31],members:4)",
         "actions=output(port=5,max_len=64),output(port=LOCAL,max_len=100)",
         "ipv6,nw_frag=no,actions=drop",
         "actions=push:NXM_NX_REG0[0..15],push:NXM_OF_ETH_SRC[],pop:NXM_OF_ETH_DST[],pop:NXM_NX_REG1[16..31]",

@@ -12,6 +12,7 @@
 //! `weft trace` runs the same code on a copy of the switch with an [`Observer`] that records each step: what
 //! trace predicts is what the switch does, ARP/ND suppression included.
 
+pub mod bundle;
 pub mod demux;
 pub mod egress;
 pub mod group;
@@ -134,20 +135,8 @@ pub const STACK_DEPTH: usize = 8;
 
 impl ActState {
     fn new(key: FlowKey, data: Data, tci: u16, hdr: Headers, gso: Option<VnetHdr>) -> ActState {
-        ActState {
-            key,
-            data,
-            tci,
-            hdr,
-            gso,
-            vni: None,
-            tun_dst: None,
-            copied: false,
-            too_big: None,
-            exit: false,
-            stack: [0; STACK_DEPTH],
-            depth: 0,
-        }
+        let (vni, tun_dst, too_big, stack) = (None, None, None, [0; STACK_DEPTH]);
+        ActState { key, data, tci, hdr, gso, vni, tun_dst, copied: false, too_big, exit: false, stack, depth: 0 }
     }
 
     /// Sets the frame's VLAN (TCI, 0 for none) and the key's `vlan_tci` with it.
@@ -739,6 +728,14 @@ impl Tables {
                         return;
                     }
                 }
+                ActRt::Bundle(bd) => match self.bundle_member(pipe, &bd, &st.key) {
+                    Some(p) if bd.dst.is_none() && p != in_port => out(self, r, st, p),
+                    m => {
+                        if !self.bundle_load(r, st, &bd, m) {
+                            return;
+                        }
+                    }
+                },
                 ActRt::StackPush(_) | ActRt::StackPop(_) => {
                     if !self.stack_op(r, st, *act) {
                         return;

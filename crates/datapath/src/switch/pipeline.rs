@@ -241,11 +241,25 @@ pub enum ActRt {
     DecMplsTtl,
     /// `meter:N`: the packet through the bridge's meter N (none such: nothing), which may drop it.
     Meter(u32),
+    /// `bundle(…)` (`dst` none: an output) or `bundle_load(…)` (the member's OpenFlow number into `dst`,
+    /// 0xffff when none lives).
+    Bundle(BundleRt),
     /// `output(port=P,max_len=N)`: to P (`None`: the input port), cut to its first N bytes.
     OutputTrunc(Option<PortIdx>, u32),
     /// `push:SRC[a..b]` / `pop:DST[a..b]`: the packet's stack of values ([`super::STACK_DEPTH`]).
     StackPush(SubSlot),
     StackPop(SubSlot),
+}
+
+/// A bundle's members (those not in the bridge: `None`, never live) and how it picks one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleRt {
+    pub on: super::bundle::HashOn,
+    pub basis: u16,
+    pub hrw: bool,
+    pub members: [Option<PortIdx>; 8],
+    pub n: u8,
+    pub dst: Option<SubSlot>,
 }
 
 /// The whole switch description.

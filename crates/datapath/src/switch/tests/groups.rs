@@ -91,3 +91,41 @@ fn groups_count_what_they_and_their_buckets_take_and_keep_it_across_pipelines() 
     h.sw.install(next, SECOND);
     assert_eq!(h.sw.group_stats("br0").unwrap()[0].1.packets, 40);
 }
+
+#[test]
+fn bundles_pick_a_live_member_and_bundle_load_writes_it() {
+    use crate::switch::bundle::HashOn;
+    let bd = |hrw: bool, dst: Option<crate::classifier::SubSlot>| {
+        let mut members = [None; 8];
+        members[0] = Some(P2);
+        members[1] = Some(P3);
+        ActRt::Bundle(BundleRt {
+            on: HashOn::Symmetric { macs: false, ports: true },
+            basis: 1,
+            hrw,
+            members,
+            n: 2,
+            dst,
+        })
+    };
+    // active_backup: the first live member; when its link goes down, the next.
+    let mut h = Harness::new(three_taps().table(0, vec![(10, vec![], vec![bd(false, None)])]).build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p2"]);
+    h.sw.set_link_down(["p2".to_string()].into_iter().collect());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p3"]);
+    // hrw: flows spread over both members, each flow on one.
+    let mut h = Harness::new(three_taps().table(0, vec![(10, vec![], vec![bd(true, None)])]).build());
+    let mut seen = std::collections::HashSet::new();
+    for port in 0..40u16 {
+        let f = udp4(B, A, 60, false, 1000 + port);
+        let first = h.ports("p1", &f);
+        assert_eq!(h.ports("p1", &f), first);
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "both members take flows");
+    // bundle_load: the member's number into reg0, then out by it.
+    let reg0 = crate::classifier::SubSlot { slot: slot::reg(0), ofs: 0, nbits: 32 };
+    let net = three_taps().table(0, vec![(10, vec![], vec![bd(false, Some(reg0)), ActRt::OutputReg(reg0)])]);
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p2"]);
+}
