@@ -47,6 +47,7 @@ const FLOWS: &[&str] = &[
     "mpls,mpls_ttl=3,mpls_label=9,actions=dec_mpls_ttl,output:1",
     "ip,nw_frag=later,actions=drop",
     "actions=bundle(symmetric_l4,60,hrw,ofport,members:1,2)",
+    "actions=multipath(symmetric_l3l4+udp,7,hash_threshold,2,0,NXM_NX_REG3[0..1]),resubmit(,1)",
     "actions=bundle_load(eth_src,50,active_backup,ofport,NXM_NX_REG0[],members:2,1),output:NXM_NX_REG0[]",
     "in_port=2,actions=output(port=1,max_len=64),output(max_len=100,port=IN_PORT)",
     "udp6,nw_frag=not_later,tp_dst=53,actions=output:1",

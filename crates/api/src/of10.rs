@@ -552,6 +552,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::StackPush(_)
             | Action::OutputTrunc(..)
             | Action::Bundle(_)
+            | Action::Multipath(_)
             | Action::StackPop(_)
             | Action::OutputReg(_)
             | Action::Exit

@@ -127,6 +127,20 @@ fn flow_rule(m: &[weft_api::flow::Match]) -> (weft_datapath::classifier::FlowKey
     (key, mask)
 }
 
+/// What a bundle's or multipath's hash covers, as the core has it.
+fn hash_on(f: weft_api::flow::bundle::HashFields) -> weft_datapath::switch::bundle::HashOn {
+    use weft_api::flow::bundle::HashFields;
+    use weft_datapath::switch::bundle::HashOn;
+    match f {
+        HashFields::EthSrc => HashOn::EthSrc,
+        HashFields::NwSrc => HashOn::NwSrc,
+        HashFields::NwDst => HashOn::NwDst,
+        HashFields::SymmetricL3 => HashOn::Symmetric { macs: false, ports: false },
+        HashFields::SymmetricL3L4 | HashFields::SymmetricL3L4Udp => HashOn::Symmetric { macs: false, ports: true },
+        HashFields::SymmetricL4 => HashOn::Symmetric { macs: true, ports: true },
+    }
+}
+
 /// A flow's (or a packet-out's) action as the core runs it, with OpenFlow port numbers turned into the
 /// pipeline's ports by `port`; `None` for an action with no effect (drop, or an output to a port that is
 /// not there).
@@ -174,19 +188,16 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
         }
         Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
         Action::StackPush(sf) => ActRt::StackPush(sub_slot(sf)),
+        Action::Multipath(m) => ActRt::Multipath {
+            on: hash_on(m.fields),
+            basis: m.basis,
+            algorithm: m.algorithm,
+            n_links: m.n_links,
+            arg: m.arg,
+            dst: sub_slot(m.dst),
+        },
         Action::Bundle(b) => {
-            use weft_api::flow::bundle::HashFields;
-            use weft_datapath::switch::bundle::HashOn;
-            let on = match b.fields {
-                HashFields::EthSrc => HashOn::EthSrc,
-                HashFields::NwSrc => HashOn::NwSrc,
-                HashFields::NwDst => HashOn::NwDst,
-                HashFields::SymmetricL3 => HashOn::Symmetric { macs: false, ports: false },
-                HashFields::SymmetricL3L4 | HashFields::SymmetricL3L4Udp => {
-                    HashOn::Symmetric { macs: false, ports: true }
-                }
-                HashFields::SymmetricL4 => HashOn::Symmetric { macs: true, ports: true },
-            };
+            let on = hash_on(b.fields);
             let mut members = [None; 8];
             for (m, p) in members.iter_mut().zip(b.members()) {
                 *m = port(*p);

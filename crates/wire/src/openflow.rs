@@ -227,6 +227,7 @@ pub mod act {
     pub const NXAST_REG_MOVE: u16 = 6;
     pub const NXAST_OUTPUT_TRUNC: u16 = 39;
     pub const NXAST_BUNDLE: u16 = 12;
+    pub const NXAST_MULTIPATH: u16 = 10;
     pub const NXAST_BUNDLE_LOAD: u16 = 13;
     pub const NXAST_STACK_PUSH: u16 = 27;
     pub const NXAST_STACK_POP: u16 = 28;

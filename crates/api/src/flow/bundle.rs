@@ -125,3 +125,61 @@ impl fmt::Display for Bundle {
         f.write_str(")")
     }
 }
+
+/// `multipath(FIELDS, BASIS, ALGORITHM, N_LINKS, ARG, DST[a..b])`: a link number 0..N_LINKS-1 chosen by a
+/// hash of the flow, written into DST (OVS's NXAST_MULTIPATH). ALGORITHM `modulo_n`, `hash_threshold`, `hrw`
+/// (highest random weight, up to 64 links; beyond, as `hash_threshold`, as OVS) or `iter_hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Multipath {
+    pub fields: HashFields,
+    pub basis: u16,
+    /// OVS's NX_MP_ALG_*: 0 modulo_n, 1 hash_threshold, 2 hrw, 3 iter_hash.
+    pub algorithm: u16,
+    pub n_links: u32,
+    pub arg: u32,
+    pub dst: SubField,
+}
+
+const ALGORITHMS: [&str; 4] = ["modulo_n", "hash_threshold", "hrw", "iter_hash"];
+
+pub(super) fn parse_multipath(act: &str, arg: &str) -> Result<Multipath, FlowError> {
+    let parts: Vec<&str> = arg.split([',', ' ']).filter(|p| !p.is_empty()).collect();
+    let [fields, basis, algorithm, n_links, a, dst] = parts[..] else {
+        return Err(err(act, "not enough arguments to multipath action"));
+    };
+    let fields = NAMES
+        .iter()
+        .find(|n| n.1 == fields)
+        .map(|n| n.0)
+        .ok_or_else(|| err(act, format!("unknown fields `{fields}'")))?;
+    let algorithm = ALGORITHMS
+        .iter()
+        .position(|n| *n == algorithm)
+        .ok_or_else(|| err(act, format!("unknown algorithm `{algorithm}'")))? as u16;
+    let n_links = num(act, n_links, 65_536)? as u32;
+    if n_links == 0 {
+        return Err(err(act, "n_links 0 is not in valid range 1 to 65536"));
+    }
+    let dst = fields::sub_field(act, dst)?;
+    if !dst.field.writable() {
+        return Err(err(act, "weft cannot write that field"));
+    }
+    if dst.nbits < 16 && n_links > 1 << dst.nbits {
+        return Err(err(act, format!("{}-bit destination field has fewer values than n_links {n_links}", dst.nbits)));
+    }
+    let basis = num(act, basis, 0xffff)? as u16;
+    Ok(Multipath { fields, basis, algorithm, n_links, arg: num(act, a, u128::from(u32::MAX))? as u32, dst })
+}
+
+impl Multipath {
+    pub fn algorithm_name(&self) -> &'static str {
+        ALGORITHMS.get(usize::from(self.algorithm)).copied().unwrap_or("<unknown>")
+    }
+}
+
+impl fmt::Display for Multipath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (fl, alg) = (self.fields.name(), self.algorithm_name());
+        write!(f, "multipath({fl},{},{alg},{},{},{})", self.basis, self.n_links, self.arg, self.dst)
+    }
+}

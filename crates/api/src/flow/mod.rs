@@ -159,6 +159,8 @@ pub enum Action {
     },
     /// `bundle(…)` / `bundle_load(…)`: a live member port of a list, chosen by a hash of the flow.
     Bundle(bundle::Bundle),
+    /// `multipath(…)`: a link number by a hash of the flow, into a field.
+    Multipath(bundle::Multipath),
     /// `output(port=P,max_len=N)`: to port P (a port of the bridge, LOCAL or IN_PORT), cut to its first N
     /// bytes (at least an Ethernet header's 14).
     OutputTrunc(u32, u32),
@@ -726,6 +728,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 Action::Move { src, dst } => [Some(src.field), Some(dst.field)],
                 Action::StackPush(sf) | Action::StackPop(sf) => [Some(sf.field), None],
                 Action::Bundle(b) => [b.dst.map(|d| d.field), None],
+                Action::Multipath(m) => [Some(m.dst.field), None],
                 Action::SetReg { field, mask, .. } if is_packet_set(field, mask) => {
                     [setfield::set_field_needs(field), None]
                 }
@@ -944,6 +947,7 @@ fn parse_action(
             Action::Move { src, dst }
         }
         "bundle" | "bundle_load" => Action::Bundle(bundle::parse(act, need()?, name == "bundle_load", resolve)?),
+        "multipath" => Action::Multipath(bundle::parse_multipath(act, need()?)?),
         "push" | "pop" => {
             let sf = sub_field(act, need()?)?;
             if name == "push" {

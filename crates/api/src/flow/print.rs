@@ -70,6 +70,7 @@ impl fmt::Display for Action {
             Action::Move { src, dst } => write!(f, "move:{src}->{dst}"),
             Action::StackPush(sf) => write!(f, "push:{sf}"),
             Action::Bundle(b) => write!(f, "{b}"),
+            Action::Multipath(m) => write!(f, "{m}"),
             Action::OutputTrunc(p, n) => {
                 let port = match p {
                     crate::flow::OFPP_LOCAL => "LOCAL".to_string(),

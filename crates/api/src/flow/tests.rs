@@ -147,6 +147,10 @@ fn registers_print_as_ovs_prints_them() {
         ),
         ("actions=bundle(symmetric_l4,60,hrw,ofport,members:)", "actions=bundle(symmetric_l4,60,hrw,ofport,members:)"),
         (
+            "actions=multipath(eth_src, 50, hrw, 12, 0, NXM_NX_REG0[0..3]),multipath(symmetric_l4, 1024, iter_hash, 5000, 5050, reg0[0..12])",
+            "actions=multipath(eth_src,50,hrw,12,0,NXM_NX_REG0[0..3]),multipath(symmetric_l4,1024,iter_hash,5000,5050,NXM_NX_REG0[0..12])",
+        ),
+        (
             "actions=bundle_load(symmetric_l3,60,hrw,ofport,reg0[0..15],members:2,3)",
             "actions=bundle_load(symmetric_l3,60,hrw,ofport,NXM_NX_REG0[0..15],members:2,3)",
         ),
@@ -224,6 +228,8 @@ fn register_actions_are_checked() {
         ("actions=output(port=1,max_len=13)", "less than the minimum value 14"),
         ("actions=output(port=1,len=20)", "invalid key"),
         ("actions=bundle(eth_src,50,random,ofport,members:1)", "active_backup or hrw"),
+        ("actions=multipath(1,2,3,4)", "not enough arguments"),
+        ("actions=multipath(eth_src,50,hrw,17,0,NXM_NX_REG0[0..3])", "fewer values than n_links 17"),
         ("actions=bundle(eth_src,50,hrw,ifindex,members:1)", "named by ofport"),
         ("ip,nw_frag=maybe,actions=drop", "nw_frag is no, yes"),
         ("tcp,tp_src[0..3]=1,tp_src[2]=1,actions=drop", "contradicts"),

@@ -612,6 +612,29 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         }
                         out.push(Action::Bundle(bundle));
                     }
+                    act::NXAST_MULTIPATH if b.len() >= 28 => {
+                        // fields, basis, pad, algorithm, max_link, arg, pad, ofs_nbits, dst.
+                        let be16 = |i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+                        let bad = (error::BAD_ACTION, error::BAD_ARGUMENT);
+                        let fields = crate::flow::bundle::HashFields::from_wire(be16(6)).ok_or(bad)?;
+                        let algorithm = be16(12);
+                        if algorithm > 3 {
+                            return Err(bad);
+                        }
+                        let ofs_nbits = be16(22);
+                        let dst = sub_field(be32(b, 24), ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
+                        if !dst.field.writable() {
+                            return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
+                        }
+                        out.push(Action::Multipath(crate::flow::bundle::Multipath {
+                            fields,
+                            basis: be16(8),
+                            algorithm,
+                            n_links: u32::from(be16(14)) + 1,
+                            arg: be32(b, 16),
+                            dst,
+                        }));
+                    }
                     act::NXAST_OUTPUT_TRUNC if b.len() >= 12 => {
                         let p = crate::of10::port32(u16::from_be_bytes([b[6], b[7]]));
                         let n = be32(b, 8);
@@ -887,6 +910,19 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
             rest.extend_from_slice(&nxm_header(class, field, bytes, false).to_be_bytes());
             rest.extend_from_slice(&0xffffu16.to_be_bytes()); // max_len
             put_nx(out, act::NXAST_OUTPUT_REG, &rest);
+        }
+        Action::Multipath(mp) => {
+            let Some((class, field, bytes)) = header_of(mp.dst.field) else { return };
+            let mut rest = mp.fields.wire().to_be_bytes().to_vec();
+            rest.extend_from_slice(&mp.basis.to_be_bytes());
+            rest.extend_from_slice(&[0, 0]);
+            rest.extend_from_slice(&mp.algorithm.to_be_bytes());
+            rest.extend_from_slice(&((mp.n_links - 1) as u16).to_be_bytes());
+            rest.extend_from_slice(&mp.arg.to_be_bytes());
+            rest.extend_from_slice(&[0, 0]);
+            rest.extend_from_slice(&((mp.dst.ofs << 6) | (mp.dst.nbits - 1)).to_be_bytes());
+            rest.extend_from_slice(&nxm_header(class, field, bytes, false).to_be_bytes());
+            put_nx(out, act::NXAST_MULTIPATH, &rest);
         }
         Action::Bundle(bd) => {
             let mut rest = u16::from(bd.hrw).to_be_bytes().to_vec();

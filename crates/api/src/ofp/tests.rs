@@ -44,6 +44,7 @@ fn registers_and_their_actions_survive_the_wire() {
         "mpls,mpls_ttl=3,mpls_label=9,actions=dec_mpls_ttl,output:1",
         "ip,nw_frag=first,actions=drop",
         "actions=bundle(symmetric_l3l4+udp,7,hrw,ofport,members:1,2,3)",
+        "actions=multipath(symmetric_l3,1024,iter_hash,5000,5050,NXM_NX_REG0[0..12]),multipath(eth_src,50,modulo_n,1,0,NXM_NX_REG1[])",
         "actions=bundle_load(nw_src,0,active_backup,ofport,NXM_NX_REG2[16..31],members:4)",
         "actions=output(port=5,max_len=64),output(port=LOCAL,max_len=100)",
         "ipv6,nw_frag=no,actions=drop",

@@ -65,7 +65,39 @@ impl Tables {
     }
 }
 
+/// `multipath`'s link for a flow hash: 0 .. `n` (n ≥ 1).
+pub fn multipath_link(h: u64, algorithm: u16, n: u32, arg: u32) -> u32 {
+    let n64 = u64::from(n.max(1));
+    match algorithm {
+        0 => (h % n64) as u32,
+        // Highest random weight over the links (OVS: up to 64, then as hash_threshold).
+        2 if n <= 64 => (0..n).max_by_key(|i| mix(h ^ u64::from(*i).wrapping_mul(0x9e37_79b9_7f4a_7c15))).unwrap_or(0),
+        // The hash rehashed with the argument until it falls below the next power of two's share of `n`.
+        3 => {
+            let mut x = mix(h ^ u64::from(arg));
+            let bound = n64.next_power_of_two();
+            for _ in 0..32 {
+                if x % bound < n64 {
+                    return (x % bound) as u32;
+                }
+                x = mix(x);
+            }
+            (x % n64) as u32
+        }
+        _ => (((h >> 32) * n64) >> 32) as u32,
+    }
+}
+
 impl Tables {
+    /// `multipath`: the link number into the destination field; false when writing it stopped the packet.
+    pub(super) fn multipath<O: Observer>(&mut self, r: &mut Run<'_, '_, O>, st: &mut ActState, act: ActRt) -> bool {
+        let ActRt::Multipath { on, basis, algorithm, n_links, arg, dst } = act else { return true };
+        let link = multipath_link(flow_hash(&st.key, on, basis), algorithm, n_links, arg);
+        let v = u128::from(link) & Slot::bits_mask(0, dst.nbits);
+        st.key.set_masked(dst.slot, v << dst.ofs, Slot::bits_mask(dst.ofs, dst.nbits));
+        self.sync_field(r, st, dst.slot)
+    }
+
     /// `bundle_load`: the member's OpenFlow number (0xffff: none) into the destination field; false when
     /// writing it stopped the packet. (For `bundle`, with no destination, nothing.)
     pub(super) fn bundle_load<O: Observer>(
@@ -85,6 +117,20 @@ impl Tables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multipath_links_are_in_range_and_spread() {
+        for alg in 0..4 {
+            let mut seen = [0u32; 5];
+            for i in 0..1000u64 {
+                let l = multipath_link(mix(i), alg, 5, 7);
+                assert!(l < 5, "algorithm {alg}: {l}");
+                seen[l as usize] += 1;
+            }
+            assert!(seen.iter().all(|&c| c > 100), "algorithm {alg}: {seen:?}");
+        }
+        assert_eq!(multipath_link(12345, 2, 1, 0), 0);
+    }
 
     #[test]
     fn symmetric_hashes_are_the_same_both_ways() {

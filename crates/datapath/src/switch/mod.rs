@@ -736,6 +736,11 @@ impl Tables {
                         }
                     }
                 },
+                ActRt::Multipath { .. } => {
+                    if !self.multipath(r, st, *act) {
+                        return;
+                    }
+                }
                 ActRt::StackPush(_) | ActRt::StackPop(_) => {
                     if !self.stack_op(r, st, *act) {
                         return;

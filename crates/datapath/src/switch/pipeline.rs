@@ -244,6 +244,16 @@ pub enum ActRt {
     /// `bundle(…)` (`dst` none: an output) or `bundle_load(…)` (the member's OpenFlow number into `dst`,
     /// 0xffff when none lives).
     Bundle(BundleRt),
+    /// `multipath(…)`: a link number (0 ..`n_links`) by a hash of the flow into `dst`; `algorithm` as OVS's
+    /// NX_MP_ALG_* (0 modulo_n, 1 hash_threshold, 2 hrw, 3 iter_hash).
+    Multipath {
+        on: super::bundle::HashOn,
+        basis: u16,
+        algorithm: u16,
+        n_links: u32,
+        arg: u32,
+        dst: SubSlot,
+    },
     /// `output(port=P,max_len=N)`: to P (`None`: the input port), cut to its first N bytes.
     OutputTrunc(Option<PortIdx>, u32),
     /// `push:SRC[a..b]` / `pop:DST[a..b]`: the packet's stack of values ([`super::STACK_DEPTH`]).

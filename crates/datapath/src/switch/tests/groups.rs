@@ -129,3 +129,33 @@ fn bundles_pick_a_live_member_and_bundle_load_writes_it() {
     let mut h = Harness::new(net.build());
     assert_eq!(h.ports("p1", &raw(B, A)), ["p2"]);
 }
+
+#[test]
+fn multipath_writes_a_link_number_that_later_tables_use() {
+    let reg1 = crate::classifier::SubSlot { slot: slot::reg(1), ofs: 0, nbits: 16 };
+    let mp = ActRt::Multipath {
+        on: crate::switch::bundle::HashOn::Symmetric { macs: false, ports: true },
+        basis: 0,
+        algorithm: 2,
+        n_links: 2,
+        arg: 0,
+        dst: reg1,
+    };
+    let net = three_taps().table(0, vec![(10, vec![], vec![mp, ActRt::GotoTable(1)])]).table(
+        1,
+        vec![
+            (10, vec![m(slot::reg(1), 0)], vec![ActRt::Output(P2)]),
+            (10, vec![m(slot::reg(1), 1)], vec![ActRt::Output(P3)]),
+        ],
+    );
+    let mut h = Harness::new(net.build());
+    let mut seen = std::collections::HashSet::new();
+    for port in 0..40u16 {
+        let f = udp4(B, A, 60, false, 1000 + port);
+        let first = h.ports("p1", &f);
+        assert_eq!(first.len(), 1);
+        assert_eq!(h.ports("p1", &f), first, "one flow, one link");
+        seen.insert(first);
+    }
+    assert_eq!(seen.len(), 2, "both links used");
+}
