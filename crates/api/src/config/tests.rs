@@ -526,3 +526,24 @@ fn flow_flags_check_overlap_and_reset_counts() {
     let s = serde_json::to_string(&c).unwrap();
     assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), c);
 }
+
+#[test]
+fn a_database_with_one_controller_target_still_loads() {
+    let mut c = sample();
+    c.apply(&crate::Request::SetController {
+        bridge: "sw1".into(),
+        targets: vec!["ptcp:6653".into(), "tcp:192.0.2.9".into()],
+    })
+    .unwrap();
+    let mut v = serde_json::to_value(&c).unwrap();
+    assert_eq!(v["bridges"][0]["controller"], serde_json::json!(["ptcp:6653", "tcp:192.0.2.9"]));
+    // As sessions before this one wrote it: one string.
+    v["bridges"][0]["controller"] = serde_json::json!("ptcp:6653");
+    let old: Config = serde_json::from_value(v).unwrap();
+    assert_eq!(old.bridge("sw1").unwrap().controllers, ["ptcp:6653"]);
+    let e = c.apply(&crate::Request::SetController {
+        bridge: "sw1".into(),
+        targets: vec!["ptcp:1".into(), "ptcp:1".into()],
+    });
+    assert!(e.unwrap_err().to_string().contains("given twice"));
+}
