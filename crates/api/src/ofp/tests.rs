@@ -1,3 +1,4 @@
+use super::encode::put_output;
 use super::*;
 use weft_wire::openflow as of;
 

@@ -1,0 +1,271 @@
+//! One action of a flow in ovs-ofctl syntax, parsed and checked.
+
+use super::*;
+
+/// Parses one action into `out` (most are one [`Action`]; a `load` of more than 64 bits, or a masked
+/// `set_field`, are several loads as OVS keeps them).
+pub(super) fn parse_action(
+    act: &str,
+    resolve: &dyn Fn(&str, &str) -> Result<u32, FlowError>,
+    out: &mut Vec<Action>,
+) -> Result<(), FlowError> {
+    // As ovs-ofctl: the name ends at the first ':', '=' or '(' (`output=2` is `output:2`).
+    let (name, arg) = match act.find([':', '(', '=']) {
+        Some(i) if matches!(act.as_bytes()[i], b':' | b'=') => (&act[..i], Some(&act[i + 1..])),
+        Some(i) => (&act[..i], act[i + 1..].strip_suffix(')')),
+        None => (act, None),
+    };
+    let need = || arg.filter(|a| !a.is_empty()).ok_or_else(|| err(act, "needs an argument"));
+    let a = match name.to_ascii_lowercase().as_str() {
+        "output" if act.starts_with("output(") => {
+            let (mut port, mut max_len) = (None, None);
+            for kv in need()?.split(',') {
+                match kv.split_once('=') {
+                    Some(("port", p)) => {
+                        port = Some(match p {
+                            "LOCAL" | "local" => crate::flow::OFPP_LOCAL,
+                            "IN_PORT" | "in_port" => crate::flow::OFPP_IN_PORT,
+                            _ => resolve(act, p)?,
+                        })
+                    }
+                    Some(("max_len", n)) => max_len = Some(num(act, n, u128::from(u32::MAX))? as u32),
+                    _ => return Err(err(act, format!("invalid key {kv:?} (output takes port= and max_len=)"))),
+                }
+            }
+            let port = port.ok_or_else(|| err(act, "output(...) needs port="))?;
+            match max_len {
+                Some(n) if n >= 14 => Action::OutputTrunc(port, n),
+                Some(n) => return Err(err(act, format!("max_len {n} is less than the minimum value 14"))),
+                None => Action::Output(port),
+            }
+        }
+        "output" => {
+            let arg = need()?;
+            match arg {
+                "in_port" | "IN_PORT" => Action::InPort,
+                "NORMAL" | "normal" => Action::Normal,
+                "FLOOD" | "flood" => Action::Flood,
+                "ALL" | "all" => Action::All,
+                "CONTROLLER" | "controller" => Action::Controller,
+                _ if arg.contains('[') || sub_field(act, arg).is_ok_and(|s| s.field != Field::InPort) => {
+                    let src = sub_field(act, arg)?;
+                    if src.nbits > 32 {
+                        return Err(err(act, format!("a port number is at most 32 bits, not {}", src.nbits)));
+                    }
+                    Action::OutputReg(src)
+                }
+                _ => Action::Output(resolve(act, arg)?),
+            }
+        }
+        "normal" => Action::Normal,
+        "flood" => Action::Flood,
+        "all" => Action::All,
+        "in_port" => Action::InPort,
+        "local" => Action::Local,
+        "controller" => match arg.filter(|a| !a.is_empty()) {
+            None => Action::Controller,
+            Some(a) => {
+                // `controller:N` or `controller(max_len=N)`; other arguments (reason, id) are not supported.
+                let n = a.strip_prefix("max_len=").unwrap_or(a);
+                if n.contains(['=', ',']) {
+                    return Err(err(act, "weft takes only max_len here (controller:N or controller(max_len=N))"));
+                }
+                match num(act, n, 0xffff)? as u16 {
+                    0xffff => Action::Controller,
+                    m => Action::ControllerMaxLen(m),
+                }
+            }
+        },
+        "drop" => Action::Drop,
+        "mod_vlan_vid" => Action::ModVlanVid(num(act, need()?, 4095).map_err(|e| err(act, e.why))? as u16),
+        "strip_vlan" | "pop_vlan" => Action::StripVlan,
+        "push_vlan" => {
+            let t = num(act, need()?, 0xffff)? as u16;
+            if t != 0x8100 && t != 0x88a8 {
+                return Err(err(act, "the TPID must be 0x8100 or 0x88a8"));
+            }
+            Action::PushVlan(t)
+        }
+        // As OVS with OpenFlow 1.3: the tunnel ID set by set_field.
+        "set_tunnel" | "set_tunnel64" => {
+            Action::SetField(SetField::TunId(num(act, need()?, u128::from(u64::MAX))? as u64))
+        }
+        "mod_nw_ttl" => Action::SetNwTtl(num(act, need()?, 255)? as u8),
+        "group" => Action::Group(num(act, need()?, u128::from(crate::group::MAX))? as u32),
+        "meter" => match num(act, need()?, u128::from(crate::meter::MAX))? as u32 {
+            0 => return Err(err(act, "meter 0 does not exist (meters are numbered from 1)")),
+            m => Action::Meter(m),
+        },
+        "push_mpls" | "pop_mpls" => {
+            let t = num(act, need()?, 0xffff)? as u16;
+            if name == "push_mpls" && !matches!(t, 0x8847 | 0x8848) {
+                return Err(err(act, "push_mpls takes 0x8847 or 0x8848"));
+            }
+            if name == "push_mpls" {
+                Action::PushMpls(t)
+            } else {
+                Action::PopMpls(t)
+            }
+        }
+        "set_mpls_ttl" => Action::SetMplsTtl(num(act, need()?, 255)? as u8),
+        "dec_mpls_ttl" if arg.is_none() => Action::DecMplsTtl,
+        "set_mpls_label" | "set_mpls_tc" => {
+            let field = if name == "set_mpls_label" { "mpls_label" } else { "mpls_tc" };
+            match setfield::parse_set_field(act, field, need()?) {
+                Some(a) => a?,
+                None => return Err(err(act, "cannot be written")),
+            }
+        }
+        "dec_ttl" if arg.is_none() => Action::DecTtl,
+        "mod_nw_src" | "mod_nw_dst" | "mod_nw_tos" | "mod_nw_ecn" | "mod_tp_src" | "mod_tp_dst" | "mod_vlan_pcp" => {
+            let field = match name {
+                "mod_nw_src" => "nw_src",
+                "mod_nw_dst" => "nw_dst",
+                "mod_nw_tos" => "nw_tos",
+                "mod_nw_ecn" => "nw_ecn",
+                "mod_tp_src" => "tp_src",
+                "mod_tp_dst" => "tp_dst",
+                _ => "vlan_pcp",
+            };
+            match setfield::parse_set_field(act, field, need()?) {
+                Some(a) => a?,
+                None => return Err(err(act, "cannot be written")),
+            }
+        }
+        "mod_dl_src" | "mod_dl_dst" => {
+            let m = EthernetAddress::from_bytes(&(mac(act, need()?)? as u64).to_be_bytes()[2..]);
+            Action::SetField(if name == "mod_dl_src" { SetField::EthSrc(m) } else { SetField::EthDst(m) })
+        }
+        "load" => {
+            let arg = need()?;
+            let (v, dst) = arg.split_once("->").ok_or_else(|| err(act, "expected load:VALUE->DST"))?;
+            let dst = sub_field(act, dst)?;
+            if !dst.field.writable() {
+                return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
+            }
+            let value = num(act, v, u128::MAX)?;
+            if dst.nbits < 128 && value >> dst.nbits != 0 {
+                return Err(err(act, format!("value {v} does not fit into {} bits", dst.nbits)));
+            }
+            let mask = if dst.nbits >= 128 { u128::MAX } else { ((1u128 << dst.nbits) - 1) << dst.ofs };
+            out.extend(loads(dst.field, value << dst.ofs, mask));
+            return Ok(());
+        }
+        "move" => {
+            let arg = need()?;
+            let (src, dst) = arg.split_once("->").ok_or_else(|| err(act, "expected move:SRC->DST"))?;
+            let (src, dst) = (sub_field(act, src)?, sub_field(act, dst)?);
+            if src.nbits != dst.nbits {
+                return Err(err(act, format!("source is {} bits, destination {} bits", src.nbits, dst.nbits)));
+            }
+            if !dst.field.writable() {
+                return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
+            }
+            Action::Move { src, dst }
+        }
+        "bundle" | "bundle_load" => Action::Bundle(bundle::parse(act, need()?, name == "bundle_load", resolve)?),
+        "multipath" => Action::Multipath(bundle::parse_multipath(act, need()?)?),
+        "push" | "pop" => {
+            let sf = sub_field(act, need()?)?;
+            if name == "push" {
+                Action::StackPush(sf)
+            } else if sf.field.writable() {
+                Action::StackPop(sf)
+            } else {
+                return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", sf.field.name())));
+            }
+        }
+        "exit" if arg.is_none() => Action::Exit,
+        "note" => {
+            let hex: String = arg.unwrap_or_default().chars().filter(|c| *c != '.').collect();
+            let bad = || err(act, "a note is hex digits in pairs (note:41.42.43)");
+            if !hex.len().is_multiple_of(2) {
+                return Err(bad());
+            }
+            let raw = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad()))
+                .collect::<Result<Vec<u8>, _>>()?;
+            note(&raw).ok_or_else(|| err(act, format!("weft keeps notes of up to {} bytes", NOTE_MAX - 2)))?
+        }
+        "set_queue" => Action::SetQueue(num(act, need()?, u128::from(u32::MAX))? as u32),
+        "pop_queue" if arg.is_none() => Action::PopQueue,
+        // enqueue:PORT:QUEUE (or enqueue(PORT,QUEUE)): as OVS keeps it, set_queue, output, pop_queue.
+        "enqueue" => {
+            let a = need()?;
+            let (p, q) = a.split_once([':', ',']).ok_or_else(|| err(act, "expected enqueue:PORT:QUEUE"))?;
+            let q = num(act, q.trim(), u128::from(u32::MAX))? as u32;
+            let port = resolve(act, p.trim())?;
+            out.extend([Action::SetQueue(q), Action::Output(port), Action::PopQueue]);
+            return Ok(());
+        }
+        "clear_actions" if arg.is_none() => Action::ClearActions,
+        "write_metadata" => {
+            let (value, mask) = num_mask(act, need()?, u128::from(u64::MAX))?;
+            Action::WriteMetadata { value: (value & mask) as u64, mask: mask as u64 }
+        }
+        "set_field" => {
+            let arg = need()?;
+            let (v, field) = arg.split_once("->").ok_or_else(|| err(act, "expected set_field:VALUE->FIELD"))?;
+            let sf = match field {
+                "eth_src" | "dl_src" => {
+                    SetField::EthSrc(EthernetAddress::from_bytes(&(mac(act, v)? as u64).to_be_bytes()[2..]))
+                }
+                "eth_dst" | "dl_dst" => {
+                    SetField::EthDst(EthernetAddress::from_bytes(&(mac(act, v)? as u64).to_be_bytes()[2..]))
+                }
+                "vlan_vid" => SetField::VlanVid((num(act, v, 0x1fff)? & 0x0fff) as u16),
+                "tun_id" | "tunnel_id" => SetField::TunId(num(act, v, u128::from(u64::MAX))? as u64),
+                "tun_dst" => SetField::TunDst(v.parse().map_err(|_| err(act, format!("{v:?} is not an IP address")))?),
+                other if setfield::parse_set_field(act, other, v).is_some() => {
+                    if let Some(a) = setfield::parse_set_field(act, other, v) {
+                        out.push(a?);
+                    }
+                    return Ok(());
+                }
+                other => {
+                    let sub = sub_field(act, other).ok().filter(|s| {
+                        matches!(
+                            s.field,
+                            Field::Reg(_) | Field::XReg(_) | Field::XXReg(_) | Field::Metadata | Field::PktMark
+                        ) && !other.contains('[')
+                    });
+                    let Some(sub) = sub else {
+                        return Err(err(
+                            act,
+                            format!(
+                                "cannot set {other:?} (weft sets eth_src, eth_dst, vlan_vid, tun_id, tun_dst, \
+                                     registers, metadata and pkt_mark)"
+                            ),
+                        ));
+                    };
+                    let full = if sub.nbits == 128 { u128::MAX } else { (1u128 << sub.nbits) - 1 };
+                    let (value, mask) = num_mask(act, v, full)?;
+                    // As OVS: under a mask, the bits are loads.
+                    if mask == full {
+                        out.push(Action::SetReg { field: sub.field, value, mask });
+                    } else {
+                        out.extend(loads(sub.field, value, mask));
+                    }
+                    return Ok(());
+                }
+            };
+            Action::SetField(sf)
+        }
+        "resubmit" => {
+            let arg = need()?;
+            let (p, t) = arg.split_once(',').map_or((arg, ""), |(p, t)| (p, t));
+            let port = if p.trim().is_empty() { None } else { Some(resolve(act, p.trim())?) };
+            let table = if t.trim().is_empty() { None } else { Some(num(act, t.trim(), 254)? as u8) };
+            if port.is_none() && table.is_none() {
+                return Err(err(act, "needs a port or a table: resubmit(PORT) or resubmit(,TABLE)"));
+            }
+            Action::Resubmit { port, table }
+        }
+        "goto_table" => Action::GotoTable(num(act, need()?, 254)? as u8),
+        _ if arg.is_none() && act.bytes().all(|b| b.is_ascii_digit()) => Action::Output(resolve(act, act)?),
+        other => return Err(err(act, format!("unknown action {other:?}"))),
+    };
+    out.push(a);
+    Ok(())
+}

@@ -1,0 +1,256 @@
+//! Compiling a bridge's flows, groups and meters from the configuration into what the datapath core runs.
+
+use super::*;
+
+/// Where a field lives in the classifier's key.
+pub(super) fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier::Slot {
+    use weft_api::flow::Field;
+    use weft_datapath::classifier::slot;
+    match f {
+        Field::InPort => slot::IN_PORT,
+        Field::DlSrc => slot::DL_SRC,
+        Field::DlDst => slot::DL_DST,
+        Field::DlType => slot::DL_TYPE,
+        Field::VlanTci => slot::VLAN_TCI,
+        // IPv4 addresses go in the low half of the 128-bit address slots, as the datapath puts them.
+        Field::NwSrc | Field::ArpSpa | Field::Ipv6Src => slot::NW_SRC,
+        Field::NwDst | Field::ArpTpa | Field::Ipv6Dst => slot::NW_DST,
+        Field::NwProto | Field::ArpOp => slot::NW_PROTO,
+        Field::NwTos => slot::NW_TOS,
+        Field::TpSrc | Field::IcmpType => slot::TP_SRC,
+        Field::TpDst | Field::IcmpCode => slot::TP_DST,
+        Field::TunId => slot::TUN_ID,
+        Field::TunSrc => slot::TUN_SRC,
+        Field::TunDst => slot::TUN_DST,
+        Field::Reg(n) => slot::reg(usize::from(n)),
+        Field::XReg(n) => slot::xreg(usize::from(n)),
+        Field::XXReg(n) => slot::xxreg(usize::from(n)),
+        Field::Metadata => slot::METADATA,
+        Field::PktMark => slot::PKT_MARK,
+        Field::NwEcn => slot::NW_ECN,
+        Field::NwTtl => slot::NW_TTL,
+        Field::Ipv6Label => slot::IPV6_LABEL,
+        Field::ArpSha => slot::ARP_SHA,
+        Field::ArpTha => slot::ARP_THA,
+        Field::NdTarget => slot::ND_TARGET,
+        Field::MplsLabel => slot::MPLS_LABEL,
+        Field::MplsTc => slot::MPLS_TC,
+        Field::MplsBos => slot::MPLS_BOS,
+        Field::MplsTtl => slot::MPLS_TTL,
+        Field::NwFrag => slot::NW_FRAG,
+    }
+}
+
+pub(super) fn sub_slot(s: weft_api::flow::SubField) -> weft_datapath::classifier::SubSlot {
+    weft_datapath::classifier::SubSlot { slot: field_slot(s.field), ofs: u32::from(s.ofs), nbits: u32::from(s.nbits) }
+}
+
+/// The classifier key and mask of a flow's match.
+pub(super) fn flow_rule(
+    m: &[weft_api::flow::Match],
+) -> (weft_datapath::classifier::FlowKey, weft_datapath::classifier::FlowKey) {
+    use weft_datapath::classifier::FlowKey;
+    let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
+    for x in m {
+        let s = field_slot(x.field);
+        key.put(s, x.value);
+        mask.put(s, x.mask);
+    }
+    (key, mask)
+}
+
+/// What a bundle's or multipath's hash covers, as the core has it.
+pub(super) fn hash_on(f: weft_api::flow::bundle::HashFields) -> weft_datapath::switch::bundle::HashOn {
+    use weft_api::flow::bundle::HashFields;
+    use weft_datapath::switch::bundle::HashOn;
+    match f {
+        HashFields::EthSrc => HashOn::EthSrc,
+        HashFields::NwSrc => HashOn::NwSrc,
+        HashFields::NwDst => HashOn::NwDst,
+        HashFields::SymmetricL3 => HashOn::Symmetric { macs: false, ports: false },
+        HashFields::SymmetricL3L4 | HashFields::SymmetricL3L4Udp => HashOn::Symmetric { macs: false, ports: true },
+        HashFields::SymmetricL4 => HashOn::Symmetric { macs: true, ports: true },
+    }
+}
+
+/// A flow's (or a packet-out's) action as the core runs it, with OpenFlow port numbers turned into the
+/// pipeline's ports by `port`; `None` for an action with no effect (drop, or an output to a port that is
+/// not there).
+pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>) -> Option<ActRt> {
+    use weft_api::flow::{Action, SetField};
+    use weft_datapath::classifier::{slot, Slot};
+    Some(match *a {
+        Action::Output(n) => ActRt::Output(port(n)?),
+        Action::DecTtl => ActRt::DecTtl,
+        Action::Group(g) => ActRt::Group(g),
+        Action::Meter(m) => ActRt::Meter(m),
+        Action::PushMpls(t) => ActRt::PushMpls(t),
+        Action::PopMpls(t) => ActRt::PopMpls(t),
+        Action::SetMplsTtl(t) => ActRt::SetMplsTtl(t),
+        Action::DecMplsTtl => ActRt::DecMplsTtl,
+        Action::SetNwTtl(t) => {
+            ActRt::SetBits { slot: weft_datapath::classifier::slot::NW_TTL, value: u128::from(t), mask: 0xff }
+        }
+        Action::OutputMaxLen(..) => return act_rt(&a.plain(), port),
+        Action::Local => ActRt::Output(port(OFPORT_LOCAL)?),
+        Action::Normal => ActRt::Normal,
+        Action::Flood => ActRt::Flood,
+        Action::All => ActRt::All,
+        Action::InPort => ActRt::InPort,
+        Action::Controller => ActRt::Controller(u16::MAX),
+        Action::ControllerMaxLen(n) => ActRt::Controller(n),
+        Action::Drop => return None,
+        Action::ModVlanVid(v) => ActRt::ModVlanVid(v),
+        Action::StripVlan => ActRt::StripVlan,
+        Action::PushVlan(_) => ActRt::PushVlan,
+        Action::SetField(SetField::EthSrc(m)) => ActRt::SetEthSrc(m),
+        Action::SetField(SetField::EthDst(m)) => ActRt::SetEthDst(m),
+        Action::SetField(SetField::VlanVid(v)) => ActRt::ModVlanVid(v),
+        Action::SetField(SetField::TunId(v)) | Action::SetTunnel(v) => ActRt::SetTunId(v),
+        Action::SetField(SetField::TunDst(a)) => ActRt::SetTunDst(a),
+        Action::Resubmit { port: p, table } => ActRt::Resubmit { port: p.and_then(port), table },
+        Action::GotoTable(t) => ActRt::GotoTable(t),
+        Action::Load { dst, value } => {
+            let bits = Slot::bits_mask(u32::from(dst.ofs), u32::from(dst.nbits));
+            ActRt::SetBits { slot: field_slot(dst.field), value: value << dst.ofs, mask: bits }
+        }
+        Action::SetReg { field, value, mask } => ActRt::SetBits { slot: field_slot(field), value, mask },
+        Action::WriteMetadata { value, mask } => {
+            ActRt::SetBits { slot: slot::METADATA, value: u128::from(value), mask: u128::from(mask) }
+        }
+        Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
+        Action::StackPush(sf) => ActRt::StackPush(sub_slot(sf)),
+        Action::Multipath(m) => ActRt::Multipath {
+            on: hash_on(m.fields),
+            basis: m.basis,
+            algorithm: m.algorithm,
+            n_links: m.n_links,
+            arg: m.arg,
+            dst: sub_slot(m.dst),
+        },
+        Action::Bundle(b) => {
+            let on = hash_on(b.fields);
+            let mut members = [None; 8];
+            for (m, p) in members.iter_mut().zip(b.members()) {
+                *m = port(*p);
+            }
+            ActRt::Bundle(weft_datapath::switch::pipeline::BundleRt {
+                on,
+                basis: b.basis,
+                hrw: b.hrw,
+                members,
+                n: b.n,
+                dst: b.dst.map(sub_slot),
+            })
+        }
+        Action::OutputTrunc(weft_api::flow::OFPP_IN_PORT, n) => ActRt::OutputTrunc(None, n),
+        Action::OutputTrunc(p, n) => ActRt::OutputTrunc(Some(port(p)?), n),
+        Action::StackPop(sf) => ActRt::StackPop(sub_slot(sf)),
+        Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src)),
+        Action::Exit => ActRt::Exit,
+        // No queues: nothing to do (see the actions' documentation).
+        Action::ClearActions | Action::SetQueue(_) | Action::PopQueue | Action::Note { .. } => return None,
+    })
+}
+
+/// Builds the flow tables of a bridge (none when it has only the default NORMAL flow).
+pub(super) fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> Vec<TableRt> {
+    use weft_api::flow::Action;
+    let only_normal = b.flows.len() == 1 && {
+        let f = &b.flows[0].flow;
+        f.table == 0 && f.matches.is_empty() && f.actions == [Action::Normal]
+    };
+    if only_normal {
+        return Vec::new();
+    }
+    let top = b.flows.iter().map(|f| usize::from(f.flow.table)).max().unwrap_or(0);
+    (0..=top)
+        .map(|t| {
+            let mut rules = Vec::new();
+            let mut entries = Vec::new();
+            for s in b.flows.iter().filter(|s| usize::from(s.flow.table) == t) {
+                let port = |n: u32| ofports.get(&n).copied();
+                let actions = s.flow.actions.iter().filter_map(|a| act_rt(a, &port)).collect();
+                let (key, mask) = flow_rule(&s.flow.matches);
+                entries.push(weft_datapath::classifier::Rule {
+                    key,
+                    mask,
+                    priority: s.flow.priority,
+                    id: rules.len() as u32,
+                });
+                let table_miss = s.flow.priority == 0 && s.flow.matches.is_empty();
+                rules.push(RuleRt { id: s.id, cookie: s.flow.cookie, table_miss, actions });
+            }
+            TableRt { classifier: weft_datapath::classifier::Classifier::new(entries), rules }
+        })
+        .collect()
+}
+
+/// A bridge's groups for the core: buckets' actions compiled as a flow's, watched ports by index.
+pub(super) fn build_groups(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> Vec<GroupRt> {
+    use weft_api::group::GroupType;
+    let port = |n: u32| ofports.get(&n).copied();
+    let mut groups: Vec<GroupRt> = b
+        .groups
+        .iter()
+        .map(|g| GroupRt {
+            id: g.id,
+            kind: match g.kind {
+                GroupType::All => GroupKind::All,
+                GroupType::Select => GroupKind::Select,
+                GroupType::Indirect => GroupKind::Indirect,
+                GroupType::FastFailover => GroupKind::FastFailover,
+            },
+            buckets: g
+                .buckets
+                .iter()
+                .map(|bk| BucketRt {
+                    weight: bk.weight,
+                    watch: port(bk.watch_port),
+                    actions: bk.actions.iter().filter_map(|a| act_rt(a, &port)).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    groups.sort_by_key(|g| g.id);
+    groups
+}
+
+/// A meter's state (buckets, counters) and when it was made, by (bridge, meter id): kept across pipelines
+/// while the meter stays as configured.
+pub type MeterStates = HashMap<(String, u32), (weft_api::meter::Meter, Arc<MeterState>, std::time::Instant)>;
+
+/// A bridge's meters for the core, each with its state from `states` (new state for a new or changed meter).
+pub(super) fn build_meters(b: &weft_api::BridgeConfig, states: &mut MeterStates) -> Vec<MeterRt> {
+    let mut meters: Vec<MeterRt> = b
+        .meters
+        .iter()
+        .map(|m| {
+            let bands: Vec<BandRt> = m
+                .bands
+                .iter()
+                .map(|band| BandRt {
+                    rate: u64::from(band.rate),
+                    depth: weft_datapath::switch::meter::depth(band.rate, m.burst(band), m.pktps()),
+                    remark: match band.kind {
+                        weft_api::meter::BandType::Drop => None,
+                        weft_api::meter::BandType::DscpRemark(p) => Some(p),
+                    },
+                })
+                .collect();
+            let key = (b.name.clone(), m.id);
+            let state = match states.get(&key) {
+                Some((was, state, _)) if was == m => state.clone(),
+                _ => {
+                    let depths: Vec<u64> = bands.iter().map(|b| b.depth).collect();
+                    let state = Arc::new(MeterState::new(&depths));
+                    states.insert(key, (m.clone(), state.clone(), std::time::Instant::now()));
+                    state
+                }
+            };
+            MeterRt { id: m.id, pktps: m.pktps(), bands, state }
+        })
+        .collect();
+    meters.sort_by_key(|m| m.id);
+    meters
+}
