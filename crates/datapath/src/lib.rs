@@ -4,6 +4,7 @@
 
 pub mod bridge;
 pub mod classifier;
+pub mod conntrack;
 pub mod counters;
 pub mod fdb;
 pub mod flowhash;
