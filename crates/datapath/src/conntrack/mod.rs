@@ -348,11 +348,8 @@ impl Conntrack {
             let reply = from_lo != c.orig_lo;
             let ended = c.expires <= now || (args.force && args.commit && reply);
             if !ended {
-                let (st, renew) = match self.update(c, p, reply) {
-                    Some(x) => x,
-                    // A SYN after both ends closed: the old connection is over.
-                    None => (0, None),
-                };
+                // `None`: a SYN after both ends closed; the old connection is over.
+                let (st, renew) = self.update(c, p, reply).unwrap_or_default();
                 if st != 0 {
                     if let Some(t) = renew {
                         c.expires = now + u64::from(t) * SECOND;
