@@ -496,6 +496,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             // OpenFlow 1.0 has no groups (OVS cannot say them there either); a 1.0 reply leaves it out.
             // Nor meters (an OpenFlow 1.3 instruction; OVS leaves it out of 1.0 too).
             Action::Group(_) | Action::Meter(_) => {}
+            Action::Ct(_) | Action::CtClear => crate::ofp::put_action(out, a),
             Action::PushMpls(_) | Action::PopMpls(_) | Action::SetMplsTtl(_) | Action::DecMplsTtl => {
                 crate::ofp::put_nx_mpls(out, a)
             }

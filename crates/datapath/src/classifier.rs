@@ -1,7 +1,8 @@
 //! OpenFlow-style flow tables: a packed flow key, a tuple-space classifier, and an exact-match cache.
 //!
-//! Every packet is summarised once into a [`FlowKey`] (twenty-four 64-bit words: packet fields, then the pipeline's
-//! own registers and metadata, which actions write and later tables match). A rule matches on some bits of it
+//! Every packet is summarised once into a [`FlowKey`] (thirty-two 64-bit words: packet fields, then the pipeline's
+//! own registers and metadata, which actions write and later tables match, then what connection tracking
+//! found). A rule matches on some bits of it
 //! (its mask). Rules with the same mask live in one *subtable*, a hash map from masked key to the rules with
 //! that value, highest priority first; a lookup masks the packet's key once per subtable and probes. Subtables
 //! are visited from the highest priority they hold down and the search stops as soon as no remaining subtable
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Words in a flow key.
-pub const KEY_WORDS: usize = 24;
+pub const KEY_WORDS: usize = 32;
 
 /// The fields of a packet that rules can match, packed. Where a field sits is given by its [`Slot`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -127,6 +128,18 @@ pub mod slot {
     pub const METADATA: Slot = Slot::new(22, 0, 64);
     /// The packet mark (`pkt_mark`): set by actions, matched by later tables, never sent.
     pub const PKT_MARK: Slot = Slot::new(23, 0, 32);
+    /// What the `ct` action found ([`crate::conntrack`]): zero until a `ct` runs. The connection's mark, its
+    /// state bits, zone, and its original direction's protocol, ports, addresses (IPv4 in the low 32 bits)
+    /// and label.
+    pub const CT_MARK: Slot = Slot::new(23, 32, 32);
+    pub const CT_STATE: Slot = Slot::new(24, 0, 8);
+    pub const CT_NW_PROTO: Slot = Slot::new(24, 8, 8);
+    pub const CT_ZONE: Slot = Slot::new(24, 16, 16);
+    pub const CT_TP_SRC: Slot = Slot::new(24, 32, 16);
+    pub const CT_TP_DST: Slot = Slot::new(24, 48, 16);
+    pub const CT_LABEL: Slot = Slot::new(25, 0, 128);
+    pub const CT_NW_SRC: Slot = Slot::new(27, 0, 128);
+    pub const CT_NW_DST: Slot = Slot::new(29, 0, 128);
 }
 
 impl FlowKey {

@@ -94,6 +94,7 @@ pub mod error {
     pub const BAD_ARGUMENT: u16 = 5;
     pub const BAD_SET_TYPE: u16 = 13;
     pub const BAD_SET_ARGUMENT: u16 = 15;
+    pub const BAD_SET_LEN: u16 = 14;
     /// BAD_ACTION / BAD_OUT_GROUP: a `group` action naming no group.
     pub const BAD_OUT_GROUP: u16 = 9;
     /// BAD_REQUEST / BAD_STAT... OpenFlow 1.3's BAD_MULTIPART is 2, BAD_TABLE_ID 9.
@@ -188,6 +189,18 @@ pub mod oxm {
     pub const NX_IP_TTL: u8 = 29;
     pub const NX_MPLS_TTL: u8 = 30;
     pub const NX_IP_FRAG: u8 = 26;
+    /// Connection tracking's fields (read-only but for the mark and label inside `ct`).
+    pub const NX_CT_STATE: u8 = 105;
+    pub const NX_CT_ZONE: u8 = 106;
+    pub const NX_CT_MARK: u8 = 107;
+    pub const NX_CT_LABEL: u8 = 108;
+    pub const NX_CT_NW_PROTO: u8 = 119;
+    pub const NX_CT_NW_SRC: u8 = 120;
+    pub const NX_CT_NW_DST: u8 = 121;
+    pub const NX_CT_IPV6_SRC: u8 = 122;
+    pub const NX_CT_IPV6_DST: u8 = 123;
+    pub const NX_CT_TP_SRC: u8 = 124;
+    pub const NX_CT_TP_DST: u8 = 125;
     pub const ICMPV6_TYPE: u8 = 29;
     pub const ICMPV6_CODE: u8 = 30;
     pub const TUNNEL_ID: u8 = 38;
@@ -233,6 +246,9 @@ pub mod act {
     pub const NXAST_STACK_POP: u16 = 28;
     pub const NXAST_REG_LOAD: u16 = 7;
     pub const NXAST_REG_LOAD2: u16 = 33;
+    pub const NXAST_CT: u16 = 35;
+    pub const NXAST_NAT: u16 = 36;
+    pub const NXAST_CT_CLEAR: u16 = 43;
     pub const NXAST_OUTPUT_REG: u16 = 15;
     pub const NXAST_EXIT: u16 = 17;
     pub const NXAST_NOTE: u16 = 8;

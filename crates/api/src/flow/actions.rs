@@ -140,6 +140,9 @@ pub(super) fn parse_action(
             let arg = need()?;
             let (v, dst) = arg.split_once("->").ok_or_else(|| err(act, "expected load:VALUE->DST"))?;
             let dst = sub_field(act, dst)?;
+            if matches!(dst.field, Field::CtMark | Field::CtLabel) {
+                return Err(err(act, "cannot set CT fields outside of ct action"));
+            }
             if !dst.field.writable() {
                 return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
             }
@@ -157,6 +160,9 @@ pub(super) fn parse_action(
             let (src, dst) = (sub_field(act, src)?, sub_field(act, dst)?);
             if src.nbits != dst.nbits {
                 return Err(err(act, format!("source is {} bits, destination {} bits", src.nbits, dst.nbits)));
+            }
+            if matches!(dst.field, Field::CtMark | Field::CtLabel) {
+                return Err(err(act, "cannot set CT fields outside of ct action"));
             }
             if !dst.field.writable() {
                 return Err(err(act, format!("weft cannot write {} (it writes {WRITABLE})", dst.field.name())));
@@ -176,6 +182,9 @@ pub(super) fn parse_action(
             }
         }
         "exit" if arg.is_none() => Action::Exit,
+        "ct" => super::ct::parse_ct(act, arg.unwrap_or(""))?,
+        "ct_clear" if arg.is_none() => Action::CtClear,
+        "nat" => return Err(err(act, "Cannot have NAT action outside of \"ct\" action")),
         "note" => {
             let hex: String = arg.unwrap_or_default().chars().filter(|c| *c != '.').collect();
             let bad = || err(act, "a note is hex digits in pairs (note:41.42.43)");
@@ -208,6 +217,7 @@ pub(super) fn parse_action(
             let arg = need()?;
             let (v, field) = arg.split_once("->").ok_or_else(|| err(act, "expected set_field:VALUE->FIELD"))?;
             let sf = match field {
+                "ct_mark" | "ct_label" => return Err(err(act, "cannot set CT fields outside of ct action")),
                 "eth_src" | "dl_src" => {
                     SetField::EthSrc(EthernetAddress::from_bytes(&(mac(act, v)? as u64).to_be_bytes()[2..]))
                 }

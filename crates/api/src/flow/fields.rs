@@ -48,6 +48,18 @@ fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], Strin
         (Field::MplsBos, &["mpls_bos"], "OXM_OF_MPLS_BOS", 1, false),
         (Field::MplsTtl, &["mpls_ttl"], "NXM_NX_MPLS_TTL", 8, false),
         (Field::NwFrag, &["nw_frag"], "NXM_NX_IP_FRAG", 8, false),
+        // Written only inside `ct(exec(...))` (mark and label), read anywhere.
+        (Field::CtState, &["ct_state"], "NXM_NX_CT_STATE", 32, false),
+        (Field::CtZone, &["ct_zone"], "NXM_NX_CT_ZONE", 16, false),
+        (Field::CtMark, &["ct_mark"], "NXM_NX_CT_MARK", 32, false),
+        (Field::CtLabel, &["ct_label"], "NXM_NX_CT_LABEL", 128, false),
+        (Field::CtNwProto, &["ct_nw_proto"], "NXM_NX_CT_NW_PROTO", 8, false),
+        (Field::CtNwSrc, &["ct_nw_src"], "NXM_NX_CT_NW_SRC", 32, false),
+        (Field::CtNwDst, &["ct_nw_dst"], "NXM_NX_CT_NW_DST", 32, false),
+        (Field::CtIpv6Src, &["ct_ipv6_src"], "NXM_NX_CT_IPV6_SRC", 128, false),
+        (Field::CtIpv6Dst, &["ct_ipv6_dst"], "NXM_NX_CT_IPV6_DST", 128, false),
+        (Field::CtTpSrc, &["ct_tp_src"], "NXM_NX_CT_TP_SRC", 16, false),
+        (Field::CtTpDst, &["ct_tp_dst"], "NXM_NX_CT_TP_DST", 16, false),
     ];
     const REGS: [&str; 16] = [
         "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10", "reg11", "reg12",

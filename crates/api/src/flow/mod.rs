@@ -13,6 +13,7 @@ use weft_wire::EthernetAddress;
 
 mod actions;
 pub mod bundle;
+mod ct;
 mod fields;
 mod print;
 mod setfield;
@@ -21,6 +22,7 @@ mod tests;
 mod trace;
 
 use actions::parse_action;
+pub use ct::{format_ct_state, Ct, CtZone, Nat, NatKind, CT_EXEC_MAX, CT_STATES};
 pub use fields::{hex, loads, merge_vlan, note, SubField, NOTE_MAX};
 use fields::{reg_match, sub_field, WRITABLE};
 pub use print::format_matches;
@@ -91,6 +93,19 @@ pub enum Field {
     XReg(u8),
     /// `xxreg n`: registers 4n..4n+3 as one 128-bit field (as [`Field::XReg`]).
     XXReg(u8),
+    /// What the `ct` action found: the state bits ([`CT_STATES`]), the zone, the connection's mark and
+    /// label, and its original direction's protocol, addresses and ports.
+    CtState,
+    CtZone,
+    CtMark,
+    CtLabel,
+    CtNwProto,
+    CtNwSrc,
+    CtNwDst,
+    CtIpv6Src,
+    CtIpv6Dst,
+    CtTpSrc,
+    CtTpDst,
 }
 
 /// One field match: the bits of `value` under `mask`.
@@ -210,6 +225,10 @@ pub enum Action {
         value: u64,
         mask: u64,
     },
+    /// `ct(...)`: the packet through the connection tracker.
+    Ct(Ct),
+    /// `ct_clear`: the packet untracked again (its `ct_*` fields zero).
+    CtClear,
 }
 
 impl Action {
@@ -555,6 +574,14 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             }
             continue;
         }
+        if let Some(m) = ct::ct_match(tok, key, v)? {
+            if f.matches.iter().any(|x| x.field == m.field) {
+                return Err(err(tok, "the field is matched twice"));
+            }
+            f.matches.push(m);
+            checks.push((m.field, tok));
+            continue;
+        }
         if let Some(ms) = reg_match(tok, key, v)? {
             for m in ms {
                 if f.matches.iter().any(|x| x.field == m.field) {
@@ -698,6 +725,19 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
     // Prerequisites are those of the whole match, wherever in it they were written (as OVS has it).
     for (field, tok) in checks {
         prerequisite(field, dl_type, nw_proto, icmp_type).map_err(|why| err(tok, why))?;
+        let ct_tuple = matches!(
+            field,
+            Field::CtNwProto
+                | Field::CtNwSrc
+                | Field::CtNwDst
+                | Field::CtIpv6Src
+                | Field::CtIpv6Dst
+                | Field::CtTpSrc
+                | Field::CtTpDst
+        );
+        if ct_tuple && !ct::ct_valid(&f.matches) {
+            return Err(err(tok, "needs a tracked, valid connection (ct_state=+trk-inv, +new, +est, …)"));
+        }
     }
     // A match under an all-zero mask matches everything: as OVS, it is no match at all.
     f.matches.retain(|m| m.mask != 0);

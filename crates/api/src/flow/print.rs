@@ -31,6 +31,8 @@ impl fmt::Display for Action {
             Action::Controller => f.write_str("CONTROLLER:65535"),
             Action::ControllerMaxLen(n) => write!(f, "CONTROLLER:{n}"),
             Action::Drop => f.write_str("drop"),
+            Action::Ct(ct) => ct.fmt(f),
+            Action::CtClear => f.write_str("ct_clear"),
             Action::ModVlanVid(v) => write!(f, "mod_vlan_vid:{v}"),
             Action::StripVlan => f.write_str("pop_vlan"),
             Action::PushVlan(t) => write!(f, "push_vlan:0x{t:04x}"),
@@ -193,7 +195,7 @@ impl Flow {
 fn rank(f: Field) -> u16 {
     match f {
         Field::PktMark => 0,
-        Field::Reg(n) | Field::XReg(n) | Field::XXReg(n) => 10 + u16::from(n),
+        Field::Reg(n) | Field::XReg(n) | Field::XXReg(n) => 12 + u16::from(n),
         Field::TunId => 30,
         Field::TunSrc => 31,
         Field::TunDst => 32,
@@ -223,6 +225,17 @@ fn rank(f: Field) -> u16 {
         Field::MplsTc => 56,
         Field::MplsTtl => 57,
         Field::MplsBos => 58,
+        Field::CtState => 1,
+        Field::CtZone => 2,
+        Field::CtMark => 3,
+        Field::CtLabel => 4,
+        Field::CtNwSrc => 5,
+        Field::CtIpv6Src => 6,
+        Field::CtNwDst => 7,
+        Field::CtIpv6Dst => 8,
+        Field::CtNwProto => 9,
+        Field::CtTpSrc => 10,
+        Field::CtTpDst => 11,
     }
 }
 
@@ -247,6 +260,44 @@ pub fn format_matches(matches: &[Match]) -> String {
     sorted.sort_by_key(|m| rank(m.field));
     if let Some(m) = get(Field::PktMark) {
         words.push(format!("pkt_mark={}", hex_mask(m, 0xffff_ffff)));
+    }
+    // Then what connection tracking found, before the protocol (OVS's order).
+    for m in sorted.iter().filter(|m| rank(m.field) < 12) {
+        let v4 = |m: &Match| std::net::Ipv4Addr::from(m.value as u32);
+        let w = match m.field {
+            Field::CtState => format!("ct_state={}", super::ct::format_ct_state(m.value as u8, m.mask as u8)),
+            Field::CtZone => format!("ct_zone={}", hex(m.value)),
+            Field::CtMark => format!("ct_mark={}", hex_mask(m, 0xffff_ffff)),
+            Field::CtLabel => format!("ct_label={}", hex_mask(m, u128::MAX)),
+            Field::CtNwSrc | Field::CtNwDst => {
+                let name = if m.field == Field::CtNwSrc { "ct_nw_src" } else { "ct_nw_dst" };
+                match (m.mask as u32).leading_ones() {
+                    32 => format!("{name}={}", v4(m)),
+                    n if (m.mask as u32) == u32::MAX.checked_shl(32 - n).unwrap_or(0) => format!("{name}={}/{n}", v4(m)),
+                    _ => format!("{name}={}/{}", v4(m), std::net::Ipv4Addr::from(m.mask as u32)),
+                }
+            }
+            Field::CtIpv6Src | Field::CtIpv6Dst => {
+                let name = if m.field == Field::CtIpv6Src { "ct_ipv6_src" } else { "ct_ipv6_dst" };
+                let a = Ipv6Addr::from(m.value);
+                match m.mask.leading_ones() {
+                    128 => format!("{name}={a}"),
+                    n if m.mask == u128::MAX.checked_shl(128 - n).unwrap_or(0) => format!("{name}={a}/{n}"),
+                    _ => format!("{name}={a}/{}", Ipv6Addr::from(m.mask)),
+                }
+            }
+            Field::CtNwProto => format!("ct_nw_proto={}", m.value),
+            Field::CtTpSrc | Field::CtTpDst => {
+                let name = if m.field == Field::CtTpSrc { "ct_tp_src" } else { "ct_tp_dst" };
+                if m.mask == 0xffff {
+                    format!("{name}={}", m.value)
+                } else {
+                    format!("{name}=0x{:x}/0x{:x}", m.value, m.mask)
+                }
+            }
+            _ => continue,
+        };
+        words.push(w);
     }
     if let Some(t) = dl_type {
         let word = match (t, proto) {
@@ -310,6 +361,17 @@ pub fn format_matches(matches: &[Match]) -> String {
     for m in sorted {
         let w = match m.field {
             Field::PktMark | Field::XReg(_) | Field::XXReg(_) => continue,
+            Field::CtState
+            | Field::CtZone
+            | Field::CtMark
+            | Field::CtLabel
+            | Field::CtNwSrc
+            | Field::CtNwDst
+            | Field::CtIpv6Src
+            | Field::CtIpv6Dst
+            | Field::CtNwProto
+            | Field::CtTpSrc
+            | Field::CtTpDst => continue,
             Field::Reg(n) => format!("reg{n}={}", hex_mask(m, 0xffff_ffff)),
             Field::Metadata => format!("metadata={}", hex_mask(m, u128::from(u64::MAX))),
             Field::DlType if !proto_said && !matches!(dl_type, Some(0x0800 | 0x86dd | 0x0806 | 0x8847 | 0x8848)) => {

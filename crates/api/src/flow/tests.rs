@@ -324,3 +324,52 @@ fn new_fields_and_writes_print_as_open_vswitch_prints_them() {
         assert!(p(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn ct_flows_parse_and_print_as_ovs() {
+    for (text, want) in [
+        ("ip,ct_state=-trk,actions=ct(table=1)", "ct_state=-trk,ip actions=ct(table=1)"),
+        (
+            "table=1,tcp,ct_state=+trk+new,tp_dst=22,actions=ct(commit,zone=5),output:2",
+            "ct_state=+new+trk,tcp,tp_dst=22 actions=ct(commit,zone=5),output:2",
+        ),
+        ("ct_state=trk|est,ip,actions=NORMAL", "ct_state=est|trk,ip actions=NORMAL"),
+        (
+            "ip,actions=ct(commit,exec(load(0x1->ct_label[])))",
+            "ip actions=ct(commit,exec(load:0x1->NXM_NX_CT_LABEL[0..63],load:0->NXM_NX_CT_LABEL[64..127]))",
+        ),
+        (
+            "ip,actions=ct(commit,exec(set_field:0x5/0xff->ct_mark))",
+            "ip actions=ct(commit,exec(load:0x5->NXM_NX_CT_MARK[0..7]))",
+        ),
+        (
+            "ipv6,actions=ct(commit,nat(src=[fe80::20c:29ff:fe88:1]-[fe80::20c:29ff:fe88:a18b]:255-4096,random))",
+            "ipv6 actions=ct(commit,nat(src=[fe80::20c:29ff:fe88:1]-[fe80::20c:29ff:fe88:a18b]:255-4096,random))",
+        ),
+        ("tcp,actions=ct(commit,nat(src=10.1.1.240-10.1.1.255),alg=ftp)", "tcp actions=ct(commit,nat(src=10.1.1.240-10.1.1.255),alg=ftp)"),
+        ("ct_state=+trk-inv,ct_nw_dst=10.0.0.5,ip,actions=drop", "ct_state=-inv+trk,ct_nw_dst=10.0.0.5,ip actions=drop"),
+    ] {
+        assert_eq!(p(text).unwrap().to_string(), want, "{text}");
+    }
+    for (text, why) in [
+        ("ip,actions=ct(table=255)", "invalid table 0xff"),
+        ("ip,actions=ct(table=asdf)", "unknown table asdf"),
+        ("ip,actions=ct(foo=bar)", "invalid argument"),
+        ("ip,actions=ct(force)", "requires \"commit\""),
+        ("ip,actions=nat(src=1.2.3.4)", "outside of \"ct\""),
+        ("ip,actions=ct(commit,nat(src=1.2.3.4-0.1.2.3))", "invalid nat range"),
+        ("ip,actions=ct(commit,nat(src=1.2.3.4,dst=2.3.4.5))", "only specify one"),
+        ("ip,actions=ct(commit,nat(persistent))", "only with"),
+        ("ip,actions=ct(commit,nat(src=1.2.3.4,hash,random))", "are not allowed"),
+        ("ip,actions=set_field:1234->ct_mark", "outside of ct action"),
+        ("ip,actions=ct(commit,exec(push_vlan(0x8100)))", "nested action push_vlan"),
+        ("ip,actions=ct(commit,exec(set_field:12:34:56:78:9a:bc->eth_dst))", "nested modification of eth_dst"),
+        ("ip,actions=ct(zone=NXM_NX_REG0[0..7])", "16 bits"),
+        ("ip,ct_nw_src=10.0.0.1,actions=drop", "tracked, valid"),
+        ("ip,ct_state=+trk,ct_tp_src=80,actions=drop", "tracked, valid"),
+        ("ip,ct_state=+bogus,actions=drop", "unknown connection tracking state"),
+    ] {
+        let e = p(text).expect_err(text);
+        assert!(e.to_string().contains(why), "{text}: {e}");
+    }
+}

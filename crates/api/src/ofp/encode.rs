@@ -109,6 +109,8 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
             out.extend_from_slice(&q.to_be_bytes());
         }
         Action::PopQueue => put_nx(out, act::NXAST_POP_QUEUE, &[0; 6]),
+        Action::Ct(ct) => super::ct::put_nx_ct(out, &ct),
+        Action::CtClear => put_nx(out, act::NXAST_CT_CLEAR, &[0; 6]),
         Action::Load { dst, value } => {
             let Some((class, field, bytes)) = header_of(dst.field) else { return };
             if dst.nbits <= 64 {

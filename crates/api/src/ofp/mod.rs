@@ -56,6 +56,17 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_BASIC, oxm::MPLS_BOS) => (Field::MplsBos, 8),
         (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL) => (Field::MplsTtl, 8),
         (oxm::CLASS_NXM1, oxm::NX_IP_FRAG) => (Field::NwFrag, 8),
+        (oxm::CLASS_NXM1, oxm::NX_CT_STATE) => (Field::CtState, 32),
+        (oxm::CLASS_NXM1, oxm::NX_CT_ZONE) => (Field::CtZone, 16),
+        (oxm::CLASS_NXM1, oxm::NX_CT_MARK) => (Field::CtMark, 32),
+        (oxm::CLASS_NXM1, oxm::NX_CT_LABEL) => (Field::CtLabel, 128),
+        (oxm::CLASS_NXM1, oxm::NX_CT_NW_PROTO) => (Field::CtNwProto, 8),
+        (oxm::CLASS_NXM1, oxm::NX_CT_NW_SRC) => (Field::CtNwSrc, 32),
+        (oxm::CLASS_NXM1, oxm::NX_CT_NW_DST) => (Field::CtNwDst, 32),
+        (oxm::CLASS_NXM1, oxm::NX_CT_IPV6_SRC) => (Field::CtIpv6Src, 128),
+        (oxm::CLASS_NXM1, oxm::NX_CT_IPV6_DST) => (Field::CtIpv6Dst, 128),
+        (oxm::CLASS_NXM1, oxm::NX_CT_TP_SRC) => (Field::CtTpSrc, 16),
+        (oxm::CLASS_NXM1, oxm::NX_CT_TP_DST) => (Field::CtTpDst, 16),
         _ => return Err(BAD_FIELD),
     })
 }
@@ -130,6 +141,17 @@ pub(crate) fn header_of(f: Field) -> Option<(u16, u8, usize)> {
         Field::Ipv6Dst => (CLASS_NXM1, 20, 16),
         Field::TunSrc => (CLASS_NXM1, NX_TUN_IPV4_SRC, 4),
         Field::TunDst => (CLASS_NXM1, NX_TUN_IPV4_DST, 4),
+        Field::CtState => (CLASS_NXM1, NX_CT_STATE, 4),
+        Field::CtZone => (CLASS_NXM1, NX_CT_ZONE, 2),
+        Field::CtMark => (CLASS_NXM1, NX_CT_MARK, 4),
+        Field::CtLabel => (CLASS_NXM1, NX_CT_LABEL, 16),
+        Field::CtNwProto => (CLASS_NXM1, NX_CT_NW_PROTO, 1),
+        Field::CtNwSrc => (CLASS_NXM1, NX_CT_NW_SRC, 4),
+        Field::CtNwDst => (CLASS_NXM1, NX_CT_NW_DST, 4),
+        Field::CtIpv6Src => (CLASS_NXM1, NX_CT_IPV6_SRC, 16),
+        Field::CtIpv6Dst => (CLASS_NXM1, NX_CT_IPV6_DST, 16),
+        Field::CtTpSrc => (CLASS_NXM1, NX_CT_TP_SRC, 2),
+        Field::CtTpDst => (CLASS_NXM1, NX_CT_TP_DST, 2),
         Field::IcmpType | Field::IcmpCode => return None,
     })
 }
@@ -260,7 +282,20 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
     let proto = get(matches, Field::NwProto).map(|m| m.value as u8);
     let v6 = dl_type == Some(0x86dd);
     let regs = (0..16).map(Field::Reg);
-    let order = [Field::PktMark, Field::Metadata].into_iter().chain(regs).chain([
+    let ct = [
+        Field::CtState,
+        Field::CtZone,
+        Field::CtMark,
+        Field::CtLabel,
+        Field::CtNwProto,
+        Field::CtNwSrc,
+        Field::CtNwDst,
+        Field::CtIpv6Src,
+        Field::CtIpv6Dst,
+        Field::CtTpSrc,
+        Field::CtTpDst,
+    ];
+    let order = [Field::PktMark, Field::Metadata].into_iter().chain(regs).chain(ct).chain([
         Field::InPort,
         Field::DlDst,
         Field::DlSrc,
@@ -329,7 +364,22 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             Field::MplsBos => (oxm::CLASS_BASIC, oxm::MPLS_BOS, 1),
             Field::MplsTtl => (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL, 1),
             Field::NwFrag => (oxm::CLASS_NXM1, oxm::NX_IP_FRAG, 1),
-            Field::Reg(_) | Field::Metadata | Field::PktMark | Field::XReg(_) | Field::XXReg(_) => {
+            Field::Reg(_)
+            | Field::Metadata
+            | Field::PktMark
+            | Field::XReg(_)
+            | Field::XXReg(_)
+            | Field::CtState
+            | Field::CtZone
+            | Field::CtMark
+            | Field::CtLabel
+            | Field::CtNwProto
+            | Field::CtNwSrc
+            | Field::CtNwDst
+            | Field::CtIpv6Src
+            | Field::CtIpv6Dst
+            | Field::CtTpSrc
+            | Field::CtTpDst => {
                 let Some(h) = header_of(f) else { continue };
                 h
             }
@@ -677,6 +727,10 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         };
                         reg_write(field, value, mask, out);
                     }
+                    act::NXAST_CT if b.len() >= 20 => out.push(ct::ct_from(b)?),
+                    act::NXAST_CT_CLEAR => out.push(Action::CtClear),
+                    // NAT outside a `ct` action (OVS refuses it too).
+                    act::NXAST_NAT => return Err((error::BAD_ACTION, error::BAD_ARGUMENT)),
                     _ => return Err((error::BAD_ACTION, error::BAD_EXP_TYPE)),
                 }
             }
@@ -864,6 +918,7 @@ pub fn fuzz_decode(m: &[u8]) {
     }
 }
 
+mod ct;
 mod encode;
 #[cfg(test)]
 mod tests;

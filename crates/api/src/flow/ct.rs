@@ -1,0 +1,468 @@
+//! Connection tracking in flows: the `ct(...)` and `ct_clear` actions and the `ct_*` matches, in
+//! ovs-ofctl's syntax (`ct(commit,zone=5,table=1,nat(src=10.0.0.1-10.0.0.9:1024-2047),
+//! exec(load:0x1->NXM_NX_CT_MARK[]))`, `ct_state=+trk+est-inv`).
+
+use super::*;
+
+/// `ct_state` bits by name, lowest first (OVS's order, in which they print).
+pub const CT_STATES: [(&str, u8); 8] =
+    [("new", 1), ("est", 2), ("rel", 4), ("rpl", 8), ("inv", 0x10), ("trk", 0x20), ("snat", 0x40), ("dnat", 0x80)];
+
+/// Where a `ct` action's zone comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CtZone {
+    Imm(u16),
+    /// 16 bits of a field, read when the action runs.
+    Field(SubField),
+}
+
+/// Which addresses `nat` rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NatKind {
+    /// `nat` alone: the translation a committed connection already has is applied (no new one).
+    Reverse,
+    Src,
+    Dst,
+}
+
+/// `nat(src|dst[=ADDR[-ADDR][:PORT[-PORT]]][,persistent][,hash|random])`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nat {
+    pub kind: NatKind,
+    pub addrs: Option<(IpAddr, IpAddr)>,
+    pub ports: Option<(u16, u16)>,
+    pub persistent: bool,
+    pub hash: bool,
+    pub random: bool,
+}
+
+/// Loads a `ct` action's `exec(...)` holds at most (a 128-bit label is two).
+pub const CT_EXEC_MAX: usize = 4;
+
+/// The `ct` action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ct {
+    pub commit: bool,
+    pub force: bool,
+    pub zone: CtZone,
+    /// Where the tracked packet continues (`None`: it does not; the current actions go on untracked).
+    pub table: Option<u8>,
+    /// An application-layer helper (21 ftp, 69 tftp): accepted and kept, as the wire carries it; weft
+    /// tracks those connections like any other (no expectations).
+    pub alg: u16,
+    pub nat: Option<Nat>,
+    /// `exec(...)`: loads into `ct_mark` and `ct_label`, in the order written.
+    pub exec: [Option<(SubField, u128)>; CT_EXEC_MAX],
+}
+
+impl Ct {
+    /// What `exec` sets: the mark's and the label's (value, mask), if any.
+    pub fn mark_label(&self) -> (Option<(u32, u32)>, Option<(u128, u128)>) {
+        let (mut mark, mut label): (Option<(u32, u32)>, Option<(u128, u128)>) = (None, None);
+        for (sf, v) in self.exec.iter().flatten() {
+            let m = Slot128::bits(sf.ofs, sf.nbits);
+            let v = (v << sf.ofs) & m;
+            if sf.field == Field::CtMark {
+                let (ov, om) = mark.unwrap_or((0, 0));
+                mark = Some(((ov & !(m as u32)) | v as u32, om | m as u32));
+            } else {
+                let (ov, om) = label.unwrap_or((0, 0));
+                label = Some(((ov & !m) | v, om | m));
+            }
+        }
+        (mark, label)
+    }
+}
+
+struct Slot128;
+impl Slot128 {
+    fn bits(ofs: u16, nbits: u16) -> u128 {
+        if nbits >= 128 {
+            u128::MAX
+        } else {
+            ((1u128 << nbits) - 1) << ofs
+        }
+    }
+}
+
+/// Parses the inside of `ct(...)`.
+pub(super) fn parse_ct(act: &str, args: &str) -> Result<Action, FlowError> {
+    let mut ct = Ct {
+        commit: false,
+        force: false,
+        zone: CtZone::Imm(0),
+        table: None,
+        alg: 0,
+        nat: None,
+        exec: [None; CT_EXEC_MAX],
+    };
+    for arg in split_actions(args) {
+        let (k, v) = match arg.find(['=', '(']) {
+            Some(i) if arg.as_bytes()[i] == b'=' => (&arg[..i], Some(&arg[i + 1..])),
+            Some(i) => (&arg[..i], arg[i + 1..].strip_suffix(')')),
+            None => (arg, None),
+        };
+        match (k, v) {
+            ("commit", None) => ct.commit = true,
+            ("force", None) => ct.force = true,
+            ("zone", Some(z)) => {
+                ct.zone = if z.starts_with(|c: char| c.is_ascii_digit()) {
+                    CtZone::Imm(num(act, z, 0xffff)? as u16)
+                } else {
+                    let sf = sub_field(act, z)?;
+                    if sf.nbits != 16 {
+                        return Err(err(act, format!("the zone is 16 bits, not the {} of {z}", sf.nbits)));
+                    }
+                    CtZone::Field(sf)
+                }
+            }
+            ("table", Some(t)) => {
+                let n = num(act, t, 255).map_err(|_| err(act, format!("unknown table {t}")))?;
+                if n == 255 {
+                    return Err(err(act, "invalid table 0xff"));
+                }
+                ct.table = Some(n as u8);
+            }
+            ("alg", Some(a)) => {
+                ct.alg = match a {
+                    "ftp" => 21,
+                    "tftp" => 69,
+                    _ => return Err(err(act, format!("unknown alg {a:?} (ftp or tftp)"))),
+                }
+            }
+            ("nat", inner) => {
+                if ct.nat.is_some() {
+                    return Err(err(act, "nat given twice"));
+                }
+                ct.nat = Some(parse_nat(act, inner.unwrap_or(""))?);
+            }
+            ("exec", Some(inner)) => parse_exec(act, inner, &mut ct)?,
+            _ => return Err(err(act, format!("invalid argument to \"ct\" action: `{k}'"))),
+        }
+    }
+    if ct.force && !ct.commit {
+        return Err(err(act, "\"force\" flag requires \"commit\" flag."));
+    }
+    if ct.exec.iter().any(Option::is_some) && !ct.commit {
+        return Err(err(act, "exec requires commit (a connection's mark and label are set as it is committed)"));
+    }
+    Ok(Action::Ct(ct))
+}
+
+fn parse_exec(act: &str, inner: &str, ct: &mut Ct) -> Result<(), FlowError> {
+    let mut n = 0;
+    for a in split_actions(inner) {
+        // `load:V->F`, `load(V->F)`, `set_field:V->F`, `set_field(V->F)`.
+        let (name, body) = match a.find([':', '(']) {
+            Some(i) if a.as_bytes()[i] == b':' => (&a[..i], &a[i + 1..]),
+            Some(i) => (&a[..i], a[i + 1..].strip_suffix(')').unwrap_or(&a[i + 1..])),
+            None => (a, ""),
+        };
+        let Some((v, dst)) = body.split_once("->") else {
+            return Err(err(act, format!("ct action doesn't support nested action {name}")));
+        };
+        let loads: Vec<(SubField, u128)> = match name {
+            "load" => {
+                let sf = sub_field(act, dst)?;
+                check_exec_field(act, sf.field)?;
+                let max = if sf.nbits >= 128 { u128::MAX } else { (1u128 << sf.nbits) - 1 };
+                let value = num(act, v, max)?;
+                // As OVS carries a load: 64 bits at most each.
+                split_load(sf, value)
+            }
+            "set_field" => {
+                let sf = sub_field(act, dst)?;
+                check_exec_field(act, sf.field)?;
+                let full = Slot128::bits(0, sf.field.bits());
+                let (value, mask) = num_mask(act, v, full)?;
+                super::fields::loads(sf.field, value, mask)
+                    .into_iter()
+                    .filter_map(|l| match l {
+                        Action::Load { dst, value } => Some((dst, value)),
+                        _ => None,
+                    })
+                    .collect()
+            }
+            _ => return Err(err(act, format!("ct action doesn't support nested action {name}"))),
+        };
+        for l in loads {
+            if n == CT_EXEC_MAX {
+                return Err(err(act, format!("exec holds at most {CT_EXEC_MAX} loads")));
+            }
+            ct.exec[n] = Some(l);
+            n += 1;
+        }
+    }
+    Ok(())
+}
+
+fn split_load(sf: SubField, value: u128) -> Vec<(SubField, u128)> {
+    if sf.nbits <= 64 {
+        return vec![(sf, value)];
+    }
+    let lo = SubField { nbits: 64, ..sf };
+    let hi = SubField { ofs: sf.ofs + 64, nbits: sf.nbits - 64, ..sf };
+    vec![(lo, value & u128::from(u64::MAX)), (hi, value >> 64)]
+}
+
+fn check_exec_field(act: &str, f: Field) -> Result<(), FlowError> {
+    if matches!(f, Field::CtMark | Field::CtLabel) {
+        Ok(())
+    } else {
+        Err(err(act, format!("ct action doesn't support nested modification of {}", f.name())))
+    }
+}
+
+/// `src`, `dst`, `src=RANGE`, flags; or nothing (`nat` alone).
+fn parse_nat(act: &str, inner: &str) -> Result<Nat, FlowError> {
+    let mut nat = Nat { kind: NatKind::Reverse, addrs: None, ports: None, persistent: false, hash: false, random: false };
+    let mut flags = false;
+    for arg in inner.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+        let (k, v) = arg.split_once('=').map_or((arg, None), |(k, v)| (k, Some(v)));
+        match k {
+            "src" | "dst" => {
+                if nat.kind != NatKind::Reverse {
+                    return Err(err(act, "May only specify one of \"src\" or \"dst\"."));
+                }
+                nat.kind = if k == "src" { NatKind::Src } else { NatKind::Dst };
+                if let Some(r) = v {
+                    let (addrs, ports) = nat_range(act, r)?;
+                    nat.addrs = Some(addrs);
+                    nat.ports = ports;
+                }
+            }
+            "persistent" => nat.persistent = true,
+            "hash" => nat.hash = true,
+            "random" => nat.random = true,
+            _ => return Err(err(act, format!("invalid key \"{k}\" in \"nat\" argument"))),
+        }
+        flags |= matches!(k, "persistent" | "hash" | "random");
+    }
+    if flags && nat.kind == NatKind::Reverse {
+        return Err(err(act, "Flags allowed only with \"src\" or \"dst\"."));
+    }
+    if nat.hash && nat.random {
+        return Err(err(act, "Both \"hash\" and \"random\" are not allowed."));
+    }
+    Ok(nat)
+}
+
+/// `A[-B][:P[-Q]]`, IPv6 addresses in brackets when ports follow.
+fn nat_range(act: &str, r: &str) -> Result<((IpAddr, IpAddr), Option<(u16, u16)>), FlowError> {
+    let bad = || err(act, format!("invalid nat range \"{r}\""));
+    let (addrs, ports) = if r.starts_with('[') || r.matches(':').count() <= 1 {
+        // IPv4 (one colon at most: the ports), or bracketed IPv6.
+        match r.rfind(':') {
+            Some(i) if !r.starts_with('[') || r[..i].ends_with(']') => (&r[..i], Some(&r[i + 1..])),
+            _ => (r, None),
+        }
+    } else {
+        (r, None)
+    };
+    let addr = |t: &str| -> Result<IpAddr, FlowError> {
+        t.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| bad())
+    };
+    let (a, b) = match addrs.split_once('-') {
+        Some((a, b)) => (addr(a)?, addr(b)?),
+        None => (addr(addrs)?, addr(addrs)?),
+    };
+    let ordered = match (a, b) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => u32::from(x) <= u32::from(y),
+        (IpAddr::V6(x), IpAddr::V6(y)) => u128::from(x) <= u128::from(y),
+        _ => false,
+    };
+    if !ordered {
+        return Err(bad());
+    }
+    let ports = match ports {
+        None => None,
+        Some(p) => {
+            let port = |t: &str| t.parse::<u16>().map_err(|_| bad());
+            let (x, y) = match p.split_once('-') {
+                Some((x, y)) => (port(x)?, port(y)?),
+                None => (port(p)?, port(p)?),
+            };
+            if x > y {
+                return Err(bad());
+            }
+            Some((x, y))
+        }
+    };
+    Ok(((a, b), ports))
+}
+
+impl fmt::Display for Ct {
+    /// As ovs-ofctl prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if self.commit {
+            parts.push("commit".into());
+        }
+        if self.force {
+            parts.push("force".into());
+        }
+        match self.zone {
+            CtZone::Imm(0) => {}
+            CtZone::Imm(z) => parts.push(format!("zone={z}")),
+            CtZone::Field(sf) => parts.push(format!("zone={sf}")),
+        }
+        if let Some(t) = self.table {
+            parts.push(format!("table={t}"));
+        }
+        if let Some(n) = &self.nat {
+            parts.push(n.to_string());
+        }
+        if self.exec.iter().any(Option::is_some) {
+            let loads: Vec<String> =
+                self.exec.iter().flatten().map(|(sf, v)| format!("load:{}->{sf}", hex(*v))).collect();
+            parts.push(format!("exec({})", loads.join(",")));
+        }
+        match self.alg {
+            0 => {}
+            21 => parts.push("alg=ftp".into()),
+            69 => parts.push("alg=tftp".into()),
+            a => parts.push(format!("alg={a}")),
+        }
+        write!(f, "ct({})", parts.join(","))
+    }
+}
+
+impl fmt::Display for Nat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("nat")?;
+        let kind = match self.kind {
+            NatKind::Reverse => return Ok(()),
+            NatKind::Src => "src",
+            NatKind::Dst => "dst",
+        };
+        write!(f, "({kind}")?;
+        if let Some((a, b)) = self.addrs {
+            let v6 = a.is_ipv6();
+            let bracket = v6 && self.ports.is_some();
+            let one = |x: IpAddr| if bracket { format!("[{x}]") } else { x.to_string() };
+            write!(f, "={}", one(a))?;
+            if a != b {
+                write!(f, "-{}", one(b))?;
+            }
+            if let Some((p, q)) = self.ports {
+                write!(f, ":{p}")?;
+                if p != q {
+                    write!(f, "-{q}")?;
+                }
+            }
+        }
+        if self.persistent {
+            f.write_str(",persistent")?;
+        }
+        if self.hash {
+            f.write_str(",hash")?;
+        }
+        if self.random {
+            f.write_str(",random")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A match on a `ct_*` field; `None` when `key` is none of them.
+pub(super) fn ct_match(tok: &str, key: &str, v: &str) -> Result<Option<Match>, FlowError> {
+    let full = |field: Field, bits: u32| -> Result<Match, FlowError> {
+        let max = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+        let (value, mask) = num_mask(tok, v, max)?;
+        Ok(Match { field, value: value & mask, mask })
+    };
+    Ok(Some(match key {
+        "ct_state" => {
+            let (value, mask) = ct_state(tok, v)?;
+            Match { field: Field::CtState, value: u128::from(value), mask: u128::from(mask) }
+        }
+        "ct_zone" => Match { field: Field::CtZone, value: num(tok, v, 0xffff)?, mask: 0xffff },
+        "ct_mark" => full(Field::CtMark, 32)?,
+        "ct_label" => full(Field::CtLabel, 128)?,
+        "ct_nw_proto" => Match { field: Field::CtNwProto, value: num(tok, v, 255)?, mask: 0xff },
+        "ct_nw_src" => {
+            let (value, mask) = ipv4_mask(tok, v)?;
+            Match { field: Field::CtNwSrc, value, mask }
+        }
+        "ct_nw_dst" => {
+            let (value, mask) = ipv4_mask(tok, v)?;
+            Match { field: Field::CtNwDst, value, mask }
+        }
+        "ct_ipv6_src" => {
+            let (value, mask) = ipv6_mask(tok, v)?;
+            Match { field: Field::CtIpv6Src, value, mask }
+        }
+        "ct_ipv6_dst" => {
+            let (value, mask) = ipv6_mask(tok, v)?;
+            Match { field: Field::CtIpv6Dst, value, mask }
+        }
+        "ct_tp_src" => full(Field::CtTpSrc, 16)?,
+        "ct_tp_dst" => full(Field::CtTpDst, 16)?,
+        _ => return Ok(None),
+    }))
+}
+
+/// `+trk+est-new`, `trk|est` or a number (`0x21/0x21`).
+fn ct_state(tok: &str, v: &str) -> Result<(u8, u8), FlowError> {
+    if v.starts_with(|c: char| c.is_ascii_digit()) {
+        let (value, mask) = num_mask(tok, v, 0xff)?;
+        return Ok((value as u8, mask as u8));
+    }
+    let bit = |name: &str| {
+        CT_STATES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| *b)
+            .ok_or_else(|| err(tok, format!("unknown connection tracking state flag {name:?}")))
+    };
+    let (mut value, mut mask) = (0u8, 0u8);
+    if !v.starts_with(['+', '-']) {
+        // `trk|est`: exactly these bits, the others clear.
+        for name in v.split('|') {
+            value |= bit(name)?;
+        }
+        return Ok((value, 0xff));
+    }
+    let mut rest = v;
+    while let Some(sign) = rest.chars().next() {
+        let body = &rest[1..];
+        let end = body.find(['+', '-']).unwrap_or(body.len());
+        let b = bit(&body[..end])?;
+        if mask & b != 0 {
+            return Err(err(tok, format!("{} is given twice", &body[..end])));
+        }
+        mask |= b;
+        if sign == '+' {
+            value |= b;
+        } else if sign != '-' {
+            return Err(err(tok, "flags start with + or -"));
+        }
+        rest = &body[end..];
+    }
+    Ok((value, mask))
+}
+
+/// `ct_state` as OVS prints it: `trk|est` under a full mask, else `+est+trk-new` (bits lowest first).
+pub fn format_ct_state(value: u8, mask: u8) -> String {
+    if mask == 0xff {
+        if value == 0 {
+            return "0".into();
+        }
+        let names: Vec<&str> = CT_STATES.iter().filter(|(_, b)| value & b != 0).map(|(n, _)| *n).collect();
+        return names.join("|");
+    }
+    CT_STATES
+        .iter()
+        .filter(|(_, b)| mask & b != 0)
+        .map(|(n, b)| format!("{}{n}", if value & b != 0 { '+' } else { '-' }))
+        .collect()
+}
+
+/// Whether a match says the packet was tracked and is valid (OVS's prerequisite of the `ct_nw_*`, `ct_tp_*`
+/// fields): one of new, est, rel, rpl, snat, dnat set, or +trk with -inv.
+pub(super) fn ct_valid(matches: &[Match]) -> bool {
+    matches.iter().filter(|m| m.field == Field::CtState).any(|m| {
+        let (v, mask) = (m.value as u8, m.mask as u8);
+        v & 0xcf != 0 || (v & 0x20 != 0 && mask & 0x10 != 0 && v & 0x10 == 0)
+    })
+}
