@@ -47,10 +47,13 @@ pub enum DropReason {
     PatchLoop,
     /// The port's OpenFlow configuration (PORT_MOD: down, no-receive, no-forward) refuses it.
     PortConfig,
+    /// A new connection the `ct` action was to commit, refused: the connection table (or its zone's share)
+    /// is full.
+    CtFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::Malformed,
         DropReason::UnknownRemote,
         DropReason::WrongVni,
@@ -71,6 +74,7 @@ impl DropReason {
         DropReason::Meter,
         DropReason::PatchLoop,
         DropReason::PortConfig,
+        DropReason::CtFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +99,7 @@ impl DropReason {
             DropReason::Meter => "meter",
             DropReason::PatchLoop => "patch_loop",
             DropReason::PortConfig => "port_config",
+            DropReason::CtFull => "ct_full",
         }
     }
 }

@@ -55,10 +55,15 @@ pub struct Ct {
     pub exec: [Option<(SubField, u128)>; CT_EXEC_MAX],
 }
 
+/// A value and the mask of the bits it sets.
+pub type Masked<T> = Option<(T, T)>;
+/// A NAT range: first and last address, and the ports if given.
+type NatRange = ((IpAddr, IpAddr), Option<(u16, u16)>);
+
 impl Ct {
     /// What `exec` sets: the mark's and the label's (value, mask), if any.
-    pub fn mark_label(&self) -> (Option<(u32, u32)>, Option<(u128, u128)>) {
-        let (mut mark, mut label): (Option<(u32, u32)>, Option<(u128, u128)>) = (None, None);
+    pub fn mark_label(&self) -> (Masked<u32>, Masked<u128>) {
+        let (mut mark, mut label): (Masked<u32>, Masked<u128>) = (None, None);
         for (sf, v) in self.exec.iter().flatten() {
             let m = Slot128::bits(sf.ofs, sf.nbits);
             let v = (v << sf.ofs) & m;
@@ -215,7 +220,8 @@ fn check_exec_field(act: &str, f: Field) -> Result<(), FlowError> {
 
 /// `src`, `dst`, `src=RANGE`, flags; or nothing (`nat` alone).
 fn parse_nat(act: &str, inner: &str) -> Result<Nat, FlowError> {
-    let mut nat = Nat { kind: NatKind::Reverse, addrs: None, ports: None, persistent: false, hash: false, random: false };
+    let mut nat =
+        Nat { kind: NatKind::Reverse, addrs: None, ports: None, persistent: false, hash: false, random: false };
     let mut flags = false;
     for arg in inner.split(',').map(str::trim).filter(|a| !a.is_empty()) {
         let (k, v) = arg.split_once('=').map_or((arg, None), |(k, v)| (k, Some(v)));
@@ -248,7 +254,7 @@ fn parse_nat(act: &str, inner: &str) -> Result<Nat, FlowError> {
 }
 
 /// `A[-B][:P[-Q]]`, IPv6 addresses in brackets when ports follow.
-fn nat_range(act: &str, r: &str) -> Result<((IpAddr, IpAddr), Option<(u16, u16)>), FlowError> {
+fn nat_range(act: &str, r: &str) -> Result<NatRange, FlowError> {
     let bad = || err(act, format!("invalid nat range \"{r}\""));
     let (addrs, ports) = if r.starts_with('[') || r.matches(':').count() <= 1 {
         // IPv4 (one colon at most: the ports), or bracketed IPv6.

@@ -273,7 +273,9 @@ pub fn format_matches(matches: &[Match]) -> String {
                 let name = if m.field == Field::CtNwSrc { "ct_nw_src" } else { "ct_nw_dst" };
                 match (m.mask as u32).leading_ones() {
                     32 => format!("{name}={}", v4(m)),
-                    n if (m.mask as u32) == u32::MAX.checked_shl(32 - n).unwrap_or(0) => format!("{name}={}/{n}", v4(m)),
+                    n if (m.mask as u32) == u32::MAX.checked_shl(32 - n).unwrap_or(0) => {
+                        format!("{name}={}/{n}", v4(m))
+                    }
                     _ => format!("{name}={}/{}", v4(m), std::net::Ipv4Addr::from(m.mask as u32)),
                 }
             }

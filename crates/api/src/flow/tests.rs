@@ -346,8 +346,14 @@ fn ct_flows_parse_and_print_as_ovs() {
             "ipv6,actions=ct(commit,nat(src=[fe80::20c:29ff:fe88:1]-[fe80::20c:29ff:fe88:a18b]:255-4096,random))",
             "ipv6 actions=ct(commit,nat(src=[fe80::20c:29ff:fe88:1]-[fe80::20c:29ff:fe88:a18b]:255-4096,random))",
         ),
-        ("tcp,actions=ct(commit,nat(src=10.1.1.240-10.1.1.255),alg=ftp)", "tcp actions=ct(commit,nat(src=10.1.1.240-10.1.1.255),alg=ftp)"),
-        ("ct_state=+trk-inv,ct_nw_dst=10.0.0.5,ip,actions=drop", "ct_state=-inv+trk,ct_nw_dst=10.0.0.5,ip actions=drop"),
+        (
+            "tcp,actions=ct(commit,nat(src=10.1.1.240-10.1.1.255),alg=ftp)",
+            "tcp actions=ct(commit,nat(src=10.1.1.240-10.1.1.255),alg=ftp)",
+        ),
+        (
+            "ct_state=+trk-inv,ct_nw_dst=10.0.0.5,ip,actions=drop",
+            "ct_state=-inv+trk,ct_nw_dst=10.0.0.5,ip actions=drop",
+        ),
     ] {
         assert_eq!(p(text).unwrap().to_string(), want, "{text}");
     }

@@ -1,8 +1,8 @@
 //! The `ct` action on the wire: NXAST_CT with its nested actions (NXAST_NAT, and the loads of `exec`), as
 //! OVS encodes it.
 
-use super::*;
 use super::encode::put_nx;
+use super::*;
 use crate::flow::{Ct, CtZone, Nat, NatKind, CT_EXEC_MAX};
 use std::net::IpAddr;
 

@@ -274,7 +274,9 @@ impl Conntrack {
     pub fn new(seed: u64) -> Conntrack {
         let seed = Seeded(seed | 1);
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(Shard { map: HashMap::with_hasher(seed), conns: Vec::new(), free: Vec::new(), cursor: 0 }))
+            .map(|_| {
+                Mutex::new(Shard { map: HashMap::with_hasher(seed), conns: Vec::new(), free: Vec::new(), cursor: 0 })
+            })
             .collect();
         Conntrack {
             seed,

@@ -54,9 +54,17 @@ pub enum Kind {
     /// UDP, SCTP, UDP-Lite and any other protocol with ports (tracked as OVS's "other").
     Other,
     /// An ICMP echo (or timestamp/information) request (`request`) or reply; the identifier is the port.
-    Echo { request: bool, icmp_type: u8, code: u8 },
+    Echo {
+        request: bool,
+        icmp_type: u8,
+        code: u8,
+    },
     /// An ICMP error quoting a packet of `inner` (its tuple as that packet travelled).
-    Error { inner: Tuple, icmp_type: u8, code: u8 },
+    Error {
+        inner: Tuple,
+        icmp_type: u8,
+        code: u8,
+    },
 }
 
 /// A packet the tracker can follow.

@@ -287,7 +287,9 @@ fn workers_see_one_connection_from_both_sides() {
     run(&ct, &udp(A, B, 5000, 53), &COMMIT, 0);
     let c2 = ct.clone();
     let t = std::thread::spawn(move || {
-        (0..1000).map(|_| run(&c2, &udp(B, A, 53, 5000), &LOOK, 0).state).all(|s| s == state::TRK | state::EST | state::RPL)
+        (0..1000)
+            .map(|_| run(&c2, &udp(B, A, 53, 5000), &LOOK, 0).state)
+            .all(|s| s == state::TRK | state::EST | state::RPL)
     });
     let mine = (0..1000).all(|_| run(&ct, &udp(A, B, 5000, 53), &LOOK, 0).state == state::TRK | state::EST);
     assert!(mine && t.join().unwrap());

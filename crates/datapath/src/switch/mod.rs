@@ -13,10 +13,12 @@
 //! trace predicts is what the switch does, ARP/ND suppression included.
 
 pub mod bundle;
+mod ct;
 pub mod demux;
 pub mod egress;
 pub mod group;
 mod interface;
+mod key;
 pub mod meter;
 mod output;
 mod patch;
@@ -36,6 +38,8 @@ use crate::offload::{self, VnetHdr};
 use crate::vlan::Egress;
 use crate::{mtu, neigh, Nanos, PortIdx, SECOND};
 pub use interface::*;
+pub use key::flow_key;
+use key::put_l3;
 use pipeline::{port_config, ActRt, PortDesc, PortKind};
 pub use pipeline::{Pipeline, OFPORT_LOCAL};
 use std::collections::{HashMap, HashSet};
@@ -49,6 +53,8 @@ use weft_wire::EthernetAddress;
 const FULL_LOG_INTERVAL: Nanos = 10 * SECOND;
 /// MAC table entries [`Switch::tick`] ages every 100 ms at most (see `Fdb::expire_some`).
 const FDB_EXPIRY_SLICE: usize = 4096;
+/// Connection-table entries each worker's [`Switch::tick`] looks at every 100 ms at most.
+const CT_EXPIRY_SLICE: usize = 16_384;
 /// Most ICMP "too big" errors sent per second.
 const ICMP_PER_SECOND: u32 = 1000;
 /// Most nested resubmits and goto_tables.
@@ -332,6 +338,10 @@ impl Switch {
         if now.saturating_sub(self.t.last_fdb_expiry) >= SECOND / 10 {
             for f in &mut self.t.fdbs {
                 f.expire_some(now, FDB_EXPIRY_SLICE);
+            }
+            // The connection tracker is shared: each worker sweeps a slice of it.
+            if !self.pipe.conntrack.is_empty() {
+                self.pipe.conntrack.sweep(now, CT_EXPIRY_SLICE);
             }
             self.t.last_fdb_expiry = now;
         }
@@ -746,6 +756,12 @@ impl Tables {
                         return;
                     }
                 }
+                ActRt::Ct(ct) => {
+                    if !self.run_ct(r, &ct, st, depth) {
+                        return;
+                    }
+                }
+                ActRt::CtClear => ct::clear(&mut st.key),
                 ActRt::PushMpls(t) => {
                     if !self.push_mpls(r, st, t) {
                         return;
@@ -943,53 +959,4 @@ fn pop_tag(frame: &mut [u8]) -> Option<u16> {
     let tci = u16::from_be_bytes([frame[14], frame[15]]);
     frame.copy_within(0..12, 4);
     Some(tci)
-}
-
-/// Summarises a frame into the classifier's key, from its headers parsed once.
-pub fn flow_key(port: &PortDesc, remote: Option<IpAddr>, frame: &[u8], tci: u16, h: &Headers) -> FlowKey {
-    let mut k = FlowKey::default();
-    k.put(slot::IN_PORT, u128::from(port.ofport));
-    k.put(slot::VLAN_TCI, vlan_key(tci));
-    k.put(slot::DL_DST, u128::from(EthernetAddress::from_bytes(&frame[0..6]).as_u64()));
-    k.put(slot::DL_SRC, u128::from(EthernetAddress::from_bytes(&frame[6..12]).as_u64()));
-    if let (PortKind::Tunnel(t), Some(r)) = (&port.kind, remote) {
-        k.put(slot::TUN_ID, u128::from(t.spec.vni));
-        if let IpAddr::V4(a) = r {
-            k.put(slot::TUN_SRC, u128::from(u32::from(a)));
-        }
-    }
-    put_l3(&mut k, h);
-    k
-}
-
-/// The key's fields from the EtherType on (all of them written, so that a key whose frame changed type —
-/// an MPLS entry pushed or popped — is made whole again).
-fn put_l3(k: &mut FlowKey, h: &Headers) {
-    k.put(slot::DL_TYPE, u128::from(h.ethertype));
-    for s in [slot::NW_PROTO, slot::TP_SRC, slot::TP_DST, slot::MPLS_TC, slot::MPLS_BOS, slot::MPLS_TTL] {
-        k.put(s, 0);
-    }
-    k.put(slot::NW_SRC, h.nw_src);
-    k.put(slot::NW_DST, h.nw_dst);
-    if let Some(p) = h.nw_proto {
-        k.put(slot::NW_PROTO, u128::from(p));
-    }
-    k.put(slot::NW_TOS, u128::from(h.nw_tos));
-    k.put(slot::NW_ECN, u128::from(h.nw_ecn));
-    k.put(slot::NW_TTL, u128::from(h.nw_ttl));
-    k.put(slot::NW_FRAG, u128::from(h.nw_frag));
-    k.put(slot::IPV6_LABEL, u128::from(h.ipv6_label));
-    k.put(slot::ARP_SHA, u128::from(h.arp_sha));
-    k.put(slot::ARP_THA, u128::from(h.arp_tha));
-    k.put(slot::ND_TARGET, h.nd_target);
-    if let Some((src, dst)) = h.tp {
-        k.put(slot::TP_SRC, u128::from(src));
-        k.put(slot::TP_DST, u128::from(dst));
-    }
-    if let Some(lse) = h.mpls {
-        k.put(slot::MPLS_LABEL, u128::from(lse >> 12));
-        k.put(slot::MPLS_TC, u128::from((lse >> 9) & 7));
-        k.put(slot::MPLS_BOS, u128::from((lse >> 8) & 1));
-        k.put(slot::MPLS_TTL, u128::from(lse & 0xff));
-    }
 }

@@ -259,6 +259,23 @@ pub enum ActRt {
     /// `push:SRC[a..b]` / `pop:DST[a..b]`: the packet's stack of values ([`super::STACK_DEPTH`]).
     StackPush(SubSlot),
     StackPop(SubSlot),
+    /// `ct(...)`: the packet through the connection tracker ([`super::ct`]).
+    Ct(CtRt),
+    /// `ct_clear`: the packet's `ct_*` fields back to zero.
+    CtClear,
+}
+
+/// A `ct` action as the core runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtRt {
+    pub commit: bool,
+    pub force: bool,
+    /// The zone, or the 16 bits of the key it is read from.
+    pub zone: Result<u16, SubSlot>,
+    /// Where the tracked packet continues; the current actions go on with it untracked.
+    pub table: Option<u8>,
+    pub mark: Option<(u32, u32)>,
+    pub label: Option<(u128, u128)>,
 }
 
 /// A bundle's members (those not in the bridge: `None`, never live) and how it picks one.
@@ -286,6 +303,9 @@ pub struct Pipeline {
     pub gre_seq: Vec<AtomicU32>,
     /// Each bridge's ports by OpenFlow number, sorted (for `output:REG`, which names a port at run time).
     pub by_ofport: Vec<Vec<(u32, PortIdx)>>,
+    /// The connection tracker, one for the switch: every worker and every pipeline shares it (set by
+    /// whoever builds the pipeline; an empty one otherwise).
+    pub conntrack: Arc<crate::conntrack::Conntrack>,
 }
 
 impl Pipeline {
@@ -300,7 +320,8 @@ impl Pipeline {
         for list in &mut by_ofport {
             list.sort_unstable();
         }
-        Pipeline { generation, bridges, ports, demux, gre_seq, by_ofport }
+        let conntrack = Arc::default();
+        Pipeline { generation, bridges, ports, demux, gre_seq, by_ofport, conntrack }
     }
 
     /// Bridge `bridge`'s port with OpenFlow number `ofport` (a binary search).

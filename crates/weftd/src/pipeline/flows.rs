@@ -38,6 +38,15 @@ pub(super) fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier:
         Field::MplsBos => slot::MPLS_BOS,
         Field::MplsTtl => slot::MPLS_TTL,
         Field::NwFrag => slot::NW_FRAG,
+        Field::CtState => slot::CT_STATE,
+        Field::CtZone => slot::CT_ZONE,
+        Field::CtMark => slot::CT_MARK,
+        Field::CtLabel => slot::CT_LABEL,
+        Field::CtNwProto => slot::CT_NW_PROTO,
+        Field::CtNwSrc | Field::CtIpv6Src => slot::CT_NW_SRC,
+        Field::CtNwDst | Field::CtIpv6Dst => slot::CT_NW_DST,
+        Field::CtTpSrc => slot::CT_TP_SRC,
+        Field::CtTpDst => slot::CT_TP_DST,
     }
 }
 
@@ -92,6 +101,21 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
             ActRt::SetBits { slot: weft_datapath::classifier::slot::NW_TTL, value: u128::from(t), mask: 0xff }
         }
         Action::OutputMaxLen(..) => return act_rt(&a.plain(), port),
+        Action::Ct(ct) => {
+            let (mark, label) = ct.mark_label();
+            ActRt::Ct(weft_datapath::switch::pipeline::CtRt {
+                commit: ct.commit,
+                force: ct.force,
+                zone: match ct.zone {
+                    weft_api::flow::CtZone::Imm(z) => Ok(z),
+                    weft_api::flow::CtZone::Field(sf) => Err(sub_slot(sf)),
+                },
+                table: ct.table,
+                mark,
+                label,
+            })
+        }
+        Action::CtClear => ActRt::CtClear,
         Action::Local => ActRt::Output(port(OFPORT_LOCAL)?),
         Action::Normal => ActRt::Normal,
         Action::Flood => ActRt::Flood,

@@ -196,6 +196,9 @@ pub struct Resources {
     pub groups_since: HashMap<(String, u32), (weft_api::group::Group, std::time::Instant)>,
     /// Each bridge's fail-open flag (see `BridgeRt::fail_open`), kept across pipelines.
     pub fail_open: HashMap<String, Arc<std::sync::atomic::AtomicBool>>,
+    /// The connection tracker, made at the first build (its hash keyed with a random seed) and handed to
+    /// every pipeline after.
+    conntrack: Option<Arc<weft_datapath::conntrack::Conntrack>>,
 }
 
 /// Opens an ESP socket: UDP port 4500 on every address of the family, or raw IP protocol 50.
@@ -358,6 +361,15 @@ fn get_or_open<K: Clone + Eq + std::hash::Hash, V: Clone, E>(
 }
 
 impl Resources {
+    /// The switch's connection tracker.
+    pub fn conntrack(&mut self) -> &Arc<weft_datapath::conntrack::Conntrack> {
+        self.conntrack.get_or_insert_with(|| {
+            let mut seed = [0u8; 8];
+            weft_ipsec::crypto::random(&mut seed);
+            Arc::new(weft_datapath::conntrack::Conntrack::new(u64::from_le_bytes(seed)))
+        })
+    }
+
     /// Opens what `cfg` needs and is not open yet. With `strict`, the first failure is returned and the
     /// resources opened by this call are closed again; otherwise failing ports come up as [`PortIo::Down`].
     /// Returns the pipeline, and the names of TAPs this call created (to remove if the change is abandoned).
@@ -670,7 +682,9 @@ impl Resources {
                 esp.push(EspSocket { fd, v6, udp });
             }
         }
-        let core = Arc::new(weft_datapath::switch::Pipeline::new(generation, bridges, descs, demux));
+        let mut core = weft_datapath::switch::Pipeline::new(generation, bridges, descs, demux);
+        core.conntrack = self.conntrack().clone();
+        let core = Arc::new(core);
         Ok(Pipeline { core, ports, rx_sockets, pools, pool_ports, esp, gre_lock: Default::default() })
     }
 

@@ -4,6 +4,7 @@
 //! trace) and `edges.rs` (offload headers, statics, pushed MAC table changes, receiving tunnel packets).
 
 mod bridging;
+mod conntrack;
 mod edges;
 mod egress;
 mod flows;

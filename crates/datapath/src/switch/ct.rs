@@ -1,0 +1,74 @@
+//! The `ct` action: the packet through the switch's connection tracker, its findings into the key's
+//! `ct_*` fields, and (with `table=`) on into that table — a fork, as OVS has it: the tracked packet goes on
+//! in the table, the actions after `ct` go on with the packet untracked.
+
+use super::pipeline::CtRt;
+use super::*;
+use crate::conntrack::{packet::CtPacket, state, CtArgs, CtMeta, Verdict};
+
+/// The key's `ct_*` fields from what tracking found.
+fn put(key: &mut FlowKey, m: &CtMeta) {
+    key.put(slot::CT_STATE, u128::from(m.state));
+    key.put(slot::CT_ZONE, u128::from(m.zone));
+    key.put(slot::CT_MARK, u128::from(m.mark));
+    key.put(slot::CT_LABEL, m.label);
+    let t = m.orig.unwrap_or_default();
+    key.put(slot::CT_NW_PROTO, u128::from(t.proto));
+    key.put(slot::CT_NW_SRC, t.src.addr);
+    key.put(slot::CT_NW_DST, t.dst.addr);
+    key.put(slot::CT_TP_SRC, u128::from(t.src.port));
+    key.put(slot::CT_TP_DST, u128::from(t.dst.port));
+}
+
+/// `ct_clear`, and a packet after `ct` without `table=`: untracked.
+pub(super) fn clear(key: &mut FlowKey) {
+    put(key, &CtMeta::default());
+}
+
+fn state_names(s: u8) -> String {
+    const NAMES: [&str; 8] = ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
+    (0..8).filter(|b| s & (1 << b) != 0).map(|b| format!("+{}", NAMES[b])).collect()
+}
+
+impl Tables {
+    /// Runs `ct` on the packet; false when it goes no further (a new connection the full table refused).
+    pub(super) fn run_ct<O: Observer>(
+        &mut self,
+        r: &mut Run<'_, '_, O>,
+        ct: &CtRt,
+        st: &mut ActState,
+        depth: u8,
+    ) -> bool {
+        let zone = match ct.zone {
+            Ok(z) => z,
+            Err(sub) => st.key.get_bits(sub) as u16,
+        };
+        let pkt = CtPacket::parse(r.bufs.get(st.data), &st.hdr);
+        let args = CtArgs { zone, commit: ct.commit, force: ct.force, mark: ct.mark, label: ct.label };
+        let meta = match r.pipe.conntrack.execute(pkt.as_ref(), &args, r.now) {
+            Verdict::Tracked(m) => m,
+            Verdict::Full => {
+                r.obs.on(|| note(format!("ct(zone={zone}): the connection table is full, dropped")));
+                self.counters[usize::from(r.in_port.0)].drop(DropReason::CtFull);
+                st.exit = true;
+                return false;
+            }
+        };
+        r.obs.on(|| {
+            let commit = if ct.commit { ", committed" } else { "" };
+            note(format!("ct(zone={zone}): ct_state={}{commit}", state_names(meta.state)))
+        });
+        if let Some(t) = ct.table {
+            let mut fork = st.clone();
+            fork.copied = false;
+            fork.exit = false;
+            put(&mut fork.key, &meta);
+            self.run_table(r, usize::from(t), &mut fork, depth + 1);
+            st.too_big = st.too_big.or(fork.too_big);
+        }
+        if st.key.get(slot::CT_STATE) as u8 & state::TRK != 0 {
+            clear(&mut st.key);
+        }
+        true
+    }
+}

@@ -1,0 +1,117 @@
+use super::*;
+use crate::switch::pipeline::CtRt;
+
+// ---- The ct action in the pipeline: a stateful firewall between p1 (inside) and p2 (outside) ----
+
+const TRK: u128 = 0x20;
+const NEW: u128 = 0x01;
+const EST: u128 = 0x02;
+const INV: u128 = 0x10;
+
+fn ct(commit: bool, table: Option<u8>) -> ActRt {
+    ActRt::Ct(CtRt { commit, force: false, zone: Ok(7), table, mark: Some((0xab, 0xff)), label: None })
+}
+
+fn st(value: u128, mask: u128) -> (Slot, u128, u128) {
+    (slot::CT_STATE, value, mask)
+}
+
+/// Table 0 sends IP through the tracker into table 1; table 1 lets established traffic both ways, new
+/// connections only from p1 to UDP port 53, and drops the rest.
+fn firewall() -> Net {
+    two_taps()
+        .table(
+            0,
+            vec![
+                (10, vec![m(slot::DL_TYPE, 0x0800), st(0, TRK)], vec![ct(false, Some(1))]),
+                (0, vec![], vec![ActRt::Normal]),
+            ],
+        )
+        .table(
+            1,
+            vec![
+                (30, vec![st(TRK | INV, TRK | INV)], vec![]),
+                (20, vec![st(TRK | EST, TRK | EST), m(slot::IN_PORT, 1)], vec![ActRt::Output(P2)]),
+                (20, vec![st(TRK | EST, TRK | EST), m(slot::IN_PORT, 2)], vec![ActRt::Output(P1)]),
+                (
+                    10,
+                    vec![st(TRK | NEW, TRK | NEW), m(slot::IN_PORT, 1), m(slot::TP_DST, 53)],
+                    vec![ct(true, None), ActRt::Output(P2)],
+                ),
+            ],
+        )
+}
+
+/// The frame's answer: addresses, MACs and ports swapped.
+fn reply(f: &[u8]) -> Vec<u8> {
+    let mut r = f.to_vec();
+    r[0..6].copy_from_slice(&f[6..12]);
+    r[6..12].copy_from_slice(&f[0..6]);
+    r[26..30].copy_from_slice(&f[30..34]);
+    r[30..34].copy_from_slice(&f[26..30]);
+    r[34..36].copy_from_slice(&f[36..38]);
+    r[36..38].copy_from_slice(&f[34..36]);
+    r
+}
+
+#[test]
+fn a_stateful_firewall_lets_answers_in_and_nothing_else() {
+    let mut h = Harness::new(firewall().build());
+    let out = udp4(B, A, 60, false, 53);
+    assert_eq!(h.ports("p1", &out), ["p2"]);
+    assert_eq!(h.ports("p2", &reply(&out)), ["p1"], "the answer is established");
+    // p2 cannot start anything, and p1 only to port 53.
+    assert!(h.ports("p1", &udp4(B, A, 60, false, 54)).is_empty());
+    assert!(h.ports("p2", &reply(&udp4(B, A, 60, false, 54))).is_empty(), "no connection to answer");
+    let ct = h.sw.pipeline().conntrack.clone();
+    let conns = ct.dump(None, h.now);
+    assert_eq!(conns.len(), 1);
+    assert_eq!((conns[0].zone, conns[0].mark, conns[0].orig.dst.port), (7, 0xab, 53));
+    // Non-IP goes by NORMAL, untouched by the tracker.
+    assert_eq!(h.ports("p1", &raw(B, A)), ["br0", "p2", "p3"]);
+}
+
+#[test]
+fn the_tracked_fork_goes_on_in_its_table_and_the_rest_untracked() {
+    // Table 0: ct(table=1), then output to p3 with the packet untracked: table 1 sees ct_state, the output
+    // after the ct does not need it.
+    let net = two_taps()
+        .table(
+            0,
+            vec![(
+                10,
+                vec![m(slot::DL_TYPE, 0x0800)],
+                vec![ct(true, Some(1)), ActRt::Resubmit { port: None, table: Some(2) }],
+            )],
+        )
+        .table(
+            1,
+            vec![(
+                10,
+                vec![st(TRK | NEW, TRK | NEW), m(slot::CT_ZONE, 7), m(slot::CT_MARK, 0xab)],
+                vec![ActRt::Output(P2)],
+            )],
+        )
+        .table(2, vec![(10, vec![st(0, TRK)], vec![ActRt::Output(P3)])]);
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &udp4(B, A, 60, false, 53)), ["p2", "p3"]);
+    // ct_clear: untracked again.
+    let net = two_taps()
+        .table(0, vec![(10, vec![m(slot::DL_TYPE, 0x0800)], vec![ct(false, Some(1))])])
+        .table(1, vec![(10, vec![st(TRK, TRK)], vec![ActRt::CtClear, ActRt::Resubmit { port: None, table: Some(2) }])])
+        .table(2, vec![(10, vec![st(0, TRK)], vec![ActRt::Output(P3)])]);
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &udp4(B, A, 60, false, 53)), ["p3"]);
+}
+
+#[test]
+fn a_full_connection_table_drops_new_connections_and_counts_them() {
+    let mut h = Harness::new(firewall().build());
+    h.sw.pipeline().conntrack.set_limit(1);
+    assert_eq!(h.ports("p1", &udp4(B, A, 60, false, 53)), ["p2"]);
+    let mut second = udp4(B, A, 60, false, 53);
+    second[34..36].copy_from_slice(&40001u16.to_be_bytes());
+    assert!(h.ports("p1", &second).is_empty());
+    assert_eq!(h.drops("p1", DropReason::CtFull), 1);
+    assert_eq!(h.ports("p2", &reply(&udp4(B, A, 60, false, 53))), ["p1"], "the old connection goes on");
+}
