@@ -153,6 +153,29 @@ pub enum Request {
         #[serde(default)]
         ike: bool,
     },
+    /// `dpctl/dump-conntrack [zone=N]`.
+    CtDump {
+        #[serde(default)]
+        zone: Option<u16>,
+    },
+    /// `dpctl/flush-conntrack [zone=N]`.
+    CtFlush {
+        #[serde(default)]
+        zone: Option<u16>,
+    },
+    /// `dpctl/ct-stats-show`, `dpctl/ct-get-maxconns` (`show`: "maxconns"), `dpctl/ct-get-limits` ("limits").
+    CtStats {
+        #[serde(default)]
+        show: String,
+    },
+    /// `dpctl/ct-set-maxconns N`.
+    CtSetMaxConns {
+        n: u64,
+    },
+    /// `dpctl/ct-set-limits zone=N,limit=M…` (a limit) and `dpctl/ct-del-limits zone=N…` (`None`).
+    CtSetLimits {
+        limits: Vec<(u16, Option<u64>)>,
+    },
 }
 
 impl Request {
@@ -202,6 +225,8 @@ impl Request {
                 | Request::RemoveKeys { .. }
                 | Request::FdbAdd { .. }
                 | Request::FdbDel { .. }
+                | Request::CtSetMaxConns { .. }
+                | Request::CtSetLimits { .. }
         )
     }
 }

@@ -388,3 +388,102 @@ mod tests {
         assert!(!text.contains("wireshark"));
     }
 }
+
+/// `dpctl/dump-conntrack`: one tracked connection, in its original direction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtConn {
+    pub proto: u8,
+    pub src: std::net::IpAddr,
+    pub dst: std::net::IpAddr,
+    /// Ports; for ICMP both are the echo identifier.
+    pub sport: u16,
+    pub dport: u16,
+    pub zone: u16,
+    pub mark: u32,
+    /// The label in hexadecimal (`0` when none).
+    pub label: String,
+    /// TCP: the connection's state (the later of its two ends').
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// ICMP: the request's type and code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp: Option<(u8, u8)>,
+    /// Seconds until it expires without traffic.
+    pub timeout: u64,
+}
+
+impl CtConn {
+    /// The line `ovs-appctl dpctl/dump-conntrack` prints for such a connection.
+    pub fn ovs_line(&self) -> String {
+        let name = match (self.proto, self.src.is_ipv6()) {
+            (6, _) => "tcp".to_string(),
+            (17, _) => "udp".to_string(),
+            (132, _) => "sctp".to_string(),
+            (136, _) => "udplite".to_string(),
+            (1, _) => "icmp".to_string(),
+            (58, _) => "icmpv6".to_string(),
+            (p, _) => p.to_string(),
+        };
+        let dir = |src: &std::net::IpAddr, dst: &std::net::IpAddr, sp: u16, dp: u16, reply: bool| match self.icmp {
+            Some((t, c)) => {
+                let t = if reply { icmp_reply_type(t, self.proto == 58) } else { t };
+                format!("src={src},dst={dst},id={sp},type={t},code={c}")
+            }
+            None if matches!(self.proto, 6 | 17 | 132 | 136) => format!("src={src},dst={dst},sport={sp},dport={dp}"),
+            None => format!("src={src},dst={dst}"),
+        };
+        let mut s = format!(
+            "{name},orig=({}),reply=({})",
+            dir(&self.src, &self.dst, self.sport, self.dport, false),
+            dir(&self.dst, &self.src, self.dport, self.sport, true)
+        );
+        if self.zone != 0 {
+            s += &format!(",zone={}", self.zone);
+        }
+        if self.mark != 0 {
+            s += &format!(",mark={}", self.mark);
+        }
+        if self.label != "0" {
+            s += &format!(",labels={}", self.label);
+        }
+        if let Some(st) = &self.state {
+            s += &format!(",protoinfo=(state={st})");
+        }
+        s
+    }
+}
+
+/// The reply's ICMP type for a request's.
+fn icmp_reply_type(t: u8, v6: bool) -> u8 {
+    match (t, v6) {
+        (128, true) => 129,
+        (8, false) => 0,
+        (13, false) => 14,
+        (15, false) => 16,
+        (t, _) => t,
+    }
+}
+
+/// `dpctl/ct-stats-show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct CtStats {
+    pub connections: u64,
+    pub max_conns: u64,
+    /// Connections by protocol name.
+    pub by_protocol: std::collections::BTreeMap<String, u64>,
+    /// Since weftd started: connections committed, expired, packets found invalid, new connections refused
+    /// because the table (or the zone) was full.
+    pub created: u64,
+    pub expired: u64,
+    pub invalid: u64,
+    pub full: u64,
+    pub zone_limits: Vec<CtZoneLimit>,
+}
+
+/// A zone's limit and how many connections it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtZoneLimit {
+    pub zone: u16,
+    pub limit: u64,
+    pub count: u64,
+}

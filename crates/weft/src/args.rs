@@ -439,6 +439,17 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
                 bail!("'fdb' takes 'show BR', 'flush BR', 'stats BR', 'add BR MAC PORT [dst IP] [vlan N]' or 'del BR MAC [vlan N]'")
             }
         },
+        "dpctl/dump-conntrack" => Request::CtDump { zone: zone_arg(&rest)? },
+        "dpctl/flush-conntrack" => Request::CtFlush { zone: zone_arg(&rest)? },
+        "dpctl/ct-stats-show" => Request::CtStats { show: String::new() },
+        "dpctl/ct-get-maxconns" => Request::CtStats { show: "maxconns".into() },
+        "dpctl/ct-get-limits" => Request::CtStats { show: "limits".into() },
+        "dpctl/ct-set-maxconns" => {
+            let n = rest[0].parse().with_context(|| format!("{:?} is not a number of connections", rest[0]))?;
+            Request::CtSetMaxConns { n }
+        }
+        "dpctl/ct-set-limits" => Request::CtSetLimits { limits: zone_limits(&rest, true)? },
+        "dpctl/ct-del-limits" => Request::CtSetLimits { limits: zone_limits(&rest, false)? },
         "ipsec" => match rest.as_slice() {
             [sub] if sub == "show" => Request::IpsecShow { keys },
             [sub] if sub == "rekey" => Request::IpsecRekey { remote: None, ike },
@@ -452,6 +463,39 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
     };
     let command = if drops_only { Command::Drops(req) } else { Command::Daemon(req) };
     Ok(Invocation { socket, json, command })
+}
+
+/// `zone=N` (or nothing) of the conntrack commands.
+fn zone_arg(rest: &[String]) -> anyhow::Result<Option<u16>> {
+    match rest {
+        [] => Ok(None),
+        [z] => {
+            let v = z.strip_prefix("zone=").with_context(|| format!("{z:?}: expected zone=N"))?;
+            Ok(Some(v.parse().with_context(|| format!("{v:?} is not a zone (0..=65535)"))?))
+        }
+        _ => bail!("expected at most one zone=N"),
+    }
+}
+
+/// `zone=N,limit=M ...` (`with_limit`) or `zone=N[,N...]`, as ovs-appctl takes them (`default=M` is the
+/// table's limit: use ct-set-maxconns).
+fn zone_limits(rest: &[String], with_limit: bool) -> anyhow::Result<Vec<(u16, Option<u64>)>> {
+    let mut out = Vec::new();
+    for a in rest {
+        if with_limit {
+            let (z, l) = a.split_once(',').with_context(|| format!("{a:?}: expected zone=N,limit=M"))?;
+            let z = z.strip_prefix("zone=").with_context(|| format!("{a:?}: expected zone=N,limit=M"))?;
+            let l = l.strip_prefix("limit=").with_context(|| format!("{a:?}: expected zone=N,limit=M"))?;
+            let zone = z.parse().with_context(|| format!("{z:?} is not a zone (0..=65535)"))?;
+            out.push((zone, Some(l.parse().with_context(|| format!("{l:?} is not a number of connections"))?)));
+        } else {
+            let zs = a.strip_prefix("zone=").with_context(|| format!("{a:?}: expected zone=N[,N...]"))?;
+            for z in zs.split(',') {
+                out.push((z.parse().with_context(|| format!("{z:?} is not a zone (0..=65535)"))?, None));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

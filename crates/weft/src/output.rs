@@ -58,6 +58,33 @@ pub fn render(req: &Request, resp: &Response, json: bool) -> anyhow::Result<Stri
                 writeln!(out, "CA Certificate: {}", ssl.ca_cert)?;
             }
         }
+        Request::CtDump { .. } => {
+            for c in resp.read::<Vec<reply::CtConn>>()? {
+                writeln!(out, "{}", c.ovs_line())?;
+            }
+        }
+        Request::CtStats { show } => {
+            let s: reply::CtStats = resp.read()?;
+            match show.as_str() {
+                "maxconns" => writeln!(out, "{}", s.max_conns)?,
+                "limits" => {
+                    writeln!(out, "default limit={}", s.max_conns)?;
+                    for z in &s.zone_limits {
+                        writeln!(out, "zone={},limit={},count={}", z.zone, z.limit, z.count)?;
+                    }
+                }
+                _ => {
+                    writeln!(out, "Connections: {} (limit {})", s.connections, s.max_conns)?;
+                    for (p, n) in &s.by_protocol {
+                        writeln!(out, "  {p}: {n}")?;
+                    }
+                    writeln!(out, "Created: {}", s.created)?;
+                    writeln!(out, "Expired: {}", s.expired)?;
+                    writeln!(out, "Invalid packets: {}", s.invalid)?;
+                    writeln!(out, "Refused (table full): {}", s.full)?;
+                }
+            }
+        }
         Request::FdbStats { .. } => {
             let s: reply::FdbStats = resp.read()?;
             writeln!(out, "entries: {}", s.entries)?;

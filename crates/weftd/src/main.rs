@@ -164,7 +164,7 @@ fn run() -> anyhow::Result<()> {
     };
     let empty = Arc::new(pipeline::Pipeline::empty());
     let sharing = dataplane::Sharing::new(workers);
-    let clock = std::time::Instant::now();
+    let clock = dataplane::clock();
     for (w, (rx, wake)) in inputs.into_iter().enumerate() {
         let (empty, sharing) = (empty.clone(), sharing.clone());
         // A worker's batches hold raw pointers for the kernel, so it is built on its own thread.

@@ -190,6 +190,24 @@ pub fn render(s: &State) -> String {
     family(&mut out, "weft_controllers", "gauge", "Bridges with an OpenFlow controller target configured.");
     let n = s.config.bridges.iter().filter(|b| !b.controllers.is_empty()).count();
     let _ = writeln!(out, "weft_controllers {n}");
+    // Connection tracking.
+    if let Some(ct) = s.resources.tracker() {
+        use std::sync::atomic::Ordering::Relaxed;
+        family(&mut out, "weft_conntrack_connections", "gauge", "Connections tracked (the ct action).");
+        let _ = writeln!(out, "weft_conntrack_connections {}", ct.len());
+        family(&mut out, "weft_conntrack_max_connections", "gauge", "The connection table's limit.");
+        let _ = writeln!(out, "weft_conntrack_max_connections {}", ct.limit());
+        let c = &ct.counters;
+        for (name, help, v) in [
+            ("weft_conntrack_created_total", "Connections committed.", c.created.load(Relaxed)),
+            ("weft_conntrack_expired_total", "Connections that expired.", c.expired.load(Relaxed)),
+            ("weft_conntrack_invalid_total", "Packets the tracker found invalid.", c.invalid.load(Relaxed)),
+            ("weft_conntrack_full_total", "New connections refused: the table (or zone) was full.", c.full.load(Relaxed)),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+    }
     out
 }
 

@@ -65,6 +65,25 @@ pub struct Config {
     /// connections, and the CA their peers' certificates must chain to (Open vSwitch's SSL table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssl: Option<SslConfig>,
+    /// Connection tracking's limits.
+    #[serde(default, skip_serializing_if = "CtConfig::is_default")]
+    pub conntrack: CtConfig,
+}
+
+/// How many connections the tracker keeps: in all (`dpctl/ct-set-maxconns`) and per zone
+/// (`dpctl/ct-set-limits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_conns: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub zone_limits: std::collections::BTreeMap<u16, u64>,
+}
+
+impl CtConfig {
+    pub fn is_default(&self) -> bool {
+        *self == CtConfig::default()
+    }
 }
 
 /// PEM files for OpenFlow over TLS.
@@ -573,6 +592,19 @@ impl Config {
                 }
                 Ok(())
             }
+            Request::CtSetMaxConns { n } => {
+                self.conntrack.max_conns = Some(*n);
+                Ok(())
+            }
+            Request::CtSetLimits { limits } => {
+                for (zone, limit) in limits {
+                    match limit {
+                        Some(n) => self.conntrack.zone_limits.insert(*zone, *n),
+                        None => self.conntrack.zone_limits.remove(zone),
+                    };
+                }
+                Ok(())
+            }
             Request::SetSsl { ssl } => {
                 if let Some(s) = ssl {
                     s.check()?;
@@ -594,6 +626,9 @@ impl Config {
             | Request::FdbShow { .. }
             | Request::FdbFlush { .. }
             | Request::FdbStats { .. }
+            | Request::CtDump { .. }
+            | Request::CtFlush { .. }
+            | Request::CtStats { .. }
             | Request::IpsecShow { .. }
             | Request::IpsecRekey { .. }
             | Request::DumpFlows { .. }

@@ -323,6 +323,24 @@ impl Conntrack {
         };
     }
 
+    /// Sets every zone limit at once (zones not in `limits` become unlimited but for the table's).
+    pub fn replace_zone_limits(&self, limits: impl IntoIterator<Item = (u16, usize)>) {
+        let mut l = self.zone_limits.write().unwrap_or_else(|e| e.into_inner());
+        l.clear();
+        l.extend(limits);
+    }
+
+    /// Connections by IP protocol.
+    pub fn by_protocol(&self) -> Vec<(u8, usize)> {
+        let mut n = [0usize; 256];
+        for s in self.shards.iter() {
+            for c in lock(s).conns.iter().filter(|c| c.live) {
+                n[usize::from(c.key.proto)] += 1;
+            }
+        }
+        (0..=255u8).filter(|p| n[usize::from(*p)] != 0).map(|p| (p, n[usize::from(p)])).collect()
+    }
+
     /// Each limited zone with its limit and how many connections it holds.
     pub fn zone_limits(&self) -> Vec<(u16, usize, usize)> {
         let counts = lock(&self.zone_counts);

@@ -230,6 +230,13 @@ impl State {
                 Some(None) => Response::err(format!("no bridge named {bridge:?}")),
                 None => Response::err("the datapath did not answer"),
             },
+            Request::CtDump { zone } => Response::with(&self.ct_dump(zone)),
+            Request::CtFlush { zone } => {
+                let n = self.resources.conntrack().flush(zone);
+                tracing::info!(zone = ?zone, connections = n, "connection tracking flushed");
+                Response::ok(serde_json::Value::Null)
+            }
+            Request::CtStats { .. } => Response::with(&self.ct_stats()),
             Request::IpsecShow { keys } => {
                 let (tx, rx) = channel();
                 let _ = self.ike.send(crate::msgs::IpsecMsg::Show { keys, reply: tx });

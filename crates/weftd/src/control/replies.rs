@@ -277,3 +277,67 @@ impl State {
         }
     }
 }
+
+impl State {
+    /// `dpctl/dump-conntrack`: the tracked connections (of `zone`), sorted.
+    pub(super) fn ct_dump(&mut self, zone: Option<u16>) -> Vec<reply::CtConn> {
+        let now = crate::dataplane::now();
+        let ip = |a: u128, v6: bool| -> std::net::IpAddr {
+            if v6 {
+                std::net::Ipv6Addr::from(a).into()
+            } else {
+                std::net::Ipv4Addr::from(a as u32).into()
+            }
+        };
+        let mut rows: Vec<reply::CtConn> = self
+            .resources
+            .conntrack()
+            .dump(zone, now)
+            .into_iter()
+            .map(|e| reply::CtConn {
+                proto: e.orig.proto,
+                src: ip(e.orig.src.addr, e.orig.v6),
+                dst: ip(e.orig.dst.addr, e.orig.v6),
+                sport: e.orig.src.port,
+                dport: e.orig.dst.port,
+                zone: e.zone,
+                mark: e.mark,
+                label: weft_api::flow::hex(e.label),
+                state: e.tcp.map(|(a, b)| a.max(b).name().to_string()),
+                icmp: e.icmp,
+                timeout: e.expires_in,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.ovs_line().cmp(&b.ovs_line()));
+        rows
+    }
+
+    /// `dpctl/ct-stats-show`.
+    pub(super) fn ct_stats(&mut self) -> reply::CtStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let ct = self.resources.conntrack().clone();
+        let name = |p: u8| match p {
+            6 => "TCP".to_string(),
+            17 => "UDP".to_string(),
+            1 => "ICMP".to_string(),
+            58 => "ICMPV6".to_string(),
+            132 => "SCTP".to_string(),
+            136 => "UDPLITE".to_string(),
+            p => format!("proto {p}"),
+        };
+        reply::CtStats {
+            connections: ct.len() as u64,
+            max_conns: ct.limit() as u64,
+            by_protocol: ct.by_protocol().into_iter().map(|(p, n)| (name(p), n as u64)).collect(),
+            created: ct.counters.created.load(Relaxed),
+            expired: ct.counters.expired.load(Relaxed),
+            invalid: ct.counters.invalid.load(Relaxed),
+            full: ct.counters.full.load(Relaxed),
+            zone_limits: ct
+                .zone_limits()
+                .into_iter()
+                .map(|(zone, limit, count)| reply::CtZoneLimit { zone, limit: limit as u64, count: count as u64 })
+                .collect(),
+        }
+    }
+}

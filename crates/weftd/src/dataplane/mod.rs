@@ -29,6 +29,19 @@ use weft_datapath::switch::{
     Area, Buffers, Data, Emission, Event, Input, Learnt, Outputs, Quiet, Scratch, Step, Switch, ToController,
 };
 use weft_datapath::{Nanos, PortIdx};
+
+static CLOCK: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+/// The instant the switch's times count from: the same for every worker and for the control thread (which
+/// reads the connection tracker's deadlines).
+pub fn clock() -> Instant {
+    *CLOCK.get_or_init(Instant::now)
+}
+
+/// Now, on [`clock`].
+pub fn now() -> Nanos {
+    clock().elapsed().as_nanos() as Nanos
+}
 use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
 use weft_sys::epoll::{Epoll, EventFd};
 use weft_wire::ethernet::EtherType;

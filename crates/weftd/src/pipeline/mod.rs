@@ -361,6 +361,11 @@ fn get_or_open<K: Clone + Eq + std::hash::Hash, V: Clone, E>(
 }
 
 impl Resources {
+    /// The switch's connection tracker, if a pipeline was built.
+    pub fn tracker(&self) -> Option<&Arc<weft_datapath::conntrack::Conntrack>> {
+        self.conntrack.as_ref()
+    }
+
     /// The switch's connection tracker.
     pub fn conntrack(&mut self) -> &Arc<weft_datapath::conntrack::Conntrack> {
         self.conntrack.get_or_insert_with(|| {
@@ -683,7 +688,11 @@ impl Resources {
             }
         }
         let mut core = weft_datapath::switch::Pipeline::new(generation, bridges, descs, demux);
-        core.conntrack = self.conntrack().clone();
+        let ct = self.conntrack();
+        let limit = cfg.conntrack.max_conns.map_or(weft_datapath::conntrack::DEFAULT_LIMIT, |n| n as usize);
+        ct.set_limit(limit);
+        ct.replace_zone_limits(cfg.conntrack.zone_limits.iter().map(|(z, n)| (*z, *n as usize)));
+        core.conntrack = ct.clone();
         let core = Arc::new(core);
         Ok(Pipeline { core, ports, rx_sockets, pools, pool_ports, esp, gre_lock: Default::default() })
     }
