@@ -202,7 +202,11 @@ pub fn render(s: &State) -> String {
             ("weft_conntrack_created_total", "Connections committed.", c.created.load(Relaxed)),
             ("weft_conntrack_expired_total", "Connections that expired.", c.expired.load(Relaxed)),
             ("weft_conntrack_invalid_total", "Packets the tracker found invalid.", c.invalid.load(Relaxed)),
-            ("weft_conntrack_full_total", "New connections refused: the table (or zone) was full.", c.full.load(Relaxed)),
+            (
+                "weft_conntrack_full_total",
+                "New connections refused: the table (or zone) was full.",
+                c.full.load(Relaxed),
+            ),
         ] {
             family(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {v}");

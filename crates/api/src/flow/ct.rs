@@ -472,3 +472,24 @@ pub(super) fn ct_valid(matches: &[Match]) -> bool {
         v & 0xcf != 0 || (v & 0x20 != 0 && mask & 0x10 != 0 && v & 0x10 == 0)
     })
 }
+
+/// What the flow's match must say for its `ct` (as OVS checks it, OFPBAC_MATCH_INCONSISTENT otherwise): IP
+/// or IPv6; no commit of a packet the match says is invalid; ftp's helper on TCP, tftp's on UDP.
+pub(super) fn check_match(
+    ct: &Ct,
+    dl_type: Option<u16>,
+    nw_proto: Option<u8>,
+    matches: &[Match],
+) -> Result<(), String> {
+    if !matches!(dl_type, Some(0x0800 | 0x86dd)) {
+        return Err("actions are invalid with specified match: ct needs ip or ipv6 in the match".into());
+    }
+    let inv = matches.iter().any(|m| m.field == Field::CtState && m.value & m.mask & 0x10 != 0);
+    if inv && ct.commit {
+        return Err("actions are invalid with specified match: cannot commit a packet matched as invalid".into());
+    }
+    if (ct.alg == 21 && nw_proto != Some(6)) || (ct.alg == 69 && nw_proto != Some(17)) {
+        return Err("actions are invalid with specified match: alg=ftp needs tcp, alg=tftp udp".into());
+    }
+    Ok(())
+}

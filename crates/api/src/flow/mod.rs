@@ -764,6 +764,10 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 (dl_type, nw_proto) = (Some(t), None);
                 continue;
             }
+            if let Action::Ct(ct) = a {
+                ct::check_match(ct, dl_type, nw_proto, &f.matches).map_err(|why| err(&a.to_string(), why))?;
+                continue;
+            }
             let fields = match *a {
                 Action::Load { dst, .. } => [Some(dst.field), None],
                 Action::OutputReg(src) => [Some(src.field), None],

@@ -379,3 +379,21 @@ fn ct_flows_parse_and_print_as_ovs() {
         assert!(e.to_string().contains(why), "{text}: {e}");
     }
 }
+
+#[test]
+fn ct_needs_an_ip_match_as_in_ovs() {
+    for (text, ok) in [
+        ("actions=ct(commit)", false),
+        ("arp,actions=ct(commit)", false),
+        ("ip,actions=ct(commit)", true),
+        ("ipv6,actions=ct(table=1)", true),
+        ("ip,ct_state=+trk+inv,actions=ct(commit)", false),
+        ("ip,ct_state=+trk+inv,actions=ct(table=2)", true),
+        ("udp,actions=ct(commit,alg=ftp)", false),
+        ("tcp,actions=ct(commit,alg=ftp)", true),
+        ("udp,actions=ct(commit,alg=tftp)", true),
+        ("actions=ct_clear", true),
+    ] {
+        assert_eq!(p(text).is_ok(), ok, "{text}: {:?}", p(text));
+    }
+}

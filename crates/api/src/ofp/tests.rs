@@ -185,7 +185,7 @@ fn ct_actions_match_ovs_bytes() {
             .chunks(2)
             .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap(), 16).unwrap())
             .collect();
-        let f = flow(&format!("ip,actions={text}"));
+        let f = flow(&format!("tcp,actions={text}"));
         let mut got = Vec::new();
         for a in &f.actions {
             put_action(&mut got, a);
