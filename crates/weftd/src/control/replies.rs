@@ -308,7 +308,7 @@ impl State {
                 timeout: e.expires_in,
             })
             .collect();
-        rows.sort_by(|a, b| a.ovs_line().cmp(&b.ovs_line()));
+        rows.sort_by_cached_key(|r| r.ovs_line());
         rows
     }
 
