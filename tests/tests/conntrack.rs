@@ -312,3 +312,112 @@ fn the_same_security_group_decides_the_same_in_open_vswitch() {
     assert!(ovs_dump.contains(&format!("tcp,orig=(src={L4},dst={R4},")), "{ovs_dump}");
     drop(w1);
 }
+
+/// A TCP server in `ns` on port 5201 that answers each connection with `name`, the client's address as it
+/// sees it, and `bulk` bytes, then closes it (exits after 30 s without a connection).
+fn named_server(ns: &Ns, name: &str, bulk: usize) -> std::process::Child {
+    ns.spawn(&format!(
+        "exec {PY} -c \"import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('0.0.0.0',5201));s.listen(64);s.settimeout(30)\nwhile True:\n  c,a=s.accept()\n  \
+         c.sendall(b'{name} '+a[0].encode()+b'\\n'+b'x'*{bulk});c.close()\""
+    ))
+}
+
+/// `n` TCP connections from `ns` to `dst:port`, each read to its end: (first line, bytes after it) each.
+fn fetch(ns: &Ns, dst: &str, port: u16, n: usize) -> Vec<(String, usize)> {
+    let out = ns.sh(&format!(
+        "{PY} -c \"import socket\nfor i in range({n}):\n  s=socket.create_connection(('{dst}',{port}),timeout=5)\n  \
+         d=b''\n  while True:\n    b=s.recv(65536)\n    if not b: break\n    d+=b\n  \
+         h,_,rest=d.partition(b'\\n');print(h.decode(),len(rest))\""
+    ));
+    out.lines()
+        .map(|l| {
+            let (h, n) = l.rsplit_once(' ').unwrap_or((l, "0"));
+            (h.to_string(), n.parse().unwrap_or(0))
+        })
+        .collect()
+}
+
+#[test]
+fn snat_to_a_host_address_and_dnat_of_a_virtual_ip_to_two_backends_carry_tcp() {
+    let p = "ctn";
+    let Some(OneHost { w, h, tmp: _tmp }) = one_host(p, &["ip", "ping", "iperf3", "ethtool", PY]) else { return };
+    w.weft("add-br br0");
+    let mut ends = Vec::new();
+    for (name, v4) in
+        [("in", "10.30.0.5"), ("out", "10.30.0.1"), ("cl", "10.31.0.9"), ("b1", "10.31.0.11"), ("b2", "10.31.0.12")]
+    {
+        let port = format!("{p}{name}");
+        let ns = endpoint_veth(&format!("{p}{name}e"), &h, &port, v4, &format!("2001:db8:30::{}", ends.len() + 1));
+        w.weft(&format!("add-port br0 {port}"));
+        ends.push(ns);
+    }
+    let [inside, outside, client, b1, b2] = &ends[..] else { unreachable!() };
+    let mac = |ns: &Ns| mac_of(ns, "eth0");
+    // Nobody owns the host address 10.30.0.100 or the virtual IP 10.31.0.200: their neighbours are static.
+    outside.sh(&format!("ip neigh replace 10.30.0.100 lladdr {} dev eth0", mac(inside)));
+    client.sh(&format!("ip neigh replace 10.31.0.200 lladdr {} dev eth0", mac(b1)));
+    let (pin, pout, pcl, pb1, pb2) =
+        (format!("{p}in"), format!("{p}out"), format!("{p}cl"), format!("{p}b1"), format!("{p}b2"));
+    for f in [
+        "table=0,priority=100,arp,actions=NORMAL".to_string(),
+        // SNAT: what the inside sends out comes from the host address; answers are translated back.
+        format!("table=0,priority=50,ip,in_port={pin},actions=ct(commit,zone=1,nat(src=10.30.0.100)),output:{pout}"),
+        format!("table=0,priority=50,ip,in_port={pout},actions=ct(zone=1,nat,table=1)"),
+        format!("table=1,priority=50,ct_state=+trk+est,ip,actions=output:{pin}"),
+        // DNAT: the virtual IP's port 80 goes to one of two backends (by a hash of the connection), whose
+        // MAC the next table sets from the address picked; answers come from the virtual IP.
+        format!("table=0,priority=50,tcp,in_port={pcl},nw_dst=10.31.0.200,tp_dst=80,actions=ct(commit,zone=2,nat(dst=10.31.0.11-10.31.0.12:5201),table=2)"),
+        format!("table=2,priority=50,ip,nw_dst=10.31.0.11,actions=mod_dl_dst:{},output:{pb1}", mac(b1)),
+        format!("table=2,priority=50,ip,nw_dst=10.31.0.12,actions=mod_dl_dst:{},output:{pb2}", mac(b2)),
+        format!("table=0,priority=50,ip,in_port={pb1},actions=ct(zone=2,nat,table=3)"),
+        format!("table=0,priority=50,ip,in_port={pb2},actions=ct(zone=2,nat,table=3)"),
+        format!("table=3,priority=50,ct_state=+trk+est,ip,actions=output:{pcl}"),
+        "table=0,priority=0,actions=drop".to_string(),
+    ] {
+        w.weft(&format!("add-flow br0 '{f}'"));
+    }
+    assert!(inside.sh("ethtool -k eth0").contains("tcp-segmentation-offload: on"));
+
+    // SNAT, with iperf3 both ways: the outside sees the host address.
+    outside.sh("iperf3 -s -1 -D -p 5201 -J --logfile /tmp/weft-ctn-iperf3.json");
+    std::thread::sleep(Duration::from_millis(300));
+    let bps = iperf3_client_bps(inside, "10.30.0.1", 5201, "");
+    assert!(bps > 50e6, "TCP through SNAT: {bps} bit/s");
+    let log = std::fs::read_to_string("/tmp/weft-ctn-iperf3.json").unwrap_or_default();
+    let _ = std::fs::remove_file("/tmp/weft-ctn-iperf3.json");
+    assert!(
+        log.contains("\"remote_host\":\t\"10.30.0.100\"") || log.contains("\"remote_host\": \"10.30.0.100\""),
+        "{log}"
+    );
+    let bps = iperf3_bps(inside, outside, "10.30.0.1", "10.30.0.1", 5202, " -R");
+    assert!(bps > 50e6, "TCP through SNAT, the outside sending: {bps} bit/s");
+    // The outside cannot reach the inside: nothing maps to it unless the inside began.
+    assert!(!outside.run("ping -c 1 -W 1 10.30.0.5").status.success());
+    assert!(!outside.run("ping -c 1 -W 1 10.30.0.100").status.success());
+    let dump = w.weft("dpctl/dump-conntrack zone=1");
+    assert!(
+        dump.contains("tcp,orig=(src=10.30.0.5,dst=10.30.0.1,")
+            && dump.contains("reply=(src=10.30.0.1,dst=10.30.0.100,"),
+        "{dump}"
+    );
+
+    // DNAT to two backends: 24 connections, each answered whole by one backend, both backends used; the
+    // backends see the client's own address; 4 MB each (TSO frames from the backends, translated whole).
+    let mut servers = [named_server(b1, "b1", 4 << 20), named_server(b2, "b2", 4 << 20)];
+    std::thread::sleep(Duration::from_millis(400));
+    let got = fetch(client, "10.31.0.200", 80, 24);
+    for s in &mut servers {
+        let _ = s.kill();
+        let _ = s.wait();
+    }
+    assert_eq!(got.len(), 24, "{got:?}");
+    assert!(got.iter().all(|(h, n)| h.ends_with(" 10.31.0.9") && *n == 4 << 20), "{got:?}");
+    let n1 = got.iter().filter(|(h, _)| h.starts_with("b1 ")).count();
+    assert!(n1 > 0 && n1 < 24, "one backend took every connection: {got:?}");
+    let dump = w.weft("dpctl/dump-conntrack zone=2");
+    assert!(
+        dump.contains("tcp,orig=(src=10.31.0.9,dst=10.31.0.200,") && dump.contains("dport=80),reply=(src=10.31.0.1"),
+        "{dump}"
+    );
+}

@@ -410,6 +410,9 @@ pub struct CtConn {
     pub icmp: Option<(u8, u8)>,
     /// Seconds until it expires without traffic.
     pub timeout: u64,
+    /// With NAT, the reply direction as it is on the wire: source, destination, their ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<(std::net::IpAddr, std::net::IpAddr, u16, u16)>,
 }
 
 impl CtConn {
@@ -432,10 +435,11 @@ impl CtConn {
             None if matches!(self.proto, 6 | 17 | 132 | 136) => format!("src={src},dst={dst},sport={sp},dport={dp}"),
             None => format!("src={src},dst={dst}"),
         };
+        let (rs, rd, rsp, rdp) = self.reply.unwrap_or((self.dst, self.src, self.dport, self.sport));
         let mut s = format!(
             "{name},orig=({}),reply=({})",
             dir(&self.src, &self.dst, self.sport, self.dport, false),
-            dir(&self.dst, &self.src, self.dport, self.sport, true)
+            dir(&rs, &rd, rsp, rdp, true)
         );
         if self.zone != 0 {
             s += &format!(",zone={}", self.zone);

@@ -683,16 +683,6 @@ impl Config {
                             )));
                         }
                     }
-                    if let crate::flow::Action::Ct(ct) = a {
-                        if ct.nat.is_some_and(|n| n.kind != crate::flow::NatKind::Reverse) {
-                            return Err(ConfigError::BadSetting(format!(
-                                "bridge {:?}: flow {:?}: weft does not translate addresses yet (nat(src=…) and \
-                                 nat(dst=…) in ct)",
-                                b.name,
-                                s.flow.to_string()
-                            )));
-                        }
-                    }
                     if let crate::flow::Action::Meter(m) = *a {
                         if b.meters.binary_search_by_key(&m, |x| x.id).is_err() {
                             return Err(ConfigError::BadSetting(format!(

@@ -14,10 +14,14 @@
 //! What a packet gets (`ct_state` and the connection's fields) follows Open vSwitch's userspace
 //! conntrack, so that flows written for it behave the same: see `docs/conntrack.md`.
 
+mod nat;
 pub mod packet;
+mod table;
 pub mod tcp;
 #[cfg(test)]
 mod tests;
+
+pub use nat::{NatArgs, NatKind};
 
 use crate::{Nanos, SECOND};
 use packet::{CtPacket, Endpoint, Kind, Tuple};
@@ -88,6 +92,15 @@ pub struct CtArgs {
     /// `exec(set_field:V/M->ct_mark)`, `…->ct_label`: value and mask, set on the committed connection.
     pub mark: Option<(u32, u32)>,
     pub label: Option<(u128, u128)>,
+    /// `nat(...)`: translate (a committed connection's translation, or a new one from the range).
+    pub nat: Option<NatArgs>,
+}
+
+/// What NAT rewrites in a packet: its source and destination ends (address and port), where changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    pub src: Option<Endpoint>,
+    pub dst: Option<Endpoint>,
 }
 
 /// What tracking tells the pipeline about a packet: the `ct_*` fields later tables match.
@@ -99,10 +112,14 @@ pub struct CtMeta {
     pub label: u128,
     /// The connection's tuple in its original direction (`ct_nw_src`, `ct_tp_dst`, …).
     pub orig: Option<Tuple>,
+    /// NAT's rewrite of this packet (only with `nat` in the action).
+    pub rewrite: Rewrite,
 }
 
 /// The tracker's verdict on one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Returned by value on the packet path: boxing the large variant would allocate per packet.
+#[allow(clippy::large_enum_variant)]
 pub enum Verdict {
     Tracked(CtMeta),
     /// A new connection to be committed, refused: the table (or its zone's share) is full.
@@ -116,6 +133,8 @@ pub struct CtCounters {
     pub expired: AtomicU64,
     pub invalid: AtomicU64,
     pub full: AtomicU64,
+    /// New connections to translate for which the NAT range had no free address and port.
+    pub nat_exhausted: AtomicU64,
 }
 
 /// A connection as `dpctl/dump-conntrack` shows it.
@@ -131,6 +150,8 @@ pub struct CtEntry {
     pub icmp: Option<(u8, u8)>,
     /// Seconds until it expires.
     pub expires_in: u64,
+    /// With NAT: the reply direction's tuple (what answers look like on the wire).
+    pub reply: Option<Tuple>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,10 +190,13 @@ struct Conn {
     /// The originator is the key's lower end.
     orig_lo: bool,
     live: bool,
+    /// Grows each time the slot is used again (an alias names the connection it was made for).
+    gen: u32,
     expires: Nanos,
     mark: u32,
     label: u128,
     proto: Proto,
+    nat: Option<nat::NatConn>,
 }
 
 impl Conn {
@@ -228,8 +252,20 @@ impl BuildHasher for Seeded {
     }
 }
 
+/// What a key leads to: a connection of this shard, or (NAT's reply direction) one in another shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Conn(u32),
+    /// `slot` u32::MAX: being made.
+    Alias {
+        shard: u16,
+        slot: u32,
+        gen: u32,
+    },
+}
+
 struct Shard {
-    map: HashMap<ConnKey, u32, Seeded>,
+    map: HashMap<ConnKey, Entry, Seeded>,
     conns: Vec<Conn>,
     free: Vec<u32>,
     /// Where the next sweep of this shard starts.
@@ -291,9 +327,8 @@ impl Conntrack {
         }
     }
 
-    fn shard(&self, key: &ConnKey) -> &Mutex<Shard> {
-        let h = self.seed.hash_one(key);
-        &self.shards[(h >> 58) as usize & (SHARDS - 1)]
+    fn shard_of(&self, key: &ConnKey) -> usize {
+        (self.seed.hash_one(key) >> 58) as usize & (SHARDS - 1)
     }
 
     /// Connections tracked now.
@@ -362,10 +397,16 @@ impl Conntrack {
             return self.related(p, &inner, args, now).unwrap_or_else(|| invalid(&self.counters));
         }
         let (key, from_lo) = canon(args.zone, &p.tuple);
-        let mut shard = lock(self.shard(&key));
-        if let Some(&i) = shard.map.get(&key) {
+        if let Some((si, mut shard, i, via_alias)) = self.find(&key) {
             let c = &mut shard.conns[i as usize];
-            let reply = from_lo != c.orig_lo;
+            let reply = match (&c.nat, via_alias) {
+                (None, _) => from_lo != c.orig_lo,
+                // A translated connection: by its own key only the original direction, by its alias only
+                // the reply direction as translated.
+                (Some(_), false) if from_lo == c.orig_lo => false,
+                (Some(n), true) if n.reply.src == p.tuple.src && n.reply.dst == p.tuple.dst => true,
+                _ => return invalid(&self.counters),
+            };
             let ended = c.expires <= now || (args.force && args.commit && reply);
             if !ended {
                 // `None`: a SYN after both ends closed; the old connection is over.
@@ -385,12 +426,17 @@ impl Conntrack {
                     if st & state::INV != 0 {
                         self.counters.invalid.fetch_add(1, Ordering::Relaxed);
                     }
-                    let meta = CtMeta { state: st, mark: c.mark, label: c.label, orig: Some(c.orig()), ..base };
+                    let mut meta = CtMeta { state: st, mark: c.mark, label: c.label, orig: Some(c.orig()), ..base };
+                    if let (Some(n), Some(_), false) = (&c.nat, args.nat, st & state::INV != 0) {
+                        (meta.rewrite, meta.state) = n.translate(&c.orig(), reply, meta.state);
+                    }
                     return Verdict::Tracked(meta);
                 }
             }
             let expired = c.expires <= now;
-            self.remove(&mut shard, i);
+            let unlink = self.remove(&mut shard, i);
+            drop(shard);
+            self.unlink(unlink, si, i);
             if expired {
                 self.counters.expired.fetch_add(1, Ordering::Relaxed);
             }
@@ -402,10 +448,7 @@ impl Conntrack {
                 (Proto::Icmp { replied: false, icmp_type, code }, self.timeouts.icmp_first)
             }
             Kind::Other => (Proto::Other(Other::First), self.timeouts.udp_first),
-            _ => {
-                drop(shard);
-                return invalid(&self.counters);
-            }
+            _ => return invalid(&self.counters),
         };
         let mut meta = CtMeta { state: state::TRK | state::NEW, orig: Some(p.tuple), ..base };
         if !args.commit {
@@ -415,6 +458,22 @@ impl Conntrack {
             self.counters.full.fetch_add(1, Ordering::Relaxed);
             return Verdict::Full;
         }
+        let si = self.shard_of(&key);
+        // A translation from the range: its reply key reserved (as an alias being made) before the
+        // connection goes in.
+        let nat = match args.nat {
+            Some(n) if n.kind != NatKind::Reverse && n.addrs.is_some() => {
+                match self.nat_alloc(&key, &p.tuple, &n, si) {
+                    Some(x) => x,
+                    None => {
+                        self.unreserve(args.zone);
+                        self.counters.nat_exhausted.fetch_add(1, Ordering::Relaxed);
+                        return Verdict::Full;
+                    }
+                }
+            }
+            _ => None,
+        };
         let (mut mark, mut label) = (0, 0);
         if let Some((v, m)) = args.mark {
             mark = v & m;
@@ -422,19 +481,23 @@ impl Conntrack {
         if let Some((v, m)) = args.label {
             label = v & m;
         }
-        let conn =
-            Conn { key, orig_lo: from_lo, live: true, expires: now + u64::from(timeout) * SECOND, mark, label, proto };
-        let i = match shard.free.pop() {
-            Some(i) => {
-                shard.conns[i as usize] = conn;
-                i
+        let expires = now + u64::from(timeout) * SECOND;
+        let conn = Conn { key, orig_lo: from_lo, live: true, gen: 0, expires, mark, label, proto, nat };
+        let Some((i, gen)) = self.insert(si, conn) else {
+            // Another worker made it first (both directions of a new connection at once): this packet
+            // stays new and uncommitted.
+            self.unreserve(args.zone);
+            if let Some(n) = nat {
+                self.unlink(Some((n.alias, n.alias_shard)), si, u32::MAX);
             }
-            None => {
-                shard.conns.push(conn);
-                (shard.conns.len() - 1) as u32
-            }
+            return Verdict::Tracked(meta);
         };
-        shard.map.insert(key, i);
+        if let Some(n) = nat {
+            let mut a = lock(&self.shards[usize::from(n.alias_shard)]);
+            a.map.insert(n.alias, Entry::Alias { shard: si as u16, slot: i, gen });
+            drop(a);
+            (meta.rewrite, meta.state) = n.translate(&p.tuple, false, meta.state);
+        }
         self.counters.created.fetch_add(1, Ordering::Relaxed);
         (meta.mark, meta.label) = (mark, label);
         Verdict::Tracked(meta)
@@ -491,121 +554,27 @@ impl Conntrack {
             return None;
         }
         let (key, from_lo) = canon(args.zone, inner);
-        let shard = lock(self.shard(&key));
-        let c = &shard.conns[*shard.map.get(&key)? as usize];
+        let (_, shard, i, via_alias) = self.find(&key)?;
+        let c = &shard.conns[i as usize];
         if c.expires <= now {
             return None;
         }
         // The quoted packet went in the original direction: the error goes in the reply direction.
-        let reply = from_lo == c.orig_lo;
+        let reply = match &c.nat {
+            // Through NAT by the reply key, the quoted packet is as translated: an original one is the reply
+            // reversed.
+            Some(n) if via_alias => n.reply.dst == inner.src,
+            _ => from_lo == c.orig_lo,
+        };
         let st = state::TRK | state::REL | if reply { state::RPL } else { 0 };
-        let meta = CtMeta { state: st, zone: args.zone, mark: c.mark, label: c.label, orig: Some(c.orig()) };
+        let meta = CtMeta {
+            state: st,
+            zone: args.zone,
+            mark: c.mark,
+            label: c.label,
+            orig: Some(c.orig()),
+            ..CtMeta::default()
+        };
         Some(Verdict::Tracked(meta))
-    }
-
-    /// Counts a new connection in, if the table and its zone have room.
-    fn reserve(&self, zone: u16) -> bool {
-        if self.count.fetch_add(1, Ordering::Relaxed) >= self.limit() {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        let limit = self.zone_limits.read().unwrap_or_else(|e| e.into_inner()).get(&zone).copied();
-        let mut counts = lock(&self.zone_counts);
-        let n = counts.entry(zone).or_insert(0);
-        if limit.is_some_and(|l| *n >= l) {
-            self.count.fetch_sub(1, Ordering::Relaxed);
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    fn remove(&self, shard: &mut Shard, i: u32) {
-        let c = &mut shard.conns[i as usize];
-        if !c.live {
-            return;
-        }
-        c.live = false;
-        let key = c.key;
-        shard.map.remove(&key);
-        shard.free.push(i);
-        self.count.fetch_sub(1, Ordering::Relaxed);
-        let mut counts = lock(&self.zone_counts);
-        if let Some(n) = counts.get_mut(&key.zone) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&key.zone);
-            }
-        }
-    }
-
-    /// Removes expired connections, looking at `budget` entries at most (spread over the shards, each
-    /// shard's walk going on where the last one stopped); returns how many it removed.
-    pub fn sweep(&self, now: Nanos, budget: usize) -> usize {
-        let per = (budget / SHARDS).max(1);
-        let mut removed = 0;
-        let start = self.sweep_at.fetch_add(1, Ordering::Relaxed);
-        for k in 0..SHARDS {
-            let mut shard = lock(&self.shards[(start + k) % SHARDS]);
-            let n = shard.conns.len();
-            if n == 0 {
-                continue;
-            }
-            for _ in 0..per.min(n) {
-                let i = shard.cursor % n;
-                shard.cursor = i + 1;
-                let c = &shard.conns[i];
-                if c.live && c.expires <= now {
-                    self.remove(&mut shard, i as u32);
-                    removed += 1;
-                }
-            }
-        }
-        self.counters.expired.fetch_add(removed as u64, Ordering::Relaxed);
-        removed
-    }
-
-    /// Every live connection (of `zone`, if given).
-    pub fn dump(&self, zone: Option<u16>, now: Nanos) -> Vec<CtEntry> {
-        let mut out = Vec::new();
-        for s in self.shards.iter() {
-            let shard = lock(s);
-            for c in shard.conns.iter().filter(|c| c.live && c.expires > now) {
-                if zone.is_some_and(|z| z != c.key.zone) {
-                    continue;
-                }
-                let (tcp, icmp) = match c.proto {
-                    Proto::Tcp(p) => (Some((p[0].state, p[1].state)), None),
-                    Proto::Icmp { icmp_type, code, .. } => (None, Some((icmp_type, code))),
-                    Proto::Other(_) => (None, None),
-                };
-                out.push(CtEntry {
-                    zone: c.key.zone,
-                    orig: c.orig(),
-                    mark: c.mark,
-                    label: c.label,
-                    tcp,
-                    icmp,
-                    expires_in: (c.expires - now).div_ceil(SECOND),
-                });
-            }
-        }
-        out
-    }
-
-    /// Forgets every connection (of `zone`, if given); returns how many.
-    pub fn flush(&self, zone: Option<u16>) -> usize {
-        let mut n = 0;
-        for s in self.shards.iter() {
-            let mut shard = lock(s);
-            for i in 0..shard.conns.len() {
-                let c = &shard.conns[i];
-                if c.live && zone.is_none_or(|z| z == c.key.zone) {
-                    self.remove(&mut shard, i as u32);
-                    n += 1;
-                }
-            }
-        }
-        n
     }
 }

@@ -66,8 +66,8 @@ fn run(ct: &Conntrack, frame: &[u8], args: &CtArgs, now: Nanos) -> CtMeta {
     }
 }
 
-const COMMIT: CtArgs = CtArgs { zone: 0, commit: true, force: false, mark: None, label: None };
-const LOOK: CtArgs = CtArgs { zone: 0, commit: false, force: false, mark: None, label: None };
+const COMMIT: CtArgs = CtArgs { zone: 0, commit: true, force: false, mark: None, label: None, nat: None };
+const LOOK: CtArgs = CtArgs { zone: 0, commit: false, force: false, mark: None, label: None, nat: None };
 
 fn seg(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, len: usize) -> Seg {
     Seg { sport, dport, seq, ack, flags, win: 64000, len, wscale: None }
@@ -294,4 +294,116 @@ fn workers_see_one_connection_from_both_sides() {
     let mine = (0..1000).all(|_| run(&ct, &udp(A, B, 5000, 53), &LOOK, 0).state == state::TRK | state::EST);
     assert!(mine && t.join().unwrap());
     assert_eq!(ct.len(), 1);
+}
+
+// ---- NAT ----
+
+const S: [u8; 4] = [203, 0, 113, 7];
+
+fn v4(a: [u8; 4]) -> u128 {
+    u128::from(u32::from_be_bytes(a))
+}
+
+fn snat(ports: Option<(u16, u16)>) -> CtArgs {
+    let nat = NatArgs { kind: NatKind::Src, addrs: Some((v4(S), v4(S))), v6: false, ports, persistent: false };
+    CtArgs { nat: Some(nat), ..COMMIT }
+}
+
+const UNNAT: CtArgs = CtArgs {
+    zone: 0,
+    commit: false,
+    force: false,
+    mark: None,
+    label: None,
+    nat: Some(NatArgs { kind: NatKind::Reverse, addrs: None, v6: false, ports: None, persistent: false }),
+};
+
+#[test]
+fn snat_rewrites_the_source_and_answers_find_their_way_back() {
+    let ct = Conntrack::new(7);
+    let m = run(&ct, &udp(A, B, 5000, 53), &snat(None), 0);
+    assert_eq!(m.state, state::TRK | state::NEW | state::SNAT);
+    // The source port is kept when free.
+    assert_eq!(m.rewrite, Rewrite { src: Some(Endpoint { addr: v4(S), port: 5000 }), dst: None });
+    // The answer comes to the translated address: found by the reply key, sent back to A.
+    let back = run(&ct, &udp(B, S, 53, 5000), &UNNAT, 0);
+    assert_eq!(back.state, state::TRK | state::EST | state::RPL | state::DNAT);
+    assert_eq!(back.rewrite, Rewrite { src: None, dst: Some(Endpoint { addr: v4(A), port: 5000 }) });
+    // Without nat in the action, nothing is rewritten.
+    assert_eq!(run(&ct, &udp(B, S, 53, 5000), &LOOK, 0).rewrite, Rewrite::default());
+    // A second host with the same source port gets another port.
+    let m2 = run(&ct, &udp(R, B, 5000, 53), &snat(None), 0);
+    let p2 = m2.rewrite.src.expect("translated").port;
+    assert!(p2 != 5000 && p2 >= 1024, "{p2}");
+    let e = ct.dump(None, 0);
+    assert_eq!(e.len(), 2);
+    assert!(e.iter().any(|e| e.reply.is_some_and(|r| r.dst.port == p2 && r.dst.addr == v4(S))));
+    // A packet going B -> A on the original key does not belong to the translated connection.
+    assert_eq!(run(&ct, &udp(B, A, 53, 5000), &LOOK, 0).state, state::TRK | state::INV);
+}
+
+#[test]
+fn a_port_range_is_used_and_its_exhaustion_refuses_new_connections() {
+    let ct = Conntrack::new(7);
+    let range = snat(Some((40000, 40001)));
+    let a = run(&ct, &udp(A, B, 1, 53), &range, 0).rewrite.src.unwrap().port;
+    let b = run(&ct, &udp(A, B, 2, 53), &range, 0).rewrite.src.unwrap().port;
+    let mut got = [a, b];
+    got.sort();
+    assert_eq!(got, [40000, 40001]);
+    assert_eq!(ct.execute(pkt(&udp(A, B, 3, 53)).as_ref(), &range, 0), Verdict::Full);
+    assert_eq!(ct.counters.nat_exhausted.load(Ordering::Relaxed), 1);
+    assert_eq!(ct.len(), 2, "the refused connection is not counted");
+    // When one expires (and is swept), its port is free again.
+    for _ in 0..SHARDS {
+        ct.sweep(61 * SECOND, 1 << 20);
+    }
+    assert!(ct.is_empty());
+    let c = run(&ct, &udp(A, B, 3, 53), &range, 62 * SECOND).rewrite.src.unwrap().port;
+    assert!((40000..=40001).contains(&c));
+}
+
+#[test]
+fn dnat_sends_a_virtual_address_to_a_backend_and_answers_come_from_the_virtual_address() {
+    let ct = Conntrack::new(7);
+    const VIP: [u8; 4] = [10, 0, 0, 100];
+    let nat = NatArgs {
+        kind: NatKind::Dst,
+        addrs: Some((v4(B), v4(B))),
+        v6: false,
+        ports: Some((8080, 8080)),
+        persistent: false,
+    };
+    let args = CtArgs { nat: Some(nat), ..COMMIT };
+    let syn = tcp(A, VIP, Seg { wscale: Some(7), ..seg(40000, 80, 1000, 0, FLAG_SYN, 0) });
+    let m = run(&ct, &syn, &args, 0);
+    assert_eq!(m.state, state::TRK | state::NEW | state::DNAT);
+    assert_eq!(m.rewrite.dst, Some(Endpoint { addr: v4(B), port: 8080 }));
+    // ct_nw_dst/ct_tp_dst are the original direction's, before translation.
+    assert_eq!(m.orig.unwrap().dst, Endpoint { addr: v4(VIP), port: 80 });
+    let synack = tcp(B, A, Seg { wscale: Some(7), ..seg(8080, 40000, 5000, 1001, FLAG_SYN | FLAG_ACK, 0) });
+    let back = run(&ct, &synack, &UNNAT, 0);
+    assert_eq!(back.state, state::TRK | state::EST | state::RPL | state::SNAT);
+    assert_eq!(back.rewrite.src, Some(Endpoint { addr: v4(VIP), port: 80 }));
+    // The next packet from A is established, and still translated.
+    let ack = tcp(A, VIP, Seg { win: 500, ..seg(40000, 80, 1001, 5001, FLAG_ACK, 0) });
+    let m = run(&ct, &ack, &UNNAT, 0);
+    assert_eq!(
+        (m.state, m.rewrite.dst),
+        (state::TRK | state::EST | state::DNAT, Some(Endpoint { addr: v4(B), port: 8080 }))
+    );
+    // Flushing takes the reply key too: the answer is new now, and can be committed on its own.
+    ct.flush(None);
+    assert_eq!(run(&ct, &udp(B, A, 1, 2), &COMMIT, 0).state, state::TRK | state::NEW);
+}
+
+#[test]
+fn an_icmp_error_about_a_translated_packet_is_related() {
+    let ct = Conntrack::new(7);
+    run(&ct, &udp(A, B, 5000, 53), &snat(None), 0);
+    // B's router answers the translated datagram (S:5000 -> B:53) with an error to S.
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&udp(S, B, 5000, 53)[14..14 + 28]);
+    let err = ipv4(R, S, ICMP, &icmp);
+    assert_eq!(run(&ct, &err, &LOOK, 0).state, state::TRK | state::REL | state::RPL);
 }

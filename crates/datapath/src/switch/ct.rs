@@ -25,6 +25,14 @@ pub(super) fn clear(key: &mut FlowKey) {
     put(key, &CtMeta::default());
 }
 
+fn show_addr(a: u128, v6: bool) -> String {
+    if v6 {
+        std::net::Ipv6Addr::from(a).to_string()
+    } else {
+        std::net::Ipv4Addr::from(a as u32).to_string()
+    }
+}
+
 fn state_names(s: u8) -> String {
     const NAMES: [&str; 8] = ["new", "est", "rel", "rpl", "inv", "trk", "snat", "dnat"];
     (0..8).filter(|b| s & (1 << b) != 0).map(|b| format!("+{}", NAMES[b])).collect()
@@ -44,7 +52,7 @@ impl Tables {
             Err(sub) => st.key.get_bits(sub) as u16,
         };
         let pkt = CtPacket::parse(r.bufs.get(st.data), &st.hdr);
-        let args = CtArgs { zone, commit: ct.commit, force: ct.force, mark: ct.mark, label: ct.label };
+        let args = CtArgs { zone, commit: ct.commit, force: ct.force, mark: ct.mark, label: ct.label, nat: ct.nat };
         let meta = match r.pipe.conntrack.execute(pkt.as_ref(), &args, r.now) {
             Verdict::Tracked(m) => m,
             Verdict::Full => {
@@ -56,8 +64,29 @@ impl Tables {
         };
         r.obs.on(|| {
             let commit = if ct.commit { ", committed" } else { "" };
-            note(format!("ct(zone={zone}): ct_state={}{commit}", state_names(meta.state)))
+            let nat = match (meta.rewrite.src, meta.rewrite.dst) {
+                (Some(e), _) => format!(", source translated to {} port {}", show_addr(e.addr, st.hdr.v6), e.port),
+                (_, Some(e)) => format!(", destination translated to {} port {}", show_addr(e.addr, st.hdr.v6), e.port),
+                _ => String::new(),
+            };
+            note(format!("ct(zone={zone}): ct_state={}{commit}{nat}", state_names(meta.state)))
         });
+        // NAT rewrites the packet (checksums moved with it, an offloaded frame once, whole) before it goes on.
+        for (end, nw, tp) in
+            [(meta.rewrite.src, slot::NW_SRC, slot::TP_SRC), (meta.rewrite.dst, slot::NW_DST, slot::TP_DST)]
+        {
+            let Some(e) = end else { continue };
+            st.key.put(nw, e.addr);
+            if !self.sync_field(r, st, nw) {
+                return false;
+            }
+            if st.hdr.tp.is_some() && !matches!(st.hdr.nw_proto, Some(1 | 58)) {
+                st.key.put(tp, u128::from(e.port));
+                if !self.sync_field(r, st, tp) {
+                    return false;
+                }
+            }
+        }
         if let Some(t) = ct.table {
             let mut fork = st.clone();
             fork.copied = false;

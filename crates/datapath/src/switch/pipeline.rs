@@ -276,6 +276,7 @@ pub struct CtRt {
     pub table: Option<u8>,
     pub mark: Option<(u32, u32)>,
     pub label: Option<(u128, u128)>,
+    pub nat: Option<crate::conntrack::NatArgs>,
 }
 
 /// A bundle's members (those not in the bridge: `None`, never live) and how it picks one.

@@ -306,6 +306,7 @@ impl State {
                 state: e.tcp.map(|(a, b)| a.max(b).name().to_string()),
                 icmp: e.icmp,
                 timeout: e.expires_in,
+                reply: e.reply.map(|r| (ip(r.src.addr, r.v6), ip(r.dst.addr, r.v6), r.src.port, r.dst.port)),
             })
             .collect();
         rows.sort_by_cached_key(|r| r.ovs_line());

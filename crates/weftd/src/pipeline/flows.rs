@@ -113,6 +113,24 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
                 table: ct.table,
                 mark,
                 label,
+                nat: ct.nat.map(|n| {
+                    use weft_datapath::conntrack::{NatArgs, NatKind};
+                    let num = |a: std::net::IpAddr| match a {
+                        std::net::IpAddr::V4(v) => u128::from(u32::from(v)),
+                        std::net::IpAddr::V6(v) => u128::from(v),
+                    };
+                    NatArgs {
+                        kind: match n.kind {
+                            weft_api::flow::NatKind::Reverse => NatKind::Reverse,
+                            weft_api::flow::NatKind::Src => NatKind::Src,
+                            weft_api::flow::NatKind::Dst => NatKind::Dst,
+                        },
+                        addrs: n.addrs.map(|(a, b)| (num(a), num(b))),
+                        v6: n.addrs.is_some_and(|(a, _)| a.is_ipv6()),
+                        ports: n.ports,
+                        persistent: n.persistent,
+                    }
+                }),
             })
         }
         Action::CtClear => ActRt::CtClear,

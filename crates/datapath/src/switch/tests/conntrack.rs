@@ -9,7 +9,7 @@ const EST: u128 = 0x02;
 const INV: u128 = 0x10;
 
 fn ct(commit: bool, table: Option<u8>) -> ActRt {
-    ActRt::Ct(CtRt { commit, force: false, zone: Ok(7), table, mark: Some((0xab, 0xff)), label: None })
+    ActRt::Ct(CtRt { commit, force: false, zone: Ok(7), table, mark: Some((0xab, 0xff)), label: None, nat: None })
 }
 
 fn st(value: u128, mask: u128) -> (Slot, u128, u128) {
@@ -114,4 +114,68 @@ fn a_full_connection_table_drops_new_connections_and_counts_them() {
     assert!(h.ports("p1", &second).is_empty());
     assert_eq!(h.drops("p1", DropReason::CtFull), 1);
     assert_eq!(h.ports("p2", &reply(&udp4(B, A, 60, false, 53))), ["p1"], "the old connection goes on");
+}
+
+// ---- NAT in the pipeline ----
+
+use super::rewrites::{checksums_hold, udp4_summed};
+use crate::conntrack::{NatArgs, NatKind};
+
+const HOST: u32 = 0xcb00_7107; // 203.0.113.7
+
+fn nat_ct(kind: NatKind, commit: bool, table: Option<u8>) -> ActRt {
+    let addrs = (kind != NatKind::Reverse).then_some((u128::from(HOST), u128::from(HOST)));
+    let nat = NatArgs { kind, addrs, v6: false, ports: None, persistent: false };
+    ActRt::Ct(CtRt { commit, force: false, zone: Ok(1), table, mark: None, label: None, nat: Some(nat) })
+}
+
+#[test]
+fn snat_rewrites_frames_both_ways_with_their_checksums_right() {
+    // p1 inside, p2 outside: what leaves p2 comes from 203.0.113.7; answers to it go back to p1.
+    let net = two_taps()
+        .table(
+            0,
+            vec![
+                (
+                    10,
+                    vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 1)],
+                    vec![nat_ct(NatKind::Src, true, None), ActRt::Output(P2)],
+                ),
+                (
+                    10,
+                    vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 2)],
+                    vec![nat_ct(NatKind::Reverse, false, Some(1))],
+                ),
+            ],
+        )
+        .table(1, vec![(10, vec![st(TRK | EST, TRK | EST), m(slot::NW_DST, 0xc633_6401)], vec![ActRt::Output(P1)])]);
+    let mut h = Harness::new(net.build());
+    let out = udp4_summed(64, 0);
+    let sent = h.send("p1", &out);
+    assert_eq!(sent.len(), 1);
+    let f = &sent[0].frame;
+    assert_eq!((sent[0].port.as_str(), &f[26..30]), ("p2", &[203, 0, 113, 7][..]));
+    assert_eq!(&f[34..36], &out[34..36], "the source port is kept");
+    assert!(checksums_hold(f), "{f:02x?}");
+    // The answer, to the translated address: its destination goes back to 198.51.100.1.
+    let mut answer = reply(f);
+    answer[40..42].fill(0);
+    let mut pseudo = answer[26..34].to_vec();
+    pseudo.extend_from_slice(&[0, 17, 0, 40]);
+    pseudo.extend_from_slice(&answer[34..]);
+    let c = !pseudo.chunks(2).fold(0u32, |s, w| {
+        let s = s + u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+        (s & 0xffff) + (s >> 16)
+    }) as u16;
+    answer[40..42].copy_from_slice(&c.to_be_bytes());
+    assert!(checksums_hold(&answer));
+    let back = h.send("p2", &answer);
+    assert_eq!(back.len(), 1, "the answer is established and un-translated");
+    let b = &back[0].frame;
+    assert_eq!((back[0].port.as_str(), &b[30..34]), ("p1", &[198, 51, 100, 1][..]));
+    assert!(checksums_hold(b), "{b:02x?}");
+    // Something sent to the host address that answers nothing is not let in.
+    let mut stray = answer.clone();
+    stray[34..36].copy_from_slice(&9999u16.to_be_bytes());
+    assert!(h.send("p2", &stray).is_empty());
 }
