@@ -216,6 +216,17 @@ fn a_security_group_on_weft_tracks_connections_over_vxlan() {
     let d = decide(&left, &right, &|| w2.weft("dump-flows br0"));
     assert_eq!(d, EXPECTED, "{}", w2.weft("dump-flows br0"));
 
+    // trace (its TCP packet a SYN) says what the tracker would answer, and changes nothing: a new connection to port 22 would be
+    // committed, one to port 23 would be dropped by the last flow.
+    let before = w2.json("dpctl/ct-stats-show")["connections"].clone();
+    let trace =
+        |dport: u16| w2.weft(&format!("trace br0 in_port=t1,tcp,nw_src={L4},nw_dst={R4},tp_src=40999,tp_dst={dport}"));
+    let t22 = trace(22);
+    assert!(t22.contains("ct(zone=5): ct_state=+new+trk") && t22.contains("would be committed"), "{t22}");
+    let t23 = trace(23);
+    assert!(t23.contains("ct(zone=5): ct_state=+new+trk") && !t23.contains("committed"), "{t23}");
+    assert_eq!(w2.json("dpctl/ct-stats-show")["connections"], before, "a trace commits nothing");
+
     // TCP at speed through the group, both ways on the allowed port.
     right.sh("iperf3 -s -1 -D -p 22");
     std::thread::sleep(Duration::from_millis(300));

@@ -94,6 +94,8 @@ pub struct CtArgs {
     pub label: Option<(u128, u128)>,
     /// `nat(...)`: translate (a committed connection's translation, or a new one from the range).
     pub nat: Option<NatArgs>,
+    /// Say what would happen and change nothing (`weft trace`).
+    pub dry: bool,
 }
 
 /// What NAT rewrites in a packet: its source and destination ends (address and port), where changed.
@@ -389,7 +391,9 @@ impl Conntrack {
     pub fn execute(&self, pkt: Option<&CtPacket>, args: &CtArgs, now: Nanos) -> Verdict {
         let base = CtMeta { state: state::TRK, zone: args.zone, ..CtMeta::default() };
         let invalid = |c: &CtCounters| {
-            c.invalid.fetch_add(1, Ordering::Relaxed);
+            if !args.dry {
+                c.invalid.fetch_add(1, Ordering::Relaxed);
+            }
             Verdict::Tracked(CtMeta { state: state::TRK | state::INV, ..base })
         };
         let Some(p) = pkt else { return invalid(&self.counters) };
@@ -398,7 +402,9 @@ impl Conntrack {
         }
         let (key, from_lo) = canon(args.zone, &p.tuple);
         if let Some((si, mut shard, i, via_alias)) = self.find(&key) {
-            let c = &mut shard.conns[i as usize];
+            // A dry run works on a copy of the connection.
+            let mut copy = shard.conns[i as usize];
+            let c = if args.dry { &mut copy } else { &mut shard.conns[i as usize] };
             let reply = match (&c.nat, via_alias) {
                 (None, _) => from_lo != c.orig_lo,
                 // A translated connection: by its own key only the original direction, by its alias only
@@ -423,7 +429,7 @@ impl Conntrack {
                             c.label = (c.label & !m) | (v & m);
                         }
                     }
-                    if st & state::INV != 0 {
+                    if st & state::INV != 0 && !args.dry {
                         self.counters.invalid.fetch_add(1, Ordering::Relaxed);
                     }
                     let mut meta = CtMeta { state: st, mark: c.mark, label: c.label, orig: Some(c.orig()), ..base };
@@ -434,6 +440,10 @@ impl Conntrack {
                 }
             }
             let expired = c.expires <= now;
+            if args.dry {
+                drop(shard);
+                return self.execute_new(p, args, key, from_lo, now);
+            }
             let unlink = self.remove(&mut shard, i);
             drop(shard);
             self.unlink(unlink, si, i);
@@ -441,17 +451,34 @@ impl Conntrack {
                 self.counters.expired.fetch_add(1, Ordering::Relaxed);
             }
         }
-        // No connection: this packet may start one.
+        self.execute_new(p, args, key, from_lo, now)
+    }
+
+    /// A packet that belongs to no connection: it may start one.
+    fn execute_new(&self, p: &CtPacket, args: &CtArgs, key: ConnKey, from_lo: bool, now: Nanos) -> Verdict {
+        let base = CtMeta { state: state::TRK, zone: args.zone, ..CtMeta::default() };
+        let invalid = || {
+            if !args.dry {
+                self.counters.invalid.fetch_add(1, Ordering::Relaxed);
+            }
+            Verdict::Tracked(CtMeta { state: state::TRK | state::INV, ..base })
+        };
         let (proto, timeout) = match p.kind {
             Kind::Tcp(s) if tcp::valid_new(&s) => (Proto::Tcp(tcp::new_conn(&s)), self.timeouts.tcp_syn_sent),
             Kind::Echo { request: true, icmp_type, code } => {
                 (Proto::Icmp { replied: false, icmp_type, code }, self.timeouts.icmp_first)
             }
             Kind::Other => (Proto::Other(Other::First), self.timeouts.udp_first),
-            _ => return invalid(&self.counters),
+            _ => return invalid(),
         };
         let mut meta = CtMeta { state: state::TRK | state::NEW, orig: Some(p.tuple), ..base };
         if !args.commit {
+            return Verdict::Tracked(meta);
+        }
+        if args.dry {
+            // What it would be committed with (a translation is picked only when it is).
+            meta.mark = args.mark.map_or(0, |(v, m)| v & m);
+            meta.label = args.label.map_or(0, |(v, m)| v & m);
             return Verdict::Tracked(meta);
         }
         if !self.reserve(args.zone) {

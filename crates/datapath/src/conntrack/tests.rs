@@ -66,8 +66,8 @@ fn run(ct: &Conntrack, frame: &[u8], args: &CtArgs, now: Nanos) -> CtMeta {
     }
 }
 
-const COMMIT: CtArgs = CtArgs { zone: 0, commit: true, force: false, mark: None, label: None, nat: None };
-const LOOK: CtArgs = CtArgs { zone: 0, commit: false, force: false, mark: None, label: None, nat: None };
+const COMMIT: CtArgs = CtArgs { zone: 0, commit: true, force: false, mark: None, label: None, nat: None, dry: false };
+const LOOK: CtArgs = CtArgs { zone: 0, commit: false, force: false, mark: None, label: None, nat: None, dry: false };
 
 fn seg(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, len: usize) -> Seg {
     Seg { sport, dport, seq, ack, flags, win: 64000, len, wscale: None }
@@ -316,6 +316,7 @@ const UNNAT: CtArgs = CtArgs {
     mark: None,
     label: None,
     nat: Some(NatArgs { kind: NatKind::Reverse, addrs: None, v6: false, ports: None, persistent: false }),
+    dry: false,
 };
 
 #[test]
@@ -406,4 +407,20 @@ fn an_icmp_error_about_a_translated_packet_is_related() {
     icmp.extend_from_slice(&udp(S, B, 5000, 53)[14..14 + 28]);
     let err = ipv4(R, S, ICMP, &icmp);
     assert_eq!(run(&ct, &err, &LOOK, 0).state, state::TRK | state::REL | state::RPL);
+}
+
+#[test]
+fn a_dry_run_says_what_would_happen_and_changes_nothing() {
+    let ct = Conntrack::new(7);
+    let dry = CtArgs { dry: true, ..COMMIT };
+    assert_eq!(run(&ct, &udp(A, B, 5000, 53), &dry, 0).state, state::TRK | state::NEW);
+    assert!(ct.is_empty());
+    let (a, b) = handshake(&ct, 0);
+    let before = ct.dump(None, 0);
+    let fin = tcp(A, B, seg(40000, 22, a, b, FLAG_FIN | FLAG_ACK, 0));
+    assert_eq!(run(&ct, &fin, &CtArgs { dry: true, ..LOOK }, SECOND).state, state::TRK | state::EST);
+    let forged = tcp(A, B, seg(40000, 22, a.wrapping_add(3_000_000), 0, FLAG_RST, 0));
+    assert_eq!(run(&ct, &forged, &CtArgs { dry: true, ..LOOK }, SECOND).state, state::TRK | state::INV);
+    assert_eq!(ct.dump(None, 0), before, "the connection is as it was");
+    assert_eq!(ct.counters.invalid.load(Ordering::Relaxed), 0);
 }

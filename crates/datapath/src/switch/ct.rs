@@ -52,7 +52,15 @@ impl Tables {
             Err(sub) => st.key.get_bits(sub) as u16,
         };
         let pkt = CtPacket::parse(r.bufs.get(st.data), &st.hdr);
-        let args = CtArgs { zone, commit: ct.commit, force: ct.force, mark: ct.mark, label: ct.label, nat: ct.nat };
+        let args = CtArgs {
+            zone,
+            commit: ct.commit,
+            force: ct.force,
+            mark: ct.mark,
+            label: ct.label,
+            nat: ct.nat,
+            dry: self.ct_dry,
+        };
         let meta = match r.pipe.conntrack.execute(pkt.as_ref(), &args, r.now) {
             Verdict::Tracked(m) => m,
             Verdict::Full => {
@@ -63,7 +71,11 @@ impl Tables {
             }
         };
         r.obs.on(|| {
-            let commit = if ct.commit { ", committed" } else { "" };
+            let commit = match (ct.commit, self.ct_dry) {
+                (false, _) => "",
+                (true, false) => ", committed",
+                (true, true) => ", would be committed",
+            };
             let nat = match (meta.rewrite.src, meta.rewrite.dst) {
                 (Some(e), _) => format!(", source translated to {} port {}", show_addr(e.addr, st.hdr.v6), e.port),
                 (_, Some(e)) => format!(", destination translated to {} port {}", show_addr(e.addr, st.hdr.v6), e.port),

@@ -103,6 +103,8 @@ pub(crate) struct Tables {
     patch_work: Vec<Emission>,
     /// Per bridge and group (the pipeline's order): what the group and each bucket took.
     group_stats: Vec<Vec<group::GroupStat>>,
+    /// A copy for `weft trace`: the shared connection tracker is asked, never changed.
+    ct_dry: bool,
 }
 
 impl Default for Switch {
@@ -200,6 +202,7 @@ impl Tables {
             learnt: Vec::new(),
             patch_work: Vec::new(),
             group_stats: Vec::new(),
+            ct_dry: false,
         }
     }
 }

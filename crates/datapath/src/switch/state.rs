@@ -4,6 +4,12 @@
 use super::*;
 
 impl Switch {
+    /// Makes this switch (a copy for `weft trace`) leave shared state alone: its `ct` actions ask the
+    /// connection tracker what would happen and change nothing.
+    pub fn dry_run(&mut self) {
+        self.t.ct_dry = true;
+    }
+
     /// The ports (by name) whose link is down: frames to them are counted as `link_down`, not sent.
     pub fn set_link_down(&mut self, names: HashSet<String>) {
         self.t.link_down = names;

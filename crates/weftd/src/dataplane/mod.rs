@@ -494,6 +494,7 @@ impl Dataplane {
         self.seg[..frame.len()].copy_from_slice(frame);
         let remote = pipeline.core.port(port).tunnel().map(|t| t.spec.remote);
         let mut shadow = self.switch.clone();
+        shadow.dry_run();
         let mut scratch = Scratch::new(SEGMENT_ARENA);
         let mut outs = Outputs::default();
         let mut steps: Vec<Step> = Vec::new();
