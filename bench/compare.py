@@ -115,6 +115,7 @@ class Setup:
                 env["WEFT_OFFLOADS"] = "off"
             extra = " options:psk=bench-secret" if setup.endswith("-ipsec") else ""
             pipeline4 = setup.endswith("-pipeline4")
+            conntrack = setup.endswith("-ct")
             if extra:
                 # ESP takes 45 more bytes: the endpoints get the MTU weft gives a TAP on such a bridge.
                 for n in ("cb-l", "cb-r"):
@@ -144,6 +145,21 @@ class Setup:
                              "table=2,priority=10,actions=resubmit(,3)",
                              "table=3,priority=10,reg0=1,reg1=0x10,actions=output:t1",
                              f"table=3,priority=10,reg0=2,reg1=0x20,actions=output:p{i}"]
+                    path = os.path.join(self.tmp, f"flows{i}.txt")
+                    with open(path, "w") as f:
+                        f.write("\n".join(flows) + "\n")
+                    nsx(f"cb-h{i}", f"{w} del-flows sw1 && {w} add-flows sw1 {path}")
+                if conntrack:
+                    # A security group on each host (docs/conntrack.md): every IP packet through the
+                    # tracker; established and related pass, new connections only from the local endpoint.
+                    flows = ["table=0,priority=100,ip,actions=ct(table=1,zone=5)",
+                             "table=0,priority=0,actions=NORMAL",
+                             "table=1,priority=100,ct_state=+trk+est,actions=NORMAL",
+                             "table=1,priority=100,ct_state=+trk+rel,actions=NORMAL",
+                             "table=1,priority=90,ct_state=+trk+inv,actions=drop",
+                             f"table=1,priority=50,ct_state=+trk+new,ip,in_port=p{i},actions=ct(commit,zone=5),NORMAL",
+                             "table=1,priority=50,ct_state=+trk+new,ip,in_port=t1,actions=ct(commit,zone=5),NORMAL",
+                             "table=1,priority=0,actions=drop"]
                     path = os.path.join(self.tmp, f"flows{i}.txt")
                     with open(path, "w") as f:
                         f.write("\n".join(flows) + "\n")
@@ -460,9 +476,9 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="veth,kernel,ovs,weft-vxlan,weft-geneve,weft-gre",
-                    help="setups, comma-separated; weft-T[-nooffload|-ipsec|-pipeline4][@WORKERS] for T in vxlan, "
+                    help="setups, comma-separated; weft-T[-nooffload|-ipsec|-pipeline4|-ct][@WORKERS] for T in vxlan, "
                     "geneve, gre (-pipeline4: a four-table flow pipeline with registers and resubmits instead of "
-                    "NORMAL)")
+                    "NORMAL; -ct: a security group, every IP packet through the connection tracker)")
     ap.add_argument("--png", default=os.path.join(ROOT, "bench", "compare.png"))
     ap.add_argument("--soak", type=int, default=0, help="only the memory soak, this many seconds")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "compare.json"),

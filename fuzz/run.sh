@@ -4,7 +4,7 @@
 # libFuzzer reports any single allocation over 64 MB (-malloc_limit_mb) and a process over 512 MB
 # (-rss_limit_mb) as a crash: a length or count field that makes a decoder build more than its input
 # describes is found as a bug, not as a slow run.
-#   usage: fuzz/run.sh TARGET [SECONDS]     (targets: packet pcap openflow control offload ike bgp)
+#   usage: fuzz/run.sh TARGET [SECONDS]     (targets: packet pcap openflow control offload ike bgp conntrack)
 set -euo pipefail
 target=${1:?usage: fuzz/run.sh TARGET [SECONDS]}
 seconds=${2:-60}

@@ -15,3 +15,11 @@ fn corpus(target: &str) -> std::path::PathBuf {
 fn offload_corpus() {
     assert!(weft_wire::fuzz::replay_corpus(&corpus("offload"), weft_datapath::fuzz::offload, peak) > 0, "empty corpus");
 }
+
+#[test]
+fn conntrack_corpus() {
+    assert!(
+        weft_wire::fuzz::replay_corpus(&corpus("conntrack"), weft_datapath::fuzz::conntrack, peak) > 0,
+        "empty corpus"
+    );
+}

@@ -367,6 +367,11 @@ impl Conntrack {
         l.extend(limits);
     }
 
+    /// Keys in the table: one per connection, two for a translated one (for checks that nothing is left).
+    pub fn keys(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
     /// Connections by IP protocol.
     pub fn by_protocol(&self) -> Vec<(u8, usize)> {
         let mut n = [0usize; 256];
