@@ -55,7 +55,7 @@ pub fn offload(data: &[u8]) {
 /// included).
 pub fn conntrack(data: &[u8]) {
     use crate::conntrack::packet::CtPacket;
-    use crate::conntrack::{CtArgs, Conntrack, NatArgs, NatKind, Verdict};
+    use crate::conntrack::{Conntrack, CtArgs, NatArgs, NatKind, Verdict};
     use crate::headers::Headers;
     let ct = Conntrack::new(0x5eed);
     ct.set_limit(64);
@@ -68,7 +68,12 @@ pub fn conntrack(data: &[u8]) {
         let reply = flags & 1 != 0;
         let nat = match (flags >> 2) & 3 {
             0 => None,
-            1 => Some(NatArgs { kind: NatKind::Src, addrs: Some((v4(s), v4(s))), ports: Some((40000, 40003)), ..NatArgs::default() }),
+            1 => Some(NatArgs {
+                kind: NatKind::Src,
+                addrs: Some((v4(s), v4(s))),
+                ports: Some((40000, 40003)),
+                ..NatArgs::default()
+            }),
             2 => Some(NatArgs { kind: NatKind::Dst, addrs: Some((v4(b), v4(s))), ports: None, ..NatArgs::default() }),
             _ => Some(NatArgs::default()),
         };

@@ -1,5 +1,5 @@
 //! Connection tracking in flows: the `ct(...)` and `ct_clear` actions and the `ct_*` matches, in
-//! ovs-ofctl's syntax (`ct(commit,zone=5,table=1,nat(src=10.0.0.1-10.0.0.9:1024-2047),
+//! ovs-ofctl's syntax (`ct(commit,table=1,zone=5,nat(src=10.0.0.1-10.0.0.9:1024-2047),
 //! exec(load:0x1->NXM_NX_CT_MARK[]))`, `ct_state=+trk+est-inv`).
 
 use super::*;
@@ -36,8 +36,32 @@ pub struct Nat {
     pub random: bool,
 }
 
-/// Loads a `ct` action's `exec(...)` holds at most (a 128-bit label is two).
+/// Actions a `ct` action's `exec(...)` holds at most (a 128-bit `load` is two).
 pub const CT_EXEC_MAX: usize = 4;
+
+/// One action of `exec(...)`: a write into the connection's mark or label as it is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CtExec {
+    /// `load:V->NXM_NX_CT_MARK[a..b]` (at most 64 bits; a wider load is two, as OVS carries it).
+    Load { dst: SubField, value: u128 },
+    /// `set_field:V[/M]->ct_mark|ct_label`.
+    Set { field: Field, value: u128, mask: u128 },
+    /// `move:SRC->NXM_NX_CT_MARK[a..b]`: bits of the packet's fields (registers…) when the action runs.
+    Move { src: SubField, dst: SubField },
+}
+
+impl fmt::Display for CtExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CtExec::Load { dst, value } => write!(f, "load:{}->{dst}", hex(value)),
+            CtExec::Set { field, value, mask } if mask == Slot128::bits(0, field.bits()) => {
+                write!(f, "set_field:{}->{}", hex(value), field.name())
+            }
+            CtExec::Set { field, value, mask } => write!(f, "set_field:{}/{}->{}", hex(value), hex(mask), field.name()),
+            CtExec::Move { src, dst } => write!(f, "move:{src}->{dst}"),
+        }
+    }
+}
 
 /// The `ct` action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,32 +75,36 @@ pub struct Ct {
     /// tracks those connections like any other (no expectations).
     pub alg: u16,
     pub nat: Option<Nat>,
-    /// `exec(...)`: loads into `ct_mark` and `ct_label`, in the order written.
-    pub exec: [Option<(SubField, u128)>; CT_EXEC_MAX],
+    /// `exec(...)`: writes into `ct_mark` and `ct_label`, in the order written.
+    pub exec: [Option<CtExec>; CT_EXEC_MAX],
 }
 
-/// A value and the mask of the bits it sets.
-pub type Masked<T> = Option<(T, T)>;
 /// A NAT range: first and last address, and the ports if given.
 type NatRange = ((IpAddr, IpAddr), Option<(u16, u16)>);
 
 impl Ct {
-    /// What `exec` sets: the mark's and the label's (value, mask), if any.
-    pub fn mark_label(&self) -> (Masked<u32>, Masked<u128>) {
-        let (mut mark, mut label): (Masked<u32>, Masked<u128>) = (None, None);
-        for (sf, v) in self.exec.iter().flatten() {
-            let m = Slot128::bits(sf.ofs, sf.nbits);
-            let v = (v << sf.ofs) & m;
-            if sf.field == Field::CtMark {
-                let (ov, om) = mark.unwrap_or((0, 0));
-                mark = Some(((ov & !(m as u32)) | v as u32, om | m as u32));
-            } else {
-                let (ov, om) = label.unwrap_or((0, 0));
-                label = Some(((ov & !m) | v, om | m));
+    /// The bits of the mark (false) or label (true) each of `exec`'s actions writes: (label?, value, mask)
+    /// for a constant, (label?, source, offset) for a move.
+    pub fn exec_writes(&self) -> impl Iterator<Item = CtWrite> + '_ {
+        self.exec.iter().flatten().map(|e| match *e {
+            CtExec::Load { dst, value } => CtWrite::Const {
+                label: dst.field == Field::CtLabel,
+                value: (value << dst.ofs) & Slot128::bits(dst.ofs, dst.nbits),
+                mask: Slot128::bits(dst.ofs, dst.nbits),
+            },
+            CtExec::Set { field, value, mask } => {
+                CtWrite::Const { label: field == Field::CtLabel, value: value & mask, mask }
             }
-        }
-        (mark, label)
+            CtExec::Move { src, dst } => CtWrite::Move { label: dst.field == Field::CtLabel, src, ofs: dst.ofs },
+        })
     }
+}
+
+/// One write of `exec`, as the datapath carries it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtWrite {
+    Const { label: bool, value: u128, mask: u128 },
+    Move { label: bool, src: SubField, ofs: u16 },
 }
 
 struct Slot128;
@@ -157,7 +185,7 @@ pub(super) fn parse_ct(act: &str, args: &str) -> Result<Action, FlowError> {
 fn parse_exec(act: &str, inner: &str, ct: &mut Ct) -> Result<(), FlowError> {
     let mut n = 0;
     for a in split_actions(inner) {
-        // `load:V->F`, `load(V->F)`, `set_field:V->F`, `set_field(V->F)`.
+        // `load:V->F`, `load(V->F)`, `set_field:V->F`, `set_field(V->F)`, `move:S->F`.
         let (name, body) = match a.find([':', '(']) {
             Some(i) if a.as_bytes()[i] == b':' => (&a[..i], &a[i + 1..]),
             Some(i) => (&a[..i], a[i + 1..].strip_suffix(')').unwrap_or(&a[i + 1..])),
@@ -166,35 +194,49 @@ fn parse_exec(act: &str, inner: &str, ct: &mut Ct) -> Result<(), FlowError> {
         let Some((v, dst)) = body.split_once("->") else {
             return Err(err(act, format!("ct action doesn't support nested action {name}")));
         };
-        let loads: Vec<(SubField, u128)> = match name {
+        let writes: Vec<CtExec> = match name {
             "load" => {
                 let sf = sub_field(act, dst)?;
                 check_exec_field(act, sf.field)?;
                 let max = if sf.nbits >= 128 { u128::MAX } else { (1u128 << sf.nbits) - 1 };
                 let value = num(act, v, max)?;
                 // As OVS carries a load: 64 bits at most each.
-                split_load(sf, value)
+                split_load(sf, value).into_iter().map(|(dst, value)| CtExec::Load { dst, value }).collect()
             }
             "set_field" => {
                 let sf = sub_field(act, dst)?;
                 check_exec_field(act, sf.field)?;
                 let full = Slot128::bits(0, sf.field.bits());
                 let (value, mask) = num_mask(act, v, full)?;
-                super::fields::loads(sf.field, value, mask)
-                    .into_iter()
-                    .filter_map(|l| match l {
-                        Action::Load { dst, value } => Some((dst, value)),
-                        _ => None,
-                    })
-                    .collect()
+                let one_run = mask != 0 && (mask >> mask.trailing_zeros()).trailing_ones() == mask.count_ones();
+                if mask != full && one_run {
+                    // A mask of one run of bits is a load, as OVS keeps it.
+                    super::fields::loads(sf.field, value, mask)
+                        .into_iter()
+                        .filter_map(|l| match l {
+                            Action::Load { dst, value } => Some(CtExec::Load { dst, value }),
+                            _ => None,
+                        })
+                        .collect()
+                } else {
+                    vec![CtExec::Set { field: sf.field, value: value & mask, mask }]
+                }
+            }
+            "move" => {
+                let (src, dst) = (sub_field(act, v)?, sub_field(act, dst)?);
+                check_exec_field(act, dst.field)?;
+                if src.nbits != dst.nbits {
+                    return Err(err(act, format!("move of {} bits into {} bits", src.nbits, dst.nbits)));
+                }
+                vec![CtExec::Move { src, dst }]
             }
             _ => return Err(err(act, format!("ct action doesn't support nested action {name}"))),
         };
-        for l in loads {
+        for w in writes {
             if n == CT_EXEC_MAX {
-                return Err(err(act, format!("exec holds at most {CT_EXEC_MAX} loads")));
+                return Err(err(act, format!("exec holds at most {CT_EXEC_MAX} actions")));
             }
-            ct.exec[n] = Some(l);
+            ct.exec[n] = Some(w);
             n += 1;
         }
     }
@@ -307,21 +349,21 @@ impl fmt::Display for Ct {
         if self.force {
             parts.push("force".into());
         }
+        // OVS's order: the table before the zone.
+        if let Some(t) = self.table {
+            parts.push(format!("table={t}"));
+        }
         match self.zone {
             CtZone::Imm(0) => {}
             CtZone::Imm(z) => parts.push(format!("zone={z}")),
             CtZone::Field(sf) => parts.push(format!("zone={sf}")),
         }
-        if let Some(t) = self.table {
-            parts.push(format!("table={t}"));
-        }
         if let Some(n) = &self.nat {
             parts.push(n.to_string());
         }
         if self.exec.iter().any(Option::is_some) {
-            let loads: Vec<String> =
-                self.exec.iter().flatten().map(|(sf, v)| format!("load:{}->{sf}", hex(*v))).collect();
-            parts.push(format!("exec({})", loads.join(",")));
+            let writes: Vec<String> = self.exec.iter().flatten().map(CtExec::to_string).collect();
+            parts.push(format!("exec({})", writes.join(",")));
         }
         match self.alg {
             0 => {}

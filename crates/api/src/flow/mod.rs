@@ -22,7 +22,7 @@ mod tests;
 mod trace;
 
 use actions::parse_action;
-pub use ct::{format_ct_state, Ct, CtZone, Nat, NatKind, CT_EXEC_MAX, CT_STATES};
+pub use ct::{format_ct_state, Ct, CtExec, CtWrite, CtZone, Nat, NatKind, CT_EXEC_MAX, CT_STATES};
 pub use fields::{hex, loads, merge_vlan, note, SubField, NOTE_MAX};
 use fields::{reg_match, sub_field, WRITABLE};
 pub use print::format_matches;

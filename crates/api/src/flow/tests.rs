@@ -371,6 +371,8 @@ fn ct_flows_parse_and_print_as_ovs() {
         ("ip,actions=ct(commit,exec(push_vlan(0x8100)))", "nested action push_vlan"),
         ("ip,actions=ct(commit,exec(set_field:12:34:56:78:9a:bc->eth_dst))", "nested modification of eth_dst"),
         ("ip,actions=ct(zone=NXM_NX_REG0[0..7])", "16 bits"),
+        ("ip,actions=ct(commit,exec(move:reg0[0..3]->ct_mark[0..7]))", "move of 4 bits into 8"),
+        ("ip,actions=ct(commit,exec(move:reg0[0..3]->reg1[0..3]))", "nested modification of reg1"),
         ("ip,ct_nw_src=10.0.0.1,actions=drop", "tracked, valid"),
         ("ip,ct_state=+trk,ct_tp_src=80,actions=drop", "tracked, valid"),
         ("ip,ct_state=+bogus,actions=drop", "unknown connection tracking state"),

@@ -1,9 +1,9 @@
 //! The `ct` action on the wire: NXAST_CT with its nested actions (NXAST_NAT, and the loads of `exec`), as
 //! OVS encodes it.
 
-use super::encode::put_nx;
+use super::encode::{put_load2, put_nx};
 use super::*;
-use crate::flow::{Ct, CtZone, Nat, NatKind, CT_EXEC_MAX};
+use crate::flow::{Ct, CtExec, CtZone, Nat, NatKind, CT_EXEC_MAX};
 use std::net::IpAddr;
 
 const F_COMMIT: u16 = 1;
@@ -40,8 +40,16 @@ pub(super) fn put_nx_ct(out: &mut Vec<u8>, ct: &Ct) {
     if let Some(nat) = &ct.nat {
         put_nat(&mut rest, nat);
     }
-    for (dst, value) in ct.exec.iter().flatten() {
-        put_action(&mut rest, &Action::Load { dst: *dst, value: *value });
+    for e in ct.exec.iter().flatten() {
+        match *e {
+            CtExec::Load { dst, value } => put_action(&mut rest, &Action::Load { dst, value }),
+            CtExec::Move { src, dst } => put_action(&mut rest, &Action::Move { src, dst }),
+            CtExec::Set { field, value, mask } => {
+                let Some((class, code, bytes)) = header_of(field) else { continue };
+                let full = full_mask(u32::from(field.bits()));
+                put_load2(&mut rest, class, code, bytes, value, (mask != full).then_some(mask));
+            }
+        }
     }
     put_nx(out, act::NXAST_CT, &rest);
 }
@@ -130,20 +138,51 @@ pub(super) fn ct_from(b: &[u8]) -> Result<Action, OfError> {
             ct.nat = Some(nat_from(nb)?);
             continue;
         }
-        // exec: NXAST_REG_LOADs into the mark or the label (the only fields a `ct` may set).
-        if sub != Some(act::NXAST_REG_LOAD) || nb.len() < 20 {
-            return Err(bad_arg);
-        }
-        let ofs_nbits = u16::from_be_bytes([nb[6], nb[7]]);
-        let dst = sub_field(be32(nb, 8), ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
-        if !matches!(dst.field, Field::CtMark | Field::CtLabel) {
+        // exec: writes into the mark or the label (the only fields a `ct` may set).
+        let ct_field = |f: Field| matches!(f, Field::CtMark | Field::CtLabel);
+        let e = match sub {
+            Some(act::NXAST_REG_LOAD) if nb.len() >= 20 => {
+                let ofs_nbits = u16::from_be_bytes([nb[6], nb[7]]);
+                let dst = sub_field(be32(nb, 8), ofs_nbits >> 6, (ofs_nbits & 0x3f) + 1)?;
+                let value = u128::from(u64::from_be_bytes(nb[12..20].try_into().map_err(|_| bad_arg)?));
+                if dst.nbits < 64 && value >> dst.nbits != 0 {
+                    return Err(bad_arg);
+                }
+                CtExec::Load { dst, value }
+            }
+            Some(act::NXAST_REG_MOVE) if nb.len() >= 20 => {
+                let n_bits = u16::from_be_bytes([nb[6], nb[7]]);
+                let (so, d_o) = (u16::from_be_bytes([nb[8], nb[9]]), u16::from_be_bytes([nb[10], nb[11]]));
+                CtExec::Move { src: sub_field(be32(nb, 12), so, n_bits)?, dst: sub_field(be32(nb, 16), d_o, n_bits)? }
+            }
+            Some(act::NXAST_REG_LOAD2) if nb.len() >= 10 => {
+                let h = be32(nb, 6);
+                let len = (h & 0xff) as usize;
+                let masked = h & 0x100 != 0;
+                let body = nb.get(10..10 + len).ok_or(bad_arg)?;
+                let field = field_of_header(h).ok_or((error::BAD_ACTION, error::BAD_SET_TYPE))?;
+                let bytes = if masked { len / 2 } else { len };
+                if usize::from(field.bits()) != bytes * 8 {
+                    return Err(bad_arg);
+                }
+                let value = weft_wire::openflow::be_uint(&body[..bytes]);
+                let mask =
+                    if masked { weft_wire::openflow::be_uint(&body[bytes..]) } else { full_mask(bytes as u32 * 8) };
+                CtExec::Set { field, value: value & mask, mask }
+            }
+            _ => return Err(bad_arg),
+        };
+        let dst = match e {
+            CtExec::Load { dst, .. } | CtExec::Move { dst, .. } => dst.field,
+            CtExec::Set { field, .. } => field,
+        };
+        if !ct_field(dst) {
             return Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT));
         }
-        let value = u128::from(u64::from_be_bytes(nb[12..20].try_into().map_err(|_| bad_arg)?));
-        if n == CT_EXEC_MAX || !ct.commit || (dst.nbits < 64 && value >> dst.nbits != 0) {
+        if n == CT_EXEC_MAX || !ct.commit {
             return Err(bad_arg);
         }
-        ct.exec[n] = Some((dst, value));
+        ct.exec[n] = Some(e);
         n += 1;
     }
     Ok(Action::Ct(ct))

@@ -72,7 +72,7 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
 }
 
 /// The field an NXM/OXM header names in `load`/`move` actions (OpenFlow 1.0's NXM_OF names too).
-fn field_of_header(h: u32) -> Option<Field> {
+pub(crate) fn field_of_header(h: u32) -> Option<Field> {
     let (class, field) = ((h >> 16) as u16, ((h >> 9) & 0x7f) as u8);
     use oxm::*;
     Some(match (class, field) {

@@ -205,4 +205,8 @@ fn ct_matches_survive_the_wire() {
         "ct_state=+trk+est-inv,ct_zone=5,ct_mark=0x1/0xff,ct_label=0x1234567890abcdef12345678,ct_nw_src=10.0.0.0/8,\
          ct_nw_proto=6,ct_tp_dst=22,ip,actions=ct(commit,zone=5,table=3,exec(load:0x1->NXM_NX_CT_MARK[])),ct_clear",
     );
+    assert_round_trips(
+        "ip,actions=ct(commit,zone=NXM_NX_REG3[0..15],exec(move:NXM_NX_REG0[]->NXM_NX_CT_MARK[],\
+         set_field:0x1234->ct_label,set_field:0x5/0x5->ct_mark),nat(src=10.0.0.1-10.0.0.9:100-200,persistent))",
+    );
 }

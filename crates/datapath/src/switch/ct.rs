@@ -2,7 +2,7 @@
 //! `ct_*` fields, and (with `table=`) on into that table — a fork, as OVS has it: the tracked packet goes on
 //! in the table, the actions after `ct` go on with the packet untracked.
 
-use super::pipeline::CtRt;
+use super::pipeline::{CtRt, CtWriteRt};
 use super::*;
 use crate::conntrack::{packet::CtPacket, state, CtArgs, CtMeta, Verdict};
 
@@ -52,12 +52,25 @@ impl Tables {
             Err(sub) => st.key.get_bits(sub) as u16,
         };
         let pkt = CtPacket::parse(r.bufs.get(st.data), &st.hdr);
+        // exec's writes, in order, into one (value, mask) for the mark and one for the label.
+        let (mut mark, mut label): (Option<(u128, u128)>, Option<(u128, u128)>) = (None, None);
+        for w in ct.exec.iter().flatten() {
+            let (is_label, value, mask) = match *w {
+                CtWriteRt::Const { label, value, mask } => (label, value, mask),
+                CtWriteRt::Move { label, src, ofs } => {
+                    (label, st.key.get_bits(src) << ofs, crate::classifier::Slot::bits_mask(ofs, src.nbits))
+                }
+            };
+            let acc = if is_label { &mut label } else { &mut mark };
+            let (v, m) = acc.unwrap_or((0, 0));
+            *acc = Some(((v & !mask) | (value & mask), m | mask));
+        }
         let args = CtArgs {
             zone,
             commit: ct.commit,
             force: ct.force,
-            mark: ct.mark,
-            label: ct.label,
+            mark: mark.map(|(v, m)| (v as u32, m as u32)),
+            label,
             nat: ct.nat,
             dry: self.ct_dry,
         };

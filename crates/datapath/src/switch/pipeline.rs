@@ -274,9 +274,18 @@ pub struct CtRt {
     pub zone: Result<u16, SubSlot>,
     /// Where the tracked packet continues; the current actions go on with it untracked.
     pub table: Option<u8>,
-    pub mark: Option<(u32, u32)>,
-    pub label: Option<(u128, u128)>,
+    /// `exec(...)`: writes into the connection's mark or label (`label` false: the mark), in order.
+    pub exec: [Option<CtWriteRt>; 4],
     pub nat: Option<crate::conntrack::NatArgs>,
+}
+
+/// One write of a `ct` action's `exec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CtWriteRt {
+    /// These bits (under `mask`) become `value`.
+    Const { label: bool, value: u128, mask: u128 },
+    /// The bits of `src` when the action runs, at `ofs`.
+    Move { label: bool, src: SubSlot, ofs: u32 },
 }
 
 /// A bundle's members (those not in the bridge: `None`, never live) and how it picks one.

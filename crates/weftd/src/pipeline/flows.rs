@@ -102,7 +102,16 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
         }
         Action::OutputMaxLen(..) => return act_rt(&a.plain(), port),
         Action::Ct(ct) => {
-            let (mark, label) = ct.mark_label();
+            use weft_datapath::switch::pipeline::CtWriteRt;
+            let mut exec = [None; 4];
+            for (slot, w) in exec.iter_mut().zip(ct.exec_writes()) {
+                *slot = Some(match w {
+                    weft_api::flow::CtWrite::Const { label, value, mask } => CtWriteRt::Const { label, value, mask },
+                    weft_api::flow::CtWrite::Move { label, src, ofs } => {
+                        CtWriteRt::Move { label, src: sub_slot(src), ofs: u32::from(ofs) }
+                    }
+                });
+            }
             ActRt::Ct(weft_datapath::switch::pipeline::CtRt {
                 commit: ct.commit,
                 force: ct.force,
@@ -111,8 +120,7 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
                     weft_api::flow::CtZone::Field(sf) => Err(sub_slot(sf)),
                 },
                 table: ct.table,
-                mark,
-                label,
+                exec,
                 nat: ct.nat.map(|n| {
                     use weft_datapath::conntrack::{NatArgs, NatKind};
                     let num = |a: std::net::IpAddr| match a {

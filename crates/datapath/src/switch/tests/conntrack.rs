@@ -1,5 +1,5 @@
 use super::*;
-use crate::switch::pipeline::CtRt;
+use crate::switch::pipeline::{CtRt, CtWriteRt};
 
 // ---- The ct action in the pipeline: a stateful firewall between p1 (inside) and p2 (outside) ----
 
@@ -9,7 +9,14 @@ const EST: u128 = 0x02;
 const INV: u128 = 0x10;
 
 fn ct(commit: bool, table: Option<u8>) -> ActRt {
-    ActRt::Ct(CtRt { commit, force: false, zone: Ok(7), table, mark: Some((0xab, 0xff)), label: None, nat: None })
+    ActRt::Ct(CtRt {
+        commit,
+        force: false,
+        zone: Ok(7),
+        table,
+        exec: [Some(CtWriteRt::Const { label: false, value: 0xab, mask: 0xff }), None, None, None],
+        nat: None,
+    })
 }
 
 fn st(value: u128, mask: u128) -> (Slot, u128, u128) {
@@ -126,7 +133,7 @@ const HOST: u32 = 0xcb00_7107; // 203.0.113.7
 fn nat_ct(kind: NatKind, commit: bool, table: Option<u8>) -> ActRt {
     let addrs = (kind != NatKind::Reverse).then_some((u128::from(HOST), u128::from(HOST)));
     let nat = NatArgs { kind, addrs, v6: false, ports: None, persistent: false };
-    ActRt::Ct(CtRt { commit, force: false, zone: Ok(1), table, mark: None, label: None, nat: Some(nat) })
+    ActRt::Ct(CtRt { commit, force: false, zone: Ok(1), table, exec: [None; 4], nat: Some(nat) })
 }
 
 #[test]
@@ -178,4 +185,36 @@ fn snat_rewrites_frames_both_ways_with_their_checksums_right() {
     let mut stray = answer.clone();
     stray[34..36].copy_from_slice(&9999u16.to_be_bytes());
     assert!(h.send("p2", &stray).is_empty());
+}
+
+#[test]
+fn exec_writes_constants_and_register_bits_into_the_mark_and_label_in_order() {
+    let exec = [
+        Some(CtWriteRt::Const { label: false, value: 0xff00, mask: 0xffff }),
+        Some(CtWriteRt::Move {
+            label: false,
+            src: crate::classifier::SubSlot { slot: slot::reg(0), ofs: 0, nbits: 4 },
+            ofs: 4,
+        }),
+        Some(CtWriteRt::Move {
+            label: true,
+            src: crate::classifier::SubSlot { slot: slot::reg(1), ofs: 0, nbits: 32 },
+            ofs: 96,
+        }),
+        None,
+    ];
+    let ct = ActRt::Ct(CtRt { commit: true, force: false, zone: Ok(3), table: None, exec, nat: None });
+    let set = |s: Slot, v: u128| ActRt::SetBits { slot: s, value: v, mask: Slot::bits_mask(0, s.bits) };
+    let net = two_taps().table(
+        0,
+        vec![(
+            10,
+            vec![m(slot::DL_TYPE, 0x0800)],
+            vec![set(slot::reg(0), 0x9), set(slot::reg(1), 0xdead_beef), ct, ActRt::Output(P2)],
+        )],
+    );
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &udp4(B, A, 60, false, 53)), ["p2"]);
+    let conns = h.sw.pipeline().conntrack.dump(Some(3), h.now);
+    assert_eq!((conns[0].mark, conns[0].label), (0xff90, 0xdead_beef << 96));
 }
