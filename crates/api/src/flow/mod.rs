@@ -126,6 +126,9 @@ pub enum SetField {
     TunDst(IpAddr),
 }
 
+// Configuration, not the packet path (the datapath runs its own compact form): `ct(...)`'s size is kept
+// inline so that actions stay `Copy`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     /// To an OpenFlow port number (names resolved when the flow was parsed).

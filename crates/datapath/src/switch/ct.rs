@@ -2,7 +2,7 @@
 //! `ct_*` fields, and (with `table=`) on into that table — a fork, as OVS has it: the tracked packet goes on
 //! in the table, the actions after `ct` go on with the packet untracked.
 
-use super::pipeline::{CtRt, CtWriteRt};
+use super::pipeline::CtWriteRt;
 use super::*;
 use crate::conntrack::{packet::CtPacket, state, CtArgs, CtMeta, Verdict};
 
@@ -43,17 +43,21 @@ impl Tables {
     pub(super) fn run_ct<O: Observer>(
         &mut self,
         r: &mut Run<'_, '_, O>,
-        ct: &CtRt,
+        index: u32,
         st: &mut ActState,
         depth: u8,
     ) -> bool {
+        let own = &r.pipe.bridges[r.bridge].cts;
+        let i = index as usize;
+        let Some(ct) = own.get(i).or_else(|| r.extra_cts.get(i - own.len().min(i))).copied() else { return true };
+        let ct = &ct;
         let zone = match ct.zone {
             Ok(z) => z,
             Err(sub) => st.key.get_bits(sub) as u16,
         };
         let pkt = CtPacket::parse(r.bufs.get(st.data), &st.hdr);
         // exec's writes, in order, into one (value, mask) for the mark and one for the label.
-        let (mut mark, mut label): (Option<(u128, u128)>, Option<(u128, u128)>) = (None, None);
+        let (mut mark, mut label) = (None::<(u128, u128)>, None::<(u128, u128)>);
         for w in ct.exec.iter().flatten() {
             let (is_label, value, mask) = match *w {
                 CtWriteRt::Const { label, value, mask } => (label, value, mask),

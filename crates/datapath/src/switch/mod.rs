@@ -365,13 +365,13 @@ impl Switch {
         bufs: &mut Buffers,
         input: Input,
         from_controller: bool,
-        actions: &[ActRt],
+        (actions, cts): (&[ActRt], &[pipeline::CtRt]),
         now: Nanos,
         out: &mut Outputs,
         obs: &mut impl Observer,
     ) {
         let Switch { pipe, t } = self;
-        t.packet_out(pipe, bufs, input, from_controller, actions, now, out, obs);
+        t.packet_out(pipe, bufs, input, from_controller, (actions, cts), now, out, obs);
     }
 
     /// Switches one received frame: VLAN ingress, then the bridge's flow tables or (with only the default
@@ -491,6 +491,7 @@ impl Tables {
                 in_port,
                 remote,
                 from_controller: false,
+                extra_cts: &[],
             };
             self.run_table(&mut run, 0, &mut st, 0);
             if let Some(mtu) = st.too_big {
@@ -507,7 +508,7 @@ impl Tables {
         bufs: &mut Buffers,
         input: Input,
         from_controller: bool,
-        actions: &[ActRt],
+        (actions, cts): (&[ActRt], &[pipeline::CtRt]),
         now: Nanos,
         out: &mut Outputs,
         obs: &mut impl Observer,
@@ -539,6 +540,7 @@ impl Tables {
             in_port,
             remote,
             from_controller,
+            extra_cts: cts,
         };
         self.apply_actions(&mut run, 0, (u64::MAX, false), actions, &mut st, 0);
         if let Some(mtu) = st.too_big {
@@ -759,8 +761,8 @@ impl Tables {
                         return;
                     }
                 }
-                ActRt::Ct(ct) => {
-                    if !self.run_ct(r, &ct, st, depth) {
+                ActRt::Ct(i) => {
+                    if !self.run_ct(r, i, st, depth) {
                         return;
                     }
                 }
@@ -943,6 +945,8 @@ struct Run<'p, 'b, O> {
     /// A packet-out from a controller: no port of the bridge is its input port (`in_port` is its internal
     /// port, standing in), so output to any port goes.
     from_controller: bool,
+    /// A packet-out's own `ct` actions, numbered after the bridge's.
+    extra_cts: &'p [pipeline::CtRt],
 }
 
 fn note(text: String) -> Step {

@@ -113,6 +113,8 @@ pub struct BridgeRt {
     /// The id of that lone `priority=0 actions=NORMAL` flow when `tables` is empty: its counters count
     /// every frame the learning switch takes, as the flow's would.
     pub default_flow: Option<u64>,
+    /// The `ct` actions of the bridge's flows and groups, as [`ActRt::Ct`] names them.
+    pub cts: Vec<CtRt>,
 }
 
 /// How a group picks its buckets.
@@ -259,8 +261,9 @@ pub enum ActRt {
     /// `push:SRC[a..b]` / `pop:DST[a..b]`: the packet's stack of values ([`super::STACK_DEPTH`]).
     StackPush(SubSlot),
     StackPop(SubSlot),
-    /// `ct(...)`: the packet through the connection tracker ([`super::ct`]).
-    Ct(CtRt),
+    /// `ct(...)`: the packet through the connection tracker ([`super::ct`]); the action is the bridge's
+    /// [`BridgeRt::cts`] entry of this index (kept aside: it is large, and most flows do not track).
+    Ct(u32),
     /// `ct_clear`: the packet's `ct_*` fields back to zero.
     CtClear,
 }

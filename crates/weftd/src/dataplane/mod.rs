@@ -520,7 +520,10 @@ impl Dataplane {
         else {
             return;
         };
-        let acts: Vec<_> = actions.iter().filter_map(|a| crate::pipeline::act_rt(a, &port_of)).collect();
+        let base = pipeline.core.bridges[b].cts.len();
+        let mut cts = Vec::new();
+        let acts: Vec<_> =
+            actions.iter().filter_map(|a| crate::pipeline::act_rt(a, &port_of, (&mut cts, base))).collect();
         if frame.len() > self.seg.len() {
             return;
         }
@@ -533,7 +536,7 @@ impl Dataplane {
         let now = self.now();
         let mut bufs = Buffers { rx: &mut [], seg: &mut self.seg, scratch: &mut self.scratch };
         let input = Input { data: seg_bytes(0, frame.len() as u32), in_port: port, remote, stripped: None, gso: None };
-        self.switch.packet_out(&mut bufs, input, from_controller, &acts, now, &mut self.outs, &mut Quiet);
+        self.switch.packet_out(&mut bufs, input, from_controller, (&acts, &cts), now, &mut self.outs, &mut Quiet);
         self.perform(&pipeline);
         self.end_batch();
     }

@@ -1,6 +1,7 @@
 //! Compiling a bridge's flows, groups and meters from the configuration into what the datapath core runs.
 
 use super::*;
+use weft_datapath::switch::pipeline::CtRt;
 
 /// Where a field lives in the classifier's key.
 pub(super) fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier::Slot {
@@ -85,7 +86,13 @@ pub(super) fn hash_on(f: weft_api::flow::bundle::HashFields) -> weft_datapath::s
 /// A flow's (or a packet-out's) action as the core runs it, with OpenFlow port numbers turned into the
 /// pipeline's ports by `port`; `None` for an action with no effect (drop, or an output to a port that is
 /// not there).
-pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>) -> Option<ActRt> {
+/// A `ct` action goes into `cts` (the bridge's, or a packet-out's own numbered from `base`), named by its
+/// index there.
+pub fn act_rt(
+    a: &weft_api::flow::Action,
+    port: &dyn Fn(u32) -> Option<PortIdx>,
+    (cts, base): (&mut Vec<CtRt>, usize),
+) -> Option<ActRt> {
     use weft_api::flow::{Action, SetField};
     use weft_datapath::classifier::{slot, Slot};
     Some(match *a {
@@ -100,7 +107,7 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
         Action::SetNwTtl(t) => {
             ActRt::SetBits { slot: weft_datapath::classifier::slot::NW_TTL, value: u128::from(t), mask: 0xff }
         }
-        Action::OutputMaxLen(..) => return act_rt(&a.plain(), port),
+        Action::OutputMaxLen(..) => return act_rt(&a.plain(), port, (cts, base)),
         Action::Ct(ct) => {
             use weft_datapath::switch::pipeline::CtWriteRt;
             let mut exec = [None; 4];
@@ -112,7 +119,7 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
                     }
                 });
             }
-            ActRt::Ct(weft_datapath::switch::pipeline::CtRt {
+            cts.push(CtRt {
                 commit: ct.commit,
                 force: ct.force,
                 zone: match ct.zone {
@@ -139,7 +146,8 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
                         persistent: n.persistent,
                     }
                 }),
-            })
+            });
+            ActRt::Ct((base + cts.len() - 1) as u32)
         }
         Action::CtClear => ActRt::CtClear,
         Action::Local => ActRt::Output(port(OFPORT_LOCAL)?),
@@ -204,7 +212,11 @@ pub fn act_rt(a: &weft_api::flow::Action, port: &dyn Fn(u32) -> Option<PortIdx>)
 }
 
 /// Builds the flow tables of a bridge (none when it has only the default NORMAL flow).
-pub(super) fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> Vec<TableRt> {
+pub(super) fn build_tables(
+    b: &weft_api::BridgeConfig,
+    ofports: &HashMap<u32, PortIdx>,
+    cts: &mut Vec<CtRt>,
+) -> Vec<TableRt> {
     use weft_api::flow::Action;
     let only_normal = b.flows.len() == 1 && {
         let f = &b.flows[0].flow;
@@ -220,7 +232,7 @@ pub(super) fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, Po
             let mut entries = Vec::new();
             for s in b.flows.iter().filter(|s| usize::from(s.flow.table) == t) {
                 let port = |n: u32| ofports.get(&n).copied();
-                let actions = s.flow.actions.iter().filter_map(|a| act_rt(a, &port)).collect();
+                let actions = s.flow.actions.iter().filter_map(|a| act_rt(a, &port, (&mut *cts, 0))).collect();
                 let (key, mask) = flow_rule(&s.flow.matches);
                 entries.push(weft_datapath::classifier::Rule {
                     key,
@@ -237,7 +249,11 @@ pub(super) fn build_tables(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, Po
 }
 
 /// A bridge's groups for the core: buckets' actions compiled as a flow's, watched ports by index.
-pub(super) fn build_groups(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, PortIdx>) -> Vec<GroupRt> {
+pub(super) fn build_groups(
+    b: &weft_api::BridgeConfig,
+    ofports: &HashMap<u32, PortIdx>,
+    cts: &mut Vec<CtRt>,
+) -> Vec<GroupRt> {
     use weft_api::group::GroupType;
     let port = |n: u32| ofports.get(&n).copied();
     let mut groups: Vec<GroupRt> = b
@@ -257,7 +273,7 @@ pub(super) fn build_groups(b: &weft_api::BridgeConfig, ofports: &HashMap<u32, Po
                 .map(|bk| BucketRt {
                     weight: bk.weight,
                     watch: port(bk.watch_port),
-                    actions: bk.actions.iter().filter_map(|a| act_rt(a, &port)).collect(),
+                    actions: bk.actions.iter().filter_map(|a| act_rt(a, &port, (&mut *cts, 0))).collect(),
                 })
                 .collect(),
         })

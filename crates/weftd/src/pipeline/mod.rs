@@ -632,8 +632,9 @@ impl Resources {
                 .collect();
             let has_proxy = members.iter().any(|i| descs[usize::from(i.0)].tunnel().is_some_and(|t| t.proxy));
             let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (descs[usize::from(i.0)].ofport, *i)).collect();
-            let tables = build_tables(b, &ofports);
-            let groups = build_groups(b, &ofports);
+            let mut cts = Vec::new();
+            let tables = build_tables(b, &ofports, &mut cts);
+            let groups = build_groups(b, &ofports, &mut cts);
             for g in &b.groups {
                 let key = (b.name.clone(), g.id);
                 if self.groups_since.get(&key).is_none_or(|(was, _)| was != g) {
@@ -654,6 +655,7 @@ impl Resources {
                 table_size: b.mac_table_size(),
                 ports: members,
                 statics,
+                cts,
             });
         }
         // A patch port is joined when its peer is a patch port that names it back; otherwise it stays down,

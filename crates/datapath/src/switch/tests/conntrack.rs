@@ -8,15 +8,15 @@ const NEW: u128 = 0x01;
 const EST: u128 = 0x02;
 const INV: u128 = 0x10;
 
-fn ct(commit: bool, table: Option<u8>) -> ActRt {
-    ActRt::Ct(CtRt {
+fn ct(commit: bool, table: Option<u8>) -> CtRt {
+    CtRt {
         commit,
         force: false,
         zone: Ok(7),
         table,
         exec: [Some(CtWriteRt::Const { label: false, value: 0xab, mask: 0xff }), None, None, None],
         nat: None,
-    })
+    }
 }
 
 fn st(value: u128, mask: u128) -> (Slot, u128, u128) {
@@ -27,10 +27,11 @@ fn st(value: u128, mask: u128) -> (Slot, u128, u128) {
 /// connections only from p1 to UDP port 53, and drops the rest.
 fn firewall() -> Net {
     two_taps()
+        .cts(vec![ct(false, Some(1)), ct(true, None)])
         .table(
             0,
             vec![
-                (10, vec![m(slot::DL_TYPE, 0x0800), st(0, TRK)], vec![ct(false, Some(1))]),
+                (10, vec![m(slot::DL_TYPE, 0x0800), st(0, TRK)], vec![ActRt::Ct(0)]),
                 (0, vec![], vec![ActRt::Normal]),
             ],
         )
@@ -43,7 +44,7 @@ fn firewall() -> Net {
                 (
                     10,
                     vec![st(TRK | NEW, TRK | NEW), m(slot::IN_PORT, 1), m(slot::TP_DST, 53)],
-                    vec![ct(true, None), ActRt::Output(P2)],
+                    vec![ActRt::Ct(1), ActRt::Output(P2)],
                 ),
             ],
         )
@@ -83,12 +84,13 @@ fn the_tracked_fork_goes_on_in_its_table_and_the_rest_untracked() {
     // Table 0: ct(table=1), then output to p3 with the packet untracked: table 1 sees ct_state, the output
     // after the ct does not need it.
     let net = two_taps()
+        .cts(vec![ct(true, Some(1))])
         .table(
             0,
             vec![(
                 10,
                 vec![m(slot::DL_TYPE, 0x0800)],
-                vec![ct(true, Some(1)), ActRt::Resubmit { port: None, table: Some(2) }],
+                vec![ActRt::Ct(0), ActRt::Resubmit { port: None, table: Some(2) }],
             )],
         )
         .table(
@@ -104,7 +106,8 @@ fn the_tracked_fork_goes_on_in_its_table_and_the_rest_untracked() {
     assert_eq!(h.ports("p1", &udp4(B, A, 60, false, 53)), ["p2", "p3"]);
     // ct_clear: untracked again.
     let net = two_taps()
-        .table(0, vec![(10, vec![m(slot::DL_TYPE, 0x0800)], vec![ct(false, Some(1))])])
+        .cts(vec![ct(false, Some(1))])
+        .table(0, vec![(10, vec![m(slot::DL_TYPE, 0x0800)], vec![ActRt::Ct(0)])])
         .table(1, vec![(10, vec![st(TRK, TRK)], vec![ActRt::CtClear, ActRt::Resubmit { port: None, table: Some(2) }])])
         .table(2, vec![(10, vec![st(0, TRK)], vec![ActRt::Output(P3)])]);
     let mut h = Harness::new(net.build());
@@ -130,29 +133,22 @@ use crate::conntrack::{NatArgs, NatKind};
 
 const HOST: u32 = 0xcb00_7107; // 203.0.113.7
 
-fn nat_ct(kind: NatKind, commit: bool, table: Option<u8>) -> ActRt {
+fn nat_ct(kind: NatKind, commit: bool, table: Option<u8>) -> CtRt {
     let addrs = (kind != NatKind::Reverse).then_some((u128::from(HOST), u128::from(HOST)));
     let nat = NatArgs { kind, addrs, v6: false, ports: None, persistent: false };
-    ActRt::Ct(CtRt { commit, force: false, zone: Ok(1), table, exec: [None; 4], nat: Some(nat) })
+    CtRt { commit, force: false, zone: Ok(1), table, exec: [None; 4], nat: Some(nat) }
 }
 
 #[test]
 fn snat_rewrites_frames_both_ways_with_their_checksums_right() {
     // p1 inside, p2 outside: what leaves p2 comes from 203.0.113.7; answers to it go back to p1.
     let net = two_taps()
+        .cts(vec![nat_ct(NatKind::Src, true, None), nat_ct(NatKind::Reverse, false, Some(1))])
         .table(
             0,
             vec![
-                (
-                    10,
-                    vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 1)],
-                    vec![nat_ct(NatKind::Src, true, None), ActRt::Output(P2)],
-                ),
-                (
-                    10,
-                    vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 2)],
-                    vec![nat_ct(NatKind::Reverse, false, Some(1))],
-                ),
+                (10, vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 1)], vec![ActRt::Ct(0), ActRt::Output(P2)]),
+                (10, vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 2)], vec![ActRt::Ct(1)]),
             ],
         )
         .table(1, vec![(10, vec![st(TRK | EST, TRK | EST), m(slot::NW_DST, 0xc633_6401)], vec![ActRt::Output(P1)])]);
@@ -203,14 +199,14 @@ fn exec_writes_constants_and_register_bits_into_the_mark_and_label_in_order() {
         }),
         None,
     ];
-    let ct = ActRt::Ct(CtRt { commit: true, force: false, zone: Ok(3), table: None, exec, nat: None });
+    let ct = CtRt { commit: true, force: false, zone: Ok(3), table: None, exec, nat: None };
     let set = |s: Slot, v: u128| ActRt::SetBits { slot: s, value: v, mask: Slot::bits_mask(0, s.bits) };
-    let net = two_taps().table(
+    let net = two_taps().cts(vec![ct]).table(
         0,
         vec![(
             10,
             vec![m(slot::DL_TYPE, 0x0800)],
-            vec![set(slot::reg(0), 0x9), set(slot::reg(1), 0xdead_beef), ct, ActRt::Output(P2)],
+            vec![set(slot::reg(0), 0x9), set(slot::reg(1), 0xdead_beef), ActRt::Ct(0), ActRt::Output(P2)],
         )],
     );
     let mut h = Harness::new(net.build());

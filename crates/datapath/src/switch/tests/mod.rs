@@ -59,6 +59,7 @@ impl Net {
             meters: Vec::new(),
             fail_open: Default::default(),
             default_flow: Some(1),
+            cts: Vec::new(),
         });
         self.port(name, OFPORT_LOCAL, PortKind::Tap { vnet_hdr: true })
     }
@@ -114,6 +115,12 @@ impl Net {
     }
 
     /// Adds flow table `table` to the last bridge: (priority, matches, actions) with flow ids from 100 on.
+    /// The last bridge's `ct` actions: flows name them `ActRt::Ct(0)`, `ActRt::Ct(1)`, ….
+    fn cts(mut self, cts: Vec<super::pipeline::CtRt>) -> Net {
+        self.bridges.last_mut().unwrap().cts = cts;
+        self
+    }
+
     fn table(mut self, table: usize, flows: Vec<FlowSpec>) -> Net {
         let b = self.bridges.last_mut().unwrap();
         b.default_flow = None;
@@ -263,7 +270,7 @@ impl Harness {
     fn packet_out(&mut self, port: Option<&str>, frame: &[u8], actions: &[ActRt]) -> Vec<Out> {
         let input = self.input(port.unwrap_or("br0"), frame, None, None, None);
         let mut bufs = Buffers { rx: &mut self.rx, seg: &mut self.seg, scratch: &mut self.scratch };
-        self.sw.packet_out(&mut bufs, input, port.is_none(), actions, self.now, &mut self.outs, &mut Quiet);
+        self.sw.packet_out(&mut bufs, input, port.is_none(), (actions, &[]), self.now, &mut self.outs, &mut Quiet);
         let bufs = Buffers { rx: &mut self.rx, seg: &mut self.seg, scratch: &mut self.scratch };
         self.outs.sends.iter().map(|e| resolve(&self.sw, &bufs, e)).collect()
     }
