@@ -424,3 +424,35 @@ fn a_dry_run_says_what_would_happen_and_changes_nothing() {
     assert_eq!(ct.dump(None, 0), before, "the connection is as it was");
     assert_eq!(ct.counters.invalid.load(Ordering::Relaxed), 0);
 }
+
+fn tcp6(src: u16, dst: u16, sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 20, TCP, 64]);
+    for a in [src, dst] {
+        f.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        f.extend_from_slice(&[0; 10]);
+        f.extend_from_slice(&a.to_be_bytes());
+    }
+    f.extend_from_slice(&sport.to_be_bytes());
+    f.extend_from_slice(&dport.to_be_bytes());
+    f.extend_from_slice(&seq.to_be_bytes());
+    f.extend_from_slice(&ack.to_be_bytes());
+    f.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    f
+}
+
+#[test]
+fn ipv6_tcp_is_tracked_and_translated_like_ipv4() {
+    let ct = Conntrack::new(7);
+    assert_eq!(run(&ct, &tcp6(1, 2, 4000, 443, 10, 0, FLAG_SYN), &COMMIT, 0).state, state::TRK | state::NEW);
+    let back = run(&ct, &tcp6(2, 1, 443, 4000, 99, 11, FLAG_SYN | FLAG_ACK), &LOOK, 0);
+    assert_eq!(back.state, state::TRK | state::EST | state::RPL);
+    assert!(back.orig.unwrap().v6);
+    // SNAT to 2001:db8::9 (an IPv4 range does nothing to IPv6).
+    let s6 = u128::from_be_bytes([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+    let nat = |a: u128, v6| NatArgs { kind: NatKind::Src, addrs: Some((a, a)), v6, ports: None, persistent: false };
+    let m = run(&ct, &tcp6(3, 2, 5000, 443, 1, 0, FLAG_SYN), &CtArgs { nat: Some(nat(s6, true)), ..COMMIT }, 0);
+    assert_eq!((m.state, m.rewrite.src.map(|e| e.addr)), (state::TRK | state::NEW | state::SNAT, Some(s6)));
+    let m = run(&ct, &tcp6(4, 2, 5000, 443, 1, 0, FLAG_SYN), &CtArgs { nat: Some(nat(v4(S), false)), ..COMMIT }, 0);
+    assert_eq!((m.state, m.rewrite), (state::TRK | state::NEW, Rewrite::default()));
+}
