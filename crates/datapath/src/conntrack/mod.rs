@@ -156,8 +156,11 @@ pub struct CtEntry {
     pub reply: Option<Tuple>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A connection's key: its zone, protocol and two ends, the lower first; with its keyed hash, computed once
+/// when the key is made (the shard and the shard's map both use it: one hash per packet).
+#[derive(Debug, Clone, Copy, Eq)]
 struct ConnKey {
+    h: u64,
     zone: u16,
     proto: u8,
     v6: bool,
@@ -165,12 +168,41 @@ struct ConnKey {
     hi: Endpoint,
 }
 
-/// The key of a packet's connection, and whether the packet goes from the key's lower end.
-fn canon(zone: u16, t: &Tuple) -> (ConnKey, bool) {
-    let from_lo = t.src <= t.dst;
-    let (lo, hi) = if from_lo { (t.src, t.dst) } else { (t.dst, t.src) };
-    (ConnKey { zone, proto: t.proto, v6: t.v6, lo, hi }, from_lo)
+impl PartialEq for ConnKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.h == o.h
+            && self.lo == o.lo
+            && self.hi == o.hi
+            && (self.zone, self.proto, self.v6) == (o.zone, o.proto, o.v6)
+    }
 }
+
+impl Hash for ConnKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.h);
+    }
+}
+
+/// The map's hasher: a key's hash is already in it.
+#[derive(Default, Clone, Copy)]
+struct KeyHash(u64);
+
+impl Hasher for KeyHash {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `ConnKey::hash` feeds it, with one word; anything else still spreads.
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(MUL);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap = HashMap<ConnKey, Entry, std::hash::BuildHasherDefault<KeyHash>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Other {
@@ -267,7 +299,7 @@ enum Entry {
 }
 
 struct Shard {
-    map: HashMap<ConnKey, Entry, Seeded>,
+    map: KeyMap,
     conns: Vec<Conn>,
     free: Vec<u32>,
     /// Where the next sweep of this shard starts.
@@ -312,9 +344,7 @@ impl Conntrack {
     pub fn new(seed: u64) -> Conntrack {
         let seed = Seeded(seed | 1);
         let shards = (0..SHARDS)
-            .map(|_| {
-                Mutex::new(Shard { map: HashMap::with_hasher(seed), conns: Vec::new(), free: Vec::new(), cursor: 0 })
-            })
+            .map(|_| Mutex::new(Shard { map: KeyMap::default(), conns: Vec::new(), free: Vec::new(), cursor: 0 }))
             .collect();
         Conntrack {
             seed,
@@ -329,8 +359,26 @@ impl Conntrack {
         }
     }
 
+    /// The shard of a key: middle bits of its hash (the map inside uses the low bits for the bucket and the
+    /// top seven as tags).
     fn shard_of(&self, key: &ConnKey) -> usize {
-        (self.seed.hash_one(key) >> 58) as usize & (SHARDS - 1)
+        (key.h >> 40) as usize & (SHARDS - 1)
+    }
+
+    /// The key of a packet's connection, and whether the packet goes from the key's lower end.
+    fn canon(&self, zone: u16, t: &Tuple) -> (ConnKey, bool) {
+        let from_lo = t.src <= t.dst;
+        let (lo, hi) = if from_lo { (t.src, t.dst) } else { (t.dst, t.src) };
+        let w0 = u64::from(zone)
+            | u64::from(t.proto) << 16
+            | u64::from(t.v6) << 24
+            | u64::from(lo.port) << 32
+            | u64::from(hi.port) << 48;
+        // Two lanes, so that the multiplications overlap.
+        let a = fold(fold(self.seed.0 ^ w0, MUL) ^ lo.addr as u64, MUL) ^ (hi.addr as u64);
+        let b = fold(fold(self.seed.0.rotate_left(32) ^ (lo.addr >> 64) as u64, MUL) ^ (hi.addr >> 64) as u64, MUL);
+        let h = fold(a ^ b.rotate_left(17), MUL ^ 0x5bd1_e995);
+        (ConnKey { h, zone, proto: t.proto, v6: t.v6, lo, hi }, from_lo)
     }
 
     /// Connections tracked now.
@@ -405,11 +453,16 @@ impl Conntrack {
         if let Kind::Error { inner, .. } = p.kind {
             return self.related(p, &inner, args, now).unwrap_or_else(|| invalid(&self.counters));
         }
-        let (key, from_lo) = canon(args.zone, &p.tuple);
+        let (key, from_lo) = self.canon(args.zone, &p.tuple);
         if let Some((si, mut shard, i, via_alias)) = self.find(&key) {
             // A dry run works on a copy of the connection.
-            let mut copy = shard.conns[i as usize];
-            let c = if args.dry { &mut copy } else { &mut shard.conns[i as usize] };
+            let mut copy;
+            let c = if args.dry {
+                copy = shard.conns[i as usize];
+                &mut copy
+            } else {
+                &mut shard.conns[i as usize]
+            };
             let reply = match (&c.nat, via_alias) {
                 (None, _) => from_lo != c.orig_lo,
                 // A translated connection: by its own key only the original direction, by its alias only
@@ -585,7 +638,7 @@ impl Conntrack {
         if p.tuple.dst.addr != inner.src.addr || p.tuple.v6 != inner.v6 {
             return None;
         }
-        let (key, from_lo) = canon(args.zone, inner);
+        let (key, from_lo) = self.canon(args.zone, inner);
         let (_, shard, i, via_alias) = self.find(&key)?;
         let c = &shard.conns[i as usize];
         if c.expires <= now {

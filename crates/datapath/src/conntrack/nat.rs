@@ -95,7 +95,7 @@ impl Conntrack {
                 } else {
                     Tuple { src: end, dst: orig.src, ..*orig }
                 };
-                let (alias, _) = canon(key.zone, &reply);
+                let (alias, _) = self.canon(key.zone, &reply);
                 if alias == *key {
                     return Some(None);
                 }
