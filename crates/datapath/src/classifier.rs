@@ -140,6 +140,8 @@ pub mod slot {
     pub const CT_LABEL: Slot = Slot::new(25, 0, 128);
     pub const CT_NW_SRC: Slot = Slot::new(27, 0, 128);
     pub const CT_NW_DST: Slot = Slot::new(29, 0, 128);
+    /// TCP's flags (`tcp_flags`, 12 bits), zero for other packets.
+    pub const TCP_FLAGS: Slot = Slot::new(31, 0, 16);
 }
 
 impl FlowKey {

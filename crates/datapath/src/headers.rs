@@ -46,6 +46,8 @@ pub struct Headers {
     pub df: bool,
     /// A TCP header's length (its data offset), for measuring the segments of an offloaded frame.
     pub tcp_hlen: Option<u8>,
+    /// TCP's twelve flag bits (FIN 0x001 … NS 0x100, and the three reserved), zero for anything else.
+    pub tcp_flags: u16,
     /// The flow hash: MACs, EtherType, addresses, protocol and TCP/UDP ports (picks a tunnel's source port).
     pub hash: u32,
 }
@@ -154,6 +156,9 @@ impl Headers {
         }
         if h.ip && h.nw_proto == Some(Protocol::TCP) && l4.len() >= 13 {
             h.tcp_hlen = Some((l4[12] >> 4) * 4);
+            if l4.len() >= 14 && first {
+                h.tcp_flags = u16::from_be_bytes([l4[12], l4[13]]) & 0x0fff;
+            }
         }
         if let (Some(p @ (Protocol::TCP | Protocol::UDP)), true) = (h.nw_proto, h.ip && l4.len() >= 4) {
             hash = mix(hash, &[p]);

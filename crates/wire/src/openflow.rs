@@ -190,6 +190,7 @@ pub mod oxm {
     pub const NX_MPLS_TTL: u8 = 30;
     pub const NX_IP_FRAG: u8 = 26;
     /// Connection tracking's fields (read-only but for the mark and label inside `ct`).
+    pub const NX_TCP_FLAGS: u8 = 34;
     pub const NX_CT_STATE: u8 = 105;
     pub const NX_CT_ZONE: u8 = 106;
     pub const NX_CT_MARK: u8 = 107;

@@ -5,8 +5,24 @@
 use super::*;
 
 /// `ct_state` bits by name, lowest first (OVS's order, in which they print).
-pub const CT_STATES: [(&str, u8); 8] =
+pub const CT_STATES: [(&str, u16); 8] =
     [("new", 1), ("est", 2), ("rel", 4), ("rpl", 8), ("inv", 0x10), ("trk", 0x20), ("snat", 0x40), ("dnat", 0x80)];
+
+/// `tcp_flags` bits by name, lowest first (the three reserved bits as OVS names them).
+pub const TCP_FLAGS: [(&str, u16); 12] = [
+    ("fin", 0x001),
+    ("syn", 0x002),
+    ("rst", 0x004),
+    ("psh", 0x008),
+    ("ack", 0x010),
+    ("urg", 0x020),
+    ("ece", 0x040),
+    ("cwr", 0x080),
+    ("ns", 0x100),
+    ("[200]", 0x200),
+    ("[400]", 0x400),
+    ("[800]", 0x800),
+];
 
 /// Where a `ct` action's zone comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,7 +437,8 @@ pub(super) fn ct_match(tok: &str, key: &str, v: &str) -> Result<Option<Match>, F
     };
     Ok(Some(match key {
         "ct_state" => {
-            let (value, mask) = ct_state(tok, v)?;
+            let (value, mask) = flags(tok, v, &CT_STATES, 0xff)
+                .map_err(|e| err(tok, e.why.replace("unknown flag", "unknown connection tracking state flag")))?;
             Match { field: Field::CtState, value: u128::from(value), mask: u128::from(mask) }
         }
         "ct_zone" => Match { field: Field::CtZone, value: num(tok, v, 0xffff)?, mask: 0xffff },
@@ -450,26 +467,26 @@ pub(super) fn ct_match(tok: &str, key: &str, v: &str) -> Result<Option<Match>, F
     }))
 }
 
-/// `+trk+est-new`, `trk|est` or a number (`0x21/0x21`).
-fn ct_state(tok: &str, v: &str) -> Result<(u8, u8), FlowError> {
+/// Flags as OVS writes them: `+trk+est-new` (these bits set or clear, the others not looked at), `trk|est`
+/// (exactly these set), or a number (`0x21/0x21`).
+pub(super) fn flags(tok: &str, v: &str, names: &[(&str, u16)], full: u16) -> Result<(u16, u16), FlowError> {
     if v.starts_with(|c: char| c.is_ascii_digit()) {
-        let (value, mask) = num_mask(tok, v, 0xff)?;
-        return Ok((value as u8, mask as u8));
+        let (value, mask) = num_mask(tok, v, u128::from(full))?;
+        return Ok((value as u16, mask as u16));
     }
     let bit = |name: &str| {
-        CT_STATES
+        names
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, b)| *b)
-            .ok_or_else(|| err(tok, format!("unknown connection tracking state flag {name:?}")))
+            .ok_or_else(|| err(tok, format!("unknown flag {name:?}")))
     };
-    let (mut value, mut mask) = (0u8, 0u8);
+    let (mut value, mut mask) = (0u16, 0u16);
     if !v.starts_with(['+', '-']) {
-        // `trk|est`: exactly these bits, the others clear.
         for name in v.split('|') {
             value |= bit(name)?;
         }
-        return Ok((value, 0xff));
+        return Ok((value, full));
     }
     let mut rest = v;
     while let Some(sign) = rest.chars().next() {
@@ -482,28 +499,31 @@ fn ct_state(tok: &str, v: &str) -> Result<(u8, u8), FlowError> {
         mask |= b;
         if sign == '+' {
             value |= b;
-        } else if sign != '-' {
-            return Err(err(tok, "flags start with + or -"));
         }
         rest = &body[end..];
     }
     Ok((value, mask))
 }
 
-/// `ct_state` as OVS prints it: `trk|est` under a full mask, else `+est+trk-new` (bits lowest first).
-pub fn format_ct_state(value: u8, mask: u8) -> String {
-    if mask == 0xff {
+/// Flags as OVS prints them: `a|b` under a full mask (`0` for none), else `+a-b` (bits lowest first).
+pub fn format_flags(names: &[(&str, u16)], value: u16, mask: u16, full: u16) -> String {
+    if mask == full {
         if value == 0 {
             return "0".into();
         }
-        let names: Vec<&str> = CT_STATES.iter().filter(|(_, b)| value & b != 0).map(|(n, _)| *n).collect();
-        return names.join("|");
+        let set: Vec<&str> = names.iter().filter(|(_, b)| value & b != 0).map(|(n, _)| *n).collect();
+        return set.join("|");
     }
-    CT_STATES
+    names
         .iter()
         .filter(|(_, b)| mask & b != 0)
         .map(|(n, b)| format!("{}{n}", if value & b != 0 { '+' } else { '-' }))
         .collect()
+}
+
+/// `ct_state` as OVS prints it: `trk|est` under a full mask, else `+est+trk-new` (bits lowest first).
+pub fn format_ct_state(value: u8, mask: u8) -> String {
+    format_flags(&CT_STATES, u16::from(value), u16::from(mask), 0xff)
 }
 
 /// Whether a match says the packet was tracked and is valid (OVS's prerequisite of the `ct_nw_*`, `ct_tp_*`

@@ -60,6 +60,7 @@ fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], Strin
         (Field::CtIpv6Dst, &["ct_ipv6_dst"], "NXM_NX_CT_IPV6_DST", 128, false),
         (Field::CtTpSrc, &["ct_tp_src"], "NXM_NX_CT_TP_SRC", 16, false),
         (Field::CtTpDst, &["ct_tp_dst"], "NXM_NX_CT_TP_DST", 16, false),
+        (Field::TcpFlags, &["tcp_flags"], "NXM_NX_TCP_FLAGS", 16, false),
     ];
     const REGS: [&str; 16] = [
         "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10", "reg11", "reg12",

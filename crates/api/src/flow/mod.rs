@@ -106,6 +106,8 @@ pub enum Field {
     CtIpv6Dst,
     CtTpSrc,
     CtTpDst,
+    /// TCP's 12 flag bits (`tcp_flags`), matched only.
+    TcpFlags,
 }
 
 /// One field match: the bits of `value` under `mask`.
@@ -392,20 +394,28 @@ fn ipv6_mask(token: &str, text: &str) -> Result<(u128, u128), FlowError> {
 /// spaces; `actions=` takes the rest.
 fn tokens(text: &str) -> (Vec<&str>, Option<&str>) {
     let (head, actions) = match find_actions(text) {
-        Some(at) => (&text[..at], Some(text[at + "actions=".len()..].trim())),
+        Some((at, len)) => (&text[..at], Some(text[at + len..].trim())),
         None => (text, None),
     };
     let toks = head.split([',', ' ', '\t']).map(str::trim).filter(|t| !t.is_empty()).collect();
     (toks, actions)
 }
 
-fn find_actions(text: &str) -> Option<usize> {
+/// Where `actions=` (or `action=`, which ovs-ofctl also takes) starts, and its length.
+fn find_actions(text: &str) -> Option<(usize, usize)> {
     let mut from = 0;
-    while let Some(i) = text[from..].find("actions=") {
+    while let Some(i) = text[from..].find("action") {
         let at = from + i;
-        // "actions=" must start a token (not e.g. be part of another word).
-        if at == 0 || matches!(text.as_bytes()[at - 1], b',' | b' ' | b'\t') {
-            return Some(at);
+        let len = if text[at..].starts_with("actions=") {
+            "actions=".len()
+        } else if text[at..].starts_with("action=") {
+            "action=".len()
+        } else {
+            0
+        };
+        // It must start a token (not e.g. be part of another word).
+        if len > 0 && (at == 0 || matches!(text.as_bytes()[at - 1], b',' | b' ' | b'\t')) {
+            return Some((at, len));
         }
         from = at + 1;
     }
@@ -447,6 +457,7 @@ fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>, icmp_t
         Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos => matches!(dl_type, Some(0x8847 | 0x8848)),
         Field::ArpSpa | Field::ArpTpa | Field::ArpOp => arp,
         Field::TpSrc | Field::TpDst => (ip4 || ip6) && matches!(nw_proto, Some(6 | 17 | 132)),
+        Field::TcpFlags => (ip4 || ip6) && nw_proto == Some(6),
         Field::IcmpType | Field::IcmpCode => (ip4 && nw_proto == Some(1)) || (ip6 && nw_proto == Some(58)),
         _ => true,
     };
@@ -463,6 +474,7 @@ fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>, icmp_t
         Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos => "needs mpls or mplsm".into(),
         Field::ArpSpa | Field::ArpTpa | Field::ArpOp => "needs arp".into(),
         Field::TpSrc | Field::TpDst => "needs tcp, udp, tcp6 or udp6".into(),
+        Field::TcpFlags => "needs tcp or tcp6".into(),
         _ => "needs icmp or icmp6".into(),
     })
 }
@@ -710,6 +722,10 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             "mpls_bos" => Match { field: Field::MplsBos, value: num(tok, v, 1)?, mask: 1 },
             "mpls_ttl" => Match { field: Field::MplsTtl, value: num(tok, v, 255)?, mask: 0xff },
             "icmp_code" | "icmpv6_code" => Match { field: Field::IcmpCode, value: num(tok, v, 255)?, mask: 0xff },
+            "tcp_flags" => {
+                let (value, mask) = ct::flags(tok, v, &ct::TCP_FLAGS, 0x0fff)?;
+                Match { field: Field::TcpFlags, value: u128::from(value), mask: u128::from(mask) }
+            }
             "ipv6_src" => field_and(Field::Ipv6Src, ipv6_mask(tok, v)?),
             "ipv6_dst" => field_and(Field::Ipv6Dst, ipv6_mask(tok, v)?),
             "tun_id" | "tunnel_id" => field_and(Field::TunId, num_mask(tok, v, u128::from(u64::MAX))?),

@@ -217,6 +217,8 @@ fn rank(f: Field) -> u16 {
         Field::TpSrc => 48,
         Field::TpDst => 49,
         Field::IcmpType => 50,
+        // After the ports, as OVS prints it (TCP and ICMP never meet in one match).
+        Field::TcpFlags => 50,
         Field::IcmpCode => 51,
         Field::NdTarget => 52,
         Field::ArpSha => 53,
@@ -400,6 +402,12 @@ pub fn format_matches(matches: &[Match]) -> String {
             Field::NwTos => format!("nw_tos={}", m.value),
             Field::TpSrc => format!("tp_src={}", num(m, 0xffff)),
             Field::TpDst => format!("tp_dst={}", num(m, 0xffff)),
+            Field::TcpFlags => {
+                format!(
+                    "tcp_flags={}",
+                    super::ct::format_flags(&super::ct::TCP_FLAGS, m.value as u16, m.mask as u16, 0x0fff)
+                )
+            }
             Field::IcmpType => format!("icmp_type={}", m.value),
             Field::IcmpCode => format!("icmp_code={}", m.value),
             Field::Ipv6Src => format!("ipv6_src={}", v6(m)),

@@ -399,3 +399,29 @@ fn ct_needs_an_ip_match_as_in_ovs() {
         assert_eq!(p(text).is_ok(), ok, "{text}: {:?}", p(text));
     }
 }
+
+#[test]
+fn tcp_flags_parse_and_print_as_ovs() {
+    for (text, want) in [
+        (
+            "in_port=1,tcp,tp_dst=80,tcp_flags=+syn-rst-ack-fin,action=2",
+            "tcp,in_port=1,tp_dst=80,tcp_flags=-fin+syn-rst-ack actions=output:2",
+        ),
+        ("tcp6,tcp_flags=+ack,actions=drop", "tcp6,tcp_flags=+ack actions=drop"),
+        ("tcp,tcp_flags=syn|ack,actions=drop", "tcp,tcp_flags=syn|ack actions=drop"),
+        ("tcp,tcp_flags=0x012/0x0ff,actions=drop", "tcp,tcp_flags=-fin+syn-rst-psh+ack-urg-ece-cwr actions=drop"),
+        ("tcp,tcp_flags=0,actions=drop", "tcp,tcp_flags=0 actions=drop"),
+    ] {
+        assert_eq!(p(text).unwrap().to_string(), want, "{text}");
+    }
+    for (text, why) in [
+        ("udp,tcp_flags=+syn,actions=drop", "needs tcp"),
+        ("ip,tcp_flags=+syn,actions=drop", "needs tcp"),
+        ("tcp,tcp_flags=+sin,actions=drop", "unknown flag"),
+        ("tcp,tcp_flags=0x1000,actions=drop", "out of range"),
+        ("tcp,tcp_flags=+syn+syn,actions=drop", "given twice"),
+    ] {
+        let e = p(text).expect_err(text);
+        assert!(e.to_string().contains(why), "{text}: {e}");
+    }
+}

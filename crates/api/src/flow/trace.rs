@@ -24,7 +24,9 @@ pub fn packet_for(matches: &[Match]) -> Result<(u32, Vec<u8>), String> {
             6 => {
                 let mut t = sp.to_be_bytes().to_vec();
                 t.extend_from_slice(&dp.to_be_bytes());
-                t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+                // A SYN unless the match says which flags.
+                let f = get(Field::TcpFlags).map_or(0x002, |v| v as u16);
+                t.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50 | (f >> 8) as u8, f as u8, 0xff, 0xff, 0, 0, 0, 0]);
                 t
             }
             17 => {

@@ -56,6 +56,7 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_BASIC, oxm::MPLS_BOS) => (Field::MplsBos, 8),
         (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL) => (Field::MplsTtl, 8),
         (oxm::CLASS_NXM1, oxm::NX_IP_FRAG) => (Field::NwFrag, 8),
+        (oxm::CLASS_NXM1, oxm::NX_TCP_FLAGS) => (Field::TcpFlags, 16),
         (oxm::CLASS_NXM1, oxm::NX_CT_STATE) => (Field::CtState, 32),
         (oxm::CLASS_NXM1, oxm::NX_CT_ZONE) => (Field::CtZone, 16),
         (oxm::CLASS_NXM1, oxm::NX_CT_MARK) => (Field::CtMark, 32),
@@ -141,6 +142,7 @@ pub(crate) fn header_of(f: Field) -> Option<(u16, u8, usize)> {
         Field::Ipv6Dst => (CLASS_NXM1, 20, 16),
         Field::TunSrc => (CLASS_NXM1, NX_TUN_IPV4_SRC, 4),
         Field::TunDst => (CLASS_NXM1, NX_TUN_IPV4_DST, 4),
+        Field::TcpFlags => (CLASS_NXM1, NX_TCP_FLAGS, 2),
         Field::CtState => (CLASS_NXM1, NX_CT_STATE, 4),
         Field::CtZone => (CLASS_NXM1, NX_CT_ZONE, 2),
         Field::CtMark => (CLASS_NXM1, NX_CT_MARK, 4),
@@ -295,40 +297,46 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
         Field::CtTpSrc,
         Field::CtTpDst,
     ];
-    let order = [Field::PktMark, Field::Metadata].into_iter().chain(regs).chain(ct).chain([
-        Field::InPort,
-        Field::DlDst,
-        Field::DlSrc,
-        Field::DlType,
-        Field::VlanTci,
-        Field::NwTos,
-        Field::NwProto,
-        Field::NwSrc,
-        Field::NwDst,
-        Field::TpSrc,
-        Field::TpDst,
-        Field::IcmpType,
-        Field::IcmpCode,
-        Field::ArpOp,
-        Field::ArpSpa,
-        Field::ArpTpa,
-        Field::Ipv6Src,
-        Field::Ipv6Dst,
-        Field::Ipv6Label,
-        Field::NwEcn,
-        Field::NwTtl,
-        Field::NwFrag,
-        Field::ArpSha,
-        Field::ArpTha,
-        Field::NdTarget,
-        Field::MplsLabel,
-        Field::MplsTc,
-        Field::MplsTtl,
-        Field::MplsBos,
-        Field::TunId,
-        Field::TunSrc,
-        Field::TunDst,
-    ]);
+    let tcp = [Field::TcpFlags];
+    let order = [Field::PktMark, Field::Metadata]
+        .into_iter()
+        .chain(regs)
+        .chain(ct)
+        .chain([
+            Field::InPort,
+            Field::DlDst,
+            Field::DlSrc,
+            Field::DlType,
+            Field::VlanTci,
+            Field::NwTos,
+            Field::NwProto,
+            Field::NwSrc,
+            Field::NwDst,
+            Field::TpSrc,
+            Field::TpDst,
+            Field::IcmpType,
+            Field::IcmpCode,
+            Field::ArpOp,
+            Field::ArpSpa,
+            Field::ArpTpa,
+            Field::Ipv6Src,
+            Field::Ipv6Dst,
+            Field::Ipv6Label,
+            Field::NwEcn,
+            Field::NwTtl,
+            Field::NwFrag,
+            Field::ArpSha,
+            Field::ArpTha,
+            Field::NdTarget,
+            Field::MplsLabel,
+            Field::MplsTc,
+            Field::MplsTtl,
+            Field::MplsBos,
+            Field::TunId,
+            Field::TunSrc,
+            Field::TunDst,
+        ])
+        .chain(tcp);
     for f in order {
         let Some(m) = get(matches, f) else { continue };
         let (class, code, bytes) = match f {
@@ -379,7 +387,8 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             | Field::CtIpv6Src
             | Field::CtIpv6Dst
             | Field::CtTpSrc
-            | Field::CtTpDst => {
+            | Field::CtTpDst
+            | Field::TcpFlags => {
                 let Some(h) = header_of(f) else { continue };
                 h
             }

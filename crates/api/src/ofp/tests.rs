@@ -210,3 +210,9 @@ fn ct_matches_survive_the_wire() {
          set_field:0x1234->ct_label,set_field:0x5/0x5->ct_mark),nat(src=10.0.0.1-10.0.0.9:100-200,persistent))",
     );
 }
+
+#[test]
+fn tcp_flags_survive_the_wire() {
+    assert_round_trips("tcp,tp_dst=80,tcp_flags=+syn-ack,actions=output:2");
+    assert_round_trips("tcp6,tcp_flags=syn|ack,actions=output:2");
+}

@@ -39,6 +39,7 @@ pub(super) fn put_l3(k: &mut FlowKey, h: &Headers) {
     k.put(slot::ARP_SHA, u128::from(h.arp_sha));
     k.put(slot::ARP_THA, u128::from(h.arp_tha));
     k.put(slot::ND_TARGET, h.nd_target);
+    k.put(slot::TCP_FLAGS, u128::from(h.tcp_flags));
     if let Some((src, dst)) = h.tp {
         k.put(slot::TP_SRC, u128::from(src));
         k.put(slot::TP_DST, u128::from(dst));

@@ -48,6 +48,7 @@ pub(super) fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier:
         Field::CtNwDst | Field::CtIpv6Dst => slot::CT_NW_DST,
         Field::CtTpSrc => slot::CT_TP_SRC,
         Field::CtTpDst => slot::CT_TP_DST,
+        Field::TcpFlags => slot::TCP_FLAGS,
     }
 }
 

@@ -291,3 +291,29 @@ fn a_bridge_failed_open_switches_as_a_learning_switch_until_closed_again() {
     p.bridges[0].fail_open.store(false, Ordering::Relaxed);
     assert!(h.send("p2", &raw(A, B)).is_empty());
 }
+
+#[test]
+fn tcp_flags_are_matched() {
+    // A bare SYN to p2, anything else with ACK to p3, other TCP dropped.
+    let syn = 0x002;
+    let ack = 0x010;
+    let net = two_taps().table(
+        0,
+        vec![
+            (20, vec![(slot::TCP_FLAGS, syn, syn | ack | 0x004)], vec![ActRt::Output(P2)]),
+            (10, vec![(slot::TCP_FLAGS, ack, ack)], vec![ActRt::Output(P3)]),
+        ],
+    );
+    let mut h = Harness::new(net.build());
+    let tcp = |flags: u8| {
+        let mut f = udp4(B, A, 60, false, 80);
+        f[23] = 6;
+        f[14 + 20 + 12] = 0x50;
+        f[14 + 20 + 13] = flags;
+        f
+    };
+    assert_eq!(h.ports("p1", &tcp(0x02)), ["p2"]);
+    assert_eq!(h.ports("p1", &tcp(0x12)), ["p3"]);
+    assert_eq!(h.ports("p1", &tcp(0x10)), ["p3"]);
+    assert!(h.ports("p1", &tcp(0x04)).is_empty());
+}
