@@ -99,10 +99,21 @@ pub struct CtArgs {
 }
 
 /// What NAT rewrites in a packet: its source and destination ends (address and port), where changed.
+///
+/// For an ICMP error (`+rel`) the error's own addresses take the rewrite (no ports), and the packet it
+/// quotes — which travelled the other way — takes it on the other end: an answer's destination going back
+/// from the translated address to the host means the quoted packet's source does too (OVS does the same).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rewrite {
     pub src: Option<Endpoint>,
     pub dst: Option<Endpoint>,
+}
+
+impl Rewrite {
+    /// The rewrite of the packet an ICMP error quotes: the same ends, on the other side.
+    pub fn quoted(&self) -> Rewrite {
+        Rewrite { src: self.dst, dst: self.src }
+    }
 }
 
 /// What tracking tells the pipeline about a packet: the `ct_*` fields later tables match.
@@ -652,7 +663,7 @@ impl Conntrack {
             _ => from_lo == c.orig_lo,
         };
         let st = state::TRK | state::REL | if reply { state::RPL } else { 0 };
-        let meta = CtMeta {
+        let mut meta = CtMeta {
             state: st,
             zone: args.zone,
             mark: c.mark,
@@ -660,6 +671,11 @@ impl Conntrack {
             orig: Some(c.orig()),
             ..CtMeta::default()
         };
+        // Through NAT, the error is translated as the packets of its direction are (its outer addresses),
+        // and the packet it quotes as those of the other direction (see `Rewrite::quoted`).
+        if let (Some(n), Some(_)) = (&c.nat, args.nat) {
+            (meta.rewrite, meta.state) = n.translate(&c.orig(), reply, meta.state);
+        }
         Some(Verdict::Tracked(meta))
     }
 }

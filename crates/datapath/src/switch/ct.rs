@@ -100,6 +100,14 @@ impl Tables {
             };
             note(format!("ct(zone={zone}): ct_state={}{commit}{nat}", state_names(meta.state)))
         });
+        // An ICMP error through NAT: the packet it quotes first (its own checksum, then the message's).
+        let error = meta.state & crate::conntrack::state::REL != 0 && matches!(st.hdr.nw_proto, Some(1 | 58));
+        if error && meta.rewrite != crate::conntrack::Rewrite::default() {
+            if !self.own_frame(r, st) {
+                return false;
+            }
+            rewrite_quoted(r.bufs.get_mut(st.data), &st.hdr, &meta.rewrite.quoted());
+        }
         // NAT rewrites the packet (checksums moved with it, an offloaded frame once, whole) before it goes on.
         for (end, nw, tp) in
             [(meta.rewrite.src, slot::NW_SRC, slot::TP_SRC), (meta.rewrite.dst, slot::NW_DST, slot::TP_DST)]
@@ -129,4 +137,74 @@ impl Tables {
         }
         true
     }
+}
+
+/// Ones' complement sum of `b` (16-bit words, big-endian, an odd last byte padded).
+fn sum16(b: &[u8], mut s: u32) -> u32 {
+    let mut chunks = b.chunks_exact(2);
+    for w in &mut chunks {
+        s += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        s += u32::from(*last) << 8;
+    }
+    s
+}
+
+fn fold16(mut s: u32) -> u16 {
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// Rewrites, inside an ICMP error (the frame, its outer headers `h`), the packet it quotes: its addresses
+/// (and the quoted IPv4 header's checksum) and its ports, then sums the ICMP message again. Quoted packets
+/// too short to hold what is rewritten are left as they are.
+pub(super) fn rewrite_quoted(frame: &mut [u8], h: &Headers, rw: &crate::conntrack::Rewrite) {
+    let icmp = usize::from(h.l4_at);
+    let inner = icmp + 8;
+    if icmp == 0 || frame.len() < inner + 20 {
+        return;
+    }
+    let v6 = h.v6;
+    let (ihl, proto, src_at, dst_at, alen) = if v6 {
+        (40, frame[inner + 6], inner + 8, inner + 24, 16)
+    } else {
+        (usize::from(frame[inner] & 0x0f) * 4, frame[inner + 9], inner + 12, inner + 16, 4)
+    };
+    if ihl < 20 || frame.len() < inner + ihl {
+        return;
+    }
+    let ported = matches!(proto, 6 | 17 | 132 | 136) && frame.len() >= inner + ihl + 4;
+    for (end, at, port_at) in [(rw.src, src_at, inner + ihl), (rw.dst, dst_at, inner + ihl + 2)] {
+        let Some(e) = end else { continue };
+        let b = e.addr.to_be_bytes();
+        frame[at..at + alen].copy_from_slice(&b[16 - alen..]);
+        if ported {
+            frame[port_at..port_at + 2].copy_from_slice(&e.port.to_be_bytes());
+        }
+    }
+    if !v6 {
+        frame[inner + 10..inner + 12].fill(0);
+        let c = !fold16(sum16(&frame[inner..inner + ihl], 0));
+        frame[inner + 10..inner + 12].copy_from_slice(&c.to_be_bytes());
+    }
+    // The ICMP checksum over the whole message (with IPv6's pseudo-header).
+    let end = if v6 {
+        (14 + 40 + usize::from(u16::from_be_bytes([frame[18], frame[19]]))).min(frame.len())
+    } else {
+        (14 + usize::from(u16::from_be_bytes([frame[16], frame[17]]))).min(frame.len())
+    };
+    if end <= icmp + 4 {
+        return;
+    }
+    frame[icmp + 2..icmp + 4].fill(0);
+    let mut s = sum16(&frame[icmp..end], 0);
+    if v6 {
+        s = sum16(&frame[22..54], s);
+        s += (end - icmp) as u32 + 58;
+    }
+    let c = !fold16(s);
+    frame[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
 }

@@ -214,3 +214,54 @@ fn exec_writes_constants_and_register_bits_into_the_mark_and_label_in_order() {
     let conns = h.sw.pipeline().conntrack.dump(Some(3), h.now);
     assert_eq!((conns[0].mark, conns[0].label), (0xff90, 0xdead_beef << 96));
 }
+
+/// The 16-bit ones' complement sum of `b` (0xffff when a checksum inside it holds).
+fn ones(b: &[u8]) -> u16 {
+    let mut s: u32 = b.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]))).sum();
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+#[test]
+fn an_icmp_error_about_a_translated_packet_is_translated_back_with_what_it_quotes() {
+    let net = two_taps()
+        .cts(vec![nat_ct(NatKind::Src, true, None), nat_ct(NatKind::Reverse, false, Some(1))])
+        .table(
+            0,
+            vec![
+                (10, vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 1)], vec![ActRt::Ct(0), ActRt::Output(P2)]),
+                (10, vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 2)], vec![ActRt::Ct(1)]),
+            ],
+        )
+        .table(1, vec![(10, vec![st(TRK | 0x04, TRK | 0x04)], vec![ActRt::Output(P1)])]);
+    let mut h = Harness::new(net.build());
+    let sent = h.send("p1", &udp4_summed(64, 0));
+    let out = sent[0].frame.clone();
+    assert_eq!(&out[26..30], &[203, 0, 113, 7]);
+    // A router beyond answers the translated datagram: "port unreachable", to 203.0.113.7, quoting it.
+    let quoted = &out[14..14 + 28];
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(quoted);
+    let c = !ones(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 99, 203, 0, 113, 7];
+    ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    let c = !ones(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&icmp);
+    let mut err = out[6..12].to_vec();
+    err.extend_from_slice(&out[0..6]);
+    err.extend_from_slice(&[0x08, 0x00]);
+    err.extend_from_slice(&ip);
+    let back = h.send("p2", &err);
+    assert_eq!(back.len(), 1, "the error is related and goes back inside");
+    let f = &back[0].frame;
+    assert_eq!(&f[30..34], &[198, 51, 100, 1], "the error goes to the inside host");
+    assert_eq!(&f[14 + 20 + 8 + 12..14 + 20 + 8 + 16], &[198, 51, 100, 1], "the quoted packet is as it left it");
+    assert_eq!(&f[14 + 20 + 8 + 20..14 + 20 + 8 + 22], &40000u16.to_be_bytes());
+    assert_eq!(ones(&f[14..34]), 0xffff, "outer IP checksum");
+    assert_eq!(ones(&f[34..]), 0xffff, "ICMP checksum");
+    assert_eq!(ones(&f[42..62]), 0xffff, "quoted IP header checksum");
+}
