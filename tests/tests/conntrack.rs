@@ -376,6 +376,7 @@ fn snat_to_a_host_address_and_dnat_of_a_virtual_ip_to_two_backends_carry_tcp() {
         format!("table=0,priority=50,ip,in_port={pin},actions=ct(commit,zone=1,nat(src=10.30.0.100)),output:{pout}"),
         format!("table=0,priority=50,ip,in_port={pout},actions=ct(zone=1,nat,table=1)"),
         format!("table=1,priority=50,ct_state=+trk+est,ip,actions=output:{pin}"),
+        format!("table=1,priority=50,ct_state=+trk+rel,ip,actions=output:{pin}"),
         // DNAT: the virtual IP's port 80 goes to one of two backends (by a hash of the connection), whose
         // MAC the next table sets from the address picked; answers come from the virtual IP.
         format!("table=0,priority=50,tcp,in_port={pcl},nw_dst=10.31.0.200,tp_dst=80,actions=ct(commit,zone=2,nat(dst=10.31.0.11-10.31.0.12:5201),table=2)"),
@@ -406,6 +407,14 @@ fn snat_to_a_host_address_and_dnat_of_a_virtual_ip_to_two_backends_carry_tcp() {
     // The outside cannot reach the inside: nothing maps to it unless the inside began.
     assert!(!outside.run("ping -c 1 -W 1 10.30.0.5").status.success());
     assert!(!outside.run("ping -c 1 -W 1 10.30.0.100").status.success());
+    // An ICMP error about a translated packet comes back translated: a datagram to a closed port of the
+    // outside is refused (port unreachable to 10.30.0.100, quoting 10.30.0.100), and the inside's socket
+    // hears it.
+    let refused = inside.run(&format!(
+        "{PY} -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.settimeout(3);\
+         s.connect(('10.30.0.1',9));s.send(b'x')\ntry:\n  s.recv(10)\nexcept ConnectionRefusedError:\n  print('refused')\""
+    ));
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("refused"), "{refused:?}");
     let dump = w.weft("dpctl/dump-conntrack zone=1");
     assert!(
         dump.contains("tcp,orig=(src=10.30.0.5,dst=10.30.0.1,")
