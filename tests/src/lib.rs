@@ -453,6 +453,19 @@ impl<'a> Ovs<'a> {
         self.ns.sh(&format!("{} ovs-vsctl --db=unix:{d}/db.sock --timeout=20 {args}", self.env()))
     }
 
+    /// Host 2 of the [`underlay`] as OVS's native tunnelling wants it: the underlay port `uplink` in a
+    /// netdev bridge `br-phy` that takes over the host's underlay addresses (192.0.2.12, 2001:db8:ff::12),
+    /// and an empty netdev bridge `br-int` for the tunnels and endpoints.
+    pub fn netdev_host(&self, uplink: &str) {
+        self.vsctl("add-br br-phy -- set bridge br-phy datapath_type=netdev");
+        self.vsctl(&format!("add-port br-phy {uplink}"));
+        self.ns.sh(&format!(
+            "ip addr flush dev {uplink} && ip link set br-phy up && ip addr add 192.0.2.12/24 dev br-phy && \
+             ip addr add 2001:db8:ff::12/64 dev br-phy nodad"
+        ));
+        self.vsctl("add-br br-int -- set bridge br-int datapath_type=netdev");
+    }
+
     pub fn appctl(&self, args: &str) -> String {
         let d = self.dir.display();
         self.ns.sh(&format!("{} ovs-appctl -t {d}/ovs-vswitchd.ctl {args}", self.env()))

@@ -294,14 +294,7 @@ fn the_same_security_group_decides_the_same_in_open_vswitch() {
     u.h1.sh(&format!("ethtool -K {} tx off >/dev/null", u.u1));
     let (w1, left) = left_side(p, &u, &tmp);
     let ovs = Ovs::start(&u.h2, tmp.path("ovs"));
-    let u2 = format!("{p}u2");
-    ovs.vsctl("add-br br-phy -- set bridge br-phy datapath_type=netdev");
-    ovs.vsctl(&format!("add-port br-phy {u2}"));
-    u.h2.sh(&format!(
-        "ip addr flush dev {u2} && ip link set br-phy up && ip addr add 192.0.2.12/24 dev br-phy && \
-         ip addr add 2001:db8:ff::12/64 dev br-phy nodad"
-    ));
-    ovs.vsctl("add-br br-int -- set bridge br-int datapath_type=netdev");
+    ovs.netdev_host(&format!("{p}u2"));
     let rp = format!("{p}rp");
     let right = right_endpoint(p, &u.h2, &rp);
     // For OVS: it reads a TSO train from its AF_PACKET socket as one frame larger than any MTU, and takes

@@ -35,13 +35,7 @@ fn with_ovs_peer(p: &str, ty: &str, v6: bool, right_checksum_offload: bool, body
 
     // Host 2: Open vSwitch. The underlay address moves to br-phy, where OVS's native tunnelling needs it.
     let ovs = Ovs::start(&u.h2, tmp.path("ovs"));
-    ovs.vsctl("add-br br-phy -- set bridge br-phy datapath_type=netdev");
-    ovs.vsctl(&format!("add-port br-phy {u2}"));
-    u.h2.sh(&format!(
-        "ip addr flush dev {u2} && ip link set br-phy up && ip addr add 192.0.2.12/24 dev br-phy && \
-         ip addr add 2001:db8:ff::12/64 dev br-phy nodad"
-    ));
-    ovs.vsctl("add-br br-int -- set bridge br-int datapath_type=netdev");
+    ovs.netdev_host(&u2);
     let rp = format!("{p}rp");
     let right = Ns::new(&format!("{p}r"));
     veth(&right, "eth0", None, &u.h2, &rp, None);

@@ -236,6 +236,26 @@ pub enum Action {
     CtClear,
 }
 
+impl Field {
+    /// One of what the `ct` action sets (`ct_state`, `ct_zone`, `ct_mark`, `ct_label`, the original tuple).
+    pub fn is_ct(self) -> bool {
+        matches!(
+            self,
+            Field::CtState
+                | Field::CtZone
+                | Field::CtMark
+                | Field::CtLabel
+                | Field::CtNwProto
+                | Field::CtNwSrc
+                | Field::CtNwDst
+                | Field::CtIpv6Src
+                | Field::CtIpv6Dst
+                | Field::CtTpSrc
+                | Field::CtTpDst
+        )
+    }
+}
+
 impl Action {
     /// What this action does: an [`Action::OutputMaxLen`] as the output it is, anything else itself.
     pub fn plain(self) -> Action {
@@ -744,16 +764,8 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
     // Prerequisites are those of the whole match, wherever in it they were written (as OVS has it).
     for (field, tok) in checks {
         prerequisite(field, dl_type, nw_proto, icmp_type).map_err(|why| err(tok, why))?;
-        let ct_tuple = matches!(
-            field,
-            Field::CtNwProto
-                | Field::CtNwSrc
-                | Field::CtNwDst
-                | Field::CtIpv6Src
-                | Field::CtIpv6Dst
-                | Field::CtTpSrc
-                | Field::CtTpDst
-        );
+        let ct_tuple =
+            field.is_ct() && !matches!(field, Field::CtState | Field::CtZone | Field::CtMark | Field::CtLabel);
         if ct_tuple && !ct::ct_valid(&f.matches) {
             return Err(err(tok, "needs a tracked, valid connection (ct_state=+trk-inv, +new, +est, …)"));
         }

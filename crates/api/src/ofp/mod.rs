@@ -372,23 +372,8 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             Field::MplsBos => (oxm::CLASS_BASIC, oxm::MPLS_BOS, 1),
             Field::MplsTtl => (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL, 1),
             Field::NwFrag => (oxm::CLASS_NXM1, oxm::NX_IP_FRAG, 1),
-            Field::Reg(_)
-            | Field::Metadata
-            | Field::PktMark
-            | Field::XReg(_)
-            | Field::XXReg(_)
-            | Field::CtState
-            | Field::CtZone
-            | Field::CtMark
-            | Field::CtLabel
-            | Field::CtNwProto
-            | Field::CtNwSrc
-            | Field::CtNwDst
-            | Field::CtIpv6Src
-            | Field::CtIpv6Dst
-            | Field::CtTpSrc
-            | Field::CtTpDst
-            | Field::TcpFlags => {
+            // Nicira's fields, by their NXM headers.
+            _ => {
                 let Some(h) = header_of(f) else { continue };
                 h
             }

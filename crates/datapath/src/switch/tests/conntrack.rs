@@ -139,10 +139,10 @@ fn nat_ct(kind: NatKind, commit: bool, table: Option<u8>) -> CtRt {
     CtRt { commit, force: false, zone: Ok(1), table, exec: [None; 4], nat: Some(nat) }
 }
 
-#[test]
-fn snat_rewrites_frames_both_ways_with_their_checksums_right() {
-    // p1 inside, p2 outside: what leaves p2 comes from 203.0.113.7; answers to it go back to p1.
-    let net = two_taps()
+/// p1 inside, p2 outside: what p1 sends leaves p2 from 203.0.113.7; what comes in on p2 is translated back
+/// and goes on in table 1, which `table1` fills.
+fn snat_net(table1: Vec<FlowSpec>) -> Net {
+    two_taps()
         .cts(vec![nat_ct(NatKind::Src, true, None), nat_ct(NatKind::Reverse, false, Some(1))])
         .table(
             0,
@@ -151,7 +151,14 @@ fn snat_rewrites_frames_both_ways_with_their_checksums_right() {
                 (10, vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 2)], vec![ActRt::Ct(1)]),
             ],
         )
-        .table(1, vec![(10, vec![st(TRK | EST, TRK | EST), m(slot::NW_DST, 0xc633_6401)], vec![ActRt::Output(P1)])]);
+        .table(1, table1)
+}
+
+#[test]
+fn snat_rewrites_frames_both_ways_with_their_checksums_right() {
+    // p1 inside, p2 outside: what leaves p2 comes from 203.0.113.7; answers to it go back to p1.
+    let net =
+        snat_net(vec![(10, vec![st(TRK | EST, TRK | EST), m(slot::NW_DST, 0xc633_6401)], vec![ActRt::Output(P1)])]);
     let mut h = Harness::new(net.build());
     let out = udp4_summed(64, 0);
     let sent = h.send("p1", &out);
@@ -226,16 +233,7 @@ fn ones(b: &[u8]) -> u16 {
 
 #[test]
 fn an_icmp_error_about_a_translated_packet_is_translated_back_with_what_it_quotes() {
-    let net = two_taps()
-        .cts(vec![nat_ct(NatKind::Src, true, None), nat_ct(NatKind::Reverse, false, Some(1))])
-        .table(
-            0,
-            vec![
-                (10, vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 1)], vec![ActRt::Ct(0), ActRt::Output(P2)]),
-                (10, vec![m(slot::DL_TYPE, 0x0800), m(slot::IN_PORT, 2)], vec![ActRt::Ct(1)]),
-            ],
-        )
-        .table(1, vec![(10, vec![st(TRK | 0x04, TRK | 0x04)], vec![ActRt::Output(P1)])]);
+    let net = snat_net(vec![(10, vec![st(TRK | 0x04, TRK | 0x04)], vec![ActRt::Output(P1)])]);
     let mut h = Harness::new(net.build());
     let sent = h.send("p1", &udp4_summed(64, 0));
     let out = sent[0].frame.clone();
