@@ -70,6 +70,7 @@ fn pipeline(rules: usize) -> Arc<Pipeline> {
         meters: Vec::new(),
         fail_open: Default::default(),
         default_flow: tables.is_empty().then_some(1),
+        cts: Vec::new(),
         tables,
     };
     Arc::new(Pipeline::new(1, vec![bridge], ports, Vec::new()))
