@@ -519,7 +519,7 @@ fn meters_from_ovs_ofctl_limit_real_traffic() {
 /// flow without the flag goes silently; `dump-flows` shows the flag.
 #[test]
 fn removed_flows_are_reported_to_controllers() {
-    let p = "pr";
+    let p = "prm";
     let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "ovs-ofctl"]) else { return };
     w.weft("add-br sw1");
     let left = endpoint_veth("prl", &h, "prp1", "10.15.0.1", "2001:db8:15::1");
