@@ -5,6 +5,7 @@
 use super::pipeline::CtWriteRt;
 use super::*;
 use crate::conntrack::{packet::CtPacket, state, CtArgs, CtMeta, Verdict};
+use weft_wire::checksum;
 
 /// The key's `ct_*` fields from what tracking found.
 fn put(key: &mut FlowKey, m: &CtMeta) {
@@ -139,25 +140,6 @@ impl Tables {
     }
 }
 
-/// Ones' complement sum of `b` (16-bit words, big-endian, an odd last byte padded).
-fn sum16(b: &[u8], mut s: u32) -> u32 {
-    let mut chunks = b.chunks_exact(2);
-    for w in &mut chunks {
-        s += u32::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        s += u32::from(*last) << 8;
-    }
-    s
-}
-
-fn fold16(mut s: u32) -> u16 {
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    s as u16
-}
-
 /// Rewrites, inside an ICMP error (the frame, its outer headers `h`), the packet it quotes: its addresses
 /// (and the quoted IPv4 header's checksum) and its ports, then sums the ICMP message again. Quoted packets
 /// too short to hold what is rewritten are left as they are.
@@ -187,7 +169,7 @@ pub(super) fn rewrite_quoted(frame: &mut [u8], h: &Headers, rw: &crate::conntrac
     }
     if !v6 {
         frame[inner + 10..inner + 12].fill(0);
-        let c = !fold16(sum16(&frame[inner..inner + ihl], 0));
+        let c = checksum::checksum(&frame[inner..inner + ihl]);
         frame[inner + 10..inner + 12].copy_from_slice(&c.to_be_bytes());
     }
     // The ICMP checksum over the whole message (with IPv6's pseudo-header).
@@ -200,11 +182,10 @@ pub(super) fn rewrite_quoted(frame: &mut [u8], h: &Headers, rw: &crate::conntrac
         return;
     }
     frame[icmp + 2..icmp + 4].fill(0);
-    let mut s = sum16(&frame[icmp..end], 0);
+    let mut s = checksum::sum(&frame[icmp..end]);
     if v6 {
-        s = sum16(&frame[22..54], s);
-        s += (end - icmp) as u32 + 58;
+        s = checksum::combine(s, checksum::combine(checksum::sum(&frame[22..54]), (end - icmp) as u32 + 58));
     }
-    let c = !fold16(s);
+    let c = checksum::finish(s);
     frame[icmp + 2..icmp + 4].copy_from_slice(&c.to_be_bytes());
 }
