@@ -9,6 +9,7 @@ pub mod group;
 pub mod meter;
 pub mod of10;
 pub mod ofp;
+pub mod ovsdb;
 pub mod proto;
 pub mod reply;
 

@@ -68,6 +68,10 @@ pub struct Config {
     /// Connection tracking's limits.
     #[serde(default, skip_serializing_if = "CtConfig::is_default")]
     pub conntrack: CtConfig,
+    /// What the OVSDB view keeps beyond weft's own model (inserted rows' UUIDs, stored-only columns,
+    /// `next_cfg`).
+    #[serde(default, skip_serializing_if = "crate::ovsdb::vswitch::OvsdbExtra::is_default")]
+    pub ovsdb: crate::ovsdb::vswitch::OvsdbExtra,
 }
 
 /// How many connections the tracker keeps: in all (`dpctl/ct-set-maxconns`) and per zone
