@@ -4,10 +4,11 @@
 set -euo pipefail
 # strongSwan (charon, swanctl, and the openssl/gcm/curve25519 plugins) is the IPsec interop peer; nftables
 # makes the NAT an IPsec test crosses; etcd and FRR are the control-plane peers (issue 9); openssl makes the
-# certificates of the TLS tests; scapy forges the packets the conntrack tests send (an out-of-window reset).
+# certificates of the TLS tests; scapy forges the packets the conntrack tests send (an out-of-window reset);
+# python3-openvswitch is the second OVSDB client (Open vSwitch's Python IDL) the OVSDB tests drive.
 packages=(iproute2 iputils-ping iperf3 tshark tcpdump python3 ethtool procps openvswitch-switch openvswitch-testcontroller curl git
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins libstrongswan-extra-plugins
-  nftables etcd-server etcd-client frr openssl python3-scapy)
+  nftables etcd-server etcd-client frr openssl python3-scapy python3-openvswitch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -146,6 +146,7 @@ pub struct Weftd {
     pub dir: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Weftd {
@@ -155,9 +156,15 @@ impl Weftd {
 
     /// Starts weftd with more command-line arguments (e.g. `--metrics IP:PORT`).
     pub fn start_with(ns: &Ns, dir: &std::path::Path, extra: &[&str]) -> Weftd {
+        Weftd::start_env(ns, dir, extra, &[])
+    }
+
+    /// Starts weftd with more arguments and environment variables (e.g. a narrower `PATH`).
+    pub fn start_env(ns: &Ns, dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Weftd {
         std::fs::create_dir_all(dir).expect("cannot create test directory");
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut w = Weftd { ns: ns.name.clone(), dir: dir.to_path_buf(), child: None, extra };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut w = Weftd { ns: ns.name.clone(), dir: dir.to_path_buf(), child: None, extra, env };
         w.spawn();
         w
     }
@@ -172,6 +179,7 @@ impl Weftd {
             .arg("--socket")
             .arg(self.socket())
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -13,6 +13,7 @@ mod log;
 mod metrics;
 mod msgs;
 mod ofconn;
+mod ovsdb;
 mod pipeline;
 
 use anyhow::{bail, Context};
@@ -30,6 +31,13 @@ use std::sync::{Arc, Mutex};
 const OPTIONS: &[(&str, &str, &str)] = &[
     ("--db", "PATH", "the configuration database (default /var/lib/weft/conf.db); it survives kill -9"),
     ("--socket", "PATH", "the control socket weft talks to (default /run/weft/weft.sock), mode 0600"),
+    (
+        "--ovsdb",
+        "TARGET",
+        "serve the Open_vSwitch database to ovs-vsctl and IDL clients on unix:PATH or ptcp:PORT[:IP] (repeatable; \
+         default unix:db.sock beside the control socket, or NAME.db.sock for a control socket NAME.sock; none: off); \
+         compat:PATH listens on PATH only while Open vSwitch is not installed and nothing else answers there",
+    ),
     ("--metrics", "IP:PORT", "serve Prometheus metrics on http://IP:PORT/metrics"),
     (
         "--workers",
@@ -82,6 +90,7 @@ fn run() -> anyhow::Result<()> {
     let mut metrics: Option<std::net::SocketAddr> = None;
     let mut level = tracing_subscriber::filter::LevelFilter::INFO;
     let mut workers: Option<usize> = None;
+    let mut ovsdb_targets: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -107,6 +116,7 @@ fn run() -> anyhow::Result<()> {
                 }
                 workers = Some(n);
             }
+            "--ovsdb" => ovsdb_targets.push(args.next().context("--ovsdb needs unix:PATH, ptcp:PORT[:IP] or none")?),
             "--log-level" => {
                 level = log::parse(&args.next().context("--log-level needs a level")?).map_err(anyhow::Error::msg)?
             }
@@ -129,7 +139,7 @@ fn run() -> anyhow::Result<()> {
         Some(n) => n,
         None => default_workers()?,
     };
-    let listener = bind_control(&socket)?;
+    let listener = bind_socket(&socket)?;
     let mut resources = pipeline::Resources::default();
     resources.workers = workers;
     let (pipeline, _) = resources.build(&config, 1, false)?;
@@ -161,6 +171,7 @@ fn run() -> anyhow::Result<()> {
         removal_reasons: Default::default(),
         removal_reason: weft_wire::openflow::removed::DELETE,
         controller_seen: Default::default(),
+        ovsdb: None,
     };
     let empty = Arc::new(pipeline::Pipeline::empty());
     let sharing = dataplane::Sharing::new(workers);
@@ -192,6 +203,17 @@ fn run() -> anyhow::Result<()> {
         s.me = Arc::downgrade(&state);
         s.reconcile_openflow();
     }
+    let default_ovsdb = ovsdb_targets.is_empty();
+    if default_ovsdb {
+        ovsdb_targets.push(format!("unix:{}", default_ovsdb_socket(&socket).display()));
+    }
+    ovsdb_targets.retain(|t| t != "none");
+    if let Err(e) = ovsdb::start(&ovsdb_targets, &state) {
+        if !default_ovsdb {
+            return Err(e);
+        }
+        tracing::warn!("no OVSDB server: {e:#}");
+    }
     if let Some(addr) = metrics {
         metrics::serve(addr, state.clone())?;
         tracing::info!("metrics on http://{addr}/metrics");
@@ -204,6 +226,7 @@ fn run() -> anyhow::Result<()> {
         s.expire_flows();
         s.check_links();
         s.check_fail_open();
+        s.publish_ovsdb();
     })?;
     for conn in listener.incoming() {
         match conn {
@@ -229,8 +252,16 @@ fn default_workers() -> anyhow::Result<usize> {
     }
 }
 
-/// Binds the control socket with mode 0600, refusing to start if another daemon answers on it.
-fn bind_control(path: &PathBuf) -> anyhow::Result<UnixListener> {
+/// The OVSDB socket when `--ovsdb` is not given: `db.sock` beside a control socket named `weft.sock`, else
+/// `NAME.db.sock` beside `NAME.sock` (so several daemons sharing a directory do not collide).
+fn default_ovsdb_socket(control: &std::path::Path) -> PathBuf {
+    let stem = control.file_stem().and_then(|s| s.to_str()).unwrap_or("weft");
+    let name = if stem == "weft" { "db.sock".to_string() } else { format!("{stem}.db.sock") };
+    control.with_file_name(name)
+}
+
+/// Binds a Unix socket with mode 0600, refusing to start if another daemon answers on it.
+pub(crate) fn bind_socket(path: &std::path::Path) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         weft_sys::files::create_private_dirs(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -136,7 +136,7 @@ impl Monitor {
                 out.insert(name.clone(), Value::Object(tu));
             }
         }
-        Ok((!out.is_empty()).then(|| Value::Object(out)))
+        Ok((!out.is_empty()).then_some(Value::Object(out)))
     }
 
     fn row(&self, t: &TableSchema, w: &Watch, u: Uuid, row: &Row) -> Value {
@@ -210,7 +210,7 @@ impl Monitor {
                 out.insert(name.clone(), Value::Object(tu));
             }
         }
-        (!out.is_empty()).then(|| Value::Object(out))
+        (!out.is_empty()).then_some(Value::Object(out))
     }
 
     fn inserted(&self, t: &TableSchema, w: &Watch, u: Uuid, row: &Row) -> Value {

@@ -20,6 +20,9 @@ pub struct OvsdbExtra {
     /// The Open_vSwitch row's `next_cfg` (`cur_cfg` follows it: a change is live when its transaction ends).
     #[serde(default)]
     pub next_cfg: i64,
+    /// Salt of the UUIDs derived from names, made once per database so two daemons' rows differ.
+    #[serde(default)]
+    pub salt: u64,
     /// Rows' UUIDs that are not the ones derived from their names (rows a client inserted), by row key
     /// (`Bridge/br0`, `Port/p1`, `Interface/p1`, `Controller/br0/tcp:…`, `Manager/ptcp:…`, `SSL`, `Open_vSwitch`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -350,7 +353,7 @@ pub fn project(config: &Config, status: &Status) -> Db {
 /// The configuration a database describes, built on `old` (what OVSDB does not hold is kept from it).
 /// Refuses what weft cannot carry out; the caller validates the result whole.
 pub fn to_config(db: &Db, old: &Config, salt: u64) -> Result<Config, DbError> {
-    let mut extra = OvsdbExtra { next_cfg: 0, uuids: BTreeMap::new(), columns: BTreeMap::new() };
+    let mut extra = OvsdbExtra { salt, ..OvsdbExtra::default() };
     for t in ["Flow_Table", "QoS", "Queue", "Mirror", "NetFlow", "sFlow", "IPFIX", "Flow_Sample_Collector_Set"] {
         if db.table(t).is_some_and(|r| !r.is_empty()) {
             return Err(refuse(format!("a row in table {t}: weft does not implement this table")));

@@ -44,6 +44,8 @@ pub struct State {
     pub removal_reason: u8,
     /// Per bridge with controllers to connect to: when one was last seen connected (or the watch began).
     pub controller_seen: std::collections::HashMap<String, std::time::Instant>,
+    /// The OVSDB server's published view and its clients, once it runs.
+    pub ovsdb: Option<crate::ovsdb::Shared>,
 }
 
 /// How long a `fail_mode=standalone` bridge waits without a controller before it fails open (OVS: three
@@ -278,6 +280,10 @@ impl State {
         let mut new = self.config.config().clone();
         let r = new.apply(req);
         r.map_err(|e| e.to_string())?;
+        // What the OVSDB view kept for rows this change removed goes with them.
+        let mut extra = std::mem::take(&mut new.ovsdb);
+        extra.prune(&new);
+        new.ovsdb = extra;
         let new = Valid::new(new).map_err(|e| e.to_string())?;
         if new == self.config {
             return Ok(());
@@ -286,13 +292,14 @@ impl State {
     }
 
     /// Opens, persists and installs `new`; on failure nothing changes.
-    fn commit(&mut self, new: Valid) -> Result<(), String> {
+    pub(crate) fn commit(&mut self, new: Valid) -> Result<(), String> {
         let removed = self.removed_flows(&new);
         let r = self.commit_inner(new);
         if r.is_ok() {
             for (bridge, msgs) in removed {
                 self.of.broadcast(&bridge, &msgs, false);
             }
+            self.publish_ovsdb();
         }
         self.removal_reasons.clear();
         self.removal_reason = weft_wire::openflow::removed::DELETE;

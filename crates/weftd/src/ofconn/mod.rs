@@ -228,6 +228,11 @@ impl Manager {
         Some(active.any(|(_, r)| r.open.load(Ordering::Relaxed) > 0))
     }
 
+    /// Whether the connection to (or a connection from) controller `target` of `bridge` is open now.
+    pub fn target_connected(&self, bridge: &str, target: &str) -> bool {
+        self.running.get(&(bridge.to_string(), target.to_string())).is_some_and(|r| r.open.load(Ordering::Relaxed) > 0)
+    }
+
     /// Tells the bridge's controllers that port `name` changed (OFPT_PORT_STATUS, reason MODIFY).
     pub fn port_status(&self, bridge: &str, ofport: u32, name: &str, link_down: bool, config: u32) {
         self.broadcast(bridge, &[ports::port_status_msg(ofport, name, link_down, config)], true);
