@@ -19,6 +19,7 @@ zcat /usr/share/man/man1/weft.1.gz | grep -q 'add\\-flow' || fail "weft(1) does 
 zcat /usr/share/man/man1/weft-add-flow.1.gz | grep -q 'ovs\\-ofctl syntax' || fail "no page for weft add-flow"
 grep -q "dump-flows" /usr/share/bash-completion/completions/weft || fail "bash completion lacks dump-flows"
 grep -q "ExecStart=/usr/bin/weftd" /lib/systemd/system/weftd.service || fail "unit does not start weftd"
+grep -q -- "--ovsdb compat:/run/openvswitch/db.sock" /lib/systemd/system/weftd.service || fail "unit does not offer OVSDB on Open vSwitch's path"
 dpkg -r weft >/dev/null || fail "dpkg -r weft failed"
 [ ! -e /usr/bin/weftd ] || fail "weftd still there after removal"
 echo "weft package: 1 passed, 0 failed"

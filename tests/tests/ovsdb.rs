@@ -313,4 +313,12 @@ fn the_open_vswitch_socket_path_is_taken_only_without_open_vswitch() {
     wait_for("the compat socket", 5, || compat.exists());
     w2.weft("add-br brc");
     assert_eq!(h.h.sh(&format!("ovs-vsctl --db=unix:{} list-br", compat.display())).trim(), "brc");
+    drop(w2);
+    // OVSDB over TCP when asked (127.0.0.1 unless an address is named).
+    let w3 = Weftd::start_with(&h.h, &h.tmp.path("w3"), &["--ovsdb", "ptcp:16640"]);
+    w3.weft("add-br brt");
+    let out = h.h.sh("ovs-vsctl --db=tcp:127.0.0.1:16640 --timeout=10 add-port brt t0 -- set interface t0 type=tap");
+    assert!(out.trim().is_empty(), "{out}");
+    assert!(w3.weft("list-ports brt").contains("t0"));
+    assert!(!w3.socket().with_file_name("db.sock").exists(), "--ovsdb replaces the default socket");
 }

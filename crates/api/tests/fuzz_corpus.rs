@@ -26,3 +26,8 @@ fn openflow_corpus() {
         "empty corpus"
     );
 }
+
+#[test]
+fn ovsdb_corpus() {
+    assert!(weft_wire::fuzz::replay_corpus(&corpus("ovsdb"), weft_api::fuzz::ovsdb_input, peak) > 0, "empty corpus");
+}

@@ -362,43 +362,6 @@ struct Session {
     gone: Arc<AtomicBool>,
 }
 
-/// Splits a byte stream into JSON texts: returns the length of the first complete one in `buf` (after
-/// leading whitespace), if there is one.
-pub fn frame(buf: &[u8]) -> Result<Option<usize>, String> {
-    let (mut depth, mut in_str, mut esc, mut started) = (0usize, false, false, false);
-    for (i, &b) in buf.iter().enumerate() {
-        if in_str {
-            match (esc, b) {
-                (true, _) => esc = false,
-                (false, b'\\') => esc = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b' ' | b'\t' | b'\r' | b'\n' if !started => {}
-            b'{' | b'[' => {
-                started = true;
-                depth += 1;
-            }
-            b'}' | b']' => {
-                if depth == 0 {
-                    return Err("unbalanced JSON".into());
-                }
-                depth -= 1;
-                if depth == 0 {
-                    return Ok(Some(i + 1));
-                }
-            }
-            b'"' if started => in_str = true,
-            _ if !started => return Err("a JSON-RPC message must be an object".into()),
-            _ => {}
-        }
-    }
-    Ok(None)
-}
-
 impl Session {
     fn send(&self, v: &Value) -> bool {
         let msg = serde_json::to_vec(v).unwrap_or_default();
@@ -419,7 +382,7 @@ impl Session {
         loop {
             // Every complete message in the buffer, then more bytes.
             loop {
-                match frame(&buf) {
+                match weft_api::ovsdb::frame(&buf) {
                     Ok(Some(n)) => {
                         let msg: Result<Value, _> = serde_json::from_slice(&buf[..n]);
                         buf.drain(..n);

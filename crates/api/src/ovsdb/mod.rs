@@ -346,3 +346,40 @@ impl fmt::Display for DbError {
         write!(f, "{}: {}", self.tag, self.details)
     }
 }
+
+/// Splits a JSON-RPC byte stream (JSON texts one after another, RFC 7047 4) into messages: returns the length of the first complete one in `buf` (after
+/// leading whitespace), if there is one.
+pub fn frame(buf: &[u8]) -> Result<Option<usize>, String> {
+    let (mut depth, mut in_str, mut esc, mut started) = (0usize, false, false, false);
+    for (i, &b) in buf.iter().enumerate() {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' if !started => {}
+            b'{' | b'[' => {
+                started = true;
+                depth += 1;
+            }
+            b'}' | b']' => {
+                if depth == 0 {
+                    return Err("unbalanced JSON".into());
+                }
+                depth -= 1;
+                if depth == 0 {
+                    return Ok(Some(i + 1));
+                }
+            }
+            b'"' if started => in_str = true,
+            _ if !started => return Err("a JSON-RPC message must be an object".into()),
+            _ => {}
+        }
+    }
+    Ok(None)
+}

@@ -190,3 +190,10 @@ fn deleting_a_port_collects_its_interface_and_the_monitor_says_so() {
     let m = Monitor::parse(s, 2, json!(1), &json!({"Interface": {"where": [["name", "==", "p1"]]}})).unwrap();
     assert_eq!(m.initial(s, &old)["Interface"].as_object().unwrap().len(), 1);
 }
+
+#[test]
+fn docs_ovsdb_md_lists_what_weft_does_with_every_column() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/ovsdb.md")).unwrap_or_default();
+    let table = vswitch::coverage_markdown();
+    assert!(doc.contains(&table), "docs/ovsdb.md must hold this coverage table:\n{table}");
+}

@@ -111,7 +111,9 @@ fn policy(table: &str, col: &str) -> Policy {
         ("Port", "name" | "interfaces" | "tag" | "trunks" | "external_ids") => Acted,
         ("Port", "cvlans") => Refused("weft has no 802.1ad customer VLANs"),
         ("Port", "qos") => Refused("weft has no QoS"),
-        ("Port", "bond_mode" | "bond_updelay" | "bond_downdelay" | "bond_fake_iface") => Refused("weft has no bonds"),
+        ("Port", "bond_mode" | "bond_updelay" | "bond_downdelay" | "bond_fake_iface" | "mac") => {
+            Refused("weft has no bonds")
+        }
         ("Port", "lacp") => Refused("weft has no LACP"),
         ("Port", "fake_bridge") => Refused("weft has no fake bridges"),
         ("Port", "protected") => Refused("weft has no protected ports"),
@@ -121,6 +123,8 @@ fn policy(table: &str, col: &str) -> Policy {
             Refused("weft has no ingress policing")
         }
         ("Interface", "bfd") => Refused("weft has no BFD"),
+        ("Interface", "lldp") => Refused("weft has no LLDP"),
+        ("Interface", "mac") => Refused("weft does not set interfaces' MAC addresses (ip link does)"),
         ("Interface", "cfm_mpid") => Refused("weft has no CFM"),
         ("Controller", "target") => Acted,
         ("SSL", "private_key" | "certificate" | "ca_cert") => Acted,
@@ -579,4 +583,64 @@ fn ofport_request(db: &Db, name: &str) -> Option<u32> {
         .and_then(|r| r.get("ofport_request"))
         .and_then(Datum::as_int)
         .map(|v| v as u32)
+}
+
+/// What weft does with each column of the schema, as docs/ovsdb.md lists it: `acted on`, `stored`,
+/// `status` (filled by weftd) or `refused` (unless it holds its default), with why.
+pub fn coverage() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for t in &vswitch().tables {
+        for c in &t.columns {
+            let what = if c.read_only {
+                "status".to_string()
+            } else {
+                match policy(&t.name, &c.name) {
+                    Policy::Acted => "acted on".to_string(),
+                    Policy::Stored => "stored".to_string(),
+                    Policy::Refused(why) => format!("refused: {why}"),
+                }
+            };
+            out.push((t.name.clone(), c.name.clone(), what));
+        }
+    }
+    out
+}
+
+/// [`coverage`] as the Markdown table of docs/ovsdb.md: one row per table, its columns grouped by what
+/// weft does with them.
+pub fn coverage_markdown() -> String {
+    let mut out = String::from(
+        "| table | acted on | stored | status (weftd fills) | refused unless default |\n|---|---|---|---|---|\n",
+    );
+    for t in &vswitch().tables {
+        let rows: Vec<(String, String, String)> = coverage().into_iter().filter(|(tn, _, _)| *tn == t.name).collect();
+        let pick = |f: &dyn Fn(&str) -> bool| -> String {
+            let cols: Vec<String> = rows.iter().filter(|(_, _, w)| f(w)).map(|(_, c, _)| format!("`{c}`")).collect();
+            if cols.is_empty() {
+                "-".to_string()
+            } else {
+                cols.join(", ")
+            }
+        };
+        let mut whys: Vec<&str> = Vec::new();
+        for w in rows.iter().filter_map(|(_, _, w)| w.strip_prefix("refused: ")) {
+            if !whys.contains(&w) {
+                whys.push(w);
+            }
+        }
+        let refused = match pick(&|w| w.starts_with("refused")) {
+            r if r == "-" => r,
+            _ if whys == ["weft does not implement this table"] => "any row: weft does not implement this table".into(),
+            r => format!("{r} ({})", whys.join("; ")),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            t.name,
+            pick(&|w| w == "acted on"),
+            pick(&|w| w == "stored"),
+            pick(&|w| w == "status"),
+            refused
+        ));
+    }
+    out
 }
