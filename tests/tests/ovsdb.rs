@@ -90,7 +90,7 @@ fn ovs_vsctl_builds_a_vxlan_overlay_with_a_linux_kernel_peer() {
 /// Everyday ovs-vsctl, and the CLI and OVSDB as two faces of one configuration that survives kill -9.
 #[test]
 fn everyday_ovs_vsctl_and_the_cli_are_one_configuration() {
-    let Some(mut h) = one_host("oe", &["ip", "ovs-vsctl"]) else { return };
+    let Some(mut h) = one_host("oe", &["ip", "ovs-vsctl", "ovs-ofctl", "openssl"]) else { return };
     let (ns, w) = (&h.h, &h.w);
     w.weft("add-br br0");
     assert_eq!(vsctl(ns, w, "list-br"), "br0");
@@ -135,6 +135,23 @@ fn everyday_ovs_vsctl_and_the_cli_are_one_configuration() {
     let out = waiter.wait_with_output().unwrap();
     assert!(out.status.success(), "wait-until did not see the CLI's change: {}", String::from_utf8_lossy(&out.stderr));
 
+    // OpenFlow settings through OVSDB reach weft's OpenFlow side: ovs-ofctl talks to the listener.
+    vsctl(ns, w, "set-controller br0 ptcp:16653:127.0.0.1 -- set-fail-mode br0 secure");
+    vsctl(ns, w, "set bridge br0 other_config:datapath-id=00000000000000a1 protocols=OpenFlow10,OpenFlow13");
+    assert_eq!(vsctl(ns, w, "get-controller br0"), "ptcp:16653:127.0.0.1");
+    assert_eq!(vsctl(ns, w, "get-fail-mode br0"), "secure");
+    assert_eq!(vsctl(ns, w, "get bridge br0 datapath_id"), "\"00000000000000a1\"");
+    let ofshow = ns.sh("ovs-ofctl -O OpenFlow13 show tcp:127.0.0.1:16653");
+    assert!(ofshow.contains("dpid:00000000000000a1") && ofshow.contains("vx1"), "{ofshow}");
+    vsctl(ns, w, "del-controller br0 -- del-fail-mode br0");
+    assert_eq!(vsctl(ns, w, "get-controller br0"), "");
+    // set-ssl fills weft's TLS settings (the SSL table).
+    let pki = test_pki(&h.tmp.path("pki"));
+    let (key, cert, ca) = (pki.join("client.key"), pki.join("client.crt"), pki.join("ca.crt"));
+    vsctl(ns, w, &format!("set-ssl {} {} {}", key.display(), cert.display(), ca.display()));
+    assert!(vsctl(ns, w, "get-ssl").contains(&format!("Private key: {}", key.display())));
+    assert!(w.weft("get-ssl").contains("client.crt"), "weft get-ssl does not show the certificate");
+    vsctl(ns, w, "del-ssl");
     // Refused whole: nothing changes, not even the database file.
     let db = std::fs::read(h.tmp.path("w").join("conf.db")).unwrap();
     let (ok, _, err) = try_vsctl(ns, w, "add-port br0 bad -- set interface bad type=stt");
