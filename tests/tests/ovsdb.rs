@@ -249,6 +249,27 @@ fn a_python_idl_client_adds_a_port_and_reads_its_ofport_through_a_monitor() {
     assert!(ns.run("ip link show idl0").status.success(), "the internal port's TAP does not exist");
 }
 
+/// A JSON-RPC connection kept open.
+struct Conn(UnixStream);
+
+impl Conn {
+    fn open(path: &std::path::Path) -> Conn {
+        let s = UnixStream::connect(path).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Conn(s)
+    }
+    fn ask(&mut self, msg: &str) -> String {
+        self.0.write_all(msg.as_bytes()).unwrap();
+        self.read()
+    }
+    /// One message (the replies here are small enough to come in one read).
+    fn read(&mut self) -> String {
+        let mut buf = vec![0u8; 1 << 16];
+        let n = self.0.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
 fn rpc(path: &std::path::Path, msg: &[u8]) -> String {
     let mut s = UnixStream::connect(path).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -281,6 +302,23 @@ fn bad_ovsdb_input_gets_errors_and_changes_nothing() {
     assert!(r.contains("not a valid string"), "{r}");
     let r = rpc(&sock, br#"{"id": 7, "method": "transact", "params": ["Open_vSwitch", {"op": "update", "table": "Port", "where": [], "row": {"tag": 5000}}]}"#);
     assert!(r.contains("constraint violation"), "{r}");
+    let r = rpc(&sock, br#"{"id": 7, "what": "no method"}"#);
+    assert!(r.contains("needs a"), "not JSON-RPC: {r}");
+    // Locks: one owner at a time, and `assert` checks it.
+    let (mut a, mut b) = (Conn::open(&sock), Conn::open(&sock));
+    assert!(a.ask(r#"{"id": 1, "method": "lock", "params": ["x"]}"#).contains(r#""locked":true"#));
+    assert!(b.ask(r#"{"id": 1, "method": "lock", "params": ["x"]}"#).contains(r#""locked":false"#));
+    let assert_x = r#"{"id": 2, "method": "transact", "params": ["Open_vSwitch", {"op": "assert", "lock": "x"}]}"#;
+    assert!(b.ask(assert_x).contains("not owner"));
+    assert!(!a.ask(assert_x).contains("not owner"));
+    // Unlocking hands the lock to the next in line, with a "locked" notification.
+    assert!(a.ask(r#"{"id": 3, "method": "unlock", "params": ["x"]}"#).contains(r#""result":{}"#));
+    assert!(b.read().contains(r#""method":"locked""#));
+    // monitor_cond_since: not found, a transaction id, then the contents.
+    let r = a.ask(r#"{"id": 4, "method": "monitor_cond_since", "params": ["Open_vSwitch", "m", {"Bridge": {"columns": ["name"]}}, "00000000-0000-0000-0000-000000000000"]}"#);
+    let v: serde_json::Value = serde_json::from_str(&r).unwrap();
+    assert_eq!(v["result"][0], false);
+    assert!(v["result"][2]["Bridge"].to_string().contains("br0"), "{r}");
     // 10 MB in one message: refused and the connection closed.
     let mut big = br#"{"id": 8, "method": "echo", "params": [""#.to_vec();
     big.extend(std::iter::repeat_n(b'x', 10 << 20));

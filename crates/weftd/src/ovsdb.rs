@@ -365,7 +365,15 @@ struct Session {
 impl Session {
     fn send(&self, v: &Value) -> bool {
         let msg = serde_json::to_vec(v).unwrap_or_default();
-        self.out.try_send(msg).is_ok()
+        match self.out.try_send(msg) {
+            Ok(()) => true,
+            Err(_) => {
+                if !self.gone.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("OVSDB client {} does not read its replies; dropped", self.id);
+                }
+                false
+            }
+        }
     }
 
     fn reply(&self, id: &Value, result: Result<Value, Value>) -> bool {
@@ -389,9 +397,10 @@ impl Session {
                         match msg {
                             Ok(v) => {
                                 if !self.handle(v) {
+                                    return;
+                                }
+                                if self.gone.load(Ordering::Relaxed) {
                                     // Its queue is full: it does not read. Closing unblocks the writer.
-                                    tracing::warn!("OVSDB client {} does not read its replies; dropped", self.id);
-                                    self.gone.store(true, Ordering::Relaxed);
                                     r.shutdown();
                                     return;
                                 }
@@ -434,8 +443,14 @@ impl Session {
     /// Handles one message; `false` ends the session.
     fn handle(&mut self, msg: Value) -> bool {
         let Some(method) = msg.get("method").and_then(Value::as_str) else {
-            // A reply (to an echo weftd never sends) or nonsense: ignored.
-            return true;
+            // A reply (to an echo weftd never sends) is ignored; anything else is not JSON-RPC.
+            if msg.get("result").is_some() || msg.get("error").is_some() {
+                return true;
+            }
+            tracing::warn!("OVSDB client {}: not a JSON-RPC message; connection closed", self.id);
+            let _ = self.send(&json!({"id": Value::Null, "result": Value::Null,
+                "error": {"error": "syntax error", "details": "a JSON-RPC message needs a \"method\""}}));
+            return false;
         };
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
         let params = msg.get("params").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -452,10 +467,10 @@ impl Session {
             "set_db_change_aware" => Ok(json!({})),
             other => Err(json!({"error": "unknown method", "details": format!("weftd has no method {other:?}")})),
         };
-        if notification {
-            return true;
+        if !notification {
+            self.reply(&id, result);
         }
-        self.reply(&id, result)
+        true
     }
 
     fn transact(&mut self, ops: &[Value]) -> Value {
