@@ -226,7 +226,7 @@ fn run() -> anyhow::Result<()> {
         s.expire_flows();
         s.check_links();
         s.check_fail_open();
-        s.publish_ovsdb();
+        s.refresh_ovsdb();
     })?;
     for conn in listener.incoming() {
         match conn {

@@ -183,8 +183,21 @@ impl State {
     /// Publishes the view of the running configuration to the OVSDB monitors (after every change, and once
     /// a second for the status columns).
     pub fn publish_ovsdb(&self) {
+        self.publish(false)
+    }
+
+    /// The once-a-second refresh of the status columns: nothing to do while no client is connected (a
+    /// client's first request brings the view up to date).
+    pub fn refresh_ovsdb(&self) {
+        self.publish(true)
+    }
+
+    fn publish(&self, only_if_watched: bool) {
         let Some(h) = &self.ovsdb else { return };
         let mut hub = lock(h);
+        if only_if_watched && hub.clients.is_empty() {
+            return;
+        }
         let status = self.ovsdb_status(&mut hub);
         let db = project(&self.config, &status);
         hub.publish(db);
@@ -484,6 +497,7 @@ impl Session {
         loop {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let Some(hub) = state.ovsdb.clone() else { return json!([]) };
+            state.publish_ovsdb();
             let (db, salt) = {
                 let h = lock(&hub);
                 (h.db.clone(), state.config.ovsdb.salt)
@@ -540,6 +554,9 @@ impl Session {
             _ => 3,
         };
         let m = Monitor::parse(vswitch(), version, mid.clone(), reqs).map_err(|e| e.to_json())?;
+        // The status columns as they are now, then the monitor's first contents from them.
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.publish_ovsdb();
         let mut h = lock(&self.hub);
         let initial = m.initial(vswitch(), &h.db);
         let txn_id = Uuid::derived(h.txn_id, "txn", "").to_string();
