@@ -478,8 +478,15 @@ fn put_output10(out: &mut Vec<u8>, port: u32, max_len: u16) {
 /// Writes `actions` as an OpenFlow 1.0 action list: 1.0's own where it has them, Nicira's for the rest
 /// (`set_field` as NXAST_REG_LOAD, goto_table as a resubmit to that table, as OVS does).
 pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
+    let mut skip = 0;
     for a in actions {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
         match *a {
+            // OpenFlow 1.0 has no action set: write_actions and what it writes are left out (as OVS does).
+            Action::WriteActions(n) => skip = n,
             Action::Output(p) => put_output10(out, p, 0),
             Action::OutputMaxLen(..) => put_actions_of10(out, &[a.plain()]),
             Action::Local => put_output10(out, OFPP_LOCAL, 0),

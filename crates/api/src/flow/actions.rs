@@ -209,6 +209,20 @@ pub(super) fn parse_action(
             return Ok(());
         }
         "clear_actions" if arg.is_none() => Action::ClearActions,
+        "write_actions" => {
+            let mut set = Vec::new();
+            for a in split_actions(arg.unwrap_or("")) {
+                parse_action(a, resolve, &mut set)?;
+            }
+            set.retain(|a| *a != Action::Drop);
+            if let Some(bad) = set.iter().find(|a| action_set_class(a).is_none()) {
+                return Err(err(act, format!("{bad} is not allowed in an action set")));
+            }
+            let n = u8::try_from(set.len()).map_err(|_| err(act, "more than 255 actions in write_actions"))?;
+            out.push(Action::WriteActions(n));
+            out.extend(set);
+            return Ok(());
+        }
         "write_metadata" => {
             let (value, mask) = num_mask(act, need()?, u128::from(u64::MAX))?;
             Action::WriteMetadata { value: (value & mask) as u64, mask: mask as u64 }

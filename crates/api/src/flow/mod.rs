@@ -234,6 +234,56 @@ pub enum Action {
     Ct(Ct),
     /// `ct_clear`: the packet untracked again (its `ct_*` fields zero).
     CtClear,
+    /// `write_actions(…)` (an instruction): the next N actions of the list are written into the packet's
+    /// action set, which runs when the pipeline ends ([`action_set_class`]). Kept flat so that actions stay
+    /// `Copy`.
+    WriteActions(u8),
+}
+
+/// Where an action goes in an OpenFlow 1.1+ action set (as Open vSwitch orders it): a slot of its own
+/// (the last one written is kept; slots run in this order), the final action (only the last of the
+/// highest class runs, and the set runs only when it has one), or the sets and moves (all of them, in
+/// order, between the slots and the final action). `None`: not allowed in an action set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SetClass {
+    /// 0 strip_vlan, 1 pop_mpls, 2 push_mpls, 3 push_vlan, 4 dec_ttl, 5 dec_mpls_ttl.
+    Slot(u8),
+    SetOrMove,
+    /// 0 ct, 1 ct_clear, 2 resubmit, 3 output, 4 group.
+    Final(u8),
+}
+
+/// The action-set class of an action, `None` when it may not be written into an action set.
+pub fn action_set_class(a: &Action) -> Option<SetClass> {
+    Some(match a {
+        Action::StripVlan => SetClass::Slot(0),
+        Action::PopMpls(_) => SetClass::Slot(1),
+        Action::PushMpls(_) => SetClass::Slot(2),
+        Action::PushVlan(_) => SetClass::Slot(3),
+        Action::DecTtl => SetClass::Slot(4),
+        Action::DecMplsTtl => SetClass::Slot(5),
+        Action::SetField(_)
+        | Action::SetTunnel(_)
+        | Action::Load { .. }
+        | Action::SetReg { .. }
+        | Action::Move { .. }
+        | Action::ModVlanVid(_)
+        | Action::SetNwTtl(_)
+        | Action::SetMplsTtl(_)
+        | Action::SetQueue(_) => SetClass::SetOrMove,
+        Action::Ct(_) => SetClass::Final(0),
+        Action::CtClear => SetClass::Final(1),
+        Action::Resubmit { .. } => SetClass::Final(2),
+        Action::Output(_)
+        | Action::OutputMaxLen(..)
+        | Action::Local
+        | Action::Normal
+        | Action::Flood
+        | Action::All
+        | Action::InPort => SetClass::Final(3),
+        Action::Group(_) => SetClass::Final(4),
+        _ => return None,
+    })
 }
 
 impl Field {
@@ -809,7 +859,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 Action::SetReg { field, mask, .. } if is_packet_set(field, mask) => {
                     [setfield::set_field_needs(field), None]
                 }
-                Action::SetNwTtl(_) | Action::DecTtl => [Some(Field::NwTtl), None],
+                // dec_ttl and mod_nw_ttl need no IP match (as OVS): on other packets they do nothing.
                 _ => continue,
             };
             for field in fields.into_iter().flatten() {
@@ -830,8 +880,22 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 ));
             }
         }
+        // write_actions is an instruction: after the actions and clear_actions, once.
+        if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::WriteActions(_))) {
+            let Action::WriteActions(n) = f.actions[i] else { unreachable!() };
+            let after = &f.actions[i + 1 + usize::from(n)..];
+            if after.iter().any(|a| matches!(a, Action::WriteActions(_))) {
+                return Err(err("write_actions", "duplicate write_actions instruction not allowed"));
+            }
+            if after.iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
+                return Err(err(
+                    "write_actions",
+                    "invalid instruction ordering: apply_actions and clear_actions must appear before write_actions",
+                ));
+            }
+        }
         // write_metadata and clear_actions are instructions: OpenFlow runs them after the actions, in the order
-        // clear_actions, write_metadata, goto_table.
+        // clear_actions, write_actions, write_metadata, goto_table.
         if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::WriteMetadata { .. })) {
             if f.actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_))) {
                 return Err(err(
@@ -841,7 +905,12 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             }
         }
         if let Some(i) = f.actions.iter().position(|a| *a == Action::ClearActions) {
-            if f.actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
+            let rest = &f.actions[i + 1..];
+            let set = match rest.first() {
+                Some(Action::WriteActions(n)) => 1 + usize::from(*n),
+                _ => 0,
+            };
+            if rest[set..].iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
                 return Err(err(
                     "clear_actions",
                     "invalid instruction ordering: apply_actions must appear before clear_actions",

@@ -97,6 +97,8 @@ impl fmt::Display for Action {
             Action::SetQueue(q) => write!(f, "set_queue:{q}"),
             Action::PopQueue => f.write_str("pop_queue"),
             Action::ClearActions => f.write_str("clear_actions"),
+            // Printed with its actions by the flow ([`Flow`]'s `Display`).
+            Action::WriteActions(n) => write!(f, "write_actions/{n}"),
             Action::SetNwTtl(t) => write!(f, "mod_nw_ttl:{t}"),
             Action::DecTtl => f.write_str("dec_ttl"),
             Action::Group(g) => write!(f, "group:{g}"),
@@ -135,16 +137,33 @@ impl fmt::Display for Flow {
             return f.write_str("drop");
         }
         let ctx = Ctx::of(&self.matches);
-        for (i, a) in self.actions.iter().enumerate() {
+        let one = |f: &mut fmt::Formatter<'_>, a: &Action| match *a {
+            Action::SetReg { field, value, mask } if is_packet_set(field, mask) => {
+                f.write_str(&format_set_field(field, value, mask, ctx))
+            }
+            _ => write!(f, "{a}"),
+        };
+        let mut i = 0;
+        while i < self.actions.len() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            match *a {
-                Action::SetReg { field, value, mask } if is_packet_set(field, mask) => {
-                    f.write_str(&format_set_field(field, value, mask, ctx))?
+            if let Action::WriteActions(n) = self.actions[i] {
+                // The action set's actions, in brackets.
+                let end = (i + 1 + usize::from(n)).min(self.actions.len());
+                f.write_str("write_actions(")?;
+                for (j, a) in self.actions[i + 1..end].iter().enumerate() {
+                    if j > 0 {
+                        f.write_str(",")?;
+                    }
+                    one(f, a)?;
                 }
-                _ => write!(f, "{a}")?,
+                f.write_str(")")?;
+                i = end;
+                continue;
             }
+            one(f, &self.actions[i])?;
+            i += 1;
         }
         Ok(())
     }

@@ -242,6 +242,22 @@ fn register_actions_are_checked() {
     }
     assert!(p("ip,actions=move:NXM_OF_IP_SRC[]->NXM_NX_REG0[]").is_ok());
     assert!(p("actions=write_metadata:1,goto_table:1").is_ok());
+    // The action set: written after the actions, once, and only with what an action set may hold.
+    for (text, says) in [
+        ("actions=write_actions(output:1),output:2", "must appear before write_actions"),
+        ("actions=write_actions(output:1),clear_actions", "must appear before write_actions"),
+        ("actions=write_actions(output:1),write_actions(output:2)", "duplicate"),
+        ("actions=write_actions(controller)", "not allowed in an action set"),
+        ("actions=write_actions(note:01)", "not allowed in an action set"),
+    ] {
+        let e = p(text).unwrap_err();
+        assert!(e.to_string().contains(says), "{text}: {e}");
+    }
+    let f = p("actions=write_actions(mod_dl_src:00:00:00:00:00:01,output:1),write_metadata:1,goto_table:2").unwrap();
+    assert_eq!(
+        f.to_string(),
+        "actions=write_actions(set_field:00:00:00:00:00:01->eth_src,output:1),write_metadata:0x1,goto_table:2"
+    );
 }
 
 #[test]

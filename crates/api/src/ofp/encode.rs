@@ -100,6 +100,7 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         | Action::GotoTable(_)
         | Action::WriteMetadata { .. }
         | Action::ClearActions
+        | Action::WriteActions(_)
         | Action::Meter(_) => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
         Action::Note { bytes, len } => put_nx(out, act::NXAST_NOTE, &bytes[..usize::from(len)]),

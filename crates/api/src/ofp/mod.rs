@@ -740,6 +740,7 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
     let mut goto = None;
     let mut metadata = None;
     let mut clear = false;
+    let mut written: Option<Vec<Action>> = None;
     for i in list {
         match i.kind {
             // The meter runs first: it leads the list.
@@ -765,11 +766,29 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
                 metadata = Some(Action::WriteMetadata { value: value & mask, mask });
             }
             inst::CLEAR_ACTIONS => clear = true,
+            inst::WRITE_ACTIONS if i.body.len() >= 4 => {
+                if written.is_some() {
+                    return Err((error::BAD_INSTRUCTION, DUP_INST));
+                }
+                let acts =
+                    weft_wire::openflow::parse_tlvs(&i.body[4..], "action").map_err(|_| (error::BAD_ACTION, 1))?;
+                let mut set = Vec::new();
+                actions_from(&acts, &mut set)?;
+                // OVS: an action that has no place in an action set is OFPBAC_BAD_TYPE.
+                if set.iter().any(|a| crate::flow::action_set_class(a).is_none()) || set.len() > 255 {
+                    return Err((error::BAD_ACTION, error::BAD_ACTION_TYPE));
+                }
+                written = Some(set);
+            }
             _ => return Err((error::BAD_INSTRUCTION, error::UNKNOWN_INST)),
         }
     }
     if clear {
         out.push(Action::ClearActions);
+    }
+    if let Some(set) = written {
+        out.push(Action::WriteActions(set.len() as u8));
+        out.extend(set);
     }
     out.extend(metadata);
     if let Some(t) = goto {
@@ -786,8 +805,21 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
         out.extend_from_slice(&8u16.to_be_bytes());
         out.extend_from_slice(&m.to_be_bytes());
     }
+    // The action set's actions (after a WriteActions marker) go into their own instruction.
+    let (actions, written): (&[Action], &[Action]) =
+        match actions.iter().position(|a| matches!(a, Action::WriteActions(_))) {
+            Some(i) => {
+                let Action::WriteActions(n) = actions[i] else { unreachable!() };
+                let end = (i + 1 + usize::from(n)).min(actions.len());
+                // What follows the set (write_metadata, goto_table) is looked for in the whole list below.
+                (actions, &actions[i + 1..end])
+            }
+            None => (actions, &[]),
+        };
+    let in_set = |a: &Action| written.iter().any(|w| std::ptr::eq(w, a));
     let apply: Vec<&Action> = actions
         .iter()
+        .filter(|a| !in_set(a))
         .filter(|a| {
             !matches!(
                 a,
@@ -812,6 +844,16 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
     if actions.contains(&Action::ClearActions) {
         out.extend_from_slice(&inst::CLEAR_ACTIONS.to_be_bytes());
         out.extend_from_slice(&[0, 8, 0, 0, 0, 0]);
+    }
+    if actions.iter().any(|a| matches!(a, Action::WriteActions(_))) {
+        let at = out.len();
+        out.extend_from_slice(&inst::WRITE_ACTIONS.to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        for a in written {
+            put_action_in(out, a, ctx);
+        }
+        let len = (out.len() - at) as u16;
+        out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
     }
     if let Some(&Action::WriteMetadata { value, mask }) =
         actions.iter().find(|a| matches!(a, Action::WriteMetadata { .. }))

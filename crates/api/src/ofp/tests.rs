@@ -216,3 +216,25 @@ fn tcp_flags_survive_the_wire() {
     assert_round_trips("tcp,tp_dst=80,tcp_flags=+syn-ack,actions=output:2");
     assert_round_trips("tcp6,tcp_flags=syn|ack,actions=output:2");
 }
+
+#[test]
+fn write_actions_is_its_own_instruction_on_the_wire() {
+    for text in [
+        "in_port=2 actions=output:1,write_actions(output:2,output:3)",
+        "actions=clear_actions,write_actions(set_field:00:00:00:00:00:01->eth_src,group:1),write_metadata:0x1,goto_table:3",
+        "actions=write_actions(strip_vlan,dec_ttl,output:4)",
+    ] {
+        assert_round_trips(text);
+    }
+    // Type 3 with its actions, after APPLY_ACTIONS (type 4), as OVS writes it.
+    let f = flow("actions=output:1,write_actions(output:2)");
+    let mut i = Vec::new();
+    put_instructions(&mut i, &f.actions, Ctx::of(&f.matches));
+    assert_eq!(&i[0..2], &[0, 4]);
+    assert_eq!(&i[24..26], &[0, 3], "after the 24 bytes of APPLY_ACTIONS with one output");
+    // An action that has no place in an action set (a packet-in) is OFPBAC_BAD_TYPE, as OVS answers.
+    let mut bad = vec![0, 3, 0, 24, 0, 0, 0, 0];
+    bad.extend_from_slice(&[0, 0, 0, 16, 0xff, 0xff, 0xff, 0xfd, 0xff, 0xff, 0, 0, 0, 0, 0, 0]);
+    let insts = weft_wire::openflow::parse_tlvs(&bad, "instruction").unwrap();
+    assert_eq!(actions_from_instructions(&insts), Err((error::BAD_ACTION, error::BAD_ACTION_TYPE)));
+}

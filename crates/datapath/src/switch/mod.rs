@@ -12,6 +12,7 @@
 //! `weft trace` runs the same code on a copy of the switch with an [`Observer`] that records each step: what
 //! trace predicts is what the switch does, ARP/ND suppression included.
 
+mod action_set;
 pub mod bundle;
 mod ct;
 pub mod demux;
@@ -135,6 +136,11 @@ struct ActState {
     /// The `push`/`pop` stack: its values, and how many it holds.
     stack: [u128; STACK_DEPTH],
     depth: u8,
+    /// The flow whose actions run now ([`action_set::here`]), for `write_actions` to name them.
+    cur: u64,
+    /// The action set: the `write_actions` instructions met so far, in order ([`action_set::entry`]).
+    set: [u64; action_set::SET_MAX],
+    set_len: u8,
 }
 
 /// Values the `push`/`pop` stack holds for one packet (OVS's has no fixed bound; the flows that use it —
@@ -144,7 +150,24 @@ pub const STACK_DEPTH: usize = 8;
 impl ActState {
     fn new(key: FlowKey, data: Data, tci: u16, hdr: Headers, gso: Option<VnetHdr>) -> ActState {
         let (vni, tun_dst, too_big, stack) = (None, None, None, [0; STACK_DEPTH]);
-        ActState { key, data, tci, hdr, gso, vni, tun_dst, copied: false, too_big, exit: false, stack, depth: 0 }
+        let (cur, set) = (action_set::NOWHERE, [0; action_set::SET_MAX]);
+        ActState {
+            key,
+            data,
+            tci,
+            hdr,
+            gso,
+            vni,
+            tun_dst,
+            copied: false,
+            too_big,
+            exit: false,
+            stack,
+            depth: 0,
+            cur,
+            set,
+            set_len: 0,
+        }
     }
 
     /// Sets the frame's VLAN (TCI, 0 for none) and the key's `vlan_tci` with it.
@@ -494,6 +517,7 @@ impl Tables {
                 extra_cts: &[],
             };
             self.run_table(&mut run, 0, &mut st, 0);
+            self.run_action_set(&mut run, &mut st);
             if let Some(mtu) = st.too_big {
                 self.signal_too_big(pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
             }
@@ -543,6 +567,7 @@ impl Tables {
             extra_cts: cts,
         };
         self.apply_actions(&mut run, 0, (u64::MAX, false), actions, &mut st, 0);
+        self.run_action_set(&mut run, &mut st);
         if let Some(mtu) = st.too_big {
             self.signal_too_big(pipe, bufs, in_port, st.data, mtu, tci, now, out, obs);
         }
@@ -576,7 +601,10 @@ impl Tables {
         if rule.actions.is_empty() {
             self.counters[usize::from(in_port.0)].drop(DropReason::FlowDrop);
         }
+        let caller = st.cur;
+        st.cur = action_set::here(table, ri);
         self.apply_actions(r, table, (rule.cookie, rule.table_miss), &rule.actions, st, depth);
+        st.cur = caller;
     }
 
     /// Runs `actions` (a flow's, found in `table`, with its cookie and whether it is the table-miss flow; or
@@ -594,7 +622,9 @@ impl Tables {
         let bridge = r.bridge;
         let b = &pipe.bridges[bridge];
         let in_port = r.in_port;
-        for act in actions {
+        let mut next = 0;
+        while let Some(act) = actions.get(next) {
+            next += 1;
             if st.exit {
                 return;
             }
@@ -782,6 +812,11 @@ impl Tables {
                         return;
                     }
                 }
+                ActRt::WriteActions(n) => {
+                    action_set::write(st, next, n);
+                    next += usize::from(n);
+                }
+                ActRt::ClearActions => st.set_len = 0,
             }
         }
     }

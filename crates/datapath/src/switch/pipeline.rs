@@ -266,6 +266,11 @@ pub enum ActRt {
     Ct(u32),
     /// `ct_clear`: the packet's `ct_*` fields back to zero.
     CtClear,
+    /// `write_actions(…)`: the next N actions of the flow go into the packet's action set (they do not run
+    /// now); the set runs when the pipeline ends, as OpenFlow 1.1+ has it ([`super::action_set`]).
+    WriteActions(u8),
+    /// `clear_actions`: the action set emptied.
+    ClearActions,
 }
 
 /// A `ct` action as the core runs it.

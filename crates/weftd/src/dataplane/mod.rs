@@ -522,8 +522,7 @@ impl Dataplane {
         };
         let base = pipeline.core.bridges[b].cts.len();
         let mut cts = Vec::new();
-        let acts: Vec<_> =
-            actions.iter().filter_map(|a| crate::pipeline::act_rt(a, &port_of, (&mut cts, base))).collect();
+        let acts = crate::pipeline::compile_actions(actions, &port_of, (&mut cts, base));
         if frame.len() > self.seg.len() {
             return;
         }

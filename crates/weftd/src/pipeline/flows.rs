@@ -207,9 +207,39 @@ pub fn act_rt(
         Action::StackPop(sf) => ActRt::StackPop(sub_slot(sf)),
         Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src)),
         Action::Exit => ActRt::Exit,
+        Action::ClearActions => ActRt::ClearActions,
+        // Counted by `compile_actions`, which knows how many of the written actions are there.
+        Action::WriteActions(_) => return None,
         // No queues: nothing to do (see the actions' documentation).
-        Action::ClearActions | Action::SetQueue(_) | Action::PopQueue | Action::Note { .. } => return None,
+        Action::SetQueue(_) | Action::PopQueue | Action::Note { .. } => return None,
     })
+}
+
+/// A flow's (or a bucket's, or a packet-out's) actions as the core runs them ([`act_rt`] each); a
+/// `write_actions` marker counts what is left of the actions it writes (an output to a port that is not
+/// there leaves nothing).
+pub fn compile_actions(
+    actions: &[weft_api::flow::Action],
+    port: &dyn Fn(u32) -> Option<PortIdx>,
+    (cts, base): (&mut Vec<CtRt>, usize),
+) -> Vec<ActRt> {
+    use weft_api::flow::Action;
+    let mut out = Vec::with_capacity(actions.len());
+    let mut i = 0;
+    while i < actions.len() {
+        if let Action::WriteActions(n) = actions[i] {
+            let end = (i + 1 + usize::from(n)).min(actions.len());
+            let set: Vec<ActRt> =
+                actions[i + 1..end].iter().filter_map(|a| act_rt(a, port, (&mut *cts, base))).collect();
+            out.push(ActRt::WriteActions(set.len() as u8));
+            out.extend(set);
+            i = end;
+            continue;
+        }
+        out.extend(act_rt(&actions[i], port, (&mut *cts, base)));
+        i += 1;
+    }
+    out
 }
 
 /// Builds the flow tables of a bridge (none when it has only the default NORMAL flow).
@@ -233,7 +263,7 @@ pub(super) fn build_tables(
             let mut entries = Vec::new();
             for s in b.flows.iter().filter(|s| usize::from(s.flow.table) == t) {
                 let port = |n: u32| ofports.get(&n).copied();
-                let actions = s.flow.actions.iter().filter_map(|a| act_rt(a, &port, (&mut *cts, 0))).collect();
+                let actions = compile_actions(&s.flow.actions, &port, (&mut *cts, 0));
                 let (key, mask) = flow_rule(&s.flow.matches);
                 entries.push(weft_datapath::classifier::Rule {
                     key,
@@ -274,7 +304,7 @@ pub(super) fn build_groups(
                 .map(|bk| BucketRt {
                     weight: bk.weight,
                     watch: port(bk.watch_port),
-                    actions: bk.actions.iter().filter_map(|a| act_rt(a, &port, (&mut *cts, 0))).collect(),
+                    actions: compile_actions(&bk.actions, &port, (&mut *cts, 0)),
                 })
                 .collect(),
         })

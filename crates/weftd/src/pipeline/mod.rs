@@ -73,8 +73,8 @@ pub struct PortRt {
 }
 
 mod flows;
-pub use flows::{act_rt, MeterStates};
 use flows::{build_groups, build_meters, build_tables};
+pub use flows::{compile_actions, MeterStates};
 
 /// A socket receiving one encapsulation on one local address (a UDP port for VXLAN or Geneve, IP protocol
 /// 47 for GRE); which tunnel a packet belongs to is the core's `demux` entry of the same index.

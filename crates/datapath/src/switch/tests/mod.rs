@@ -3,6 +3,7 @@
 //! `bridging.rs` (learning, VLANs, tunnels, MTU, ARP suppression), `flows.rs` (flow tables, new pipelines,
 //! trace) and `edges.rs` (offload headers, statics, pushed MAC table changes, receiving tunnel packets).
 
+mod action_set;
 mod bridging;
 mod conntrack;
 mod edges;
