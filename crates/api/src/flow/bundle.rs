@@ -98,6 +98,8 @@ pub(super) fn parse(
         .strip_prefix("members:")
         .or_else(|| parts[want - 1].strip_prefix("slaves:"))
         .ok_or_else(|| err(act, "the last argument is members:PORT,…"))?;
+    // OVS also takes the list in brackets (`members:[2,3]`).
+    let list = list.strip_prefix('[').and_then(|l| l.strip_suffix(']')).unwrap_or(list);
     let mut b = Bundle { fields, basis, hrw, members: [0; MAX_MEMBERS], n: 0, dst };
     for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         if usize::from(b.n) == MAX_MEMBERS {

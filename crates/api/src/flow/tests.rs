@@ -140,6 +140,11 @@ fn registers_print_as_ovs_prints_them() {
         ("actions=output:1,clear_actions,goto_table:2", "actions=output:1,clear_actions,goto_table:2"),
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
         ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
+        ("actions=dec_ttl,mod_nw_ttl:5", "actions=dec_ttl,mod_nw_ttl:5"),
+        (
+            "actions=bundle_load(symmetric_l4,60,hrw,ofport,reg0[0..15],members:[2,3])",
+            "actions=bundle_load(symmetric_l4,60,hrw,ofport,NXM_NX_REG0[0..15],members:2,3)",
+        ),
         ("actions=output(max_len=100,port=123)", "actions=output(port=123,max_len=100)"),
         (
             "actions=bundle(eth_src,50,active_backup,ofport,slaves:1)",
