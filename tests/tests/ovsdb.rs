@@ -32,7 +32,7 @@ fn show_port(w: &Weftd, bridge: &str, port: &str) -> Option<serde_json::Value> {
 /// ping and TCP both ways; Geneve and GRE ports come and go the same way.
 #[test]
 fn ovs_vsctl_builds_a_vxlan_overlay_with_a_linux_kernel_peer() {
-    let p = "ov";
+    let p = "dv";
     if !prerequisites(&["ip", "iperf3", "ovs-vsctl"]) {
         return;
     }
@@ -90,7 +90,7 @@ fn ovs_vsctl_builds_a_vxlan_overlay_with_a_linux_kernel_peer() {
 /// Everyday ovs-vsctl, and the CLI and OVSDB as two faces of one configuration that survives kill -9.
 #[test]
 fn everyday_ovs_vsctl_and_the_cli_are_one_configuration() {
-    let Some(mut h) = one_host("oe", &["ip", "ovs-vsctl", "ovs-ofctl", "openssl"]) else { return };
+    let Some(mut h) = one_host("de", &["ip", "ovs-vsctl", "ovs-ofctl", "openssl"]) else { return };
     let (ns, w) = (&h.h, &h.w);
     w.weft("add-br br0");
     assert_eq!(vsctl(ns, w, "list-br"), "br0");
@@ -181,7 +181,7 @@ fn everyday_ovs_vsctl_and_the_cli_are_one_configuration() {
 /// libvirt's (`<virtualport type='openvswitch'/>`) and os-vif's command lines, as they run them.
 #[test]
 fn libvirt_and_os_vif_command_lines_work_unchanged() {
-    let Some(h) = one_host("ol", &["ip", "ovs-vsctl"]) else { return };
+    let Some(h) = one_host("dl", &["ip", "ovs-vsctl"]) else { return };
     let (ns, w) = (&h.h, &h.w);
     ns.sh("ip link add vnet0 type veth peer name vnet0p && ip link set vnet0 up && ip link set vnet0p up");
     ns.sh("ip tuntap add dev tapf00 mode tap && ip link set tapf00 up");
@@ -236,7 +236,7 @@ fn libvirt_and_os_vif_command_lines_work_unchanged() {
 /// through its monitor.
 #[test]
 fn a_python_idl_client_adds_a_port_and_reads_its_ofport_through_a_monitor() {
-    let Some(h) = one_host("oi", &["ip", "/usr/bin/python3"]) else { return };
+    let Some(h) = one_host("di", &["ip", "/usr/bin/python3"]) else { return };
     let (ns, w) = (&h.h, &h.w);
     w.weft("add-br br0");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ovsdb_idl.py");
@@ -283,7 +283,7 @@ fn rpc(path: &std::path::Path, msg: &[u8]) -> String {
 /// never reads: each gets the protocol's error or is dropped, weftd stays up, nothing changes.
 #[test]
 fn bad_ovsdb_input_gets_errors_and_changes_nothing() {
-    let Some(h) = one_host("ob", &["ip", "ovs-vsctl"]) else { return };
+    let Some(h) = one_host("db", &["ip", "ovs-vsctl"]) else { return };
     let (ns, w) = (&h.h, &h.w);
     w.weft("add-br br0");
     let sock = w.socket().with_file_name("db.sock");
@@ -348,7 +348,7 @@ fn bad_ovsdb_input_gets_errors_and_changes_nothing() {
 /// installed and nothing answers there.
 #[test]
 fn the_open_vswitch_socket_path_is_taken_only_without_open_vswitch() {
-    let Some(h) = one_host("oc", &["ip", "ovs-vsctl"]) else { return };
+    let Some(h) = one_host("dc", &["ip", "ovs-vsctl"]) else { return };
     let compat = h.tmp.path("ovs/db.sock");
     // With ovsdb-server on weftd's PATH (as on this machine): left alone.
     let d1 = h.tmp.path("w1");

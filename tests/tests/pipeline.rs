@@ -56,6 +56,8 @@ const FLOWS: &[&str] = &[
     "tcp,actions=load:5->NXM_NX_IP_TTL[],move:NXM_OF_IP_SRC[]->NXM_OF_IP_DST[],load:0x50->NXM_OF_TCP_DST[]",
     "in_port=2 actions=output:1,write_actions(output:2,output:3)",
     "ip,actions=clear_actions,write_actions(mod_dl_src:00:00:00:00:00:01,dec_ttl,set_field:5->reg0,output:2),goto_table:2",
+    "actions=clone(output:1,clone(mod_dl_src:00:00:00:00:00:01,output:2)),output:3",
+    "ip,actions=clone(ct(commit),resubmit(,2)),clone(drop),output:1",
 ];
 
 fn ofctl(ns: &Ns, args: &str) -> String {
@@ -557,10 +559,11 @@ fn removed_flows_are_reported_to_controllers() {
     let p = "prm";
     let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "ovs-ofctl"]) else { return };
     w.weft("add-br sw1");
-    let left = endpoint_veth("prl", &h, "prp1", "10.15.0.1", "2001:db8:15::1");
-    let _right = endpoint_veth("prr", &h, "prp2", "10.15.0.2", "2001:db8:15::2");
-    w.weft("add-port sw1 prp1");
-    w.weft("add-port sw1 prp2");
+    // Every name from the test's own prefix: the register test's `pr` makes `prl` and `prr`.
+    let left = endpoint_veth(&format!("{p}l"), &h, &format!("{p}p1"), "10.15.0.1", "2001:db8:15::1");
+    let _right = endpoint_veth(&format!("{p}r"), &h, &format!("{p}p2"), "10.15.0.2", "2001:db8:15::2");
+    w.weft(&format!("add-port sw1 {p}p1"));
+    w.weft(&format!("add-port sw1 {p}p2"));
     w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let out = tmp.path("monitor.txt");

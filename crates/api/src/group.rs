@@ -5,7 +5,7 @@
 //! survive restarts with the flows); GROUP_MOD changes them, one configuration transaction each.
 
 use crate::flow::Action;
-use crate::ofp::{actions_from, put_action, OfError};
+use crate::ofp::{actions_from, OfError};
 use serde::{Deserialize, Serialize};
 use weft_wire::openflow::{error, Tlv};
 
@@ -157,9 +157,7 @@ pub fn put_group_desc(out: &mut Vec<u8>, g: &Group) {
         out.extend_from_slice(&b.watch_port.to_be_bytes());
         out.extend_from_slice(&b.watch_group.to_be_bytes());
         out.extend_from_slice(&[0; 4]);
-        for a in &b.actions {
-            put_action(out, a);
-        }
+        crate::ofp::put_action_list(out, &b.actions, crate::flow::Ctx::default());
         let len = (out.len() - bat) as u16;
         out[bat..bat + 2].copy_from_slice(&len.to_be_bytes());
     }

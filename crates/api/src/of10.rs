@@ -455,6 +455,10 @@ pub fn actions_from_of10(b: &[u8]) -> Result<Vec<Action>, OfError> {
                 let mask = weft_wire::openflow::read_u64(b, 20);
                 out.push(Action::WriteMetadata { value: value & mask, mask });
             }
+            // A clone holds OpenFlow 1.0 actions here (after vendor, subtype and six bytes of padding).
+            act::EXPERIMENTER if b.len() >= 12 && u16::from_be_bytes([b[4], b[5]]) == crate::ofp::act_nxast_clone() => {
+                crate::ofp::push_clone(&mut out, actions_from_of10(&b[12..])?)?
+            }
             act::EXPERIMENTER => crate::ofp::actions_from(std::slice::from_ref(a), &mut out)?,
             _ => return Err((error::BAD_ACTION, error::BAD_ACTION_TYPE)),
         }
@@ -479,7 +483,7 @@ fn put_output10(out: &mut Vec<u8>, port: u32, max_len: u16) {
 /// (`set_field` as NXAST_REG_LOAD, goto_table as a resubmit to that table, as OVS does).
 pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
     let mut skip = 0;
-    for a in actions {
+    for (i, a) in actions.iter().enumerate() {
         if skip > 0 {
             skip -= 1;
             continue;
@@ -487,6 +491,13 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
         match *a {
             // OpenFlow 1.0 has no action set: write_actions and what it writes are left out (as OVS does).
             Action::WriteActions(n) => skip = n,
+            Action::Clone(n) => {
+                let inner = &actions[i + 1..(i + 1 + usize::from(n)).min(actions.len())];
+                let mut body = vec![0u8; 6];
+                put_actions_of10(&mut body, inner);
+                crate::ofp::put_nx(out, crate::ofp::act_nxast_clone(), &body);
+                skip = n;
+            }
             Action::Output(p) => put_output10(out, p, 0),
             Action::OutputMaxLen(..) => put_actions_of10(out, &[a.plain()]),
             Action::Local => put_output10(out, OFPP_LOCAL, 0),

@@ -209,6 +209,28 @@ pub(super) fn parse_action(
             return Ok(());
         }
         "clear_actions" if arg.is_none() => Action::ClearActions,
+        "clone" => {
+            let mut inner = Vec::new();
+            for a in split_actions(arg.unwrap_or("")) {
+                parse_action(a, resolve, &mut inner)?;
+            }
+            inner.retain(|a| *a != Action::Drop);
+            let instruction = inner.iter().find_map(|a| match a {
+                Action::GotoTable(_) => Some("goto_table"),
+                Action::WriteMetadata { .. } => Some("write_metadata"),
+                Action::ClearActions => Some("clear_actions"),
+                Action::WriteActions(_) => Some("write_actions"),
+                Action::Meter(_) => Some("meter"),
+                _ => None,
+            });
+            if let Some(i) = instruction {
+                return Err(err(act, format!("{i} instruction not allowed here")));
+            }
+            let n = u8::try_from(inner.len()).map_err(|_| err(act, "more than 255 actions in clone"))?;
+            out.push(Action::Clone(n));
+            out.extend(inner);
+            return Ok(());
+        }
         "write_actions" => {
             let mut set = Vec::new();
             for a in split_actions(arg.unwrap_or("")) {

@@ -238,6 +238,18 @@ pub enum Action {
     /// action set, which runs when the pipeline ends ([`action_set_class`]). Kept flat so that actions stay
     /// `Copy`.
     WriteActions(u8),
+    /// `clone(…)`: the next N actions of the list run on a copy of the packet (outputs, rewrites, resubmits
+    /// of its own); the packet itself goes on as it was. N counts nested clones' actions too. Kept flat so
+    /// that actions stay `Copy`.
+    Clone(u8),
+}
+
+/// How many actions after `actions[i]` belong to it (a `write_actions` or `clone` marker's).
+pub fn nested_len(actions: &[Action], i: usize) -> usize {
+    match actions.get(i) {
+        Some(Action::WriteActions(n) | Action::Clone(n)) => usize::from(*n).min(actions.len() - i - 1),
+        _ => 0,
+    }
 }
 
 /// Where an action goes in an OpenFlow 1.1+ action set (as Open vSwitch orders it): a slot of its own

@@ -99,6 +99,7 @@ impl fmt::Display for Action {
             Action::ClearActions => f.write_str("clear_actions"),
             // Printed with its actions by the flow ([`Flow`]'s `Display`).
             Action::WriteActions(n) => write!(f, "write_actions/{n}"),
+            Action::Clone(n) => write!(f, "clone/{n}"),
             Action::SetNwTtl(t) => write!(f, "mod_nw_ttl:{t}"),
             Action::DecTtl => f.write_str("dec_ttl"),
             Action::Group(g) => write!(f, "group:{g}"),
@@ -136,36 +137,7 @@ impl fmt::Display for Flow {
         if self.actions.is_empty() {
             return f.write_str("drop");
         }
-        let ctx = Ctx::of(&self.matches);
-        let one = |f: &mut fmt::Formatter<'_>, a: &Action| match *a {
-            Action::SetReg { field, value, mask } if is_packet_set(field, mask) => {
-                f.write_str(&format_set_field(field, value, mask, ctx))
-            }
-            _ => write!(f, "{a}"),
-        };
-        let mut i = 0;
-        while i < self.actions.len() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            if let Action::WriteActions(n) = self.actions[i] {
-                // The action set's actions, in brackets.
-                let end = (i + 1 + usize::from(n)).min(self.actions.len());
-                f.write_str("write_actions(")?;
-                for (j, a) in self.actions[i + 1..end].iter().enumerate() {
-                    if j > 0 {
-                        f.write_str(",")?;
-                    }
-                    one(f, a)?;
-                }
-                f.write_str(")")?;
-                i = end;
-                continue;
-            }
-            one(f, &self.actions[i])?;
-            i += 1;
-        }
-        Ok(())
+        fmt_actions(f, &self.actions, Ctx::of(&self.matches))
     }
 }
 
@@ -471,4 +443,36 @@ pub fn format_matches(matches: &[Match]) -> String {
         words.push(w);
     }
     words.join(",")
+}
+
+/// A list of actions as ovs-ofctl prints it, `write_actions(…)` and (nested) `clone(…)` with what they hold.
+fn fmt_actions(f: &mut fmt::Formatter<'_>, actions: &[Action], ctx: Ctx) -> fmt::Result {
+    let mut i = 0;
+    while i < actions.len() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        let a = &actions[i];
+        match *a {
+            Action::WriteActions(_) | Action::Clone(_) => {
+                let end = i + 1 + nested_len(actions, i);
+                let inner = &actions[i + 1..end];
+                f.write_str(if matches!(a, Action::Clone(_)) { "clone(" } else { "write_actions(" })?;
+                if inner.is_empty() {
+                    f.write_str("drop")?;
+                } else {
+                    fmt_actions(f, inner, ctx)?;
+                }
+                f.write_str(")")?;
+                i = end;
+                continue;
+            }
+            Action::SetReg { field, value, mask } if is_packet_set(field, mask) => {
+                f.write_str(&format_set_field(field, value, mask, ctx))?
+            }
+            _ => write!(f, "{a}")?,
+        }
+        i += 1;
+    }
+    Ok(())
 }

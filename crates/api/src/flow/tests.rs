@@ -141,6 +141,11 @@ fn registers_print_as_ovs_prints_them() {
         ("in_port=1,actions=meter:1,output:2", "in_port=1 actions=meter:1,output:2"),
         ("ip,actions=dec_ttl,output=2", "ip actions=dec_ttl,output:2"),
         ("actions=dec_ttl,mod_nw_ttl:5", "actions=dec_ttl,mod_nw_ttl:5"),
+        ("actions=clone()", "actions=clone(drop)"),
+        (
+            "actions=clone(output:1,clone(mod_dl_src:00:00:00:00:00:01,output:2)),output:3",
+            "actions=clone(output:1,clone(set_field:00:00:00:00:00:01->eth_src,output:2)),output:3",
+        ),
         (
             "actions=bundle_load(symmetric_l4,60,hrw,ofport,reg0[0..15],members:[2,3])",
             "actions=bundle_load(symmetric_l4,60,hrw,ofport,NXM_NX_REG0[0..15],members:2,3)",
@@ -254,6 +259,9 @@ fn register_actions_are_checked() {
         ("actions=write_actions(output:1),write_actions(output:2)", "duplicate"),
         ("actions=write_actions(controller)", "not allowed in an action set"),
         ("actions=write_actions(note:01)", "not allowed in an action set"),
+        ("actions=clone(goto_table:1)", "goto_table instruction not allowed here"),
+        ("actions=clone(write_actions(output:1))", "write_actions instruction not allowed here"),
+        ("actions=write_actions(clone(output:1))", "not allowed in an action set"),
     ] {
         let e = p(text).unwrap_err();
         assert!(e.to_string().contains(says), "{text}: {e}");

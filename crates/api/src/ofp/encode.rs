@@ -26,7 +26,7 @@ pub(super) fn put_set_field(out: &mut Vec<u8>, class: u16, field: u8, value: &[u
     out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
-pub(super) fn put_nx(out: &mut Vec<u8>, sub: u16, rest: &[u8]) {
+pub(crate) fn put_nx(out: &mut Vec<u8>, sub: u16, rest: &[u8]) {
     let at = out.len();
     out.extend_from_slice(&act::EXPERIMENTER.to_be_bytes());
     out.extend_from_slice(&[0, 0]);
@@ -60,6 +60,24 @@ pub(super) fn put_load2(out: &mut Vec<u8>, class: u16, field: u8, bytes: usize, 
     let m = mask.map(|m| m.to_be_bytes());
     put_oxm(&mut tlv, class, field, &value.to_be_bytes()[16 - bytes..], m.as_ref().map(|m| &m[16 - bytes..]));
     put_nx(out, act::NXAST_REG_LOAD2, &tlv);
+}
+
+/// Writes a list of actions; a `clone` marker becomes NXAST_CLONE holding the actions it covers.
+pub(crate) fn put_action_list(out: &mut Vec<u8>, list: &[Action], ctx: Ctx) {
+    let mut i = 0;
+    while i < list.len() {
+        if let Action::Clone(_) = list[i] {
+            let end = i + 1 + crate::flow::nested_len(list, i);
+            // Six bytes of padding after the subtype, then the actions.
+            let mut inner = vec![0u8; 6];
+            put_action_list(&mut inner, &list[i + 1..end], ctx);
+            put_nx(out, act::NXAST_CLONE, &inner);
+            i = end;
+            continue;
+        }
+        put_action_in(out, &list[i], ctx);
+        i += 1;
+    }
 }
 
 pub(crate) fn put_action(out: &mut Vec<u8>, a: &Action) {
@@ -102,6 +120,8 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         | Action::ClearActions
         | Action::WriteActions(_)
         | Action::Meter(_) => {}
+        // A list encoder ([`put_action_list`]) writes a clone with what it holds.
+        Action::Clone(_) => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
         Action::Note { bytes, len } => put_nx(out, act::NXAST_NOTE, &bytes[..usize::from(len)]),
         Action::SetQueue(q) => {

@@ -9,7 +9,7 @@ use weft_wire::EthernetAddress;
 /// An OpenFlow error: (type, code).
 pub type OfError = (u16, u16);
 
-pub(crate) use encode::{put_action, put_action_in, put_nx_dec_ttl, put_nx_mpls};
+pub(crate) use encode::{put_action, put_action_list, put_nx, put_nx_dec_ttl, put_nx_mpls};
 
 const BAD_FIELD: OfError = (error::BAD_MATCH, error::BAD_FIELD);
 /// BAD_INSTRUCTION / UNSUP_INST: a second meter instruction (OpenFlow 1.3 has no DUP_INST code).
@@ -723,6 +723,14 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                     }
                     act::NXAST_CT if b.len() >= 20 => out.push(ct::ct_from(b)?),
                     act::NXAST_CT_CLEAR => out.push(Action::CtClear),
+                    // Six bytes of padding, then the actions the clone holds.
+                    act::NXAST_CLONE if b.len() >= 12 => {
+                        let nested =
+                            weft_wire::openflow::parse_tlvs(&b[12..], "action").map_err(|_| (error::BAD_ACTION, 1))?;
+                        let mut inner = Vec::new();
+                        actions_from(&nested, &mut inner)?;
+                        push_clone(out, inner)?;
+                    }
                     // NAT outside a `ct` action (OVS refuses it too).
                     act::NXAST_NAT => return Err((error::BAD_ACTION, error::BAD_ARGUMENT)),
                     _ => return Err((error::BAD_ACTION, error::BAD_EXP_TYPE)),
@@ -731,6 +739,31 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
             _ => return Err(bad),
         }
     }
+    Ok(())
+}
+
+/// NXAST_CLONE's subtype (for the OpenFlow 1.0 coder).
+pub(crate) fn act_nxast_clone() -> u16 {
+    act::NXAST_CLONE
+}
+
+/// A decoded clone: its marker, then what it holds (instructions may not be there, as OVS has it).
+pub(crate) fn push_clone(out: &mut Vec<Action>, inner: Vec<Action>) -> Result<(), OfError> {
+    let instruction = inner.iter().any(|a| {
+        matches!(
+            a,
+            Action::GotoTable(_)
+                | Action::WriteMetadata { .. }
+                | Action::ClearActions
+                | Action::WriteActions(_)
+                | Action::Meter(_)
+        )
+    });
+    if instruction || inner.len() > 255 {
+        return Err((error::BAD_ACTION, error::BAD_ACTION_TYPE));
+    }
+    out.push(Action::Clone(inner.len() as u8));
+    out.extend(inner);
     Ok(())
 }
 
@@ -817,7 +850,7 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
             None => (actions, &[]),
         };
     let in_set = |a: &Action| written.iter().any(|w| std::ptr::eq(w, a));
-    let apply: Vec<&Action> = actions
+    let apply: Vec<Action> = actions
         .iter()
         .filter(|a| !in_set(a))
         .filter(|a| {
@@ -830,14 +863,13 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
                     | Action::Meter(_)
             )
         })
+        .copied()
         .collect();
     if !apply.is_empty() {
         let at = out.len();
         out.extend_from_slice(&inst::APPLY_ACTIONS.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-        for a in apply {
-            put_action_in(out, a, ctx);
-        }
+        put_action_list(out, &apply, ctx);
         let len = (out.len() - at) as u16;
         out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
     }
@@ -849,9 +881,7 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
         let at = out.len();
         out.extend_from_slice(&inst::WRITE_ACTIONS.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-        for a in written {
-            put_action_in(out, a, ctx);
-        }
+        put_action_list(out, written, ctx);
         let len = (out.len() - at) as u16;
         out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
     }

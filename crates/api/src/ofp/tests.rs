@@ -238,3 +238,24 @@ fn write_actions_is_its_own_instruction_on_the_wire() {
     let insts = weft_wire::openflow::parse_tlvs(&bad, "instruction").unwrap();
     assert_eq!(actions_from_instructions(&insts), Err((error::BAD_ACTION, error::BAD_ACTION_TYPE)));
 }
+
+#[test]
+fn clone_holds_its_actions_on_the_wire_in_both_versions() {
+    for text in [
+        "actions=clone(output:1,clone(set_field:00:00:00:00:00:01->eth_src,output:2)),output:3",
+        "ip actions=clone(ct(commit),resubmit(,2)),clone(drop),output:1",
+    ] {
+        assert_round_trips(text);
+        let f = flow(text);
+        let mut b = Vec::new();
+        crate::of10::put_actions_of10(&mut b, &f.actions);
+        assert_eq!(crate::of10::actions_from_of10(&b).unwrap(), f.actions, "{text} over OpenFlow 1.0");
+    }
+    // NXAST_CLONE (subtype 42) holding an output, as OVS encodes it.
+    let f = flow("actions=clone(output:1)");
+    let mut i = Vec::new();
+    put_instructions(&mut i, &f.actions, Ctx::of(&f.matches));
+    assert_eq!(&i[8..10], &[0xff, 0xff]);
+    assert_eq!(&i[16..18], &[0, 42]);
+    assert_eq!(&i[10..12], &[0, 32], "16 bytes of header and padding, 16 of output");
+}

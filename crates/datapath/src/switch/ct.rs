@@ -132,6 +132,8 @@ impl Tables {
             put(&mut fork.key, &meta);
             self.run_table(r, usize::from(t), &mut fork, depth + 1);
             st.too_big = st.too_big.or(fork.too_big);
+            // What the fork sent may refer to these bytes: a later rewrite works on a copy of its own.
+            st.copied = false;
         }
         if st.key.get(slot::CT_STATE) as u8 & state::TRK != 0 {
             clear(&mut st.key);

@@ -817,6 +817,18 @@ impl Tables {
                     next += usize::from(n);
                 }
                 ActRt::ClearActions => st.set_len = 0,
+                ActRt::Clone(n) => {
+                    let end = (next + usize::from(n)).min(actions.len());
+                    let mut fork = st.clone();
+                    // The copy's rewrites go to a copy of the frame; its action set is its own.
+                    fork.copied = false;
+                    fork.set_len = 0;
+                    self.apply_actions(r, table, (cookie, table_miss), &actions[next..end], &mut fork, depth + 1);
+                    st.too_big = st.too_big.or(fork.too_big);
+                    // What the copy sent refers to these bytes: a later rewrite works on a copy of its own.
+                    st.copied = false;
+                    next = end;
+                }
             }
         }
     }

@@ -271,6 +271,9 @@ pub enum ActRt {
     WriteActions(u8),
     /// `clear_actions`: the action set emptied.
     ClearActions,
+    /// `clone(…)`: the next N actions run on a copy of the packet (its key, frame and stack); the packet
+    /// goes on as it was.
+    Clone(u8),
 }
 
 /// A `ct` action as the core runs it.

@@ -209,15 +209,15 @@ pub fn act_rt(
         Action::Exit => ActRt::Exit,
         Action::ClearActions => ActRt::ClearActions,
         // Counted by `compile_actions`, which knows how many of the written actions are there.
-        Action::WriteActions(_) => return None,
+        Action::WriteActions(_) | Action::Clone(_) => return None,
         // No queues: nothing to do (see the actions' documentation).
         Action::SetQueue(_) | Action::PopQueue | Action::Note { .. } => return None,
     })
 }
 
 /// A flow's (or a bucket's, or a packet-out's) actions as the core runs them ([`act_rt`] each); a
-/// `write_actions` marker counts what is left of the actions it writes (an output to a port that is not
-/// there leaves nothing).
+/// `write_actions` or `clone` marker counts what is left of the actions it holds (an output to a port that
+/// is not there leaves nothing), clones within clones included.
 pub fn compile_actions(
     actions: &[weft_api::flow::Action],
     port: &dyn Fn(u32) -> Option<PortIdx>,
@@ -227,12 +227,12 @@ pub fn compile_actions(
     let mut out = Vec::with_capacity(actions.len());
     let mut i = 0;
     while i < actions.len() {
-        if let Action::WriteActions(n) = actions[i] {
-            let end = (i + 1 + usize::from(n)).min(actions.len());
-            let set: Vec<ActRt> =
-                actions[i + 1..end].iter().filter_map(|a| act_rt(a, port, (&mut *cts, base))).collect();
-            out.push(ActRt::WriteActions(set.len() as u8));
-            out.extend(set);
+        if let Action::WriteActions(_) | Action::Clone(_) = actions[i] {
+            let end = i + 1 + weft_api::flow::nested_len(actions, i);
+            let inner = compile_actions(&actions[i + 1..end], port, (&mut *cts, base));
+            let n = inner.len().min(255) as u8;
+            out.push(if matches!(actions[i], Action::Clone(_)) { ActRt::Clone(n) } else { ActRt::WriteActions(n) });
+            out.extend(inner.into_iter().take(255));
             i = end;
             continue;
         }

@@ -62,3 +62,24 @@ fn set_fields_in_the_set_run_before_its_output_whatever_order_they_were_written_
     assert_eq!(out[0].port, "p2");
     assert_eq!(&out[0].frame[6..12], &mac.0, "the source rewritten before the output ran");
 }
+
+// ---- clone ----
+
+#[test]
+fn a_clone_rewrites_and_sends_a_copy_and_the_packet_goes_on_unchanged() {
+    let mac = EthernetAddress([2, 0, 0, 0, 0, 0x77]);
+    // clone(mod_dl_src, output:p2), output:p3 — p3 gets the frame as it came.
+    let acts = vec![ActRt::Clone(2), ActRt::SetEthSrc(mac), ActRt::Output(P2), ActRt::Output(P3)];
+    let net = two_taps().table(0, vec![(10, vec![], acts)]);
+    let mut h = Harness::new(net.build());
+    let out = h.send("p1", &raw(B, A));
+    let by = |p: &str| out.iter().find(|o| o.port == p).unwrap_or_else(|| panic!("nothing to {p}"));
+    assert_eq!(&by("p2").frame[6..12], &mac.0, "the copy was rewritten");
+    assert_eq!(&by("p3").frame[6..12], &A.0, "the packet itself was not");
+    // An exit inside the clone ends the clone only; nested clones run in order.
+    let acts = vec![ActRt::Clone(4), ActRt::Clone(1), ActRt::Output(P2), ActRt::Exit, ActRt::InPort, ActRt::Output(P3)];
+    let net = two_taps().table(0, vec![(10, vec![], acts)]);
+    let mut h = Harness::new(net.build());
+    let out: Vec<String> = h.send("p1", &raw(B, A)).into_iter().map(|o| o.port).collect();
+    assert_eq!(out, ["p2", "p3"]);
+}
