@@ -58,6 +58,7 @@ const FLOWS: &[&str] = &[
     "ip,actions=clear_actions,write_actions(mod_dl_src:00:00:00:00:00:01,dec_ttl,set_field:5->reg0,output:2),goto_table:2",
     "actions=clone(output:1,clone(mod_dl_src:00:00:00:00:00:01,output:2)),output:3",
     "ip,actions=clone(ct(commit),resubmit(,2)),clone(drop),output:1",
+    "icmp,actions=controller(reason=invalid_ttl,max_len=64),controller(id=5)",
 ];
 
 fn ofctl(ns: &Ns, args: &str) -> String {
@@ -549,6 +550,47 @@ fn meters_from_ovs_ofctl_limit_real_traffic() {
     let flows = ofctl(&h, "dump-flows TARGET");
     assert!(!flows.contains("meter:1") && flows.contains("in_port=2"), "{flows}");
     assert!(!ofctl(&h, "dump-meters TARGET").contains("meter=1"));
+}
+
+/// `controller(reason=…,id=…)`: the packet-in says the flow's reason, and goes only to connections with
+/// that controller ID (`ovs-ofctl monitor`'s is 0).
+#[test]
+fn packet_ins_carry_the_reason_and_reach_the_controller_id_the_flow_names() {
+    let p = "pq";
+    let Some(OneHost { tmp, h, w }) = one_host(p, &["ip", "ping", "ovs-ofctl"]) else { return };
+    w.weft("add-br sw1");
+    let left = endpoint_veth(&format!("{p}l"), &h, &format!("{p}p1"), "10.16.0.1", "2001:db8:16::1");
+    let _right = endpoint_veth(&format!("{p}r"), &h, &format!("{p}p2"), "10.16.0.2", "2001:db8:16::2");
+    w.weft(&format!("add-port sw1 {p}p1"));
+    w.weft(&format!("add-port sw1 {p}p2"));
+    w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ofctl(&h, "del-flows TARGET");
+    ofctl(
+        &h,
+        "add-flow TARGET 'priority=10,icmp,icmp_type=8,actions=controller(reason=invalid_ttl,max_len=64),normal'",
+    );
+    ofctl(&h, "add-flow TARGET 'priority=10,icmp,icmp_type=0,actions=controller(id=5),normal'");
+    ofctl(&h, "add-flow TARGET 'priority=5,actions=normal'");
+    let out = tmp.path("monitor.txt");
+    let mut monitor = h.spawn(&format!(
+        "exec timeout 20 ovs-ofctl -O OpenFlow13 --unixctl={} monitor tcp:127.0.0.1:6653 > {} 2>&1",
+        tmp.path("ofctl.ctl").display(),
+        out.display()
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The echo requests go to controller 0 (and on); the replies to controller 5, which is not connected.
+    left.ping("10.16.0.2", 3);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let seen = std::fs::read_to_string(&out).unwrap_or_default();
+    let ins: Vec<&str> = seen.lines().filter(|l| l.starts_with("OFPT_PACKET_IN")).collect();
+    assert!(ins.len() >= 3, "{seen}");
+    assert!(ins.iter().all(|l| l.contains("(via invalid_ttl)")), "{seen}");
+    assert!(ins.iter().all(|l| l.contains("data_len=64")), "max_len=64: {seen}");
+    // The requests come in from port 1; the replies (from port 2) were controller 5's.
+    assert!(ins.iter().all(|l| l.contains("in_port=1 ")), "controller 5's packet-ins reached controller 0: {seen}");
 }
 
 /// Flows with `send_flow_rem` tell the controllers when they go, as `ovs-ofctl monitor` shows: timed out

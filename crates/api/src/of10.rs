@@ -507,6 +507,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             Action::InPort => put_output10(out, 0xffff_fff8, 0),
             Action::Controller => put_output10(out, 0xffff_fffd, 0xffff),
             Action::ControllerMaxLen(n) => put_output10(out, 0xffff_fffd, n),
+            Action::ControllerEx { .. } => crate::ofp::put_action(out, a),
             // OpenFlow 1.0 has no action set to clear (OVS leaves it out too).
             Action::Drop | Action::ClearActions => {}
             // As OVS writes them in 1.0: Nicira's dec_ttl, and a load into the TTL.

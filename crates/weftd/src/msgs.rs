@@ -289,8 +289,10 @@ pub struct PacketIn {
     pub in_port: u32,
     pub table: u8,
     pub cookie: u64,
-    /// OFPR_NO_MATCH (0) or OFPR_ACTION (1).
+    /// OFPR_NO_MATCH (0), OFPR_ACTION (1), or what the flow's controller(reason=…) said.
     pub reason: u8,
+    /// Only connections with this controller ID (NXT_SET_CONTROLLER_ID; 0 unless set) get it.
+    pub controller_id: u16,
     /// The frame's whole length; `data` may be cut shorter (max_len).
     pub total_len: u16,
     pub data: Vec<u8>,

@@ -251,6 +251,7 @@ pub mod act {
     pub const NXAST_NAT: u16 = 36;
     pub const NXAST_CT_CLEAR: u16 = 43;
     pub const NXAST_CLONE: u16 = 42;
+    pub const NXAST_CONTROLLER: u16 = 20;
     pub const NXAST_OUTPUT_REG: u16 = 15;
     pub const NXAST_EXIT: u16 = 17;
     pub const NXAST_NOTE: u16 = 8;

@@ -64,15 +64,31 @@ pub(super) fn parse_action(
         "local" => Action::Local,
         "controller" => match arg.filter(|a| !a.is_empty()) {
             None => Action::Controller,
+            // `controller:N`.
+            Some(a) if !a.contains('=') => match num(act, a, 0xffff)? as u16 {
+                0xffff => Action::Controller,
+                m => Action::ControllerMaxLen(m),
+            },
+            // `controller(key=value,…)`: max_len, reason and id.
             Some(a) => {
-                // `controller:N` or `controller(max_len=N)`; other arguments (reason, id) are not supported.
-                let n = a.strip_prefix("max_len=").unwrap_or(a);
-                if n.contains(['=', ',']) {
-                    return Err(err(act, "weft takes only max_len here (controller:N or controller(max_len=N))"));
+                let (mut max_len, mut reason, mut id) = (0xffffu16, 1u8, 0u16);
+                for kv in a.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                    match kv.split_once('=').unwrap_or((kv, "")) {
+                        ("max_len", v) => max_len = num(act, v, 0xffff)? as u16,
+                        ("reason", v) => {
+                            reason = packet_in_reason(v).ok_or_else(|| err(act, format!("unknown reason \"{v}\"")))?
+                        }
+                        ("id", v) => id = num(act, v, 0xffff)? as u16,
+                        (k @ ("userdata" | "pause" | "meter_id"), _) => {
+                            return Err(err(act, format!("weft does not support controller's {k} (NXAST_CONTROLLER2)")))
+                        }
+                        (k, _) => return Err(err(act, format!("unknown key {k:?} in controller(…)"))),
+                    }
                 }
-                match num(act, n, 0xffff)? as u16 {
-                    0xffff => Action::Controller,
-                    m => Action::ControllerMaxLen(m),
+                match (reason, id, max_len) {
+                    (1, 0, 0xffff) => Action::Controller,
+                    (1, 0, m) => Action::ControllerMaxLen(m),
+                    _ => Action::ControllerEx { max_len, reason, id },
                 }
             }
         },
@@ -314,4 +330,12 @@ pub(super) fn parse_action(
     };
     out.push(a);
     Ok(())
+}
+
+/// OpenFlow's packet-in reasons by the names ovs-ofctl gives them.
+pub const PACKET_IN_REASONS: [&str; 6] = ["no_match", "action", "invalid_ttl", "action_set", "group", "packet_out"];
+
+/// The number of a packet-in reason name.
+pub fn packet_in_reason(name: &str) -> Option<u8> {
+    PACKET_IN_REASONS.iter().position(|r| *r == name).map(|i| i as u8)
 }

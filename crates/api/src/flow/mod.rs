@@ -22,6 +22,7 @@ mod tests;
 mod trace;
 
 use actions::parse_action;
+pub use actions::{packet_in_reason, PACKET_IN_REASONS};
 pub use ct::{format_ct_state, Ct, CtExec, CtWrite, CtZone, Nat, NatKind, CT_EXEC_MAX, CT_STATES};
 pub use fields::{hex, loads, merge_vlan, note, SubField, NOTE_MAX};
 use fields::{reg_match, sub_field, WRITABLE};
@@ -145,6 +146,15 @@ pub enum Action {
     /// To the controller, at most this many bytes of the packet (`controller:128`,
     /// `controller(max_len=128)`).
     ControllerMaxLen(u16),
+    /// `controller(reason=R,max_len=N,id=I)`: a packet-in saying reason R (OpenFlow's number: 0 no_match,
+    /// 1 action, 2 invalid_ttl, 3 action_set, 4 group, 5 packet_out) to the controllers whose connection
+    /// has controller ID I (NXT_SET_CONTROLLER_ID; 0 unless set). Only when it says more than
+    /// `CONTROLLER:N` (NXAST_CONTROLLER on the wire).
+    ControllerEx {
+        max_len: u16,
+        reason: u8,
+        id: u16,
+    },
     /// An OpenFlow 1.3 OUTPUT to `port` (a port number or a reserved port other than CONTROLLER, as on the
     /// wire) that came with a `max_len` other than 0: kept so that the flow reads back as it was written, as
     /// OVS keeps it. It acts and prints as the plain output ([`Action::plain`]).

@@ -30,6 +30,21 @@ impl fmt::Display for Action {
             Action::InPort => f.write_str("IN_PORT"),
             Action::Controller => f.write_str("CONTROLLER:65535"),
             Action::ControllerMaxLen(n) => write!(f, "CONTROLLER:{n}"),
+            Action::ControllerEx { max_len, reason, id } => {
+                // As ovs-ofctl: what differs from the defaults, in this order.
+                let mut parts = Vec::new();
+                if reason != 1 {
+                    let name = super::actions::PACKET_IN_REASONS.get(usize::from(reason)).copied().unwrap_or("?");
+                    parts.push(format!("reason={name}"));
+                }
+                if max_len != 0xffff {
+                    parts.push(format!("max_len={max_len}"));
+                }
+                if id != 0 {
+                    parts.push(format!("id={id}"));
+                }
+                write!(f, "controller({})", parts.join(","))
+            }
             Action::Drop => f.write_str("drop"),
             Action::Ct(ct) => ct.fmt(f),
             Action::CtClear => f.write_str("ct_clear"),

@@ -114,6 +114,10 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         Action::InPort => put_output(out, port::IN_PORT),
         Action::Controller => put_output_len(out, port::CONTROLLER, 0xffff),
         Action::ControllerMaxLen(n) => put_output_len(out, port::CONTROLLER, n),
+        Action::ControllerEx { max_len, reason, id } => {
+            let (m, i) = (max_len.to_be_bytes(), id.to_be_bytes());
+            put_nx(out, act::NXAST_CONTROLLER, &[m[0], m[1], i[0], i[1], reason, 0])
+        }
         Action::Drop
         | Action::GotoTable(_)
         | Action::WriteMetadata { .. }

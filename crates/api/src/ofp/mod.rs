@@ -723,6 +723,19 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                     }
                     act::NXAST_CT if b.len() >= 20 => out.push(ct::ct_from(b)?),
                     act::NXAST_CT_CLEAR => out.push(Action::CtClear),
+                    // max_len, controller ID, reason, a byte of padding.
+                    act::NXAST_CONTROLLER if b.len() >= 11 => {
+                        let (max_len, id) = (u16::from_be_bytes([b[6], b[7]]), u16::from_be_bytes([b[8], b[9]]));
+                        let reason = b[10];
+                        if usize::from(reason) >= crate::flow::PACKET_IN_REASONS.len() {
+                            return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
+                        }
+                        out.push(match (reason, id, max_len) {
+                            (1, 0, 0xffff) => Action::Controller,
+                            (1, 0, m) => Action::ControllerMaxLen(m),
+                            _ => Action::ControllerEx { max_len, reason, id },
+                        });
+                    }
                     // Six bytes of padding, then the actions the clone holds.
                     act::NXAST_CLONE if b.len() >= 12 => {
                         let nested =

@@ -259,3 +259,22 @@ fn clone_holds_its_actions_on_the_wire_in_both_versions() {
     assert_eq!(&i[16..18], &[0, 42]);
     assert_eq!(&i[10..12], &[0, 32], "16 bytes of header and padding, 16 of output");
 }
+
+#[test]
+fn controller_with_a_reason_or_an_id_is_nxast_controller() {
+    for text in ["actions=controller(reason=invalid_ttl,max_len=123,id=555)", "actions=controller(reason=no_match)"] {
+        assert_round_trips(text);
+        let f = flow(text);
+        let mut b = Vec::new();
+        crate::of10::put_actions_of10(&mut b, &f.actions);
+        assert_eq!(crate::of10::actions_from_of10(&b).unwrap(), f.actions, "{text} over OpenFlow 1.0");
+    }
+    // Subtype 20: max_len, controller ID, reason — as OVS's `controller(reason=invalid_ttl,max_len=123,id=555)`.
+    let f = flow("actions=controller(reason=invalid_ttl,max_len=123,id=555)");
+    let mut out = Vec::new();
+    put_action(&mut out, &f.actions[0]);
+    assert_eq!(out, [0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 20, 0, 123, 0x02, 0x2b, 2, 0]);
+    // Plain CONTROLLER:N stays the standard output.
+    let f = flow("actions=controller(reason=action,max_len=100)");
+    assert_eq!(f.actions, [Action::ControllerMaxLen(100)]);
+}

@@ -182,6 +182,10 @@ pub struct ToController {
     pub table_miss: bool,
     /// At most this many bytes of the frame.
     pub max_len: u16,
+    /// The packet-in's reason ([`super::pipeline::REASON_AUTO`]: from `table_miss`), and the controller ID
+    /// of the connections it goes to.
+    pub reason: u8,
+    pub controller_id: u16,
     pub data: Data,
     /// Put back as an 802.1Q tag when its VLAN is not 0.
     pub tci: u16,

@@ -680,10 +680,10 @@ impl Tables {
                         Frame { data: st.data, in_port, remote: r.remote, tci: st.tci, gso: st.gso, hdr: st.hdr };
                     self.normal_switch(pipe, r.bufs, frame, r.now, r.out, r.obs);
                 }
-                ActRt::Controller(_) if pipe.port(in_port).of_config & port_config::NO_PACKET_IN != 0 => {
+                ActRt::Controller { .. } if pipe.port(in_port).of_config & port_config::NO_PACKET_IN != 0 => {
                     r.obs.on(|| note("controller: none (the input port is configured no-packet-in)".to_string()));
                 }
-                ActRt::Controller(max_len) => {
+                ActRt::Controller { max_len, reason, id } => {
                     r.obs.on(|| note("controller: a PACKET_IN".to_string()));
                     r.out.to_controller.push(ToController {
                         bridge,
@@ -692,6 +692,8 @@ impl Tables {
                         cookie,
                         table_miss,
                         max_len,
+                        reason,
+                        controller_id: id,
                         data: st.data,
                         tci: st.tci,
                     });

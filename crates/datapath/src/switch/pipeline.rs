@@ -190,6 +190,9 @@ pub struct RuleRt {
     pub actions: Vec<ActRt>,
 }
 
+/// [`ActRt::Controller`]'s reason when the flow names none.
+pub const REASON_AUTO: u8 = 0xff;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActRt {
     Output(PortIdx),
@@ -197,8 +200,13 @@ pub enum ActRt {
     Flood,
     All,
     InPort,
-    /// To the controller, at most this many bytes of the packet.
-    Controller(u16),
+    /// To the controller, at most `max_len` bytes of the packet; `reason` the packet-in's ([`REASON_AUTO`]:
+    /// "no match" from a table-miss flow, else "action"), to the connections with controller ID `id`.
+    Controller {
+        max_len: u16,
+        reason: u8,
+        id: u16,
+    },
     ModVlanVid(u16),
     StripVlan,
     PushVlan,

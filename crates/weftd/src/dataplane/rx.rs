@@ -336,9 +336,21 @@ impl Dataplane {
             let total_len = data.len().min(usize::from(u16::MAX)) as u16;
             data.truncate(usize::from(c.max_len));
             let in_port = pipeline.core.port(c.in_port).ofport;
-            // OpenFlow 1.3: a packet-in from the table-miss flow says "no match", from any other "action".
-            let reason = if c.table_miss { 0 } else { 1 };
-            let p = crate::msgs::PacketIn { in_port, table: c.table, cookie: c.cookie, reason, total_len, data };
+            // OpenFlow 1.3: a packet-in from the table-miss flow says "no match", from any other "action" —
+            // unless the flow's controller(reason=…) says otherwise.
+            let reason = match c.reason {
+                weft_datapath::switch::pipeline::REASON_AUTO => u8::from(!c.table_miss),
+                r => r,
+            };
+            let p = crate::msgs::PacketIn {
+                in_port,
+                table: c.table,
+                cookie: c.cookie,
+                reason,
+                controller_id: c.controller_id,
+                total_len,
+                data,
+            };
             tx.try_send(p).is_ok()
         });
         if !sent {

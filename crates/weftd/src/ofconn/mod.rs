@@ -92,11 +92,18 @@ impl RateLimit {
 struct Session {
     queue: SyncSender<Vec<u8>>,
     role: Arc<std::sync::atomic::AtomicU32>,
+    /// NXT_SET_CONTROLLER_ID's (0 unless set): `controller(id=N)` packet-ins go to connections with N.
+    controller_id: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Session {
     fn is_slave(&self) -> bool {
         self.role.load(Ordering::Relaxed) == roles::SLAVE
+    }
+
+    /// Whether a packet-in for controller ID `id` is this connection's.
+    fn wants(&self, id: u16) -> bool {
+        !self.is_slave() && self.controller_id.load(Ordering::Relaxed) == u32::from(id)
     }
 }
 
@@ -356,7 +363,9 @@ fn spawn_hub(rx: Receiver<PacketIn>, sessions: Arc<Mutex<Vec<Session>>>, stop: A
             let m = packet_in(&p, xid);
             let mut list = sessions.lock().unwrap_or_else(|e| e.into_inner());
             // A connection whose queue is full misses this one; a closed one leaves the list.
-            list.retain(|s| s.is_slave() || !matches!(s.queue.try_send(m.clone()), Err(TrySendError::Disconnected(_))));
+            list.retain(|s| {
+                !s.wants(p.controller_id) || !matches!(s.queue.try_send(m.clone()), Err(TrySendError::Disconnected(_)))
+            });
         }
     });
 }
@@ -573,9 +582,11 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
     }
     let (queue, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(SESSION_QUEUE);
     let role = Arc::new(std::sync::atomic::AtomicU32::new(roles::EQUAL));
-    sessions.lock().unwrap_or_else(|e| e.into_inner()).push(Session { queue, role: role.clone() });
+    let controller_id = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let session = Session { queue, role: role.clone(), controller_id: controller_id.clone() };
+    sessions.lock().unwrap_or_else(|e| e.into_inner()).push(session);
     let mut miss_send_len: u16 = 128;
-    let mut state10 = of10::State10::new();
+    let mut state10 = of10::State10::new(controller_id);
     // Until the peer's HELLO: OpenFlow 1.3.
     let mut version = of::VERSION;
     let mut flow_mods = RateLimit::new();

@@ -12,11 +12,13 @@ pub(super) struct State10 {
     pub miss_send_len: u16,
     /// NXT_FLOW_MOD_TABLE_ID: the high byte of a FLOW_MOD's command is the table.
     pub table_id: bool,
+    /// The connection's controller ID (NXT_SET_CONTROLLER_ID), shared with the packet-in hub.
+    pub controller_id: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl State10 {
-    pub fn new() -> Self {
-        State10 { miss_send_len: 128, table_id: false }
+    pub fn new(controller_id: Arc<std::sync::atomic::AtomicU32>) -> Self {
+        State10 { miss_send_len: 128, table_id: false, controller_id }
     }
 }
 
@@ -128,7 +130,12 @@ fn vendor(st: &mut dyn Daemon, bridge: &str, body: &[u8], s: &mut State10) -> Re
         }
         // Only the standard packet-in format.
         nxt::SET_PACKET_IN_FORMAT if word(rest) == Some(0) => Ok(vec![]),
-        nxt::SET_CONTROLLER_ID | nxt::SET_ASYNC_CONFIG => Ok(vec![]),
+        // Six bytes of padding, then the ID.
+        nxt::SET_CONTROLLER_ID if rest.len() >= 8 => {
+            s.controller_id.store(u32::from(u16::from_be_bytes([rest[6], rest[7]])), Ordering::Relaxed);
+            Ok(vec![])
+        }
+        nxt::SET_ASYNC_CONFIG => Ok(vec![]),
         nxt::FLOW_MOD => nx_flow_mod(st, bridge, rest, s).map(|()| vec![]),
         _ => Err((error::BAD_REQUEST, BAD_SUBTYPE)),
     }

@@ -83,8 +83,10 @@ mod tests {
         let (tx, _rx) = std::sync::mpsc::sync_channel(1);
         let a = Arc::new(AtomicU32::new(EQUAL));
         let b = Arc::new(AtomicU32::new(EQUAL));
-        let sessions =
-            Mutex::new(vec![Session { queue: tx.clone(), role: a.clone() }, Session { queue: tx, role: b.clone() }]);
+        let sessions = Mutex::new(vec![
+            Session { queue: tx.clone(), role: a.clone(), controller_id: Default::default() },
+            Session { queue: tx, role: b.clone(), controller_id: Default::default() },
+        ]);
         let generation = Mutex::new(None);
         let reply = role_request(&request(MASTER, 5), &a, &sessions, &generation).unwrap();
         assert_eq!(&reply[..4], &MASTER.to_be_bytes());

@@ -96,6 +96,7 @@ pub fn act_rt(
 ) -> Option<ActRt> {
     use weft_api::flow::{Action, SetField};
     use weft_datapath::classifier::{slot, Slot};
+    use weft_datapath::switch::pipeline::REASON_AUTO;
     Some(match *a {
         Action::Output(n) => ActRt::Output(port(n)?),
         Action::DecTtl => ActRt::DecTtl,
@@ -156,8 +157,9 @@ pub fn act_rt(
         Action::Flood => ActRt::Flood,
         Action::All => ActRt::All,
         Action::InPort => ActRt::InPort,
-        Action::Controller => ActRt::Controller(u16::MAX),
-        Action::ControllerMaxLen(n) => ActRt::Controller(n),
+        Action::Controller => ActRt::Controller { max_len: u16::MAX, reason: REASON_AUTO, id: 0 },
+        Action::ControllerMaxLen(n) => ActRt::Controller { max_len: n, reason: REASON_AUTO, id: 0 },
+        Action::ControllerEx { max_len, reason, id } => ActRt::Controller { max_len, reason, id },
         Action::Drop => return None,
         Action::ModVlanVid(v) => ActRt::ModVlanVid(v),
         Action::StripVlan => ActRt::StripVlan,

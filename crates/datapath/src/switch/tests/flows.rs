@@ -53,7 +53,10 @@ fn the_normal_action_runs_the_learning_switch() {
 
 #[test]
 fn a_controller_action_hands_the_frame_over_with_its_cookie() {
-    let mut h = Harness::new(flows(vec![(10, vec![], vec![ActRt::Controller(64)])]).build());
+    let mut h = Harness::new(
+        flows(vec![(10, vec![], vec![ActRt::Controller { max_len: 64, reason: pipeline::REASON_AUTO, id: 0 }])])
+            .build(),
+    );
     assert!(h.send("p1", &raw(B, A)).is_empty());
     let c = h.outs.to_controller[0];
     assert_eq!((c.bridge, c.in_port, c.table, c.cookie, c.max_len), (0, P1, 0, 0xc0, 64));

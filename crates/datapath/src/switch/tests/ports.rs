@@ -36,7 +36,9 @@ fn down_no_receive_and_no_forward_drop_and_count() {
 
 #[test]
 fn no_packet_in_keeps_a_ports_frames_from_the_controller() {
-    let net = two_taps().of_config("p2", NO_PACKET_IN).table(0, vec![(10, vec![], vec![ActRt::Controller(128)])]);
+    let net = two_taps()
+        .of_config("p2", NO_PACKET_IN)
+        .table(0, vec![(10, vec![], vec![ActRt::Controller { max_len: 128, reason: pipeline::REASON_AUTO, id: 0 }])]);
     let mut h = Harness::new(net.build());
     h.send("p1", &raw(B, A));
     assert_eq!(h.outs.to_controller.len(), 1);
