@@ -246,18 +246,7 @@ pub fn start(targets: &[String], state: &Arc<Mutex<State>>) -> anyhow::Result<()
         };
         if let Some(path) = unix {
             let listener = crate::bind_socket(std::path::Path::new(path))?;
-            let (state, hub) = (state.clone(), hub.clone());
-            std::thread::Builder::new().name("ovsdb".into()).spawn(move || {
-                for conn in listener.incoming() {
-                    match conn {
-                        Ok(s) => match s.try_clone() {
-                            Ok(w) => spawn_client(&state, &hub, Box::new(s), Box::new(w)),
-                            Err(e) => tracing::warn!("OVSDB: {e}"),
-                        },
-                        Err(e) => tracing::warn!("OVSDB accept: {e}"),
-                    }
-                }
-            })?;
+            serve("ovsdb", move || listener.accept().map(|(s, _)| s), state, &hub)?;
             tracing::info!("OVSDB on unix:{path}");
         } else if let Some(rest) = t.strip_prefix("ptcp:") {
             let (port, ip) = rest.split_once(':').unwrap_or((rest, "127.0.0.1"));
@@ -266,23 +255,48 @@ pub fn start(targets: &[String], state: &Arc<Mutex<State>>) -> anyhow::Result<()
                     .parse()
                     .map_err(|_| anyhow::anyhow!("--ovsdb {t}: expected ptcp:PORT[:IP]"))?;
             let listener = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("--ovsdb {t}: {e}"))?;
-            let (state, hub) = (state.clone(), hub.clone());
-            std::thread::Builder::new().name("ovsdb-tcp".into()).spawn(move || {
-                for conn in listener.incoming() {
-                    match conn {
-                        Ok(s) => match s.try_clone() {
-                            Ok(w) => spawn_client(&state, &hub, Box::new(s), Box::new(w)),
-                            Err(e) => tracing::warn!("OVSDB: {e}"),
-                        },
-                        Err(e) => tracing::warn!("OVSDB accept: {e}"),
-                    }
-                }
-            })?;
+            serve("ovsdb-tcp", move || listener.accept().map(|(s, _)| s), state, &hub)?;
             tracing::info!("OVSDB on ptcp:{addr}");
         } else {
             anyhow::bail!("--ovsdb {t}: expected unix:PATH, compat:PATH or ptcp:PORT[:IP]");
         }
     }
+    Ok(())
+}
+
+/// A connection's two halves from one socket.
+trait Stream: Conn + WriteConn + Sized + 'static {
+    fn twin(&self) -> std::io::Result<Self>;
+}
+impl Stream for std::os::unix::net::UnixStream {
+    fn twin(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+}
+impl Stream for std::net::TcpStream {
+    fn twin(&self) -> std::io::Result<Self> {
+        self.try_clone()
+    }
+}
+
+/// Accepts clients on a thread of their own (`accept` is the listener's); each gets its session.
+fn serve<S: Stream>(
+    name: &str,
+    mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
+    state: &Arc<Mutex<State>>,
+    hub: &Shared,
+) -> std::io::Result<()> {
+    let (state, hub) = (state.clone(), hub.clone());
+    std::thread::Builder::new().name(name.into()).spawn(move || loop {
+        match accept().and_then(|s| s.twin().map(|w| (s, w))) {
+            Ok((s, w)) => spawn_client(&state, &hub, Box::new(s), Box::new(w)),
+            Err(e) => {
+                // (Out of file descriptors, say: no busy loop while it lasts.)
+                tracing::warn!("OVSDB accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })?;
     Ok(())
 }
 
