@@ -345,7 +345,7 @@ fn bad_ovsdb_input_gets_errors_and_changes_nothing() {
 }
 
 /// `compat:PATH` (the service's Open vSwitch socket path) is served only while Open vSwitch is not
-/// installed and nothing answers there.
+/// installed and nothing answers there; `ptcp:` when asked, and where a Manager row says.
 #[test]
 fn the_open_vswitch_socket_path_is_taken_only_without_open_vswitch() {
     let Some(h) = one_host("dc", &["ip", "ovs-vsctl"]) else { return };
@@ -376,4 +376,13 @@ fn the_open_vswitch_socket_path_is_taken_only_without_open_vswitch() {
     assert!(out.trim().is_empty(), "{out}");
     assert!(w3.weft("list-ports brt").contains("t0"));
     assert!(!w3.socket().with_file_name("db.sock").exists(), "--ovsdb replaces the default socket");
+    // A Manager row (ovsdbapp's and Neutron's `set-manager ptcp:6640:127.0.0.1`) opens a listener; removing it
+    // closes it.
+    h.h.sh("ovs-vsctl --db=tcp:127.0.0.1:16640 --timeout=10 set-manager ptcp:16642:127.0.0.1");
+    let out = h.h.sh("ovs-vsctl --db=tcp:127.0.0.1:16642 --timeout=10 list-br");
+    assert_eq!(out.trim(), "brt");
+    h.h.sh("ovs-vsctl --db=tcp:127.0.0.1:16640 --timeout=10 del-manager");
+    wait_for("the manager's listener to close", 5, || {
+        !h.h.run("ovs-vsctl --db=tcp:127.0.0.1:16642 --timeout=1 list-br").status.success()
+    });
 }

@@ -50,6 +50,8 @@ pub struct Hub {
     stats: BTreeMap<String, BTreeMap<String, i64>>,
     stats_at: Option<Instant>,
     txn_id: u64,
+    /// Listeners the Manager rows ask for (`ptcp:`, `punix:`), by target, with the flag that stops each.
+    managers: BTreeMap<String, Arc<AtomicBool>>,
 }
 
 pub type Shared = Arc<Mutex<Hub>>;
@@ -195,6 +197,9 @@ impl State {
     fn publish(&self, only_if_watched: bool) {
         let Some(h) = &self.ovsdb else { return };
         let mut hub = lock(h);
+        if !only_if_watched {
+            self.reconcile_managers(&mut hub);
+        }
         if only_if_watched && hub.clients.is_empty() {
             return;
         }
@@ -246,16 +251,12 @@ pub fn start(targets: &[String], state: &Arc<Mutex<State>>) -> anyhow::Result<()
         };
         if let Some(path) = unix {
             let listener = crate::bind_socket(std::path::Path::new(path))?;
-            serve("ovsdb", move || listener.accept().map(|(s, _)| s), state, &hub)?;
+            serve("ovsdb", move || listener.accept().map(|(s, _)| s), state, &hub, None)?;
             tracing::info!("OVSDB on unix:{path}");
         } else if let Some(rest) = t.strip_prefix("ptcp:") {
-            let (port, ip) = rest.split_once(':').unwrap_or((rest, "127.0.0.1"));
-            let addr: std::net::SocketAddr =
-                format!("{}:{port}", if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() })
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("--ovsdb {t}: expected ptcp:PORT[:IP]"))?;
+            let addr = ptcp_addr(rest).ok_or_else(|| anyhow::anyhow!("--ovsdb {t}: expected ptcp:PORT[:IP]"))?;
             let listener = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("--ovsdb {t}: {e}"))?;
-            serve("ovsdb-tcp", move || listener.accept().map(|(s, _)| s), state, &hub)?;
+            serve("ovsdb-tcp", move || listener.accept().map(|(s, _)| s), state, &hub, None)?;
             tracing::info!("OVSDB on ptcp:{addr}");
         } else {
             anyhow::bail!("--ovsdb {t}: expected unix:PATH, compat:PATH or ptcp:PORT[:IP]");
@@ -267,29 +268,106 @@ pub fn start(targets: &[String], state: &Arc<Mutex<State>>) -> anyhow::Result<()
 /// A connection's two halves from one socket.
 trait Stream: Conn + WriteConn + Sized + 'static {
     fn twin(&self) -> std::io::Result<Self>;
+    /// Accepted from a non-blocking listener: blocking again, as the session reads.
+    fn blocking(&self) -> std::io::Result<()>;
 }
 impl Stream for std::os::unix::net::UnixStream {
     fn twin(&self) -> std::io::Result<Self> {
         self.try_clone()
+    }
+    fn blocking(&self) -> std::io::Result<()> {
+        self.set_nonblocking(false)
     }
 }
 impl Stream for std::net::TcpStream {
     fn twin(&self) -> std::io::Result<Self> {
         self.try_clone()
     }
+    fn blocking(&self) -> std::io::Result<()> {
+        self.set_nonblocking(false)
+    }
+}
+
+/// `PORT[:IP]` of a `ptcp:` target (127.0.0.1 unless an address is named: whoever reaches it owns the switch).
+fn ptcp_addr(rest: &str) -> Option<std::net::SocketAddr> {
+    let (port, ip) = rest.split_once(':').unwrap_or((rest, "127.0.0.1"));
+    format!("{}:{port}", if ip.contains(':') { format!("[{ip}]") } else { ip.to_string() }).parse().ok()
+}
+
+impl State {
+    /// Opens the listeners the Manager rows name (`ptcp:PORT[:IP]`, `punix:PATH`) and closes those no row
+    /// names any more. Other targets (active `tcp:`, TLS) are kept in the row and not acted on.
+    fn reconcile_managers(&self, hub: &mut Hub) {
+        let Some(state) = self.me.upgrade() else { return };
+        let wanted: Vec<String> = self
+            .config
+            .ovsdb
+            .columns
+            .keys()
+            .filter_map(|k| k.strip_prefix("Manager/"))
+            .filter(|t| t.starts_with("ptcp:") || t.starts_with("punix:"))
+            .map(str::to_string)
+            .collect();
+        hub.managers.retain(|t, stop| {
+            let keep = wanted.contains(t);
+            if !keep {
+                stop.store(true, Ordering::Relaxed);
+                tracing::info!("OVSDB manager {t}: closed");
+            }
+            keep
+        });
+        for t in wanted {
+            if hub.managers.contains_key(&t) {
+                continue;
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let shared = self.ovsdb.clone().unwrap_or_default();
+            let opened = if let Some(rest) = t.strip_prefix("ptcp:") {
+                ptcp_addr(rest)
+                    .ok_or_else(|| std::io::Error::other("expected ptcp:PORT[:IP]"))
+                    .and_then(std::net::TcpListener::bind)
+                    .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                    .and_then(|l| {
+                        serve("ovsdb-mgr", move || l.accept().map(|(s, _)| s), &state, &shared, Some(stop.clone()))
+                    })
+            } else {
+                let path = t.trim_start_matches("punix:").to_string();
+                crate::bind_socket(std::path::Path::new(&path))
+                    .map_err(|e| std::io::Error::other(format!("{e:#}")))
+                    .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                    .and_then(|l| {
+                        serve("ovsdb-mgr", move || l.accept().map(|(s, _)| s), &state, &shared, Some(stop.clone()))
+                    })
+            };
+            match opened {
+                Ok(()) => {
+                    tracing::info!("OVSDB manager {t}: listening");
+                    hub.managers.insert(t, stop);
+                }
+                // As ovsdb-server, the row stays; the next change tries again.
+                Err(e) => tracing::warn!("OVSDB manager {t}: {e}"),
+            }
+        }
+    }
 }
 
 /// Accepts clients on a thread of their own (`accept` is the listener's); each gets its session.
+/// With `stop`, the listener is non-blocking and the thread ends (closing it) once the flag is set.
 fn serve<S: Stream>(
     name: &str,
     mut accept: impl FnMut() -> std::io::Result<S> + Send + 'static,
     state: &Arc<Mutex<State>>,
     hub: &Shared,
+    stop: Option<Arc<AtomicBool>>,
 ) -> std::io::Result<()> {
     let (state, hub) = (state.clone(), hub.clone());
     std::thread::Builder::new().name(name.into()).spawn(move || loop {
-        match accept().and_then(|s| s.twin().map(|w| (s, w))) {
+        if stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return;
+        }
+        match accept().and_then(|s| s.blocking().and_then(|_| s.twin()).map(|w| (s, w))) {
             Ok((s, w)) => spawn_client(&state, &hub, Box::new(s), Box::new(w)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
             Err(e) => {
                 // (Out of file descriptors, say: no busy loop while it lasts.)
                 tracing::warn!("OVSDB accept: {e}");

@@ -129,6 +129,8 @@ fn policy(table: &str, col: &str) -> Policy {
         ("Controller", "target") => Acted,
         ("SSL", "private_key" | "certificate" | "ca_cert") => Acted,
         ("SSL", "bootstrap_ca_cert") => Refused("weft does not bootstrap CA certificates"),
+        // Listened on when ptcp: or punix: (weftd), the rest kept.
+        ("Manager", "target") => Acted,
         ("Manager", _) => Stored,
         (
             "Flow_Table"
