@@ -184,23 +184,24 @@ impl State {
 
     /// Publishes the view of the running configuration to the OVSDB monitors (after every change, and once
     /// a second for the status columns).
+    /// While no client is connected nothing is projected (a commit from the CLI or an OpenFlow flow-mod
+    /// does not pay for it): a client's first transaction or monitor brings the view up to date.
     pub fn publish_ovsdb(&self) {
-        self.publish(false)
-    }
-
-    /// The once-a-second refresh of the status columns: nothing to do while no client is connected (a
-    /// client's first request brings the view up to date).
-    pub fn refresh_ovsdb(&self) {
         self.publish(true)
     }
 
-    fn publish(&self, only_if_watched: bool) {
+    /// The once-a-second refresh of the status columns.
+    pub fn refresh_ovsdb(&self) {
+        self.publish(false)
+    }
+
+    fn publish(&self, after_change: bool) {
         let Some(h) = &self.ovsdb else { return };
         let mut hub = lock(h);
-        if !only_if_watched {
+        if after_change {
             self.reconcile_managers(&mut hub);
         }
-        if only_if_watched && hub.clients.is_empty() {
+        if hub.clients.is_empty() {
             return;
         }
         let status = self.ovsdb_status(&mut hub);
@@ -238,29 +239,18 @@ pub fn start(targets: &[String], state: &Arc<Mutex<State>>) -> anyhow::Result<()
         s.publish_ovsdb();
     }
     for t in targets {
-        let unix = match (t.strip_prefix("unix:"), t.strip_prefix("compat:")) {
-            (Some(path), _) => Some(path),
-            (None, Some(path)) => match compat_blocked(path) {
+        let t = match t.strip_prefix("compat:") {
+            Some(path) => match compat_blocked(path) {
                 Some(why) => {
                     tracing::info!("not serving OVSDB on {path}: {why}");
                     continue;
                 }
-                None => Some(path),
+                None => format!("unix:{path}"),
             },
-            _ => None,
+            None => t.clone(),
         };
-        if let Some(path) = unix {
-            let listener = crate::bind_socket(std::path::Path::new(path))?;
-            serve("ovsdb", move || listener.accept().map(|(s, _)| s), state, &hub, None)?;
-            tracing::info!("OVSDB on unix:{path}");
-        } else if let Some(rest) = t.strip_prefix("ptcp:") {
-            let addr = ptcp_addr(rest).ok_or_else(|| anyhow::anyhow!("--ovsdb {t}: expected ptcp:PORT[:IP]"))?;
-            let listener = std::net::TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("--ovsdb {t}: {e}"))?;
-            serve("ovsdb-tcp", move || listener.accept().map(|(s, _)| s), state, &hub, None)?;
-            tracing::info!("OVSDB on ptcp:{addr}");
-        } else {
-            anyhow::bail!("--ovsdb {t}: expected unix:PATH, compat:PATH or ptcp:PORT[:IP]");
-        }
+        listen(&t, state, &hub, None).map_err(|e| anyhow::anyhow!("--ovsdb {t}: {e}"))?;
+        tracing::info!("OVSDB on {t}");
     }
     Ok(())
 }
@@ -286,6 +276,23 @@ impl Stream for std::net::TcpStream {
     fn blocking(&self) -> std::io::Result<()> {
         self.set_nonblocking(false)
     }
+}
+
+/// Listens on `unix:PATH`, `punix:PATH` or `ptcp:PORT[:IP]` (with `stop`: until it is set).
+fn listen(target: &str, state: &Arc<Mutex<State>>, hub: &Shared, stop: Option<Arc<AtomicBool>>) -> std::io::Result<()> {
+    let nonblocking = stop.is_some();
+    if let Some(rest) = target.strip_prefix("ptcp:") {
+        let addr = ptcp_addr(rest).ok_or_else(|| std::io::Error::other("expected ptcp:PORT[:IP]"))?;
+        let l = std::net::TcpListener::bind(addr)?;
+        l.set_nonblocking(nonblocking)?;
+        return serve("ovsdb-tcp", move || l.accept().map(|(s, _)| s), state, hub, stop);
+    }
+    let Some(path) = target.strip_prefix("unix:").or_else(|| target.strip_prefix("punix:")) else {
+        return Err(std::io::Error::other("expected unix:PATH, compat:PATH or ptcp:PORT[:IP]"));
+    };
+    let l = crate::bind_socket(std::path::Path::new(path)).map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    l.set_nonblocking(nonblocking)?;
+    serve("ovsdb", move || l.accept().map(|(s, _)| s), state, hub, stop)
 }
 
 /// `PORT[:IP]` of a `ptcp:` target (127.0.0.1 unless an address is named: whoever reaches it owns the switch).
@@ -322,23 +329,7 @@ impl State {
             }
             let stop = Arc::new(AtomicBool::new(false));
             let shared = self.ovsdb.clone().unwrap_or_default();
-            let opened = if let Some(rest) = t.strip_prefix("ptcp:") {
-                ptcp_addr(rest)
-                    .ok_or_else(|| std::io::Error::other("expected ptcp:PORT[:IP]"))
-                    .and_then(std::net::TcpListener::bind)
-                    .and_then(|l| l.set_nonblocking(true).map(|_| l))
-                    .and_then(|l| {
-                        serve("ovsdb-mgr", move || l.accept().map(|(s, _)| s), &state, &shared, Some(stop.clone()))
-                    })
-            } else {
-                let path = t.trim_start_matches("punix:").to_string();
-                crate::bind_socket(std::path::Path::new(&path))
-                    .map_err(|e| std::io::Error::other(format!("{e:#}")))
-                    .and_then(|l| l.set_nonblocking(true).map(|_| l))
-                    .and_then(|l| {
-                        serve("ovsdb-mgr", move || l.accept().map(|(s, _)| s), &state, &shared, Some(stop.clone()))
-                    })
-            };
+            let opened = listen(&t, &state, &shared, Some(stop.clone()));
             match opened {
                 Ok(()) => {
                     tracing::info!("OVSDB manager {t}: listening");
@@ -481,6 +472,11 @@ impl Session {
         }
     }
 
+    /// The last word to a client whose input is not JSON-RPC (the writer sends it, then closes).
+    fn refuse(&self, details: String) {
+        let _ = self.reply(&Value::Null, Err(DbError::syntax(details).to_json()));
+    }
+
     fn reply(&self, id: &Value, result: Result<Value, Value>) -> bool {
         let v = match result {
             Ok(r) => json!({"id": id, "result": r, "error": Value::Null}),
@@ -513,8 +509,7 @@ impl Session {
                             Err(e) => {
                                 tracing::warn!("OVSDB client {}: malformed JSON ({e}); connection closed", self.id);
                                 // The writer sends this, then closes the connection.
-                                let _ = self.send(&json!({"id": Value::Null, "result": Value::Null,
-                                    "error": {"error": "syntax error", "details": format!("malformed JSON: {e}")}}));
+                                self.refuse(format!("malformed JSON: {e}"));
                                 return;
                             }
                         }
@@ -522,16 +517,14 @@ impl Session {
                     Ok(None) => break,
                     Err(e) => {
                         tracing::warn!("OVSDB client {}: {e}; connection closed", self.id);
-                        let _ = self.send(&json!({"id": Value::Null, "result": Value::Null,
-                            "error": {"error": "syntax error", "details": e}}));
+                        self.refuse(e);
                         return;
                     }
                 }
             }
             if buf.len() > MAX_MESSAGE {
                 tracing::warn!("OVSDB client {}: message over {} MiB; connection closed", self.id, MAX_MESSAGE >> 20);
-                let _ = self.send(&json!({"id": Value::Null, "result": Value::Null,
-                    "error": {"error": "syntax error", "details": format!("message longer than {} MiB", MAX_MESSAGE >> 20)}}));
+                self.refuse(format!("message longer than {} MiB", MAX_MESSAGE >> 20));
                 return;
             }
             if self.gone.load(Ordering::Relaxed) {
@@ -553,8 +546,7 @@ impl Session {
                 return true;
             }
             tracing::warn!("OVSDB client {}: not a JSON-RPC message; connection closed", self.id);
-            let _ = self.send(&json!({"id": Value::Null, "result": Value::Null,
-                "error": {"error": "syntax error", "details": "a JSON-RPC message needs a \"method\""}}));
+            self.refuse("a JSON-RPC message needs a \"method\"".into());
             return false;
         };
         let id = msg.get("id").cloned().unwrap_or(Value::Null);
