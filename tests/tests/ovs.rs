@@ -188,3 +188,77 @@ fn gre_with_open_vswitch_ipv4_underlay() {
 fn gre_with_open_vswitch_ipv6_underlay() {
     interop("oe6", "gre", true);
 }
+
+/// Geneve options as flow fields (OVN's use): Open vSwitch maps option (0xffff, 0x80: critical) of 4 bytes to
+/// `tun_metadata0` and sets it on what it sends; weft, told the same TLV map over OpenFlow by `ovs-ofctl
+/// add-tlv-map`, matches it. Before the map the critical option is unknown to weft and dropped; with it, a
+/// flow on `tun_metadata0=0x1234` passes ping and TCP and another value is dropped by weft's flows.
+/// `ovs-ofctl dump-tlv-map` and `dump-flows` read weft back; writes of tunnel metadata and flows on unmapped
+/// fields are refused.
+#[test]
+fn geneve_options_set_by_open_vswitch_are_tun_metadata_weft_flows_match() {
+    let p = "otm";
+    if !prerequisites(&["ovs-ofctl", "iperf3"]) {
+        return;
+    }
+    with_ovs_peer(p, "geneve", false, false, |s| {
+        let ofctl_ovs = |args: &str| s.u.h2.sh(&format!("{} timeout 10 ovs-ofctl {args}", s.ovs.env()));
+        ofctl_ovs("add-tlv-map br-int '{class=0xffff,type=0x80,len=4}->tun_metadata0'");
+        let ovs_sets = |v: &str| {
+            ofctl_ovs(&format!(
+                "add-flow br-int 'priority=10,in_port={p}rp,actions=set_field:{v}->tun_metadata0,NORMAL'"
+            ))
+        };
+        ovs_sets("0x1234");
+        // weft does not know the critical option yet: OVS's packets are dropped and counted.
+        let lost = s.right.run(&format!("ping -c 2 -i 0.3 -W 1 {V4_LEFT}"));
+        assert!(!lost.status.success(), "a packet with an unknown critical option was forwarded");
+        assert!(s.w1.drops("sw1", "t1", "critical_option") >= 1, "critical-option drops not counted");
+
+        // The same map on weft, over OpenFlow 1.3 and 1.0, and flows on it.
+        let target = "tcp:127.0.0.1:6653";
+        s.w1.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+        s.w1.weft("set-fail-mode sw1 secure");
+        let ofctl =
+            |v: &str, args: &str| s.u.h1.sh(&format!("timeout 10 ovs-ofctl {v} {}", args.replace("TARGET", target)));
+        let try_ofctl =
+            |args: &str| s.u.h1.run(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {}", args.replace("TARGET", target)));
+        let e = try_ofctl("add-flow TARGET 'tun_metadata0=0x1234,actions=NORMAL'");
+        assert!(!e.status.success(), "a flow on an unmapped field was accepted");
+        ofctl("-O OpenFlow13", "add-tlv-map TARGET '{class=0xffff,type=0x80,len=4}->tun_metadata0'");
+        let e = try_ofctl("add-tlv-map TARGET '{class=0xffff,type=0x80,len=4}->tun_metadata1'");
+        assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("NXTTMFC_DUP_ENTRY"), "{e:?}");
+        let map = ofctl("", "dump-tlv-map TARGET");
+        assert!(map.contains("0xffff") && map.contains("tun_metadata0"), "{map}");
+        s.w1.weft("del-flows sw1");
+        ofctl("-O OpenFlow13", "add-flow TARGET 'priority=20,tun_metadata0=0x1234,actions=NORMAL'");
+        ofctl("-O OpenFlow13", "add-flow TARGET 'priority=10,in_port=2,actions=drop'");
+        ofctl("-O OpenFlow13", "add-flow TARGET 'priority=0,actions=NORMAL'");
+        let flows = ofctl("-O OpenFlow13", "--no-stats dump-flows TARGET");
+        assert!(flows.contains("priority=20,tun_metadata0=0x1234 actions=NORMAL"), "{flows}");
+        // Writes are refused (weft does not send tunnel metadata yet), and so is an unmapped field.
+        let e = try_ofctl("add-flow TARGET 'priority=30,actions=set_field:1->tun_metadata0,NORMAL'");
+        assert!(!e.status.success(), "a write of tunnel metadata was accepted");
+        let e = try_ofctl("add-flow TARGET 'priority=30,tun_metadata1=1,actions=NORMAL'");
+        assert!(
+            !e.status.success() && String::from_utf8_lossy(&e.stderr).contains("NXFMFC_INVALID_TLV_FIELD"),
+            "{e:?}"
+        );
+        let e = try_ofctl("del-tlv-map TARGET '{class=0xffff,type=0x80,len=4}->tun_metadata0'");
+        assert!(!e.status.success() && String::from_utf8_lossy(&e.stderr).contains("NXTTMFC_INVALID_TLV_DEL"), "{e:?}");
+
+        s.right.ping(V4_LEFT, 3);
+        s.left.ping(V6_RIGHT, 2);
+        tcp_both_ways(s.left, s.right, &[V4_RIGHT], "Geneve with tun_metadata0 matched by weft");
+        let hits = s.w1.json("dump-flows sw1");
+        let hit =
+            hits.as_array().unwrap().iter().find(|f| f["flow"].as_str().unwrap().contains("tun_metadata0=0x1234"));
+        assert!(hit.is_some_and(|f| f["n_packets"].as_u64().unwrap() > 100), "{hits}");
+        // Another value: weft's flows drop what OVS sends.
+        ovs_sets("0x9999");
+        let lost = s.right.run(&format!("ping -c 2 -i 0.3 -W 1 {V4_LEFT}"));
+        assert!(!lost.status.success(), "tun_metadata0=0x9999 was forwarded");
+        ovs_sets("0x1234");
+        s.right.ping(V4_LEFT, 2);
+    });
+}

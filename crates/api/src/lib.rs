@@ -12,6 +12,7 @@ pub mod ofp;
 pub mod ovsdb;
 pub mod proto;
 pub mod reply;
+pub mod tlv;
 
 pub use config::{
     BridgeConfig, Config, ConfigError, ControlPlane, Encap, EtcdSpec, EvpnSpec, IfaceType, Inherit, IpsecShape,

@@ -67,7 +67,8 @@ pub fn error_code((kind, code): OfError) -> OfError {
     const UNSUPPORTED: u16 = 5;
     match kind {
         error::HELLO_FAILED => (0, code),
-        error::BAD_REQUEST => (1, if code <= 8 { code } else { 1 }),
+        // Nicira's extended codes (NXBRC_*, NXTTMFC_*: 256 and up) are 1.0 codes already.
+        error::BAD_REQUEST => (1, if code <= 8 || code >= 256 { code } else { 1 }),
         error::BAD_ACTION => (
             2,
             match code {

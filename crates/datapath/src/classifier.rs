@@ -14,12 +14,18 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Words in a flow key.
-pub const KEY_WORDS: usize = 32;
+pub const KEY_WORDS: usize = 36;
 
 /// The fields of a packet that rules can match, packed. Where a field sits is given by its [`Slot`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowKey {
     pub w: [u64; KEY_WORDS],
+}
+
+impl Default for FlowKey {
+    fn default() -> Self {
+        FlowKey { w: [0; KEY_WORDS] }
+    }
 }
 
 impl Hash for FlowKey {
@@ -49,7 +55,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    const fn new(word: usize, shift: u32, bits: u32) -> Slot {
+    pub const fn new(word: usize, shift: u32, bits: u32) -> Slot {
         Slot { word, shift, bits }
     }
 
@@ -142,6 +148,16 @@ pub mod slot {
     pub const CT_NW_DST: Slot = Slot::new(29, 0, 128);
     /// TCP's flags (`tcp_flags`, 12 bits), zero for other packets.
     pub const TCP_FLAGS: Slot = Slot::new(31, 0, 16);
+    /// Tunnel metadata: the data of the Geneve options a bridge's TLV map names, laid out by
+    /// [`crate::switch::pipeline::TunMap`] in these words, and one bit per mapped field saying the option
+    /// was there (or was written).
+    pub const TUN_MD_WORD: usize = 32;
+    pub const TUN_MD_WORDS: usize = 4;
+    pub const fn tun_md_present(i: usize) -> Slot {
+        Slot::new(31, 16 + i as u32, 1)
+    }
+    /// The presence bits together.
+    pub const TUN_MD_PRESENT: Slot = Slot::new(31, 16, 8);
 }
 
 impl FlowKey {
@@ -197,10 +213,16 @@ pub struct Rule {
 
 /// The words of a key a mask looks at, in order: lookups hash and compare only those (a rule on an IP
 /// address and a port touches 2 of the 20 words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Words {
     idx: [u8; KEY_WORDS],
     n: u8,
+}
+
+impl Default for Words {
+    fn default() -> Self {
+        Words { idx: [0; KEY_WORDS], n: 0 }
+    }
 }
 
 impl Words {

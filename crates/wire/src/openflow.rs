@@ -191,6 +191,8 @@ pub mod oxm {
     pub const NX_IP_FRAG: u8 = 26;
     /// Connection tracking's fields (read-only but for the mark and label inside `ct`).
     pub const NX_TCP_FLAGS: u8 = 34;
+    /// NXM_NX_TUN_METADATA0; 1..63 follow (variable length, up to 124 bytes).
+    pub const NX_TUN_METADATA0: u8 = 40;
     pub const NX_CT_STATE: u8 = 105;
     pub const NX_CT_ZONE: u8 = 106;
     pub const NX_CT_MARK: u8 = 107;

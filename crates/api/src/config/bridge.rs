@@ -53,6 +53,9 @@ pub struct BridgeConfig {
     /// The Bridge row's `external_ids`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub external_ids: BTreeMap<String, String>,
+    /// The TLV map (`add-tlv-map`, NXT_TLV_TABLE_MOD): the Geneve options the `tun_metadataN` fields stand for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tlv_map: Vec<crate::tlv::TlvMapping>,
 }
 
 /// An OpenFlow connection target, as `set-controller` takes it.

@@ -175,6 +175,7 @@ impl Config {
             protocols: Vec::new(),
             fail_mode: None,
             external_ids: BTreeMap::new(),
+            tlv_map: Vec::new(),
         });
         Ok(())
     }
@@ -675,8 +676,12 @@ impl Config {
                 return Err(ConfigError::BridgeExists(b.name.clone()));
             }
             b.local_vlan.validate(&b.name)?;
+            crate::tlv::layout(&b.tlv_map).map_err(|e| ConfigError::BadSetting(format!("bridge {:?}: {e}", b.name)))?;
             // A flow's group must be one of the bridge's (groups are kept sorted by id).
             for s in &b.flows {
+                crate::tlv::check_flow(&b.tlv_map, &s.flow).map_err(|e| {
+                    ConfigError::BadSetting(format!("bridge {:?}: flow {:?}: {e}", b.name, s.flow.to_string()))
+                })?;
                 for a in &s.flow.actions {
                     if let crate::flow::Action::Group(g) = *a {
                         if b.groups.binary_search_by_key(&g, |x| x.id).is_err() {
@@ -695,6 +700,24 @@ impl Config {
                                 s.flow.to_string()
                             )));
                         }
+                    }
+                }
+            }
+            for g in &b.groups {
+                if let Some(n) = g.buckets.iter().find_map(|bk| crate::tlv::written(&bk.actions)) {
+                    return Err(ConfigError::BadSetting(format!(
+                        "bridge {:?}: group {}: {}",
+                        b.name,
+                        g.id,
+                        crate::tlv::write_refusal(n)
+                    )));
+                }
+                for n in g.buckets.iter().flat_map(|bk| crate::tlv::actions_use(&bk.actions)) {
+                    if !b.tlv_map.iter().any(|m| m.index == n) {
+                        return Err(ConfigError::BadSetting(format!(
+                            "bridge {:?}: group {}: tun_metadata{n} is not mapped to a Geneve option",
+                            b.name, g.id
+                        )));
                     }
                 }
             }

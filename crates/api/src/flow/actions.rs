@@ -167,6 +167,12 @@ pub(super) fn parse_action(
                 return Err(err(act, format!("value {v} does not fit into {} bits", dst.nbits)));
             }
             let mask = if dst.nbits >= 128 { u128::MAX } else { ((1u128 << dst.nbits) - 1) << dst.ofs };
+            // A load of a whole tun_metadata field is its set_field (as OVS has it: the field has no fixed
+            // width to split into loads).
+            if matches!(dst.field, Field::TunMetadata(_)) && mask == u128::MAX {
+                out.push(Action::SetReg { field: dst.field, value, mask });
+                return Ok(());
+            }
             out.extend(loads(dst.field, value << dst.ofs, mask));
             return Ok(());
         }
@@ -289,7 +295,12 @@ pub(super) fn parse_action(
                     let sub = sub_field(act, other).ok().filter(|s| {
                         matches!(
                             s.field,
-                            Field::Reg(_) | Field::XReg(_) | Field::XXReg(_) | Field::Metadata | Field::PktMark
+                            Field::Reg(_)
+                                | Field::XReg(_)
+                                | Field::XXReg(_)
+                                | Field::Metadata
+                                | Field::PktMark
+                                | Field::TunMetadata(_)
                         ) && !other.contains('[')
                     });
                     let Some(sub) = sub else {
@@ -297,7 +308,7 @@ pub(super) fn parse_action(
                             act,
                             format!(
                                 "cannot set {other:?} (weft sets eth_src, eth_dst, vlan_vid, tun_id, tun_dst, \
-                                     registers, metadata and pkt_mark)"
+                                     registers, metadata, pkt_mark and tun_metadata)"
                             ),
                         ));
                     };

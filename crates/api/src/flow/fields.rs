@@ -68,6 +68,76 @@ fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], Strin
     ];
     const XREGS: [&str; 8] = ["xreg0", "xreg1", "xreg2", "xreg3", "xreg4", "xreg5", "xreg6", "xreg7"];
     const XXREGS: [&str; 4] = ["xxreg0", "xxreg1", "xxreg2", "xxreg3"];
+    const TUN_MD: [&str; 64] = [
+        "tun_metadata0",
+        "tun_metadata1",
+        "tun_metadata2",
+        "tun_metadata3",
+        "tun_metadata4",
+        "tun_metadata5",
+        "tun_metadata6",
+        "tun_metadata7",
+        "tun_metadata8",
+        "tun_metadata9",
+        "tun_metadata10",
+        "tun_metadata11",
+        "tun_metadata12",
+        "tun_metadata13",
+        "tun_metadata14",
+        "tun_metadata15",
+        "tun_metadata16",
+        "tun_metadata17",
+        "tun_metadata18",
+        "tun_metadata19",
+        "tun_metadata20",
+        "tun_metadata21",
+        "tun_metadata22",
+        "tun_metadata23",
+        "tun_metadata24",
+        "tun_metadata25",
+        "tun_metadata26",
+        "tun_metadata27",
+        "tun_metadata28",
+        "tun_metadata29",
+        "tun_metadata30",
+        "tun_metadata31",
+        "tun_metadata32",
+        "tun_metadata33",
+        "tun_metadata34",
+        "tun_metadata35",
+        "tun_metadata36",
+        "tun_metadata37",
+        "tun_metadata38",
+        "tun_metadata39",
+        "tun_metadata40",
+        "tun_metadata41",
+        "tun_metadata42",
+        "tun_metadata43",
+        "tun_metadata44",
+        "tun_metadata45",
+        "tun_metadata46",
+        "tun_metadata47",
+        "tun_metadata48",
+        "tun_metadata49",
+        "tun_metadata50",
+        "tun_metadata51",
+        "tun_metadata52",
+        "tun_metadata53",
+        "tun_metadata54",
+        "tun_metadata55",
+        "tun_metadata56",
+        "tun_metadata57",
+        "tun_metadata58",
+        "tun_metadata59",
+        "tun_metadata60",
+        "tun_metadata61",
+        "tun_metadata62",
+        "tun_metadata63",
+    ];
+    let tun_md = (0..TUN_METADATA_FIELDS).map(|n| {
+        let i = usize::from(n);
+        (Field::TunMetadata(n), &TUN_MD[i..=i], format!("NXM_NX_TUN_METADATA{n}"), 128, true)
+    });
     let regs =
         (0..16u8).map(|n| (Field::Reg(n), &REGS[usize::from(n)..=usize::from(n)], format!("NXM_NX_REG{n}"), 32, true));
     let xregs = (0..8u8)
@@ -80,6 +150,7 @@ fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], Strin
         .chain(regs)
         .chain(xregs)
         .chain(xxregs)
+        .chain(tun_md)
 }
 
 impl Field {

@@ -109,7 +109,16 @@ pub enum Field {
     CtTpDst,
     /// TCP's 12 flag bits (`tcp_flags`), matched only.
     TcpFlags,
+    /// `tun_metadataN` (0..64): the data of the Geneve option that the bridge's TLV map binds to N, as a
+    /// big-endian number (weft carries at most [`TUN_METADATA_MAX`] bytes of each). Matching it also asks
+    /// that the option be there; writing it makes the packet carry the option when it leaves a Geneve port.
+    TunMetadata(u8),
 }
+
+/// The `tun_metadataN` fields (OVS's NXM_NX_TUN_METADATA0..63).
+pub const TUN_METADATA_FIELDS: u8 = 64;
+/// The longest option data one `tun_metadataN` field carries in weft (OVS: 124 bytes).
+pub const TUN_METADATA_MAX: usize = 16;
 
 /// One field match: the bits of `value` under `mask`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -411,6 +420,27 @@ fn num(token: &str, text: &str, max: u128) -> Result<u128, FlowError> {
         return Err(err(token, format!("{v} is out of range 0..={max}")));
     }
     Ok(v)
+}
+
+/// N of `tun_metadataN` (0..64).
+pub(crate) fn tun_metadata_index(name: &str) -> Option<u8> {
+    let n = name.strip_prefix("tun_metadata")?;
+    if n.is_empty() || n.len() > 2 || !n.bytes().all(|b| b.is_ascii_digit()) || (n.len() > 1 && n.starts_with('0')) {
+        return None;
+    }
+    n.parse::<u8>().ok().filter(|n| *n < TUN_METADATA_FIELDS)
+}
+
+/// A `tun_metadataN` value or mask: a number of at most [`TUN_METADATA_MAX`] bytes.
+fn tun_metadata_value(token: &str, text: &str) -> Result<u128, FlowError> {
+    let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")).map(|h| h.trim_start_matches('0'));
+    if digits.is_some_and(|d| d.len() > 2 * TUN_METADATA_MAX) {
+        return Err(err(
+            token,
+            format!("weft carries at most {TUN_METADATA_MAX} bytes of a tun_metadata field (OVS: 124)"),
+        ));
+    }
+    num(token, text, u128::MAX)
 }
 
 /// `V` or `V/M` as numbers.
@@ -821,6 +851,14 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             "ipv6_src" => field_and(Field::Ipv6Src, ipv6_mask(tok, v)?),
             "ipv6_dst" => field_and(Field::Ipv6Dst, ipv6_mask(tok, v)?),
             "tun_id" | "tunnel_id" => field_and(Field::TunId, num_mask(tok, v, u128::from(u64::MAX))?),
+            k if tun_metadata_index(k).is_some() => {
+                let n = tun_metadata_index(k).unwrap_or(0);
+                let (value, mask) = match v.split_once('/') {
+                    Some((a, b)) => (tun_metadata_value(tok, a)?, tun_metadata_value(tok, b)?),
+                    None => (tun_metadata_value(tok, v)?, u128::MAX),
+                };
+                field_and(Field::TunMetadata(n), (value, mask))
+            }
             "tun_src" => field_and(Field::TunSrc, ipv4_mask(tok, v)?),
             "tun_dst" => field_and(Field::TunDst, ipv4_mask(tok, v)?),
             other => return Err(err(tok, format!("unknown field {other:?}"))),

@@ -205,6 +205,8 @@ fn rank(f: Field) -> u16 {
         Field::TunId => 30,
         Field::TunSrc => 31,
         Field::TunDst => 32,
+        // After the other tunnel fields, by index (the sort's second key).
+        Field::TunMetadata(_) => 32,
         Field::Metadata => 33,
         Field::InPort => 34,
         Field::VlanTci => 35,
@@ -247,6 +249,20 @@ fn rank(f: Field) -> u16 {
     }
 }
 
+/// A `tun_metadataN` value and mask as OVS prints them: the mask only when it leaves out some bits of the
+/// value's bytes (with no TLV map to give the field a length, as `ovs-ofctl parse-flow` has it, the field is
+/// as long as the longer of value and mask).
+pub(crate) fn tun_metadata_text(value: u128, mask: u128) -> String {
+    let bytes = |v: u128| (128 - v.leading_zeros()).div_ceil(8).max(1);
+    let len = bytes(value).max(bytes(mask));
+    let full = if len >= 16 { u128::MAX } else { (1u128 << (8 * len)) - 1 };
+    if mask == u128::MAX || mask == full {
+        hex(value)
+    } else {
+        format!("{}/{}", hex(value), hex(mask))
+    }
+}
+
 /// A match written the way `ovs-ofctl dump-flows` writes it: the protocol keyword (`ip`, `tcp6`, `arp`, …),
 /// then the fields.
 pub fn format_matches(matches: &[Match]) -> String {
@@ -265,7 +281,7 @@ pub fn format_matches(matches: &[Match]) -> String {
     // OVS's order: the mark, the protocol keyword, registers, tunnel, metadata, then the packet's fields
     // from the outside in.
     let mut sorted: Vec<&Match> = matches.iter().collect();
-    sorted.sort_by_key(|m| rank(m.field));
+    sorted.sort_by_key(|m| (rank(m.field), if let Field::TunMetadata(n) = m.field { n } else { 0 }));
     if let Some(m) = get(Field::PktMark) {
         words.push(format!("pkt_mark={}", hex_mask(m, 0xffff_ffff)));
     }
@@ -383,6 +399,7 @@ pub fn format_matches(matches: &[Match]) -> String {
             | Field::CtTpSrc
             | Field::CtTpDst => continue,
             Field::Reg(n) => format!("reg{n}={}", hex_mask(m, 0xffff_ffff)),
+            Field::TunMetadata(n) => format!("tun_metadata{n}={}", tun_metadata_text(m.value, m.mask)),
             Field::Metadata => format!("metadata={}", hex_mask(m, u128::from(u64::MAX))),
             Field::DlType if !proto_said && !matches!(dl_type, Some(0x0800 | 0x86dd | 0x0806 | 0x8847 | 0x8848)) => {
                 format!("dl_type=0x{:04x}", m.value)

@@ -454,3 +454,40 @@ fn tcp_flags_parse_and_print_as_ovs() {
         assert!(e.to_string().contains(why), "{text}: {e}");
     }
 }
+
+#[test]
+fn tun_metadata_parses_prints_and_round_trips_over_openflow() {
+    let f = parse("priority=1,tun_metadata1=0xef/0xff,tun_metadata0=0xabcd,actions=drop", &|p| p.parse().ok()).unwrap();
+    assert_eq!(f.to_string(), "priority=1,tun_metadata0=0xabcd,tun_metadata1=0xef actions=drop");
+    let f = parse("tun_metadata2=0x1200/0xff00,tun_id=5,in_port=1,actions=load:0x11223344->tun_metadata1", &|p| {
+        p.parse().ok()
+    })
+    .unwrap();
+    assert_eq!(
+        f.to_string(),
+        "tun_id=0x5,tun_metadata2=0x1200/0xff00,in_port=1 actions=set_field:0x11223344->tun_metadata1"
+    );
+    let f = parse("actions=move:tun_metadata0[32..63]->NXM_NX_REG0[]", &|p| p.parse().ok()).unwrap();
+    assert_eq!(f.to_string(), "actions=move:NXM_NX_TUN_METADATA0[32..63]->NXM_NX_REG0[]");
+    // 16 bytes are weft's limit (OVS's is 124), said as such; tun_metadata64 does not exist.
+    assert!(parse(&format!("tun_metadata0=0x{},actions=drop", "ab".repeat(16)), &|p| p.parse().ok()).is_ok());
+    let e = parse(&format!("tun_metadata0=0x{},actions=drop", "ab".repeat(17)), &|p| p.parse().ok()).unwrap_err();
+    assert!(e.why.contains("at most 16 bytes"), "{e}");
+    assert!(parse("tun_metadata64=1,actions=drop", &|p| p.parse().ok()).is_err());
+    // Over OpenFlow: the match as long as its value, the mask only when partial; OVS's 124-byte form read.
+    let f = parse("tun_metadata0=0xab,tun_metadata3=0x100/0xf00,actions=drop", &|p| p.parse().ok()).unwrap();
+    let mut oxm = Vec::new();
+    crate::ofp::put_matches(&mut oxm, &f.matches);
+    assert_eq!(oxm, [0x00, 0x01, 0x50, 0x01, 0xab, 0x00, 0x01, 0x57, 0x04, 0x01, 0x00, 0x0f, 0x00]);
+    let tlvs = weft_wire::openflow::parse_oxm_tlvs(&oxm).unwrap();
+    assert_eq!(crate::ofp::matches_from_oxm(&tlvs).unwrap(), f.matches);
+    let mut long = vec![0x00, 0x01, 0x50, 124];
+    long.extend_from_slice(&[0; 120]);
+    long.extend_from_slice(&[0, 0, 0x12, 0x34]);
+    let tlvs = weft_wire::openflow::parse_oxm_tlvs(&long).unwrap();
+    let m = crate::ofp::matches_from_oxm(&tlvs).unwrap();
+    assert_eq!((m[0].field, m[0].value, m[0].mask), (Field::TunMetadata(0), 0x1234, u128::MAX));
+    long[4] = 1;
+    let tlvs = weft_wire::openflow::parse_oxm_tlvs(&long).unwrap();
+    assert!(crate::ofp::matches_from_oxm(&tlvs).is_err(), "more than 16 significant bytes");
+}

@@ -68,6 +68,14 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_NXM1, oxm::NX_CT_IPV6_DST) => (Field::CtIpv6Dst, 128),
         (oxm::CLASS_NXM1, oxm::NX_CT_TP_SRC) => (Field::CtTpSrc, 16),
         (oxm::CLASS_NXM1, oxm::NX_CT_TP_DST) => (Field::CtTpDst, 16),
+        // Variable length: any length OVS allows, the bytes before the last 16 zero (weft's limit).
+        (oxm::CLASS_NXM1, n @ oxm::NX_TUN_METADATA0..=103) => {
+            let significant = |b: &[u8]| b.len() <= 124 && b.iter().rev().skip(16).all(|x| *x == 0);
+            if t.value.is_empty() || !significant(t.value) || !t.mask.is_none_or(significant) {
+                return Err((error::BAD_MATCH, error::BAD_VALUE));
+            }
+            (Field::TunMetadata(n - oxm::NX_TUN_METADATA0), 128)
+        }
         _ => return Err(BAD_FIELD),
     })
 }
@@ -154,6 +162,8 @@ pub(crate) fn header_of(f: Field) -> Option<(u16, u8, usize)> {
         Field::CtIpv6Dst => (CLASS_NXM1, NX_CT_IPV6_DST, 16),
         Field::CtTpSrc => (CLASS_NXM1, NX_CT_TP_SRC, 2),
         Field::CtTpDst => (CLASS_NXM1, NX_CT_TP_DST, 2),
+        // Variable length in OVS; weft's 16 bytes in headers and values (OVS takes any length up to 124).
+        Field::TunMetadata(n) => (CLASS_NXM1, NX_TUN_METADATA0 + n, 16),
         Field::IcmpType | Field::IcmpCode => return None,
     })
 }
@@ -209,6 +219,12 @@ pub(crate) fn narrow(field: Field, value: u128, mask: Option<u128>) -> Result<(u
 
 /// A match TLV's value and mask (all ones when it has none), checked against the field's width in bits.
 pub(crate) fn tlv_value_mask(t: &OxmTlv<'_>, bits: u32) -> Result<(u128, u128), OfError> {
+    if t.class == oxm::CLASS_NXM1 && (oxm::NX_TUN_METADATA0..=103).contains(&t.field) {
+        // Right-aligned, as OVS reads variable-length fields ([`field_of`] checked the length); no mask: all
+        // of it.
+        let tail = |b: &[u8]| weft_wire::openflow::be_uint(&b[b.len().saturating_sub(16)..]);
+        return Ok((tail(t.value), t.mask.map_or(u128::MAX, tail)));
+    }
     if t.value.len() * 8 != bits as usize {
         return Err((error::BAD_MATCH, error::BAD_VALUE));
     }
@@ -336,6 +352,7 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             Field::TunSrc,
             Field::TunDst,
         ])
+        .chain((0..crate::flow::TUN_METADATA_FIELDS).map(Field::TunMetadata))
         .chain(tcp);
     for f in order {
         let Some(m) = get(matches, f) else { continue };
@@ -372,6 +389,16 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
             Field::MplsBos => (oxm::CLASS_BASIC, oxm::MPLS_BOS, 1),
             Field::MplsTtl => (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL, 1),
             Field::NwFrag => (oxm::CLASS_NXM1, oxm::NX_IP_FRAG, 1),
+            // As long as the value needs (and the mask, when there is one); none when it is all of it.
+            Field::TunMetadata(n) => {
+                let len = |v: u128| (128 - v.leading_zeros()).div_ceil(8).max(1) as usize;
+                let masked = m.mask != u128::MAX;
+                let bytes = if masked { len(m.value).max(len(m.mask)) } else { len(m.value) };
+                let (vb, mb) = (m.value.to_be_bytes(), m.mask.to_be_bytes());
+                let mask = masked.then_some(&mb[16 - bytes..]);
+                put_oxm(out, oxm::CLASS_NXM1, oxm::NX_TUN_METADATA0 + n, &vb[16 - bytes..], mask);
+                continue;
+            }
             // Nicira's fields, by their NXM headers.
             _ => {
                 let Some(h) = header_of(f) else { continue };
@@ -540,6 +567,10 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         Action::SetField(SetField::TunDst(std::net::Ipv4Addr::from(v as u32).into()))
                     }
                     _ => match field_of(&t) {
+                        Ok((field @ Field::TunMetadata(_), bits)) => {
+                            let (value, _) = tlv_value_mask(&t, bits)?;
+                            Action::SetReg { field, value, mask: u128::MAX }
+                        }
                         Ok((
                             field @ (Field::Reg(_)
                             | Field::XReg(_)

@@ -111,9 +111,13 @@ impl Switch {
             let g = GenevePacket::new_unchecked(pkt);
             let mut seen = 0;
             let mut unknown_critical = false;
+            // Known: the port's own options, and those the bridge's TLV map names (flows read them).
+            let tun = &pipe.bridges[pipe.port(port).bridge].tun;
             for o in g.options().flatten() {
                 seen += 1;
-                unknown_critical |= o.is_critical() && !known_options.contains(&(o.class, o.kind));
+                unknown_critical |= o.is_critical()
+                    && !known_options.contains(&(o.class, o.kind))
+                    && !tun.fields.iter().any(|f| (f.class, f.kind) == (o.class, o.kind));
             }
             let c = t.counter(port);
             c.geneve_options_rx += seen;
@@ -124,5 +128,32 @@ impl Switch {
         }
         t.counter(port).rx(pkt.len() - inner_at);
         Ok((port, inner_at))
+    }
+
+    /// The tunnel metadata of a Geneve packet `pkt` accepted on tunnel port `port`: the data of each option
+    /// its bridge's TLV map names (class, type and length as mapped), for the flow tables. Nothing for other
+    /// packets, or when the bridge maps no option.
+    pub fn tunnel_metadata(&self, port: PortIdx, pkt: &[u8]) -> super::TunMd {
+        use crate::classifier::{slot, FlowKey};
+        let pipe = &self.pipe;
+        let desc = pipe.port(port);
+        let tun = &pipe.bridges[desc.bridge].tun;
+        let mut md = super::TunMd::default();
+        match &desc.kind {
+            PortKind::Tunnel(t) if t.spec.encap == Encap::Geneve && !tun.fields.is_empty() => {}
+            _ => return md,
+        }
+        let Ok(g) = GenevePacket::new_checked(pkt) else { return md };
+        let mut key = FlowKey::default();
+        for o in g.options().flatten() {
+            let mapped = tun.fields.iter().find(|f| (f.class, f.kind) == (o.class, o.kind));
+            if let Some(f) = mapped.filter(|f| usize::from(f.len) == o.data.len()) {
+                key.put(f.slot, weft_wire::openflow::be_uint(o.data));
+                key.put(f.present, 1);
+            }
+        }
+        md.present = key.get(slot::TUN_MD_PRESENT) as u8;
+        md.words.copy_from_slice(&key.w[slot::TUN_MD_WORD..slot::TUN_MD_WORD + slot::TUN_MD_WORDS]);
+        md
     }
 }

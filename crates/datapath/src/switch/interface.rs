@@ -149,6 +149,26 @@ pub struct Input {
     pub stripped: Option<u16>,
     /// The frame is offloaded (a TSO/USO frame, or segments merged on receive): its virtio-net header.
     pub gso: Option<VnetHdr>,
+    /// The Geneve options of a tunnel frame that its bridge's TLV map names ([`Switch::tunnel_metadata`]).
+    pub tun_md: TunMd,
+}
+
+/// A frame's tunnel metadata as the key holds it: the data of the mapped Geneve options laid out as the
+/// bridge's [`super::pipeline::TunMap`] says, and a bit per mapped field that is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TunMd {
+    pub present: u8,
+    pub words: [u64; crate::classifier::slot::TUN_MD_WORDS],
+}
+
+impl TunMd {
+    /// Puts it into a key.
+    #[inline]
+    pub fn put(&self, key: &mut crate::classifier::FlowKey) {
+        use crate::classifier::slot;
+        key.put(slot::TUN_MD_PRESENT, u128::from(self.present));
+        key.w[slot::TUN_MD_WORD..slot::TUN_MD_WORD + slot::TUN_MD_WORDS].copy_from_slice(&self.words);
+    }
 }
 
 /// A frame to send.

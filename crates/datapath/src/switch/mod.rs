@@ -427,7 +427,7 @@ impl Tables {
         out: &mut Outputs,
         obs: &mut impl Observer,
     ) {
-        let Input { data, in_port, remote, stripped, mut gso } = input;
+        let Input { data, in_port, remote, stripped, mut gso, tun_md } = input;
         let (data, tci) = match stripped {
             Some(t) => (data, Some(t)),
             None => match pop_tag(bufs.get_mut(data)) {
@@ -444,6 +444,7 @@ impl Tables {
             bufs,
             Frame { data, in_port, remote, tci: 0, gso, hdr: Headers::default() },
             tci,
+            tun_md,
             now,
             out,
             obs,
@@ -461,6 +462,7 @@ impl Tables {
         bufs: &mut Buffers,
         frame: Frame,
         tci: Option<u16>,
+        tun_md: TunMd,
         now: Nanos,
         out: &mut Outputs,
         obs: &mut impl Observer,
@@ -503,7 +505,8 @@ impl Tables {
             t.1 += 1;
             self.normal_switch(pipe, bufs, frame, now, out, obs);
         } else {
-            let key = flow_key(port, remote, bufs.get(data), tci, &hdr);
+            let mut key = flow_key(port, remote, bufs.get(data), tci, &hdr);
+            tun_md.put(&mut key);
             let mut st = ActState::new(key, data, tci, hdr, gso);
             let mut run = Run {
                 pipe,

@@ -48,7 +48,8 @@ impl Tables {
                 self.counters[usize::from(peer.0)].rx(e.data.len() + if e.tagged { 4 } else { 0 });
                 let frame =
                     Frame { data: e.data, in_port: peer, remote: None, tci: 0, gso: e.gso, hdr: Headers::default() };
-                self.enter(pipe, bufs, frame, e.tagged.then_some(e.tci), now, out, obs);
+                // Tunnel metadata stays behind (a patch port's frame enters the peer bridge as a local one).
+                self.enter(pipe, bufs, frame, e.tagged.then_some(e.tci), TunMd::default(), now, out, obs);
             }
             self.patch_work.clear();
         }

@@ -115,6 +115,32 @@ pub struct BridgeRt {
     pub default_flow: Option<u64>,
     /// The `ct` actions of the bridge's flows and groups, as [`ActRt::Ct`] names them.
     pub cts: Vec<CtRt>,
+    /// The bridge's TLV map: which Geneve options fill the key's tunnel metadata, and where.
+    pub tun: TunMap,
+}
+
+/// A bridge's TLV map as the core runs it: each mapped Geneve option (class, type, length in bytes), the
+/// `tun_metadataN` it is, where its data sits in the key and which bit says it is there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TunMap {
+    pub fields: Vec<TunField>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunField {
+    pub index: u8,
+    pub class: u16,
+    pub kind: u8,
+    pub len: u8,
+    pub slot: crate::classifier::Slot,
+    pub present: crate::classifier::Slot,
+}
+
+impl TunMap {
+    /// The key slot and presence bit of `tun_metadata<index>`, if it is mapped.
+    pub fn slots(&self, index: u8) -> Option<(crate::classifier::Slot, crate::classifier::Slot)> {
+        self.fields.iter().find(|f| f.index == index).map(|f| (f.slot, f.present))
+    }
 }
 
 /// How a group picks its buckets.

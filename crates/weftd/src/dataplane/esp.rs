@@ -72,7 +72,7 @@ impl Dataplane {
         i: usize,
         src: SocketAddr,
         datagram: std::ops::Range<usize>,
-    ) -> Option<(PortIdx, std::ops::Range<usize>)> {
+    ) -> Option<super::rx::Accepted> {
         let pkt = &mut self.rx.slot_mut(i).0[datagram.clone()];
         if udp && pkt.len() == 1 && pkt[0] == 0xff {
             return None; // NAT keepalive (RFC 3948 §2.3)

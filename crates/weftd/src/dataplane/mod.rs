@@ -500,7 +500,14 @@ impl Dataplane {
         let mut steps: Vec<Step> = Vec::new();
         let now = self.now();
         let mut bufs = Buffers { rx: &mut [], seg: &mut self.seg, scratch: &mut scratch };
-        let input = Input { data: seg_bytes(0, frame.len() as u32), in_port: port, remote, stripped: None, gso: None };
+        let input = Input {
+            data: seg_bytes(0, frame.len() as u32),
+            in_port: port,
+            remote,
+            stripped: None,
+            gso: None,
+            tun_md: Default::default(),
+        };
         shadow.process(&mut bufs, input, now, &mut outs, &mut steps);
         Ok(steps.into_iter().map(|s| trace_step(&pipeline, &shadow, s)).collect())
     }
@@ -522,7 +529,7 @@ impl Dataplane {
         };
         let base = pipeline.core.bridges[b].cts.len();
         let mut cts = Vec::new();
-        let acts = crate::pipeline::compile_actions(actions, &port_of, (&mut cts, base));
+        let acts = crate::pipeline::compile_actions(actions, &port_of, (&mut cts, base), &pipeline.core.bridges[b].tun);
         if frame.len() > self.seg.len() {
             return;
         }
@@ -534,7 +541,14 @@ impl Dataplane {
         let remote = pipeline.core.port(port).tunnel().map(|t| t.spec.remote);
         let now = self.now();
         let mut bufs = Buffers { rx: &mut [], seg: &mut self.seg, scratch: &mut self.scratch };
-        let input = Input { data: seg_bytes(0, frame.len() as u32), in_port: port, remote, stripped: None, gso: None };
+        let input = Input {
+            data: seg_bytes(0, frame.len() as u32),
+            in_port: port,
+            remote,
+            stripped: None,
+            gso: None,
+            tun_md: Default::default(),
+        };
         self.switch.packet_out(&mut bufs, input, from_controller, (&acts, &cts), now, &mut self.outs, &mut Quiet);
         self.perform(&pipeline);
         self.end_batch();

@@ -2,6 +2,14 @@
 //! call into the switch.
 
 use super::*;
+use weft_datapath::switch::TunMd;
+
+/// A tunnel datagram that passed the checks: its port, the inner frame's range in its slot, and its tunnel
+/// metadata.
+pub(super) type Accepted = (PortIdx, std::ops::Range<usize>, TunMd);
+
+/// A run of received segments being merged: port, sender and tunnel metadata, slot, the run.
+type Run = (PortIdx, (IpAddr, TunMd), usize, MergeRun);
 
 impl Dataplane {
     /// Receives a batch from a TAP or AF_PACKET port and switches it.
@@ -49,7 +57,7 @@ impl Dataplane {
             self.switch.counter(port).rx(len);
             let tag = self.stripped_tag(i);
             let bytes = rx_bytes(&self.rx, i, start..start + len);
-            self.switch(&pipeline, port, None, bytes, tag, gso, now);
+            self.switch(&pipeline, port, None, bytes, tag, gso, now, TunMd::default());
         }
         self.end_batch();
     }
@@ -85,7 +93,7 @@ impl Dataplane {
                 let tag = self.stripped_tag(i);
                 let segs = std::mem::take(&mut self.seg_list);
                 for &(start, len) in &segs {
-                    self.switch(&pipeline, port, None, seg_bytes(start, len), tag, None, now);
+                    self.switch(&pipeline, port, None, seg_bytes(start, len), tag, None, now, TunMd::default());
                 }
                 self.seg_list = segs;
             }
@@ -133,15 +141,10 @@ impl Dataplane {
         &mut self,
         pipeline: &Pipeline,
         n: usize,
-        mut accept: impl FnMut(
-            &mut Self,
-            usize,
-            SocketAddr,
-            std::ops::Range<usize>,
-        ) -> Option<(PortIdx, std::ops::Range<usize>)>,
+        mut accept: impl FnMut(&mut Self, usize, SocketAddr, std::ops::Range<usize>) -> Option<Accepted>,
     ) {
         let now = self.now();
-        let mut run: Option<(PortIdx, IpAddr, usize, MergeRun)> = None;
+        let mut run: Option<Run> = None;
         for i in 0..n {
             let Some(src) = self.rx.source(i) else { continue };
             let range = self.rx.slot_mut(i).1;
@@ -151,8 +154,8 @@ impl Dataplane {
             while at < range.end {
                 let datagram = at..(at + step).min(range.end);
                 at = datagram.end;
-                if let Some((port, frame)) = accept(self, i, src, datagram) {
-                    self.take_frame(pipeline, &mut run, i, port, src.ip(), frame, now);
+                if let Some((port, frame, md)) = accept(self, i, src, datagram) {
+                    self.take_frame(pipeline, &mut run, i, port, (src.ip(), md), frame, now);
                 }
             }
         }
@@ -168,10 +171,10 @@ impl Dataplane {
     pub(super) fn take_frame(
         &mut self,
         pipeline: &Pipeline,
-        run: &mut Option<(PortIdx, IpAddr, usize, MergeRun)>,
+        run: &mut Option<Run>,
         i: usize,
         port: PortIdx,
-        src: IpAddr,
+        (src, md): (IpAddr, TunMd),
         frame: std::ops::Range<usize>,
         now: Nanos,
     ) {
@@ -183,11 +186,11 @@ impl Dataplane {
             }
             let bytes = rx_bytes(&self.rx, i, frame.clone());
             if self.offloads {
-                self.switch(pipeline, port, Some(src), bytes, None, Some(gso), now);
+                self.switch(pipeline, port, Some(src), bytes, None, Some(gso), now, md);
             } else if self.cut(bytes, &gso, port) {
                 let segs = std::mem::take(&mut self.seg_list);
                 for &(start, len) in &segs {
-                    self.switch(pipeline, port, Some(src), seg_bytes(start, len), None, None, now);
+                    self.switch(pipeline, port, Some(src), seg_bytes(start, len), None, None, now, md);
                 }
                 self.seg_list = segs;
             }
@@ -196,13 +199,14 @@ impl Dataplane {
         if !self.offloads {
             self.finish_partial(i, frame.clone());
             let bytes = rx_bytes(&self.rx, i, frame.clone());
-            self.switch(pipeline, port, Some(src), bytes, None, None, now);
+            self.switch(pipeline, port, Some(src), bytes, None, None, now, md);
             return;
         }
         let base = self.rx.slot_base(i);
         let global = base + frame.start..base + frame.end;
         if let Some((rp, rsrc, _, r)) = run {
-            if *rp == port && *rsrc == src && r.append(self.rx.storage_mut(), global.clone()) {
+            // One run: one port, one sender, one set of tunnel metadata (the merged frame has one key).
+            if *rp == port && *rsrc == (src, md) && r.append(self.rx.storage_mut(), global.clone()) {
                 return;
             }
         }
@@ -211,11 +215,11 @@ impl Dataplane {
         }
         let limit = base + self.rx.slot(i).len();
         match MergeRun::start(self.rx.storage_mut(), global, limit) {
-            Some(r) => *run = Some((port, src, i, r)),
+            Some(r) => *run = Some((port, (src, md), i, r)),
             None => {
                 self.finish_partial(i, frame.clone());
                 let bytes = rx_bytes(&self.rx, i, frame.clone());
-                self.switch(pipeline, port, Some(src), bytes, None, None, now);
+                self.switch(pipeline, port, Some(src), bytes, None, None, now, md);
             }
         }
     }
@@ -237,7 +241,7 @@ impl Dataplane {
         pipeline: &Pipeline,
         slot: usize,
         port: PortIdx,
-        src: IpAddr,
+        src: (IpAddr, TunMd),
         run: MergeRun,
         now: Nanos,
     ) {
@@ -250,7 +254,7 @@ impl Dataplane {
             self.finish_partial(slot, frame.start - base..frame.end - base);
         }
         let bytes = Data::new(Area::Rx, frame.start, frame.len());
-        self.switch(pipeline, port, Some(src), bytes, None, gso, now);
+        self.switch(pipeline, port, Some(src.0), bytes, None, gso, now, src.1);
     }
 
     /// Checks one received tunnel datagram (`datagram`: its range in slot `i`) from `src`: decapsulates it,
@@ -264,14 +268,15 @@ impl Dataplane {
         src: SocketAddr,
         datagram: std::ops::Range<usize>,
         protected: bool,
-    ) -> Option<(PortIdx, std::ops::Range<usize>)> {
+    ) -> Option<Accepted> {
         let pkt = &self.rx.slot(i)[datagram.clone()];
         let (port, inner_at) = self.switch.accept_tunnel(rs_index, src.ip(), pkt, protected).ok()?;
+        let md = self.switch.tunnel_metadata(port, pkt);
         if self.tapped[usize::from(port.0)] {
             let whole = rx_bytes(&self.rx, i, datagram.clone());
             self.tap_received(port, rs.encap, rs.bound, src, whole);
         }
-        Some((port, datagram.start + inner_at..datagram.end))
+        Some((port, datagram.start + inner_at..datagram.end, md))
     }
 
     /// Switches one received frame (`stripped`: the 802.1Q tag the kernel already took off it, `gso`: its
@@ -286,12 +291,13 @@ impl Dataplane {
         stripped: Option<u16>,
         gso: Option<VnetHdr>,
         now: Nanos,
+        tun_md: TunMd,
     ) {
         if self.tapped[usize::from(in_port.0)] {
             self.tap_frame(in_port, data, stripped.map(vlan_tag));
         }
         let mut bufs = Buffers { rx: self.rx.storage_mut(), seg: &mut self.seg, scratch: &mut self.scratch };
-        let input = Input { data, in_port, remote, stripped, gso };
+        let input = Input { data, in_port, remote, stripped, gso, tun_md };
         self.switch.process(&mut bufs, input, now, &mut self.outs, &mut Quiet);
         self.perform(pipeline);
     }

@@ -10,6 +10,7 @@ mod of10;
 mod ports;
 mod requests;
 mod roles;
+mod tlv;
 
 use crate::msgs::{DpMsg, PacketIn};
 use requests::handle;
@@ -538,6 +539,10 @@ fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
     let at = of::start(&mut m, msg::ERROR, xid);
     m.extend_from_slice(&kind.to_be_bytes());
     m.extend_from_slice(&code.to_be_bytes());
+    // Nicira's experimenter errors (OFPET_EXPERIMENTER): the code is the experimenter's type, then its ID.
+    if kind == tlv::EXPERIMENTER_ERROR {
+        m.extend_from_slice(&of::act::NX_VENDOR.to_be_bytes());
+    }
     m.extend_from_slice(&request[..request.len().min(64)]);
     of::finish(&mut m, at);
     m

@@ -93,7 +93,7 @@ pub(super) fn handle10(st: &mut dyn Daemon, bridge: &str, h: &of::Header, m: &[u
             Ok(vec![])
         }
         o10::msg::BARRIER_REQUEST => Ok(vec![message(o10::msg::BARRIER_REPLY, xid, &|_| {})]),
-        o10::msg::VENDOR => vendor(st, bridge, body, s),
+        o10::msg::VENDOR => vendor(st, bridge, xid, body, s),
         msg::FLOW_MOD => flow_mod10(st, bridge, body, s).map(|()| vec![]),
         msg::PACKET_OUT => packet_out10(st, bridge, body).map(|()| vec![]),
         // port_no (16 bits), hw_addr, config, mask, advertise.
@@ -109,7 +109,13 @@ pub(super) fn handle10(st: &mut dyn Daemon, bridge: &str, h: &of::Header, m: &[u
 }
 
 /// Nicira's vendor messages.
-fn vendor(st: &mut dyn Daemon, bridge: &str, body: &[u8], s: &mut State10) -> Result<Vec<Vec<u8>>, (u16, u16)> {
+fn vendor(
+    st: &mut dyn Daemon,
+    bridge: &str,
+    xid: u32,
+    body: &[u8],
+    s: &mut State10,
+) -> Result<Vec<Vec<u8>>, (u16, u16)> {
     const BAD_VENDOR: u16 = 3;
     const BAD_SUBTYPE: u16 = 4;
     if body.len() < 8 {
@@ -136,6 +142,12 @@ fn vendor(st: &mut dyn Daemon, bridge: &str, body: &[u8], s: &mut State10) -> Re
             Ok(vec![])
         }
         nxt::SET_ASYNC_CONFIG => Ok(vec![]),
+        super::tlv::TABLE_MOD => super::tlv::table_mod(st, bridge, rest, true).map(|()| vec![]),
+        super::tlv::TABLE_REQUEST => Ok(vec![message(o10::msg::VENDOR, xid, &|r| {
+            r.extend_from_slice(&of::act::NX_VENDOR.to_be_bytes());
+            r.extend_from_slice(&super::tlv::TABLE_REPLY.to_be_bytes());
+            r.extend_from_slice(&super::tlv::table_reply(st, bridge));
+        })]),
         nxt::FLOW_MOD => nx_flow_mod(st, bridge, rest, s).map(|()| vec![]),
         _ => Err((error::BAD_REQUEST, BAD_SUBTYPE)),
     }

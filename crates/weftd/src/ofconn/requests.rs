@@ -85,7 +85,36 @@ pub(super) fn handle(
             Ok(r) => r,
             Err(e) => vec![error_msg(h.xid, e, m)],
         },
+        msg::EXPERIMENTER => match experimenter(st, bridge, body) {
+            Ok(Some((sub, data))) => vec![reply(msg::EXPERIMENTER, &|r| {
+                r.extend_from_slice(&of::act::NX_VENDOR.to_be_bytes());
+                r.extend_from_slice(&sub.to_be_bytes());
+                r.extend_from_slice(&data);
+            })],
+            Ok(None) => vec![],
+            Err(e) => vec![error_msg(h.xid, e, m)],
+        },
         _ => vec![error_msg(h.xid, (error::BAD_REQUEST, error::BAD_TYPE), m)],
+    }
+}
+
+/// An experimenter reply: Nicira's subtype and the body after it.
+type ExpReply = Option<(u32, Vec<u8>)>;
+
+/// Nicira's experimenter messages over OpenFlow 1.3: the TLV table's.
+fn experimenter(st: &mut dyn Daemon, bridge: &str, body: &[u8]) -> Result<ExpReply, (u16, u16)> {
+    const BAD_EXPERIMENTER: u16 = 3;
+    const BAD_EXP_TYPE: u16 = 4;
+    if body.len() < 8 {
+        return Err((error::BAD_REQUEST, error::BAD_LEN));
+    }
+    if u32::from_be_bytes([body[0], body[1], body[2], body[3]]) != of::act::NX_VENDOR {
+        return Err((error::BAD_REQUEST, BAD_EXPERIMENTER));
+    }
+    match u32::from_be_bytes([body[4], body[5], body[6], body[7]]) {
+        super::tlv::TABLE_MOD => super::tlv::table_mod(st, bridge, &body[8..], false).map(|()| None),
+        super::tlv::TABLE_REQUEST => Ok(Some((super::tlv::TABLE_REPLY, super::tlv::table_reply(st, bridge)))),
+        _ => Err((error::BAD_REQUEST, BAD_EXP_TYPE)),
     }
 }
 
@@ -122,6 +151,11 @@ pub(super) fn run_packet_out(
         return Err((error::BAD_REQUEST, BUFFER_UNKNOWN));
     }
     let b = st.config().bridge(bridge).ok_or((error::BAD_REQUEST, BAD_PORT))?;
+    // Tunnel metadata the bridge maps, read only (as its flows: see weft_api::tlv::written).
+    let unmapped = weft_api::tlv::actions_use(&actions).into_iter().any(|n| !b.tlv_map.iter().any(|m| m.index == n));
+    if unmapped || weft_api::tlv::written(&actions).is_some() {
+        return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
+    }
     let known = in_port == of::port::LOCAL || b.ports.iter().any(|p| p.ofport == in_port);
     if !known && !matches!(in_port, of::port::CONTROLLER | of::port::ANY) {
         return Err((error::BAD_REQUEST, BAD_PORT));
@@ -177,6 +211,17 @@ pub(super) fn apply_flow_mod(
             if !b.is_some_and(|b| b.meters.iter().any(|x| x.id == m)) {
                 return Err((error::METER_MOD_FAILED, error::meter::INVALID_METER));
             }
+        }
+    }
+    // Tunnel metadata: mapped (else NXFMFC_INVALID_TLV_FIELD, as OVS), read only (weft_api::tlv::written).
+    if matches!(fm.command, of::flow_cmd::ADD | of::flow_cmd::MODIFY | of::flow_cmd::MODIFY_STRICT) {
+        const INVALID_TLV_FIELD: u16 = 37;
+        if weft_api::tlv::written(&flow.actions).is_some() {
+            return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
+        }
+        if let Err(e) = weft_api::tlv::check_flow(b.map_or(&[], |b| &b.tlv_map), &flow) {
+            tracing::warn!("OpenFlow flow_mod refused: {e}");
+            return Err((super::tlv::EXPERIMENTER_ERROR, INVALID_TLV_FIELD));
         }
     }
     let r = match fm.command {

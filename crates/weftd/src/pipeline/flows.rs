@@ -3,11 +3,33 @@
 use super::*;
 use weft_datapath::switch::pipeline::CtRt;
 
-/// Where a field lives in the classifier's key.
-pub(super) fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier::Slot {
+/// A bridge's TLV map laid out in the key (validation has checked that it fits).
+pub(super) fn tun_map(b: &weft_api::BridgeConfig) -> TunMap {
+    use weft_datapath::classifier::{slot, Slot};
+    let places = weft_api::tlv::layout(&b.tlv_map).unwrap_or_default();
+    let fields = places
+        .iter()
+        .filter_map(|p| {
+            let m = b.tlv_map.iter().find(|m| m.index == p.index)?;
+            Some(TunField {
+                index: m.index,
+                class: m.class,
+                kind: m.kind,
+                len: m.len,
+                slot: Slot::new(slot::TUN_MD_WORD + usize::from(p.word), u32::from(p.shift), u32::from(p.bits)),
+                present: slot::tun_md_present(usize::from(p.present)),
+            })
+        })
+        .collect();
+    TunMap { fields }
+}
+
+/// Where a field lives in the classifier's key (`None`: a tun_metadata field the bridge's TLV map does not
+/// name; validation refuses flows with those, and a packet-out's write to one does nothing, as in OVS).
+pub(super) fn field_slot(f: weft_api::flow::Field, tun: &TunMap) -> Option<weft_datapath::classifier::Slot> {
     use weft_api::flow::Field;
     use weft_datapath::classifier::slot;
-    match f {
+    Some(match f {
         Field::InPort => slot::IN_PORT,
         Field::DlSrc => slot::DL_SRC,
         Field::DlDst => slot::DL_DST,
@@ -49,23 +71,35 @@ pub(super) fn field_slot(f: weft_api::flow::Field) -> weft_datapath::classifier:
         Field::CtTpSrc => slot::CT_TP_SRC,
         Field::CtTpDst => slot::CT_TP_DST,
         Field::TcpFlags => slot::TCP_FLAGS,
-    }
+        Field::TunMetadata(n) => tun.slots(n)?.0,
+    })
 }
 
-pub(super) fn sub_slot(s: weft_api::flow::SubField) -> weft_datapath::classifier::SubSlot {
-    weft_datapath::classifier::SubSlot { slot: field_slot(s.field), ofs: u32::from(s.ofs), nbits: u32::from(s.nbits) }
+pub(super) fn sub_slot(s: weft_api::flow::SubField, tun: &TunMap) -> Option<weft_datapath::classifier::SubSlot> {
+    let slot = field_slot(s.field, tun)?;
+    // A mapped field is as wide as its option (at most 128 bits): bits past it are not there.
+    let nbits = u32::from(s.nbits).min((slot.bits).saturating_sub(u32::from(s.ofs)));
+    (nbits > 0).then_some(weft_datapath::classifier::SubSlot { slot, ofs: u32::from(s.ofs), nbits })
 }
 
 /// The classifier key and mask of a flow's match.
 pub(super) fn flow_rule(
     m: &[weft_api::flow::Match],
+    tun: &TunMap,
 ) -> (weft_datapath::classifier::FlowKey, weft_datapath::classifier::FlowKey) {
     use weft_datapath::classifier::FlowKey;
     let (mut key, mut mask) = (FlowKey::default(), FlowKey::default());
     for x in m {
-        let s = field_slot(x.field);
+        let Some(s) = field_slot(x.field, tun) else { continue };
         key.put(s, x.value);
         mask.put(s, x.mask);
+        // A match on tunnel metadata asks for the option too.
+        if let weft_api::flow::Field::TunMetadata(n) = x.field {
+            if let Some((_, present)) = tun.slots(n) {
+                key.put(present, 1);
+                mask.put(present, 1);
+            }
+        }
     }
     (key, mask)
 }
@@ -93,6 +127,7 @@ pub fn act_rt(
     a: &weft_api::flow::Action,
     port: &dyn Fn(u32) -> Option<PortIdx>,
     (cts, base): (&mut Vec<CtRt>, usize),
+    tun: &TunMap,
 ) -> Option<ActRt> {
     use weft_api::flow::{Action, SetField};
     use weft_datapath::classifier::{slot, Slot};
@@ -109,24 +144,26 @@ pub fn act_rt(
         Action::SetNwTtl(t) => {
             ActRt::SetBits { slot: weft_datapath::classifier::slot::NW_TTL, value: u128::from(t), mask: 0xff }
         }
-        Action::OutputMaxLen(..) => return act_rt(&a.plain(), port, (cts, base)),
+        Action::OutputMaxLen(..) => return act_rt(&a.plain(), port, (cts, base), tun),
         Action::Ct(ct) => {
             use weft_datapath::switch::pipeline::CtWriteRt;
             let mut exec = [None; 4];
             for (slot, w) in exec.iter_mut().zip(ct.exec_writes()) {
-                *slot = Some(match w {
-                    weft_api::flow::CtWrite::Const { label, value, mask } => CtWriteRt::Const { label, value, mask },
-                    weft_api::flow::CtWrite::Move { label, src, ofs } => {
-                        CtWriteRt::Move { label, src: sub_slot(src), ofs: u32::from(ofs) }
+                *slot = match w {
+                    weft_api::flow::CtWrite::Const { label, value, mask } => {
+                        Some(CtWriteRt::Const { label, value, mask })
                     }
-                });
+                    weft_api::flow::CtWrite::Move { label, src, ofs } => {
+                        sub_slot(src, tun).map(|src| CtWriteRt::Move { label, src, ofs: u32::from(ofs) })
+                    }
+                };
             }
             cts.push(CtRt {
                 commit: ct.commit,
                 force: ct.force,
                 zone: match ct.zone {
                     weft_api::flow::CtZone::Imm(z) => Ok(z),
-                    weft_api::flow::CtZone::Field(sf) => Err(sub_slot(sf)),
+                    weft_api::flow::CtZone::Field(sf) => sub_slot(sf, tun).map_or(Ok(0), Err),
                 },
                 table: ct.table,
                 exec,
@@ -173,21 +210,21 @@ pub fn act_rt(
         Action::GotoTable(t) => ActRt::GotoTable(t),
         Action::Load { dst, value } => {
             let bits = Slot::bits_mask(u32::from(dst.ofs), u32::from(dst.nbits));
-            ActRt::SetBits { slot: field_slot(dst.field), value: value << dst.ofs, mask: bits }
+            ActRt::SetBits { slot: field_slot(dst.field, tun)?, value: value << dst.ofs, mask: bits }
         }
-        Action::SetReg { field, value, mask } => ActRt::SetBits { slot: field_slot(field), value, mask },
+        Action::SetReg { field, value, mask } => ActRt::SetBits { slot: field_slot(field, tun)?, value, mask },
         Action::WriteMetadata { value, mask } => {
             ActRt::SetBits { slot: slot::METADATA, value: u128::from(value), mask: u128::from(mask) }
         }
-        Action::Move { src, dst } => ActRt::Move { src: sub_slot(src), dst: sub_slot(dst) },
-        Action::StackPush(sf) => ActRt::StackPush(sub_slot(sf)),
+        Action::Move { src, dst } => ActRt::Move { src: sub_slot(src, tun)?, dst: sub_slot(dst, tun)? },
+        Action::StackPush(sf) => ActRt::StackPush(sub_slot(sf, tun)?),
         Action::Multipath(m) => ActRt::Multipath {
             on: hash_on(m.fields),
             basis: m.basis,
             algorithm: m.algorithm,
             n_links: m.n_links,
             arg: m.arg,
-            dst: sub_slot(m.dst),
+            dst: sub_slot(m.dst, tun)?,
         },
         Action::Bundle(b) => {
             let on = hash_on(b.fields);
@@ -201,13 +238,13 @@ pub fn act_rt(
                 hrw: b.hrw,
                 members,
                 n: b.n,
-                dst: b.dst.map(sub_slot),
+                dst: b.dst.and_then(|d| sub_slot(d, tun)),
             })
         }
         Action::OutputTrunc(weft_api::flow::OFPP_IN_PORT, n) => ActRt::OutputTrunc(None, n),
         Action::OutputTrunc(p, n) => ActRt::OutputTrunc(Some(port(p)?), n),
-        Action::StackPop(sf) => ActRt::StackPop(sub_slot(sf)),
-        Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src)),
+        Action::StackPop(sf) => ActRt::StackPop(sub_slot(sf, tun)?),
+        Action::OutputReg(src) => ActRt::OutputReg(sub_slot(src, tun)?),
         Action::Exit => ActRt::Exit,
         Action::ClearActions => ActRt::ClearActions,
         // Counted by `compile_actions`, which knows how many of the written actions are there.
@@ -224,6 +261,7 @@ pub fn compile_actions(
     actions: &[weft_api::flow::Action],
     port: &dyn Fn(u32) -> Option<PortIdx>,
     (cts, base): (&mut Vec<CtRt>, usize),
+    tun: &TunMap,
 ) -> Vec<ActRt> {
     use weft_api::flow::Action;
     let mut out = Vec::with_capacity(actions.len());
@@ -231,17 +269,41 @@ pub fn compile_actions(
     while i < actions.len() {
         if let Action::WriteActions(_) | Action::Clone(_) = actions[i] {
             let end = i + 1 + weft_api::flow::nested_len(actions, i);
-            let inner = compile_actions(&actions[i + 1..end], port, (&mut *cts, base));
+            let inner = compile_actions(&actions[i + 1..end], port, (&mut *cts, base), tun);
             let n = inner.len().min(255) as u8;
             out.push(if matches!(actions[i], Action::Clone(_)) { ActRt::Clone(n) } else { ActRt::WriteActions(n) });
             out.extend(inner.into_iter().take(255));
             i = end;
             continue;
         }
-        out.extend(act_rt(&actions[i], port, (&mut *cts, base)));
+        let before = out.len();
+        out.extend(act_rt(&actions[i], port, (&mut *cts, base), tun));
+        // A write to tunnel metadata makes the option there (so that later matches see it and it is sent).
+        if let (true, Some(n)) = (out.len() > before, written_tun_metadata(&actions[i])) {
+            if let Some((_, present)) = tun.slots(n) {
+                out.push(ActRt::SetBits { slot: present, value: 1, mask: 1 });
+            }
+        }
         i += 1;
     }
     out
+}
+
+/// The `tun_metadataN` an action writes, if it writes one.
+fn written_tun_metadata(a: &weft_api::flow::Action) -> Option<u8> {
+    use weft_api::flow::{Action, Field};
+    let f = match *a {
+        Action::Load { dst, .. } | Action::Move { dst, .. } => dst.field,
+        Action::SetReg { field, .. } => field,
+        Action::StackPop(sf) => sf.field,
+        Action::Multipath(m) => m.dst.field,
+        Action::Bundle(b) => b.dst?.field,
+        _ => return None,
+    };
+    match f {
+        Field::TunMetadata(n) => Some(n),
+        _ => None,
+    }
 }
 
 /// Builds the flow tables of a bridge (none when it has only the default NORMAL flow).
@@ -249,6 +311,7 @@ pub(super) fn build_tables(
     b: &weft_api::BridgeConfig,
     ofports: &HashMap<u32, PortIdx>,
     cts: &mut Vec<CtRt>,
+    tun: &TunMap,
 ) -> Vec<TableRt> {
     use weft_api::flow::Action;
     let only_normal = b.flows.len() == 1 && {
@@ -265,8 +328,8 @@ pub(super) fn build_tables(
             let mut entries = Vec::new();
             for s in b.flows.iter().filter(|s| usize::from(s.flow.table) == t) {
                 let port = |n: u32| ofports.get(&n).copied();
-                let actions = compile_actions(&s.flow.actions, &port, (&mut *cts, 0));
-                let (key, mask) = flow_rule(&s.flow.matches);
+                let actions = compile_actions(&s.flow.actions, &port, (&mut *cts, 0), tun);
+                let (key, mask) = flow_rule(&s.flow.matches, tun);
                 entries.push(weft_datapath::classifier::Rule {
                     key,
                     mask,
@@ -286,6 +349,7 @@ pub(super) fn build_groups(
     b: &weft_api::BridgeConfig,
     ofports: &HashMap<u32, PortIdx>,
     cts: &mut Vec<CtRt>,
+    tun: &TunMap,
 ) -> Vec<GroupRt> {
     use weft_api::group::GroupType;
     let port = |n: u32| ofports.get(&n).copied();
@@ -306,7 +370,7 @@ pub(super) fn build_groups(
                 .map(|bk| BucketRt {
                     weight: bk.weight,
                     watch: port(bk.watch_port),
-                    actions: compile_actions(&bk.actions, &port, (&mut *cts, 0)),
+                    actions: compile_actions(&bk.actions, &port, (&mut *cts, 0), tun),
                 })
                 .collect(),
         })

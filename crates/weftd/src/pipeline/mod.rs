@@ -14,7 +14,8 @@ use weft_sys::packet::PacketSocket;
 use weft_sys::tap::Tap;
 
 pub use weft_datapath::switch::pipeline::{
-    ActRt, BandRt, BridgeRt, BucketRt, GroupKind, GroupRt, MeterRt, PortDesc, PortKind, RuleRt, TableRt, TunnelPort,
+    ActRt, BandRt, BridgeRt, BucketRt, GroupKind, GroupRt, MeterRt, PortDesc, PortKind, RuleRt, TableRt, TunField,
+    TunMap, TunnelPort,
 };
 pub use weft_datapath::switch::OFPORT_LOCAL;
 /// Underlay MTU assumed when sizing TAP ports.
@@ -633,8 +634,9 @@ impl Resources {
             let has_proxy = members.iter().any(|i| descs[usize::from(i.0)].tunnel().is_some_and(|t| t.proxy));
             let ofports: HashMap<u32, PortIdx> = members.iter().map(|i| (descs[usize::from(i.0)].ofport, *i)).collect();
             let mut cts = Vec::new();
-            let tables = build_tables(b, &ofports, &mut cts);
-            let groups = build_groups(b, &ofports, &mut cts);
+            let tun = flows::tun_map(b);
+            let tables = build_tables(b, &ofports, &mut cts, &tun);
+            let groups = build_groups(b, &ofports, &mut cts, &tun);
             for g in &b.groups {
                 let key = (b.name.clone(), g.id);
                 if self.groups_since.get(&key).is_none_or(|(was, _)| was != g) {
@@ -656,6 +658,7 @@ impl Resources {
                 ports: members,
                 statics,
                 cts,
+                tun,
             });
         }
         // A patch port is joined when its peer is a patch port that names it back; otherwise it stays down,

@@ -270,3 +270,63 @@ fn geneve_options_are_counted_and_unknown_critical_ones_dropped() {
     assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &geneve(&unknown), false), Err(DropReason::CriticalOption));
     assert_eq!(h.sw.counter(PortIdx(2)).geneve_options_rx, 2);
 }
+
+#[test]
+fn mapped_geneve_options_are_tunnel_metadata_the_flows_match() {
+    use crate::switch::pipeline::{TunField, TunMap};
+    let mut spec = tunnel_spec("192.0.2.12", 42);
+    spec.encap = Encap::Geneve;
+    // tun_metadata0 is option (0x0102, 0x80: critical) of 4 bytes, in the low half of the first word.
+    let field = TunField {
+        index: 0,
+        class: 0x0102,
+        kind: 0x80,
+        len: 4,
+        slot: Slot::new(slot::TUN_MD_WORD, 0, 32),
+        present: slot::tun_md_present(0),
+    };
+    let mut net =
+        Net::default().bridge("br0").tap("p1", 1).tunnel_with("gnv", 2, spec, &["192.0.2.12"], 1400, false).table(
+            0,
+            vec![
+                (20, vec![m(field.slot, 0x1234), m(field.present, 1)], vec![ActRt::Output(PortIdx(1))]),
+                (10, vec![], vec![]),
+            ],
+        );
+    net.bridges[0].tun = TunMap { fields: vec![field] };
+    let net = net.demux(Encap::Geneve, &[("gnv", 42, &["192.0.2.12"], false)]);
+    let mut h = Harness::new(net.build());
+    let geneve = |options: &[u8]| {
+        let repr = weft_wire::geneve::GeneveRepr { vni: 42, protocol: EtherType::TEB, oam: false, options };
+        let mut p = vec![0u8; repr.buffer_len()];
+        repr.emit(&mut p);
+        p.extend_from_slice(&raw(B, A));
+        p
+    };
+    let option = |class: u16, kind: u8, data: &[u8]| {
+        let mut o = Vec::new();
+        weft_wire::geneve::encode_option(class, kind, data, &mut o).unwrap();
+        o
+    };
+    // Critical, but mapped: known. Its data is the field; a wrong length or another option is not it.
+    let gnv = PortIdx(2);
+    let run = |h: &mut Harness, opts: &[u8]| -> Vec<String> {
+        let pkt = geneve(opts);
+        let (port, at) = h.sw.accept_tunnel(0, ip("192.0.2.12"), &pkt, false).expect("accepted");
+        assert_eq!(port, gnv);
+        let tun_md = h.sw.tunnel_metadata(port, &pkt);
+        let mut input = h.input("gnv", &pkt[at..], Some("192.0.2.12"), None, None);
+        input.tun_md = tun_md;
+        h.run(input, &mut Quiet).into_iter().map(|o| o.port).collect()
+    };
+    assert_eq!(run(&mut h, &option(0x0102, 0x80, &[0, 0, 0x12, 0x34])), ["p1"]);
+    assert!(run(&mut h, &option(0x0102, 0x80, &[0, 0, 0x99, 0x99])).is_empty(), "another value");
+    assert!(run(&mut h, &option(0x0102, 0x80, &[0, 0, 0x12, 0x34, 0, 0, 0, 0])).is_empty(), "another length");
+    assert!(run(&mut h, &option(0x0102, 0x01, &[0, 0, 0x12, 0x34])).is_empty(), "another option");
+    assert!(run(&mut h, &[]).is_empty(), "no option: absent, not zero");
+    let md = h.sw.tunnel_metadata(gnv, &geneve(&option(0x0102, 0x80, &[0xde, 0xad, 0xbe, 0xef])));
+    assert_eq!((md.present, md.words[0]), (1, 0xdead_beef));
+    // An unmapped critical option is still dropped.
+    let pkt = geneve(&option(0x0999, 0x81, &[]));
+    assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &pkt, false), Err(DropReason::CriticalOption));
+}

@@ -61,6 +61,7 @@ impl Net {
             fail_open: Default::default(),
             default_flow: Some(1),
             cts: Vec::new(),
+            tun: Default::default(),
         });
         self.port(name, OFPORT_LOCAL, PortKind::Tap { vnet_hdr: true })
     }
@@ -257,6 +258,7 @@ impl Harness {
             remote: remote.map(|r| r.parse().unwrap()),
             stripped,
             gso,
+            tun_md: Default::default(),
         }
     }
 
