@@ -189,12 +189,13 @@ fn gre_with_open_vswitch_ipv6_underlay() {
     interop("oe6", "gre", true);
 }
 
-/// Geneve options as flow fields (OVN's use): Open vSwitch maps option (0xffff, 0x80: critical) of 4 bytes to
-/// `tun_metadata0` and sets it on what it sends; weft, told the same TLV map over OpenFlow by `ovs-ofctl
-/// add-tlv-map`, matches it. Before the map the critical option is unknown to weft and dropped; with it, a
-/// flow on `tun_metadata0=0x1234` passes ping and TCP and another value is dropped by weft's flows.
-/// `ovs-ofctl dump-tlv-map` and `dump-flows` read weft back; writes of tunnel metadata and flows on unmapped
-/// fields are refused.
+/// Geneve options as flow fields (OVN's use), both ways: Open vSwitch maps option (0xffff, 0x80: critical)
+/// of 4 bytes to `tun_metadata0` and sets it on what it sends; weft, told the same TLV map over OpenFlow by
+/// `ovs-ofctl add-tlv-map`, matches it. Before the map the critical option is unknown to weft and dropped;
+/// with it, a flow on `tun_metadata0=0x1234` passes ping and TCP and another value is dropped by weft's
+/// flows. Then weft's flows set `tun_metadata0` on what they send, and OVS's flows pass only the value weft
+/// set. `ovs-ofctl dump-tlv-map` and `dump-flows` read weft back; flows on unmapped fields, a duplicate
+/// mapping and the deletion of a mapping in use are refused with OVS's codes.
 #[test]
 fn geneve_options_set_by_open_vswitch_are_tun_metadata_weft_flows_match() {
     let p = "otm";
@@ -236,9 +237,7 @@ fn geneve_options_set_by_open_vswitch_are_tun_metadata_weft_flows_match() {
         ofctl("-O OpenFlow13", "add-flow TARGET 'priority=0,actions=NORMAL'");
         let flows = ofctl("-O OpenFlow13", "--no-stats dump-flows TARGET");
         assert!(flows.contains("priority=20,tun_metadata0=0x1234 actions=NORMAL"), "{flows}");
-        // Writes are refused (weft does not send tunnel metadata yet), and so is an unmapped field.
-        let e = try_ofctl("add-flow TARGET 'priority=30,actions=set_field:1->tun_metadata0,NORMAL'");
-        assert!(!e.status.success(), "a write of tunnel metadata was accepted");
+        // Refused: a flow on an unmapped field, the deletion of a mapping flows use.
         let e = try_ofctl("add-flow TARGET 'priority=30,tun_metadata1=1,actions=NORMAL'");
         assert!(
             !e.status.success() && String::from_utf8_lossy(&e.stderr).contains("NXFMFC_INVALID_TLV_FIELD"),
@@ -260,5 +259,43 @@ fn geneve_options_set_by_open_vswitch_are_tun_metadata_weft_flows_match() {
         assert!(!lost.status.success(), "tun_metadata0=0x9999 was forwarded");
         ovs_sets("0x1234");
         s.right.ping(V4_LEFT, 2);
+
+        // The other way: weft sets tun_metadata0 on what it sends to the tunnel (explicit outputs), and OVS
+        // passes only what carries the value weft set.
+        ofctl_ovs("add-flow br-int 'priority=20,in_port=t1,tun_metadata0=0x5678,actions=NORMAL'");
+        ofctl_ovs("add-flow br-int 'priority=15,in_port=t1,actions=drop'");
+        let weft_sets = |v: &str| {
+            ofctl(
+                "-O OpenFlow13",
+                &format!("add-flow TARGET 'priority=20,in_port=1,actions=set_field:{v}->tun_metadata0,output:2'"),
+            );
+        };
+        ofctl("", "del-flows TARGET");
+        ofctl("-O OpenFlow13", "add-flow TARGET 'priority=20,in_port=2,tun_metadata0=0x1234,actions=output:1'");
+        weft_sets("0x9999");
+        let lost = s.left.run(&format!("ping -c 2 -i 0.3 -W 1 {V4_RIGHT}"));
+        assert!(!lost.status.success(), "OVS passed tun_metadata0=0x9999");
+        weft_sets("0x5678");
+        let flows = ofctl("-O OpenFlow13", "--no-stats dump-flows TARGET");
+        assert!(flows.contains("in_port=1 actions=set_field:0x5678->tun_metadata0,output:2"), "{flows}");
+        let pcap = s.tmp.path("metadata.pcap");
+        let cap = Capture::start(&s.u.h1, &s.u.u1, pcap.clone());
+        s.left.ping(V4_RIGHT, 3);
+        cap.finish();
+        let opts = sh(&format!(
+            "tshark -r {} -Y 'geneve && ip.src == {}' -T fields -e geneve.option.class -e geneve.option.type \
+             -e geneve.option.length -e geneve.option.unknown.data",
+            pcap.display(),
+            s.a1
+        ));
+        assert!(opts.lines().count() >= 3, "weft sent too few Geneve packets:\n{opts}");
+        for l in opts.lines() {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert_eq!(f[0], "0xffff", "{l}");
+            assert_eq!(u8::from_str_radix(f[1].trim_start_matches("0x"), 16).unwrap(), 0x80, "{l}");
+            assert!(f[3].ends_with("5678"), "the option carries 0x5678: {l}");
+        }
+        tcp_both_ways(s.left, s.right, &[V4_RIGHT], "Geneve with tun_metadata0 set by weft and matched by OVS");
+        assert_decode_matches_tshark(&pcap, &[]);
     });
 }

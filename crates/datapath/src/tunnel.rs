@@ -44,6 +44,9 @@ pub struct TunnelSpec {
     pub local: Option<IpAddr>,
     /// Bytes of Geneve options sent with every packet.
     pub options_len: u16,
+    /// Geneve: bytes the options that flows set (tunnel metadata, by the bridge's TLV map) may add to a
+    /// packet; counted in the overhead, so that the MTU leaves room for them.
+    pub md_room: u16,
     /// GRE: checksum and sequence number fields.
     pub csum: bool,
     pub seq: bool,
@@ -87,6 +90,7 @@ impl TunnelSpec {
             },
             local: None,
             options_len: 0,
+            md_room: 0,
             csum: false,
             seq: false,
             ttl: Inherit::Default,
@@ -107,11 +111,12 @@ impl TunnelSpec {
         ip + self.encap_len() as u32 + esp
     }
 
-    /// Bytes after the outer IP header and before the inner frame.
+    /// Bytes after the outer IP header and before the inner frame (at most: with the room for options flows
+    /// may set).
     pub fn encap_len(&self) -> usize {
         match self.encap {
             Encap::Vxlan => 8 + 8,
-            Encap::Geneve => 8 + 8 + usize::from(self.options_len),
+            Encap::Geneve => 8 + 8 + usize::from(self.options_len) + usize::from(self.md_room),
             Encap::Gre => 4 + 4 * (usize::from(self.keyed) + usize::from(self.csum) + usize::from(self.seq)),
         }
     }

@@ -704,14 +704,6 @@ impl Config {
                 }
             }
             for g in &b.groups {
-                if let Some(n) = g.buckets.iter().find_map(|bk| crate::tlv::written(&bk.actions)) {
-                    return Err(ConfigError::BadSetting(format!(
-                        "bridge {:?}: group {}: {}",
-                        b.name,
-                        g.id,
-                        crate::tlv::write_refusal(n)
-                    )));
-                }
                 for n in g.buckets.iter().flat_map(|bk| crate::tlv::actions_use(&bk.actions)) {
                     if !b.tlv_map.iter().any(|m| m.index == n) {
                         return Err(ConfigError::BadSetting(format!(

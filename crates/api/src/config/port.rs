@@ -518,6 +518,7 @@ impl PortConfig {
             dst_port,
             local,
             options_len,
+            md_room: 0,
             csum: parse_bool("csum", get("csum"))?,
             seq: parse_bool("seq", get("seq"))?,
             ttl: parse_inherit("ttl", get("ttl"), 1)?,

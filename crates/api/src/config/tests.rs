@@ -547,3 +547,33 @@ fn a_database_with_one_controller_target_still_loads() {
     });
     assert!(e.unwrap_err().to_string().contains("given twice"));
 }
+
+#[test]
+fn a_tlv_map_leaves_room_for_its_options_and_bounds_the_ports_own() {
+    let mut c = sample();
+    let gnv = |opts: &str| {
+        kv(&[
+            ("type", "geneve"),
+            ("options:remote_ip", "192.0.2.2"),
+            ("options:key", "5"),
+            ("options:geneve_opts", opts),
+        ])
+    };
+    c.add_port("sw1", "gnv1", &gnv("0x0102:0x80:0a0b0c0d"), &[], false).unwrap();
+    assert_eq!(tunnel(&c, "gnv1").overhead(), 20 + 8 + 8 + 8);
+    c.bridges[0].tlv_map =
+        crate::tlv::parse("{class=0xffff,type=0x80,len=4}->tun_metadata0,{class=1,type=1,len=16}->tun_metadata1")
+            .unwrap();
+    // Room for both mapped options: 4 + 4 and 4 + 16 bytes.
+    assert_eq!(tunnel(&c, "gnv1").overhead(), 20 + 8 + 8 + 8 + 28);
+    let long = ["0x0102:0x01:00000000000000000000000000000000"; 4].join(",");
+    let mut too_long = c.clone();
+    too_long.bridges[0].ports.iter_mut().find(|p| p.name == "gnv1").unwrap().options.insert("geneve_opts".into(), long);
+    let e = too_long.validate().unwrap_err().to_string();
+    assert!(e.contains("at most 64 bytes of options:geneve_opts"), "{e}");
+    // A flow on an unmapped field, or one too long for its option, is refused with the configuration.
+    c.add_flows("sw1", &["tun_metadata0=0x1234,actions=NORMAL".to_string()]).unwrap();
+    c.validate().unwrap();
+    c.add_flows("sw1", &["tun_metadata2=1,actions=NORMAL".to_string()]).unwrap();
+    assert!(c.validate().unwrap_err().to_string().contains("tun_metadata2 is not mapped"));
+}

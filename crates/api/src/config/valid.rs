@@ -123,6 +123,19 @@ impl PortConfig {
         };
         let ipsec = self.ipsec()?;
         tunnel.ipsec = ipsec.as_ref().map(|i| i.shape);
+        // Room for the options a TLV map lets flows put into a Geneve packet (the MTU leaves it free).
+        if tunnel.encap == Encap::Geneve && !bridge.tlv_map.is_empty() {
+            if usize::from(tunnel.options_len) > crate::tlv::STATIC_OPTIONS_MAX {
+                return Err(ConfigError::BadSetting(format!(
+                    "port {:?}: a Geneve port of a bridge with a TLV map sends at most {} bytes of \
+                     options:geneve_opts (it has {})",
+                    self.name,
+                    crate::tlv::STATIC_OPTIONS_MAX,
+                    tunnel.options_len
+                )));
+            }
+            tunnel.md_room = crate::tlv::room(&bridge.tlv_map);
+        }
         Ok(PortSpec {
             tunnel: Some(tunnel),
             ipsec,

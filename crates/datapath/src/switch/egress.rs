@@ -3,17 +3,20 @@
 //! on the wire — after segmentation, so each GRE segment gets its own sequence number and checksum — and
 //! only places bytes; the decisions are the switch's.
 
-use super::pipeline::{PortDesc, PortKind, TunnelPort};
+use super::pipeline::{PortDesc, PortKind, TunMap, TunnelPort};
 use super::Switch;
+use super::TunMd;
 use crate::mtu;
 use crate::offload::{self, VnetHdr};
 use crate::tunnel::{Encap, Inherit, TunnelSpec};
 use crate::PortIdx;
 use weft_wire::ethernet::{EtherType, HEADER_LEN as ETH_LEN};
 
-/// The longest tunnel header built per frame (GRE with checksum, key and sequence number; VXLAN and Geneve
-/// carrying a flow's tunnel ID are shorter).
-pub const BUILT_HEADER_MAX: usize = weft_wire::gre::HEADER_MAX;
+/// The longest tunnel header built per frame: Geneve with the port's options (at most
+/// `weft_api::tlv::STATIC_OPTIONS_MAX` in a bridge with a TLV map) and the tunnel metadata the flows set
+/// (at most 32 bytes of data in at most 8 options). GRE with checksum, key and sequence number, and VXLAN or
+/// Geneve carrying only a flow's tunnel ID, are shorter.
+pub const BUILT_HEADER_MAX: usize = 8 + 64 + 32 + 8 * 4;
 
 /// The tunnel header one wire frame leaves behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +69,44 @@ impl TunnelPort {
     }
 
     /// The tunnel header for `frame`: the port's own (VXLAN and Geneve with the port's key), one carrying a
-    /// flow's tunnel ID, or a GRE header with sequence number `seq` (when the port sends them) and its
-    /// checksum over `frame` (when it sends those).
-    pub fn header_for(&self, flow_vni: Option<u32>, seq: u32, frame: &[u8]) -> TunnelHeader {
+    /// flow's tunnel ID, a Geneve header with the port's options and then the tunnel metadata `md` holds
+    /// (`tun`: the bridge's TLV map), or a GRE header with sequence number `seq` (when the port sends them)
+    /// and its checksum over `frame` (when it sends those).
+    pub fn header_for(
+        &self,
+        flow_vni: Option<u32>,
+        md: Option<(&TunMap, &TunMd)>,
+        seq: u32,
+        frame: &[u8],
+    ) -> TunnelHeader {
         let spec = self.spec_for(flow_vni);
         let mut h = TunnelHeader::PORT;
+        if let (Encap::Geneve, Some((tun, md))) = (spec.encap, md) {
+            // The port's options (its own header past the 8 fixed bytes), then each field there.
+            let own = self.header.get(8..).unwrap_or_default();
+            let mut opts = [0u8; BUILT_HEADER_MAX - 8];
+            if own.len() > weft_wire::geneve::OPTIONS_MAX.min(opts.len()) {
+                return h;
+            }
+            opts[..own.len()].copy_from_slice(own);
+            let mut n = own.len();
+            for f in tun.fields.iter().filter(|f| md.has(f)) {
+                let len = usize::from(f.len);
+                if n + 4 + len > opts.len() {
+                    break;
+                }
+                opts[n..n + 2].copy_from_slice(&f.class.to_be_bytes());
+                opts[n + 2] = f.kind;
+                opts[n + 3] = (len / 4) as u8;
+                opts[n + 4..n + 4 + len].copy_from_slice(&md.value(f).to_be_bytes()[16 - len..]);
+                n += 4 + len;
+            }
+            let vni = flow_vni.unwrap_or(spec.vni);
+            let repr = weft_wire::geneve::GeneveRepr { vni, protocol: EtherType::TEB, oam: false, options: &opts[..n] };
+            repr.emit(&mut h.bytes);
+            h.len = repr.buffer_len() as u8;
+            return h;
+        }
         match (spec.encap, self.flow_vni(flow_vni)) {
             (Encap::Vxlan, Some(vni)) => {
                 weft_wire::vxlan::VxlanRepr { vni }.emit(&mut h.bytes);
@@ -153,12 +189,20 @@ impl PortDesc {
 impl Switch {
     /// The tunnel header for one wire frame leaving tunnel port `port` (`None` if it is not one); a GRE
     /// port that sends sequence numbers uses up one.
-    pub fn tunnel_header(&self, port: PortIdx, flow_vni: Option<u32>, frame: &[u8]) -> Option<TunnelHeader> {
-        let t = self.pipe.ports.get(usize::from(port.0))?.tunnel()?;
+    pub fn tunnel_header(
+        &self,
+        port: PortIdx,
+        flow_vni: Option<u32>,
+        md: Option<&TunMd>,
+        frame: &[u8],
+    ) -> Option<TunnelHeader> {
+        let desc = self.pipe.ports.get(usize::from(port.0))?;
+        let t = desc.tunnel()?;
+        let md = md.map(|m| (&self.pipe.bridges[desc.bridge].tun, m));
         let seq = match (t.spec.encap, t.spec.seq, self.pipe.gre_seq.get(usize::from(port.0))) {
             (Encap::Gre, true, Some(s)) => s.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             _ => 0,
         };
-        Some(t.header_for(flow_vni, seq, frame))
+        Some(t.header_for(flow_vni, md, seq, frame))
     }
 }

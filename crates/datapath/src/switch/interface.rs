@@ -162,6 +162,31 @@ pub struct TunMd {
 }
 
 impl TunMd {
+    /// The key's tunnel metadata.
+    #[inline]
+    pub fn of(key: &crate::classifier::FlowKey) -> TunMd {
+        use crate::classifier::slot;
+        let mut words = [0; slot::TUN_MD_WORDS];
+        words.copy_from_slice(&key.w[slot::TUN_MD_WORD..slot::TUN_MD_WORD + slot::TUN_MD_WORDS]);
+        TunMd { present: key.get(slot::TUN_MD_PRESENT) as u8, words }
+    }
+
+    /// Whether the field is there.
+    pub fn has(&self, f: &super::pipeline::TunField) -> bool {
+        let bit = f.present.shift - crate::classifier::slot::TUN_MD_PRESENT.shift;
+        self.present >> bit & 1 != 0
+    }
+
+    /// The field's value (as its slot in the key holds it).
+    pub fn value(&self, f: &super::pipeline::TunField) -> u128 {
+        let w = f.slot.word - crate::classifier::slot::TUN_MD_WORD;
+        match f.slot.bits {
+            128 => u128::from(self.words[w]) << 64 | u128::from(self.words[w + 1]),
+            64 => u128::from(self.words[w]),
+            bits => u128::from((self.words[w] >> f.slot.shift) & ((1u64 << bits) - 1)),
+        }
+    }
+
     /// Puts it into a key.
     #[inline]
     pub fn put(&self, key: &mut crate::classifier::FlowKey) {
@@ -189,6 +214,8 @@ pub struct Emission {
     pub hash: u32,
     /// The frame's offload header (counted from the untagged frame), if it is an offloaded one.
     pub gso: Option<VnetHdr>,
+    /// Geneve ports: the tunnel metadata the frame carries out, as `Outputs::tun_mds[md - 1]` (0: none).
+    pub md: u32,
 }
 
 /// A frame for the bridge's OpenFlow controller (a `controller` action).
@@ -227,6 +254,8 @@ pub struct Outputs {
     /// Frames sent to patch ports, to enter the peer's bridge before the switch returns (always empty
     /// between calls).
     pub(crate) patched: Vec<Emission>,
+    /// The tunnel metadata of frames leaving by Geneve ports ([`Emission::md`]).
+    pub tun_mds: Vec<TunMd>,
 }
 
 impl Outputs {
@@ -236,6 +265,7 @@ impl Outputs {
             to_controller: Vec::with_capacity(16),
             events: Vec::with_capacity(4),
             patched: Vec::with_capacity(16),
+            tun_mds: Vec::with_capacity(16),
         }
     }
 
@@ -244,6 +274,7 @@ impl Outputs {
         self.to_controller.clear();
         self.events.clear();
         self.patched.clear();
+        self.tun_mds.clear();
     }
 }
 

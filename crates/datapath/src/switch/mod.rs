@@ -37,6 +37,7 @@ use crate::counters::{DropReason, PortCounters};
 use crate::fdb::{Fdb, FdbChanges, FdbEntry, Learned, Origin};
 use crate::headers::Headers;
 use crate::offload::{self, VnetHdr};
+use crate::tunnel::Encap;
 use crate::vlan::Egress;
 use crate::{mtu, neigh, Nanos, PortIdx, SECOND};
 pub use interface::*;
@@ -583,6 +584,14 @@ impl Tables {
                 return;
             }
             let out = |sw: &mut Self, r: &mut Run<'_, '_, O>, st: &mut ActState, port: PortIdx| {
+                // Tunnel metadata the packet has (received or written) leaves with it by a Geneve port.
+                let geneve = |p: PortIdx| pipe.port(p).tunnel().is_some_and(|t| t.spec.encap == Encap::Geneve);
+                let md = if st.key.get(slot::TUN_MD_PRESENT) != 0 && geneve(port) {
+                    r.out.tun_mds.push(TunMd::of(&st.key));
+                    r.out.tun_mds.len() as u32
+                } else {
+                    0
+                };
                 let e = Emission {
                     port,
                     data: st.data,
@@ -592,6 +601,7 @@ impl Tables {
                     vni: st.vni,
                     hash: st.hdr.hash,
                     gso: st.gso,
+                    md,
                 };
                 let too_big = sw.output(pipe, e, &st.hdr, r.out, r.obs);
                 st.too_big = st.too_big.or(too_big);
@@ -872,6 +882,7 @@ impl Tables {
             vni: None,
             hash,
             gso,
+            md: 0,
         };
         let mut too_big = None;
         match d.forward {

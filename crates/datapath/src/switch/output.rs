@@ -19,7 +19,7 @@ impl Tables {
     ) -> bool {
         let Some(data) = bufs.scratch.push(frame) else { return false };
         let hdr = Headers::parse(frame);
-        let e = Emission { port, data, tci, tagged: false, remote: None, vni: None, hash: hdr.hash, gso: None };
+        let e = Emission { port, data, tci, tagged: false, remote: None, vni: None, hash: hdr.hash, gso: None, md: 0 };
         self.output(pipe, e, &hdr, out, obs);
         true
     }

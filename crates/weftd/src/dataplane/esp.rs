@@ -164,10 +164,7 @@ impl Dataplane {
             }
             let data = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
             let io = &pipeline.core.port(e.port).kind;
-            let head: &[u8] = match io {
-                PortKind::Tunnel(t) if e.port_header => &t.header,
-                _ => &e.prefix[..usize::from(e.prefix_len)],
-            };
+            let head = super::head_of(pipeline, &e, &self.long_prefixes);
             let (proto, dport) = match io {
                 PortKind::Tunnel(t) => (t.spec.ip_protocol(), t.spec.dst_port),
                 _ => (0, 0),

@@ -63,9 +63,24 @@ const UDP_GSO_BYTES: usize = 65_000;
 /// Most outputs queued between flushes (a flood of a full batch to 64 ports).
 const TX_QUEUE: usize = BATCH * 64;
 
-/// Longest header built per packet and prepended to a queued frame: a GRE header with every field (the
-/// virtio-net header is 10 bytes; VXLAN and Geneve headers are the port's, not built per packet).
+/// Longest header kept in a queued frame's entry: a GRE header with every field (the virtio-net header is
+/// 10 bytes; VXLAN and Geneve headers are the port's, not built per packet). A longer one — a Geneve
+/// header carrying tunnel metadata — is kept in the dataplane's `long_prefixes` ([`TxEntry::prefix_at`]).
 const PREFIX_MAX: usize = weft_wire::gre::HEADER_MAX;
+/// [`TxEntry::prefix_at`] when the prefix is in the entry.
+const PREFIX_INLINE: u32 = u32::MAX;
+
+/// The bytes that go in front of a queued frame: the port's own tunnel header, or its prefix (in the entry,
+/// or in `long`, the dataplane's `long_prefixes`).
+fn head_of<'a>(pipeline: &'a Pipeline, e: &'a TxEntry, long: &'a [u8]) -> &'a [u8] {
+    match &pipeline.core.port(e.port).kind {
+        PortKind::Tunnel(t) if e.port_header => &t.header,
+        _ if e.prefix_at != PREFIX_INLINE => {
+            long.get(e.prefix_at as usize..e.prefix_at as usize + usize::from(e.prefix_len)).unwrap_or_default()
+        }
+        _ => &e.prefix[..usize::from(e.prefix_len)],
+    }
+}
 
 /// Where a frame's bytes are: the receive buffers (offsets into the whole of them), the segment scratch
 /// area, or the switch's scratch area.
@@ -97,6 +112,8 @@ struct TxEntry {
     dest: Option<SocketAddr>,
     prefix: [u8; PREFIX_MAX],
     prefix_len: u8,
+    /// Where a prefix longer than [`PREFIX_MAX`] starts in `long_prefixes` ([`PREFIX_INLINE`]: in `prefix`).
+    prefix_at: u32,
     /// The frame goes after the port's own tunnel header (VXLAN, Geneve) instead of `prefix`.
     port_header: bool,
     /// Outer TOS and TTL for this packet, when the port sets them.
@@ -214,6 +231,11 @@ pub struct Dataplane {
     seg: Vec<u8>,
     seg_used: usize,
     txq: Vec<TxEntry>,
+    /// Tunnel headers of queued frames too long for their entries (Geneve with tunnel metadata), emptied
+    /// with the queue.
+    long_prefixes: Vec<u8>,
+    /// The tunnel metadata of the emissions being sent (`Outputs::tun_mds`, while `perform` runs).
+    tx_mds: Vec<weft_datapath::switch::TunMd>,
     /// The queue's second buffer, for rewriting it without allocating.
     txq_scratch: Vec<TxEntry>,
     sinks: Vec<Sink>,
@@ -275,6 +297,8 @@ impl Dataplane {
             seg: vec![0u8; SEGMENT_ARENA],
             seg_used: 0,
             txq: Vec::with_capacity(TX_QUEUE),
+            long_prefixes: Vec::with_capacity(4096),
+            tx_mds: Vec::with_capacity(16),
             txq_scratch: Vec::with_capacity(TX_QUEUE),
             sinks: Vec::with_capacity(64),
             mmsg: MmsgStorage::new(BATCH),

@@ -305,9 +305,12 @@ impl Dataplane {
     /// Sends what the switch produced, hands frames to controllers, and logs what it reported.
     pub(super) fn perform(&mut self, pipeline: &Pipeline) {
         let mut outs = std::mem::take(&mut self.outs);
+        // The tunnel metadata the emissions name, where `transmit` finds it.
+        std::mem::swap(&mut self.tx_mds, &mut outs.tun_mds);
         for e in &outs.sends {
             self.transmit(pipeline, e);
         }
+        std::mem::swap(&mut self.tx_mds, &mut outs.tun_mds);
         for c in &outs.to_controller {
             self.packet_in(pipeline, c);
         }

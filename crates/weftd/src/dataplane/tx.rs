@@ -63,6 +63,7 @@ impl Dataplane {
             dest: None,
             prefix,
             prefix_len,
+            prefix_at: PREFIX_INLINE,
             port_header: false,
             meta: IpMeta::default(),
             tag,
@@ -97,15 +98,24 @@ impl Dataplane {
         // watches, now (the capture shows it).
         let late =
             t.spec.encap == Encap::Gre && t.spec.seq && spec.ipsec.is_none() && !self.tapped[usize::from(port.0)];
-        // The switch builds the header (a flow's tunnel ID, GRE sequence number and checksum).
+        // The switch builds the header (a flow's tunnel ID, tunnel metadata, GRE sequence number and checksum).
+        let md = e.md.checked_sub(1).and_then(|i| self.tx_mds.get(i as usize));
         let header = if late {
             TunnelHeader::PORT
         } else {
-            self.switch.tunnel_header(port, e.vni, frame).unwrap_or(TunnelHeader::PORT)
+            self.switch.tunnel_header(port, e.vni, md, frame).unwrap_or(TunnelHeader::PORT)
         };
         let mut prefix = [0u8; PREFIX_MAX];
-        let prefix_len = header.built().len();
-        prefix[..prefix_len].copy_from_slice(header.built());
+        let built = header.built();
+        let prefix_len = built.len();
+        let prefix_at = if prefix_len > PREFIX_MAX {
+            let at = self.long_prefixes.len() as u32;
+            self.long_prefixes.extend_from_slice(built);
+            at
+        } else {
+            prefix[..prefix_len].copy_from_slice(built);
+            PREFIX_INLINE
+        };
         let socket = hash as usize % pipeline.pools[pool].len();
         let mut sink = Sink::Udp { pool: pool as u16, socket: socket as u16 };
         let one = [remote.unwrap_or(dest.ip())];
@@ -153,6 +163,7 @@ impl Dataplane {
                 dest,
                 prefix,
                 prefix_len: prefix_len as u8,
+                prefix_at,
                 port_header: header.is_port_header() && !late,
                 meta,
                 tag,
@@ -235,6 +246,7 @@ impl Dataplane {
                         train_head: head as u8,
                         bytes: seg_bytes(start as u32, total as u32),
                         prefix_len: 0,
+                        prefix_at: PREFIX_INLINE,
                         port_header: false,
                         tag: None,
                         segment: size as u16,
@@ -261,10 +273,7 @@ impl Dataplane {
 
     /// The length of a queued datagram as it goes on the wire (tunnel header, tag and frame).
     pub(super) fn wire_len(&self, pipeline: &Pipeline, e: &TxEntry) -> usize {
-        let head = match &pipeline.core.port(e.port).kind {
-            PortKind::Tunnel(t) if e.port_header => t.header.len(),
-            _ => usize::from(e.prefix_len),
-        };
+        let head = head_of(pipeline, e, &self.long_prefixes).len();
         let data = e.bytes.len();
         head + data + if e.tag.is_some() { 4 } else { 0 }
     }
@@ -279,10 +288,7 @@ impl Dataplane {
         }
         let (before, after) = self.seg.split_at_mut(at);
         let data = resolve(&self.rx, before, &self.scratch, e.bytes);
-        let head: &[u8] = match &pipeline.core.port(e.port).kind {
-            PortKind::Tunnel(t) if e.port_header => &t.header,
-            _ => &e.prefix[..usize::from(e.prefix_len)],
-        };
+        let head = head_of(pipeline, e, &self.long_prefixes);
         let dst = &mut after[..len];
         dst[..head.len()].copy_from_slice(head);
         let rest = &mut dst[head.len()..];
@@ -400,6 +406,7 @@ impl Dataplane {
                     dest,
                     prefix: [0; PREFIX_MAX],
                     prefix_len: 0,
+                    prefix_at: PREFIX_INLINE,
                     port_header: false,
                     meta,
                     tag: None,
@@ -457,7 +464,7 @@ impl Dataplane {
                 let t = t.send(self.worker);
                 for e in self.txq.iter().filter(|e| e.sink == sink) {
                     let frame = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
-                    let head = &e.prefix[..usize::from(e.prefix_len)];
+                    let head = head_of(&pipeline, e, &self.long_prefixes);
                     let r = match &e.tag {
                         None => t.write(&[std::io::IoSlice::new(head), std::io::IoSlice::new(frame)]),
                         Some(tag) => t.write(&[
@@ -497,7 +504,7 @@ impl Dataplane {
                         }
                         _ => {
                             let frame = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
-                            if let Some(h) = self.switch.tunnel_header(e.port, vni, frame) {
+                            if let Some(h) = self.switch.tunnel_header(e.port, vni, None, frame) {
                                 let built = h.built();
                                 e.prefix[..built.len()].copy_from_slice(built);
                                 e.prefix_len = built.len() as u8;
@@ -533,10 +540,7 @@ impl Dataplane {
             let mut batch = self.mmsg.start();
             for e in self.txq.iter().filter(|e| e.sink == sink) {
                 let data = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
-                let head: &[u8] = match &pipeline.core.port(e.port).kind {
-                    PortKind::Tunnel(t) if e.port_header => &t.header,
-                    _ => &e.prefix[..usize::from(e.prefix_len)],
-                };
+                let head = head_of(&pipeline, e, &self.long_prefixes);
                 match &e.tag {
                     None => {
                         let frames = data.len() - usize::from(e.packets) * usize::from(e.train_head);
@@ -565,5 +569,6 @@ impl Dataplane {
         self.sinks = sinks;
         self.sinks.clear();
         self.txq.clear();
+        self.long_prefixes.clear();
     }
 }

@@ -151,9 +151,8 @@ pub(super) fn run_packet_out(
         return Err((error::BAD_REQUEST, BUFFER_UNKNOWN));
     }
     let b = st.config().bridge(bridge).ok_or((error::BAD_REQUEST, BAD_PORT))?;
-    // Tunnel metadata the bridge maps, read only (as its flows: see weft_api::tlv::written).
-    let unmapped = weft_api::tlv::actions_use(&actions).into_iter().any(|n| !b.tlv_map.iter().any(|m| m.index == n));
-    if unmapped || weft_api::tlv::written(&actions).is_some() {
+    // Tunnel metadata the bridge maps, only.
+    if weft_api::tlv::actions_use(&actions).into_iter().any(|n| !b.tlv_map.iter().any(|m| m.index == n)) {
         return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
     }
     let known = in_port == of::port::LOCAL || b.ports.iter().any(|p| p.ofport == in_port);
@@ -213,12 +212,9 @@ pub(super) fn apply_flow_mod(
             }
         }
     }
-    // Tunnel metadata: mapped (else NXFMFC_INVALID_TLV_FIELD, as OVS), read only (weft_api::tlv::written).
+    // Tunnel metadata: mapped (else NXFMFC_INVALID_TLV_FIELD, as OVS).
     if matches!(fm.command, of::flow_cmd::ADD | of::flow_cmd::MODIFY | of::flow_cmd::MODIFY_STRICT) {
         const INVALID_TLV_FIELD: u16 = 37;
-        if weft_api::tlv::written(&flow.actions).is_some() {
-            return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
-        }
         if let Err(e) = weft_api::tlv::check_flow(b.map_or(&[], |b| &b.tlv_map), &flow) {
             tracing::warn!("OpenFlow flow_mod refused: {e}");
             return Err((super::tlv::EXPERIMENTER_ERROR, INVALID_TLV_FIELD));

@@ -21,29 +21,29 @@ fn vxlan_frames_go_behind_the_port_header_unless_a_flow_sets_the_tunnel_id() {
     let h = one_tunnel(tunnel_spec("192.0.2.2", 42), 1450);
     let frame = udp4(B, A, 100, false, 53);
     let t1 = h.port("t1");
-    let own = h.sw.tunnel_header(t1, None, &frame).unwrap();
+    let own = h.sw.tunnel_header(t1, None, None, &frame).unwrap();
     assert!(own.is_port_header());
     let port = tunnel_port(&h);
     assert_eq!(own.bytes(&port), &port.header[..]);
-    let flow = h.sw.tunnel_header(t1, Some(7), &frame).unwrap();
+    let flow = h.sw.tunnel_header(t1, Some(7), None, &frame).unwrap();
     let v = weft_wire::vxlan::VxlanPacket::new_checked(flow.built()).unwrap();
     assert_eq!(v.vni(), 7);
     assert_eq!(port.spec_for(Some(7)).vni, 7);
     assert_eq!(port.spec_for(None).vni, 42);
     // Not a tunnel: no header.
-    assert_eq!(h.sw.tunnel_header(h.port("p1"), None, &frame), None);
+    assert_eq!(h.sw.tunnel_header(h.port("p1"), None, None, &frame), None);
 }
 
 #[test]
 fn geneve_ports_with_options_keep_their_header_whatever_the_flow_says() {
     let mut spec = TunnelSpec::new(Encap::Geneve, ip("192.0.2.2"), 42);
     let h = one_tunnel(spec, 1450);
-    let g = h.sw.tunnel_header(h.port("t1"), Some(9), &[0u8; 60]).unwrap();
+    let g = h.sw.tunnel_header(h.port("t1"), Some(9), None, &[0u8; 60]).unwrap();
     let p = weft_wire::geneve::GenevePacket::new_checked(g.built()).unwrap();
     assert_eq!(p.vni(), 9);
     spec.options_len = 8;
     let h = one_tunnel(spec, 1450);
-    let g = h.sw.tunnel_header(h.port("t1"), Some(9), &[0u8; 60]).unwrap();
+    let g = h.sw.tunnel_header(h.port("t1"), Some(9), None, &[0u8; 60]).unwrap();
     assert_eq!(g, TunnelHeader::PORT, "a port with options sends its own header");
     assert_eq!(tunnel_port(&h).spec_for(Some(9)).vni, 42);
 }
@@ -57,7 +57,7 @@ fn gre_numbers_each_frame_and_checksums_it() {
     let t1 = h.port("t1");
     let frame = udp4(B, A, 200, false, 53);
     for want in 0..3u32 {
-        let hd = h.sw.tunnel_header(t1, None, &frame).unwrap();
+        let hd = h.sw.tunnel_header(t1, None, None, &frame).unwrap();
         let mut packet = hd.built().to_vec();
         packet.extend_from_slice(&frame);
         let p = GrePacket::new_checked(&packet[..]).unwrap();
@@ -70,13 +70,13 @@ fn gre_numbers_each_frame_and_checksums_it() {
     let mut again = Arc::try_unwrap(net.build()).unwrap();
     again.generation = 2;
     h.sw.install(Arc::new(again), 0);
-    let hd = h.sw.tunnel_header(t1, None, &frame).unwrap();
+    let hd = h.sw.tunnel_header(t1, None, None, &frame).unwrap();
     let p = GrePacket::new_checked(hd.built()).unwrap();
     assert_eq!(p.sequence(), Some(3));
     // Without seq=true nothing is numbered.
     spec.seq = false;
     let h = one_tunnel(spec, 1450);
-    let hd = h.sw.tunnel_header(h.port("t1"), None, &frame).unwrap();
+    let hd = h.sw.tunnel_header(h.port("t1"), None, None, &frame).unwrap();
     assert_eq!(GrePacket::new_checked(hd.built()).unwrap().sequence(), None);
 }
 
@@ -139,4 +139,69 @@ fn offloaded_frames_go_whole_only_where_the_output_takes_them() {
     // A TAP without a virtio-net header cannot take it.
     let h = Harness::new(Net::default().bridge("br0").port("p1", 1, PortKind::Tap { vnet_hdr: false }).build());
     assert!(!h.sw.pipeline().port(h.port("p1")).takes_whole(&frame, &gso, 0, on, false));
+}
+
+#[test]
+fn tunnel_metadata_a_flow_sets_leaves_as_geneve_options_after_the_ports_own() {
+    use crate::switch::pipeline::{TunField, TunMap};
+    let field = |index: u8, kind: u8, len: u8, slot: Slot, present: usize| TunField {
+        index,
+        class: 0x0102,
+        kind,
+        len,
+        slot,
+        present: slot::tun_md_present(present),
+    };
+    // tun_metadata0: 4 bytes in the low half of the first word; tun_metadata1: 8 bytes, the second word.
+    let f0 = field(0, 0x80, 4, Slot::new(slot::TUN_MD_WORD, 0, 32), 0);
+    let f1 = field(1, 0x01, 8, Slot::new(slot::TUN_MD_WORD + 1, 0, 64), 1);
+    let spec = TunnelSpec::new(Encap::Geneve, ip("192.0.2.2"), 42);
+    let set = |s: Slot, v: u128| ActRt::SetBits { slot: s, value: v, mask: Slot::bits_mask(0, s.bits) };
+    let mut net = Net::default().bridge("br0").tap("p1", 1).tunnel_with("t1", 2, spec, &["192.0.2.2"], 1400, false);
+    let t1 = net.idx("t1");
+    net = net.table(
+        0,
+        vec![(
+            10,
+            vec![],
+            vec![set(f0.slot, 0xabcd), set(f0.present, 1), ActRt::Output(t1), ActRt::Output(PortIdx(0))],
+        )],
+    );
+    net.bridges[0].tun = TunMap { fields: vec![f0, f1] };
+    let mut h = Harness::new(net.build());
+    let frame = udp4(B, A, 100, false, 53);
+    let sent = h.send("p1", &frame);
+    assert_eq!(sent.len(), 2);
+    // Only the Geneve port's emission names the metadata.
+    let (to_t1, to_br0) = (h.outs.sends[0], h.outs.sends[1]);
+    assert_eq!((to_t1.port, to_br0.md), (t1, 0));
+    let md = h.outs.tun_mds[to_t1.md as usize - 1];
+    assert_eq!((md.present, md.value(&f0), md.has(&f1)), (1, 0xabcd, false));
+    let hd = h.sw.tunnel_header(t1, None, Some(&md), &frame).unwrap();
+    let g = weft_wire::geneve::GenevePacket::new_checked(hd.built()).unwrap();
+    assert_eq!(g.vni(), 42);
+    assert!(g.is_critical(), "the mapped option's type has the critical bit: the header says so");
+    let opts: Vec<_> = g.options().map(|o| o.unwrap()).map(|o| (o.class, o.kind, o.data.to_vec())).collect();
+    assert_eq!(opts, [(0x0102, 0x80, vec![0, 0, 0xab, 0xcd])], "only the field there");
+    // Both fields, after the port's own options, with a flow's tunnel ID.
+    let both = TunMd { present: 0b11, words: [0x1234, 0x1122_3344_5566_7788, 0, 0] };
+    let mut port = h.sw.pipeline().port(t1).tunnel().unwrap().clone();
+    let mut own = Vec::new();
+    weft_wire::geneve::encode_option(0x0103, 0x05, &[9, 9, 9, 9], &mut own).unwrap();
+    let repr = weft_wire::geneve::GeneveRepr { vni: 42, protocol: EtherType::TEB, oam: false, options: &own };
+    port.header = vec![0; repr.buffer_len()].into();
+    repr.emit(std::sync::Arc::get_mut(&mut port.header).unwrap());
+    let tun = TunMap { fields: vec![f0, f1] };
+    let hd = port.header_for(Some(7), Some((&tun, &both)), 0, &frame);
+    let g = weft_wire::geneve::GenevePacket::new_checked(hd.built()).unwrap();
+    assert_eq!(g.vni(), 7);
+    let opts: Vec<_> = g.options().map(|o| o.unwrap()).map(|o| (o.class, o.kind, o.data.to_vec())).collect();
+    assert_eq!(
+        opts,
+        [
+            (0x0103, 0x05, vec![9, 9, 9, 9]),
+            (0x0102, 0x80, vec![0, 0, 0x12, 0x34]),
+            (0x0102, 0x01, vec![0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])
+        ]
+    );
 }
