@@ -540,3 +540,46 @@ fn fail_mode_standalone_fails_open_and_secure_does_not() {
     wait_for("fail-open to end with a controller", 10, || !failed_open());
     let _ = run(&format!("kill {pid}"));
 }
+
+/// The TLV map from weft's own CLI: mappings in `ovs-ofctl add-tlv-map`'s syntax, flows on them, both back
+/// after `kill -9`; bad or conflicting mappings, a flow on an unmapped field and the removal of a mapping in
+/// use are refused and change nothing.
+#[test]
+fn tlv_maps_from_the_cli_survive_kill_9_and_refuse_what_they_must() {
+    let p = "otl";
+    let Some(OneHost { tmp: _tmp, h: _h, mut w }) = one_host(p, &["ip"]) else { return };
+    w.weft("add-br sw1");
+    w.weft("add-tlv-map sw1 '{class=0xffff,type=0x80,len=4}->tun_metadata0,{class=0x102,type=1,len=8}->tun_metadata3'");
+    w.weft("add-flow sw1 'priority=5,tun_metadata0=0x1234,actions=set_field:0xabcdef->tun_metadata3,NORMAL'");
+    let flows = |w: &Weftd| -> Vec<String> {
+        w.json("dump-flows sw1").as_array().unwrap().iter().map(|f| f["flow"].as_str().unwrap().to_string()).collect()
+    };
+    let before = (w.weft("dump-tlv-map sw1"), flows(&w));
+    assert!(before.1.iter().any(|f| f.contains("tun_metadata0=0x1234")), "{:?}", before.1);
+    assert!(before.0.contains("allocated option space=12") && before.0.contains("tun_metadata3"), "{}", before.0);
+    for (bad, why) in [
+        ("add-tlv-map sw1 '{class=1,type=1,len=4}->tun_metadata0'", "already mapped"),
+        ("add-tlv-map sw1 '{class=0xffff,type=0x80,len=4}->tun_metadata1'", "mapped to tun_metadata0 already"),
+        ("add-tlv-map sw1 '{class=1,type=1,len=6}->tun_metadata1'", "multiple of 4"),
+        ("add-tlv-map sw1 '{class=1,type=1,len=20}->tun_metadata1'", "at most 16 bytes"),
+        (
+            "add-tlv-map sw1 '{class=1,type=1,len=16}->tun_metadata1,{class=1,type=2,len=16}->tun_metadata2'",
+            "does not fit",
+        ),
+        ("add-tlv-map sw1 '{class=1,len=4}->tun_metadata1'", "needs class, type and len"),
+        ("add-flow sw1 'tun_metadata1=1,actions=drop'", "tun_metadata1 is not mapped"),
+        ("del-tlv-map sw1 '{class=0xffff,type=0x80,len=4}->tun_metadata0'", "used by a flow"),
+        ("del-tlv-map sw1", "used by a flow"),
+    ] {
+        let (ok, _, err) = w.try_weft(bad);
+        assert!(!ok && err.contains(why), "{bad}: {err}");
+    }
+    assert_eq!((w.weft("dump-tlv-map sw1"), flows(&w)), before, "a refusal changed something");
+    w.restart();
+    assert_eq!((w.weft("dump-tlv-map sw1"), flows(&w)), before, "not as before kill -9");
+    w.weft("del-flows sw1");
+    w.weft("del-tlv-map sw1 '{class=0x102,type=1,len=8}->tun_metadata3'");
+    assert!(!w.weft("dump-tlv-map sw1").contains("tun_metadata3"));
+    w.weft("del-tlv-map sw1");
+    assert!(w.weft("dump-tlv-map sw1").contains("allocated option space=0"));
+}

@@ -127,6 +127,19 @@ pub enum Request {
     FdbShow {
         bridge: String,
     },
+    /// `add-tlv-map BR MAPPINGS` (`ovs-ofctl add-tlv-map`'s syntax).
+    AddTlvMap {
+        bridge: String,
+        mappings: String,
+    },
+    /// `del-tlv-map BR [MAPPINGS]`: those mappings' indexes, or all of them.
+    DelTlvMap {
+        bridge: String,
+        mappings: Option<String>,
+    },
+    DumpTlvMap {
+        bridge: String,
+    },
     FdbFlush {
         bridge: String,
     },
@@ -225,6 +238,8 @@ impl Request {
                 | Request::RemoveKeys { .. }
                 | Request::FdbAdd { .. }
                 | Request::FdbDel { .. }
+                | Request::AddTlvMap { .. }
+                | Request::DelTlvMap { .. }
                 | Request::CtSetMaxConns { .. }
                 | Request::CtSetLimits { .. }
         )

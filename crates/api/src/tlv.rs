@@ -249,6 +249,15 @@ pub fn format(map: &[TlvMapping]) -> String {
     s
 }
 
+/// The `tun_metadataN` fields a bridge's flows and groups name (their mappings may not go).
+pub fn in_use(b: &crate::BridgeConfig) -> Vec<u8> {
+    b.flows
+        .iter()
+        .flat_map(|s| fields_used(&s.flow))
+        .chain(b.groups.iter().flat_map(|g| g.buckets.iter().flat_map(|bk| actions_use(&bk.actions))))
+        .collect()
+}
+
 /// The `tun_metadataN` fields a flow's match and actions name (an index may come more than once).
 pub fn fields_used(f: &Flow) -> Vec<u8> {
     let mut out: Vec<u8> = f.matches.iter().filter_map(|m| index_of(m.field)).collect();

@@ -407,6 +407,17 @@ pub fn parse(argv: &[String]) -> anyhow::Result<Invocation> {
             column: "fail_mode".into(),
             keys: Vec::new(),
         },
+        "add-tlv-map" => {
+            weft_api::tlv::parse(&rest[1]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Request::AddTlvMap { bridge: rest[0].clone(), mappings: rest[1].clone() }
+        }
+        "del-tlv-map" => {
+            if let Some(m) = rest.get(1) {
+                weft_api::tlv::parse(m).map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            Request::DelTlvMap { bridge: rest[0].clone(), mappings: rest.get(1).cloned() }
+        }
+        "dump-tlv-map" => Request::DumpTlvMap { bridge: rest[0].clone() },
         "dump-flows" => {
             let filter = (rest.len() > 1).then(|| rest[1..].join(" "));
             Request::DumpFlows { bridge: rest[0].clone(), filter }

@@ -85,6 +85,11 @@ pub fn render(req: &Request, resp: &Response, json: bool) -> anyhow::Result<Stri
                 }
             }
         }
+        Request::DumpTlvMap { .. } => {
+            // As ovs-ofctl dump-tlv-map prints the table.
+            let map: Vec<weft_api::tlv::TlvMapping> = resp.read()?;
+            write!(out, "{}", weft_api::tlv::format(&map))?;
+        }
         Request::FdbStats { .. } => {
             let s: reply::FdbStats = resp.read()?;
             writeln!(out, "entries: {}", s.entries)?;

@@ -624,7 +624,25 @@ impl Config {
             Request::SetBridge { bridge, settings } => self.set_bridge(bridge, settings),
             Request::FdbAdd { bridge, entry } => self.fdb_add(bridge, entry.clone()),
             Request::FdbDel { bridge, mac, vlan } => self.fdb_del(bridge, *mac, *vlan),
+            Request::AddTlvMap { bridge, mappings } => {
+                let new = crate::tlv::parse(mappings).map_err(ConfigError::BadSetting)?;
+                let b = self.bridge_mut(bridge)?;
+                b.tlv_map = crate::tlv::add(&b.tlv_map, &new).map_err(|e| ConfigError::BadSetting(e.why))?;
+                Ok(())
+            }
+            Request::DelTlvMap { bridge, mappings } => {
+                let b = self.bridge_mut(bridge)?;
+                let indexes: Vec<u8> = match mappings {
+                    Some(m) => crate::tlv::parse(m).map_err(ConfigError::BadSetting)?.iter().map(|m| m.index).collect(),
+                    None => b.tlv_map.iter().map(|m| m.index).collect(),
+                };
+                let in_use = crate::tlv::in_use(b);
+                b.tlv_map =
+                    crate::tlv::delete(&b.tlv_map, &indexes, &in_use).map_err(|e| ConfigError::BadSetting(e.why))?;
+                Ok(())
+            }
             Request::ListBr
+            | Request::DumpTlvMap { .. }
             | Request::ListPorts { .. }
             | Request::Show
             | Request::DumpPorts { .. }

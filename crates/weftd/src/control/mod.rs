@@ -200,6 +200,10 @@ impl State {
             },
             Request::Show => Response::with(&self.show()),
             Request::GetSsl => Response::with(&self.config.ssl),
+            Request::DumpTlvMap { bridge } => match self.config.bridge(&bridge) {
+                Some(b) => Response::with(&b.tlv_map),
+                None => Response::err(format!("no bridge named {bridge:?}")),
+            },
             Request::FdbShow { bridge } => self.fdb_show(&bridge),
             Request::FdbFlush { bridge } => match self.ask(|tx| DpMsg::FdbFlush(bridge.clone(), tx)) {
                 Some(true) => Response::ok(serde_json::Value::Null),

@@ -44,12 +44,7 @@ pub(super) fn table_mod(st: &mut dyn Daemon, bridge: &str, body: &[u8], v10: boo
         .collect();
     let mut new = st.config().clone();
     let b = new.bridges.iter_mut().find(|b| b.name == bridge).ok_or((error::BAD_REQUEST, error::BAD_LEN))?;
-    let in_use: Vec<u8> = b
-        .flows
-        .iter()
-        .flat_map(|s| tlv::fields_used(&s.flow))
-        .chain(b.groups.iter().flat_map(|g| g.buckets.iter().flat_map(|bk| tlv::actions_use(&bk.actions))))
-        .collect();
+    let in_use = tlv::in_use(b);
     let result = match command {
         ADD => tlv::add(&b.tlv_map, &maps),
         DELETE => {
