@@ -17,7 +17,8 @@ pub(super) fn parse_action(
     };
     let need = || arg.filter(|a| !a.is_empty()).ok_or_else(|| err(act, "needs an argument"));
     let a = match name.to_ascii_lowercase().as_str() {
-        "output" if act.starts_with("output(") => {
+        // `output(port=P,max_len=N)`; `output(P)` is `output:P`, as OVS takes it.
+        "output" if act.starts_with("output(") && arg.is_some_and(|a| a.contains('=')) => {
             let (mut port, mut max_len) = (None, None);
             for kv in need()?.split(',') {
                 match kv.split_once('=') {

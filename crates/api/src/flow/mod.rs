@@ -311,7 +311,11 @@ pub fn action_set_class(a: &Action) -> Option<SetClass> {
         | Action::Normal
         | Action::Flood
         | Action::All
-        | Action::InPort => SetClass::Final(3),
+        | Action::InPort
+        // `controller` and `controller:N` are outputs to the CONTROLLER port (as in OVS); `controller(…)`
+        // saying more is not.
+        | Action::Controller
+        | Action::ControllerMaxLen(_) => SetClass::Final(3),
         Action::Group(_) => SetClass::Final(4),
         _ => return None,
     })

@@ -257,7 +257,7 @@ fn register_actions_are_checked() {
         ("actions=write_actions(output:1),output:2", "must appear before write_actions"),
         ("actions=write_actions(output:1),clear_actions", "must appear before write_actions"),
         ("actions=write_actions(output:1),write_actions(output:2)", "duplicate"),
-        ("actions=write_actions(controller)", "not allowed in an action set"),
+        ("actions=write_actions(controller(reason=no_match))", "not allowed in an action set"),
         ("actions=write_actions(note:01)", "not allowed in an action set"),
         ("actions=clone(goto_table:1)", "goto_table instruction not allowed here"),
         ("actions=clone(write_actions(output:1))", "write_actions instruction not allowed here"),
@@ -490,4 +490,16 @@ fn tun_metadata_parses_prints_and_round_trips_over_openflow() {
     long[4] = 1;
     let tlvs = weft_wire::openflow::parse_oxm_tlvs(&long).unwrap();
     assert!(crate::ofp::matches_from_oxm(&tlvs).is_err(), "more than 16 significant bytes");
+}
+
+#[test]
+fn output_with_a_port_in_parentheses_is_output_to_it() {
+    let p = |t: &str| parse(t, &|n| n.parse().ok()).unwrap().to_string();
+    assert_eq!(
+        p("in_port=10 actions=write_actions(output(CONTROLLER))"),
+        "in_port=10 actions=write_actions(CONTROLLER:65535)"
+    );
+    assert_eq!(p("actions=output(3)"), "actions=output:3");
+    assert_eq!(p("actions=output(port=3,max_len=100)"), "actions=output(port=3,max_len=100)");
+    assert!(parse("actions=output(port=3,x=1)", &|n| n.parse().ok()).is_err());
 }

@@ -232,9 +232,14 @@ fn write_actions_is_its_own_instruction_on_the_wire() {
     put_instructions(&mut i, &f.actions, Ctx::of(&f.matches));
     assert_eq!(&i[0..2], &[0, 4]);
     assert_eq!(&i[24..26], &[0, 3], "after the 24 bytes of APPLY_ACTIONS with one output");
-    // An action that has no place in an action set (a packet-in) is OFPBAC_BAD_TYPE, as OVS answers.
+    // An output to the CONTROLLER port has its place (the final output, as in OVS); an action that has none
+    // (a note) is OFPBAC_BAD_TYPE, as OVS answers.
+    let mut to_controller = vec![0, 3, 0, 24, 0, 0, 0, 0];
+    to_controller.extend_from_slice(&[0, 0, 0, 16, 0xff, 0xff, 0xff, 0xfd, 0xff, 0xff, 0, 0, 0, 0, 0, 0]);
+    let insts = weft_wire::openflow::parse_tlvs(&to_controller, "instruction").unwrap();
+    assert_eq!(actions_from_instructions(&insts), Ok(vec![Action::WriteActions(1), Action::Controller]));
     let mut bad = vec![0, 3, 0, 24, 0, 0, 0, 0];
-    bad.extend_from_slice(&[0, 0, 0, 16, 0xff, 0xff, 0xff, 0xfd, 0xff, 0xff, 0, 0, 0, 0, 0, 0]);
+    bad.extend_from_slice(&[0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 8, 1, 2, 3, 4, 5, 6]);
     let insts = weft_wire::openflow::parse_tlvs(&bad, "instruction").unwrap();
     assert_eq!(actions_from_instructions(&insts), Err((error::BAD_ACTION, error::BAD_ACTION_TYPE)));
 }

@@ -70,7 +70,11 @@ fn class(a: &ActRt) -> Option<Class> {
         ActRt::Ct(_) => Class::Final(0),
         ActRt::CtClear => Class::Final(1),
         ActRt::Resubmit { .. } => Class::Final(2),
-        ActRt::Output(_) | ActRt::Normal | ActRt::Flood | ActRt::All | ActRt::InPort => Class::Final(3),
+        // An output to the controller is one too (OVS: `controller` with nothing more is an output to the
+        // CONTROLLER port).
+        ActRt::Output(_) | ActRt::Normal | ActRt::Flood | ActRt::All | ActRt::InPort | ActRt::Controller { .. } => {
+            Class::Final(3)
+        }
         ActRt::Group(_) => Class::Final(4),
         _ => return None,
     })
@@ -93,28 +97,31 @@ impl Tables {
             tables.get(t).and_then(|t| t.rules.get(rule)).and_then(|r| r.actions.get(off..off + k)).unwrap_or(&[])
         };
         let mut slots: [Option<ActRt>; 6] = [None; 6];
-        let mut last: Option<(u8, ActRt)> = None;
+        // The final action, and the table whose flow wrote it (a packet-in from it names that table).
+        let mut last: Option<(u8, ActRt, usize)> = None;
         for &e in &entries[..n] {
             for a in acts(e) {
                 match class(a) {
                     Some(Class::Slot(k)) => slots[k] = Some(*a),
-                    Some(Class::Final(c)) if last.is_none_or(|(f, _)| c >= f) => last = Some((c, *a)),
+                    Some(Class::Final(c)) if last.is_none_or(|(f, _, _)| c >= f) => {
+                        last = Some((c, *a, (e >> 56) as usize))
+                    }
                     _ => {}
                 }
             }
         }
-        let Some((_, last)) = last else { return };
-        let run = |sw: &mut Self, r: &mut Run<'_, '_, O>, st: &mut ActState, a: &ActRt| {
-            sw.apply_actions(r, 0, (u64::MAX, false), std::slice::from_ref(a), st, 0);
+        let Some((_, last, table)) = last else { return };
+        let run = |sw: &mut Self, r: &mut Run<'_, '_, O>, st: &mut ActState, a: &ActRt, table: usize| {
+            sw.apply_actions(r, table, (u64::MAX, false), std::slice::from_ref(a), st, 0);
         };
         for a in slots.iter().flatten() {
-            run(self, r, st, a);
+            run(self, r, st, a, 0);
         }
         for &e in &entries[..n] {
             for a in acts(e).iter().filter(|a| class(a) == Some(Class::SetOrMove)) {
-                run(self, r, st, a);
+                run(self, r, st, a, 0);
             }
         }
-        run(self, r, st, &last);
+        run(self, r, st, &last, table);
     }
 }

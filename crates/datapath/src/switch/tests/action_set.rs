@@ -83,3 +83,16 @@ fn a_clone_rewrites_and_sends_a_copy_and_the_packet_goes_on_unchanged() {
     let out: Vec<String> = h.send("p1", &raw(B, A)).into_iter().map(|o| o.port).collect();
     assert_eq!(out, ["p2", "p3"]);
 }
+
+#[test]
+fn an_output_to_the_controller_is_the_sets_output() {
+    use crate::switch::pipeline::REASON_AUTO;
+    let to_controller = ActRt::Controller { max_len: 0xffff, reason: REASON_AUTO, id: 0 };
+    let mut t0 = wa(&[ActRt::Output(P2)]);
+    t0.push(goto(1));
+    let net = two_taps().table(0, vec![(10, vec![], t0)]).table(1, vec![(10, vec![], wa(&[to_controller]))]);
+    let mut h = Harness::new(net.build());
+    assert!(h.send("p1", &raw(B, A)).is_empty(), "the later output (to the controller) replaced output:p2");
+    assert_eq!(h.outs.to_controller.len(), 1);
+    assert_eq!(h.outs.to_controller[0].table, 1);
+}
