@@ -59,7 +59,15 @@ const FLOWS: &[&str] = &[
     "actions=clone(output:1,clone(mod_dl_src:00:00:00:00:00:01,output:2)),output:3",
     "ip,actions=clone(ct(commit),resubmit(,2)),clone(drop),output:1",
     "icmp,actions=controller(reason=invalid_ttl,max_len=64),controller(id=5)",
+    "in_port=1,actions=write_actions(controller:100)",
+    "actions=sample(probability=12345,collector_set_id=23456,obs_domain_id=34567,obs_point_id=45678),output:1",
+    "actions=sample(probability=1,collector_set_id=2,obs_domain_id=3,obs_point_id=4,sampling_port=1,egress),output:2",
+    // With the TLV map the test gives both bridges.
+    "tun_metadata0=0x1234,tun_metadata1=0x1200/0xff00,actions=move:tun_metadata0[0..15]->reg0[0..15],set_field:0xabcdef->tun_metadata1,output:1",
 ];
+
+/// The TLV map both bridges of the FLOWS test have.
+const TLV_MAP: &str = "{class=0xffff,type=0x80,len=4}->tun_metadata0,{class=0x102,type=1,len=8}->tun_metadata1";
 
 fn ofctl(ns: &Ns, args: &str) -> String {
     ns.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args}").replace("TARGET", "tcp:127.0.0.1:6653"))
@@ -100,6 +108,8 @@ fn flows_print_as_open_vswitch_prints_them_from_the_cli_and_over_openflow() {
     w.weft("set-controller sw2 ptcp:6653:127.0.0.1");
     w.weft("del-flows sw1");
     w.weft("del-flows sw2");
+    w.weft(&format!("add-tlv-map sw1 '{TLV_MAP}'"));
+    ofctl(&h, &format!("add-tlv-map TARGET '{TLV_MAP}'"));
     let mut want = Vec::new();
     for (i, f) in FLOWS.iter().enumerate() {
         let f = format!("priority={},{f}", 100 + i);

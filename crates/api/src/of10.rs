@@ -572,6 +572,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::Move { .. }
             | Action::StackPush(_)
             | Action::OutputTrunc(..)
+            | Action::Sample(_)
             | Action::Bundle(_)
             | Action::Multipath(_)
             | Action::StackPop(_)

@@ -242,6 +242,9 @@ pub mod act {
     pub const NXAST_RESUBMIT_TABLE: u16 = 14;
     pub const NXAST_REG_MOVE: u16 = 6;
     pub const NXAST_OUTPUT_TRUNC: u16 = 39;
+    pub const NXAST_SAMPLE: u16 = 29;
+    pub const NXAST_SAMPLE2: u16 = 38;
+    pub const NXAST_SAMPLE3: u16 = 41;
     pub const NXAST_BUNDLE: u16 = 12;
     pub const NXAST_MULTIPATH: u16 = 10;
     pub const NXAST_BUNDLE_LOAD: u16 = 13;

@@ -58,6 +58,37 @@ pub(super) fn parse_action(
                 _ => Action::Output(resolve(act, arg)?),
             }
         }
+        "sample" => {
+            let mut s = crate::flow::Sample {
+                probability: 0,
+                collector_set_id: 0,
+                obs_domain_id: 0,
+                obs_point_id: 0,
+                sampling_port: None,
+                direction: 0,
+            };
+            for kv in need()?.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                match kv.split_once('=') {
+                    Some(("probability", v)) => {
+                        s.probability = num(act, v, 0xffff)? as u16;
+                        if s.probability == 0 {
+                            return Err(err(act, format!("invalid probability value {v:?}")));
+                        }
+                    }
+                    Some(("collector_set_id", v)) => s.collector_set_id = num(act, v, u128::from(u32::MAX))? as u32,
+                    Some(("obs_domain_id", v)) => s.obs_domain_id = num(act, v, u128::from(u32::MAX))? as u32,
+                    Some(("obs_point_id", v)) => s.obs_point_id = num(act, v, u128::from(u32::MAX))? as u32,
+                    Some(("sampling_port", v)) => s.sampling_port = Some(resolve(act, v)?),
+                    None if kv == "ingress" => s.direction = 1,
+                    None if kv == "egress" => s.direction = 2,
+                    _ => return Err(err(act, format!("invalid key {kv:?} in \"sample\" argument"))),
+                }
+            }
+            if s.probability == 0 {
+                return Err(err(act, "non-zero \"probability\" must be specified on sample"));
+            }
+            Action::Sample(s)
+        }
         "normal" => Action::Normal,
         "flood" => Action::Flood,
         "all" => Action::All,

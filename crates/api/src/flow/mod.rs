@@ -257,10 +257,29 @@ pub enum Action {
     /// action set, which runs when the pipeline ends ([`action_set_class`]). Kept flat so that actions stay
     /// `Copy`.
     WriteActions(u8),
+    /// `sample(probability=P,collector_set_id=C,obs_domain_id=D,obs_point_id=O[,sampling_port=S][,ingress|egress])`:
+    /// IPFIX flow sampling. weft has no IPFIX exporter (the OVSDB tables that configure one are refused), so
+    /// the action is kept, printed and sent back as written, and samples nothing — what Open vSwitch does
+    /// when no Flow_Sample_Collector_Set names the collector set.
+    Sample(Sample),
     /// `clone(…)`: the next N actions of the list run on a copy of the packet (outputs, rewrites, resubmits
     /// of its own); the packet itself goes on as it was. N counts nested clones' actions too. Kept flat so
     /// that actions stay `Copy`.
     Clone(u8),
+}
+
+/// What `sample(…)` says ([`Action::Sample`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Packets sampled out of 65535 (1..=65535).
+    pub probability: u16,
+    pub collector_set_id: u32,
+    pub obs_domain_id: u32,
+    pub obs_point_id: u32,
+    /// The port sampled (an OpenFlow port number), if said.
+    pub sampling_port: Option<u32>,
+    /// 0 unsaid, 1 ingress, 2 egress (NXAST_SAMPLE3's numbering).
+    pub direction: u8,
 }
 
 /// How many actions after `actions[i]` belong to it (a `write_actions` or `clone` marker's).

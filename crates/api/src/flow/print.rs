@@ -96,6 +96,24 @@ impl fmt::Display for Action {
                 };
                 write!(f, "output(port={port},max_len={n})")
             }
+            Action::Sample(s) => {
+                write!(
+                    f,
+                    "sample(probability={},collector_set_id={},obs_domain_id={},obs_point_id={}",
+                    s.probability, s.collector_set_id, s.obs_domain_id, s.obs_point_id
+                )?;
+                if let Some(p) = s.sampling_port {
+                    match p {
+                        crate::flow::OFPP_LOCAL => write!(f, ",sampling_port=LOCAL")?,
+                        p => write!(f, ",sampling_port={p}")?,
+                    }
+                }
+                match s.direction {
+                    1 => write!(f, ",ingress)"),
+                    2 => write!(f, ",egress)"),
+                    _ => write!(f, ")"),
+                }
+            }
             Action::StackPop(sf) => write!(f, "pop:{sf}"),
             Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::Exit => f.write_str("exit"),

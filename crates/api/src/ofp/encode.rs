@@ -196,6 +196,26 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
             }
             put_nx(out, if bd.dst.is_some() { act::NXAST_BUNDLE_LOAD } else { act::NXAST_BUNDLE }, &rest);
         }
+        // NXAST_SAMPLE, or NXAST_SAMPLE2 with a port, or NXAST_SAMPLE3 with a direction (as OVS chooses).
+        Action::Sample(s) => {
+            let mut rest = s.probability.to_be_bytes().to_vec();
+            for v in [s.collector_set_id, s.obs_domain_id, s.obs_point_id] {
+                rest.extend_from_slice(&v.to_be_bytes());
+            }
+            let sub = if s.direction != 0 {
+                act::NXAST_SAMPLE3
+            } else if s.sampling_port.is_some() {
+                act::NXAST_SAMPLE2
+            } else {
+                act::NXAST_SAMPLE
+            };
+            if sub != act::NXAST_SAMPLE {
+                rest.extend_from_slice(&s.sampling_port.map_or(0xffff, crate::of10::port16).to_be_bytes());
+                rest.push(s.direction);
+                rest.extend_from_slice(&[0; 5]);
+            }
+            put_nx(out, sub, &rest);
+        }
         Action::OutputTrunc(p, n) => {
             let mut rest = crate::of10::port16(p).to_be_bytes().to_vec();
             rest.extend_from_slice(&n.to_be_bytes());

@@ -107,6 +107,8 @@ pub(crate) fn field_of_header(h: u32) -> Option<Field> {
         (CLASS_BASIC, ETH_DST) => Field::DlDst,
         (CLASS_BASIC, IPV4_SRC) => Field::NwSrc,
         (CLASS_BASIC, IPV4_DST) => Field::NwDst,
+        // Any length: OVS writes 124 in headers, weft 16.
+        (CLASS_NXM1, n @ NX_TUN_METADATA0..=103) => Field::TunMetadata(n - NX_TUN_METADATA0),
         _ => field_of(&OxmTlv { class, field, value: &[], mask: None }).ok()?.0,
     })
 }
@@ -710,6 +712,27 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                             n_links: u32::from(be16(14)) + 1,
                             arg: be32(b, 16),
                             dst,
+                        }));
+                    }
+                    // probability, collector set, domain, point; then (2 and 3) port and (3) direction.
+                    act::NXAST_SAMPLE | act::NXAST_SAMPLE2 | act::NXAST_SAMPLE3 if b.len() >= 20 => {
+                        let probability = u16::from_be_bytes([b[6], b[7]]);
+                        let long = sub != act::NXAST_SAMPLE;
+                        if probability == 0 || (long && b.len() < 23) {
+                            return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
+                        }
+                        let port = if long { u16::from_be_bytes([b[20], b[21]]) } else { 0xffff };
+                        let direction = if sub == act::NXAST_SAMPLE3 { b[22] } else { 0 };
+                        if direction > 2 {
+                            return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
+                        }
+                        out.push(Action::Sample(crate::flow::Sample {
+                            probability,
+                            collector_set_id: be32(b, 8),
+                            obs_domain_id: be32(b, 12),
+                            obs_point_id: be32(b, 16),
+                            sampling_port: (port != 0xffff).then(|| crate::of10::port32(port)),
+                            direction,
                         }));
                     }
                     act::NXAST_OUTPUT_TRUNC if b.len() >= 12 => {

@@ -283,3 +283,52 @@ fn controller_with_a_reason_or_an_id_is_nxast_controller() {
     let f = flow("actions=controller(reason=action,max_len=100)");
     assert_eq!(f.actions, [Action::ControllerMaxLen(100)]);
 }
+
+#[test]
+fn sample_actions_are_ovs_encodings_and_survive_the_wire() {
+    // NXAST_SAMPLE (29) without a port or direction: 24 bytes, as OVS writes it.
+    let mut out = Vec::new();
+    put_action(
+        &mut out,
+        &flow("actions=sample(probability=12345,collector_set_id=23456,obs_domain_id=34567,obs_point_id=45678)")
+            .actions[0],
+    );
+    // Type, length 24, Nicira, subtype 29, then probability, collector set, domain and point.
+    let want = "ffff0018 00002320 001d 3039 00005ba0 00008707 0000b26e".replace(' ', "");
+    assert_eq!(out.iter().map(|b| format!("{b:02x}")).collect::<String>(), want);
+    // NXAST_SAMPLE2 (38) with a port, NXAST_SAMPLE3 (41) with a direction: 32 bytes.
+    for (text, sub) in [
+        ("actions=sample(probability=1,collector_set_id=2,obs_domain_id=3,obs_point_id=4,sampling_port=5)", 38),
+        ("actions=sample(probability=1,collector_set_id=2,obs_domain_id=3,obs_point_id=4,sampling_port=5,egress)", 41),
+        ("actions=sample(probability=1,collector_set_id=0,obs_domain_id=0,obs_point_id=0,ingress)", 41),
+    ] {
+        let mut out = Vec::new();
+        put_action(&mut out, &flow(text).actions[0]);
+        assert_eq!((out.len(), out[9]), (32, sub), "{text}");
+        assert_round_trips(text);
+    }
+    assert_round_trips(
+        "actions=sample(probability=65535,collector_set_id=4294967295,obs_domain_id=1,obs_point_id=2),output:1",
+    );
+}
+
+#[test]
+fn tun_metadata_in_actions_reads_ovs_headers() {
+    // move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG0[0..15] as OVS writes it: the field's header says 124 bytes.
+    let mut b = vec![0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 6, 0, 16, 0, 0, 0, 0];
+    b.extend_from_slice(&[0x00, 0x01, 0x50, 0x7c, 0x00, 0x01, 0x00, 0x04]);
+    let a = actions_from_instructions(&weft_wire::openflow::parse_tlvs(&apply(&b), "instruction").unwrap()).unwrap();
+    assert_eq!(a[0].to_string(), "move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG0[0..15]");
+    assert_round_trips(
+        "actions=move:tun_metadata3[0..15]->reg0[0..15],set_field:0xabcdef->tun_metadata1,load:5->tun_metadata2[8..15]",
+    );
+}
+
+/// An APPLY_ACTIONS instruction holding `actions`.
+fn apply(actions: &[u8]) -> Vec<u8> {
+    let mut i = vec![0, 4];
+    i.extend_from_slice(&((8 + actions.len()) as u16).to_be_bytes());
+    i.extend_from_slice(&[0; 4]);
+    i.extend_from_slice(actions);
+    i
+}

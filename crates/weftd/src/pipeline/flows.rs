@@ -251,6 +251,8 @@ pub fn act_rt(
         Action::WriteActions(_) | Action::Clone(_) => return None,
         // No queues: nothing to do (see the actions' documentation).
         Action::SetQueue(_) | Action::PopQueue | Action::Note { .. } => return None,
+        // No IPFIX exporter: nothing to sample for (see the action's documentation).
+        Action::Sample(_) => return None,
     })
 }
 
