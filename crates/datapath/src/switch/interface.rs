@@ -153,6 +153,14 @@ pub struct Input {
     pub tun_md: TunMd,
 }
 
+impl Input {
+    /// A frame entering by `in_port` as it is: no tag taken off by the kernel, not offloaded, no tunnel
+    /// metadata (a packet-out's, a trace's).
+    pub fn plain(data: Data, in_port: PortIdx, remote: Option<IpAddr>) -> Input {
+        Input { data, in_port, remote, stripped: None, gso: None, tun_md: TunMd::default() }
+    }
+}
+
 /// A frame's tunnel metadata as the key holds it: the data of the mapped Geneve options laid out as the
 /// bridge's [`super::pipeline::TunMap`] says, and a bit per mapped field that is there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

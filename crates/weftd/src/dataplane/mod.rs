@@ -524,14 +524,7 @@ impl Dataplane {
         let mut steps: Vec<Step> = Vec::new();
         let now = self.now();
         let mut bufs = Buffers { rx: &mut [], seg: &mut self.seg, scratch: &mut scratch };
-        let input = Input {
-            data: seg_bytes(0, frame.len() as u32),
-            in_port: port,
-            remote,
-            stripped: None,
-            gso: None,
-            tun_md: Default::default(),
-        };
+        let input = Input::plain(seg_bytes(0, frame.len() as u32), port, remote);
         shadow.process(&mut bufs, input, now, &mut outs, &mut steps);
         Ok(steps.into_iter().map(|s| trace_step(&pipeline, &shadow, s)).collect())
     }
@@ -565,14 +558,7 @@ impl Dataplane {
         let remote = pipeline.core.port(port).tunnel().map(|t| t.spec.remote);
         let now = self.now();
         let mut bufs = Buffers { rx: &mut [], seg: &mut self.seg, scratch: &mut self.scratch };
-        let input = Input {
-            data: seg_bytes(0, frame.len() as u32),
-            in_port: port,
-            remote,
-            stripped: None,
-            gso: None,
-            tun_md: Default::default(),
-        };
+        let input = Input::plain(seg_bytes(0, frame.len() as u32), port, remote);
         self.switch.packet_out(&mut bufs, input, from_controller, (&acts, &cts), now, &mut self.outs, &mut Quiet);
         self.perform(&pipeline);
         self.end_batch();

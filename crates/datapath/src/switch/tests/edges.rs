@@ -256,13 +256,7 @@ fn geneve_options_are_counted_and_unknown_critical_ones_dropped() {
     }
     let net = net.demux(Encap::Geneve, &[("gnv", 42, &["192.0.2.12"], false)]);
     let mut h = Harness::new(net.build());
-    let geneve = |options: &[u8]| {
-        let repr = weft_wire::geneve::GeneveRepr { vni: 42, protocol: EtherType::TEB, oam: false, options };
-        let mut p = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut p);
-        p.extend_from_slice(&raw(BCAST, A));
-        p
-    };
+    let geneve = |options: &[u8]| geneve_pkt(42, options, &raw(BCAST, A));
     let at = 8 + known.len();
     assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &geneve(&known), false), Ok((PortIdx(2), at)));
     let mut unknown = Vec::new();
@@ -296,13 +290,7 @@ fn mapped_geneve_options_are_tunnel_metadata_the_flows_match() {
     net.bridges[0].tun = TunMap { fields: vec![field] };
     let net = net.demux(Encap::Geneve, &[("gnv", 42, &["192.0.2.12"], false)]);
     let mut h = Harness::new(net.build());
-    let geneve = |options: &[u8]| {
-        let repr = weft_wire::geneve::GeneveRepr { vni: 42, protocol: EtherType::TEB, oam: false, options };
-        let mut p = vec![0u8; repr.buffer_len()];
-        repr.emit(&mut p);
-        p.extend_from_slice(&raw(B, A));
-        p
-    };
+    let geneve = |options: &[u8]| geneve_pkt(42, options, &raw(B, A));
     let option = |class: u16, kind: u8, data: &[u8]| {
         let mut o = Vec::new();
         weft_wire::geneve::encode_option(class, kind, data, &mut o).unwrap();
@@ -329,4 +317,13 @@ fn mapped_geneve_options_are_tunnel_metadata_the_flows_match() {
     // An unmapped critical option is still dropped.
     let pkt = geneve(&option(0x0999, 0x81, &[]));
     assert_eq!(h.sw.accept_tunnel(0, ip("192.0.2.12"), &pkt, false), Err(DropReason::CriticalOption));
+}
+
+/// A Geneve packet (from its header on) of VNI `vni` with `options`, carrying `inner`.
+fn geneve_pkt(vni: u32, options: &[u8], inner: &[u8]) -> Vec<u8> {
+    let repr = weft_wire::geneve::GeneveRepr { vni, protocol: EtherType::TEB, oam: false, options };
+    let mut p = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut p);
+    p.extend_from_slice(inner);
+    p
 }
