@@ -1,0 +1,61 @@
+//! Actions that hold others (`write_actions`, `clone`) and the OpenFlow 1.1+ action set's order.
+
+use super::Action;
+
+/// How many actions after `actions[i]` belong to it (a `write_actions` or `clone` marker's).
+pub fn nested_len(actions: &[Action], i: usize) -> usize {
+    match actions.get(i) {
+        Some(Action::WriteActions(n) | Action::Clone(n)) => usize::from(*n).min(actions.len() - i - 1),
+        _ => 0,
+    }
+}
+
+/// Where an action goes in an OpenFlow 1.1+ action set (as Open vSwitch orders it): a slot of its own
+/// (the last one written is kept; slots run in this order), the final action (only the last of the
+/// highest class runs, and the set runs only when it has one), or the sets and moves (all of them, in
+/// order, between the slots and the final action). `None`: not allowed in an action set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SetClass {
+    /// 0 strip_vlan, 1 pop_mpls, 2 push_mpls, 3 push_vlan, 4 dec_ttl, 5 dec_mpls_ttl.
+    Slot(u8),
+    SetOrMove,
+    /// 0 ct, 1 ct_clear, 2 resubmit, 3 output, 4 group.
+    Final(u8),
+}
+
+/// The action-set class of an action, `None` when it may not be written into an action set.
+pub fn action_set_class(a: &Action) -> Option<SetClass> {
+    Some(match a {
+        Action::StripVlan => SetClass::Slot(0),
+        Action::PopMpls(_) => SetClass::Slot(1),
+        Action::PushMpls(_) => SetClass::Slot(2),
+        Action::PushVlan(_) => SetClass::Slot(3),
+        Action::DecTtl => SetClass::Slot(4),
+        Action::DecMplsTtl => SetClass::Slot(5),
+        Action::SetField(_)
+        | Action::SetTunnel(_)
+        | Action::Load { .. }
+        | Action::SetReg { .. }
+        | Action::Move { .. }
+        | Action::ModVlanVid(_)
+        | Action::SetNwTtl(_)
+        | Action::SetMplsTtl(_)
+        | Action::SetQueue(_) => SetClass::SetOrMove,
+        Action::Ct(_) => SetClass::Final(0),
+        Action::CtClear => SetClass::Final(1),
+        Action::Resubmit { .. } => SetClass::Final(2),
+        Action::Output(_)
+        | Action::OutputMaxLen(..)
+        | Action::Local
+        | Action::Normal
+        | Action::Flood
+        | Action::All
+        | Action::InPort
+        // `controller` and `controller:N` are outputs to the CONTROLLER port (as in OVS); `controller(…)`
+        // saying more is not.
+        | Action::Controller
+        | Action::ControllerMaxLen(_) => SetClass::Final(3),
+        Action::Group(_) => SetClass::Final(4),
+        _ => return None,
+    })
+}

@@ -1,0 +1,45 @@
+//! Fields whose matches are not one plain value: registers split into 32-bit ones, fields narrower than
+//! their OXM/NXM value.
+
+use super::*;
+
+/// Registers, xregs and xxregs as matches on 32-bit registers (the most significant first), leaving out
+/// parts under a zero mask; other fields as they are.
+pub(crate) fn split_regs(field: Field, value: u128, mask: u128) -> Vec<Match> {
+    let (first, regs) = match field {
+        Field::XReg(n) => (2 * n, 2u8),
+        Field::XXReg(n) => (4 * n, 4),
+        _ => return vec![Match { field, value: value & mask, mask }],
+    };
+    (0..regs)
+        .filter_map(|i| {
+            let shift = 32 * u32::from(regs - 1 - i);
+            let (v, m) = ((value >> shift) as u32, (mask >> shift) as u32);
+            (m != 0).then(|| Match { field: Field::Reg(first + i), value: u128::from(v & m), mask: u128::from(m) })
+        })
+        .collect()
+}
+
+/// The fields narrower than their OXM/NXM value (ECN's 2 bits in a byte, the flow label's 20 in four):
+/// a value with bits outside the field is refused, and the mask is cut to the field (`mask` as sent).
+pub(crate) fn narrow(field: Field, value: u128, mask: Option<u128>) -> Result<(u128, u128), OfError> {
+    let (full, maskable) = match field {
+        Field::NwEcn => (3, false),
+        Field::NwTtl => (0xff, false),
+        Field::Ipv6Label => (0xf_ffff, true),
+        Field::MplsLabel => (0xf_ffff, false),
+        Field::MplsTc => (7, false),
+        Field::MplsBos => (1, false),
+        Field::MplsTtl => (0xff, false),
+        Field::NwFrag => (3, true),
+        _ => return Ok((value, mask.unwrap_or(u128::MAX))),
+    };
+    if value & !full != 0 {
+        return Err((error::BAD_MATCH, error::BAD_VALUE));
+    }
+    match mask {
+        Some(_) if !maskable => Err((error::BAD_MATCH, error::BAD_MASK)),
+        Some(m) => Ok((value & m, m & full)),
+        None => Ok((value, full)),
+    }
+}
