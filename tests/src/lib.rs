@@ -400,6 +400,22 @@ pub fn tcp_both_ways(client: &Ns, server: &Ns, dsts: &[&str], what: &str) {
     }
 }
 
+/// Whether a TCP connection from `client` to `dst:port` (an iperf3 server `server` starts there) carries data.
+pub fn tcp_passes(client: &Ns, server: &Ns, dst: &str, port: u16) -> bool {
+    server.sh(&format!("iperf3 -s -1 -D -p {port}"));
+    std::thread::sleep(Duration::from_millis(300));
+    let out = client.run(&format!("timeout 20 iperf3 -c {dst} -p {port} -t 1 --connect-timeout 1500 -J"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let bps = v["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or(0.0);
+    if bps == 0.0 {
+        // The server waits for a client that never came: end it (only the one this test started).
+        let _ = server.run(&format!(
+            "pid=$(ss -Htlnp sport = :{port} | grep -o 'pid=[0-9]*' | cut -d= -f2); [ -n \"$pid\" ] && kill $pid"
+        ));
+    }
+    bps > 0.0
+}
+
 /// One 2-second iperf3 TCP run from `client` to `dst:port` (`extra`: more iperf3 arguments, such as " -R")
 /// against a server that `server` starts bound to `bind` and `port`: the bits per second received.
 pub fn iperf3_bps(client: &Ns, server: &Ns, bind: &str, dst: &str, port: u16, extra: &str) -> f64 {

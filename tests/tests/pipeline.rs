@@ -62,6 +62,8 @@ const FLOWS: &[&str] = &[
     "in_port=1,actions=write_actions(controller:100)",
     "actions=sample(probability=12345,collector_set_id=23456,obs_domain_id=34567,obs_point_id=45678),output:1",
     "actions=sample(probability=1,collector_set_id=2,obs_domain_id=3,obs_point_id=4,sampling_port=1,egress),output:2",
+    "priority=5,ip,nw_src=10.0.0.1,actions=conjunction(1234,1/2),conjunction(9,2/3),note:ab.cd",
+    "conj_id=1234,tcp,tp_dst=80,actions=output:1",
     // With the TLV map the test gives both bridges.
     "tun_metadata0=0x1234,tun_metadata1=0x1200/0xff00,actions=move:tun_metadata0[0..15]->reg0[0..15],set_field:0xabcdef->tun_metadata1,output:1",
 ];
@@ -204,6 +206,60 @@ fn plain_ovs_ofctl_speaks_openflow_1_0_with_nicira_extensions() {
     assert!(!r.status.success(), "learn is not weft's yet");
     assert!(String::from_utf8_lossy(&r.stderr).contains("OFPT_ERROR"), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(plain_ofctl(&h, "dump-aggregate TARGET").contains("flow_count=6"));
+}
+
+/// A firewall as Neutron's OVS agent writes one, with conjunctive flows (plain `ovs-ofctl`, so OpenFlow 1.0
+/// with Nicira's extensions): dimension 1 is the source address (two of three allowed), dimension 2 the
+/// service (TCP to or from port 5201, or ICMP, on different fields). Real TCP to 5201 crosses both ways, TCP
+/// to another port and pings from the third address do not; the conj_id flow counts the traffic and the
+/// clauses count nothing, as in OVS.
+#[test]
+fn conjunctive_flows_let_through_only_the_pairs_they_name() {
+    let p = "pcj";
+    let Some(OneHost { tmp: _tmp, h, w }) = one_host(p, &["ip", "ping", "iperf3", "ovs-ofctl", "ss"]) else { return };
+    w.weft("add-br sw1");
+    let left = endpoint_veth("pcjl", &h, "pcjp1", "10.41.0.1", "2001:db8:41::1");
+    let right = endpoint_veth("pcjr", &h, "pcjp2", "10.41.0.2", "2001:db8:41::2");
+    right.sh("ip addr add 10.41.0.3/24 dev eth0");
+    w.weft("add-port sw1 pcjp1");
+    w.weft("add-port sw1 pcjp2");
+    w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    plain_ofctl(&h, "del-flows TARGET");
+    for f in [
+        "priority=100,arp,actions=normal",
+        "priority=50,conj_id=7,ip,actions=normal",
+        "priority=10,ip,nw_src=10.41.0.1,actions=conjunction(7,1/2)",
+        "priority=10,ip,nw_src=10.41.0.2,actions=conjunction(7,1/2)",
+        "priority=10,tcp,tp_dst=5201,actions=conjunction(7,2/2)",
+        "priority=10,tcp,tp_src=5201,actions=conjunction(7,2/2)",
+        "priority=10,icmp,actions=conjunction(7,2/2),note:1234",
+        "priority=0,actions=drop",
+    ] {
+        plain_ofctl(&h, &format!("add-flow TARGET '{f}'"));
+    }
+    let dump = plain_ofctl(&h, "--no-stats dump-flows TARGET");
+    assert!(dump.contains("priority=10,icmp actions=conjunction(7,2/2),note:12.34.00.00.00.00"), "{dump}");
+    assert!(dump.contains("conj_id=7,ip actions=NORMAL"), "{dump}");
+    left.ping("10.41.0.2", 2);
+    tcp_both_ways(&left, &right, &["10.41.0.2"], "through a conjunctive flow");
+    assert!(!tcp_passes(&left, &right, "10.41.0.2", 5202), "TCP to a port no clause names crossed");
+    let blocked = right.run("ping -c 2 -W 1 -I 10.41.0.3 10.41.0.1");
+    assert!(!blocked.status.success(), "a source no clause names got through");
+    // A clause flow alone is no flow: with dimension 2 gone, nothing IP passes.
+    plain_ofctl(&h, "--strict del-flows TARGET 'priority=10,icmp'");
+    assert!(!right.run("ping -c 2 -W 1 10.41.0.1").status.success(), "half a conjunction matched");
+    let counted = |line: &str| -> u64 {
+        line.split("n_packets=").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).unwrap()
+    };
+    let dump = plain_ofctl(&h, "dump-flows TARGET");
+    for line in dump.lines() {
+        if line.contains("conj_id=7") {
+            assert!(counted(line) > 1000, "{line}");
+        } else if line.contains("conjunction(") {
+            assert_eq!(counted(line), 0, "{line}");
+        }
+    }
 }
 
 /// Table 0 classifies by input port into reg0 (and keeps the port number in reg1 and metadata); table 1

@@ -158,6 +158,8 @@ pub mod slot {
     }
     /// The presence bits together.
     pub const TUN_MD_PRESENT: Slot = Slot::new(31, 16, 8);
+    /// `conj_id`: 0 but in the lookup that follows a conjunctive match ([`super::Clause`]).
+    pub const CONJ_ID: Slot = Slot::new(31, 32, 32);
 }
 
 impl FlowKey {
@@ -209,6 +211,15 @@ pub struct Rule {
     pub priority: u16,
     /// The caller's identifier for the rule (an index into its own list of rules).
     pub id: u32,
+}
+
+/// One `conjunction(id, k/n)` of a rule: the rule is one value of dimension `k` (1..=n) of the `n` (2..=64)
+/// dimensions of conjunctive flow `id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clause {
+    pub id: u32,
+    pub k: u8,
+    pub n: u8,
 }
 
 /// The words of a key a mask looks at, in order: lookups hash and compare only those (a rule on an IP
@@ -272,12 +283,16 @@ struct Subtable {
     rules: HashedMap<Vec<(FlowKey, Ranked)>>,
 }
 
-/// Rules as (priority, id), highest priority first.
-type Ranked = Vec<(u16, u32)>;
+/// Rules as (priority, id, clauses), highest priority first; `clauses` indexes the classifier's lists of
+/// [`Clause`]s, [`HARD`] for an ordinary rule.
+type Ranked = Vec<(u16, u32, u32)>;
+
+/// A rule that is not part of a conjunctive flow.
+const HARD: u32 = u32::MAX;
 
 impl Subtable {
     #[inline]
-    fn get(&self, key: &FlowKey) -> Option<&[(u16, u32)]> {
+    fn get(&self, key: &FlowKey) -> Option<&[(u16, u32, u32)]> {
         let bucket = self.rules.get(&self.words.hash(key, &self.mask))?;
         bucket.iter().find(|(k, _)| self.words.equal(key, &self.mask, k)).map(|(_, r)| &r[..])
     }
@@ -293,6 +308,9 @@ pub struct Classifier {
     /// looks past the common packet fields, [`PACKET_WORDS`] when none looks past the packet's own, else the
     /// whole key.
     cache_words: usize,
+    /// The clauses of the rules that are parts of conjunctive flows (none in most tables, which then take
+    /// the plain lookup).
+    clauses: Vec<Box<[Clause]>>,
 }
 
 /// The first N words of a key. A table whose rules look at nothing past them caches on these alone: the
@@ -379,9 +397,21 @@ impl FlowCache {
 /// and worker however many distinct packets arrive.
 pub const CACHE_MAX: usize = 16_384;
 
+/// Soft matches (rules of conjunctive flows) one lookup weighs at most.
+const SOFT_MAX: usize = 64;
+
 impl Classifier {
     /// Builds the classifier of a table from its rules (the id of each is its position in `rules`' source).
     pub fn new(rules: impl IntoIterator<Item = Rule>) -> Classifier {
+        Self::with_conjunctions(rules, Vec::new())
+    }
+
+    /// Builds the classifier of a table some of whose rules are parts of conjunctive flows: `soft` gives the
+    /// clauses of those rules, by rule id. Such a rule never matches alone ([`Classifier::classify`]).
+    pub fn with_conjunctions(rules: impl IntoIterator<Item = Rule>, soft: Vec<(u32, Vec<Clause>)>) -> Classifier {
+        let soft: HashMap<u32, Box<[Clause]>> =
+            soft.into_iter().filter(|(_, c)| !c.is_empty()).map(|(id, c)| (id, c.into_boxed_slice())).collect();
+        let mut clauses: Vec<Box<[Clause]>> = Vec::with_capacity(soft.len());
         let mut subtables: Vec<Subtable> = Vec::new();
         let mut union = FlowKey::default();
         let mut n = 0;
@@ -410,8 +440,15 @@ impl Classifier {
                 }
             };
             // Stable: among equal priorities the earlier rule stays first.
-            let at = list.iter().position(|(p, _)| *p < r.priority).unwrap_or(list.len());
-            list.insert(at, (r.priority, r.id));
+            let at = list.iter().position(|(p, ..)| *p < r.priority).unwrap_or(list.len());
+            let conj = match soft.get(&r.id) {
+                Some(c) => {
+                    clauses.push(c.clone());
+                    (clauses.len() - 1) as u32
+                }
+                None => HARD,
+            };
+            list.insert(at, (r.priority, r.id, conj));
         }
         subtables.sort_by_key(|s| std::cmp::Reverse(s.max_priority));
         let cache_words = if union.w[COMMON_WORDS..].iter().all(|w| *w == 0) {
@@ -421,7 +458,7 @@ impl Classifier {
         } else {
             KEY_WORDS
         };
-        Classifier { subtables, rules: n, cache_words }
+        Classifier { subtables, rules: n, cache_words, clauses }
     }
 
     pub fn len(&self) -> usize {
@@ -436,21 +473,110 @@ impl Classifier {
         self.subtables.len()
     }
 
-    /// The highest-priority rule matching `key`, without the cache.
+    /// The highest-priority rule matching `key`, without the cache. A rule that is part of a conjunctive
+    /// flow does not match by itself: when, at one priority above every other match, `key` matches a rule of
+    /// each dimension of conjunctive flow `id`, the answer is the rule found by looking `key` up again with
+    /// `conj_id=id` (rules of conjunctive flows left out); if there is none, as if those rules had not matched.
     pub fn classify(&self, key: &FlowKey) -> Option<u32> {
+        if self.clauses.is_empty() {
+            self.classify_hard(key, false)
+        } else {
+            self.classify_conjunctive(key)
+        }
+    }
+
+    /// The highest-priority ordinary rule matching `key` (`skip_soft`: past rules of conjunctive flows,
+    /// which only tables with some have).
+    #[inline]
+    fn classify_hard(&self, key: &FlowKey, skip_soft: bool) -> Option<u32> {
         let mut best: Option<(u16, u32)> = None;
         for st in &self.subtables {
             if best.is_some_and(|(p, _)| p >= st.max_priority) {
                 break;
             }
             if let Some(list) = st.get(key) {
-                let (p, id) = list[0];
-                if best.is_none_or(|(bp, _)| p > bp) {
-                    best = Some((p, id));
+                let first = if skip_soft { list.iter().find(|r| r.2 == HARD) } else { list.first() };
+                if let Some(&(p, id, _)) = first {
+                    if best.is_none_or(|(bp, _)| p > bp) {
+                        best = Some((p, id));
+                    }
                 }
             }
         }
         best.map(|(_, id)| id)
+    }
+
+    /// [`Classifier::classify`] for a table with conjunctive flows. The soft matches (rules of conjunctive
+    /// flows) are gathered into a fixed buffer: a key meeting more than [`SOFT_MAX`] of them keeps the
+    /// highest-priority ones. Only the controller's rules, never the traffic, make the lists long.
+    fn classify_conjunctive(&self, key: &FlowKey) -> Option<u32> {
+        let mut hard: Option<(u16, u32)> = None;
+        let mut soft = [(0u16, 0u32); SOFT_MAX];
+        let mut n_soft = 0;
+        for st in &self.subtables {
+            if hard.is_some_and(|(p, _)| p >= st.max_priority) {
+                break;
+            }
+            let Some(list) = st.get(key) else { continue };
+            for &(p, id, conj) in list {
+                if hard.is_some_and(|(hp, _)| hp >= p) {
+                    break;
+                }
+                if conj == HARD {
+                    hard = Some((p, id));
+                    break;
+                }
+                if n_soft < SOFT_MAX {
+                    soft[n_soft] = (p, conj);
+                    n_soft += 1;
+                } else if let Some(low) = (0..SOFT_MAX).min_by_key(|&i| soft[i].0).filter(|&i| soft[i].0 < p) {
+                    soft[low] = (p, conj);
+                }
+            }
+        }
+        let hard_pri = hard.map(|(p, _)| i32::from(p)).unwrap_or(-1);
+        let soft = &mut soft[..n_soft];
+        // Highest priority first; each priority's soft matches are tried together.
+        soft.sort_unstable_by_key(|s| std::cmp::Reverse(s.0));
+        let mut at = 0;
+        while at < soft.len() && i32::from(soft[at].0) > hard_pri {
+            let p = soft[at].0;
+            let end = at + soft[at..].iter().take_while(|s| s.0 == p).count();
+            let level = &soft[at..end];
+            // Every conjunction complete at this priority, lowest id first, until one's conj_id flow exists.
+            let mut tried: Option<u32> = None;
+            while let Some(id) = self.next_complete(level, tried) {
+                let mut k = *key;
+                k.put(slot::CONJ_ID, u128::from(id));
+                if let Some(r) = self.classify_hard(&k, true) {
+                    return Some(r);
+                }
+                tried = Some(id);
+            }
+            at = end;
+        }
+        hard.map(|(_, id)| id)
+    }
+
+    /// The lowest conjunction id above `after` whose every dimension some clause of `level` (soft matches
+    /// of one priority) fills.
+    fn next_complete(&self, level: &[(u16, u32)], after: Option<u32>) -> Option<u32> {
+        let mut best: Option<u32> = None;
+        let clauses = || level.iter().flat_map(|&(_, c)| self.clauses[c as usize].iter());
+        for c in clauses() {
+            let valid = (1..=64).contains(&c.n);
+            if !valid || after.is_some_and(|a| c.id <= a) || best.is_some_and(|b| c.id >= b) {
+                continue;
+            }
+            let mut have: u64 = 0;
+            for d in clauses().filter(|d| d.id == c.id && d.n == c.n && (1..=d.n).contains(&d.k)) {
+                have |= 1 << (d.k - 1);
+            }
+            if have == u64::MAX >> (64 - u32::from(c.n)) {
+                best = Some(c.id);
+            }
+        }
+        best
     }
 }
 
@@ -518,6 +644,75 @@ mod tests {
         assert_eq!(cache.len(), 2);
         assert_eq!(FlowCache::default().lookup(&Classifier::new([]), &v4(1)), None);
         assert_eq!(c.subtables(), 5);
+    }
+
+    #[test]
+    fn conjunctive_flows_match_when_every_dimension_does() {
+        let ip = (slot::DL_TYPE, 0x0800, 0xffff);
+        let src = |a: u128| (slot::NW_SRC, a, 0xffff_ffff);
+        let dst = |a: u128| (slot::NW_DST, a, 0xffff_ffff);
+        let conj = |id: u32, k: u8, n: u8| Clause { id, k, n };
+        let rules = [
+            rule(0, 0, &[]),                                      // table miss
+            rule(1, 10, &[ip, src(1)]),                           // conjunction(1234, 1/2)
+            rule(2, 10, &[ip, src(4)]),                           // conjunction(1234, 1/2)
+            rule(3, 10, &[ip, dst(2)]),                           // conjunction(1234, 2/2)
+            rule(4, 10, &[ip, dst(5)]),                           // conjunction(1234, 2/2), conjunction(9, 2/2)
+            rule(5, 3, &[(slot::CONJ_ID, 1234, 0xffff_ffff)]),    // conj_id=1234
+            rule(6, 20, &[ip, src(4), dst(5)]),                   // above the conjunction
+            rule(7, 10, &[ip, src(6)]),                           // conjunction(9, 1/2): no conj_id=9 flow
+            rule(8, 10, &[ip, dst(7)]),                           // ordinary, same priority as the clauses
+            rule(9, 4, &[ip, src(1)]),                            // conjunction(77, 1/2), lower
+            rule(10, 4, &[ip, dst(8)]),                           // conjunction(77, 2/2)
+            rule(11, 1, &[(slot::CONJ_ID, 77, 0xffff_ffff), ip]), // conj_id=77
+        ];
+        let soft = vec![
+            (1, vec![conj(1234, 1, 2)]),
+            (2, vec![conj(1234, 1, 2)]),
+            (3, vec![conj(1234, 2, 2)]),
+            (4, vec![conj(1234, 2, 2), conj(9, 2, 2)]),
+            (7, vec![conj(9, 1, 2)]),
+            (9, vec![conj(77, 1, 2)]),
+            (10, vec![conj(77, 2, 2)]),
+        ];
+        let c = Classifier::with_conjunctions(rules, soft);
+        let v4 = |s: u128, d: u128| pkt(&[(slot::DL_TYPE, 0x0800), (slot::NW_SRC, s), (slot::NW_DST, d)]);
+        let mut cache = FlowCache::default();
+        for _ in 0..2 {
+            for (s, d, want, why) in [
+                (1, 2, 5, "both dimensions: the conj_id flow, whatever its own priority"),
+                (4, 2, 5, "another value of dimension 1"),
+                (1, 5, 5, "another value of dimension 2"),
+                (1, 9, 0, "one dimension alone matches nothing"),
+                (9, 2, 0, "the other dimension alone neither"),
+                (4, 5, 6, "an ordinary flow above the conjunction wins"),
+                (6, 5, 0, "conjunction 9 is complete but has no conj_id flow: as if it had not matched"),
+                (1, 7, 8, "an ordinary flow at the clauses' priority wins over them"),
+                (1, 8, 11, "a lower conjunction completes where the higher one does not"),
+            ] {
+                assert_eq!(c.classify(&v4(s, d)), Some(want), "{s} -> {d}: {why}");
+                assert_eq!(cache.lookup(&c, &v4(s, d)), Some(want), "{s} -> {d} through the cache");
+            }
+        }
+        // The clauses alone, with no conj_id flow and no table miss: nothing.
+        let c = Classifier::with_conjunctions(
+            [rule(0, 10, &[ip, src(1)]), rule(1, 10, &[ip, dst(2)])],
+            vec![(0, vec![conj(1, 1, 2)]), (1, vec![conj(1, 2, 2)])],
+        );
+        assert_eq!(c.classify(&v4(1, 2)), None);
+        // A key that meets more soft rules than a lookup weighs still finds its conjunction (the highest).
+        let mut rules = vec![rule(0, 1, &[(slot::CONJ_ID, 5, 0xffff_ffff)])];
+        let mut soft = Vec::new();
+        for i in 1..=100u32 {
+            rules.push(rule(i, 2 + i as u16 % 3, &[(slot::reg(i as usize % 16), 0, 0xffff_ff00 | i as u128)]));
+            soft.push((i, vec![conj(1000 + i, 1, 2)]));
+        }
+        rules.push(rule(200, 9, &[ip]));
+        rules.push(rule(201, 9, &[ip, src(1)]));
+        soft.push((200, vec![conj(5, 1, 2)]));
+        soft.push((201, vec![conj(5, 2, 2)]));
+        let c = Classifier::with_conjunctions(rules, soft);
+        assert_eq!(c.classify(&v4(1, 2)), Some(0));
     }
 
     #[test]

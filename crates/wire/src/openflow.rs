@@ -191,6 +191,8 @@ pub mod oxm {
     pub const NX_IP_FRAG: u8 = 26;
     /// Connection tracking's fields (read-only but for the mark and label inside `ct`).
     pub const NX_TCP_FLAGS: u8 = 34;
+    /// `conj_id` (NXM only).
+    pub const NX_CONJ_ID: u8 = 37;
     /// NXM_NX_TUN_METADATA0; 1..63 follow (variable length, up to 124 bytes).
     pub const NX_TUN_METADATA0: u8 = 40;
     pub const NX_CT_STATE: u8 = 105;
@@ -259,6 +261,7 @@ pub mod act {
     pub const NXAST_CONTROLLER: u16 = 20;
     pub const NXAST_OUTPUT_REG: u16 = 15;
     pub const NXAST_EXIT: u16 = 17;
+    pub const NXAST_CONJUNCTION: u16 = 34;
     pub const NXAST_NOTE: u16 = 8;
     pub const NXAST_SET_QUEUE: u16 = 4;
     pub const NXAST_POP_QUEUE: u16 = 5;

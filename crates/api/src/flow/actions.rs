@@ -236,6 +236,23 @@ pub(super) fn parse_action(
             }
         }
         "exit" if arg.is_none() => Action::Exit,
+        // `conjunction(id, k/n)`, spaces allowed around the numbers.
+        "conjunction" => {
+            let a = need()?;
+            let (id, kn) = a.split_once(',').ok_or_else(|| err(act, "conjunction takes (id, k/n)"))?;
+            let (k, n) = kn.split_once('/').ok_or_else(|| err(act, "conjunction takes (id, k/n)"))?;
+            let id = num(act, id.trim(), u128::from(u32::MAX))? as u32;
+            let (k, n) = (num(act, k.trim(), 255)? as u8, num(act, n.trim(), 255)? as u8);
+            match (k, n) {
+                (_, ..=1) => return Err(err(act, "conjunction must have at least 2 clauses")),
+                (_, 65..) => return Err(err(act, "conjunction must have at most 64 clauses")),
+                (0, _) => return Err(err(act, "clause index must be positive")),
+                (k, n) if k > n => {
+                    return Err(err(act, "clause index must be less than or equal to number of clauses"))
+                }
+                _ => Action::Conjunction { id, k, n },
+            }
+        }
         "ct" => super::ct::parse_ct(act, arg.unwrap_or(""))?,
         "ct_clear" if arg.is_none() => Action::CtClear,
         "nat" => return Err(err(act, "Cannot have NAT action outside of \"ct\" action")),

@@ -61,6 +61,7 @@ fn named_fields() -> impl Iterator<Item = (Field, &'static [&'static str], Strin
         (Field::CtTpSrc, &["ct_tp_src"], "NXM_NX_CT_TP_SRC", 16, false),
         (Field::CtTpDst, &["ct_tp_dst"], "NXM_NX_CT_TP_DST", 16, false),
         (Field::TcpFlags, &["tcp_flags"], "NXM_NX_TCP_FLAGS", 16, false),
+        (Field::ConjId, &["conj_id"], "NXM_NX_CONJ_ID", 32, false),
     ];
     const REGS: [&str; 16] = [
         "reg0", "reg1", "reg2", "reg3", "reg4", "reg5", "reg6", "reg7", "reg8", "reg9", "reg10", "reg11", "reg12",
@@ -317,3 +318,46 @@ pub fn note(raw: &[u8]) -> Option<Action> {
 /// What `load` and `move` may write, for error messages.
 pub(super) const WRITABLE: &str =
     "registers, xreg, xxreg, metadata, pkt_mark, tun_id and the packet's fields but in_port, eth_type, ip_proto and mpls_bos";
+
+/// What the match must already say for a field to be allowed (OpenFlow's prerequisites).
+pub(super) fn prerequisite(
+    field: Field,
+    dl_type: Option<u16>,
+    nw_proto: Option<u8>,
+    icmp_type: Option<u8>,
+) -> Result<(), String> {
+    let ip4 = dl_type == Some(0x0800);
+    let ip6 = dl_type == Some(0x86dd);
+    let arp = dl_type == Some(0x0806);
+    let nd = |t: &[u8]| ip6 && nw_proto == Some(58) && icmp_type.is_some_and(|i| t.contains(&i));
+    let ok = match field {
+        Field::NwSrc | Field::NwDst => ip4 || arp,
+        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl | Field::NwFrag => ip4 || ip6,
+        Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => ip6,
+        Field::ArpSha => arp || nd(&[135]),
+        Field::ArpTha => arp || nd(&[136]),
+        Field::NdTarget => nd(&[135, 136]),
+        Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos => matches!(dl_type, Some(0x8847 | 0x8848)),
+        Field::ArpSpa | Field::ArpTpa | Field::ArpOp => arp,
+        Field::TpSrc | Field::TpDst => (ip4 || ip6) && matches!(nw_proto, Some(6 | 17 | 132)),
+        Field::TcpFlags => (ip4 || ip6) && nw_proto == Some(6),
+        Field::IcmpType | Field::IcmpCode => (ip4 && nw_proto == Some(1)) || (ip6 && nw_proto == Some(58)),
+        _ => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match field {
+        Field::NwSrc | Field::NwDst => "needs ip or arp (dl_type=0x0800 or 0x0806)".into(),
+        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl | Field::NwFrag => "needs ip or ipv6".into(),
+        Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => "needs ipv6 (dl_type=0x86dd)".into(),
+        Field::ArpSha => "needs arp, or icmp6 with icmp_type=135 (nd_sll)".into(),
+        Field::ArpTha => "needs arp, or icmp6 with icmp_type=136 (nd_tll)".into(),
+        Field::NdTarget => "needs icmp6 with icmp_type=135 or 136".into(),
+        Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos => "needs mpls or mplsm".into(),
+        Field::ArpSpa | Field::ArpTpa | Field::ArpOp => "needs arp".into(),
+        Field::TpSrc | Field::TpDst => "needs tcp, udp, tcp6 or udp6".into(),
+        Field::TcpFlags => "needs tcp or tcp6".into(),
+        _ => "needs icmp or icmp6".into(),
+    })
+}

@@ -27,7 +27,7 @@ use actions::parse_action;
 pub use actions::{packet_in_reason, PACKET_IN_REASONS};
 pub use ct::{format_ct_state, Ct, CtExec, CtWrite, CtZone, Nat, NatKind, CT_EXEC_MAX, CT_STATES};
 pub use fields::{hex, loads, merge_vlan, note, SubField, NOTE_MAX};
-use fields::{reg_match, sub_field, WRITABLE};
+use fields::{prerequisite, reg_match, sub_field, WRITABLE};
 pub use print::format_matches;
 pub use setfield::{format_set_field, is_packet_set, set_field_name, Ctx};
 pub(crate) use setfield::{set_field_from_oxm, set_field_oxm};
@@ -115,6 +115,9 @@ pub enum Field {
     /// big-endian number (weft carries at most [`TUN_METADATA_MAX`] bytes of each). Matching it also asks
     /// that the option be there; writing it makes the packet carry the option when it leaves a Geneve port.
     TunMetadata(u8),
+    /// `conj_id`: the id of the conjunctive flow a packet met ([`Action::Conjunction`]); matched only, and
+    /// only the lookup that follows a conjunctive match sees it other than 0.
+    ConjId,
 }
 
 /// The `tun_metadataN` fields (OVS's NXM_NX_TUN_METADATA0..63).
@@ -264,6 +267,15 @@ pub enum Action {
     /// the action is kept, printed and sent back as written, and samples nothing — what Open vSwitch does
     /// when no Flow_Sample_Collector_Set names the collector set.
     Sample(Sample),
+    /// `conjunction(id, k/n)`: the flow is one value of dimension `k` of the `n` dimensions of conjunctive
+    /// flow `id` of its table. Such a flow does nothing itself: a packet that matches a flow of every dimension
+    /// (at one priority) is looked up again with `conj_id=id`, and that flow's actions run. Only `note` may
+    /// accompany it.
+    Conjunction {
+        id: u32,
+        k: u8,
+        n: u8,
+    },
     /// `clone(…)`: the next N actions of the list run on a copy of the packet (outputs, rewrites, resubmits
     /// of its own); the packet itself goes on as it was. N counts nested clones' actions too. Kept flat so
     /// that actions stay `Copy`.
@@ -530,44 +542,6 @@ fn split_actions(text: &str) -> Vec<&str> {
     out.into_iter().filter(|t| !t.is_empty()).collect()
 }
 
-/// What the match must already say for a field to be allowed (OpenFlow's prerequisites).
-fn prerequisite(field: Field, dl_type: Option<u16>, nw_proto: Option<u8>, icmp_type: Option<u8>) -> Result<(), String> {
-    let ip4 = dl_type == Some(0x0800);
-    let ip6 = dl_type == Some(0x86dd);
-    let arp = dl_type == Some(0x0806);
-    let nd = |t: &[u8]| ip6 && nw_proto == Some(58) && icmp_type.is_some_and(|i| t.contains(&i));
-    let ok = match field {
-        Field::NwSrc | Field::NwDst => ip4 || arp,
-        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl | Field::NwFrag => ip4 || ip6,
-        Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => ip6,
-        Field::ArpSha => arp || nd(&[135]),
-        Field::ArpTha => arp || nd(&[136]),
-        Field::NdTarget => nd(&[135, 136]),
-        Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos => matches!(dl_type, Some(0x8847 | 0x8848)),
-        Field::ArpSpa | Field::ArpTpa | Field::ArpOp => arp,
-        Field::TpSrc | Field::TpDst => (ip4 || ip6) && matches!(nw_proto, Some(6 | 17 | 132)),
-        Field::TcpFlags => (ip4 || ip6) && nw_proto == Some(6),
-        Field::IcmpType | Field::IcmpCode => (ip4 && nw_proto == Some(1)) || (ip6 && nw_proto == Some(58)),
-        _ => true,
-    };
-    if ok {
-        return Ok(());
-    }
-    Err(match field {
-        Field::NwSrc | Field::NwDst => "needs ip or arp (dl_type=0x0800 or 0x0806)".into(),
-        Field::NwProto | Field::NwTos | Field::NwEcn | Field::NwTtl | Field::NwFrag => "needs ip or ipv6".into(),
-        Field::Ipv6Src | Field::Ipv6Dst | Field::Ipv6Label => "needs ipv6 (dl_type=0x86dd)".into(),
-        Field::ArpSha => "needs arp, or icmp6 with icmp_type=135 (nd_sll)".into(),
-        Field::ArpTha => "needs arp, or icmp6 with icmp_type=136 (nd_tll)".into(),
-        Field::NdTarget => "needs icmp6 with icmp_type=135 or 136".into(),
-        Field::MplsLabel | Field::MplsTc | Field::MplsTtl | Field::MplsBos => "needs mpls or mplsm".into(),
-        Field::ArpSpa | Field::ArpTpa | Field::ArpOp => "needs arp".into(),
-        Field::TpSrc | Field::TpDst => "needs tcp, udp, tcp6 or udp6".into(),
-        Field::TcpFlags => "needs tcp or tcp6".into(),
-        _ => "needs icmp or icmp6".into(),
-    })
-}
-
 /// Parses a flow. `port` turns a port name (or number text) into its OpenFlow number.
 pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, FlowError> {
     let (toks, actions) = tokens(text);
@@ -826,6 +800,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 };
                 field_and(Field::TunMetadata(n), (value, mask))
             }
+            "conj_id" => Match { field: Field::ConjId, value: num(tok, v, u128::from(u32::MAX))?, mask: 0xffff_ffff },
             "tun_src" => field_and(Field::TunSrc, ipv4_mask(tok, v)?),
             "tun_dst" => field_and(Field::TunDst, ipv4_mask(tok, v)?),
             other => return Err(err(tok, format!("unknown field {other:?}"))),
@@ -858,6 +833,20 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             parse_action(act, &resolve, &mut f.actions)?;
         }
         f.actions_text = a.to_string();
+        // A conjunctive flow's clauses act only together: nothing but notes may come with them.
+        if let Some(other) = f.actions.iter().find(|a| !matches!(a, Action::Conjunction { .. } | Action::Note { .. })) {
+            if f.actions.iter().any(|a| matches!(a, Action::Conjunction { .. })) {
+                let name = other.to_string();
+                let name = name.split([':', '(']).next().unwrap_or("");
+                return Err(err(
+                    "conjunction",
+                    format!(
+                        "\"conjunction\" actions may be used along with \"note\" but not any other kind of action \
+                         (such as the \"{name}\" action used here)"
+                    ),
+                ));
+            }
+        }
         // Drop among other actions means nothing; alone it is the empty list.
         if f.actions.len() > 1 && f.actions.contains(&Action::Drop) {
             return Err(err("drop", "drop cannot be combined with other actions"));

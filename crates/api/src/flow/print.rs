@@ -117,6 +117,7 @@ impl fmt::Display for Action {
             Action::StackPop(sf) => write!(f, "pop:{sf}"),
             Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::Exit => f.write_str("exit"),
+            Action::Conjunction { id, k, n } => write!(f, "conjunction({id},{k}/{n})"),
             Action::Note { bytes, len } => {
                 f.write_str("note:")?;
                 for (i, b) in bytes[..usize::from(len)].iter().enumerate() {
@@ -218,7 +219,8 @@ impl Flow {
 /// Where OVS prints a field in a match.
 fn rank(f: Field) -> u16 {
     match f {
-        Field::PktMark => 0,
+        // After the mark (printed first of all), before what connection tracking found.
+        Field::PktMark | Field::ConjId => 0,
         Field::Reg(n) | Field::XReg(n) | Field::XXReg(n) => 12 + u16::from(n),
         Field::TunId => 30,
         Field::TunSrc => 31,
@@ -331,6 +333,7 @@ pub fn format_matches(matches: &[Match]) -> String {
                 }
             }
             Field::CtNwProto => format!("ct_nw_proto={}", m.value),
+            Field::ConjId => format!("conj_id={}", m.value),
             Field::CtTpSrc | Field::CtTpDst => {
                 let name = if m.field == Field::CtTpSrc { "ct_tp_src" } else { "ct_tp_dst" };
                 if m.mask == 0xffff {
@@ -404,7 +407,7 @@ pub fn format_matches(matches: &[Match]) -> String {
     };
     for m in sorted {
         let w = match m.field {
-            Field::PktMark | Field::XReg(_) | Field::XXReg(_) => continue,
+            Field::PktMark | Field::XReg(_) | Field::XXReg(_) | Field::ConjId => continue,
             Field::CtState
             | Field::CtZone
             | Field::CtMark

@@ -503,3 +503,26 @@ fn output_with_a_port_in_parentheses_is_output_to_it() {
     assert_eq!(p("actions=output(port=3,max_len=100)"), "actions=output(port=3,max_len=100)");
     assert!(parse("actions=output(port=3,x=1)", &|n| n.parse().ok()).is_err());
 }
+
+#[test]
+fn conjunctions_parse_print_and_refuse_as_ovs() {
+    let f = parse("priority=5,ip,nw_src=10.0.0.1 actions=conjunction( 1234 , 1 / 2 ),note:ab", &|_| None).unwrap();
+    assert_eq!(f.actions[0], Action::Conjunction { id: 1234, k: 1, n: 2 });
+    assert_eq!(f.to_string(), "priority=5,ip,nw_src=10.0.0.1 actions=conjunction(1234,1/2),note:ab.00.00.00.00.00");
+    // conj_id prints after the mark, before what connection tracking found and the protocol (as OVS).
+    let f = parse("ct_state=+trk,ip,conj_id=5,pkt_mark=1 actions=drop", &|_| None).unwrap();
+    assert_eq!(f.to_string(), "pkt_mark=0x1,conj_id=5,ct_state=+trk,ip actions=drop");
+    for (text, why) in [
+        ("ip actions=conjunction(1,1/2),normal", "not any other kind of action (such as the \"NORMAL\" action"),
+        ("ip actions=conjunction(1,1/2),goto_table:3", "(such as the \"goto_table\" action"),
+        ("ip actions=conjunction(1,3/2)", "clause index must be less than or equal to number of clauses"),
+        ("ip actions=conjunction(1,1/1)", "at least 2 clauses"),
+        ("ip actions=conjunction(1,1/65)", "at most 64 clauses"),
+        ("ip actions=conjunction(1,0/2)", "clause index must be positive"),
+        ("ip actions=conjunction(1)", "conjunction takes (id, k/n)"),
+        ("conj_id=0x10/0xff actions=drop", ""),
+    ] {
+        let e = parse(text, &|_| None).expect_err(text);
+        assert!(e.to_string().contains(why), "{text}: {e}");
+    }
+}

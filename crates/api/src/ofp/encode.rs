@@ -127,6 +127,10 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         // A list encoder ([`put_action_list`]) writes a clone with what it holds.
         Action::Clone(_) => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
+        // The clause counts from 0 on the wire.
+        Action::Conjunction { id, k, n } => {
+            put_nx(out, act::NXAST_CONJUNCTION, &[&[k - 1, n][..], &id.to_be_bytes()].concat())
+        }
         Action::Note { bytes, len } => put_nx(out, act::NXAST_NOTE, &bytes[..usize::from(len)]),
         Action::SetQueue(q) => {
             out.extend_from_slice(&act::SET_QUEUE.to_be_bytes());

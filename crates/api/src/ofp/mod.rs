@@ -59,6 +59,7 @@ pub(crate) fn field_of(t: &OxmTlv<'_>) -> Result<(Field, u32), OfError> {
         (oxm::CLASS_NXM1, oxm::NX_MPLS_TTL) => (Field::MplsTtl, 8),
         (oxm::CLASS_NXM1, oxm::NX_IP_FRAG) => (Field::NwFrag, 8),
         (oxm::CLASS_NXM1, oxm::NX_TCP_FLAGS) => (Field::TcpFlags, 16),
+        (oxm::CLASS_NXM1, oxm::NX_CONJ_ID) => (Field::ConjId, 32),
         (oxm::CLASS_NXM1, oxm::NX_CT_STATE) => (Field::CtState, 32),
         (oxm::CLASS_NXM1, oxm::NX_CT_ZONE) => (Field::CtZone, 16),
         (oxm::CLASS_NXM1, oxm::NX_CT_MARK) => (Field::CtMark, 32),
@@ -155,6 +156,7 @@ pub(crate) fn header_of(f: Field) -> Option<(u16, u8, usize)> {
         Field::TunSrc => (CLASS_NXM1, NX_TUN_IPV4_SRC, 4),
         Field::TunDst => (CLASS_NXM1, NX_TUN_IPV4_DST, 4),
         Field::TcpFlags => (CLASS_NXM1, NX_TCP_FLAGS, 2),
+        Field::ConjId => (CLASS_NXM1, NX_CONJ_ID, 4),
         Field::CtState => (CLASS_NXM1, NX_CT_STATE, 4),
         Field::CtZone => (CLASS_NXM1, NX_CT_ZONE, 2),
         Field::CtMark => (CLASS_NXM1, NX_CT_MARK, 4),
@@ -276,7 +278,7 @@ pub fn put_matches(out: &mut Vec<u8>, matches: &[Match]) {
         Field::CtTpSrc,
         Field::CtTpDst,
     ];
-    let tcp = [Field::TcpFlags];
+    let tcp = [Field::TcpFlags, Field::ConjId];
     let order = [Field::PktMark, Field::Metadata]
         .into_iter()
         .chain(regs)
@@ -590,6 +592,13 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         out.push(Action::OutputReg(src));
                     }
                     act::NXAST_EXIT => out.push(Action::Exit),
+                    act::NXAST_CONJUNCTION if b.len() >= 12 => {
+                        let (k, n) = (b[6], b[7]);
+                        if !(2..=64).contains(&n) || k >= n {
+                            return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
+                        }
+                        out.push(Action::Conjunction { id: be32(b, 8), k: k + 1, n });
+                    }
                     act::NXAST_DEC_TTL => out.push(Action::DecTtl),
                     act::NXAST_PUSH_MPLS if b.len() >= 8 => {
                         let t = u16::from_be_bytes([b[6], b[7]]);

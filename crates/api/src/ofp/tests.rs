@@ -313,6 +313,24 @@ fn sample_actions_are_ovs_encodings_and_survive_the_wire() {
 }
 
 #[test]
+fn conjunctions_are_ovs_encodings_and_survive_the_wire() {
+    // NXAST_CONJUNCTION (34): the clause from 0, the number of clauses, the id — 16 bytes.
+    let mut out = Vec::new();
+    put_action(&mut out, &flow("ip,actions=conjunction(1234,2/3)").actions[0]);
+    let want = "ffff0010 00002320 0022 01 03 000004d2".replace(' ', "");
+    assert_eq!(out.iter().map(|b| format!("{b:02x}")).collect::<String>(), want);
+    assert_round_trips("ip,nw_src=10.0.0.1,actions=conjunction(4294967295,1/64),conjunction(7,2/2),note:ab.cd");
+    assert_round_trips("conj_id=1234,tcp,tp_dst=80,actions=output:1");
+    // What OVS refuses on the wire: fewer than 2 clauses, or a clause past the last.
+    for (k, n) in [(0u8, 1u8), (2, 2), (0, 65)] {
+        let mut b = vec![0xff, 0xff, 0, 16, 0, 0, 0x23, 0x20, 0, 34, k, n, 0, 0, 0, 1];
+        b.truncate(16);
+        let got = actions_from_instructions(&weft_wire::openflow::parse_tlvs(&apply(&b), "instruction").unwrap());
+        assert!(got.is_err(), "clause {k} of {n}: {got:?}");
+    }
+}
+
+#[test]
 fn tun_metadata_in_actions_reads_ovs_headers() {
     // move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG0[0..15] as OVS writes it: the field's header says 124 bytes.
     let mut b = vec![0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 6, 0, 16, 0, 0, 0, 0];

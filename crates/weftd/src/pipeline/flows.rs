@@ -71,6 +71,7 @@ pub(super) fn field_slot(f: weft_api::flow::Field, tun: &TunMap) -> Option<weft_
         Field::CtTpSrc => slot::CT_TP_SRC,
         Field::CtTpDst => slot::CT_TP_DST,
         Field::TcpFlags => slot::TCP_FLAGS,
+        Field::ConjId => slot::CONJ_ID,
         Field::TunMetadata(n) => tun.slots(n)?.0,
     })
 }
@@ -253,6 +254,8 @@ pub fn act_rt(
         Action::SetQueue(_) | Action::PopQueue | Action::Note { .. } => return None,
         // No IPFIX exporter: nothing to sample for (see the action's documentation).
         Action::Sample(_) => return None,
+        // The rule is part of a conjunctive flow: its clauses are the classifier's (`build_tables`).
+        Action::Conjunction { .. } => return None,
     })
 }
 
@@ -316,6 +319,7 @@ pub(super) fn build_tables(
     tun: &TunMap,
 ) -> Vec<TableRt> {
     use weft_api::flow::Action;
+    use weft_datapath::classifier::Clause;
     let only_normal = b.flows.len() == 1 && {
         let f = &b.flows[0].flow;
         f.table == 0 && f.matches.is_empty() && f.actions == [Action::Normal]
@@ -328,7 +332,20 @@ pub(super) fn build_tables(
         .map(|t| {
             let mut rules = Vec::new();
             let mut entries = Vec::new();
+            let mut soft = Vec::new();
             for s in b.flows.iter().filter(|s| usize::from(s.flow.table) == t) {
+                let clauses: Vec<Clause> = s
+                    .flow
+                    .actions
+                    .iter()
+                    .filter_map(|a| match *a {
+                        Action::Conjunction { id, k, n } => Some(Clause { id, k, n }),
+                        _ => None,
+                    })
+                    .collect();
+                if !clauses.is_empty() {
+                    soft.push((rules.len() as u32, clauses));
+                }
                 let port = |n: u32| ofports.get(&n).copied();
                 let actions = compile_actions(&s.flow.actions, &port, (&mut *cts, 0), tun);
                 let (key, mask) = flow_rule(&s.flow.matches, tun);
@@ -341,7 +358,7 @@ pub(super) fn build_tables(
                 let table_miss = s.flow.priority == 0 && s.flow.matches.is_empty();
                 rules.push(RuleRt { id: s.id, cookie: s.flow.cookie, table_miss, actions });
             }
-            TableRt { classifier: weft_datapath::classifier::Classifier::new(entries), rules }
+            TableRt { classifier: weft_datapath::classifier::Classifier::with_conjunctions(entries, soft), rules }
         })
         .collect()
 }
