@@ -64,6 +64,9 @@ const FLOWS: &[&str] = &[
     "actions=sample(probability=1,collector_set_id=2,obs_domain_id=3,obs_point_id=4,sampling_port=1,egress),output:2",
     "priority=5,ip,nw_src=10.0.0.1,actions=conjunction(1234,1/2),conjunction(9,2/3),note:ab.cd",
     "conj_id=1234,tcp,tp_dst=80,actions=output:1",
+    "actions=learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[]),output:1",
+    "ip,actions=learn(table=3,idle_timeout=10,priority=5,send_flow_rem,delete_learned,cookie=0x123,eth_type=0x800,ip_dst=10.0.0.1,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],load:0x1->NXM_NX_REG0[],load:NXM_NX_REG1[0..7]->NXM_NX_REG2[8..15],output:NXM_NX_REG3[0..15])",
+    "actions=learn(table=1,limit=10,NXM_OF_ETH_SRC[],NXM_NX_REG0[1..31]=NXM_NX_REG1[0..30],in_port=LOCAL)",
     // With the TLV map the test gives both bridges.
     "tun_metadata0=0x1234,tun_metadata1=0x1200/0xff00,actions=move:tun_metadata0[0..15]->reg0[0..15],set_field:0xabcdef->tun_metadata1,output:1",
 ];
@@ -200,10 +203,8 @@ fn plain_ovs_ofctl_speaks_openflow_1_0_with_nicira_extensions() {
     plain_ofctl(&h, "--strict del-flows TARGET 'table=3,priority=9,ip,nw_dst=10.7.0.9'");
     assert!(!plain_ofctl(&h, "dump-flows TARGET").contains("10.7.0.9"));
     // What weft cannot do is refused with an OpenFlow 1.0 error, and nothing changes.
-    let r = h.run(
-        "timeout 10 ovs-ofctl add-flow tcp:127.0.0.1:6653 'table=3,actions=learn(table=1,NXM_OF_VLAN_TCI[0..11])'",
-    );
-    assert!(!r.status.success(), "learn is not weft's yet");
+    let r = h.run("timeout 10 ovs-ofctl add-flow tcp:127.0.0.1:6653 'table=3,tcp,actions=fin_timeout(idle_timeout=5)'");
+    assert!(!r.status.success(), "fin_timeout is not weft's yet");
     assert!(String::from_utf8_lossy(&r.stderr).contains("OFPT_ERROR"), "{}", String::from_utf8_lossy(&r.stderr));
     assert!(plain_ofctl(&h, "dump-aggregate TARGET").contains("flow_count=6"));
 }
@@ -260,6 +261,87 @@ fn conjunctive_flows_let_through_only_the_pairs_they_name() {
             assert_eq!(counted(line), 0, "{line}");
         }
     }
+}
+
+/// A learning switch made of flows, as OVS's `learn` builds one (programmed over OpenFlow 1.3, so NXAST_LEARN
+/// rides as an experimenter action): table 0 learns, for each source MAC, a flow in table 10 that sends
+/// frames to that MAC out of the port it came in by, then resubmits to table 10, which floods what it has
+/// not learned. Real TCP crosses both ways by the learned flows (they count it; the flood flow does not),
+/// they survive `kill -9`, go when idle past their timeout, and go with the flow that learned them
+/// (`delete_learned`).
+#[test]
+fn a_learning_switch_made_of_flows_learns_from_real_traffic() {
+    let p = "plr";
+    let Some(OneHost { tmp: _tmp, h, mut w }) = one_host(p, &["ip", "ping", "iperf3", "ovs-ofctl"]) else { return };
+    w.weft("add-br sw1");
+    let left = endpoint_veth("plrl", &h, "plrp1", "10.42.0.1", "2001:db8:42::1");
+    let right = endpoint_veth("plrr", &h, "plrp2", "10.42.0.2", "2001:db8:42::2");
+    w.weft("add-port sw1 plrp1");
+    w.weft("add-port sw1 plrp2");
+    w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ofctl(&h, "del-flows TARGET");
+    let learn = "table=0,priority=10,actions=learn(table=10,idle_timeout=4,priority=5,cookie=0x42,delete_learned,\
+                 NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[]),resubmit(,10)";
+    ofctl(&h, &format!("add-flow TARGET '{learn}'"));
+    ofctl(&h, "add-flow TARGET 'table=10,priority=0,actions=flood'");
+    let dump = ofctl(&h, "--no-stats dump-flows TARGET table=0");
+    assert!(
+        dump.contains(
+            "actions=learn(table=10,idle_timeout=4,priority=5,delete_learned,cookie=0x42,\
+                       NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],output:NXM_OF_IN_PORT[]),resubmit(,10)"
+        ),
+        "{dump}"
+    );
+    let (lmac, rmac) = (mac_of(&left, "eth0"), mac_of(&right, "eth0"));
+    left.ping("10.42.0.2", 2);
+    let learned = |w: &Weftd| -> Vec<String> {
+        w.weft("dump-flows sw1").lines().filter(|l| l.contains("cookie=0x42")).map(String::from).collect()
+    };
+    // The endpoints' MACs (the bridge's own port may be learned too, when it speaks).
+    let both = |w: &Weftd| {
+        let l = learned(w);
+        [&lmac, &rmac].iter().all(|m| l.iter().any(|f| f.contains(&format!("dl_dst={m}"))))
+    };
+    wait_for("both MACs learned", 5, || both(&w));
+    let counted = |line: &str| -> u64 {
+        line.split("n_packets=").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).unwrap()
+    };
+    let flooded =
+        |h: &Ns| counted(ofctl(h, "dump-flows TARGET table=10").lines().find(|l| l.contains("FLOOD")).unwrap());
+    let before = flooded(&h);
+    tcp_both_ways(&left, &right, &["10.42.0.2"], "through learned flows");
+    let dump = ofctl(&h, "dump-flows TARGET table=10");
+    for (mac, port) in [(&lmac, 1), (&rmac, 2)] {
+        let line = dump.lines().find(|l| l.contains(&format!("dl_dst={mac}"))).unwrap_or_else(|| panic!("{dump}"));
+        assert!(
+            line.contains("cookie=0x42") && line.contains("idle_timeout=4") && line.contains("priority=5"),
+            "{line}"
+        );
+        assert!(line.ends_with(&format!("actions=output:{port}")), "{line}");
+        assert!(counted(line) > 1000, "TCP did not take the learned flow: {line}");
+    }
+    // Only what is not unicast (neighbor discovery's multicast) floods now.
+    let after = flooded(&h);
+    assert!(after - before < 50, "TCP flooded after learning: {before} -> {after} frames");
+    // Learned flows are flows of the configuration: back after kill -9.
+    w.restart();
+    assert!(both(&w), "learned flows lost by kill -9: {:?}", learned(&w));
+    // Idle past their timeout, they go; traffic learns them again; deleting the learning flow takes them too.
+    // (The endpoints' neighbour entries fixed, so that no reachability probe keeps a flow busy.)
+    left.sh(&format!("ip neigh replace 10.42.0.2 lladdr {rmac} dev eth0 nud permanent"));
+    right.sh(&format!("ip neigh replace 10.42.0.1 lladdr {lmac} dev eth0 nud permanent"));
+    let gone = |w: &Weftd| learned(w).iter().all(|f| !f.contains(&lmac) && !f.contains(&rmac));
+    let t = std::time::Instant::now();
+    while !gone(&w) && t.elapsed() < std::time::Duration::from_secs(15) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(gone(&w), "idle learned flows stay: {:?}", learned(&w));
+    left.ping("10.42.0.2", 1);
+    wait_for("MACs learned again", 5, || both(&w));
+    ofctl(&h, "del-flows TARGET table=0");
+    assert!(learned(&w).is_empty(), "delete_learned left learned flows: {:?}", learned(&w));
+    assert!(w.weft("dump-flows sw1").contains("actions=FLOOD"), "the other flows stay");
 }
 
 /// Table 0 classifies by input port into reg0 (and keeps the port number in reg1 and metadata); table 1

@@ -112,6 +112,10 @@ pub fn parse_group_mod(body: &[u8]) -> Result<GroupMod, OfError> {
         if actions.iter().any(|a| matches!(a, Action::Group(_))) {
             return Err((FAILED, error::group::CHAINING_UNSUPPORTED));
         }
+        // A learned flow names the flow that learned it: weft learns from flows only.
+        if actions.iter().any(|a| matches!(a, Action::Learn(_))) {
+            return Err((error::BAD_ACTION, error::BAD_ACTION_TYPE));
+        }
         buckets.push(Bucket {
             weight: u16::from_be_bytes([b[2], b[3]]),
             watch_port: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),

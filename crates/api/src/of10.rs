@@ -492,6 +492,12 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
         match *a {
             // OpenFlow 1.0 has no action set: write_actions and what it writes are left out (as OVS does).
             Action::WriteActions(n) => skip = n,
+            Action::Learn(l) => {
+                let inner = &actions[i + 1..(i + 1 + usize::from(l.n)).min(actions.len())];
+                crate::ofp::put_learn(out, &l, inner);
+                skip = l.n;
+            }
+            Action::LearnSpec(_) => {}
             Action::Clone(n) => {
                 let inner = &actions[i + 1..(i + 1 + usize::from(n)).min(actions.len())];
                 let mut body = vec![0u8; 6];

@@ -276,6 +276,7 @@ pub fn actions_use(actions: &[Action]) -> Vec<u8> {
             Action::StackPush(sf) | Action::StackPop(sf) | Action::OutputReg(sf) => vec![sf.field],
             Action::Multipath(m) => vec![m.dst.field],
             Action::Bundle(b) => b.dst.map(|d| d.field).into_iter().collect(),
+            Action::LearnSpec(spec) => spec.packet_field().into_iter().chain(spec.dst()).map(|s| s.field).collect(),
             Action::Ct(ct) => {
                 let mut v: Vec<Field> = ct
                     .exec_writes()

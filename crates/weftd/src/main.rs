@@ -171,6 +171,7 @@ fn run() -> anyhow::Result<()> {
         removal_reasons: Default::default(),
         removal_reason: weft_wire::openflow::removed::DELETE,
         controller_seen: Default::default(),
+        learn_refreshed: Default::default(),
         ovsdb: None,
     };
     let empty = Arc::new(pipeline::Pipeline::empty());
@@ -218,6 +219,12 @@ fn run() -> anyhow::Result<()> {
         metrics::serve(addr, state.clone())?;
         tracing::info!("metrics on http://{addr}/metrics");
     }
+    // Flows that learn actions build, a batch at a time (what came within 20 ms of the first).
+    let learning = state.clone();
+    std::thread::Builder::new().name("learn".into()).spawn(move || loop {
+        let batch = sharing.learns.wait(std::time::Duration::from_millis(20));
+        learning.lock().unwrap_or_else(|e| e.into_inner()).learn(batch);
+    })?;
     // Flows with idle_timeout or hard_timeout are removed once a second when due; links are looked at as often.
     let expiring = state.clone();
     std::thread::Builder::new().name("flow-expiry".into()).spawn(move || loop {

@@ -131,6 +131,43 @@ pub fn check_ifname(kind: &str, name: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// What [`Config::learn_flow`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    Added,
+    Modified,
+    /// The flow (this id) was there as learned: nothing changed.
+    Refreshed(u64),
+    /// The table holds the learn's `limit` of flows with its cookie: nothing learned.
+    Limited,
+}
+
+/// `learn(…,delete_learned)`: when the last flow that learns with it into a table with a cookie is gone from
+/// `new`, so are the flows of that table with that cookie (as OVS does). `old` is the configuration before.
+pub fn delete_learned(old: &Config, new: &mut Config) -> bool {
+    let owners = |b: &BridgeConfig| -> Vec<(u8, u64)> {
+        b.flows
+            .iter()
+            .flat_map(|s| crate::flow::learn::learns_in(&s.flow.actions))
+            .filter(|(_, l, _)| l.delete_learned)
+            .map(|(_, l, _)| (l.table, l.cookie))
+            .collect()
+    };
+    let mut changed = false;
+    for b in &mut new.bridges {
+        let Some(before) = old.bridges.iter().find(|o| o.name == b.name) else { continue };
+        let now = owners(b);
+        for (table, cookie) in owners(before) {
+            if !now.contains(&(table, cookie)) {
+                let n = b.flows.len();
+                b.flows.retain(|s| !(s.flow.table == table && s.flow.cookie == cookie));
+                changed |= b.flows.len() != n;
+            }
+        }
+    }
+    changed
+}
+
 impl Config {
     pub fn bridge(&self, name: &str) -> Option<&BridgeConfig> {
         self.bridges.iter().find(|b| b.name == name)
@@ -395,6 +432,44 @@ impl Config {
             b.next_flow_id += 1;
         }
         Ok(())
+    }
+
+    /// A flow a `learn` action built: modifies the flow with the same table, priority and match (as OVS's
+    /// learn, a strict modify), or adds it — unless the table already holds `limit` flows with its cookie.
+    /// Nothing changes when that flow is there already as it would be (only its hard timeout starts again,
+    /// which the caller keeps: see [`Learned::Refreshed`]).
+    pub fn learn_flow(&mut self, bridge: &str, flow: crate::flow::Flow, limit: u32) -> Result<Learned, ConfigError> {
+        let b = self.bridge_mut(bridge)?;
+        let now = now_secs();
+        let same = |s: &StoredFlow| {
+            s.flow.table == flow.table
+                && s.flow.priority == flow.priority
+                && s.flow.matches.len() == flow.matches.len()
+                && flow.matches.iter().all(|m| s.flow.matches.contains(m))
+        };
+        if let Some(s) = b.flows.iter_mut().find(|s| same(s)) {
+            let f = &s.flow;
+            if f.actions == flow.actions
+                && f.cookie == flow.cookie
+                && f.idle_timeout == flow.idle_timeout
+                && f.hard_timeout == flow.hard_timeout
+                && f.send_flow_rem == flow.send_flow_rem
+            {
+                return Ok(Learned::Refreshed(s.id));
+            }
+            s.flow = flow;
+            s.added = now;
+            return Ok(Learned::Modified);
+        }
+        if limit != 0 {
+            let n = b.flows.iter().filter(|s| s.flow.table == flow.table && s.flow.cookie == flow.cookie).count();
+            if n >= limit as usize {
+                return Ok(Learned::Limited);
+            }
+        }
+        b.flows.push(StoredFlow { id: b.next_flow_id, added: now, flow });
+        b.next_flow_id += 1;
+        Ok(Learned::Added)
     }
 
     /// `del-flows [FLOW]` (`--strict`: same match and priority only). Without a filter, every flow goes.

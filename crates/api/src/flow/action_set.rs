@@ -6,6 +6,7 @@ use super::Action;
 pub fn nested_len(actions: &[Action], i: usize) -> usize {
     match actions.get(i) {
         Some(Action::WriteActions(n) | Action::Clone(n)) => usize::from(*n).min(actions.len() - i - 1),
+        Some(Action::Learn(l)) => usize::from(l.n).min(actions.len() - i - 1),
         _ => 0,
     }
 }

@@ -236,6 +236,7 @@ pub(super) fn parse_action(
             }
         }
         "exit" if arg.is_none() => Action::Exit,
+        "learn" => return learn::parse_learn(act, arg.unwrap_or(""), resolve, out),
         // `conjunction(id, k/n)`, spaces allowed around the numbers.
         "conjunction" => {
             let a = need()?;

@@ -17,6 +17,7 @@ pub use action_set::{action_set_class, nested_len, SetClass};
 pub mod bundle;
 mod ct;
 mod fields;
+pub mod learn;
 mod print;
 mod setfield;
 #[cfg(test)]
@@ -276,6 +277,11 @@ pub enum Action {
         k: u8,
         n: u8,
     },
+    /// `learn(…)`: adds (or refreshes) a flow built from the packet; its pieces follow it as
+    /// [`Action::LearnSpec`]s ([`learn::Learn::n`] of them).
+    Learn(learn::Learn),
+    /// One piece of the flow the `learn` before it builds (not an action of its own).
+    LearnSpec(learn::LearnSpec),
     /// `clone(…)`: the next N actions of the list run on a copy of the packet (outputs, rewrites, resubmits
     /// of its own); the packet itself goes on as it was. N counts nested clones' actions too. Kept flat so
     /// that actions stay `Copy`.
@@ -866,6 +872,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 continue;
             }
             let fields = match *a {
+                Action::LearnSpec(spec) => [spec.packet_field().map(|s| s.field), None],
                 Action::Load { dst, .. } => [Some(dst.field), None],
                 Action::OutputReg(src) => [Some(src.field), None],
                 Action::Move { src, dst } => [Some(src.field), Some(dst.field)],

@@ -118,6 +118,9 @@ impl fmt::Display for Action {
             Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::Exit => f.write_str("exit"),
             Action::Conjunction { id, k, n } => write!(f, "conjunction({id},{k}/{n})"),
+            // Alone (a list prints a learn with its pieces).
+            Action::Learn(l) => f.write_str(&super::learn::format_learn(&l, &[])),
+            Action::LearnSpec(s) => write!(f, "{s}"),
             Action::Note { bytes, len } => {
                 f.write_str("note:")?;
                 for (i, b) in bytes[..usize::from(len)].iter().enumerate() {
@@ -517,6 +520,12 @@ fn fmt_actions(f: &mut fmt::Formatter<'_>, actions: &[Action], ctx: Ctx) -> fmt:
                     fmt_actions(f, inner, ctx)?;
                 }
                 f.write_str(")")?;
+                i = end;
+                continue;
+            }
+            Action::Learn(l) => {
+                let end = i + 1 + nested_len(actions, i);
+                f.write_str(&super::learn::format_learn(&l, &actions[i + 1..end]))?;
                 i = end;
                 continue;
             }

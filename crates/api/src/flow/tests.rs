@@ -526,3 +526,95 @@ fn conjunctions_parse_print_and_refuse_as_ovs() {
         assert!(e.to_string().contains(why), "{text}: {e}");
     }
 }
+
+#[test]
+fn learn_parses_prints_and_refuses_as_ovs() {
+    let port = |p: &str| p.parse().ok();
+    for (text, want) in [
+        (
+            "actions=learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[])",
+            "actions=learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[])",
+        ),
+        (
+            "actions=learn(priority=5,idle_timeout=10,cookie=0x123,send_flow_rem,delete_learned,table=3,eth_dst=eth_src,load:1->reg0,load:reg1[0..7]->reg2[8..15],output:reg3[0..15])",
+            "actions=learn(table=3,idle_timeout=10,priority=5,send_flow_rem,delete_learned,cookie=0x123,NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0x1->NXM_NX_REG0[],load:NXM_NX_REG1[0..7]->NXM_NX_REG2[8..15],output:NXM_NX_REG3[0..15])",
+        ),
+        (
+            "actions=learn(vlan_tci=5,reg3=0,reg1[0..3]=0,reg2[0..3]=10,in_port=65534,eth_src=00:11:22:33:44:55,tun_id=7,metadata=9,pkt_mark=3,load:0->reg4[0..3],load:10->reg4)",
+            "actions=learn(table=1,vlan_tci=0x5,reg3=0,NXM_NX_REG1[0..3]=0,NXM_NX_REG2[0..3]=0xa,in_port=LOCAL,eth_src=00:11:22:33:44:55,tun_id=0x7,metadata=0x9,pkt_mark=0x3,load:0->NXM_NX_REG4[0..3],load:0xa->NXM_NX_REG4[])",
+        ),
+        ("actions=learn(limit=10,eth_src)", "actions=learn(table=1,limit=10,NXM_OF_ETH_SRC[])"),
+        ("actions=learn()", "actions=learn(table=1)"),
+        (
+            "ip,actions=learn(eth_type=0x800,ip_dst=10.0.0.1,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],reg6[0..15]=in_port),output:2",
+            "ip actions=learn(table=1,eth_type=0x800,ip_dst=10.0.0.1,NXM_OF_IP_SRC[]=NXM_OF_IP_DST[],NXM_NX_REG6[0..15]=NXM_OF_IN_PORT[]),output:2",
+        ),
+        (
+            "actions=clone(learn(table=2,eth_src),output:1)",
+            "actions=clone(learn(table=2,NXM_OF_ETH_SRC[]),output:1)",
+        ),
+    ] {
+        let f = parse(text, &port).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert_eq!(f.to_string(), want, "{text}");
+        assert_eq!(parse(want, &port).unwrap().actions, f.actions, "{want} reads back the same");
+    }
+    for (text, why) in [
+        ("actions=learn(tcp_dst=80)", "needs tcp, udp, tcp6 or udp6 first"),
+        ("actions=learn(ip_src=ip_dst)", "the new flow needs ip or arp"),
+        ("actions=learn(eth_type=0x800,ip_src=ip_dst)", "NXM_OF_IP_SRC[]=NXM_OF_IP_DST[]: needs ip or arp"),
+        ("actions=learn(reg0=0x123456789)", "out of range"),
+        ("actions=learn(load:eth_src->reg0)", "source field is 48 bits wide but destination is 32 bits wide"),
+        ("actions=learn(reg0=reg1[0..15])", "source field is 16 bits wide but destination is 32 bits wide"),
+        ("actions=learn(table=255)", "table id 255 not valid"),
+        ("actions=learn(fin_idle_timeout=5)", "fin_timeout"),
+        ("actions=learn(result_dst=reg0[1])", "result_dst"),
+        ("actions=learn(load:1->in_port)", "read-only"),
+        ("actions=write_actions(learn(eth_src))", ""),
+    ] {
+        let e = parse(text, &port).expect_err(text);
+        assert!(e.to_string().contains(why), "{text}: {e}");
+    }
+    let many: Vec<String> = (0..17).map(|i| format!("reg{}", i % 16)).collect();
+    let e = parse(&format!("actions=learn({})", many.join(",")), &port).expect_err("17 reads");
+    assert!(e.to_string().contains("at most 16 fields"), "{e}");
+}
+
+#[test]
+fn a_learn_builds_the_flow_ovs_would() {
+    use learn::{learned_flow_text, learns_in};
+    let port = |p: &str| p.parse().ok();
+    // Neutron's br-tun MAC learning: the VLAN and the source MAC are matched, the VLAN cleared, the tunnel ID
+    // kept, and the output is the input port.
+    let f = parse(
+        "table=10,actions=learn(table=20,hard_timeout=300,priority=1,cookie=0x7,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[]),output:1",
+        &port,
+    )
+    .unwrap();
+    let learns = learns_in(&f.actions);
+    assert_eq!(learns.len(), 1);
+    let (at, l, specs) = &learns[0];
+    assert_eq!((*at, l.table, specs.len()), (0, 20, 5));
+    // VLAN 5 (and the CFI bit, not read: 12 bits), the source MAC, the tunnel ID, the input port.
+    let text = learned_flow_text(l, specs, &[0x005, 0x0200_0000_0001, 0x1234, 3]).unwrap();
+    let learned = parse(&text, &port).unwrap();
+    assert_eq!(
+        learned.to_string(),
+        "priority=1,vlan_tci=0x0005/0x0fff,dl_dst=02:00:00:00:00:01 \
+         actions=load:0->NXM_OF_VLAN_TCI[],load:0x1234->NXM_NX_TUN_ID[],output:3"
+    );
+    assert_eq!((learned.table, learned.cookie, learned.hard_timeout, learned.idle_timeout), (20, 7, 300, 0));
+    // Too few values for the specs: no flow. An output to a reserved port other than the four OVS takes: none.
+    assert!(learned_flow_text(l, specs, &[1, 2]).is_none());
+    let text = learned_flow_text(l, specs, &[0x005, 0x0200_0000_0001, 0x1234, 0xfffd]).unwrap();
+    assert!(text.ends_with("actions=load:0->NXM_OF_VLAN_TCI[],load:0x1234->NXM_NX_TUN_ID[]"), "{text}");
+    let text = learned_flow_text(l, specs, &[0x005, 0x0200_0000_0001, 0x1234, 0xfffe]).unwrap();
+    assert!(text.ends_with(",LOCAL"), "{text}");
+    // Matches on whole fields are written in their own syntax, so that the new flow's prerequisites hold.
+    let f =
+        parse("udp,actions=learn(eth_type=0x800,nw_proto=17,udp_dst=udp_src,NXM_OF_IP_DST[]=NXM_OF_IP_SRC[])", &port)
+            .unwrap();
+    let (_, l, specs) = &learns_in(&f.actions)[0];
+    let text = learned_flow_text(l, specs, &[53, 0x0a00_0001]).unwrap();
+    let learned = parse(&text, &port).unwrap();
+    assert_eq!((learned.to_string().as_str(), learned.table), ("udp,nw_dst=10.0.0.1,tp_dst=53 actions=drop", 1));
+}

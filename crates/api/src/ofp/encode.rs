@@ -75,6 +75,12 @@ pub(crate) fn put_action_list(out: &mut Vec<u8>, list: &[Action], ctx: Ctx) {
             i = end;
             continue;
         }
+        if let Action::Learn(l) = list[i] {
+            let end = i + 1 + crate::flow::nested_len(list, i);
+            super::put_learn(out, &l, &list[i + 1..end]);
+            i = end;
+            continue;
+        }
         put_action_in(out, &list[i], ctx);
         i += 1;
     }
@@ -127,6 +133,8 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         // A list encoder ([`put_action_list`]) writes a clone with what it holds.
         Action::Clone(_) => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
+        // A list encoder ([`put_action_list`]) writes a learn with its pieces.
+        Action::Learn(_) | Action::LearnSpec(_) => {}
         // The clause counts from 0 on the wire.
         Action::Conjunction { id, k, n } => {
             put_nx(out, act::NXAST_CONJUNCTION, &[&[k - 1, n][..], &id.to_be_bytes()].concat())

@@ -12,6 +12,7 @@ pub type OfError = (u16, u16);
 pub(crate) use encode::{put_action, put_action_list, put_nx, put_nx_dec_ttl, put_nx_mpls};
 mod widths;
 pub(crate) use widths::{narrow, split_regs};
+use widths::{reg_write, sub_field};
 
 const BAD_FIELD: OfError = (error::BAD_MATCH, error::BAD_FIELD);
 /// BAD_INSTRUCTION / UNSUP_INST: a second meter instruction (OpenFlow 1.3 has no DUP_INST code).
@@ -425,33 +426,6 @@ pub(crate) fn full_mask(bits: u32) -> u128 {
     }
 }
 
-/// The subfield an NXM header and a bit range name, checked against the field's width.
-fn sub_field(header: u32, ofs: u16, nbits: u16) -> Result<SubField, OfError> {
-    let field = field_of_header(header).ok_or((error::BAD_ACTION, error::BAD_SET_TYPE))?;
-    if nbits == 0 || u32::from(ofs) + u32::from(nbits) > u32::from(field.bits()) {
-        return Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT));
-    }
-    Ok(SubField { field, ofs, nbits })
-}
-
-/// A write of `value` under `mask` to a field: a `set_field` of the whole field, else `load`s of the bits.
-fn reg_write(field: Field, value: u128, mask: u128, out: &mut Vec<Action>) {
-    if mask == full_mask(u32::from(field.bits())) {
-        out.push(match field {
-            Field::DlSrc => Action::SetField(SetField::EthSrc(mac_of(value))),
-            Field::DlDst => Action::SetField(SetField::EthDst(mac_of(value))),
-            Field::TunId => Action::SetField(SetField::TunId(value as u64)),
-            _ => Action::SetReg { field, value, mask },
-        });
-    } else {
-        out.extend(crate::flow::loads(field, value, mask));
-    }
-}
-
-fn mac_of(v: u128) -> EthernetAddress {
-    EthernetAddress::from_bytes(&(v as u64).to_be_bytes()[2..])
-}
-
 /// The actions of a PACKET_OUT: those of a flow, and output to OFPP_TABLE (the flow tables, from table 0).
 pub fn packet_out_actions(actions: &[u8]) -> Result<Vec<Action>, OfError> {
     let list = weft_wire::openflow::parse_tlvs(actions, "action").map_err(|_| (error::BAD_ACTION, 1))?;
@@ -592,12 +566,9 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         out.push(Action::OutputReg(src));
                     }
                     act::NXAST_EXIT => out.push(Action::Exit),
-                    act::NXAST_CONJUNCTION if b.len() >= 12 => {
-                        let (k, n) = (b[6], b[7]);
-                        if !(2..=64).contains(&n) || k >= n {
-                            return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
-                        }
-                        out.push(Action::Conjunction { id: be32(b, 8), k: k + 1, n });
+                    act::NXAST_CONJUNCTION => learn::decode_conjunction(&b[6..], out)?,
+                    act::NXAST_LEARN | act::NXAST_LEARN2 => {
+                        learn::decode_learn(&b[6..], sub == act::NXAST_LEARN2, out)?
                     }
                     act::NXAST_DEC_TTL => out.push(Action::DecTtl),
                     act::NXAST_PUSH_MPLS if b.len() >= 8 => {
@@ -998,6 +969,8 @@ pub fn fuzz_decode(m: &[u8]) {
 
 mod ct;
 mod encode;
+mod learn;
+pub(crate) use learn::put_learn;
 mod nested;
 pub(crate) use nested::{act_nxast_clone, push_clone};
 #[cfg(test)]

@@ -331,6 +331,34 @@ fn conjunctions_are_ovs_encodings_and_survive_the_wire() {
 }
 
 #[test]
+fn learns_are_ovs_encodings_and_survive_the_wire() {
+    for text in [
+        "actions=learn(table=1,hard_timeout=60,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:NXM_OF_IN_PORT[]),output:1",
+        "actions=learn(table=3,idle_timeout=10,priority=5,send_flow_rem,delete_learned,cookie=0x123,eth_dst=eth_src,load:1->reg0,load:reg1[0..7]->reg2[8..15],output:reg3[0..15])",
+        "ipv6,actions=learn(limit=10,eth_src,eth_type=0x86dd,ipv6_src=ipv6_dst,ipv6_dst=2001:db8::1,reg0[0..9]=reg1[1..10])",
+        "actions=clone(learn(table=2,eth_src),output:1),learn(table=4)",
+    ] {
+        assert_round_trips(text);
+        let f = flow(text);
+        let mut b = Vec::new();
+        crate::of10::put_actions_of10(&mut b, &f.actions);
+        assert_eq!(crate::of10::actions_from_of10(&b).unwrap(), f.actions, "{text} over OpenFlow 1.0");
+    }
+    // NXAST_LEARN as OVS lays out `learn(table=1,eth_src)`: 22 bytes of settings (priority 32768), one spec of
+    // 48 bits from NXM_OF_ETH_SRC (offset 0) to NXM_OF_ETH_SRC, then zeros to the next 8 bytes.
+    let mut out = Vec::new();
+    put_action_list(&mut out, &flow("actions=learn(eth_src)").actions, crate::flow::Ctx::default());
+    let want = "ffff0030 00002320 0010 0000 0000 8000 0000000000000000 0000 01 00 0000 0000 \
+                0030 00000406 0000 00000406 0000 0000"
+        .replace([' ', '\\', '\n'], "");
+    assert_eq!(out.iter().map(|b| format!("{b:02x}")).collect::<String>(), want);
+    // With a limit it is NXAST_LEARN2 (45).
+    let mut out = Vec::new();
+    put_action_list(&mut out, &flow("actions=learn(limit=3,eth_src)").actions, crate::flow::Ctx::default());
+    assert_eq!((out[9], &out[32..36]), (45, &[0u8, 0, 0, 3][..]));
+}
+
+#[test]
 fn tun_metadata_in_actions_reads_ovs_headers() {
     // move:NXM_NX_TUN_METADATA0[0..15]->NXM_NX_REG0[0..15] as OVS writes it: the field's header says 124 bytes.
     let mut b = vec![0xff, 0xff, 0, 24, 0, 0, 0x23, 0x20, 0, 6, 0, 16, 0, 0, 0, 0];

@@ -43,3 +43,30 @@ pub(crate) fn narrow(field: Field, value: u128, mask: Option<u128>) -> Result<(u
         None => Ok((value, full)),
     }
 }
+
+/// The subfield an NXM header and a bit range name, checked against the field's width.
+pub(super) fn sub_field(header: u32, ofs: u16, nbits: u16) -> Result<SubField, OfError> {
+    let field = field_of_header(header).ok_or((error::BAD_ACTION, error::BAD_SET_TYPE))?;
+    if nbits == 0 || u32::from(ofs) + u32::from(nbits) > u32::from(field.bits()) {
+        return Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT));
+    }
+    Ok(SubField { field, ofs, nbits })
+}
+
+/// A write of `value` under `mask` to a field: a `set_field` of the whole field, else `load`s of the bits.
+pub(super) fn reg_write(field: Field, value: u128, mask: u128, out: &mut Vec<Action>) {
+    if mask == full_mask(u32::from(field.bits())) {
+        out.push(match field {
+            Field::DlSrc => Action::SetField(SetField::EthSrc(mac_of(value))),
+            Field::DlDst => Action::SetField(SetField::EthDst(mac_of(value))),
+            Field::TunId => Action::SetField(SetField::TunId(value as u64)),
+            _ => Action::SetReg { field, value, mask },
+        });
+    } else {
+        out.extend(crate::flow::loads(field, value, mask));
+    }
+}
+
+fn mac_of(v: u128) -> EthernetAddress {
+    EthernetAddress::from_bytes(&(v as u64).to_be_bytes()[2..])
+}

@@ -246,6 +246,21 @@ pub struct ToController {
     pub tci: u16,
 }
 
+/// Fields of the packet a `learn` action read ([`super::pipeline::ActRt::Learn`]), for the control plane
+/// to build the flow from: the `ordinal`-th learn of flow `flow` of the bridge, and the values of its
+/// first `n` sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnedFlow {
+    pub bridge: usize,
+    pub flow: u64,
+    pub ordinal: u8,
+    pub n: u8,
+    pub values: [u128; LEARN_SOURCES],
+}
+
+/// The packet fields one `learn` reads at most.
+pub const LEARN_SOURCES: usize = 16;
+
 /// Something the operator should hear about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
@@ -264,6 +279,8 @@ pub struct Outputs {
     pub(crate) patched: Vec<Emission>,
     /// The tunnel metadata of frames leaving by Geneve ports ([`Emission::md`]).
     pub tun_mds: Vec<TunMd>,
+    /// What `learn` actions read.
+    pub learned: Vec<LearnedFlow>,
 }
 
 impl Outputs {
@@ -274,6 +291,7 @@ impl Outputs {
             events: Vec::with_capacity(4),
             patched: Vec::with_capacity(16),
             tun_mds: Vec::with_capacity(16),
+            learned: Vec::with_capacity(4),
         }
     }
 
@@ -283,6 +301,7 @@ impl Outputs {
         self.events.clear();
         self.patched.clear();
         self.tun_mds.clear();
+        self.learned.clear();
     }
 }
 

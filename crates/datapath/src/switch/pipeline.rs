@@ -308,6 +308,16 @@ pub enum ActRt {
     /// `clone(…)`: the next N actions run on a copy of the packet (its key, frame and stack); the packet
     /// goes on as it was.
     Clone(u8),
+    /// `learn(…)`: the next `n` actions are [`ActRt::LearnSrc`]s, the fields of the packet the flow to learn
+    /// is made of; their values go to the control plane ([`crate::switch::LearnedFlow`]), which builds the flow
+    /// from the `ordinal`-th learn of flow `flow` (the configuration's id).
+    Learn {
+        n: u8,
+        ordinal: u8,
+        flow: u64,
+    },
+    /// A field a `learn` reads (not an action of its own).
+    LearnSrc(SubSlot),
 }
 
 /// A `ct` action as the core runs it.

@@ -4,6 +4,7 @@
 //! whole, the devices and sockets it needs are opened, it is persisted, and only then does the datapath
 //! switch to it. Any failure on the way returns an error and leaves the running state and the db as they were.
 
+mod learn;
 mod replies;
 
 use crate::msgs::{DpHandle, DpMsg, Merge};
@@ -46,6 +47,9 @@ pub struct State {
     pub controller_seen: std::collections::HashMap<String, std::time::Instant>,
     /// The OVSDB server's published view and its clients, once it runs.
     pub ovsdb: Option<crate::ovsdb::Shared>,
+    /// Learned flows learned again as they were, by (bridge, flow id): when (their hard timeout starts
+    /// there, as OVS's learn refreshes it).
+    pub learn_refreshed: std::collections::HashMap<(String, u64), u64>,
 }
 
 /// How long a `fail_mode=standalone` bridge waits without a controller before it fails open (OVS: three
@@ -297,6 +301,13 @@ impl State {
 
     /// Opens, persists and installs `new`; on failure nothing changes.
     pub(crate) fn commit(&mut self, new: Valid) -> Result<(), String> {
+        // learn(…,delete_learned): the flows a deleted learn made go with it.
+        let mut pruned = new.config().clone();
+        let new = if weft_api::config::delete_learned(self.config.config(), &mut pruned) {
+            Valid::new(pruned).map_err(|e| e.to_string())?
+        } else {
+            new
+        };
         let removed = self.removed_flows(&new);
         let r = self.commit_inner(new);
         if r.is_ok() {
@@ -542,6 +553,8 @@ impl State {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut expired: Vec<(String, Vec<u64>)> = Vec::new();
         let mut reasons = Vec::new();
+        let config = &self.config;
+        self.learn_refreshed.retain(|(b, id), _| config.bridge(b).is_some_and(|b| b.flows.iter().any(|s| s.id == *id)));
         for b in &self.config.bridges {
             if !b.flows.iter().any(|s| s.flow.idle_timeout > 0 || s.flow.hard_timeout > 0) {
                 continue;
@@ -552,7 +565,8 @@ impl State {
                 .iter()
                 .filter(|s| {
                     let f = &s.flow;
-                    let hard = f.hard_timeout > 0 && now >= s.added + u64::from(f.hard_timeout);
+                    let since = s.added.max(self.learned_again(&b.name, s.id).unwrap_or(0));
+                    let hard = f.hard_timeout > 0 && now >= since + u64::from(f.hard_timeout);
                     let idle = f.idle_timeout > 0
                         && stats.iter().find(|x| x.0 == s.id).is_some_and(|x| x.3 >= u64::from(f.idle_timeout));
                     use weft_wire::openflow::removed;

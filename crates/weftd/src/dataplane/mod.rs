@@ -6,6 +6,8 @@
 //! references to one frame, not ten copies), and all queues are flushed before the next batch is received.
 
 mod esp;
+mod learn;
+pub use learn::LearnMsg;
 mod rx;
 mod taps;
 mod tx;
@@ -172,6 +174,8 @@ pub struct Sharing {
     waiting: Vec<AtomicBool>,
     /// When a full MAC table was last logged, by bridge (a full table is met by every worker).
     full_logged: Mutex<std::collections::HashMap<String, Nanos>>,
+    /// What `learn` actions read, for the control plane.
+    pub learns: learn::LearnQueue,
 }
 
 /// Most changes waiting for one worker (a worker away that long has a table to catch up on anyway).
@@ -183,6 +187,7 @@ impl Sharing {
             inbox: (0..workers).map(|_| Mutex::new(Vec::new())).collect(),
             waiting: (0..workers).map(|_| AtomicBool::new(false)).collect(),
             full_logged: Default::default(),
+            learns: Default::default(),
         })
     }
 
@@ -238,6 +243,8 @@ pub struct Dataplane {
     tx_mds: Vec<weft_datapath::switch::TunMd>,
     /// The queue's second buffer, for rewriting it without allocating.
     txq_scratch: Vec<TxEntry>,
+    /// The learns this worker sent lately (a hash of each, and when).
+    learn_seen: std::collections::HashMap<u64, Nanos>,
     sinks: Vec<Sink>,
     mmsg: MmsgStorage,
     msgs: Receiver<DpMsg>,
@@ -300,6 +307,7 @@ impl Dataplane {
             long_prefixes: Vec::with_capacity(4096),
             tx_mds: Vec::with_capacity(16),
             txq_scratch: Vec::with_capacity(TX_QUEUE),
+            learn_seen: Default::default(),
             sinks: Vec::with_capacity(64),
             mmsg: MmsgStorage::new(BATCH),
             msgs,

@@ -314,6 +314,9 @@ impl Dataplane {
         for c in &outs.to_controller {
             self.packet_in(pipeline, c);
         }
+        for l in &outs.learned {
+            self.learn(pipeline, l);
+        }
         for ev in &outs.events {
             match *ev {
                 Event::MacTableFull { bridge, src, entries, misses } => {

@@ -151,6 +151,10 @@ pub(super) fn run_packet_out(
         return Err((error::BAD_REQUEST, BUFFER_UNKNOWN));
     }
     let b = st.config().bridge(bridge).ok_or((error::BAD_REQUEST, BAD_PORT))?;
+    // weft learns from flows only (a learned flow names the flow that learned it).
+    if actions.iter().any(|a| matches!(a, weft_api::flow::Action::Learn(_))) {
+        return Err((error::BAD_ACTION, error::BAD_ACTION_TYPE));
+    }
     // Tunnel metadata the bridge maps, only.
     if weft_api::tlv::actions_use(&actions).into_iter().any(|n| !b.tlv_map.iter().any(|m| m.index == n)) {
         return Err((error::BAD_ACTION, error::BAD_SET_TYPE));

@@ -256,6 +256,8 @@ pub fn act_rt(
         Action::Sample(_) => return None,
         // The rule is part of a conjunctive flow: its clauses are the classifier's (`build_tables`).
         Action::Conjunction { .. } => return None,
+        // Compiled with their pieces by `compile_actions`.
+        Action::Learn(_) | Action::LearnSpec(_) => return None,
     })
 }
 
@@ -278,6 +280,25 @@ pub fn compile_actions(
             let n = inner.len().min(255) as u8;
             out.push(if matches!(actions[i], Action::Clone(_)) { ActRt::Clone(n) } else { ActRt::WriteActions(n) });
             out.extend(inner.into_iter().take(255));
+            i = end;
+            continue;
+        }
+        if let Action::Learn(_) = actions[i] {
+            let end = i + 1 + weft_api::flow::nested_len(actions, i);
+            // The fields the learn reads from the packet (a field the core cannot read: no learn).
+            let srcs: Option<Vec<ActRt>> = actions[i + 1..end]
+                .iter()
+                .filter_map(|a| match a {
+                    Action::LearnSpec(s) => s.packet_field(),
+                    _ => None,
+                })
+                .map(|sf| sub_slot(sf, tun).map(ActRt::LearnSrc))
+                .collect();
+            if let Some(srcs) = srcs.filter(|s| s.len() <= weft_datapath::switch::LEARN_SOURCES) {
+                // Which flow and which of its learns: filled in by `build_tables`.
+                out.push(ActRt::Learn { n: srcs.len() as u8, ordinal: 0, flow: u64::MAX });
+                out.extend(srcs);
+            }
             i = end;
             continue;
         }
@@ -347,7 +368,15 @@ pub(super) fn build_tables(
                     soft.push((rules.len() as u32, clauses));
                 }
                 let port = |n: u32| ofports.get(&n).copied();
-                let actions = compile_actions(&s.flow.actions, &port, (&mut *cts, 0), tun);
+                let mut actions = compile_actions(&s.flow.actions, &port, (&mut *cts, 0), tun);
+                // Each learn names its flow and its place among the flow's learns (in the order of the list).
+                let learns = actions.iter_mut().filter_map(|a| match a {
+                    ActRt::Learn { ordinal, flow, .. } => Some((ordinal, flow)),
+                    _ => None,
+                });
+                for (n, (ordinal, flow)) in learns.enumerate() {
+                    (*ordinal, *flow) = (n as u8, s.id);
+                }
                 let (key, mask) = flow_rule(&s.flow.matches, tun);
                 entries.push(weft_datapath::classifier::Rule {
                     key,

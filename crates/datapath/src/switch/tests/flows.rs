@@ -320,3 +320,35 @@ fn tcp_flags_are_matched() {
     assert_eq!(h.ports("p1", &tcp(0x10)), ["p3"]);
     assert!(h.ports("p1", &tcp(0x04)).is_empty());
 }
+
+#[test]
+fn a_learn_hands_the_fields_it_reads_to_the_control_plane() {
+    // learn(…, NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[], output:NXM_OF_IN_PORT[]) after a load into reg0 (which a
+    // learn reading reg0 sees as written), then an output.
+    use crate::classifier::SubSlot;
+    let eth_src = SubSlot { slot: slot::DL_SRC, ofs: 0, nbits: 48 };
+    let in_port = SubSlot { slot: slot::IN_PORT, ofs: 0, nbits: 16 };
+    let reg0 = SubSlot { slot: slot::reg(0), ofs: 0, nbits: 32 };
+    let net = two_taps().table(
+        0,
+        vec![(
+            0,
+            vec![],
+            vec![
+                ActRt::SetBits { slot: slot::reg(0), value: 77, mask: 0xffff_ffff },
+                ActRt::Learn { n: 3, ordinal: 1, flow: 9 },
+                ActRt::LearnSrc(eth_src),
+                ActRt::LearnSrc(in_port),
+                ActRt::LearnSrc(reg0),
+                ActRt::Output(P2),
+            ],
+        )],
+    );
+    let mut h = Harness::new(net.build());
+    assert_eq!(h.ports("p1", &raw(B, A)), ["p2"], "the learn's sources are not actions");
+    assert_eq!(h.outs.learned.len(), 1);
+    let l = h.outs.learned[0];
+    assert_eq!((l.bridge, l.flow, l.ordinal, l.n), (0, 9, 1, 3));
+    let p1 = u128::from(h.sw.pipeline().ports[usize::from(h.port("p1").0)].ofport);
+    assert_eq!(&l.values[..3], &[u128::from(A.as_u64()), p1, 77]);
+}
