@@ -585,6 +585,7 @@ pub fn put_actions_of10(out: &mut Vec<u8>, actions: &[Action]) {
             | Action::OutputReg(_)
             | Action::Exit
             | Action::Conjunction { .. }
+            | Action::FinTimeout { .. }
             | Action::Note { .. }
             | Action::PopQueue => crate::ofp::put_action(out, a),
             // OpenFlow 1.0's own set_queue is Nicira's.

@@ -263,6 +263,7 @@ pub mod act {
     pub const NXAST_EXIT: u16 = 17;
     pub const NXAST_CONJUNCTION: u16 = 34;
     pub const NXAST_LEARN: u16 = 16;
+    pub const NXAST_FIN_TIMEOUT: u16 = 19;
     pub const NXAST_LEARN2: u16 = 45;
     pub const NXAST_NOTE: u16 = 8;
     pub const NXAST_SET_QUEUE: u16 = 4;

@@ -472,6 +472,21 @@ impl Config {
         Ok(Learned::Added)
     }
 
+    /// `fin_timeout`: flow `id`'s timeouts come down to `idle` and `hard` (0: that one unchanged; a timeout
+    /// already shorter stays; none becomes one), as OVS reduces them. Whether anything changed.
+    pub fn reduce_timeouts(&mut self, bridge: &str, id: u64, idle: u16, hard: u16) -> bool {
+        let Ok(b) = self.bridge_mut(bridge) else { return false };
+        let Some(s) = b.flows.iter_mut().find(|s| s.id == id) else { return false };
+        let mut changed = false;
+        for (max, t) in [(idle, &mut s.flow.idle_timeout), (hard, &mut s.flow.hard_timeout)] {
+            if max != 0 && (*t == 0 || *t > max) {
+                *t = max;
+                changed = true;
+            }
+        }
+        changed
+    }
+
     /// `del-flows [FLOW]` (`--strict`: same match and priority only). Without a filter, every flow goes.
     pub fn del_flows(&mut self, bridge: &str, filter: Option<&str>, strict: bool) -> Result<(), ConfigError> {
         let filter = match filter {

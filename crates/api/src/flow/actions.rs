@@ -237,6 +237,21 @@ pub(super) fn parse_action(
         }
         "exit" if arg.is_none() => Action::Exit,
         "learn" => return learn::parse_learn(act, arg.unwrap_or(""), resolve, out),
+        "fin_timeout" => {
+            let (mut idle, mut hard) = (0, 0);
+            for kv in arg.unwrap_or("").split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                match kv.split_once('=') {
+                    Some(("idle_timeout", v)) => {
+                        idle = num(act, v, 0xffff).map_err(|_| err(act, format!("invalid idle_timeout {v:?}")))? as u16
+                    }
+                    Some(("hard_timeout", v)) => {
+                        hard = num(act, v, 0xffff).map_err(|_| err(act, format!("invalid hard_timeout {v:?}")))? as u16
+                    }
+                    _ => return Err(err(act, format!("invalid key {kv:?} in 'fin_timeout' argument"))),
+                }
+            }
+            Action::FinTimeout { idle, hard }
+        }
         // `conjunction(id, k/n)`, spaces allowed around the numbers.
         "conjunction" => {
             let a = need()?;

@@ -11,6 +11,9 @@ pub struct Learn {
     pub table: u8,
     pub idle_timeout: u16,
     pub hard_timeout: u16,
+    /// The new flow's `fin_timeout(idle_timeout=…,hard_timeout=…)` (none when both are 0).
+    pub fin_idle_timeout: u16,
+    pub fin_hard_timeout: u16,
     pub priority: u16,
     /// The new flow's cookie.
     pub cookie: u64,
@@ -134,6 +137,8 @@ pub(super) fn parse_learn(
         table: 1,
         idle_timeout: 0,
         hard_timeout: 0,
+        fin_idle_timeout: 0,
+        fin_hard_timeout: 0,
         priority: DEFAULT_PRIORITY,
         cookie: 0,
         send_flow_rem: false,
@@ -189,11 +194,13 @@ pub(super) fn parse_learn(
                 l.delete_learned = true;
                 continue;
             }
-            "fin_idle_timeout" | "fin_hard_timeout" => {
-                return Err(err(
-                    piece,
-                    "weft does not support fin_timeout (nor learn's fin_idle_timeout/fin_hard_timeout)",
-                ));
+            "fin_idle_timeout" => {
+                l.fin_idle_timeout = setting(0xffff)? as u16;
+                continue;
+            }
+            "fin_hard_timeout" => {
+                l.fin_hard_timeout = setting(0xffff)? as u16;
+                continue;
             }
             "result_dst" => return Err(err(piece, "weft does not support learn's result_dst")),
             _ => {}
@@ -290,6 +297,12 @@ pub(super) fn format_learn(l: &Learn, specs: &[Action]) -> String {
     if l.hard_timeout != 0 {
         s += &format!(",hard_timeout={}", l.hard_timeout);
     }
+    if l.fin_idle_timeout != 0 {
+        s += &format!(",fin_idle_timeout={}", l.fin_idle_timeout);
+    }
+    if l.fin_hard_timeout != 0 {
+        s += &format!(",fin_hard_timeout={}", l.fin_hard_timeout);
+    }
     if l.priority != DEFAULT_PRIORITY {
         s += &format!(",priority={}", l.priority);
     }
@@ -339,6 +352,10 @@ pub fn learned_flow_text(l: &Learn, specs: &[LearnSpec], values: &[u128]) -> Opt
     let mut values = values.iter();
     let mut matches: Vec<String> = Vec::new();
     let mut actions: Vec<String> = Vec::new();
+    if l.fin_idle_timeout != 0 || l.fin_hard_timeout != 0 {
+        let fin = Action::FinTimeout { idle: l.fin_idle_timeout, hard: l.fin_hard_timeout };
+        actions.push(fin.to_string());
+    }
     let bits = |n: u16, v: u128| if n >= 128 { v } else { v & ((1u128 << n) - 1) };
     for spec in specs {
         let v = match *spec {

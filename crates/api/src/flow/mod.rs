@@ -277,6 +277,12 @@ pub enum Action {
         k: u8,
         n: u8,
     },
+    /// `fin_timeout(idle_timeout=I,hard_timeout=H)`: when a TCP packet with FIN or RST runs it, the flow's
+    /// idle and hard timeouts come down to these (0: that one unchanged; a shorter one stays).
+    FinTimeout {
+        idle: u16,
+        hard: u16,
+    },
     /// `learn(…)`: adds (or refreshes) a flow built from the packet; its pieces follow it as
     /// [`Action::LearnSpec`]s ([`learn::Learn::n`] of them).
     Learn(learn::Learn),
@@ -870,6 +876,11 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             if let Action::Ct(ct) = a {
                 ct::check_match(ct, dl_type, nw_proto, &f.matches).map_err(|why| err(&a.to_string(), why))?;
                 continue;
+            }
+            // On what the match says is not TCP, OVS refuses it (over OpenFlow 1.1+).
+            let mpls = matches!(dl_type, Some(0x8847 | 0x8848));
+            if matches!(a, Action::FinTimeout { .. }) && (mpls || nw_proto.is_some_and(|p| p != 6)) {
+                return Err(err(&a.to_string(), "needs TCP, which the match (and the actions before) rule out"));
             }
             let fields = match *a {
                 Action::LearnSpec(spec) => [spec.packet_field().map(|s| s.field), None],

@@ -118,6 +118,16 @@ impl fmt::Display for Action {
             Action::OutputReg(src) => write!(f, "output:{src}"),
             Action::Exit => f.write_str("exit"),
             Action::Conjunction { id, k, n } => write!(f, "conjunction({id},{k}/{n})"),
+            Action::FinTimeout { idle, hard } => {
+                let mut args = Vec::new();
+                if idle != 0 {
+                    args.push(format!("idle_timeout={idle}"));
+                }
+                if hard != 0 {
+                    args.push(format!("hard_timeout={hard}"));
+                }
+                write!(f, "fin_timeout({})", args.join(","))
+            }
             // Alone (a list prints a learn with its pieces).
             Action::Learn(l) => f.write_str(&super::learn::format_learn(&l, &[])),
             Action::LearnSpec(s) => write!(f, "{s}"),

@@ -566,7 +566,6 @@ fn learn_parses_prints_and_refuses_as_ovs() {
         ("actions=learn(load:eth_src->reg0)", "source field is 48 bits wide but destination is 32 bits wide"),
         ("actions=learn(reg0=reg1[0..15])", "source field is 16 bits wide but destination is 32 bits wide"),
         ("actions=learn(table=255)", "table id 255 not valid"),
-        ("actions=learn(fin_idle_timeout=5)", "fin_timeout"),
         ("actions=learn(result_dst=reg0[1])", "result_dst"),
         ("actions=learn(load:1->in_port)", "read-only"),
         ("actions=write_actions(learn(eth_src))", ""),
@@ -617,4 +616,41 @@ fn a_learn_builds_the_flow_ovs_would() {
     let text = learned_flow_text(l, specs, &[53, 0x0a00_0001]).unwrap();
     let learned = parse(&text, &port).unwrap();
     assert_eq!((learned.to_string().as_str(), learned.table), ("udp,nw_dst=10.0.0.1,tp_dst=53 actions=drop", 1));
+}
+
+#[test]
+fn fin_timeout_parses_and_prints_as_ovs() {
+    let port = |p: &str| p.parse().ok();
+    for (text, want) in [
+        (
+            "tcp,actions=fin_timeout(idle_timeout=5,hard_timeout=15)",
+            "tcp actions=fin_timeout(idle_timeout=5,hard_timeout=15)",
+        ),
+        (
+            "tcp6,actions=fin_timeout(idle_timeout=5,hard_timeout=0),output:1",
+            "tcp6 actions=fin_timeout(idle_timeout=5),output:1",
+        ),
+        ("actions=fin_timeout()", "actions=fin_timeout()"),
+        (
+            "actions=learn(table=2,fin_hard_timeout=7,fin_idle_timeout=3,eth_src)",
+            "actions=learn(table=2,fin_idle_timeout=3,fin_hard_timeout=7,NXM_OF_ETH_SRC[])",
+        ),
+    ] {
+        assert_eq!(parse(text, &port).unwrap().to_string(), want, "{text}");
+    }
+    for (text, why) in [
+        ("tcp,actions=fin_timeout(idle_timeout=70000)", "invalid idle_timeout"),
+        ("tcp,actions=fin_timeout(foo=1)", "invalid key"),
+        ("tcp actions=push_mpls:0x8847,fin_timeout(idle_timeout=1)", "needs TCP"),
+        ("udp actions=fin_timeout(idle_timeout=1)", "needs TCP"),
+    ] {
+        let e = parse(text, &port).expect_err(text);
+        assert!(e.to_string().contains(why), "{text}: {e}");
+    }
+    // A learned flow gets the learn's fin_timeout first.
+    let f = parse("actions=learn(table=2,fin_idle_timeout=3,eth_src)", &port).unwrap();
+    let (_, l, specs) = &learn::learns_in(&f.actions)[0];
+    let text = learn::learned_flow_text(l, specs, &[0x0200_0000_0001]).unwrap();
+    assert!(text.ends_with("eth_src=02:00:00:00:00:01 actions=fin_timeout(idle_timeout=3)"), "{text}");
+    assert!(parse(&text, &port).is_ok());
 }

@@ -133,6 +133,9 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         // A list encoder ([`put_action_list`]) writes a clone with what it holds.
         Action::Clone(_) => {}
         Action::Exit => put_nx(out, act::NXAST_EXIT, &[0; 6]),
+        Action::FinTimeout { idle, hard } => {
+            put_nx(out, act::NXAST_FIN_TIMEOUT, &[&idle.to_be_bytes()[..], &hard.to_be_bytes(), &[0, 0]].concat())
+        }
         // A list encoder ([`put_action_list`]) writes a learn with its pieces.
         Action::Learn(_) | Action::LearnSpec(_) => {}
         // The clause counts from 0 on the wire.

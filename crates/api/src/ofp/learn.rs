@@ -30,7 +30,9 @@ pub(crate) fn put_learn(out: &mut Vec<u8>, l: &Learn, specs: &[Action]) {
     b.extend_from_slice(&l.cookie.to_be_bytes());
     let flags = if l.send_flow_rem { SEND_FLOW_REM } else { 0 } | if l.delete_learned { DELETE_LEARNED } else { 0 };
     b.extend_from_slice(&flags.to_be_bytes());
-    b.extend_from_slice(&[l.table, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(&[l.table, 0]);
+    b.extend_from_slice(&l.fin_idle_timeout.to_be_bytes());
+    b.extend_from_slice(&l.fin_hard_timeout.to_be_bytes());
     if l.limit != 0 {
         b.extend_from_slice(&l.limit.to_be_bytes());
         b.extend_from_slice(&[0; 4]);
@@ -70,19 +72,16 @@ pub(super) fn decode_learn(body: &[u8], v2: bool, out: &mut Vec<Action>) -> Resu
     }
     let u16_at = |at: usize| u16::from_be_bytes([body[at], body[at + 1]]);
     let flags = u16_at(14);
-    let (fin_idle, fin_hard) = (u16_at(18), u16_at(20));
-    if fin_idle != 0
-        || fin_hard != 0
-        || flags & WRITE_RESULT != 0
-        || flags & !(SEND_FLOW_REM | DELETE_LEARNED | WRITE_RESULT) != 0
-    {
-        // fin_timeout and result_dst are not weft's.
+    if flags & WRITE_RESULT != 0 || flags & !(SEND_FLOW_REM | DELETE_LEARNED | WRITE_RESULT) != 0 {
+        // result_dst is not weft's.
         return Err((error::BAD_ACTION, error::BAD_ARGUMENT));
     }
     let mut l = Learn {
         table: body[16],
         idle_timeout: u16_at(0),
         hard_timeout: u16_at(2),
+        fin_idle_timeout: u16_at(18),
+        fin_hard_timeout: u16_at(20),
         priority: u16_at(4),
         cookie: u64::from_be_bytes(body[6..14].try_into().map_err(|_| bad)?),
         send_flow_rem: flags & SEND_FLOW_REM != 0,

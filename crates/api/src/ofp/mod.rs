@@ -566,6 +566,10 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                         out.push(Action::OutputReg(src));
                     }
                     act::NXAST_EXIT => out.push(Action::Exit),
+                    act::NXAST_FIN_TIMEOUT if b.len() >= 10 => out.push(Action::FinTimeout {
+                        idle: u16::from_be_bytes([b[6], b[7]]),
+                        hard: u16::from_be_bytes([b[8], b[9]]),
+                    }),
                     act::NXAST_CONJUNCTION => learn::decode_conjunction(&b[6..], out)?,
                     act::NXAST_LEARN | act::NXAST_LEARN2 => {
                         learn::decode_learn(&b[6..], sub == act::NXAST_LEARN2, out)?

@@ -337,6 +337,7 @@ fn learns_are_ovs_encodings_and_survive_the_wire() {
         "actions=learn(table=3,idle_timeout=10,priority=5,send_flow_rem,delete_learned,cookie=0x123,eth_dst=eth_src,load:1->reg0,load:reg1[0..7]->reg2[8..15],output:reg3[0..15])",
         "ipv6,actions=learn(limit=10,eth_src,eth_type=0x86dd,ipv6_src=ipv6_dst,ipv6_dst=2001:db8::1,reg0[0..9]=reg1[1..10])",
         "actions=clone(learn(table=2,eth_src),output:1),learn(table=4)",
+        "tcp,actions=fin_timeout(idle_timeout=5,hard_timeout=15),learn(fin_idle_timeout=1,fin_hard_timeout=2,eth_src)",
     ] {
         assert_round_trips(text);
         let f = flow(text);

@@ -258,6 +258,15 @@ pub struct LearnedFlow {
     pub values: [u128; LEARN_SOURCES],
 }
 
+/// A TCP FIN or RST met a flow's `fin_timeout`: its timeouts come down to these (0: unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinSeen {
+    pub bridge: usize,
+    pub flow: u64,
+    pub idle: u16,
+    pub hard: u16,
+}
+
 /// The packet fields one `learn` reads at most.
 pub const LEARN_SOURCES: usize = 16;
 
@@ -281,6 +290,8 @@ pub struct Outputs {
     pub tun_mds: Vec<TunMd>,
     /// What `learn` actions read.
     pub learned: Vec<LearnedFlow>,
+    /// The `fin_timeout`s TCP FINs and RSTs met.
+    pub fins: Vec<FinSeen>,
 }
 
 impl Outputs {
@@ -292,6 +303,7 @@ impl Outputs {
             patched: Vec::with_capacity(16),
             tun_mds: Vec::with_capacity(16),
             learned: Vec::with_capacity(4),
+            fins: Vec::with_capacity(4),
         }
     }
 
@@ -302,6 +314,7 @@ impl Outputs {
         self.patched.clear();
         self.tun_mds.clear();
         self.learned.clear();
+        self.fins.clear();
     }
 }
 

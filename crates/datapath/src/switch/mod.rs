@@ -20,6 +20,7 @@ pub mod egress;
 pub mod group;
 mod interface;
 mod key;
+mod learn;
 pub mod meter;
 mod output;
 mod packet_out;
@@ -763,20 +764,9 @@ impl Tables {
                     }
                 }
                 ActRt::CtClear => ct::clear(&mut st.key),
-                ActRt::Learn { n, ordinal, flow } => {
-                    let srcs = &actions[next..(next + usize::from(n)).min(actions.len())];
-                    next += srcs.len();
-                    let mut l = LearnedFlow { bridge, flow, ordinal, n: 0, values: [0; LEARN_SOURCES] };
-                    for (v, a) in l.values.iter_mut().zip(srcs) {
-                        if let ActRt::LearnSrc(s) = *a {
-                            *v = st.key.get_bits(s);
-                            l.n += 1;
-                        }
-                    }
-                    r.obs.on(|| note(format!("learn: the {} field(s) a flow is learned from", l.n)));
-                    r.out.learned.push(l);
-                }
+                ActRt::Learn { .. } => next += learn::learn(r, *act, &actions[next..], st),
                 ActRt::LearnSrc(_) => {}
+                ActRt::FinTimeout { .. } => learn::fin_timeout(r, *act, st),
                 ActRt::PushMpls(t) => {
                     if !self.push_mpls(r, st, t) {
                         return;

@@ -318,6 +318,13 @@ pub enum ActRt {
     },
     /// A field a `learn` reads (not an action of its own).
     LearnSrc(SubSlot),
+    /// `fin_timeout(…)` of flow `flow` (the configuration's id): a TCP packet with FIN or RST asks the
+    /// control plane to bring that flow's timeouts down to these ([`crate::switch::FinSeen`]).
+    FinTimeout {
+        idle: u16,
+        hard: u16,
+        flow: u64,
+    },
 }
 
 /// A `ct` action as the core runs it.

@@ -1,5 +1,6 @@
-//! Flows that `learn` actions build: the workers' reads ([`crate::dataplane::LearnMsg`]) become flows of the
-//! configuration, changed together in one commit per batch, and refreshed without one.
+//! Flows that `learn` actions build: the workers' reads ([`crate::dataplane::FlowMsg`]) become flows of the
+//! configuration, changed together in one commit per batch, and refreshed without one; and the timeouts a
+//! `fin_timeout` brings down.
 
 use super::*;
 
@@ -8,11 +9,18 @@ impl State {
     /// the start of its hard timeout (kept here, not in the configuration); a learn whose flow is gone (the
     /// configuration changed since the packet ran it), or whose flow cannot be built (an output to a port
     /// the bridge no longer has), is dropped.
-    pub fn learn(&mut self, batch: Vec<crate::dataplane::LearnMsg>) {
+    pub fn learn(&mut self, batch: Vec<crate::dataplane::FlowMsg>) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut new = self.config.config().clone();
         let mut changed = false;
         for m in batch {
+            let m = match m {
+                crate::dataplane::FlowMsg::Learn(m) => m,
+                crate::dataplane::FlowMsg::Fin { bridge, flow, idle, hard } => {
+                    changed |= new.reduce_timeouts(&bridge, flow, idle, hard);
+                    continue;
+                }
+            };
             let Some(b) = new.bridge(&m.bridge) else { continue };
             let Some(s) = b.flows.iter().find(|s| s.id == m.flow) else { continue };
             let learns = weft_api::flow::learn::learns_in(&s.flow.actions);

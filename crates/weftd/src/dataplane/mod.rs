@@ -7,7 +7,7 @@
 
 mod esp;
 mod learn;
-pub use learn::LearnMsg;
+pub use learn::FlowMsg;
 mod rx;
 mod taps;
 mod tx;

@@ -317,6 +317,9 @@ impl Dataplane {
         for l in &outs.learned {
             self.learn(pipeline, l);
         }
+        for f in &outs.fins {
+            self.fin(pipeline, f);
+        }
         for ev in &outs.events {
             match *ev {
                 Event::MacTableFull { bridge, src, entries, misses } => {

@@ -258,6 +258,8 @@ pub fn act_rt(
         Action::Conjunction { .. } => return None,
         // Compiled with their pieces by `compile_actions`.
         Action::Learn(_) | Action::LearnSpec(_) => return None,
+        // Which flow: filled in by `build_tables` (in a group's bucket or a packet-out, none: no effect).
+        Action::FinTimeout { idle, hard } => ActRt::FinTimeout { idle, hard, flow: u64::MAX },
     })
 }
 
@@ -376,6 +378,11 @@ pub(super) fn build_tables(
                 });
                 for (n, (ordinal, flow)) in learns.enumerate() {
                     (*ordinal, *flow) = (n as u8, s.id);
+                }
+                for a in actions.iter_mut() {
+                    if let ActRt::FinTimeout { flow, .. } = a {
+                        *flow = s.id;
+                    }
                 }
                 let (key, mask) = flow_rule(&s.flow.matches, tun);
                 entries.push(weft_datapath::classifier::Rule {

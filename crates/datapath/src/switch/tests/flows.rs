@@ -352,3 +352,25 @@ fn a_learn_hands_the_fields_it_reads_to_the_control_plane() {
     let p1 = u128::from(h.sw.pipeline().ports[usize::from(h.port("p1").0)].ofport);
     assert_eq!(&l.values[..3], &[u128::from(A.as_u64()), p1, 77]);
 }
+
+#[test]
+fn fin_timeout_reports_fins_and_resets_only() {
+    let net = two_taps()
+        .table(0, vec![(0, vec![], vec![ActRt::FinTimeout { idle: 1, hard: 2, flow: 5 }, ActRt::Output(P2)])]);
+    let mut h = Harness::new(net.build());
+    let tcp = |flags: u8| {
+        let mut f = udp4(B, A, 60, false, 80);
+        f[23] = 6;
+        f[14 + 20 + 12] = 0x50;
+        f[14 + 20 + 13] = flags;
+        f
+    };
+    for (flags, reported) in [(0x10, false), (0x02, false), (0x11, true), (0x04, true), (0x14, true)] {
+        assert_eq!(h.ports("p1", &tcp(flags)), ["p2"]);
+        let want = reported.then_some(FinSeen { bridge: 0, flow: 5, idle: 1, hard: 2 });
+        assert_eq!(h.outs.fins.first().copied(), want, "TCP flags {flags:#x}");
+    }
+    // Not TCP: nothing.
+    assert_eq!(h.ports("p1", &udp4(B, A, 60, false, 80)), ["p2"]);
+    assert!(h.outs.fins.is_empty());
+}
