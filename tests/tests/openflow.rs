@@ -390,6 +390,61 @@ while True:
         break
 "#;
 
+/// OpenFlow 1.4 with `ovs-ofctl -O OpenFlow14`: the ports in 1.4's shape (`show`, `dump-ports-desc`,
+/// `dump-ports`, `mod-port`), flows, and bundles: `--bundle add-flows` puts a table in place at once and
+/// real TCP crosses it; a bundle with one flow weft refuses changes nothing (the other flow of it is not
+/// there either) and says why.
+#[test]
+fn openflow_1_4_and_bundles_from_ovs_ofctl() {
+    if !prerequisites(&["ip", "ping", "iperf3", "ovs-ofctl"]) {
+        return;
+    }
+    let TwoEnds { tmp, h, left, right, w } = two_ends("o14", 44);
+    w.weft("set-controller sw1 ptcp:6656:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let of14 = |args: &str| {
+        h.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow14 {args}").replace("TARGET", "tcp:127.0.0.1:6656"))
+    };
+    let show = of14("show TARGET");
+    assert!(
+        show.contains("OFPT_FEATURES_REPLY (OF1.4)") && show.contains("1(o14p1)") && show.contains("LOCAL(sw1)"),
+        "{show}"
+    );
+    assert!(of14("dump-ports-desc TARGET").contains("2(o14p2)"));
+    of14("del-flows TARGET");
+    let good = tmp.path("good.flows");
+    std::fs::write(&good, "priority=5,in_port=1,actions=output:2\npriority=5,in_port=2,actions=output:1\n").unwrap();
+    of14(&format!("--bundle add-flows TARGET {}", good.display()));
+    assert_eq!(w.weft("dump-flows sw1").lines().count(), 2, "{}", w.weft("dump-flows sw1"));
+    left.ping("10.44.0.2", 2);
+    tcp_both_ways(&left, &right, &["10.44.0.2"], "through flows from an OpenFlow 1.4 bundle");
+    let dump = of14("dump-flows TARGET");
+    assert!(dump.contains("priority=5,in_port=1 actions=output:2"), "{dump}");
+    let ports = of14("dump-ports TARGET 1");
+    let rx: u64 =
+        ports.split("rx pkts=").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(rx > 1000, "{ports}");
+    // One flow of the bundle is refused (NXAST_CONTROLLER2): the whole bundle fails, the other one is not added.
+    let bad = tmp.path("bad.flows");
+    std::fs::write(
+        &bad,
+        "priority=9,in_port=1,actions=drop\npriority=9,in_port=2,actions=controller(userdata=00.01)\n",
+    )
+    .unwrap();
+    let r =
+        h.run(&format!("timeout 10 ovs-ofctl -O OpenFlow14 --bundle add-flows tcp:127.0.0.1:6656 {}", bad.display()));
+    let err = String::from_utf8_lossy(&r.stderr).to_string();
+    assert!(!r.status.success() && err.contains("OFPBFC_MSG_FAILED"), "{err}");
+    assert!(!w.weft("dump-flows sw1").contains("priority=9"), "half a bundle applied");
+    left.ping("10.44.0.2", 1);
+    // PORT_MOD in 1.4's shape.
+    of14("mod-port TARGET o14p2 down");
+    assert!(of14("dump-ports-desc TARGET").contains("config:     PORT_DOWN"));
+    assert!(!left.run("ping -c 2 -i 0.2 -W 1 10.44.0.2").status.success(), "the port is down");
+    of14("mod-port TARGET o14p2 up");
+    left.ping("10.44.0.2", 2);
+}
+
 /// `set bridge BR protocols=…` (the Bridge column OVS users set): connections may speak only the versions
 /// listed; a peer offering none of them gets HELLO_FAILED, as from OVS. Unknown names, and lists naming no
 /// version weft speaks, are refused.
@@ -412,7 +467,9 @@ fn protocols_limit_the_openflow_versions_a_bridge_speaks() {
     w.weft("set bridge sw1 protocols=OpenFlow10,OpenFlow14");
     assert!(plain("dump-flows").status.success());
     assert!(!of13("show").status.success(), "OpenFlow 1.3 is not allowed");
-    for (bad, says) in [("protocols=OpenFlow99", "not an OpenFlow version"), ("protocols=OpenFlow14", "names neither")]
+    assert!(h.run("timeout 10 ovs-ofctl -O OpenFlow14 show tcp:127.0.0.1:6655").status.success());
+    for (bad, says) in
+        [("protocols=OpenFlow99", "not an OpenFlow version"), ("protocols=OpenFlow11,OpenFlow15", "names none of them")]
     {
         let (ok, _, err) = w.try_weft(&format!("set bridge sw1 {bad}"));
         assert!(!ok && err.contains(says), "{bad}: {err}");

@@ -172,6 +172,7 @@ fn run() -> anyhow::Result<()> {
         removal_reason: weft_wire::openflow::removed::DELETE,
         controller_seen: Default::default(),
         learn_refreshed: Default::default(),
+        deferring: false,
         ovsdb: None,
     };
     let empty = Arc::new(pipeline::Pipeline::empty());

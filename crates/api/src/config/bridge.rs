@@ -109,6 +109,7 @@ pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
 /// OpenFlow's wire versions weft speaks.
 const OF10: u8 = 1;
 const OF13: u8 = 4;
+const OF14: u8 = 5;
 
 /// The wire version of a `protocols` name (`OpenFlow10` … `OpenFlow15`, as OVS names them).
 pub fn of_version(name: &str) -> Option<u8> {
@@ -237,7 +238,7 @@ impl BridgeConfig {
     /// The OpenFlow versions (wire numbers, as a HELLO bitmap) this bridge's connections may use: those of
     /// `protocols` weft speaks, or 1.0 and 1.3.
     pub fn of_versions(&self) -> u32 {
-        let all = (1 << OF10) | (1 << OF13);
+        let all = (1 << OF10) | (1 << OF13) | (1 << OF14);
         if self.protocols.is_empty() {
             return all;
         }

@@ -50,6 +50,8 @@ pub struct State {
     /// Learned flows learned again as they were, by (bridge, flow id): when (their hard timeout starts
     /// there, as OVS's learn refreshes it).
     pub learn_refreshed: std::collections::HashMap<(String, u64), u64>,
+    /// An OpenFlow bundle is being committed: changes are kept, not applied ([`crate::ofconn::Daemon`]).
+    pub deferring: bool,
 }
 
 /// How long a `fail_mode=standalone` bridge waits without a controller before it fails open (OVS: three
@@ -617,7 +619,21 @@ impl crate::ofconn::Daemon for State {
     }
 
     fn commit_config(&mut self, new: Config) -> Result<(), String> {
+        if self.deferring {
+            self.config = Valid::new(new).map_err(|e| e.to_string())?;
+            return Ok(());
+        }
         State::commit_config(self, new)
+    }
+
+    fn defer_commits(&mut self, on: bool) {
+        self.deferring = on;
+    }
+
+    fn restore_config(&mut self, config: Config) {
+        if let Ok(v) = Valid::new(config) {
+            self.config = v;
+        }
     }
 
     fn flow_counters(&self, bridge: &str) -> std::collections::HashMap<u64, (u64, u64)> {

@@ -4,9 +4,11 @@
 //! same transactions as the CLI. Packets that reach `actions=controller` come from the datapath through a
 //! bounded channel and go to each connection's own bounded queue as PACKET_IN.
 
+mod bundles;
 mod groups;
 mod meters;
 mod of10;
+mod of14;
 mod ports;
 mod requests;
 mod roles;
@@ -46,6 +48,11 @@ pub trait Daemon: Send {
     /// What meter `id` of `bridge` counted, and for how long.
     fn meter_counts(&self, bridge: &str, id: u32) -> Option<(weft_datapath::switch::meter::MeterCounts, Duration)>;
     fn dp(&self) -> &crate::msgs::DpHandle;
+    /// Bundles: while on, [`Daemon::commit_config`] checks a change and keeps it as [`Daemon::config`], but
+    /// neither applies, persists nor announces it.
+    fn defer_commits(&mut self, on: bool);
+    /// Puts back a configuration taken before deferred changes (none of which was applied).
+    fn restore_config(&mut self, config: weft_api::Config);
 }
 
 /// Packet-ins queued towards a bridge's connections before the datapath leaves some out.
@@ -504,34 +511,36 @@ fn port_desc(ofport: u32, name: &str, link_down: bool, config: u32) -> Vec<u8> {
     e
 }
 
-/// A HELLO offering the versions of `allowed` (a bitmap of wire versions: 1.0 and 1.3, or those of the
+/// A HELLO offering the versions of `allowed` (a bitmap of wire versions: 1.0, 1.3 and 1.4, or those of the
 /// bridge's `protocols`), in its header (the highest) and in a version bitmap element.
 fn hello(xid: u32, allowed: u32) -> Vec<u8> {
     let mut m = Vec::new();
     let at = of::start(&mut m, msg::HELLO, xid);
-    m[at] = if allowed & (1 << of::VERSION) != 0 { of::VERSION } else { weft_api::of10::VERSION };
+    m[at] =
+        [of14::VERSION, of::VERSION].into_iter().find(|v| allowed & (1 << v) != 0).unwrap_or(weft_api::of10::VERSION);
     m.extend_from_slice(&[0, 1, 0, 8]);
     m.extend_from_slice(&allowed.to_be_bytes());
     of::finish(&mut m, at);
     m
 }
 
-/// The version a peer's HELLO leads to: the highest both may speak (1.3, else 1.0; `allowed` as for
+/// The version a peer's HELLO leads to: the highest both may speak (1.4, 1.3, else 1.0; `allowed` as for
 /// [`hello`]), from its version bitmap when it sends one, else from its version (a peer at 1.0 speaks 1.0;
-/// one above 1.3 speaks 1.3 too; 1.1 and 1.2 are not weft's).
+/// one above 1.4 speaks 1.4 too, and 1.3; 1.1, 1.2 and 1.5 are not weft's).
 fn negotiate(peer: u8, hello: &[u8], allowed: u32) -> Option<u8> {
-    let (v13, v10) = (of::VERSION, weft_api::of10::VERSION);
+    let (v14, v13, v10) = (of14::VERSION, of::VERSION, weft_api::of10::VERSION);
     // The first HELLO element, when it is a version bitmap (type 1).
     let bitmap = (hello.len() >= 16 && hello[8..10] == [0, 1])
         .then(|| u32::from_be_bytes([hello[12], hello[13], hello[14], hello[15]]));
     let theirs = match bitmap {
         Some(b) => b,
+        None if peer >= v14 => (1 << v14) | (1 << v13) | (1 << v10),
         None if peer >= v13 => (1 << v13) | (1 << v10),
         None if peer >= v10 => 1 << v10,
         None => 0,
     };
     let both = theirs & allowed;
-    [v13, v10].into_iter().find(|v| both & (1 << v) != 0)
+    [v14, v13, v10].into_iter().find(|v| both & (1 << v) != 0)
 }
 
 fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
@@ -592,6 +601,7 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
     sessions.lock().unwrap_or_else(|e| e.into_inner()).push(session);
     let mut miss_send_len: u16 = 128;
     let mut state10 = of10::State10::new(controller_id);
+    let mut bundles = bundles::Bundles::default();
     // Until the peer's HELLO: OpenFlow 1.3.
     let mut version = of::VERSION;
     let mut flow_mods = RateLimit::new();
@@ -606,7 +616,11 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
         }
         while let Ok(m) = queued.try_recv() {
             // Packet-ins and port status are queued in 1.3's form.
-            let m = if version == weft_api::of10::VERSION { of10::to_of10(&m).unwrap_or(m) } else { m };
+            let m = match version {
+                weft_api::of10::VERSION => of10::to_of10(&m).unwrap_or(m),
+                of14::VERSION => of14::from13(&m),
+                _ => m,
+            };
             if !send(&mut s, &m) {
                 break 'conn;
             }
@@ -628,15 +642,24 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             }
             if h.version != version {
                 let e = (error::BAD_REQUEST, error::BAD_VERSION);
-                let reply = if version == weft_api::of10::VERSION {
-                    of10::error10(h.xid, e, &m)
-                } else {
-                    error_msg(h.xid, e, &m)
+                let reply = match version {
+                    weft_api::of10::VERSION => of10::error10(h.xid, e, &m),
+                    of14::VERSION => of14::from13(&error_msg(h.xid, e, &m)),
+                    _ => error_msg(h.xid, e, &m),
                 };
                 send(&mut s, &reply);
                 continue;
             }
-            if version == of::VERSION {
+            // OpenFlow 1.4 is served as 1.3, its messages rewritten both ways.
+            let (m, h) = if version == of14::VERSION {
+                let m = of14::to13(&m);
+                let h = of::Header::parse(&m).unwrap_or(h);
+                (m, h)
+            } else {
+                (m, h)
+            };
+            let answer14 = |r: Vec<u8>| if version == of14::VERSION { of14::from13(&r) } else { r };
+            if version != weft_api::of10::VERSION {
                 let refused = roles::refused_to_slave(h.kind, &role).map(Err);
                 let answer = refused.or_else(|| {
                     (h.kind == msg::ROLE_REQUEST).then(|| {
@@ -650,7 +673,7 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                     })
                 });
                 if let Some(a) = answer {
-                    if !send(&mut s, &a.unwrap_or_else(|e| error_msg(h.xid, e, &m))) {
+                    if !send(&mut s, &answer14(a.unwrap_or_else(|e| error_msg(h.xid, e, &m)))) {
                         break 'conn;
                     }
                     continue;
@@ -665,14 +688,15 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             let Some(state) = me.upgrade() else { break 'conn };
             let replies = {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-                if version == weft_api::of10::VERSION {
-                    of10::handle10(&mut *st, &bridge, &h, &m, &mut state10)
-                } else {
-                    handle(&mut *st, &bridge, &h, &m, &mut miss_send_len)
+                match (version, h.kind) {
+                    (weft_api::of10::VERSION, _) => of10::handle10(&mut *st, &bridge, &h, &m, &mut state10),
+                    (of14::VERSION, bundles::CONTROL) => bundles.control(&mut *st, &bridge, &h, &m, &mut miss_send_len),
+                    (of14::VERSION, bundles::ADD_MESSAGE) => bundles.add(&h, &m),
+                    _ => handle(&mut *st, &bridge, &h, &m, &mut miss_send_len),
                 }
             };
             for r in replies {
-                if !send(&mut s, &r) {
+                if !send(&mut s, &answer14(r)) {
                     break 'conn;
                 }
             }
@@ -697,7 +721,12 @@ mod tests {
         assert_eq!(negotiate(4, &peer(both), both), Some(4));
         assert_eq!(negotiate(4, &peer(both), 1 << 1), Some(1), "protocols=OpenFlow10");
         assert_eq!(negotiate(4, &peer(1 << 4), 1 << 1), None, "nothing in common");
-        assert_eq!(negotiate(5, &peer(1 << 5 | 1 << 4), both), Some(4), "1.4 and 1.3 offered: 1.3");
+        assert_eq!(negotiate(5, &peer(1 << 5 | 1 << 4), both), Some(4), "1.4 and 1.3 offered, 1.4 not allowed: 1.3");
+        let all = both | 1 << 5;
+        assert_eq!(negotiate(6, &peer(1 << 6 | 1 << 5 | 1 << 4), all), Some(5), "1.5, 1.4, 1.3 offered: 1.4");
+        assert_eq!(negotiate(6, &peer(1 << 6), all), None, "1.5 alone");
+        assert_eq!(negotiate(6, &[6, 0, 0, 8, 0, 0, 0, 1], all), Some(5), "a 1.5 peer without a bitmap");
+        assert_eq!(hello(0, all)[0], 5, "the header says the highest");
         assert_eq!(negotiate(1, &[1, 0, 0, 8, 0, 0, 0, 1], both), Some(1), "a 1.0 peer without a bitmap");
         assert_eq!(negotiate(4, &[4, 0, 0, 8, 0, 0, 0, 1], 1 << 1), Some(1), "a 1.3 peer speaks 1.0 too");
         let h = hello(0, 1 << 1);
