@@ -59,9 +59,12 @@ impl Tap {
     /// Hands over a tunnel packet with outer headers rebuilt from what the socket reported: `src` to `dst`,
     /// IP protocol `proto` (UDP: a header with the two ports is added, its checksum left zero), then `parts`.
     pub fn offer_outer(&mut self, src: SocketAddr, dst: SocketAddr, proto: u8, ttl: u8, tos: u8, parts: &[&[u8]]) {
-        let body: usize = parts.iter().map(|p| p.len()).sum();
         let l4 = if proto == weft_wire::ipv4::Protocol::UDP { weft_wire::udp::HEADER_LEN } else { 0 };
         let ip_len = if src.is_ipv4() { weft_wire::ipv4::HEADER_LEN } else { weft_wire::ipv6::HEADER_LEN };
+        // An offloaded train handed to the kernel whole can be longer than one datagram may be: the capture
+        // keeps what fits (its length fields say so), never a length that overflows.
+        let room = usize::from(u16::MAX) - l4 - if src.is_ipv4() { ip_len } else { 0 };
+        let body: usize = parts.iter().map(|p| p.len()).sum::<usize>().min(room);
         let mut data = vec![0u8; ip_len + l4];
         match (src.ip(), dst.ip()) {
             (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
@@ -90,8 +93,11 @@ impl Tap {
         if l4 > 0 {
             weft_wire::udp::UdpRepr { src_port: src.port(), dst_port: dst.port() }.emit(&mut data[ip_len..], body);
         }
+        let mut left = body;
         for p in parts {
-            data.extend_from_slice(p);
+            let take = p.len().min(left);
+            data.extend_from_slice(&p[..take]);
+            left -= take;
         }
         self.send(data);
     }
@@ -135,4 +141,27 @@ pub fn stream(
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outer_packet_longer_than_a_datagram_is_cut_not_a_panic() {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let mut t = Tap { port_name: "t".into(), port: None, outer: true, local: None, tx, missed: 0, closed: false };
+        let train = vec![0xabu8; 70_000];
+        let (src, dst): (SocketAddr, SocketAddr) =
+            ("192.0.2.1:4789".parse().unwrap(), "192.0.2.2:4789".parse().unwrap());
+        t.offer_outer(src, dst, weft_wire::ipv4::Protocol::UDP, 64, 0, &[&[0u8; 8], &train]);
+        let f = rx.try_recv().unwrap();
+        assert_eq!(f.data.len(), 65_535);
+        assert_eq!(u16::from_be_bytes([f.data[2], f.data[3]]), 65_535, "the IPv4 total length says what is there");
+        let (src, dst): (SocketAddr, SocketAddr) =
+            ("[2001:db8::1]:4789".parse().unwrap(), "[2001:db8::2]:4789".parse().unwrap());
+        t.offer_outer(src, dst, weft_wire::ipv4::Protocol::UDP, 64, 0, &[&train]);
+        let f = rx.try_recv().unwrap();
+        assert_eq!((f.data.len(), u16::from_be_bytes([f.data[4], f.data[5]])), (40 + 65_535, 65_535));
+    }
 }
