@@ -390,40 +390,72 @@ while True:
         break
 "#;
 
-/// OpenFlow 1.4 with `ovs-ofctl -O OpenFlow14`: the ports in 1.4's shape (`show`, `dump-ports-desc`,
-/// `dump-ports`, `mod-port`), flows, and bundles: `--bundle add-flows` puts a table in place at once and
-/// real TCP crosses it; a bundle with one flow weft refuses changes nothing (the other flow of it is not
-/// there either) and says why.
+/// OpenFlow 1.4 and 1.5 with `ovs-ofctl -O OpenFlow14/15`: the ports in their shape (`show`,
+/// `dump-ports-desc`, `dump-ports`, `mod-port`), flows, groups, aggregates, packet-out, and bundles:
+/// `--bundle add-flows` puts a table in place at once and real TCP crosses it; a bundle with one flow weft
+/// refuses changes nothing (the other flow of it is not there either) and says why.
 #[test]
 fn openflow_1_4_and_bundles_from_ovs_ofctl() {
+    newer_openflow("o14", 44, 6656, "OpenFlow14");
+}
+
+/// The same with OpenFlow 1.5 (flow descriptions and aggregates with OXS statistics, PACKET_OUT with a
+/// match, groups with bucket ids, the meter and set-field actions).
+#[test]
+fn openflow_1_5_and_bundles_from_ovs_ofctl() {
+    newer_openflow("o15", 45, 6657, "OpenFlow15");
+}
+
+fn newer_openflow(p: &str, net: u8, port: u16, version: &str) {
     if !prerequisites(&["ip", "ping", "iperf3", "ovs-ofctl"]) {
         return;
     }
-    let TwoEnds { tmp, h, left, right, w } = two_ends("o14", 44);
-    w.weft("set-controller sw1 ptcp:6656:127.0.0.1");
+    let TwoEnds { tmp, h, left, right, w } = two_ends(p, net);
+    w.weft(&format!("set-controller sw1 ptcp:{port}:127.0.0.1"));
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let of14 = |args: &str| {
-        h.sh(&format!("timeout 10 ovs-ofctl -O OpenFlow14 {args}").replace("TARGET", "tcp:127.0.0.1:6656"))
-    };
-    let show = of14("show TARGET");
-    assert!(
-        show.contains("OFPT_FEATURES_REPLY (OF1.4)") && show.contains("1(o14p1)") && show.contains("LOCAL(sw1)"),
-        "{show}"
-    );
-    assert!(of14("dump-ports-desc TARGET").contains("2(o14p2)"));
-    of14("del-flows TARGET");
+    let target = format!("tcp:127.0.0.1:{port}");
+    let of = |args: &str| h.sh(&format!("timeout 10 ovs-ofctl -O {version} {args}").replace("TARGET", &target));
+    let show = of("show TARGET");
+    let tag = format!("(OF1.{})", &version[9..]);
+    assert!(show.contains(&format!("OFPT_FEATURES_REPLY {tag}")), "{show}");
+    assert!(show.contains(&format!("1({p}p1)")) && show.contains("LOCAL(sw1)"), "{show}");
+    assert!(of("dump-ports-desc TARGET").contains(&format!("2({p}p2)")));
+    of("del-flows TARGET");
     let good = tmp.path("good.flows");
-    std::fs::write(&good, "priority=5,in_port=1,actions=output:2\npriority=5,in_port=2,actions=output:1\n").unwrap();
-    of14(&format!("--bundle add-flows TARGET {}", good.display()));
+    std::fs::write(&good, "priority=5,in_port=1,actions=group:1\npriority=5,in_port=2,actions=output:1\n").unwrap();
+    of("add-group TARGET group_id=1,type=all,bucket=output:2");
+    assert!(of("dump-groups TARGET").contains("group_id=1,type=all,bucket="), "{}", of("dump-groups TARGET"));
+    of(&format!("--bundle add-flows TARGET {}", good.display()));
     assert_eq!(w.weft("dump-flows sw1").lines().count(), 2, "{}", w.weft("dump-flows sw1"));
-    left.ping("10.44.0.2", 2);
-    tcp_both_ways(&left, &right, &["10.44.0.2"], "through flows from an OpenFlow 1.4 bundle");
-    let dump = of14("dump-flows TARGET");
-    assert!(dump.contains("priority=5,in_port=1 actions=output:2"), "{dump}");
-    let ports = of14("dump-ports TARGET 1");
+    let l_ip = format!("10.{net}.0.2");
+    left.ping(&l_ip, 2);
+    tcp_both_ways(&left, &right, &[&l_ip], &format!("through flows from an {version} bundle"));
+    let dump = of("dump-flows TARGET");
+    assert!(dump.contains("priority=5,in_port=1 actions=group:1"), "{dump}");
+    let counted: u64 = dump
+        .lines()
+        .find(|l| l.contains("in_port=1"))
+        .and_then(|l| l.split("n_packets=").nth(1))
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(counted > 1000, "{dump}");
+    assert!(of("dump-aggregate TARGET").contains("flow_count=2"), "{}", of("dump-aggregate TARGET"));
+    let ports = of("dump-ports TARGET 1");
     let rx: u64 =
         ports.split("rx pkts=").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse().ok()).unwrap();
     assert!(rx > 1000, "{ports}");
+    // A packet-out (from the controller, out of port 2): it leaves by it.
+    let tx = |w: &Weftd| -> u64 {
+        let v = w.json("dump-ports sw1");
+        v.as_array().unwrap().iter().find(|x| x["port"] == format!("{p}p2")).unwrap()["tx_packets"].as_u64().unwrap()
+    };
+    let before = tx(&w);
+    let frame = "ffffffffffff0200000000010806000108000604000102000000000ac0000201000000000000c0000202";
+    for _ in 0..3 {
+        of(&format!("packet-out TARGET CONTROLLER output:2 {frame}"));
+    }
+    assert!(tx(&w) >= before + 3, "the packet-outs did not leave by port 2");
     // One flow of the bundle is refused (NXAST_CONTROLLER2): the whole bundle fails, the other one is not added.
     let bad = tmp.path("bad.flows");
     std::fs::write(
@@ -431,18 +463,17 @@ fn openflow_1_4_and_bundles_from_ovs_ofctl() {
         "priority=9,in_port=1,actions=drop\npriority=9,in_port=2,actions=controller(userdata=00.01)\n",
     )
     .unwrap();
-    let r =
-        h.run(&format!("timeout 10 ovs-ofctl -O OpenFlow14 --bundle add-flows tcp:127.0.0.1:6656 {}", bad.display()));
+    let r = h.run(&format!("timeout 10 ovs-ofctl -O {version} --bundle add-flows {target} {}", bad.display()));
     let err = String::from_utf8_lossy(&r.stderr).to_string();
     assert!(!r.status.success() && err.contains("OFPBFC_MSG_FAILED"), "{err}");
     assert!(!w.weft("dump-flows sw1").contains("priority=9"), "half a bundle applied");
-    left.ping("10.44.0.2", 1);
-    // PORT_MOD in 1.4's shape.
-    of14("mod-port TARGET o14p2 down");
-    assert!(of14("dump-ports-desc TARGET").contains("config:     PORT_DOWN"));
-    assert!(!left.run("ping -c 2 -i 0.2 -W 1 10.44.0.2").status.success(), "the port is down");
-    of14("mod-port TARGET o14p2 up");
-    left.ping("10.44.0.2", 2);
+    left.ping(&l_ip, 1);
+    // PORT_MOD in the newer shape.
+    of(&format!("mod-port TARGET {p}p2 down"));
+    assert!(of("dump-ports-desc TARGET").contains("config:     PORT_DOWN"));
+    assert!(!left.run(&format!("ping -c 2 -i 0.2 -W 1 {l_ip}")).status.success(), "the port is down");
+    of(&format!("mod-port TARGET {p}p2 up"));
+    left.ping(&l_ip, 2);
 }
 
 /// `set bridge BR protocols=…` (the Bridge column OVS users set): connections may speak only the versions

@@ -230,6 +230,9 @@ pub mod act {
     pub const POP_VLAN: u16 = 18;
     pub const SET_QUEUE: u16 = 21;
     pub const SET_FIELD: u16 = 25;
+    /// OpenFlow 1.5's copy_field (a `move`) and meter action.
+    pub const COPY_FIELD: u16 = 28;
+    pub const METER: u16 = 29;
     pub const EXPERIMENTER: u16 = 0xffff;
     /// Nicira's experimenter ID and the subtypes weft reads and writes.
     pub const NX_VENDOR: u32 = 0x0000_2320;
@@ -458,6 +461,8 @@ pub struct FlowMod {
     pub out_port: u32,
     pub out_group: u32,
     pub flags: u16,
+    /// OpenFlow 1.4's eviction importance (1.3's padding: 0).
+    pub importance: u16,
 }
 
 /// The fixed part of a FLOW_MOD after the header (cookie … pad), before the match.
@@ -500,6 +505,7 @@ impl FlowMod {
             out_port: be32(b, 28),
             out_group: be32(b, 32),
             flags: be16(b, 36),
+            importance: be16(b, 38),
         })
     }
 }

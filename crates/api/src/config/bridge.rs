@@ -110,6 +110,7 @@ pub fn parse_of_target(t: &str) -> Result<OfTarget, ConfigError> {
 const OF10: u8 = 1;
 const OF13: u8 = 4;
 const OF14: u8 = 5;
+const OF15: u8 = 6;
 
 /// The wire version of a `protocols` name (`OpenFlow10` … `OpenFlow15`, as OVS names them).
 pub fn of_version(name: &str) -> Option<u8> {
@@ -238,7 +239,7 @@ impl BridgeConfig {
     /// The OpenFlow versions (wire numbers, as a HELLO bitmap) this bridge's connections may use: those of
     /// `protocols` weft speaks, or 1.0 and 1.3.
     pub fn of_versions(&self) -> u32 {
-        let all = (1 << OF10) | (1 << OF13) | (1 << OF14);
+        let all = (1 << OF10) | (1 << OF13) | (1 << OF14) | (1 << OF15);
         if self.protocols.is_empty() {
             return all;
         }

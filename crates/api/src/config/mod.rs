@@ -566,7 +566,7 @@ impl Config {
                 br.protocols = list;
                 if !br.protocols.is_empty() && br.of_versions() == 0 {
                     return Err(ConfigError::BadSetting(format!(
-                        "protocols={v}: weft speaks OpenFlow10, OpenFlow13 and OpenFlow14; the list names none of them"
+                        "protocols={v}: weft speaks OpenFlow10, OpenFlow13, OpenFlow14 and OpenFlow15; the list names none of them"
                     )));
                 }
                 continue;

@@ -369,6 +369,15 @@ pub struct Flow {
     /// `reset_counts`: a modification of the flow starts its packet and byte counts again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reset_counts: bool,
+    /// `importance=N`: the flow's rank when a full table evicts (OpenFlow 1.4). weft's tables do not evict,
+    /// as OVS's do not unless told to: it is kept and read back (OpenFlow 1.4 and 1.5 carry it; 1.3 does
+    /// not, and neither does its text form).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub importance: u16,
+}
+
+fn is_zero(v: &u16) -> bool {
+    *v == 0
 }
 
 impl Flow {
@@ -574,6 +583,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
         send_flow_rem: false,
         check_overlap: false,
         reset_counts: false,
+        importance: 0,
     };
     let mut dl_type: Option<u16> = None;
     let mut nw_proto: Option<u8> = None;
@@ -711,7 +721,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
             // not unless told to: it is checked and has no effect (and OpenFlow 1.3 cannot carry it, so it is
             // not printed, as OVS prints it there).
             "importance" => {
-                num(tok, v, 65535)?;
+                f.importance = num(tok, v, 65535)? as u16;
                 continue;
             }
             // Counters as dump-flows prints them: ovs-ofctl reads them (for replace-flows and diff-flows)

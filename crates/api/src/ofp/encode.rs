@@ -54,12 +54,39 @@ pub(crate) fn put_nx_mpls(out: &mut Vec<u8>, a: &Action) {
     }
 }
 
-/// NXAST_REG_LOAD2: one OXM TLV (with a mask when given), for writes `NXAST_REG_LOAD` cannot say.
+/// NXAST_REG_LOAD2: one OXM TLV (with a mask when given), for writes `NXAST_REG_LOAD` cannot say. On an
+/// OpenFlow 1.5 connection (which has neither), a set_field with the mask.
 pub(super) fn put_load2(out: &mut Vec<u8>, class: u16, field: u8, bytes: usize, value: u128, mask: Option<u128>) {
     let mut tlv = Vec::new();
     let m = mask.map(|m| m.to_be_bytes());
     put_oxm(&mut tlv, class, field, &value.to_be_bytes()[16 - bytes..], m.as_ref().map(|m| &m[16 - bytes..]));
+    if openflow15() {
+        let at = out.len();
+        out.extend_from_slice(&act::SET_FIELD.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&tlv);
+        weft_wire::openflow::pad8(out, at);
+        let len = (out.len() - at) as u16;
+        out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
+        return;
+    }
     put_nx(out, act::NXAST_REG_LOAD2, &tlv);
+}
+
+thread_local! {
+    /// This thread writes for an OpenFlow 1.5 connection ([`set_openflow15`]).
+    static OPENFLOW15: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether what this thread encodes from now on is for OpenFlow 1.5, which drops Nicira's register loads and
+/// moves (NXAST_REG_LOAD, REG_LOAD2, REG_MOVE) for set_field with a mask and copy_field, and the meter
+/// instruction for the meter action. An OpenFlow connection's thread says so once its version is known.
+pub fn set_openflow15(on: bool) {
+    OPENFLOW15.with(|c| c.set(on));
+}
+
+pub(super) fn openflow15() -> bool {
+    OPENFLOW15.with(|c| c.get())
 }
 
 /// Writes a list of actions; a `clone` marker becomes NXAST_CLONE holding the actions it covers.
@@ -75,6 +102,21 @@ pub(crate) fn put_action_list(out: &mut Vec<u8>, list: &[Action], ctx: Ctx) {
             i = end;
             continue;
         }
+        // OpenFlow 1.5: writes into one field one after the other are one set_field with their bits (as OVS
+        // merges NXAST_REG_LOADs when it reads them, it writes one set_field).
+        if let (true, Some((field, mut value, mut mask))) = (openflow15(), partial_write(&list[i])) {
+            let mut j = i + 1;
+            let next = |j: usize| list.get(j).and_then(partial_write).filter(|(f, ..)| *f == field);
+            while let Some((_, v, m)) = next(j).filter(|(_, _, m)| mask & m == 0) {
+                (value, mask) = (value | v, mask | m);
+                j += 1;
+            }
+            if let Some((class, code, bytes)) = header_of(field) {
+                put_load2(out, class, code, bytes, value, Some(mask));
+            }
+            i = j;
+            continue;
+        }
         if let Action::Learn(l) = list[i] {
             let end = i + 1 + crate::flow::nested_len(list, i);
             super::put_learn(out, &l, &list[i + 1..end]);
@@ -83,6 +125,22 @@ pub(crate) fn put_action_list(out: &mut Vec<u8>, list: &[Action], ctx: Ctx) {
         }
         put_action_in(out, &list[i], ctx);
         i += 1;
+    }
+}
+
+/// A write of some bits of a register-like field (`load`, a masked `set_field`), as (field, value, mask).
+fn partial_write(a: &Action) -> Option<(crate::flow::Field, u128, u128)> {
+    match *a {
+        Action::Load { dst, value } => {
+            let m = full_mask(u32::from(dst.nbits)) << dst.ofs;
+            Some((dst.field, (value << dst.ofs) & m, m))
+        }
+        Action::SetReg { field, value, mask }
+            if mask != full_mask(u32::from(field.bits())) && !crate::flow::is_packet_set(field, mask) =>
+        {
+            Some((field, value & mask, mask))
+        }
+        _ => None,
     }
 }
 
@@ -153,7 +211,7 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
         Action::CtClear => put_nx(out, act::NXAST_CT_CLEAR, &[0; 6]),
         Action::Load { dst, value } => {
             let Some((class, field, bytes)) = header_of(dst.field) else { return };
-            if dst.nbits <= 64 {
+            if dst.nbits <= 64 && !openflow15() {
                 let mut rest = ((dst.ofs << 6) | (dst.nbits - 1)).to_be_bytes().to_vec();
                 rest.extend_from_slice(&nxm_header(class, field, bytes, false).to_be_bytes());
                 rest.extend_from_slice(&(value as u64).to_be_bytes());
@@ -243,6 +301,22 @@ pub(crate) fn put_action_in(out: &mut Vec<u8>, a: &Action, ctx: Ctx) {
             rest.extend_from_slice(&sf.nbits.to_be_bytes());
             let sub = if matches!(a, Action::StackPush(_)) { act::NXAST_STACK_PUSH } else { act::NXAST_STACK_POP };
             put_nx(out, sub, &rest);
+        }
+        // OpenFlow 1.5's copy_field: n_bits, the offsets, padding, the two headers.
+        Action::Move { src, dst } if openflow15() => {
+            let (Some(s), Some(d)) = (header_of(src.field), header_of(dst.field)) else { return };
+            let at = out.len();
+            out.extend_from_slice(&act::COPY_FIELD.to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&src.nbits.to_be_bytes());
+            out.extend_from_slice(&src.ofs.to_be_bytes());
+            out.extend_from_slice(&dst.ofs.to_be_bytes());
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&nxm_header(s.0, s.1, s.2, false).to_be_bytes());
+            out.extend_from_slice(&nxm_header(d.0, d.1, d.2, false).to_be_bytes());
+            weft_wire::openflow::pad8(out, at);
+            let len = (out.len() - at) as u16;
+            out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
         }
         Action::Move { src, dst } => {
             let (Some(s), Some(d)) = (header_of(src.field), header_of(dst.field)) else { return };

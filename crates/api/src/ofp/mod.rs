@@ -9,10 +9,11 @@ use weft_wire::EthernetAddress;
 /// An OpenFlow error: (type, code).
 pub type OfError = (u16, u16);
 
+pub use encode::set_openflow15;
 pub(crate) use encode::{put_action, put_action_list, put_nx, put_nx_dec_ttl, put_nx_mpls};
 mod widths;
 pub(crate) use widths::{narrow, split_regs};
-use widths::{reg_write, sub_field};
+use widths::{oxm_write, sub_field};
 
 const BAD_FIELD: OfError = (error::BAD_MATCH, error::BAD_FIELD);
 /// BAD_INSTRUCTION / UNSUP_INST: a second meter instruction (OpenFlow 1.3 has no DUP_INST code).
@@ -480,9 +481,19 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
             act::POP_MPLS if b.len() >= 2 => out.push(Action::PopMpls(u16::from_be_bytes([b[0], b[1]]))),
             act::SET_MPLS_TTL if !b.is_empty() => out.push(Action::SetMplsTtl(b[0])),
             act::DEC_MPLS_TTL => out.push(Action::DecMplsTtl),
+            // OpenFlow 1.5's set_field with a mask: a write of those bits, as NXAST_REG_LOAD2's.
+            act::SET_FIELD if b.len() >= 4 && b[2] & 1 != 0 => oxm_write(be32(b, 0), &b[4..], out)?,
+            // n_bits, src_offset, dst_offset, pad, the two fields' headers.
+            act::COPY_FIELD if b.len() >= 16 => {
+                let n = u16::from_be_bytes([b[0], b[1]]);
+                let src = sub_field(be32(b, 8), u16::from_be_bytes([b[2], b[3]]), n)?;
+                let dst = sub_field(be32(b, 12), u16::from_be_bytes([b[4], b[5]]), n)?;
+                out.push(Action::Move { src, dst });
+            }
+            act::METER if b.len() >= 4 => out.push(Action::Meter(be32(b, 0))),
             act::SET_FIELD => {
                 // One OXM TLV, then padding.
-                if b.len() < 4 || 4 + usize::from(b[3]) > b.len() || b[2] & 1 != 0 {
+                if b.len() < 4 || 4 + usize::from(b[3]) > b.len() {
                     return Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT));
                 }
                 let t = OxmTlv {
@@ -700,26 +711,7 @@ pub(crate) fn actions_from(list: &[Tlv<'_>], out: &mut Vec<Action>) -> Result<()
                             return Err((error::BAD_ACTION, error::BAD_SET_TYPE));
                         }
                     }
-                    act::NXAST_REG_LOAD2 if b.len() >= 10 => {
-                        let h = be32(b, 6);
-                        let len = (h & 0xff) as usize;
-                        let masked = h & 0x100 != 0;
-                        let body = b.get(10..10 + len).ok_or((error::BAD_ACTION, 1))?;
-                        let field = field_of_header(h)
-                            .filter(|f| f.writable())
-                            .ok_or((error::BAD_ACTION, error::BAD_SET_TYPE))?;
-                        let bytes = if masked { len / 2 } else { len };
-                        if usize::from(field.bits()) != bytes * 8 {
-                            return Err((error::BAD_ACTION, 1));
-                        }
-                        let value = weft_wire::openflow::be_uint(&body[..bytes]);
-                        let mask = if masked {
-                            weft_wire::openflow::be_uint(&body[bytes..])
-                        } else {
-                            full_mask(bytes as u32 * 8)
-                        };
-                        reg_write(field, value, mask, out);
-                    }
+                    act::NXAST_REG_LOAD2 if b.len() >= 10 => oxm_write(be32(b, 6), &b[10..], out)?,
                     act::NXAST_CT if b.len() >= 20 => out.push(ct::ct_from(b)?),
                     act::NXAST_CT_CLEAR => out.push(Action::CtClear),
                     // max_len, controller ID, reason, a byte of padding.
@@ -820,7 +812,12 @@ pub fn actions_from_instructions(list: &[Tlv<'_>]) -> Result<Vec<Action>, OfErro
 /// Writes the instructions for `actions` (an APPLY_ACTIONS list, then GOTO_TABLE if any).
 /// `ctx`: what the flow matches (some fields' encodings depend on it: a TCP or a UDP port).
 pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
-    if let Some(Action::Meter(m)) = actions.first() {
+    // OpenFlow 1.5: the meter is the first action of the list.
+    let meter15 = match actions.first() {
+        Some(&Action::Meter(m)) if encode::openflow15() => Some(m),
+        _ => None,
+    };
+    if let (Some(Action::Meter(m)), None) = (actions.first(), meter15) {
         out.extend_from_slice(&inst::METER.to_be_bytes());
         out.extend_from_slice(&8u16.to_be_bytes());
         out.extend_from_slice(&m.to_be_bytes());
@@ -852,10 +849,15 @@ pub fn put_instructions(out: &mut Vec<u8>, actions: &[Action], ctx: Ctx) {
         })
         .copied()
         .collect();
-    if !apply.is_empty() {
+    if !apply.is_empty() || meter15.is_some() {
         let at = out.len();
         out.extend_from_slice(&inst::APPLY_ACTIONS.to_be_bytes());
         out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        if let Some(m) = meter15 {
+            out.extend_from_slice(&act::METER.to_be_bytes());
+            out.extend_from_slice(&8u16.to_be_bytes());
+            out.extend_from_slice(&m.to_be_bytes());
+        }
         put_action_list(out, &apply, ctx);
         let len = (out.len() - at) as u16;
         out[at + 2..at + 4].copy_from_slice(&len.to_be_bytes());
@@ -905,6 +907,7 @@ pub fn flow_from_flow_mod(fm: &weft_wire::openflow::FlowMod, matches: Vec<Match>
         send_flow_rem: fm.flags & 1 != 0,
         check_overlap: fm.flags & 2 != 0,
         reset_counts: fm.flags & 4 != 0,
+        importance: fm.importance,
     };
     f.match_text = crate::flow::format_matches(&f.matches);
     f.actions_text = f.to_string().split_once(" actions=").map(|x| x.1.to_string()).unwrap_or_default();

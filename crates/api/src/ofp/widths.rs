@@ -70,3 +70,20 @@ pub(super) fn reg_write(field: Field, value: u128, mask: u128, out: &mut Vec<Act
 fn mac_of(v: u128) -> EthernetAddress {
     EthernetAddress::from_bytes(&(v as u64).to_be_bytes()[2..])
 }
+
+/// A write of one OXM TLV (header `h`, then value and, when the header says so, mask; padding after) into a
+/// writable field: NXAST_REG_LOAD2, and OpenFlow 1.5's masked set_field.
+pub(super) fn oxm_write(h: u32, b: &[u8], out: &mut Vec<Action>) -> Result<(), OfError> {
+    let len = (h & 0xff) as usize;
+    let masked = h & 0x100 != 0;
+    let body = b.get(..len).ok_or((error::BAD_ACTION, error::BAD_SET_ARGUMENT))?;
+    let field = field_of_header(h).filter(|f| f.writable()).ok_or((error::BAD_ACTION, error::BAD_SET_TYPE))?;
+    let bytes = if masked { len / 2 } else { len };
+    if usize::from(field.bits()).div_ceil(8) != bytes {
+        return Err((error::BAD_ACTION, error::BAD_SET_ARGUMENT));
+    }
+    let value = weft_wire::openflow::be_uint(&body[..bytes]);
+    let mask = if masked { weft_wire::openflow::be_uint(&body[bytes..]) } else { full_mask(bytes as u32 * 8) };
+    reg_write(field, value, mask, out);
+    Ok(())
+}

@@ -54,7 +54,7 @@ fn control_msg(xid: u32, id: u32, kind: u16, flags: u16) -> Vec<u8> {
 
 impl Bundles {
     /// BUNDLE_ADD_MESSAGE: the message joins its bundle (opened by it if need be). An error, or nothing.
-    pub(super) fn add(&mut self, h: &of::Header, m: &[u8]) -> Vec<Vec<u8>> {
+    pub(super) fn add(&mut self, h: &of::Header, m: &[u8], version: u8) -> Vec<Vec<u8>> {
         let body = &m[of::HEADER_LEN..];
         let fail = |code: u16| vec![error_msg(h.xid, (FAILED, code), m)];
         if body.len() < 8 + of::HEADER_LEN {
@@ -64,7 +64,7 @@ impl Bundles {
         let inner = &body[8..];
         let Ok(ih) = of::Header::parse(inner) else { return fail(MSG_BAD_LEN) };
         let len = usize::from(ih.length);
-        if len < of::HEADER_LEN || len > inner.len() || ih.version != of14::VERSION {
+        if len < of::HEADER_LEN || len > inner.len() || ih.version != version {
             return fail(MSG_BAD_LEN);
         }
         if !matches!(ih.kind, msg::FLOW_MOD | msg::GROUP_MOD | msg::PORT_MOD | msg::METER_MOD) {
@@ -80,7 +80,14 @@ impl Bundles {
         if b.msgs.len() >= MESSAGES_MAX {
             return fail(MSG_TOO_MANY);
         }
-        b.msgs.push(of14::to13(&inner[..len]));
+        let inner = match version {
+            of15::VERSION => match of15::to13(&inner[..len]) {
+                Ok(t) => t,
+                Err(e) => return vec![error_msg(ih.xid, e, &inner[..len])],
+            },
+            _ => of14::to13(&inner[..len]),
+        };
+        b.msgs.push(inner);
         vec![]
     }
 

@@ -9,6 +9,7 @@ mod groups;
 mod meters;
 mod of10;
 mod of14;
+mod of15;
 mod ports;
 mod requests;
 mod roles;
@@ -516,31 +517,34 @@ fn port_desc(ofport: u32, name: &str, link_down: bool, config: u32) -> Vec<u8> {
 fn hello(xid: u32, allowed: u32) -> Vec<u8> {
     let mut m = Vec::new();
     let at = of::start(&mut m, msg::HELLO, xid);
-    m[at] =
-        [of14::VERSION, of::VERSION].into_iter().find(|v| allowed & (1 << v) != 0).unwrap_or(weft_api::of10::VERSION);
+    m[at] = [of15::VERSION, of14::VERSION, of::VERSION]
+        .into_iter()
+        .find(|v| allowed & (1 << v) != 0)
+        .unwrap_or(weft_api::of10::VERSION);
     m.extend_from_slice(&[0, 1, 0, 8]);
     m.extend_from_slice(&allowed.to_be_bytes());
     of::finish(&mut m, at);
     m
 }
 
-/// The version a peer's HELLO leads to: the highest both may speak (1.4, 1.3, else 1.0; `allowed` as for
-/// [`hello`]), from its version bitmap when it sends one, else from its version (a peer at 1.0 speaks 1.0;
-/// one above 1.4 speaks 1.4 too, and 1.3; 1.1, 1.2 and 1.5 are not weft's).
+/// The version a peer's HELLO leads to: the highest both may speak (1.5, 1.4, 1.3, else 1.0; `allowed` as
+/// for [`hello`]), from its version bitmap when it sends one, else from its version (a peer at 1.0 speaks
+/// 1.0; one at 1.5 or above speaks 1.5, 1.4 and 1.3 too; 1.1 and 1.2 are not weft's).
 fn negotiate(peer: u8, hello: &[u8], allowed: u32) -> Option<u8> {
-    let (v14, v13, v10) = (of14::VERSION, of::VERSION, weft_api::of10::VERSION);
+    let (v15, v14, v13, v10) = (of15::VERSION, of14::VERSION, of::VERSION, weft_api::of10::VERSION);
     // The first HELLO element, when it is a version bitmap (type 1).
     let bitmap = (hello.len() >= 16 && hello[8..10] == [0, 1])
         .then(|| u32::from_be_bytes([hello[12], hello[13], hello[14], hello[15]]));
     let theirs = match bitmap {
         Some(b) => b,
+        None if peer >= v15 => (1 << v15) | (1 << v14) | (1 << v13) | (1 << v10),
         None if peer >= v14 => (1 << v14) | (1 << v13) | (1 << v10),
         None if peer >= v13 => (1 << v13) | (1 << v10),
         None if peer >= v10 => 1 << v10,
         None => 0,
     };
     let both = theirs & allowed;
-    [v14, v13, v10].into_iter().find(|v| both & (1 << v) != 0)
+    [v15, v14, v13, v10].into_iter().find(|v| both & (1 << v) != 0)
 }
 
 fn error_msg(xid: u32, (kind, code): (u16, u16), request: &[u8]) -> Vec<u8> {
@@ -619,6 +623,7 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             let m = match version {
                 weft_api::of10::VERSION => of10::to_of10(&m).unwrap_or(m),
                 of14::VERSION => of14::from13(&m),
+                of15::VERSION => of15::from13(&m),
                 _ => m,
             };
             if !send(&mut s, &m) {
@@ -632,7 +637,10 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             };
             if h.kind == msg::HELLO {
                 match negotiate(h.version, &m, allowed) {
-                    Some(v) => version = v,
+                    Some(v) => {
+                        version = v;
+                        weft_api::ofp::set_openflow15(v == of15::VERSION);
+                    }
                     None => {
                         send(&mut s, &error_msg(h.xid, (error::HELLO_FAILED, error::INCOMPATIBLE), &m));
                         break 'conn;
@@ -645,20 +653,30 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                 let reply = match version {
                     weft_api::of10::VERSION => of10::error10(h.xid, e, &m),
                     of14::VERSION => of14::from13(&error_msg(h.xid, e, &m)),
+                    of15::VERSION => of15::from13(&error_msg(h.xid, e, &m)),
                     _ => error_msg(h.xid, e, &m),
                 };
                 send(&mut s, &reply);
                 continue;
             }
-            // OpenFlow 1.4 is served as 1.3, its messages rewritten both ways.
-            let (m, h) = if version == of14::VERSION {
-                let m = of14::to13(&m);
-                let h = of::Header::parse(&m).unwrap_or(h);
-                (m, h)
-            } else {
-                (m, h)
+            // OpenFlow 1.4 and 1.5 are served as 1.3, their messages rewritten both ways.
+            let answer14 = |r: Vec<u8>| match version {
+                of14::VERSION => of14::from13(&r),
+                of15::VERSION => of15::from13(&r),
+                _ => r,
             };
-            let answer14 = |r: Vec<u8>| if version == of14::VERSION { of14::from13(&r) } else { r };
+            let m = match version {
+                of14::VERSION => of14::to13(&m),
+                of15::VERSION => match of15::to13(&m) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        send(&mut s, &answer14(error_msg(h.xid, e, &m)));
+                        continue;
+                    }
+                },
+                _ => m,
+            };
+            let h = of::Header::parse(&m).unwrap_or(h);
             if version != weft_api::of10::VERSION {
                 let refused = roles::refused_to_slave(h.kind, &role).map(Err);
                 let answer = refused.or_else(|| {
@@ -690,8 +708,10 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 match (version, h.kind) {
                     (weft_api::of10::VERSION, _) => of10::handle10(&mut *st, &bridge, &h, &m, &mut state10),
-                    (of14::VERSION, bundles::CONTROL) => bundles.control(&mut *st, &bridge, &h, &m, &mut miss_send_len),
-                    (of14::VERSION, bundles::ADD_MESSAGE) => bundles.add(&h, &m),
+                    (of14::VERSION | of15::VERSION, bundles::CONTROL) => {
+                        bundles.control(&mut *st, &bridge, &h, &m, &mut miss_send_len)
+                    }
+                    (of14::VERSION | of15::VERSION, bundles::ADD_MESSAGE) => bundles.add(&h, &m, version),
                     _ => handle(&mut *st, &bridge, &h, &m, &mut miss_send_len),
                 }
             };
@@ -727,6 +747,9 @@ mod tests {
         assert_eq!(negotiate(6, &peer(1 << 6), all), None, "1.5 alone");
         assert_eq!(negotiate(6, &[6, 0, 0, 8, 0, 0, 0, 1], all), Some(5), "a 1.5 peer without a bitmap");
         assert_eq!(hello(0, all)[0], 5, "the header says the highest");
+        let all = all | 1 << 6;
+        assert_eq!(negotiate(6, &peer(1 << 6 | 1 << 5 | 1 << 4), all), Some(6), "1.5 when allowed");
+        assert_eq!(negotiate(6, &[6, 0, 0, 8, 0, 0, 0, 1], all), Some(6));
         assert_eq!(negotiate(1, &[1, 0, 0, 8, 0, 0, 0, 1], both), Some(1), "a 1.0 peer without a bitmap");
         assert_eq!(negotiate(4, &[4, 0, 0, 8, 0, 0, 0, 1], 1 << 1), Some(1), "a 1.3 peer speaks 1.0 too");
         let h = hello(0, 1 << 1);

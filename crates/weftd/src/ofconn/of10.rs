@@ -192,6 +192,7 @@ fn flow_mod_of(
         out_group: of::port::ANY,
         // OpenFlow 1.0's SEND_FLOW_REM and CHECK_OVERLAP (its third bit is EMERG, not RESET_COUNTS).
         flags: flags & 0x3,
+        importance: 0,
     }
 }
 

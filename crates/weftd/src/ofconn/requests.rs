@@ -354,7 +354,9 @@ fn multipart(st: &mut dyn Daemon, bridge: &str, xid: u32, body: &[u8]) -> Result
                     e.extend_from_slice(&f.idle_timeout.to_be_bytes());
                     e.extend_from_slice(&f.hard_timeout.to_be_bytes());
                     e.extend_from_slice(&f.of_flags().to_be_bytes());
-                    e.extend_from_slice(&[0; 4]);
+                    // 1.3's padding, where 1.4 has the importance.
+                    e.extend_from_slice(&f.importance.to_be_bytes());
+                    e.extend_from_slice(&[0; 2]);
                     e.extend_from_slice(&f.cookie.to_be_bytes());
                     e.extend_from_slice(&packets.to_be_bytes());
                     e.extend_from_slice(&bytes.to_be_bytes());
