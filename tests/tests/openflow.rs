@@ -500,7 +500,7 @@ fn protocols_limit_the_openflow_versions_a_bridge_speaks() {
     assert!(!of13("show").status.success(), "OpenFlow 1.3 is not allowed");
     assert!(h.run("timeout 10 ovs-ofctl -O OpenFlow14 show tcp:127.0.0.1:6655").status.success());
     for (bad, says) in
-        [("protocols=OpenFlow99", "not an OpenFlow version"), ("protocols=OpenFlow11,OpenFlow15", "names none of them")]
+        [("protocols=OpenFlow99", "not an OpenFlow version"), ("protocols=OpenFlow11,OpenFlow12", "names none of them")]
     {
         let (ok, _, err) = w.try_weft(&format!("set bridge sw1 {bad}"));
         assert!(!ok && err.contains(says), "{bad}: {err}");
