@@ -14,12 +14,12 @@ const PORT13: usize = 64;
 /// ofp_port_stats in 1.3: port_no, pad, twelve u64 counters, duration (sec, nsec).
 const PORT_STATS13: usize = 112;
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
+pub(super) fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
-/// A message in 1.3's form with a new body, its header (type, xid) kept, the version 1.4's.
-fn rebuild(m: &[u8], body: &[u8], version: u8) -> Vec<u8> {
+/// A message with a new body: its type and xid kept, this `version`.
+pub(super) fn rebuild(m: &[u8], body: &[u8], version: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + body.len());
     out.push(version);
     out.push(m[1]);

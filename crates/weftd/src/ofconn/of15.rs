@@ -15,23 +15,10 @@ const OXS_FLOW_COUNT: u32 = 3;
 const OXS_PACKET_COUNT: u32 = 4;
 const OXS_BYTE_COUNT: u32 = 5;
 
-fn u16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
+use of14::{rebuild, u16_at};
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// A message with a new body: its type and xid kept, this `version`.
-fn rebuild(m: &[u8], body: &[u8], version: u8) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + body.len());
-    out.push(version);
-    out.push(m[1]);
-    out.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
-    out.extend_from_slice(&m[4..8]);
-    out.extend_from_slice(body);
-    out
 }
 
 /// An ofp_stats: OXS fields (`(field, value bytes)`), padded to 8.

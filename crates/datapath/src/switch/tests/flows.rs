@@ -308,17 +308,10 @@ fn tcp_flags_are_matched() {
         ],
     );
     let mut h = Harness::new(net.build());
-    let tcp = |flags: u8| {
-        let mut f = udp4(B, A, 60, false, 80);
-        f[23] = 6;
-        f[14 + 20 + 12] = 0x50;
-        f[14 + 20 + 13] = flags;
-        f
-    };
-    assert_eq!(h.ports("p1", &tcp(0x02)), ["p2"]);
-    assert_eq!(h.ports("p1", &tcp(0x12)), ["p3"]);
-    assert_eq!(h.ports("p1", &tcp(0x10)), ["p3"]);
-    assert!(h.ports("p1", &tcp(0x04)).is_empty());
+    assert_eq!(h.ports("p1", &tcp4(0x02)), ["p2"]);
+    assert_eq!(h.ports("p1", &tcp4(0x12)), ["p3"]);
+    assert_eq!(h.ports("p1", &tcp4(0x10)), ["p3"]);
+    assert!(h.ports("p1", &tcp4(0x04)).is_empty());
 }
 
 #[test]
@@ -358,19 +351,21 @@ fn fin_timeout_reports_fins_and_resets_only() {
     let net = two_taps()
         .table(0, vec![(0, vec![], vec![ActRt::FinTimeout { idle: 1, hard: 2, flow: 5 }, ActRt::Output(P2)])]);
     let mut h = Harness::new(net.build());
-    let tcp = |flags: u8| {
-        let mut f = udp4(B, A, 60, false, 80);
-        f[23] = 6;
-        f[14 + 20 + 12] = 0x50;
-        f[14 + 20 + 13] = flags;
-        f
-    };
     for (flags, reported) in [(0x10, false), (0x02, false), (0x11, true), (0x04, true), (0x14, true)] {
-        assert_eq!(h.ports("p1", &tcp(flags)), ["p2"]);
+        assert_eq!(h.ports("p1", &tcp4(flags)), ["p2"]);
         let want = reported.then_some(FinSeen { bridge: 0, flow: 5, idle: 1, hard: 2 });
         assert_eq!(h.outs.fins.first().copied(), want, "TCP flags {flags:#x}");
     }
     // Not TCP: nothing.
     assert_eq!(h.ports("p1", &udp4(B, A, 60, false, 80)), ["p2"]);
     assert!(h.outs.fins.is_empty());
+}
+
+/// A TCP segment from A to B (port 80) with these flags.
+fn tcp4(flags: u8) -> Vec<u8> {
+    let mut f = udp4(B, A, 60, false, 80);
+    f[23] = 6;
+    f[14 + 20 + 12] = 0x50;
+    f[14 + 20 + 13] = flags;
+    f
 }
