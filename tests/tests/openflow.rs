@@ -476,6 +476,83 @@ fn newer_openflow(p: &str, net: u8, port: u16, version: &str) {
     left.ping(&l_ip, 2);
 }
 
+/// SET_ASYNC (OpenFlow 1.3, and 1.4's properties): a controller that asks for table misses only gets no
+/// packet-in from an `actions=controller` flow, and the other way round; GET_ASYNC says what it set.
+#[test]
+fn set_async_chooses_the_packet_ins_a_controller_gets() {
+    if !prerequisites(&["ip", "ping", "python3"]) {
+        return;
+    }
+    let TwoEnds { tmp, h, left, right: _right, w } = two_ends("oa", 46);
+    w.weft("set-controller sw1 ptcp:6658:127.0.0.1");
+    w.weft("del-flows sw1");
+    for f in
+        ["priority=10,icmp,actions=controller,normal", "priority=5,arp,actions=normal", "priority=0,actions=controller"]
+    {
+        w.weft(&format!("add-flow sw1 '{f}'"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let script = tmp.path("async.py");
+    std::fs::write(&script, ASYNC_CONTROLLER).unwrap();
+    // (version, packet-in mask for master/equal connections) -> (reasons seen, mask GET_ASYNC reports)
+    for (version, mask, want) in [(4, 1u32, "[0]"), (4, 2, "[1]"), (5, 1, "[0]"), (5, 2, "[1]")] {
+        let child = h.spawn(&format!("exec python3 {} {version} {mask} 4", script.display()));
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        // Pings (the icmp flow: reason ACTION) and UDP no flow takes (the table miss: NO_MATCH).
+        let _ = left.run("ping -c 3 -i 0.3 -W 1 10.46.0.2");
+        left.sh("python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);[s.sendto(b'x',('10.46.0.2',9)) for _ in range(3)]\"");
+        let out = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(said, format!("{want} {mask}"), "wire version {version}, mask {mask}: {stderr}");
+    }
+}
+
+/// A controller speaking OpenFlow 1.`argv[1]`-ish (wire version 4 or 5) that sets the packet-in mask for
+/// master/equal connections to `argv[2]` (1.3: the six masks; 1.4: properties), asks GET_ASYNC, and for
+/// `argv[3]` seconds notes the reasons of the packet-ins it gets; prints them and the mask GET_ASYNC said.
+const ASYNC_CONTROLLER: &str = r#"
+import socket, struct, sys, time
+v, mask, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+s = socket.create_connection(('127.0.0.1', 6658))
+s.settimeout(0.2)
+s.sendall(struct.pack('>BBHI', v, 0, 16, 1) + struct.pack('>HHI', 1, 8, 1 << v))
+if v == 4:
+    body = struct.pack('>6I', mask, 0, 7, 7, 15, 0)
+else:
+    body = struct.pack('>HHI', 1, 8, mask)
+s.sendall(struct.pack('>BBHI', v, 28, 8 + len(body), 2) + body)
+s.sendall(struct.pack('>BBHI', v, 26, 8, 3))
+buf, reasons, said, end = b'', set(), None, time.time() + secs
+while time.time() < end:
+    try:
+        d = s.recv(65536)
+    except socket.timeout:
+        continue
+    if not d:
+        break
+    buf += d
+    while len(buf) >= 8 and len(buf) >= struct.unpack('>H', buf[2:4])[0]:
+        n = struct.unpack('>H', buf[2:4])[0]
+        m, buf = buf[:n], buf[n:]
+        if m[1] == 10:
+            reasons.add(m[8 + 6])
+        elif m[1] == 27 and v == 4:
+            said = struct.unpack('>I', m[8:12])[0]
+        elif m[1] == 27:
+            props = m[8:]
+            while len(props) >= 8:
+                t, l, val = struct.unpack('>HHI', props[:8])
+                if t == 1:
+                    said = val
+                props = props[8:]
+        elif m[1] == 1:
+            print('error', m.hex(), file=sys.stderr)
+        elif m[1] == 2:
+            s.sendall(struct.pack('>BBHI', v, 3, n, struct.unpack('>I', m[4:8])[0]) + m[8:])
+print(sorted(reasons), said)
+"#;
+
 /// `set bridge BR protocols=…` (the Bridge column OVS users set): connections may speak only the versions
 /// listed; a peer offering none of them gets HELLO_FAILED, as from OVS. Unknown names, and lists naming no
 /// version weft speaks, are refused.

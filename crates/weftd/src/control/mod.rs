@@ -314,7 +314,7 @@ impl State {
         let r = self.commit_inner(new);
         if r.is_ok() {
             for (bridge, msgs) in removed {
-                self.of.broadcast(&bridge, &msgs, false);
+                self.of.broadcast(&bridge, &msgs);
             }
             self.publish_ovsdb();
         }
@@ -653,7 +653,7 @@ impl crate::ofconn::Daemon for State {
     }
 
     fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]) {
-        self.of.broadcast(bridge, messages, true);
+        self.of.broadcast(bridge, messages);
     }
 
     fn group_stats(&self, bridge: &str) -> Vec<(u32, weft_datapath::switch::group::GroupStat, Duration)> {

@@ -4,6 +4,7 @@
 //! same transactions as the CLI. Packets that reach `actions=controller` come from the datapath through a
 //! bounded channel and go to each connection's own bounded queue as PACKET_IN.
 
+mod asynccfg;
 mod bundles;
 mod groups;
 mod meters;
@@ -103,6 +104,8 @@ struct Session {
     role: Arc<std::sync::atomic::AtomicU32>,
     /// NXT_SET_CONTROLLER_ID's (0 unless set): `controller(id=N)` packet-ins go to connections with N.
     controller_id: Arc<std::sync::atomic::AtomicU32>,
+    /// What asynchronous messages it takes (SET_ASYNC).
+    asynccfg: Arc<asynccfg::AsyncConfig>,
 }
 
 impl Session {
@@ -110,9 +113,9 @@ impl Session {
         self.role.load(Ordering::Relaxed) == roles::SLAVE
     }
 
-    /// Whether a packet-in for controller ID `id` is this connection's.
-    fn wants(&self, id: u16) -> bool {
-        !self.is_slave() && self.controller_id.load(Ordering::Relaxed) == u32::from(id)
+    /// Whether packet-in `m`, for controller ID `id`, is this connection's.
+    fn wants(&self, id: u16, m: &[u8]) -> bool {
+        self.controller_id.load(Ordering::Relaxed) == u32::from(id) && self.asynccfg.takes(m, self.is_slave())
     }
 }
 
@@ -251,17 +254,16 @@ impl Manager {
 
     /// Tells the bridge's controllers that port `name` changed (OFPT_PORT_STATUS, reason MODIFY).
     pub fn port_status(&self, bridge: &str, ofport: u32, name: &str, link_down: bool, config: u32) {
-        self.broadcast(bridge, &[ports::port_status_msg(ofport, name, link_down, config)], true);
+        self.broadcast(bridge, &[ports::port_status_msg(ofport, name, link_down, config)]);
     }
 
-    /// Sends `messages` (OpenFlow 1.3, translated for 1.0 connections) to every connection of the bridge —
-    /// but those of slave controllers unless `to_slaves` (OpenFlow 1.3's default asynchronous configuration
-    /// gives slaves port status only).
-    pub fn broadcast(&self, bridge: &str, messages: &[Vec<u8>], to_slaves: bool) {
+    /// Sends `messages` (OpenFlow 1.3, translated for other versions) to the connections of the bridge whose
+    /// asynchronous configuration takes them in their role (by default, slaves take port status only).
+    pub fn broadcast(&self, bridge: &str, messages: &[Vec<u8>]) {
         let Some(h) = self.hubs.get(bridge) else { return };
         let list = h.sessions.lock().unwrap_or_else(|e| e.into_inner());
         for m in messages {
-            for s in list.iter().filter(|s| to_slaves || !s.is_slave()) {
+            for s in list.iter().filter(|s| s.asynccfg.takes(m, s.is_slave())) {
                 let _ = s.queue.try_send(m.clone());
             }
         }
@@ -373,7 +375,8 @@ fn spawn_hub(rx: Receiver<PacketIn>, sessions: Arc<Mutex<Vec<Session>>>, stop: A
             let mut list = sessions.lock().unwrap_or_else(|e| e.into_inner());
             // A connection whose queue is full misses this one; a closed one leaves the list.
             list.retain(|s| {
-                !s.wants(p.controller_id) || !matches!(s.queue.try_send(m.clone()), Err(TrySendError::Disconnected(_)))
+                !s.wants(p.controller_id, &m)
+                    || !matches!(s.queue.try_send(m.clone()), Err(TrySendError::Disconnected(_)))
             });
         }
     });
@@ -601,7 +604,9 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
     let (queue, queued) = std::sync::mpsc::sync_channel::<Vec<u8>>(SESSION_QUEUE);
     let role = Arc::new(std::sync::atomic::AtomicU32::new(roles::EQUAL));
     let controller_id = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let session = Session { queue, role: role.clone(), controller_id: controller_id.clone() };
+    let asynccfg = Arc::new(asynccfg::AsyncConfig::default());
+    let session =
+        Session { queue, role: role.clone(), controller_id: controller_id.clone(), asynccfg: asynccfg.clone() };
     sessions.lock().unwrap_or_else(|e| e.into_inner()).push(session);
     let mut miss_send_len: u16 = 128;
     let mut state10 = of10::State10::new(controller_id);
@@ -677,6 +682,26 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                 _ => m,
             };
             let h = of::Header::parse(&m).unwrap_or(h);
+            // The asynchronous configuration is the connection's own (1.4 and 1.5 say it in properties).
+            if version != weft_api::of10::VERSION && matches!(h.kind, msg::SET_ASYNC | msg::GET_ASYNC_REQUEST) {
+                let body = &m[of::HEADER_LEN..];
+                let r = match (h.kind, version) {
+                    (msg::GET_ASYNC_REQUEST, _) => {
+                        let mut r = Vec::new();
+                        let at = of::start(&mut r, msg::GET_ASYNC_REPLY, h.xid);
+                        r.extend_from_slice(&asynccfg.reply13());
+                        of::finish(&mut r, at);
+                        Ok(Some(r))
+                    }
+                    (_, of::VERSION) => asynccfg.set13(body).map(|_| None),
+                    _ => asynccfg.set_props(body).map(|_| None),
+                };
+                let reply = r.unwrap_or_else(|e| Some(error_msg(h.xid, e, &m)));
+                if reply.is_some_and(|r| !send(&mut s, &answer14(r))) {
+                    break 'conn;
+                }
+                continue;
+            }
             if version != weft_api::of10::VERSION {
                 let refused = roles::refused_to_slave(h.kind, &role).map(Err);
                 let answer = refused.or_else(|| {

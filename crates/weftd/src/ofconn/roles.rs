@@ -84,8 +84,13 @@ mod tests {
         let a = Arc::new(AtomicU32::new(EQUAL));
         let b = Arc::new(AtomicU32::new(EQUAL));
         let sessions = Mutex::new(vec![
-            Session { queue: tx.clone(), role: a.clone(), controller_id: Default::default() },
-            Session { queue: tx, role: b.clone(), controller_id: Default::default() },
+            Session {
+                queue: tx.clone(),
+                role: a.clone(),
+                controller_id: Default::default(),
+                asynccfg: Default::default(),
+            },
+            Session { queue: tx, role: b.clone(), controller_id: Default::default(), asynccfg: Default::default() },
         ]);
         let generation = Mutex::new(None);
         let reply = role_request(&request(MASTER, 5), &a, &sessions, &generation).unwrap();
