@@ -508,6 +508,53 @@ fn set_async_chooses_the_packet_ins_a_controller_gets() {
     }
 }
 
+/// Nicira's role request over OpenFlow 1.0 (what 1.0 controllers use): a connection made slave gets
+/// NXT_ROLE_REPLY saying so, and its FLOW_MOD is refused (OFPBRC_EPERM) with nothing changed.
+#[test]
+fn nicira_roles_over_openflow_1_0() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let TwoEnds { tmp, h, w, .. } = two_ends("or", 47);
+    w.weft("set-controller sw1 ptcp:6659:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let script = tmp.path("role10.py");
+    std::fs::write(&script, ROLE10).unwrap();
+    let said = h.sh(&format!("python3 {}", script.display()));
+    // The reply says slave (2); the FLOW_MOD's error is OpenFlow 1.0's BAD_REQUEST (1), EPERM (5).
+    assert_eq!(said.trim(), "role 2\nerror 1 5", "{said}");
+    let flows = w.weft("dump-flows sw1");
+    assert!(
+        flows.lines().count() == 1 && !flows.contains("priority=100"),
+        "a slave's FLOW_MOD changed the table: {flows}"
+    );
+}
+
+/// Over OpenFlow 1.0: NXT_ROLE_REQUEST slave, then an OFPT_FLOW_MOD adding a catch-all drop; prints the role
+/// the reply says and the error the FLOW_MOD got.
+const ROLE10: &str = r#"
+import socket, struct
+s = socket.create_connection(('127.0.0.1', 6659))
+s.settimeout(5)
+s.sendall(struct.pack('>BBHI', 1, 0, 8, 1))
+s.sendall(struct.pack('>BBHIII', 1, 4, 20, 2, 0x2320, 10) + struct.pack('>I', 2))
+fm = struct.pack('>I', 0x3fffff) + bytes(36) + struct.pack('>QHHHHIHH', 0, 0, 0, 0, 100, 0xffffffff, 0xffff, 0)
+s.sendall(struct.pack('>BBHI', 1, 14, 8 + len(fm), 3) + fm)
+s.sendall(struct.pack('>BBHI', 1, 18, 8, 4))
+buf = b''
+while True:
+    while len(buf) < 8 or len(buf) < struct.unpack('>H', buf[2:4])[0]:
+        buf += s.recv(4096)
+    n = struct.unpack('>H', buf[2:4])[0]
+    m, buf = buf[:n], buf[n:]
+    if m[1] == 4 and struct.unpack('>I', m[12:16])[0] == 11:
+        print('role', struct.unpack('>I', m[16:20])[0])
+    elif m[1] == 1:
+        print('error', *struct.unpack('>HH', m[8:12]))
+    elif m[1] == 19:
+        break
+"#;
+
 /// A controller speaking OpenFlow 1.`argv[1]`-ish (wire version 4 or 5) that sets the packet-in mask for
 /// master/equal connections to `argv[2]` (1.3: the six masks; 1.4: properties), asks GET_ASYNC, and for
 /// `argv[3]` seconds notes the reasons of the packet-ins it gets; prints them and the mask GET_ASYNC said.

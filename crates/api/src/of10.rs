@@ -68,6 +68,8 @@ pub fn error_code((kind, code): OfError) -> OfError {
     match kind {
         error::HELLO_FAILED => (0, code),
         // Nicira's extended codes (NXBRC_*, NXTTMFC_*: 256 and up) are 1.0 codes already.
+        // IS_SLAVE (10): OpenFlow 1.0's EPERM, as OVS says it.
+        error::BAD_REQUEST if code == 10 => (1, 5),
         error::BAD_REQUEST => (1, if code <= 8 || code >= 256 { code } else { 1 }),
         error::BAD_ACTION => (
             2,

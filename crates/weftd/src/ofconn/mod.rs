@@ -682,6 +682,34 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                 _ => m,
             };
             let h = of::Header::parse(&m).unwrap_or(h);
+            // OpenFlow 1.0: Nicira's role request, and what a slave may not do.
+            if version == weft_api::of10::VERSION {
+                let nx_role = h.kind == weft_api::of10::msg::VENDOR
+                    && m.get(8..16).is_some_and(|v| {
+                        v[..4] == of::act::NX_VENDOR.to_be_bytes()
+                            && v[4..] == weft_api::of10::nxt::ROLE_REQUEST.to_be_bytes()
+                    });
+                let answer = if nx_role {
+                    Some(roles::nx_role_request(&m[16..], &role, &sessions).map(|body| {
+                        let mut r = Vec::new();
+                        let at = of::start(&mut r, weft_api::of10::msg::VENDOR, h.xid);
+                        r[at] = weft_api::of10::VERSION;
+                        r.extend_from_slice(&of::act::NX_VENDOR.to_be_bytes());
+                        r.extend_from_slice(&11u32.to_be_bytes()); // NXT_ROLE_REPLY
+                        r.extend_from_slice(&body);
+                        of::finish(&mut r, at);
+                        r
+                    }))
+                } else {
+                    roles::refused_to_slave10(&m, &role).map(Err)
+                };
+                if let Some(a) = answer {
+                    if !send(&mut s, &a.unwrap_or_else(|e| of10::error10(h.xid, e, &m))) {
+                        break 'conn;
+                    }
+                    continue;
+                }
+            }
             // The asynchronous configuration is the connection's own (1.4 and 1.5 say it in properties).
             if version != weft_api::of10::VERSION && matches!(h.kind, msg::SET_ASYNC | msg::GET_ASYNC_REQUEST) {
                 let body = &m[of::HEADER_LEN..];

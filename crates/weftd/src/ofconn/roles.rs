@@ -67,6 +67,52 @@ pub(super) fn role_request(
     Ok(r)
 }
 
+/// Nicira's NXT_ROLE_REQUEST (OpenFlow 1.0, no generation ID): body the role (0 other, that is equal; 1
+/// master; 2 slave); the NXT_ROLE_REPLY body (the role now), or the error.
+pub(super) fn nx_role_request(
+    body: &[u8],
+    mine: &Arc<AtomicU32>,
+    sessions: &Mutex<Vec<Session>>,
+) -> Result<Vec<u8>, (u16, u16)> {
+    let Some(w) = body.get(..4) else { return Err((error::BAD_REQUEST, error::BAD_LEN)) };
+    let role = match u32::from_be_bytes([w[0], w[1], w[2], w[3]]) {
+        0 => EQUAL,
+        1 => MASTER,
+        2 => SLAVE,
+        _ => return Err((ROLE_REQUEST_FAILED, BAD_ROLE)),
+    };
+    if role == MASTER {
+        for s in sessions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if !Arc::ptr_eq(&s.role, mine) {
+                let _ = s.role.compare_exchange(MASTER, SLAVE, Ordering::Relaxed, Ordering::Relaxed);
+            }
+        }
+    }
+    mine.store(role, Ordering::Relaxed);
+    Ok(match role {
+        MASTER => 1u32,
+        SLAVE => 2,
+        _ => 0,
+    }
+    .to_be_bytes()
+    .to_vec())
+}
+
+/// The error a slave gets for an OpenFlow 1.0 message that would change the switch (FLOW_MOD, PACKET_OUT,
+/// PORT_MOD, and Nicira's flow and TLV table changes), if `m` is one.
+pub(super) fn refused_to_slave10(m: &[u8], role: &AtomicU32) -> Option<(u16, u16)> {
+    const PACKET_OUT: u8 = 13;
+    const FLOW_MOD: u8 = 14;
+    let vendor_change = m.get(1) == Some(&weft_api::of10::msg::VENDOR)
+        && m.get(12..16).is_some_and(|s| {
+            let sub = u32::from_be_bytes([s[0], s[1], s[2], s[3]]);
+            sub == weft_api::of10::nxt::FLOW_MOD || sub == super::tlv::TABLE_MOD
+        });
+    let changes =
+        matches!(m.get(1).copied(), Some(PACKET_OUT | FLOW_MOD | weft_api::of10::msg::PORT_MOD)) || vendor_change;
+    (changes && role.load(Ordering::Relaxed) == SLAVE).then_some((error::BAD_REQUEST, IS_SLAVE))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +122,34 @@ mod tests {
         b.extend_from_slice(&[0; 4]);
         b.extend_from_slice(&id.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn nicira_roles_over_openflow_1_0() {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let a = Arc::new(AtomicU32::new(EQUAL));
+        let b = Arc::new(AtomicU32::new(MASTER));
+        let sessions = Mutex::new(vec![
+            Session {
+                queue: tx.clone(),
+                role: a.clone(),
+                controller_id: Default::default(),
+                asynccfg: Default::default(),
+            },
+            Session { queue: tx, role: b.clone(), controller_id: Default::default(), asynccfg: Default::default() },
+        ]);
+        assert_eq!(nx_role_request(&1u32.to_be_bytes(), &a, &sessions).unwrap(), 1u32.to_be_bytes());
+        assert_eq!((a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)), (MASTER, SLAVE), "one master");
+        assert_eq!(nx_role_request(&9u32.to_be_bytes(), &a, &sessions), Err((ROLE_REQUEST_FAILED, BAD_ROLE)));
+        // A 1.0 FLOW_MOD and an NXT_FLOW_MOD from the slave are refused; a stats request is not.
+        let flow_mod = [1u8, 14, 0, 72, 0, 0, 0, 1];
+        let mut nx = vec![1u8, 4, 0, 24, 0, 0, 0, 2];
+        nx.extend_from_slice(&of::act::NX_VENDOR.to_be_bytes());
+        nx.extend_from_slice(&weft_api::of10::nxt::FLOW_MOD.to_be_bytes());
+        assert_eq!(refused_to_slave10(&flow_mod, &b), Some((error::BAD_REQUEST, IS_SLAVE)));
+        assert_eq!(refused_to_slave10(&nx, &b), Some((error::BAD_REQUEST, IS_SLAVE)));
+        assert_eq!(refused_to_slave10(&[1u8, 16, 0, 12, 0, 0, 0, 3], &b), None);
+        assert_eq!(refused_to_slave10(&flow_mod, &a), None, "the master may");
     }
 
     #[test]
