@@ -124,20 +124,23 @@ mod tests {
         b
     }
 
+    /// Two connections' roles (starting as given) and the bridge's list of them.
+    fn two_sessions(ra: u32, rb: u32) -> (Arc<AtomicU32>, Arc<AtomicU32>, Mutex<Vec<Session>>) {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let (a, b) = (Arc::new(AtomicU32::new(ra)), Arc::new(AtomicU32::new(rb)));
+        let session = |queue, role: &Arc<AtomicU32>| Session {
+            queue,
+            role: role.clone(),
+            controller_id: Default::default(),
+            asynccfg: Default::default(),
+        };
+        let sessions = Mutex::new(vec![session(tx.clone(), &a), session(tx, &b)]);
+        (a, b, sessions)
+    }
+
     #[test]
     fn nicira_roles_over_openflow_1_0() {
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        let a = Arc::new(AtomicU32::new(EQUAL));
-        let b = Arc::new(AtomicU32::new(MASTER));
-        let sessions = Mutex::new(vec![
-            Session {
-                queue: tx.clone(),
-                role: a.clone(),
-                controller_id: Default::default(),
-                asynccfg: Default::default(),
-            },
-            Session { queue: tx, role: b.clone(), controller_id: Default::default(), asynccfg: Default::default() },
-        ]);
+        let (a, b, sessions) = two_sessions(EQUAL, MASTER);
         assert_eq!(nx_role_request(&1u32.to_be_bytes(), &a, &sessions).unwrap(), 1u32.to_be_bytes());
         assert_eq!((a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)), (MASTER, SLAVE), "one master");
         assert_eq!(nx_role_request(&9u32.to_be_bytes(), &a, &sessions), Err((ROLE_REQUEST_FAILED, BAD_ROLE)));
@@ -154,18 +157,7 @@ mod tests {
 
     #[test]
     fn one_master_slaves_refused_changes_stale_generations_refused() {
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
-        let a = Arc::new(AtomicU32::new(EQUAL));
-        let b = Arc::new(AtomicU32::new(EQUAL));
-        let sessions = Mutex::new(vec![
-            Session {
-                queue: tx.clone(),
-                role: a.clone(),
-                controller_id: Default::default(),
-                asynccfg: Default::default(),
-            },
-            Session { queue: tx, role: b.clone(), controller_id: Default::default(), asynccfg: Default::default() },
-        ]);
+        let (a, b, sessions) = two_sessions(EQUAL, EQUAL);
         let generation = Mutex::new(None);
         let reply = role_request(&request(MASTER, 5), &a, &sessions, &generation).unwrap();
         assert_eq!(&reply[..4], &MASTER.to_be_bytes());
