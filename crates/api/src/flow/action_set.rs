@@ -1,6 +1,6 @@
 //! Actions that hold others (`write_actions`, `clone`) and the OpenFlow 1.1+ action set's order.
 
-use super::Action;
+use super::{err, Action, FlowError};
 
 /// How many actions after `actions[i]` belong to it (a `write_actions` or `clone` marker's).
 pub fn nested_len(actions: &[Action], i: usize) -> usize {
@@ -59,4 +59,72 @@ pub fn action_set_class(a: &Action) -> Option<SetClass> {
         Action::Group(_) => SetClass::Final(4),
         _ => return None,
     })
+}
+
+/// The instructions of a flow's list in OpenFlow 1.1+'s order (as OVS checks it): meter first, then the
+/// actions, clear_actions, write_actions, write_metadata and goto_table (to a later table than `table`), each
+/// once.
+pub(super) fn check_instruction_order(actions: &[Action], table: u8) -> Result<(), FlowError> {
+    // meter is an instruction that runs before the others (so it comes first), once.
+    if let Some(i) = actions.iter().rposition(|a| matches!(a, Action::Meter(_))) {
+        if i != 0 {
+            return Err(err(
+                "meter",
+                if actions[..i].iter().any(|a| matches!(a, Action::Meter(_))) {
+                    "duplicate meter instruction not allowed, for OpenFlow 1.1+ compatibility"
+                } else {
+                    "invalid instruction ordering: meter must appear before apply_actions, for OpenFlow 1.1+ \
+                     compatibility"
+                },
+            ));
+        }
+    }
+    // write_actions is an instruction: after the actions and clear_actions, once.
+    if let Some(i) = actions.iter().position(|a| matches!(a, Action::WriteActions(_))) {
+        let Action::WriteActions(n) = actions[i] else { unreachable!() };
+        let after = &actions[i + 1 + usize::from(n)..];
+        if after.iter().any(|a| matches!(a, Action::WriteActions(_))) {
+            return Err(err("write_actions", "duplicate write_actions instruction not allowed"));
+        }
+        if after.iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
+            return Err(err(
+                "write_actions",
+                "invalid instruction ordering: apply_actions and clear_actions must appear before write_actions",
+            ));
+        }
+    }
+    // write_metadata and clear_actions are instructions: OpenFlow runs them after the actions, in the order
+    // clear_actions, write_actions, write_metadata, goto_table.
+    if let Some(i) = actions.iter().position(|a| matches!(a, Action::WriteMetadata { .. })) {
+        if actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_))) {
+            return Err(err(
+                "write_metadata",
+                "invalid instruction ordering: apply_actions must appear before write_metadata",
+            ));
+        }
+    }
+    if let Some(i) = actions.iter().position(|a| *a == Action::ClearActions) {
+        let rest = &actions[i + 1..];
+        let set = match rest.first() {
+            Some(Action::WriteActions(n)) => 1 + usize::from(*n),
+            _ => 0,
+        };
+        if rest[set..].iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
+            return Err(err(
+                "clear_actions",
+                "invalid instruction ordering: apply_actions must appear before clear_actions",
+            ));
+        }
+    }
+    if let Some(i) = actions.iter().position(|a| matches!(a, Action::GotoTable(_))) {
+        if i != actions.len() - 1 {
+            return Err(err("goto_table", "must be the last action"));
+        }
+        if let Action::GotoTable(t) = actions[i] {
+            if t <= table {
+                return Err(err("goto_table", format!("table {t} is not after table {}", table)));
+            }
+        }
+    }
+    Ok(())
 }

@@ -910,67 +910,7 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 prerequisite(field, dl_type, nw_proto, icmp_type).map_err(|why| err(&a.to_string(), why))?;
             }
         }
-        // meter is an instruction that runs before the others (so it comes first), once.
-        if let Some(i) = f.actions.iter().rposition(|a| matches!(a, Action::Meter(_))) {
-            if i != 0 {
-                return Err(err(
-                    "meter",
-                    if f.actions[..i].iter().any(|a| matches!(a, Action::Meter(_))) {
-                        "duplicate meter instruction not allowed, for OpenFlow 1.1+ compatibility"
-                    } else {
-                        "invalid instruction ordering: meter must appear before apply_actions, for OpenFlow 1.1+ \
-                         compatibility"
-                    },
-                ));
-            }
-        }
-        // write_actions is an instruction: after the actions and clear_actions, once.
-        if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::WriteActions(_))) {
-            let Action::WriteActions(n) = f.actions[i] else { unreachable!() };
-            let after = &f.actions[i + 1 + usize::from(n)..];
-            if after.iter().any(|a| matches!(a, Action::WriteActions(_))) {
-                return Err(err("write_actions", "duplicate write_actions instruction not allowed"));
-            }
-            if after.iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
-                return Err(err(
-                    "write_actions",
-                    "invalid instruction ordering: apply_actions and clear_actions must appear before write_actions",
-                ));
-            }
-        }
-        // write_metadata and clear_actions are instructions: OpenFlow runs them after the actions, in the order
-        // clear_actions, write_actions, write_metadata, goto_table.
-        if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::WriteMetadata { .. })) {
-            if f.actions[i + 1..].iter().any(|a| !matches!(a, Action::GotoTable(_))) {
-                return Err(err(
-                    "write_metadata",
-                    "invalid instruction ordering: apply_actions must appear before write_metadata",
-                ));
-            }
-        }
-        if let Some(i) = f.actions.iter().position(|a| *a == Action::ClearActions) {
-            let rest = &f.actions[i + 1..];
-            let set = match rest.first() {
-                Some(Action::WriteActions(n)) => 1 + usize::from(*n),
-                _ => 0,
-            };
-            if rest[set..].iter().any(|a| !matches!(a, Action::GotoTable(_) | Action::WriteMetadata { .. })) {
-                return Err(err(
-                    "clear_actions",
-                    "invalid instruction ordering: apply_actions must appear before clear_actions",
-                ));
-            }
-        }
-        if let Some(i) = f.actions.iter().position(|a| matches!(a, Action::GotoTable(_))) {
-            if i != f.actions.len() - 1 {
-                return Err(err("goto_table", "must be the last action"));
-            }
-            if let Action::GotoTable(t) = f.actions[i] {
-                if t <= f.table {
-                    return Err(err("goto_table", format!("table {t} is not after table {}", f.table)));
-                }
-            }
-        }
+        action_set::check_instruction_order(&f.actions, f.table)?;
     }
     Ok(f)
 }
