@@ -71,6 +71,7 @@ fn pipeline(rules: usize) -> Arc<Pipeline> {
         fail_open: Default::default(),
         default_flow: tables.is_empty().then_some(1),
         cts: Vec::new(),
+        tun: Default::default(),
         tables,
     };
     Arc::new(Pipeline::new(1, vec![bridge], ports, Vec::new()))
@@ -162,7 +163,7 @@ impl Bench {
         self.outs.clear();
         self.scratch.clear();
         let mut bufs = Buffers { rx: &mut self.rx, seg: &mut self.seg, scratch: &mut self.scratch };
-        let input = Input { data: Data::new(Area::Rx, 0, f.len()), in_port: PortIdx(from), remote, stripped: None, gso: None };
+        let input = Input { data: Data::new(Area::Rx, 0, f.len()), in_port: PortIdx(from), remote, stripped: None, gso: None, tun_md: Default::default() };
         self.sw.process(&mut bufs, input, 1_000_000_000, &mut self.outs, &mut Quiet);
         self.outs.sends.len()
     }

@@ -1,17 +1,24 @@
 //! OpenFlow-style flow tables: a packed flow key, a tuple-space classifier, and an exact-match cache.
 //!
-//! Every packet is summarised once into a [`FlowKey`] (thirty-two 64-bit words: packet fields, then the pipeline's
-//! own registers and metadata, which actions write and later tables match, then what connection tracking
-//! found). A rule matches on some bits of it
-//! (its mask). Rules with the same mask live in one *subtable*, a hash map from masked key to the rules with
-//! that value, highest priority first; a lookup masks the packet's key once per subtable and probes. Subtables
-//! are visited from the highest priority they hold down and the search stops as soon as no remaining subtable
-//! can beat the best match found (OVS's "priority sorting"), so common lookups touch one or two subtables.
-//! A subtable hashes and compares only the words its mask touches (OVS's miniflows, simply). In front sits an
-//! exact-match cache from the bits any rule looks at to the result, emptied whenever the rules change.
+//! Every packet is summarised once into a [`FlowKey`] (thirty-six 64-bit words: packet fields, then the
+//! pipeline's own registers and metadata, which actions write and later tables match, then what connection
+//! tracking found, TCP flags and tunnel metadata). A rule matches on some bits of it (its mask). Rules with
+//! the same mask live in one *subtable* ([`subtable`]): a flat open-addressing table from the masked key
+//! to the rules with that value, highest priority first, behind a small Bloom filter that answers most
+//! misses from the CPU's caches; a lookup gathers the packet's words under each mask once and probes.
+//! Subtables are visited from the highest priority they hold down and the search stops as soon as no
+//! remaining subtable can beat the best match found (OVS's "priority sorting"), so common lookups touch one
+//! or two subtables. A subtable hashes and compares only the words its mask touches (OVS's miniflows,
+//! simply). In front sits a direct-mapped exact-match cache ([`cache`]) from the bits any rule looks at to
+//! the result, emptied whenever the rules change.
 
+mod cache;
+mod subtable;
+
+pub use cache::{FlowCache, CACHE_MAX};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use subtable::{Ranked, Subtable};
 
 /// Words in a flow key.
 pub const KEY_WORDS: usize = 36;
@@ -222,81 +229,8 @@ pub struct Clause {
     pub n: u8,
 }
 
-/// The words of a key a mask looks at, in order: lookups hash and compare only those (a rule on an IP
-/// address and a port touches 2 of the 20 words).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Words {
-    idx: [u8; KEY_WORDS],
-    n: u8,
-}
-
-impl Default for Words {
-    fn default() -> Self {
-        Words { idx: [0; KEY_WORDS], n: 0 }
-    }
-}
-
-impl Words {
-    fn of(mask: &FlowKey) -> Words {
-        let mut w = Words::default();
-        for (i, m) in mask.w.iter().enumerate() {
-            if *m != 0 {
-                w.idx[usize::from(w.n)] = i as u8;
-                w.n += 1;
-            }
-        }
-        w
-    }
-
-    #[inline]
-    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.idx[..usize::from(self.n)].iter().map(|&i| usize::from(i))
-    }
-
-    /// The hash of `key` under `mask`, over these words only (each mixed with its index, so that the same
-    /// bits in another word hash differently). Subtables look at few words: one chain is quickest.
-    #[inline]
-    fn hash(&self, key: &FlowKey, mask: &FlowKey) -> u64 {
-        let mut h: u64 = 0x243f_6a88_85a3_08d3;
-        for i in self.iter() {
-            h = (h ^ (key.w[i] & mask.w[i]) ^ (i as u64) << 56).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
-        }
-        h
-    }
-
-    /// Whether `key` under `mask` is `masked` (a key already masked), on these words.
-    #[inline]
-    fn equal(&self, key: &FlowKey, mask: &FlowKey, masked: &FlowKey) -> bool {
-        self.iter().all(|i| key.w[i] & mask.w[i] == masked.w[i])
-    }
-}
-
-/// A map from a key hash (already mixed) to what is kept under it.
-type HashedMap<V> = HashMap<u64, V, BuildHasherDefault<crate::fdb::KeyHasher>>;
-
-struct Subtable {
-    mask: FlowKey,
-    words: Words,
-    max_priority: u16,
-    /// By the hash of the masked key: each masked key with its rules, highest priority first (ties: the one
-    /// added first). Rules, not packets, fill the buckets, so no traffic can make a probe long.
-    rules: HashedMap<Vec<(FlowKey, Ranked)>>,
-}
-
-/// Rules as (priority, id, clauses), highest priority first; `clauses` indexes the classifier's lists of
-/// [`Clause`]s, [`HARD`] for an ordinary rule.
-type Ranked = Vec<(u16, u32, u32)>;
-
 /// A rule that is not part of a conjunctive flow.
 const HARD: u32 = u32::MAX;
-
-impl Subtable {
-    #[inline]
-    fn get(&self, key: &FlowKey) -> Option<&[(u16, u32, u32)]> {
-        let bucket = self.rules.get(&self.words.hash(key, &self.mask))?;
-        bucket.iter().find(|(k, _)| self.words.equal(key, &self.mask, k)).map(|(_, r)| &r[..])
-    }
-}
 
 /// One flow table's classifier. Immutable once built (a change of rules builds a new one), so it can be
 /// shared; the cache in front of it belongs to whoever looks up.
@@ -313,89 +247,10 @@ pub struct Classifier {
     clauses: Vec<Box<[Clause]>>,
 }
 
-/// The first N words of a key. A table whose rules look at nothing past them caches on these alone: the
-/// first [`COMMON_WORDS`] (the fields most tables match) at about half the cost of the whole key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FirstWords<const N: usize>([u64; N]);
-
 /// Words of a key that come from the packet; the rest are the pipeline's registers, metadata and mark.
 const PACKET_WORDS: usize = 14;
 /// The packet words most tables match: all but ARP's hardware addresses and neighbor discovery's target.
 const COMMON_WORDS: usize = 10;
-
-impl<const N: usize> Hash for FirstWords<N> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        let mut h: u64 = 0;
-        for w in self.0 {
-            h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23);
-        }
-        state.write_u64(h);
-    }
-}
-
-type CacheMap<K> = HashMap<K, Option<u32>, BuildHasherDefault<crate::fdb::KeyHasher>>;
-
-/// The exact-match cache in front of one [`Classifier`]: the key to the result (only its packet words when
-/// the table's rules look at nothing else). Start a new one (or [`clear`](FlowCache::clear) it) whenever the
-/// classifier is replaced.
-#[derive(Default, Clone)]
-pub struct FlowCache {
-    common: CacheMap<FirstWords<COMMON_WORDS>>,
-    narrow: CacheMap<FirstWords<PACKET_WORDS>>,
-    wide: CacheMap<FlowKey>,
-}
-
-/// The cached result for `k`, or the classifier's, remembered (the map emptied when full).
-#[inline]
-fn cached<K: Hash + Eq>(map: &mut CacheMap<K>, k: K, c: &Classifier, key: &FlowKey) -> Option<u32> {
-    if let Some(hit) = map.get(&k) {
-        return *hit;
-    }
-    let r = c.classify(key);
-    if map.len() >= CACHE_MAX {
-        map.clear();
-    }
-    map.insert(k, r);
-    r
-}
-
-impl FlowCache {
-    pub fn clear(&mut self) {
-        self.common.clear();
-        self.narrow.clear();
-        self.wide.clear();
-    }
-
-    pub fn len(&self) -> usize {
-        self.common.len() + self.narrow.len() + self.wide.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The highest-priority rule of `c` matching `key`: from the cache, or classified and remembered.
-    #[inline]
-    pub fn lookup(&mut self, c: &Classifier, key: &FlowKey) -> Option<u32> {
-        match c.cache_words {
-            COMMON_WORDS => {
-                let mut k = FirstWords([0; COMMON_WORDS]);
-                k.0.copy_from_slice(&key.w[..COMMON_WORDS]);
-                cached(&mut self.common, k, c, key)
-            }
-            PACKET_WORDS => {
-                let mut k = FirstWords([0; PACKET_WORDS]);
-                k.0.copy_from_slice(&key.w[..PACKET_WORDS]);
-                cached(&mut self.narrow, k, c, key)
-            }
-            _ => cached(&mut self.wide, *key, c, key),
-        }
-    }
-}
-
-/// Entries the exact-match cache holds before it starts over: 16 Ki keys of 160 bytes, under 3 MB per table
-/// and worker however many distinct packets arrive.
-pub const CACHE_MAX: usize = 16_384;
 
 /// Soft matches (rules of conjunctive flows) one lookup weighs at most.
 const SOFT_MAX: usize = 64;
@@ -412,35 +267,20 @@ impl Classifier {
         let soft: HashMap<u32, Box<[Clause]>> =
             soft.into_iter().filter(|(_, c)| !c.is_empty()).map(|(id, c)| (id, c.into_boxed_slice())).collect();
         let mut clauses: Vec<Box<[Clause]>> = Vec::with_capacity(soft.len());
-        let mut subtables: Vec<Subtable> = Vec::new();
+        // Rules by mask, in the order given.
+        let mut masks: Vec<(FlowKey, Vec<(FlowKey, Ranked)>)> = Vec::new();
+        let mut by_mask: HashMap<FlowKey, usize, BuildHasherDefault<crate::fdb::KeyHasher>> = HashMap::default();
         let mut union = FlowKey::default();
         let mut n = 0;
         for r in rules {
             n += 1;
-            let key = r.key.masked(&r.mask);
-            let st = match subtables.iter_mut().position(|s| s.mask == r.mask) {
-                Some(i) => &mut subtables[i],
-                None => {
-                    for (u, m) in union.w.iter_mut().zip(r.mask.w) {
-                        *u |= m;
-                    }
-                    let words = Words::of(&r.mask);
-                    subtables.push(Subtable { mask: r.mask, words, max_priority: 0, rules: HashedMap::default() });
-                    subtables.last_mut().expect("just pushed")
-                }
-            };
-            st.max_priority = st.max_priority.max(r.priority);
-            let h = st.words.hash(&key, &st.mask);
-            let bucket = st.rules.entry(h).or_default();
-            let list = match bucket.iter().position(|(k, _)| *k == key) {
-                Some(i) => &mut bucket[i].1,
-                None => {
-                    bucket.push((key, Vec::new()));
-                    &mut bucket.last_mut().expect("just pushed").1
-                }
-            };
-            // Stable: among equal priorities the earlier rule stays first.
-            let at = list.iter().position(|(p, ..)| *p < r.priority).unwrap_or(list.len());
+            let m = *by_mask.entry(r.mask).or_insert_with(|| {
+                masks.push((r.mask, Vec::new()));
+                masks.len() - 1
+            });
+            for (u, m) in union.w.iter_mut().zip(r.mask.w) {
+                *u |= m;
+            }
             let conj = match soft.get(&r.id) {
                 Some(c) => {
                     clauses.push(c.clone());
@@ -448,8 +288,10 @@ impl Classifier {
                 }
                 None => HARD,
             };
-            list.insert(at, (r.priority, r.id, conj));
+            masks[m].1.push((r.key.masked(&r.mask), (r.priority, r.id, conj)));
         }
+        let mut subtables: Vec<Subtable> =
+            masks.into_iter().map(|(mask, rules)| Subtable::build(&mask, rules)).collect();
         subtables.sort_by_key(|s| std::cmp::Reverse(s.max_priority));
         let cache_words = if union.w[COMMON_WORDS..].iter().all(|w| *w == 0) {
             COMMON_WORDS
@@ -494,9 +336,13 @@ impl Classifier {
             if best.is_some_and(|(p, _)| p >= st.max_priority) {
                 break;
             }
-            if let Some(list) = st.get(key) {
-                let first = if skip_soft { list.iter().find(|r| r.2 == HARD) } else { list.first() };
-                if let Some(&(p, id, _)) = first {
+            if let Some(e) = st.find(key) {
+                let first = if skip_soft {
+                    st.rules(e).iter().find(|r| r.2 == HARD).map(|&(p, id, _)| (p, id))
+                } else {
+                    Some(st.top(e))
+                };
+                if let Some((p, id)) = first {
                     if best.is_none_or(|(bp, _)| p > bp) {
                         best = Some((p, id));
                     }
@@ -517,8 +363,8 @@ impl Classifier {
             if hard.is_some_and(|(p, _)| p >= st.max_priority) {
                 break;
             }
-            let Some(list) = st.get(key) else { continue };
-            for &(p, id, conj) in list {
+            let Some(e) = st.find(key) else { continue };
+            for &(p, id, conj) in st.rules(e) {
                 if hard.is_some_and(|(hp, _)| hp >= p) {
                     break;
                 }
@@ -600,6 +446,69 @@ mod tests {
             k.put(s, v);
         }
         k
+    }
+
+    /// Rules over masks of 0 to 7 words (every unrolled width and the general one), some masked keys
+    /// shared by several rules, and packets that match some of them: the classifier and the cache answer
+    /// as a scan of every rule does.
+    #[test]
+    fn lookups_agree_with_a_scan_of_every_rule() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        // Few values per word, so that packets match and masked keys repeat.
+        let masks: Vec<FlowKey> = (0..24)
+            .map(|m| {
+                let mut mask = FlowKey::default();
+                for _ in 0..m % 8 {
+                    mask.w[(rnd() % KEY_WORDS as u64) as usize] = [0xff, 0xf0f0, u64::MAX][(rnd() % 3) as usize];
+                }
+                mask
+            })
+            .collect();
+        let mut priorities: Vec<u16> = (0..1500).collect();
+        for i in (1..priorities.len()).rev() {
+            priorities.swap(i, (rnd() % (i as u64 + 1)) as usize);
+        }
+        let rules: Vec<Rule> = (0..1500)
+            .map(|i| {
+                let mask = masks[(rnd() % masks.len() as u64) as usize];
+                let mut key = FlowKey::default();
+                for w in 0..KEY_WORDS {
+                    key.w[w] = rnd() % 3 * 0x0101_0101_0101_0101;
+                }
+                // The catch-alls (masks of no word) below every other rule, or they would win every lookup.
+                let above = if mask == FlowKey::default() { 0 } else { 1500 };
+                Rule { key, mask, priority: priorities[i] + above, id: i as u32 }
+            })
+            .collect();
+        let c = Classifier::new(rules.clone());
+        let mut cache = FlowCache::default();
+        let mut matched = 0;
+        for round in 0..2 {
+            let mut seed2 = 7u64;
+            for _ in 0..1500 {
+                seed2 = seed2.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let mut p = FlowKey::default();
+                for w in 0..KEY_WORDS {
+                    p.w[w] = (seed2 >> (w % 60)) % 3 * 0x0101_0101_0101_0101;
+                }
+                let want = rules
+                    .iter()
+                    .filter(|r| (0..KEY_WORDS).all(|w| p.w[w] & r.mask.w[w] == r.key.w[w] & r.mask.w[w]))
+                    .max_by_key(|r| r.priority)
+                    .map(|r| r.id);
+                assert_eq!(c.classify(&p), want);
+                assert_eq!(cache.lookup(&c, &p), want, "round {round}");
+                // Found by a rule that looks at something (not one of the catch-alls).
+                matched += usize::from(want.is_some_and(|id| rules[id as usize].mask != FlowKey::default()));
+            }
+        }
+        assert!(matched > 2000, "only {matched} packets matched a rule: the test tests little");
     }
 
     #[test]
