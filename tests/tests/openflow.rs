@@ -476,8 +476,9 @@ fn newer_openflow(p: &str, net: u8, port: u16, version: &str) {
     left.ping(&l_ip, 2);
 }
 
-/// SET_ASYNC (OpenFlow 1.3, and 1.4's properties): a controller that asks for table misses only gets no
-/// packet-in from an `actions=controller` flow, and the other way round; GET_ASYNC says what it set.
+/// SET_ASYNC (OpenFlow 1.3, 1.4's properties, and Nicira's NXT_SET_ASYNC_CONFIG over 1.0): a controller that
+/// asks for table misses only gets no packet-in from an `actions=controller` flow, and the other way round;
+/// GET_ASYNC says what it set.
 #[test]
 fn set_async_chooses_the_packet_ins_a_controller_gets() {
     if !prerequisites(&["ip", "ping", "python3"]) {
@@ -495,7 +496,9 @@ fn set_async_chooses_the_packet_ins_a_controller_gets() {
     let script = tmp.path("async.py");
     std::fs::write(&script, ASYNC_CONTROLLER).unwrap();
     // (version, packet-in mask for master/equal connections) -> (reasons seen, mask GET_ASYNC reports)
-    for (version, mask, want) in [(4, 1u32, "[0]"), (4, 2, "[1]"), (5, 1, "[0]"), (5, 2, "[1]")] {
+    for (version, mask, want) in
+        [(4, 1u32, "[0]"), (4, 2, "[1]"), (5, 1, "[0]"), (5, 2, "[1]"), (1, 1, "[0]"), (1, 2, "[1]")]
+    {
         let child = h.spawn(&format!("exec python3 {} {version} {mask} 4", script.display()));
         std::thread::sleep(std::time::Duration::from_millis(800));
         // Pings (the icmp flow: reason ACTION) and UDP no flow takes (the table miss: NO_MATCH).
@@ -555,22 +558,30 @@ while True:
         break
 "#;
 
-/// A controller speaking OpenFlow 1.`argv[1]`-ish (wire version 4 or 5) that sets the packet-in mask for
-/// master/equal connections to `argv[2]` (1.3: the six masks; 1.4: properties), asks GET_ASYNC, and for
+/// A controller speaking wire version `argv[1]` (1, 4 or 5) that sets the packet-in mask for master/equal
+/// connections to `argv[2]` (1.0: NXT_SET_ASYNC_CONFIG; 1.3: the six masks; 1.4: properties), asks GET_ASYNC, and for
 /// `argv[3]` seconds notes the reasons of the packet-ins it gets; prints them and the mask GET_ASYNC said.
 const ASYNC_CONTROLLER: &str = r#"
 import socket, struct, sys, time
 v, mask, secs = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 s = socket.create_connection(('127.0.0.1', 6658))
 s.settimeout(0.2)
-s.sendall(struct.pack('>BBHI', v, 0, 16, 1) + struct.pack('>HHI', 1, 8, 1 << v))
-if v == 4:
-    body = struct.pack('>6I', mask, 0, 7, 7, 15, 0)
+said = None
+if v == 1:
+    # OpenFlow 1.0: Nicira's NXT_SET_ASYNC_CONFIG (the same six masks); 1.0 has no GET_ASYNC.
+    s.sendall(struct.pack('>BBHI', 1, 0, 8, 1))
+    body = struct.pack('>II', 0x2320, 19) + struct.pack('>6I', mask, 0, 7, 7, 15, 0)
+    s.sendall(struct.pack('>BBHI', 1, 4, 8 + len(body), 2) + body)
+    said = mask
 else:
-    body = struct.pack('>HHI', 1, 8, mask)
-s.sendall(struct.pack('>BBHI', v, 28, 8 + len(body), 2) + body)
-s.sendall(struct.pack('>BBHI', v, 26, 8, 3))
-buf, reasons, said, end = b'', set(), None, time.time() + secs
+    s.sendall(struct.pack('>BBHI', v, 0, 16, 1) + struct.pack('>HHI', 1, 8, 1 << v))
+    if v == 4:
+        body = struct.pack('>6I', mask, 0, 7, 7, 15, 0)
+    else:
+        body = struct.pack('>HHI', 1, 8, mask)
+    s.sendall(struct.pack('>BBHI', v, 28, 8 + len(body), 2) + body)
+    s.sendall(struct.pack('>BBHI', v, 26, 8, 3))
+buf, reasons, end = b'', set(), time.time() + secs
 while time.time() < end:
     try:
         d = s.recv(65536)
@@ -583,7 +594,8 @@ while time.time() < end:
         n = struct.unpack('>H', buf[2:4])[0]
         m, buf = buf[:n], buf[n:]
         if m[1] == 10:
-            reasons.add(m[8 + 6])
+            # The reason: after buffer_id and total_len (1.0: and in_port).
+            reasons.add(m[8 + (8 if v == 1 else 6)])
         elif m[1] == 27 and v == 4:
             said = struct.unpack('>I', m[8:12])[0]
         elif m[1] == 27:

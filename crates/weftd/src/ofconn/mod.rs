@@ -609,7 +609,7 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
         Session { queue, role: role.clone(), controller_id: controller_id.clone(), asynccfg: asynccfg.clone() };
     sessions.lock().unwrap_or_else(|e| e.into_inner()).push(session);
     let mut miss_send_len: u16 = 128;
-    let mut state10 = of10::State10::new(controller_id);
+    let mut state10 = of10::State10::new(controller_id, asynccfg.clone());
     let mut bundles = bundles::Bundles::default();
     // Until the peer's HELLO: OpenFlow 1.3.
     let mut version = of::VERSION;

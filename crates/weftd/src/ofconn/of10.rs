@@ -14,11 +14,13 @@ pub(super) struct State10 {
     pub table_id: bool,
     /// The connection's controller ID (NXT_SET_CONTROLLER_ID), shared with the packet-in hub.
     pub controller_id: Arc<std::sync::atomic::AtomicU32>,
+    /// The connection's asynchronous configuration (NXT_SET_ASYNC_CONFIG), shared with the packet-in hub.
+    pub asynccfg: Arc<super::asynccfg::AsyncConfig>,
 }
 
 impl State10 {
-    pub fn new(controller_id: Arc<std::sync::atomic::AtomicU32>) -> Self {
-        State10 { miss_send_len: 128, table_id: false, controller_id }
+    pub fn new(controller_id: Arc<std::sync::atomic::AtomicU32>, asynccfg: Arc<super::asynccfg::AsyncConfig>) -> Self {
+        State10 { miss_send_len: 128, table_id: false, controller_id, asynccfg }
     }
 }
 
@@ -141,7 +143,8 @@ fn vendor(
             s.controller_id.store(u32::from(u16::from_be_bytes([rest[6], rest[7]])), Ordering::Relaxed);
             Ok(vec![])
         }
-        nxt::SET_ASYNC_CONFIG => Ok(vec![]),
+        // Nicira's masks are OpenFlow 1.3's, in the same order, with the same reason numbers.
+        nxt::SET_ASYNC_CONFIG => s.asynccfg.set13(rest).map(|()| vec![]),
         super::tlv::TABLE_MOD => super::tlv::table_mod(st, bridge, rest, true).map(|()| vec![]),
         super::tlv::TABLE_REQUEST => Ok(vec![message(o10::msg::VENDOR, xid, &|r| {
             r.extend_from_slice(&of::act::NX_VENDOR.to_be_bytes());
