@@ -399,6 +399,41 @@ fn openflow_1_4_and_bundles_from_ovs_ofctl() {
     newer_openflow("o14", 44, 6656, "OpenFlow14");
 }
 
+/// Bundles over OpenFlow 1.3 (ONF's extension, what `ovs-ofctl -O OpenFlow13 --bundle` sends): a bundle's
+/// flows are all in place at once and traffic crosses them; a bundle holding one flow weft refuses fails
+/// with ONF's OFPBFC_MSG_FAILED and changes nothing.
+#[test]
+fn openflow_1_3_bundles_from_ovs_ofctl() {
+    if !prerequisites(&["ip", "ping", "iperf3", "ovs-ofctl"]) {
+        return;
+    }
+    let TwoEnds { tmp, h, left, right, w } = two_ends("ob", 48);
+    w.weft("set-controller sw1 ptcp:6663:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let target = "tcp:127.0.0.1:6663";
+    let of = |args: &str| h.run(&format!("timeout 10 ovs-ofctl -O OpenFlow13 {args}").replace("TARGET", target));
+    assert!(of("del-flows TARGET").status.success());
+    let good = tmp.path("good.flows");
+    std::fs::write(&good, "priority=5,in_port=1,actions=output:2\npriority=5,in_port=2,actions=output:1\n").unwrap();
+    let r = of(&format!("--bundle add-flows TARGET {}", good.display()));
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let flows = w.weft("dump-flows sw1");
+    assert!(flows.lines().count() == 2 && flows.contains("in_port=2"), "{flows}");
+    left.ping("10.48.0.2", 2);
+    tcp_both_ways(&left, &right, &["10.48.0.2"], "through flows from an OpenFlow 1.3 bundle");
+    let bad = tmp.path("bad.flows");
+    std::fs::write(
+        &bad,
+        "priority=9,in_port=1,actions=drop\npriority=9,in_port=2,actions=controller(userdata=00.01)\n",
+    )
+    .unwrap();
+    let r = of(&format!("--bundle add-flows TARGET {}", bad.display()));
+    let err = String::from_utf8_lossy(&r.stderr).to_string();
+    assert!(!r.status.success() && err.contains("OFPBFC_MSG_FAILED"), "{err}");
+    assert!(!w.weft("dump-flows sw1").contains("priority=9"), "half a bundle applied");
+    left.ping("10.48.0.2", 1);
+}
+
 /// The same with OpenFlow 1.5 (flow descriptions and aggregates with OXS statistics, PACKET_OUT with a
 /// match, groups with bucket ids, the meter and set-field actions).
 #[test]

@@ -1,7 +1,8 @@
 //! OpenFlow 1.4 bundles (OFPT_BUNDLE_CONTROL, OFPT_BUNDLE_ADD_MESSAGE): flow, group, meter and port changes
 //! gathered under an id and applied together on commit — as one configuration change, so that the switch
 //! goes from the old tables to the new ones at once, or not at all when one of them fails (`ovs-ofctl
-//! --bundle`).
+//! --bundle`). Over OpenFlow 1.3 the same messages come as ONF's experimenter extension (what
+//! `ovs-ofctl -O OpenFlow13 --bundle` sends), with bundle errors as ONF experimenter errors.
 
 use super::*;
 
@@ -21,6 +22,13 @@ const MSG_FAILED: u16 = 13;
 /// Bundles one connection holds open at once, and messages one bundle holds.
 const BUNDLES_MAX: usize = 16;
 const MESSAGES_MAX: usize = 1 << 18;
+
+/// ONF's experimenter id, and its bundle messages' types over OpenFlow 1.3 (the bodies are 1.4's).
+const ONF: u32 = 0x4f4e_4600;
+const ONF_CONTROL: u32 = 2300;
+const ONF_ADD: u32 = 2301;
+/// ONF's bundle error codes over 1.3: this plus 1.4's code, as an experimenter error.
+const ONF_ERROR_BASE: u16 = 2300;
 
 /// What a bundle control message asks (its replies are the request's type plus one).
 const OPEN: u16 = 0;
@@ -81,6 +89,7 @@ impl Bundles {
             return fail(MSG_TOO_MANY);
         }
         let inner = match version {
+            of::VERSION => inner[..len].to_vec(),
             of15::VERSION => match of15::to13(&inner[..len]) {
                 Ok(t) => t,
                 Err(e) => return vec![error_msg(ih.xid, e, &inner[..len])],
@@ -159,4 +168,67 @@ impl Bundles {
             _ => fail(BAD_TYPE),
         }
     }
+}
+
+impl Bundles {
+    /// An OpenFlow 1.3 EXPERIMENTER message that is ONF's bundle control or add message: handled as 1.4's
+    /// (the same body), the replies turned back into ONF's shape. `None`: not one of those.
+    pub(super) fn onf13(
+        &mut self,
+        st: &mut dyn Daemon,
+        bridge: &str,
+        m: &[u8],
+        miss_send_len: &mut u16,
+    ) -> Option<Vec<Vec<u8>>> {
+        let body = m.get(of::HEADER_LEN..)?;
+        let word = |i: usize| body.get(i..i + 4).map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        if word(0)? != ONF {
+            return None;
+        }
+        let kind = match word(4)? {
+            ONF_CONTROL => CONTROL,
+            ONF_ADD => ADD_MESSAGE,
+            _ => return None,
+        };
+        let mut as14 = Vec::with_capacity(m.len() - 8);
+        as14.extend_from_slice(&[m[0], kind, 0, 0]);
+        as14.extend_from_slice(&m[4..8]);
+        as14.extend_from_slice(&body[8..]);
+        let len = u16::try_from(as14.len()).ok()?;
+        as14[2..4].copy_from_slice(&len.to_be_bytes());
+        let h = of::Header::parse(&as14).ok()?;
+        let out = if kind == CONTROL {
+            self.control(st, bridge, &h, &as14, miss_send_len)
+        } else {
+            self.add(&h, &as14, of::VERSION)
+        };
+        Some(out.into_iter().map(|r| onf_reply(r, m)).collect())
+    }
+}
+
+/// A bundle reply in ONF's 1.3 shape: a control reply as an experimenter message, a bundle error as ONF's
+/// experimenter error (about `request`); anything else (an error of a message the bundle held) as it is.
+fn onf_reply(r: Vec<u8>, request: &[u8]) -> Vec<u8> {
+    let xid = u32::from_be_bytes([r[4], r[5], r[6], r[7]]);
+    let mut o = Vec::new();
+    match r.get(1) {
+        Some(&CONTROL) => {
+            let at = of::start(&mut o, msg::EXPERIMENTER, xid);
+            o.extend_from_slice(&ONF.to_be_bytes());
+            o.extend_from_slice(&ONF_CONTROL.to_be_bytes());
+            o.extend_from_slice(&r[of::HEADER_LEN..]);
+            of::finish(&mut o, at);
+        }
+        Some(&msg::ERROR) if r.get(8..10) == Some(&FAILED.to_be_bytes()[..]) => {
+            let code = u16::from_be_bytes([r[10], r[11]]);
+            let at = of::start(&mut o, msg::ERROR, xid);
+            o.extend_from_slice(&super::tlv::EXPERIMENTER_ERROR.to_be_bytes());
+            o.extend_from_slice(&(ONF_ERROR_BASE + code).to_be_bytes());
+            o.extend_from_slice(&ONF.to_be_bytes());
+            o.extend_from_slice(&request[..request.len().min(64)]);
+            of::finish(&mut o, at);
+        }
+        _ => return r,
+    }
+    o
 }

@@ -765,6 +765,9 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
                         bundles.control(&mut *st, &bridge, &h, &m, &mut miss_send_len)
                     }
                     (of14::VERSION | of15::VERSION, bundles::ADD_MESSAGE) => bundles.add(&h, &m, version),
+                    (of::VERSION, msg::EXPERIMENTER) => bundles
+                        .onf13(&mut *st, &bridge, &m, &mut miss_send_len)
+                        .unwrap_or_else(|| handle(&mut *st, &bridge, &h, &m, &mut miss_send_len)),
                     _ => handle(&mut *st, &bridge, &h, &m, &mut miss_send_len),
                 }
             };
