@@ -568,6 +568,60 @@ fn nicira_roles_over_openflow_1_0() {
     );
 }
 
+/// ROLE_STATUS (OpenFlow 1.4): when a second controller becomes master, the first is told it is a slave now
+/// (reason: a master request, with the new generation ID); a 1.3 connection, which has no such message, is
+/// not sent one.
+#[test]
+fn role_status_tells_the_old_master() {
+    if !prerequisites(&["ip", "python3"]) {
+        return;
+    }
+    let TwoEnds { tmp, h, w, .. } = two_ends("rs", 49);
+    w.weft("set-controller sw1 ptcp:6664:127.0.0.1");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let script = tmp.path("rolestatus.py");
+    std::fs::write(&script, ROLE_STATUS).unwrap();
+    let said = h.sh(&format!("python3 {}", script.display()));
+    // 1.4's old master: ROLE_STATUS slave (3), reason 0, generation 2; the 1.3 one: nothing.
+    assert_eq!(said.trim(), "5 [(3, 0, 2)]\n4 []", "{said}");
+}
+
+/// A connection (OpenFlow 1.4, then 1.3) made master, then a second one (1.4) made master with a newer
+/// generation; prints, for the first, the ROLE_STATUS messages (role, reason, generation) it got.
+const ROLE_STATUS: &str = r#"
+import socket, struct, time
+def conn(v):
+    s = socket.create_connection(('127.0.0.1', 6664))
+    s.settimeout(0.3)
+    s.sendall(struct.pack('>BBHI', v, 0, 16, 1) + struct.pack('>HHI', 1, 8, 1 << v))
+    return s
+def role(s, v, gen):
+    s.sendall(struct.pack('>BBHI', v, 24, 24, 2) + struct.pack('>I4xQ', 2, gen))
+def got(s):
+    buf, seen, end = b'', [], time.time() + 1.5
+    while time.time() < end:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            continue
+        if not d:
+            break
+        buf += d
+        while len(buf) >= 8 and len(buf) >= struct.unpack('>H', buf[2:4])[0]:
+            n = struct.unpack('>H', buf[2:4])[0]
+            m, buf = buf[:n], buf[n:]
+            if m[1] == 30:
+                seen.append(struct.unpack('>IB3xQ', m[8:24]))
+    return seen
+for v in (5, 4):
+    old, new = conn(v), conn(5)
+    role(old, v, 1 if v == 5 else 3)
+    time.sleep(0.3)
+    role(new, 5, 2 if v == 5 else 4)
+    print(v, got(old))
+    old.close(); new.close()
+"#;
+
 /// Over OpenFlow 1.0: NXT_ROLE_REQUEST slave, then an OFPT_FLOW_MOD adding a catch-all drop; prints the role
 /// the reply says and the error the FLOW_MOD got.
 const ROLE10: &str = r#"

@@ -778,8 +778,8 @@ pub fn parse(text: &str, port: &dyn Fn(&str) -> Option<u32>) -> Result<Flow, Flo
                 }
                 Match { field: Field::NwTos, value: t, mask: 0xfc }
             }
-            "tp_src" | "tcp_src" | "udp_src" => field_and(Field::TpSrc, num_mask(tok, v, 0xffff)?),
-            "tp_dst" | "tcp_dst" | "udp_dst" => field_and(Field::TpDst, num_mask(tok, v, 0xffff)?),
+            "tp_src" | "tcp_src" | "udp_src" | "sctp_src" => field_and(Field::TpSrc, num_mask(tok, v, 0xffff)?),
+            "tp_dst" | "tcp_dst" | "udp_dst" | "sctp_dst" => field_and(Field::TpDst, num_mask(tok, v, 0xffff)?),
             "icmp_type" | "icmpv6_type" => {
                 let t = num(tok, v, 255)?;
                 icmp_type = Some(t as u8);

@@ -321,6 +321,7 @@ fn new_fields_and_writes_print_as_open_vswitch_prints_them() {
             "ip actions=set_field:10.0.0.1->ip_src,set_field:10.0.0.2->ip_dst,set_field:32->ip_dscp,set_field:2->ip_dscp,set_field:1->nw_ecn,set_field:2->nw_ecn,set_field:5->nw_ttl,mod_nw_ttl:6,dec_ttl",
         ),
         ("udp,actions=set_field:80->udp_src,mod_tp_dst:81", "udp actions=set_field:80->udp_src,set_field:81->udp_dst"),
+        ("sctp,sctp_src=5,sctp_dst=0x10/0xf0,actions=drop", "sctp,tp_src=5,tp_dst=0x10/0xf0 actions=drop"),
         (
             "ip,actions=push_mpls:0x8847,set_field:5->mpls_label,set_field:1->mpls_tc,set_mpls_ttl:5,dec_mpls_ttl,output:1",
             "ip actions=push_mpls:0x8847,set_field:5->mpls_label,set_field:1->mpls_tc,set_mpls_ttl(5),dec_mpls_ttl,output:1",

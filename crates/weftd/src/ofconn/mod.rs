@@ -624,6 +624,10 @@ fn serve_session(mut s: weft_control::tls::Stream, link: Link) {
             Err(_) => break,
         }
         while let Ok(m) = queued.try_recv() {
+            // ROLE_STATUS is OpenFlow 1.4's: older connections are not told.
+            if m.get(1) == Some(&roles::ROLE_STATUS) && !matches!(version, of14::VERSION | of15::VERSION) {
+                continue;
+            }
             // Packet-ins and port status are queued in 1.3's form.
             let m = match version {
                 weft_api::of10::VERSION => of10::to_of10(&m).unwrap_or(m),

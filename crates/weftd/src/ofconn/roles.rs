@@ -27,6 +27,28 @@ pub(super) fn refused_to_slave(kind: u8, role: &AtomicU32) -> Option<(u16, u16)>
     (changes && role.load(Ordering::Relaxed) == SLAVE).then_some((error::BAD_REQUEST, IS_SLAVE))
 }
 
+/// OpenFlow 1.4's ROLE_STATUS and its reason "another controller asked to be master".
+pub(super) const ROLE_STATUS: u8 = 30;
+const MASTER_REQUEST: u8 = 0;
+
+/// Makes every master of the bridge but `mine` a slave, and tells each one so with ROLE_STATUS (queued in
+/// 1.3's framing; only 1.4 and 1.5 connections are sent it, as only they have the message).
+fn demote_others(mine: &Arc<AtomicU32>, sessions: &Mutex<Vec<Session>>, generation: Option<u64>) {
+    for s in sessions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if !Arc::ptr_eq(&s.role, mine)
+            && s.role.compare_exchange(MASTER, SLAVE, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            let mut m = Vec::with_capacity(24);
+            let at = of::start(&mut m, ROLE_STATUS, 0);
+            m.extend_from_slice(&SLAVE.to_be_bytes());
+            m.extend_from_slice(&[MASTER_REQUEST, 0, 0, 0]);
+            m.extend_from_slice(&generation.unwrap_or(u64::MAX).to_be_bytes());
+            of::finish(&mut m, at);
+            let _ = s.queue.try_send(m);
+        }
+    }
+}
+
 /// Answers a ROLE_REQUEST body (role, pad, generation ID) of the connection whose role is `mine`: the
 /// ROLE_REPLY body, or the error.
 pub(super) fn role_request(
@@ -52,11 +74,7 @@ pub(super) fn role_request(
         _ => return Err((ROLE_REQUEST_FAILED, BAD_ROLE)),
     }
     if role == MASTER {
-        for s in sessions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if !Arc::ptr_eq(&s.role, mine) {
-                let _ = s.role.compare_exchange(MASTER, SLAVE, Ordering::Relaxed, Ordering::Relaxed);
-            }
-        }
+        demote_others(mine, sessions, *g);
     }
     if role != NOCHANGE {
         mine.store(role, Ordering::Relaxed);
@@ -82,11 +100,7 @@ pub(super) fn nx_role_request(
         _ => return Err((ROLE_REQUEST_FAILED, BAD_ROLE)),
     };
     if role == MASTER {
-        for s in sessions.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            if !Arc::ptr_eq(&s.role, mine) {
-                let _ = s.role.compare_exchange(MASTER, SLAVE, Ordering::Relaxed, Ordering::Relaxed);
-            }
-        }
+        demote_others(mine, sessions, None);
     }
     mine.store(role, Ordering::Relaxed);
     Ok(match role {
@@ -126,7 +140,7 @@ mod tests {
 
     /// Two connections' roles (starting as given) and the bridge's list of them.
     fn two_sessions(ra: u32, rb: u32) -> (Arc<AtomicU32>, Arc<AtomicU32>, Mutex<Vec<Session>>) {
-        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, _rx) = std::sync::mpsc::sync_channel(4);
         let (a, b) = (Arc::new(AtomicU32::new(ra)), Arc::new(AtomicU32::new(rb)));
         let session = |queue, role: &Arc<AtomicU32>| Session {
             queue,
@@ -162,8 +176,15 @@ mod tests {
         let reply = role_request(&request(MASTER, 5), &a, &sessions, &generation).unwrap();
         assert_eq!(&reply[..4], &MASTER.to_be_bytes());
         assert_eq!(&reply[8..], &5u64.to_be_bytes());
-        // b becomes master: a is a slave now, and may not change the switch.
+        // b becomes master: a is a slave now, and may not change the switch; it is told so (ROLE_STATUS:
+        // slave, because of a master request, generation 6).
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        sessions.lock().unwrap()[0].queue = tx;
         role_request(&request(MASTER, 6), &b, &sessions, &generation).unwrap();
+        let status = rx.try_recv().expect("a ROLE_STATUS for the old master");
+        assert_eq!(status[1], ROLE_STATUS);
+        assert_eq!(&status[8..], &[&SLAVE.to_be_bytes()[..], &[0; 4], &6u64.to_be_bytes()].concat());
+        assert!(rx.try_recv().is_err(), "one message");
         assert_eq!((a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)), (SLAVE, MASTER));
         assert_eq!(refused_to_slave(msg::FLOW_MOD, &a), Some((error::BAD_REQUEST, IS_SLAVE)));
         assert_eq!(refused_to_slave(msg::MULTIPART_REQUEST, &a), None, "reading is fine");
