@@ -9,7 +9,7 @@
 //! Subtables are visited from the highest priority they hold down and the search stops as soon as no
 //! remaining subtable can beat the best match found (OVS's "priority sorting"), so common lookups touch one
 //! or two subtables. A subtable hashes and compares only the words its mask touches (OVS's miniflows,
-//! simply). In front sits a direct-mapped exact-match cache ([`cache`]) from the bits any rule looks at to
+//! simply). In front sits a two-way set-associative exact-match cache ([`cache`]) from the bits any rule looks at to
 //! the result, emptied whenever the rules change.
 
 mod cache;
