@@ -544,6 +544,22 @@ fn set_async_chooses_the_packet_ins_a_controller_gets() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(said, format!("{want} {mask}"), "wire version {version}, mask {mask}: {stderr}");
     }
+    // `dec_ttl` at the end of a packet's life: an invalid-TTL packet-in (reason 2), to a controller that asked
+    // for those only (OVS's default leaves them out).
+    w.weft("del-flows sw1");
+    for f in
+        ["priority=10,icmp,actions=dec_ttl,normal", "priority=5,arp,actions=normal", "priority=0,actions=controller"]
+    {
+        w.weft(&format!("add-flow sw1 '{f}'"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let child = h.spawn(&format!("exec python3 {} 4 4 4", script.display()));
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let _ = left.run("ping -c 3 -i 0.3 -W 1 -t 1 10.46.0.2");
+    left.sh("python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);[s.sendto(b'x',('10.46.0.2',9)) for _ in range(3)]\"");
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(said, "[2] 4", "invalid-TTL packet-ins: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Nicira's role request over OpenFlow 1.0 (what 1.0 controllers use): a connection made slave gets

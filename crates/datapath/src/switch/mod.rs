@@ -725,6 +725,23 @@ impl Tables {
                     let ttl = st.key.get(slot::NW_TTL) as u8;
                     if ttl <= 1 {
                         self.counters[usize::from(r.in_port.0)].drop(DropReason::TtlExpired);
+                        // As OVS: the whole packet to controller 0 as an invalid-TTL packet-in (which only
+                        // connections that asked for those take), and no further.
+                        if pipe.port(in_port).of_config & port_config::NO_PACKET_IN == 0 {
+                            r.out.to_controller.push(ToController {
+                                bridge,
+                                in_port,
+                                table: table as u8,
+                                cookie,
+                                table_miss,
+                                max_len: u16::MAX,
+                                reason: pipeline::REASON_INVALID_TTL,
+                                controller_id: 0,
+                                data: st.data,
+                                tci: st.tci,
+                            });
+                            st.copied = false;
+                        }
                         st.exit = true;
                         return;
                     }

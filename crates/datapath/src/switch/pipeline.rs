@@ -218,6 +218,8 @@ pub struct RuleRt {
 
 /// [`ActRt::Controller`]'s reason when the flow names none.
 pub const REASON_AUTO: u8 = 0xff;
+/// OpenFlow's packet-in reason for a TTL that `dec_ttl` found expired.
+pub const REASON_INVALID_TTL: u8 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ActRt {

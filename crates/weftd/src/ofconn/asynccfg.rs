@@ -6,9 +6,10 @@
 use super::*;
 use std::sync::atomic::AtomicU32;
 
-/// OVS's default masks, as GET_ASYNC reports them: packet-in, port status and flow removed, each for
-/// master/equal then slave.
-const DEFAULT: [u32; 6] = [0x7, 0x0, 0x7, 0x7, 0xf, 0x0];
+/// OVS's default masks, as GET_ASYNC reports them over 1.3: packet-in, port status and flow removed, each
+/// for master/equal then slave. Invalid-TTL packet-ins (`dec_ttl` at the end of a packet's life) are left
+/// out until a controller asks for them, as in OVS.
+const DEFAULT: [u32; 6] = [0x3, 0x0, 0x7, 0x7, 0xf, 0x0];
 
 /// One connection's configuration, shared by its thread (which sets it) and whoever queues messages for it.
 #[derive(Debug)]
@@ -34,8 +35,9 @@ impl AsyncConfig {
             _ => return true,
         };
         if !self.set.load(Ordering::Relaxed) {
-            // OpenFlow's default: a slave gets port status only; a master or equal connection everything.
-            return !slave || pair == 1;
+            // OpenFlow's default: a slave gets port status only; a master or equal connection everything but
+            // invalid-TTL packet-ins (reason 2).
+            return (!slave || pair == 1) && !(pair == 0 && reason == Some(&2));
         }
         let Some(&r) = reason else { return true };
         let mask = self.masks[pair * 2 + usize::from(slave)].load(Ordering::Relaxed);
@@ -105,8 +107,9 @@ mod tests {
         let c = AsyncConfig::default();
         let (pin, ps, fr) =
             (msg_with(msg::PACKET_IN, 6, 1), msg_with(msg::PORT_STATUS, 0, 2), msg_with(msg::FLOW_REMOVED, 10, 0));
-        // OpenFlow's default: a slave gets port status only.
+        // OpenFlow's default: a slave gets port status only; nobody invalid-TTL packet-ins.
         assert!(c.takes(&pin, false) && c.takes(&ps, false) && c.takes(&fr, false));
+        assert!(!c.takes(&msg_with(msg::PACKET_IN, 6, 2), false));
         assert!(!c.takes(&pin, true) && c.takes(&ps, true) && !c.takes(&fr, true));
         assert_eq!(c.reply13(), DEFAULT.iter().flat_map(|m| m.to_be_bytes()).collect::<Vec<u8>>());
         // 1.3: packet-ins for reason ACTION only to masters, everything to slaves, no port status.

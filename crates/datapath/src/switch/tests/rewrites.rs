@@ -121,6 +121,10 @@ fn dec_ttl_stops_a_packet_at_the_end_of_its_life() {
     let mut h = Harness::new(net.build());
     assert!(h.send("p1", &udp4_summed(1, 0)).is_empty());
     assert_eq!(h.drops("p1", DropReason::TtlExpired), 1);
+    // It goes to the controller as an invalid-TTL packet-in (reason 2), whole.
+    assert_eq!(h.outs.to_controller.len(), 1);
+    let c = h.outs.to_controller[0];
+    assert_eq!((c.reason, c.controller_id, c.max_len), (2, 0, u16::MAX));
     assert_eq!(h.ports("p1", &udp4_summed(2, 0)), ["p2"]);
     // Not IP: dec_ttl does nothing.
     assert_eq!(h.ports("p1", &raw(B, A)), ["p2"]);
