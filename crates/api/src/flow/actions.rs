@@ -165,6 +165,12 @@ pub(super) fn parse_action(
             }
         }
         "dec_ttl" if arg.is_none() => Action::DecTtl,
+        "dec_ttl" => {
+            return Err(err(
+                act,
+                "controller IDs are not supported (plain dec_ttl sends expired packets to controller 0)",
+            ))
+        }
         "mod_nw_src" | "mod_nw_dst" | "mod_nw_tos" | "mod_nw_ecn" | "mod_tp_src" | "mod_tp_dst" | "mod_vlan_pcp" => {
             let field = match name {
                 "mod_nw_src" => "nw_src",
