@@ -521,45 +521,38 @@ fn set_async_chooses_the_packet_ins_a_controller_gets() {
     }
     let TwoEnds { tmp, h, left, right: _right, w } = two_ends("oa", 46);
     w.weft("set-controller sw1 ptcp:6658:127.0.0.1");
-    w.weft("del-flows sw1");
-    for f in
-        ["priority=10,icmp,actions=controller,normal", "priority=5,arp,actions=normal", "priority=0,actions=controller"]
-    {
-        w.weft(&format!("add-flow sw1 '{f}'"));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let flows = |icmp: &str| {
+        w.weft("del-flows sw1");
+        for f in [icmp, "priority=5,arp,actions=normal", "priority=0,actions=controller"] {
+            w.weft(&format!("add-flow sw1 '{f}'"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
     let script = tmp.path("async.py");
     std::fs::write(&script, ASYNC_CONTROLLER).unwrap();
-    // (version, packet-in mask for master/equal connections) -> (reasons seen, mask GET_ASYNC reports)
+    // A controller of `version` asking for packet-ins of `mask`, while pings (with `ping`'s options) and UDP
+    // that no flow takes (the table miss: NO_MATCH) cross: what it says, and its errors.
+    let controller = |version: u8, mask: u32, ping: &str| {
+        let child = h.spawn(&format!("exec python3 {} {version} {mask} 4", script.display()));
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let _ = left.run(&format!("ping -c 3 -i 0.3 -W 1 {ping} 10.46.0.2"));
+        left.sh("python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);[s.sendto(b'x',('10.46.0.2',9)) for _ in range(3)]\"");
+        let out = child.wait_with_output().unwrap();
+        (String::from_utf8_lossy(&out.stdout).trim().to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    // Pings meet `controller` (reason ACTION). (version, mask) -> (reasons seen, mask GET_ASYNC reports)
+    flows("priority=10,icmp,actions=controller,normal");
     for (version, mask, want) in
         [(4, 1u32, "[0]"), (4, 2, "[1]"), (5, 1, "[0]"), (5, 2, "[1]"), (1, 1, "[0]"), (1, 2, "[1]")]
     {
-        let child = h.spawn(&format!("exec python3 {} {version} {mask} 4", script.display()));
-        std::thread::sleep(std::time::Duration::from_millis(800));
-        // Pings (the icmp flow: reason ACTION) and UDP no flow takes (the table miss: NO_MATCH).
-        let _ = left.run("ping -c 3 -i 0.3 -W 1 10.46.0.2");
-        left.sh("python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);[s.sendto(b'x',('10.46.0.2',9)) for _ in range(3)]\"");
-        let out = child.wait_with_output().unwrap();
-        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (said, stderr) = controller(version, mask, "");
         assert_eq!(said, format!("{want} {mask}"), "wire version {version}, mask {mask}: {stderr}");
     }
     // `dec_ttl` at the end of a packet's life: an invalid-TTL packet-in (reason 2), to a controller that asked
     // for those only (OVS's default leaves them out).
-    w.weft("del-flows sw1");
-    for f in
-        ["priority=10,icmp,actions=dec_ttl,normal", "priority=5,arp,actions=normal", "priority=0,actions=controller"]
-    {
-        w.weft(&format!("add-flow sw1 '{f}'"));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let child = h.spawn(&format!("exec python3 {} 4 4 4", script.display()));
-    std::thread::sleep(std::time::Duration::from_millis(800));
-    let _ = left.run("ping -c 3 -i 0.3 -W 1 -t 1 10.46.0.2");
-    left.sh("python3 -c \"import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);[s.sendto(b'x',('10.46.0.2',9)) for _ in range(3)]\"");
-    let out = child.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert_eq!(said, "[2] 4", "invalid-TTL packet-ins: {}", String::from_utf8_lossy(&out.stderr));
+    flows("priority=10,icmp,actions=dec_ttl,normal");
+    let (said, stderr) = controller(4, 4, "-t 1");
+    assert_eq!(said, "[2] 4", "invalid-TTL packet-ins: {stderr}");
 }
 
 /// Nicira's role request over OpenFlow 1.0 (what 1.0 controllers use): a connection made slave gets

@@ -148,29 +148,20 @@ impl Subtable {
     #[inline(always)]
     fn find_n<const N: usize>(&self, key: &FlowKey) -> Option<usize> {
         let masked: [u64; N] = self.words.gather(key);
-        let h = self.words.hash(&masked);
-        if !self.may_hold(h) {
-            return None;
-        }
-        let last = self.spans.len() - 1;
-        let mut at = (h >> self.shift) as usize;
-        loop {
-            let place = &self.places[at * (N + 1)..(at + 1) * (N + 1)];
-            if place[N] == EMPTY {
-                return None;
-            }
-            if place[..N] == masked {
-                return Some(at);
-            }
-            at = (at + 1) & last;
-        }
+        self.probe(&masked)
     }
 
     #[inline(never)]
     fn find_any(&self, key: &FlowKey) -> Option<usize> {
-        let n = usize::from(self.words.n);
         let all: [u64; KEY_WORDS] = self.words.gather(key);
-        let masked = &all[..n];
+        self.probe(&all[..usize::from(self.words.n)])
+    }
+
+    /// The place holding `masked` (the key's words under the mask), if any. Inlined into each width's
+    /// lookup, where the width is a constant.
+    #[inline(always)]
+    fn probe(&self, masked: &[u64]) -> Option<usize> {
+        let n = masked.len();
         let h = self.words.hash(masked);
         if !self.may_hold(h) {
             return None;

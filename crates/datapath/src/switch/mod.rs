@@ -578,6 +578,19 @@ impl Tables {
         let bridge = r.bridge;
         let b = &pipe.bridges[bridge];
         let in_port = r.in_port;
+        // The frame as it is now, for the controller.
+        let packet_in = |st: &ActState, max_len: u16, reason: u8, controller_id: u16| ToController {
+            bridge,
+            in_port,
+            table: table as u8,
+            cookie,
+            table_miss,
+            max_len,
+            reason,
+            controller_id,
+            data: st.data,
+            tci: st.tci,
+        };
         let mut next = 0;
         while let Some(act) = actions.get(next) {
             next += 1;
@@ -650,18 +663,7 @@ impl Tables {
                 }
                 ActRt::Controller { max_len, reason, id } => {
                     r.obs.on(|| note("controller: a PACKET_IN".to_string()));
-                    r.out.to_controller.push(ToController {
-                        bridge,
-                        in_port,
-                        table: table as u8,
-                        cookie,
-                        table_miss,
-                        max_len,
-                        reason,
-                        controller_id: id,
-                        data: st.data,
-                        tci: st.tci,
-                    });
+                    r.out.to_controller.push(packet_in(st, max_len, reason, id));
                     st.copied = false;
                 }
                 ActRt::ModVlanVid(v) => st.set_tci((st.tci & 0xf000) | (v & 0x0fff)),
@@ -728,18 +730,7 @@ impl Tables {
                         // As OVS: the whole packet to controller 0 as an invalid-TTL packet-in (which only
                         // connections that asked for those take), and no further.
                         if pipe.port(in_port).of_config & port_config::NO_PACKET_IN == 0 {
-                            r.out.to_controller.push(ToController {
-                                bridge,
-                                in_port,
-                                table: table as u8,
-                                cookie,
-                                table_miss,
-                                max_len: u16::MAX,
-                                reason: pipeline::REASON_INVALID_TTL,
-                                controller_id: 0,
-                                data: st.data,
-                                tci: st.tci,
-                            });
+                            r.out.to_controller.push(packet_in(st, u16::MAX, pipeline::REASON_INVALID_TTL, 0));
                             st.copied = false;
                         }
                         st.exit = true;
