@@ -758,8 +758,9 @@ fn meters_from_ovs_ofctl_limit_real_traffic() {
     assert!(!ofctl(&h, "dump-meters TARGET").contains("meter=1"));
 }
 
-/// `controller(reason=…,id=…)`: the packet-in says the flow's reason, and goes only to connections with
-/// that controller ID (`ovs-ofctl monitor`'s is 0).
+/// `controller(reason=…,id=…)`: the packet-in says the flow's reason (`no_match`, not the action's own), and
+/// goes only to connections with that controller ID (`ovs-ofctl monitor`'s is 0). (Not `invalid_ttl`: a
+/// connection gets those only when it asks, as from OVS.)
 #[test]
 fn packet_ins_carry_the_reason_and_reach_the_controller_id_the_flow_names() {
     let p = "pq";
@@ -772,10 +773,7 @@ fn packet_ins_carry_the_reason_and_reach_the_controller_id_the_flow_names() {
     w.weft("set-controller sw1 ptcp:6653:127.0.0.1");
     std::thread::sleep(std::time::Duration::from_millis(300));
     ofctl(&h, "del-flows TARGET");
-    ofctl(
-        &h,
-        "add-flow TARGET 'priority=10,icmp,icmp_type=8,actions=controller(reason=invalid_ttl,max_len=64),normal'",
-    );
+    ofctl(&h, "add-flow TARGET 'priority=10,icmp,icmp_type=8,actions=controller(reason=no_match,max_len=64),normal'");
     ofctl(&h, "add-flow TARGET 'priority=10,icmp,icmp_type=0,actions=controller(id=5),normal'");
     ofctl(&h, "add-flow TARGET 'priority=5,actions=normal'");
     let out = tmp.path("monitor.txt");
@@ -793,7 +791,7 @@ fn packet_ins_carry_the_reason_and_reach_the_controller_id_the_flow_names() {
     let seen = std::fs::read_to_string(&out).unwrap_or_default();
     let ins: Vec<&str> = seen.lines().filter(|l| l.starts_with("OFPT_PACKET_IN")).collect();
     assert!(ins.len() >= 3, "{seen}");
-    assert!(ins.iter().all(|l| l.contains("(via invalid_ttl)")), "{seen}");
+    assert!(ins.iter().all(|l| l.contains("(via no_match)")), "{seen}");
     assert!(ins.iter().all(|l| l.contains("data_len=64")), "max_len=64: {seen}");
     // The requests come in from port 1; the replies (from port 2) were controller 5's.
     assert!(ins.iter().all(|l| l.contains("in_port=1 ")), "controller 5's packet-ins reached controller 0: {seen}");
