@@ -236,10 +236,25 @@ else:
 /// R, intact and in order, H1 must have sent some of them as trains and H2 merged some.
 #[test]
 fn small_datagrams_are_sent_as_trains_in_order() {
+    small_datagrams("ofs", 1);
+}
+
+/// Small datagrams of several flows sent round robin (four UDP sockets on L, 500 datagrams each): the flows
+/// interleave on H1's pool of tunnel sockets, and weft gathers each socket's datagrams into trains across
+/// the others (with offloads on). Every datagram must reach R intact, each flow in order.
+#[test]
+fn interleaved_flows_are_gathered_into_trains_each_in_order() {
+    small_datagrams("ofm", 4);
+}
+
+/// Sends 1000 / `flows` datagrams of 100 bytes on each of `flows` sockets from L, round robin, and checks
+/// what R receives (every datagram, each source's in order) and that trains were sent (and, for one flow,
+/// merged) exactly when offloads are on.
+fn small_datagrams(p: &str, flows: usize) {
     if !prerequisites(&["ip", "ping", "python3"]) {
         return;
     }
-    let t = pair_with("ofs", "vxlan", false, "options:key=3", "options:key=3", "", false);
+    let t = pair_with(p, "vxlan", false, "options:key=3", "options:key=3", "", false);
     t.left.ping(V4_RIGHT, 2);
     let (left, right, w1, w2, tmp) = (&t.left, &t.right, &t.w1, &t.w2, &t.tmp);
     let offloads = offloads_on();
@@ -248,35 +263,45 @@ fn small_datagrams_are_sent_as_trains_in_order() {
     std::fs::write(
         &script,
         r#"import socket, sys
-role, addr = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+role, addr, flows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+each = 1000 // flows
 if role == "recv":
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
     s.bind((addr, 9200)); s.settimeout(5)
-    got = []
+    got = {}
     try:
-        while len(got) < 1000:
-            got.append(s.recv(2048))
+        while sum(map(len, got.values())) < each * flows:
+            b, src = s.recvfrom(2048)
+            got.setdefault(src[1], []).append(b)
     except socket.timeout:
         pass
-    ok = got == [i.to_bytes(4, "big") * 25 for i in range(1000)]
-    print(len(got), "in order" if ok else "out of order or damaged")
+    want = [i.to_bytes(4, "big") * 25 for i in range(each)]
+    ok = len(got) == flows and all(g == want for g in got.values())
+    print(sum(map(len, got.values())), "in order" if ok else "out of order or damaged")
 else:
-    for i in range(1000):
-        s.sendto(i.to_bytes(4, "big") * 25, (addr, 9200))
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(flows)]
+    for i in range(each):
+        for s in socks:
+            s.sendto(i.to_bytes(4, "big") * 25, (addr, 9200))
     print("sent")
 "#,
     )
     .expect("write script");
     let out = tmp.path("small.out");
-    right.sh(&format!("timeout 20 python3 {} recv {V4_RIGHT} > {} 2>&1 &", script.display(), out.display()));
+    let args = format!("{V4_RIGHT} {flows}");
+    right.sh(&format!("timeout 20 python3 {} recv {args} > {} 2>&1 &", script.display(), out.display()));
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(left.sh(&format!("python3 {} send {V4_RIGHT}", script.display())).trim(), "sent");
+    assert_eq!(left.sh(&format!("python3 {} send {args}", script.display())).trim(), "sent");
     let got = wait_for(&out, 15, |g| g.contains("order"));
-    assert_eq!(got.trim(), "1000 in order", "H1: {}\nH2: {}", w1.json("dump-ports sw1"), w2.json("dump-ports sw1"));
+    let want = format!("{} in order", 1000 / flows * flows);
+    assert_eq!(got.trim(), want, "H1: {}\nH2: {}", w1.json("dump-ports sw1"), w2.json("dump-ports sw1"));
     let trains = counter(&w1.json("dump-ports sw1"), "t1", "gso_tx") - before;
     assert_eq!(trains > 0, offloads, "trains sent by H1 during the burst: {trains}");
     // ... and H2 merged datagrams of the flow back into USO frames for R's veth, as UDP GRO forwarding does.
+    // (With several flows a train may alternate two flows that share a tunnel socket, which no merge joins.)
     let merged = counter(&w2.json("dump-ports sw1"), "t1", "gro_rx");
-    assert_eq!(merged > 0, offloads, "datagrams merged by H2: {merged}");
+    if flows == 1 {
+        assert_eq!(merged > 0, offloads, "datagrams merged by H2: {merged}");
+    }
 }

@@ -10,6 +10,7 @@ mod learn;
 pub use learn::FlowMsg;
 mod rx;
 mod taps;
+mod trains;
 mod tx;
 
 use crate::capture::Tap;
@@ -243,6 +244,10 @@ pub struct Dataplane {
     tx_mds: Vec<weft_datapath::switch::TunMd>,
     /// The queue's second buffer, for rewriting it without allocating.
     txq_scratch: Vec<TxEntry>,
+    /// For gathering trains (see `batch_trains`): the next datagram of each queued one's train, and which
+    /// queued datagrams joined an earlier one.
+    train_next: Vec<u32>,
+    train_member: Vec<bool>,
     /// The learns this worker sent lately (a hash of each, and when).
     learn_seen: std::collections::HashMap<u64, Nanos>,
     sinks: Vec<Sink>,
@@ -307,6 +312,8 @@ impl Dataplane {
             long_prefixes: Vec::with_capacity(4096),
             tx_mds: Vec::with_capacity(16),
             txq_scratch: Vec::with_capacity(TX_QUEUE),
+            train_next: Vec::with_capacity(TX_QUEUE),
+            train_member: Vec::with_capacity(TX_QUEUE),
             learn_seen: Default::default(),
             sinks: Vec::with_capacity(64),
             mmsg: MmsgStorage::new(BATCH),

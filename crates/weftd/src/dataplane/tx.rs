@@ -192,77 +192,82 @@ impl Dataplane {
         self.seg_list = segs;
     }
 
-    /// Turns runs of queued tunnel datagrams that go out of one socket to one destination with the same size
-    /// (small UDP packets of one flow, TCP acknowledgements) into UDP_SEGMENT trains: their bytes are copied
-    /// one after another into the scratch area and the kernel sends the run as one buffer, so the stack and
-    /// the underlay handle one packet per run instead of one per datagram. Only neighbours in the queue
-    /// join, which keeps every socket's order; a run of one is left as it was.
+    /// Turns queued tunnel datagrams that go out of one socket to one destination with the same size (small
+    /// UDP packets of many flows, TCP acknowledgements) into UDP_SEGMENT trains, as `trains::plan` groups
+    /// them: their bytes are copied one after another into the scratch area, where the first one was queued,
+    /// and the kernel sends each train as one buffer, so the stack and the underlay handle one packet per
+    /// train instead of one per datagram. A train of one is left as it was.
     pub(super) fn batch_trains(&mut self, pipeline: &Pipeline) {
+        let queue = std::mem::take(&mut self.txq);
+        let mut next = std::mem::take(&mut self.train_next);
+        let mut member = std::mem::take(&mut self.train_member);
+        let candidates = queue.iter().map(|e| trains::Candidate {
+            key: matches!(e.sink, Sink::Udp { .. }).then_some((e.sink, e.dest)),
+            joinable: e.segment == 0
+                && e.dest.is_some()
+                && pipeline.core.port(e.port).tunnel().is_some_and(|t| t.spec.encap != Encap::Gre),
+            compat: (e.port, e.meta),
+            len: self.wire_len(pipeline, e),
+        });
+        trains::plan(candidates, &mut next, &mut member);
         let mut out = std::mem::take(&mut self.txq_scratch);
         out.clear();
-        // The open train: its index in `out`, datagram size, count, bytes, and where its bytes are.
-        let mut open: Option<(usize, usize, u16, usize, usize)> = None;
-        let queue = std::mem::take(&mut self.txq);
-        for e in &queue {
-            let joinable = matches!(e.sink, Sink::Udp { .. })
-                && e.segment == 0
-                && e.dest.is_some()
-                && pipeline.core.port(e.port).tunnel().is_some_and(|t| t.spec.encap != Encap::Gre);
-            let len = self.wire_len(pipeline, e);
-            if let (true, Some((at, size, count, total, start))) = (joinable, open) {
-                let t = &out[at];
-                let fits = t.sink == e.sink
-                    && t.port == e.port
-                    && t.dest == e.dest
-                    && t.meta == e.meta
-                    && len <= size
-                    && usize::from(count) < UDP_GSO_SEGMENTS
-                    && total + len <= UDP_GSO_BYTES
-                    && (count == 1 || out[at].segment as usize == size);
-                if fits {
-                    // A train's bytes start when its second datagram arrives: the first is copied then.
-                    let start = if count == 1 {
-                        let first = out[at];
-                        match self.copy_wire(pipeline, &first) {
-                            Some(s) => s,
-                            None => {
-                                open = None;
-                                out.push(*e);
-                                continue;
-                            }
-                        }
-                    } else {
-                        start
-                    };
-                    if self.copy_wire(pipeline, e).is_none() {
-                        open = None;
-                        out.push(*e);
-                        continue;
-                    }
-                    let head = len - self.frame_len(e);
-                    let t = &mut out[at];
-                    let total = total + len;
-                    *t = TxEntry {
-                        train_head: head as u8,
-                        bytes: seg_bytes(start as u32, total as u32),
-                        prefix_len: 0,
-                        prefix_at: PREFIX_INLINE,
-                        port_header: false,
-                        tag: None,
-                        segment: size as u16,
-                        packets: count + 1,
-                        ..*t
-                    };
-                    // A shorter datagram ends the train (only the last may be short).
-                    open = (len == size).then_some((at, size, count + 1, total, start));
-                    continue;
-                }
+        for (j, e) in queue.iter().enumerate() {
+            if member[j] {
+                continue;
             }
-            open = joinable.then_some((out.len(), len, 1, len, 0));
-            out.push(*e);
+            if next[j] == trains::NO_NEXT {
+                out.push(*e);
+                continue;
+            }
+            let size = self.wire_len(pipeline, e);
+            let Some(start) = self.copy_wire(pipeline, e) else {
+                // No room to gather: the train's datagrams go one by one, in order.
+                let mut k = j;
+                while k != trains::NO_NEXT as usize {
+                    out.push(queue[k]);
+                    k = next[k] as usize;
+                }
+                continue;
+            };
+            let (mut total, mut count, mut head) = (size, 1u16, size - self.frame_len(e));
+            let mut k = next[j] as usize;
+            while k != trains::NO_NEXT as usize {
+                let m = &queue[k];
+                let len = self.wire_len(pipeline, m);
+                if self.copy_wire(pipeline, m).is_none() {
+                    break;
+                }
+                total += len;
+                count += 1;
+                head = len - self.frame_len(m);
+                k = next[k] as usize;
+            }
+            if count == 1 {
+                out.push(*e);
+            } else {
+                out.push(TxEntry {
+                    train_head: head as u8,
+                    bytes: seg_bytes(start as u32, total as u32),
+                    prefix_len: 0,
+                    prefix_at: PREFIX_INLINE,
+                    port_header: false,
+                    tag: None,
+                    segment: size as u16,
+                    packets: count,
+                    ..*e
+                });
+            }
+            // What did not fit in the scratch area goes on one by one.
+            while k != trains::NO_NEXT as usize {
+                out.push(queue[k]);
+                k = next[k] as usize;
+            }
         }
         self.txq = out;
         self.txq_scratch = queue;
+        self.train_next = next;
+        self.train_member = member;
     }
 
     /// The length of a queued frame, with its tag.
