@@ -38,6 +38,11 @@ WEFT_WORKERS=1 CI="${CI:-1}" cargo test --release --locked -p weft-interop --tes
 echo "--- control-plane scale simulation ---" | tee -a "$log"
 cargo run --release --locked -q -p weft-control --example scale 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
+# The criterion benchmarks (bench/datapath, their own workspace, run by hand) must keep compiling against
+# the crates they measure.
+echo "--- criterion benchmarks compile ---" | tee -a "$log"
+cargo check --manifest-path bench/datapath/Cargo.toml --benches --locked 2>&1 | tail -n 3 | tee -a "$log"
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
 # The Debian package: built, installed with dpkg, checked, removed.
 scripts/package-test.sh 2>&1 | tee -a "$log"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
