@@ -231,6 +231,61 @@ else:
     }
 }
 
+/// A merged frame whose payloads were left where they arrived is made whole for any use that reads it: here
+/// a capture on H1's port towards L while 24 MB cross from R to L (H1 merges the segments it receives and
+/// writes them to that port). What L receives must be exactly what R sent, and every segment the capture
+/// holds, merged ones included, must carry what R sent at its place in the stream.
+#[test]
+fn merged_frames_a_capture_watches_are_written_whole() {
+    if !prerequisites(&["ip", "ping", "python3", "tshark"]) {
+        return;
+    }
+    let t = pair_with("ofw", "vxlan", false, "options:key=5", "options:key=5", "", true);
+    t.left.ping(V4_RIGHT, 2);
+    let (left, right, w1, tmp, p1) = (&t.left, &t.right, &t.w1, &t.tmp, &t.p1);
+    let pcap = tmp.path("p1.pcap");
+    let mut capture = w1.spawn_weft(&format!("capture sw1 {p1} -w {}", pcap.display()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (got, sent) = transfer(tmp, right, left, V4_LEFT, 9004);
+    let _ = capture.kill();
+    let _ = capture.wait();
+    assert_eq!(got, sent, "R to L with a capture on H1's port towards L: what arrived differs from what was sent");
+    // Every data segment the capture holds must carry the bytes R sent at its sequence number: a frame read
+    // before its gaps were closed would hold the next datagrams' headers instead.
+    let check = tmp.path("check.py");
+    std::fs::write(
+        &check,
+        r#"import random, subprocess, sys
+pcap = sys.argv[1]
+r = random.Random(7)
+stream = b"".join(r.randbytes(1 << 20) for _ in range(24))
+def fields(flt, *f):
+    cmd = ["tshark", "-r", pcap, "-Y", flt, "-T", "fields"] + [x for n in f for x in ("-e", n)]
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    return [l.split("	") for l in out.splitlines() if l.strip()]
+syn = fields("tcp.dstport == 9004 && tcp.flags.syn == 1 && tcp.flags.ack == 0", "tcp.seq_raw")
+isn = int(syn[0][0])
+seen = bad = largest = 0
+for seq, payload in fields("tcp.dstport == 9004 && tcp.len > 0", "tcp.seq_raw", "tcp.payload"):
+    data = bytes.fromhex(payload.replace(":", ""))
+    off = (int(seq) - isn - 1) % (1 << 32)
+    seen += 1
+    largest = max(largest, len(data))
+    bad += stream[off:off + len(data)] != data
+print(seen, bad, largest)
+"#,
+    )
+    .expect("write check script");
+    let out = sh(&format!("python3 {} {}", check.display(), pcap.display()));
+    let v: Vec<usize> = out.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let merged = counter(&w1.json("dump-ports sw1"), "t1", "gro_rx");
+    assert_eq!(v.len(), 3, "the capture check printed {out:?}");
+    let (seen, bad, largest) = (v[0], v[1], v[2]);
+    assert!(seen > 50, "data segments captured on {p1}: {seen}");
+    assert_eq!(bad, 0, "captured segments whose payload differs from what R sent: {bad} of {seen}");
+    assert_eq!(largest > 3000, offloads_on(), "largest payload captured on {p1}: {largest} (merged: {merged})");
+}
+
 /// Small datagrams of one flow leave a tunnel socket as UDP_SEGMENT trains and are merged into USO frames on
 /// the far side (with offloads on): 1000 UDP datagrams of 100 bytes sent back to back from L must all reach
 /// R, intact and in order, H1 must have sent some of them as trains and H2 merged some.

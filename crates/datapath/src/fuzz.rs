@@ -22,18 +22,32 @@ pub fn offload(data: &[u8]) {
         let head = [0u8; 8];
         let layout = SegmentLayout { head: &head, tag: (data[0] & 4 != 0).then_some([0x81, 0, 0, 5]) };
         let _ = segment(&frame, &hdr, layout, &mut vec![0u8; 256 * 1024], |_| {});
-        // Merging the segments again: when every one joins the run, the frame is as long as the original.
+        // Merging the segments again: when every one joins the run, the frame is as long as the original;
+        // with the payloads left in place, closing the gaps gives the frame merging by moves gives.
         if let Some(first) = segs.first() {
             let len = out.len();
+            let mut moved = out.clone();
             if let Some(mut run) = MergeRun::start(&out, first.clone(), len) {
+                let mut by_moves = run.clone();
+                let in_place = run.leave_in_place(0);
                 for r in &segs[1..] {
-                    if !run.append(&mut out, r.clone()) {
+                    let joined = run.append(&mut out, r.clone());
+                    assert_eq!(joined, by_moves.append(&mut moved, r.clone()), "joins alike");
+                    if !joined {
                         break;
                     }
                 }
                 let all = usize::from(run.count()) == segs.len();
-                let (merged, _) = run.finish(&mut out);
+                let gathered = run.gathered();
+                let (merged, h) = run.finish(&mut out);
+                let (merged_by_moves, h_by_moves) = by_moves.finish(&mut moved);
                 assert!(!all || segs.len() == 1 || merged.len() == frame.len(), "merged frame length");
+                assert_eq!((merged.clone(), h), (merged_by_moves.clone(), h_by_moves));
+                if let Some(g) = gathered {
+                    assert!(in_place);
+                    g.close_gaps(&mut out);
+                }
+                assert_eq!(out[merged], moved[merged_by_moves], "the same frame either way");
             }
         }
     } else {

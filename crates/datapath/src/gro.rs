@@ -11,7 +11,9 @@
 //! joins: the merged frame leaves with a partial checksum, which the receiver trusts.
 //!
 //! Merging moves payloads towards the front of the same buffer: a segment's payload lands where the run ends,
-//! which is never past where it already was, so nothing that is still to be read is overwritten.
+//! which is never past where it already was, so nothing that is still to be read is overwritten. Or, where
+//! the frame will be written out by a gathering write and read no further than its headers before, the
+//! payloads stay where they arrived and the run lists them (`MergeRun::leave_in_place`, `Gathered`).
 
 use crate::offload::{VnetHdr, F_NEEDS_CSUM, GSO_TCPV4, GSO_TCPV6, GSO_UDP_L4};
 use std::ops::Range;
@@ -54,6 +56,47 @@ pub struct MergeRun {
     psh: bool,
     /// No segment may follow (a short one or one with PSH arrived).
     closed: bool,
+    /// Payloads stay where they arrived and are listed in `pieces` (see [`MergeRun::leave_in_place`]).
+    in_place: bool,
+    /// The first segment's length, and where each later segment's payload lies (`count - 1` of them).
+    first: u32,
+    pieces: [(u32, u32); MAX_SEGMENTS as usize - 1],
+}
+
+/// A merged frame whose segments' payloads were left where they arrived: its first segment (headers fixed
+/// for the whole frame, and its own payload) at `start`, then each later payload where it lies.
+#[derive(Debug, Clone, Copy)]
+pub struct Gathered {
+    /// Where the frame starts in the buffer.
+    pub start: u32,
+    /// Its first segment's length, headers and payload.
+    pub first: u32,
+    pieces: [(u32, u32); MAX_SEGMENTS as usize - 1],
+    count: u8,
+}
+
+impl Gathered {
+    /// The first segment's bytes and then each later payload, in order, as ranges of the buffer.
+    pub fn parts(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        let head = self.start as usize..(self.start + self.first) as usize;
+        std::iter::once(head).chain(self.pieces[..usize::from(self.count)].iter().map(|&(a, b)| a as usize..b as usize))
+    }
+
+    /// How many parts [`Gathered::parts`] gives.
+    pub fn part_count(&self) -> usize {
+        1 + usize::from(self.count)
+    }
+
+    /// Moves the payloads behind the first segment, as merging does when it does not leave them in place:
+    /// afterwards the frame is contiguous at `start`. Each payload lands where the frame ends so far, never
+    /// past where it lay, so nothing still to be moved is overwritten.
+    pub fn close_gaps(&self, buf: &mut [u8]) {
+        let mut to = (self.start + self.first) as usize;
+        for &(a, b) in &self.pieces[..usize::from(self.count)] {
+            buf.copy_within(a as usize..b as usize, to);
+            to += (b - a) as usize;
+        }
+    }
 }
 
 /// The parts of a TCP segment or UDP datagram that could be merged.
@@ -270,12 +313,40 @@ impl MergeRun {
             count: 1,
             psh,
             closed: psh,
+            in_place: false,
+            first: f.len() as u32,
+            pieces: [(0, 0); MAX_SEGMENTS as usize - 1],
         })
     }
 
     /// Segments merged so far.
     pub fn count(&self) -> u16 {
         self.count
+    }
+
+    /// Has the segments that join leave their payloads where they lie instead of moving them behind the
+    /// first (one copy of every byte saved where the frame is written out by a gathering write);
+    /// [`MergeRun::gathered`] lists them. Only for a run none of whose frame but the first `readable` bytes
+    /// is read before it is written or its gaps closed: the first segment must hold them, and it must carry
+    /// no 802.1Q tag (taking a tag off moves a frame's start). Before any segment joined; false, changing
+    /// nothing, when the run does not qualify.
+    pub fn leave_in_place(&mut self, readable: usize) -> bool {
+        if self.count != 1 || self.l3 != ETH_LEN || (self.first as usize) < readable {
+            return false;
+        }
+        self.in_place = true;
+        true
+    }
+
+    /// Where the merged frame's parts lie, when their payloads were left in place and more than one segment
+    /// was merged.
+    pub fn gathered(&self) -> Option<Gathered> {
+        (self.in_place && self.count > 1).then(|| Gathered {
+            start: self.start as u32,
+            first: self.first,
+            pieces: self.pieces,
+            count: (self.count - 1) as u8,
+        })
     }
 
     /// Merges the frame at `buf[frame]` (which lies after the run's end) into the run when it is the run's
@@ -342,8 +413,11 @@ impl MergeRun {
             return false;
         }
         let psh = !udp && f[l4 + 13] & FLAG_PSH != 0;
-        let to = self.start + self.len;
-        buf.copy_within(frame.start + headers..frame.end, to);
+        if self.in_place {
+            self.pieces[usize::from(self.count) - 1] = ((frame.start + headers) as u32, frame.end as u32);
+        } else {
+            buf.copy_within(frame.start + headers..frame.end, self.start + self.len);
+        }
         self.len += payload;
         self.count += 1;
         self.next_seq = seq.wrapping_add(payload as u32);
@@ -661,6 +735,45 @@ mod tests {
             small[l4 + 16..l4 + 18].copy_from_slice(&(!checksum::finish(p)).to_be_bytes());
             assert!(oversized_partial_tcp(&small, 1450).is_none());
         }
+    }
+
+    #[test]
+    fn payloads_left_in_place_make_the_same_frame() {
+        for v6 in [false, true] {
+            let (frame, hdr) = tso(v6, 20_000, FLAG_ACK);
+            let (buf, ranges) = wire(&frame, &hdr);
+            let moved = merge(&mut buf.clone(), &ranges);
+            assert_eq!(moved.len(), 1, "v6={v6}: one run");
+            let mut buf = buf;
+            let limit = buf.len();
+            let mut run = MergeRun::start(&buf, ranges[0].clone(), limit).unwrap();
+            // Not when the first segment is shorter than what will be read of the frame.
+            assert!(!run.leave_in_place(ranges[0].len() + 1));
+            assert!(run.leave_in_place(ranges[0].len()));
+            for r in &ranges[1..] {
+                assert!(run.append(&mut buf, r.clone()));
+            }
+            let g = run.gathered().expect("in place");
+            let (fr, h) = run.finish(&mut buf);
+            assert_eq!(h, moved[0].1, "v6={v6}");
+            assert_eq!(g.part_count(), ranges.len());
+            // The parts, one after another, are the frame merging by moves gives ...
+            let parts: Vec<u8> = g.parts().flat_map(|r| buf[r].to_vec()).collect();
+            assert_eq!(parts, moved[0].0, "v6={v6}");
+            // ... and so is the buffer once the gaps are closed.
+            g.close_gaps(&mut buf);
+            assert_eq!(buf[fr], moved[0].0[..], "v6={v6}");
+        }
+        // A tagged frame's start moves when the switch takes the tag off: never in place.
+        let (frame, hdr) = tso(false, 5000, FLAG_ACK);
+        let (buf, ranges) = wire_tagged(&frame, &hdr, Some([0x81, 0, 0, 10]));
+        let mut run = MergeRun::start(&buf, ranges[0].clone(), buf.len()).unwrap();
+        assert!(!run.leave_in_place(0));
+        // A run of one has nothing gathered.
+        let (buf, ranges) = wire(&frame, &hdr);
+        let mut run = MergeRun::start(&buf, ranges[0].clone(), buf.len()).unwrap();
+        assert!(run.leave_in_place(0));
+        assert!(run.gathered().is_none());
     }
 
     #[test]

@@ -301,8 +301,9 @@ pub fn to_storage(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::s
     }
 }
 
-/// The most slices one outgoing message may be gathered from.
-pub const MAX_PARTS: usize = 4;
+/// The most slices one outgoing message may be gathered from: a header and a merged frame's 64 parts (its
+/// first segment and each later payload where it arrived).
+pub const MAX_PARTS: usize = 66;
 
 /// Per-packet IP header fields for an outgoing datagram, passed as ancillary data (`IP_TOS`/`IP_TTL`, or
 /// `IPV6_TCLASS`/`IPV6_HOPLIMIT`); `None` keeps the socket's value.

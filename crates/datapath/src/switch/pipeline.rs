@@ -380,7 +380,15 @@ pub struct Pipeline {
     /// The connection tracker, one for the switch: every worker and every pipeline shares it (set by
     /// whoever builds the pipeline; an empty one otherwise).
     pub conntrack: Arc<crate::conntrack::Conntrack>,
+    /// Per bridge: the switch reads no more of a frame than its first [`HEADERS_ONLY_LEN`] bytes (see
+    /// [`Pipeline::reads_headers_only`]).
+    headers_only: Vec<bool>,
 }
+
+/// What the switch may read of a frame that enters a bridge where it reads headers only: Ethernet, one tag,
+/// and the most an ICMP "packet too big" quotes (1 232 bytes of an IPv6 packet: 1 280 less its own IPv6 and
+/// ICMPv6 headers; ICMP for IPv4 quotes less).
+pub const HEADERS_ONLY_LEN: usize = 14 + 4 + 1232;
 
 impl Pipeline {
     pub fn new(generation: u64, bridges: Vec<BridgeRt>, ports: Vec<PortDesc>, demux: Vec<super::demux::Demux>) -> Self {
@@ -395,7 +403,26 @@ impl Pipeline {
             list.sort_unstable();
         }
         let conntrack = Arc::default();
-        Pipeline { generation, bridges, ports, demux, gre_seq, by_ofport, conntrack }
+        let headers_only = bridges
+            .iter()
+            .map(|b| {
+                b.tables.is_empty()
+                    && !b
+                        .ports
+                        .iter()
+                        .any(|p| matches!(ports.get(usize::from(p.0)).map(|d| &d.kind), Some(PortKind::Patch(_))))
+            })
+            .collect();
+        Pipeline { generation, bridges, ports, demux, gre_seq, by_ofport, conntrack, headers_only }
+    }
+
+    /// Whether the switch reads nothing of a frame entering by `port` beyond its first [`HEADERS_ONLY_LEN`]
+    /// bytes: its bridge has only the default `NORMAL` flow (no action that rewrites, copies or hands a frame
+    /// to a controller; the learning switch reads addresses, ARP and ND, and quotes a frame's start in ICMP
+    /// errors) and no patch port (whose peer bridge may have flows). Its caller may then leave the rest of a
+    /// frame where it lies until it is written out.
+    pub fn reads_headers_only(&self, port: PortIdx) -> bool {
+        self.ports.get(usize::from(port.0)).is_some_and(|p| self.headers_only.get(p.bridge).copied().unwrap_or(false))
     }
 
     /// Bridge `bridge`'s port with OpenFlow number `ofport` (a binary search).

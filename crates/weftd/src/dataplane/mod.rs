@@ -45,7 +45,7 @@ pub fn clock() -> Instant {
 pub fn now() -> Nanos {
     clock().elapsed().as_nanos() as Nanos
 }
-use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch};
+use weft_sys::batch::{IpMeta, MmsgStorage, RecvBatch, MAX_PARTS};
 use weft_sys::epoll::{Epoll, EventFd};
 use weft_wire::ethernet::EtherType;
 
@@ -65,6 +65,8 @@ const UDP_GSO_SEGMENTS: usize = 64;
 const UDP_GSO_BYTES: usize = 65_000;
 /// Most outputs queued between flushes (a flood of a full batch to 64 ports).
 const TX_QUEUE: usize = BATCH * 64;
+/// Most merged frames left gathered in one batch.
+const GATHERED: usize = BATCH * 4;
 
 /// Longest header kept in a queued frame's entry: a GRE header with every field (the virtio-net header is
 /// 10 bytes; VXLAN and Geneve headers are the port's, not built per packet). A longer one — a Geneve
@@ -247,6 +249,10 @@ pub struct Dataplane {
     /// For gathering trains (see `batch_trains`): the next datagram of each queued one's train, and which
     /// queued datagrams joined an earlier one.
     train_next: Vec<u32>,
+    /// Merged frames of this batch whose later payloads still lie where they arrived (see
+    /// `gro::MergeRun::leave_in_place`): written out by gathering writes, or their gaps closed by the first
+    /// use that needs contiguous bytes. At most [`GATHERED`]; past that, runs close their gaps at once.
+    gathers: Vec<gro::Gathered>,
     train_member: Vec<bool>,
     /// The learns this worker sent lately (a hash of each, and when).
     learn_seen: std::collections::HashMap<u64, Nanos>,
@@ -313,6 +319,7 @@ impl Dataplane {
             tx_mds: Vec::with_capacity(16),
             txq_scratch: Vec::with_capacity(TX_QUEUE),
             train_next: Vec::with_capacity(TX_QUEUE),
+            gathers: Vec::with_capacity(GATHERED),
             train_member: Vec::with_capacity(TX_QUEUE),
             learn_seen: Default::default(),
             sinks: Vec::with_capacity(64),

@@ -2,6 +2,7 @@
 //! call into the switch.
 
 use super::*;
+use weft_datapath::switch::pipeline::HEADERS_ONLY_LEN;
 use weft_datapath::switch::TunMd;
 
 /// A tunnel datagram that passed the checks: its port, the inner frame's range in its slot, and its tunnel
@@ -144,6 +145,8 @@ impl Dataplane {
         mut accept: impl FnMut(&mut Self, usize, SocketAddr, std::ops::Range<usize>) -> Option<Accepted>,
     ) {
         let now = self.now();
+        // Nothing of an earlier batch's buffers may still be taken for gathered (their bytes are new).
+        self.gathers.clear();
         let mut run: Option<Run> = None;
         for i in 0..n {
             let Some(src) = self.rx.source(i) else { continue };
@@ -215,7 +218,13 @@ impl Dataplane {
         }
         let limit = base + self.rx.slot(i).len();
         match MergeRun::start(self.rx.storage_mut(), global, limit) {
-            Some(r) => *run = Some((port, (src, md), i, r)),
+            Some(mut r) => {
+                // Where the switch reads only headers, payloads stay where they arrived until written out.
+                if pipeline.core.reads_headers_only(port) && !self.tapped[usize::from(port.0)] {
+                    r.leave_in_place(HEADERS_ONLY_LEN);
+                }
+                *run = Some((port, (src, md), i, r));
+            }
             None => {
                 self.finish_partial(i, frame.clone());
                 let bytes = rx_bytes(&self.rx, i, frame.clone());
@@ -246,7 +255,15 @@ impl Dataplane {
         now: Nanos,
     ) {
         let merged = run.count();
+        let gathered = run.gathered();
         let (frame, gso) = run.finish(self.rx.storage_mut());
+        if let Some(g) = gathered {
+            if self.gathers.len() < GATHERED {
+                self.gathers.push(g);
+            } else {
+                g.close_gaps(self.rx.storage_mut());
+            }
+        }
         let base = self.rx.slot_base(slot);
         if merged > 1 {
             self.switch.counter(port).gro_rx += u64::from(merged);
@@ -340,6 +357,7 @@ impl Dataplane {
 
     /// Hands a frame to the bridge's OpenFlow controller (counted as `no_controller` when none takes it).
     pub(super) fn packet_in(&mut self, pipeline: &Pipeline, c: &ToController) {
+        self.close_gaps(c.data);
         let frame = resolve(&self.rx, &self.seg, &self.scratch, c.data);
         let sent = self.packet_in_rt[c.bridge].as_ref().is_some_and(|tx| {
             let mut data = Vec::with_capacity(frame.len() + 4);

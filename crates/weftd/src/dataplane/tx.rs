@@ -4,6 +4,26 @@
 use super::*;
 
 impl Dataplane {
+    /// The merged frame at `bytes` whose payloads still lie apart, if it is one.
+    pub(super) fn gathered(&self, bytes: Bytes) -> Option<&gro::Gathered> {
+        if bytes.area != Area::Rx || self.gathers.is_empty() {
+            return None;
+        }
+        self.gathers.iter().find(|g| g.start == bytes.start)
+    }
+
+    /// Makes the merged frame at `bytes` contiguous, if its payloads still lie apart: for any use but a
+    /// gathering write of the whole frame.
+    pub(super) fn close_gaps(&mut self, bytes: Bytes) {
+        if bytes.area != Area::Rx || self.gathers.is_empty() {
+            return;
+        }
+        if let Some(k) = self.gathers.iter().position(|g| g.start == bytes.start) {
+            let g = self.gathers.swap_remove(k);
+            g.close_gaps(self.rx.storage_mut());
+        }
+    }
+
     /// Sends one emission of the switch: TAPs are written at once, the rest is queued for a batched send. An
     /// offloaded frame goes whole where the kernel takes it whole (TAP and AF_PACKET ports with a virtio-net
     /// header, UDP tunnels as one UDP_SEGMENT train unless a capture wants each packet); elsewhere it is cut
@@ -17,9 +37,15 @@ impl Dataplane {
         let io = &pipeline.ports[usize::from(port.0)].io;
         let tapped = self.tapped[usize::from(port.0)];
         let gso = e.gso.map(|g| g.shifted(tag_len as u16));
+        // Only a TAP or AF_PACKET port writes a merged frame from where its payloads lie; every other use
+        // reads it whole.
+        if tag.is_some() || tapped || !matches!(io, PortIo::Tap(_) | PortIo::Packet(_)) {
+            self.close_gaps(bytes);
+        }
         if let Some(g) = e.gso {
             let send = SendOffloads { udp_segment: self.udp_gso };
             if !desc.takes_whole(self.bytes(bytes), &g, tag_len, send, tapped) {
+                self.close_gaps(bytes);
                 self.transmit_segmented(pipeline, e, &g);
                 return;
             }
@@ -441,6 +467,7 @@ impl Dataplane {
     /// to it any more).
     pub(super) fn end_batch(&mut self) {
         self.flush();
+        self.gathers.clear();
         self.scratch.clear();
     }
 
@@ -470,9 +497,19 @@ impl Dataplane {
                 for e in self.txq.iter().filter(|e| e.sink == sink) {
                     let frame = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
                     let head = head_of(&pipeline, e, &self.long_prefixes);
-                    let r = match &e.tag {
-                        None => t.write(&[std::io::IoSlice::new(head), std::io::IoSlice::new(frame)]),
-                        Some(tag) => t.write(&[
+                    let gathered = self.gathered(e.bytes).filter(|_| e.tag.is_none());
+                    let r = match (&e.tag, gathered) {
+                        (None, Some(g)) => {
+                            let storage = self.rx.storage();
+                            let mut parts = [std::io::IoSlice::new(&[]); MAX_PARTS];
+                            parts[0] = std::io::IoSlice::new(head);
+                            for (slot, r) in parts[1..].iter_mut().zip(g.parts()) {
+                                *slot = std::io::IoSlice::new(&storage[r]);
+                            }
+                            t.write(&parts[..1 + g.part_count()])
+                        }
+                        (None, None) => t.write(&[std::io::IoSlice::new(head), std::io::IoSlice::new(frame)]),
+                        (Some(tag), _) => t.write(&[
                             std::io::IoSlice::new(head),
                             std::io::IoSlice::new(&frame[..12]),
                             std::io::IoSlice::new(tag),
@@ -546,6 +583,26 @@ impl Dataplane {
             for e in self.txq.iter().filter(|e| e.sink == sink) {
                 let data = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
                 let head = head_of(&pipeline, e, &self.long_prefixes);
+                let gathered = match sink {
+                    Sink::Packet(_) if e.tag.is_none() => {
+                        self.gathers.iter().find(|g| e.bytes.area == Area::Rx && g.start == e.bytes.start)
+                    }
+                    _ => None,
+                };
+                if let Some(g) = gathered {
+                    let storage = self.rx.storage();
+                    let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+                    parts[0] = head;
+                    for (slot, r) in parts[1..].iter_mut().zip(g.parts()) {
+                        *slot = &storage[r];
+                    }
+                    owners[batch.len()] = (e.port, data.len(), 1, false);
+                    batch.push_segmented(&parts[..1 + g.part_count()], e.dest.as_ref(), e.meta, 0);
+                    if batch.is_full() {
+                        batch.send_with(fd, |k, ok| account(&owners, k, ok));
+                    }
+                    continue;
+                }
                 match &e.tag {
                     None => {
                         let frames = data.len() - usize::from(e.packets) * usize::from(e.train_head);
