@@ -11,7 +11,7 @@ use super::{UDP_GSO_BYTES, UDP_GSO_SEGMENTS};
 /// No next datagram in a train.
 pub(super) const NO_NEXT: u32 = u32::MAX;
 
-/// Trains being gathered at once; a further one ends the oldest.
+/// Trains being gathered at once; with all of them open, a further socket's ends the one in the first slot.
 const OPEN_TRAINS: usize = 32;
 
 /// What the plan needs to know of one queued entry.
@@ -52,8 +52,9 @@ pub(super) fn plan<K: Copy + PartialEq, C: Copy + PartialEq>(
         next.push(NO_NEXT);
         member.push(false);
         let Some(key) = c.key else { continue };
-        if let Some(k) = open[..opened].iter().position(|o| o.is_some_and(|o| o.key == key)) {
-            let o = open[k].as_mut().expect("open trains are Some");
+        let found =
+            open[..opened].iter_mut().enumerate().find_map(|(k, o)| Some(k).zip(o.as_mut().filter(|o| o.key == key)));
+        if let Some((k, o)) = found {
             let fits = c.joinable
                 && o.compat == c.compat
                 && c.len <= o.size
@@ -80,6 +81,7 @@ pub(super) fn plan<K: Copy + PartialEq, C: Copy + PartialEq>(
             continue;
         }
         if opened == OPEN_TRAINS {
+            // Full: the train in the first slot ends where it is (its datagrams keep their order).
             open.copy_within(1.., 0);
             opened -= 1;
         }

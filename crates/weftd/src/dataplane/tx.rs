@@ -4,21 +4,10 @@
 use super::*;
 
 impl Dataplane {
-    /// The merged frame at `bytes` whose payloads still lie apart, if it is one.
-    pub(super) fn gathered(&self, bytes: Bytes) -> Option<&gro::Gathered> {
-        if bytes.area != Area::Rx || self.gathers.is_empty() {
-            return None;
-        }
-        self.gathers.iter().find(|g| g.start == bytes.start)
-    }
-
     /// Makes the merged frame at `bytes` contiguous, if its payloads still lie apart: for any use but a
     /// gathering write of the whole frame.
     pub(super) fn close_gaps(&mut self, bytes: Bytes) {
-        if bytes.area != Area::Rx || self.gathers.is_empty() {
-            return;
-        }
-        if let Some(k) = self.gathers.iter().position(|g| g.start == bytes.start) {
+        if let Some(k) = find_gathered(&self.gathers, bytes) {
             let g = self.gathers.swap_remove(k);
             g.close_gaps(self.rx.storage_mut());
         }
@@ -497,17 +486,11 @@ impl Dataplane {
                 for e in self.txq.iter().filter(|e| e.sink == sink) {
                     let frame = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
                     let head = head_of(&pipeline, e, &self.long_prefixes);
-                    let gathered = self.gathered(e.bytes).filter(|_| e.tag.is_none());
-                    let r = match (&e.tag, gathered) {
-                        (None, Some(g)) => {
-                            let storage = self.rx.storage();
-                            let mut parts = [std::io::IoSlice::new(&[]); MAX_PARTS];
-                            parts[0] = std::io::IoSlice::new(head);
-                            for (slot, r) in parts[1..].iter_mut().zip(g.parts()) {
-                                *slot = std::io::IoSlice::new(&storage[r]);
-                            }
-                            t.write(&parts[..1 + g.part_count()])
-                        }
+                    let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
+                    let gathered =
+                        e.tag.is_none().then(|| gathered_parts(&self.gathers, &self.rx, e, head, &mut parts));
+                    let r = match (&e.tag, gathered.flatten()) {
+                        (None, Some(n)) => t.write(&parts.map(std::io::IoSlice::new)[..n]),
                         (None, None) => t.write(&[std::io::IoSlice::new(head), std::io::IoSlice::new(frame)]),
                         (Some(tag), _) => t.write(&[
                             std::io::IoSlice::new(head),
@@ -583,21 +566,14 @@ impl Dataplane {
             for e in self.txq.iter().filter(|e| e.sink == sink) {
                 let data = resolve(&self.rx, &self.seg, &self.scratch, e.bytes);
                 let head = head_of(&pipeline, e, &self.long_prefixes);
+                let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
                 let gathered = match sink {
-                    Sink::Packet(_) if e.tag.is_none() => {
-                        self.gathers.iter().find(|g| e.bytes.area == Area::Rx && g.start == e.bytes.start)
-                    }
+                    Sink::Packet(_) if e.tag.is_none() => gathered_parts(&self.gathers, &self.rx, e, head, &mut parts),
                     _ => None,
                 };
-                if let Some(g) = gathered {
-                    let storage = self.rx.storage();
-                    let mut parts: [&[u8]; MAX_PARTS] = [&[]; MAX_PARTS];
-                    parts[0] = head;
-                    for (slot, r) in parts[1..].iter_mut().zip(g.parts()) {
-                        *slot = &storage[r];
-                    }
+                if let Some(n) = gathered {
                     owners[batch.len()] = (e.port, data.len(), 1, false);
-                    batch.push_segmented(&parts[..1 + g.part_count()], e.dest.as_ref(), e.meta, 0);
+                    batch.push_segmented(&parts[..n], e.dest.as_ref(), e.meta, 0);
                     if batch.is_full() {
                         batch.send_with(fd, |k, ok| account(&owners, k, ok));
                     }
@@ -633,4 +609,30 @@ impl Dataplane {
         self.txq.clear();
         self.long_prefixes.clear();
     }
+}
+
+/// Which of `gathers` is the merged frame at `bytes`, if it is one whose payloads still lie apart.
+fn find_gathered(gathers: &[gro::Gathered], bytes: Bytes) -> Option<usize> {
+    if bytes.area != Area::Rx || gathers.is_empty() {
+        return None;
+    }
+    gathers.iter().position(|g| g.start == bytes.start)
+}
+
+/// When `e` is such a merged frame: its header `head` and then its parts where they lie, into `parts`, and
+/// how many that is (for one gathering write).
+fn gathered_parts<'a>(
+    gathers: &[gro::Gathered],
+    rx: &'a RecvBatch,
+    e: &TxEntry,
+    head: &'a [u8],
+    parts: &mut [&'a [u8]; MAX_PARTS],
+) -> Option<usize> {
+    let g = &gathers[find_gathered(gathers, e.bytes)?];
+    let storage = rx.storage();
+    parts[0] = head;
+    for (slot, r) in parts[1..].iter_mut().zip(g.parts()) {
+        *slot = &storage[r];
+    }
+    Some(1 + g.part_count())
 }
